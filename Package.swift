@@ -1,0 +1,92 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+/// MeltyBase: one kernel binary, plugins loaded through a C ABI.
+let package = Package(
+    name: "MeltyBase",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "meltybase", targets: ["meltybase"]),
+        /// The C contract between kernel and plugins (header only).
+        .library(name: "MeltyPluginABI", targets: ["MeltyPluginABI"]),
+        /// The Swift SDK that turns the C ABI into async Swift.
+        .library(name: "MeltyPluginSDK", targets: ["MeltyPluginSDK"]),
+        /// Example plugin written in Swift on the SDK.
+        .library(name: "EchoSwiftPlugin", type: .dynamic, targets: ["EchoSwiftPlugin"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+    ],
+    targets: [
+        .target(name: "MeltyPluginABI", path: "Sources/MeltyPluginABI"),
+        .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .target(name: "MeltyBuildSignature", path: "Sources/MeltyBuildSignature"),
+        .target(
+            name: "MeltyPluginSDK",
+            dependencies: ["MeltyPluginABI", "MeltyBuildSignature"],
+            path: "Sources/MeltyPluginSDK"
+        ),
+        .target(
+            name: "Kernel",
+            dependencies: [
+                "MeltyPluginABI", "CLibPQ", "CHiredis",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+                .product(name: "X509", package: "swift-certificates"),
+                "MeltyBuildSignature",
+            ],
+            path: "Sources/Kernel",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .executableTarget(
+            name: "meltybase",
+            dependencies: [
+                "Kernel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Sources/meltybase",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .target(
+            name: "EchoSwiftPlugin",
+            dependencies: ["MeltyPluginSDK"],
+            path: "Plugins/Examples/EchoSwift"
+        ),
+        .testTarget(
+            name: "KernelTests",
+            dependencies: [
+                "Kernel",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ],
+            path: "Tests/KernelTests",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+    ]
+)

@@ -1,0 +1,251 @@
+import Foundation
+import TOMLKit
+
+/// Parses `plugins.toml` with TOMLKit into a validated ``KernelConfig``.
+///
+/// Unknown keys, wrong types and bad values are ``ConfigError``s naming the file, the line
+/// and the key. `MELTYBASE_*` environment variables then override URLs and secrets:
+/// `MELTYBASE_DATABASE_URL`, `MELTYBASE_REDIS_URL`, `MELTYBASE_DATA_DIR`,
+/// `MELTYBASE_PLUGIN_DIR`, `MELTYBASE_LICENSE_PUBLIC_KEY`.
+public struct ConfigLoader {
+    /// Environment consulted for overrides (injectable for tests).
+    public var environment: [String: String]
+
+    /// A loader reading overrides from `environment`.
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        self.environment = environment
+    }
+
+    /// Reads and validates the file at `path`.
+    public func load(path: String) throws -> KernelConfig {
+        let url = URL(fileURLWithPath: path).standardizedFileURL
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw ConfigError(file: path, line: nil, key: nil, message: "cannot read the file; pass an existing file with --config")
+        }
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw ConfigError(file: path, line: nil, key: nil, message: "the file is not valid UTF-8")
+        }
+        return try parse(text, path: url.path)
+    }
+
+    /// Validates TOML `text` as if read from `path` (relative paths resolve against its folder).
+    public func parse(_ text: String, path: String) throws -> KernelConfig {
+        let root: TOMLTable
+        do {
+            root = try TOMLTable(string: text)
+        } catch let error as TOMLParseError {
+            throw ConfigError(file: path, line: error.source.begin.line, key: nil, message: "TOML syntax error: \(error.description)")
+        }
+        let reader = TableReader(file: path, locator: TOMLKeyLocator(source: text))
+        let directory = (path as NSString).deletingLastPathComponent
+        var config = KernelConfig.defaults(directory: directory)
+        config.sourcePath = path
+
+        try reader.checkKeys(root, prefix: "", allowed: ["kernel", "listeners", "database", "redis", "rate_limit", "plugins", "portals", "license"])
+
+        if let kernel = try reader.table(root, "kernel", prefix: "") {
+            try reader.checkKeys(kernel, prefix: "kernel", allowed: ["data_dir", "plugin_dir", "body_limit_bytes", "request_timeout_seconds", "log_level"])
+            if let value = try reader.string(kernel, "data_dir", prefix: "kernel") { config.dataDirectory = resolve(value, against: directory) }
+            if let value = try reader.string(kernel, "plugin_dir", prefix: "kernel"), !value.isEmpty { config.pluginDirectory = resolve(value, against: directory) }
+            if let value = try reader.int(kernel, "body_limit_bytes", prefix: "kernel", range: 1024...(1 << 30)) { config.bodyLimitBytes = value }
+            if let value = try reader.number(kernel, "request_timeout_seconds", prefix: "kernel", range: 0.1...3600) { config.requestTimeoutSeconds = value }
+            if let value = try reader.string(kernel, "log_level", prefix: "kernel") {
+                let levels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
+                guard levels.contains(value) else {
+                    throw reader.error("kernel.log_level", "expected one of \(levels.joined(separator: ", ")), found \"\(value)\"")
+                }
+                config.logLevel = value
+            }
+        }
+
+        if let listeners = root["listeners"] {
+            guard let array = listeners.array else { throw reader.error("listeners", "expected an array of tables ([[listeners]])") }
+            config.listeners = try array.enumerated().map { index, item in
+                let prefix = "listeners.\(index)"
+                guard let table = item.table else { throw reader.error(prefix, "expected a table") }
+                try reader.checkKeys(table, prefix: prefix, allowed: ["host", "port", "tls_certificate", "tls_key", "client_ca"])
+                var listener = ListenerConfig(host: "127.0.0.1", port: 3000)
+                if let host = try reader.string(table, "host", prefix: prefix) { listener.host = host }
+                if let port = try reader.int(table, "port", prefix: prefix, range: 0...65535) { listener.port = port }
+                listener.tlsCertificatePath = try reader.string(table, "tls_certificate", prefix: prefix).map { resolve($0, against: directory) }
+                listener.tlsKeyPath = try reader.string(table, "tls_key", prefix: prefix).map { resolve($0, against: directory) }
+                listener.clientCAPath = try reader.string(table, "client_ca", prefix: prefix).map { resolve($0, against: directory) }
+                if (listener.tlsCertificatePath == nil) != (listener.tlsKeyPath == nil) {
+                    throw reader.error(prefix, "tls_certificate and tls_key must be given together")
+                }
+                if listener.clientCAPath != nil && listener.tlsCertificatePath == nil {
+                    throw reader.error("\(prefix).client_ca", "client certificates need TLS: set tls_certificate and tls_key too")
+                }
+                return listener
+            }
+            if config.listeners.isEmpty { throw reader.error("listeners", "at least one listener is needed") }
+        }
+
+        for section in ["database", "redis"] {
+            if let table = try reader.table(root, section, prefix: "") {
+                try reader.checkKeys(table, prefix: section, allowed: ["url"])
+                let url = try reader.string(table, "url", prefix: section).flatMap { $0.isEmpty ? nil : $0 }
+                if section == "database" { config.databaseURL = url } else { config.redisURL = url }
+            }
+        }
+
+        if let limits = try reader.table(root, "rate_limit", prefix: "") {
+            try reader.checkKeys(limits, prefix: "rate_limit", allowed: ["per_client", "per_portal"])
+            config.rateLimit.perClient = try reader.bucket(limits, "per_client", prefix: "rate_limit")
+            config.rateLimit.perPortal = try reader.bucket(limits, "per_portal", prefix: "rate_limit")
+        }
+
+        if let license = try reader.table(root, "license", prefix: "") {
+            try reader.checkKeys(license, prefix: "license", allowed: ["public_key"])
+            config.licensePublicKey = try reader.string(license, "public_key", prefix: "license")
+        }
+
+        if let plugins = try reader.table(root, "plugins", prefix: "") {
+            for name in plugins.keys {
+                let prefix = "plugins.\(name)"
+                try reader.checkName(name, key: prefix, what: "plugin")
+                guard let table = plugins[name]?.table else { throw reader.error(prefix, "expected a table [\(prefix)]") }
+                try reader.checkKeys(table, prefix: prefix, allowed: ["path", "required", "config"])
+                guard let path = try reader.string(table, "path", prefix: prefix) else {
+                    throw reader.error(prefix, "missing 'path': the plugin's shared library (e.g. path = \"lib\(name).so\")")
+                }
+                let required = try reader.bool(table, "required", prefix: prefix) ?? false
+                var json = "{}"
+                if let sub = try reader.table(table, "config", prefix: prefix) { json = sub.convert(to: .json) }
+                config.plugins.append(PluginConfig(
+                    name: name, path: path, required: required, configJSON: json,
+                    line: reader.locator.line(of: prefix) ?? 0))
+            }
+            config.plugins.sort { $0.line < $1.line }
+        }
+
+        if let portals = try reader.table(root, "portals", prefix: "") {
+            for name in portals.keys {
+                let prefix = "portals.\(name)"
+                try reader.checkName(name, key: prefix, what: "portal")
+                guard let table = portals[name]?.table else { throw reader.error(prefix, "expected a table [\(prefix)]") }
+                try reader.checkKeys(table, prefix: prefix, allowed: ["plugins", "rate_limit"])
+                let names = try reader.stringArray(table, "plugins", prefix: prefix) ?? []
+                for plugin in names where !config.plugins.contains(where: { $0.name == plugin }) {
+                    throw reader.error("\(prefix).plugins", "plugin \"\(plugin)\" is not declared; add a [plugins.\(plugin)] table or remove it from the list")
+                }
+                let bucket = try reader.bucket(table, "rate_limit", prefix: prefix)
+                config.portals.append(PortalConfig(name: name, plugins: names, rateLimit: bucket))
+            }
+            config.portals.sort { (reader.locator.line(of: "portals.\($0.name)") ?? 0) < (reader.locator.line(of: "portals.\($1.name)") ?? 0) }
+        }
+
+        for index in config.plugins.indices {
+            config.plugins[index].path = resolve(config.plugins[index].path, against: config.pluginDirectory)
+        }
+        applyEnvironment(to: &config)
+        return config
+    }
+
+    private func applyEnvironment(to config: inout KernelConfig) {
+        func value(_ name: String) -> String? {
+            guard let value = environment[name], !value.isEmpty else { return nil }
+            return value
+        }
+        if let url = value("MELTYBASE_DATABASE_URL") { config.databaseURL = url }
+        if let url = value("MELTYBASE_REDIS_URL") { config.redisURL = url }
+        if let key = value("MELTYBASE_LICENSE_PUBLIC_KEY") { config.licensePublicKey = key }
+        if let directory = value("MELTYBASE_DATA_DIR") { config.dataDirectory = directory }
+        if let directory = value("MELTYBASE_PLUGIN_DIR") {
+            let old = config.pluginDirectory
+            config.pluginDirectory = directory
+            for index in config.plugins.indices where config.plugins[index].path.hasPrefix(old + "/") {
+                config.plugins[index].path = directory + config.plugins[index].path.dropFirst(old.count)
+            }
+        }
+    }
+
+    private func resolve(_ path: String, against directory: String) -> String {
+        if path.hasPrefix("/") { return path }
+        if path.hasPrefix("~/") { return NSHomeDirectory() + path.dropFirst(1) }
+        return URL(fileURLWithPath: directory).appendingPathComponent(path).standardizedFileURL.path
+    }
+}
+
+/// Typed access to a TOML table that turns every mismatch into a located ``ConfigError``.
+private struct TableReader {
+    let file: String
+    let locator: TOMLKeyLocator
+
+    func error(_ key: String, _ message: String) -> ConfigError {
+        ConfigError(file: file, line: locator.line(of: key), key: key, message: message)
+    }
+
+    private func path(_ prefix: String, _ key: String) -> String { prefix.isEmpty ? key : "\(prefix).\(key)" }
+
+    func checkKeys(_ table: TOMLTable, prefix: String, allowed: Set<String>) throws {
+        for key in table.keys where !allowed.contains(key) {
+            throw error(path(prefix, key), "unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
+        }
+    }
+
+    func checkName(_ name: String, key: String, what: String) throws {
+        let valid = !name.isEmpty && name.count <= 63 && name.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_"
+        } && !name.hasPrefix("-") && !name.hasPrefix("_")
+        if !valid { throw error(key, "\(what) name \"\(name)\" must be 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit") }
+    }
+
+    func table(_ table: TOMLTable, _ key: String, prefix: String) throws -> TOMLTable? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.table else { throw error(path(prefix, key), "expected a table, found \(value.type)") }
+        return result
+    }
+
+    func string(_ table: TOMLTable, _ key: String, prefix: String) throws -> String? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.string else { throw error(path(prefix, key), "expected a string, found \(value.type)") }
+        return result
+    }
+
+    func bool(_ table: TOMLTable, _ key: String, prefix: String) throws -> Bool? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.bool else { throw error(path(prefix, key), "expected true or false, found \(value.type)") }
+        return result
+    }
+
+    func int(_ table: TOMLTable, _ key: String, prefix: String, range: ClosedRange<Int>) throws -> Int? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.int else { throw error(path(prefix, key), "expected an integer, found \(value.type)") }
+        guard range.contains(result) else {
+            throw error(path(prefix, key), "expected an integer from \(range.lowerBound) to \(range.upperBound), found \(result)")
+        }
+        return result
+    }
+
+    func number(_ table: TOMLTable, _ key: String, prefix: String, range: ClosedRange<Double>) throws -> Double? {
+        guard let value = table[key] else { return nil }
+        guard let result = value.double ?? value.int.map(Double.init) else {
+            throw error(path(prefix, key), "expected a number, found \(value.type)")
+        }
+        guard range.contains(result) else {
+            throw error(path(prefix, key), "expected a number from \(range.lowerBound) to \(range.upperBound), found \(result)")
+        }
+        return result
+    }
+
+    func stringArray(_ table: TOMLTable, _ key: String, prefix: String) throws -> [String]? {
+        guard let value = table[key] else { return nil }
+        guard let array = value.array else { throw error(path(prefix, key), "expected an array of strings, found \(value.type)") }
+        return try array.map {
+            guard let text = $0.string else { throw error(path(prefix, key), "expected an array of strings, found an element of type \($0.type)") }
+            return text
+        }
+    }
+
+    func bucket(_ table: TOMLTable, _ key: String, prefix: String) throws -> TokenBucketConfig? {
+        guard let inner = try self.table(table, key, prefix: prefix) else { return nil }
+        let keyPath = path(prefix, key)
+        try checkKeys(inner, prefix: keyPath, allowed: ["rate", "burst"])
+        guard let rate = try number(inner, "rate", prefix: keyPath, range: 0.001...10_000_000) else {
+            throw error(keyPath, "missing 'rate' (requests per second)")
+        }
+        let burst = try int(inner, "burst", prefix: keyPath, range: 1...100_000_000) ?? max(1, Int(rate.rounded(.up)))
+        return TokenBucketConfig(rate: rate, burst: burst)
+    }
+}

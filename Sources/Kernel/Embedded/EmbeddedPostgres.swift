@@ -1,0 +1,187 @@
+import Foundation
+import Logging
+
+/// A private Postgres cluster in the data directory, started as a supervised child.
+///
+/// Postgres refuses to run as root; when the kernel is root the cluster belongs to an
+/// unprivileged account (`postgres` when the Debian package created it, otherwise a
+/// `meltybase` system user the kernel creates) and every server command runs through
+/// `setpriv`. The server listens on a unix socket only (no TCP), in a 0700 directory.
+public final class EmbeddedPostgres: @unchecked Sendable {
+    /// Cluster directory (`PGDATA`).
+    public let clusterDirectory: String
+    /// Directory holding the unix socket.
+    public let socketDirectory: String
+    private let binDirectory: String
+    private let runAs: SystemAccount?
+    private let logger: Logger
+    private var supervisor: SupervisedProcess?
+
+    /// The libpq conninfo of the embedded cluster's `meltybase` database.
+    public var conninfo: String { "host=\(socketDirectory) port=5432 user=meltybase dbname=meltybase connect_timeout=5" }
+
+    /// Prepares paths and the account; does not start anything.
+    public init(dataDirectory: String, logger: Logger) throws {
+        self.logger = logger
+        guard let bin = PostgresBinaries.find() else {
+            throw EmbeddedServiceError(
+                "Postgres server binaries (initdb, postgres) not found",
+                hint: "install them with `apt-get install postgresql-15` (scripts/setup.sh does), or set [database] url to use an existing server")
+        }
+        binDirectory = bin
+        runAs = getuid() == 0 ? try SystemAccount.unprivilegedForPostgres(logger: logger) : nil
+        var cluster = (dataDirectory as NSString).appendingPathComponent("postgres")
+        if let account = runAs, !account.canReach(directory: dataDirectory) {
+            // The data directory sits below a folder the unprivileged account cannot enter
+            // (for example /root): keep the cluster in a per-data-directory folder it owns.
+            cluster = "/var/lib/meltybase/\(StableHash.hex(dataDirectory).prefix(16))/postgres"
+            logger.notice("the Postgres cluster lives outside the data directory because \(account.name) cannot enter it", metadata: ["cluster": "\(cluster)"])
+        }
+        clusterDirectory = cluster
+        let preferredSocket = (cluster as NSString).deletingLastPathComponent + "/postgres-socket"
+        socketDirectory = preferredSocket.utf8.count + 20 < 100
+            ? preferredSocket : "/tmp/meltybase-pg-\(StableHash.hex(cluster).prefix(16))"
+    }
+
+    /// Initialises the cluster on first use, starts it and waits until it accepts connections.
+    public func start() throws {
+        let fileManager = FileManager.default
+        let parent = (clusterDirectory as NSString).deletingLastPathComponent
+        if !fileManager.fileExists(atPath: parent) {
+            try fileManager.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        }
+        try fileManager.createDirectory(atPath: clusterDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try fileManager.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if let account = runAs {
+            try account.own(clusterDirectory)
+            try account.own(socketDirectory)
+        }
+        let fresh = !fileManager.fileExists(atPath: clusterDirectory + "/PG_VERSION")
+        if fresh {
+            logger.notice("initialising the embedded Postgres cluster (first start only)", metadata: ["cluster": "\(clusterDirectory)"])
+            try runToCompletion(binDirectory + "/initdb", [
+                "-D", clusterDirectory, "-U", "meltybase", "-A", "trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
+            ])
+        }
+        stopLeftoverServer()
+        let logFile = (clusterDirectory as NSString).deletingLastPathComponent + "/postgres.log"
+        FileManager.default.createFile(atPath: logFile, contents: nil, attributes: [.posixPermissions: 0o600])
+        let serverArguments = [
+            binDirectory + "/postgres", "-D", clusterDirectory, "-k", socketDirectory, "-p", "5432",
+            "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
+            "-c", "max_connections=200", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=16", "-c", "max_wal_senders=16",
+        ]
+        let (executable, arguments) = command(serverArguments)
+        let process = SupervisedProcess(name: "embedded Postgres", executable: executable, arguments: arguments, logFile: logFile, logger: logger)
+        logger.notice("starting the embedded Postgres", metadata: ["socket": "\(socketDirectory)"])
+        try process.start()
+        supervisor = process
+        try waitUntilReady(timeout: 60)
+        if fresh {
+            let connection = try PostgresConnection(conninfo: conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=postgres"))
+            try connection.query("CREATE DATABASE meltybase")
+        }
+        logger.notice("embedded Postgres is ready")
+    }
+
+    /// Stops the server (fast shutdown: active transactions roll back, data is flushed).
+    public func stop() {
+        supervisor?.stop(signal: SIGINT, timeout: 20)
+        supervisor = nil
+    }
+
+    /// The supervised server process (for restart notifications and tests).
+    var process: SupervisedProcess? { supervisor }
+
+    private func waitUntilReady(timeout: Double) throws {
+        let deadline = Date().addingTimeInterval(timeout)
+        let probe = conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=postgres")
+        var lastError = ""
+        while Date() < deadline {
+            do {
+                _ = try PostgresConnection(conninfo: probe)
+                return
+            } catch {
+                lastError = "\(error)"
+                usleep(100_000)
+            }
+        }
+        throw EmbeddedServiceError("the embedded Postgres did not accept connections within \(Int(timeout)) s: \(lastError)",
+                                   hint: "see \((clusterDirectory as NSString).deletingLastPathComponent)/postgres.log")
+    }
+
+    /// A server left running by a kernel that was killed: stop it so this one supervises.
+    private func stopLeftoverServer() {
+        let pidFile = clusterDirectory + "/postmaster.pid"
+        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
+              let pid = Int32(text.split(separator: "\n").first ?? ""), kill(pid, 0) == 0 else { return }
+        logger.notice("stopping a Postgres left running by an earlier kernel", metadata: ["pid": "\(pid)"])
+        kill(pid, SIGINT)
+        let deadline = Date().addingTimeInterval(20)
+        while kill(pid, 0) == 0 && Date() < deadline { usleep(50_000) }
+    }
+
+    private func command(_ arguments: [String]) -> (String, [String]) {
+        guard let account = runAs else { return (arguments[0], Array(arguments.dropFirst())) }
+        return ("/usr/bin/setpriv", ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--"] + arguments)
+    }
+
+    private func runToCompletion(_ executable: String, _ arguments: [String]) throws {
+        let (path, fullArguments) = command([executable] + arguments)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = fullArguments
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw EmbeddedServiceError("\((executable as NSString).lastPathComponent) failed: \(String(decoding: output, as: UTF8.self))",
+                                       hint: "check that \(clusterDirectory) is writable by the account running Postgres")
+        }
+    }
+}
+
+/// Finds the Postgres server binaries (Debian keeps them off PATH).
+enum PostgresBinaries {
+    static func find() -> String? {
+        var candidates: [String] = []
+        if let bin = run("/usr/bin/env", ["pg_config", "--bindir"]) { candidates.append(bin) }
+        candidates += ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/local/pgsql/bin", "/usr/local/bin", "/usr/bin"]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") && FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
+    }
+
+    /// Output of a command, trimmed, or nil when it fails.
+    static func run(_ executable: String, _ arguments: [String]) -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        guard (try? process.run()) != nil else { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { return nil }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
+/// A failure starting an embedded service, with what to do about it.
+public struct EmbeddedServiceError: Error, CustomStringConvertible {
+    /// What failed.
+    public var message: String
+    /// What to do.
+    public var hint: String
+
+    init(_ message: String, hint: String) {
+        self.message = message
+        self.hint = hint
+    }
+
+    /// `message (hint: ...)`.
+    public var description: String { "\(message) (hint: \(hint))" }
+}

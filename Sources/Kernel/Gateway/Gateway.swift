@@ -1,0 +1,76 @@
+import HTTPTypes
+import HummingbirdCore
+import Foundation
+import Hummingbird
+import HummingbirdTLS
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOSSL
+import ServiceLifecycle
+
+/// Builds the HTTP/WebSocket applications (one per listener) over one set of routes.
+struct Gateway {
+    let config: KernelConfig
+    let plugins: PluginHost
+    let portals: PortalRegistry
+    let rateLimiter: RateLimiter
+    let systemRoutes: SystemRoutes
+    let logger: Logger
+
+    /// One Hummingbird application per configured listener.
+    /// `onListening` receives the listener and the bound port.
+    func applications(onListening: @escaping @Sendable (ListenerConfig, Int) -> Void) throws -> [any Service] {
+        KernelRequestContext.bodyLimit = config.bodyLimitBytes
+        let portalRoutes = PortalRouteHandler(plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds)
+        let middleware = GatewayMiddleware(rateLimiter: rateLimiter, perClient: config.rateLimit.perClient)
+
+        let router = Router(context: KernelRequestContext.self)
+        router.middlewares.add(middleware)
+        systemRoutes.register(on: router)
+        for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
+            router.on("/p/**", method: method) { request, context in try await portalRoutes.handle(request, context: context) }
+        }
+
+        let webSocketRouter = Router(context: KernelRequestContext.self)
+        webSocketRouter.middlewares.add(middleware)
+        webSocketRouter.ws("/p/**") { request, _ in
+            try await portalRoutes.shouldUpgrade(request)
+        } onUpgrade: { inbound, outbound, context in
+            try await portalRoutes.runWebSocket(inbound: inbound, outbound: outbound, context: context)
+        }
+
+        return try config.listeners.map { listener in
+            var server = HTTPServerBuilder.http1WebSocketUpgrade(
+                webSocketRouter: webSocketRouter,
+                configuration: .init(http1: .init(idleTimeout: .seconds(75)), ws: .init(maxFrameSize: config.bodyLimitBytes)))
+            if listener.usesTLS { server = try .tls(server, tlsConfiguration: tlsConfiguration(for: listener)) }
+            return Application(
+                router: router,
+                server: server,
+                configuration: .init(address: .hostname(listener.host, port: listener.port), serverName: nil),
+                onServerRunning: { channel in onListening(listener, channel.localAddress?.port ?? listener.port) },
+                logger: logger)
+        }
+    }
+
+    /// TLS settings of a listener; with `client_ca` a client certificate signed by it is required.
+    func tlsConfiguration(for listener: ListenerConfig) throws -> TLSConfiguration {
+        guard let certificatePath = listener.tlsCertificatePath, let keyPath = listener.tlsKeyPath else {
+            throw GatewayError(status: 500, code: "tls_config", message: "listener has no certificate")
+        }
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificatePath).map { NIOSSLCertificateSource.certificate($0) }
+            let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
+            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            if let clientCA = listener.clientCAPath {
+                tls.certificateVerification = .noHostnameVerification
+                tls.trustRoots = .file(clientCA)
+            }
+            return tls
+        } catch {
+            throw ConfigError(file: config.sourcePath, line: nil, key: "listeners",
+                              message: "cannot load TLS files for \(listener.host):\(listener.port) (\(certificatePath), \(keyPath)): \(error)")
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import HTTPTypes
+import Foundation
+import Hummingbird
+import Logging
+import Metrics
+
+/// The first stage of every request: request id, rate limit per client, JSON errors,
+/// metrics and a log line for server errors.
+struct GatewayMiddleware: RouterMiddleware {
+    typealias Context = KernelRequestContext
+    let rateLimiter: RateLimiter
+    let perClient: TokenBucketConfig?
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        var context = context
+        context.requestID = Self.requestID(from: request)
+        context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        let started = DispatchTime.now().uptimeNanoseconds
+        var response: Response
+        do {
+            if let bucket = perClient {
+                let decision = await rateLimiter.take(key: "client:" + context.clientAddress, bucket: bucket)
+                if !decision.allowed { throw Self.tooManyRequests(decision, scope: "your address") }
+            }
+            response = try await next(request, context)
+        } catch {
+            response = Self.errorResponse(for: error, request: request, context: context)
+        }
+        response.headers[.init("x-request-id")!] = context.requestID
+        let status = response.status.code
+        Counter(label: "meltybase_http_requests_total", dimensions: [("status", String(status))]).increment()
+        Timer(label: "meltybase_http_request_duration_seconds").recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+        if status >= 500 {
+            context.logger.error("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(status)"])
+        }
+        return response
+    }
+
+    /// A 429 with `Retry-After` naming what was limited.
+    static func tooManyRequests(_ decision: RateLimitDecision, scope: String) -> GatewayError {
+        GatewayError(
+            status: 429, code: "rate_limited", message: "too many requests from \(scope)",
+            hint: "retry after \(decision.retryAfterSeconds) s",
+            headers: [("Retry-After", String(max(1, decision.retryAfterSeconds)))])
+    }
+
+    /// Any error as a JSON `{code, message, hint}` response; never a bare 500 page.
+    static func errorResponse(for error: any Error, request: Request, context: Context) -> Response {
+        let gatewayError: GatewayError
+        switch error {
+        case let error as GatewayError:
+            gatewayError = error
+        case let error as HTTPError:
+            let status = Int(error.status.code)
+            let code = status == 404 ? "route_not_found" : status == 413 ? "body_too_large" : "http_\(status)"
+            var message = error.body ?? error.status.reasonPhrase
+            if status == 404 { message = "no route for \(request.method) \(request.uri.path)" }
+            if status == 413 { message = "request body is larger than the limit of \(Context.bodyLimit) bytes" }
+            gatewayError = GatewayError(status: status, code: code, message: message,
+                                        hint: status == 404 ? "portal routes look like /p/<portal>/<plugin prefix>/..." : status == 413 ? "raise [kernel] body_limit_bytes or send less" : nil)
+        case let error as PostgresError:
+            gatewayError = GatewayError(status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error.message)",
+                                        hint: "retry shortly", headers: [("Retry-After", "1")])
+        default:
+            context.logger.error("unhandled error", metadata: ["error": "\(error)"])
+            gatewayError = GatewayError(status: 500, code: "internal_error", message: "internal error", hint: "see the kernel log for request id \(context.requestID)")
+        }
+        return (try? gatewayError.response(from: request, context: context)) ?? Response(status: .internalServerError)
+    }
+
+    private static func requestID(from request: Request) -> String {
+        if let given = request.headers[.init("x-request-id")!], given.count <= 128,
+           given.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0) }) {
+            return given
+        }
+        return UUID().uuidString.lowercased()
+    }
+}

@@ -1,0 +1,218 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import MeltyPluginABI
+import NIOCore
+import NIOSSL
+
+/// Routes `/p/<portal>/<prefix>/...` to the portal's instance of the plugin owning `prefix`,
+/// for HTTP requests and WebSocket upgrades alike.
+struct PortalRouteHandler: Sendable {
+    let plugins: PluginHost
+    let portals: PortalRegistry
+    let rateLimiter: RateLimiter
+    let requestTimeout: Double
+
+    /// A resolved target: the instance (with a use taken) and the path below the prefix.
+    struct Target {
+        let instance: PluginInstance
+        let subpath: String
+    }
+
+    /// Finds the instance for a request path, or throws the 404 that explains why not.
+    func resolve(_ request: Request) throws -> Target {
+        let parts = request.uri.path.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
+        // "", "p", portal, rest
+        guard parts.count >= 3, parts[1] == "p" else { throw GatewayError(status: 404, code: "route_not_found", message: "no route for \(request.uri.path)") }
+        let portalName = String(parts[2])
+        let rest = parts.count > 3 ? parts[3] : ""
+        let prefix = String(rest.split(separator: "/", maxSplits: 1).first ?? "")
+        let subpath = "/" + (rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? "")
+        guard let portal = portals.portal(portalName) else {
+            throw GatewayError(status: 404, code: "portal_not_found", message: "portal \"\(portalName)\" does not exist",
+                               hint: "create it with `meltybase portal create \(portalName)` or declare [portals.\(portalName)] in plugins.toml")
+        }
+        guard !prefix.isEmpty, let plugin = plugins.plugin(prefix: prefix) else {
+            throw GatewayError(status: 404, code: "plugin_not_found", message: "no loaded plugin serves the prefix \"\(prefix)\"",
+                               hint: "`meltybase plugins list` shows the loaded plugins and their prefixes")
+        }
+        guard let instance = portal.instances.withLockedValue({ $0[plugin.name] }), instance.acquire() else {
+            throw GatewayError(status: 404, code: "plugin_not_enabled", message: "plugin \"\(plugin.name)\" is not enabled for portal \"\(portalName)\"",
+                               hint: "enable it with `meltybase portal enable \(portalName) \(plugin.name)` or add it to [portals.\(portalName)] plugins")
+        }
+        return Target(instance: instance, subpath: subpath)
+    }
+
+    /// Takes a token from the portal's bucket when it has one.
+    func limitPortal(_ instance: PluginInstance) async throws {
+        guard let bucket = portals.portal(instance.portal.name)?.rateLimit else { return }
+        let decision = await rateLimiter.take(key: "portal:" + instance.portal.name, bucket: bucket)
+        if !decision.allowed { throw GatewayMiddleware.tooManyRequests(decision, scope: "portal \"\(instance.portal.name)\"") }
+    }
+
+    /// Handles one HTTP request through the plugin.
+    func handle(_ request: Request, context: KernelRequestContext) async throws -> Response {
+        let target = try resolve(request)
+        defer { target.instance.release() }
+        try await limitPortal(target.instance)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: KernelRequestContext.bodyLimit)
+        } catch {
+            throw GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(KernelRequestContext.bodyLimit) bytes",
+                               hint: "raise [kernel] body_limit_bytes or send less")
+        }
+        let certificate = await clientCertificateSubject(context)
+        let fields = HostRequestFields(request: request, subpath: target.subpath, portal: target.instance.portal.name,
+                                       requestID: context.requestID, remote: context.clientAddress, certificate: certificate, body: body)
+        let instance = target.instance
+        let response = await PendingRequests.shared.run(plugin: instance.plugin.name, timeout: requestTimeout) { token in
+            fields.withHostRequest { hostRequest in
+                instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
+            }
+        }
+        var headers = HTTPFields()
+        for (name, value) in response.headers {
+            if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
+        }
+        return Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
+    }
+
+    /// Decides whether a WebSocket upgrade may happen (portal, plugin, plugin accepts them).
+    func shouldUpgrade(_ request: Request) async throws -> RouterShouldUpgrade {
+        let target = try resolve(request)
+        defer { target.instance.release() }
+        guard target.instance.plugin.acceptsWebSockets else {
+            throw GatewayError(status: 404, code: "websocket_not_supported", message: "plugin \"\(target.instance.plugin.name)\" does not accept WebSocket connections")
+        }
+        try await limitPortal(target.instance)
+        return .upgrade([:])
+    }
+
+    /// Runs an upgraded connection: registers it, asks the plugin (`ws_open`), then pumps
+    /// frames both ways until either side closes.
+    func runWebSocket(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, context: WebSocketRouterContext<KernelRequestContext>) async throws {
+        guard let target = try? resolve(context.request) else {
+            try await outbound.close(.policyViolation, reason: "portal or plugin no longer available")
+            return
+        }
+        defer { target.instance.release() }
+        let instance = target.instance
+        let descriptor = instance.plugin.descriptor.pointee
+        let (connection, queue) = WebSocketHub.shared.open()
+        defer { WebSocketHub.shared.remove(connection) }
+        let certificate = await clientCertificateSubject(context.requestContext)
+        let fields = HostRequestFields(request: context.request, subpath: target.subpath, portal: instance.portal.name,
+                                       requestID: context.requestContext.requestID, remote: context.requestContext.clientAddress,
+                                       certificate: certificate, body: ByteBuffer())
+        let message = ErrorBuffer()
+        let status = fields.withHostRequest { descriptor.ws_open!(instance.pointer, connection, $0, message.buffer) }
+        guard status == MB_OK else {
+            let reason = message.text.isEmpty ? "refused by plugin \(instance.plugin.name)" : message.text
+            try await outbound.close(.policyViolation, reason: String(decoding: Array(reason.utf8.prefix(120)), as: UTF8.self))
+            return
+        }
+        var closeCode: UInt16 = 1000
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await frame in queue {
+                    do {
+                        switch frame {
+                        case .text(let bytes): try await outbound.write(.text(String(decoding: bytes, as: UTF8.self)))
+                        case .binary(let bytes): try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
+                        case .close(let code, let reason):
+                            try await outbound.close(.init(codeNumber: Int(code)), reason: reason)
+                            return
+                        }
+                    } catch {
+                        return
+                    }
+                }
+            }
+            do {
+                for try await frame in inbound.messages(maxSize: KernelRequestContext.bodyLimit) {
+                    switch frame {
+                    case .text(let text):
+                        var copy = text
+                        copy.withUTF8 { descriptor.ws_message?(instance.pointer, connection, 1, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
+                    case .binary(let buffer):
+                        buffer.withUnsafeReadableBytes { raw in
+                            descriptor.ws_message?(instance.pointer, connection, 0,
+                                                   mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
+                        }
+                    }
+                }
+            } catch {
+                closeCode = 1002
+            }
+            WebSocketHub.shared.remove(connection)
+            group.cancelAll()
+        }
+        descriptor.ws_close?(instance.pointer, connection, closeCode)
+    }
+
+    /// Subject of the verified client certificate, or "" without mTLS.
+    private func clientCertificateSubject(_ context: KernelRequestContext) async -> String {
+        guard let certificate = try? await context.channel.nioSSL_peerCertificate().get() else { return "" }
+        return ClientCertificate.subject(of: certificate)
+    }
+}
+
+/// The request fields handed to a plugin, laid out once so that `mb_host_request` can
+/// point into them for the duration of one call.
+struct HostRequestFields {
+    let method: [UInt8]
+    let path: [UInt8]
+    let query: [UInt8]
+    let headers: [[UInt8]]
+    let body: ByteBuffer
+    let portal: [UInt8]
+    let requestID: [UInt8]
+    let remote: [UInt8]
+    let certificate: [UInt8]
+
+    init(request: Request, subpath: String, portal: String, requestID: String, remote: String, certificate: String, body: ByteBuffer) {
+        method = Array(request.method.rawValue.utf8)
+        path = Array(subpath.utf8)
+        query = Array((request.uri.query ?? "").utf8)
+        headers = request.headers.flatMap { [Array($0.name.canonicalName.utf8), Array($0.value.utf8)] }
+        self.body = body
+        self.portal = Array(portal.utf8)
+        self.requestID = Array(requestID.utf8)
+        self.remote = Array(remote.utf8)
+        self.certificate = Array(certificate.utf8)
+    }
+
+    /// Calls `body` with an `mb_host_request` valid only during the call.
+    func withHostRequest<R>(_ call: (UnsafePointer<mb_host_request>) -> R) -> R {
+        func bytes(_ buffer: UnsafeBufferPointer<UInt8>) -> mb_host_bytes { mb_host_bytes(data: buffer.baseAddress, len: buffer.count) }
+        return method.withUnsafeBufferPointer { method in
+            path.withUnsafeBufferPointer { path in
+                query.withUnsafeBufferPointer { query in
+                    portal.withUnsafeBufferPointer { portal in
+                        requestID.withUnsafeBufferPointer { requestID in
+                            remote.withUnsafeBufferPointer { remote in
+                                certificate.withUnsafeBufferPointer { certificate in
+                                    body.withUnsafeReadableBytes { rawBody in
+                                        withHostHeaders(headers) { headerPointer, headerCount in
+                                            var request = mb_host_request(
+                                                struct_size: MemoryLayout<mb_host_request>.size,
+                                                method: bytes(method), path: bytes(path), query: bytes(query),
+                                                headers: headerPointer, header_count: headerCount,
+                                                body: mb_host_bytes(data: rawBody.baseAddress?.assumingMemoryBound(to: UInt8.self), len: rawBody.count),
+                                                portal_name: bytes(portal), request_id: bytes(requestID), remote_address: bytes(remote),
+                                                client_certificate_subject: bytes(certificate))
+                                            return call(&request)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

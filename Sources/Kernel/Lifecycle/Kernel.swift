@@ -1,0 +1,122 @@
+import UnixSignals
+import Foundation
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+import Prometheus
+import ServiceLifecycle
+
+/// The running kernel: embedded services, system database, plugins, portals and gateway.
+///
+/// `run()` starts everything in order, serves until SIGTERM or SIGINT, then shuts down
+/// gracefully: listeners stop accepting, in-flight requests finish, plugin instances are
+/// destroyed, and the embedded Postgres and Redis are stopped last.
+public final class Kernel: @unchecked Sendable {
+    /// The validated configuration.
+    public let config: KernelConfig
+    private let logger: Logger
+    private var embeddedPostgres: EmbeddedPostgres?
+    private var embeddedRedis: EmbeddedRedis?
+    private let boundPorts = NIOLockedValueBox<[Int]>([])
+
+    /// Called with every bound listener URL once it accepts connections.
+    public var onListening: (@Sendable (String) -> Void)?
+
+    /// A kernel for `config` logging to `logger`.
+    public init(config: KernelConfig, logger: Logger) {
+        self.config = config
+        self.logger = logger
+    }
+
+    /// The process-wide Prometheus registry behind `/metrics` (metrics bootstrap once per process).
+    public static let metricsRegistry: PrometheusCollectorRegistry = {
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        return registry
+    }()
+
+    /// Starts the embedded Postgres if configured so, and returns the conninfo to use.
+    public func databaseConninfo() throws -> String {
+        if let url = config.databaseURL { return url }
+        if let embeddedPostgres { return embeddedPostgres.conninfo }
+        let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
+        try postgres.start()
+        embeddedPostgres = postgres
+        return postgres.conninfo
+    }
+
+    /// Starts the embedded Redis if configured so, and returns its URL.
+    public func redisURL() throws -> String {
+        if let url = config.redisURL { return url }
+        if let embeddedRedis { return embeddedRedis.url }
+        let redis = EmbeddedRedis(dataDirectory: config.dataDirectory, logger: logger)
+        try redis.start()
+        embeddedRedis = redis
+        return redis.url
+    }
+
+    /// Stops the embedded servers this kernel started.
+    public func stopEmbeddedServices() {
+        embeddedRedis?.stop()
+        embeddedPostgres?.stop()
+        embeddedRedis = nil
+        embeddedPostgres = nil
+    }
+
+    /// Runs until a shutdown signal (or until `ServiceGroup` cancellation in tests).
+    public func run(signals: [UnixSignal] = [.sigterm, .sigint]) async throws {
+        let metrics = Self.metricsRegistry
+        // 0711: the unprivileged account running the embedded Postgres may pass through
+        // to its own folder, but nobody else may list or read the data directory.
+        try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        defer { stopEmbeddedServices() }
+
+        let conninfo = try databaseConninfo()
+        let database = SystemDatabase(conninfo: conninfo)
+        try await database.migrate()
+
+        let redis: RedisClient?
+        do {
+            redis = try RedisClient(url: try redisURL())
+        } catch {
+            logger.warning("Redis is not available; rate limits apply per kernel process", metadata: ["error": "\(error)"])
+            redis = nil
+        }
+        let rateLimiter = RateLimiter(redis: redis, logger: logger)
+
+        HostServices.shared.logger = logger
+        let plugins = try PluginHost(configs: config.plugins, logger: logger)
+        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger)
+        try await portals.applyDeclaredPortals()
+        try await portals.reload()
+
+        let initialized = try await database.withConnection { connection in
+            try connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
+        }
+        let state = SystemState(isInitialized: initialized)
+        let gateway = Gateway(
+            config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter,
+            systemRoutes: SystemRoutes(state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics),
+            logger: logger)
+        let announce = onListening
+        let logger = self.logger
+        let ports = boundPorts
+        let applications = try gateway.applications { listener, port in
+            let url = "\(listener.scheme)://\(listener.host):\(port)"
+            ports.withLockedValue { $0.append(port) }
+            logger.notice("MeltyBase is listening on \(url)", metadata: ["mtls": "\(listener.clientCAPath != nil)"])
+            announce?(url)
+        }
+        let listener = PortalChangeListener(conninfo: conninfo, portals: portals, logger: logger)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: listener)] + applications.map { .init(service: $0) },
+            gracefulShutdownSignals: signals,
+            logger: logger))
+        try await group.run()
+        portals.shutdown()
+        logger.notice("MeltyBase stopped")
+    }
+
+    /// Ports bound so far (listeners configured with port 0 get a free one).
+    public var listeningPorts: [Int] { boundPorts.withLockedValue { $0 } }
+}

@@ -1,0 +1,268 @@
+import AsyncHTTPClient
+import Foundation
+import Logging
+import MeltyPluginABI
+import Metrics
+import NIOCore
+
+/// Receives audit entries from plugins; the kernel installs the real audit log here.
+public protocol AuditSink: Sendable {
+    /// Appends one entry; throws when it cannot be stored.
+    func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String) throws
+}
+
+/// Writes audit entries as structured log lines (until an audit store is configured).
+struct LogAuditSink: AuditSink {
+    let logger: Logger
+    func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String) throws {
+        logger.notice("audit", metadata: [
+            "audit.actor": "\(actor)", "audit.action": "\(action)", "audit.target": "\(target)",
+            "audit.portal": "\(portal ?? "")", "audit.details": "\(detailsJSON)",
+        ])
+    }
+}
+
+/// The process-wide services behind the C host table (C function pointers cannot capture).
+final class HostServices: @unchecked Sendable {
+    static let shared = HostServices()
+    let services = ServiceRegistry()
+    var audit: any AuditSink = LogAuditSink(logger: Logger(label: "meltybase.audit"))
+    var logger = Logger(label: "meltybase.plugin")
+
+    /// The immortal host table handed to every plugin.
+    let table: UnsafePointer<mb_host_api> = {
+        let pointer = UnsafeMutablePointer<mb_host_api>.allocate(capacity: 1)
+        pointer.initialize(to: mb_host_api(
+            struct_size: MemoryLayout<mb_host_api>.size,
+            abi_major: UInt32(MB_ABI_MAJOR),
+            abi_minor: UInt32(MB_ABI_MINOR),
+            log: hostLog,
+            audit: hostAudit,
+            counter_add: hostCounterAdd,
+            respond: hostRespond,
+            ws_send: hostWebSocketSend,
+            ws_broadcast: hostWebSocketBroadcast,
+            ws_close: hostWebSocketClose,
+            service_export: hostServiceExport,
+            service_lookup: hostServiceLookup,
+            http_fetch: hostHTTPFetch,
+            portal_name: hostPortalName
+        ))
+        return UnsafePointer(pointer)
+    }()
+}
+
+private func hostLog(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ level: mb_log_level, _ message: UnsafePointer<CChar>?, _ length: Int) {
+    guard let handle = PluginHandle.from(plugin) else { return }
+    let levels: [Logger.Level] = [.trace, .debug, .info, .notice, .warning, .error, .critical]
+    let index = Int(level.rawValue)
+    var metadata: Logger.Metadata = [:]
+    if let portal = PortalHandle.from(portal) { metadata["portal"] = .string(portal.name) }
+    handle.logger.log(
+        level: levels.indices.contains(index) ? levels[index] : .info,
+        "\(String(pluginChars: message, count: length))", metadata: metadata)
+}
+
+private func hostAudit(
+    _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ action: UnsafePointer<CChar>?, _ actionLength: Int,
+    _ target: UnsafePointer<CChar>?, _ targetLength: Int, _ details: UnsafePointer<CChar>?, _ detailsLength: Int,
+    _ error: mb_host_error_buffer
+) -> mb_status {
+    guard let handle = PluginHandle.from(plugin) else {
+        write("audit: plugin handle is NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    var detailsJSON = String(pluginChars: details, count: detailsLength)
+    if detailsJSON.isEmpty { detailsJSON = "{}" }
+    guard (try? JSONSerialization.jsonObject(with: Data(detailsJSON.utf8))) is [String: Any] else {
+        write("audit: details must be a JSON object", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    do {
+        try HostServices.shared.audit.append(
+            actor: "plugin:\(handle.name)", action: String(pluginChars: action, count: actionLength),
+            target: String(pluginChars: target, count: targetLength), portal: PortalHandle.from(portal)?.name,
+            detailsJSON: detailsJSON)
+        return MB_OK
+    } catch let failure {
+        write("audit store unavailable: \(failure)", into: error)
+        return MB_ERR_UNAVAILABLE
+    }
+}
+
+private func hostCounterAdd(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ length: Int, _ delta: Int64) {
+    guard let handle = PluginHandle.from(plugin) else { return }
+    let raw = String(pluginChars: name, count: length).lowercased()
+    let cleaned = String(raw.unicodeScalars.map { ("a"..."z").contains($0) || ("0"..."9").contains($0) ? Character($0) : "_" })
+    let counter = Counter(
+        label: "meltybase_plugin_\(cleaned)_total",
+        dimensions: [("plugin", handle.name), ("portal", PortalHandle.from(portal)?.name ?? "")])
+    counter.increment(by: delta)
+}
+
+private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers: UnsafePointer<mb_plugin_header>?, _ count: Int, _ body: mb_plugin_bytes) -> mb_status {
+    var copied: [(String, String)] = []
+    if let headers, count > 0 {
+        copied.reserveCapacity(count)
+        for index in 0..<count {
+            let header = headers[index]
+            copied.append((String(pluginBytes: header.name.data, count: header.name.len),
+                           String(pluginBytes: header.value.data, count: header.value.len)))
+        }
+    }
+    let response = PluginResponse(status: Int(status), headers: copied, body: body.copiedBytes)
+    return PendingRequests.shared.complete(token, with: response) ? MB_OK : MB_ERR_NOT_FOUND
+}
+
+private func outboundFrame(_ isText: Int32, _ payload: mb_plugin_bytes) -> WebSocketOutbound {
+    isText != 0 ? .text(payload.copiedBytes) : .binary(payload.copiedBytes)
+}
+
+private func hostWebSocketSend(_ connection: mb_connection_id, _ isText: Int32, _ payload: mb_plugin_bytes) -> mb_status {
+    WebSocketHub.shared.send(connection, outboundFrame(isText, payload)) ? MB_OK : MB_ERR_NOT_FOUND
+}
+
+private func hostWebSocketBroadcast(_ connections: UnsafePointer<mb_connection_id>?, _ count: Int, _ isText: Int32, _ payload: mb_plugin_bytes) -> Int {
+    guard let connections, count > 0 else { return 0 }
+    let frame = outboundFrame(isText, payload)
+    var queued = 0
+    for index in 0..<count where WebSocketHub.shared.send(connections[index], frame) { queued += 1 }
+    return queued
+}
+
+private func hostWebSocketClose(_ connection: mb_connection_id, _ code: UInt16, _ reason: mb_plugin_bytes) -> mb_status {
+    let text = String(pluginBytes: reason.data, count: reason.len)
+    return WebSocketHub.shared.send(connection, .close(code: code, reason: text)) ? MB_OK : MB_ERR_NOT_FOUND
+}
+
+private func hostServiceExport(
+    _ plugin: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ nameLength: Int, _ major: UInt32,
+    _ table: UnsafeRawPointer?, _ size: Int, _ error: mb_host_error_buffer
+) -> mb_status {
+    guard let handle = PluginHandle.from(plugin), let table else {
+        write("service_export: plugin handle and table must not be NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    let serviceName = String(pluginChars: name, count: nameLength)
+    guard PluginLoader.isValidName(serviceName) else {
+        write("service_export: name \"\(serviceName)\" must be a-z, 0-9, '-' and '_'", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    if let problem = HostServices.shared.services.export(name: serviceName, major: major, plugin: handle.name, table: table, size: size) {
+        write(problem, into: error)
+        return MB_ERR_ALREADY_EXISTS
+    }
+    return MB_OK
+}
+
+private func hostServiceLookup(
+    _ portal: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ nameLength: Int, _ major: UInt32,
+    _ binding: UnsafeMutablePointer<mb_service_binding>?, _ error: mb_host_error_buffer
+) -> mb_status {
+    guard let portalHandle = PortalHandle.from(portal), let binding else {
+        write("service_lookup: portal handle and binding must not be NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    let serviceName = String(pluginChars: name, count: nameLength)
+    guard let export = HostServices.shared.services.lookup(name: serviceName, major: major) else {
+        write("no plugin exports service \(serviceName).v\(major)", into: error)
+        return MB_ERR_NOT_FOUND
+    }
+    guard let instance = portalHandle.instanceLookup(export.plugin) else {
+        write("service \(serviceName).v\(major) belongs to plugin \"\(export.plugin)\", which is not enabled for portal \"\(portalHandle.name)\"", into: error)
+        return MB_ERR_REFUSED
+    }
+    binding.pointee = mb_service_binding(table: export.table, table_size: export.size, instance: instance)
+    return MB_OK
+}
+
+private func hostPortalName(_ portal: OpaquePointer?) -> mb_host_bytes {
+    guard let handle = PortalHandle.from(portal) else { return mb_host_bytes(data: nil, len: 0) }
+    return mb_host_bytes(data: UnsafePointer(handle.nameBytes.baseAddress), len: handle.nameBytes.count)
+}
+
+private func hostHTTPFetch(
+    _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ request: UnsafePointer<mb_plugin_http_request>?,
+    _ completion: mb_http_completion?, _ context: UnsafeMutableRawPointer?, _ error: mb_host_error_buffer
+) -> mb_status {
+    guard let handle = PluginHandle.from(plugin), let request, let completion else {
+        write("http_fetch: plugin handle, request and completion must not be NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    let value = request.pointee
+    let urlText = String(pluginBytes: value.url.data, count: value.url.len)
+    guard let url = URL(string: urlText), let scheme = url.scheme?.lowercased(), scheme == "http" || scheme == "https", url.host != nil else {
+        write("http_fetch: \"\(urlText)\" is not an absolute http:// or https:// URL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    var outbound = HTTPClientRequest(url: urlText)
+    let method = String(pluginBytes: value.method.data, count: value.method.len)
+    outbound.method = .init(rawValue: method.isEmpty ? "GET" : method.uppercased())
+    if let headers = value.headers {
+        for index in 0..<value.header_count {
+            outbound.headers.add(
+                name: String(pluginBytes: headers[index].name.data, count: headers[index].name.len),
+                value: String(pluginBytes: headers[index].value.data, count: headers[index].value.len))
+        }
+    }
+    let body = value.body.copiedBytes
+    if !body.isEmpty { outbound.body = .bytes(ByteBuffer(bytes: body)) }
+    let timeout = value.timeout_ms == 0 ? 30_000 : Int64(value.timeout_ms)
+    let contextAddress = UInt(bitPattern: context)
+    let portalName = PortalHandle.from(portal)?.name ?? ""
+    Task {
+        let context = UnsafeMutableRawPointer(bitPattern: contextAddress)
+        do {
+            let response = try await HTTPClient.shared.execute(outbound, timeout: .milliseconds(timeout))
+            let bytes = Array(try await response.body.collect(upTo: 64 * 1024 * 1024).readableBytesView)
+            let headers = response.headers.map { ($0.name, $0.value) }
+            Counter(label: "meltybase_egress_requests_total", dimensions: [("plugin", handle.name), ("portal", portalName)]).increment()
+            deliver(completion, context, status: MB_OK, httpStatus: UInt16(response.status.code), headers: headers, body: bytes, error: "")
+        } catch {
+            deliver(completion, context, status: MB_ERR_UNAVAILABLE, httpStatus: 0, headers: [], body: [], error: "\(error)")
+        }
+    }
+    return MB_OK
+}
+
+private func deliver(
+    _ completion: mb_http_completion, _ context: UnsafeMutableRawPointer?, status: mb_status, httpStatus: UInt16,
+    headers: [(String, String)], body: [UInt8], error: String
+) {
+    var strings: [[UInt8]] = []
+    for (name, value) in headers { strings.append(Array(name.utf8)); strings.append(Array(value.utf8)) }
+    let errorBytes = Array(error.utf8)
+    withHostHeaders(strings) { headerPointer, headerCount in
+        body.withUnsafeBufferPointer { bodyBuffer in
+            errorBytes.withUnsafeBufferPointer { errorBuffer in
+                var response = mb_host_http_response(
+                    struct_size: MemoryLayout<mb_host_http_response>.size, status: status, http_status: httpStatus,
+                    headers: headerPointer, header_count: headerCount,
+                    body: mb_host_bytes(data: bodyBuffer.baseAddress, len: bodyBuffer.count),
+                    error: mb_host_bytes(data: errorBuffer.baseAddress, len: errorBuffer.count))
+                completion(context, &response)
+            }
+        }
+    }
+}
+
+/// Calls `body` with host headers built from alternating name and value byte arrays.
+func withHostHeaders<R>(_ namesAndValues: [[UInt8]], _ body: (UnsafePointer<mb_host_header>?, Int) -> R) -> R {
+    let joined = namesAndValues.flatMap { $0 }
+    return joined.withUnsafeBufferPointer { storage in
+        var headers: [mb_host_header] = []
+        var offset = 0
+        var index = 0
+        while index + 1 < namesAndValues.count {
+            let nameLength = namesAndValues[index].count
+            let valueLength = namesAndValues[index + 1].count
+            let base = storage.baseAddress
+            headers.append(mb_host_header(
+                name: mb_host_bytes(data: base.map { $0 + offset }, len: nameLength),
+                value: mb_host_bytes(data: base.map { $0 + offset + nameLength }, len: valueLength)))
+            offset += nameLength + valueLength
+            index += 2
+        }
+        return headers.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
+    }
+}

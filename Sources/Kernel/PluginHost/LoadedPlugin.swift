@@ -1,0 +1,73 @@
+import Foundation
+import Logging
+import MeltyPluginABI
+
+/// A plugin library that is mapped, checked and initialised.
+///
+/// Its code stays mapped for the life of the process (`RTLD_NODELETE`, never `dlclose`):
+/// enabling or disabling it for a portal only creates or destroys an instance.
+public final class LoadedPlugin: @unchecked Sendable {
+    /// Unique plugin name from the descriptor.
+    public let name: String
+    /// Plugin version from the descriptor.
+    public let version: String
+    /// Route prefix below `/p/<portal>/`.
+    public let routePrefix: String
+    /// ABI version the plugin was compiled against, `major.minor`.
+    public let abiVersion: String
+    /// Build signature (`c;ptr64`, `swift-6.3;ptr64`).
+    public let buildSignature: String
+    /// Path of the shared library.
+    public let path: String
+    /// The plugin's immortal descriptor.
+    let descriptor: UnsafePointer<mb_plugin_descriptor>
+    /// The handle passed to the plugin in every host call that needs one.
+    let handle: PluginHandle
+
+    init(descriptor: UnsafePointer<mb_plugin_descriptor>, path: String, handle: PluginHandle) {
+        let value = descriptor.pointee
+        self.descriptor = descriptor
+        self.name = String(cString: value.name)
+        self.version = String(cString: value.version)
+        self.routePrefix = String(cString: value.route_prefix)
+        self.abiVersion = "\(value.abi_major).\(value.abi_minor)"
+        self.buildSignature = String(cString: value.build_signature)
+        self.path = path
+        self.handle = handle
+    }
+
+    /// Whether the plugin accepts WebSocket connections.
+    public var acceptsWebSockets: Bool {
+        descriptor.pointee.ws_open != nil && PluginDescriptorLayout.has(\.ws_open, in: descriptor)
+    }
+}
+
+/// Kernel-side identity of one loaded plugin, handed to the plugin as `mb_host_plugin *`.
+final class PluginHandle: @unchecked Sendable {
+    let name: String
+    let logger: Logger
+
+    init(name: String, logger: Logger) {
+        self.name = name
+        var logger = logger
+        logger[metadataKey: "plugin"] = .string(name)
+        self.logger = logger
+    }
+
+    /// The opaque pointer given to the plugin; the handle is immortal (plugins are never unloaded).
+    lazy var opaque: OpaquePointer = OpaquePointer(Unmanaged.passRetained(self).toOpaque())
+
+    static func from(_ pointer: OpaquePointer?) -> PluginHandle? {
+        guard let pointer else { return nil }
+        return Unmanaged<PluginHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    }
+}
+
+/// Which descriptor fields a plugin compiled against an older minor version actually has.
+enum PluginDescriptorLayout {
+    /// Whether the field at `keyPath` lies within the plugin's declared `struct_size`.
+    static func has<T>(_ keyPath: KeyPath<mb_plugin_descriptor, T>, in descriptor: UnsafePointer<mb_plugin_descriptor>) -> Bool {
+        guard let offset = MemoryLayout<mb_plugin_descriptor>.offset(of: keyPath) else { return false }
+        return offset + MemoryLayout<T>.size <= descriptor.pointee.struct_size
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import Logging
+import MeltyBuildSignature
+import MeltyPluginABI
+
+/// Why a plugin was refused; `description` is the one log line a user sees.
+public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
+    /// The name from the config (the descriptor may be unreadable).
+    public var plugin: String
+    /// The library path.
+    public var path: String
+    /// What is wrong and what to do.
+    public var reason: String
+
+    /// `plugin "x" (path): reason`.
+    public var description: String { "plugin \"\(plugin)\" (\(path)) not loaded: \(reason)" }
+}
+
+/// Opens plugin libraries and checks their descriptors, the way PostgreSQL checks its
+/// magic block: the first mismatching field is reported with the expected and found values.
+struct PluginLoader {
+    let hostAPI: UnsafePointer<mb_host_api>
+    let logger: Logger
+
+    /// Loads, checks and initialises one plugin. `takenNames` are names already loaded.
+    func load(_ config: PluginConfig, takenNames: Set<String>) throws -> LoadedPlugin {
+        func refuse(_ reason: String) -> PluginLoadError {
+            PluginLoadError(plugin: config.name, path: config.path, reason: reason)
+        }
+        guard FileManager.default.fileExists(atPath: config.path) else {
+            throw refuse("file not found; build it (scripts/run does) or fix 'path' in [plugins.\(config.name)]")
+        }
+        guard let library = dlopen(config.path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE) else {
+            throw refuse("dlopen failed: \(String(cString: dlerror()))")
+        }
+        // Never dlclose: images containing Swift cannot be unloaded safely.
+        guard let symbol = dlsym(library, MB_PLUGIN_ENTRY_SYMBOL) else {
+            throw refuse("missing entry symbol \(MB_PLUGIN_ENTRY_SYMBOL); export `const mb_plugin_descriptor *\(MB_PLUGIN_ENTRY_SYMBOL)(void)`")
+        }
+        let entry = unsafeBitCast(symbol, to: mb_plugin_entry_fn.self)
+        guard let descriptor = entry() else { throw refuse("\(MB_PLUGIN_ENTRY_SYMBOL)() returned NULL") }
+        try check(descriptor, config: config, refuse: refuse)
+
+        let name = String(cString: descriptor.pointee.name)
+        if takenNames.contains(name) {
+            throw refuse("name \"\(name)\" is already taken by another loaded plugin; plugin names must be unique")
+        }
+        let handle = PluginHandle(name: name, logger: logger)
+        let plugin = LoadedPlugin(descriptor: descriptor, path: config.path, handle: handle)
+        let message = ErrorBuffer()
+        let status = config.configJSON.withHostBytes { json in
+            descriptor.pointee.`init`!(hostAPI, handle.opaque, json, message.buffer)
+        }
+        guard status == MB_OK else {
+            throw refuse("init failed (\(StatusName.of(status))): \(message.text.isEmpty ? "no message given" : message.text)")
+        }
+        return plugin
+    }
+
+    private func check(_ descriptor: UnsafePointer<mb_plugin_descriptor>, config: PluginConfig, refuse: (String) -> PluginLoadError) throws {
+        let value = descriptor.pointee
+        // struct_size first: it says which later fields may be read at all.
+        let minimumSize = MemoryLayout<mb_plugin_descriptor>.offset(of: \mb_plugin_descriptor.handle_request)!
+            + MemoryLayout<UnsafeRawPointer>.size
+        guard value.struct_size >= minimumSize else {
+            throw refuse("descriptor field struct_size: expected at least \(minimumSize), found \(value.struct_size)")
+        }
+        guard value.abi_major == UInt32(MB_ABI_MAJOR) else {
+            throw refuse("descriptor field abi_major: expected \(MB_ABI_MAJOR), found \(value.abi_major); rebuild the plugin against this kernel's meltybase_plugin.h")
+        }
+        guard let signaturePointer = value.build_signature else {
+            throw refuse("descriptor field build_signature: expected \"\(BuildSignature.c)\" or \"\(BuildSignature.swift)\", found NULL")
+        }
+        let signature = String(cString: signaturePointer)
+        if signature.hasPrefix("swift-") {
+            guard signature == BuildSignature.swift else {
+                throw refuse("descriptor field build_signature: expected \"\(BuildSignature.swift)\", found \"\(signature)\"; Swift plugins must be built by the same Swift toolchain as the kernel (Swift's ABI is not stable on Linux)")
+            }
+        } else if signature != BuildSignature.c {
+            throw refuse("descriptor field build_signature: expected \"\(BuildSignature.c)\", found \"\(signature)\"")
+        }
+        for (field, pointer) in [("name", value.name), ("version", value.version), ("route_prefix", value.route_prefix)] {
+            guard let pointer else { throw refuse("descriptor field \(field): expected a string, found NULL") }
+            let text = String(cString: pointer)
+            if field != "version" && !PluginLoader.isValidName(text) {
+                throw refuse("descriptor field \(field): expected 1 to 63 characters of a-z, 0-9, '-' and '_', found \"\(text)\"")
+            }
+        }
+        let name = String(cString: value.name)
+        guard name == config.name else {
+            throw refuse("descriptor field name: expected \"\(config.name)\" (the [plugins.\(config.name)] table), found \"\(name)\"")
+        }
+        let required: [(String, Bool)] = [
+            ("init", value.`init` != nil), ("instance_create", value.instance_create != nil),
+            ("instance_destroy", value.instance_destroy != nil), ("handle_request", value.handle_request != nil),
+        ]
+        for (field, present) in required where !present {
+            throw refuse("descriptor field \(field): required callback is NULL")
+        }
+    }
+
+    static func isValidName(_ text: String) -> Bool {
+        !text.isEmpty && text.count <= 63 && !text.hasPrefix("-") && !text.hasPrefix("_")
+            && text.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_" }
+    }
+}
+
+/// Human-readable names of `mb_status` values, for log lines.
+enum StatusName {
+    static func of(_ status: mb_status) -> String {
+        switch status {
+        case MB_OK: "MB_OK"
+        case MB_ERR_INVALID_ARGUMENT: "MB_ERR_INVALID_ARGUMENT"
+        case MB_ERR_NOT_FOUND: "MB_ERR_NOT_FOUND"
+        case MB_ERR_REFUSED: "MB_ERR_REFUSED"
+        case MB_ERR_UNAVAILABLE: "MB_ERR_UNAVAILABLE"
+        case MB_ERR_INTERNAL: "MB_ERR_INTERNAL"
+        case MB_ERR_UNSUPPORTED: "MB_ERR_UNSUPPORTED"
+        case MB_ERR_ALREADY_EXISTS: "MB_ERR_ALREADY_EXISTS"
+        default: "status \(status.rawValue)"
+        }
+    }
+}

@@ -1,0 +1,41 @@
+import MeltyPluginABI
+import NIOConcurrencyHelpers
+
+/// Named, versioned C function tables exported by plugins (`vault` major 1 = `vault.v1`).
+///
+/// Plugins never link each other: one exports a table from its `init`, another looks it up
+/// for a portal, and gets the exporter's instance for that same portal, or a refusal when
+/// the exporter is not enabled there.
+final class ServiceRegistry: @unchecked Sendable {
+    struct Export {
+        let plugin: String
+        let table: UnsafeRawPointer
+        let size: Int
+    }
+
+    private let exports = NIOLockedValueBox<[String: Export]>([:])
+
+    private static func key(_ name: String, _ major: UInt32) -> String { "\(name).v\(major)" }
+
+    /// Records an export; throws when the name and major are taken.
+    func export(name: String, major: UInt32, plugin: String, table: UnsafeRawPointer, size: Int) -> String? {
+        exports.withLockedValue { exports in
+            let key = Self.key(name, major)
+            if let existing = exports[key] {
+                return "service \(key) is already exported by plugin \"\(existing.plugin)\""
+            }
+            exports[key] = Export(plugin: plugin, table: table, size: size)
+            return nil
+        }
+    }
+
+    /// The export for `name` and `major`, if any.
+    func lookup(name: String, major: UInt32) -> Export? {
+        exports.withLockedValue { $0[Self.key(name, major)] }
+    }
+
+    /// Every exported service key and its plugin.
+    var all: [(String, String)] {
+        exports.withLockedValue { $0.map { ($0.key, $0.value.plugin) }.sorted { $0.0 < $1.0 } }
+    }
+}

@@ -1,0 +1,32 @@
+import Foundation
+
+/// Kernel-side identity of one portal, handed to plugins as `mb_host_portal *`.
+///
+/// The handle lives as long as the portal exists in this process; instances of plugins
+/// never outlive it because they are destroyed before the portal is dropped.
+final class PortalHandle: @unchecked Sendable {
+    /// Portal name.
+    let name: String
+    /// UTF-8 copy of the name with a stable address, for `portal_name`.
+    let nameBytes: UnsafeMutableBufferPointer<UInt8>
+    /// Finds the live instance of a plugin for this portal (nil when not enabled).
+    let instanceLookup: @Sendable (String) -> OpaquePointer?
+
+    init(name: String, instanceLookup: @escaping @Sendable (String) -> OpaquePointer?) {
+        self.name = name
+        self.instanceLookup = instanceLookup
+        let bytes = Array(name.utf8)
+        nameBytes = .allocate(capacity: max(1, bytes.count))
+        _ = nameBytes.initialize(from: bytes)
+    }
+
+    deinit { nameBytes.deallocate() }
+
+    /// The opaque pointer given to plugins (unretained: the registry keeps the handle alive).
+    var opaque: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    static func from(_ pointer: OpaquePointer?) -> PortalHandle? {
+        guard let pointer else { return nil }
+        return Unmanaged<PortalHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// Portals (tenants) and the plugin instances each has enabled.
+///
+/// The system database is the source of truth (`meltybase.portals`,
+/// `meltybase.portal_plugins`); portals declared in `plugins.toml` are written there at
+/// start-up with exactly the plugins the file lists. Every kernel reloads on the
+/// `meltybase_portals` notification, so `meltybase portal enable` takes effect without a
+/// restart, on every node.
+public final class PortalRegistry: @unchecked Sendable {
+    /// A portal as this process sees it.
+    final class Portal: @unchecked Sendable {
+        let handle: PortalHandle
+        let instances: NIOLockedValueBox<[String: PluginInstance]>
+        let rateLimit: TokenBucketConfig?
+
+        init(handle: PortalHandle, rateLimit: TokenBucketConfig?, instances: NIOLockedValueBox<[String: PluginInstance]>) {
+            self.handle = handle
+            self.rateLimit = rateLimit
+            self.instances = instances
+        }
+    }
+
+    private let database: SystemDatabase
+    private let host: PluginHost
+    private let config: KernelConfig
+    private let logger: Logger
+    private let portals = NIOLockedValueBox<[String: Portal]>([:])
+    private let reloadLock = NSLock()
+
+    /// A registry over `database` creating instances of `host`'s plugins.
+    public init(database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger) {
+        self.database = database
+        self.host = host
+        self.config = config
+        self.logger = logger
+    }
+
+    /// Writes the portals declared in the config to the system database.
+    public func applyDeclaredPortals() async throws {
+        let declared = config.portals
+        try await database.withConnection { connection in
+            for portal in declared {
+                try connection.query("BEGIN")
+                do {
+                    try connection.query("INSERT INTO meltybase.portals (name) VALUES ($1) ON CONFLICT DO NOTHING", [portal.name])
+                    try connection.query(
+                        "DELETE FROM meltybase.portal_plugins WHERE portal = $1 AND NOT (plugin = ANY($2::text[]))",
+                        [portal.name, PostgresArrayLiteral.text(portal.plugins)])
+                    for plugin in portal.plugins {
+                        try connection.query(
+                            "INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                            [portal.name, plugin])
+                    }
+                    try connection.query("COMMIT")
+                } catch {
+                    try? connection.query("ROLLBACK")
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// Re-reads portals and enabled plugins, creating and retiring instances to match.
+    public func reload() async throws {
+        let rows = try await database.withConnection { connection in
+            try connection.query("""
+                SELECT p.name, coalesce(array_to_json(array_agg(pp.plugin ORDER BY pp.plugin) FILTER (WHERE pp.plugin IS NOT NULL))::text, '[]')
+                FROM meltybase.portals p LEFT JOIN meltybase.portal_plugins pp ON pp.portal = p.name
+                GROUP BY p.name ORDER BY p.name
+                """).rows
+        }
+        var wanted: [String: [String]] = [:]
+        for row in rows {
+            let list = (try? JSONSerialization.jsonObject(with: Data((row[1] ?? "[]").utf8))) as? [String] ?? []
+            wanted[row[0] ?? ""] = list
+        }
+        reloadLock.withLock { apply(wanted) }
+    }
+
+    private func apply(_ wanted: [String: [String]]) {
+        let current = portals.withLockedValue { $0 }
+        var next: [String: Portal] = [:]
+        for (name, pluginNames) in wanted {
+            let portal = current[name] ?? makePortal(name)
+            let existing = portal.instances.withLockedValue { $0 }
+            var instances: [String: PluginInstance] = [:]
+            for pluginName in pluginNames {
+                if let instance = existing[pluginName] {
+                    instances[pluginName] = instance
+                } else if let plugin = host.plugin(named: pluginName) {
+                    let json = config.plugins.first { $0.name == pluginName }?.configJSON ?? "{}"
+                    do {
+                        instances[pluginName] = try PluginInstance.create(plugin: plugin, portal: portal.handle, configJSON: json)
+                        logger.info("plugin enabled for portal", metadata: ["portal": "\(name)", "plugin": "\(pluginName)"])
+                    } catch {
+                        logger.error("\(error)")
+                    }
+                } else {
+                    logger.warning("portal enables a plugin that is not loaded", metadata: ["portal": "\(name)", "plugin": "\(pluginName)"])
+                }
+            }
+            portal.instances.withLockedValue { $0 = instances }
+            for (pluginName, instance) in existing where instances[pluginName] == nil {
+                instance.retire()
+                logger.info("plugin disabled for portal", metadata: ["portal": "\(name)", "plugin": "\(pluginName)"])
+            }
+            next[name] = portal
+        }
+        portals.withLockedValue { $0 = next }
+        for (name, portal) in current where next[name] == nil {
+            for instance in portal.instances.withLockedValue({ $0.values }) { instance.retire() }
+            // Keep the handle alive for any in-flight use; it is small.
+            Self.retiredHandles.withLockedValue { $0.append(portal.handle) }
+        }
+    }
+
+    private static let retiredHandles = NIOLockedValueBox<[PortalHandle]>([])
+
+    private func makePortal(_ name: String) -> Portal {
+        let instances = NIOLockedValueBox<[String: PluginInstance]>([:])
+        let handle = PortalHandle(name: name) { plugin in
+            instances.withLockedValue { $0[plugin] }?.pointer
+        }
+        let limit = config.portals.first { $0.name == name }?.rateLimit ?? config.rateLimit.perPortal
+        return Portal(handle: handle, rateLimit: limit, instances: instances)
+    }
+
+    /// The portal called `name`, if it exists.
+    func portal(_ name: String) -> Portal? { portals.withLockedValue { $0[name] } }
+
+    /// Names of all portals, sorted.
+    public var names: [String] { portals.withLockedValue { $0.keys.sorted() } }
+
+    /// The plugins enabled for `portal`, sorted.
+    public func enabledPlugins(of portal: String) -> [String] {
+        self.portal(portal)?.instances.withLockedValue { $0.keys.sorted() } ?? []
+    }
+
+    /// Retires every instance (shutdown).
+    public func shutdown() {
+        let all = portals.withLockedValue { portals -> [Portal] in
+            defer { portals = [:] }
+            return Array(portals.values)
+        }
+        for portal in all {
+            for instance in portal.instances.withLockedValue({ $0.values }) { instance.retire() }
+            Self.retiredHandles.withLockedValue { $0.append(portal.handle) }
+        }
+    }
+}
+
+/// Text arrays as Postgres array literals, so lists bind as one parameter.
+enum PostgresArrayLiteral {
+    /// `{"a","b"}` with quotes and backslashes escaped.
+    static func text(_ values: [String]) -> String {
+        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+    }
+}

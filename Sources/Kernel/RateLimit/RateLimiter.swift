@@ -1,0 +1,128 @@
+import Foundation
+import Logging
+import Metrics
+import NIOConcurrencyHelpers
+
+/// The outcome of taking one token.
+public struct RateLimitDecision: Sendable, Equatable {
+    /// Whether the request may proceed.
+    public var allowed: Bool
+    /// Seconds until a token is available again (for `Retry-After`), when refused.
+    public var retryAfterSeconds: Int
+}
+
+/// Token buckets shared by every kernel on one Redis, with an in-process fallback.
+///
+/// The Redis script refills and takes a token atomically using the Redis server's clock,
+/// so two kernels draw from the same bucket. When Redis cannot be reached the limiter
+/// says so once in the log, sets `meltybase_rate_limit_fallback` to 1, and limits per
+/// process until Redis answers again.
+public final class RateLimiter: @unchecked Sendable {
+    private let redis: RedisClient?
+    private let local = LocalTokenBuckets()
+    private let logger: Logger
+    private let fallbackGauge = Gauge(label: "meltybase_rate_limit_fallback")
+    private let refusals = Counter(label: "meltybase_rate_limited_total")
+    private let usingFallback = NIOLockedValueBox(false)
+    private let scriptSHA = NIOLockedValueBox<String?>(nil)
+
+    /// A limiter on `redis`, or in-process only when `redis` is nil.
+    public init(redis: RedisClient?, logger: Logger) {
+        self.redis = redis
+        self.logger = logger
+        fallbackGauge.record(redis == nil ? 1 : 0)
+    }
+
+    /// Whether the in-process fallback is in use right now.
+    public var isUsingFallback: Bool { redis == nil || usingFallback.withLockedValue { $0 } }
+
+    /// Takes one token from the bucket `key` (e.g. `client:127.0.0.1`).
+    public func take(key: String, bucket: TokenBucketConfig) async -> RateLimitDecision {
+        let decision: RateLimitDecision
+        if let redis {
+            do {
+                decision = try await takeFromRedis(redis, key: key, bucket: bucket)
+                if usingFallback.withLockedValue({ let was = $0; $0 = false; return was }) {
+                    logger.notice("rate limiting is shared through Redis again", metadata: ["redis": "\(redis.url)"])
+                    fallbackGauge.record(0)
+                }
+            } catch {
+                if !usingFallback.withLockedValue({ let was = $0; $0 = true; return was }) {
+                    logger.warning("Redis is unreachable; rate limits now apply per kernel process (in-process fallback)", metadata: ["error": "\(error)"])
+                    fallbackGauge.record(1)
+                }
+                decision = local.take(key: key, bucket: bucket)
+            }
+        } else {
+            decision = local.take(key: key, bucket: bucket)
+        }
+        if !decision.allowed { refusals.increment() }
+        return decision
+    }
+
+    private func takeFromRedis(_ redis: RedisClient, key: String, bucket: TokenBucketConfig) async throws -> RateLimitDecision {
+        let arguments = ["1", "meltybase:ratelimit:" + key, String(bucket.rate), String(bucket.burst)]
+        var reply: RedisReply
+        if let sha = scriptSHA.withLockedValue({ $0 }) {
+            reply = try await redis.command(["EVALSHA", sha] + arguments)
+            if case .error(let message) = reply, message.hasPrefix("NOSCRIPT") {
+                reply = try await redis.command(["EVAL", Self.script] + arguments)
+            }
+        } else {
+            reply = try await redis.command(["EVAL", Self.script] + arguments)
+            if case .string(let sha) = try await redis.command(["SCRIPT", "LOAD", Self.script]) {
+                scriptSHA.withLockedValue { $0 = sha }
+            }
+        }
+        guard case .array(let values) = reply, values.count == 2, let allowed = values[0].integer, let retry = values[1].integer else {
+            throw RedisError(message: "unexpected rate-limit script reply \(reply)")
+        }
+        return RateLimitDecision(allowed: allowed == 1, retryAfterSeconds: Int(retry))
+    }
+
+    /// Atomic token bucket: refill by elapsed server time, take one token or report the wait.
+    static let script = """
+        local t = redis.call('TIME')
+        local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+        local rate = tonumber(ARGV[1])
+        local burst = tonumber(ARGV[2])
+        local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+        local tokens = tonumber(state[1]) or burst
+        local at = tonumber(state[2]) or now
+        tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
+        local allowed = 0
+        local retry = 0
+        if tokens >= 1 then
+            tokens = tokens - 1
+            allowed = 1
+        else
+            retry = math.ceil((1 - tokens) / rate)
+        end
+        redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+        redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
+        return {allowed, retry}
+        """
+}
+
+/// In-process token buckets, the fallback when Redis is unreachable.
+final class LocalTokenBuckets: @unchecked Sendable {
+    private struct State { var tokens: Double; var at: Double }
+    private let buckets = NIOLockedValueBox<[String: State]>([:])
+
+    func take(key: String, bucket: TokenBucketConfig, now: Double = Date().timeIntervalSince1970) -> RateLimitDecision {
+        buckets.withLockedValue { buckets in
+            var state = buckets[key] ?? State(tokens: Double(bucket.burst), at: now)
+            state.tokens = min(Double(bucket.burst), state.tokens + max(0, now - state.at) * bucket.rate)
+            state.at = now
+            defer {
+                buckets[key] = state
+                if buckets.count > 100_000 { buckets.removeAll(keepingCapacity: true) }
+            }
+            if state.tokens >= 1 {
+                state.tokens -= 1
+                return RateLimitDecision(allowed: true, retryAfterSeconds: 0)
+            }
+            return RateLimitDecision(allowed: false, retryAfterSeconds: Int(((1 - state.tokens) / bucket.rate).rounded(.up)))
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import HTTPTypes
+import NIOCore
+import Foundation
+import Hummingbird
+import NIOConcurrencyHelpers
+import Prometheus
+
+/// The kernel's own routes: the system pulse, an echo (the plugin-dispatch benchmark's
+/// kernel-native peer), Prometheus metrics and the loaded-plugin report.
+struct SystemRoutes: Sendable {
+    let state: SystemState
+    let plugins: PluginHost
+    let portals: PortalRegistry
+    let rateLimiter: RateLimiter
+    let metrics: PrometheusCollectorRegistry
+
+    func register(on router: Router<KernelRequestContext>) {
+        router.get("/v1/system/status") { _, _ in
+            Self.json(state.statusJSON)
+        }
+        for method in [HTTPRequest.Method.get, .post] {
+            router.on("/v1/system/echo", method: method) { request, _ in
+                let body = try await request.body.collect(upTo: KernelRequestContext.bodyLimit)
+                return Response(status: .ok, headers: [.contentType: "text/plain"],
+                                body: .init(byteBuffer: body.readableBytes == 0 ? ByteBuffer(string: "echo") : body))
+            }
+        }
+        router.get("/metrics") { _, _ in
+            var buffer: [UInt8] = []
+            buffer.reserveCapacity(16 * 1024)
+            metrics.emit(into: &buffer)
+            return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+        router.get("/v1/system/plugins") { _, context in
+            // Paths and failures are operator information: loopback clients only, until
+            // admin authentication guards the Hub routes.
+            guard context.remoteAddress?.isLoopback ?? false else {
+                throw GatewayError(status: 403, code: "loopback_only", message: "the plugin report is only served to loopback clients")
+            }
+            return Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter).json)
+        }
+    }
+
+    static func json(_ bytes: [UInt8]) -> Response {
+        Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+    }
+}
+
+/// Kernel state served by the pulse; `is_initialized` is cached (setup flips it once).
+public final class SystemState: Sendable {
+    /// The semantic version of this build.
+    public static let version = "0.1.0"
+    private let initialized: NIOLockedValueBox<Bool>
+    private let cachedJSON: NIOLockedValueBox<[UInt8]>
+
+    /// State with the given initialisation flag.
+    public init(isInitialized: Bool) {
+        initialized = NIOLockedValueBox(isInitialized)
+        cachedJSON = NIOLockedValueBox(Self.render(isInitialized))
+    }
+
+    /// Whether setup has completed.
+    public var isInitialized: Bool {
+        get { initialized.withLockedValue { $0 } }
+        set {
+            initialized.withLockedValue { $0 = newValue }
+            cachedJSON.withLockedValue { $0 = Self.render(newValue) }
+        }
+    }
+
+    /// `{"is_initialized": ..., "version": ..., "pulse": "active"}`, pre-rendered.
+    var statusJSON: [UInt8] { cachedJSON.withLockedValue { $0 } }
+
+    private static func render(_ initialized: Bool) -> [UInt8] {
+        Array("{\"is_initialized\":\(initialized),\"version\":\"\(version)\",\"pulse\":\"active\"}".utf8)
+    }
+}
+
+/// What `meltybase plugins list` shows: loaded plugins, refusals, and per-portal status.
+struct PluginReport {
+    let plugins: PluginHost
+    let portals: PortalRegistry
+    let rateLimiter: RateLimiter
+
+    var json: [UInt8] {
+        let loaded: [[String: Any]] = plugins.plugins.map { plugin in
+            [
+                "name": plugin.name, "version": plugin.version, "abi": plugin.abiVersion, "path": plugin.path,
+                "prefix": plugin.routePrefix, "build_signature": plugin.buildSignature, "status": "loaded",
+                "websockets": plugin.acceptsWebSockets,
+                "portals": Dictionary(uniqueKeysWithValues: portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") }),
+            ]
+        }
+        let failed: [[String: Any]] = plugins.failures.map { ["name": $0.plugin, "path": $0.path, "status": "failed", "reason": $0.reason] }
+        let object: [String: Any] = ["plugins": loaded + failed, "portals": portals.names, "rate_limit_fallback": rateLimiter.isUsingFallback]
+        return Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
+    }
+}
+
+extension SocketAddress {
+    /// Whether the address is 127.0.0.0/8, ::1 or a unix socket.
+    var isLoopback: Bool {
+        switch self {
+        case .v4: return ipAddress?.hasPrefix("127.") ?? false
+        case .v6: return ipAddress == "::1" || (ipAddress?.hasPrefix("::ffff:127.") ?? false)
+        case .unixDomainSocket: return true
+        }
+    }
+}

@@ -1,0 +1,337 @@
+/*
+ * meltybase_plugin.h: the one contract between the MeltyBase kernel and its plugins.
+ *
+ * A plugin is a shared library exporting exactly one function, MB_PLUGIN_ENTRY_SYMBOL,
+ * that returns an immortal, plugin-owned mb_plugin_descriptor. The kernel opens it with
+ * RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE and never unloads it.
+ *
+ * Rules that hold for every function below:
+ *  - Ownership is in the type names. `mb_host_*` memory belongs to the kernel and is valid
+ *    only for the duration of the call that hands it over; a plugin that keeps bytes copies
+ *    them. `mb_plugin_*` memory belongs to the plugin; the kernel copies what it needs
+ *    before the call returns, unless a function says otherwise.
+ *  - Nothing throws or traps across the boundary. Failures are an mb_status plus a
+ *    message written into an mb_host_error_buffer (always NUL-terminated, truncated to
+ *    its capacity).
+ *  - Strings are UTF-8 and carry an explicit length unless a field says "NUL-terminated".
+ *  - Tables only grow at the end (append-only). A plugin checks host->struct_size before
+ *    touching a host function added in a later minor version; the kernel treats a NULL
+ *    optional plugin callback, or one beyond the descriptor's struct_size, as "not supported".
+ */
+#ifndef MELTYBASE_PLUGIN_H
+#define MELTYBASE_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
+#define MB_ABI_MAJOR 1
+#define MB_ABI_MINOR 0
+
+/* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
+#define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
+
+/* Build signature of a plugin written in C: pointer size only matters. */
+#define MB_BUILD_SIGNATURE_C_PREFIX "c;"
+
+/* ------------------------------------------------------------------------------------ */
+/* Status codes                                                                          */
+/* ------------------------------------------------------------------------------------ */
+
+/** Result of every fallible call across the boundary. */
+typedef enum mb_status {
+    MB_OK = 0,
+    /** An argument was malformed (bad JSON config, unknown connection, NULL where required). */
+    MB_ERR_INVALID_ARGUMENT = 1,
+    /** The named thing (service, connection, request token) does not exist (any more). */
+    MB_ERR_NOT_FOUND = 2,
+    /** Refused by policy: service of a plugin not enabled for this portal, egress denied. */
+    MB_ERR_REFUSED = 3,
+    /** A dependency is down (database, network); the caller may retry later. */
+    MB_ERR_UNAVAILABLE = 4,
+    /** A bug or an unexpected failure inside the callee. */
+    MB_ERR_INTERNAL = 5,
+    /** The operation is not supported by this host or plugin version. */
+    MB_ERR_UNSUPPORTED = 6,
+    /** A name is already taken (service export, plugin name). */
+    MB_ERR_ALREADY_EXISTS = 7
+} mb_status;
+
+/** Log levels understood by the host logger (swift-log levels). */
+typedef enum mb_log_level {
+    MB_LOG_TRACE = 0,
+    MB_LOG_DEBUG = 1,
+    MB_LOG_INFO = 2,
+    MB_LOG_NOTICE = 3,
+    MB_LOG_WARNING = 4,
+    MB_LOG_ERROR = 5,
+    MB_LOG_CRITICAL = 6
+} mb_log_level;
+
+/* ------------------------------------------------------------------------------------ */
+/* Byte and string views                                                                 */
+/* ------------------------------------------------------------------------------------ */
+
+/** Bytes owned by the host, valid only during the call that passes them. */
+typedef struct mb_host_bytes {
+    const uint8_t *data;
+    size_t len;
+} mb_host_bytes;
+
+/** Bytes owned by the plugin; the host copies them before the call returns. */
+typedef struct mb_plugin_bytes {
+    const uint8_t *data;
+    size_t len;
+} mb_plugin_bytes;
+
+/** A host-owned writable buffer for an error message. Write at most `capacity` bytes,
+ *  NUL-terminated (snprintf does the right thing). */
+typedef struct mb_host_error_buffer {
+    char *data;
+    size_t capacity;
+} mb_host_error_buffer;
+
+/** A host-owned header (name and value), valid only during the call. */
+typedef struct mb_host_header {
+    mb_host_bytes name;
+    mb_host_bytes value;
+} mb_host_header;
+
+/** A plugin-owned header; the host copies it before the call returns. */
+typedef struct mb_plugin_header {
+    mb_plugin_bytes name;
+    mb_plugin_bytes value;
+} mb_plugin_header;
+
+/* ------------------------------------------------------------------------------------ */
+/* Handles                                                                               */
+/* ------------------------------------------------------------------------------------ */
+
+/** Opaque host handle of one portal (tenant). Valid from instance_create until
+ *  instance_destroy of the instance it was given to returns. */
+typedef struct mb_host_portal mb_host_portal;
+
+/** Opaque host handle of one loaded plugin, given to `init`. Immortal. */
+typedef struct mb_host_plugin mb_host_plugin;
+
+/** Opaque plugin-owned state of one (plugin, portal) pair. */
+typedef struct mb_plugin_instance mb_plugin_instance;
+
+/** Identifies one pending HTTP request; completed exactly once with host->respond. */
+typedef uint64_t mb_request_token;
+
+/** Identifies one open WebSocket connection. Never reused within a process. */
+typedef uint64_t mb_connection_id;
+
+/* ------------------------------------------------------------------------------------ */
+/* Requests                                                                              */
+/* ------------------------------------------------------------------------------------ */
+
+/** An HTTP request routed to a plugin. Every field is host-owned and valid only during
+ *  the handle_request (or ws_open) call; the plugin copies what it keeps. */
+typedef struct mb_host_request {
+    size_t struct_size;
+    /** "GET", "POST", ... */
+    mb_host_bytes method;
+    /** Path below the plugin's prefix, starting with "/" (e.g. "/v1/items/7"). */
+    mb_host_bytes path;
+    /** Raw query string without "?", possibly empty. */
+    mb_host_bytes query;
+    const mb_host_header *headers;
+    size_t header_count;
+    /** Whole request body (already bounded by the configured body limit). */
+    mb_host_bytes body;
+    /** Portal name (e.g. "acme"). */
+    mb_host_bytes portal_name;
+    /** The kernel's request id, also sent back as the x-request-id header. */
+    mb_host_bytes request_id;
+    /** Client address as text ("127.0.0.1"). */
+    mb_host_bytes remote_address;
+    /** Subject of the verified client certificate, empty without mTLS. */
+    mb_host_bytes client_certificate_subject;
+} mb_host_request;
+
+/** An outbound HTTP request a plugin asks the host to perform (egress goes through the host). */
+typedef struct mb_plugin_http_request {
+    size_t struct_size;
+    mb_plugin_bytes method;
+    /** Absolute http:// or https:// URL. */
+    mb_plugin_bytes url;
+    const mb_plugin_header *headers;
+    size_t header_count;
+    mb_plugin_bytes body;
+    /** Whole-request timeout in milliseconds; 0 means the host default (30 s). */
+    uint32_t timeout_ms;
+} mb_plugin_http_request;
+
+/** The answer to an outbound request, host-owned, valid only during the completion call.
+ *  On a transport failure `status` is not MB_OK, `http_status` is 0 and `error` says why. */
+typedef struct mb_host_http_response {
+    size_t struct_size;
+    mb_status status;
+    uint16_t http_status;
+    const mb_host_header *headers;
+    size_t header_count;
+    mb_host_bytes body;
+    mb_host_bytes error;
+} mb_host_http_response;
+
+/** Called once per outbound request, from any host thread. */
+typedef void (*mb_http_completion)(void *plugin_context, const mb_host_http_response *response);
+
+/** What a service lookup yields: the exporter's immortal function table and the exporter's
+ *  instance for the caller's portal. By convention each function in a service table takes
+ *  the exporter instance as its first argument, which keeps every call inside one portal. */
+typedef struct mb_service_binding {
+    const void *table;
+    size_t table_size;
+    mb_plugin_instance *instance;
+} mb_service_binding;
+
+/* ------------------------------------------------------------------------------------ */
+/* What the host offers (append-only)                                                    */
+/* ------------------------------------------------------------------------------------ */
+
+typedef struct mb_host_api {
+    size_t struct_size;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+
+    /** Writes one structured log line tagged with the plugin and, when `portal` is not
+     *  NULL, the portal. Any thread. Never fails. */
+    void (*log)(const mb_host_plugin *plugin, const mb_host_portal *portal, mb_log_level level,
+                const char *message, size_t message_len);
+
+    /** Appends an audit entry. `details_json` must be a JSON object or empty. Any thread.
+     *  Returns MB_ERR_INVALID_ARGUMENT for bad JSON, MB_ERR_UNAVAILABLE when the audit
+     *  store is down (the action should then be refused by the plugin). */
+    mb_status (*audit)(const mb_host_plugin *plugin, const mb_host_portal *portal,
+                       const char *action, size_t action_len, const char *target, size_t target_len,
+                       const char *details_json, size_t details_len, mb_host_error_buffer error);
+
+    /** Adds `delta` to the counter `meltybase_plugin_<name>_total{plugin, portal}`. Name is
+     *  [a-z0-9_]; other characters are replaced by "_". Any thread. Never fails. */
+    void (*counter_add)(const mb_host_plugin *plugin, const mb_host_portal *portal,
+                        const char *name, size_t name_len, int64_t delta);
+
+    /** Completes a request exactly once, from any thread. The host copies headers and body
+     *  before returning. Returns MB_ERR_NOT_FOUND for an unknown or already completed token. */
+    mb_status (*respond)(mb_request_token token, uint16_t status, const mb_plugin_header *headers,
+                         size_t header_count, mb_plugin_bytes body);
+
+    /** Sends one frame (text when is_text != 0, else binary) to a connection. Any thread.
+     *  Returns MB_ERR_NOT_FOUND when the connection is gone. Frames to one connection are
+     *  delivered in call order. */
+    mb_status (*ws_send)(mb_connection_id connection, int is_text, mb_plugin_bytes payload);
+
+    /** Sends one frame to many connections; unknown ones are skipped. Returns the number of
+     *  connections the frame was queued for. Any thread. */
+    size_t (*ws_broadcast)(const mb_connection_id *connections, size_t connection_count, int is_text,
+                           mb_plugin_bytes payload);
+
+    /** Closes a connection with a WebSocket close code (1000 normal). Any thread.
+     *  Returns MB_ERR_NOT_FOUND when it is already gone. */
+    mb_status (*ws_close)(mb_connection_id connection, uint16_t code, mb_plugin_bytes reason);
+
+    /** Exports a named, versioned function table (e.g. "vault", major 1). `table` must stay
+     *  valid for the life of the process. Main thread, from `init` only. Returns
+     *  MB_ERR_ALREADY_EXISTS when another plugin exports that name and major. */
+    mb_status (*service_export)(const mb_host_plugin *plugin, const char *name, size_t name_len,
+                                uint32_t major, const void *table, size_t table_size,
+                                mb_host_error_buffer error);
+
+    /** Looks up a service for a portal. Any thread. Returns MB_ERR_NOT_FOUND when nobody
+     *  exports it, MB_ERR_REFUSED when the exporting plugin is not enabled for `portal`. */
+    mb_status (*service_lookup)(const mb_host_portal *portal, const char *name, size_t name_len,
+                                uint32_t major, mb_service_binding *binding_out,
+                                mb_host_error_buffer error);
+
+    /** Performs an outbound HTTP request. Returns at once; `completion` runs exactly once on
+     *  a host thread (also on failure) with `plugin_context`. Returns MB_ERR_INVALID_ARGUMENT
+     *  (completion not called) for a malformed URL, MB_ERR_REFUSED when egress policy denies. */
+    mb_status (*http_fetch)(const mb_host_plugin *plugin, const mb_host_portal *portal,
+                            const mb_plugin_http_request *request, mb_http_completion completion,
+                            void *plugin_context, mb_host_error_buffer error);
+
+    /** Name of a portal as host-owned bytes valid while the portal handle is. Never fails. */
+    mb_host_bytes (*portal_name)(const mb_host_portal *portal);
+} mb_host_api;
+
+/* ------------------------------------------------------------------------------------ */
+/* What a plugin offers                                                                  */
+/* ------------------------------------------------------------------------------------ */
+
+/** Handed to instance_create, host-owned, valid only during the call. */
+typedef struct mb_host_instance_context {
+    size_t struct_size;
+    const mb_host_portal *portal;
+    mb_host_bytes portal_name;
+    /** The plugin's own TOML subtable ([plugins.<name>.config]) as a JSON object. */
+    mb_host_bytes config_json;
+} mb_host_instance_context;
+
+typedef struct mb_plugin_descriptor {
+    /** sizeof(mb_plugin_descriptor) as the plugin was compiled. */
+    size_t struct_size;
+    /** Must equal MB_ABI_MAJOR. */
+    uint32_t abi_major;
+    /** The MB_ABI_MINOR the plugin was compiled against. */
+    uint32_t abi_minor;
+    /** NUL-terminated. "c;ptr64" for C; "swift-<compiler version>;ptr64" for Swift plugins,
+     *  which must come from the same toolchain as the kernel (Swift's ABI is not stable on Linux). */
+    const char *build_signature;
+    /** NUL-terminated unique name, [a-z0-9_-]. */
+    const char *name;
+    /** NUL-terminated semantic version of the plugin. */
+    const char *version;
+    /** NUL-terminated route prefix below /p/<portal>/ (e.g. "rest"), [a-z0-9_-]. */
+    const char *route_prefix;
+
+    /** Required. Global init, main thread, once, before any instance. `config_json` is the
+     *  plugin's TOML subtable as JSON. Non-OK refuses the plugin (message in `error`). */
+    mb_status (*init)(const mb_host_api *host, const mb_host_plugin *plugin, mb_host_bytes config_json,
+                      mb_host_error_buffer error);
+
+    /** Required. Creates the instance for one portal. May be called on any thread, never
+     *  concurrently for the same portal. Non-OK: the plugin stays disabled for that portal. */
+    mb_status (*instance_create)(const mb_host_instance_context *context, mb_plugin_instance **instance_out,
+                                 mb_host_error_buffer error);
+
+    /** Required. Destroys an instance after its last request and connection completed. */
+    void (*instance_destroy)(mb_plugin_instance *instance);
+
+    /** Required. Handles one HTTP request. Called concurrently from any host thread; must
+     *  not block. The plugin completes it exactly once with host->respond, from any thread,
+     *  now or later. A request never completed is answered 504 by the host after its timeout. */
+    void (*handle_request)(mb_plugin_instance *instance, mb_request_token token, const mb_host_request *request);
+
+    /** Optional. A WebSocket upgrade was requested on the plugin's prefix. Return MB_OK to
+     *  accept; anything else refuses the upgrade (the host answers 403 with `error`).
+     *  NULL: the plugin does not accept WebSockets (the host answers 404). */
+    mb_status (*ws_open)(mb_plugin_instance *instance, mb_connection_id connection,
+                         const mb_host_request *request, mb_host_error_buffer error);
+
+    /** Optional. One complete frame arrived. Calls for one connection are sequential. */
+    void (*ws_message)(mb_plugin_instance *instance, mb_connection_id connection, int is_text,
+                       mb_host_bytes payload);
+
+    /** Optional. The connection closed (by either side); its id is dead after this returns. */
+    void (*ws_close)(mb_plugin_instance *instance, mb_connection_id connection, uint16_t code);
+
+    /** Optional. Process shutdown, main thread, after every instance was destroyed. Join
+     *  background threads here. */
+    void (*shutdown)(void);
+} mb_plugin_descriptor;
+
+/** Signature of the entry function. */
+typedef const mb_plugin_descriptor *(*mb_plugin_entry_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MELTYBASE_PLUGIN_H */
