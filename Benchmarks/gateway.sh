@@ -16,7 +16,8 @@
 #        DURATION=10       seconds of each measured wrk run
 #        WARMUP=2          seconds of an unmeasured wrk run before each (0: none)
 #        CONNECTIONS=64 THREADS=2   wrk's -c and -t
-#        CONFIG=<file>     plugins config to copy (default: <repo>/plugins.toml)
+#        CONFIG=<file>     plugins config to copy, with rate limits lifted
+#                          (default: <repo>/plugins.toml)
 #        REQUEST_HEADER='Name: value'  sent with every request (auth, say)
 #        SKIP_SETUP=1      do not run scripts/setup.sh --bench first
 #        KEEP_TMP=1        keep the temp folder (server and nginx logs)
@@ -49,7 +50,7 @@ done
 if [[ -z ${SKIP_SETUP:-} ]]; then
   bash "$ROOT/scripts/setup.sh" --bench >&2
 fi
-# shellcheck source=../scripts/env.sh
+# shellcheck source=scripts/env.sh
 source "$ROOT/scripts/env.sh"
 for tool in wrk nginx curl python3 setsid timeout; do
   command -v "$tool" >/dev/null || die "$tool not found (scripts/setup.sh --bench installs it)"
@@ -86,6 +87,7 @@ alive() {
 }
 
 # Sends TERM, waits up to $2 seconds, then KILL; reaps our child.
+# shellcheck disable=SC2317 # reached through the traps
 stop_process() {
   local pid=$1 grace=$2 i
   kill -TERM "$pid" 2>/dev/null || true
@@ -97,6 +99,7 @@ stop_process() {
   wait "$pid" 2>/dev/null || true
 }
 
+# shellcheck disable=SC2317 # reached through the traps
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -130,7 +133,34 @@ wrk_args=(-t"$THREADS" -c"$CONNECTIONS" "${header_args[@]}")
 
 kernel_port="$(free_port)"
 mkdir -p "$TMP/data"
-cp "$CONFIG" "$TMP/plugins.toml"
+# The copy lifts the rate limits to the highest values the config accepts
+# (the defaults, 2000 requests/s per client, would throttle the load into
+# 429s); everything else is as configured. Plugin paths resolve against the
+# executable's folder, so the copy loads the same plugins.
+python3 - "$CONFIG" "$TMP/plugins.toml" <<'PY'
+import json, os, re, sys
+src, dst = sys.argv[1], sys.argv[2]
+here = os.path.dirname(os.path.abspath(src))
+unlimited = "{ rate = 10000000, burst = 100000000 }"
+out, skipping = [], False
+for line in open(src, encoding="utf-8").read().splitlines():
+    header = re.match(r"\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$", line)
+    if header:
+        name = header.group(1).replace(" ", "")
+        skipping = name == "rate_limit" or name.endswith(".rate_limit")
+    if skipping:
+        continue
+    # A portal's own limit, written inline.
+    line = re.sub(r"^(\s*rate_limit\s*=\s*)\{[^}]*\}", lambda m: m.group(1) + unlimited, line)
+    # Paths that resolve against the config's folder must survive the move.
+    line = re.sub(r'^(\s*(?:plugin_dir|data_dir|tls_certificate|tls_key|client_ca)\s*=\s*)"([^"]+)"',
+                  lambda m: m.group(1) + (f'"{m.group(2)}"' if m.group(2).startswith("/") else
+                                          json.dumps(os.path.join(here, m.group(2)))), line)
+    out.append(line)
+out += ["", "# Added by Benchmarks/gateway.sh: measure the load, do not throttle it.",
+        "[rate_limit]", f"per_client = {unlimited}", f"per_portal = {unlimited}"]
+open(dst, "w", encoding="utf-8").write("\n".join(out) + "\n")
+PY
 note "starting meltybase on 127.0.0.1:$kernel_port (log: $TMP/server.log)"
 # setsid: a process group of its own, so cleanup can reach its children too.
 # (No job control in this script, so setsid execs in place: $! is meltybase.)

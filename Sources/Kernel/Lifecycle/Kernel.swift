@@ -114,6 +114,7 @@ public final class Kernel: @unchecked Sendable {
             logger: logger))
         try await group.run()
         portals.shutdown()
+        plugins.shutdown()
         logger.notice("MeltyBase stopped")
     }
 

@@ -25,29 +25,14 @@ public final class PluginHost: @unchecked Sendable {
         let loader = PluginLoader(hostAPI: HostServices.shared.table, logger: logger)
         for config in configs {
             do {
-                let taken = Set(plugins.map(\.name))
-                let plugin: LoadedPlugin
-                if let cached = Self.loaded.withLockedValue({ $0[config.path] }) {
-                    guard !taken.contains(cached.name) else {
-                        throw PluginLoadError(plugin: config.name, path: config.path, reason: "name \"\(cached.name)\" is already taken by another loaded plugin; plugin names must be unique")
-                    }
-                    plugin = cached
-                } else {
-                    plugin = try loader.load(config, takenNames: taken)
-                    Self.loaded.withLockedValue { $0[config.path] = plugin }
-                }
-                if let clash = plugins.first(where: { $0.routePrefix == plugin.routePrefix }) {
-                    throw PluginLoadError(plugin: config.name, path: config.path, reason: "route prefix \"\(plugin.routePrefix)\" is already served by plugin \"\(clash.name)\"")
-                }
+                let plugin = try Self.load(config, loader: loader, loaded: plugins)
                 plugins.append(plugin)
                 logger.info("plugin loaded", metadata: [
                     "plugin": "\(plugin.name)", "version": "\(plugin.version)", "abi": "\(plugin.abiVersion)",
                     "prefix": "\(plugin.routePrefix)", "path": "\(plugin.path)",
                 ])
             } catch let error as PluginLoadError {
-                if config.required {
-                    throw error
-                }
+                if config.required { throw error }
                 logger.error("\(error.description)")
                 failures.append(error)
             }
@@ -56,6 +41,32 @@ public final class PluginHost: @unchecked Sendable {
         self.failures = failures
         self.byPrefix = Dictionary(plugins.map { ($0.routePrefix, $0) }, uniquingKeysWith: { first, _ in first })
         self.byName = Dictionary(plugins.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
+    }
+
+    private static func load(_ config: PluginConfig, loader: PluginLoader, loaded: [LoadedPlugin]) throws -> LoadedPlugin {
+        let names = Set(loaded.map(\.name))
+        let prefixes = Dictionary(loaded.map { ($0.routePrefix, $0.name) }, uniquingKeysWith: { first, _ in first })
+        if let cached = Self.loaded.withLockedValue({ $0[config.path] }) {
+            if names.contains(cached.name) {
+                throw PluginLoadError(plugin: config.name, path: config.path, reason: "name \"\(cached.name)\" is already taken by another loaded plugin; plugin names must be unique")
+            }
+            if let owner = prefixes[cached.routePrefix] {
+                throw PluginLoadError(plugin: config.name, path: config.path, reason: "route prefix \"\(cached.routePrefix)\" is already served by plugin \"\(owner)\"")
+            }
+            return cached
+        }
+        let plugin = try loader.load(config, takenNames: names, takenPrefixes: prefixes)
+        Self.loaded.withLockedValue { $0[config.path] = plugin }
+        return plugin
+    }
+
+    /// Calls every plugin's `shutdown` (after the portals destroyed their instances); a
+    /// later kernel in the same process loads them afresh.
+    public func shutdown() {
+        for plugin in plugins {
+            Self.loaded.withLockedValue { $0[plugin.path] = nil }
+            if PluginDescriptorLayout.has(\.shutdown, in: plugin.descriptor) { plugin.descriptor.pointee.shutdown?() }
+        }
     }
 
     /// The plugin serving `prefix`, if loaded.

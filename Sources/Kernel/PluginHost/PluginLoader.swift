@@ -22,8 +22,9 @@ struct PluginLoader {
     let hostAPI: UnsafePointer<mb_host_api>
     let logger: Logger
 
-    /// Loads, checks and initialises one plugin. `takenNames` are names already loaded.
-    func load(_ config: PluginConfig, takenNames: Set<String>) throws -> LoadedPlugin {
+    /// Loads, checks and initialises one plugin. `takenNames` and `takenPrefixes` (prefix to
+    /// plugin) belong to plugins already loaded; clashes are refused before `init` runs.
+    func load(_ config: PluginConfig, takenNames: Set<String>, takenPrefixes: [String: String]) throws -> LoadedPlugin {
         func refuse(_ reason: String) -> PluginLoadError {
             PluginLoadError(plugin: config.name, path: config.path, reason: reason)
         }
@@ -44,6 +45,10 @@ struct PluginLoader {
         let name = String(cString: descriptor.pointee.name)
         if takenNames.contains(name) {
             throw refuse("name \"\(name)\" is already taken by another loaded plugin; plugin names must be unique")
+        }
+        let prefix = String(cString: descriptor.pointee.route_prefix)
+        if let owner = takenPrefixes[prefix] {
+            throw refuse("route prefix \"\(prefix)\" is already served by plugin \"\(owner)\"")
         }
         let handle = PluginHandle(name: name, logger: logger)
         let plugin = LoadedPlugin(descriptor: descriptor, path: config.path, handle: handle)

@@ -13,7 +13,10 @@
  *  - Nothing throws or traps across the boundary. Failures are an mb_status plus a
  *    message written into an mb_host_error_buffer (always NUL-terminated, truncated to
  *    its capacity).
- *  - Strings are UTF-8 and carry an explicit length unless a field says "NUL-terminated".
+ *  - Strings carry an explicit length unless a field says "NUL-terminated". Text the host
+ *    generates is UTF-8; text that comes off the network (path, query, headers) is passed
+ *    as received, not percent-decoded.
+ *  - A pointer may be NULL wherever its length or count is 0.
  *  - Tables only grow at the end (append-only). A plugin checks host->struct_size before
  *    touching a host function added in a later minor version; the kernel treats a NULL
  *    optional plugin callback, or one beyond the descriptor's struct_size, as "not supported".
@@ -121,7 +124,8 @@ typedef struct mb_host_plugin mb_host_plugin;
 /** Opaque plugin-owned state of one (plugin, portal) pair. */
 typedef struct mb_plugin_instance mb_plugin_instance;
 
-/** Identifies one pending HTTP request; completed exactly once with host->respond. */
+/** Identifies one pending HTTP request; completed exactly once with host->respond.
+ *  Tokens are never reused within a process, so a late second respond is refused. */
 typedef uint64_t mb_request_token;
 
 /** Identifies one open WebSocket connection. Never reused within a process. */
@@ -191,6 +195,22 @@ typedef struct mb_service_binding {
     size_t table_size;
     mb_plugin_instance *instance;
 } mb_service_binding;
+
+/** Completion of a JSON service call: `json_or_message` is the JSON result when `status`
+ *  is MB_OK, else a human-readable message. Owned by the callee, valid only during the call. */
+typedef void (*mb_service_reply)(void *caller_context, mb_status status, mb_plugin_bytes json_or_message);
+
+/** The conventional table of a JSON service (what the Swift SDK exports and calls): one
+ *  asynchronous call taking a method name and a JSON argument. Other tables are allowed;
+ *  their header is the exporter's contract. */
+typedef struct mb_json_service {
+    size_t struct_size;
+    /** Starts `method` for the exporter instance (from the binding). Any thread. Returns at
+     *  once; `reply` runs exactly once, from any thread, unless the return value is not
+     *  MB_OK (then it never runs). Arguments are host-style borrowed: valid during the call. */
+    mb_status (*call)(mb_plugin_instance *instance, mb_host_bytes method, mb_host_bytes json,
+                      mb_service_reply reply, void *caller_context);
+} mb_json_service;
 
 /* ------------------------------------------------------------------------------------ */
 /* What the host offers (append-only)                                                    */
@@ -270,7 +290,8 @@ typedef struct mb_host_instance_context {
     size_t struct_size;
     const mb_host_portal *portal;
     mb_host_bytes portal_name;
-    /** The plugin's own TOML subtable ([plugins.<name>.config]) as a JSON object. */
+    /** The plugin's own TOML subtable ([plugins.<name>.config]) as a JSON object; "{}" when
+     *  the file has none. The same bytes `init` received. */
     mb_host_bytes config_json;
 } mb_host_instance_context;
 
@@ -309,9 +330,10 @@ typedef struct mb_plugin_descriptor {
      *  now or later. A request never completed is answered 504 by the host after its timeout. */
     void (*handle_request)(mb_plugin_instance *instance, mb_request_token token, const mb_host_request *request);
 
-    /** Optional. A WebSocket upgrade was requested on the plugin's prefix. Return MB_OK to
-     *  accept; anything else refuses the upgrade (the host answers 403 with `error`).
-     *  NULL: the plugin does not accept WebSockets (the host answers 404). */
+    /** Optional. A WebSocket connection was opened on the plugin's prefix (the request has
+     *  no body). Return MB_OK to keep it; anything else makes the host close it at once with
+     *  code 1008 and `error` as the reason. NULL: the plugin does not accept WebSockets and
+     *  the host refuses the upgrade with a 404. host->ws_send may be called from inside. */
     mb_status (*ws_open)(mb_plugin_instance *instance, mb_connection_id connection,
                          const mb_host_request *request, mb_host_error_buffer error);
 
@@ -322,8 +344,9 @@ typedef struct mb_plugin_descriptor {
     /** Optional. The connection closed (by either side); its id is dead after this returns. */
     void (*ws_close)(mb_plugin_instance *instance, mb_connection_id connection, uint16_t code);
 
-    /** Optional. Process shutdown, main thread, after every instance was destroyed. Join
-     *  background threads here. */
+    /** Optional. Process shutdown, after every instance was destroyed; called for every
+     *  plugin whose init returned MB_OK. Join background threads here. Threads a plugin
+     *  starts should block all signals (the kernel handles SIGTERM and SIGINT). */
     void (*shutdown)(void);
 } mb_plugin_descriptor;
 

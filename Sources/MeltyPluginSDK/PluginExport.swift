@@ -1,0 +1,252 @@
+import Foundation
+import MeltyBuildSignature
+import MeltyPluginABI
+
+/// Builds the C descriptor for a ``PortalPlugin`` type and bridges every callback.
+///
+/// Each plugin library links its own copy of the SDK, so the globals here belong to one plugin.
+public enum PluginExport {
+    nonisolated(unsafe) static var pluginType: (any PortalPlugin.Type)?
+    nonisolated(unsafe) static var host: PluginHostServices?
+    nonisolated(unsafe) static var descriptorPointer: UnsafeMutablePointer<mb_plugin_descriptor>?
+    nonisolated(unsafe) static var jsonServices: [(name: String, major: UInt32, handler: JSONServiceHandler)] = []
+
+    /// A JSON service method handler: (instance, method, JSON argument) → JSON result.
+    public typealias JSONServiceHandler = @Sendable (any PortalPlugin, String, [UInt8]) async throws -> [UInt8]
+
+    /// The immortal descriptor for `type`; return it from `meltybase_plugin_entry`.
+    public static func descriptor<Plugin: PortalPlugin>(for type: Plugin.Type) -> UnsafeRawPointer {
+        if let descriptorPointer { return UnsafeRawPointer(descriptorPointer) }
+        pluginType = type
+        let description = type.description
+        let pointer = UnsafeMutablePointer<mb_plugin_descriptor>.allocate(capacity: 1)
+        pointer.initialize(to: mb_plugin_descriptor(
+            struct_size: MemoryLayout<mb_plugin_descriptor>.size,
+            abi_major: UInt32(MB_ABI_MAJOR),
+            abi_minor: UInt32(MB_ABI_MINOR),
+            build_signature: UnsafePointer(strdup(BuildSignature.swift)),
+            name: UnsafePointer(strdup(description.name)),
+            version: UnsafePointer(strdup(description.version)),
+            route_prefix: UnsafePointer(strdup(description.routePrefix)),
+            init: sdkInit,
+            instance_create: sdkInstanceCreate,
+            instance_destroy: sdkInstanceDestroy,
+            handle_request: sdkHandleRequest,
+            ws_open: sdkWebSocketOpen,
+            ws_message: sdkWebSocketMessage,
+            ws_close: sdkWebSocketClose,
+            shutdown: sdkShutdown))
+        descriptorPointer = pointer
+        return UnsafeRawPointer(pointer)
+    }
+
+    /// Exports a JSON service `name` v`major` (call from `start`). Other plugins reach it
+    /// with ``PluginHostServices/callService(_:major:method:json:portal:)`` for portals
+    /// where this plugin is enabled; `handler` receives this plugin's instance for that portal.
+    public static func exportJSONService(_ name: String, major: UInt32, handler: @escaping JSONServiceHandler) throws {
+        guard let host else { throw PluginError.invalid("exportJSONService must be called from start(host:config:)") }
+        jsonServices.append((name, major, handler))
+        let index = jsonServices.count - 1
+        let table = UnsafeMutablePointer<mb_json_service>.allocate(capacity: 1)
+        table.initialize(to: mb_json_service(struct_size: MemoryLayout<mb_json_service>.size, call: jsonServiceCalls[index]))
+        let error = SDKErrorBuffer()
+        let status = name.withCChars {
+            host.api.pointee.service_export(host.plugin, $0, $1, major, UnsafeRawPointer(table), MemoryLayout<mb_json_service>.size, error.buffer)
+        }
+        if status != MB_OK { throw PluginError.refused(error.text) }
+    }
+}
+
+/// Per-instance state behind `mb_plugin_instance *`.
+final class InstanceBox: @unchecked Sendable {
+    let plugin: any PortalPlugin
+    let portal: Portal
+    private let lock = NSLock()
+    private var sockets: [UInt64: AsyncStream<WebSocketMessage>.Continuation] = [:]
+
+    init(plugin: any PortalPlugin, portal: Portal) {
+        self.plugin = plugin
+        self.portal = portal
+    }
+
+    static func from(_ pointer: OpaquePointer?) -> InstanceBox? {
+        guard let pointer else { return nil }
+        return Unmanaged<InstanceBox>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    }
+
+    /// Starts the ordered delivery task of one connection.
+    func openSocket(_ id: UInt64) {
+        let (stream, continuation) = AsyncStream<WebSocketMessage>.makeStream()
+        lock.withLock { sockets[id] = continuation }
+        let plugin = self.plugin
+        let socket = WebSocketConnection(id: id)
+        Task {
+            for await message in stream { await plugin.webSocketReceived(message, on: socket) }
+        }
+    }
+
+    func deliver(_ id: UInt64, _ message: WebSocketMessage) {
+        _ = lock.withLock { sockets[id] }?.yield(message)
+    }
+
+    func closeSocket(_ id: UInt64, code: UInt16) {
+        lock.withLock { sockets.removeValue(forKey: id) }?.finish()
+        let plugin = self.plugin
+        Task { await plugin.webSocketClosed(WebSocketConnection(id: id), code: code) }
+    }
+}
+
+private func parseConfig(_ bytes: mb_host_bytes) throws -> [String: Any] {
+    let data = Data(copyBytes(bytes))
+    if data.isEmpty { return [:] }
+    guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+        throw PluginError.invalid("configuration must be a JSON object")
+    }
+    return object
+}
+
+private func sdkInit(_ api: UnsafePointer<mb_host_api>?, _ plugin: OpaquePointer?, _ config: mb_host_bytes, _ error: mb_host_error_buffer) -> mb_status {
+    guard let api, let type = PluginExport.pluginType else {
+        writeError("host table is NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    guard api.pointee.abi_major == UInt32(MB_ABI_MAJOR), api.pointee.struct_size >= MemoryLayout<mb_host_api>.size else {
+        writeError("host ABI \(api.pointee.abi_major).\(api.pointee.abi_minor) is older than this plugin's \(MB_ABI_MAJOR).\(MB_ABI_MINOR)", into: error)
+        return MB_ERR_UNSUPPORTED
+    }
+    let host = PluginHostServices(api: api, plugin: plugin)
+    PluginExport.host = host
+    do {
+        try type.start(host: host, config: try parseConfig(config))
+        return MB_OK
+    } catch let failure {
+        writeError("\(failure)", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+}
+
+private func sdkInstanceCreate(_ context: UnsafePointer<mb_host_instance_context>?, _ out: UnsafeMutablePointer<OpaquePointer?>?, _ error: mb_host_error_buffer) -> mb_status {
+    guard let context, let out, let type = PluginExport.pluginType else {
+        writeError("instance context is NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    let portal = Portal(name: copyString(context.pointee.portal_name), handle: context.pointee.portal)
+    do {
+        let plugin = try type.init(portal: portal, config: try parseConfig(context.pointee.config_json))
+        out.pointee = OpaquePointer(Unmanaged.passRetained(InstanceBox(plugin: plugin, portal: portal)).toOpaque())
+        return MB_OK
+    } catch let failure {
+        writeError("\(failure)", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+}
+
+private func sdkInstanceDestroy(_ instance: OpaquePointer?) {
+    guard let instance else { return }
+    let box = Unmanaged<InstanceBox>.fromOpaque(UnsafeRawPointer(instance)).takeRetainedValue()
+    box.plugin.stop()
+}
+
+private func copyRequest(_ request: UnsafePointer<mb_host_request>) -> PluginRequest {
+    let value = request.pointee
+    var headers: [(name: String, value: String)] = []
+    if let pointer = value.headers {
+        headers.reserveCapacity(value.header_count)
+        for index in 0..<value.header_count { headers.append((copyString(pointer[index].name), copyString(pointer[index].value))) }
+    }
+    return PluginRequest(
+        method: copyString(value.method), path: copyString(value.path), query: copyString(value.query), headers: headers,
+        body: copyBytes(value.body), portal: copyString(value.portal_name), requestID: copyString(value.request_id),
+        remoteAddress: copyString(value.remote_address), clientCertificateSubject: copyString(value.client_certificate_subject))
+}
+
+private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_token, _ request: UnsafePointer<mb_host_request>?) {
+    guard let box = InstanceBox.from(instance), let request, let host = PluginExport.host else { return }
+    let copied = copyRequest(request)
+    Task {
+        let response = await box.plugin.handle(copied)
+        let names = response.headers.map { Array($0.name.utf8) }
+        let values = response.headers.map { Array($0.value.utf8) }
+        withPluginHeaders(names, values) { headers, count in
+            withPluginBytes(response.body) { body in
+                _ = host.api.pointee.respond(token, UInt16(clamping: response.status), headers, count, body)
+            }
+        }
+    }
+}
+
+private func sdkWebSocketOpen(_ instance: OpaquePointer?, _ connection: mb_connection_id, _ request: UnsafePointer<mb_host_request>?, _ error: mb_host_error_buffer) -> mb_status {
+    guard let box = InstanceBox.from(instance), let request else { return MB_ERR_INVALID_ARGUMENT }
+    do {
+        try box.plugin.webSocketOpened(WebSocketConnection(id: connection), request: copyRequest(request))
+        box.openSocket(connection)
+        return MB_OK
+    } catch let failure {
+        writeError("\(failure)", into: error)
+        return MB_ERR_REFUSED
+    }
+}
+
+private func sdkWebSocketMessage(_ instance: OpaquePointer?, _ connection: mb_connection_id, _ isText: Int32, _ payload: mb_host_bytes) {
+    guard let box = InstanceBox.from(instance) else { return }
+    box.deliver(connection, isText != 0 ? .text(copyString(payload)) : .binary(copyBytes(payload)))
+}
+
+private func sdkWebSocketClose(_ instance: OpaquePointer?, _ connection: mb_connection_id, _ code: UInt16) {
+    InstanceBox.from(instance)?.closeSocket(connection, code: code)
+}
+
+private func sdkShutdown() {
+    PluginExport.pluginType?.shutdown()
+}
+
+/// One C entry point per exported JSON service (C function pointers cannot capture).
+private let jsonServiceCalls: [mb_json_service_call] = [
+    { sdkJSONServiceCall(0, $0, $1, $2, $3, $4) }, { sdkJSONServiceCall(1, $0, $1, $2, $3, $4) },
+    { sdkJSONServiceCall(2, $0, $1, $2, $3, $4) }, { sdkJSONServiceCall(3, $0, $1, $2, $3, $4) },
+]
+
+typealias mb_json_service_call = @convention(c) (OpaquePointer?, mb_host_bytes, mb_host_bytes, mb_service_reply?, UnsafeMutableRawPointer?) -> mb_status
+
+private func sdkJSONServiceCall(_ index: Int, _ instance: OpaquePointer?, _ method: mb_host_bytes, _ json: mb_host_bytes, _ reply: mb_service_reply?, _ context: UnsafeMutableRawPointer?) -> mb_status {
+    guard let box = InstanceBox.from(instance), let reply, index < PluginExport.jsonServices.count else { return MB_ERR_INVALID_ARGUMENT }
+    let handler = PluginExport.jsonServices[index].handler
+    let methodName = copyString(method)
+    let argument = copyBytes(json)
+    let contextAddress = UInt(bitPattern: context)
+    Task {
+        let context = UnsafeMutableRawPointer(bitPattern: contextAddress)
+        do {
+            let result = try await handler(box.plugin, methodName, argument)
+            withPluginBytes(result) { reply(context, MB_OK, $0) }
+        } catch {
+            withPluginBytes(Array("\(error)".utf8)) { reply(context, MB_ERR_INVALID_ARGUMENT, $0) }
+        }
+    }
+    return MB_OK
+}
+
+/// An open WebSocket connection; send and close from any task.
+public struct WebSocketConnection: Sendable, Hashable {
+    /// The kernel's connection id.
+    public let id: UInt64
+
+    /// Sends a text message; false when the connection is gone.
+    @discardableResult
+    public func send(_ text: String) -> Bool { send(Array(text.utf8), isText: true) }
+
+    /// Sends a binary message; false when the connection is gone.
+    @discardableResult
+    public func send(binary: [UInt8]) -> Bool { send(binary, isText: false) }
+
+    /// Closes the connection with `code` (1000: normal).
+    public func close(code: UInt16 = 1000, reason: String = "") {
+        guard let host = PluginExport.host else { return }
+        withPluginBytes(Array(reason.utf8)) { _ = host.api.pointee.ws_close(id, code, $0) }
+    }
+
+    private func send(_ bytes: [UInt8], isText: Bool) -> Bool {
+        guard let host = PluginExport.host else { return false }
+        return withPluginBytes(bytes) { host.api.pointee.ws_send(id, isText ? 1 : 0, $0) } == MB_OK
+    }
+}

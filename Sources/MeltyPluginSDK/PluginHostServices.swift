@@ -1,0 +1,152 @@
+import Foundation
+import MeltyPluginABI
+
+/// What the kernel offers a Swift plugin: logs, audit, metrics, outbound HTTP and services.
+///
+/// Available after `start`; every method may be called from any task or thread.
+public struct PluginHostServices: @unchecked Sendable {
+    let api: UnsafePointer<mb_host_api>
+    let plugin: OpaquePointer?
+
+    /// Log levels of the kernel logger.
+    public enum LogLevel: UInt32, Sendable { case trace, debug, info, notice, warning, error, critical }
+
+    /// Writes one log line tagged with the plugin (and the portal, when given).
+    public func log(_ level: LogLevel, _ message: String, portal: Portal? = nil) {
+        var text = message
+        text.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) {
+                api.pointee.log(plugin, portal?.handle, mb_log_level(rawValue: level.rawValue), $0.baseAddress, $0.count)
+            }
+        }
+    }
+
+    /// Adds `delta` to `meltybase_plugin_<name>_total{plugin, portal}`.
+    public func count(_ name: String, by delta: Int64 = 1, portal: Portal? = nil) {
+        var text = name
+        text.withUTF8 { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { api.pointee.counter_add(plugin, portal?.handle, $0.baseAddress, $0.count, delta) }
+        }
+    }
+
+    /// Appends an audit entry (details must be a JSON object); throws when it cannot be stored.
+    public func audit(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) throws {
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys]), as: UTF8.self)
+        let error = SDKErrorBuffer()
+        let status = action.withCChars { actionPointer, actionLength in
+            target.withCChars { targetPointer, targetLength in
+                json.withCChars { jsonPointer, jsonLength in
+                    api.pointee.audit(plugin, portal?.handle, actionPointer, actionLength, targetPointer, targetLength, jsonPointer, jsonLength, error.buffer)
+                }
+            }
+        }
+        if status != MB_OK { throw PluginError.unavailable(error.text) }
+    }
+
+    /// An outbound HTTP response.
+    public struct HTTPResult: Sendable {
+        /// HTTP status.
+        public var status: Int
+        /// Headers.
+        public var headers: [(name: String, value: String)]
+        /// Body.
+        public var body: [UInt8]
+    }
+
+    /// Performs an outbound HTTP request through the kernel (egress goes through the host).
+    public func fetch(_ url: String, method: String = "GET", headers: [(String, String)] = [], body: [UInt8] = [], timeoutMilliseconds: UInt32 = 0, portal: Portal? = nil) async throws -> HTTPResult {
+        try await withCheckedThrowingContinuation { continuation in
+            let box = Unmanaged.passRetained(FetchContinuation(continuation)).toOpaque()
+            let names = headers.map { Array($0.0.utf8) }
+            let values = headers.map { Array($0.1.utf8) }
+            let error = SDKErrorBuffer()
+            let status: mb_status = withPluginBytes(Array(method.utf8)) { methodBytes in
+                withPluginBytes(Array(url.utf8)) { urlBytes in
+                    withPluginBytes(body) { bodyBytes in
+                        withPluginHeaders(names, values) { headerPointer, headerCount in
+                            var request = mb_plugin_http_request(
+                                struct_size: MemoryLayout<mb_plugin_http_request>.size, method: methodBytes, url: urlBytes,
+                                headers: headerPointer, header_count: headerCount, body: bodyBytes, timeout_ms: timeoutMilliseconds)
+                            return api.pointee.http_fetch(plugin, portal?.handle, &request, sdkFetchCompletion, box, error.buffer)
+                        }
+                    }
+                }
+            }
+            if status != MB_OK {
+                Unmanaged<FetchContinuation>.fromOpaque(box).release()
+                continuation.resume(throwing: PluginError.invalid(error.text))
+            }
+        }
+    }
+
+    /// Calls `method` on the JSON service `name` v`major` for `portal` (the exporter must be
+    /// enabled there) and returns the JSON result.
+    public func callService(_ name: String, major: UInt32, method: String, json: [UInt8], portal: Portal) async throws -> [UInt8] {
+        var binding = mb_service_binding()
+        let error = SDKErrorBuffer()
+        let status = name.withCChars { api.pointee.service_lookup(portal.handle, $0, $1, major, &binding, error.buffer) }
+        switch status {
+        case MB_OK: break
+        case MB_ERR_REFUSED: throw PluginError.refused(error.text)
+        case MB_ERR_NOT_FOUND: throw PluginError.notFound(error.text)
+        default: throw PluginError.invalid(error.text)
+        }
+        guard let table = binding.table, binding.table_size >= MemoryLayout<mb_json_service>.size else {
+            throw PluginError.invalid("service \(name).v\(major) is not a JSON service table")
+        }
+        let service = table.assumingMemoryBound(to: mb_json_service.self).pointee
+        let instance = binding.instance
+        return try await withCheckedThrowingContinuation { continuation in
+            let box = Unmanaged.passRetained(ServiceContinuation(continuation)).toOpaque()
+            let started = Array(method.utf8).withUnsafeBufferPointer { methodBuffer in
+                json.withUnsafeBufferPointer { jsonBuffer in
+                    service.call(instance, mb_host_bytes(data: methodBuffer.baseAddress, len: methodBuffer.count),
+                                 mb_host_bytes(data: jsonBuffer.baseAddress, len: jsonBuffer.count), sdkServiceReply, box)
+                }
+            }
+            if started != MB_OK {
+                Unmanaged<ServiceContinuation>.fromOpaque(box).release()
+                continuation.resume(throwing: PluginError.unavailable("service \(name).v\(major) refused the call (status \(started.rawValue))"))
+            }
+        }
+    }
+}
+
+final class FetchContinuation {
+    let continuation: CheckedContinuation<PluginHostServices.HTTPResult, any Error>
+    init(_ continuation: CheckedContinuation<PluginHostServices.HTTPResult, any Error>) { self.continuation = continuation }
+}
+
+final class ServiceContinuation {
+    let continuation: CheckedContinuation<[UInt8], any Error>
+    init(_ continuation: CheckedContinuation<[UInt8], any Error>) { self.continuation = continuation }
+}
+
+private func sdkFetchCompletion(_ context: UnsafeMutableRawPointer?, _ response: UnsafePointer<mb_host_http_response>?) {
+    guard let context else { return }
+    let box = Unmanaged<FetchContinuation>.fromOpaque(context).takeRetainedValue()
+    guard let response = response?.pointee else {
+        box.continuation.resume(throwing: PluginError.unavailable("no response"))
+        return
+    }
+    if response.status != MB_OK {
+        box.continuation.resume(throwing: PluginError.unavailable(copyString(response.error)))
+        return
+    }
+    var headers: [(name: String, value: String)] = []
+    if let pointer = response.headers {
+        for index in 0..<response.header_count { headers.append((copyString(pointer[index].name), copyString(pointer[index].value))) }
+    }
+    box.continuation.resume(returning: .init(status: Int(response.http_status), headers: headers, body: copyBytes(response.body)))
+}
+
+private func sdkServiceReply(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ bytes: mb_plugin_bytes) {
+    guard let context else { return }
+    let box = Unmanaged<ServiceContinuation>.fromOpaque(context).takeRetainedValue()
+    let copied: [UInt8] = bytes.data.map { Array(UnsafeBufferPointer(start: $0, count: bytes.len)) } ?? []
+    if status == MB_OK {
+        box.continuation.resume(returning: copied)
+    } else {
+        box.continuation.resume(throwing: PluginError.unavailable(String(decoding: copied, as: UTF8.self)))
+    }
+}

@@ -1,0 +1,186 @@
+import Foundation
+
+/// A MeltyBase plugin written in Swift: one instance per portal that enables it.
+///
+/// Conform a final class, then export it with one line:
+///
+/// ```swift
+/// @_cdecl("meltybase_plugin_entry")
+/// public func meltybasePluginEntry() -> UnsafeRawPointer { PluginExport.descriptor(for: MyPlugin.self) }
+/// ```
+///
+/// The SDK turns the C ABI into async Swift: no pointers in plugin code. Every callback
+/// may run concurrently for different requests; keep instance state `Sendable`.
+public protocol PortalPlugin: AnyObject, Sendable {
+    /// Name, version and route prefix.
+    static var description: PluginDescription { get }
+
+    /// Called once per process before any instance, with the `[plugins.<name>.config]`
+    /// table. Throw to refuse the plugin (the message is logged by the kernel).
+    static func start(host: PluginHostServices, config: [String: Any]) throws
+
+    /// Creates the instance for one portal. Throw to leave the plugin disabled there.
+    init(portal: Portal, config: [String: Any]) throws
+
+    /// Answers one HTTP request below `/p/<portal>/<prefix>`.
+    func handle(_ request: PluginRequest) async -> PluginResponse
+
+    /// A WebSocket connection opened; throw to close it with code 1008 and the message.
+    /// The default refuses every connection.
+    func webSocketOpened(_ socket: WebSocketConnection, request: PluginRequest) throws
+
+    /// One message arrived; messages of one connection arrive in order, one at a time.
+    func webSocketReceived(_ message: WebSocketMessage, on socket: WebSocketConnection) async
+
+    /// The connection closed (by either side).
+    func webSocketClosed(_ socket: WebSocketConnection, code: UInt16) async
+
+    /// Called when the portal disables the plugin, after the last request completed.
+    func stop()
+
+    /// Called once at process shutdown after every instance stopped.
+    static func shutdown()
+}
+
+extension PortalPlugin {
+    /// Accepts any configuration.
+    public static func start(host: PluginHostServices, config: [String: Any]) throws {}
+    /// Refuses WebSocket connections.
+    public func webSocketOpened(_ socket: WebSocketConnection, request: PluginRequest) throws {
+        throw PluginError.unsupported("this plugin does not accept WebSocket connections")
+    }
+    /// Ignores messages.
+    public func webSocketReceived(_ message: WebSocketMessage, on socket: WebSocketConnection) async {}
+    /// Does nothing.
+    public func webSocketClosed(_ socket: WebSocketConnection, code: UInt16) async {}
+    /// Does nothing.
+    public func stop() {}
+    /// Does nothing.
+    public static func shutdown() {}
+}
+
+/// A plugin's identity as the kernel sees it.
+public struct PluginDescription: Sendable {
+    /// Unique name, `[a-z0-9_-]`, matching the `[plugins.<name>]` table.
+    public var name: String
+    /// Semantic version.
+    public var version: String
+    /// Route prefix below `/p/<portal>/`.
+    public var routePrefix: String
+
+    /// A plugin called `name` at `version`, serving `/p/<portal>/<routePrefix>/...`.
+    public init(name: String, version: String, routePrefix: String) {
+        self.name = name
+        self.version = version
+        self.routePrefix = routePrefix
+    }
+}
+
+/// Errors a plugin reports to the kernel; the message reaches logs or clients.
+public enum PluginError: Error, CustomStringConvertible {
+    /// Bad configuration or argument.
+    case invalid(String)
+    /// Refused by policy.
+    case refused(String)
+    /// Not supported.
+    case unsupported(String)
+    /// Something the plugin depends on is down.
+    case unavailable(String)
+    /// Not found.
+    case notFound(String)
+
+    /// The message.
+    public var description: String {
+        switch self {
+        case .invalid(let text), .refused(let text), .unsupported(let text), .unavailable(let text), .notFound(let text): text
+        }
+    }
+}
+
+/// The portal an instance serves.
+public struct Portal: @unchecked Sendable {
+    /// Portal name.
+    public let name: String
+    let handle: OpaquePointer?
+}
+
+/// An HTTP request, copied out of kernel memory.
+public struct PluginRequest: Sendable {
+    /// `GET`, `POST`, ...
+    public var method: String
+    /// Path below the plugin prefix, starting with `/`.
+    public var path: String
+    /// Raw query string (no `?`).
+    public var query: String
+    /// Headers in order, names lowercased.
+    public var headers: [(name: String, value: String)]
+    /// Body bytes.
+    public var body: [UInt8]
+    /// The portal's name.
+    public var portal: String
+    /// The kernel's request id.
+    public var requestID: String
+    /// Client address.
+    public var remoteAddress: String
+    /// Subject of the client certificate under mTLS, else "".
+    public var clientCertificateSubject: String
+
+    /// First value of the header `name` (case-insensitive).
+    public func header(_ name: String) -> String? {
+        let lowered = name.lowercased()
+        return headers.first { $0.name.lowercased() == lowered }?.value
+    }
+
+    /// Decoded query parameters (first value wins).
+    public var queryItems: [String: String] {
+        var items: [String: String] = [:]
+        for item in URLComponents(string: "?" + query)?.queryItems ?? [] where items[item.name] == nil {
+            items[item.name] = item.value ?? ""
+        }
+        return items
+    }
+
+    /// The body as UTF-8 text.
+    public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// An HTTP response.
+public struct PluginResponse: Sendable {
+    /// Status code.
+    public var status: Int
+    /// Headers in order.
+    public var headers: [(name: String, value: String)]
+    /// Body bytes.
+    public var body: [UInt8]
+
+    /// A response with raw bytes.
+    public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
+        self.status = status
+        self.headers = headers
+        self.body = body
+    }
+
+    /// A `text/plain` response.
+    public static func text(_ text: String, status: Int = 200) -> PluginResponse {
+        PluginResponse(status: status, headers: [("content-type", "text/plain; charset=utf-8")], body: Array(text.utf8))
+    }
+
+    /// An `application/json` response from a JSON-compatible value.
+    public static func json(_ value: Any, status: Int = 200) -> PluginResponse {
+        let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed])) ?? Data("null".utf8)
+        return PluginResponse(status: status, headers: [("content-type", "application/json")], body: Array(data))
+    }
+
+    /// The kernel's error shape `{code, message, hint}`.
+    public static func error(status: Int, code: String, message: String, hint: String? = nil) -> PluginResponse {
+        json(["code": code, "message": message, "hint": hint ?? NSNull()] as [String: Any], status: status)
+    }
+}
+
+/// A WebSocket message.
+public enum WebSocketMessage: Sendable, Equatable {
+    /// A text frame.
+    case text(String)
+    /// A binary frame.
+    case binary([UInt8])
+}
