@@ -20,7 +20,7 @@ struct ConfigOptions: ParsableArguments {
             }
             return config
         } catch let error as ConfigError {
-            throw ValidationError("\(error)")
+            throw CommandError("\(error)")
         }
     }
 }
@@ -60,4 +60,10 @@ struct ServeCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
     }
+}
+
+/// A failure printed as `Error: <message>` without the usage text.
+struct CommandError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
 }

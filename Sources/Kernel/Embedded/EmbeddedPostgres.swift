@@ -110,11 +110,18 @@ public final class EmbeddedPostgres: @unchecked Sendable {
                                    hint: "see \((clusterDirectory as NSString).deletingLastPathComponent)/postgres.log")
     }
 
+    /// Whether a server is running on this cluster (started by a kernel or left behind).
+    public var isRunning: Bool { runningPID != nil }
+
+    private var runningPID: Int32? {
+        guard let text = try? String(contentsOfFile: clusterDirectory + "/postmaster.pid", encoding: .utf8),
+              let pid = Int32(text.split(separator: "\n").first ?? ""), kill(pid, 0) == 0 else { return nil }
+        return pid
+    }
+
     /// A server left running by a kernel that was killed: stop it so this one supervises.
     private func stopLeftoverServer() {
-        let pidFile = clusterDirectory + "/postmaster.pid"
-        guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
-              let pid = Int32(text.split(separator: "\n").first ?? ""), kill(pid, 0) == 0 else { return }
+        guard let pid = runningPID else { return }
         logger.notice("stopping a Postgres left running by an earlier kernel", metadata: ["pid": "\(pid)"])
         kill(pid, SIGINT)
         let deadline = Date().addingTimeInterval(20)

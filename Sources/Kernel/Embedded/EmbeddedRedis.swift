@@ -64,6 +64,10 @@ public final class EmbeddedRedis: @unchecked Sendable {
 
     /// Stops the server.
     public func stop() {
+        // The kernel's threads block SIGTERM and children inherit the mask, so ask Redis
+        // over its socket; the signal is the fallback.
+        supervisor?.prepareToStop()
+        if let client = try? RedisClient(url: url) { _ = try? client.commandSync(["SHUTDOWN", "NOSAVE"]) }
         supervisor?.stop(signal: SIGTERM, timeout: 10)
         supervisor = nil
     }

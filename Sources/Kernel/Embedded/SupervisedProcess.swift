@@ -69,6 +69,11 @@ final class SupervisedProcess: @unchecked Sendable {
         }
     }
 
+    /// Marks the child as stopping, so that its exit is not mistaken for a crash.
+    func prepareToStop() {
+        state.withLockedValue { $0.stopping = true }
+    }
+
     /// Sends `signal`, waits up to `timeout` seconds, then kills.
     func stop(signal: Int32 = SIGTERM, timeout: Double = 15) {
         let process = state.withLockedValue { state -> Process? in

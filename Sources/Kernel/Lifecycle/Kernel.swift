@@ -55,6 +55,25 @@ public final class Kernel: @unchecked Sendable {
         return redis.url
     }
 
+    /// Runs `body` against the system database for a command-line tool: an external URL,
+    /// the embedded Postgres of a running kernel, or the embedded Postgres started just
+    /// for this call (and stopped after it).
+    public func withSystemDatabase<T>(_ body: (SystemDatabase) async throws -> T) async throws -> T {
+        if let url = config.databaseURL { return try await body(SystemDatabase(conninfo: url)) }
+        let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
+        if DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) || postgres.isRunning {
+            return try await body(SystemDatabase(conninfo: postgres.conninfo))
+        }
+        try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        let lock = try DataDirectoryLock(dataDirectory: config.dataDirectory)
+        defer { withExtendedLifetime(lock) {} }
+        try postgres.start()
+        defer { postgres.stop() }
+        let database = SystemDatabase(conninfo: postgres.conninfo)
+        try await database.migrate()
+        return try await body(database)
+    }
+
     /// Stops the embedded servers this kernel started.
     public func stopEmbeddedServices() {
         embeddedRedis?.stop()
@@ -69,7 +88,11 @@ public final class Kernel: @unchecked Sendable {
         // 0711: the unprivileged account running the embedded Postgres may pass through
         // to its own folder, but nobody else may list or read the data directory.
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
-        defer { stopEmbeddedServices() }
+        let lock = (config.usesEmbeddedPostgres || config.usesEmbeddedRedis) ? try DataDirectoryLock(dataDirectory: config.dataDirectory) : nil
+        defer {
+            stopEmbeddedServices()
+            withExtendedLifetime(lock) {}
+        }
 
         let conninfo = try databaseConninfo()
         let database = SystemDatabase(conninfo: conninfo)
