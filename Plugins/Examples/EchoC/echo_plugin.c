@@ -27,6 +27,10 @@
  *   GET      /whoami               200 JSON with portal, request_id, remote, client_cert
  *   GET      /count                bumps counter meltybase_plugin_echo_count_total, logs,
  *                                  200 text/plain "counted"
+ *   GET      /lookup-echo-service   looks up the JSON service echo.v1 (exported by the Swift
+ *                                  example) for this portal: 200 {"found":true} or 200
+ *                                  {"found":false,"status":N,"message":"..."} (the host
+ *                                  refuses when echo-swift is not enabled for the portal)
  *   anything else                  404 JSON {"code":"not_found",...}
  * WebSockets: every upgrade is accepted and every frame is echoed back unchanged.
  */
@@ -628,6 +632,31 @@ static void route_count(mb_plugin_instance *instance, mb_request_token token) {
     respond(instance->portal, token, 200, "text/plain", "counted", 7);
 }
 
+/* GET /lookup-echo-service: shows the service registry and its per-portal refusal. */
+static void route_lookup(mb_plugin_instance *instance, mb_request_token token) {
+    static const char name[] = "echo";
+    char message[256] = { 0 };
+    mb_host_error_buffer error = { message, sizeof(message) };
+    mb_service_binding binding = { 0 };
+    mb_status status = g_host->service_lookup(instance->portal, name, sizeof(name) - 1, 1, &binding, error);
+    echo_buffer body = { 0 };
+    if (status == MB_OK) {
+        buffer_append_cstr(&body, "{\"found\":true}");
+    } else {
+        char prefix[64];
+        snprintf(prefix, sizeof(prefix), "{\"found\":false,\"status\":%d,", (int)status);
+        buffer_append_cstr(&body, prefix);
+        buffer_append_json_field(&body, "message", (const uint8_t *)message, strlen(message));
+        buffer_append_cstr(&body, "}");
+    }
+    if (body.failed) {
+        respond_internal_error(instance->portal, token);
+    } else {
+        respond(instance->portal, token, 200, "application/json", body.data, body.len);
+    }
+    buffer_free(&body);
+}
+
 /* Everything else: a structured 404. */
 static void route_not_found(mb_plugin_instance *instance, mb_request_token token,
                             const mb_host_request *request) {
@@ -768,6 +797,8 @@ static void echo_handle_request(mb_plugin_instance *instance, mb_request_token t
         route_whoami(instance, token, request);
     } else if (bytes_equal(path, "/count") && is_get) {
         route_count(instance, token);
+    } else if (bytes_equal(path, "/lookup-echo-service") && is_get) {
+        route_lookup(instance, token);
     } else {
         route_not_found(instance, token, request);
     }

@@ -1,0 +1,99 @@
+import Foundation
+import Testing
+@testable import Kernel
+
+@Suite("plugins.toml parsing and validation")
+struct ConfigLoaderTests {
+    let loader = ConfigLoader(environment: [:])
+
+    @Test("the committed plugins.toml is valid and runs both example plugins in portal demo")
+    func committedConfig() throws {
+        let config = try loader.load(path: TestServices.repositoryRoot + "/plugins.toml")
+        #expect(config.plugins.map(\.name) == ["echo-c", "echo-swift"])
+        #expect(config.portals.first?.plugins == ["echo-c", "echo-swift"])
+        #expect(config.usesEmbeddedPostgres && config.usesEmbeddedRedis)
+        #expect(config.listeners == [ListenerConfig(host: "127.0.0.1", port: 3000)])
+        #expect(config.plugins[1].configJSON.contains("hello from Swift"))
+    }
+
+    @Test("an unknown key is an error naming file, line and key")
+    func unknownKey() {
+        let text = "[kernel]\nlog_level = \"info\"\n\n[plugins.a]\npath = \"x.so\"\nrequird = true\n"
+        let error = #expect(throws: ConfigError.self) { try loader.parse(text, path: "/etc/mb/plugins.toml") }
+        #expect(error?.line == 6)
+        #expect(error?.key == "plugins.a.requird")
+        #expect(error?.description.hasPrefix("/etc/mb/plugins.toml:6: key 'plugins.a.requird': unknown key") == true)
+    }
+
+    @Test("a value of the wrong type names its line")
+    func wrongType() {
+        let error = #expect(throws: ConfigError.self) {
+            try loader.parse("# comment\n[[listeners]]\nhost = \"127.0.0.1\"\nport = \"eighty\"\n", path: "/x/plugins.toml")
+        }
+        #expect(error?.line == 4)
+        #expect(error?.key == "listeners.0.port")
+        #expect(error?.message.contains("expected an integer") == true)
+    }
+
+    @Test("an out-of-range value and a bad level are refused with the allowed values")
+    func badValues() {
+        let range = #expect(throws: ConfigError.self) { try loader.parse("[[listeners]]\nport = 70000\n", path: "/p.toml") }
+        #expect(range?.message.contains("0 to 65535") == true)
+        let level = #expect(throws: ConfigError.self) { try loader.parse("[kernel]\nlog_level = \"loud\"\n", path: "/p.toml") }
+        #expect(level?.line == 2)
+        #expect(level?.message.contains("trace") == true)
+    }
+
+    @Test("a TOML syntax error reports the parser's line")
+    func syntaxError() {
+        let error = #expect(throws: ConfigError.self) { try loader.parse("[kernel]\nlog_level = \n", path: "/p.toml") }
+        #expect(error?.line == 2)
+        #expect(error?.message.contains("TOML syntax error") == true)
+    }
+
+    @Test("a portal naming an undeclared plugin is refused")
+    func undeclaredPlugin() {
+        let error = #expect(throws: ConfigError.self) {
+            try loader.parse("[portals.acme]\nplugins = [\"vault\"]\n", path: "/p.toml")
+        }
+        #expect(error?.line == 2)
+        #expect(error?.message.contains("plugin \"vault\" is not declared") == true)
+    }
+
+    @Test("bad portal and plugin names are refused")
+    func badNames() {
+        #expect(throws: ConfigError.self) { try loader.parse("[portals.Acme]\nplugins = []\n", path: "/p.toml") }
+        #expect(throws: ConfigError.self) { try loader.parse("[plugins.\"a b\"]\npath = \"x.so\"\n", path: "/p.toml") }
+    }
+
+    @Test("mTLS without TLS and half a TLS pair are refused")
+    func tlsPairs() {
+        #expect(throws: ConfigError.self) { try loader.parse("[[listeners]]\nclient_ca = \"ca.pem\"\n", path: "/p.toml") }
+        #expect(throws: ConfigError.self) { try loader.parse("[[listeners]]\ntls_certificate = \"c.pem\"\n", path: "/p.toml") }
+    }
+
+    @Test("MELTYBASE_* variables override URLs and the license key; relative paths resolve against the file")
+    func environmentOverrides() throws {
+        let environment = ["MELTYBASE_DATABASE_URL": "postgres://db/x", "MELTYBASE_REDIS_URL": "redis://r:6379", "MELTYBASE_LICENSE_PUBLIC_KEY": "abcd"]
+        let text = "[database]\nurl = \"postgres://file/y\"\n[kernel]\ndata_dir = \"state\"\nplugin_dir = \"plugins\"\n[plugins.p]\npath = \"libp.so\"\n[plugins.p.config]\nmode = \"fast\"\nlimit = 3\n"
+        let config = try ConfigLoader(environment: environment).parse(text, path: "/srv/mb/plugins.toml")
+        #expect(config.databaseURL == "postgres://db/x")
+        #expect(config.redisURL == "redis://r:6379")
+        #expect(config.licensePublicKey == "abcd")
+        #expect(config.dataDirectory == "/srv/mb/state")
+        #expect(config.plugins[0].path == "/srv/mb/plugins/libp.so")
+        let json = try JSONSerialization.jsonObject(with: Data(config.plugins[0].configJSON.utf8)) as? [String: Any]
+        #expect(json?["mode"] as? String == "fast")
+        #expect(json?["limit"] as? Int == 3)
+    }
+
+    @Test("rate limits parse as token buckets, with a per-portal override")
+    func rateLimits() throws {
+        let text = "[rate_limit]\nper_client = { rate = 10, burst = 20 }\n[plugins.p]\npath = \"/p.so\"\n[portals.a]\nplugins = [\"p\"]\nrate_limit = { rate = 1.5 }\n"
+        let config = try loader.parse(text, path: "/p.toml")
+        #expect(config.rateLimit.perClient == TokenBucketConfig(rate: 10, burst: 20))
+        #expect(config.portals[0].rateLimit == TokenBucketConfig(rate: 1.5, burst: 2))
+        let missing = #expect(throws: ConfigError.self) { try loader.parse("[rate_limit]\nper_portal = { burst = 3 }\n", path: "/p.toml") }
+        #expect(missing?.message.contains("missing 'rate'") == true)
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+import Logging
+import Testing
+@testable import Kernel
+
+@Suite("C plugin ABI conformance", .serialized)
+struct PluginABITests {
+    func config(_ name: String, _ path: String, required: Bool = false) -> PluginConfig {
+        PluginConfig(name: name, path: path, required: required, configJSON: "{}", line: 1)
+    }
+
+    func load(_ configs: [PluginConfig]) throws -> (PluginHost, CapturedLog) {
+        let log = CapturedLog()
+        let host = try PluginHost(configs: configs, logger: Logger(label: "abi") { _ in log.handler() })
+        return (host, log)
+    }
+
+    @Test("each broken plugin is refused with one clear line naming the problem")
+    func brokenPlugins() throws {
+        let cases: [(fixture: String, name: String, expected: String)] = [
+            ("wrong_major", "broken-wrong-major", "descriptor field abi_major: expected 1, found 2"),
+            ("missing_entry", "broken-missing-entry", "missing entry symbol meltybase_plugin_entry"),
+            ("init_fails", "broken-init-fails", "init failed (MB_ERR_UNAVAILABLE): cannot reach the licensing oracle"),
+            ("null_callback", "broken-null-callback", "descriptor field handle_request: required callback is NULL"),
+            ("wrong_struct_size", "broken-small-struct", "descriptor field struct_size: expected at least"),
+        ]
+        for item in cases {
+            let (host, log) = try load([config(item.name, try TestPlugins.broken(item.fixture))])
+            #expect(host.plugins.isEmpty, "\(item.fixture) should not load")
+            #expect(host.failures.count == 1)
+            #expect(host.failures.first?.reason.contains(item.expected) == true, "\(item.fixture): \(host.failures.first?.reason ?? "none")")
+            let errorLines = log.all.filter { $0.hasPrefix("error") }
+            #expect(errorLines.count == 1, "one log line for \(item.fixture), got \(errorLines)")
+            #expect(errorLines.first?.contains(item.name) == true)
+        }
+    }
+
+    @Test("a second plugin with a taken name is refused before its init runs, the first keeps serving")
+    func takenName() throws {
+        let (host, log) = try load([config("echo-c", try TestPlugins.echoC()), config("echo-c-dup", try TestPlugins.broken("taken_name"))])
+        defer { host.shutdown() }
+        #expect(host.plugins.map(\.name) == ["echo-c"])
+        #expect(host.failures.first?.reason.contains("name \"echo-c\" is already taken") == true
+            || host.failures.first?.reason.contains("descriptor field name") == true)
+        #expect(log.text.contains("not loaded"))
+    }
+
+    @Test("a taken name declared under the same table name is reported as taken")
+    func takenNameSameTable() throws {
+        let (host, _) = try load([config("echo-c", try TestPlugins.echoC()), config("echo-c", try TestPlugins.broken("taken_name"))])
+        defer { host.shutdown() }
+        #expect(host.plugins.count == 1)
+        #expect(host.failures.first?.reason.contains("already taken") == true)
+    }
+
+    @Test("a missing file and a name mismatch are explained")
+    func missingAndMismatch() throws {
+        let (host, _) = try load([config("ghost", "/nonexistent/libghost.so"), config("not-echo", try TestPlugins.echoC())])
+        #expect(host.failures[0].reason.contains("file not found"))
+        #expect(host.failures[1].reason.contains("descriptor field name: expected \"not-echo\""))
+    }
+
+    @Test("a required plugin that fails stops start-up with its message")
+    func requiredFailure() throws {
+        let error = #expect(throws: PluginLoadError.self) {
+            _ = try PluginHost(configs: [config("broken-init-fails", try TestPlugins.broken("init_fails"), required: true)], logger: Logger(label: "abi"))
+        }
+        #expect(error?.description.contains("cannot reach the licensing oracle") == true)
+    }
+
+    @Test("the C example and the Swift example load and describe themselves")
+    func examplesLoad() throws {
+        let (host, _) = try load([config("echo-c", try TestPlugins.echoC()), config("echo-swift", TestPlugins.echoSwift)])
+        defer { host.shutdown() }
+        #expect(host.failures.isEmpty, "\(host.failures)")
+        let c = try #require(host.plugin(named: "echo-c"))
+        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.0" && c.routePrefix == "echo-c")
+        let swift = try #require(host.plugin(prefix: "echo-swift"))
+        #expect(swift.buildSignature.hasPrefix("swift-"))
+        #expect(swift.acceptsWebSockets)
+    }
+
+    @Test("every plugin library links the shared Swift runtime and embeds no copy of it; the C plugin needs no Swift")
+    func linkage() throws {
+        let swiftPlugin = TestPlugins.echoSwift
+        let needed = try run("/usr/bin/readelf", ["-d", swiftPlugin])
+        #expect(needed.contains("libswiftCore.so"), "libEchoSwiftPlugin.so must link libswiftCore.so dynamically")
+        let defined = try run("/usr/bin/nm", ["-D", "--defined-only", swiftPlugin])
+        for runtimeSymbol in ["swift_retain", "swift_release", "swift_allocObject"] {
+            #expect(!defined.split(separator: "\n").contains { $0.hasSuffix(" " + runtimeSymbol) }, "\(runtimeSymbol) must come from libswiftCore.so")
+        }
+        #expect(defined.contains("meltybase_plugin_entry"))
+        let cNeeded = try run("/usr/bin/readelf", ["-d", try TestPlugins.echoC()])
+        #expect(!cNeeded.contains("libswift"))
+        let cExports = try run("/usr/bin/nm", ["-D", "--defined-only", try TestPlugins.echoC()])
+        #expect(cExports.split(separator: "\n").filter { $0.contains(" T ") } .map { $0.split(separator: " ").last.map(String.init) ?? "" } == ["meltybase_plugin_entry"])
+    }
+
+    func run(_ executable: String, _ arguments: [String]) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+@testable import Kernel
+
+/// One real Postgres and one real Redis for the whole test process, started with the
+/// kernel's own embedded-mode code in `.build/test-services` and stopped at exit.
+/// Each test kernel gets a fresh database on that Postgres.
+enum TestServices {
+    struct Running {
+        let postgres: EmbeddedPostgres
+        let redis: EmbeddedRedis
+    }
+
+    private static let shared = NIOLockedValueBox<Running?>(nil)
+    static let repositoryRoot: String = {
+        var url = URL(fileURLWithPath: #filePath)
+        while url.path != "/" {
+            url.deleteLastPathComponent()
+            if FileManager.default.fileExists(atPath: url.appendingPathComponent("Package.swift").path) { return url.path }
+        }
+        fatalError("Package.swift not found above \(#filePath)")
+    }()
+
+    static var dataDirectory: String { repositoryRoot + "/.build/test-services" }
+
+    /// Starts the services once; later calls return at once.
+    static func start() throws -> Running {
+        try shared.withLockedValue { running in
+            if let running { return running }
+            try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+            chmod(dataDirectory, 0o711)
+            var logger = Logger(label: "test-services")
+            logger.logLevel = .warning
+            let postgres = try EmbeddedPostgres(dataDirectory: dataDirectory, logger: logger)
+            try postgres.start()
+            let redis = EmbeddedRedis(dataDirectory: dataDirectory, logger: logger)
+            try redis.start()
+            let started = Running(postgres: postgres, redis: redis)
+            running = started
+            atexit { TestServices.stopAll() }
+            return started
+        }
+    }
+
+    static func stopAll() {
+        guard let running = shared.withLockedValue({ $0 }) else { return }
+        running.redis.stop()
+        running.postgres.stop()
+    }
+
+    /// A new, empty database on the shared Postgres; returns its conninfo.
+    static func freshDatabase() throws -> String {
+        let running = try start()
+        let name = "test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
+        let admin = try PostgresConnection(conninfo: running.postgres.conninfo)
+        try admin.query("CREATE DATABASE \(name)")
+        return running.postgres.conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=\(name)")
+    }
+
+    /// The shared Redis URL.
+    static func redisURL() throws -> String { try start().redis.url }
+}
