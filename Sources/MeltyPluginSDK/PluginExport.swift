@@ -45,6 +45,9 @@ public enum PluginExport {
     /// where this plugin is enabled; `handler` receives this plugin's instance for that portal.
     public static func exportJSONService(_ name: String, major: UInt32, handler: @escaping JSONServiceHandler) throws {
         guard let host else { throw PluginError.invalid("exportJSONService must be called from start(host:config:)") }
+        guard jsonServices.count < jsonServiceCalls.count else {
+            throw PluginError.unsupported("a Swift plugin may export at most \(jsonServiceCalls.count) JSON services")
+        }
         jsonServices.append((name, major, handler))
         let index = jsonServices.count - 1
         let table = UnsafeMutablePointer<mb_json_service>.allocate(capacity: 1)
@@ -116,6 +119,7 @@ private func sdkInit(_ api: UnsafePointer<mb_host_api>?, _ plugin: OpaquePointer
     }
     let host = PluginHostServices(api: api, plugin: plugin)
     PluginExport.host = host
+    PluginExport.jsonServices = []
     do {
         try type.start(host: host, config: try parseConfig(config))
         return MB_OK

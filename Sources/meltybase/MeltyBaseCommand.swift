@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 /// `meltybase`: the kernel binary and its command line.
 @main
@@ -12,4 +13,21 @@ struct MeltyBase: AsyncParsableCommand {
             """,
         subcommands: [ServeCommand.self, PluginsCommand.self, PortalCommand.self, DoctorCommand.self]
     )
+
+    /// Runs the chosen command; a ``CommandError`` prints `Error: <message>` without usage.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch let error as CommandError {
+            FileHandle.standardError.write(Data("Error: \(error.description)\n".utf8))
+            Foundation.exit(1)
+        } catch {
+            exit(withError: error)
+        }
+    }
 }

@@ -22,7 +22,9 @@ struct Gateway {
     /// `onListening` receives the listener and the bound port.
     func applications(onListening: @escaping @Sendable (ListenerConfig, Int) -> Void) throws -> [any Service] {
         KernelRequestContext.bodyLimit = config.bodyLimitBytes
-        let portalRoutes = PortalRouteHandler(plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds)
+        let portalRoutes = PortalRouteHandler(
+            plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
+            perClient: config.rateLimit.perClient)
         let middleware = GatewayMiddleware(rateLimiter: rateLimiter, perClient: config.rateLimit.perClient)
 
         let router = Router(context: KernelRequestContext.self)
@@ -33,10 +35,8 @@ struct Gateway {
         }
 
         let webSocketRouter = Router(context: KernelRequestContext.self)
-        webSocketRouter.middlewares.add(middleware)
-        webSocketRouter.ws("/p/**") { request, _ in
-            try await portalRoutes.shouldUpgrade(request)
-        } onUpgrade: { inbound, outbound, context in
+        webSocketRouter.middlewares.add(GatewayMiddleware(rateLimiter: rateLimiter, perClient: nil))
+        webSocketRouter.ws("/p/**") { inbound, outbound, context in
             try await portalRoutes.runWebSocket(inbound: inbound, outbound: outbound, context: context)
         }
 

@@ -1,3 +1,4 @@
+import NIOCore
 import HTTPTypes
 import Foundation
 import Hummingbird
@@ -58,6 +59,9 @@ struct GatewayMiddleware: RouterMiddleware {
             if status == 413 { message = "request body is larger than the limit of \(Context.bodyLimit) bytes" }
             gatewayError = GatewayError(status: status, code: code, message: message,
                                         hint: status == 404 ? "portal routes look like /p/<portal>/<plugin prefix>/..." : status == 413 ? "raise [kernel] body_limit_bytes or send less" : nil)
+        case is NIOTooManyBytesError:
+            gatewayError = GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(Context.bodyLimit) bytes",
+                                        hint: "raise [kernel] body_limit_bytes or send less")
         case let error as PostgresError:
             gatewayError = GatewayError(status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error.message)",
                                         hint: "retry shortly", headers: [("Retry-After", "1")])

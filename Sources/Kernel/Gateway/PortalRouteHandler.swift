@@ -14,6 +14,8 @@ struct PortalRouteHandler: Sendable {
     let portals: PortalRegistry
     let rateLimiter: RateLimiter
     let requestTimeout: Double
+    /// Per-client limit, applied here to WebSocket connections (HTTP requests take theirs in the middleware).
+    let perClient: TokenBucketConfig?
 
     /// A resolved target: the instance (with a use taken) and the path below the prefix.
     struct Target {
@@ -80,25 +82,32 @@ struct PortalRouteHandler: Sendable {
         return Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
     }
 
-    /// Decides whether a WebSocket upgrade may happen (portal, plugin, plugin accepts them).
-    func shouldUpgrade(_ request: Request) async throws -> RouterShouldUpgrade {
-        let target = try resolve(request)
-        defer { target.instance.release() }
-        guard target.instance.plugin.acceptsWebSockets else {
-            throw GatewayError(status: 404, code: "websocket_not_supported", message: "plugin \"\(target.instance.plugin.name)\" does not accept WebSocket connections")
-        }
-        try await limitPortal(target.instance)
-        return .upgrade([:])
-    }
-
-    /// Runs an upgraded connection: registers it, asks the plugin (`ws_open`), then pumps
-    /// frames both ways until either side closes.
+    /// Runs an upgraded connection on `/p/<portal>/<prefix>/...`: checks the portal, the
+    /// plugin and the rate limits (a refusal closes the connection with 1008, or 1013 when
+    /// rate limited, and the reason, because a failed upgrade could only be a bare 400),
+    /// asks the plugin (`ws_open`), then pumps frames both ways until either side closes.
     func runWebSocket(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, context: WebSocketRouterContext<KernelRequestContext>) async throws {
-        guard let target = try? resolve(context.request) else {
-            try await outbound.close(.policyViolation, reason: "portal or plugin no longer available")
+        let target: Target
+        do {
+            if let bucket = perClient {
+                let decision = await rateLimiter.take(key: "client:" + context.requestContext.clientAddress, bucket: bucket)
+                if !decision.allowed { throw GatewayMiddleware.tooManyRequests(decision, scope: "your address") }
+            }
+            target = try resolve(context.request)
+        } catch let error as GatewayError {
+            try await outbound.close(error.statusCode == 429 ? .init(codeNumber: 1013) : .policyViolation, reason: Self.closeReason(error.message))
             return
         }
         defer { target.instance.release() }
+        do {
+            guard target.instance.plugin.acceptsWebSockets else {
+                throw GatewayError(status: 404, code: "websocket_not_supported", message: "plugin \"\(target.instance.plugin.name)\" does not accept WebSocket connections")
+            }
+            try await limitPortal(target.instance)
+        } catch let error as GatewayError {
+            try await outbound.close(error.statusCode == 429 ? .init(codeNumber: 1013) : .policyViolation, reason: Self.closeReason(error.message))
+            return
+        }
         let instance = target.instance
         let descriptor = instance.plugin.descriptor.pointee
         let (connection, queue) = WebSocketHub.shared.open()
@@ -111,9 +120,10 @@ struct PortalRouteHandler: Sendable {
         let status = fields.withHostRequest { descriptor.ws_open!(instance.pointer, connection, $0, message.buffer) }
         guard status == MB_OK else {
             let reason = message.text.isEmpty ? "refused by plugin \(instance.plugin.name)" : message.text
-            try await outbound.close(.policyViolation, reason: String(decoding: Array(reason.utf8.prefix(120)), as: UTF8.self))
+            try await outbound.close(.policyViolation, reason: Self.closeReason(reason))
             return
         }
+        let onMessage = PluginDescriptorLayout.has(\.ws_message, in: instance.plugin.descriptor) ? descriptor.ws_message : nil
         var closeCode: UInt16 = 1000
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -136,10 +146,10 @@ struct PortalRouteHandler: Sendable {
                     switch frame {
                     case .text(let text):
                         var copy = text
-                        copy.withUTF8 { descriptor.ws_message?(instance.pointer, connection, 1, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
+                        copy.withUTF8 { onMessage?(instance.pointer, connection, 1, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
                     case .binary(let buffer):
                         buffer.withUnsafeReadableBytes { raw in
-                            descriptor.ws_message?(instance.pointer, connection, 0,
+                            onMessage?(instance.pointer, connection, 0,
                                                    mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
                         }
                     }
@@ -150,7 +160,14 @@ struct PortalRouteHandler: Sendable {
             WebSocketHub.shared.remove(connection)
             group.cancelAll()
         }
-        descriptor.ws_close?(instance.pointer, connection, closeCode)
+        if PluginDescriptorLayout.has(\.ws_close, in: instance.plugin.descriptor) { descriptor.ws_close?(instance.pointer, connection, closeCode) }
+    }
+
+    /// A close reason within the 123 bytes a close frame allows.
+    static func closeReason(_ text: String) -> String {
+        var bytes = Array(text.utf8.prefix(123))
+        while String(bytes: bytes, encoding: .utf8) == nil { bytes.removeLast() }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     /// Subject of the verified client certificate, or "" without mTLS.

@@ -110,6 +110,13 @@ private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers:
                            String(pluginBytes: header.value.data, count: header.value.len)))
         }
     }
+    guard (100...599).contains(status) else {
+        let invalid = GatewayError(status: 502, code: "invalid_plugin_response",
+                                   message: "the plugin answered with the invalid HTTP status \(status)",
+                                   hint: "plugins must respond with a status from 100 to 599")
+        let answered = PendingRequests.shared.complete(token, with: PluginResponse(status: 502, headers: [("content-type", "application/json")], body: invalid.jsonBytes))
+        return answered ? MB_ERR_INVALID_ARGUMENT : MB_ERR_NOT_FOUND
+    }
     let response = PluginResponse(status: Int(status), headers: copied, body: body.copiedBytes)
     return PendingRequests.shared.complete(token, with: response) ? MB_OK : MB_ERR_NOT_FOUND
 }

@@ -66,6 +66,7 @@ public final class PluginHost: @unchecked Sendable {
         for plugin in plugins {
             Self.loaded.withLockedValue { $0[plugin.path] = nil }
             if PluginDescriptorLayout.has(\.shutdown, in: plugin.descriptor) { plugin.descriptor.pointee.shutdown?() }
+            HostServices.shared.services.removeAll(plugin: plugin.name)
         }
     }
 

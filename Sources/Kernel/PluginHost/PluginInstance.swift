@@ -32,9 +32,8 @@ final class PluginInstance: @unchecked Sendable {
             }
         }
         guard status == MB_OK else {
-            throw PluginLoadError(
-                plugin: plugin.name, path: plugin.path,
-                reason: "instance_create for portal \"\(portal.name)\" failed (\(StatusName.of(status))): \(message.text)")
+            throw InstanceCreateError(
+                description: "plugin \"\(plugin.name)\" stays disabled for portal \"\(portal.name)\": instance_create failed (\(StatusName.of(status))): \(message.text)")
         }
         return PluginInstance(plugin: plugin, portal: portal, pointer: created)
     }
@@ -50,29 +49,50 @@ final class PluginInstance: @unchecked Sendable {
 
     /// Ends a use taken with `acquire`.
     func release() {
-        let destroy = uses.withLockedValue { state -> Bool in
+        let idle = uses.withLockedValue { state -> Bool in
             state.count -= 1
-            return finishIfIdle(&state)
+            return state.retired && state.count == 0
         }
-        if destroy { destroyNow() }
+        if idle { destroyLater() }
     }
 
-    /// Marks the instance disabled; it is destroyed when its last use ends.
+    /// Marks the instance disabled: no new uses; destroyed a grace period after its last
+    /// use ends, so a late `respond` for a timed-out request or a service binding taken
+    /// just before never touches freed plugin memory.
     func retire() {
-        let destroy = uses.withLockedValue { state -> Bool in
+        let idle = uses.withLockedValue { state -> Bool in
             state.retired = true
-            return finishIfIdle(&state)
+            return state.count == 0
         }
-        if destroy { destroyNow() }
+        if idle { destroyLater() }
     }
 
-    private func finishIfIdle(_ state: inout (count: Int, retired: Bool, destroyed: Bool)) -> Bool {
-        guard state.retired, state.count == 0, !state.destroyed else { return false }
-        state.destroyed = true
-        return true
+    /// Retires the instance and destroys it as soon as its uses end (process shutdown).
+    func retireAndDestroy(timeout: Double = 30) {
+        uses.withLockedValue { $0.retired = true }
+        let deadline = Date().addingTimeInterval(timeout)
+        while uses.withLockedValue({ $0.count }) > 0 && Date() < deadline { usleep(10_000) }
+        destroyOnce()
     }
 
-    private func destroyNow() {
-        plugin.descriptor.pointee.instance_destroy!(pointer)
+    /// Seconds between the last use of a retired instance and `instance_destroy`.
+    static let destroyGracePeriod = 5.0
+
+    private func destroyLater() {
+        DispatchQueue.global().asyncAfter(deadline: .now() + Self.destroyGracePeriod) { [self] in destroyOnce() }
     }
+
+    private func destroyOnce() {
+        let destroy = uses.withLockedValue { state -> Bool in
+            guard state.retired, state.count == 0, !state.destroyed else { return false }
+            state.destroyed = true
+            return true
+        }
+        if destroy { plugin.descriptor.pointee.instance_destroy!(pointer) }
+    }
+}
+
+/// A plugin refused to create its instance for a portal.
+struct InstanceCreateError: Error, CustomStringConvertible {
+    let description: String
 }

@@ -40,12 +40,8 @@ struct PluginLoader {
         }
         let entry = unsafeBitCast(symbol, to: mb_plugin_entry_fn.self)
         guard let descriptor = entry() else { throw refuse("\(MB_PLUGIN_ENTRY_SYMBOL)() returned NULL") }
-        try check(descriptor, config: config, refuse: refuse)
-
+        try check(descriptor, config: config, takenNames: takenNames, refuse: refuse)
         let name = String(cString: descriptor.pointee.name)
-        if takenNames.contains(name) {
-            throw refuse("name \"\(name)\" is already taken by another loaded plugin; plugin names must be unique")
-        }
         let prefix = String(cString: descriptor.pointee.route_prefix)
         if let owner = takenPrefixes[prefix] {
             throw refuse("route prefix \"\(prefix)\" is already served by plugin \"\(owner)\"")
@@ -57,12 +53,13 @@ struct PluginLoader {
             descriptor.pointee.`init`!(hostAPI, handle.opaque, json, message.buffer)
         }
         guard status == MB_OK else {
+            HostServices.shared.services.removeAll(plugin: name)
             throw refuse("init failed (\(StatusName.of(status))): \(message.text.isEmpty ? "no message given" : message.text)")
         }
         return plugin
     }
 
-    private func check(_ descriptor: UnsafePointer<mb_plugin_descriptor>, config: PluginConfig, refuse: (String) -> PluginLoadError) throws {
+    private func check(_ descriptor: UnsafePointer<mb_plugin_descriptor>, config: PluginConfig, takenNames: Set<String>, refuse: (String) -> PluginLoadError) throws {
         let value = descriptor.pointee
         // struct_size first: it says which later fields may be read at all.
         let minimumSize = MemoryLayout<mb_plugin_descriptor>.offset(of: \mb_plugin_descriptor.handle_request)!
@@ -92,6 +89,9 @@ struct PluginLoader {
             }
         }
         let name = String(cString: value.name)
+        if takenNames.contains(name) {
+            throw refuse("name \"\(name)\" is already taken by another loaded plugin; plugin names must be unique")
+        }
         guard name == config.name else {
             throw refuse("descriptor field name: expected \"\(config.name)\" (the [plugins.\(config.name)] table), found \"\(name)\"")
         }

@@ -29,6 +29,11 @@ final class ServiceRegistry: @unchecked Sendable {
         }
     }
 
+    /// Drops every export of `plugin` (its init failed, or it was shut down).
+    func removeAll(plugin: String) {
+        exports.withLockedValue { exports in exports = exports.filter { $0.value.plugin != plugin } }
+    }
+
     /// The export for `name` and `major`, if any.
     func lookup(name: String, major: UInt32) -> Export? {
         exports.withLockedValue { $0[Self.key(name, major)] }

@@ -18,7 +18,7 @@ final class WebSocketHub: @unchecked Sendable {
 
     /// Registers a new connection and returns its id and outbound queue.
     func open() -> (id: UInt64, outbound: AsyncStream<WebSocketOutbound>) {
-        let (stream, continuation) = AsyncStream<WebSocketOutbound>.makeStream(bufferingPolicy: .bufferingNewest(4096))
+        let (stream, continuation) = AsyncStream<WebSocketOutbound>.makeStream(bufferingPolicy: .unbounded)
         let id = state.withLockedValue { state -> UInt64 in
             let id = state.next
             state.next += 1

@@ -139,14 +139,14 @@ public final class PortalRegistry: @unchecked Sendable {
         self.portal(portal)?.instances.withLockedValue { $0.keys.sorted() } ?? []
     }
 
-    /// Retires every instance (shutdown).
+    /// Destroys every instance once its in-flight uses end (shutdown, before plugins' `shutdown`).
     public func shutdown() {
         let all = portals.withLockedValue { portals -> [Portal] in
             defer { portals = [:] }
             return Array(portals.values)
         }
         for portal in all {
-            for instance in portal.instances.withLockedValue({ $0.values }) { instance.retire() }
+            for instance in portal.instances.withLockedValue({ $0.values }) { instance.retireAndDestroy() }
             Self.retiredHandles.withLockedValue { $0.append(portal.handle) }
         }
     }

@@ -45,28 +45,32 @@ final class TestKernel: @unchecked Sendable {
         let kernel = Kernel(config: config, logger: logger)
         let listening = AsyncStream<String>.makeStream()
         kernel.onListening = { url in listening.continuation.yield(url) }
-        let task = Task { try await kernel.run(signals: []) }
-        let url = try await withThrowingTaskGroup(of: String?.self) { group in
+        let task = Task {
+            defer { listening.continuation.finish() }
+            do {
+                try await kernel.run(signals: [])
+            } catch {
+                listening.continuation.yield("failed: \(error)")
+                throw error
+            }
+        }
+        let first = try await withThrowingTaskGroup(of: String?.self) { group in
             group.addTask {
                 for await url in listening.stream { return url }
-                return nil
+                return "failed: kernel stopped before listening"
             }
             group.addTask {
                 try await Task.sleep(for: .seconds(60))
-                return nil
-            }
-            group.addTask {
-                // Surface start-up failures instead of waiting for the timeout.
-                _ = try await task.value
-                return nil
+                return "failed: no listener after 60 s"
             }
             defer { group.cancelAll() }
-            guard let first = try await group.next(), let url = first else {
-                throw TestFailure("kernel did not start; log:\n\(log.text)")
-            }
-            return url
+            return try await group.next() ?? nil
         }
-        return TestKernel(kernel: kernel, url: url.replacingOccurrences(of: "https://", with: "https://"), log: log, conninfo: database, task: task)
+        guard let url = first, !url.hasPrefix("failed") else {
+            task.cancel()
+            throw TestFailure("kernel did not start (\(first ?? "")); log:\n\(log.text)")
+        }
+        return TestKernel(kernel: kernel, url: url, log: log, conninfo: database, task: task)
     }
 
     /// Stops the kernel gracefully and waits for it.
