@@ -29,7 +29,7 @@ STAMP="$VENV/.requirements.sha256"
 BASE_PACKAGES=(
   pkg-config libpq-dev libhiredis-dev libsodium-dev libargon2-dev libssl-dev
   postgresql-15 postgresql-contrib redis-server redis-tools
-  python3-venv ca-certificates curl
+  python3-venv ca-certificates curl openssl
   # What swift build needs to link and to compile the C plugins; present
   # wherever the Swift toolchain already works, so normally a no-op.
   gcc libc6-dev libstdc++-12-dev binutils tzdata

@@ -19,6 +19,9 @@ struct PluginsCommand: AsyncParsableCommand {
         @Flag(name: .long, help: "Print JSON instead of a table.")
         var json = false
 
+        @Option(name: .long, help: "Port of the running kernel to ask (default: the first listener in plugins.toml).")
+        var port: Int?
+
         func run() async throws {
             let config = try options.load()
             let logger = Logger(label: "meltybase") { _ in SwiftLogNoOpLogHandler() }
@@ -26,7 +29,7 @@ struct PluginsCommand: AsyncParsableCommand {
             var inventory: PluginInventory? = nil
             if !listener.usesTLS {
                 let host = listener.host == "0.0.0.0" ? "127.0.0.1" : listener.host
-                inventory = await PluginInventory.fromRunningKernel(baseURL: "http://\(host):\(listener.port)")
+                inventory = await PluginInventory.fromRunningKernel(baseURL: "http://\(host):\(port ?? listener.port)")
             }
             if inventory == nil {
                 let enabled = (try? await Kernel(config: config, logger: logger).withSystemDatabase { database in

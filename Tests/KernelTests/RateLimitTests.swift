@@ -1,0 +1,88 @@
+import Foundation
+import Logging
+import Testing
+@testable import Kernel
+
+@Suite("Rate limits: Redis token buckets shared by kernels, in-process fallback", .serialized)
+struct RateLimitTests {
+    @Test("the in-process bucket allows its burst, refills at its rate and says when to retry")
+    func localBucket() {
+        let buckets = LocalTokenBuckets()
+        let bucket = TokenBucketConfig(rate: 2, burst: 3)
+        let start = 1_000_000.0
+        let decisions = (0..<4).map { _ in buckets.take(key: "k", bucket: bucket, now: start) }
+        #expect(decisions.map(\.allowed) == [true, true, true, false])
+        #expect(decisions[3].retryAfterSeconds == 1)
+        #expect(buckets.take(key: "k", bucket: bucket, now: start + 0.5).allowed)
+        #expect(!buckets.take(key: "k", bucket: bucket, now: start + 0.5).allowed)
+        #expect(buckets.take(key: "other", bucket: bucket, now: start).allowed)
+    }
+
+    @Test("two limiters on one Redis share the bucket")
+    func sharedThroughRedis() async throws {
+        let url = try TestServices.redisURL()
+        let first = RateLimiter(redis: try RedisClient(url: url), logger: Logger(label: "a"))
+        let second = RateLimiter(redis: try RedisClient(url: url), logger: Logger(label: "b"))
+        let key = "test:" + UUID().uuidString
+        let bucket = TokenBucketConfig(rate: 0.01, burst: 4)
+        var allowed = 0
+        for index in 0..<10 {
+            let decision = await (index % 2 == 0 ? first : second).take(key: key, bucket: bucket)
+            if decision.allowed { allowed += 1 } else { #expect(decision.retryAfterSeconds >= 1) }
+        }
+        #expect(allowed == 4)
+        #expect(!first.isUsingFallback && !second.isUsingFallback)
+    }
+
+    @Test("with Redis unreachable the limiter falls back in-process and says so in its log")
+    func fallback() async throws {
+        let log = CapturedLog()
+        let limiter = RateLimiter(redis: try RedisClient(url: "unix:///nonexistent/redis.sock"), logger: Logger(label: "f") { _ in log.handler() })
+        let bucket = TokenBucketConfig(rate: 0.01, burst: 2)
+        let results = [await limiter.take(key: "x", bucket: bucket), await limiter.take(key: "x", bucket: bucket), await limiter.take(key: "x", bucket: bucket)]
+        #expect(results.map(\.allowed) == [true, true, false])
+        #expect(limiter.isUsingFallback)
+        #expect(log.all.filter { $0.contains("in-process fallback") }.count == 1)
+    }
+
+    @Test("the gateway answers 429 with Retry-After after the burst, shared by two kernels on one Redis")
+    func twoKernelsShareLimit() async throws {
+        let portal = "limited" + String(UUID().uuidString.prefix(8)).lowercased()
+        let toml = """
+            [plugins.echo-c]
+            path = "{ECHO_C}"
+            [portals.\(portal)]
+            plugins = ["echo-c"]
+            rate_limit = { rate = 0.01, burst = 6 }
+            """
+        let first = try await TestKernel.start(toml)
+        let second = try await TestKernel.start(toml, conninfo: first.conninfo)
+        var statuses: [Int] = []
+        var retryAfter: String?
+        for index in 0..<10 {
+            let kernel = index % 2 == 0 ? first : second
+            let response = try await kernel.request("/p/\(portal)/echo-c/echo")
+            statuses.append(response.status)
+            if response.status == 429 {
+                retryAfter = response.headers.first(name: "retry-after")
+                #expect(HTTP.json(response.body)["code"] as? String == "rate_limited")
+            }
+        }
+        #expect(statuses.filter { $0 == 200 }.count == 6, "\(statuses)")
+        #expect(statuses.filter { $0 == 429 }.count == 4)
+        #expect(Int(retryAfter ?? "") ?? 0 >= 1)
+        // Other routes of the same kernels are not limited by the portal's bucket.
+        #expect(try await first.request("/v1/system/status").status == 200)
+        await first.stop()
+        await second.stop()
+    }
+
+    @Test("per-client limits apply to every route")
+    func perClient() async throws {
+        let kernel = try await TestKernel.start("[rate_limit]\nper_client = { rate = 0.01, burst = 3 }\n", redisURL: "unix:///nonexistent/redis.sock")
+        var statuses: [Int] = []
+        for _ in 0..<5 { statuses.append(try await kernel.request("/v1/system/status").status) }
+        #expect(statuses == [200, 200, 200, 429, 429])
+        await kernel.stop()
+    }
+}
