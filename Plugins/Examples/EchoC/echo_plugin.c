@@ -75,7 +75,7 @@
 /* Global plugin state                                                                   */
 /* ------------------------------------------------------------------------------------ */
 
-/* Set once by `init` on the main thread, before the host creates any instance or routes
+/* Set once by `init` (sequentially, on one kernel thread), before the host creates any instance or routes
  * any request; the host's own synchronisation when it later dispatches work to other
  * threads publishes these values, so they are read without a lock afterwards. */
 static const mb_host_api *g_host;
@@ -689,15 +689,15 @@ static mb_status echo_init(const mb_host_api *host, const mb_host_plugin *plugin
                   (unsigned)MB_ABI_MAJOR);
         return MB_ERR_UNSUPPORTED;
     }
-    /* Every host function we call exists in ABI 1.0; ws_send is the last of them in the
-     * table. A plugin that needs a function added in 1.x checks for it the same way. */
-    if (!MB_HAS_FIELD(host, mb_host_api, ws_send)) {
+    /* Every host function we call exists in ABI 1.0; service_lookup is the last of them in
+     * the table. A plugin that needs a function added in 1.x checks for it the same way. */
+    if (!MB_HAS_FIELD(host, mb_host_api, service_lookup)) {
         set_error(error, "echo-c: host table too small (%zu bytes, need %zu)", host->struct_size,
-                  offsetof(mb_host_api, ws_send) + sizeof(host->ws_send));
+                  offsetof(mb_host_api, service_lookup) + sizeof(host->service_lookup));
         return MB_ERR_UNSUPPORTED;
     }
     if (host->log == NULL || host->counter_add == NULL || host->respond == NULL ||
-        host->ws_send == NULL) {
+        host->ws_send == NULL || host->service_lookup == NULL) {
         set_error(error, "echo-c: host table lacks log, counter_add, respond or ws_send");
         return MB_ERR_UNSUPPORTED;
     }

@@ -239,7 +239,9 @@ typedef struct mb_host_api {
                         const char *name, size_t name_len, int64_t delta);
 
     /** Completes a request exactly once, from any thread. The host copies headers and body
-     *  before returning. Returns MB_ERR_NOT_FOUND for an unknown or already completed token. */
+     *  before returning. Returns MB_ERR_NOT_FOUND for an unknown, timed-out or already
+     *  completed token; MB_ERR_INVALID_ARGUMENT for a status outside 100-599 (the client
+     *  then gets a 502). */
     mb_status (*respond)(mb_request_token token, uint16_t status, const mb_plugin_header *headers,
                          size_t header_count, mb_plugin_bytes body);
 
@@ -258,7 +260,7 @@ typedef struct mb_host_api {
     mb_status (*ws_close)(mb_connection_id connection, uint16_t code, mb_plugin_bytes reason);
 
     /** Exports a named, versioned function table (e.g. "vault", major 1). `table` must stay
-     *  valid for the life of the process. Main thread, from `init` only. Returns
+     *  valid for the life of the process. From `init` only. Returns
      *  MB_ERR_ALREADY_EXISTS when another plugin exports that name and major. */
     mb_status (*service_export)(const mb_host_plugin *plugin, const char *name, size_t name_len,
                                 uint32_t major, const void *table, size_t table_size,
@@ -312,7 +314,8 @@ typedef struct mb_plugin_descriptor {
     /** NUL-terminated route prefix below /p/<portal>/ (e.g. "rest"), [a-z0-9_-]. */
     const char *route_prefix;
 
-    /** Required. Global init, main thread, once, before any instance. `config_json` is the
+    /** Required. Global init, once, before any instance, on a kernel thread (not necessarily
+     *  the process main thread), never concurrently with another plugin's init. `config_json` is the
      *  plugin's TOML subtable as JSON. Non-OK refuses the plugin (message in `error`). */
     mb_status (*init)(const mb_host_api *host, const mb_host_plugin *plugin, mb_host_bytes config_json,
                       mb_host_error_buffer error);
@@ -322,7 +325,9 @@ typedef struct mb_plugin_descriptor {
     mb_status (*instance_create)(const mb_host_instance_context *context, mb_plugin_instance **instance_out,
                                  mb_host_error_buffer error);
 
-    /** Required. Destroys an instance after its last request and connection completed. */
+    /** Required. Destroys an instance a grace period (5 s) after its last request and
+     *  connection completed, so late host calls for it are still safe; at process shutdown
+     *  as soon as they completed. Service bindings must be looked up per use, not kept. */
     void (*instance_destroy)(mb_plugin_instance *instance);
 
     /** Required. Handles one HTTP request. Called concurrently from any host thread; must
