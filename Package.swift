@@ -33,6 +33,8 @@ let package = Package(
         .target(name: "MeltyPluginABI", path: "Sources/MeltyPluginABI"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
+        .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CArgon2", path: "Sources/CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .target(name: "MeltyBuildSignature", path: "Sources/MeltyBuildSignature"),
         .target(
             name: "MeltyPluginSDK",
@@ -42,7 +44,7 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "MeltyPluginABI", "CLibPQ", "CHiredis",
+                "MeltyPluginABI", "CLibPQ", "CHiredis", "CSodium", "CArgon2",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
