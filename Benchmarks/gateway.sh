@@ -16,7 +16,10 @@
 #        DURATION=10       seconds of each measured wrk run
 #        WARMUP=2          seconds of an unmeasured wrk run before each (0: none)
 #        CONNECTIONS=64 THREADS=2   wrk's -c and -t
-#        CONFIG=<file>     plugins config to copy, with rate limits lifted
+#        CONFIG=<file>     plugins config to copy, with rate limits removed
+#        RATE_LIMITS=lifted  keep the Redis rate limiter in the path (limits set
+#                          so high they never refuse) to measure its cost;
+#                          default "off" measures the gateway alone
 #                          (default: <repo>/plugins.toml)
 #        REQUEST_HEADER='Name: value'  sent with every request (auth, say)
 #        SKIP_SETUP=1      do not run scripts/setup.sh --bench first
@@ -137,9 +140,9 @@ mkdir -p "$TMP/data"
 # (the defaults, 2000 requests/s per client, would throttle the load into
 # 429s); everything else is as configured. Plugin paths resolve against the
 # executable's folder, so the copy loads the same plugins.
-python3 - "$CONFIG" "$TMP/plugins.toml" <<'PY'
+python3 - "$CONFIG" "$TMP/plugins.toml" "${RATE_LIMITS:-off}" <<'PY'
 import json, os, re, sys
-src, dst = sys.argv[1], sys.argv[2]
+src, dst, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 here = os.path.dirname(os.path.abspath(src))
 unlimited = "{ rate = 10000000, burst = 100000000 }"
 out, skipping = [], False
@@ -151,14 +154,17 @@ for line in open(src, encoding="utf-8").read().splitlines():
     if skipping:
         continue
     # A portal's own limit, written inline.
+    if mode == "off" and re.match(r"^\s*rate_limit\s*=", line):
+        continue
     line = re.sub(r"^(\s*rate_limit\s*=\s*)\{[^}]*\}", lambda m: m.group(1) + unlimited, line)
     # Paths that resolve against the config's folder must survive the move.
     line = re.sub(r'^(\s*(?:plugin_dir|data_dir|tls_certificate|tls_key|client_ca)\s*=\s*)"([^"]+)"',
                   lambda m: m.group(1) + (f'"{m.group(2)}"' if m.group(2).startswith("/") else
                                           json.dumps(os.path.join(here, m.group(2)))), line)
     out.append(line)
-out += ["", "# Added by Benchmarks/gateway.sh: measure the load, do not throttle it.",
-        "[rate_limit]", f"per_client = {unlimited}", f"per_portal = {unlimited}"]
+if mode != "off":
+    out += ["", "# Added by Benchmarks/gateway.sh: measure the load, do not throttle it.",
+            "[rate_limit]", f"per_client = {unlimited}", f"per_portal = {unlimited}"]
 open(dst, "w", encoding="utf-8").write("\n".join(out) + "\n")
 PY
 note "starting meltybase on 127.0.0.1:$kernel_port (log: $TMP/server.log)"

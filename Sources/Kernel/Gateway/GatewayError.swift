@@ -15,6 +15,8 @@ public struct GatewayError: Error, Sendable, HTTPResponseError {
     public var hint: String?
     /// Extra headers (e.g. `Retry-After`).
     public var extraHeaders: [(String, String)] = []
+    /// Extra JSON members beside code, message and hint (e.g. `field`, `violations`).
+    public var extraFields: [String: any Sendable] = [:]
 
     /// An error with its status, code, message and hint.
     public init(status: Int, code: String, message: String, hint: String? = nil, headers: [(String, String)] = []) {
@@ -27,7 +29,9 @@ public struct GatewayError: Error, Sendable, HTTPResponseError {
 
     /// `{"code": ..., "message": ..., "hint": ...}` as UTF-8.
     public var jsonBytes: [UInt8] {
-        var object: [String: Any] = ["code": code, "message": message]
+        var object: [String: Any] = extraFields
+        object["code"] = code
+        object["message"] = message
         object["hint"] = hint ?? NSNull()
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data()
         return Array(data)

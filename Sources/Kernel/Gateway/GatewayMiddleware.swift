@@ -29,8 +29,7 @@ struct GatewayMiddleware: RouterMiddleware {
         }
         response.headers[.init("x-request-id")!] = context.requestID
         let status = response.status.code
-        Counter(label: "meltybase_http_requests_total", dimensions: [("status", String(status))]).increment()
-        Timer(label: "meltybase_http_request_duration_seconds").recordNanoseconds(Int64(DispatchTime.now().uptimeNanoseconds - started))
+        RequestMetrics.shared.record(status: status, nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - started))
         if status >= 500 {
             context.logger.error("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(status)"])
         }
@@ -78,5 +77,26 @@ struct GatewayMiddleware: RouterMiddleware {
             return given
         }
         return UUID().uuidString.lowercased()
+    }
+}
+
+/// Request counters and the latency histogram, created once (metric lookups cost a lock
+/// and allocations, which the hot path should not pay per request).
+final class RequestMetrics: Sendable {
+    static let shared = RequestMetrics()
+    private let common: [Int: Counter]
+    private let duration = Timer(label: "meltybase_http_request_duration_seconds")
+
+    private init() {
+        var counters: [Int: Counter] = [:]
+        for status in [200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 410, 413, 422, 429, 500, 502, 503, 504] {
+            counters[status] = Counter(label: "meltybase_http_requests_total", dimensions: [("status", String(status))])
+        }
+        common = counters
+    }
+
+    func record(status: Int, nanoseconds: Int64) {
+        (common[status] ?? Counter(label: "meltybase_http_requests_total", dimensions: [("status", String(status))])).increment()
+        duration.recordNanoseconds(nanoseconds)
     }
 }
