@@ -108,6 +108,9 @@ public final class Kernel: @unchecked Sendable {
         let rateLimiter = RateLimiter(redis: redis, logger: logger)
 
         HostServices.shared.logger = logger
+        HostServices.shared.audit = AuditLogSink(database: database)
+        let auditKey = try AuditSigningKey.loadOrCreate(dataDirectory: config.dataDirectory)
+        let checkpoints = AuditCheckpointService(database: database, signingKey: auditKey, logger: logger)
         let plugins = try PluginHost(configs: config.plugins, logger: logger)
         let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger)
         try await portals.applyDeclaredPortals()
@@ -119,7 +122,12 @@ public final class Kernel: @unchecked Sendable {
         let state = SystemState(isInitialized: initialized)
         let gateway = Gateway(
             config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter,
-            systemRoutes: SystemRoutes(state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics),
+            systemRoutes: SystemRoutes(
+                state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics,
+                setup: SetupRoute(service: SetupService(database: database, state: state, config: config, logger: logger)),
+                hub: HubRoutes(
+                    identity: AdminIdentity(database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger),
+                    portals: PortalStore(database: database, config: config), database: database, dataDirectory: config.dataDirectory)),
             logger: logger)
         let announce = onListening
         let logger = self.logger
@@ -130,9 +138,14 @@ public final class Kernel: @unchecked Sendable {
             logger.notice("MeltyBase is listening on \(url)", metadata: ["mtls": "\(listener.clientCAPath != nil)"])
             announce?(url)
         }
-        let listener = PortalChangeListener(conninfo: conninfo, portals: portals, logger: logger)
+        let listener = PortalChangeListener(conninfo: conninfo, portals: portals, logger: logger) {
+            // Setup done by another kernel or `meltybase setup`: the pulse follows.
+            if let flag = try? await database.withConnection({ try $0.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") }) {
+                state.isInitialized = flag == "t"
+            }
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: listener)] + applications.map { .init(service: $0) },
+            services: [.init(service: listener), .init(service: checkpoints)] + applications.map { .init(service: $0) },
             gracefulShutdownSignals: signals,
             logger: logger))
         try await group.run()

@@ -15,7 +15,9 @@ public final class PluginHost: @unchecked Sendable {
     private let byPrefix: [String: LoadedPlugin]
     private let byName: [String: LoadedPlugin]
 
-    private static let loaded = NIOLockedValueBox<[String: LoadedPlugin]>([:])
+    /// Plugins initialised in this process by path, with the number of kernels using them:
+    /// `shutdown` runs when the last one stops (only tests run several kernels per process).
+    private static let loaded = NIOLockedValueBox<[String: (plugin: LoadedPlugin, users: Int)]>([:])
 
     /// Loads every plugin of `configs`. A failure is logged in one line and skipped, unless
     /// the plugin is `required`, in which case the error is thrown and start-up stops.
@@ -46,25 +48,42 @@ public final class PluginHost: @unchecked Sendable {
     private static func load(_ config: PluginConfig, loader: PluginLoader, loaded: [LoadedPlugin]) throws -> LoadedPlugin {
         let names = Set(loaded.map(\.name))
         let prefixes = Dictionary(loaded.map { ($0.routePrefix, $0.name) }, uniquingKeysWith: { first, _ in first })
-        if let cached = Self.loaded.withLockedValue({ $0[config.path] }) {
-            if names.contains(cached.name) {
-                throw PluginLoadError(plugin: config.name, path: config.path, reason: "name \"\(cached.name)\" is already taken by another loaded plugin; plugin names must be unique")
+        // The check and the load run under the lock so two kernels never init one library twice.
+        return try Self.loaded.withLockedValue { cache in
+            if let cached = cache[config.path]?.plugin {
+                func refuse(_ reason: String) -> PluginLoadError { PluginLoadError(plugin: config.name, path: config.path, reason: reason) }
+                if names.contains(cached.name) {
+                    throw refuse("name \"\(cached.name)\" is already taken by another loaded plugin; plugin names must be unique")
+                }
+                guard cached.name == config.name else {
+                    throw refuse("descriptor field name: expected \"\(config.name)\" (the [plugins.\(config.name)] table), found \"\(cached.name)\"")
+                }
+                if let owner = prefixes[cached.routePrefix] {
+                    throw refuse("route prefix \"\(cached.routePrefix)\" is already served by plugin \"\(owner)\"")
+                }
+                cache[config.path]?.users += 1
+                return cached
             }
-            if let owner = prefixes[cached.routePrefix] {
-                throw PluginLoadError(plugin: config.name, path: config.path, reason: "route prefix \"\(cached.routePrefix)\" is already served by plugin \"\(owner)\"")
-            }
-            return cached
+            let plugin = try loader.load(config, takenNames: names, takenPrefixes: prefixes)
+            cache[config.path] = (plugin, 1)
+            return plugin
         }
-        let plugin = try loader.load(config, takenNames: names, takenPrefixes: prefixes)
-        Self.loaded.withLockedValue { $0[config.path] = plugin }
-        return plugin
     }
 
-    /// Calls every plugin's `shutdown` (after the portals destroyed their instances); a
-    /// later kernel in the same process loads them afresh.
+    /// Calls every plugin's `shutdown` (after the portals destroyed their instances) when
+    /// no other kernel of this process uses it; a later kernel loads it afresh.
     public func shutdown() {
         for plugin in plugins {
-            Self.loaded.withLockedValue { $0[plugin.path] = nil }
+            let last = Self.loaded.withLockedValue { cache -> Bool in
+                guard let entry = cache[plugin.path] else { return false }
+                if entry.users > 1 {
+                    cache[plugin.path]?.users -= 1
+                    return false
+                }
+                cache[plugin.path] = nil
+                return true
+            }
+            guard last else { continue }
             if PluginDescriptorLayout.has(\.shutdown, in: plugin.descriptor) { plugin.descriptor.pointee.shutdown?() }
             HostServices.shared.services.removeAll(plugin: plugin.name)
         }

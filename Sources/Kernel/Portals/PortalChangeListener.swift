@@ -12,10 +12,13 @@ final class PortalChangeListener: Service, @unchecked Sendable {
     private let logger: Logger
     private let stopping = NIOLockedValueBox(false)
 
-    init(conninfo: String, portals: PortalRegistry, logger: Logger) {
+    private let onSystemChange: @Sendable () async -> Void
+
+    init(conninfo: String, portals: PortalRegistry, logger: Logger, onSystemChange: @escaping @Sendable () async -> Void) {
         self.conninfo = conninfo
         self.portals = portals
         self.logger = logger
+        self.onSystemChange = onSystemChange
     }
 
     func run() async throws {
@@ -34,14 +37,22 @@ final class PortalChangeListener: Service, @unchecked Sendable {
                 if connection?.isHealthy != true {
                     let fresh = try PostgresConnection(conninfo: conninfo)
                     try fresh.query("LISTEN meltybase_portals")
+                    try fresh.query("LISTEN meltybase_system")
                     connection = fresh
                     if wasDown {
                         logger.notice("system database is back; reloading portals")
                         triggerReload()
+                        let callback = onSystemChange
+                        Task { await callback() }
                         wasDown = false
                     }
                 }
-                if try !(connection!.notifications(timeout: 0.5)).isEmpty { triggerReload() }
+                let channels = Set(try connection!.notifications(timeout: 0.5).map(\.channel))
+                if channels.contains("meltybase_portals") { triggerReload() }
+                if channels.contains("meltybase_system") {
+                    let callback = onSystemChange
+                    Task { await callback() }
+                }
             } catch {
                 if !wasDown { logger.warning("lost the system database connection; portal changes wait until it is back", metadata: ["error": "\(error)"]) }
                 wasDown = true

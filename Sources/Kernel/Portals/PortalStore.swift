@@ -17,7 +17,23 @@ public struct PortalStore: Sendable {
     public struct Refusal: Error, CustomStringConvertible {
         /// What is wrong and what to do.
         public var description: String
+        /// Which kind of refusal (the Hub routes answer 400, 404 or 409 from it).
+        public var kind: Kind = .invalid
+
+        /// Why the operation was refused.
+        public enum Kind: Sendable {
+            /// A bad name or an unknown plugin.
+            case invalid
+            /// The portal (or the enabled plugin) does not exist.
+            case notFound
+            /// The portal already exists.
+            case conflict
+        }
     }
+
+    /// Work run inside a change's transaction just before it commits (the Hub appends the
+    /// audit entry there, so the change and its entry commit together).
+    public typealias InTransaction = @Sendable (PostgresConnection) throws -> Void
 
     /// A portal and its enabled plugins.
     public struct Record: Sendable {
@@ -30,17 +46,18 @@ public struct PortalStore: Sendable {
     }
 
     /// Creates a portal with `plugins` enabled.
-    public func create(_ name: String, plugins: [String]) async throws {
+    public func create(_ name: String, plugins: [String], inTransaction: InTransaction? = nil) async throws {
         try validate(name: name)
         try plugins.forEach(validate(plugin:))
         try await database.withConnection { connection in
             try connection.query("BEGIN")
             do {
                 let inserted = try connection.query("INSERT INTO meltybase.portals (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING name", [name])
-                guard !inserted.rows.isEmpty else { throw Refusal(description: "portal \"\(name)\" already exists") }
+                guard !inserted.rows.isEmpty else { throw Refusal(description: "portal \"\(name)\" already exists", kind: .conflict) }
                 for plugin in plugins {
                     try connection.query("INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING", [name, plugin])
                 }
+                try inTransaction?(connection)
                 try connection.query("COMMIT")
             } catch {
                 try? connection.query("ROLLBACK")
@@ -64,18 +81,43 @@ public struct PortalStore: Sendable {
     }
 
     /// Enables (`enabled: true`) or disables a plugin for a portal.
-    public func set(portal: String, plugin: String, enabled: Bool) async throws {
+    public func set(portal: String, plugin: String, enabled: Bool, inTransaction: InTransaction? = nil) async throws {
         try validate(name: portal)
         if enabled { try validate(plugin: plugin) }
         try await database.withConnection { connection in
-            guard !(try connection.query("SELECT 1 FROM meltybase.portals WHERE name = $1", [portal])).rows.isEmpty else {
-                throw Refusal(description: "portal \"\(portal)\" does not exist; create it with `meltybase portal create \(portal)`")
+            try connection.query("BEGIN")
+            do {
+                guard !(try connection.query("SELECT 1 FROM meltybase.portals WHERE name = $1", [portal])).rows.isEmpty else {
+                    throw Refusal(description: "portal \"\(portal)\" does not exist; create it with `meltybase portal create \(portal)`", kind: .notFound)
+                }
+                if enabled {
+                    try connection.query("INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING", [portal, plugin])
+                } else {
+                    let deleted = try connection.query("DELETE FROM meltybase.portal_plugins WHERE portal = $1 AND plugin = $2 RETURNING plugin", [portal, plugin])
+                    guard !deleted.rows.isEmpty else { throw Refusal(description: "plugin \"\(plugin)\" is not enabled for portal \"\(portal)\"", kind: .notFound) }
+                }
+                try inTransaction?(connection)
+                try connection.query("COMMIT")
+            } catch {
+                try? connection.query("ROLLBACK")
+                throw error
             }
-            if enabled {
-                try connection.query("INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING", [portal, plugin])
-            } else {
-                let deleted = try connection.query("DELETE FROM meltybase.portal_plugins WHERE portal = $1 AND plugin = $2 RETURNING plugin", [portal, plugin])
-                guard !deleted.rows.isEmpty else { throw Refusal(description: "plugin \"\(plugin)\" is not enabled for portal \"\(portal)\"") }
+        }
+    }
+
+    /// Deletes a portal and its plugin list; running kernels retire its instances.
+    public func delete(_ name: String, inTransaction: InTransaction? = nil) async throws {
+        try validate(name: name)
+        try await database.withConnection { connection in
+            try connection.query("BEGIN")
+            do {
+                let deleted = try connection.query("DELETE FROM meltybase.portals WHERE name = $1 RETURNING name", [name])
+                guard !deleted.rows.isEmpty else { throw Refusal(description: "portal \"\(name)\" does not exist", kind: .notFound) }
+                try inTransaction?(connection)
+                try connection.query("COMMIT")
+            } catch {
+                try? connection.query("ROLLBACK")
+                throw error
             }
         }
     }

@@ -47,6 +47,9 @@ public final class PostgresConnection {
             self.connection = nil
             throw PostgresError(sqlState: nil, message: message.trimmingCharacters(in: .whitespacesAndNewlines))
         }
+        // Server notices (and the FATAL sent when a server shuts down) would otherwise be
+        // printed to stderr by libpq; errors reach callers as PostgresError instead.
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
     }
 
     deinit {

@@ -44,6 +44,7 @@ public final class SystemDatabase: @unchecked Sendable {
     public func migrate() async throws {
         try await withConnection { connection in
             try connection.execute(script: SystemSchema.sql)
+            try connection.execute(script: AuditSchema.sql)
         }
     }
 }
@@ -60,6 +61,69 @@ enum SystemSchema {
             initialized_at timestamptz
         );
         INSERT INTO meltybase.system_state (id) VALUES (true) ON CONFLICT DO NOTHING;
+        ALTER TABLE meltybase.system_state
+            ADD COLUMN IF NOT EXISTS license_key text,
+            ADD COLUMN IF NOT EXISTS license_id text,
+            ADD COLUMN IF NOT EXISTS license_tier text,
+            ADD COLUMN IF NOT EXISTS license_seats integer,
+            ADD COLUMN IF NOT EXISTS license_owner text,
+            ADD COLUMN IF NOT EXISTS license_expires_at timestamptz;
+        CREATE OR REPLACE FUNCTION meltybase.keep_initialized() RETURNS trigger
+            LANGUAGE plpgsql AS $$ BEGIN
+                IF OLD.is_initialized AND NOT NEW.is_initialized THEN
+                    RAISE EXCEPTION 'meltybase: an initialized instance cannot be reset (setup is closed for good)';
+                END IF;
+                RETURN NEW;
+            END $$;
+        DROP TRIGGER IF EXISTS keep_initialized ON meltybase.system_state;
+        CREATE TRIGGER keep_initialized BEFORE UPDATE ON meltybase.system_state
+            FOR EACH ROW EXECUTE FUNCTION meltybase.keep_initialized();
+        -- The seed's "public.secrets" vault: admin identities, Argon2id hashes only.
+        CREATE TABLE IF NOT EXISTS public.secrets (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            kind text NOT NULL CHECK (kind IN ('admin')),
+            email text NOT NULL UNIQUE,
+            password_hash text NOT NULL CHECK (password_hash LIKE '$argon2id$%'),
+            role text NOT NULL DEFAULT 'admin',
+            totp_secret text,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        -- Admin identity (docs/admin-identity.md): shared kernel secrets, TOTP state,
+        -- sessions with hashed refresh tokens, hashed recovery codes.
+        CREATE TABLE IF NOT EXISTS meltybase.kernel_secrets (
+            name text PRIMARY KEY,
+            value text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        ALTER TABLE public.secrets
+            ADD COLUMN IF NOT EXISTS totp_pending_secret text,
+            ADD COLUMN IF NOT EXISTS totp_confirmed_at timestamptz,
+            ADD COLUMN IF NOT EXISTS totp_last_step bigint;
+        CREATE TABLE IF NOT EXISTS meltybase.admin_sessions (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            admin_id uuid NOT NULL REFERENCES public.secrets(id) ON DELETE CASCADE,
+            aal text NOT NULL CHECK (aal IN ('aal1', 'aal2')),
+            amr text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            expires_at timestamptz NOT NULL,
+            revoked_at timestamptz,
+            revoked_reason text
+        );
+        CREATE INDEX IF NOT EXISTS admin_sessions_admin ON meltybase.admin_sessions (admin_id);
+        CREATE TABLE IF NOT EXISTS meltybase.admin_refresh_tokens (
+            token_hash text PRIMARY KEY,
+            session_id uuid NOT NULL REFERENCES meltybase.admin_sessions(id) ON DELETE CASCADE,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            rotated_at timestamptz
+        );
+        CREATE INDEX IF NOT EXISTS admin_refresh_tokens_session ON meltybase.admin_refresh_tokens (session_id);
+        CREATE TABLE IF NOT EXISTS meltybase.admin_recovery_codes (
+            admin_id uuid NOT NULL REFERENCES public.secrets(id) ON DELETE CASCADE,
+            code_hash text NOT NULL,
+            active boolean NOT NULL DEFAULT false,
+            used_at timestamptz,
+            PRIMARY KEY (admin_id, code_hash)
+        );
         CREATE TABLE IF NOT EXISTS meltybase.portals (
             name text PRIMARY KEY CHECK (name ~ '^[a-z0-9][a-z0-9_-]{0,62}$'),
             created_at timestamptz NOT NULL DEFAULT now()

@@ -13,10 +13,17 @@ struct SystemRoutes: Sendable {
     let portals: PortalRegistry
     let rateLimiter: RateLimiter
     let metrics: PrometheusCollectorRegistry
+    let setup: SetupRoute
+    /// The admin routes (`/v1/admin`, `/v1/hub`, `/v1/audit`, `/v1/system/license`).
+    var hub: HubRoutes? = nil
 
     func register(on router: Router<KernelRequestContext>) {
+        hub?.register(on: router)
         router.get("/v1/system/status") { _, _ in
             Self.json(state.statusJSON)
+        }
+        router.post("/v1/system/setup") { request, context in
+            try await setup.handle(request, context: context)
         }
         for method in [HTTPRequest.Method.get, .post] {
             router.on("/v1/system/echo", method: method) { request, _ in

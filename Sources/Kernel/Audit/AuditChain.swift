@@ -1,0 +1,204 @@
+import Foundation
+
+/// The hash-chained, append-only audit log in the system database (`meltybase.audit_log`)
+/// and its signed checkpoints (`meltybase.audit_checkpoints`). See `docs/audit-log.md`.
+///
+/// Every call takes a ``PostgresConnection`` so it can share the caller's transaction;
+/// run them on the database thread (``SystemDatabase/withConnection(_:)``).
+public enum AuditChain {
+    /// SQL rendering the timestamptz `expression` as ``AuditEntry/at`` is written.
+    static func timestamp(_ expression: String) -> String {
+        #"to_char(\#(expression) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"#
+    }
+    static let entryColumns = "seq, \(timestamp("at")) AS at, actor, action, target, portal, details::text AS details, prev_hash, hash"
+
+    // MARK: Appending
+
+    /// Appends one entry inside the transaction the caller has open on `connection`
+    /// (`BEGIN` ... `COMMIT`), so the entry commits or rolls back with the caller's work.
+    ///
+    /// Takes a transaction-scoped advisory lock, so concurrent appenders (any process)
+    /// queue until this transaction ends: keep the transaction short after this call.
+    /// If the append fails, the caller's transaction is left usable (a savepoint is rolled
+    /// back). Throws ``AuditError`` outside a transaction or for details JSON cannot hold.
+    /// Under REPEATABLE READ or SERIALIZABLE, an append another transaction committed after
+    /// this one's snapshot makes this append fail (SQLSTATE 23505) rather than fork the
+    /// chain: retry the transaction.
+    @discardableResult
+    public static func append(
+        on connection: PostgresConnection, actor: String, action: String, target: String, portal: String? = nil,
+        details: [String: Any] = [:]
+    ) throws -> AuditEntry {
+        try append(on: connection, actor: actor, action: action, target: target, portal: portal, details: CanonicalJSON(details))
+    }
+
+    /// The same append, with details already converted (``CanonicalJSON/init(_:)``).
+    @discardableResult
+    public static func append(
+        on connection: PostgresConnection, actor: String, action: String, target: String, portal: String? = nil,
+        details: CanonicalJSON
+    ) throws -> AuditEntry {
+        guard try isInTransactionBlock(connection) else {
+            throw AuditError("AuditChain.append must run inside a transaction (BEGIN first), or use AuditChain.appendCommitting")
+        }
+        return try appendInTransaction(on: connection, actor: actor, action: action, target: target, portal: portal, details: details)
+    }
+
+    /// The append itself; the caller guarantees an open transaction.
+    private static func appendInTransaction(
+        on connection: PostgresConnection, actor: String, action: String, target: String, portal: String?, details: CanonicalJSON
+    ) throws -> AuditEntry {
+        try connection.query("SAVEPOINT meltybase_audit_append")
+        do {
+            // The lock is its own statement: the head is read with a snapshot taken after
+            // the previous holder committed.
+            try connection.query("SELECT pg_advisory_xact_lock($1)", [String(AuditSchema.appendLockKey)])
+            let head = try connection.query("""
+                SELECT \(timestamp("clock_timestamp()")) AS now,
+                       (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
+                       (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
+                """)
+            guard let now = head.value("now") else { throw AuditError("the database returned no time") }
+            var entry = AuditEntry(
+                seq: (head.value("seq").flatMap { Int64($0) } ?? 0) + 1, at: now, actor: actor, action: action,
+                target: target, portal: portal, details: details,
+                prevHash: head.value("hash") ?? AuditEntry.genesisHash, hash: "")
+            entry.hash = entry.computedHash
+            try connection.query("""
+                INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
+                VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
+                """, [String(entry.seq), entry.at, actor, action, target, portal, details.text, entry.prevHash, entry.hash])
+            try connection.query("RELEASE SAVEPOINT meltybase_audit_append")
+            return entry
+        } catch {
+            _ = try? connection.query("ROLLBACK TO SAVEPOINT meltybase_audit_append")
+            _ = try? connection.query("RELEASE SAVEPOINT meltybase_audit_append")
+            throw error
+        }
+    }
+
+    /// Appends one entry in a transaction of its own (committed when this returns). Call it
+    /// outside `BEGIN` ... `COMMIT`; inside one, use `append(on:...)`.
+    @discardableResult
+    public static func appendCommitting(
+        on connection: PostgresConnection, actor: String, action: String, target: String, portal: String? = nil,
+        details: CanonicalJSON = .object([:])
+    ) throws -> AuditEntry {
+        try connection.query("BEGIN")
+        do {
+            let entry = try appendInTransaction(on: connection, actor: actor, action: action, target: target, portal: portal, details: details)
+            try connection.query("COMMIT")
+            return entry
+        } catch {
+            _ = try? connection.query("ROLLBACK")
+            throw error
+        }
+    }
+
+    /// Appends one entry in its own transaction on the database thread.
+    @discardableResult
+    public static func append(
+        to database: SystemDatabase, actor: String, action: String, target: String, portal: String? = nil,
+        details: [String: Any] = [:]
+    ) async throws -> AuditEntry {
+        let canonical = try CanonicalJSON(details)
+        return try await database.withConnection { connection in
+            try appendCommitting(on: connection, actor: actor, action: action, target: target, portal: portal, details: canonical)
+        }
+    }
+
+    /// Whether `connection` is inside `BEGIN` ... `COMMIT`: two statements then share one
+    /// transaction start time, while outside a block each statement is its own transaction.
+    static func isInTransactionBlock(_ connection: PostgresConnection) throws -> Bool {
+        let first = try connection.query("SELECT transaction_timestamp()::text AS t").value("t")
+        let second = try connection.query("SELECT transaction_timestamp()::text AS t").value("t")
+        return first == second
+    }
+
+    // MARK: Reading
+
+    /// The last entry's seq and hash, or `nil` for an empty log.
+    public static func head(on connection: PostgresConnection) throws -> (seq: Int64, hash: String)? {
+        let rows = try connection.query("SELECT seq, hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1")
+        guard let seq = rows.value("seq").flatMap({ Int64($0) }), let hash = rows.value("hash") else { return nil }
+        return (seq, hash)
+    }
+
+    /// Entries in seq order for `GET /v1/audit`: at most `limit` (1...1000) entries with seq
+    /// greater than `afterSeq`, filtered by exact `action` and `actor` and by time
+    /// (`since` inclusive, `until` exclusive). The next page starts after the last seq returned.
+    /// Filters are bound as parameters, never spliced into the SQL.
+    public static func query(
+        on connection: PostgresConnection, action: String? = nil, actor: String? = nil, since: Date? = nil,
+        until: Date? = nil, limit: Int = 100, afterSeq: Int64 = 0
+    ) throws -> [AuditEntry] {
+        let rows = try connection.query("""
+            SELECT \(entryColumns) FROM meltybase.audit_log
+            WHERE seq > $1
+              AND ($2::text IS NULL OR action = $2)
+              AND ($3::text IS NULL OR actor = $3)
+              AND ($4::timestamptz IS NULL OR at >= $4::timestamptz)
+              AND ($5::timestamptz IS NULL OR at < $5::timestamptz)
+            ORDER BY seq
+            LIMIT $6
+            """, [
+                String(afterSeq), action, actor, since.map(AuditEntry.timestamp(from:)), until.map(AuditEntry.timestamp(from:)),
+                String(min(max(limit, 1), 1000)),
+            ])
+        return try entries(from: rows)
+    }
+
+    /// Decodes rows selected with ``entryColumns``.
+    static func entries(from rows: PostgresRows) throws -> [AuditEntry] {
+        try rows.rows.indices.map { try entry(rows, $0) }
+    }
+
+    /// Row `index` of a result selected with ``entryColumns``. Fields the schema makes
+    /// NOT NULL read as empty strings if missing, which fails the hash check rather than crash.
+    static func entry(_ rows: PostgresRows, _ index: Int) throws -> AuditEntry {
+        let text = { (column: String) in rows.value(column, row: index) ?? "" }
+        return AuditEntry(
+            seq: Int64(text("seq")) ?? 0, at: text("at"), actor: text("actor"), action: text("action"),
+            target: text("target"), portal: rows.value("portal", row: index),
+            details: try CanonicalJSON(parsing: text("details")), prevHash: text("prev_hash"), hash: text("hash"))
+    }
+
+    // MARK: Checkpoints
+
+    /// Signs the current head with `signingKey` and stores the checkpoint. Returns `nil`
+    /// when the log is empty, or when `onlyIfMoved` and the latest checkpoint already
+    /// covers the head. Needs no transaction: the head it signs is committed.
+    @discardableResult
+    public static func checkpoint(
+        on connection: PostgresConnection, signingKey: Ed25519.KeyPair, onlyIfMoved: Bool = true
+    ) throws -> AuditCheckpoint? {
+        guard let head = try head(on: connection) else { return nil }
+        if onlyIfMoved, let latest = try latestCheckpoint(on: connection), latest.seq >= head.seq { return nil }
+        let signature = try Ed25519.sign(AuditCheckpoint.signedMessage(seq: head.seq, headHash: head.hash), secretKey: signingKey.secretKey)
+        let rows = try connection.query("""
+            INSERT INTO meltybase.audit_checkpoints (seq, head_hash, signature, public_key) VALUES ($1, $2, $3, $4)
+            RETURNING id, \(timestamp("at")) AS at
+            """, [String(head.seq), head.hash, ByteEncoding.hex(signature), ByteEncoding.hex(signingKey.publicKey)])
+        return AuditCheckpoint(
+            id: Int64(rows.value("id") ?? "") ?? 0, at: rows.value("at") ?? "", seq: head.seq, headHash: head.hash,
+            signature: ByteEncoding.hex(signature), publicKey: ByteEncoding.hex(signingKey.publicKey))
+    }
+
+    /// The checkpoint with the highest seq (the newest among equals), or `nil`.
+    public static func latestCheckpoint(on connection: PostgresConnection) throws -> AuditCheckpoint? {
+        let rows = try connection.query("""
+            SELECT id, \(timestamp("at")) AS at, seq, head_hash, signature, public_key
+            FROM meltybase.audit_checkpoints ORDER BY seq DESC, id DESC LIMIT 1
+            """)
+        return checkpoints(from: rows).first
+    }
+
+    static func checkpoints(from rows: PostgresRows) -> [AuditCheckpoint] {
+        rows.rows.indices.map { index in
+            let text = { (column: String) in rows.value(column, row: index) ?? "" }
+            return AuditCheckpoint(
+                id: Int64(text("id")) ?? 0, at: text("at"), seq: Int64(text("seq")) ?? 0, headHash: text("head_hash"),
+                signature: text("signature"), publicKey: text("public_key"))
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import Foundation
+
+/// A JSON value with one deterministic serialisation, so that a hash computed over it
+/// today can be recomputed from the database tomorrow.
+///
+/// The canonical text (``text``) is defined in `docs/audit-log.md`: no whitespace,
+/// object keys sorted by their UTF-8 bytes, strings escaped minimally, numbers written
+/// from their value (an integer that fits in 64 bits as plain digits, any other number as
+/// the shortest decimal that reads back as the same IEEE-754 double).
+public enum CanonicalJSON: Sendable, Equatable {
+    case null
+    case bool(Bool)
+    /// A number whose value is an integer in `Int64`'s range.
+    case integer(Int64)
+    /// Any other finite number.
+    case number(Double)
+    case string(String)
+    case array([CanonicalJSON])
+    case object([String: CanonicalJSON])
+
+    /// Parses JSON `text` (any value, not only objects).
+    public init(parsing text: String) throws {
+        do {
+            self = try JSONDecoder().decode(CanonicalJSON.self, from: Data(text.utf8))
+        } catch {
+            throw AuditError("details are not valid JSON: \(Self.reason(error))")
+        }
+    }
+
+    /// Converts what `JSONSerialization` produces or a Swift literal holds: `String`, `Bool`,
+    /// integers, `Double`, `Float`, `NSNumber`, `NSNull`, `nil`, `[Any]`, `[String: Any]`
+    /// (and ``CanonicalJSON`` itself). Throws for anything else and for NaN or infinity.
+    public init(_ value: Any?) throws {
+        guard let value else {
+            self = .null
+            return
+        }
+        // An optional boxed in `Any` (`[String: Any]` holding an `Int?`): unwrap it.
+        let mirror = Mirror(reflecting: value)
+        if mirror.displayStyle == .optional {
+            self = try CanonicalJSON(mirror.children.first?.value)
+            return
+        }
+        switch value {
+        case let json as CanonicalJSON: self = json
+        case let string as String: self = .string(string)
+        case let substring as Substring: self = .string(String(substring))
+        case is NSNull: self = .null
+        case let dictionary as [String: Any?]:
+            self = .object(try dictionary.mapValues { try CanonicalJSON($0) })
+        case let array as [Any?]:
+            self = .array(try array.map { try CanonicalJSON($0) })
+        default:
+            self = try Self.scalar(value)
+        }
+    }
+
+    /// Numbers and booleans. Native Swift types are matched exactly first because on Linux
+    /// `Int` and `Bool` both also cast to `NSNumber`.
+    private static func scalar(_ value: Any) throws -> CanonicalJSON {
+        switch value {
+        case let bool as Bool where type(of: value) == Bool.self: return .bool(bool)
+        case let int as Int where type(of: value) == Int.self: return .integer(Int64(int))
+        case let int as Int64 where type(of: value) == Int64.self: return .integer(int)
+        case let int as Int32 where type(of: value) == Int32.self: return .integer(Int64(int))
+        case let int as Int16 where type(of: value) == Int16.self: return .integer(Int64(int))
+        case let int as Int8 where type(of: value) == Int8.self: return .integer(Int64(int))
+        case let int as UInt where type(of: value) == UInt.self: return try numeric(Double(exactly: int) ?? Double(int), exact: Int64(exactly: int))
+        case let int as UInt64 where type(of: value) == UInt64.self: return try numeric(Double(int), exact: Int64(exactly: int))
+        case let int as UInt32 where type(of: value) == UInt32.self: return .integer(Int64(int))
+        case let int as UInt16 where type(of: value) == UInt16.self: return .integer(Int64(int))
+        case let int as UInt8 where type(of: value) == UInt8.self: return .integer(Int64(int))
+        case let double as Double where type(of: value) == Double.self: return try numeric(double)
+        case let float as Float where type(of: value) == Float.self: return try numeric(Double(float))
+        case let number as NSNumber:
+            if type(of: number) == type(of: NSNumber(value: true)) { return .bool(number.boolValue) }
+            switch String(cString: number.objCType) {
+            case "d", "f": return try Self.numeric(number.doubleValue)
+            case "Q", "L": return try Self.numeric(number.doubleValue, exact: Int64(exactly: number.uint64Value))
+            default: return .integer(number.int64Value)
+            }
+        default:
+            throw AuditError("details hold a \(type(of: value)), which has no JSON form; use strings, numbers, booleans, arrays and [String: Any]")
+        }
+    }
+
+    /// A double by value: integral values in `Int64`'s range become ``integer(_:)``.
+    static func numeric(_ double: Double, exact: Int64? = nil) throws -> CanonicalJSON {
+        if let exact { return .integer(exact) }
+        guard double.isFinite else { throw AuditError("details hold \(double), which JSON cannot represent") }
+        if let integer = Int64(exactly: double) { return .integer(integer) }
+        return .number(double)
+    }
+
+    /// The canonical serialisation (see the type's documentation).
+    public var text: String {
+        var output = ""
+        write(into: &output)
+        return output
+    }
+
+    private func write(into output: inout String) {
+        switch self {
+        case .null: output += "null"
+        case .bool(let value): output += value ? "true" : "false"
+        case .integer(let value): output += String(value)
+        case .number(let value): output += value.description
+        case .string(let value): Self.writeString(value, into: &output)
+        case .array(let values):
+            output += "["
+            for (index, value) in values.enumerated() {
+                if index > 0 { output += "," }
+                value.write(into: &output)
+            }
+            output += "]"
+        case .object(let members):
+            output += "{"
+            let keys = members.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+            for (index, key) in keys.enumerated() {
+                if index > 0 { output += "," }
+                Self.writeString(key, into: &output)
+                output += ":"
+                members[key]!.write(into: &output)
+            }
+            output += "}"
+        }
+    }
+
+    /// `"` and `\` escaped; U+0008, U+0009, U+000A, U+000C, U+000D as `\b \t \n \f \r`;
+    /// other characters below U+0020 as `\u00xx` (lowercase hex); everything else as is.
+    private static func writeString(_ string: String, into output: inout String) {
+        output += "\""
+        for scalar in string.unicodeScalars {
+            switch scalar {
+            case "\"": output += "\\\""
+            case "\\": output += "\\\\"
+            case "\u{08}": output += "\\b"
+            case "\t": output += "\\t"
+            case "\n": output += "\\n"
+            case "\u{0C}": output += "\\f"
+            case "\r": output += "\\r"
+            case _ where scalar.value < 0x20:
+                output += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
+            default: output.unicodeScalars.append(scalar)
+            }
+        }
+        output += "\""
+    }
+
+    private static func reason(_ error: Error) -> String {
+        if case DecodingError.dataCorrupted(let context) = error {
+            return (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
+        }
+        return "\(error)"
+    }
+}
+
+extension CanonicalJSON: Codable {
+    /// Decodes any JSON value; numbers by value as in ``numeric(_:exact:)``.
+    public init(from decoder: Decoder) throws {
+        let container = try decoder.singleValueContainer()
+        if container.decodeNil() {
+            self = .null
+        } else if let bool = try? container.decode(Bool.self) {
+            self = .bool(bool)
+        } else if let integer = try? container.decode(Int64.self) {
+            self = .integer(integer)
+        } else if let double = try? container.decode(Double.self) {
+            self = try Self.numeric(double)
+        } else if let string = try? container.decode(String.self) {
+            self = .string(string)
+        } else if let array = try? container.decode([CanonicalJSON].self) {
+            self = .array(array)
+        } else {
+            self = .object(try container.decode([String: CanonicalJSON].self))
+        }
+    }
+
+    /// Encodes the same value (key order is the encoder's; use ``text`` for canonical bytes).
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.singleValueContainer()
+        switch self {
+        case .null: try container.encodeNil()
+        case .bool(let value): try container.encode(value)
+        case .integer(let value): try container.encode(value)
+        case .number(let value): try container.encode(value)
+        case .string(let value): try container.encode(value)
+        case .array(let values): try container.encode(values)
+        case .object(let members): try container.encode(members)
+        }
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import NIOCore
+
+/// The admin-facing routes: `/v1/admin/*` (sign-in, tokens, MFA, admin users),
+/// `/v1/hub/*` (portal configuration), `/v1/audit` and `/v1/system/license`. Handlers are
+/// thin: they parse, call ``AdminIdentity`` to authorize, call the domain, and render.
+struct HubRoutes: Sendable {
+    let identity: AdminIdentity
+    let portals: PortalStore
+    let database: SystemDatabase
+    let dataDirectory: String
+
+    func register(on router: Router<KernelRequestContext>) {
+        AdminRoutes(identity: identity).register(on: router)
+        HubPortalRoutes(identity: identity, store: portals).register(on: router)
+        AuditRoute(identity: identity, database: database, dataDirectory: dataDirectory).register(on: router)
+        router.get("/v1/system/license") { request, _ in
+            try await HubHTTP.run {
+                _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
+                return HubHTTP.json(try await identity.licenseSummary().json)
+            }
+        }
+    }
+}
+
+/// Request parsing, JSON responses and error mapping shared by the Hub routes.
+enum HubHTTP {
+    /// Largest JSON body the admin routes read.
+    static let bodyLimit = 64 * 1024
+
+    /// The body as a JSON object, or 400 `invalid_json` showing the expected shape.
+    static func object(_ request: Request, expected: String) async throws -> [String: Any] {
+        let body = try await request.body.collect(upTo: bodyLimit)
+        guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+            throw GatewayError(status: 400, code: "invalid_json", message: "the body must be a JSON object", hint: "send \(expected)")
+        }
+        return object
+    }
+
+    /// The string member `field`, or 400 `invalid_field`.
+    static func string(_ object: [String: Any], _ field: String) throws -> String {
+        guard let value = object[field] as? String else {
+            throw gatewayError(IdentityError.invalidField(field, "\(field) is required (a string)"))
+        }
+        return value
+    }
+
+    /// A JSON response (keys sorted).
+    static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// Runs a handler, turning identity and portal refusals into `{code, message, hint}` answers.
+    static func run(_ body: () async throws -> Response) async throws -> Response {
+        do {
+            return try await body()
+        } catch let error as IdentityError {
+            throw gatewayError(error)
+        } catch let refusal as PortalStore.Refusal {
+            switch refusal.kind {
+            case .invalid: throw GatewayError(status: 400, code: "invalid_portal_change", message: refusal.description)
+            case .notFound: throw GatewayError(status: 404, code: "portal_not_found", message: refusal.description, hint: "GET /v1/hub/portals lists the portals")
+            case .conflict: throw GatewayError(status: 409, code: "portal_exists", message: refusal.description)
+            }
+        }
+    }
+
+    static func gatewayError(_ error: IdentityError) -> GatewayError {
+        var headers: [(String, String)] = []
+        if let seconds = error.retryAfterSeconds { headers.append(("Retry-After", String(seconds))) }
+        if error.status == 401 { headers.append(("WWW-Authenticate", "Bearer realm=\"meltybase-admin\"")) }
+        var gatewayError = GatewayError(status: error.status, code: error.code, message: error.message, hint: error.hint, headers: headers)
+        gatewayError.extraFields = error.extraFields
+        return gatewayError
+    }
+}

@@ -1,0 +1,302 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+
+/// The admin behind a verified access token whose session is live.
+public struct AdminPrincipal: Sendable {
+    /// The admin account.
+    public var admin: AdminRecord
+    /// The session's assurance level.
+    public var aal: AssuranceLevel
+    /// The session's authentication methods.
+    public var amr: [String]
+    /// The session id.
+    public var sessionID: String
+
+    /// The admin's id.
+    public var adminID: String { admin.id }
+    /// The admin's email.
+    public var email: String { admin.email }
+    /// `admin:<email>`, the audit actor.
+    public var actor: String { "admin:\(admin.email)" }
+    /// An admin with TOTP signed in with the password only: the second factor is still due.
+    public var mfaPending: Bool { admin.totpEnrolled && aal < .aal2 }
+}
+
+/// A pair of tokens for one session.
+public struct AdminTokenPair: Sendable {
+    /// The JWT to send as `Authorization: Bearer`.
+    public var accessToken: String
+    /// Seconds until the access token expires.
+    public var expiresIn: Int
+    /// The refresh token (for `POST /v1/admin/token`); only its hash is stored.
+    public var refreshToken: String
+    /// The session's assurance level.
+    public var aal: AssuranceLevel
+    /// Whether a second factor is due before the session is of use (TOTP enrolled, aal1).
+    public var mfaRequired: Bool
+    /// The session id.
+    public var sessionID: String
+
+    /// `{access_token, token_type, expires_in, refresh_token, aal, mfa_required, session_id}`.
+    public var json: [String: Any] {
+        [
+            "access_token": accessToken, "token_type": "bearer", "expires_in": expiresIn, "refresh_token": refreshToken,
+            "aal": aal.rawValue, "mfa_required": mfaRequired, "session_id": sessionID,
+        ]
+    }
+}
+
+/// Admin sign-in, sessions, second factor and authorization: the domain behind
+/// `/v1/admin/*` and the guard of every admin route. See `docs/admin-identity.md`.
+public final class AdminIdentity: Sendable {
+    let database: SystemDatabase
+    let state: SystemState
+    let tokens: AdminTokens
+    let loginThrottle: LoginThrottle
+    let mfaThrottle: LoginThrottle
+    let dataDirectory: String
+    let logger: Logger
+    private let secretBox = NIOLockedValueBox<MFASecretBox?>(nil)
+
+    /// Identity over the system database, counting attempts in `redis` (sign-in is refused
+    /// while `redis` is nil or unreachable), with the MFA key in `dataDirectory`.
+    public init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger) {
+        self.database = database
+        self.state = state
+        self.tokens = AdminTokens(database: database)
+        self.loginThrottle = LoginThrottle(redis: redis, scope: "login")
+        self.mfaThrottle = LoginThrottle(redis: redis, scope: "mfa")
+        self.dataDirectory = dataDirectory
+        self.logger = logger
+    }
+
+    // MARK: Sign-in
+
+    /// Checks `email` and `password` and opens an `aal1` session.
+    ///
+    /// Unknown email and wrong password give the same 401 `invalid_credentials`, after the
+    /// same Argon2id work (an unknown email is checked against a dummy hash). Attempts are
+    /// throttled per account and per `address` (429 `login_locked` with `Retry-After`), and
+    /// refused with 503 `throttle_unavailable` when Redis cannot count them. Every outcome
+    /// is audited (`admin.login`, `admin.login_failed`), never with the password.
+    public func login(email rawEmail: String, password: String, address: String) async throws -> AdminTokenPair {
+        try await requireInitialized()
+        let email = Self.normalize(rawEmail)
+        guard !email.isEmpty, email.utf8.count <= 254 else { throw IdentityError.invalidField("email", "email is required (an email address)") }
+        guard !password.isEmpty, password.utf8.count <= 4096 else { throw IdentityError.invalidField("password", "password is required") }
+
+        let decision: LoginThrottle.Decision
+        do {
+            decision = try await loginThrottle.begin(account: email, address: address)
+        } catch let error as IdentityError {
+            try await auditLoginFailure(email: email, address: address, reason: "throttle_unavailable")
+            throw error
+        }
+        if case .locked(let seconds, let onAccount) = decision {
+            try await auditLoginFailure(email: email, address: address, reason: onAccount ? "account_locked" : "address_locked")
+            throw IdentityError(
+                status: 429, code: "login_locked",
+                message: onAccount ? "too many failed sign-ins for this account: it is locked for \(seconds) s"
+                    : "too many failed sign-ins from your address: it is locked for \(seconds) s",
+                hint: "retry after \(seconds) s", retryAfterSeconds: seconds)
+        }
+
+        let found = try await database.withConnection { connection -> (AdminRecord, String)? in
+            let rows = try connection.query(
+                "SELECT \(AdminRecord.columns("a")), a.password_hash FROM public.secrets a WHERE a.kind = 'admin' AND a.email = $1", [email])
+            guard let admin = AdminRecord(rows, 0), let hash = rows.value("password_hash") else { return nil }
+            return (admin, hash)
+        }
+        let matches = await Self.verifyPassword(password, against: found?.1)
+        guard matches, let admin = found?.0 else {
+            try await loginThrottle.recordFailure(account: email, address: address)
+            try await auditLoginFailure(email: email, address: address, reason: "invalid_credentials")
+            throw IdentityError(status: 401, code: "invalid_credentials", message: "the email or password is incorrect",
+                                hint: "check both; after 5 failures within 15 minutes the account is locked for 15 minutes")
+        }
+        do {
+            try await loginThrottle.recordSuccess(account: email, address: address)
+        } catch {
+            logger.warning("could not reset the sign-in counter after a successful login", metadata: ["error": "\(error)"])
+        }
+        let session = try await transaction { connection in
+            let session = try AdminSessions.create(on: connection, adminID: admin.id, aal: .aal1, amr: ["pwd"])
+            try AuditChain.append(
+                on: connection, actor: "admin:\(email)", action: "admin.login", target: email,
+                details: ["session_id": session.sessionID, "aal": "aal1", "address": address, "mfa_required": admin.totpEnrolled])
+            return session
+        }
+        return try await pair(for: admin, session: session)
+    }
+
+    /// Exchanges a refresh token for a new pair at the session's level (rotation); a token
+    /// used twice revokes its session (401 `refresh_token_reused`).
+    public func refresh(_ refreshToken: String, address: String) async throws -> AdminTokenPair {
+        guard !refreshToken.isEmpty, refreshToken.utf8.count <= 256 else {
+            throw IdentityError.invalidField("refresh_token", "refresh_token is required (the string from the last login or refresh)")
+        }
+        let hash = AdminSessions.tokenHash(refreshToken)
+        let rotation = try await transaction { connection -> AdminSessions.Rotation in
+            let rotation = try AdminSessions.rotate(on: connection, tokenHash: hash)
+            if case .reused(let sessionID, let email) = rotation {
+                try AuditChain.append(
+                    on: connection, actor: "anonymous", action: "admin.session.reuse_detected", target: email,
+                    details: ["session_id": sessionID, "address": address, "revoked": true])
+            }
+            return rotation
+        }
+        switch rotation {
+        case .rotated(let session, let admin):
+            return try await pair(for: admin, session: session)
+        case .reused:
+            throw IdentityError(
+                status: 401, code: "refresh_token_reused",
+                message: "this refresh token was already used; the session has been revoked because the token may have been copied",
+                hint: "sign in again at POST /v1/admin/login")
+        case .invalid:
+            throw IdentityError(status: 401, code: "invalid_refresh_token", message: "the refresh token is unknown, or its session was revoked or has expired",
+                                hint: "sign in again at POST /v1/admin/login")
+        }
+    }
+
+    /// Revokes the principal's session (its access and refresh tokens stop working).
+    public func logout(_ principal: AdminPrincipal) async throws {
+        try await transaction { connection in
+            try AdminSessions.revoke(on: connection, sessionID: principal.sessionID, reason: "logout")
+            try AuditChain.append(on: connection, actor: principal.actor, action: "admin.logout", target: principal.email,
+                                  details: ["session_id": principal.sessionID])
+        }
+    }
+
+    // MARK: Authorization
+
+    /// The admin behind `authorization` (`Bearer <access token>`), if its session may
+    /// perform an action needing `level`.
+    ///
+    /// 401 `unauthenticated`: no token, not a JWT, `alg` other than HS256 (`none`), wrong
+    /// signature, expired, or a revoked or expired session. 403 `aal2_required` (naming
+    /// AAL2) when the session is `aal1` and the action needs `aal2`; 403 `mfa_required` when
+    /// the admin has TOTP and has not yet passed it in this session, unless
+    /// `allowMFAPending` (the challenge route itself).
+    public func requireAdmin(_ authorization: String?, aal level: AssuranceLevel, allowMFAPending: Bool = false) async throws -> AdminPrincipal {
+        guard let authorization, !authorization.isEmpty else {
+            throw IdentityError.unauthenticated("this route needs an admin access token")
+        }
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer", !parts[1].isEmpty else {
+            throw IdentityError.unauthenticated("the Authorization header must be \"Bearer <access_token>\"")
+        }
+        let claims = try await tokens.verify(String(parts[1]).trimmingCharacters(in: .whitespaces))
+        let live = try await database.withConnection { connection in
+            try AdminSessions.live(on: connection, sessionID: claims.sessionID, adminID: claims.sub.value)
+        }
+        guard let live else {
+            throw IdentityError.unauthenticated("the session of this access token was signed out or revoked, or has expired")
+        }
+        let principal = AdminPrincipal(admin: live.admin, aal: live.aal, amr: live.amr, sessionID: claims.sessionID)
+        if level == .aal2, principal.aal < .aal2 { throw Self.aal2Required(principal) }
+        if principal.mfaPending, !allowMFAPending {
+            throw IdentityError(
+                status: 403, code: "mfa_required",
+                message: "this account has TOTP enabled: this session reaches AAL2 only after a TOTP or recovery code at /v1/admin/mfa/challenge",
+                hint: "POST /v1/admin/mfa/challenge {\"code\": \"123456\"} with this token")
+        }
+        return principal
+    }
+
+    static func aal2Required(_ principal: AdminPrincipal) -> IdentityError {
+        IdentityError(
+            status: 403, code: "aal2_required",
+            message: "this action requires AAL2: verify a TOTP code at /v1/admin/mfa/challenge",
+            hint: principal.admin.totpEnrolled
+                ? "POST /v1/admin/mfa/challenge {\"code\": \"123456\"} with your access token, then retry with the aal2 token it returns"
+                : "enrol TOTP first: POST /v1/admin/mfa/totp/enroll, then POST /v1/admin/mfa/totp/verify {\"code\": ...} returns aal2 tokens")
+    }
+
+    // MARK: Shared pieces
+
+    /// Signs the access token of `session`.
+    func pair(for admin: AdminRecord, session: AdminSessions.Issued) async throws -> AdminTokenPair {
+        let now = Date()
+        let claims = AdminAccessClaims(
+            sub: .init(value: admin.id), email: admin.email, role: admin.role, aal: session.aal, amr: session.amr,
+            sessionID: session.sessionID, iat: .init(value: now), exp: .init(value: now.addingTimeInterval(AdminTokens.lifetime)))
+        return AdminTokenPair(
+            accessToken: try await tokens.sign(claims), expiresIn: Int(AdminTokens.lifetime), refreshToken: session.refreshToken,
+            aal: session.aal, mfaRequired: admin.totpEnrolled && session.aal < .aal2, sessionID: session.sessionID)
+    }
+
+    /// Runs `body` in a transaction on the database thread: committed when it returns,
+    /// rolled back when it throws.
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+        try await database.withConnection { connection in
+            try connection.query("BEGIN")
+            do {
+                let result = try body(connection)
+                try connection.query("COMMIT")
+                return result
+            } catch {
+                _ = try? connection.query("ROLLBACK")
+                throw error
+            }
+        }
+    }
+
+    /// The MFA key, loaded (or created) on first use.
+    func mfaSecretBox() throws -> MFASecretBox {
+        try secretBox.withLockedValue { box in
+            if let box { return box }
+            let loaded = try MFASecretBox.loadOrCreate(dataDirectory: dataDirectory)
+            box = loaded
+            return loaded
+        }
+    }
+
+    static let notInitialized = IdentityError(
+        status: 409, code: "not_initialized", message: "this instance has not been set up yet, so there is no admin account",
+        hint: "complete setup first: POST /v1/system/setup")
+
+    /// Throws 409 `not_initialized` before setup (the cached flag is re-read when false,
+    /// in case another kernel completed setup a moment ago).
+    func requireInitialized() async throws {
+        if state.isInitialized { return }
+        let flag = try await database.withConnection { connection in
+            try connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized")
+        }
+        guard flag == "t" else { throw Self.notInitialized }
+        state.isInitialized = true
+    }
+
+    static func normalize(_ email: String) -> String {
+        email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
+    }
+
+    private func auditLoginFailure(email: String, address: String, reason: String) async throws {
+        try await AuditChain.append(
+            to: database, actor: "anonymous", action: "admin.login_failed", target: email,
+            details: ["address": address, "reason": reason])
+    }
+
+    /// Argon2id verification off the cooperative pool; an unknown account (`hash == nil`)
+    /// costs the same work against a dummy hash and never matches.
+    static func verifyPassword(_ password: String, against hash: String?) async -> Bool {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async {
+                if let hash {
+                    continuation.resume(returning: PasswordHasher.verify(password, against: hash))
+                } else {
+                    _ = PasswordHasher.verify(password, against: dummyHash)
+                    continuation.resume(returning: false)
+                }
+            }
+        }
+    }
+
+    /// A hash of a random password with the current parameters, so an unknown email costs
+    /// what a known one does.
+    static let dummyHash: String = {
+        let random = AdminSessions.newRefreshToken()
+        return (try? PasswordHasher().hash(random)) ?? "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$3l3tZ4vP3GkO5c5S8N3oO0vYf5O3bT0pZ2vQ3d1Xk2U"
+    }()
+}

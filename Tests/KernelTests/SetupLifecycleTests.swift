@@ -1,0 +1,169 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import Testing
+@testable import Kernel
+
+/// The seed's onboarding, end to end over HTTP against a real Postgres.
+@Suite("Onboarding: pulse, license handshake, Argon2id admin, one-time setup", .serialized)
+struct SetupLifecycleTests {
+    static let password = "Orbital-Quartz-Lantern-77"
+
+    struct Vendor {
+        let keys: Ed25519.KeyPair
+        var publicHex: String { ByteEncoding.hex(keys.publicKey) }
+
+        func license(tier: License.Tier = .commercial, seats: Int = 20, expires: Date? = nil, issued: Date = Date()) throws -> String {
+            let license = try License(ownerName: "Ada Admin", ownerEmail: "owner@example.com", tier: tier, seats: seats, issuedAt: issued, expiresAt: expires)
+            return try LicenseIssuer.sign(license, secretKey: keys.secretKey)
+        }
+    }
+
+    static func setupBody(_ license: String, email: String = "admin@example.com", password: String = password) -> String {
+        let object: [String: Any] = ["license_key": license, "admin": ["email": email, "password": password]]
+        return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
+    }
+
+    static func start(_ vendor: Vendor, conninfo: String? = nil) async throws -> TestKernel {
+        try await TestKernel.start("[license]\npublic_key = \"\(vendor.publicHex)\"\n", conninfo: conninfo)
+    }
+
+    @Test("the whole seed lifecycle: locked until a valid license, the closing lines, closed for good across restarts")
+    func lifecycle() async throws {
+        let vendor = Vendor(keys: Ed25519.generate())
+        let kernel = try await Self.start(vendor)
+        var status = HTTP.json(try await kernel.request("/v1/system/status").body)
+        #expect(status["is_initialized"] as? Bool == false)
+
+        let valid = try vendor.license()
+        // Tampered: one character of the payload changed.
+        var parts = valid.split(separator: ".").map(String.init)
+        var payload = Array(parts[1])
+        payload[10] = payload[10] == "A" ? "B" : "A"
+        parts[1] = String(payload)
+        let tampered = parts.joined(separator: ".")
+        let wrongKey = try Vendor(keys: Ed25519.generate()).license()
+        let expired = try vendor.license(expires: Date().addingTimeInterval(-86400), issued: Date().addingTimeInterval(-10 * 86400))
+        for (license, reason) in [(tampered, "bad"), (wrongKey, "bad_signature"), (expired, "expired"), ("MB1.not-a-license", "malformed"), ("", "")] {
+            let response = try await kernel.request("/v1/system/setup", method: .POST, body: Self.setupBody(license))
+            #expect(response.status == 400, "\(reason): \(response.body)")
+            let json = HTTP.json(response.body)
+            if !license.isEmpty {
+                #expect(json["code"] as? String == "license_invalid")
+                #expect((json["reason"] as? String)?.hasPrefix(reason) == true, "\(json)")
+            }
+        }
+        let weak = HTTP.json(try await kernel.request("/v1/system/setup", method: .POST, body: Self.setupBody(valid, password: "password1234")).body)
+        #expect(weak["code"] as? String == "password_policy")
+        #expect(weak["field"] as? String == "admin.password")
+        let badJSON = try await kernel.request("/v1/system/setup", method: .POST, body: "{not json")
+        #expect(badJSON.status == 400 && HTTP.json(badJSON.body)["code"] as? String == "invalid_json")
+        status = HTTP.json(try await kernel.request("/v1/system/status").body)
+        #expect(status["is_initialized"] as? Bool == false, "setup stays locked after refusals")
+
+        let success = try await kernel.request("/v1/system/setup", method: .POST, body: Self.setupBody(valid))
+        #expect(success.status == 201, "\(success.body)")
+        let outcome = HTTP.json(success.body)
+        #expect(outcome["tier"] as? String == "commercial" && outcome["seats"] as? Int == 20)
+        let lines = kernel.log.all
+        let index = try #require(lines.firstIndex { $0.contains("MeltyBase Initialized Successfully.") })
+        #expect(lines[index + 1].contains("Tier: COMMERCIAL | Seats: 20 | Owner: owner@example.com"))
+        #expect(lines[index + 2].contains("Access granted. Entry point: http://localhost:"))
+        #expect(lines[index + 2].contains("/dashboard"))
+
+        status = HTTP.json(try await kernel.request("/v1/system/status").body)
+        #expect(status["is_initialized"] as? Bool == true)
+        #expect(Set(status.keys) == ["is_initialized", "version", "pulse"])
+        let again = try await kernel.request("/v1/system/setup", method: .POST, body: Self.setupBody(valid, email: "other@example.com"))
+        #expect(again.status == 410 && HTTP.json(again.body)["code"] as? String == "setup_closed")
+        await kernel.stop()
+
+        let restarted = try await Self.start(vendor, conninfo: kernel.conninfo)
+        #expect(HTTP.json(try await restarted.request("/v1/system/status").body)["is_initialized"] as? Bool == true)
+        #expect(try await restarted.request("/v1/system/setup", method: .POST, body: Self.setupBody(valid)).status == 410)
+
+        // The admin is stored as an Argon2id PHC string with at least m=19 MiB, t=2, p=1;
+        // the audit chain starts with the setup entry; nothing holds the plaintext.
+        let connection = try PostgresConnection(conninfo: kernel.conninfo)
+        let hash = try #require(try connection.query("SELECT password_hash FROM public.secrets WHERE email = 'admin@example.com'").rows.first?[0] ?? nil)
+        #expect(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
+        #expect(PasswordHasher.verify(Self.password, against: hash))
+        let audit = try connection.query("SELECT seq, action, actor FROM meltybase.audit_log ORDER BY seq")
+        #expect(audit.rows.first?[1] == "system.setup")
+        let dump = try connection.query("""
+            SELECT string_agg(t::text, ' ') FROM (
+                SELECT row_to_json(s)::text AS t FROM public.secrets s
+                UNION ALL SELECT row_to_json(a)::text FROM meltybase.audit_log a
+                UNION ALL SELECT row_to_json(st)::text FROM meltybase.system_state st) x
+            """).rows.first?[0] ?? ""
+        #expect(!dump.contains(Self.password))
+        #expect(dump.contains("$argon2id$"))
+        #expect(!kernel.log.text.contains(Self.password) && !restarted.log.text.contains(Self.password))
+        await restarted.stop()
+    }
+
+    @Test("of 20 concurrent setup calls exactly one succeeds")
+    func concurrentSetup() async throws {
+        let vendor = Vendor(keys: Ed25519.generate())
+        let kernel = try await Self.start(vendor)
+        let license = try vendor.license()
+        let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+            for index in 0..<20 {
+                group.addTask {
+                    try await kernel.request("/v1/system/setup", method: .POST, body: Self.setupBody(license, email: "admin\(index)@example.com")).status
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(statuses.filter { $0 == 201 }.count == 1, "\(statuses)")
+        #expect(statuses.filter { $0 == 410 }.count == 19)
+        let connection = try PostgresConnection(conninfo: kernel.conninfo)
+        #expect(try connection.query("SELECT count(*) FROM public.secrets").rows.first?[0] == "1")
+        #expect(try connection.query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'system.setup'").rows.first?[0] == "1")
+        await kernel.stop()
+    }
+
+    @Test("the password policy explains every rule it applies")
+    func passwordPolicy() {
+        let policy = PasswordPolicy()
+        #expect(policy.violations(password: "short", email: "a@b.io").map(\.code) == ["password_too_short"])
+        #expect(policy.violations(password: "admin@example.com", email: "admin@example.com").contains { $0.code == "password_contains_email" })
+        #expect(policy.violations(password: "Password1234", email: "a@b.io").map(\.code) == ["password_common"])
+        #expect(policy.violations(password: "aaaaaaaaaaaaaaaa", email: "a@b.io").map(\.code) == ["password_common"])
+        #expect(policy.violations(password: "Orbital-Quartz-Lantern-77", email: "admin@example.com").isEmpty)
+    }
+
+    @Test("meltybase setup reads the password from stdin, never argv, and closes setup")
+    func commandLineSetup() async throws {
+        let vendor = Vendor(keys: Ed25519.generate())
+        let conninfo = try TestServices.freshDatabase()
+        let directory = NSTemporaryDirectory() + "meltybase-setup-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try "[license]\npublic_key = \"\(vendor.publicHex)\"\n".write(toFile: directory + "/plugins.toml", atomically: true, encoding: .utf8)
+        func run(_ license: String) throws -> (Int32, String) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: TestPlugins.meltybaseBinary)
+            process.arguments = ["setup", "--config", directory + "/plugins.toml", "--license", license, "--admin-email", "cli@example.com"]
+            process.environment = ["MELTYBASE_DATABASE_URL": conninfo, "MELTYBASE_REDIS_URL": "unix:///nonexistent", "PATH": "/usr/bin:/bin"]
+            let input = Pipe()
+            let output = Pipe()
+            process.standardInput = input
+            process.standardOutput = output
+            process.standardError = output
+            try process.run()
+            input.fileHandleForWriting.write(Data((Self.password + "\n").utf8))
+            try input.fileHandleForWriting.close()
+            let data = output.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        }
+        let license = try vendor.license(tier: .indie, seats: 3)
+        let first = try run(license)
+        #expect(first.0 == 0, "\(first.1)")
+        #expect(first.1.contains("Tier: INDIE | Seats: 3 | Owner: owner@example.com"))
+        #expect(!first.1.contains(Self.password))
+        let second = try run(license)
+        #expect(second.0 == 1)
+        #expect(second.1.contains("already initialized"))
+    }
+}
