@@ -76,7 +76,10 @@ build() {
         echo "error: source not found: $source" >&2
         exit 1
     fi
-    if up_to_date "$output" "$source" "$header" "$script_path"; then
+    # Headers next to the source (the fixtures' shared fixture_plugin.h) count too.
+    local local_headers=("$(dirname "$source")"/*.h)
+    [[ -e "${local_headers[0]}" ]] || local_headers=()
+    if up_to_date "$output" "$source" "$header" "$script_path" "${local_headers[@]}"; then
         return 0
     fi
     mkdir -p -- "$(dirname "$output")"

@@ -24,6 +24,16 @@ struct PortalCommand: AsyncParsableCommand {
         }
     }
 
+    /// Enables or disables `plugin` for `portal` and says what happened.
+    static func setPlugin(_ options: ConfigOptions, portal: String, plugin: String, enabled: Bool) async throws {
+        let note = try await withStore(options) { store in
+            try await store.set(portal: portal, plugin: plugin, enabled: enabled)
+            return store.declaredNote(portal)
+        }
+        print("\(enabled ? "enabled" : "disabled") \(plugin) for portal \(portal)")
+        if let note { print(note) }
+    }
+
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a portal, optionally enabling plugins.")
         @OptionGroup var options: ConfigOptions
@@ -53,12 +63,7 @@ struct PortalCommand: AsyncParsableCommand {
         @Argument(help: "Plugin name.") var plugin: String
 
         func run() async throws {
-            let note = try await PortalCommand.withStore(options) { store in
-                try await store.set(portal: portal, plugin: plugin, enabled: true)
-                return store.declaredNote(portal)
-            }
-            print("enabled \(plugin) for portal \(portal)")
-            if let note { print(note) }
+            try await PortalCommand.setPlugin(options, portal: portal, plugin: plugin, enabled: true)
         }
     }
 
@@ -69,12 +74,7 @@ struct PortalCommand: AsyncParsableCommand {
         @Argument(help: "Plugin name.") var plugin: String
 
         func run() async throws {
-            let note = try await PortalCommand.withStore(options) { store in
-                try await store.set(portal: portal, plugin: plugin, enabled: false)
-                return store.declaredNote(portal)
-            }
-            print("disabled \(plugin) for portal \(portal)")
-            if let note { print(note) }
+            try await PortalCommand.setPlugin(options, portal: portal, plugin: plugin, enabled: false)
         }
     }
 }

@@ -100,6 +100,35 @@ struct SetupLifecycleTests {
         #expect(dump.contains("$argon2id$"))
         #expect(!kernel.log.text.contains(Self.password) && !restarted.log.text.contains(Self.password))
         await restarted.stop()
+
+        // The files of the whole Postgres cluster (tables, WAL) and every process's
+        // arguments: no plaintext password anywhere.
+        try connection.query("CHECKPOINT")
+        let cluster = try TestServices.start().postgres.clusterDirectory
+        #expect(try Self.filesContaining(Array(Self.password.utf8), under: cluster).isEmpty)
+        #expect(Self.processesWithArgument(Self.password).isEmpty)
+    }
+
+    /// Paths of regular files below `directory` that contain `needle`.
+    static func filesContaining(_ needle: [UInt8], under directory: String) throws -> [String] {
+        var hits: [String] = []
+        let enumerator = FileManager.default.enumerator(atPath: directory)
+        while let relative = enumerator?.nextObject() as? String {
+            let path = directory + "/" + relative
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
+                  let data = FileManager.default.contents(atPath: path) else { continue }
+            if data.range(of: Data(needle)) != nil { hits.append(path) }
+        }
+        return hits
+    }
+
+    /// Pids whose command line contains `text`.
+    static func processesWithArgument(_ text: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).filter { entry in
+            guard Int(entry) != nil, let data = FileManager.default.contents(atPath: "/proc/\(entry)/cmdline") else { return false }
+            return String(decoding: data, as: UTF8.self).contains(text)
+        }
     }
 
     @Test("of 20 concurrent setup calls exactly one succeeds")

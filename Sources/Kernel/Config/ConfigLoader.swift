@@ -41,7 +41,7 @@ public struct ConfigLoader {
         var config = KernelConfig.defaults(directory: directory)
         config.sourcePath = path
 
-        try reader.checkKeys(root, prefix: "", allowed: ["kernel", "listeners", "database", "redis", "rate_limit", "plugins", "portals", "license"])
+        try reader.checkKeys(root, prefix: "", allowed: ["kernel", "listeners", "database", "redis", "rate_limit", "plugins", "portals", "license", "admin"])
 
         if let kernel = try reader.table(root, "kernel", prefix: "") {
             try reader.checkKeys(kernel, prefix: "kernel", allowed: ["data_dir", "plugin_dir", "body_limit_bytes", "request_timeout_seconds", "log_level"])
@@ -63,7 +63,7 @@ public struct ConfigLoader {
             config.listeners = try array.enumerated().map { index, item in
                 let prefix = "listeners.\(index)"
                 guard let table = item.table else { throw reader.error(prefix, "expected a table") }
-                try reader.checkKeys(table, prefix: prefix, allowed: ["host", "port", "tls_certificate", "tls_key", "client_ca"])
+                try reader.checkKeys(table, prefix: prefix, allowed: ["host", "port", "tls_certificate", "tls_key", "client_ca", "client_certificates"])
                 var listener = ListenerConfig(host: "127.0.0.1", port: 3000)
                 if let host = try reader.string(table, "host", prefix: prefix) { listener.host = host }
                 if let port = try reader.int(table, "port", prefix: prefix, range: 0...65535) { listener.port = port }
@@ -75,6 +75,16 @@ public struct ConfigLoader {
                 }
                 if listener.clientCAPath != nil && listener.tlsCertificatePath == nil {
                     throw reader.error("\(prefix).client_ca", "client certificates need TLS: set tls_certificate and tls_key too")
+                }
+                if let value = try reader.string(table, "client_certificates", prefix: prefix) {
+                    let policies = ClientCertificatePolicy.allCases.map(\.rawValue)
+                    guard let policy = ClientCertificatePolicy(rawValue: value) else {
+                        throw reader.error("\(prefix).client_certificates", "expected one of \(policies.joined(separator: ", ")), found \"\(value)\"")
+                    }
+                    guard listener.clientCAPath != nil else {
+                        throw reader.error("\(prefix).client_certificates", "client_certificates needs client_ca: the CA that signs the accepted client certificates")
+                    }
+                    listener.clientCertificates = policy
                 }
                 return listener
             }
@@ -98,6 +108,16 @@ public struct ConfigLoader {
         if let license = try reader.table(root, "license", prefix: "") {
             try reader.checkKeys(license, prefix: "license", allowed: ["public_key"])
             config.licensePublicKey = try reader.string(license, "public_key", prefix: "license")
+        }
+
+        if let admin = try reader.table(root, "admin", prefix: "") {
+            try reader.checkKeys(admin, prefix: "admin", allowed: ["require_client_certificate"])
+            if let value = try reader.bool(admin, "require_client_certificate", prefix: "admin") {
+                if value && !config.listeners.contains(where: { $0.clientCAPath != nil }) {
+                    throw reader.error("admin.require_client_certificate", "no listener has client_ca, so no client could present a certificate; set client_ca (and client_certificates = \"optional\" to keep other routes open) on a TLS listener, e.g. with the files from `meltybase certs init`")
+                }
+                config.adminRequiresClientCertificate = value
+            }
         }
 
         if let plugins = try reader.table(root, "plugins", prefix: "") {

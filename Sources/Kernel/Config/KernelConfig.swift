@@ -31,6 +31,9 @@ public struct KernelConfig: Sendable {
     public var portals: [PortalConfig]
     /// Public key that verifies license signatures (hex), if configured.
     public var licensePublicKey: String?
+    /// `[admin] require_client_certificate`: admin route groups need a verified client
+    /// certificate (mTLS) from a listener's `client_ca`.
+    public var adminRequiresClientCertificate: Bool = false
 
     /// A configuration with every default and no plugins, rooted at `directory`.
     public static func defaults(directory: String) -> KernelConfig {
@@ -47,7 +50,8 @@ public struct KernelConfig: Sendable {
             rateLimit: RateLimitConfig(),
             plugins: [],
             portals: [],
-            licensePublicKey: nil
+            licensePublicKey: nil,
+            adminRequiresClientCertificate: false
         )
     }
 
@@ -74,22 +78,35 @@ public struct ListenerConfig: Sendable, Equatable {
     public var tlsCertificatePath: String?
     /// PEM private key.
     public var tlsKeyPath: String?
-    /// PEM CA bundle; when set, clients must present a certificate signed by it.
+    /// PEM CA bundle; when set, client certificates must be signed by it.
     public var clientCAPath: String?
+    /// With `clientCAPath`: whether every client must present a certificate.
+    public var clientCertificates: ClientCertificatePolicy
 
     /// A plain HTTP listener.
-    public init(host: String, port: Int, tlsCertificatePath: String? = nil, tlsKeyPath: String? = nil, clientCAPath: String? = nil) {
+    public init(host: String, port: Int, tlsCertificatePath: String? = nil, tlsKeyPath: String? = nil, clientCAPath: String? = nil,
+                clientCertificates: ClientCertificatePolicy = .required) {
         self.host = host
         self.port = port
         self.tlsCertificatePath = tlsCertificatePath
         self.tlsKeyPath = tlsKeyPath
         self.clientCAPath = clientCAPath
+        self.clientCertificates = clientCertificates
     }
 
     /// Whether the listener speaks TLS.
     public var usesTLS: Bool { tlsCertificatePath != nil }
     /// `http` or `https`.
     public var scheme: String { usesTLS ? "https" : "http" }
+}
+
+/// `client_certificates` of a listener with `client_ca`.
+public enum ClientCertificatePolicy: String, Sendable, Equatable, CaseIterable {
+    /// The TLS handshake fails without a certificate signed by `client_ca`.
+    case required
+    /// A presented certificate must be signed by `client_ca`; clients without one connect
+    /// too (routes that need one, like the admin groups, then answer 403).
+    case optional
 }
 
 /// A token bucket: `rate` tokens per second, at most `burst` saved up.

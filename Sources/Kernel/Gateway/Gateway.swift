@@ -29,6 +29,9 @@ struct Gateway {
 
         let router = Router(context: KernelRequestContext.self)
         router.middlewares.add(middleware)
+        if config.adminRequiresClientCertificate {
+            router.middlewares.add(AdminCertificateMiddleware(state: systemRoutes.state, clientCAPaths: config.listeners.compactMap(\.clientCAPath)))
+        }
         systemRoutes.register(on: router)
         for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
             router.on("/p/**", method: method) { request, context in try await portalRoutes.handle(request, context: context) }
@@ -54,7 +57,8 @@ struct Gateway {
         }
     }
 
-    /// TLS settings of a listener; with `client_ca` a client certificate signed by it is required.
+    /// TLS settings of a listener; with `client_ca` a client certificate signed by it is
+    /// required, or with `client_certificates = "optional"` checked only when presented.
     func tlsConfiguration(for listener: ListenerConfig) throws -> TLSConfiguration {
         guard let certificatePath = listener.tlsCertificatePath, let keyPath = listener.tlsKeyPath else {
             throw GatewayError(status: 500, code: "tls_config", message: "listener has no certificate")
@@ -64,7 +68,7 @@ struct Gateway {
             let key = try NIOSSLPrivateKey(file: keyPath, format: .pem)
             var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
             if let clientCA = listener.clientCAPath {
-                tls.certificateVerification = .noHostnameVerification
+                tls.certificateVerification = listener.clientCertificates == .optional ? .optionalVerification : .noHostnameVerification
                 tls.trustRoots = .file(clientCA)
             }
             return tls

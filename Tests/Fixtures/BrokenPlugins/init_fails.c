@@ -3,14 +3,10 @@
  * MB_ERR_UNAVAILABLE and a message in the error buffer. The kernel must refuse the plugin
  * and surface the message.
  */
-#include "meltybase_plugin.h"
+#define FIXTURE_CUSTOM_INIT
+#include "fixture_plugin.h"
 
 #include <stdio.h>
-#include <stdlib.h>
-
-struct mb_plugin_instance { int unused; };
-
-static const mb_host_api *g_host;
 
 static mb_status fixture_init(const mb_host_api *host, const mb_host_plugin *plugin,
                               mb_host_bytes config_json, mb_host_error_buffer error) {
@@ -24,35 +20,11 @@ static mb_status fixture_init(const mb_host_api *host, const mb_host_plugin *plu
     return MB_ERR_UNAVAILABLE; /* deliberate */
 }
 
-static mb_status fixture_instance_create(const mb_host_instance_context *context,
-                                         mb_plugin_instance **instance_out,
-                                         mb_host_error_buffer error) {
-    (void)context;
-    (void)error;
-    *instance_out = calloc(1, sizeof(mb_plugin_instance));
-    return *instance_out != NULL ? MB_OK : MB_ERR_INTERNAL;
-}
-
-static void fixture_instance_destroy(mb_plugin_instance *instance) { free(instance); }
-
-static void fixture_handle_request(mb_plugin_instance *instance, mb_request_token token,
-                                   const mb_host_request *request) {
-    (void)instance;
-    (void)request;
-    static const char body[] = "init fails";
-    static const mb_plugin_header header = {
-        .name = { (const uint8_t *)"content-type", 12 },
-        .value = { (const uint8_t *)"text/plain", 10 },
-    };
-    g_host->respond(token, 200, &header, 1,
-                    (mb_plugin_bytes){ (const uint8_t *)body, sizeof(body) - 1 });
-}
-
 static const mb_plugin_descriptor g_descriptor = {
     .struct_size = sizeof(mb_plugin_descriptor),
     .abi_major = MB_ABI_MAJOR,
     .abi_minor = MB_ABI_MINOR,
-    .build_signature = sizeof(void *) == 8 ? "c;ptr64" : "c;ptr32",
+    .build_signature = FIXTURE_SIGNATURE,
     .name = "broken-init-fails",
     .version = "0.0.1",
     .route_prefix = "broken-init-fails",
@@ -62,10 +34,4 @@ static const mb_plugin_descriptor g_descriptor = {
     .handle_request = fixture_handle_request,
 };
 
-__attribute__((visibility("default")))
-const mb_plugin_descriptor *meltybase_plugin_entry(void);
-
-__attribute__((visibility("default")))
-const mb_plugin_descriptor *meltybase_plugin_entry(void) {
-    return &g_descriptor;
-}
+FIXTURE_EXPORT(meltybase_plugin_entry, g_descriptor)
