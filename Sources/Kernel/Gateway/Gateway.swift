@@ -18,10 +18,16 @@ struct Gateway {
     let systemRoutes: SystemRoutes
     let logger: Logger
 
+    nonisolated(unsafe) private static var tlsSeen = false
+
     /// One Hummingbird application per configured listener.
     /// `onListening` receives the listener and the bound port.
     func applications(onListening: @escaping @Sendable (ListenerConfig, Int) -> Void) throws -> [any Service] {
         KernelRequestContext.bodyLimit = config.bodyLimitBytes
+        // Process-wide and sticky: once a kernel of this process (tests run several) has
+        // a TLS listener, requests are checked for client certificates.
+        if config.listeners.contains(where: \.usesTLS) { Self.tlsSeen = true }
+        KernelRequestContext.anyListenerUsesTLS = Self.tlsSeen
         let portalRoutes = PortalRouteHandler(
             plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
             perClient: config.rateLimit.perClient)

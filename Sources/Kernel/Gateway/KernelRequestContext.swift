@@ -14,6 +14,9 @@ public struct KernelRequestContext: RequestContext, WebSocketRequestContext, Rem
     /// Request id (from a sane `x-request-id` header, else generated).
     public var requestID: String = ""
 
+    /// Whether any listener speaks TLS (otherwise no request can carry a client certificate).
+    nonisolated(unsafe) static var anyListenerUsesTLS = false
+
     /// Largest accepted body; set process-wide from `[kernel] body_limit_bytes`.
     nonisolated(unsafe) static var bodyLimit = 2 * 1024 * 1024
 

@@ -172,6 +172,9 @@ struct PortalRouteHandler: Sendable {
 
     /// Subject of the verified client certificate, or "" without mTLS.
     private func clientCertificateSubject(_ context: KernelRequestContext) async -> String {
+        // Asking the pipeline for a TLS handler costs a hop to the event loop; plain
+        // listeners have none.
+        guard KernelRequestContext.anyListenerUsesTLS else { return "" }
         guard let certificate = try? await context.channel.nioSSL_peerCertificate().get() else { return "" }
         return ClientCertificate.subject(of: certificate)
     }
