@@ -163,6 +163,17 @@ struct GatewayTests {
         await kernel.stop()
     }
 
+    @Test("a plugin that answers too late gets the client a 504, and its late answer is dropped")
+    func pluginTimeout() async throws {
+        let kernel = try await TestKernel.start("[kernel]\nrequest_timeout_seconds = 0.3\n" + examplePluginsTOML)
+        let slow = try await kernel.request("/p/demo/echo-c/async?delay_ms=1000")
+        #expect(slow.status == 504)
+        #expect(HTTP.json(slow.body)["code"] as? String == "plugin_timeout")
+        try await Task.sleep(for: .milliseconds(900))
+        #expect(try await kernel.request("/p/demo/echo-c/async?delay_ms=5").status == 200)
+        await kernel.stop()
+    }
+
     @Test("Prometheus metrics expose request counters and plugin counters")
     func metrics() async throws {
         let kernel = try await TestKernel.start(examplePluginsTOML)

@@ -21,6 +21,7 @@ struct PortalRouteHandler: Sendable {
     struct Target {
         let instance: PluginInstance
         let subpath: String
+        let rateLimit: TokenBucketConfig?
     }
 
     /// Finds the instance for a request path, or throws the 404 that explains why not.
@@ -44,21 +45,22 @@ struct PortalRouteHandler: Sendable {
             throw GatewayError(status: 404, code: "plugin_not_enabled", message: "plugin \"\(plugin.name)\" is not enabled for portal \"\(portalName)\"",
                                hint: "enable it with `meltybase portal enable \(portalName) \(plugin.name)` or add it to [portals.\(portalName)] plugins")
         }
-        return Target(instance: instance, subpath: subpath)
+        return Target(instance: instance, subpath: subpath, rateLimit: portal.rateLimit)
     }
 
     /// Takes a token from the portal's bucket when it has one.
-    func limitPortal(_ instance: PluginInstance) async throws {
-        guard let bucket = portals.portal(instance.portal.name)?.rateLimit else { return }
-        let decision = await rateLimiter.take(key: "portal:" + instance.portal.name, bucket: bucket)
-        if !decision.allowed { throw GatewayMiddleware.tooManyRequests(decision, scope: "portal \"\(instance.portal.name)\"") }
+    func limitPortal(_ target: Target) async throws {
+        guard let bucket = target.rateLimit else { return }
+        let name = target.instance.portal.name
+        let decision = await rateLimiter.take(key: "portal:" + name, bucket: bucket)
+        if !decision.allowed { throw GatewayMiddleware.tooManyRequests(decision, scope: "portal \"\(name)\"") }
     }
 
     /// Handles one HTTP request through the plugin.
     func handle(_ request: Request, context: KernelRequestContext) async throws -> Response {
         let target = try resolve(request)
         defer { target.instance.release() }
-        try await limitPortal(target.instance)
+        try await limitPortal(target)
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: KernelRequestContext.bodyLimit)
@@ -103,7 +105,7 @@ struct PortalRouteHandler: Sendable {
             guard target.instance.plugin.acceptsWebSockets else {
                 throw GatewayError(status: 404, code: "websocket_not_supported", message: "plugin \"\(target.instance.plugin.name)\" does not accept WebSocket connections")
             }
-            try await limitPortal(target.instance)
+            try await limitPortal(target)
         } catch let error as GatewayError {
             try await outbound.close(error.statusCode == 429 ? .init(codeNumber: 1013) : .policyViolation, reason: Self.closeReason(error.message))
             return

@@ -14,17 +14,22 @@ public struct PluginResponse: Sendable {
 /// Requests handed to plugins and not yet completed, by token.
 ///
 /// `respond` may arrive from any thread, before or after `handle_request` returns; each
-/// token completes exactly once. A sweeper answers 504 for requests past their deadline.
+/// token completes exactly once. A plugin that answers inside `handle_request` (the
+/// common synchronous case) is picked up without suspending the request's task. A
+/// sweeper answers 504 for requests past their deadline.
 final class PendingRequests: @unchecked Sendable {
     static let shared = PendingRequests()
 
-    private struct Waiter {
-        let continuation: CheckedContinuation<PluginResponse, Never>
-        let deadline: Double
-        let plugin: String
+    private enum Slot {
+        /// Dispatched; the plugin has not answered and nobody waits yet.
+        case dispatched(deadline: Double, plugin: String)
+        /// Answered before the task started waiting.
+        case answered(PluginResponse)
+        /// The task waits for the answer.
+        case waiting(CheckedContinuation<PluginResponse, Never>, deadline: Double, plugin: String)
     }
 
-    private let state = NIOLockedValueBox<(next: UInt64, waiting: [UInt64: Waiter])>((1, [:]))
+    private let state = NIOLockedValueBox<(next: UInt64, slots: [UInt64: Slot])>((1, [:]))
     private let sweeper = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "meltybase.request-deadlines"))
 
     private init() {
@@ -33,43 +38,84 @@ final class PendingRequests: @unchecked Sendable {
         sweeper.resume()
     }
 
-    /// Registers a waiter and returns its token; call `dispatch` with it synchronously.
+    /// Registers a token, calls `dispatch` with it, and returns the plugin's answer.
     func run(plugin: String, timeout: Double, dispatch: (UInt64) -> Void) async -> PluginResponse {
-        await withCheckedContinuation { continuation in
-            let token = state.withLockedValue { state -> UInt64 in
-                let token = state.next
-                state.next += 1
-                state.waiting[token] = Waiter(
-                    continuation: continuation, deadline: Date().timeIntervalSince1970 + timeout, plugin: plugin)
-                return token
+        let deadline = Date().timeIntervalSince1970 + timeout
+        let token = state.withLockedValue { state -> UInt64 in
+            let token = state.next
+            state.next += 1
+            state.slots[token] = .dispatched(deadline: deadline, plugin: plugin)
+            return token
+        }
+        dispatch(token)
+        let early = state.withLockedValue { state -> PluginResponse? in
+            guard case .answered(let response)? = state.slots[token] else { return nil }
+            state.slots[token] = nil
+            return response
+        }
+        if let early { return early }
+        return await withCheckedContinuation { continuation in
+            let answered = state.withLockedValue { state -> PluginResponse? in
+                switch state.slots[token] {
+                case .answered(let response)?:
+                    state.slots[token] = nil
+                    return response
+                default:
+                    state.slots[token] = .waiting(continuation, deadline: deadline, plugin: plugin)
+                    return nil
+                }
             }
-            dispatch(token)
+            if let answered { continuation.resume(returning: answered) }
         }
     }
 
     /// Completes `token`; false when it is unknown or already completed.
     func complete(_ token: UInt64, with response: PluginResponse) -> Bool {
-        guard let waiter = state.withLockedValue({ $0.waiting.removeValue(forKey: token) }) else { return false }
-        waiter.continuation.resume(returning: response)
-        return true
+        let outcome = state.withLockedValue { state -> (Bool, CheckedContinuation<PluginResponse, Never>?) in
+            switch state.slots[token] {
+            case .dispatched?:
+                state.slots[token] = .answered(response)
+                return (true, nil)
+            case .waiting(let continuation, _, _)?:
+                state.slots[token] = nil
+                return (true, continuation)
+            case .answered?, nil:
+                return (false, nil)
+            }
+        }
+        outcome.1?.resume(returning: response)
+        return outcome.0
     }
 
     /// Number of requests waiting for their plugin.
-    var count: Int { state.withLockedValue { $0.waiting.count } }
+    var count: Int { state.withLockedValue { $0.slots.count } }
 
     private func expire(now: Double) {
-        let expired = state.withLockedValue { state -> [Waiter] in
-            let tokens = state.waiting.filter { $0.value.deadline < now }.map(\.key)
-            return tokens.compactMap { state.waiting.removeValue(forKey: $0) }
+        let expired = state.withLockedValue { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, String)] in
+            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, String)] = []
+            for (token, slot) in state.slots {
+                switch slot {
+                case .waiting(let continuation, let deadline, let plugin) where deadline < now:
+                    found.append((continuation, token, plugin))
+                case .dispatched(let deadline, let plugin) where deadline < now:
+                    found.append((nil, token, plugin))
+                default: break
+                }
+            }
+            for (continuation, token, plugin) in found {
+                state.slots[token] = continuation == nil ? .answered(Self.timeout(plugin)) : nil
+            }
+            return found
         }
-        for waiter in expired {
-            let body = GatewayError(
-                status: 504, code: "plugin_timeout",
-                message: "plugin \"\(waiter.plugin)\" did not complete the request in time",
-                hint: "raise [kernel] request_timeout_seconds or check the plugin's logs"
-            ).jsonBytes
-            waiter.continuation.resume(returning: PluginResponse(
-                status: 504, headers: [("content-type", "application/json")], body: body))
-        }
+        for (continuation, _, plugin) in expired { continuation?.resume(returning: Self.timeout(plugin)) }
+    }
+
+    private static func timeout(_ plugin: String) -> PluginResponse {
+        let body = GatewayError(
+            status: 504, code: "plugin_timeout",
+            message: "plugin \"\(plugin)\" did not complete the request in time",
+            hint: "raise [kernel] request_timeout_seconds or check the plugin's logs"
+        ).jsonBytes
+        return PluginResponse(status: 504, headers: [("content-type", "application/json")], body: body)
     }
 }
