@@ -19,6 +19,7 @@ struct AdminIdentityTests {
         let kernel: TestKernel
         let email: String
         let conninfo: String
+        let vendor: Ed25519.KeyPair
 
         func request(_ path: String, method: HTTPMethod = .GET, json: [String: Any]? = nil, token: String? = nil) async throws -> (status: Int, headers: HTTPHeaders, body: String, json: [String: Any]) {
             var headers: [(String, String)] = [("content-type", "application/json")]
@@ -61,7 +62,7 @@ struct AdminIdentityTests {
         let setup = try await kernel.request(
             "/v1/system/setup", method: .POST, body: String(decoding: try JSONSerialization.data(withJSONObject: body), as: UTF8.self))
         #expect(setup.status == 201, "\(setup.body)")
-        return Instance(kernel: kernel, email: email, conninfo: kernel.conninfo)
+        return Instance(kernel: kernel, email: email, conninfo: kernel.conninfo, vendor: vendor)
     }
 
     static func clearAddressThrottle() async throws {
@@ -303,6 +304,33 @@ struct AdminIdentityTests {
 
     // MARK: TOTP and AAL2
 
+    @Test("license replacement needs AAL2, verifies the new license, covers existing admins, and is audited")
+    func licenseReplacement() async throws {
+        let instance = try await Self.instance(seats: 20)
+        func license(seats: Int, key: Ed25519.KeyPair) throws -> String {
+            try LicenseIssuer.sign(
+                License(ownerName: "Ada Admin", ownerEmail: "owner@example.com", tier: .indie, seats: seats, issuedAt: Date(), expiresAt: nil),
+                secretKey: key.secretKey)
+        }
+        let aal1 = try await instance.accessToken()
+        let refused = try await instance.request("/v1/system/license", method: .PUT, json: ["license_key": try license(seats: 30, key: instance.vendor)], token: aal1)
+        #expect(refused.status == 403 && refused.json["code"] as? String == "aal2_required", "\(refused.body)")
+        let aal2 = try #require(try await Self.enrol(instance, token: aal1).aal2["access_token"] as? String)
+        let forged = try await instance.request("/v1/system/license", method: .PUT, json: ["license_key": try license(seats: 30, key: Ed25519.generate())], token: aal2)
+        #expect(forged.status == 400 && forged.json["reason"] as? String == "bad_signature", "\(forged.body)")
+        let replaced = try await instance.request("/v1/system/license", method: .PUT, json: ["license_key": try license(seats: 30, key: instance.vendor)], token: aal2)
+        #expect(replaced.status == 200, "\(replaced.body)")
+        let summary = try await instance.request("/v1/system/license", token: aal2)
+        #expect(summary.body.contains("30") && summary.body.contains("indie"), "\(summary.body)")
+        let created = try await instance.request("/v1/admin/users", method: .POST, json: ["email": "second@example.com", "password": Self.password], token: aal2)
+        #expect(created.status == 201 || created.status == 200, "\(created.body)")
+        let tooFew = try await instance.request("/v1/system/license", method: .PUT, json: ["license_key": try license(seats: 1, key: instance.vendor)], token: aal2)
+        #expect(tooFew.status == 409 && tooFew.json["code"] as? String == "seats_below_admins", "\(tooFew.body)")
+        let audit = try await instance.request("/v1/audit?action=license.replace", token: aal2)
+        #expect((audit.json["entries"] as? [[String: Any]])?.count == 1, "\(audit.body)")
+        await instance.kernel.stop()
+    }
+
     @Test("TOTP: aal1 is refused on configuration naming AAL2; an independent code gives aal2; portal changes work and are audited; replay refused")
     func totpAndAAL2() async throws {
         let instance = try await Self.instance()
@@ -434,7 +462,7 @@ struct AdminIdentityTests {
         try FileManager.default.createDirectory(atPath: secondDirectory, withIntermediateDirectories: true)
         try FileManager.default.copyItem(
             atPath: first.kernel.kernel.config.dataDirectory + "/" + MFASecretBox.fileName, toPath: secondDirectory + "/" + MFASecretBox.fileName)
-        let onSecond = Instance(kernel: second, email: first.email, conninfo: first.conninfo)
+        let onSecond = Instance(kernel: second, email: first.email, conninfo: first.conninfo, vendor: first.vendor)
         #expect(try await onSecond.request("/v1/hub/portals", token: aal2).status == 200, "the first kernel's token works on the second")
         let pending = try await onSecond.accessToken()
         let code = IndependentTOTP.code(base32Secret: enrolled.secret, at: Date().addingTimeInterval(30))
@@ -443,7 +471,7 @@ struct AdminIdentityTests {
 
         // A third kernel with its own (different) key cannot open the secret and names the fix.
         let third = try await TestKernel.start(Self.toml, conninfo: first.conninfo)
-        let onThird = Instance(kernel: third, email: first.email, conninfo: first.conninfo)
+        let onThird = Instance(kernel: third, email: first.email, conninfo: first.conninfo, vendor: first.vendor)
         let mismatch = try await onThird.request(
             "/v1/admin/mfa/challenge", method: .POST, json: ["code": IndependentTOTP.code(base32Secret: enrolled.secret, at: Date().addingTimeInterval(60))],
             token: try await onThird.accessToken())

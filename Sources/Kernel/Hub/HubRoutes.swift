@@ -11,11 +11,13 @@ struct HubRoutes: Sendable {
     let portals: PortalStore
     let database: SystemDatabase
     let dataDirectory: String
+    let licensePublicKey: String?
 
     func register(on router: Router<KernelRequestContext>) {
         AdminRoutes(identity: identity).register(on: router)
         HubPortalRoutes(identity: identity, store: portals).register(on: router)
         AuditRoute(identity: identity, database: database, dataDirectory: dataDirectory).register(on: router)
+        LicenseRoute(identity: identity, database: database, publicKey: licensePublicKey).register(on: router)
         router.get("/v1/system/license") { request, _ in
             try await HubHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)

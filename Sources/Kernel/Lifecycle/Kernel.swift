@@ -127,7 +127,8 @@ public final class Kernel: @unchecked Sendable {
                 setup: SetupRoute(service: SetupService(database: database, state: state, config: config, logger: logger)),
                 hub: HubRoutes(
                     identity: AdminIdentity(database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger),
-                    portals: PortalStore(database: database, config: config), database: database, dataDirectory: config.dataDirectory)),
+                    portals: PortalStore(database: database, config: config), database: database, dataDirectory: config.dataDirectory,
+                    licensePublicKey: config.licensePublicKey)),
             logger: logger)
         let announce = onListening
         let logger = self.logger

@@ -1,0 +1,57 @@
+import Foundation
+import Hummingbird
+
+/// `PUT /v1/system/license {"license_key": "MB1..."}`: replaces the instance's license
+/// (renewal, more seats, another tier). Needs an AAL2 admin session; the new license must
+/// verify with the configured public key and cover the admins that already exist. The
+/// change and the audit entry commit together.
+struct LicenseRoute: Sendable {
+    let identity: AdminIdentity
+    let database: SystemDatabase
+    let publicKey: String?
+
+    func register(on router: Router<KernelRequestContext>) {
+        router.put("/v1/system/license") { request, _ in
+            try await HubHTTP.run {
+                let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
+                let body = try await HubHTTP.object(request, expected: "{\"license_key\": \"MB1...\"}")
+                let key = try HubHTTP.string(body, "license_key")
+                let license: License
+                do throws(LicenseError) {
+                    license = try LicenseVerifier(publicKeyHex: publicKey).verify(key)
+                } catch {
+                    var refusal = GatewayError(status: 400, code: "license_invalid", message: "\(error)",
+                                               hint: "paste the whole license string as issued (it starts with MB1.)")
+                    refusal.extraFields = ["field": "license_key", "reason": error.reasonCode]
+                    throw refusal
+                }
+                let actor = "admin:\(principal.admin.email)"
+                try await database.withConnection { connection in
+                    try connection.query("BEGIN")
+                    do {
+                        let admins = Int(try connection.query("SELECT count(*) AS n FROM public.secrets WHERE kind = 'admin'").value("n") ?? "0") ?? 0
+                        guard license.seats >= admins else {
+                            throw GatewayError(status: 409, code: "seats_below_admins",
+                                               message: "the new license has \(license.seats) seats but \(admins) admin accounts exist",
+                                               hint: "issue a license with at least \(admins) seats")
+                        }
+                        let previous = try connection.query("SELECT license_id FROM meltybase.system_state FOR UPDATE").value("license_id") ?? ""
+                        try connection.query("""
+                            UPDATE meltybase.system_state SET license_key = $1, license_id = $2, license_tier = $3,
+                                license_seats = $4, license_owner = $5, license_expires_at = $6::timestamptz
+                            """, [key, license.id, license.tier.rawValue, String(license.seats), license.ownerEmail,
+                                  license.expiresAt.map { ISO8601DateFormatter().string(from: $0) }])
+                        try AuditChain.append(
+                            on: connection, actor: actor, action: "license.replace", target: "instance",
+                            details: ["previous_license_id": previous, "license_id": license.id, "tier": license.tier.rawValue, "seats": license.seats])
+                        try connection.query("COMMIT")
+                    } catch {
+                        try? connection.query("ROLLBACK")
+                        throw error
+                    }
+                }
+                return HubHTTP.json(try await identity.licenseSummary().json)
+            }
+        }
+    }
+}
