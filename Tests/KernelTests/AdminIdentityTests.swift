@@ -574,18 +574,10 @@ struct AdminIdentityTests {
 
     /// `oathtool --totp -b SECRET` at `date` (oathtool is installed by scripts/setup.sh --test).
     static func oathtool(secret: String, at date: Date) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         let stamp = ISO8601DateFormatter().string(from: date).replacingOccurrences(of: "T", with: " ").replacingOccurrences(of: "Z", with: " UTC")
-        process.arguments = ["oathtool", "--totp", "-b", "--now", stamp, secret]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = output
-        try process.run()
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { throw TestFailure("oathtool failed: \(String(decoding: data, as: UTF8.self))") }
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let result = try runProcess("oathtool", ["--totp", "-b", "--now", stamp, secret])
+        guard result.status == 0 else { throw TestFailure("oathtool failed: \(result.output)") }
+        return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }
 

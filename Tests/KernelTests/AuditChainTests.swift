@@ -385,19 +385,10 @@ struct AuditChainTests {
         let key = try AuditSigningKey.loadOrCreate(dataDirectory: data)
 
         func run(_ conninfo: String) throws -> (status: Int32, output: String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: TestPlugins.meltybaseBinary)
-            process.arguments = ["audit", "verify", "--config", directory + "/plugins.toml", "--data-dir", data]
             var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MELTYBASE_") }
             environment["MELTYBASE_DATABASE_URL"] = conninfo
-            process.environment = environment
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+            return try runProcess(
+                TestPlugins.meltybaseBinary, ["audit", "verify", "--config", directory + "/plugins.toml", "--data-dir", data], environment: environment)
         }
 
         // A database that never had an audit log: the command creates the tables; empty is intact.

@@ -73,17 +73,7 @@ struct EmbeddedModeTests {
     }
 
     static func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: TestPlugins.meltybaseBinary)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MELTYBASE_") }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+        try runProcess(TestPlugins.meltybaseBinary, arguments, environment: ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MELTYBASE_") })
     }
 
     @Test("a fresh data directory comes up with embedded Postgres and Redis, survives a Postgres crash, stops cleanly and restarts without re-initialising")

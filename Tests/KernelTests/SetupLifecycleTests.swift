@@ -170,21 +170,11 @@ struct SetupLifecycleTests {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try "[license]\npublic_key = \"\(vendor.publicHex)\"\n".write(toFile: directory + "/plugins.toml", atomically: true, encoding: .utf8)
         func run(_ license: String) throws -> (Int32, String) {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: TestPlugins.meltybaseBinary)
-            process.arguments = ["setup", "--config", directory + "/plugins.toml", "--license", license, "--admin-email", "cli@example.com"]
-            process.environment = ["MELTYBASE_DATABASE_URL": conninfo, "MELTYBASE_REDIS_URL": "unix:///nonexistent", "PATH": "/usr/bin:/bin"]
-            let input = Pipe()
-            let output = Pipe()
-            process.standardInput = input
-            process.standardOutput = output
-            process.standardError = output
-            try process.run()
-            input.fileHandleForWriting.write(Data((Self.password + "\n").utf8))
-            try input.fileHandleForWriting.close()
-            let data = output.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+            try runProcess(
+                TestPlugins.meltybaseBinary,
+                ["setup", "--config", directory + "/plugins.toml", "--license", license, "--admin-email", "cli@example.com"],
+                environment: ["MELTYBASE_DATABASE_URL": conninfo, "MELTYBASE_REDIS_URL": "unix:///nonexistent", "PATH": "/usr/bin:/bin"],
+                input: Self.password + "\n")
         }
         let license = try vendor.license(tier: .indie, seats: 3)
         let first = try run(license)
