@@ -137,6 +137,9 @@ public final class Kernel: @unchecked Sendable {
             let url = "\(listener.scheme)://\(listener.host):\(port)"
             ports.withLockedValue { $0.append(port) }
             logger.notice("MeltyBase is listening on \(url)", metadata: ["mtls": "\(listener.clientCAPath != nil)"])
+            if !state.isInitialized {
+                logger.notice("Not initialized yet: waiting for the setup handshake (POST \(url)/v1/system/setup, or `meltybase setup`; see the README's Onboarding section)")
+            }
             announce?(url)
         }
         let listener = PortalChangeListener(conninfo: conninfo, portals: portals, logger: logger) {
