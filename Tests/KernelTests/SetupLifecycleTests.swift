@@ -105,7 +105,11 @@ struct SetupLifecycleTests {
         // arguments: no plaintext password anywhere.
         try connection.query("CHECKPOINT")
         let cluster = try TestServices.start().postgres.clusterDirectory
-        #expect(try Self.filesContaining(Array(Self.password.utf8), under: cluster).isEmpty)
+        let oid = try #require(try connection.query("SELECT oid FROM pg_database WHERE datname = current_database()").rows.first?[0] ?? nil)
+        // This database's files, the shared catalogs and the whole WAL (every write of the run).
+        for folder in ["base/\(oid)", "global", "pg_wal"] {
+            #expect(try Self.filesContaining(Array(Self.password.utf8), under: cluster + "/" + folder).isEmpty, "\(folder)")
+        }
         #expect(Self.processesWithArgument(Self.password).isEmpty)
     }
 

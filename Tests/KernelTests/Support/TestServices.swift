@@ -36,6 +36,11 @@ enum TestServices {
             try postgres.start()
             let redis = EmbeddedRedis(dataDirectory: dataDirectory, logger: logger)
             try redis.start()
+            // Databases of earlier runs only cost disk and slow the file scans: drop them.
+            let admin = try PostgresConnection(conninfo: postgres.conninfo)
+            for row in try admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'").rows {
+                if let name = row[0] { _ = try? admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+            }
             let started = Running(postgres: postgres, redis: redis)
             running = started
             atexit { TestServices.stopAll() }
