@@ -9,9 +9,7 @@ import Testing
 @Suite("mTLS for the admin routes: certs init, optional client certificates, the admin gate", .serialized)
 struct AdminCertificateTests {
     static func temporaryDirectory() throws -> String {
-        let directory = NSTemporaryDirectory() + "meltybase-certs-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        return directory
+        try makeTemporaryDirectory("certs")
     }
 
     static func mode(_ path: String) -> Int? {

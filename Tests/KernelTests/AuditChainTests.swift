@@ -378,8 +378,7 @@ struct AuditChainTests {
 
     @Test("`meltybase audit verify` exits 0 on an intact log and 1 naming the entry after tampering")
     func verifyCommand() throws {
-        let directory = NSTemporaryDirectory() + "meltybase-audit-cli-" + UUID().uuidString.prefix(8)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = try makeTemporaryDirectory("audit-cli")
         try "[kernel]\nlog_level = \"warning\"\n".write(toFile: directory + "/plugins.toml", atomically: true, encoding: .utf8)
         let data = directory + "/data"
         let key = try AuditSigningKey.loadOrCreate(dataDirectory: data)

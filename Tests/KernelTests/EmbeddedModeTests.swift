@@ -63,8 +63,7 @@ struct EmbeddedModeTests {
 
     /// A temp folder with a copy of the committed config pointing at the built plugins.
     static func workspace() throws -> (config: String, data: String) {
-        let directory = NSTemporaryDirectory() + "meltybase-embedded-" + UUID().uuidString.prefix(8)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = try makeTemporaryDirectory("embedded")
         var text = try String(contentsOfFile: TestServices.repositoryRoot + "/plugins.toml", encoding: .utf8)
         text = text.replacingOccurrences(of: "[kernel]\n", with: "[kernel]\nplugin_dir = \"\(TestPlugins.productsDirectory)\"\n")
         text = text.replacingOccurrences(of: "path = \"libecho_c.so\"", with: "path = \"\(try TestPlugins.echoC())\"")

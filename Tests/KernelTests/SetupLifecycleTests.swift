@@ -170,8 +170,7 @@ struct SetupLifecycleTests {
     func commandLineSetup() async throws {
         let vendor = Vendor(keys: Ed25519.generate())
         let conninfo = try TestServices.freshDatabase()
-        let directory = NSTemporaryDirectory() + "meltybase-setup-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = try makeTemporaryDirectory("setup")
         try "[license]\npublic_key = \"\(vendor.publicHex)\"\n".write(toFile: directory + "/plugins.toml", atomically: true, encoding: .utf8)
         func run(_ license: String) throws -> (Int32, String) {
             try runProcess(

@@ -8,8 +8,7 @@ import Testing
 struct TLSTests {
     /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
     static func makeCertificates() throws -> String {
-        let directory = NSTemporaryDirectory() + "meltybase-tls-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = try makeTemporaryDirectory("tls")
         let script = """
             set -e
             cd '\(directory)'

@@ -26,3 +26,10 @@ func runProcess(
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: data, as: UTF8.self))
 }
+
+/// A new empty folder under the system's temporary directory, named `meltybase-<purpose>-<id>`.
+func makeTemporaryDirectory(_ purpose: String) throws -> String {
+    let directory = NSTemporaryDirectory() + "meltybase-\(purpose)-" + UUID().uuidString.prefix(8).lowercased()
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    return directory
+}

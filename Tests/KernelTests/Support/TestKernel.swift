@@ -32,8 +32,7 @@ final class TestKernel: @unchecked Sendable {
             let token = "{BROKEN:\(name)}"
             if text.contains(token) { text = text.replacingOccurrences(of: token, with: try TestPlugins.broken(name)) }
         }
-        let directory = NSTemporaryDirectory() + "meltybase-test-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let directory = try makeTemporaryDirectory("test")
         var config = try ConfigLoader(environment: [:]).parse(text, path: directory + "/plugins.toml")
         let database = try conninfo ?? TestServices.freshDatabase()
         config.databaseURL = database
