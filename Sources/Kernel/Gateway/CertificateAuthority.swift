@@ -166,22 +166,10 @@ public enum CertificateAuthority {
 
     /// Writes a new file with `mode`; never follows links or replaces an existing file.
     private static func createFile(_ path: String, contents: [UInt8], mode: mode_t) throws(CertificateAuthorityError) {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard descriptor >= 0 else {
-            throw CertificateAuthorityError("cannot create \(path): \(String(cString: strerror(errno)))")
-        }
-        var failure: String?
-        if fchmod(descriptor, mode) != 0 { failure = String(cString: strerror(errno)) }
-        var written = 0
-        while failure == nil && written < contents.count {
-            let count = contents.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, contents.count - written) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { failure = String(cString: strerror(errno)) } else { written += count }
-        }
-        close(descriptor)
-        if let failure {
-            unlink(path)
-            throw CertificateAuthorityError("cannot write \(path): \(failure)")
+        do throws(ExclusiveFile.Failure) {
+            try ExclusiveFile.create(path, contents: contents, mode: mode)
+        } catch {
+            throw CertificateAuthorityError("cannot \(error.atCreate ? "create" : "write") \(path): \(error.reason)")
         }
     }
 }

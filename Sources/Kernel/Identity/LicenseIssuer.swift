@@ -177,24 +177,11 @@ public enum LicenseIssuer {
     /// Creates `path` exclusively (never following or replacing anything) with `mode`
     /// regardless of the umask, writes `contents` and flushes it to disk.
     private static func createFile(_ path: String, contents: [UInt8], mode: mode_t) throws(LicenseIssuerError) {
-        let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-        guard descriptor >= 0 else {
-            let reason = errno == EEXIST ? "it already exists; keygen never overwrites a key" : String(cString: strerror(errno))
-            throw LicenseIssuerError("cannot create \(path): \(reason)")
-        }
-        var written = 0
-        var failure: String?
-        if fchmod(descriptor, mode) != 0 { failure = String(cString: strerror(errno)) }
-        while failure == nil && written < contents.count {
-            let count = contents.withUnsafeBytes { write(descriptor, $0.baseAddress! + written, contents.count - written) }
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { failure = String(cString: strerror(errno)) } else { written += count }
-        }
-        if failure == nil && fsync(descriptor) != 0 { failure = String(cString: strerror(errno)) }
-        close(descriptor)
-        if let failure {
-            unlink(path)
-            throw LicenseIssuerError("cannot write \(path): \(failure)")
+        do throws(ExclusiveFile.Failure) {
+            try ExclusiveFile.create(path, contents: contents, mode: mode, sync: true)
+        } catch {
+            let reason = error.exists ? "it already exists; keygen never overwrites a key" : error.reason
+            throw LicenseIssuerError("cannot \(error.atCreate ? "create" : "write") \(path): \(reason)")
         }
     }
 
