@@ -14,32 +14,7 @@ public enum AuditSigningKey {
 
     /// Loads the key pair, creating it (and the data directory) on first use.
     public static func loadOrCreate(dataDirectory: String) throws -> Ed25519.KeyPair {
-        let path = secretKeyPath(dataDirectory)
-        if let existing = try load(path: path) {
-            try writePublicKeyIfMissing(existing.publicKey, dataDirectory: dataDirectory)
-            return existing
-        }
-        try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
-        var pair = Ed25519.generate()
-        // Write a private temporary file, then link it into place: a concurrent starter
-        // either wins the link or reads the complete file the winner wrote.
-        let temporary = path + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
-        var text = Array((ByteEncoding.hex(pair.secretKey) + "\n").utf8)
-        defer { Ed25519.wipe(&text) }
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard descriptor >= 0 else { throw AuditError("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        let written = write(descriptor, text, text.count)
-        let synced = fsync(descriptor)
-        close(descriptor)
-        defer { unlink(temporary) }
-        guard written == text.count, synced == 0 else { throw AuditError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        if link(temporary, path) != 0 {
-            guard errno == EEXIST, let winner = try load(path: path) else {
-                throw AuditError("cannot create \(path): \(String(cString: strerror(errno)))")
-            }
-            Ed25519.wipe(&pair.secretKey)
-            return winner
-        }
+        let pair = try loadOrCreatePair(path: secretKeyPath(dataDirectory))
         try writePublicKeyIfMissing(pair.publicKey, dataDirectory: dataDirectory)
         return pair
     }
@@ -65,25 +40,26 @@ public enum AuditSigningKey {
 
     static func secretKeyPath(_ dataDirectory: String) -> String { dataDirectory + "/" + secretKeyFileName }
 
-    /// The key pair in `path`, `nil` if the file does not exist.
+    /// The key pair in `path`, `nil` if the file does not exist (mode and format checked).
     private static func load(path: String) throws -> Ed25519.KeyPair? {
-        var status = stat()
-        guard stat(path, &status) == 0 else {
-            if errno == ENOENT { return nil }
-            throw AuditError("cannot read \(path): \(String(cString: strerror(errno)))")
+        guard FileManager.default.fileExists(atPath: path) else { return nil }
+        return try loadOrCreatePair(path: path)
+    }
+
+    /// The pair in `path`, created there (mode 0600, linked into place) when missing.
+    private static func loadOrCreatePair(path: String) throws -> Ed25519.KeyPair {
+        var secretKey: [UInt8]
+        do {
+            secretKey = try SecretKeyFile.loadOrCreate(path: path, length: 64, purpose: "the audit signing key", generate: { Ed25519.generate().secretKey })
+        } catch {
+            throw AuditError(error.description)
         }
-        let mode = status.st_mode & 0o777
-        guard mode & 0o077 == 0 else {
-            throw AuditError("\(path) has mode \(String(mode, radix: 8)); the audit signing key must be readable by its owner only (chmod 600 \(path))")
-        }
-        guard var data = FileManager.default.contents(atPath: path) else { throw AuditError("cannot read \(path)") }
-        defer { data.resetBytes(in: 0..<data.count) }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard var secretKey = ByteEncoding.fromHex(text), secretKey.count == 64 else {
-            throw AuditError("\(path) does not hold a 64-byte Ed25519 secret key in hex")
-        }
+        return try keyPair(fromSecretKey: &secretKey, path: path)
+    }
+
+    /// Checks that libsodium's secret key (seed plus public key) holds a matching pair.
+    private static func keyPair(fromSecretKey secretKey: inout [UInt8], path: String) throws -> Ed25519.KeyPair {
         let publicKey = Array(secretKey[32...])
-        // libsodium's secret key is seed + public key; check the two halves belong together.
         guard let probe = try? Ed25519.sign(Array("meltybase-audit-key-check".utf8), secretKey: secretKey),
               Ed25519.verify(probe, of: Array("meltybase-audit-key-check".utf8), publicKey: publicKey) else {
             Ed25519.wipe(&secretKey)

@@ -24,7 +24,12 @@ public struct MFASecretBox: Sendable {
     /// The box over the key in `dataDirectory`, creating the key on first use.
     public static func loadOrCreate(dataDirectory: String) throws -> MFASecretBox {
         let path = dataDirectory + "/" + fileName
-        let key = try SecretKeyFile.loadOrCreate(path: path, length: Int(crypto_aead_xchacha20poly1305_ietf_KEYBYTES), purpose: "the MFA secret key")
+        let key: [UInt8]
+        do {
+            key = try SecretKeyFile.loadOrCreate(path: path, length: Int(crypto_aead_xchacha20poly1305_ietf_KEYBYTES), purpose: "the MFA secret key")
+        } catch {
+            throw IdentityError.internalFailure(error.description)
+        }
         return MFASecretBox(key: key, path: path)
     }
 
@@ -76,56 +81,5 @@ public struct MFASecretBox: Sendable {
 
     private static func additionalData(_ adminID: String) -> [UInt8] {
         Array("meltybase-totp\n\(adminID)".utf8)
-    }
-}
-
-/// A file holding a random key as hex, readable by its owner only.
-enum SecretKeyFile {
-    /// The key in `path`, creating `length` random bytes there (mode 0600) when missing.
-    /// Concurrent creators agree: the file is written aside and linked into place.
-    static func loadOrCreate(path: String, length: Int, purpose: String) throws -> [UInt8] {
-        if let existing = try load(path: path, length: length, purpose: purpose) { return existing }
-        let directory = (path as NSString).deletingLastPathComponent
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
-        _ = Ed25519.initialized
-        var key = [UInt8](repeating: 0, count: length)
-        randombytes_buf(&key, key.count)
-        var text = Array((ByteEncoding.hex(key) + "\n").utf8)
-        defer { Ed25519.wipe(&text) }
-        let temporary = path + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
-        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o600)
-        guard descriptor >= 0 else { throw IdentityError.internalFailure("cannot create \(temporary): \(String(cString: strerror(errno)))") }
-        let written = write(descriptor, text, text.count)
-        let synced = fsync(descriptor)
-        close(descriptor)
-        defer { unlink(temporary) }
-        guard written == text.count, synced == 0 else { throw IdentityError.internalFailure("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-        if link(temporary, path) != 0 {
-            guard errno == EEXIST, let winner = try load(path: path, length: length, purpose: purpose) else {
-                throw IdentityError.internalFailure("cannot create \(path): \(String(cString: strerror(errno)))")
-            }
-            Ed25519.wipe(&key)
-            return winner
-        }
-        return key
-    }
-
-    private static func load(path: String, length: Int, purpose: String) throws -> [UInt8]? {
-        var status = stat()
-        guard stat(path, &status) == 0 else {
-            if errno == ENOENT { return nil }
-            throw IdentityError.internalFailure("cannot read \(path): \(String(cString: strerror(errno)))")
-        }
-        let mode = status.st_mode & 0o777
-        guard mode & 0o077 == 0 else {
-            throw IdentityError.internalFailure("\(path) has mode \(String(mode, radix: 8)); \(purpose) must be readable by its owner only (chmod 600 \(path))")
-        }
-        guard var data = FileManager.default.contents(atPath: path) else { throw IdentityError.internalFailure("cannot read \(path)") }
-        defer { data.resetBytes(in: 0..<data.count) }
-        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        guard let key = ByteEncoding.fromHex(text), key.count == length else {
-            throw IdentityError.internalFailure("\(path) does not hold \(purpose): \(length) bytes in hex")
-        }
-        return key
     }
 }
