@@ -598,6 +598,18 @@ static void route_async(mb_plugin_instance *instance, mb_request_token token,
     (MB_HAS_FIELD((request), mb_host_request, field) ? (request)->field \
                                                      : (mb_host_bytes){ NULL, 0 })
 
+/* Answers with a JSON body built in `body` (500 if building it ran out of memory) and
+ * frees the buffer: the host has copied the bytes by the time respond returns. */
+static void respond_json_buffer(mb_plugin_instance *instance, mb_request_token token, uint16_t status,
+                                echo_buffer *body) {
+    if (body->failed) {
+        respond_internal_error(instance->portal, token);
+    } else {
+        respond(instance->portal, token, status, "application/json", body->data, body->len);
+    }
+    buffer_free(body);
+}
+
 /* GET /whoami: reflects request metadata as JSON. */
 static void route_whoami(mb_plugin_instance *instance, mb_request_token token,
                          const mb_host_request *request) {
@@ -616,12 +628,7 @@ static void route_whoami(mb_plugin_instance *instance, mb_request_token token,
     buffer_append_cstr(&body, ",");
     buffer_append_json_field(&body, "client_cert", cert.data, cert.len);
     buffer_append_cstr(&body, "}");
-    if (body.failed) {
-        respond_internal_error(instance->portal, token);
-    } else {
-        respond(instance->portal, token, 200, "application/json", body.data, body.len);
-    }
-    buffer_free(&body);
+    respond_json_buffer(instance, token, 200, &body);
 }
 
 /* GET /count: shows the counter and log host functions. */
@@ -649,12 +656,7 @@ static void route_lookup(mb_plugin_instance *instance, mb_request_token token) {
         buffer_append_json_field(&body, "message", (const uint8_t *)message, strlen(message));
         buffer_append_cstr(&body, "}");
     }
-    if (body.failed) {
-        respond_internal_error(instance->portal, token);
-    } else {
-        respond(instance->portal, token, 200, "application/json", body.data, body.len);
-    }
-    buffer_free(&body);
+    respond_json_buffer(instance, token, 200, &body);
 }
 
 /* Everything else: a structured 404. */
@@ -666,12 +668,7 @@ static void route_not_found(mb_plugin_instance *instance, mb_request_token token
     buffer_append_cstr(&body, " ");
     buffer_append_json_escaped(&body, request->path.data, request->path.len);
     buffer_append_cstr(&body, "\",\"hint\":\"try GET /echo\"}");
-    if (body.failed) {
-        respond_internal_error(instance->portal, token);
-    } else {
-        respond(instance->portal, token, 404, "application/json", body.data, body.len);
-    }
-    buffer_free(&body);
+    respond_json_buffer(instance, token, 404, &body);
 }
 
 /* ------------------------------------------------------------------------------------ */
