@@ -35,9 +35,19 @@ public enum PluginExport {
             ws_open: sdkWebSocketOpen,
             ws_message: sdkWebSocketMessage,
             ws_close: sdkWebSocketClose,
-            shutdown: sdkShutdown))
+            shutdown: sdkShutdown,
+            extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes)))
         descriptorPointer = pointer
         return UnsafeRawPointer(pointer)
+    }
+
+    /// An immortal NULL-terminated C array of `prefixes`, or NULL when there are none.
+    private static func extraPrefixList(_ prefixes: [String]) -> UnsafePointer<UnsafePointer<CChar>?>? {
+        guard !prefixes.isEmpty else { return nil }
+        let list = UnsafeMutablePointer<UnsafePointer<CChar>?>.allocate(capacity: prefixes.count + 1)
+        for (index, prefix) in prefixes.enumerated() { (list + index).initialize(to: UnsafePointer(strdup(prefix))) }
+        (list + prefixes.count).initialize(to: nil)
+        return UnsafePointer(list)
     }
 
     /// Exports a JSON service `name` v`major` (call from `start`). Other plugins reach it
@@ -161,7 +171,8 @@ private func copyRequest(_ request: UnsafePointer<mb_host_request>) -> PluginReq
     return PluginRequest(
         method: copyString(value.method), path: copyString(value.path), query: copyString(value.query), headers: headers,
         body: copyBytes(value.body), portal: copyString(value.portal_name), requestID: copyString(value.request_id),
-        remoteAddress: copyString(value.remote_address), clientCertificateSubject: copyString(value.client_certificate_subject))
+        remoteAddress: copyString(value.remote_address), clientCertificateSubject: copyString(value.client_certificate_subject),
+        routePrefix: copyString(value.route_prefix), credential: PluginCredential(json: copyBytes(value.credential_json)))
 }
 
 private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_token, _ request: UnsafePointer<mb_host_request>?) {

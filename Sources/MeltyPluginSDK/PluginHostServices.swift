@@ -43,6 +43,29 @@ public struct PluginHostServices: @unchecked Sendable {
         if status != MB_OK { throw PluginError.unavailable(error.text) }
     }
 
+    /// libpq conninfo of the kernel's Postgres (its system database) serving `portal`.
+    public func postgresConninfo(portal: Portal? = nil) -> String {
+        guard let conninfo = api.pointee.postgres_conninfo(plugin, portal?.handle) else { return "" }
+        return String(cString: conninfo)
+    }
+
+    /// Signs `claims` as an HS256 JWT with the portal's secret (the kernel keeps the secret).
+    public func signPortalJWT(claims: [String: Any], portal: Portal) async throws -> String {
+        let json = try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])
+        let token: [UInt8] = try await withCheckedThrowingContinuation { continuation in
+            let box = Unmanaged.passRetained(ServiceContinuation(continuation)).toOpaque()
+            let error = SDKErrorBuffer()
+            let status = Array(json).withUnsafeBufferPointer { buffer in
+                api.pointee.portal_jwt_sign(portal.handle, mb_host_bytes(data: buffer.baseAddress, len: buffer.count), sdkTokenCompletion, box, error.buffer)
+            }
+            if status != MB_OK {
+                Unmanaged<ServiceContinuation>.fromOpaque(box).release()
+                continuation.resume(throwing: PluginError.invalid(error.text))
+            }
+        }
+        return String(decoding: token, as: UTF8.self)
+    }
+
     /// An outbound HTTP response.
     public struct HTTPResult: Sendable {
         /// HTTP status.
@@ -138,6 +161,16 @@ private func sdkFetchCompletion(_ context: UnsafeMutableRawPointer?, _ response:
         for index in 0..<response.header_count { headers.append((copyString(pointer[index].name), copyString(pointer[index].value))) }
     }
     box.continuation.resume(returning: .init(status: Int(response.http_status), headers: headers, body: copyBytes(response.body)))
+}
+
+private func sdkTokenCompletion(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ bytes: mb_host_bytes) {
+    guard let context else { return }
+    let box = Unmanaged<ServiceContinuation>.fromOpaque(context).takeRetainedValue()
+    if status == MB_OK {
+        box.continuation.resume(returning: copyBytes(bytes))
+    } else {
+        box.continuation.resume(throwing: PluginError.unavailable(copyString(bytes)))
+    }
 }
 
 private func sdkServiceReply(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ bytes: mb_plugin_bytes) {

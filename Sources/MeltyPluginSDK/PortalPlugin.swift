@@ -67,12 +67,15 @@ public struct PluginDescription: Sendable {
     public var version: String
     /// Route prefix below `/p/<portal>/`.
     public var routePrefix: String
+    /// Further prefixes the plugin serves (e.g. `["auth", "sql"]`); requests say which matched.
+    public var extraRoutePrefixes: [String]
 
-    /// A plugin called `name` at `version`, serving `/p/<portal>/<routePrefix>/...`.
-    public init(name: String, version: String, routePrefix: String) {
+    /// A plugin called `name` at `version`, serving `/p/<portal>/<routePrefix>/...` and the `extraRoutePrefixes`.
+    public init(name: String, version: String, routePrefix: String, extraRoutePrefixes: [String] = []) {
         self.name = name
         self.version = version
         self.routePrefix = routePrefix
+        self.extraRoutePrefixes = extraRoutePrefixes
     }
 }
 
@@ -124,6 +127,10 @@ public struct PluginRequest: Sendable {
     public var remoteAddress: String
     /// Subject of the client certificate under mTLS, else "".
     public var clientCertificateSubject: String
+    /// The route prefix that matched (the plugin's `routePrefix` or one of its extra prefixes).
+    public var routePrefix: String = ""
+    /// The caller's token as the kernel verified it.
+    public var credential: PluginCredential = PluginCredential(json: [])
 
     /// First value of the header `name` (case-insensitive).
     public func header(_ name: String) -> String? {
@@ -142,6 +149,53 @@ public struct PluginRequest: Sendable {
 
     /// The body as UTF-8 text.
     public var text: String { String(decoding: body, as: UTF8.self) }
+}
+
+/// The caller's credential as the kernel verified it (`credential_json` in the C header).
+public struct PluginCredential: @unchecked Sendable {
+    /// What kind of token arrived.
+    public enum Kind: String, Sendable {
+        /// No token.
+        case none
+        /// A JWT signed with this portal's secret (API key or user token).
+        case portal
+        /// A kernel admin's access token.
+        case admin
+        /// A token that does not verify here (expired, another portal's, malformed): see `reason`.
+        case invalid
+    }
+
+    /// The kind of credential.
+    public let kind: Kind
+    /// The `role` claim: `anon`, `authenticated`, `service_role` (portal) or `admin`.
+    public let role: String?
+    /// The `sub` claim.
+    public let subject: String?
+    /// The assurance level claim (`aal1`, `aal2`), when present.
+    public let aal: String?
+    /// Why an `invalid` credential was refused (safe to show).
+    public let reason: String?
+    /// Every claim of the token.
+    public let claims: [String: Any]
+    /// The claims as the JSON text they arrived in.
+    public let claimsJSON: [UInt8]
+
+    /// Parses the kernel's credential JSON; anything unreadable counts as `none`.
+    public init(json: [UInt8]) {
+        let object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] ?? [:]
+        kind = Kind(rawValue: object["kind"] as? String ?? "none") ?? .none
+        role = object["role"] as? String
+        subject = object["subject"] as? String
+        aal = object["aal"] as? String
+        reason = object["reason"] as? String
+        claims = object["claims"] as? [String: Any] ?? [:]
+        claimsJSON = (try? JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])).map { Array($0) } ?? Array("{}".utf8)
+    }
+
+    /// A portal credential with `role` (e.g. `service_role`).
+    public func isPortal(role wanted: String) -> Bool { kind == .portal && role == wanted }
+    /// A kernel admin at `aal2`.
+    public var isAdminAtAAL2: Bool { kind == .admin && aal == "aal2" }
 }
 
 /// An HTTP response.

@@ -460,8 +460,10 @@ struct AdminIdentityTests {
         let second = try await TestKernel.start(Self.toml, conninfo: first.conninfo)
         let secondDirectory = second.kernel.config.dataDirectory
         try FileManager.default.createDirectory(atPath: secondDirectory, withIntermediateDirectories: true)
+        // The second kernel made its own key at start; replace it with the first one's.
+        try? FileManager.default.removeItem(atPath: secondDirectory + "/" + SecretBox.fileName)
         try FileManager.default.copyItem(
-            atPath: first.kernel.kernel.config.dataDirectory + "/" + MFASecretBox.fileName, toPath: secondDirectory + "/" + MFASecretBox.fileName)
+            atPath: first.kernel.kernel.config.dataDirectory + "/" + SecretBox.fileName, toPath: secondDirectory + "/" + SecretBox.fileName)
         let onSecond = Instance(kernel: second, email: first.email, conninfo: first.conninfo, vendor: first.vendor)
         #expect(try await onSecond.request("/v1/hub/portals", token: aal2).status == 200, "the first kernel's token works on the second")
         let pending = try await onSecond.accessToken()
@@ -475,9 +477,9 @@ struct AdminIdentityTests {
         let mismatch = try await onThird.request(
             "/v1/admin/mfa/challenge", method: .POST, json: ["code": IndependentTOTP.code(base32Secret: enrolled.secret, at: Date().addingTimeInterval(60))],
             token: try await onThird.accessToken())
-        #expect(mismatch.status == 503 && mismatch.json["code"] as? String == "mfa_key_mismatch", "\(mismatch.body)")
-        #expect((mismatch.json["hint"] as? String)?.contains(MFASecretBox.fileName) == true)
-        let mode = try FileManager.default.attributesOfItem(atPath: secondDirectory + "/" + MFASecretBox.fileName)[.posixPermissions] as? Int
+        #expect(mismatch.status == 503 && mismatch.json["code"] as? String == "secret_key_mismatch", "\(mismatch.body)")
+        #expect((mismatch.json["hint"] as? String)?.contains(SecretBox.fileName) == true)
+        let mode = try FileManager.default.attributesOfItem(atPath: secondDirectory + "/" + SecretBox.fileName)[.posixPermissions] as? Int
         #expect(mode == 0o600)
         await third.stop()
         await second.stop()

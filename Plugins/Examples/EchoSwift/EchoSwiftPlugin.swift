@@ -4,7 +4,7 @@ import MeltyPluginSDK
 /// The Swift example plugin: HTTP echo, WebSocket echo, a JSON service (`echo.v1`) and
 /// outbound HTTP through the host. It is the reference for Swift plugin authors.
 public final class EchoSwiftPlugin: PortalPlugin {
-    public static let description = PluginDescription(name: "echo-swift", version: "1.0.0", routePrefix: "echo-swift")
+    public static let description = PluginDescription(name: "echo-swift", version: "1.1.0", routePrefix: "echo-swift", extraRoutePrefixes: ["echo-swift-alt"])
 
     nonisolated(unsafe) static var host: PluginHostServices?
     let portal: Portal
@@ -50,6 +50,24 @@ public final class EchoSwiftPlugin: PortalPlugin {
                 return .error(status: 404, code: "service_unavailable", message: error.description)
             } catch {
                 return .error(status: 500, code: "internal_error", message: "\(error)")
+            }
+        case ("GET", "/credential"):
+            // What the kernel verified about the caller's token, and which prefix matched.
+            let credential = request.credential
+            return .json([
+                "kind": credential.kind.rawValue, "role": credential.role ?? NSNull(), "subject": credential.subject ?? NSNull(),
+                "aal": credential.aal ?? NSNull(), "reason": credential.reason ?? NSNull(), "prefix": request.routePrefix,
+                "has_conninfo": !Self.host!.postgresConninfo(portal: portal).isEmpty,
+            ] as [String: Any])
+        case ("POST", "/sign"):
+            // Signs the body's claims with the portal's secret through the host.
+            guard let claims = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+                return .error(status: 400, code: "invalid_claims", message: "send a JSON object of claims")
+            }
+            do {
+                return .json(["token": try await Self.host!.signPortalJWT(claims: claims, portal: portal)])
+            } catch {
+                return .error(status: 503, code: "sign_failed", message: "\(error)")
             }
         case ("GET", "/fetch"):
             guard let url = request.queryItems["url"] else { return .error(status: 400, code: "missing_url", message: "pass ?url=") }

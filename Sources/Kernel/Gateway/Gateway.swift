@@ -30,7 +30,8 @@ struct Gateway {
         KernelRequestContext.anyListenerUsesTLS = Self.tlsSeen
         let portalRoutes = PortalRouteHandler(
             plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
-            perClient: config.rateLimit.perClient)
+            perClient: config.rateLimit.perClient,
+            credentials: CredentialResolver(portalKeys: portals.keys, adminTokens: systemRoutes.hub?.identity.tokens))
         let middleware = GatewayMiddleware(rateLimiter: rateLimiter, perClient: config.rateLimit.perClient)
 
         let router = Router(context: KernelRequestContext.self)

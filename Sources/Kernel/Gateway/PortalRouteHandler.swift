@@ -16,11 +16,14 @@ struct PortalRouteHandler: Sendable {
     let requestTimeout: Double
     /// Per-client limit, applied here to WebSocket connections (HTTP requests take theirs in the middleware).
     let perClient: TokenBucketConfig?
+    /// Turns the caller's token into the `credential_json` plugins receive.
+    let credentials: CredentialResolver
 
     /// A resolved target: the instance (with a use taken) and the path below the prefix.
     struct Target {
         let instance: PluginInstance
         let subpath: String
+        let prefix: String
         let rateLimit: TokenBucketConfig?
     }
 
@@ -45,7 +48,7 @@ struct PortalRouteHandler: Sendable {
             throw GatewayError(status: 404, code: "plugin_not_enabled", message: "plugin \"\(plugin.name)\" is not enabled for portal \"\(portalName)\"",
                                hint: "enable it with `meltybase portal enable \(portalName) \(plugin.name)` or add it to [portals.\(portalName)] plugins")
         }
-        return Target(instance: instance, subpath: subpath, rateLimit: portal.rateLimit)
+        return Target(instance: instance, subpath: subpath, prefix: prefix, rateLimit: portal.rateLimit)
     }
 
     /// Takes a token from the portal's bucket when it has one.
@@ -69,8 +72,10 @@ struct PortalRouteHandler: Sendable {
                                hint: "raise [kernel] body_limit_bytes or send less")
         }
         let certificate = await clientCertificateSubject(context)
-        let fields = HostRequestFields(request: request, subpath: target.subpath, portal: target.instance.portal.name,
-                                       requestID: context.requestID, remote: context.clientAddress, certificate: certificate, body: body)
+        let credential = await credentials.credentialJSON(for: request.headers, portal: target.instance.portal.name)
+        let fields = HostRequestFields(request: request, subpath: target.subpath, prefix: target.prefix, portal: target.instance.portal.name,
+                                       requestID: context.requestID, remote: context.clientAddress, certificate: certificate,
+                                       credential: credential, body: body)
         let instance = target.instance
         let response = await PendingRequests.shared.run(plugin: instance.plugin.name, timeout: requestTimeout) { token in
             fields.withHostRequest { hostRequest in
@@ -115,9 +120,10 @@ struct PortalRouteHandler: Sendable {
         let (connection, queue) = WebSocketHub.shared.open()
         defer { WebSocketHub.shared.remove(connection) }
         let certificate = await clientCertificateSubject(context.requestContext)
-        let fields = HostRequestFields(request: context.request, subpath: target.subpath, portal: instance.portal.name,
+        let credential = await credentials.credentialJSON(for: context.request.headers, portal: instance.portal.name, query: context.request.uri.query)
+        let fields = HostRequestFields(request: context.request, subpath: target.subpath, prefix: target.prefix, portal: instance.portal.name,
                                        requestID: context.requestContext.requestID, remote: context.requestContext.clientAddress,
-                                       certificate: certificate, body: ByteBuffer())
+                                       certificate: certificate, credential: credential, body: ByteBuffer())
         let message = ErrorBuffer()
         let status = fields.withHostRequest { descriptor.ws_open!(instance.pointer, connection, $0, message.buffer) }
         guard status == MB_OK else {
@@ -194,8 +200,11 @@ struct HostRequestFields {
     let requestID: [UInt8]
     let remote: [UInt8]
     let certificate: [UInt8]
+    let prefix: [UInt8]
+    let credential: [UInt8]
 
-    init(request: Request, subpath: String, portal: String, requestID: String, remote: String, certificate: String, body: ByteBuffer) {
+    init(request: Request, subpath: String, prefix: String, portal: String, requestID: String, remote: String, certificate: String,
+         credential: [UInt8], body: ByteBuffer) {
         method = Array(request.method.rawValue.utf8)
         path = Array(subpath.utf8)
         query = Array((request.uri.query ?? "").utf8)
@@ -205,6 +214,8 @@ struct HostRequestFields {
         self.requestID = Array(requestID.utf8)
         self.remote = Array(remote.utf8)
         self.certificate = Array(certificate.utf8)
+        self.prefix = Array(prefix.utf8)
+        self.credential = credential
     }
 
     /// Calls `body` with an `mb_host_request` valid only during the call.
@@ -217,6 +228,8 @@ struct HostRequestFields {
                         requestID.withUnsafeBufferPointer { requestID in
                             remote.withUnsafeBufferPointer { remote in
                                 certificate.withUnsafeBufferPointer { certificate in
+                                  prefix.withUnsafeBufferPointer { prefix in
+                                   credential.withUnsafeBufferPointer { credential in
                                     body.withUnsafeReadableBytes { rawBody in
                                         withHostHeaders(headers) { headerPointer, headerCount in
                                             var request = mb_host_request(
@@ -225,10 +238,13 @@ struct HostRequestFields {
                                                 headers: headerPointer, header_count: headerCount,
                                                 body: mb_host_bytes(data: rawBody.baseAddress?.assumingMemoryBound(to: UInt8.self), len: rawBody.count),
                                                 portal_name: bytes(portal), request_id: bytes(requestID), remote_address: bytes(remote),
-                                                client_certificate_subject: bytes(certificate))
+                                                client_certificate_subject: bytes(certificate),
+                                                route_prefix: bytes(prefix), credential_json: bytes(credential))
                                             return call(&request)
                                         }
                                     }
+                                   }
+                                  }
                                 }
                             }
                         }

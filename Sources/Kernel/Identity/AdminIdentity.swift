@@ -57,7 +57,7 @@ public final class AdminIdentity: Sendable {
     let mfaThrottle: LoginThrottle
     let dataDirectory: String
     let logger: Logger
-    private let secretBox = NIOLockedValueBox<MFASecretBox?>(nil)
+    private let secretBox = NIOLockedValueBox<SecretBox?>(nil)
 
     /// Identity over the system database, counting attempts in `redis` (sign-in is refused
     /// while `redis` is nil or unreachable), with the MFA key in `dataDirectory`.
@@ -244,10 +244,10 @@ public final class AdminIdentity: Sendable {
     }
 
     /// The MFA key, loaded (or created) on first use.
-    func mfaSecretBox() throws -> MFASecretBox {
+    func mfaSecretBox() throws -> SecretBox {
         try secretBox.withLockedValue { box in
             if let box { return box }
-            let loaded = try MFASecretBox.loadOrCreate(dataDirectory: dataDirectory)
+            let loaded = try SecretBox.loadOrCreate(dataDirectory: dataDirectory)
             box = loaded
             return loaded
         }

@@ -19,7 +19,7 @@ public struct TOTPEnrolment: Sendable {
 /// TOTP enrolment and the second-factor challenge.
 ///
 /// Storage (`public.secrets`): the confirmed secret in `totp_secret`, a pending one in
-/// `totp_pending_secret`, both sealed by ``MFASecretBox``; `totp_confirmed_at`; and
+/// `totp_pending_secret`, both sealed by ``SecretBox``; `totp_confirmed_at`; and
 /// `totp_last_step`, the time step of the last accepted code. A code is accepted only for a
 /// step later than that one, so a code (or an earlier one) cannot be replayed, by anyone,
 /// on any kernel. Recovery codes (`meltybase.admin_recovery_codes`) are stored as SHA-256
@@ -36,7 +36,7 @@ extension AdminIdentity {
         let box = try mfaSecretBox()
         var secret = TOTP.generateSecret()
         defer { Ed25519.wipe(&secret) }
-        let sealed = box.seal(secret, adminID: principal.adminID)
+        let sealed = box.seal(secret, context: principal.adminID)
         let codes = (0..<Self.recoveryCodeCount).map { _ in Self.newRecoveryCode() }
         let hashes = codes.map(Self.recoveryCodeHash)
         try await transaction { connection in
@@ -72,7 +72,7 @@ extension AdminIdentity {
                 throw IdentityError(status: 409, code: "no_pending_enrolment", message: "there is no TOTP enrolment to confirm",
                                     hint: "start one at POST /v1/admin/mfa/totp/enroll")
             }
-            var secret = try box.open(sealed, adminID: principal.adminID)
+            var secret = try box.open(sealed, context: principal.adminID)
             defer { Ed25519.wipe(&secret) }
             guard let step = TOTP(secret: secret).matchingStep(code, at: now) else { return .wrongCode }
             if let last = rows.value("totp_last_step").flatMap({ Int64($0) }), step <= last { return .replayed }
@@ -113,7 +113,7 @@ extension AdminIdentity {
                 let rows = try connection.query(
                     "SELECT totp_secret, totp_last_step FROM public.secrets WHERE id = $1::uuid FOR UPDATE", [principal.adminID])
                 guard let sealed = rows.value("totp_secret") else { return .wrongCode }
-                var secret = try box.open(sealed, adminID: principal.adminID)
+                var secret = try box.open(sealed, context: principal.adminID)
                 defer { Ed25519.wipe(&secret) }
                 guard let step = TOTP(secret: secret).matchingStep(code, at: now) else { return .wrongCode }
                 if let last = rows.value("totp_last_step").flatMap({ Int64($0) }), step <= last { return .replayed }

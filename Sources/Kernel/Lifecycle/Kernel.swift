@@ -18,6 +18,7 @@ public final class Kernel: @unchecked Sendable {
     private var embeddedPostgres: EmbeddedPostgres?
     private var embeddedRedis: EmbeddedRedis?
     private let boundPorts = NIOLockedValueBox<[Int]>([])
+    private let startedPortalKeys = NIOLockedValueBox<PortalKeys?>(nil)
 
     /// Called with every bound listener URL once it accepts connections.
     public var onListening: (@Sendable (String) -> Void)?
@@ -112,7 +113,9 @@ public final class Kernel: @unchecked Sendable {
         let auditKey = try AuditSigningKey.loadOrCreate(dataDirectory: config.dataDirectory)
         let checkpoints = AuditCheckpointService(database: database, signingKey: auditKey, logger: logger)
         let plugins = try PluginHost(configs: config.plugins, logger: logger)
-        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger)
+        let portalKeys = try PortalKeys(database: database, dataDirectory: config.dataDirectory)
+        startedPortalKeys.withLockedValue { $0 = portalKeys }
+        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, conninfo: conninfo)
         try await portals.applyDeclaredPortals()
         try await portals.reload()
 
@@ -157,6 +160,9 @@ public final class Kernel: @unchecked Sendable {
         plugins.shutdown()
         logger.notice("MeltyBase stopped")
     }
+
+    /// The running kernel's portal keys (mint API keys in tests and tools); nil before `run` set them up.
+    public var portalKeys: PortalKeys? { startedPortalKeys.withLockedValue { $0 } }
 
     /// Ports bound so far (listeners configured with port 0 get a free one).
     public var listeningPorts: [Int] { boundPorts.withLockedValue { $0 } }

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import MeltyPluginABI
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Receives audit entries from plugins; the kernel installs the real audit log here.
@@ -28,6 +29,25 @@ final class HostServices: @unchecked Sendable {
     let services = ServiceRegistry()
     var audit: any AuditSink = LogAuditSink(logger: Logger(label: "meltybase.audit"))
     var logger = Logger(label: "meltybase.plugin")
+    /// `postgres_conninfo` for calls without a portal: the first kernel's system database
+    /// (one per process outside tests). Immortal C string.
+    private let defaultConninfo = NIOLockedValueBox<UnsafePointer<CChar>?>(nil)
+
+    /// Records the conninfo of a starting kernel (the first one wins) and returns its
+    /// immortal C copy, which portal handles of that kernel point at.
+    func registerConninfo(_ conninfo: String) -> UnsafePointer<CChar> {
+        let copy = UnsafePointer(strdup(conninfo)!)
+        defaultConninfo.withLockedValue { if $0 == nil { $0 = copy } }
+        return copy
+    }
+
+    /// The conninfo for `portal`, else the default one, else "" (never NULL).
+    func conninfo(for portal: PortalHandle?) -> UnsafePointer<CChar> {
+        if let portal, let conninfo = portal.conninfo { return conninfo }
+        return defaultConninfo.withLockedValue { $0 } ?? HostServices.emptyCString
+    }
+
+    private static let emptyCString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
 
     /// The immortal host table handed to every plugin.
     let table: UnsafePointer<mb_host_api> = {
@@ -46,7 +66,9 @@ final class HostServices: @unchecked Sendable {
             service_export: hostServiceExport,
             service_lookup: hostServiceLookup,
             http_fetch: hostHTTPFetch,
-            portal_name: hostPortalName
+            portal_name: hostPortalName,
+            postgres_conninfo: hostPostgresConninfo,
+            portal_jwt_sign: hostPortalJWTSign
         ))
         return UnsafePointer(pointer)
     }()
@@ -186,6 +208,47 @@ private func hostServiceLookup(
 private func hostPortalName(_ portal: OpaquePointer?) -> mb_host_bytes {
     guard let handle = PortalHandle.from(portal) else { return mb_host_bytes(data: nil, len: 0) }
     return mb_host_bytes(data: UnsafePointer(handle.nameBytes.baseAddress), len: handle.nameBytes.count)
+}
+
+private func hostPostgresConninfo(_ plugin: OpaquePointer?, _ portal: OpaquePointer?) -> UnsafePointer<CChar>? {
+    HostServices.shared.conninfo(for: PortalHandle.from(portal))
+}
+
+private func hostPortalJWTSign(
+    _ portal: OpaquePointer?, _ claims: mb_host_bytes, _ completion: mb_token_completion?, _ context: UnsafeMutableRawPointer?,
+    _ error: mb_host_error_buffer
+) -> mb_status {
+    guard let handle = PortalHandle.from(portal), let completion else {
+        write("portal_jwt_sign: portal handle and completion must not be NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    guard let keys = handle.keys else {
+        write("portal_jwt_sign: this kernel has no portal keys", into: error)
+        return MB_ERR_UNSUPPORTED
+    }
+    let bytes = claims.data.map { Array(UnsafeBufferPointer(start: $0, count: claims.len)) } ?? []
+    guard let values = try? JSONDecoder().decode([String: JSONValue].self, from: Data(bytes)) else {
+        write("portal_jwt_sign: claims must be a JSON object", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    let contextAddress = UInt(bitPattern: context)
+    let portalName = handle.name
+    Task {
+        let context = UnsafeMutableRawPointer(bitPattern: contextAddress)
+        let status: mb_status
+        var answer: [UInt8]
+        do {
+            answer = Array(try await keys.sign(portal: portalName, claims: values).utf8)
+            status = MB_OK
+        } catch {
+            answer = Array("the portal's key is unavailable: \(error)".utf8)
+            status = MB_ERR_UNAVAILABLE
+        }
+        answer.withUnsafeBufferPointer { buffer in
+            completion(context, status, mb_host_bytes(data: buffer.baseAddress, len: buffer.count))
+        }
+    }
+    return MB_OK
 }
 
 private func hostHTTPFetch(

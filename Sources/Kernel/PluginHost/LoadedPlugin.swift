@@ -13,6 +13,8 @@ public final class LoadedPlugin: @unchecked Sendable {
     public let version: String
     /// Route prefix below `/p/<portal>/`.
     public let routePrefix: String
+    /// Every prefix the plugin serves: `routePrefix` first, then its extra prefixes (ABI 1.1).
+    public let routePrefixes: [String]
     /// ABI version the plugin was compiled against, `major.minor`.
     public let abiVersion: String
     /// Build signature (`c;ptr64`, `swift-6.3;ptr64`).
@@ -30,10 +32,23 @@ public final class LoadedPlugin: @unchecked Sendable {
         self.name = String(cString: value.name)
         self.version = String(cString: value.version)
         self.routePrefix = String(cString: value.route_prefix)
+        self.routePrefixes = [routePrefix] + Self.extraPrefixes(of: descriptor)
         self.abiVersion = "\(value.abi_major).\(value.abi_minor)"
         self.buildSignature = String(cString: value.build_signature)
         self.path = path
         self.handle = handle
+    }
+
+    /// The descriptor's `extra_route_prefixes` (empty before ABI 1.1 or when NULL).
+    static func extraPrefixes(of descriptor: UnsafePointer<mb_plugin_descriptor>) -> [String] {
+        guard PluginDescriptorLayout.has(\.extra_route_prefixes, in: descriptor), var cursor = descriptor.pointee.extra_route_prefixes else { return [] }
+        var prefixes: [String] = []
+        // Bounded so a list missing its NULL terminator cannot run away.
+        while let pointer = cursor.pointee, prefixes.count < 16 {
+            prefixes.append(String(cString: pointer))
+            cursor += 1
+        }
+        return prefixes
     }
 
     /// Whether the plugin accepts WebSocket connections.

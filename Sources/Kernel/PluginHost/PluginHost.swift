@@ -31,7 +31,7 @@ public final class PluginHost: @unchecked Sendable {
                 plugins.append(plugin)
                 logger.info("plugin loaded", metadata: [
                     "plugin": "\(plugin.name)", "version": "\(plugin.version)", "abi": "\(plugin.abiVersion)",
-                    "prefix": "\(plugin.routePrefix)", "path": "\(plugin.path)",
+                    "prefix": "\(plugin.routePrefixes.joined(separator: ","))", "path": "\(plugin.path)",
                 ])
             } catch let error as PluginLoadError {
                 if config.required { throw error }
@@ -41,13 +41,13 @@ public final class PluginHost: @unchecked Sendable {
         }
         self.plugins = plugins
         self.failures = failures
-        self.byPrefix = Dictionary(plugins.map { ($0.routePrefix, $0) }, uniquingKeysWith: { first, _ in first })
+        self.byPrefix = Dictionary(plugins.flatMap { plugin in plugin.routePrefixes.map { ($0, plugin) } }, uniquingKeysWith: { first, _ in first })
         self.byName = Dictionary(plugins.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
     }
 
     private static func load(_ config: PluginConfig, loader: PluginLoader, loaded: [LoadedPlugin]) throws -> LoadedPlugin {
         let names = Set(loaded.map(\.name))
-        let prefixes = Dictionary(loaded.map { ($0.routePrefix, $0.name) }, uniquingKeysWith: { first, _ in first })
+        let prefixes = Dictionary(loaded.flatMap { plugin in plugin.routePrefixes.map { ($0, plugin.name) } }, uniquingKeysWith: { first, _ in first })
         // The check and the load run under the lock so two kernels never init one library twice.
         return try Self.loaded.withLockedValue { cache in
             if let cached = cache[config.path]?.plugin {
@@ -58,8 +58,8 @@ public final class PluginHost: @unchecked Sendable {
                 guard cached.name == config.name else {
                     throw refuse("descriptor field name: expected \"\(config.name)\" (the [plugins.\(config.name)] table), found \"\(cached.name)\"")
                 }
-                if let owner = prefixes[cached.routePrefix] {
-                    throw refuse("route prefix \"\(cached.routePrefix)\" is already served by plugin \"\(owner)\"")
+                for prefix in cached.routePrefixes {
+                    if let owner = prefixes[prefix] { throw refuse("route prefix \"\(prefix)\" is already served by plugin \"\(owner)\"") }
                 }
                 cache[config.path]?.users += 1
                 return cached

@@ -42,9 +42,15 @@ struct PluginLoader {
         guard let descriptor = entry() else { throw refuse("\(MB_PLUGIN_ENTRY_SYMBOL)() returned NULL") }
         try check(descriptor, config: config, takenNames: takenNames, refuse: refuse)
         let name = String(cString: descriptor.pointee.name)
-        let prefix = String(cString: descriptor.pointee.route_prefix)
-        if let owner = takenPrefixes[prefix] {
-            throw refuse("route prefix \"\(prefix)\" is already served by plugin \"\(owner)\"")
+        let prefixes = [String(cString: descriptor.pointee.route_prefix)] + LoadedPlugin.extraPrefixes(of: descriptor)
+        for prefix in prefixes {
+            if let owner = takenPrefixes[prefix] {
+                throw refuse("route prefix \"\(prefix)\" is already served by plugin \"\(owner)\"")
+            }
+            if prefixes.filter({ $0 == prefix }).count > 1 { throw refuse("route prefix \"\(prefix)\" is listed twice") }
+            if !PluginLoader.isValidName(prefix) {
+                throw refuse("descriptor field extra_route_prefixes: expected 1 to 63 characters of a-z, 0-9, '-' and '_', found \"\(prefix)\"")
+            }
         }
         let handle = PluginHandle(name: name, logger: logger)
         let plugin = LoadedPlugin(descriptor: descriptor, path: config.path, handle: handle)

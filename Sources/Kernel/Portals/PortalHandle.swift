@@ -11,9 +11,15 @@ final class PortalHandle: @unchecked Sendable {
     let nameBytes: UnsafeMutableBufferPointer<UInt8>
     /// Finds the live instance of a plugin for this portal (nil when not enabled).
     let instanceLookup: @Sendable (String) -> OpaquePointer?
+    /// The serving kernel's Postgres conninfo (immortal C string), for `postgres_conninfo`.
+    let conninfo: UnsafePointer<CChar>?
+    /// The serving kernel's portal keys, for `portal_jwt_sign`.
+    let keys: PortalKeys?
 
-    init(name: String, instanceLookup: @escaping @Sendable (String) -> OpaquePointer?) {
+    init(name: String, conninfo: UnsafePointer<CChar>? = nil, keys: PortalKeys? = nil, instanceLookup: @escaping @Sendable (String) -> OpaquePointer?) {
         self.name = name
+        self.conninfo = conninfo
+        self.keys = keys
         self.instanceLookup = instanceLookup
         let bytes = Array(name.utf8)
         nameBytes = .allocate(capacity: max(1, bytes.count))

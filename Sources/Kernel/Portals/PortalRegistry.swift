@@ -29,13 +29,19 @@ public final class PortalRegistry: @unchecked Sendable {
     private let logger: Logger
     private let portals = NIOLockedValueBox<[String: Portal]>([:])
     private let reloadLock = NSLock()
+    /// Signs and verifies portal credentials (nil: every credential is `invalid`).
+    let keys: PortalKeys?
+    private let conninfo: UnsafePointer<CChar>?
 
-    /// A registry over `database` creating instances of `host`'s plugins.
-    public init(database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger) {
+    /// A registry over `database` creating instances of `host`'s plugins; `keys` and
+    /// `conninfo` are what the portals' plugins reach through the host.
+    public init(database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger, keys: PortalKeys? = nil, conninfo: String? = nil) {
         self.database = database
         self.host = host
         self.config = config
         self.logger = logger
+        self.keys = keys
+        self.conninfo = conninfo.map { HostServices.shared.registerConninfo($0) }
     }
 
     /// Writes the portals declared in the config to the system database.
@@ -110,6 +116,7 @@ public final class PortalRegistry: @unchecked Sendable {
             next[name] = portal
         }
         portals.withLockedValue { $0 = next }
+        keys?.retainOnly(Set(next.keys))
         for (name, portal) in current where next[name] == nil {
             for instance in portal.instances.withLockedValue({ $0.values }) { instance.retire() }
             // Keep the handle alive for any in-flight use; it is small.
@@ -121,7 +128,7 @@ public final class PortalRegistry: @unchecked Sendable {
 
     private func makePortal(_ name: String) -> Portal {
         let instances = NIOLockedValueBox<[String: PluginInstance]>([:])
-        let handle = PortalHandle(name: name) { plugin in
+        let handle = PortalHandle(name: name, conninfo: conninfo, keys: keys) { plugin in
             instances.withLockedValue { $0[plugin] }?.pointer
         }
         let limit = config.portals.first { $0.name == name }?.rateLimit ?? config.rateLimit.perPortal

@@ -134,6 +134,11 @@ enum SystemSchema {
             enabled_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (portal, plugin)
         );
+        CREATE TABLE IF NOT EXISTS meltybase.portal_jwt_secrets (
+            portal text PRIMARY KEY REFERENCES meltybase.portals(name) ON DELETE CASCADE,
+            secret_sealed text NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
         CREATE OR REPLACE FUNCTION meltybase.notify_portals_changed() RETURNS trigger
             LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_notify('meltybase_portals', ''); RETURN NULL; END $$;
         DROP TRIGGER IF EXISTS portals_changed ON meltybase.portals;

@@ -56,7 +56,7 @@ public struct PluginInventory: Sendable {
         defer { host.shutdown() }
         let portals = enabled.keys.sorted()
         var rows = host.plugins.map { plugin in
-            Row(name: plugin.name, version: plugin.version, abi: plugin.abiVersion, status: "loaded", path: plugin.path, prefix: plugin.routePrefix,
+            Row(name: plugin.name, version: plugin.version, abi: plugin.abiVersion, status: "loaded", path: plugin.path, prefix: plugin.routePrefixes.joined(separator: ","),
                 portals: portals.map { ($0, enabled[$0]?.contains(plugin.name) == true ? "enabled" : "disabled") }, reason: nil)
         }
         rows += host.failures.map { Row(name: $0.plugin, version: "-", abi: "-", status: "failed", path: $0.path, prefix: "-", portals: [], reason: $0.reason) }

@@ -93,7 +93,7 @@ struct PluginReport {
         let loaded: [[String: Any]] = plugins.plugins.map { plugin in
             [
                 "name": plugin.name, "version": plugin.version, "abi": plugin.abiVersion, "path": plugin.path,
-                "prefix": plugin.routePrefix, "build_signature": plugin.buildSignature, "status": "loaded",
+                "prefix": plugin.routePrefix, "prefixes": plugin.routePrefixes, "build_signature": plugin.buildSignature, "status": "loaded",
                 "websockets": plugin.acceptsWebSockets,
                 "portals": Dictionary(uniqueKeysWithValues: portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") }),
             ]

@@ -33,7 +33,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 0
+#define MB_ABI_MINOR 1
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -157,6 +157,24 @@ typedef struct mb_host_request {
     mb_host_bytes remote_address;
     /** Subject of the verified client certificate, empty without mTLS. */
     mb_host_bytes client_certificate_subject;
+
+    /* ---- ABI 1.1 (check struct_size before reading) ---- */
+
+    /** The route prefix that matched: the descriptor's route_prefix or one of its
+     *  extra_route_prefixes (e.g. "rest" or "auth"). */
+    mb_host_bytes route_prefix;
+    /** The caller's credential as the kernel verified it, a JSON object. The token is taken
+     *  from `Authorization: Bearer <jwt>`, else from the `apikey` header:
+     *    {"kind":"none"}                                   no token was sent
+     *    {"kind":"portal","role":R,"subject":S,"aal":A,"claims":{...}}
+     *        a JWT signed with this portal's secret (API keys and user tokens); R is its
+     *        `role` claim ("anon", "authenticated", "service_role"), S its `sub`, A its `aal`
+     *    {"kind":"admin","role":"admin","subject":S,"aal":"aal1"|"aal2","claims":{...}}
+     *        a kernel admin access token
+     *    {"kind":"invalid","reason":"..."}                 expired, bad signature (e.g. a key
+     *        of another portal), malformed; the reason is safe to show to the caller
+     *  A key of one portal is never "portal" on another portal. */
+    mb_host_bytes credential_json;
 } mb_host_request;
 
 /** An outbound HTTP request a plugin asks the host to perform (egress goes through the host). */
@@ -183,6 +201,10 @@ typedef struct mb_host_http_response {
     mb_host_bytes body;
     mb_host_bytes error;
 } mb_host_http_response;
+
+/** Completion of portal_jwt_sign: the token when `status` is MB_OK, else a message.
+ *  Host-owned, valid only during the call. Runs on a host thread. */
+typedef void (*mb_token_completion)(void *plugin_context, mb_status status, mb_host_bytes token_or_message);
 
 /** Called once per outbound request, from any host thread. */
 typedef void (*mb_http_completion)(void *plugin_context, const mb_host_http_response *response);
@@ -281,6 +303,23 @@ typedef struct mb_host_api {
 
     /** Name of a portal as host-owned bytes valid while the portal handle is. Never fails. */
     mb_host_bytes (*portal_name)(const mb_host_portal *portal);
+
+    /* ---- ABI 1.1 (check struct_size before calling) ---- */
+
+    /** libpq conninfo (NUL-terminated) of the kernel's Postgres server: the system database,
+     *  connecting as the kernel's role (embedded mode: a unix socket with trust auth). A
+     *  plugin that keeps its own tables uses its own schema or database there. `portal` may
+     *  be NULL; with a portal the answer is the server of the kernel serving that portal.
+     *  Host-owned; valid for the life of the process. Any thread. Never NULL. */
+    const char *(*postgres_conninfo)(const mb_host_plugin *plugin, const mb_host_portal *portal);
+
+    /** Signs `claims_json` (a JSON object) as an HS256 JWT with the portal's secret, the same
+     *  secret the kernel verifies `credential_json` against. The secret never leaves the
+     *  kernel. Returns at once; `completion` runs exactly once on a host thread unless the
+     *  return value is not MB_OK (MB_ERR_INVALID_ARGUMENT for claims that are not an object). */
+    mb_status (*portal_jwt_sign)(const mb_host_portal *portal, mb_host_bytes claims_json,
+                                 mb_token_completion completion, void *plugin_context,
+                                 mb_host_error_buffer error);
 } mb_host_api;
 
 /* ------------------------------------------------------------------------------------ */
@@ -353,6 +392,13 @@ typedef struct mb_plugin_descriptor {
      *  plugin whose init returned MB_OK. Join background threads here. Threads a plugin
      *  starts should block all signals (the kernel handles SIGTERM and SIGINT). */
     void (*shutdown)(void);
+
+    /* ---- ABI 1.1 ---- */
+
+    /** Optional. NULL-terminated list of further route prefixes the plugin serves besides
+     *  route_prefix (e.g. {"auth", "sql", NULL}); same rules as route_prefix. Immortal.
+     *  Requests carry the prefix that matched in mb_host_request.route_prefix. */
+    const char *const *extra_route_prefixes;
 } mb_plugin_descriptor;
 
 /** Signature of the entry function. */

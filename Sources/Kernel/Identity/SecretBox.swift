@@ -1,18 +1,19 @@
 import CSodium
 import Foundation
 
-/// Encrypts TOTP secrets at rest (libsodium XChaCha20-Poly1305, the AEAD form of
-/// `crypto_secretbox`) under a 32-byte key kept in the data directory, not in the
-/// database: a dump of the system database alone does not reveal any TOTP secret.
+/// Encrypts the kernel's secrets at rest (admins' TOTP secrets, portals' JWT secrets) with
+/// libsodium XChaCha20-Poly1305 (the AEAD form of `crypto_secretbox`) under a 32-byte key
+/// kept in the data directory, not in the database: a dump of the system database alone
+/// reveals none of them.
 ///
 /// `<data>/mfa-secret.key` holds the key as hex, mode 0600 (a looser mode is refused).
 /// Like `audit-signing.key`, every kernel sharing a system database needs the same file.
 /// Each sealed value names its key by id, so a kernel holding another key says so instead
-/// of failing obscurely. The additional data binds a ciphertext to its admin, so a value
-/// copied onto another admin's row does not open.
+/// of failing obscurely. The additional data binds a ciphertext to its context (an admin, a portal), so a
+/// value copied onto another row does not open.
 ///
 /// Sealed form: `xc1:<key id, 16 hex>:<nonce, base64url>:<ciphertext and tag, base64url>`.
-public struct MFASecretBox: Sendable {
+public struct SecretBox: Sendable {
     /// The key file's name inside the data directory.
     public static let fileName = "mfa-secret.key"
     private let key: [UInt8]
@@ -22,7 +23,7 @@ public struct MFASecretBox: Sendable {
     public let path: String
 
     /// The box over the key in `dataDirectory`, creating the key on first use.
-    public static func loadOrCreate(dataDirectory: String) throws -> MFASecretBox {
+    public static func loadOrCreate(dataDirectory: String) throws -> SecretBox {
         let path = dataDirectory + "/" + fileName
         let key: [UInt8]
         do {
@@ -30,7 +31,7 @@ public struct MFASecretBox: Sendable {
         } catch {
             throw IdentityError.internalFailure(error.description)
         }
-        return MFASecretBox(key: key, path: path)
+        return SecretBox(key: key, path: path)
     }
 
     init(key: [UInt8], path: String) {
@@ -42,11 +43,11 @@ public struct MFASecretBox: Sendable {
         keyID = ByteEncoding.hex(Array(digest.prefix(8)))
     }
 
-    /// Encrypts `plaintext` for the admin `adminID`.
-    public func seal(_ plaintext: [UInt8], adminID: String) -> String {
+    /// Encrypts `plaintext` bound to `context` (e.g. an admin id).
+    public func seal(_ plaintext: [UInt8], context: String) -> String {
         var nonce = [UInt8](repeating: 0, count: Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES))
         randombytes_buf(&nonce, nonce.count)
-        let additional = Self.additionalData(adminID)
+        let additional = Self.additionalData(context)
         var ciphertext = [UInt8](repeating: 0, count: plaintext.count + Int(crypto_aead_xchacha20poly1305_ietf_ABYTES))
         var length: UInt64 = 0
         crypto_aead_xchacha20poly1305_ietf_encrypt(
@@ -54,32 +55,32 @@ public struct MFASecretBox: Sendable {
         return "xc1:\(keyID):\(ByteEncoding.base64URL(nonce)):\(ByteEncoding.base64URL(Array(ciphertext.prefix(Int(length)))))"
     }
 
-    /// Decrypts a value ``seal(_:adminID:)`` produced for `adminID`; the caller wipes the result.
-    public func open(_ sealed: String, adminID: String) throws -> [UInt8] {
+    /// Decrypts a value ``seal(_:context:)`` produced for `context`; the caller wipes the result.
+    public func open(_ sealed: String, context: String) throws -> [UInt8] {
         let parts = sealed.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 4, parts[0] == "xc1", let nonce = ByteEncoding.fromBase64URL(parts[2]),
               nonce.count == Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES),
               let ciphertext = ByteEncoding.fromBase64URL(parts[3]), ciphertext.count >= Int(crypto_aead_xchacha20poly1305_ietf_ABYTES) else {
-            throw IdentityError.internalFailure("a stored TOTP secret is not in the sealed xc1 form")
+            throw IdentityError.internalFailure("a stored sealed secret is not in the xc1 form")
         }
         guard parts[1] == keyID else {
             throw IdentityError(
-                status: 503, code: "mfa_key_mismatch",
-                message: "this admin's TOTP secret was sealed with MFA key \(parts[1]), but this kernel's \(path) is key \(keyID)",
-                hint: "copy \(Self.fileName) from the data directory of the kernel that enrolled the admin to every kernel sharing the database")
+                status: 503, code: "secret_key_mismatch",
+                message: "this secret was sealed with key \(parts[1]), but this kernel's \(path) is key \(keyID)",
+                hint: "copy \(Self.fileName) from the data directory of the kernel that sealed it to every kernel sharing the database")
         }
-        let additional = Self.additionalData(adminID)
+        let additional = Self.additionalData(context)
         var plaintext = [UInt8](repeating: 0, count: ciphertext.count - Int(crypto_aead_xchacha20poly1305_ietf_ABYTES))
         var length: UInt64 = 0
         let status = crypto_aead_xchacha20poly1305_ietf_decrypt(
             &plaintext, &length, nil, ciphertext, UInt64(ciphertext.count), additional, UInt64(additional.count), nonce, key)
         guard status == 0 else {
-            throw IdentityError.internalFailure("a stored TOTP secret does not decrypt for its admin (it was altered or moved between rows)")
+            throw IdentityError.internalFailure("a stored sealed secret does not decrypt for its row (it was altered or moved between rows)")
         }
         return plaintext
     }
 
-    private static func additionalData(_ adminID: String) -> [UInt8] {
-        Array("meltybase-totp\n\(adminID)".utf8)
+    private static func additionalData(_ context: String) -> [UInt8] {
+        Array("meltybase-totp\n\(context)".utf8)
     }
 }
