@@ -41,8 +41,19 @@ struct PortalCommand: AsyncParsableCommand {
         @Option(name: .long, parsing: .upToNextOption, help: "Plugins to enable (names from plugins.toml).") var plugins: [String] = []
 
         func run() async throws {
-            try await PortalCommand.withStore(options) { try await $0.create(name, plugins: plugins) }
+            let config = try options.load()
+            let keys = try await PortalCommand.withStore(options) { store in
+                try await store.create(name, plugins: plugins)
+                let keys = try PortalKeys(database: store.database, dataDirectory: config.dataDirectory)
+                return (anon: try await keys.issueAPIKey(portal: name, role: "anon"), service: try await keys.issueAPIKey(portal: name, role: "service_role"))
+            }
             print("created portal \(name)" + (plugins.isEmpty ? "" : " with \(plugins.joined(separator: ", "))"))
+            print("""
+
+                API keys (shown once; keep service_role secret, it bypasses row-level security):
+                  anon:         \(keys.anon)
+                  service_role: \(keys.service)
+                """)
         }
     }
 

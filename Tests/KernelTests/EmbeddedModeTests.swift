@@ -94,6 +94,10 @@ struct EmbeddedModeTests {
         let create = try Self.run(["portal", "create", "acme", "--plugins", "echo-c", "--config", config, "--data-dir", data])
         #expect(create.status == 0, "\(create.output)")
         try await eventually { try await HTTP.request(server.url + "/p/acme/echo-c/echo").status == 200 }
+        // The keys are printed once and are this portal's: a different portal's key would be refused.
+        let keyLines = create.output.split(separator: "\n").filter { $0.contains("anon:") || $0.contains("service_role:") }
+        #expect(keyLines.count == 2, "\(create.output)")
+        #expect(keyLines.allSatisfy { $0.split(separator: " ").last?.split(separator: ".").count == 3 }, "keys are JWTs")
 
         // A second kernel on the same data directory is refused.
         let second = try Self.run(["serve", "--config", config, "--data-dir", data, "--port", String(try Self.freePort())])

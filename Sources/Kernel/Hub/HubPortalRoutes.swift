@@ -7,10 +7,12 @@ import Hummingbird
 struct HubPortalRoutes: Sendable {
     let identity: AdminIdentity
     let store: PortalStore
+    let keys: PortalKeys?
 
     func register(on router: Router<KernelRequestContext>) {
         let identity = identity
         let store = store
+        let keys = keys
         router.get("/v1/hub/portals") { request, _ in
             try await HubHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
@@ -29,6 +31,11 @@ struct HubPortalRoutes: Sendable {
                 try await store.create(name, plugins: plugins, inTransaction: Self.audit(principal, "hub.portal.create", portal: name, ["plugins": plugins]))
                 var result: [String: Any] = ["name": name, "plugins": plugins.sorted()]
                 if let note = store.declaredNote(name) { result["note"] = note }
+                // Shown once: the kernel keeps only the secret that signs them.
+                if let keys {
+                    result["anon_key"] = try await keys.issueAPIKey(portal: name, role: "anon")
+                    result["service_role_key"] = try await keys.issueAPIKey(portal: name, role: "service_role")
+                }
                 return HubHTTP.json(result, status: .created)
             }
         }

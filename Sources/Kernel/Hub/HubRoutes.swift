@@ -12,10 +12,12 @@ struct HubRoutes: Sendable {
     let database: SystemDatabase
     let dataDirectory: String
     let licensePublicKey: String?
+    /// Mints the API keys shown once when a portal is created.
+    var portalKeys: PortalKeys? = nil
 
     func register(on router: Router<KernelRequestContext>) {
         AdminRoutes(identity: identity).register(on: router)
-        HubPortalRoutes(identity: identity, store: portals).register(on: router)
+        HubPortalRoutes(identity: identity, store: portals, keys: portalKeys).register(on: router)
         AuditRoute(identity: identity, database: database, dataDirectory: dataDirectory).register(on: router)
         LicenseRoute(identity: identity, database: database, publicKey: licensePublicKey).register(on: router)
         router.get("/v1/system/license") { request, _ in

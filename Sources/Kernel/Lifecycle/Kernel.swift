@@ -131,7 +131,7 @@ public final class Kernel: @unchecked Sendable {
                 hub: HubRoutes(
                     identity: AdminIdentity(database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger),
                     portals: PortalStore(database: database, config: config), database: database, dataDirectory: config.dataDirectory,
-                    licensePublicKey: config.licensePublicKey)),
+                    licensePublicKey: config.licensePublicKey, portalKeys: portalKeys)),
             logger: logger)
         let announce = onListening
         let logger = self.logger

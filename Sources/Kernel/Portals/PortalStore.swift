@@ -4,7 +4,8 @@ import Foundation
 ///
 /// Changes fire the `meltybase_portals` notification, so running kernels apply them at once.
 public struct PortalStore: Sendable {
-    let database: SystemDatabase
+    /// The system database the store writes to.
+    public let database: SystemDatabase
     let config: KernelConfig
 
     /// A store over `database`, validating plugin names against `config`.
