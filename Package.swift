@@ -13,6 +13,8 @@ let package = Package(
         .library(name: "MeltyPluginSDK", targets: ["MeltyPluginSDK"]),
         /// Example plugin written in Swift on the SDK.
         .library(name: "EchoSwiftPlugin", type: .dynamic, targets: ["EchoSwiftPlugin"]),
+        /// The Database plugin (REST, auth and SQL console over a Postgres database per portal).
+        .library(name: "DatabasePlugin", type: .dynamic, targets: ["DatabasePlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -78,6 +80,12 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/meltybase",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .target(
+            name: "DatabasePlugin",
+            dependencies: ["MeltyPluginSDK", "CLibPQ", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Plugins/Database",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .target(

@@ -1,0 +1,405 @@
+import Crypto
+import CSodium
+import Foundation
+import MeltyPluginSDK
+
+/// `/auth/v1`: GoTrue's dialect for a portal's users. Users, sessions, refresh tokens and
+/// TOTP factors live in the portal database's `auth` schema; access tokens are signed by
+/// the kernel with the portal's secret (`host.signPortalJWT`), so the REST API and every
+/// other plugin accept them.
+final class AuthHandler: @unchecked Sendable {
+    static let accessTokenLifetime = 3600
+    let pool: ConnectionPool
+    let portal: Portal
+    let host: PluginHostServices
+
+    init(pool: ConnectionPool, portal: Portal, host: PluginHostServices) {
+        self.pool = pool
+        self.portal = portal
+        self.host = host
+    }
+
+    func handle(_ request: PluginRequest) async -> PluginResponse {
+        do {
+            return try await route(request)
+        } catch let failure as AuthFailure {
+            return Self.failure(failure)
+        } catch let error as PoolError {
+            var response = Self.failure(AuthFailure(status: 503, code: "service_unavailable", message: error.description))
+            response.headers.append(("retry-after", "1"))
+            return response
+        } catch let error as PGError {
+            if error.isConnectionFailure {
+                var response = Self.failure(AuthFailure(status: 503, code: "service_unavailable", message: "the database is unavailable"))
+                response.headers.append(("retry-after", "1"))
+                return response
+            }
+            return Self.failure(AuthFailure(status: 500, code: "unexpected_failure", message: "database error \(error.sqlState ?? "")"))
+        } catch {
+            return Self.failure(AuthFailure(status: 500, code: "unexpected_failure", message: "\(error)"))
+        }
+    }
+
+    static func failure(_ failure: AuthFailure) -> PluginResponse {
+        .json(["code": failure.status, "error_code": failure.code, "msg": failure.message, "message": failure.message] as [String: Any], status: failure.status)
+    }
+
+    // MARK: routing
+
+    private func route(_ request: PluginRequest) async throws -> PluginResponse {
+        let credential = request.credential
+        // Every call carries the portal's API key (a signature-valid token); `expired` keeps
+        // refresh working when a client still sends its old access token.
+        switch credential.kind {
+        case .none: throw AuthFailure(status: 401, code: "no_authorization", message: "No API key found in request; send the portal's anon key in the apikey header")
+        case .invalid where !(credential.reason ?? "").contains("expired"):
+            throw AuthFailure(status: 401, code: "bad_jwt", message: "invalid API key or token: \(credential.reason ?? "")")
+        default: break
+        }
+        let path = request.path.split(separator: "/").map(String.init)
+        let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] ?? [:]
+        if !request.body.isEmpty && (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] == nil {
+            throw AuthFailure(status: 400, code: "bad_json", message: "the request body must be a JSON object")
+        }
+        switch (request.method, path.first ?? "", path.count) {
+        case ("GET", "health", 1): return .json(["name": "MeltyBase Auth", "version": "2.0", "description": "GoTrue-compatible"])
+        case ("GET", "settings", 1):
+            return .json(["external": ["email": true, "phone": false], "disable_signup": false, "mailer_autoconfirm": true, "phone_autoconfirm": false, "sms_provider": ""] as [String: Any])
+        case ("POST", "signup", 1): return try await signUp(body)
+        case ("POST", "token", 1):
+            switch request.queryItems["grant_type"] {
+            case "password": return try await passwordGrant(body)
+            case "refresh_token": return try await refreshGrant(body)
+            default: throw AuthFailure(status: 400, code: "unsupported_grant_type", message: "grant_type must be password or refresh_token")
+            }
+        case ("GET", "user", 1): return .json(try await userJSON(try requireUser(request).userID))
+        case ("PUT", "user", 1): return try await updateUser(try requireUser(request), body)
+        case ("POST", "logout", 1): return try await logout(try requireUser(request), scope: request.queryItems["scope"] ?? "global")
+        case ("POST", "factors", 1): return try await enroll(try requireUser(request), body)
+        case ("POST", "factors", 3) where path[2] == "challenge": return try await challenge(try requireUser(request), factorID: path[1])
+        case ("POST", "factors", 3) where path[2] == "verify": return try await verify(try requireUser(request), factorID: path[1], body)
+        case ("DELETE", "factors", 2): return try await unenroll(try requireUser(request), factorID: path[1])
+        default:
+            throw AuthFailure(status: 404, code: "not_found", message: "no auth route \(request.method) \(request.path)")
+        }
+    }
+
+    struct UserSession {
+        var userID: String
+        var sessionID: String
+        var aal: String
+    }
+
+    /// The signed-in user of a request (an `authenticated` token of this portal with a live session).
+    private func requireUser(_ request: PluginRequest) throws -> UserSession {
+        let credential = request.credential
+        guard credential.kind == .portal, let subject = credential.subject, UUID(uuidString: subject) != nil,
+              let session = credential.claims["session_id"] as? String, UUID(uuidString: session) != nil else {
+            if credential.kind == .invalid { throw AuthFailure(status: 403, code: "bad_jwt", message: "invalid JWT: \(credential.reason ?? "")") }
+            throw AuthFailure(status: 401, code: "no_authorization", message: "This endpoint requires a Bearer token of a signed-in user")
+        }
+        return UserSession(userID: subject, sessionID: session, aal: credential.aal ?? "aal1")
+    }
+
+    // MARK: sign-up and sign-in
+
+    private static func email(_ body: [String: Any]) throws -> String {
+        guard let raw = body["email"] as? String, !raw.isEmpty else { throw AuthFailure(status: 400, code: "validation_failed", message: "email is required") }
+        let email = raw.trimmingCharacters(in: .whitespaces).lowercased()
+        guard email.count <= 255, email.range(of: "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", options: .regularExpression) != nil else {
+            throw AuthFailure(status: 400, code: "email_address_invalid", message: "Unable to validate email address: invalid format")
+        }
+        return email
+    }
+
+    private func signUp(_ body: [String: Any]) async throws -> PluginResponse {
+        let email = try Self.email(body)
+        guard let password = body["password"] as? String else { throw AuthFailure(status: 400, code: "validation_failed", message: "password is required") }
+        guard password.count >= 8, password.utf8.count <= 1024 else {
+            throw AuthFailure(status: 422, code: "weak_password", message: "Password should be at least 8 characters.")
+        }
+        let metadata = body["data"] as? [String: Any] ?? [:]
+        let metadataJSON = String(decoding: try JSONSerialization.data(withJSONObject: metadata), as: UTF8.self)
+        let hash = try await UserPasswords.hash(password)
+        let userID: String? = try await pool.run { connection in
+            try connection.query("""
+                INSERT INTO auth.users (email, encrypted_password, email_confirmed_at, raw_user_meta_data)
+                VALUES ($1, $2, now(), $3::jsonb) ON CONFLICT (email) DO NOTHING RETURNING id
+                """, [email, hash, metadataJSON]).scalar
+        }
+        guard let userID else { throw AuthFailure(status: 422, code: "user_already_exists", message: "User already registered") }
+        return .json(try await issueSession(userID: userID, aal: "aal1", amr: [["method": "password"]]))
+    }
+
+    private func passwordGrant(_ body: [String: Any]) async throws -> PluginResponse {
+        let email = try Self.email(body)
+        guard let password = body["password"] as? String, !password.isEmpty else {
+            throw AuthFailure(status: 400, code: "validation_failed", message: "password is required")
+        }
+        let row = try await pool.run { connection in
+            try connection.query("SELECT id::text, encrypted_password FROM auth.users WHERE email = $1 AND (banned_until IS NULL OR banned_until < now())", [email]).rows.first
+        }
+        let matches = await UserPasswords.verify(password, against: row?[1] ?? UserPasswords.decoy)
+        guard let row, let userID = row[0], matches else {
+            throw AuthFailure(status: 400, code: "invalid_credentials", message: "Invalid login credentials")
+        }
+        _ = try await pool.run { connection in try connection.query("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1::uuid", [userID]) }
+        return .json(try await issueSession(userID: userID, aal: "aal1", amr: [["method": "password"]]))
+    }
+
+    private static func hashToken(_ token: String) -> String {
+        SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    private static func newRefreshToken() -> String {
+        var bytes = [UInt8](repeating: 0, count: 32)
+        randombytes_buf(&bytes, bytes.count)
+        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+    }
+
+    /// Rotation with reuse detection: a refresh token works once; presenting a used one
+    /// revokes its whole session (every token descended from the same sign-in).
+    private func refreshGrant(_ body: [String: Any]) async throws -> PluginResponse {
+        guard let token = body["refresh_token"] as? String, !token.isEmpty, token.count <= 256 else {
+            throw AuthFailure(status: 400, code: "validation_failed", message: "refresh_token is required")
+        }
+        let hash = Self.hashToken(token)
+        let fresh = Self.newRefreshToken()
+        let outcome: (userID: String, sessionID: String, aal: String, amr: String)? = try await pool.run { connection in
+            try connection.transaction { connection in
+                guard let row = try connection.query("""
+                    SELECT t.revoked::text, s.id::text, s.user_id::text, s.aal, s.amr::text, (s.revoked_at IS NOT NULL)::text
+                    FROM auth.refresh_tokens t JOIN auth.sessions s ON s.id = t.session_id WHERE t.token_hash = $1 FOR UPDATE OF t
+                    """, [hash]).rows.first else { return (nil, true) }
+                if row[0] == "true" || row[5] == "true" {
+                    try connection.query("UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1::uuid", [row[1]])
+                    try connection.query("UPDATE auth.refresh_tokens SET revoked = true WHERE session_id = $1::uuid", [row[1]])
+                    return (nil, true)
+                }
+                try connection.query("UPDATE auth.refresh_tokens SET revoked = true WHERE token_hash = $1", [hash])
+                try connection.query("INSERT INTO auth.refresh_tokens (token_hash, session_id, parent_hash) VALUES ($1, $2::uuid, $3)", [Self.hashToken(fresh), row[1], hash])
+                try connection.query("UPDATE auth.sessions SET updated_at = now() WHERE id = $1::uuid", [row[1]])
+                return ((row[2] ?? "", row[1] ?? "", row[3] ?? "aal1", row[4] ?? "[]"), true)
+            }
+        }
+        guard let outcome else {
+            throw AuthFailure(status: 400, code: "refresh_token_not_found", message: "Invalid Refresh Token: Refresh Token Not Found or already used")
+        }
+        let amr = (try? JSONSerialization.jsonObject(with: Data(outcome.amr.utf8))) as? [[String: Any]] ?? []
+        return .json(try await sessionJSON(userID: outcome.userID, sessionID: outcome.sessionID, aal: outcome.aal, amr: amr, refreshToken: fresh))
+    }
+
+    /// Creates a session and its first refresh token; returns GoTrue's session object.
+    private func issueSession(userID: String, aal: String, amr: [[String: Any]], factorID: String? = nil) async throws -> [String: Any] {
+        let now = Int(Date().timeIntervalSince1970)
+        let stamped = amr.map { entry -> [String: Any] in var entry = entry; entry["timestamp"] = now; return entry }
+        let amrJSON = String(decoding: try JSONSerialization.data(withJSONObject: stamped), as: UTF8.self)
+        let refresh = Self.newRefreshToken()
+        let sessionID: String = try await pool.run { connection in
+            try connection.transaction { connection in
+                let id = try connection.query("INSERT INTO auth.sessions (user_id, aal, amr, factor_id) VALUES ($1::uuid, $2, $3::jsonb, $4::uuid) RETURNING id::text",
+                                              [userID, aal, amrJSON, factorID]).scalar ?? ""
+                try connection.query("INSERT INTO auth.refresh_tokens (token_hash, session_id) VALUES ($1, $2::uuid)", [Self.hashToken(refresh), id])
+                return (id, true)
+            }
+        }
+        return try await sessionJSON(userID: userID, sessionID: sessionID, aal: aal, amr: stamped, refreshToken: refresh)
+    }
+
+    private func sessionJSON(userID: String, sessionID: String, aal: String, amr: [[String: Any]], refreshToken: String) async throws -> [String: Any] {
+        let user = try await userJSON(userID)
+        let now = Int(Date().timeIntervalSince1970)
+        let claims: [String: Any] = [
+            "aud": "authenticated", "iss": "meltybase/\(portal.name)/auth/v1", "sub": userID, "role": "authenticated",
+            "email": user["email"] ?? NSNull(), "phone": "", "app_metadata": user["app_metadata"] ?? [:], "user_metadata": user["user_metadata"] ?? [:],
+            "aal": aal, "amr": amr, "session_id": sessionID, "is_anonymous": false, "iat": now, "exp": now + Self.accessTokenLifetime,
+        ]
+        let token = try await host.signPortalJWT(claims: claims, portal: portal)
+        return [
+            "access_token": token, "token_type": "bearer", "expires_in": Self.accessTokenLifetime, "expires_at": now + Self.accessTokenLifetime,
+            "refresh_token": refreshToken, "user": user,
+        ]
+    }
+
+    // MARK: the user
+
+    private func userJSON(_ userID: String) async throws -> [String: Any] {
+        let text: String? = try await pool.run { connection in
+            try connection.query("""
+                SELECT json_build_object(
+                  'id', u.id, 'aud', u.aud, 'role', u.role, 'email', u.email, 'phone', '',
+                  'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at, 'last_sign_in_at', u.last_sign_in_at,
+                  'app_metadata', u.raw_app_meta_data, 'user_metadata', u.raw_user_meta_data, 'identities', '[]'::json,
+                  'created_at', u.created_at, 'updated_at', u.updated_at, 'is_anonymous', u.is_anonymous,
+                  'factors', (SELECT coalesce(json_agg(json_build_object('id', f.id, 'friendly_name', f.friendly_name, 'factor_type', f.factor_type,
+                                'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at) ORDER BY f.created_at), '[]')
+                              FROM auth.mfa_factors f WHERE f.user_id = u.id))::text
+                FROM auth.users u WHERE u.id = $1::uuid
+                """, [userID]).scalar
+        }
+        guard let text, let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
+            throw AuthFailure(status: 404, code: "user_not_found", message: "User not found")
+        }
+        return object
+    }
+
+    private func liveSession(_ user: UserSession) async throws {
+        let live: String? = try await pool.run { connection in
+            try connection.query("SELECT 1 FROM auth.sessions WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL", [user.sessionID, user.userID]).scalar
+        }
+        guard live != nil else { throw AuthFailure(status: 403, code: "session_not_found", message: "Session from session_id claim in JWT does not exist") }
+    }
+
+    private func updateUser(_ user: UserSession, _ body: [String: Any]) async throws -> PluginResponse {
+        try await liveSession(user)
+        var assignments: [String] = []
+        var parameters: [String?] = [user.userID]
+        if let data = body["data"] {
+            guard let object = data as? [String: Any] else { throw AuthFailure(status: 400, code: "validation_failed", message: "data must be an object") }
+            parameters.append(String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self))
+            assignments.append("raw_user_meta_data = raw_user_meta_data || $\(parameters.count)::jsonb")
+        }
+        if body["email"] != nil {
+            parameters.append(try Self.email(body))
+            assignments.append("email = $\(parameters.count)")
+        }
+        if let password = body["password"] {
+            guard let text = password as? String, text.count >= 8, text.utf8.count <= 1024 else {
+                throw AuthFailure(status: 422, code: "weak_password", message: "Password should be at least 8 characters.")
+            }
+            if user.aal != "aal2", try await hasVerifiedFactor(user.userID) {
+                throw AuthFailure(status: 403, code: "insufficient_aal", message: "AAL2 session is required to update the password of a user with MFA")
+            }
+            parameters.append(try await UserPasswords.hash(text))
+            assignments.append("encrypted_password = $\(parameters.count)")
+        }
+        if !assignments.isEmpty {
+            let statement = "UPDATE auth.users SET " + assignments.joined(separator: ", ") + ", updated_at = now() WHERE id = $1::uuid"
+            let values = parameters
+            do {
+                _ = try await pool.run { connection in try connection.query(statement, values) }
+            } catch let error as PGError where error.sqlState == "23505" {
+                throw AuthFailure(status: 422, code: "email_exists", message: "A user with this email address has already been registered")
+            }
+        }
+        return .json(try await userJSON(user.userID))
+    }
+
+    private func logout(_ user: UserSession, scope: String) async throws -> PluginResponse {
+        let condition: String
+        switch scope {
+        case "global": condition = "user_id = $1::uuid"
+        case "local": condition = "id = $2::uuid"
+        case "others": condition = "user_id = $1::uuid AND id <> $2::uuid"
+        default: throw AuthFailure(status: 400, code: "validation_failed", message: "scope must be global, local or others")
+        }
+        _ = try await pool.run { connection in
+            try connection.transaction { connection in
+                try connection.query("UPDATE auth.sessions SET revoked_at = now() WHERE revoked_at IS NULL AND " + condition, [user.userID, user.sessionID])
+                try connection.query("UPDATE auth.refresh_tokens t SET revoked = true FROM auth.sessions s WHERE s.id = t.session_id AND s.revoked_at IS NOT NULL AND s.user_id = $1::uuid", [user.userID])
+                return ((), true)
+            }
+        }
+        return PluginResponse(status: 204)
+    }
+
+    // MARK: TOTP factors
+
+    private func hasVerifiedFactor(_ userID: String) async throws -> Bool {
+        try await pool.run { connection in
+            try connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND status = 'verified'", [userID]).scalar != nil
+        }
+    }
+
+    private func enroll(_ user: UserSession, _ body: [String: Any]) async throws -> PluginResponse {
+        try await liveSession(user)
+        guard (body["factor_type"] as? String ?? "totp") == "totp" else {
+            throw AuthFailure(status: 422, code: "mfa_factor_type_unsupported", message: "only factor_type totp is supported")
+        }
+        let friendly = body["friendly_name"] as? String
+        if let friendly, friendly.count > 128 { throw AuthFailure(status: 400, code: "validation_failed", message: "friendly_name is too long") }
+        var secretBytes = [UInt8](repeating: 0, count: 20)
+        randombytes_buf(&secretBytes, secretBytes.count)
+        let secret = TOTPCode.base32(secretBytes)
+        let factorID: String? = try await pool.run { connection in
+            if let friendly, try connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND friendly_name = $2", [user.userID, friendly]).scalar != nil {
+                return nil
+            }
+            return try connection.query("INSERT INTO auth.mfa_factors (user_id, friendly_name, secret) VALUES ($1::uuid, $2, $3) RETURNING id::text",
+                                        [user.userID, friendly, secret]).scalar
+        }
+        guard let factorID else { throw AuthFailure(status: 422, code: "mfa_factor_name_conflict", message: "A factor with the friendly name \"\(friendly ?? "")\" already exists") }
+        let email = (try await userJSON(user.userID))["email"] as? String ?? user.userID
+        let issuer = (body["issuer"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? "MeltyBase \(portal.name)"
+        var components = URLComponents()
+        components.scheme = "otpauth"
+        components.host = "totp"
+        components.path = "/" + issuer + ":" + email
+        components.queryItems = [.init(name: "secret", value: secret), .init(name: "issuer", value: issuer)]
+        return .json([
+            "id": factorID, "type": "totp", "friendly_name": friendly ?? NSNull(),
+            "totp": ["qr_code": "", "secret": secret, "uri": components.string ?? ""],
+        ] as [String: Any])
+    }
+
+    private func factor(_ user: UserSession, _ factorID: String) async throws -> (secret: String, status: String, lastStep: Int64) {
+        guard UUID(uuidString: factorID) != nil else { throw AuthFailure(status: 404, code: "mfa_factor_not_found", message: "Factor not found") }
+        let row = try await pool.run { connection in
+            try connection.query("SELECT secret, status, last_step::text FROM auth.mfa_factors WHERE id = $1::uuid AND user_id = $2::uuid", [factorID, user.userID]).rows.first
+        }
+        guard let row, let secret = row[0] else { throw AuthFailure(status: 404, code: "mfa_factor_not_found", message: "Factor not found") }
+        return (secret, row[1] ?? "unverified", Int64(row[2] ?? "0") ?? 0)
+    }
+
+    private func challenge(_ user: UserSession, factorID: String) async throws -> PluginResponse {
+        try await liveSession(user)
+        _ = try await factor(user, factorID)
+        let id: String = try await pool.run { connection in
+            try connection.query("INSERT INTO auth.mfa_challenges (factor_id) VALUES ($1::uuid) RETURNING id::text", [factorID]).scalar ?? ""
+        }
+        return .json(["id": id, "type": "totp", "expires_at": Int(Date().timeIntervalSince1970) + 300] as [String: Any])
+    }
+
+    private func verify(_ user: UserSession, factorID: String, _ body: [String: Any]) async throws -> PluginResponse {
+        try await liveSession(user)
+        let factor = try await factor(user, factorID)
+        guard let challengeID = body["challenge_id"] as? String, UUID(uuidString: challengeID) != nil else {
+            throw AuthFailure(status: 400, code: "validation_failed", message: "challenge_id is required")
+        }
+        guard let code = (body["code"] as? String)?.trimmingCharacters(in: .whitespaces), code.count == 6, code.allSatisfy(\.isNumber) else {
+            throw AuthFailure(status: 400, code: "validation_failed", message: "code must be the 6 digits from the authenticator app")
+        }
+        guard let secret = TOTPCode.decodeBase32(factor.secret) else { throw AuthFailure(status: 500, code: "unexpected_failure", message: "stored factor is unreadable") }
+        let valid: Bool = try await pool.run { connection in
+            try connection.transaction { connection in
+                guard try connection.query("""
+                    UPDATE auth.mfa_challenges SET verified_at = now()
+                    WHERE id = $1::uuid AND factor_id = $2::uuid AND verified_at IS NULL AND created_at > now() - interval '5 minutes' RETURNING 1
+                    """, [challengeID, factorID]).scalar != nil else {
+                    throw AuthFailure(status: 422, code: "mfa_challenge_expired", message: "MFA challenge has expired, was used, or does not belong to this factor")
+                }
+                let lastStep = Int64(try connection.query("SELECT last_step::text FROM auth.mfa_factors WHERE id = $1::uuid FOR UPDATE", [factorID]).scalar ?? "0") ?? 0
+                guard let step = TOTPCode.verify(code, secret: secret, after: lastStep) else { return (false, false) }
+                try connection.query("UPDATE auth.mfa_factors SET last_step = $2, status = 'verified', updated_at = now() WHERE id = $1::uuid", [factorID, String(step)])
+                return (true, true)
+            }
+        }
+        guard valid else { throw AuthFailure(status: 422, code: "mfa_verification_failed", message: "Invalid TOTP code entered") }
+        let amrRow: String? = try await pool.run { connection in
+            try connection.query("SELECT amr::text FROM auth.sessions WHERE id = $1::uuid", [user.sessionID]).scalar
+        }
+        var amr = (try? JSONSerialization.jsonObject(with: Data((amrRow ?? "[]").utf8))) as? [[String: Any]] ?? []
+        amr.append(["method": "totp"])
+        return .json(try await issueSession(userID: user.userID, aal: "aal2", amr: amr.map { var entry = $0; entry.removeValue(forKey: "timestamp"); return entry }, factorID: factorID))
+    }
+
+    private func unenroll(_ user: UserSession, factorID: String) async throws -> PluginResponse {
+        try await liveSession(user)
+        let factor = try await factor(user, factorID)
+        if factor.status == "verified" && user.aal != "aal2" {
+            throw AuthFailure(status: 403, code: "insufficient_aal", message: "AAL2 required to unenroll a verified factor")
+        }
+        _ = try await pool.run { connection in try connection.query("DELETE FROM auth.mfa_factors WHERE id = $1::uuid", [factorID]) }
+        return .json(["id": factorID])
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import MeltyPluginSDK
+
+/// `POST /sql/v1/query {"query": "..."}`: runs SQL as the portal's owner role (never a
+/// superuser) for the service role and `aal2` admins. Several statements may be sent; the
+/// answer is the last one's columns, rows and command tag, or the SQLSTATE, message,
+/// position and hint of the first error.
+final class SQLConsole: @unchecked Sendable {
+    let pool: ConnectionPool
+    let host: PluginHostServices
+    let portal: Portal
+
+    init(pool: ConnectionPool, host: PluginHostServices, portal: Portal) {
+        self.pool = pool
+        self.host = host
+        self.portal = portal
+    }
+
+    /// Type names of common OIDs (others show as their OID).
+    static let typeNames: [UInt32: String] = [
+        16: "bool", 17: "bytea", 20: "int8", 21: "int2", 23: "int4", 25: "text", 26: "oid", 114: "json", 700: "float4", 701: "float8",
+        1042: "bpchar", 1043: "varchar", 1082: "date", 1083: "time", 1114: "timestamp", 1184: "timestamptz", 1186: "interval",
+        1700: "numeric", 2950: "uuid", 3802: "jsonb", 1007: "_int4", 1009: "_text", 1016: "_int8", 3614: "tsvector", 3904: "int4range",
+    ]
+
+    func handle(_ request: PluginRequest) async -> PluginResponse {
+        let credential = request.credential
+        guard credential.isPortal(role: "service_role") || credential.isAdminAtAAL2 else {
+            let status = credential.kind == .admin ? 403 : (credential.kind == .portal ? 403 : 401)
+            return .error(status: status, code: credential.kind == .admin ? "aal2_required" : "forbidden",
+                          message: credential.kind == .admin ? "the SQL console needs an admin session at AAL2" : "the SQL console needs the portal's service_role key or an AAL2 admin token",
+                          hint: credential.kind == .invalid ? credential.reason : nil)
+        }
+        guard request.method == "POST", request.path == "/query" else {
+            return .error(status: 404, code: "not_found", message: "no SQL console route \(request.method) \(request.path)", hint: "POST /sql/v1/query {\"query\": \"select 1\"}")
+        }
+        guard let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any], let query = body["query"] as? String,
+              !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            return .error(status: 400, code: "invalid_body", message: "send {\"query\": \"<SQL>\"}")
+        }
+        do {
+            let result = try await pool.run { connection in try connection.execute(query) }
+            try? host.audit(action: "database.sql", target: portal.name,
+                            details: ["actor": credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role", "command": result.commandTag, "length": query.count],
+                            portal: portal)
+            let columns = zip(result.columns, result.types).map { ["name": $0, "type": Self.typeNames[$1] ?? String($1)] }
+            let rows = result.rows.map { row in zip(row, result.types).map { Self.json($0, type: $1) } }
+            return .json(["columns": columns, "rows": rows, "command": result.commandTag, "row_count": rows.count] as [String: Any])
+        } catch let error as PGError {
+            if error.isConnectionFailure {
+                var response = PluginResponse.error(status: 503, code: "database_unavailable", message: error.message, hint: "retry shortly")
+                response.headers.append(("retry-after", "1"))
+                return response
+            }
+            return .json(["code": error.sqlState ?? "XX000", "message": error.message, "details": error.detail ?? NSNull(), "hint": error.hint ?? NSNull(),
+                          "position": error.position ?? NSNull()] as [String: Any], status: 400)
+        } catch let error as PoolError {
+            var response = PluginResponse.error(status: 503, code: "database_unavailable", message: error.description, hint: "retry shortly")
+            response.headers.append(("retry-after", "1"))
+            return response
+        } catch {
+            return .error(status: 500, code: "internal_error", message: "\(error)")
+        }
+    }
+
+    /// A text value as JSON by its type: numbers, booleans and JSON stay typed.
+    static func json(_ text: String?, type: UInt32) -> Any {
+        guard let text else { return NSNull() }
+        switch type {
+        case 16: return text == "t"
+        case 20, 21, 23, 26: return Int64(text) ?? text
+        case 700, 701: return Double(text) ?? text
+        case 114, 3802: return (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text
+        default: return text
+        }
+    }
+}

@@ -1,0 +1,258 @@
+import Foundation
+import MeltyPluginSDK
+
+/// The Database plugin: one Postgres database per portal with a PostgREST-compatible REST
+/// API (`/rest/v1`), GoTrue-compatible user auth (`/auth/v1`) and a SQL console (`/sql/v1`),
+/// all under Postgres row-level security.
+public final class DatabasePlugin: PortalPlugin {
+    public static let description = PluginDescription(name: "database", version: "0.1.0", routePrefix: "rest", extraRoutePrefixes: ["auth", "sql"])
+
+    /// Settings from `[plugins.database.config]`.
+    struct Settings {
+        var poolSize = 8
+        var maxWaiting = 256
+        var schemas = ["public"]
+        var statementTimeoutMilliseconds = 30_000
+        var maxRows: Int?
+
+        init(_ config: [String: Any]) throws {
+            func integer(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+                guard let value = config[key] else { return nil }
+                guard let number = value as? Int, range.contains(number) else {
+                    throw PluginError.invalid("database: config key '\(key)' must be an integer from \(range.lowerBound) to \(range.upperBound)")
+                }
+                return number
+            }
+            poolSize = try integer("pool_size", 1...200) ?? poolSize
+            maxWaiting = try integer("max_waiting", 0...100_000) ?? maxWaiting
+            statementTimeoutMilliseconds = try integer("statement_timeout_ms", 100...3_600_000) ?? statementTimeoutMilliseconds
+            maxRows = try integer("max_rows", 1...10_000_000)
+            if let value = config["schemas"] {
+                guard let list = value as? [String], !list.isEmpty, list.allSatisfy({ !$0.isEmpty && $0 != "auth" && !$0.hasPrefix("pg_") && $0 != "meltybase_internal" }) else {
+                    throw PluginError.invalid("database: config key 'schemas' must be a non-empty list of schema names (not auth, pg_*, meltybase_internal)")
+                }
+                schemas = list
+            }
+            let known: Set<String> = ["pool_size", "max_waiting", "schemas", "statement_timeout_ms", "max_rows"]
+            if let unknown = config.keys.first(where: { !known.contains($0) }) {
+                throw PluginError.invalid("database: unknown config key '\(unknown)'; known keys: \(known.sorted().joined(separator: ", "))")
+            }
+        }
+    }
+
+    nonisolated(unsafe) static var host: PluginHostServices!
+    nonisolated(unsafe) static var settings: Settings!
+
+    let portal: Portal
+    let systemConninfo: String
+    let rest: RestHandler
+    let auth: AuthHandler
+    let console: SQLConsole
+    private let pools: [ConnectionPool]
+    private let provisioned = ProvisionState()
+    private let listener: SchemaListener
+
+    public static func start(host: PluginHostServices, config: [String: Any]) throws {
+        self.settings = try Settings(config)
+        self.host = host
+    }
+
+    public init(portal: Portal, config: [String: Any]) throws {
+        let settings = Self.settings!
+        self.portal = portal
+        systemConninfo = Self.host.postgresConninfo(portal: portal)
+        let timeout = settings.statementTimeoutMilliseconds
+        let prepare: (PGConnection) throws -> Void = { connection in
+            try connection.query("SELECT set_config('statement_timeout', $1, false)", [String(timeout)])
+        }
+        let restPool = ConnectionPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: "authenticator"),
+                                      size: settings.poolSize, maxWaiting: settings.maxWaiting, prepare: prepare)
+        let authPool = ConnectionPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name),
+                                      size: max(2, settings.poolSize / 2), maxWaiting: settings.maxWaiting, prepare: prepare)
+        let ownerPool = ConnectionPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: PortalProvisioner.ownerRole(portal.name)),
+                                       size: 2, maxWaiting: 64, prepare: prepare)
+        pools = [restPool, authPool, ownerPool]
+        rest = RestHandler(pool: restPool, schemas: settings.schemas, maxRows: settings.maxRows)
+        auth = AuthHandler(pool: authPool, portal: portal, host: Self.host)
+        console = SQLConsole(pool: ownerPool, host: Self.host, portal: portal)
+        let rest = self.rest
+        listener = SchemaListener(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name)) { rest.invalidate() }
+        // Creating the portal creates its database; if Postgres is down now, the first request retries.
+        do {
+            try PortalProvisioner.provision(portal: portal.name, systemConninfo: systemConninfo)
+            provisioned.done = true
+            Self.host.log(.info, "portal database \(PortalProvisioner.databaseName(portal.name)) ready", portal: portal)
+        } catch {
+            Self.host.log(.warning, "portal database not provisioned yet (will retry on the next request): \(error)", portal: portal)
+        }
+        listener.start()
+    }
+
+    public func handle(_ request: PluginRequest) async -> PluginResponse {
+        if !provisioned.done {
+            do {
+                try await provisioned.run { [portal, systemConninfo] in
+                    try PortalProvisioner.provision(portal: portal.name, systemConninfo: systemConninfo)
+                }
+            } catch {
+                var response = RestError.unavailable("the portal database is not available yet: \(error)")
+                response.headers.append(("retry-after", "1"))
+                return response
+            }
+        }
+        // Every API is versioned: /rest/v1, /auth/v1, /sql/v1.
+        var request = request
+        guard request.path == "/v1" || request.path.hasPrefix("/v1/") else {
+            var response = PluginResponse.error(status: 404, code: "not_found", message: "no route \(request.routePrefix)\(request.path)",
+                                                hint: "the APIs live under /\(request.routePrefix)/v1/")
+            Self.addCORS(&response, request: request)
+            return response
+        }
+        request.path = String(request.path.dropFirst(3))
+        if request.path.isEmpty { request.path = "/" }
+        var response: PluginResponse
+        switch request.routePrefix {
+        case "auth": response = await auth.handle(request)
+        case "sql": response = await console.handle(request)
+        default:
+            if request.method == "OPTIONS" {
+                response = PluginResponse(status: 204)
+            } else {
+                switch Self.role(for: request.credential) {
+                case .success(let role): response = await rest.handle(request, role: role)
+                case .failure(let refusal): response = refusal.response
+                }
+            }
+        }
+        Self.addCORS(&response, request: request)
+        return response
+    }
+
+    /// CORS for browser clients (supabase-js): any origin, the headers the clients send.
+    static func addCORS(_ response: inout PluginResponse, request: PluginRequest) {
+        guard request.header("origin") != nil else { return }
+        response.headers += [
+            ("access-control-allow-origin", "*"),
+            ("access-control-allow-methods", "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD"),
+            ("access-control-allow-headers", "authorization, apikey, content-type, prefer, range, accept-profile, content-profile, x-client-info"),
+            ("access-control-expose-headers", "content-range, content-location, preference-applied"),
+        ]
+    }
+
+    /// The database role and claims a request runs with, as PostgREST derives them from the JWT.
+    static func role(for credential: PluginCredential) -> Result<RequestRole, RestResponse> {
+        switch credential.kind {
+        case .none:
+            return .success(RequestRole(role: "anon", claimsJSON: "{\"role\":\"anon\"}"))
+        case .invalid:
+            let expired = credential.reason?.contains("expired") == true
+            return .failure(RestResponse(RestError.response(status: 401, code: expired ? "PGRST303" : "PGRST301", message: credential.reason ?? "invalid JWT",
+                                                            headers: [("www-authenticate", "Bearer error=\"invalid_token\"")])))
+        case .admin:
+            let claims = "{\"role\":\"service_role\",\"sub\":\(jsonString(credential.subject ?? "")),\"meltybase_admin\":true}"
+            return .success(RequestRole(role: "service_role", claimsJSON: claims))
+        case .portal:
+            let role = credential.role ?? "anon"
+            guard ["anon", "authenticated", "service_role"].contains(role) else {
+                return .failure(RestResponse(RestError.response(status: 401, code: "PGRST301", message: "the JWT role \"\(role)\" is not one this API switches to",
+                                                                hint: "use anon, authenticated or service_role")))
+            }
+            return .success(RequestRole(role: role, claimsJSON: String(decoding: credential.claimsJSON, as: UTF8.self)))
+        }
+    }
+
+    static func jsonString(_ text: String) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: [text])) ?? Data("[\"\"]".utf8), as: UTF8.self).dropFirst().dropLast().description
+    }
+
+    public func stop() {
+        listener.stop()
+        pools.forEach { $0.close() }
+    }
+}
+
+/// Whether the portal database exists yet; provisioning runs once at a time.
+final class ProvisionState: @unchecked Sendable {
+    private let lock = NSLock()
+    private var _done = false
+    var done: Bool {
+        get { lock.withLock { _done } }
+        set { lock.withLock { _done = newValue } }
+    }
+
+    func run(_ work: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            DispatchQueue.global().async { [self] in
+                lock.lock()
+                defer { lock.unlock() }
+                if _done { continuation.resume(); return }
+                do {
+                    try work()
+                    _done = true
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+        }
+    }
+}
+
+/// Listens for `NOTIFY pgrst` (the event trigger's DDL announcement) on its own thread and
+/// reconnects after failures.
+final class SchemaListener: @unchecked Sendable {
+    let conninfo: String
+    let onChange: @Sendable () -> Void
+    private let lock = NSLock()
+    private var running = false
+    private var thread: Thread?
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(conninfo: String, onChange: @escaping @Sendable () -> Void) {
+        self.conninfo = conninfo
+        self.onChange = onChange
+    }
+
+    func start() {
+        lock.withLock { running = true }
+        let thread = Thread { [self] in
+            var signals = sigset_t()
+            sigfillset(&signals)
+            pthread_sigmask(SIG_BLOCK, &signals, nil)
+            loop()
+            finished.signal()
+        }
+        thread.name = "meltybase-database-schema-listener"
+        self.thread = thread
+        thread.start()
+    }
+
+    private var isRunning: Bool { lock.withLock { running } }
+
+    private func loop() {
+        while isRunning {
+            do {
+                let connection = try PGConnection(conninfo: conninfo)
+                try connection.query("LISTEN pgrst")
+                onChange()   // anything may have changed while we were not listening
+                while isRunning {
+                    if !(try connection.notifications(timeout: 0.5)).isEmpty { onChange() }
+                }
+            } catch {
+                for _ in 0..<10 where isRunning { usleep(100_000) }
+            }
+        }
+    }
+
+    func stop() {
+        let wasRunning = lock.withLock { () -> Bool in
+            defer { running = false }
+            return running
+        }
+        if wasRunning { finished.wait() }
+    }
+}
+
+/// The plugin's one exported symbol.
+@_cdecl("meltybase_plugin_entry")
+public func meltybasePluginEntry() -> UnsafeRawPointer { PluginExport.descriptor(for: DatabasePlugin.self) }

@@ -1,0 +1,231 @@
+import CLibPQ
+import Foundation
+
+/// A failure reported by Postgres or libpq, with every field the server sent.
+struct PGError: Error, CustomStringConvertible {
+    /// SQLSTATE (`23505`), nil for connection-level failures (libpq could not reach the server).
+    var sqlState: String?
+    var message: String
+    var detail: String?
+    var hint: String?
+    /// 1-based character position in the statement, when the server gave one.
+    var position: Int?
+
+    var description: String { sqlState.map { "\(message) (SQLSTATE \($0))" } ?? message }
+
+    /// True when the server is unreachable (no SQLSTATE, or class 08 / 57P0x shutdown).
+    var isConnectionFailure: Bool {
+        guard let sqlState else { return true }
+        return sqlState.hasPrefix("08") || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
+    }
+}
+
+/// Rows of a completed statement in libpq's text format.
+struct PGResult {
+    var columns: [String]
+    /// Type OIDs aligned with `columns`.
+    var types: [UInt32]
+    var rows: [[String?]]
+    var commandTag: String
+
+    /// The first column of the first row.
+    var scalar: String? { rows.first?.first ?? nil }
+}
+
+/// One blocking libpq connection; not thread-safe (the pool hands it to one job at a time).
+final class PGConnection {
+    private var connection: OpaquePointer?
+    let conninfo: String
+    /// Statements prepared on this connection, by SQL text (the prepared-statement cache).
+    private var prepared: [String: String] = [:]
+
+    init(conninfo: String) throws {
+        self.conninfo = conninfo
+        connection = PQconnectdb(conninfo)
+        guard let connection, PQstatus(connection) == CONNECTION_OK else {
+            let message = connection.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
+            if let connection { PQfinish(connection) }
+            self.connection = nil
+            throw PGError(sqlState: nil, message: message.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        PQsetNoticeProcessor(connection, { _, _ in }, nil)
+    }
+
+    deinit { if let connection { PQfinish(connection) } }
+
+    var isHealthy: Bool { connection.map { PQstatus($0) == CONNECTION_OK } ?? false }
+
+    /// Whether a transaction is open (idle in transaction or failed in one).
+    var inTransaction: Bool {
+        guard let connection else { return false }
+        let status = PQtransactionStatus(connection)
+        return status == PQTRANS_INTRANS || status == PQTRANS_INERROR
+    }
+
+    /// Runs one statement with text parameters `$1...` of unknown type (Postgres infers
+    /// each from its use, as PostgREST's bound values are). Values are never interpolated.
+    @discardableResult
+    func query(_ sql: String, _ parameters: [String?] = []) throws -> PGResult {
+        guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
+        let copies: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.map { strdup($0) } }
+        defer { copies.forEach { free($0) } }
+        let pointers = copies.map { $0.map { UnsafePointer($0) } }
+        let result = PQexecParams(connection, sql, Int32(parameters.count), nil, pointers, nil, nil, 0)
+        defer { PQclear(result) }
+        return try Self.read(result, connection: connection)
+    }
+
+    /// Like ``query(_:_:)`` through a statement prepared once per connection and SQL text.
+    /// A plan invalidated by DDL (SQLSTATE 0A000 "cached plan must not change result type")
+    /// is prepared again once.
+    @discardableResult
+    func preparedQuery(_ sql: String, _ parameters: [String?]) throws -> PGResult {
+        guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
+        for attempt in 0..<2 {
+            let name: String
+            if let existing = prepared[sql] {
+                name = existing
+            } else {
+                if prepared.count >= 256 { try? execute("DEALLOCATE ALL"); prepared.removeAll() }
+                name = "mb\(prepared.count)"
+                let result = PQprepare(connection, name, sql, Int32(parameters.count), nil)
+                defer { PQclear(result) }
+                _ = try Self.read(result, connection: connection)
+                prepared[sql] = name
+            }
+            let copies: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.map { strdup($0) } }
+            defer { copies.forEach { free($0) } }
+            let pointers = copies.map { $0.map { UnsafePointer($0) } }
+            let result = PQexecPrepared(connection, name, Int32(parameters.count), pointers, nil, nil, 0)
+            defer { PQclear(result) }
+            do {
+                return try Self.read(result, connection: connection)
+            } catch let error as PGError where error.sqlState == "0A000" {
+                prepared[sql] = nil
+                if inTransaction || attempt > 0 { throw error }
+                _ = try? query("DEALLOCATE " + SQL.ident(name))
+            }
+        }
+        throw PGError(sqlState: nil, message: "statement could not be prepared")
+    }
+
+    /// The schema generation this connection's prepared statements were made under.
+    var schemaGeneration = 0
+
+    /// Forgets every prepared statement (the schema changed).
+    func resetPrepared(generation: Int) {
+        if !prepared.isEmpty { _ = try? query("DEALLOCATE ALL") }
+        prepared.removeAll()
+        schemaGeneration = generation
+    }
+
+    /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it throws or asks to.
+    func transaction<T>(_ body: (PGConnection) throws -> (value: T, commit: Bool)) throws -> T {
+        try preparedQuery("BEGIN", [])
+        do {
+            let outcome = try body(self)
+            try preparedQuery(outcome.commit ? "COMMIT" : "ROLLBACK", [])
+            return outcome.value
+        } catch {
+            if isHealthy { _ = try? query("ROLLBACK") }
+            throw error
+        }
+    }
+
+    /// Runs a script of `;`-separated statements without parameters; returns the last result.
+    @discardableResult
+    func execute(_ script: String) throws -> PGResult {
+        guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
+        guard PQsendQuery(connection, script) == 1 else {
+            throw PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection)))
+        }
+        var last = PGResult(columns: [], types: [], rows: [], commandTag: "")
+        var failure: PGError?
+        while let result = PQgetResult(connection) {
+            defer { PQclear(result) }
+            do {
+                let read = try Self.read(result, connection: connection)
+                if failure == nil { last = read }
+            } catch let error as PGError {
+                if failure == nil { failure = error }
+            }
+        }
+        if let failure { throw failure }
+        return last
+    }
+
+    /// Waits up to `timeout` seconds for notifications on the channels this connection listens to.
+    func notifications(timeout: Double) throws -> [String] {
+        guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
+        var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+        _ = poll(&descriptor, 1, Int32(timeout * 1000))
+        if PQconsumeInput(connection) == 0 || PQstatus(connection) != CONNECTION_OK {
+            throw PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection)))
+        }
+        var channels: [String] = []
+        while let notify = PQnotifies(connection) {
+            channels.append(String(cString: notify.pointee.relname))
+            PQfreemem(notify)
+        }
+        return channels
+    }
+
+    private static func field(_ result: OpaquePointer, _ code: Character) -> String? {
+        PQresultErrorField(result, Int32(code.asciiValue!)).map { String(cString: $0) }
+    }
+
+    private static func read(_ result: OpaquePointer?, connection: OpaquePointer) throws -> PGResult {
+        guard let result else { throw PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection)).trimmingCharacters(in: .whitespacesAndNewlines)) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_EMPTY_QUERY else {
+            let message = field(result, "M") ?? String(cString: PQresultErrorMessage(result))
+            throw PGError(sqlState: field(result, "C"), message: message.trimmingCharacters(in: .whitespacesAndNewlines),
+                          detail: field(result, "D"), hint: field(result, "H"), position: field(result, "P").flatMap { Int($0) })
+        }
+        let columnCount = Int(PQnfields(result))
+        let rowCount = Int(PQntuples(result))
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+        let types = (0..<columnCount).map { UInt32(PQftype(result, Int32($0))) }
+        var rows: [[String?]] = []
+        rows.reserveCapacity(rowCount)
+        for row in 0..<rowCount {
+            rows.append((0..<columnCount).map { column in
+                PQgetisnull(result, Int32(row), Int32(column)) == 1 ? nil : String(cString: PQgetvalue(result, Int32(row), Int32(column)))
+            })
+        }
+        return PGResult(columns: columns, types: types, rows: rows, commandTag: String(cString: PQcmdStatus(result)))
+    }
+}
+
+/// Builds libpq conninfo strings from another one, overriding keys (dbname, user).
+enum Conninfo {
+    /// `base` (key=value or URI) with `overrides` applied, as a key=value string.
+    static func derive(_ base: String, overrides: [String: String]) -> String {
+        var options: [(String, String)] = []
+        var error: UnsafeMutablePointer<CChar>?
+        if let parsed = PQconninfoParse(base, &error) {
+            var cursor = parsed
+            while let keyword = cursor.pointee.keyword {
+                if let value = cursor.pointee.val { options.append((String(cString: keyword), String(cString: value))) }
+                cursor += 1
+            }
+            PQconninfoFree(parsed)
+        }
+        if let error { PQfreemem(error) }
+        options.removeAll { overrides[$0.0] != nil }
+        options += overrides.sorted { $0.key < $1.key }
+        return options.map { "\($0.0)='\(escape($0.1))'" }.joined(separator: " ")
+    }
+
+    private static func escape(_ value: String) -> String {
+        value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'")
+    }
+}
+
+/// SQL text helpers: identifiers are always quoted, literals only where Postgres cannot bind.
+enum SQL {
+    /// `"name"` with embedded quotes doubled.
+    static func ident(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+    /// `'text'` with quotes doubled (only for DDL, where parameters are not allowed).
+    static func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
+}

@@ -1,0 +1,147 @@
+import Foundation
+
+/// Creates what a portal's database needs, idempotently and safely from several kernels
+/// at once: the cluster-wide roles `anon`, `authenticated`, `service_role` and the login
+/// role `authenticator` (PostgREST's pattern: it may only switch into those); the portal's
+/// database and owner role; the `auth` schema with `auth.uid()`, `auth.role()`, `auth.jwt()`
+/// and GoTrue's tables; default grants; and an event trigger that announces DDL so the
+/// schema cache reloads.
+enum PortalProvisioner {
+    /// Postgres identifiers are at most 63 bytes: long portal names keep a hash suffix.
+    static func name(_ prefix: String, _ portal: String) -> String {
+        let full = prefix + portal
+        if full.utf8.count <= 63 { return full }
+        var hash: UInt64 = 1469598103934665603
+        for byte in portal.utf8 { hash = (hash ^ UInt64(byte)) &* 1099511628211 }
+        return prefix + String(portal.prefix(40)) + "_" + String(hash, radix: 16)
+    }
+
+    static func databaseName(_ portal: String) -> String { name("mb_", portal) }
+    static func ownerRole(_ portal: String) -> String { name("mb_owner_", portal) }
+
+    /// Conninfo of the portal database as `user` (defaults to the kernel's role).
+    static func conninfo(_ system: String, portal: String, user: String? = nil) -> String {
+        var overrides = ["dbname": databaseName(portal), "application_name": "meltybase-database"]
+        if let user { overrides["user"] = user }
+        return Conninfo.derive(system, overrides: overrides)
+    }
+
+    /// Provisions `portal` over the kernel's system connection `systemConninfo`.
+    static func provision(portal: String, systemConninfo: String) throws {
+        let system = try PGConnection(conninfo: systemConninfo)
+        let database = databaseName(portal)
+        let owner = ownerRole(portal)
+        // One provisioning at a time across kernels (roles and CREATE DATABASE race otherwise).
+        try system.query("SELECT pg_advisory_lock(7402110)")
+        defer { _ = try? system.query("SELECT pg_advisory_unlock(7402110)") }
+        try system.execute("""
+            DO $$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticator') THEN CREATE ROLE authenticator LOGIN NOINHERIT; END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = \(SQL.literal(owner))) THEN CREATE ROLE \(SQL.ident(owner)) LOGIN; END IF;
+            END $$;
+            GRANT anon, authenticated, service_role TO authenticator;
+            GRANT anon, authenticated, service_role TO \(SQL.ident(owner));
+            """)
+        if try system.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]).rows.isEmpty {
+            try system.execute("CREATE DATABASE \(SQL.ident(database)) OWNER \(SQL.ident(owner)) ENCODING 'UTF8' TEMPLATE template0")
+            try system.execute("""
+                REVOKE ALL ON DATABASE \(SQL.ident(database)) FROM PUBLIC;
+                GRANT CONNECT, TEMPORARY ON DATABASE \(SQL.ident(database)) TO authenticator, \(SQL.ident(owner));
+                """)
+        }
+        let portalConnection = try PGConnection(conninfo: conninfo(systemConninfo, portal: portal))
+        try portalConnection.execute(schemaScript(owner: owner))
+    }
+
+    /// The in-database part; every statement is idempotent.
+    static func schemaScript(owner: String) -> String {
+        let owner = SQL.ident(owner)
+        return """
+        ALTER SCHEMA public OWNER TO \(owner);
+        GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+        ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
+        ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
+        ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO anon, authenticated, service_role;
+        CREATE SCHEMA IF NOT EXISTS auth;
+        GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role, \(owner);
+        CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS
+          $f$ SELECT coalesce(nullif(current_setting('request.jwt.claims', true), ''), '{}')::jsonb $f$;
+        CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS
+          $f$ SELECT nullif(auth.jwt() ->> 'sub', '')::uuid $f$;
+        CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS
+          $f$ SELECT nullif(auth.jwt() ->> 'role', '') $f$;
+        CREATE OR REPLACE FUNCTION auth.email() RETURNS text LANGUAGE sql STABLE AS
+          $f$ SELECT nullif(auth.jwt() ->> 'email', '') $f$;
+        GRANT EXECUTE ON FUNCTION auth.jwt(), auth.uid(), auth.role(), auth.email() TO PUBLIC;
+        CREATE TABLE IF NOT EXISTS auth.users (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            aud text NOT NULL DEFAULT 'authenticated',
+            role text NOT NULL DEFAULT 'authenticated',
+            email text UNIQUE,
+            encrypted_password text,
+            email_confirmed_at timestamptz,
+            last_sign_in_at timestamptz,
+            raw_app_meta_data jsonb NOT NULL DEFAULT '{"provider": "email", "providers": ["email"]}',
+            raw_user_meta_data jsonb NOT NULL DEFAULT '{}',
+            is_anonymous boolean NOT NULL DEFAULT false,
+            banned_until timestamptz,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS auth.sessions (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            user_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE CASCADE,
+            aal text NOT NULL DEFAULT 'aal1',
+            amr jsonb NOT NULL DEFAULT '[]',
+            factor_id uuid,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            revoked_at timestamptz
+        );
+        CREATE TABLE IF NOT EXISTS auth.refresh_tokens (
+            token_hash text PRIMARY KEY,
+            session_id uuid NOT NULL REFERENCES auth.sessions(id) ON DELETE CASCADE,
+            parent_hash text,
+            revoked boolean NOT NULL DEFAULT false,
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS auth.mfa_factors (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            user_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE CASCADE,
+            friendly_name text,
+            factor_type text NOT NULL DEFAULT 'totp',
+            status text NOT NULL DEFAULT 'unverified',
+            secret text NOT NULL,
+            last_step bigint NOT NULL DEFAULT 0,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE TABLE IF NOT EXISTS auth.mfa_challenges (
+            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+            factor_id uuid NOT NULL REFERENCES auth.mfa_factors(id) ON DELETE CASCADE,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            verified_at timestamptz
+        );
+        CREATE SCHEMA IF NOT EXISTS meltybase_internal;
+        REVOKE ALL ON SCHEMA meltybase_internal FROM PUBLIC;
+        CREATE TABLE IF NOT EXISTS meltybase_internal.migrations (
+            name text PRIMARY KEY,
+            checksum text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE OR REPLACE FUNCTION meltybase_internal.announce_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
+          $f$ BEGIN NOTIFY pgrst, 'reload schema'; END $f$;
+        DO $d$ BEGIN
+          IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'meltybase_ddl_end') THEN
+            CREATE EVENT TRIGGER meltybase_ddl_end ON ddl_command_end EXECUTE FUNCTION meltybase_internal.announce_ddl();
+          END IF;
+          IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'meltybase_sql_drop') THEN
+            CREATE EVENT TRIGGER meltybase_sql_drop ON sql_drop EXECUTE FUNCTION meltybase_internal.announce_ddl();
+          END IF;
+        END $d$;
+        """
+    }
+}

@@ -1,0 +1,421 @@
+import Foundation
+import MeltyPluginSDK
+
+/// Who a request runs as: the database role from the verified JWT and its claims, set for
+/// the transaction exactly as PostgREST does (`role`, `request.jwt.claims`).
+struct RequestRole {
+    var role: String
+    var claimsJSON: String
+    var isAnonymous: Bool { role == "anon" }
+}
+
+/// `Prefer` header values that shape a response.
+struct Preferences {
+    var returnRepresentation = false
+    var returnHeadersOnly = false
+    var count: String?
+    var resolution: String?
+    var rollback = false
+
+    init(_ header: String?) {
+        for part in (header ?? "").split(separator: ",") {
+            let item = part.trimmingCharacters(in: .whitespaces)
+            switch item {
+            case "return=representation": returnRepresentation = true
+            case "return=headers-only": returnHeadersOnly = true
+            case "count=exact", "count=planned", "count=estimated": count = String(item.dropFirst(6))
+            case "resolution=merge-duplicates", "resolution=ignore-duplicates": resolution = String(item.dropFirst(11))
+            case "tx=rollback": rollback = true
+            default: break
+            }
+        }
+    }
+}
+
+/// `/rest/v1`: PostgREST's dialect over one portal database.
+final class RestHandler: @unchecked Sendable {
+    let pool: ConnectionPool
+    let schemas: [String]
+    let maxRows: Int?
+    private let cacheLock = NSLock()
+    private var cache: SchemaCache?
+
+    init(pool: ConnectionPool, schemas: [String], maxRows: Int?) {
+        self.pool = pool
+        self.schemas = schemas
+        self.maxRows = maxRows
+    }
+
+    /// Forgets the schema cache (DDL ran); the next request reloads it.
+    func invalidate() {
+        cacheLock.withLock { cache = nil }
+        pool.schemaChanged()
+    }
+
+    private func schemaCache() async throws -> SchemaCache {
+        if let cached = cacheLock.withLock({ cache }) { return cached }
+        let schemas = self.schemas
+        let loaded = try await pool.run { connection in try SchemaCache.load(schemas: schemas, on: connection) }
+        cacheLock.withLock { cache = loaded }
+        return loaded
+    }
+
+    func handle(_ request: PluginRequest, role: RequestRole) async -> PluginResponse {
+        do {
+            return try await route(request, role: role)
+        } catch let error as RestParseError {
+            return RestError.parse(error)
+        } catch let error as RelationshipError {
+            return RestError.response(status: error.ambiguous ? 300 : 400, code: error.ambiguous ? "PGRST201" : "PGRST200", message: error.message, hint: error.hint)
+        } catch let error as PoolError {
+            return RestError.unavailable(error.description)
+        } catch let error as PGError {
+            return RestError.from(error, anonymous: role.isAnonymous)
+        } catch let error as RestResponse {
+            return error.response
+        } catch {
+            return RestError.response(status: 500, code: "PGRST000", message: "\(error)")
+        }
+    }
+
+    private func route(_ request: PluginRequest, role: RequestRole) async throws -> PluginResponse {
+        let method = request.method
+        let isRead = method == "GET" || method == "HEAD"
+        let profile = isRead ? request.header("accept-profile") : request.header("content-profile")
+        let schema = profile ?? schemas[0]
+        guard schemas.contains(schema) else {
+            throw RestResponse(RestError.response(status: 406, code: "PGRST106", message: "The schema must be one of the following: " + schemas.joined(separator: ", "),
+                                                  details: "requested schema \"\(schema)\""))
+        }
+        let path = request.path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+        if path.isEmpty {
+            guard isRead else { throw RestResponse(RestError.response(status: 405, code: "PGRST117", message: "Unsupported HTTP method: \(method)")) }
+            return OpenAPIDocument.response(cache: try await schemaCache(), schema: schema, request: request)
+        }
+        let cache = try await schemaCache()
+        if path.count == 2 && path[0] == "rpc" {
+            guard method == "GET" || method == "POST" || method == "HEAD" else {
+                throw RestResponse(RestError.response(status: 405, code: "PGRST117", message: "Unsupported HTTP method: \(method)"))
+            }
+            return try await callFunction(path[1], schema: schema, cache: cache, request: request, role: role)
+        }
+        guard path.count == 1 else {
+            throw RestResponse(RestError.response(status: 404, code: "PGRST125", message: "Invalid path specified in request URL"))
+        }
+        guard let table = cache.table(schema, path[0]) else {
+            throw RestResponse(RestError.response(status: 404, code: "PGRST205", message: "Could not find the table '\(schema).\(path[0])' in the schema cache",
+                                                  hint: "create it (the cache reloads on DDL) or check the name and the Accept-Profile/Content-Profile header"))
+        }
+        let query = try RestQuery.parse(request.query)
+        switch method {
+        case "GET", "HEAD": return try await read(table, query: query, request: request, role: role, cache: cache)
+        case "POST": return try await insert(table, query: query, request: request, role: role, cache: cache)
+        case "PATCH": return try await update(table, query: query, request: request, role: role, cache: cache)
+        case "DELETE": return try await delete(table, query: query, request: request, role: role, cache: cache)
+        default: throw RestResponse(RestError.response(status: 405, code: "PGRST117", message: "Unsupported HTTP method: \(method)"))
+        }
+    }
+
+    // MARK: reads
+
+    private func singular(_ request: PluginRequest) -> Bool {
+        request.header("accept")?.contains("application/vnd.pgrst.object") == true
+    }
+
+    /// Offset and limit from `offset`/`limit` and the `Range` header (the tighter wins).
+    private func window(_ query: RestQuery, _ request: PluginRequest) throws -> (offset: Int, limit: Int?) {
+        var offset = query.offset ?? 0
+        var limit = query.limit
+        if let range = request.header("range"), request.method == "GET" || request.method == "HEAD" {
+            let bounds = range.replacingOccurrences(of: "items=", with: "").split(separator: "-", omittingEmptySubsequences: false)
+            guard bounds.count == 2, let start = Int(bounds[0].trimmingCharacters(in: .whitespaces)), start >= 0 else {
+                throw RestResponse(RestError.response(status: 416, code: "PGRST103", message: "Requested range not satisfiable", details: "invalid Range header \"\(range)\""))
+            }
+            offset = max(offset, start)
+            if let end = Int(bounds[1].trimmingCharacters(in: .whitespaces)) {
+                guard end >= start else { throw RestResponse(RestError.response(status: 416, code: "PGRST103", message: "Requested range not satisfiable")) }
+                limit = min(limit ?? Int.max, end - start + 1)
+            }
+        }
+        if let maxRows { limit = min(limit ?? maxRows, maxRows) }
+        return (offset, limit)
+    }
+
+    private func read(_ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache) async throws -> PluginResponse {
+        var sql = RestSQL(cache: cache)
+        let (offset, limit) = try window(query, request)
+        let preferences = Preferences(request.header("prefer"))
+        let alias = "t0"
+        var inner: [String] = []
+        let list = try sql.selectList(query.select, table: table, alias: alias, embeddedConditions: query.embeddedConditions, innerJoins: &inner)
+        var whereParts: [String] = []
+        if !query.conditions.isEmpty { whereParts.append(try sql.conditions(query.conditions, on: alias)) }
+        whereParts += inner.map { $0 + " IS NOT NULL" }
+        let whereSQL = whereParts.isEmpty ? "" : " WHERE " + whereParts.joined(separator: " AND ")
+        let source = table.qualified + " AS " + SQL.ident(alias)
+        var page = "SELECT " + list + " FROM " + source + whereSQL + sql.orderBy(query.order, on: alias)
+        if let limit { page += " LIMIT " + sql.bind(String(limit)) }
+        if offset > 0 { page += " OFFSET " + sql.bind(String(offset)) }
+        let singular = singular(request)
+        let total = preferences.count != nil ? "(SELECT count(*) FROM " + source + whereSQL + ")" : "NULL::bigint"
+        let aggregate = singular ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
+        let statement = "SELECT " + total + ", count(\"_r\"), " + aggregate + " FROM (" + page + ") AS \"_r\""
+        let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback)
+        return respond(result, status: 200, request: request, offset: offset, singular: singular, includeBody: request.method != "HEAD")
+    }
+
+    /// Runs `statement` in one transaction as `role`; a singular request with other than
+    /// one row is rolled back (mutations included) and answered 406.
+    private func run(_ statement: String, _ parameters: [String?], role: RequestRole, singular: Bool, rollback: Bool) async throws -> PGResult {
+        try await pool.run { connection in
+            try connection.transaction { connection in
+                try connection.preparedQuery("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", [role.role, role.claimsJSON])
+                let result = try connection.preparedQuery(statement, parameters)
+                let rows = Int(result.rows.first?[1] ?? "0") ?? 0
+                if singular && rows != 1 { return (result, false) }
+                return (result, !rollback)
+            }
+        }
+    }
+
+    private func respond(_ result: PGResult, status: Int, request: PluginRequest, offset: Int, singular: Bool, includeBody: Bool) -> PluginResponse {
+        let row = result.rows.first ?? [nil, "0", nil]
+        let rows = Int(row[1] ?? "0") ?? 0
+        if singular && rows != 1 {
+            return RestError.response(status: 406, code: "PGRST116", message: "JSON object requested, multiple (or no) rows returned",
+                                      details: "The result contains \(rows) rows")
+        }
+        let total = row[0] ?? "*"
+        let range = rows == 0 ? "*/\(total)" : "\(offset)-\(offset + rows - 1)/\(total)"
+        var status = status
+        if status == 200, let totalCount = Int(total), rows < totalCount, request.method == "GET" || request.method == "HEAD" { status = 206 }
+        var headers: [(name: String, value: String)] = [
+            ("content-type", singular ? "application/vnd.pgrst.object+json; charset=utf-8" : "application/json; charset=utf-8"),
+            ("content-range", range),
+        ]
+        if let totalCount = Int(total), offset > 0, offset >= totalCount {
+            return RestError.response(status: 416, code: "PGRST103", message: "Requested range not satisfiable",
+                                      details: "An offset of \(offset) was requested, but there are only \(totalCount) rows.", headers: [("content-range", "*/\(totalCount)")])
+        }
+        headers.append(("preference-applied", request.header("prefer") ?? ""))
+        return PluginResponse(status: status, headers: headers, body: includeBody ? Array((row[2] ?? (singular ? "null" : "[]")).utf8) : [])
+    }
+
+    // MARK: writes
+
+    /// The JSON body as rows and the union of their keys in first-seen order.
+    private func payload(_ request: PluginRequest, table: SchemaCache.Table, query: RestQuery, allowArray: Bool) throws -> (json: String, columns: [String], count: Int) {
+        let parsed: Any
+        do {
+            parsed = try JSONSerialization.jsonObject(with: Data(request.body), options: [.fragmentsAllowed])
+        } catch {
+            throw RestResponse(RestError.response(status: 400, code: "PGRST102", message: "Empty or invalid json", details: request.body.isEmpty ? "the request body is empty" : "the body is not valid JSON"))
+        }
+        var objects: [[String: Any]]
+        var text = request.text
+        if let object = parsed as? [String: Any] {
+            objects = [object]
+            if allowArray { text = "[" + text + "]" }
+        } else if let array = parsed as? [[String: Any]], allowArray {
+            objects = array
+        } else {
+            throw RestResponse(RestError.response(status: 400, code: "PGRST102", message: "Invalid body", details: allowArray ? "send a JSON object or an array of objects" : "send a JSON object"))
+        }
+        var columns: [String] = []
+        if let specified = query.columns {
+            columns = specified
+        } else {
+            var seen = Set<String>()
+            for object in objects {
+                for key in object.keys.sorted() where !seen.contains(key) {
+                    seen.insert(key)
+                    columns.append(key)
+                }
+            }
+        }
+        for column in columns where table.column(column) == nil {
+            throw RestResponse(RestError.response(status: 400, code: "PGRST204", message: "Could not find the '\(column)' column of '\(table.name)' in the schema cache"))
+        }
+        return (text, columns, objects.count)
+    }
+
+    private func insert(_ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache) async throws -> PluginResponse {
+        let preferences = Preferences(request.header("prefer"))
+        let body = try payload(request, table: table, query: query, allowArray: true)
+        if body.count == 0 {
+            return PluginResponse(status: 201, headers: [("content-type", "application/json; charset=utf-8"), ("content-range", "*/*")], body: Array("[]".utf8))
+        }
+        var sql = RestSQL(cache: cache)
+        let columns = body.columns.map(SQL.ident).joined(separator: ", ")
+        let records = "json_populate_recordset(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json)"
+        var statement = "INSERT INTO " + table.qualified + " AS \"_t\" "
+        statement += body.columns.isEmpty ? "DEFAULT VALUES" : "(" + columns + ") SELECT " + columns + " FROM " + records
+        if let resolution = preferences.resolution {
+            let target = query.onConflict ?? table.primaryKey
+            guard !target.isEmpty else {
+                throw RestResponse(RestError.response(status: 400, code: "PGRST100", message: "upsert needs on_conflict or a primary key on '\(table.name)'"))
+            }
+            for column in target where table.column(column) == nil {
+                throw RestResponse(RestError.response(status: 400, code: "PGRST204", message: "Could not find the '\(column)' column of '\(table.name)' in the schema cache"))
+            }
+            statement += " ON CONFLICT (" + target.map(SQL.ident).joined(separator: ", ") + ")"
+            let updates = body.columns.filter { !target.contains($0) }
+            if resolution == "merge-duplicates" && !updates.isEmpty {
+                statement += " DO UPDATE SET " + updates.map { SQL.ident($0) + " = EXCLUDED." + SQL.ident($0) }.joined(separator: ", ")
+            } else {
+                statement += " DO NOTHING"
+            }
+        } else if let onConflict = query.onConflict, !onConflict.isEmpty {
+            _ = onConflict // on_conflict without a resolution preference: a plain insert, as in PostgREST.
+        }
+        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 201)
+    }
+
+    private func update(_ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache) async throws -> PluginResponse {
+        let preferences = Preferences(request.header("prefer"))
+        let body = try payload(request, table: table, query: query, allowArray: false)
+        var sql = RestSQL(cache: cache)
+        guard !body.columns.isEmpty else {
+            return preferences.returnRepresentation
+                ? PluginResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Array("[]".utf8))
+                : PluginResponse(status: 204, headers: [("content-range", "*/*")])
+        }
+        var statement = "UPDATE " + table.qualified + " AS \"_t\" SET "
+            + body.columns.map { SQL.ident($0) + " = \"_p\"." + SQL.ident($0) }.joined(separator: ", ")
+            + " FROM json_populate_record(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json) AS \"_p\""
+        if !query.conditions.isEmpty { statement += " WHERE " + (try sql.conditions(query.conditions, on: "_t")) }
+        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 200)
+    }
+
+    private func delete(_ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache) async throws -> PluginResponse {
+        let preferences = Preferences(request.header("prefer"))
+        var sql = RestSQL(cache: cache)
+        var statement = "DELETE FROM " + table.qualified + " AS \"_t\""
+        if !query.conditions.isEmpty { statement += " WHERE " + (try sql.conditions(query.conditions, on: "_t")) }
+        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 200)
+    }
+
+    /// Runs a mutation: with `return=representation` through `RETURNING` and the select list
+    /// (SELECT policies then apply, as in Postgres); otherwise without RETURNING, counting
+    /// rows from the command tag, so write-only policies suffice.
+    private func mutate(_ mutation: String, sql: inout RestSQL, table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole,
+                        preferences: Preferences, createdStatus: Int) async throws -> PluginResponse {
+        let singular = singular(request)
+        if preferences.returnRepresentation || singular {
+            var inner: [String] = []
+            let list = try sql.selectList(query.select, table: table, alias: "t0", embeddedConditions: query.embeddedConditions, innerJoins: &inner)
+            let aggregate = singular ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
+            let statement = "WITH \"t0\" AS (" + mutation + " RETURNING \"_t\".*) SELECT NULL::bigint, count(\"_r\"), " + aggregate
+                + " FROM (SELECT " + list + " FROM \"t0\"" + sql.orderBy(query.order, on: "t0") + ") AS \"_r\""
+            let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback)
+            if !preferences.returnRepresentation, (Int(result.rows.first?[1] ?? "0") ?? 0) == 1 {
+                return PluginResponse(status: createdStatus == 201 ? 201 : 204, headers: [("content-range", "*/*")])
+            }
+            return respond(result, status: createdStatus, request: request, offset: 0, singular: singular, includeBody: true)
+        }
+        let parameters = sql.parameters
+        let result: PGResult = try await pool.run { connection in
+            try connection.transaction { connection in
+                try connection.preparedQuery("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", [role.role, role.claimsJSON])
+                return (try connection.preparedQuery(mutation, parameters), !preferences.rollback)
+            }
+        }
+        let affected = Int(result.commandTag.split(separator: " ").last ?? "0") ?? 0
+        let range = affected == 0 ? "*/*" : "0-\(affected - 1)/*"
+        return PluginResponse(status: createdStatus == 201 ? 201 : 204, headers: [("content-range", range)])
+    }
+
+    // MARK: rpc
+
+    private func callFunction(_ name: String, schema: String, cache: SchemaCache, request: PluginRequest, role: RequestRole) async throws -> PluginResponse {
+        let candidates = cache.functions[schema + "." + name] ?? []
+        var arguments: [String: Any] = [:]
+        var query: RestQuery
+        let argumentNames = Set(candidates.flatMap { $0.arguments.map(\.name) })
+        if request.method == "POST" {
+            if !request.body.isEmpty {
+                guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+                    throw RestResponse(RestError.response(status: 400, code: "PGRST102", message: "Invalid body", details: "send the function's arguments as a JSON object"))
+                }
+                arguments = object
+            }
+            query = try RestQuery.parse(request.query)
+        } else {
+            query = try RestQuery.parse(request.query, treatAsArguments: argumentNames)
+            for (key, value) in query.raw { arguments[key] = value }
+        }
+        let provided = Set(arguments.keys)
+        guard let function = candidates.first(where: { function in
+            let all = Set(function.arguments.map(\.name))
+            let required = Set(function.arguments.filter { !$0.hasDefault }.map(\.name))
+            return required.isSubset(of: provided) && provided.isSubset(of: all)
+        }) else {
+            throw RestResponse(RestError.response(
+                status: 404, code: "PGRST202",
+                message: "Could not find the function \(schema).\(name)(\(provided.sorted().joined(separator: ", "))) in the schema cache",
+                hint: candidates.isEmpty ? nil : "the function exists with arguments: " + candidates.map { "(" + $0.arguments.map(\.name).joined(separator: ", ") + ")" }.joined(separator: " or ")))
+        }
+        var sql = RestSQL(cache: cache)
+        var callArguments: [String] = []
+        for argument in function.arguments where provided.contains(argument.name) {
+            let value = arguments[argument.name]
+            callArguments.append(SQL.ident(argument.name) + " => " + sql.bind(Self.text(of: value, type: argument.type)) + "::" + argument.type)
+        }
+        let call = function.qualified + "(" + callArguments.joined(separator: ", ") + ")"
+        let singular = singular(request)
+        let statement: String
+        if function.returnsRows || function.returnsSet {
+            let rowTable = cache.table(schema, function.returnType.replacingOccurrences(of: "\"", with: ""))
+                ?? SchemaCache.Table(schema: schema, name: name, isView: false, columns: [], primaryKey: [])
+            var inner: [String] = []
+            let list = function.returnsRows
+                ? try sql.selectList(query.select, table: rowTable, alias: "t0", embeddedConditions: query.embeddedConditions, innerJoins: &inner)
+                : "\"t0\""
+            var whereParts: [String] = []
+            if !query.conditions.isEmpty { whereParts.append(try sql.conditions(query.conditions, on: "t0")) }
+            whereParts += inner.map { $0 + " IS NOT NULL" }
+            var page = "SELECT " + list + " FROM " + call + " AS \"t0\"" + (whereParts.isEmpty ? "" : " WHERE " + whereParts.joined(separator: " AND "))
+                + sql.orderBy(query.order, on: "t0")
+            if let limit = query.limit { page += " LIMIT " + sql.bind(String(limit)) }
+            if let offset = query.offset { page += " OFFSET " + sql.bind(String(offset)) }
+            let asObject = singular || !function.returnsSet
+            let aggregate = asObject ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
+            let selectValue = function.returnsRows ? "\"_r\"" : "\"_r\".\"t0\""
+            statement = "SELECT NULL::bigint, count(\"_r\"), " + aggregate.replacingOccurrences(of: "json_agg(\"_r\")", with: "json_agg(" + selectValue + ")")
+                + " FROM (" + page + ") AS \"_r\""
+            let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: false)
+            if !function.returnsSet && !singular {
+                let body = result.rows.first?[2] ?? "null"
+                return PluginResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Array((body).utf8))
+            }
+            return respond(result, status: 200, request: request, offset: query.offset ?? 0, singular: singular, includeBody: request.method != "HEAD")
+        }
+        statement = "SELECT NULL::bigint, 1, to_json(" + call + ")::text"
+        let result = try await run(statement, sql.parameters, role: role, singular: false, rollback: false)
+        return PluginResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Array((result.rows.first?[2] ?? "null").utf8))
+    }
+
+    /// A JSON argument as the text Postgres parses for `type` (arrays become array literals).
+    static func text(of value: Any?, type: String) -> String? {
+        switch value {
+        case nil, is NSNull: return nil
+        case let string as String: return string
+        case let number as NSNumber:
+            if String(cString: number.objCType) == "c" { return number.boolValue ? "true" : "false" }
+            return number.stringValue
+        case let array as [Any] where type.hasSuffix("[]"):
+            return "{" + array.map { element -> String in
+                guard let text = text(of: element, type: String(type.dropLast(2))) else { return "NULL" }
+                return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+            }.joined(separator: ",") + "}"
+        default:
+            return (try? JSONSerialization.data(withJSONObject: value!, options: [.fragmentsAllowed])).map { String(decoding: $0, as: UTF8.self) }
+        }
+    }
+}
+
+/// A finished response thrown from deep inside request handling.
+struct RestResponse: Error {
+    var response: PluginResponse
+    init(_ response: PluginResponse) { self.response = response }
+}
