@@ -77,15 +77,23 @@ let package = Package(
             name: "meltybase",
             dependencies: [
                 "Kernel",
+                "PortalDatabaseCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/meltybase",
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .target(
+            name: "PortalDatabaseCore",
+            dependencies: ["CLibPQ", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Plugins/Database/Core",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        .target(
             name: "DatabasePlugin",
-            dependencies: ["MeltyPluginSDK", "CLibPQ", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["MeltyPluginSDK", "PortalDatabaseCore", "CLibPQ", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
             path: "Plugins/Database",
+            exclude: ["Core"],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .target(

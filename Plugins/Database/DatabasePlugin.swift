@@ -1,4 +1,5 @@
 import Foundation
+import PortalDatabaseCore
 import MeltyPluginSDK
 
 /// The Database plugin: one Postgres database per portal with a PostgREST-compatible REST

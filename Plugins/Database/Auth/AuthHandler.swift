@@ -1,6 +1,7 @@
 import Crypto
 import CSodium
 import Foundation
+import PortalDatabaseCore
 import MeltyPluginSDK
 
 /// `/auth/v1`: GoTrue's dialect for a portal's users. Users, sessions, refresh tokens and

@@ -1,4 +1,5 @@
 import Foundation
+import PortalDatabaseCore
 import MeltyPluginSDK
 
 /// `POST /sql/v1/query {"query": "..."}`: runs SQL as the portal's owner role (never a

@@ -1,4 +1,5 @@
 import Foundation
+import PortalDatabaseCore
 
 /// Why the pool could not run a job; both map to 503 with `Retry-After`.
 enum PoolError: Error, CustomStringConvertible {

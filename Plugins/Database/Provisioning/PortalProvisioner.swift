@@ -1,4 +1,5 @@
 import Foundation
+import PortalDatabaseCore
 
 /// Creates what a portal's database needs, idempotently and safely from several kernels
 /// at once: the cluster-wide roles `anon`, `authenticated`, `service_role` and the login
@@ -7,23 +8,10 @@ import Foundation
 /// and GoTrue's tables; default grants; and an event trigger that announces DDL so the
 /// schema cache reloads.
 enum PortalProvisioner {
-    /// Postgres identifiers are at most 63 bytes: long portal names keep a hash suffix.
-    static func name(_ prefix: String, _ portal: String) -> String {
-        let full = prefix + portal
-        if full.utf8.count <= 63 { return full }
-        var hash: UInt64 = 1469598103934665603
-        for byte in portal.utf8 { hash = (hash ^ UInt64(byte)) &* 1099511628211 }
-        return prefix + String(portal.prefix(40)) + "_" + String(hash, radix: 16)
-    }
-
-    static func databaseName(_ portal: String) -> String { name("mb_", portal) }
-    static func ownerRole(_ portal: String) -> String { name("mb_owner_", portal) }
-
-    /// Conninfo of the portal database as `user` (defaults to the kernel's role).
+    static func databaseName(_ portal: String) -> String { PortalDatabaseNames.database(portal) }
+    static func ownerRole(_ portal: String) -> String { PortalDatabaseNames.owner(portal) }
     static func conninfo(_ system: String, portal: String, user: String? = nil) -> String {
-        var overrides = ["dbname": databaseName(portal), "application_name": "meltybase-database"]
-        if let user { overrides["user"] = user }
-        return Conninfo.derive(system, overrides: overrides)
+        PortalDatabaseNames.conninfo(system, portal: portal, user: user)
     }
 
     /// Provisions `portal` over the kernel's system connection `systemConninfo`.
@@ -132,6 +120,8 @@ enum PortalProvisioner {
             checksum text NOT NULL,
             applied_at timestamptz NOT NULL DEFAULT now()
         );
+        GRANT USAGE ON SCHEMA meltybase_internal TO \(owner);
+        GRANT SELECT, INSERT ON meltybase_internal.migrations TO \(owner);
         CREATE OR REPLACE FUNCTION meltybase_internal.announce_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
           $f$ BEGIN NOTIFY pgrst, 'reload schema'; END $f$;
         DO $d$ BEGIN

@@ -1,4 +1,5 @@
 import Foundation
+import PortalDatabaseCore
 import MeltyPluginSDK
 
 /// PostgREST's error body `{code, message, details, hint}` with its HTTP status mapping.

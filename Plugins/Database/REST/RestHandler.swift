@@ -1,4 +1,5 @@
 import Foundation
+import PortalDatabaseCore
 import MeltyPluginSDK
 
 /// Who a request runs as: the database role from the verified JWT and its claims, set for

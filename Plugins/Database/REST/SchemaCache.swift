@@ -1,4 +1,5 @@
 import Foundation
+import PortalDatabaseCore
 
 /// What the REST layer knows about the exposed schemas: tables and views with their
 /// columns, keys and foreign keys, and functions for `/rpc`. Loaded from the catalogs and

@@ -7,7 +7,8 @@ import Logging
 /// is reopened after Postgres restarts, and a call made while it is down throws
 /// ``PostgresError`` (the gateway turns that into a 503).
 public final class SystemDatabase: @unchecked Sendable {
-    private let conninfo: String
+    /// The libpq conninfo (or URL) of the system database.
+    public let conninfo: String
     private let queue = DispatchQueue(label: "meltybase.system-database")
     private var connection: PostgresConnection?
 

@@ -1,45 +1,46 @@
 import CLibPQ
 import Foundation
 
-/// A failure reported by Postgres or libpq, with every field the server sent.
-struct PGError: Error, CustomStringConvertible {
-    /// SQLSTATE (`23505`), nil for connection-level failures (libpq could not reach the server).
-    var sqlState: String?
-    var message: String
-    var detail: String?
-    var hint: String?
-    /// 1-based character position in the statement, when the server gave one.
-    var position: Int?
 
-    var description: String { sqlState.map { "\(message) (SQLSTATE \($0))" } ?? message }
+/// A failure reported by Postgres or libpq, with every field the server sent.
+public struct PGError: Error, CustomStringConvertible {
+    /// SQLSTATE (`23505`), nil for connection-level failures (libpq could not reach the server).
+    public var sqlState: String?
+    public var message: String
+    public var detail: String?
+    public var hint: String?
+    /// 1-based character position in the statement, when the server gave one.
+    public var position: Int?
+
+    public var description: String { sqlState.map { "\(message) (SQLSTATE \($0))" } ?? message }
 
     /// True when the server is unreachable (no SQLSTATE, or class 08 / 57P0x shutdown).
-    var isConnectionFailure: Bool {
+    public var isConnectionFailure: Bool {
         guard let sqlState else { return true }
         return sqlState.hasPrefix("08") || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
     }
 }
 
 /// Rows of a completed statement in libpq's text format.
-struct PGResult {
-    var columns: [String]
+public struct PGResult {
+    public var columns: [String]
     /// Type OIDs aligned with `columns`.
-    var types: [UInt32]
-    var rows: [[String?]]
-    var commandTag: String
+    public var types: [UInt32]
+    public var rows: [[String?]]
+    public var commandTag: String
 
     /// The first column of the first row.
-    var scalar: String? { rows.first?.first ?? nil }
+    public var scalar: String? { rows.first?.first ?? nil }
 }
 
 /// One blocking libpq connection; not thread-safe (the pool hands it to one job at a time).
-final class PGConnection {
+public final class PGConnection {
     private var connection: OpaquePointer?
-    let conninfo: String
+    public let conninfo: String
     /// Statements prepared on this connection, by SQL text (the prepared-statement cache).
     private var prepared: [String: String] = [:]
 
-    init(conninfo: String) throws {
+    public init(conninfo: String) throws {
         self.conninfo = conninfo
         connection = PQconnectdb(conninfo)
         guard let connection, PQstatus(connection) == CONNECTION_OK else {
@@ -53,10 +54,10 @@ final class PGConnection {
 
     deinit { if let connection { PQfinish(connection) } }
 
-    var isHealthy: Bool { connection.map { PQstatus($0) == CONNECTION_OK } ?? false }
+    public var isHealthy: Bool { connection.map { PQstatus($0) == CONNECTION_OK } ?? false }
 
     /// Whether a transaction is open (idle in transaction or failed in one).
-    var inTransaction: Bool {
+    public var inTransaction: Bool {
         guard let connection else { return false }
         let status = PQtransactionStatus(connection)
         return status == PQTRANS_INTRANS || status == PQTRANS_INERROR
@@ -65,7 +66,7 @@ final class PGConnection {
     /// Runs one statement with text parameters `$1...` of unknown type (Postgres infers
     /// each from its use, as PostgREST's bound values are). Values are never interpolated.
     @discardableResult
-    func query(_ sql: String, _ parameters: [String?] = []) throws -> PGResult {
+    public func query(_ sql: String, _ parameters: [String?] = []) throws -> PGResult {
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         let copies: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.map { strdup($0) } }
         defer { copies.forEach { free($0) } }
@@ -79,7 +80,7 @@ final class PGConnection {
     /// A plan invalidated by DDL (SQLSTATE 0A000 "cached plan must not change result type")
     /// is prepared again once.
     @discardableResult
-    func preparedQuery(_ sql: String, _ parameters: [String?]) throws -> PGResult {
+    public func preparedQuery(_ sql: String, _ parameters: [String?]) throws -> PGResult {
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         for attempt in 0..<2 {
             let name: String
@@ -110,17 +111,17 @@ final class PGConnection {
     }
 
     /// The schema generation this connection's prepared statements were made under.
-    var schemaGeneration = 0
+    public var schemaGeneration = 0
 
     /// Forgets every prepared statement (the schema changed).
-    func resetPrepared(generation: Int) {
+    public func resetPrepared(generation: Int) {
         if !prepared.isEmpty { _ = try? query("DEALLOCATE ALL") }
         prepared.removeAll()
         schemaGeneration = generation
     }
 
     /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it throws or asks to.
-    func transaction<T>(_ body: (PGConnection) throws -> (value: T, commit: Bool)) throws -> T {
+    public func transaction<T>(_ body: (PGConnection) throws -> (value: T, commit: Bool)) throws -> T {
         try preparedQuery("BEGIN", [])
         do {
             let outcome = try body(self)
@@ -134,7 +135,7 @@ final class PGConnection {
 
     /// Runs a script of `;`-separated statements without parameters; returns the last result.
     @discardableResult
-    func execute(_ script: String) throws -> PGResult {
+    public func execute(_ script: String) throws -> PGResult {
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         guard PQsendQuery(connection, script) == 1 else {
             throw PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection)))
@@ -155,7 +156,7 @@ final class PGConnection {
     }
 
     /// Waits up to `timeout` seconds for notifications on the channels this connection listens to.
-    func notifications(timeout: Double) throws -> [String] {
+    public func notifications(timeout: Double) throws -> [String] {
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         var descriptor = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
         _ = poll(&descriptor, 1, Int32(timeout * 1000))
@@ -198,9 +199,9 @@ final class PGConnection {
 }
 
 /// Builds libpq conninfo strings from another one, overriding keys (dbname, user).
-enum Conninfo {
+public enum Conninfo {
     /// `base` (key=value or URI) with `overrides` applied, as a key=value string.
-    static func derive(_ base: String, overrides: [String: String]) -> String {
+    public static func derive(_ base: String, overrides: [String: String]) -> String {
         var options: [(String, String)] = []
         var error: UnsafeMutablePointer<CChar>?
         if let parsed = PQconninfoParse(base, &error) {
@@ -223,9 +224,9 @@ enum Conninfo {
 }
 
 /// SQL text helpers: identifiers are always quoted, literals only where Postgres cannot bind.
-enum SQL {
+public enum SQL {
     /// `"name"` with embedded quotes doubled.
-    static func ident(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+    public static func ident(_ name: String) -> String { "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
     /// `'text'` with quotes doubled (only for DDL, where parameters are not allowed).
-    static func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
+    public static func literal(_ text: String) -> String { "'" + text.replacingOccurrences(of: "'", with: "''") + "'" }
 }
