@@ -1,0 +1,97 @@
+"""Fixtures for the Database plugin's integration tests (see dbkit.py).
+
+- `kernel` (session): one `meltybase serve` with the Database plugin, embedded
+  Postgres and Redis in a fresh temporary data directory, its log in
+  <tmp>/kernel.log (the path is printed when a test fails; KEEP_TMP=1 keeps it).
+- `new_portal` (session): factory, `new_portal()` creates a fresh portal with a
+  unique name and returns a `dbkit.Portal` (base URL, anon and service_role keys).
+- `portal` (module): one fresh portal per test module.
+- `sql` (module): `sql(query)` runs SQL through the module portal's console.
+- `kernel_factory` (function): kernels of their own, for tests that break one
+  (test_outage.py).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dbkit  # noqa: E402
+
+
+def _start_kernel() -> dbkit.Kernel:
+    try:
+        return dbkit.Kernel()
+    except dbkit.SetupError as error:
+        pytest.fail(f"cannot start the kernel with the Database plugin: {error}", pytrace=False)
+
+
+def _stop_kernel(kernel: dbkit.Kernel) -> list[str]:
+    code = kernel.stop()
+    failures = []
+    if code not in (0, -15):
+        failures.append(f"meltybase exited with {code}; log {kernel.log_path}:\n{kernel.log_tail()}")
+    if "Fatal error:" in kernel.log_text():
+        failures.append(f"the kernel log shows a crash; log {kernel.log_path}:\n{kernel.log_tail()}")
+    if not failures:
+        kernel.cleanup()
+    return failures
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    started = _start_kernel()
+    yield started
+    failures = _stop_kernel(started)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.fixture(scope="session")
+def new_portal(kernel):
+    def create(prefix: str = "db") -> dbkit.Portal:
+        try:
+            return kernel.create_portal(prefix)
+        except dbkit.SetupError as error:
+            pytest.fail(f"cannot create a portal: {error}", pytrace=False)
+
+    return create
+
+
+@pytest.fixture(scope="module")
+def portal(new_portal):
+    return new_portal()
+
+
+@pytest.fixture(scope="module")
+def sql(portal):
+    return portal.sql
+
+
+@pytest.fixture
+def kernel_factory():
+    started: list[dbkit.Kernel] = []
+
+    def start() -> dbkit.Kernel:
+        one = _start_kernel()
+        started.append(one)
+        return one
+
+    yield start
+    failures = []
+    for one in started:
+        failures += _stop_kernel(one)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "kernel" in item.fixturenames:
+        session_kernel = item.funcargs.get("kernel")
+        if session_kernel is not None:
+            report.sections.append(("kernel log", f"{session_kernel.log_path} (last lines)\n{session_kernel.log_tail(3000)}"))
