@@ -288,9 +288,10 @@ final class AuthHandler: @unchecked Sendable {
 
     private func logout(_ user: UserSession, scope: String) async throws -> PluginResponse {
         let condition: String
+        // Every form names both parameters ($2 may be unused), so one bind fits all.
         switch scope {
-        case "global": condition = "user_id = $1::uuid"
-        case "local": condition = "id = $2::uuid"
+        case "global": condition = "user_id = $1::uuid AND $2::uuid IS NOT NULL"
+        case "local": condition = "user_id = $1::uuid AND id = $2::uuid"
         case "others": condition = "user_id = $1::uuid AND id <> $2::uuid"
         default: throw AuthFailure(status: 400, code: "validation_failed", message: "scope must be global, local or others")
         }
@@ -338,7 +339,7 @@ final class AuthHandler: @unchecked Sendable {
         components.path = "/" + issuer + ":" + email
         components.queryItems = [.init(name: "secret", value: secret), .init(name: "issuer", value: issuer)]
         return .json([
-            "id": factorID, "type": "totp", "friendly_name": friendly ?? NSNull(),
+            "id": factorID, "type": "totp", "friendly_name": friendly ?? "",
             "totp": ["qr_code": "", "secret": secret, "uri": components.string ?? ""],
         ] as [String: Any])
     }

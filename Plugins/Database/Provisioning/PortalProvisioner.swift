@@ -113,6 +113,8 @@ enum PortalProvisioner {
             created_at timestamptz NOT NULL DEFAULT now(),
             verified_at timestamptz
         );
+        -- The owner sees its users, as Supabase's SQL editor does.
+        GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA auth TO \(owner);
         CREATE SCHEMA IF NOT EXISTS meltybase_internal;
         REVOKE ALL ON SCHEMA meltybase_internal FROM PUBLIC;
         CREATE TABLE IF NOT EXISTS meltybase_internal.migrations (

@@ -17,6 +17,7 @@ struct Preferences {
     var count: String?
     var resolution: String?
     var rollback = false
+    var missingDefault = false
 
     init(_ header: String?) {
         for part in (header ?? "").split(separator: ",") {
@@ -27,6 +28,7 @@ struct Preferences {
             case "count=exact", "count=planned", "count=estimated": count = String(item.dropFirst(6))
             case "resolution=merge-duplicates", "resolution=ignore-duplicates": resolution = String(item.dropFirst(11))
             case "tx=rollback": rollback = true
+            case "missing=default": missingDefault = true
             default: break
             }
         }
@@ -148,7 +150,7 @@ final class RestHandler: @unchecked Sendable {
         let preferences = Preferences(request.header("prefer"))
         let alias = "t0"
         var inner: [String] = []
-        let list = try sql.selectList(query.select, table: table, alias: alias, embeddedConditions: query.embeddedConditions, innerJoins: &inner)
+        let list = try sql.selectList(query.select, table: table, alias: alias, embeds: query, innerJoins: &inner)
         var whereParts: [String] = []
         if !query.conditions.isEmpty { whereParts.append(try sql.conditions(query.conditions, on: alias)) }
         whereParts += inner.map { $0 + " IS NOT NULL" }
@@ -248,9 +250,21 @@ final class RestHandler: @unchecked Sendable {
         }
         var sql = RestSQL(cache: cache)
         let columns = body.columns.map(SQL.ident).joined(separator: ", ")
-        let records = "json_populate_recordset(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json)"
+        let records = preferences.missingDefault ? "" : "json_populate_recordset(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json)"
         var statement = "INSERT INTO " + table.qualified + " AS \"_t\" "
-        statement += body.columns.isEmpty ? "DEFAULT VALUES" : "(" + columns + ") SELECT " + columns + " FROM " + records
+        if body.columns.isEmpty {
+            statement += "DEFAULT VALUES"
+        } else if preferences.missingDefault {
+            // Keys missing from a row take the column default, not NULL.
+            let values = body.columns.map { name -> String in
+                let fallback = table.column(name)?.defaultExpression ?? "NULL"
+                return "CASE WHEN \"_x\".\"j\" ? " + SQL.literal(name) + " THEN (\"_x\".\"p\")." + SQL.ident(name) + " ELSE " + fallback + " END"
+            }
+            statement += "(" + columns + ") SELECT " + values.joined(separator: ", ") + " FROM (SELECT \"_e\"::jsonb AS \"j\", json_populate_record(NULL::"
+                + table.qualified + ", \"_e\") AS \"p\" FROM json_array_elements(" + sql.bind(body.json) + "::json) AS \"_e\") AS \"_x\""
+        } else {
+            statement += "(" + columns + ") SELECT " + columns + " FROM " + records
+        }
         if let resolution = preferences.resolution {
             let target = query.onConflict ?? table.primaryKey
             guard !target.isEmpty else {
@@ -304,7 +318,7 @@ final class RestHandler: @unchecked Sendable {
         let singular = singular(request)
         if preferences.returnRepresentation || singular {
             var inner: [String] = []
-            let list = try sql.selectList(query.select, table: table, alias: "t0", embeddedConditions: query.embeddedConditions, innerJoins: &inner)
+            let list = try sql.selectList(query.select, table: table, alias: "t0", embeds: query, innerJoins: &inner)
             let aggregate = singular ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
             let statement = "WITH \"t0\" AS (" + mutation + " RETURNING \"_t\".*) SELECT NULL::bigint, count(\"_r\"), " + aggregate
                 + " FROM (SELECT " + list + " FROM \"t0\"" + sql.orderBy(query.order, on: "t0") + ") AS \"_r\""
@@ -322,7 +336,8 @@ final class RestHandler: @unchecked Sendable {
             }
         }
         let affected = Int(result.commandTag.split(separator: " ").last ?? "0") ?? 0
-        let range = affected == 0 ? "*/*" : "0-\(affected - 1)/*"
+        let total = preferences.count != nil ? String(affected) : "*"
+        let range = affected == 0 ? "*/\(total)" : "0-\(affected - 1)/\(total)"
         return PluginResponse(status: createdStatus == 201 ? 201 : 204, headers: [("content-range", range)])
     }
 
@@ -370,7 +385,7 @@ final class RestHandler: @unchecked Sendable {
                 ?? SchemaCache.Table(schema: schema, name: name, isView: false, columns: [], primaryKey: [])
             var inner: [String] = []
             let list = function.returnsRows
-                ? try sql.selectList(query.select, table: rowTable, alias: "t0", embeddedConditions: query.embeddedConditions, innerJoins: &inner)
+                ? try sql.selectList(query.select, table: rowTable, alias: "t0", embeds: query, innerJoins: &inner)
                 : "\"t0\""
             var whereParts: [String] = []
             if !query.conditions.isEmpty { whereParts.append(try sql.conditions(query.conditions, on: "t0")) }

@@ -146,9 +146,7 @@ indirect enum RestCondition {
                 }
                 let field = try FieldPath.parse(String(part[..<dot]))
                 var filter = try RestFilter.parse(field: field, expression: String(part[part.index(after: dot)...]))
-                if filter.op != "in", filter.value.count >= 2, filter.value.hasPrefix("\""), filter.value.hasSuffix("\"") {
-                    filter.value = String(filter.value.dropFirst().dropLast()).replacingOccurrences(of: "\\\"", with: "\"")
-                }
+                if filter.op != "in" { filter.value = RestSplit.unquote(filter.value) }
                 items.append(.filter(filter))
             }
         }
@@ -264,59 +262,86 @@ enum RestSelectParser {
                 }
             }
             let field = parts.joined(separator: ".")
-            guard !field.isEmpty, !field.contains("(") else { throw RestParseError(message: "failed to parse order (\(text))", details: "\"\(term)\" is not column[.asc|.desc][.nullsfirst|.nullslast]") }
+            guard !field.isEmpty, !field.contains("("), parts.count == 1 || field.contains("->") else { throw RestParseError(message: "failed to parse order (\(text))", details: "\"\(term)\" is not column[.asc|.desc][.nullsfirst|.nullslast]") }
             return RestOrder(field: try FieldPath.parse(field), descending: descending, nulls: nulls)
         }
     }
 }
 
-/// Splitting that respects parentheses and double quotes.
+/// Splitting that respects parentheses, braces and double quotes (a backslash inside
+/// quotes escapes the next character, as in PostgREST).
 enum RestSplit {
     static func topLevel(_ text: String, separator: Character) throws -> [String] {
         var parts: [String] = []
         var current = ""
         var depth = 0
         var quoted = false
-        var previous: Character = " "
+        var escaped = false
         for character in text {
-            if character == "\"" && previous != "\\" { quoted.toggle() }
+            if escaped {
+                escaped = false
+                current.append(character)
+                continue
+            }
+            if quoted && character == "\\" {
+                escaped = true
+                current.append(character)
+                continue
+            }
+            if character == "\"" { quoted.toggle() }
             if !quoted {
-                if character == "(" { depth += 1 }
-                if character == ")" {
+                if character == "(" || character == "{" { depth += 1 }
+                if character == ")" || character == "}" {
                     depth -= 1
                     if depth < 0 { throw RestParseError(message: "unbalanced parentheses in \"\(text)\"") }
                 }
                 if character == separator && depth == 0 {
                     parts.append(current)
                     current = ""
-                    previous = character
                     continue
                 }
             }
             current.append(character)
-            previous = character
         }
         if depth != 0 || quoted { throw RestParseError(message: "unbalanced parentheses or quotes in \"\(text)\"") }
         parts.append(current)
         return parts
     }
 
-    /// Index of the first `character` outside quotes and parentheses.
+    /// Index of the first `character` outside quotes, parentheses and braces.
     static func firstTopLevel(_ text: String, _ character: Character) -> String.Index? {
         var depth = 0
         var quoted = false
+        var escaped = false
         var index = text.startIndex
         while index < text.endIndex {
             let current = text[index]
-            if current == "\"" { quoted.toggle() }
-            if !quoted {
-                if current == character && depth == 0 { return index }
-                if current == "(" { depth += 1 }
-                if current == ")" { depth -= 1 }
+            if escaped {
+                escaped = false
+            } else if quoted && current == "\\" {
+                escaped = true
+            } else {
+                if current == "\"" { quoted.toggle() }
+                if !quoted {
+                    if current == character && depth == 0 { return index }
+                    if current == "(" || current == "{" { depth += 1 }
+                    if current == ")" || current == "}" { depth -= 1 }
+                }
             }
             index = text.index(after: index)
         }
         return nil
+    }
+
+    /// `"a\"b"` → `a"b`: strips surrounding quotes and resolves backslash escapes.
+    static func unquote(_ text: String) -> String {
+        guard text.count >= 2, text.hasPrefix("\""), text.hasSuffix("\"") else { return text }
+        var output = ""
+        var escaped = false
+        for character in text.dropFirst().dropLast() {
+            if escaped { output.append(character); escaped = false } else if character == "\\" { escaped = true } else { output.append(character) }
+        }
+        return output
     }
 
     /// `(a,"b,c")` or `{a,b}` as a Postgres array literal `{"a","b,c"}`.
@@ -329,8 +354,7 @@ enum RestSplit {
         let inner = String(trimmed.dropFirst().dropLast())
         if inner.trimmingCharacters(in: .whitespaces).isEmpty { return "{}" }
         let items = try topLevel(inner, separator: ",").map { item -> String in
-            var value = item
-            if value.count >= 2, value.hasPrefix("\""), value.hasSuffix("\"") { value = String(value.dropFirst().dropLast()).replacingOccurrences(of: "\\\"", with: "\"") }
+            let value = unquote(item)
             return "\"" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
         }
         return "{" + items.joined(separator: ",") + "}"
@@ -344,6 +368,10 @@ struct RestQuery {
     var conditions: [RestCondition] = []
     /// Conditions on embedded resources, by embed path (`author`, `author.books`).
     var embeddedConditions: [String: [RestCondition]] = [:]
+    /// `embed.order=`, `embed.limit=`, `embed.offset=` by embed path.
+    var embeddedOrder: [String: [RestOrder]] = [:]
+    var embeddedLimit: [String: Int] = [:]
+    var embeddedOffset: [String: Int] = [:]
     var order: [RestOrder] = []
     var limit: Int?
     var offset: Int?
@@ -393,8 +421,13 @@ struct RestQuery {
                     let last = String(key[key.index(after: dot)...])
                     if last == "or" || last == "and" {
                         result.embeddedConditions[path, default: []].append(try RestCondition.parseGroup(isAnd: last == "and", negated: false, text: value))
-                    } else if ["order", "limit", "offset", "select"].contains(last) {
-                        throw RestParseError(message: "\"\(key)\" is not supported", details: "order, limit and offset apply to the top-level resource only")
+                    } else if last == "order" {
+                        result.embeddedOrder[path] = try RestSelectParser.order(value)
+                    } else if last == "limit" || last == "offset" {
+                        guard let number = Int(value), number >= 0 else { throw RestParseError(message: "\"\(key)\" must be a non-negative integer, got \"\(value)\"") }
+                        if last == "limit" { result.embeddedLimit[path] = number } else { result.embeddedOffset[path] = number }
+                    } else if last == "select" {
+                        throw RestParseError(message: "\"\(key)\" is not supported", details: "select embedded columns inside select=, e.g. select=*,\(path)(col)")
                     } else {
                         result.embeddedConditions[path, default: []].append(.filter(try RestFilter.parse(field: try FieldPath.parse(last), expression: value)))
                     }

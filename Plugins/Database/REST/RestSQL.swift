@@ -86,7 +86,7 @@ struct RestSQL {
 
     /// The select list for `table` under `alias`, with embedded subqueries.
     mutating func selectList(_ items: [RestSelectItem], table: SchemaCache.Table, alias: String,
-                             embeddedConditions: [String: [RestCondition]], path: String = "", innerJoins: inout [String]) throws -> String {
+                             embeds: RestQuery, path: String = "", innerJoins: inout [String]) throws -> String {
         var parts: [String] = []
         for item in items {
             switch item {
@@ -97,7 +97,7 @@ struct RestSQL {
                 if let cast { expression = "(" + expression + ")::" + cast }
                 parts.append(expression + " AS " + SQL.ident(fieldAlias ?? field.defaultAlias))
             case .embed(let embed):
-                let (subquery, isInner) = try embedded(embed, parent: table, parentAlias: alias, embeddedConditions: embeddedConditions,
+                let (subquery, isInner) = try embedded(embed, parent: table, parentAlias: alias, embeds: embeds,
                                                         path: path.isEmpty ? embed.outputName : path + "." + embed.outputName)
                 parts.append(subquery + " AS " + SQL.ident(embed.outputName))
                 if isInner { innerJoins.append(subquery) }
@@ -168,11 +168,11 @@ struct RestSQL {
     }
 
     private mutating func embedded(_ embed: RestEmbed, parent: SchemaCache.Table, parentAlias: String,
-                                   embeddedConditions: [String: [RestCondition]], path: String) throws -> (String, Bool) {
+                                   embeds: RestQuery, path: String) throws -> (String, Bool) {
         let (target, relation) = try relationship(embed, parent: parent)
         let alias = nextAlias()
         var inner: [String] = []
-        let list = try selectList(embed.items, table: target, alias: alias, embeddedConditions: embeddedConditions, path: path, innerJoins: &inner)
+        let list = try selectList(embed.items, table: target, alias: alias, embeds: embeds, path: path, innerJoins: &inner)
         var whereParts: [String] = []
         var from = target.qualified + " AS " + SQL.ident(alias)
         func pairs(_ left: [String], _ leftAlias: String, _ right: [String], _ rightAlias: String) -> String {
@@ -192,9 +192,14 @@ struct RestSQL {
             whereParts.append(pairs(toParent.columns, junctionAlias, toParent.foreignColumns, parentAlias))
             many = true
         }
-        if let extra = embeddedConditions[path], !extra.isEmpty { whereParts.append(try conditions(extra, on: alias)) }
+        if let extra = embeds.embeddedConditions[path], !extra.isEmpty { whereParts.append(try conditions(extra, on: alias)) }
         for subquery in inner { whereParts.append(subquery + " IS NOT NULL") }
-        let row = "SELECT " + list + " FROM " + from + " WHERE " + whereParts.joined(separator: " AND ")
+        var row = "SELECT " + list + " FROM " + from + " WHERE " + whereParts.joined(separator: " AND ")
+        if many {
+            row += orderBy(embeds.embeddedOrder[path] ?? [], on: alias)
+            if let limit = embeds.embeddedLimit[path] { row += " LIMIT " + bind(String(limit)) }
+            if let offset = embeds.embeddedOffset[path] { row += " OFFSET " + bind(String(offset)) }
+        }
         let wrapped = SQL.ident("_" + alias)
         if many {
             let aggregate = "(SELECT coalesce(json_agg(" + wrapped + "), '[]') FROM (" + row + ") AS " + wrapped + ")"

@@ -11,6 +11,8 @@ struct SchemaCache: Sendable {
         var type: String
         var nullable: Bool
         var hasDefault: Bool
+        /// The column default as SQL (`pg_get_expr`), for `Prefer: missing=default`.
+        var defaultExpression: String? = nil
     }
 
     struct Table: Sendable {
@@ -61,10 +63,11 @@ struct SchemaCache: Sendable {
         let columns = try connection.query("""
             SELECT n.nspname, c.relname, c.relkind::text, a.attname, format_type(a.atttypid, a.atttypmod),
                    (NOT a.attnotnull)::text, (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::text,
-                   obj_description(c.oid, 'pg_class')
+                   obj_description(c.oid, 'pg_class'), pg_get_expr(d.adbin, d.adrelid)
             FROM pg_class c
             JOIN pg_namespace n ON n.oid = c.relnamespace
             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
             WHERE c.relkind IN ('r', 'v', 'm', 'f', 'p') AND n.nspname = ANY($1::text[])
             ORDER BY n.nspname, c.relname, a.attnum
             """, [list])
@@ -72,7 +75,8 @@ struct SchemaCache: Sendable {
             let key = (row[0] ?? "") + "." + (row[1] ?? "")
             var table = cache.tables[key] ?? Table(schema: row[0] ?? "", name: row[1] ?? "", isView: row[2] == "v" || row[2] == "m",
                                                    columns: [], primaryKey: [], comment: row[7])
-            table.columns.append(Column(name: row[3] ?? "", type: row[4] ?? "text", nullable: row[5] == "true", hasDefault: row[6] == "true"))
+            table.columns.append(Column(name: row[3] ?? "", type: row[4] ?? "text", nullable: row[5] == "true", hasDefault: row[6] == "true",
+                                        defaultExpression: row[8]))
             cache.tables[key] = table
         }
         let constraints = try connection.query("""
