@@ -56,6 +56,21 @@ public final class PGConnection {
 
     public var isHealthy: Bool { connection.map { PQstatus($0) == CONNECTION_OK } ?? false }
 
+    /// Whether the server is still there: reads what the socket holds without blocking, so a
+    /// connection whose server died (it sent a FATAL, or the socket closed) reports false.
+    public var isAlive: Bool {
+        guard let connection, PQstatus(connection) == CONNECTION_OK else { return false }
+        guard PQconsumeInput(connection) == 1, PQstatus(connection) == CONNECTION_OK else { return false }
+        // An idle connection has no results to read; one that has got an unsolicited
+        // error (e.g. "terminating connection due to unexpected postmaster exit").
+        if PQisBusy(connection) == 0, let result = PQgetResult(connection) {
+            PQclear(result)
+            while let more = PQgetResult(connection) { PQclear(more) }
+            return false
+        }
+        return true
+    }
+
     /// Whether a transaction is open (idle in transaction or failed in one).
     public var inTransaction: Bool {
         guard let connection else { return false }
@@ -67,6 +82,7 @@ public final class PGConnection {
     /// each from its use, as PostgREST's bound values are). Values are never interpolated.
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws -> PGResult {
+        commandsSent += 1
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         let copies: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.map { strdup($0) } }
         defer { copies.forEach { free($0) } }
@@ -81,6 +97,7 @@ public final class PGConnection {
     /// is prepared again once.
     @discardableResult
     public func preparedQuery(_ sql: String, _ parameters: [String?]) throws -> PGResult {
+        commandsSent += 1
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         for attempt in 0..<2 {
             let name: String
@@ -110,6 +127,12 @@ public final class PGConnection {
         throw PGError(sqlState: nil, message: "statement could not be prepared")
     }
 
+    /// Commands sent since the pool last handed the connection out: a failure on the first
+    /// one means nothing ran, so the job may safely run again on a fresh connection.
+    public var commandsSent = 0
+    /// Whether the pool handed this connection out before (it may have gone stale).
+    public var reused = false
+
     /// The schema generation this connection's prepared statements were made under.
     public var schemaGeneration = 0
 
@@ -136,6 +159,7 @@ public final class PGConnection {
     /// Runs a script of `;`-separated statements without parameters; returns the last result.
     @discardableResult
     public func execute(_ script: String) throws -> PGResult {
+        commandsSent += 1
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         guard PQsendQuery(connection, script) == 1 else {
             throw PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection)))

@@ -45,12 +45,39 @@ final class ConnectionPool: @unchecked Sendable {
     /// Runs `body` with a connection of its own; throws ``PoolError`` or the body's error.
     func run<T>(_ body: @escaping (PGConnection) throws -> T) async throws -> T {
         try await acquireSlot()
-        let connection: PGConnection
+        var connection: PGConnection
         do {
             connection = try await onQueue { [self] in try self.checkout() }
         } catch {
             releaseSlot(nil)
             throw error
+        }
+        // A reused connection whose server died fails on its first command, before anything
+        // ran: run the job again, once, on a new connection.
+        if connection.reused {
+            do {
+                let value = try await onQueue { try body(connection) }
+                releaseSlot(connection)
+                return value
+            } catch let error as PGError where error.isConnectionFailure && connection.commandsSent <= 1 {
+                lock.withLock { idle.removeAll() }
+                do {
+                    connection = try await onQueue { [self] in try self.checkout() }
+                } catch {
+                    releaseSlot(nil)
+                    throw error
+                }
+            } catch let error as PGError {
+                releaseSlot(error.isConnectionFailure || !connection.isHealthy ? nil : connection)
+                if error.isConnectionFailure {
+                    lock.withLock { idle.removeAll() }
+                    throw PoolError.unavailable(error.message)
+                }
+                throw error
+            } catch {
+                releaseSlot(connection.isHealthy ? connection : nil)
+                throw error
+            }
         }
         do {
             let value = try await onQueue { try body(connection) }
@@ -59,7 +86,11 @@ final class ConnectionPool: @unchecked Sendable {
         } catch let error as PGError {
             // A broken connection is not reused; neither is one left inside a transaction.
             releaseSlot(error.isConnectionFailure || !connection.isHealthy ? nil : connection)
-            if error.isConnectionFailure { throw PoolError.unavailable(error.message) }
+            if error.isConnectionFailure {
+                // The server went away: every idle connection is as dead as this one.
+                lock.withLock { idle.removeAll() }
+                throw PoolError.unavailable(error.message)
+            }
             throw error
         } catch {
             releaseSlot(connection.isHealthy ? connection : nil)
@@ -120,7 +151,10 @@ final class ConnectionPool: @unchecked Sendable {
 
     private func checkout() throws -> PGConnection {
         let current = lock.withLock { generation }
-        if let connection = lock.withLock({ idle.popLast() }), connection.isHealthy {
+        while let connection = lock.withLock({ idle.popLast() }) {
+            guard connection.isAlive else { continue }
+            connection.commandsSent = 0
+            connection.reused = true
             if connection.schemaGeneration != current { connection.resetPrepared(generation: current) }
             return connection
         }
@@ -128,6 +162,7 @@ final class ConnectionPool: @unchecked Sendable {
             let connection = try PGConnection(conninfo: conninfo)
             connection.schemaGeneration = current
             try prepare(connection)
+            connection.commandsSent = 0
             return connection
         } catch let error as PGError {
             throw PoolError.unavailable(error.message)
