@@ -10,8 +10,9 @@ struct ConfigLoaderTests {
     func committedConfig() throws {
         let config = try loader.load(path: TestServices.repositoryRoot + "/plugins.toml")
         #expect(Array(config.plugins.map(\.name).prefix(2)) == ["echo-c", "echo-swift"])
-        #expect(Set(config.plugins.map(\.name)).isSuperset(of: ["database"]))
-        #expect(Set(config.portals.first?.plugins ?? []).isSuperset(of: ["echo-c", "echo-swift", "database"]))
+        #expect(config.plugins.map(\.name).contains("database"))
+        let demo = Set(config.portals.first?.plugins ?? [])
+        #expect(demo.isSuperset(of: ["echo-c", "echo-swift", "database"]))
         #expect(config.usesEmbeddedPostgres && config.usesEmbeddedRedis)
         #expect(config.listeners == [ListenerConfig(host: "127.0.0.1", port: 3000)])
         #expect(config.plugins[1].configJSON.contains("hello from Swift"))
