@@ -8,7 +8,8 @@
 - `portal` (module): one fresh portal per test module.
 - `sql` (module): `sql(query)` runs SQL through the module portal's console.
 - `kernel_factory` (function): kernels of their own, for tests that break one
-  (test_outage.py).
+  (test_outage.py); `kernel_factory(extra_toml)` appends to the config file.
+- `module_kernel_factory` (module): the same, shared by a module (test_config.py).
 """
 
 from __future__ import annotations
@@ -23,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dbkit  # noqa: E402
 
 
-def _start_kernel() -> dbkit.Kernel:
+def _start_kernel(extra_toml: str = "") -> dbkit.Kernel:
     try:
-        return dbkit.Kernel()
+        return dbkit.Kernel(extra_toml)
     except dbkit.SetupError as error:
         pytest.fail(f"cannot start the kernel with the Database plugin: {error}", pytrace=False)
 
@@ -75,8 +76,24 @@ def sql(portal):
 def kernel_factory():
     started: list[dbkit.Kernel] = []
 
-    def start() -> dbkit.Kernel:
-        one = _start_kernel()
+    def start(extra_toml: str = "") -> dbkit.Kernel:
+        one = _start_kernel(extra_toml)
+        started.append(one)
+        return one
+
+    yield start
+    failures = []
+    for one in started:
+        failures += _stop_kernel(one)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.fixture(scope="module")
+def module_kernel_factory():
+    started: list[dbkit.Kernel] = []
+
+    def start(extra_toml: str = "") -> dbkit.Kernel:
+        one = _start_kernel(extra_toml)
         started.append(one)
         return one
 

@@ -286,3 +286,18 @@ def test_unknown_column_in_filter_is_400(ops):
     response = ops.rest("GET", "ops", params={"select": "id", "nope": "eq.1"}, key=ops.anon)
     assert response.status_code == 400, describe(response)
     assert error_json(response).get("code") == "42703", describe(response)
+
+
+# --- JSON paths (docs/database.md: `data->a->>b` in filters, select and order) ----------
+
+
+def test_json_path_in_filter_select_and_order(ops):
+    response = ops.rest("GET", "ops", key=ops.anon, params={"select": "id", "meta->>k": "eq.1"})
+    assert response.status_code == 200 and ids_of(response.json()) == [1, 3], describe(response)
+    response = ops.rest("GET", "ops", key=ops.anon, params={"select": "id", "meta->t->>0": "eq.x"})
+    assert response.status_code == 200 and ids_of(response.json()) == [1], describe(response)
+    response = ops.rest("GET", "ops", key=ops.anon, params={"select": "id,meta->>k,kj:meta->k", "id": "in.(1,4)", "order": "id"})
+    assert response.status_code == 200, describe(response)
+    assert response.json() == [{"id": 1, "k": "1", "kj": 1}, {"id": 4, "k": None, "kj": None}], describe(response)
+    response = ops.rest("GET", "ops", key=ops.anon, params={"select": "id", "order": "meta->>k.desc.nullslast,id"})
+    assert response.status_code == 200 and [r["id"] for r in response.json()] == [5, 2, 1, 3, 4, 6], describe(response)

@@ -48,6 +48,14 @@ create function add_them(a int, b int) returns int language sql immutable as $$ 
 create function books_by(author int) returns setof books language sql stable
   as $$ select * from books where author_id = author order by id $$;
 create function hello() returns text language sql stable as $$ select 'hi'::text $$;
+create function author_of(book int) returns authors language sql stable
+  as $$ select a.* from authors a join books b on b.author_id = a.id where b.id = book $$;
+create function bump() returns int language sql volatile
+  as $$ insert into counters (id, label) values (777, 'bumped') returning id $$;
+create function total(vals int[]) returns int language sql immutable as $$ select sum(v)::int from unnest(vals) v $$;
+create function greet(name text, greeting text default 'hello') returns text language sql immutable
+  as $$ select greeting || ' ' || name $$;
+create view cheap_books as select id, title from books where price < 10;
 """
 
 
@@ -131,6 +139,22 @@ def test_embed_many_to_many_through_junction(db, client):
     assert labels == {1: ["history", "math"], 2: ["computing"], 3: ["computing"], 4: ["computing"], 5: []}
     data = client.table("tags").select("label, books(title)").eq("label", "computing").execute().data
     assert sorted(b["title"] for b in data[0]["books"]) == ["Awk", "Engines", "Unix"]
+
+
+def test_embed_with_filter_on_the_embedded_resource(db):
+    rows = ok_json(get(db, "authors", {"select": "name,books(title)", "books.price": "gt.6", "order": "id"}))
+    assert [(r["name"], sorted(b["title"] for b in r["books"])) for r in rows] == [
+        ("Ada", ["Analytical Notes"]), ("Brian", ["Unix"]), ("Cleo", [])]
+
+
+def test_embed_inner_join_filters_the_parent(db):
+    rows = ok_json(get(db, "books", {"select": "title,authors!inner(name)", "authors.name": "eq.Brian", "order": "id"}))
+    assert rows == [{"title": "Unix", "authors": {"name": "Brian"}}, {"title": "Awk", "authors": {"name": "Brian"}}]
+
+
+def test_embed_with_foreign_key_hint(db):
+    rows = ok_json(get(db, "books", {"select": "title,writer:authors!books_author_id_fkey(name)", "id": "eq.4"}))
+    assert rows == [{"title": "Awk", "writer": {"name": "Brian"}}]
 
 
 def test_embed_nested_two_levels(db):
@@ -282,6 +306,29 @@ def test_columns_parameter_ignores_other_keys(db):
     assert db.sql_rows("select hits from counters where id = 7") == [[7]]
 
 
+def test_insert_with_select_returns_chosen_columns(db):
+    response = db.rest("POST", "counters", key=db.anon, params={"select": "id,label"}, json={"id": 8, "label": "eight"},
+                       headers={"Prefer": "return=representation"})
+    assert response.status_code == 201 and response.json() == [{"id": 8, "label": "eight"}], describe(response)
+
+
+def test_tx_rollback_returns_but_keeps_nothing(db):
+    response = db.rest("POST", "counters", key=db.anon, json={"id": 9, "label": "gone"},
+                       headers={"Prefer": "tx=rollback,return=representation"})
+    assert response.status_code == 201 and response.json()[0]["label"] == "gone", describe(response)
+    assert db.sql_rows("select count(*) from counters where id = 9") == [[0]]
+
+
+def test_upsert_on_composite_conflict_target(db):
+    response = db.rest("POST", "book_tags", key=db.anon, params={"on_conflict": "book_id,tag_id"},
+                       json=[{"book_id": 1, "tag_id": 1}, {"book_id": 5, "tag_id": 1}],
+                       headers={"Prefer": "resolution=ignore-duplicates,return=representation"})
+    assert response.status_code == 201, describe(response)
+    assert response.json() == [{"book_id": 5, "tag_id": 1}], describe(response)
+    assert db.sql_rows("select count(*) from book_tags") == [[6]]
+    db.sql("delete from book_tags where book_id = 5")
+
+
 def test_update_and_delete(db, client):
     client.table("counters").insert([{"id": 20, "label": "a"}, {"id": 21, "label": "b"}]).execute()
     data = client.table("counters").update({"label": "A", "hits": 1}).eq("id", 20).execute().data
@@ -359,6 +406,38 @@ def test_rpc_setof_with_filters(db, client):
     assert rows == [{"title": "Awk"}, {"title": "Unix"}]
     data = client.rpc("books_by", {"author": 2}).select("id").eq("id", 3).execute().data
     assert data == [{"id": 3}]
+
+
+def test_rpc_composite_array_and_default_arguments(db, client):
+    author = ok_json(db.rest("POST", "rpc/author_of", key=db.anon, json={"book": 3}))
+    assert isinstance(author, dict) and author["id"] == 2 and author["name"] == "Brian", author
+    assert client.rpc("total", {"vals": [1, 2, 3]}).execute().data == 6
+    assert client.rpc("total", {"vals": [4, 5]}, get=True).execute().data == 9
+    assert client.rpc("greet", {"name": "Ada"}).execute().data == "hello Ada"
+    assert client.rpc("greet", {"name": "Ada", "greeting": "hi"}, get=True).execute().data == "hi Ada"
+
+
+def test_rpc_get_is_read_only(db):
+    response = db.rest("GET", "rpc/bump", key=db.anon)
+    assert 400 <= response.status_code < 500, describe(response)
+    assert db.sql_rows("select count(*) from counters where id = 777") == [[0]]
+    assert ok_json(db.rest("POST", "rpc/bump", key=db.anon, json={})) == 777
+    db.sql("delete from counters where id = 777")
+
+
+def test_views_are_served(db):
+    db.wait_for_rest("cheap_books?select=id")
+    assert ids(get(db, "cheap_books", {"select": "id", "order": "id"})) == [4, 5]
+    assert ids(get(db, "cheap_books", {"select": "id", "title": "like.A*"})) == [4]
+
+
+def test_dropped_table_disappears(db):
+    db.setup("create table short_lived (id int primary key)", "short_lived?select=id")
+    db.sql("drop table short_lived")
+    deadline = time.monotonic() + 15
+    while get(db, "short_lived").status_code != 404 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert_error(get(db, "short_lived"), 404, ("42P01", "PGRST205"))
 
 
 def test_rpc_unknown_function_or_arguments_is_404(db):

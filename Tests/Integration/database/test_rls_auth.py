@@ -441,3 +441,81 @@ def test_enroll_without_friendly_name(db):
     user = User(db, "nofriendly")
     enrolled = user.client.auth.mfa.enroll({"factor_type": "totp"})
     assert enrolled.id and enrolled.totp.secret
+
+
+# --- more of the GoTrue surface ---------------------------------------------------------
+
+
+def test_settings_and_health(db):
+    for path in ("settings", "health"):
+        response = db.auth("GET", path, key=db.anon)
+        assert response.status_code == 200, describe(response)
+        assert isinstance(response.json(), dict), describe(response)
+
+
+def test_apikey_alone_is_anon(db):
+    response = db.http.post(f"{db.rest_url}/rpc/whoami", json={}, headers={"apikey": db.anon})
+    assert response.status_code == 200, describe(response)
+    assert response.json()["role"] == "anon" and response.json()["uid"] is None
+
+
+def test_foreign_apikey_with_a_valid_user_token_is_refused(db, alice, new_portal):
+    other = new_portal("apikey")
+    response = db.http.post(f"{db.rest_url}/rpc/whoami", json={},
+                            headers={"apikey": other.anon, "Authorization": f"Bearer {alice.token}"})
+    assert response.status_code == 401, describe(response)
+
+
+def test_logout_scopes(db):
+    user = User(db, "scopes")
+    second = db.client(db.anon).auth.sign_in_with_password({"email": user.email, "password": PASSWORD}).session
+    third_client = db.client(db.anon)
+    third = third_client.auth.sign_in_with_password({"email": user.email, "password": PASSWORD}).session
+    # local: only this session ends.
+    user.client.auth.sign_out({"scope": "local"})
+    assert_4xx_json(refresh_raw(db, user.session.refresh_token))
+    response = refresh_raw(db, second.refresh_token)
+    assert response.status_code == 200, describe(response)
+    second_rotated = response.json()["refresh_token"]
+    # others: every session but this one ends.
+    third_client.auth.sign_out({"scope": "others"})
+    assert_4xx_json(refresh_raw(db, second_rotated))
+    response = refresh_raw(db, third.refresh_token)
+    assert response.status_code == 200, describe(response)
+
+
+def test_totp_codes_are_single_use(db):
+    user = User(db, "once")
+    factor = user.client.auth.mfa.enroll({"factor_type": "totp", "friendly_name": "once"})
+    code = pyotp.TOTP(factor.totp.secret).now()
+    challenge = user.client.auth.mfa.challenge({"factor_id": factor.id})
+    user.client.auth.mfa.verify({"factor_id": factor.id, "challenge_id": challenge.id, "code": code})
+    challenge = user.client.auth.mfa.challenge({"factor_id": factor.id})
+    response = db.auth("POST", f"factors/{factor.id}/verify", key=db.anon, token=user.client.auth.get_session().access_token,
+                       json={"challenge_id": challenge.id, "code": code})
+    if pyotp.TOTP(factor.totp.secret).now() == code:  # Still the same 30 s step: the reuse must be refused.
+        assert_4xx_json(response)
+
+
+def test_unverified_factor_cannot_be_challenged_into_aal2_by_another_code(db):
+    user = User(db, "wrongcode")
+    factor = user.client.auth.mfa.enroll({"factor_type": "totp", "friendly_name": "x"})
+    challenge = user.client.auth.mfa.challenge({"factor_id": factor.id})
+    other_secret = pyotp.random_base32()
+    response = db.auth("POST", f"factors/{factor.id}/verify", key=db.anon, token=user.token,
+                       json={"challenge_id": challenge.id, "code": pyotp.TOTP(other_secret).now()})
+    if pyotp.TOTP(other_secret).now() != pyotp.TOTP(factor.totp.secret).now():
+        assert_4xx_json(response)
+        assert "access_token" not in response.text
+
+
+def test_rls_through_rpc_and_auth_role(db, notes, alice, bob):
+    db.sql("create function my_notes() returns setof notes language sql stable as $$ select * from notes $$;"
+           "create policy role_probe on notes for select to authenticated using (auth.role() = 'authenticated' and false);")
+    for _ in range(75):
+        if db.rest("POST", "rpc/my_notes", json={}).status_code == 200:
+            break
+        time.sleep(0.2)
+    assert bodies(alice.client.rpc("my_notes", {}).execute().data) == ["a1", "a2"]
+    assert bodies(bob.client.rpc("my_notes", {}).execute().data) == ["b1"]
+    assert bodies(db.client(db.anon).rpc("my_notes", {}).execute().data) == ["a1"]
