@@ -365,3 +365,34 @@ def test_deeply_nested_json_body(kernel_factory, body):
             pass  # Closing the connection on an oversized body is an answer too.
     assert own.process.poll() is None, f"the kernel died:\n{own.log_tail()}"
     assert portal.rest("GET", "t").status_code == 200
+
+
+@pytest.mark.parametrize("value", HOSTILE[:9], ids=[f"v{i}" for i in range(1, 10)])
+def test_hostile_json_path_keys(db, value):
+    """JSON keys in arrows are values too: no such key, so no match, a null, or a 4xx."""
+    for params, expected in (
+        ({"select": "id", f"meta->>{value}": "eq.x"}, []),
+        ({"select": "id", "or": f"(meta->>{value}.eq.x,id.eq.-1)"}, []),
+        ({"select": f"id,alias:meta->>{value}", "id": "eq.1"}, [{"id": 1, "alias": None}]),
+        ({"select": "id", "order": f"meta->>{value}.desc", "id": "eq.1"}, [{"id": 1}]),
+    ):
+        response = db.rest("GET", "victim", params=params)
+        assert response.status_code < 500, describe(response)
+        if response.status_code < 300:
+            assert response.json() == expected, describe(response)
+        else:
+            error_json(response)
+
+
+@pytest.mark.parametrize("index,value", ROWS[:12], ids=[f"v{i}" for i, _ in ROWS[:12]])
+def test_hostile_values_in_embedded_filters(db, index, value):
+    db.sql("create table if not exists victim_child (id int primary key, victim_id int references victim(id), note text);"
+           "insert into victim_child select id, id, name from victim where id <= 12 on conflict do nothing;")
+    db.wait_for_rest("victim_child?select=id")
+    response = db.rest("GET", "victim", params={"select": "id,victim_child(note)", "victim_child.note": f"eq.{value}",
+                                                "id": f"in.({index},{index % 12 + 1})", "order": "id"})
+    assert response.status_code == 200, describe(response)
+    rows = {r["id"]: r["victim_child"] for r in response.json()}
+    assert rows[index] == [{"note": value}] and rows[index % 12 + 1] == [], describe(response)
+    response = db.rest("GET", "victim", params={"select": "id,victim_child!inner(note)", "victim_child.note": f"eq.{value}"})
+    assert response.status_code == 200 and [r["id"] for r in response.json()] == [index], describe(response)
