@@ -431,6 +431,24 @@ def test_views_are_served(db):
     assert ids(get(db, "cheap_books", {"select": "id", "title": "like.A*"})) == [4]
 
 
+def test_column_type_change_does_not_break_cached_statements(db):
+    db.setup("create table pc (id int primary key, v int); insert into pc values (1, 10);", "pc?select=id")
+    for _ in range(5):  # Prepared (and cached) on the pooled connections.
+        assert ok_json(get(db, "pc", {"select": "id,v", "id": "eq.1"})) == [{"id": 1, "v": 10}]
+    db.sql("alter table pc alter column v type text using v::text || '!'")
+    deadline = time.monotonic() + 15
+    while True:
+        response = get(db, "pc", {"select": "id,v", "id": "eq.1"})
+        assert response.status_code < 500, describe(response)
+        if response.status_code == 200 and response.json() == [{"id": 1, "v": "10!"}]:
+            break
+        assert time.monotonic() < deadline, describe(response)
+        time.sleep(0.2)
+    for _ in range(10):  # Every pooled connection, not only the first.
+        response = get(db, "pc", {"select": "id,v", "id": "eq.1"})
+        assert response.status_code == 200 and response.json() == [{"id": 1, "v": "10!"}], describe(response)
+
+
 def test_dropped_table_disappears(db):
     db.setup("create table short_lived (id int primary key)", "short_lived?select=id")
     db.sql("drop table short_lived")

@@ -519,3 +519,48 @@ def test_rls_through_rpc_and_auth_role(db, notes, alice, bob):
     assert bodies(alice.client.rpc("my_notes", {}).execute().data) == ["a1", "a2"]
     assert bodies(bob.client.rpc("my_notes", {}).execute().data) == ["b1"]
     assert bodies(db.client(db.anon).rpc("my_notes", {}).execute().data) == ["a1"]
+
+
+def test_no_role_or_claims_leak_between_pooled_requests(db, notes, alice, bob):
+    """Many interleaved requests of different roles (and failing ones) over the pooled
+    connections: each answer is computed with its own role and claims."""
+    import threading
+
+    import httpx
+
+    expected = {"alice": ["a1", "a2"], "bob": ["b1"], "anon": ["a1"], "service": ["a1", "a2", "b1"]}
+    tokens = {"alice": alice.token, "bob": bob.token, "anon": db.anon, "service": db.service}
+    whoami = {"alice": alice.id, "bob": bob.id, "anon": None, "service": None}
+    wrong: list[str] = []
+    lock = threading.Lock()
+
+    def worker(name: str):
+        headers = {"apikey": db.anon, "Authorization": f"Bearer {tokens[name]}"}
+        with httpx.Client(timeout=httpx.Timeout(10.0)) as client:
+            for i in range(25):
+                if i % 5 == 4:
+                    # A failing request in between (bad value: the transaction aborts).
+                    response = client.get(f"{db.rest_url}/notes", params={"id": "eq.not-a-number"}, headers=headers)
+                    if response.status_code != 400:
+                        with lock:
+                            wrong.append(f"{name}: bad value -> {response.status_code}")
+                    continue
+                if i % 2:
+                    response = client.post(f"{db.rest_url}/rpc/whoami", json={}, headers=headers)
+                    got = response.json().get("uid") if response.status_code == 200 else response.text
+                    want = whoami[name]
+                else:
+                    response = client.get(f"{db.rest_url}/notes", params={"select": "body", "body": "in.(a1,a2,b1)"},
+                                          headers=headers)
+                    got = sorted(r["body"] for r in response.json()) if response.status_code == 200 else response.text
+                    want = expected[name]
+                if response.status_code != 200 or got != want:
+                    with lock:
+                        wrong.append(f"{name}: {response.status_code} got {got!r}, want {want!r}")
+
+    threads = [threading.Thread(target=worker, args=(name,)) for name in expected for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not wrong, "\n".join(wrong[:20])
