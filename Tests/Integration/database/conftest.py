@@ -24,6 +24,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import dbkit  # noqa: E402
 
 
+def pytest_configure(config):
+    # supabase-py passes these to its own PostgREST client; nothing for the tests to change.
+    config.addinivalue_line("filterwarnings", "ignore:The 'timeout' parameter is deprecated:DeprecationWarning")
+    config.addinivalue_line("filterwarnings", "ignore:The 'verify' parameter is deprecated:DeprecationWarning")
+
+
 def _start_kernel(extra_toml: str = "") -> dbkit.Kernel:
     try:
         return dbkit.Kernel(extra_toml)
