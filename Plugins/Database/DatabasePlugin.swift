@@ -112,6 +112,12 @@ public final class DatabasePlugin: PortalPlugin {
         request.path = String(request.path.dropFirst(3))
         if request.path.isEmpty { request.path = "/" }
         var response: PluginResponse
+        if request.method == "OPTIONS" {
+            // CORS preflight: browsers send it without credentials.
+            response = PluginResponse(status: 204)
+            Self.addCORS(&response, request: request)
+            return response
+        }
         switch request.routePrefix {
         case "auth": response = await auth.handle(request)
         case "sql": response = await console.handle(request)

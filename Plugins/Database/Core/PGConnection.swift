@@ -39,6 +39,12 @@ public final class PGConnection {
     public let conninfo: String
     /// Statements prepared on this connection, by SQL text (the prepared-statement cache).
     private var prepared: [String: String] = [:]
+    /// Names prepared statements uniquely for the life of the connection.
+    private var statementCounter = 0
+    private func nextStatementName() -> String {
+        statementCounter += 1
+        return "mb\(statementCounter)"
+    }
 
     public init(conninfo: String) throws {
         self.conninfo = conninfo
@@ -105,7 +111,7 @@ public final class PGConnection {
                 name = existing
             } else {
                 if prepared.count >= 256 { try? execute("DEALLOCATE ALL"); prepared.removeAll() }
-                name = "mb\(prepared.count)"
+                name = nextStatementName()
                 let result = PQprepare(connection, name, sql, Int32(parameters.count), nil)
                 defer { PQclear(result) }
                 _ = try Self.read(result, connection: connection)
@@ -133,6 +139,87 @@ public final class PGConnection {
     /// Whether the pool handed this connection out before (it may have gone stale).
     public var reused = false
 
+    /// Sends `steps` (each prepared once per connection, like ``preparedQuery(_:_:)``) in one
+    /// libpq pipeline: one round trip for a whole transaction instead of one per statement.
+    /// Returns every step's result; throws the first error (later steps were skipped by the
+    /// server). A transaction left failed is rolled back before returning.
+    public func pipeline(_ steps: [(sql: String, parameters: [String?])]) throws -> [PGResult] {
+        commandsSent += steps.count
+        guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
+        guard PQenterPipelineMode(connection) == 1 else { throw PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection))) }
+        var newlyPrepared: [String] = []
+        var expectations: [Bool] = []   // per queued command: true for a step's query, false for a Parse
+        var parsedOK: [Bool] = []       // per Parse, in order: whether the server prepared it
+        var sendFailure: PGError?
+        for step in steps {
+            var name = prepared[step.sql]
+            if name == nil {
+                let fresh = nextStatementName()
+                if PQsendPrepare(connection, fresh, step.sql, Int32(step.parameters.count), nil) != 1 {
+                    sendFailure = PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection)))
+                    break
+                }
+                expectations.append(false)
+                newlyPrepared.append(step.sql)
+                prepared[step.sql] = fresh
+                name = fresh
+            }
+            let copies: [UnsafeMutablePointer<CChar>?] = step.parameters.map { $0.map { strdup($0) } }
+            let pointers = copies.map { $0.map { UnsafePointer($0) } }
+            let sent = PQsendQueryPrepared(connection, name, Int32(step.parameters.count), pointers, nil, nil, 0)
+            copies.forEach { free($0) }
+            if sent != 1 {
+                sendFailure = PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection)))
+                break
+            }
+            expectations.append(true)
+        }
+        if sendFailure == nil && PQpipelineSync(connection) != 1 {
+            sendFailure = PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection)))
+        }
+        if let sendFailure {
+            for sql in newlyPrepared { prepared[sql] = nil }
+            _ = PQexitPipelineMode(connection)
+            throw sendFailure
+        }
+        var results: [PGResult] = []
+        var firstError: PGError?
+        for isQuery in expectations {
+            guard let result = PQgetResult(connection) else {
+                if !isQuery { parsedOK.append(false) }
+                continue
+            }
+            defer { PQclear(result) }
+            while let extra = PQgetResult(connection) { PQclear(extra) }   // the NULL that ends this command
+            if PQresultStatus(result) == PGRES_PIPELINE_ABORTED {
+                if !isQuery { parsedOK.append(false) }
+                continue
+            }
+            do {
+                let read = try Self.read(result, connection: connection)
+                if isQuery { results.append(read) } else { parsedOK.append(true) }
+            } catch let error as PGError {
+                if firstError == nil { firstError = error }
+                if !isQuery { parsedOK.append(false) }
+            }
+        }
+        // Statements whose Parse was skipped or failed are not prepared on the server.
+        for (sql, ok) in zip(newlyPrepared, parsedOK) where !ok { prepared[sql] = nil }
+        // Up to and including the sync marker.
+        while let result = PQgetResult(connection) {
+            let status = PQresultStatus(result)
+            PQclear(result)
+            if status == PGRES_PIPELINE_SYNC { break }
+        }
+        _ = PQexitPipelineMode(connection)
+        if firstError?.sqlState == "0A000" { resetPrepared(generation: schemaGeneration) }
+        if let firstError {
+            if inTransaction { _ = try? query("ROLLBACK") }
+            throw firstError
+        }
+        return results
+    }
+
     /// The schema generation this connection's prepared statements were made under.
     public var schemaGeneration = 0
 
@@ -144,8 +231,8 @@ public final class PGConnection {
     }
 
     /// Runs `body` in a transaction: COMMIT when it returns, ROLLBACK when it throws or asks to.
-    public func transaction<T>(_ body: (PGConnection) throws -> (value: T, commit: Bool)) throws -> T {
-        try preparedQuery("BEGIN", [])
+    public func transaction<T>(readOnly: Bool = false, _ body: (PGConnection) throws -> (value: T, commit: Bool)) throws -> T {
+        try preparedQuery(readOnly ? "BEGIN READ ONLY" : "BEGIN", [])
         do {
             let outcome = try body(self)
             try preparedQuery(outcome.commit ? "COMMIT" : "ROLLBACK", [])

@@ -43,58 +43,39 @@ final class ConnectionPool: @unchecked Sendable {
     }
 
     /// Runs `body` with a connection of its own; throws ``PoolError`` or the body's error.
+    /// Checkout and work happen in one hop onto the pool's dispatch queue (libpq blocks).
     func run<T>(_ body: @escaping (PGConnection) throws -> T) async throws -> T {
         try await acquireSlot()
-        var connection: PGConnection
-        do {
-            connection = try await onQueue { [self] in try self.checkout() }
-        } catch {
-            releaseSlot(nil)
-            throw error
+        return try await withCheckedThrowingContinuation { continuation in
+            queue.async { [self] in continuation.resume(with: Result { try self.runBlocking(body) }) }
         }
-        // A reused connection whose server died fails on its first command, before anything
-        // ran: run the job again, once, on a new connection.
-        if connection.reused {
+    }
+
+    private func runBlocking<T>(_ body: (PGConnection) throws -> T) throws -> T {
+        var keep: PGConnection?
+        defer { releaseSlot(keep) }
+        var connection = try checkout()
+        var retried = false
+        while true {
             do {
-                let value = try await onQueue { try body(connection) }
-                releaseSlot(connection)
+                let value = try body(connection)
+                keep = connection
                 return value
-            } catch let error as PGError where error.isConnectionFailure && connection.commandsSent <= 1 {
-                lock.withLock { idle.removeAll() }
-                do {
-                    connection = try await onQueue { [self] in try self.checkout() }
-                } catch {
-                    releaseSlot(nil)
-                    throw error
-                }
-            } catch let error as PGError {
-                releaseSlot(error.isConnectionFailure || !connection.isHealthy ? nil : connection)
-                if error.isConnectionFailure {
-                    lock.withLock { idle.removeAll() }
-                    throw PoolError.unavailable(error.message)
-                }
-                throw error
-            } catch {
-                releaseSlot(connection.isHealthy ? connection : nil)
-                throw error
-            }
-        }
-        do {
-            let value = try await onQueue { try body(connection) }
-            releaseSlot(connection)
-            return value
-        } catch let error as PGError {
-            // A broken connection is not reused; neither is one left inside a transaction.
-            releaseSlot(error.isConnectionFailure || !connection.isHealthy ? nil : connection)
-            if error.isConnectionFailure {
+            } catch let error as PGError where error.isConnectionFailure {
                 // The server went away: every idle connection is as dead as this one.
                 lock.withLock { idle.removeAll() }
+                // A reused connection that failed on its first command ran nothing: run the
+                // job once more on a new connection.
+                if !retried && connection.reused && connection.commandsSent <= 1 {
+                    retried = true
+                    connection = try checkout()
+                    continue
+                }
                 throw PoolError.unavailable(error.message)
+            } catch {
+                keep = connection.isHealthy ? connection : nil
+                throw error
             }
-            throw error
-        } catch {
-            releaseSlot(connection.isHealthy ? connection : nil)
-            throw error
         }
     }
 
@@ -106,12 +87,6 @@ final class ConnectionPool: @unchecked Sendable {
         lock.withLock {
             closed = true
             idle.removeAll()
-        }
-    }
-
-    private func onQueue<T>(_ work: @escaping () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try work() }) }
         }
     }
 

@@ -163,15 +163,36 @@ final class RestHandler: @unchecked Sendable {
         let total = preferences.count != nil ? "(SELECT count(*) FROM " + source + whereSQL + ")" : "NULL::bigint"
         let aggregate = singular ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
         let statement = "SELECT " + total + ", count(\"_r\"), " + aggregate + " FROM (" + page + ") AS \"_r\""
-        let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback)
+        let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback, readOnly: true)
         return respond(result, status: 200, request: request, offset: offset, singular: singular, includeBody: request.method != "HEAD")
     }
 
     /// Runs `statement` in one transaction as `role`; a singular request with other than
     /// one row is rolled back (mutations included) and answered 406.
-    private func run(_ statement: String, _ parameters: [String?], role: RequestRole, singular: Bool, rollback: Bool) async throws -> PGResult {
+    /// One round trip: BEGIN, role and claims, the statement, COMMIT (or ROLLBACK). A plan
+    /// invalidated by concurrent DDL (SQLSTATE 0A000) is retried once: nothing ran.
+    private func pipelined(_ statement: String, _ parameters: [String?], role: RequestRole, rollback: Bool, readOnly: Bool) async throws -> PGResult {
         try await pool.run { connection in
-            try connection.transaction { connection in
+            let steps: [(sql: String, parameters: [String?])] = [
+                (readOnly ? "BEGIN READ ONLY" : "BEGIN", []),
+                ("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", [role.role, role.claimsJSON]),
+                (statement, parameters),
+                (rollback ? "ROLLBACK" : "COMMIT", []),
+            ]
+            do {
+                return try connection.pipeline(steps)[2]
+            } catch let error as PGError where error.sqlState == "0A000" {
+                return try connection.pipeline(steps)[2]
+            }
+        }
+    }
+
+    private func run(_ statement: String, _ parameters: [String?], role: RequestRole, singular: Bool, rollback: Bool, readOnly: Bool = false) async throws -> PGResult {
+        if !singular {
+            return try await pipelined(statement, parameters, role: role, rollback: rollback, readOnly: readOnly)
+        }
+        return try await pool.run { connection in
+            try connection.transaction(readOnly: readOnly) { connection in
                 try connection.preparedQuery("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", [role.role, role.claimsJSON])
                 let result = try connection.preparedQuery(statement, parameters)
                 let rows = Int(result.rows.first?[1] ?? "0") ?? 0
@@ -329,12 +350,7 @@ final class RestHandler: @unchecked Sendable {
             return respond(result, status: createdStatus, request: request, offset: 0, singular: singular, includeBody: true)
         }
         let parameters = sql.parameters
-        let result: PGResult = try await pool.run { connection in
-            try connection.transaction { connection in
-                try connection.preparedQuery("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", [role.role, role.claimsJSON])
-                return (try connection.preparedQuery(mutation, parameters), !preferences.rollback)
-            }
-        }
+        let result = try await pipelined(mutation, parameters, role: role, rollback: preferences.rollback, readOnly: false)
         let affected = Int(result.commandTag.split(separator: " ").last ?? "0") ?? 0
         let total = preferences.count != nil ? String(affected) : "*"
         let range = affected == 0 ? "*/\(total)" : "0-\(affected - 1)/\(total)"
@@ -399,7 +415,7 @@ final class RestHandler: @unchecked Sendable {
             let selectValue = function.returnsRows ? "\"_r\"" : "\"_r\".\"t0\""
             statement = "SELECT NULL::bigint, count(\"_r\"), " + aggregate.replacingOccurrences(of: "json_agg(\"_r\")", with: "json_agg(" + selectValue + ")")
                 + " FROM (" + page + ") AS \"_r\""
-            let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: false)
+            let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: false, readOnly: request.method != "POST")
             if !function.returnsSet && !singular {
                 let body = result.rows.first?[2] ?? "null"
                 return PluginResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Array((body).utf8))
@@ -407,7 +423,7 @@ final class RestHandler: @unchecked Sendable {
             return respond(result, status: 200, request: request, offset: query.offset ?? 0, singular: singular, includeBody: request.method != "HEAD")
         }
         statement = "SELECT NULL::bigint, 1, to_json(" + call + ")::text"
-        let result = try await run(statement, sql.parameters, role: role, singular: false, rollback: false)
+        let result = try await run(statement, sql.parameters, role: role, singular: false, rollback: false, readOnly: request.method != "POST")
         return PluginResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Array((result.rows.first?[2] ?? "null").utf8))
     }
 

@@ -8,16 +8,51 @@ import HTTPTypes
 /// The token comes from `Authorization: Bearer`, else the `apikey` header (Supabase
 /// clients send the API key in both), else, for WebSocket upgrades, the `apikey` query
 /// parameter (browsers cannot set headers on a WebSocket).
+///
+/// Verified portal tokens are cached per (portal, token) for at most 30 seconds and never past
+/// the token's `exp`: clients send the same key with every request, and verifying it is
+/// most of the gateway's cost for a small REST call. Deleting a portal empties the cache.
 struct CredentialResolver: Sendable {
     let portalKeys: PortalKeys?
     let adminTokens: AdminTokens?
+    private let cache = VerifiedTokenCache()
+
+    init(portalKeys: PortalKeys?, adminTokens: AdminTokens?) {
+        self.portalKeys = portalKeys
+        self.adminTokens = adminTokens
+    }
 
     private static let none = Array(#"{"kind":"none"}"#.utf8)
 
     /// The credential JSON for a request to `portal`.
     func credentialJSON(for headers: HTTPFields, portal: String, query: String? = nil) async -> [UInt8] {
         guard let token = Self.token(headers: headers, query: query) else { return Self.none }
-        return Self.encode(await credential(token: token, portal: portal))
+        let generation = portalKeys?.generation ?? 0
+        let now = Date().timeIntervalSince1970
+        // An apikey sent beside a different bearer token must be this portal's too (as the
+        // Supabase gateway checks it): a user token does not make a foreign key acceptable.
+        if let name = HTTPField.Name("apikey"), let apikey = headers[name]?.trimmingCharacters(in: .whitespaces), !apikey.isEmpty, apikey != token,
+           cache.lookup(portal: portal, token: apikey, generation: generation, now: now) == nil {
+            let checked = await credential(token: apikey, portal: portal)
+            guard checked["kind"] == .string("portal") else {
+                return Self.encode(["kind": .string("invalid"), "reason": .string("the apikey header is not a key of portal \"\(portal)\"")])
+            }
+            if case .object(let claims)? = checked["claims"] {
+                cache.store(portal: portal, token: apikey, json: Self.encode(checked), generation: generation,
+                            expiry: min(now + 30, claims["exp"]?.numberValue ?? now + 30))
+            }
+        }
+        if let hit = cache.lookup(portal: portal, token: token, generation: generation, now: now) { return hit }
+        let value = await credential(token: token, portal: portal)
+        let json = Self.encode(value)
+        // Only verified portal tokens are cached: an invalid one costs its sender, and an
+        // admin token must stop working the moment its session is revoked.
+        if value["kind"] == .string("portal") {
+            var expiry = now + 30
+            if case .object(let claims)? = value["claims"], let exp = claims["exp"]?.numberValue { expiry = min(expiry, exp) }
+            cache.store(portal: portal, token: token, json: json, generation: generation, expiry: expiry)
+        }
+        return json
     }
 
     /// The bearer token, else the API key, else the `apikey` query parameter.
@@ -68,5 +103,37 @@ struct CredentialResolver: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return (try? Array(encoder.encode(value))) ?? Array(#"{"kind":"invalid","reason":"the credential could not be described"}"#.utf8)
+    }
+}
+
+/// Verified credential JSON by (portal, token), bounded in size and age.
+final class VerifiedTokenCache: @unchecked Sendable {
+    private struct Entry {
+        let json: [UInt8]
+        let generation: Int
+        let expiry: Double
+    }
+
+    private let lock = NSLock()
+    private var entries: [String: Entry] = [:]
+    private let capacity = 10_000
+
+    func lookup(portal: String, token: String, generation: Int, now: Double) -> [UInt8]? {
+        let key = portal + "\u{0}" + token
+        return lock.withLock {
+            guard let entry = entries[key] else { return nil }
+            guard entry.generation == generation, entry.expiry > now else {
+                entries[key] = nil
+                return nil
+            }
+            return entry.json
+        }
+    }
+
+    func store(portal: String, token: String, json: [UInt8], generation: Int, expiry: Double) {
+        lock.withLock {
+            if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
+            entries[portal + "\u{0}" + token] = Entry(json: json, generation: generation, expiry: expiry)
+        }
     }
 }

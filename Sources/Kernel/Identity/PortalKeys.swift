@@ -39,6 +39,10 @@ public final class PortalKeys: Sendable {
     private let database: SystemDatabase
     private let box: SecretBox
     private let collections = NIOLockedValueBox<[String: JWTKeyCollection]>([:])
+    private let generationBox = NIOLockedValueBox(0)
+
+    /// Bumped whenever a portal's key is forgotten (portal deleted): caches of verified tokens compare it.
+    var generation: Int { generationBox.withLockedValue { $0 } }
 
     /// Keys stored in `database`, sealed with the box of `dataDirectory`.
     public init(database: SystemDatabase, dataDirectory: String) throws {
@@ -92,7 +96,12 @@ public final class PortalKeys: Sendable {
 
     /// Forgets cached keys of portals not in `names` (deleted portals; a re-created portal gets a new secret).
     func retainOnly(_ names: Set<String>) {
-        collections.withLockedValue { cache in cache = cache.filter { names.contains($0.key) } }
+        let dropped = collections.withLockedValue { cache -> Bool in
+            let before = cache.count
+            cache = cache.filter { names.contains($0.key) }
+            return cache.count != before
+        }
+        if dropped { generationBox.withLockedValue { $0 += 1 } }
     }
 
     private func collection(_ portal: String) async throws -> JWTKeyCollection {
