@@ -6,8 +6,9 @@
 # 10,000 rows. In the same run, with the same number of clients:
 #   rest get   wrk  GET /p/bench/rest/v1/items?id=eq.<random id>      (anon key)
 #        vs    pgbench running the transaction the plugin sends for that request:
-#              BEGIN; set_config('role', 'anon'), set_config('request.jwt.claims', ...);
-#              the select (the plugin's own SQL text); COMMIT
+#              BEGIN READ ONLY; set_config('role', 'anon'), set_config('request.jwt.claims', ...);
+#              the select (the plugin's own SQL text); COMMIT — in one pipeline
+#              (\startpipeline ... \endpipeline), as the plugin sends it: one round trip
 #   rest post  wrk  POST one row, Prefer: return=minimal, unique ids    (anon key)
 #        vs    pgbench running the plugin's insert transaction
 # against the same Postgres database (the embedded cluster's unix socket, the portal's
@@ -228,22 +229,27 @@ pg=(-h "$socket_dir" -p 5432 -U authenticator -d "$database")
 
 # RestHandler.read: set_config with the role and claims, then the select wrapped in
 # json_agg, as one transaction; id bound as a parameter (:id under -M prepared).
+# The plugin pipelines the four statements (one round trip); so does pgbench here.
 cat >"$TMP/get.sql" <<EOF
 \\set id random(1, $ROWS)
-BEGIN;
+\\startpipeline
+BEGIN READ ONLY;
 SELECT set_config('role', 'anon', true), set_config('request.jwt.claims', :claims, true);
 SELECT NULL::bigint, count("_r"), coalesce(json_agg("_r"), '[]')::text FROM (SELECT "t0".* FROM "public"."items" AS "t0" WHERE "t0"."id" = :id) AS "_r";
 COMMIT;
+\\endpipeline
 EOF
 # RestHandler.insert with return=minimal: json_populate_recordset over the body, whose
 # JSON text the plugin binds; here the text is assembled from the row's unique id.
 cat >"$TMP/post.sql" <<EOF
 \\set n :n + 1
 \\set id :base + :client_id * 1000000 + :n
+\\startpipeline
 BEGIN;
 SELECT set_config('role', 'anon', true), set_config('request.jwt.claims', :claims, true);
 INSERT INTO "public"."items" AS "_t" ("id", "name") SELECT "id", "name" FROM json_populate_recordset(NULL::"public"."items", ('[{"id":' || :id || ',"name":"bench"}]')::json);
 COMMIT;
+\\endpipeline
 EOF
 
 cat >"$TMP/get.lua" <<'EOF'
