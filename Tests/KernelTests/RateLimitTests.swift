@@ -34,6 +34,36 @@ struct RateLimitTests {
         #expect(!first.isUsingFallback && !second.isUsingFallback)
     }
 
+    @Test("busy keys lease tokens from Redis in batches and remember refusals briefly; two leasing kernels never exceed the shared burst")
+    func leasedTokens() async throws {
+        let url = try TestServices.redisURL()
+        let redis = try RedisClient(url: url)
+        let first = RateLimiter(redis: redis, logger: Logger(label: "a"))
+        let second = RateLimiter(redis: try RedisClient(url: url), logger: Logger(label: "b"))
+        let key = "test:" + UUID().uuidString
+        #expect(RateLimiter.leaseSize(TokenBucketConfig(rate: 0.5, burst: 100)) == 1, "small rates lease one token at a time")
+        let busy = TokenBucketConfig(rate: 250, burst: 100)
+        #expect(RateLimiter.leaseSize(busy) == 5)
+        func scriptCalls() async throws -> Int {
+            guard case .string(let info) = try await redis.command(["INFO", "commandstats"]) else { return 0 }
+            return info.split(whereSeparator: \.isNewline).filter { $0.hasPrefix("cmdstat_evalsha:") || $0.hasPrefix("cmdstat_eval:") }
+                .compactMap { line in line.split(separator: "=").dropFirst().first.flatMap { Int($0.split(separator: ",")[0]) } }.reduce(0, +)
+        }
+        let callsBefore = try await scriptCalls()
+        let started = Date()
+        var allowed = 0
+        for index in 0..<300 {
+            if await (index % 2 == 0 ? first : second).take(key: key, bucket: busy).allowed { allowed += 1 }
+        }
+        let elapsed = Date().timeIntervalSince(started)
+        let calls = try await scriptCalls() - callsBefore
+        // Never more than the burst plus what refilled meanwhile, and the burst is not lost to leasing.
+        let ceiling = 100 + Int((busy.rate * elapsed).rounded(.up)) + 1
+        #expect(allowed >= 100 - 2 * 5 && allowed <= ceiling, "allowed \(allowed), ceiling \(ceiling)")
+        // About one script call per lease and per remembered refusal, not one per request.
+        #expect(calls > 0 && calls < 300 / 3, "\(calls) script calls for 300 requests (\(allowed) allowed)")
+    }
+
     @Test("with Redis unreachable the limiter falls back in-process and says so in its log")
     func fallback() async throws {
         let log = CapturedLog()

@@ -13,8 +13,11 @@ public struct RateLimitDecision: Sendable, Equatable {
 
 /// Token buckets shared by every kernel on one Redis, with an in-process fallback.
 ///
-/// The Redis script refills and takes a token atomically using the Redis server's clock,
-/// so two kernels draw from the same bucket. When Redis cannot be reached the limiter
+/// The Redis script refills and takes tokens atomically using the Redis server's clock,
+/// so two kernels draw from the same bucket. A kernel takes a small lease of tokens at a
+/// time (about 2% of the rate, at most 5% of the burst; one for small buckets) and spends
+/// it locally for up to 100 ms, so a busy key costs one Redis round trip per lease instead
+/// of per request; leased tokens left unspent simply expire, which only ever errs strict. When Redis cannot be reached the limiter
 /// says so once in the log, sets `meltybase_rate_limit_fallback` to 1, and limits per
 /// process until Redis answers again.
 public final class RateLimiter: @unchecked Sendable {
@@ -25,6 +28,20 @@ public final class RateLimiter: @unchecked Sendable {
     private let refusals = Counter(label: "meltybase_rate_limited_total")
     private let usingFallback = NIOLockedValueBox(false)
     private let scriptSHA = NIOLockedValueBox<String?>(nil)
+    private let leases = NIOLockedValueBox<[String: Lease]>([:])
+
+    /// Tokens leased from Redis, or (remaining 0, `retryAfter` set) a refusal remembered
+    /// until the bucket can have refilled one token (at most 100 ms).
+    private struct Lease {
+        var remaining: Int
+        var expires: Double
+        var retryAfter: Int = 0
+    }
+
+    /// Tokens taken from Redis at once for `bucket`.
+    static func leaseSize(_ bucket: TokenBucketConfig) -> Int {
+        max(1, min(Int(Double(bucket.burst) / 20), Int(bucket.rate / 50)))
+    }
 
     /// A limiter on `redis`, or in-process only when `redis` is nil.
     public init(redis: RedisClient?, logger: Logger) {
@@ -40,8 +57,30 @@ public final class RateLimiter: @unchecked Sendable {
     public func take(key: String, bucket: TokenBucketConfig) async -> RateLimitDecision {
         let decision: RateLimitDecision
         if let redis {
+            let now = Date().timeIntervalSince1970
+            let cached = leases.withLockedValue { leases -> RateLimitDecision? in
+                guard var lease = leases[key], lease.expires > now else { return nil }
+                if lease.remaining == 0 { return lease.retryAfter > 0 ? RateLimitDecision(allowed: false, retryAfterSeconds: lease.retryAfter) : nil }
+                lease.remaining -= 1
+                leases[key] = lease
+                return RateLimitDecision(allowed: true, retryAfterSeconds: 0)
+            }
+            if let cached {
+                if !cached.allowed { refusals.increment() }
+                return cached
+            }
             do {
-                decision = try await takeFromRedis(redis, key: key, bucket: bucket)
+                let size = Self.leaseSize(bucket)
+                let (granted, retry) = try await takeFromRedis(redis, key: key, bucket: bucket, count: size)
+                decision = RateLimitDecision(allowed: granted > 0, retryAfterSeconds: retry)
+                if granted != 1 {
+                    leases.withLockedValue { leases in
+                        if leases.count > 100_000 { leases.removeAll(keepingCapacity: true) }
+                        leases[key] = granted > 1
+                            ? Lease(remaining: granted - 1, expires: now + 0.1)
+                            : Lease(remaining: 0, expires: now + min(0.1, 1 / bucket.rate), retryAfter: max(1, retry))
+                    }
+                }
                 if usingFallback.withLockedValue({ let was = $0; $0 = false; return was }) {
                     logger.notice("rate limiting is shared through Redis again", metadata: ["redis": "\(redis.url)"])
                     fallbackGauge.record(0)
@@ -60,8 +99,9 @@ public final class RateLimiter: @unchecked Sendable {
         return decision
     }
 
-    private func takeFromRedis(_ redis: RedisClient, key: String, bucket: TokenBucketConfig) async throws -> RateLimitDecision {
-        let arguments = ["1", "meltybase:ratelimit:" + key, String(bucket.rate), String(bucket.burst)]
+    /// Takes up to `count` tokens; returns how many were granted and, when none, the wait.
+    private func takeFromRedis(_ redis: RedisClient, key: String, bucket: TokenBucketConfig, count: Int) async throws -> (granted: Int, retry: Int) {
+        let arguments = ["1", "meltybase:ratelimit:" + key, String(bucket.rate), String(bucket.burst), String(count)]
         var reply: RedisReply
         if let sha = scriptSHA.withLockedValue({ $0 }) {
             reply = try await redis.command(["EVALSHA", sha] + arguments)
@@ -74,13 +114,14 @@ public final class RateLimiter: @unchecked Sendable {
                 scriptSHA.withLockedValue { $0 = sha }
             }
         }
-        guard case .array(let values) = reply, values.count == 2, let allowed = values[0].integer, let retry = values[1].integer else {
+        guard case .array(let values) = reply, values.count == 2, let granted = values[0].integer, let retry = values[1].integer else {
             throw RedisError(message: "unexpected rate-limit script reply \(reply)")
         }
-        return RateLimitDecision(allowed: allowed == 1, retryAfterSeconds: Int(retry))
+        return (Int(granted), Int(retry))
     }
 
-    /// Atomic token bucket: refill by elapsed server time, take one token or report the wait.
+    /// Atomic token bucket: refill by elapsed server time, take up to ARGV[3] tokens (as many
+    /// whole ones as there are) or report the wait for one.
     static let script = """
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -90,17 +131,18 @@ public final class RateLimiter: @unchecked Sendable {
         local tokens = tonumber(state[1]) or burst
         local at = tonumber(state[2]) or now
         tokens = math.min(burst, tokens + math.max(0, now - at) * rate / 1000)
-        local allowed = 0
+        local want = tonumber(ARGV[3]) or 1
+        local granted = math.min(want, math.floor(tokens))
         local retry = 0
-        if tokens >= 1 then
-            tokens = tokens - 1
-            allowed = 1
+        if granted >= 1 then
+            tokens = tokens - granted
         else
+            granted = 0
             retry = math.ceil((1 - tokens) / rate)
         end
         redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
         redis.call('PEXPIRE', KEYS[1], math.ceil(burst / rate * 1000) + 1000)
-        return {allowed, retry}
+        return {granted, retry}
         """
 }
 
