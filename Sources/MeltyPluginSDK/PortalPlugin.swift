@@ -177,7 +177,7 @@ public struct PluginCredential: @unchecked Sendable {
     public let reason: String?
     /// Every claim of the token.
     public let claims: [String: Any]
-    /// The claims as the JSON text they arrived in.
+    /// The claims as the JSON text they arrived in (sliced out of the kernel's JSON, not re-encoded).
     public let claimsJSON: [UInt8]
 
     /// Parses the kernel's credential JSON; anything unreadable counts as `none`.
@@ -189,7 +189,56 @@ public struct PluginCredential: @unchecked Sendable {
         aal = object["aal"] as? String
         reason = object["reason"] as? String
         claims = object["claims"] as? [String: Any] ?? [:]
-        claimsJSON = (try? JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])).map { Array($0) } ?? Array("{}".utf8)
+        claimsJSON = claims.isEmpty ? Array("{}".utf8) : Self.memberObject("claims", in: json) ?? Array("{}".utf8)
+    }
+
+    /// The bytes of the object that is the value of top-level member `name` (string-aware brace matching).
+    static func memberObject(_ name: String, in json: [UInt8]) -> [UInt8]? {
+        let key = Array("\"\(name)\":".utf8)
+        guard json.count > key.count else { return nil }
+        var index = 0
+        var depth = 0
+        var inString = false
+        while index < json.count {
+            let byte = json[index]
+            if inString {
+                if byte == UInt8(ascii: "\\") { index += 2; continue }
+                if byte == UInt8(ascii: "\"") { inString = false }
+                index += 1
+                continue
+            }
+            if byte == UInt8(ascii: "{") { depth += 1 }
+            if byte == UInt8(ascii: "}") { depth -= 1 }
+            if byte == UInt8(ascii: "\"") {
+                if depth == 1, index + key.count <= json.count, Array(json[index..<index + key.count]) == key {
+                    var start = index + key.count
+                    while start < json.count, json[start] == UInt8(ascii: " ") { start += 1 }
+                    guard start < json.count, json[start] == UInt8(ascii: "{") else { return nil }
+                    var end = start
+                    var level = 0
+                    var quoted = false
+                    while end < json.count {
+                        let character = json[end]
+                        if quoted {
+                            if character == UInt8(ascii: "\\") { end += 2; continue }
+                            if character == UInt8(ascii: "\"") { quoted = false }
+                        } else if character == UInt8(ascii: "\"") {
+                            quoted = true
+                        } else if character == UInt8(ascii: "{") {
+                            level += 1
+                        } else if character == UInt8(ascii: "}") {
+                            level -= 1
+                            if level == 0 { return Array(json[start...end]) }
+                        }
+                        end += 1
+                    }
+                    return nil
+                }
+                inString = true
+            }
+            index += 1
+        }
+        return nil
     }
 
     /// A portal credential with `role` (e.g. `service_role`).
