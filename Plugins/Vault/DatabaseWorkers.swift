@@ -15,6 +15,7 @@ final class DatabaseWorkers: @unchecked Sendable {
     private let workers: [Worker]
     private let next = NSLock()
     private var counter = 0
+    private var migrated = false
 
     /// `count` workers on `conninfo`; connections open on first use and reopen after failures.
     init(conninfo: String, count: Int) {
@@ -35,12 +36,6 @@ final class DatabaseWorkers: @unchecked Sendable {
         }
     }
 
-    /// Blocking variant for `start` (plugin init may block).
-    func runSync<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
-        let worker = workers[0]
-        return try worker.queue.sync { try execute(body, on: worker) }
-    }
-
     private func execute<T>(_ body: (PostgresConnection) throws -> T, on worker: Worker) throws -> T {
         if worker.connection?.isHealthy != true {
             do {
@@ -48,6 +43,11 @@ final class DatabaseWorkers: @unchecked Sendable {
             } catch {
                 throw VaultError.database("cannot reach the system database: \(error)")
             }
+        }
+        // The vault schema is created on first use of each database (idempotent DDL).
+        if !next.withLock({ migrated }) {
+            try VaultSchema.migrate(on: worker.connection!)
+            next.withLock { migrated = true }
         }
         do {
             return try body(worker.connection!)
@@ -60,5 +60,33 @@ final class DatabaseWorkers: @unchecked Sendable {
     /// Closes every connection (after in-flight work finished).
     func close() {
         for worker in workers { worker.queue.sync { worker.connection = nil } }
+    }
+}
+
+/// One ``DatabaseWorkers`` per Postgres server the plugin's portals live on: the host
+/// answers `postgres_conninfo` per portal (a test process runs several kernels, each on
+/// its own system database).
+final class DatabasePools: @unchecked Sendable {
+    private let lock = NSLock()
+    private var pools: [String: DatabaseWorkers] = [:]
+    private let connectionsPerPool: Int
+
+    init(connectionsPerPool: Int) {
+        self.connectionsPerPool = connectionsPerPool
+    }
+
+    /// The workers for `conninfo`, created on first use.
+    func workers(for conninfo: String) -> DatabaseWorkers {
+        lock.withLock {
+            if let existing = pools[conninfo] { return existing }
+            let created = DatabaseWorkers(conninfo: conninfo, count: connectionsPerPool)
+            pools[conninfo] = created
+            return created
+        }
+    }
+
+    /// Closes every pool.
+    func close() {
+        for pool in lock.withLock({ Array(pools.values) }) { pool.close() }
     }
 }

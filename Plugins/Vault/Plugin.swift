@@ -13,15 +13,16 @@ public final class VaultPlugin: PortalPlugin {
     struct Runtime: @unchecked Sendable {
         let host: PluginHostServices
         let vault: SecretVault
-        let database: DatabaseWorkers
+        let databases: DatabasePools
     }
 
     nonisolated(unsafe) static var runtime: Runtime?
 
     let portal: Portal
+    /// The system database this portal's kernel runs on.
+    let database: DatabaseWorkers
 
-    /// Validates the master key and the configuration, creates the `vault` schema in the
-    /// system database, and exports `vault.v1`. Any failure refuses the plugin with a
+    /// Validates the master key and the configuration and exports `vault.v1`. Any failure refuses the plugin with a
     /// message naming the setting at fault (the kernel keeps serving).
     public static func start(host: PluginHostServices, config: [String: Any]) throws {
         let settings: VaultConfiguration
@@ -30,17 +31,9 @@ public final class VaultPlugin: PortalPlugin {
         } catch {
             throw PluginError.invalid("vault: \(error)")
         }
-        let conninfo = host.postgresConninfo
-        guard !conninfo.isEmpty else {
-            throw PluginError.unavailable("vault: the host offers no Postgres conninfo (needs ABI 1.1 or later)")
-        }
-        let database = DatabaseWorkers(conninfo: conninfo, count: settings.databaseConnections)
-        do {
-            try database.runSync { try VaultSchema.migrate(on: $0) }
-        } catch {
-            throw PluginError.unavailable("vault: \(error)")
-        }
-        runtime = Runtime(host: host, vault: SecretVault(keys: settings.keys, maxValueBytes: settings.maxValueBytes), database: database)
+        runtime = Runtime(
+            host: host, vault: SecretVault(keys: settings.keys, maxValueBytes: settings.maxValueBytes),
+            databases: DatabasePools(connectionsPerPool: settings.databaseConnections))
         let previous = settings.keys.previous.map(\.id)
         host.log(.info, "vault: master key id \(settings.keys.current.id)" + (previous.isEmpty ? "" : ", previous key id(s) \(previous.joined(separator: ", ")) accepted for unwrapping"))
         try PluginExport.exportJSONService("vault", major: 1) { instance, method, argument in
@@ -49,19 +42,27 @@ public final class VaultPlugin: PortalPlugin {
         }
     }
 
+    /// Binds the portal to its kernel's system database (the `vault` schema is created
+    /// there on first use).
     public init(portal: Portal, config: [String: Any]) throws {
+        guard let runtime = Self.runtime else { throw PluginError.unavailable("vault: the plugin is not started") }
+        let conninfo = runtime.host.postgresConninfo(portal: portal)
+        guard !conninfo.isEmpty else {
+            throw PluginError.unavailable("vault: the host gives no Postgres conninfo for portal \(portal.name) (needs ABI 1.1 or later)")
+        }
         self.portal = portal
+        database = runtime.databases.workers(for: conninfo)
     }
 
     public func handle(_ request: PluginRequest) async -> PluginResponse {
         guard let runtime = Self.runtime else {
             return .error(status: 503, code: "vault_unavailable", message: "the vault plugin is not started")
         }
-        return await SecretRoutes(runtime: runtime, portal: portal).handle(request)
+        return await SecretRoutes(runtime: runtime, portal: portal, database: database).handle(request)
     }
 
     public static func shutdown() {
-        runtime?.database.close()
+        runtime?.databases.close()
         runtime = nil
     }
 }

@@ -7,6 +7,7 @@ import VaultCore
 struct SecretRoutes {
     let runtime: VaultPlugin.Runtime
     let portal: Portal
+    let database: DatabaseWorkers
 
     /// The route a path names.
     enum Route: Equatable {
@@ -74,7 +75,7 @@ struct SecretRoutes {
         let includeDeleted = request.queryItems["include_deleted"] == "true"
         let portal = self.portal.name
         let vault = runtime.vault
-        let secrets = try await runtime.database.run { try vault.list(portal: portal, includeDeleted: includeDeleted, on: $0) }
+        let secrets = try await database.run { try vault.list(portal: portal, includeDeleted: includeDeleted, on: $0) }
         return .json(["secrets": secrets.map(\.json)])
     }
 
@@ -87,7 +88,7 @@ struct SecretRoutes {
         let value = try Self.value(body)
         let description = try Self.description(body)
         let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
-        let metadata = try await runtime.database.run { connection in
+        let metadata = try await database.run { connection in
             let created = try value.withUnsafeBytes {
                 try vault.create(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
             }
@@ -102,7 +103,7 @@ struct SecretRoutes {
         let value = try Self.value(body)
         let description = try Self.description(body)
         let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
-        let metadata = try await runtime.database.run { connection in
+        let metadata = try await database.run { connection in
             let updated = try value.withUnsafeBytes {
                 try vault.update(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
             }
@@ -114,19 +115,19 @@ struct SecretRoutes {
 
     private func metadata(_ name: String) async throws -> PluginResponse {
         let (portal, vault) = (self.portal.name, runtime.vault)
-        return .json(try await runtime.database.run { try vault.metadata(portal: portal, name: name, on: $0) }.json)
+        return .json(try await database.run { try vault.metadata(portal: portal, name: name, on: $0) }.json)
     }
 
     private func versions(_ name: String) async throws -> PluginResponse {
         let (portal, vault) = (self.portal.name, runtime.vault)
-        let versions = try await runtime.database.run { try vault.versions(portal: portal, name: name, on: $0) }
+        let versions = try await database.run { try vault.versions(portal: portal, name: name, on: $0) }
         return .json(["name": name, "versions": versions.map(\.json)])
     }
 
     private func delete(_ name: String, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
         let purge = request.queryItems["purge"] == "true"
         let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
-        try await runtime.database.run { connection in
+        try await database.run { connection in
             try vault.delete(portal: portal, name: name, purge: purge, on: connection)
             try? host.audit(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)", details: ["actor": caller.actor], portal: handle)
         }
@@ -144,7 +145,7 @@ struct SecretRoutes {
             version = number
         }
         let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
-        return try await runtime.database.run { connection in
+        return try await database.run { connection in
             let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
             do {
                 try host.audit(action: "vault.secret.read", target: "secret:\(name)",

@@ -26,7 +26,7 @@ enum VaultService {
                     guard let number = raw as? Int, number > 0 else { throw PluginError.invalid("vault.v1 get: version must be a positive integer") }
                     version = number
                 }
-                return try await runtime.database.run { connection in
+                return try await plugin.database.run { connection in
                     let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
                     do {
                         try host.audit(action: "vault.secret.read", target: "secret:\(name)",
@@ -37,7 +37,7 @@ enum VaultService {
                     return SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value)
                 }
             case "list":
-                let secrets = try await runtime.database.run { try vault.list(portal: portal, on: $0) }
+                let secrets = try await plugin.database.run { try vault.list(portal: portal, on: $0) }
                 return Array(try JSONSerialization.data(withJSONObject: ["secrets": secrets.map(\.json)], options: [.sortedKeys]))
             default:
                 throw PluginError.notFound("vault.v1 has no method \(method); methods: get, list")
