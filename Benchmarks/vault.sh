@@ -9,6 +9,8 @@
 #                    key; decrypt plus one hash-chained audit entry per read)
 #   secret put       PUT /p/bench/vault/v1/secrets/BENCH_KEY (a new encrypted
 #                    version per request)
+#   secret metadata  GET /p/bench/vault/v1/secrets/BENCH_KEY (one indexed read,
+#                    no decryption, no audit entry): shows what the audit costs
 #                    both vs the kernel-native echo route with wrk, same
 #                    connections and duration
 # Prints a table, then one line per figure: `name: ours X, peer Y, ratio R`.
@@ -112,10 +114,10 @@ done
 curl -sf -o /dev/null "$kernel/v1/system/status" || die "meltybase did not start (see $TMP/server.log)"
 
 # The portal's service_role key, as `portal create` would have printed it.
-"$BIN/meltybase" portal create bench2 --plugins vault --config "$TMP/plugins.toml" --data-dir "$TMP/data" >"$TMP/keys.txt"
+"$BIN/meltybase" portal create bench --plugins vault --config "$TMP/plugins.toml" --data-dir "$TMP/data" >"$TMP/keys.txt"
 key="$(awk '/service_role:/ {print $NF}' "$TMP/keys.txt")"
 [[ -n $key ]] || die "portal create printed no service_role key: $(cat "$TMP/keys.txt")"
-base="$kernel/p/bench2/vault/v1/secrets"
+base="$kernel/p/bench/vault/v1/secrets"
 for _ in $(seq 1 50); do
   status="$(curl -s -o "$TMP/create.json" -w '%{http_code}' -H "authorization: Bearer $key" -H 'content-type: application/json' \
     -d '{"name": "BENCH_KEY", "value": "sk_bench_0123456789abcdef0123456789abcdef"}' "$base")"
@@ -154,6 +156,7 @@ measure() {
 }
 note "measuring through the gateway (${DURATION} s each, $CONNECTIONS connections)"
 measure secret_get "$base/BENCH_KEY/value"
+measure secret_meta "$base/BENCH_KEY"
 measure echo_get "$kernel/v1/system/echo"
 measure secret_put "$base/BENCH_KEY" "$TMP/put.lua"
 measure echo_post "$kernel/v1/system/echo" "$TMP/post.lua"
@@ -168,6 +171,7 @@ for size in "${sizes[@]}"; do
 done
 printf '\n%-44s %10s %8s %8s %8s\n' route "req/s" "p50 ms" "p99 ms" non-2xx
 printf '%-44s %10s %8s %8s %8s\n' "vault GET .../BENCH_KEY/value" "${rps[secret_get]}" "${p50[secret_get]}" "${p99[secret_get]}" "${non2xx[secret_get]}"
+printf '%-44s %10s %8s %8s %8s\n' "vault GET .../BENCH_KEY (metadata)" "${rps[secret_meta]}" "${p50[secret_meta]}" "${p99[secret_meta]}" "${non2xx[secret_meta]}"
 printf '%-44s %10s %8s %8s %8s\n' "kernel GET /v1/system/echo" "${rps[echo_get]}" "${p50[echo_get]}" "${p99[echo_get]}" "${non2xx[echo_get]}"
 printf '%-44s %10s %8s %8s %8s\n' "vault PUT .../BENCH_KEY" "${rps[secret_put]}" "${p50[secret_put]}" "${p99[secret_put]}" "${non2xx[secret_put]}"
 printf '%-44s %10s %8s %8s %8s\n' "kernel POST /v1/system/echo" "${rps[echo_post]}" "${p50[echo_post]}" "${p99[echo_post]}" "${non2xx[echo_post]}"
@@ -177,4 +181,5 @@ for size in "${sizes[@]}"; do
   echo "aes-256-gcm open ${size} B: ours ${open[$size]:-n/a}k B/s, peer openssl speed -decrypt ${ossl_dec[$size]:-n/a}k B/s, ratio $(ratio "${open[$size]:-0}" "${ossl_dec[$size]:-0}")"
 done
 echo "secret get: ours ${rps[secret_get]} req/s, peer kernel echo ${rps[echo_get]} req/s, ratio $(ratio "${rps[secret_get]}" "${rps[echo_get]}")"
+echo "secret metadata: ours ${rps[secret_meta]} req/s, peer kernel echo ${rps[echo_get]} req/s, ratio $(ratio "${rps[secret_meta]}" "${rps[echo_get]}")"
 echo "secret put: ours ${rps[secret_put]} req/s, peer kernel echo ${rps[echo_post]} req/s, ratio $(ratio "${rps[secret_put]}" "${rps[echo_post]}")"

@@ -52,9 +52,9 @@ struct SecretRoutes {
         do {
             switch (route, request.method) {
             case (.collection, "GET"): return try await list(request)
-            case (.collection, "POST"): return try await create(request, caller: caller)
+            case (.collection, "POST"): return try await write(nil, request, caller: caller)
             case (.secret(let name), "GET"): return try await metadata(name)
-            case (.secret(let name), "PUT"): return try await update(name, request, caller: caller)
+            case (.secret(let name), "PUT"): return try await write(name, request, caller: caller)
             case (.secret(let name), "DELETE"): return try await delete(name, request, caller: caller)
             case (.value(let name), _): return try await value(name, request, caller: caller)
             case (.versions(let name), _): return try await versions(name)
@@ -79,9 +79,11 @@ struct SecretRoutes {
         return .json(["secrets": secrets.map(\.json)])
     }
 
-    private func create(_ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
+    /// `POST /v1/secrets` (`name` from the body, version 1) or `PUT /v1/secrets/<name>`
+    /// (`name` from the path, a new version); audited by name and version.
+    private func write(_ pathName: String?, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
         let body = try Self.object(request)
-        guard let name = body["name"] as? String else {
+        guard let name = pathName ?? body["name"] as? String else {
             throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "the body needs \"name\" (a string)",
                                          hint: "{\"name\": \"STRIPE_KEY\", \"value\": \"...\", \"description\": \"optional\"}"))
         }
@@ -89,28 +91,16 @@ struct SecretRoutes {
         let description = try Self.description(body)
         let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
         let metadata = try await database.run { connection in
-            let created = try value.withUnsafeBytes {
-                try vault.create(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
+            let written = try value.withUnsafeBytes {
+                pathName == nil
+                    ? try vault.create(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
+                    : try vault.update(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
             }
-            try? host.audit(action: "vault.secret.create", target: "secret:\(name)", details: ["version": 1, "actor": caller.actor], portal: handle)
-            return created
+            try? host.audit(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
+                            details: ["version": written.currentVersion, "actor": caller.actor], portal: handle)
+            return written
         }
-        return .json(metadata.json, status: 201)
-    }
-
-    private func update(_ name: String, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
-        let body = try Self.object(request)
-        let value = try Self.value(body)
-        let description = try Self.description(body)
-        let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
-        let metadata = try await database.run { connection in
-            let updated = try value.withUnsafeBytes {
-                try vault.update(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
-            }
-            try? host.audit(action: "vault.secret.update", target: "secret:\(name)", details: ["version": updated.currentVersion, "actor": caller.actor], portal: handle)
-            return updated
-        }
-        return .json(metadata.json)
+        return .json(metadata.json, status: pathName == nil ? 201 : 200)
     }
 
     private func metadata(_ name: String) async throws -> PluginResponse {

@@ -28,9 +28,7 @@ public final class SecretVault: @unchecked Sendable {
     /// taken, also by a soft-deleted secret (purge it first).
     @discardableResult
     public func create(portal: String, name: String, value: UnsafeRawBufferPointer, description: String?, actor: String, on connection: PostgresConnection) throws -> SecretMetadata {
-        try SecretRules.validate(name: name)
-        try SecretRules.validate(valueLength: value.count, maxBytes: maxValueBytes)
-        try SecretRules.validate(description: description)
+        try validateWrite(name: name, valueLength: value.count, description: description)
         return try connection.vaultTransaction {
             let key = try activeDataKey(portal: portal, on: connection)
             let existing = try connection.vaultQuery(
@@ -55,9 +53,7 @@ public final class SecretVault: @unchecked Sendable {
     /// Adds a version to `name` (and replaces the description when one is given).
     @discardableResult
     public func update(portal: String, name: String, value: UnsafeRawBufferPointer, description: String?, actor: String, on connection: PostgresConnection) throws -> SecretMetadata {
-        try SecretRules.validate(name: name)
-        try SecretRules.validate(valueLength: value.count, maxBytes: maxValueBytes)
-        try SecretRules.validate(description: description)
+        try validateWrite(name: name, valueLength: value.count, description: description)
         return try connection.vaultTransaction {
             let key = try activeDataKey(portal: portal, on: connection)
             let current = try connection.vaultQuery(
@@ -73,6 +69,12 @@ public final class SecretVault: @unchecked Sendable {
             guard let metadata = SecretMetadata.rows(updated).first else { throw VaultError.notFound("secret \"\(name)\" vanished") }
             return metadata
         }
+    }
+
+    private func validateWrite(name: String, valueLength: Int, description: String?) throws {
+        try SecretRules.validate(name: name)
+        try SecretRules.validate(valueLength: valueLength, maxBytes: maxValueBytes)
+        try SecretRules.validate(description: description)
     }
 
     private func insertVersion(portal: String, name: String, version: Int, value: UnsafeRawBufferPointer, key: (id: String, key: SecretBytes), actor: String, on connection: PostgresConnection) throws {
