@@ -15,6 +15,8 @@ let package = Package(
         .library(name: "EchoSwiftPlugin", type: .dynamic, targets: ["EchoSwiftPlugin"]),
         /// The Database plugin (REST, auth and SQL console over a Postgres database per portal).
         .library(name: "DatabasePlugin", type: .dynamic, targets: ["DatabasePlugin"]),
+        /// The Vault: AES-256-GCM envelope encryption of portal secrets (`vault.v1`).
+        .library(name: "VaultPlugin", type: .dynamic, targets: ["VaultPlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -39,8 +41,24 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CArgon2", path: "Sources/CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .target(name: "MeltyBuildSignature", path: "Sources/MeltyBuildSignature"),
+        /// The blocking libpq connection shared by the kernel, the Vault and the CLI.
+        .target(
+            name: "MeltyPostgres",
+            dependencies: ["CLibPQ"],
+            path: "Sources/MeltyPostgres",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
+        /// The Vault's domain: AES-256-GCM (OpenSSL EVP), master keys, envelopes, storage,
+        /// rotation. No kernel import: the plugin and the CLI both use it.
+        .target(
+            name: "VaultCore",
+            dependencies: ["COpenSSL", "CSodium", "MeltyPostgres"],
+            path: "Sources/VaultCore",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         .target(
             name: "MeltyPluginSDK",
             dependencies: ["MeltyPluginABI", "MeltyBuildSignature"],
@@ -49,7 +67,7 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "MeltyPluginABI", "CLibPQ", "CHiredis", "CSodium", "CArgon2",
+                "MeltyPluginABI", "MeltyPostgres", "CHiredis", "CSodium", "CArgon2",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -78,6 +96,7 @@ let package = Package(
             dependencies: [
                 "Kernel",
                 "PortalDatabaseCore",
+                "VaultCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/meltybase",
@@ -101,10 +120,16 @@ let package = Package(
             dependencies: ["MeltyPluginSDK"],
             path: "Plugins/Examples/EchoSwift"
         ),
+        .target(
+            name: "VaultPlugin",
+            dependencies: ["MeltyPluginSDK", "VaultCore"],
+            path: "Plugins/Vault",
+            swiftSettings: [.swiftLanguageMode(.v5)]
+        ),
         .testTarget(
             name: "KernelTests",
             dependencies: [
-                "Kernel",
+                "Kernel", "VaultCore",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -11,7 +11,7 @@ struct MeltyBase: AsyncParsableCommand {
             Start with `meltybase serve` (embedded Postgres and Redis when plugins.toml gives no URLs),
             then open http://localhost:3000/v1/system/status. `meltybase doctor` checks this machine.
             """,
-        subcommands: [ServeCommand.self, PluginsCommand.self, PortalCommand.self, MigrateCommand.self, SetupCommand.self, LicenseCommand.self, AuditCommand.self, CertsCommand.self, DoctorCommand.self]
+        subcommands: [ServeCommand.self, PluginsCommand.self, PortalCommand.self, MigrateCommand.self, SetupCommand.self, LicenseCommand.self, AuditCommand.self, VaultCommand.self, CertsCommand.self, DoctorCommand.self]
     )
 
     /// Runs the chosen command; a ``CommandError`` prints `Error: <message>` without usage.

@@ -50,7 +50,7 @@ struct AdminIdentityTests {
 
     /// Starts a kernel, runs setup with a license of `seats`, clears the address counters
     /// of earlier runs (the per-address limit spans every account on 127.0.0.1).
-    static func instance(seats: Int = 20, redisURL: String? = nil) async throws -> Instance {
+    static func instance(seats: Int = 20, redisURL: String? = nil, toml: String = AdminIdentityTests.toml) async throws -> Instance {
         try await clearAddressThrottle()
         let vendor = Ed25519.generate()
         let kernel = try await TestKernel.start("[license]\npublic_key = \"\(ByteEncoding.hex(vendor.publicKey))\"\n" + toml, redisURL: redisURL)

@@ -6,13 +6,13 @@ import Testing
 struct ConfigLoaderTests {
     let loader = ConfigLoader(environment: [:])
 
-    @Test("the committed plugins.toml is valid and runs the example plugins and the Database plugin in portal demo")
+    @Test("the committed plugins.toml is valid and runs the example plugins, the Database plugin and the vault in portal demo")
     func committedConfig() throws {
         let config = try loader.load(path: TestServices.repositoryRoot + "/plugins.toml")
         #expect(Array(config.plugins.map(\.name).prefix(2)) == ["echo-c", "echo-swift"])
-        #expect(config.plugins.map(\.name).contains("database"))
+        #expect(config.plugins.map(\.name).contains("database") && config.plugins.map(\.name).contains("vault"))
         let demo = Set(config.portals.first?.plugins ?? [])
-        #expect(demo.isSuperset(of: ["echo-c", "echo-swift", "database"]))
+        #expect(demo.isSuperset(of: ["echo-c", "echo-swift", "database", "vault"]))
         #expect(config.usesEmbeddedPostgres && config.usesEmbeddedRedis)
         #expect(config.listeners == [ListenerConfig(host: "127.0.0.1", port: 3000)])
         #expect(config.plugins[1].configJSON.contains("hello from Swift"))

@@ -38,10 +38,11 @@ public final class EchoSwiftPlugin: PortalPlugin {
         switch (request.method, request.path) {
         case ("GET", "/echo"), ("POST", "/echo"):
             return request.body.isEmpty ? .text(greeting) : PluginResponse(status: 200, headers: [("content-type", request.header("content-type") ?? "application/octet-stream")], body: request.body)
-        case ("GET", "/call"):
+        case ("GET", "/call"), ("POST", "/call"):
+            // POST sends its body as the JSON argument; GET sends {"text": ?text}.
             let items = request.queryItems
             do {
-                let argument = Array(try JSONSerialization.data(withJSONObject: ["text": items["text"] ?? ""]))
+                let argument = request.body.isEmpty ? Array(try JSONSerialization.data(withJSONObject: ["text": items["text"] ?? ""])) : request.body
                 let result = try await Self.host!.callService(items["service"] ?? "echo", major: UInt32(items["major"] ?? "1") ?? 1,
                                                               method: items["method"] ?? "reverse", json: argument, portal: portal)
                 return PluginResponse(status: 200, headers: [("content-type", "application/json")], body: result)

@@ -101,9 +101,10 @@ private func hostAudit(
         return MB_ERR_INVALID_ARGUMENT
     }
     do {
-        try HostServices.shared.audit.append(
+        let portalHandle = PortalHandle.from(portal)
+        try (portalHandle?.audit ?? HostServices.shared.audit).append(
             actor: "plugin:\(handle.name)", action: String(pluginChars: action, count: actionLength),
-            target: String(pluginChars: target, count: targetLength), portal: PortalHandle.from(portal)?.name,
+            target: String(pluginChars: target, count: targetLength), portal: portalHandle?.name,
             detailsJSON: detailsJSON)
         return MB_OK
     } catch let failure {

@@ -15,11 +15,15 @@ final class PortalHandle: @unchecked Sendable {
     let conninfo: UnsafePointer<CChar>?
     /// The serving kernel's portal keys, for `portal_jwt_sign`.
     let keys: PortalKeys?
+    /// The serving kernel's audit log, for `audit` calls naming this portal (a process may
+    /// run several kernels, each on its own system database).
+    let audit: (any AuditSink)?
 
-    init(name: String, conninfo: UnsafePointer<CChar>? = nil, keys: PortalKeys? = nil, instanceLookup: @escaping @Sendable (String) -> OpaquePointer?) {
+    init(name: String, conninfo: UnsafePointer<CChar>? = nil, keys: PortalKeys? = nil, audit: (any AuditSink)? = nil, instanceLookup: @escaping @Sendable (String) -> OpaquePointer?) {
         self.name = name
         self.conninfo = conninfo
         self.keys = keys
+        self.audit = audit
         self.instanceLookup = instanceLookup
         let bytes = Array(name.utf8)
         nameBytes = .allocate(capacity: max(1, bytes.count))

@@ -128,7 +128,7 @@ public final class PortalRegistry: @unchecked Sendable {
 
     private func makePortal(_ name: String) -> Portal {
         let instances = NIOLockedValueBox<[String: PluginInstance]>([:])
-        let handle = PortalHandle(name: name, conninfo: conninfo, keys: keys) { plugin in
+        let handle = PortalHandle(name: name, conninfo: conninfo, keys: keys, audit: AuditLogSink(database: database)) { plugin in
             instances.withLockedValue { $0[plugin] }?.pointer
         }
         let limit = config.portals.first { $0.name == name }?.rateLimit ?? config.rateLimit.perPortal

@@ -23,10 +23,11 @@ final class TestKernel: @unchecked Sendable {
         self.task = task
     }
 
-    /// Starts a kernel from TOML text; `{ECHO_C}`, `{ECHO_SWIFT}` and `{BROKEN:name}` are
-    /// replaced by plugin paths. Pass `conninfo` to share a system database.
+    /// Starts a kernel from TOML text; `{ECHO_C}`, `{ECHO_SWIFT}`, `{VAULT}` and
+    /// `{BROKEN:name}` are replaced by plugin paths. Pass `conninfo` to share a system database.
     static func start(_ toml: String, conninfo: String? = nil, redisURL: String? = nil) async throws -> TestKernel {
         var text = toml.replacingOccurrences(of: "{ECHO_SWIFT}", with: TestPlugins.echoSwift)
+            .replacingOccurrences(of: "{VAULT}", with: TestPlugins.vault)
         if text.contains("{ECHO_C}") { text = text.replacingOccurrences(of: "{ECHO_C}", with: try TestPlugins.echoC()) }
         for name in ["wrong_major", "missing_entry", "init_fails", "null_callback", "taken_name", "wrong_struct_size"] {
             let token = "{BROKEN:\(name)}"

@@ -32,6 +32,9 @@ enum TestPlugins {
     /// The Swift example plugin built by SwiftPM beside the test bundle.
     static var echoSwift: String { productsDirectory + "/libEchoSwiftPlugin.so" }
 
+    /// The Vault plugin built by SwiftPM beside the test bundle.
+    static var vault: String { productsDirectory + "/libVaultPlugin.so" }
+
     /// SwiftPM's products folder (`.build/debug`).
     static var productsDirectory: String {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]

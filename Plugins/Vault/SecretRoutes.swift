@@ -1,0 +1,236 @@
+import Foundation
+import MeltyPluginSDK
+import VaultCore
+
+/// The HTTP API below `/p/<portal>/vault`: a thin layer over ``SecretVault`` that checks
+/// access, audits, and maps ``VaultError`` to `{code, message, hint}` answers.
+struct SecretRoutes {
+    let runtime: VaultPlugin.Runtime
+    let portal: Portal
+    let database: DatabaseWorkers
+
+    /// The route a path names.
+    enum Route: Equatable {
+        case collection
+        case secret(String)
+        case value(String)
+        case versions(String)
+    }
+
+    static func route(_ path: String) -> Route? {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
+        guard parts.count >= 2, parts[0] == "v1", parts[1] == "secrets" else { return nil }
+        switch parts.count {
+        case 2: return .collection
+        case 3 where parts[2].isEmpty: return .collection
+        case 3: return .secret(parts[2])
+        case 4 where parts[3] == "value": return .value(parts[2])
+        case 4 where parts[3] == "versions": return .versions(parts[2])
+        default: return nil
+        }
+    }
+
+    func handle(_ request: PluginRequest) async -> PluginResponse {
+        guard let route = Self.route(request.path) else {
+            return .error(status: 404, code: "not_found", message: "the vault has no route \(request.method) \(request.path)",
+                          hint: "routes live under /v1/secrets; see docs/vault.md")
+        }
+        let need: CallerAccess.Need
+        switch (route, request.method) {
+        case (.collection, "GET"), (.secret, "GET"), (.versions, "GET"): need = .metadata
+        case (.collection, "POST"), (.secret, "PUT"), (.secret, "DELETE"): need = .write
+        case (.value, "GET"): need = .value
+        default:
+            return .error(status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)",
+                          hint: "see docs/vault.md for the routes")
+        }
+        let caller: CallerAccess
+        switch CallerAccess.check(request, need: need) {
+        case .success(let access): caller = access
+        case .failure(let refusal): return refusal.response
+        }
+        do {
+            switch (route, request.method) {
+            case (.collection, "GET"): return try await list(request)
+            case (.collection, "POST"): return try await write(nil, request, caller: caller)
+            case (.secret(let name), "GET"): return try await metadata(name)
+            case (.secret(let name), "PUT"): return try await write(name, request, caller: caller)
+            case (.secret(let name), "DELETE"): return try await delete(name, request, caller: caller)
+            case (.value(let name), _): return try await value(name, request, caller: caller)
+            case (.versions(let name), _): return try await versions(name)
+            default: return .error(status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)")
+            }
+        } catch let refusal as RefusalResponse {
+            return refusal.response
+        } catch let error as VaultError {
+            return Self.response(for: error)
+        } catch {
+            return .error(status: 500, code: "vault_error", message: "\(error)")
+        }
+    }
+
+    // MARK: Routes
+
+    private func list(_ request: PluginRequest) async throws -> PluginResponse {
+        let includeDeleted = request.queryItems["include_deleted"] == "true"
+        let portal = self.portal.name
+        let vault = runtime.vault
+        let secrets = try await database.run { try vault.list(portal: portal, includeDeleted: includeDeleted, on: $0) }
+        return .json(["secrets": secrets.map(\.json)])
+    }
+
+    /// `POST /v1/secrets` (`name` from the body, version 1) or `PUT /v1/secrets/<name>`
+    /// (`name` from the path, a new version); audited by name and version.
+    private func write(_ pathName: String?, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
+        let body = try Self.object(request)
+        guard let name = pathName ?? body["name"] as? String else {
+            throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "the body needs \"name\" (a string)",
+                                         hint: "{\"name\": \"STRIPE_KEY\", \"value\": \"...\", \"description\": \"optional\"}"))
+        }
+        let value = try Self.value(body)
+        let description = try Self.description(body)
+        let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
+        let metadata = try await database.run { connection in
+            let written = try value.withUnsafeBytes {
+                pathName == nil
+                    ? try vault.create(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
+                    : try vault.update(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
+            }
+            try? host.audit(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
+                            details: ["version": written.currentVersion, "actor": caller.actor], portal: handle)
+            return written
+        }
+        return .json(metadata.json, status: pathName == nil ? 201 : 200)
+    }
+
+    private func metadata(_ name: String) async throws -> PluginResponse {
+        let (portal, vault) = (self.portal.name, runtime.vault)
+        return .json(try await database.run { try vault.metadata(portal: portal, name: name, on: $0) }.json)
+    }
+
+    private func versions(_ name: String) async throws -> PluginResponse {
+        let (portal, vault) = (self.portal.name, runtime.vault)
+        let versions = try await database.run { try vault.versions(portal: portal, name: name, on: $0) }
+        return .json(["name": name, "versions": versions.map(\.json)])
+    }
+
+    private func delete(_ name: String, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
+        let purge = request.queryItems["purge"] == "true"
+        let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
+        try await database.run { connection in
+            try vault.delete(portal: portal, name: name, purge: purge, on: connection)
+            try? host.audit(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)", details: ["actor": caller.actor], portal: handle)
+        }
+        return .json(["name": name, "deleted": true, "purged": purge])
+    }
+
+    /// Decrypts, audits the read by name (never the value), and only then answers; when
+    /// the audit log cannot take the entry, the value is not released.
+    private func value(_ name: String, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
+        var version: Int?
+        if let text = request.queryItems["version"] {
+            guard let number = Int(text), number > 0 else {
+                throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "version must be a positive integer"))
+            }
+            version = number
+        }
+        let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
+        return try await database.run { connection in
+            let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
+            do {
+                try host.audit(action: "vault.secret.read", target: "secret:\(name)",
+                               details: ["version": revealed.version, "actor": caller.actor, "via": "http"], portal: handle)
+            } catch {
+                return .error(status: 503, code: "audit_unavailable", message: "the read could not be audited, so the value is withheld",
+                              hint: "check the system database; the kernel log says why")
+            }
+            return PluginResponse(status: 200, headers: [("content-type", "application/json"), ("cache-control", "no-store")],
+                                  body: SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value))
+        }
+    }
+
+    // MARK: Bodies and errors
+
+    static func object(_ request: PluginRequest) throws -> [String: Any] {
+        guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+            throw RefusalResponse(.error(status: 400, code: "invalid_json", message: "the body must be a JSON object",
+                                         hint: "send content-type: application/json with {\"value\": \"...\"}"))
+        }
+        return object
+    }
+
+    /// The value as bytes this plugin wipes (the parsed `String` is Foundation's copy).
+    static func value(_ body: [String: Any]) throws -> SecretBytes {
+        guard let value = body["value"] as? String else {
+            throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "the body needs \"value\" (a string)",
+                                         hint: "binary values: base64-encode them first"))
+        }
+        var bytes = Array(value.utf8)
+        defer { SecretBytes.wipe(&bytes) }
+        return SecretBytes(copying: bytes)
+    }
+
+    static func description(_ body: [String: Any]) throws -> String? {
+        guard let raw = body["description"], !(raw is NSNull) else { return nil }
+        guard let text = raw as? String else {
+            throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "\"description\" must be a string"))
+        }
+        return text
+    }
+
+    /// The answer for a ``VaultError``; messages never contain values or key material.
+    static func response(for error: VaultError) -> PluginResponse {
+        switch error {
+        case .invalidArgument(let message):
+            return .error(status: 400, code: "invalid_request", message: message)
+        case .notFound(let message):
+            return .error(status: 404, code: "secret_not_found", message: message)
+        case .conflict(let message):
+            return .error(status: 409, code: "secret_exists", message: message)
+        case .unknownMasterKey:
+            return .error(status: 503, code: "master_key_unavailable", message: error.description)
+        case .database(let message):
+            return .error(status: 503, code: "database_unavailable", message: "the vault cannot reach the system database: \(message)")
+        case .authenticationFailed, .corruptRecord:
+            return .error(status: 500, code: "secret_integrity_error", message: error.description,
+                          hint: "the stored record was altered, moved, or the master key is wrong; the value is not released")
+        case .invalidConfiguration(let message), .crypto(let message):
+            return .error(status: 500, code: "vault_error", message: message)
+        }
+    }
+}
+
+/// JSON bodies built straight from secret bytes, so the only copy of a value outside
+/// wiped memory is the response itself.
+enum SecretJSON {
+    /// `{"name":…,"value":…,"version":…}`.
+    static func valueBody(name: String, version: Int, value: SecretBytes) -> [UInt8] {
+        var body: [UInt8] = []
+        body.reserveCapacity(value.count + name.utf8.count + 48)
+        body += Array(#"{"name":"#.utf8)
+        appendString(Array(name.utf8), to: &body)
+        body += Array(#","value":"#.utf8)
+        value.withUnsafeBytes { appendString($0, to: &body) }
+        body += Array(#","version":\#(version)}"#.utf8)
+        return body
+    }
+
+    /// Appends a JSON string literal (UTF-8 passes through; quotes, backslashes and
+    /// control characters are escaped).
+    static func appendString<Bytes: Collection>(_ bytes: Bytes, to body: inout [UInt8]) where Bytes.Element == UInt8 {
+        let hex = Array("0123456789abcdef".utf8)
+        body.append(0x22)
+        for byte in bytes {
+            switch byte {
+            case 0x22: body += [0x5C, 0x22]
+            case 0x5C: body += [0x5C, 0x5C]
+            case 0x0A: body += [0x5C, 0x6E]
+            case 0x0D: body += [0x5C, 0x72]
+            case 0x09: body += [0x5C, 0x74]
+            case 0..<0x20: body += [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
+            default: body.append(byte)
+            }
+        }
+        body.append(0x22)
+    }
+}

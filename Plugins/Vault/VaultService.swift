@@ -1,0 +1,53 @@
+import Foundation
+import MeltyPluginSDK
+import VaultCore
+
+/// The `vault.v1` JSON service for other plugins (Edge injects secrets into functions,
+/// Intelligence reads LLM API keys). The kernel hands the call this plugin's instance for
+/// the *caller's* portal, and refuses the lookup where the vault is not enabled, so a
+/// caller only ever sees its own portal's secrets.
+///
+/// Methods:
+/// - `get {"name": s, "version"?: n}` → `{"name", "version", "value"}` (audited as
+///   `vault.secret.read` with `via: vault.v1`)
+/// - `list {}` → `{"secrets": [metadata]}` (no values)
+enum VaultService {
+    static func call(plugin: VaultPlugin, method: String, argument: [UInt8]) async throws -> [UInt8] {
+        guard let runtime = VaultPlugin.runtime else { throw PluginError.unavailable("vault.v1: the vault plugin is not started") }
+        let arguments = argument.isEmpty ? [:] : ((try? JSONSerialization.jsonObject(with: Data(argument))) as? [String: Any])
+        guard let arguments else { throw PluginError.invalid("vault.v1 \(method): the argument must be a JSON object") }
+        let (portal, vault, host, handle) = (plugin.portal.name, runtime.vault, runtime.host, plugin.portal)
+        do {
+            switch method {
+            case "get":
+                guard let name = arguments["name"] as? String else { throw PluginError.invalid("vault.v1 get: pass {\"name\": \"...\"}") }
+                var version: Int?
+                if let raw = arguments["version"] {
+                    guard let number = raw as? Int, number > 0 else { throw PluginError.invalid("vault.v1 get: version must be a positive integer") }
+                    version = number
+                }
+                return try await plugin.database.run { connection in
+                    let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
+                    do {
+                        try host.audit(action: "vault.secret.read", target: "secret:\(name)",
+                                       details: ["version": revealed.version, "via": "vault.v1"], portal: handle)
+                    } catch {
+                        throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")
+                    }
+                    return SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value)
+                }
+            case "list":
+                let secrets = try await plugin.database.run { try vault.list(portal: portal, on: $0) }
+                return Array(try JSONSerialization.data(withJSONObject: ["secrets": secrets.map(\.json)], options: [.sortedKeys]))
+            default:
+                throw PluginError.notFound("vault.v1 has no method \(method); methods: get, list")
+            }
+        } catch let error as VaultError {
+            switch error {
+            case .notFound(let message): throw PluginError.notFound("vault.v1 \(method): \(message)")
+            case .invalidArgument(let message): throw PluginError.invalid("vault.v1 \(method): \(message)")
+            default: throw PluginError.unavailable("vault.v1 \(method): \(error.description)")
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import MeltyPostgres
+
+/// The Vault's tables in the system database (schema `vault`), created idempotently at
+/// every start. Only ciphertext and metadata are stored; see `docs/vault.md`.
+public enum VaultSchema {
+    /// The DDL script (one implicit transaction, serialised by an advisory lock).
+    public static let sql = """
+        SET client_min_messages = warning;
+        SELECT pg_advisory_xact_lock(7426101);
+        CREATE SCHEMA IF NOT EXISTS vault;
+        CREATE TABLE IF NOT EXISTS vault.data_keys (
+            id text PRIMARY KEY,
+            portal text NOT NULL,
+            state text NOT NULL CHECK (state IN ('active', 'retiring')),
+            master_key_id text NOT NULL,
+            wrapped bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            wrapped_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS data_keys_one_active ON vault.data_keys (portal) WHERE state = 'active';
+        CREATE INDEX IF NOT EXISTS data_keys_master_key ON vault.data_keys (master_key_id);
+        CREATE TABLE IF NOT EXISTS vault.secrets (
+            portal text NOT NULL,
+            name text NOT NULL,
+            description text,
+            current_version integer NOT NULL CHECK (current_version > 0),
+            created_at timestamptz NOT NULL DEFAULT now(),
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            deleted_at timestamptz,
+            PRIMARY KEY (portal, name)
+        );
+        CREATE TABLE IF NOT EXISTS vault.secret_versions (
+            portal text NOT NULL,
+            name text NOT NULL,
+            version integer NOT NULL CHECK (version > 0),
+            data_key_id text NOT NULL REFERENCES vault.data_keys (id),
+            sealed bytea NOT NULL,
+            created_at timestamptz NOT NULL DEFAULT now(),
+            created_by text NOT NULL DEFAULT '',
+            PRIMARY KEY (portal, name, version),
+            FOREIGN KEY (portal, name) REFERENCES vault.secrets (portal, name) ON DELETE CASCADE
+        );
+        CREATE INDEX IF NOT EXISTS secret_versions_data_key ON vault.secret_versions (data_key_id);
+        """
+
+    /// Applies ``sql`` on `connection`.
+    public static func migrate(on connection: PostgresConnection) throws {
+        do {
+            try connection.execute(script: sql)
+        } catch {
+            throw VaultError.database("cannot create the vault schema in the system database: \(error)")
+        }
+    }
+}
+
+/// bytea as libpq text (`\x` hex), both ways.
+enum ByteaText {
+    static func encode(_ bytes: [UInt8]) -> String { "\\x" + VaultCrypto.hex(bytes) }
+
+    static func decode(_ text: String?) throws -> [UInt8] {
+        guard let text, text.hasPrefix("\\x"), let bytes = VaultCrypto.fromHex(String(text.dropFirst(2))) else {
+            throw VaultError.corruptRecord("a stored bytea value is not in hex format")
+        }
+        return bytes
+    }
+}
+
+extension PostgresConnection {
+    /// Runs `body` between `BEGIN` and `COMMIT` (rolled back when it throws). Postgres
+    /// errors become ``VaultError/database(_:)``; Vault errors pass through.
+    func vaultTransaction<T>(_ body: () throws -> T) throws -> T {
+        do {
+            try query("BEGIN")
+        } catch {
+            throw VaultError.database("\(error)")
+        }
+        do {
+            let result = try body()
+            try query("COMMIT")
+            return result
+        } catch let error as VaultError {
+            _ = try? query("ROLLBACK")
+            throw error
+        } catch {
+            _ = try? query("ROLLBACK")
+            throw VaultError.database("\(error)")
+        }
+    }
+
+    /// One statement, Postgres errors as ``VaultError/database(_:)``.
+    @discardableResult
+    func vaultQuery(_ sql: String, _ parameters: [String?] = []) throws -> PostgresRows {
+        do {
+            return try query(sql, parameters)
+        } catch {
+            throw VaultError.database("\(error)")
+        }
+    }
+}
