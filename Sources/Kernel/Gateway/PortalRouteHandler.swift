@@ -18,6 +18,8 @@ struct PortalRouteHandler: Sendable {
     let perClient: TokenBucketConfig?
     /// Turns the caller's token into the `credential_json` plugins receive.
     let credentials: CredentialResolver
+    /// This kernel's `body_limit_bytes` (the static on the context is per process).
+    var bodyLimit: Int = KernelRequestContext.bodyLimit
 
     /// A resolved target: the instance (with a use taken) and the path below the prefix.
     struct Target {
@@ -66,9 +68,9 @@ struct PortalRouteHandler: Sendable {
         try await limitPortal(target)
         let body: ByteBuffer
         do {
-            body = try await request.body.collect(upTo: KernelRequestContext.bodyLimit)
+            body = try await request.body.collect(upTo: bodyLimit)
         } catch {
-            throw GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(KernelRequestContext.bodyLimit) bytes",
+            throw GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(bodyLimit) bytes",
                                hint: "raise [kernel] body_limit_bytes or send less")
         }
         let certificate = await clientCertificateSubject(context)
@@ -150,7 +152,7 @@ struct PortalRouteHandler: Sendable {
                 }
             }
             do {
-                for try await frame in inbound.messages(maxSize: KernelRequestContext.bodyLimit) {
+                for try await frame in inbound.messages(maxSize: bodyLimit) {
                     switch frame {
                     case .text(let text):
                         var copy = text
