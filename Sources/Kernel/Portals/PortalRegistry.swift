@@ -29,6 +29,7 @@ public final class PortalRegistry: @unchecked Sendable {
     private let logger: Logger
     private let portals = NIOLockedValueBox<[String: Portal]>([:])
     private let reloadLock = NSLock()
+    private let reloadTickets = NIOLockedValueBox<(issued: Int, applied: Int)>((0, 0))
     /// Signs and verifies portal credentials (nil: every credential is `invalid`).
     let keys: PortalKeys?
     private let conninfo: UnsafePointer<CChar>?
@@ -70,7 +71,13 @@ public final class PortalRegistry: @unchecked Sendable {
     }
 
     /// Re-reads portals and enabled plugins, creating and retiring instances to match.
+    /// Reloads may overlap (one per notification); each takes a ticket before reading, and a
+    /// read older than one already applied is dropped, so a slow reload never undoes a newer one.
     public func reload() async throws {
+        let ticket = reloadTickets.withLockedValue { state -> Int in
+            state.issued += 1
+            return state.issued
+        }
         let rows = try await database.withConnection { connection in
             try connection.query("""
                 SELECT p.name, coalesce(array_to_json(array_agg(pp.plugin ORDER BY pp.plugin) FILTER (WHERE pp.plugin IS NOT NULL))::text, '[]')
@@ -83,7 +90,14 @@ public final class PortalRegistry: @unchecked Sendable {
             let list = (try? JSONSerialization.jsonObject(with: Data((row[1] ?? "[]").utf8))) as? [String] ?? []
             wanted[row[0] ?? ""] = list
         }
-        reloadLock.withLock { apply(wanted) }
+        reloadLock.withLock {
+            let stale = reloadTickets.withLockedValue { state -> Bool in
+                if ticket < state.applied { return true }
+                state.applied = ticket
+                return false
+            }
+            if !stale { apply(wanted) }
+        }
     }
 
     private func apply(_ wanted: [String: [String]]) {
