@@ -19,8 +19,7 @@ def wait_for(driver, condition, timeout: float = TIMEOUT, message: str = ""):
 
 
 def heading(driver) -> str:
-    elements = driver.find_elements(By.CSS_SELECTOR, "h1")
-    return elements[0].text if elements else ""
+    return text_of(driver, "h1")
 
 
 def wait_heading(driver, text: str, timeout: float = TIMEOUT) -> None:
@@ -71,8 +70,8 @@ def wait_field_error(driver, label: str, timeout: float = TIMEOUT) -> str:
 
 
 def text_of(driver, css: str) -> str:
-    elements = driver.find_elements(By.CSS_SELECTOR, css)
-    return elements[0].text if elements else ""
+    """The rendered text of the first match ('' if none), read in one step (no stale elements)."""
+    return driver.execute_script("const e = document.querySelector(arguments[0]); return e ? e.innerText : ''", css)
 
 
 def wait_text(driver, css: str, contains: str, timeout: float = TIMEOUT) -> str:
@@ -91,6 +90,7 @@ def decode_qr(element) -> str:
     import zxingcpp
     from PIL import Image
 
+    element.parent.execute_script("arguments[0].scrollIntoView({block: 'center'})", element)
     image = Image.open(io.BytesIO(element.screenshot_as_png)).convert("L")
     results = zxingcpp.read_barcodes(image)
     assert results, "no QR code found in the element's screenshot"

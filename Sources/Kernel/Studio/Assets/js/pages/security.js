@@ -50,7 +50,10 @@ export default {
           h('li', {}, h('p', {}, 'Keep these recovery codes somewhere safe. Each works once, and they are shown only now:'),
             h('ul', { class: 'recovery-codes', 'data-test': 'recovery-codes' }, enrolment.recovery_codes.map((c) => h('li', {}, h('code', {}, c))))),
           h('li', {}, h('p', {}, 'Enter the current code to confirm:'), form)));
-      code.input.focus();
+      // Start reading at the QR code (focusing the code field would scroll it away).
+      const first = area.querySelector('p');
+      first.setAttribute('tabindex', '-1');
+      first.focus();
     }));
 
     return [
