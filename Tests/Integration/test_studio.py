@@ -5,6 +5,7 @@ redirect, cache and security headers, the license check routes."""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from pathlib import Path
@@ -191,7 +192,15 @@ def test_sign_in_enrol_totp_step_up_create_portal_and_audit(kernel, browser, sta
         labelled_box = browser.find_element(By.XPATH, "//fieldset//label[normalize-space()='echo-c']/input")
         labelled_box.click()
     click(browser, "Create portal")
+    # The portal's keys are shown once, at creation.
+    shown = wait_text(browser, "[data-test=portal-keys]", "anon_key")
+    assert "service_role_key" in shown
+    anon = labelled(browser, "anon_key").get_attribute("value")
+    claims = json.loads(base64.urlsafe_b64decode(anon.split(".")[1] + "=="))
+    assert claims["ref"] == "acme" and claims["role"] == "anon"
+    click(browser, "Done, I have copied them")
     row = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "tr[data-portal=acme]"))
+    assert not browser.find_elements(By.CSS_SELECTOR, "[data-test=portal-keys]")
     if "echo-swift" in plugins:
         row.find_element(By.CSS_SELECTOR, "input[aria-label='echo-swift in acme']").click()
         wait_text(browser, ".notice", "echo-swift enabled in acme")

@@ -59,12 +59,18 @@ export default {
         const chosen = [...form.querySelectorAll('input[name=plugins]:checked')].map((box) => box.value);
         try {
           const answer = await api.post('/v1/hub/portals', { name: name.input.value.trim(), plugins: chosen });
-          const keys = answer.keys || answer.api_keys;
-          if (keys) {
-            // Shown once: the kernel keeps only what it needs to check them.
-            created.replaceChildren(h('div', { class: 'card success', role: 'status' },
-              h('h3', {}, 'Portal keys (shown once)'), h('p', {}, 'Copy them now; they are not shown again.'),
-              h('pre', { class: 'secret' }, JSON.stringify(keys, null, 2))));
+          const keys = Object.entries(answer).filter(([name]) => name.endsWith('_key'));
+          if (keys.length) {
+            // Shown once: the kernel keeps only the secret that signs them.
+            form.reset();
+            created.replaceChildren(h('div', { class: 'card success', role: 'status', 'data-test': 'portal-keys' },
+              h('h3', {}, `Keys of ${answer.name} (shown once)`),
+              h('p', {}, 'Copy them now; they are not shown again. The anon key is for browsers; keep the service_role key on servers.'),
+              keys.map(([name, value]) => h('div', { class: 'field' },
+                h('label', { for: `key-${name}` }, name),
+                h('textarea', { id: `key-${name}`, class: 'secret', readonly: true, rows: 3, spellcheck: false }, value))),
+              h('div', { class: 'actions' }, h('button', { type: 'button', class: 'primary', onclick: refresh }, 'Done, I have copied them'))));
+            created.querySelector('textarea').focus();
           } else {
             refresh();
           }
