@@ -4,6 +4,7 @@
 
 import * as api from './api.js';
 import * as router from './router.js';
+import * as session from './session.js';
 import { h, field, notice, busy } from './dom.js';
 
 let open = null;
@@ -40,20 +41,27 @@ export function askForSecondFactor(error) {
           await api.challenge(code.input.value.trim());
           finish(true);
         } catch (failure) {
-          if (failure.code === 'mfa_not_enrolled') {
-            status.show('Your account has no second factor yet. Set up TOTP on the Security page first.');
-            enrol.hidden = false;
-            enrol.focus();
-            return;
-          }
+          if (failure.code === 'mfa_not_enrolled') return withoutTOTP();
           code.showError(failure.message);
           code.input.select();
         }
       });
     });
+    const withoutTOTP = () => {
+      code.wrapper.hidden = true;
+      verify.hidden = true;
+      status.show('Your account has no second factor yet. Set up TOTP on the Security page first, then try again.');
+      enrol.hidden = false;
+      enrol.focus();
+    };
     document.body.appendChild(dialog);
     dialog.showModal();
     code.input.focus();
+    // An admin without TOTP cannot step up: say so at once instead of asking for a code.
+    api.get('/v1/admin/users', { stepUp: false }).then(({ users }) => {
+      const me = users.find((u) => u.email === session.current()?.email);
+      if (me && !me.mfa_enabled && dialog.open) withoutTOTP();
+    }).catch(() => {});
   });
   return open;
 }
