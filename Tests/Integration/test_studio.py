@@ -240,6 +240,7 @@ def test_sign_in_enrol_totp_step_up_create_portal_and_audit(kernel, browser, sta
     click(browser, "Verify")
     wait_heading(browser, "Overview")
     assert text_of(browser, "[data-test=aal]") == "AAL2"
+    state["step"] = step
 
 
 def test_admins_page_invites_up_to_the_seat_cap(kernel, browser):
@@ -254,6 +255,28 @@ def test_admins_page_invites_up_to_the_seat_cap(kernel, browser):
     click(browser, "Add admin")
     wait_text(browser, "[data-test=admins-table]", "grace@example.com")
     assert "2 of 3 seats used, 1 left" in text_of(browser, "[data-test=seats]")
+
+
+def test_step_up_dialog_takes_a_code_and_repeats_the_action(kernel, browser, state):
+    """A page that meets 403 mfa_required (a session that has only given the password)
+    asks for the code in the step-up dialog, then loads at AAL2."""
+    pair = requests.post(kernel.url + "/v1/admin/login", json={"email": EMAIL, "password": PASSWORD}, timeout=30).json()
+    assert pair["mfa_required"] is True and pair["aal"] == "aal1"
+    browser.execute_script(
+        "sessionStorage.setItem('meltybase.session', JSON.stringify(Object.assign(arguments[0], {mfa_required: false, email: arguments[1]})))",
+        pair, EMAIL)
+    browser.get(kernel.url + "/dashboard/portals")
+    dialog = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "dialog.stepup[open]"))
+    fill(browser, "Authentication code", "000000", scope=dialog)
+    click(browser, "Verify", scope=dialog)
+    assert "wrong" in wait_for(browser, lambda d: dialog.find_element(By.CSS_SELECTOR, ".field-error").text)
+    code, state["step"] = next_totp(state["secret"], after_step=state["step"])
+    fill(browser, "Authentication code", code, scope=dialog)
+    click(browser, "Verify", scope=dialog)
+    wait_heading(browser, "Portals")
+    wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "tr[data-portal=acme]"))
+    assert text_of(browser, "[data-test=aal]") == "AAL2"
+    assert not browser.find_elements(By.CSS_SELECTOR, "dialog.stepup[open]")
 
 
 @pytest.mark.parametrize("version,length", [(1, 1), (1, 14), (2, 26), (3, 42), (4, 62), (5, 84), (6, 106), (7, 122), (8, 152), (9, 180), (10, 213)])

@@ -24,6 +24,8 @@ export function store(pair, email) {
     email: email || previous.email || '',
   };
   sessionStorage.setItem(KEY, JSON.stringify(session));
+  // The frame shows the assurance level; a step-up changes it under the current page.
+  dispatchEvent(new CustomEvent('meltybase-session', { detail: session }));
   return session;
 }
 

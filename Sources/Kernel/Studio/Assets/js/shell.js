@@ -9,6 +9,13 @@ import { h, replace } from './dom.js';
 
 let renderToken = 0;
 
+addEventListener('meltybase-session', ({ detail }) => {
+  const badge = document.querySelector('[data-test=aal]');
+  if (!badge) return;
+  badge.textContent = (detail.aal || '').toUpperCase();
+  badge.classList.toggle('badge-ok', detail.aal === 'aal2');
+});
+
 export async function renderShell(root, path) {
   const [pageId, ...rest] = path.split('/');
   const page = pages.find((p) => p.id === pageId);
