@@ -70,8 +70,7 @@ struct LicenseCheckRoutes: Sendable {
         }
     }
 
-    static let closed = GatewayError(status: 410, code: "setup_closed", message: "this instance is already initialized; setup is permanently disabled",
-                                     hint: "sign in at /v1/admin/login instead")
+    static var closed: GatewayError { SetupRoute.error(for: .closed) }
 
     /// Evaluation licenses are for the person at this machine, and only until setup.
     static func guardEvaluation(state: SystemState, context: KernelRequestContext) throws {
