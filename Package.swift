@@ -89,6 +89,8 @@ let package = Package(
                 "MeltyBuildSignature",
             ],
             path: "Sources/Kernel",
+            // The Studio's HTML, CSS and JavaScript, served at /dashboard (StudioAssets).
+            resources: [.copy("Studio/Assets")],
             swiftSettings: [.swiftLanguageMode(.v5)]
         ),
         .executableTarget(

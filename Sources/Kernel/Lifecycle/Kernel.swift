@@ -123,16 +123,21 @@ public final class Kernel: @unchecked Sendable {
             try connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
         }
         let state = SystemState(isInitialized: initialized)
+        // Without a vendor key, licenses verify with this machine's evaluation key.
+        let evaluation = try EvaluationLicense.prepare(config: config, initialized: initialized, logger: logger)
+        var licensing = config
+        if let evaluation { licensing.licensePublicKey = evaluation.publicKeyHex }
+        let identity = AdminIdentity(database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger)
+        var systemRoutes = SystemRoutes(
+            state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics,
+            setup: SetupRoute(service: SetupService(database: database, state: state, config: licensing, logger: logger)),
+            hub: HubRoutes(
+                identity: identity, portals: PortalStore(database: database, config: config), database: database,
+                dataDirectory: config.dataDirectory, licensePublicKey: licensing.licensePublicKey, portalKeys: portalKeys))
+        systemRoutes.licenseChecks = LicenseCheckRoutes(state: state, publicKey: licensing.licensePublicKey, evaluation: evaluation, identity: identity)
+        systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger))
         let gateway = Gateway(
-            config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter,
-            systemRoutes: SystemRoutes(
-                state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics,
-                setup: SetupRoute(service: SetupService(database: database, state: state, config: config, logger: logger)),
-                hub: HubRoutes(
-                    identity: AdminIdentity(database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger),
-                    portals: PortalStore(database: database, config: config), database: database, dataDirectory: config.dataDirectory,
-                    licensePublicKey: config.licensePublicKey, portalKeys: portalKeys)),
-            logger: logger)
+            config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter, systemRoutes: systemRoutes, logger: logger)
         let announce = onListening
         let logger = self.logger
         let ports = boundPorts
@@ -141,7 +146,7 @@ public final class Kernel: @unchecked Sendable {
             ports.withLockedValue { $0.append(port) }
             logger.notice("MeltyBase is listening on \(url)", metadata: ["mtls": "\(listener.clientCAPath != nil)"])
             if !state.isInitialized {
-                logger.notice("Not initialized yet: waiting for the setup handshake (POST \(url)/v1/system/setup, or `meltybase setup`; see the README's Onboarding section)")
+                logger.notice("Not initialized yet: open \(SetupService.studioURL(listener, port: port)) to set up in the Studio (or POST \(url)/v1/system/setup, or `meltybase setup`)")
             }
             announce?(url)
         }

@@ -110,9 +110,13 @@ public struct SetupService: Sendable {
 
     /// `http://localhost:3000/dashboard` for the first listener.
     static func entryPoint(_ config: KernelConfig) -> String {
-        let listener = config.listeners[0]
+        studioURL(config.listeners[0], port: config.listeners[0].port)
+    }
+
+    /// `http://localhost:<port>/dashboard` for a listener (loopback and wildcard hosts as `localhost`).
+    static func studioURL(_ listener: ListenerConfig, port: Int) -> String {
         let host = ["127.0.0.1", "0.0.0.0", "::1", "::"].contains(listener.host) ? "localhost" : listener.host
-        return "\(listener.scheme)://\(host):\(listener.port)/dashboard"
+        return "\(listener.scheme)://\(host):\(port)/dashboard"
     }
 
     /// One `@`, a non-empty local part, a dotted domain, no spaces, at most 254 bytes.

@@ -16,9 +16,15 @@ struct SystemRoutes: Sendable {
     let setup: SetupRoute
     /// The admin routes (`/v1/admin`, `/v1/hub`, `/v1/audit`, `/v1/system/license`).
     var hub: HubRoutes? = nil
+    /// License checks for the setup wizard (`/v1/system/license/verify`, `.../evaluation`).
+    var licenseChecks: LicenseCheckRoutes? = nil
+    /// The Studio (`/`, `/dashboard`).
+    var studio: StudioRoutes? = nil
 
     func register(on router: Router<KernelRequestContext>) {
         hub?.register(on: router)
+        licenseChecks?.register(on: router)
+        studio?.register(on: router)
         router.get("/v1/system/status") { _, _ in
             Self.json(state.statusJSON)
         }
@@ -45,6 +51,18 @@ struct SystemRoutes: Sendable {
                 throw GatewayError(status: 403, code: "loopback_only", message: "the plugin report is only served to loopback clients")
             }
             return Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter).json)
+        }
+        // The same report for a signed-in admin from anywhere (the Studio's overview).
+        router.get("/v1/hub/plugins") { request, _ in
+            try await HubHTTP.run {
+                guard let identity = hub?.identity else {
+                    throw GatewayError(status: 404, code: "route_not_found", message: "admin routes are not configured in this kernel")
+                }
+                _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
+                var response = Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter).json)
+                response.headers[.cacheControl] = "no-store"
+                return response
+            }
         }
     }
 

@@ -1,0 +1,68 @@
+"""Screenshots of the Studio for the docs: each setup-wizard step and the overview, at
+1280x800 and 390x844, from a fresh kernel per size.
+
+usage: .venv/bin/python Tests/Integration/screenshots.py [OUTDIR]   (default docs/studio)
+Needs the debug build (`swift build`), like the browser tests.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from conftest import new_browser  # noqa: E402
+from meltybase_kernel import ROOT, MeltyBaseKernel  # noqa: E402
+from studio_driver import click, fill, wait_field_error, wait_heading, wait_text  # noqa: E402
+
+SIZES = [(1280, 800, False), (390, 844, True)]
+
+
+def capture(driver, outdir: Path, name: str, width: int, height: int) -> None:
+    path = outdir / f"{name}-{width}x{height}.png"
+    driver.execute_script("document.activeElement?.blur?.()")
+    driver.save_screenshot(str(path))
+    print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
+
+
+def run(outdir: Path) -> None:
+    outdir.mkdir(parents=True, exist_ok=True)
+    for width, height, mobile in SIZES:
+        kernel = MeltyBaseKernel()
+        driver = new_browser(width, height)
+        try:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+            driver.get(kernel.url + "/dashboard")
+            wait_heading(driver, "System pulse")
+            wait_text(driver, "[data-test=pulse-json]", "is_initialized")
+            capture(driver, outdir, "wizard-1-pulse", width, height)
+            click(driver, "Begin the setup handshake")
+            wait_heading(driver, "License handshake")
+            click(driver, "Use this machine's evaluation license")
+            wait_text(driver, "[data-test=license-summary]", "INDIE")
+            capture(driver, outdir, "wizard-2-license", width, height)
+            click(driver, "Continue")
+            wait_heading(driver, "Admin provisioning")
+            fill(driver, "Admin email", "ada@example.com")
+            fill(driver, "Password", "password1234")
+            click(driver, "Create the admin and initialize")
+            wait_field_error(driver, "Password")
+            capture(driver, outdir, "wizard-3-admin", width, height)
+            fill(driver, "Password", "Orbital-Quartz-Lantern-77")
+            click(driver, "Create the admin and initialize")
+            wait_heading(driver, "Secure handover", timeout=60)
+            capture(driver, outdir, "wizard-4-handover", width, height)
+            click(driver, "Enter the dashboard")
+            wait_heading(driver, "Overview")
+            wait_text(driver, "[data-test=overview-license]", "INDIE")
+            capture(driver, outdir, "overview", width, height)
+        finally:
+            driver.quit()
+            kernel.stop()
+            kernel.cleanup()
+
+
+if __name__ == "__main__":
+    run(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "studio")
