@@ -23,8 +23,8 @@ export function onStepUp(handler) { stepUpHandler = handler; }
 /** Sets what happens when the session is gone (back to the login). */
 export function onSignedOut(handler) { signedOutHandler = handler; }
 
-async function send(method, path, body, token) {
-  const headers = { accept: 'application/json' };
+async function send(method, path, body, token, extra = {}, withHeaders = false) {
+  const headers = { accept: 'application/json', ...extra };
   if (body !== undefined) headers['content-type'] = 'application/json';
   if (token) headers.authorization = `Bearer ${token}`;
   const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), credentials: 'same-origin', cache: 'no-store' });
@@ -36,7 +36,7 @@ async function send(method, path, body, token) {
     json = { code: 'not_json', message: `the kernel answered ${response.status} without JSON` };
   }
   if (!response.ok) throw new ApiError(response.status, json);
-  return json;
+  return withHeaders ? { body: json, headers: response.headers, status: response.status } : json;
 }
 
 let refreshing = null;
@@ -54,16 +54,18 @@ async function refresh() {
 
 /**
  * `method path` with an optional JSON body; signed in unless `{auth: false}`.
- * Resolves with the JSON answer, rejects with ApiError.
+ * Resolves with the JSON answer, rejects with ApiError. `headers` adds request headers
+ * (e.g. PostgREST's Prefer); `withHeaders` resolves with `{body, headers, status}`.
  */
-export async function call(method, path, body, { auth = true, stepUp = true } = {}) {
+export async function call(method, path, body, options = {}) {
+  const { auth = true, stepUp = true, headers = {}, withHeaders = false } = options;
   const token = auth ? session.current()?.access_token : null;
   try {
-    return await send(method, path, body, token);
+    return await send(method, path, body, token, headers, withHeaders);
   } catch (error) {
     if (!(error instanceof ApiError) || !auth) throw error;
     if (error.status === 401 && error.code === 'unauthenticated' && (await refresh())) {
-      return call(method, path, body, { auth, stepUp });
+      return call(method, path, body, options);
     }
     if (error.status === 401) {
       session.clear();
@@ -71,7 +73,7 @@ export async function call(method, path, body, { auth = true, stepUp = true } = 
       throw error;
     }
     if (error.status === 403 && stepUp && (error.code === 'aal2_required' || error.code === 'mfa_required') && stepUpHandler) {
-      if (await stepUpHandler(error)) return call(method, path, body, { auth, stepUp: false });
+      if (await stepUpHandler(error)) return call(method, path, body, { ...options, stepUp: false });
     }
     throw error;
   }

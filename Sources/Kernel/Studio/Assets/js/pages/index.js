@@ -8,5 +8,7 @@ import portals from './portals.js';
 import audit from './audit.js';
 import admins from './admins.js';
 import security from './security.js';
+import database from './database.js';
+import vault from './vault.js';
 
-export const pages = [overview, portals, audit, admins, security];
+export const pages = [overview, portals, database, vault, audit, admins, security];
