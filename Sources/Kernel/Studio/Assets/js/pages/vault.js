@@ -148,9 +148,9 @@ export default {
 
       const row = h('tr', { 'data-secret': secret.name, class: secret.deleted_at ? 'deleted' : null },
         h('th', { scope: 'row' }, h('code', {}, secret.name), secret.deleted_at ? h('span', { class: 'badge' }, ' deleted') : null),
-        h('td', {}, secret.description || h('span', { class: 'muted' }, '—')),
-        h('td', { 'data-test': 'secret-version' }, String(secret.version)),
-        h('td', {}, when(secret.deleted_at || secret.updated_at)),
+        h('td', { 'data-label': 'Description' }, secret.description || h('span', { class: 'muted' }, '—')),
+        h('td', { 'data-test': 'secret-version', 'data-label': 'Version' }, String(secret.version)),
+        h('td', { 'data-label': secret.deleted_at ? 'Deleted' : 'Updated' }, when(secret.deleted_at || secret.updated_at)),
         h('td', {}, h('div', { class: 'row-actions' }, secret.deleted_at ? [history, remove] : [reveal, rotate, history, remove]), valueSlot));
       return [row, panelRow];
     };
@@ -207,12 +207,12 @@ export default {
         h('div', { class: 'section-head' }, h('h2', { id: 'vault-secrets' }, 'Secrets'),
           h('label', { class: 'check', for: 'vault-show-deleted' }, showDeleted, 'Show deleted secrets')),
         h('div', { class: 'table-scroll' },
-          h('table', { 'data-test': 'vault-secrets' },
+          h('table', { 'data-test': 'vault-secrets', class: 'stacked' },
             h('caption', { class: 'visually-hidden' }, `Secrets of ${picker.chosen}`),
             h('thead', {}, h('tr', {}, ['Name', 'Description', 'Version', 'Updated', 'Actions'].map((t) => h('th', { scope: 'col' }, t)))),
             rows))),
       h('section', { class: 'card' }, form),
-      h('section', { class: 'card', 'aria-labelledby': 'vault-rotation' },
+      h('section', { class: 'card vault-rotation', 'aria-labelledby': 'vault-rotation' },
         h('h2', { id: 'vault-rotation' }, 'Rotation'),
         h('p', {}, 'To rotate a secret, give it a new version ("New version"): readers get the new value at once, and older versions stay readable by number.'),
         h('p', {}, 'The keys that encrypt secrets are rotated from the command line on the kernel\'s host (they never pass through the Studio):'),
