@@ -165,6 +165,25 @@ def test_database_page_console_browse_filter_edit(kernel, admin, browser):
     click(browser, "Previous page")
     wait_text(browser, "[data-test=db-page-info]", "Rows 1 to 10 of 30")
 
+    # Ctrl+Enter runs the console; a change there reloads the open table.
+    console = labelled(browser, "SQL")
+    console.clear()
+    console.send_keys("delete from t where id > 20")
+    console.send_keys(Keys.CONTROL, Keys.ENTER)
+    wait_text(browser, "[data-test=sql-command]", "DELETE")
+    wait_text(browser, "[data-test=db-page-info]", "Rows 1 to 10 of 20")
+
+    # An expired or refused access token on a plugin route is refreshed, not a sign-out.
+    before = browser.execute_script("return JSON.parse(sessionStorage.getItem('meltybase.session')).refresh_token")
+    browser.execute_script("""const s = JSON.parse(sessionStorage.getItem('meltybase.session'));
+        s.access_token = 'eyJhbGciOiJIUzI1NiJ9.eyJleHAiOjF9.bm90LWEtc2lnbmF0dXJl';
+        sessionStorage.setItem('meltybase.session', JSON.stringify(s));""")
+    click(browser, "Reload tables")
+    wait_for(browser, lambda d: d.execute_script(
+        "return (JSON.parse(sessionStorage.getItem('meltybase.session')) || {}).refresh_token") not in (before, None), message="a refreshed session")
+    assert browser.find_elements(By.LINK_TEXT, "t") and "/dashboard/database/" in browser.current_url
+    admin["pair"] = browser.execute_script("return JSON.parse(sessionStorage.getItem('meltybase.session'))")
+
 
 def test_vault_page_create_version_reveal_hide(kernel, admin, browser):
     # A session that has only given the password: the page asks for the code, then loads at AAL2.

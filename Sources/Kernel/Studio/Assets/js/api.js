@@ -64,8 +64,10 @@ export async function call(method, path, body, options = {}) {
     return await send(method, path, body, token, headers, withHeaders);
   } catch (error) {
     if (!(error instanceof ApiError) || !auth) throw error;
-    if (error.status === 401 && error.code === 'unauthenticated' && (await refresh())) {
-      return call(method, path, body, options);
+    // The kernel says `unauthenticated`; plugins say it their way (PostgREST's PGRST303,
+    // the vault's invalid_credential): an expired token is refreshed once either way.
+    if (error.status === 401 && !options.refreshed && (await refresh())) {
+      return call(method, path, body, { ...options, refreshed: true });
     }
     if (error.status === 401) {
       session.clear();

@@ -112,8 +112,10 @@ export default {
         h('div', { class: 'section-head' }, h('h2', { id: 'db-tables-title' }, 'Tables'), reloadTables),
         tablesStatus.element, tableList),
     ];
-    if (tableName) sections.push(tableBrowser({ api, base, tableName, definition: definitions[tableName], writable: writable.has(tableName) }));
+    const browser = tableName ? tableBrowser({ api, base, tableName, definition: definitions[tableName], writable: writable.has(tableName) }) : null;
+    if (browser) sections.push(browser.element);
     sections.push(sqlConsole({ api, base, onChange: async (query) => {
+      browser?.reload();
       if (DDL.test(query)) {
         // The plugin reloads its schema cache on a NOTIFY after DDL: give it a moment.
         await loadTables();
@@ -124,12 +126,12 @@ export default {
   },
 };
 
-/** Rows of one table: filters, order, paging, editing. */
+/** Rows of one table: filters, order, paging, editing. `{element, reload}`. */
 function tableBrowser({ api, base, tableName, definition, writable }) {
   const section = h('section', { class: 'card', 'aria-labelledby': 'db-table-title', 'data-test': 'db-table' });
   if (!definition) {
-    return append(section, h('h2', { id: 'db-table-title' }, tableName),
-      h('p', { class: 'notice notice-error', role: 'alert' }, `No table ${tableName} in the exposed schema (try Reload tables).`));
+    return { reload() {}, element: append(section, h('h2', { id: 'db-table-title' }, tableName),
+      h('p', { class: 'notice notice-error', role: 'alert' }, `No table ${tableName} in the exposed schema (try Reload tables).`)) };
   }
   const properties = definition.properties || {};
   const primaryKey = Object.entries(properties).filter(([, p]) => (p.description || '').includes('<pk/>')).map(([name]) => name);
@@ -315,13 +317,13 @@ function tableBrowser({ api, base, tableName, definition, writable }) {
   }
 
   load();
-  return append(section,
+  return { reload: load, element: append(section,
     h('div', { class: 'section-head' }, h('h2', { id: 'db-table-title' }, tableName), newRow),
     !writable ? h('p', { class: 'muted' }, 'A view: read only.') : (!primaryKey.length ? h('p', { class: 'muted' }, 'No primary key: rows can be inserted but not edited here.') : null),
     filterForm, chips, viewControls, status.element,
     h('div', { class: 'table-scroll' }, rowsTable),
     h('div', { class: 'pager' }, previous, pageInfo, next),
-    editor);
+    editor) };
 }
 
 function append(parent, ...children) {
