@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from studio_driver import click, fill, labelled, next_totp, set_value, text_of, wait_for, wait_heading, wait_text
+from studio_driver import click, fill, labelled, next_totp, set_value, text_of, wait_field_error, wait_for, wait_heading, wait_text
 
 EMAIL = "lin@example.com"
 PASSWORD = "Copper-Meadow-Harbour-51"
@@ -173,6 +173,23 @@ def test_database_page_console_browse_filter_edit(kernel, admin, browser):
     wait_text(browser, "[data-test=sql-command]", "DELETE")
     wait_text(browser, "[data-test=db-page-info]", "Rows 1 to 10 of 20")
 
+    # Insert a row, then delete it (after the confirmation).
+    click(browser, "New row")
+    editor = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "[data-test=db-row-editor]"))
+    fill(browser, "id", "99", scope=editor)
+    fill(browser, "name", "zed", scope=editor)
+    click(browser, "Insert row")
+    wait_text(browser, "[data-test=db-saved]", "Row inserted")
+    assert sql(kernel, token, "select name from t where id = 99")["rows"] == [["zed"]]
+    wait_text(browser, "[data-test=db-page-info]", "of 21")
+    Select(labelled(browser, "Direction")).select_by_value("desc")
+    wait_for(browser, lambda d: rows_of(d) and rows_of(d)[0] == ["99", "zed"], message="row 99 first")
+    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Edit row id 99']").click()
+    click(browser, "Delete row")
+    wait_for(browser, lambda d: d.switch_to.alert).accept()
+    wait_text(browser, "[data-test=db-page-info]", "of 20")
+    assert sql(kernel, token, "select count(*) from t where id = 99")["rows"] == [[0]]
+
     # An expired or refused access token on a plugin route is refreshed, not a sign-out.
     before = browser.execute_script("return JSON.parse(sessionStorage.getItem('meltybase.session')).refresh_token")
     browser.execute_script("""const s = JSON.parse(sessionStorage.getItem('meltybase.session'));
@@ -238,6 +255,23 @@ def test_vault_page_create_version_reveal_hide(kernel, admin, browser):
     wait_text(browser, "[data-test=secret-value]", SECRET_V2)
     reveal.send_keys(Keys.ENTER)
     wait_for(browser, lambda d: SECRET_V2 not in d.page_source)
+
+    # A taken name is refused next to the name.
+    fill(browser, "Name", SECRET_NAME)
+    fill(browser, "Value", "x")
+    click(browser, "Create secret")
+    assert "exist" in wait_field_error(browser, "Name").lower()
+
+    # Delete (soft), then purge from the deleted list.
+    click(browser, "Delete")
+    wait_for(browser, lambda d: d.switch_to.alert).accept()
+    wait_text(browser, "[data-test=vault-secrets]", "No secrets yet")
+    labelled(browser, "Show deleted secrets").click()
+    wait_text(browser, row, "deleted")
+    assert "Reveal" not in text_of(browser, row)
+    click(browser, "Purge")
+    wait_for(browser, lambda d: d.switch_to.alert).accept()
+    wait_text(browser, "[data-test=vault-secrets]", "No secrets yet")
 
     # The reads were audited.
     audit = requests.get(kernel.url + "/v1/audit?action=vault.secret.read", timeout=30,
