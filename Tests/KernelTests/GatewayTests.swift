@@ -94,7 +94,7 @@ struct GatewayTests {
         try await client.shutdown()
         #expect(results.count == 1000)
         #expect(results.allSatisfy { $0.0 == 200 })
-        #expect(PendingRequests.shared.count == 0)
+        #expect(kernel.kernel.pendingPluginRequests == 0)
         await kernel.stop()
     }
 

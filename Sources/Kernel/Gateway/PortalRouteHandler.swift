@@ -79,7 +79,7 @@ struct PortalRouteHandler: Sendable {
                                        requestID: context.requestID, remote: context.clientAddress, certificate: certificate,
                                        credential: credential, body: body)
         let instance = target.instance
-        let response = await PendingRequests.shared.run(plugin: instance.plugin.name, timeout: requestTimeout) { token in
+        let response = await PendingRequests.shared.run(plugin: instance.plugin.name, owner: ObjectIdentifier(plugins), timeout: requestTimeout) { token in
             fields.withHostRequest { hostRequest in
                 instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
             }

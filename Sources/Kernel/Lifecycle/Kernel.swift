@@ -19,6 +19,7 @@ public final class Kernel: @unchecked Sendable {
     private var embeddedRedis: EmbeddedRedis?
     private let boundPorts = NIOLockedValueBox<[Int]>([])
     private let startedPortalKeys = NIOLockedValueBox<PortalKeys?>(nil)
+    private let startedPlugins = NIOLockedValueBox<PluginHost?>(nil)
 
     /// Called with every bound listener URL once it accepts connections.
     public var onListening: (@Sendable (String) -> Void)?
@@ -113,6 +114,7 @@ public final class Kernel: @unchecked Sendable {
         let auditKey = try AuditSigningKey.loadOrCreate(dataDirectory: config.dataDirectory)
         let checkpoints = AuditCheckpointService(database: database, signingKey: auditKey, logger: logger)
         let plugins = try PluginHost(configs: config.plugins, logger: logger)
+        startedPlugins.withLockedValue { $0 = plugins }
         let portalKeys = try PortalKeys(database: database, dataDirectory: config.dataDirectory)
         startedPortalKeys.withLockedValue { $0 = portalKeys }
         let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, conninfo: conninfo)
@@ -168,6 +170,12 @@ public final class Kernel: @unchecked Sendable {
 
     /// The running kernel's portal keys (mint API keys in tests and tools); nil before `run` set them up.
     public var portalKeys: PortalKeys? { startedPortalKeys.withLockedValue { $0 } }
+
+    /// Requests this kernel handed to plugins that have not come back yet (other kernels in the process excluded).
+    public var pendingPluginRequests: Int {
+        guard let plugins = startedPlugins.withLockedValue({ $0 }) else { return 0 }
+        return PendingRequests.shared.count(owner: ObjectIdentifier(plugins))
+    }
 
     /// Ports bound so far (listeners configured with port 0 get a free one).
     public var listeningPorts: [Int] { boundPorts.withLockedValue { $0 } }

@@ -22,11 +22,11 @@ final class PendingRequests: @unchecked Sendable {
 
     private enum Slot {
         /// Dispatched; the plugin has not answered and nobody waits yet.
-        case dispatched(deadline: Double, plugin: String)
+        case dispatched(deadline: Double, plugin: String, owner: ObjectIdentifier?)
         /// Answered before the task started waiting.
-        case answered(PluginResponse)
+        case answered(PluginResponse, owner: ObjectIdentifier?)
         /// The task waits for the answer.
-        case waiting(CheckedContinuation<PluginResponse, Never>, deadline: Double, plugin: String)
+        case waiting(CheckedContinuation<PluginResponse, Never>, deadline: Double, plugin: String, owner: ObjectIdentifier?)
     }
 
     private let state = NIOLockedValueBox<(next: UInt64, slots: [UInt64: Slot])>((1, [:]))
@@ -39,17 +39,18 @@ final class PendingRequests: @unchecked Sendable {
     }
 
     /// Registers a token, calls `dispatch` with it, and returns the plugin's answer.
-    func run(plugin: String, timeout: Double, dispatch: (UInt64) -> Void) async -> PluginResponse {
+    /// `owner` (the kernel's plugin host) lets one kernel count its own pending requests.
+    func run(plugin: String, owner: ObjectIdentifier? = nil, timeout: Double, dispatch: (UInt64) -> Void) async -> PluginResponse {
         let deadline = Date().timeIntervalSince1970 + timeout
         let token = state.withLockedValue { state -> UInt64 in
             let token = state.next
             state.next += 1
-            state.slots[token] = .dispatched(deadline: deadline, plugin: plugin)
+            state.slots[token] = .dispatched(deadline: deadline, plugin: plugin, owner: owner)
             return token
         }
         dispatch(token)
         let early = state.withLockedValue { state -> PluginResponse? in
-            guard case .answered(let response)? = state.slots[token] else { return nil }
+            guard case .answered(let response, _)? = state.slots[token] else { return nil }
             state.slots[token] = nil
             return response
         }
@@ -57,11 +58,11 @@ final class PendingRequests: @unchecked Sendable {
         return await withCheckedContinuation { continuation in
             let answered = state.withLockedValue { state -> PluginResponse? in
                 switch state.slots[token] {
-                case .answered(let response)?:
+                case .answered(let response, _)?:
                     state.slots[token] = nil
                     return response
                 default:
-                    state.slots[token] = .waiting(continuation, deadline: deadline, plugin: plugin)
+                    state.slots[token] = .waiting(continuation, deadline: deadline, plugin: plugin, owner: owner)
                     return nil
                 }
             }
@@ -73,10 +74,10 @@ final class PendingRequests: @unchecked Sendable {
     func complete(_ token: UInt64, with response: PluginResponse) -> Bool {
         let outcome = state.withLockedValue { state -> (Bool, CheckedContinuation<PluginResponse, Never>?) in
             switch state.slots[token] {
-            case .dispatched?:
-                state.slots[token] = .answered(response)
+            case .dispatched(_, _, let owner)?:
+                state.slots[token] = .answered(response, owner: owner)
                 return (true, nil)
-            case .waiting(let continuation, _, _)?:
+            case .waiting(let continuation, _, _, _)?:
                 state.slots[token] = nil
                 return (true, continuation)
             case .answered?, nil:
@@ -87,27 +88,35 @@ final class PendingRequests: @unchecked Sendable {
         return outcome.0
     }
 
-    /// Number of requests waiting for their plugin.
-    var count: Int { state.withLockedValue { $0.slots.count } }
+    /// Number of requests of one owner (a kernel's plugin host) not yet handed back to their caller.
+    func count(owner: ObjectIdentifier) -> Int {
+        state.withLockedValue { state in
+            state.slots.values.filter { slot in
+                switch slot {
+                case .dispatched(_, _, let tag), .waiting(_, _, _, let tag), .answered(_, let tag): return tag == owner
+                }
+            }.count
+        }
+    }
 
     private func expire(now: Double) {
-        let expired = state.withLockedValue { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, String)] in
-            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, String)] = []
+        let expired = state.withLockedValue { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, String, ObjectIdentifier?)] in
+            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, String, ObjectIdentifier?)] = []
             for (token, slot) in state.slots {
                 switch slot {
-                case .waiting(let continuation, let deadline, let plugin) where deadline < now:
-                    found.append((continuation, token, plugin))
-                case .dispatched(let deadline, let plugin) where deadline < now:
-                    found.append((nil, token, plugin))
+                case .waiting(let continuation, let deadline, let plugin, let owner) where deadline < now:
+                    found.append((continuation, token, plugin, owner))
+                case .dispatched(let deadline, let plugin, let owner) where deadline < now:
+                    found.append((nil, token, plugin, owner))
                 default: break
                 }
             }
-            for (continuation, token, plugin) in found {
-                state.slots[token] = continuation == nil ? .answered(Self.timeout(plugin)) : nil
+            for (continuation, token, plugin, owner) in found {
+                state.slots[token] = continuation == nil ? .answered(Self.timeout(plugin), owner: owner) : nil
             }
             return found
         }
-        for (continuation, _, plugin) in expired { continuation?.resume(returning: Self.timeout(plugin)) }
+        for (continuation, _, plugin, _) in expired { continuation?.resume(returning: Self.timeout(plugin)) }
     }
 
     private static func timeout(_ plugin: String) -> PluginResponse {
