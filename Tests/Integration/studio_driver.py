@@ -18,6 +18,18 @@ def wait_for(driver, condition, timeout: float = TIMEOUT, message: str = ""):
     return WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,)).until(condition, message)
 
 
+def wait_click(driver, find, message: str, timeout: float = TIMEOUT) -> None:
+    """Clicks the first element `find(driver)` returns, once there is one; a list the page
+    re-rendered in between (a stale element) is looked up again instead of failing."""
+    def attempt(d):
+        elements = find(d)
+        if not elements:
+            return False
+        elements[0].click()
+        return True
+    wait_for(driver, attempt, timeout, message)
+
+
 def heading(driver) -> str:
     return text_of(driver, "h1")
 
@@ -54,9 +66,10 @@ def button(driver, text: str, scope=None):
 
 
 def click(driver, text: str, scope=None) -> None:
-    wait_for(driver, lambda d: any(b.is_displayed() and b.is_enabled() for b in (scope or d).find_elements(
-        By.XPATH, f".//button[normalize-space()={xpath_string(text)}] | .//a[normalize-space()={xpath_string(text)}]")), message=f"button {text!r}")
-    button(driver, text, scope).click()
+    """Clicks the first visible, enabled button or link reading `text`, once there is one."""
+    xpath = f".//button[normalize-space()={xpath_string(text)}] | .//a[normalize-space()={xpath_string(text)}]"
+    wait_click(driver, lambda d: [b for b in (scope or d).find_elements(By.XPATH, xpath) if b.is_displayed() and b.is_enabled()],
+               f"button {text!r}")
 
 
 def field_error(driver, label: str) -> str:

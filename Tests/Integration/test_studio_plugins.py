@@ -15,7 +15,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
-from studio_driver import click, fill, labelled, next_totp, set_value, text_of, wait_field_error, wait_for, wait_heading, wait_text
+from studio_driver import click, fill, labelled, next_totp, set_value, text_of, wait_field_error, wait_click, wait_for, wait_heading, wait_text
 
 EMAIL = "lin@example.com"
 PASSWORD = "Copper-Meadow-Harbour-51"
@@ -118,8 +118,7 @@ def test_database_page_console_browse_filter_edit(kernel, admin, browser):
     assert text_of(browser, "[data-test=sql-rows] tbody") == "1\ta\n2\tb"
 
     # The new table appears (the schema cache reloads after DDL); open it.
-    link = wait_for(browser, lambda d: d.find_elements(By.LINK_TEXT, "t"), message="table t in the list")
-    link[0].click()
+    wait_click(browser, lambda d: d.find_elements(By.LINK_TEXT, "t"), "table t in the list")
     wait_for(browser, lambda d: d.current_url.endswith(f"/dashboard/database/{PORTAL}/t"))
     wait_text(browser, "[data-test=db-page-info]", "of 2")
     assert text_of(browser, "[data-test=db-page-info]") == "Rows 1 to 2 of 2"
@@ -143,12 +142,12 @@ def test_database_page_console_browse_filter_edit(kernel, admin, browser):
     assert sql(kernel, token, "select name from t where id = 2")["rows"] == [["bee"]]
     # The filter still says name = b: the edited row left the page.
     wait_text(browser, "[data-test=db-rows]", "No rows match")
-    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Remove filter name eq b']").click()
+    wait_click(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "button[aria-label='Remove filter name eq b']"), "the Remove filter name eq b button")
     wait_text(browser, "[data-test=db-page-info]", "of 2")
     assert rows_of(browser) == [["1", "a"], ["2", "bee"]]
 
     # A refused edit shows PostgREST's error (a duplicate key).
-    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Edit row id 2']").click()
+    wait_click(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "button[aria-label='Edit row id 2']"), "the Edit row id 2 button")
     editor = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "[data-test=db-row-editor]"))
     fill(browser, "id", "1", scope=editor)
     click(browser, "Save row")
@@ -184,7 +183,7 @@ def test_database_page_console_browse_filter_edit(kernel, admin, browser):
     wait_text(browser, "[data-test=db-page-info]", "of 21")
     Select(labelled(browser, "Direction")).select_by_value("desc")
     wait_for(browser, lambda d: rows_of(d) and rows_of(d)[0] == ["99", "zed"], message="row 99 first")
-    browser.find_element(By.CSS_SELECTOR, "button[aria-label='Edit row id 99']").click()
+    wait_click(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "button[aria-label='Edit row id 99']"), "the Edit row id 99 button")
     click(browser, "Delete row")
     wait_for(browser, lambda d: d.switch_to.alert).accept()
     wait_text(browser, "[data-test=db-page-info]", "of 20")

@@ -5,7 +5,7 @@ import Testing
 
 /// ABI 1.1: the kernel verifies portal and admin tokens and hands plugins the result,
 /// signs JWTs for plugins without showing them the secret, and routes extra prefixes.
-@Suite("Portal credentials, JWT signing for plugins and extra route prefixes (ABI 1.1)")
+@Suite("Portal credentials, JWT signing for plugins and extra route prefixes (ABI 1.1, 1.2)")
 struct PortalCredentialTests {
     static let toml = """
         [[listeners]]
@@ -95,6 +95,33 @@ struct PortalCredentialTests {
         #expect(try await Self.credential(kernel, portal: "beta", headers: [("authorization", "Bearer \(token)")])["kind"] as? String == "invalid")
         let bad = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: "[1,2]")
         #expect(bad.status == 400)
+    }
+
+    @Test("a plugin seals a secret through the host (ABI 1.2); it opens only for the same portal and context, and a changed byte is refused")
+    func pluginSecrets() async throws {
+        let kernel = try await TestKernel.start(Self.toml)
+        defer { Task { await kernel.stop() } }
+        let sealedResponse = try await kernel.request("/p/alpha/echo-swift/seal?context=row-1", method: .POST, body: "totp seed 123")
+        #expect(sealedResponse.status == 200, "\(sealedResponse.body)")
+        let sealed = try #require((try JSONSerialization.jsonObject(with: Data(sealedResponse.body.utf8)) as? [String: Any])?["sealed"] as? String)
+        #expect(sealed.hasPrefix("xc1:") && !sealed.contains("totp seed"))
+        let opened = try await kernel.request("/p/alpha/echo-swift/open?context=row-1", method: .POST, body: sealed)
+        #expect(opened.status == 200 && opened.body.contains("totp seed 123"), "\(opened.body)")
+        for (path, body) in [("/p/alpha/echo-swift/open?context=row-2", sealed), ("/p/beta/echo-swift/open?context=row-1", sealed),
+                             ("/p/alpha/echo-swift/open?context=row-1", Self.changedCiphertext(sealed))] {
+            let refused = try await kernel.request(path, method: .POST, body: body)
+            #expect(refused.status == 422 && refused.body.contains("open_refused") && !refused.body.contains("totp seed"), "\(path): \(refused.body)")
+        }
+        let garbage = try await kernel.request("/p/alpha/echo-swift/open?context=row-1", method: .POST, body: "not sealed")
+        #expect(garbage.status == 400 && garbage.body.contains("not a sealed secret"), "\(garbage.body)")
+    }
+
+    /// `sealed` with one character of its ciphertext changed (well inside it, so no padding bit).
+    static func changedCiphertext(_ sealed: String) -> String {
+        var characters = Array(sealed)
+        let index = (sealed.lastIndex(of: ":").map { sealed.distance(from: sealed.startIndex, to: $0) } ?? 0) + 5
+        characters[index] = characters[index] == "A" ? "B" : "A"
+        return String(characters)
     }
 
     @Test("extra route prefixes reach the same plugin, which learns the prefix that matched")

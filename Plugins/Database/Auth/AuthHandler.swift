@@ -322,13 +322,17 @@ final class AuthHandler: @unchecked Sendable {
         if let friendly, friendly.count > 128 { throw AuthFailure(status: 400, code: "validation_failed", message: "friendly_name is too long") }
         var secretBytes = [UInt8](repeating: 0, count: 20)
         randombytes_buf(&secretBytes, secretBytes.count)
+        defer { sodium_memzero(&secretBytes, secretBytes.count) }
         let secret = TOTPCode.base32(secretBytes)
+        // The seed is stored sealed by the kernel, bound to this factor and user (never in plaintext).
+        let newFactorID = UUID().uuidString.lowercased()
+        let sealed = try host.sealSecret(Array(secret.utf8), portal: portal, context: Self.factorSecretContext(factorID: newFactorID, userID: user.userID))
         let factorID: String? = try await pool.run { connection in
             if let friendly, try connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND friendly_name = $2", [user.userID, friendly]).scalar != nil {
                 return nil
             }
-            return try connection.query("INSERT INTO auth.mfa_factors (user_id, friendly_name, secret) VALUES ($1::uuid, $2, $3) RETURNING id::text",
-                                        [user.userID, friendly, secret]).scalar
+            return try connection.query("INSERT INTO auth.mfa_factors (id, user_id, friendly_name, secret) VALUES ($1::uuid, $2::uuid, $3, $4) RETURNING id::text",
+                                        [newFactorID, user.userID, friendly, sealed]).scalar
         }
         guard let factorID else { throw AuthFailure(status: 422, code: "mfa_factor_name_conflict", message: "A factor with the friendly name \"\(friendly ?? "")\" already exists") }
         let email = (try await userJSON(user.userID))["email"] as? String ?? user.userID
@@ -344,7 +348,12 @@ final class AuthHandler: @unchecked Sendable {
         ] as [String: Any])
     }
 
-    private func factor(_ user: UserSession, _ factorID: String) async throws -> (secret: String, status: String, lastStep: Int64) {
+    /// What a factor's sealed seed is bound to: copied onto another factor or user, it does not open.
+    private static func factorSecretContext(factorID: String, userID: String) -> String {
+        "auth.mfa_factors:\(factorID):\(userID)"
+    }
+
+    private func factor(_ user: UserSession, _ factorID: String) async throws -> (sealedSecret: String, status: String, lastStep: Int64) {
         guard UUID(uuidString: factorID) != nil else { throw AuthFailure(status: 404, code: "mfa_factor_not_found", message: "Factor not found") }
         let row = try await pool.run { connection in
             try connection.query("SELECT secret, status, last_step::text FROM auth.mfa_factors WHERE id = $1::uuid AND user_id = $2::uuid", [factorID, user.userID]).rows.first
@@ -371,7 +380,16 @@ final class AuthHandler: @unchecked Sendable {
         guard let code = (body["code"] as? String)?.trimmingCharacters(in: .whitespaces), code.count == 6, code.allSatisfy(\.isNumber) else {
             throw AuthFailure(status: 400, code: "validation_failed", message: "code must be the 6 digits from the authenticator app")
         }
-        guard let secret = TOTPCode.decodeBase32(factor.secret) else { throw AuthFailure(status: 500, code: "unexpected_failure", message: "stored factor is unreadable") }
+        let secret: [UInt8]
+        do {
+            var seed = try host.openSecret(factor.sealedSecret, portal: portal, context: Self.factorSecretContext(factorID: factorID, userID: user.userID))
+            defer { sodium_memzero(&seed, seed.count) }
+            guard let decoded = TOTPCode.decodeBase32(String(decoding: seed, as: UTF8.self)) else { throw PluginError.invalid("not base32") }
+            secret = decoded
+        } catch {
+            host.log(.error, "auth: the TOTP seed of factor \(factorID) does not open: \(error)", portal: portal)
+            throw AuthFailure(status: 500, code: "unexpected_failure", message: "the stored factor cannot be read; the server log says why")
+        }
         let valid: Bool = try await pool.run { connection in
             try connection.transaction { connection in
                 guard try connection.query("""

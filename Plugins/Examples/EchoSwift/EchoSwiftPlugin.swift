@@ -70,6 +70,23 @@ public final class EchoSwiftPlugin: PortalPlugin {
             } catch {
                 return .error(status: 503, code: "sign_failed", message: "\(error)")
             }
+        case ("POST", "/seal"):
+            // Seals the body for storage, bound to ?context= (ABI 1.2 secret_seal).
+            do {
+                return .json(["sealed": try Self.host!.sealSecret(request.body, portal: portal, context: request.queryItems["context"] ?? "")])
+            } catch {
+                return .error(status: 400, code: "seal_failed", message: "\(error)")
+            }
+        case ("POST", "/open"):
+            // Opens a sealed body for the same ?context= (ABI 1.2 secret_open).
+            do {
+                let plaintext = try Self.host!.openSecret(String(decoding: request.body, as: UTF8.self), portal: portal, context: request.queryItems["context"] ?? "")
+                return .json(["plaintext": String(decoding: plaintext, as: UTF8.self)])
+            } catch PluginError.refused(let message) {
+                return .error(status: 422, code: "open_refused", message: message)
+            } catch {
+                return .error(status: 400, code: "open_failed", message: "\(error)")
+            }
         case ("GET", "/fetch"):
             guard let url = request.queryItems["url"] else { return .error(status: 400, code: "missing_url", message: "pass ?url=") }
             do {

@@ -94,6 +94,22 @@ public final class PortalKeys: Sendable {
         }
     }
 
+    /// Seals a plugin's secret for storage (`secret_seal`), bound to the plugin, the portal and `context`.
+    public func sealPluginSecret(_ plaintext: [UInt8], plugin: String, portal: String, context: String) -> String {
+        box.seal(plaintext, context: Self.pluginSecretContext(plugin: plugin, portal: portal, context: context))
+    }
+
+    /// Opens what ``sealPluginSecret(_:plugin:portal:context:)`` sealed for the same plugin, portal and
+    /// context (`secret_open`); throws ``IdentityError`` for a value altered, moved or sealed under another key.
+    public func openPluginSecret(_ sealed: String, plugin: String, portal: String, context: String) throws -> [UInt8] {
+        try box.open(sealed, context: Self.pluginSecretContext(plugin: plugin, portal: portal, context: context))
+    }
+
+    /// Length-prefixed parts, so no choice of names makes two bindings equal.
+    private static func pluginSecretContext(plugin: String, portal: String, context: String) -> String {
+        "plugin-secret:\(plugin.utf8.count):\(plugin):\(portal.utf8.count):\(portal):\(context)"
+    }
+
     /// Forgets cached keys of portals not in `names` (deleted portals; a re-created portal gets a new secret).
     func retainOnly(_ names: Set<String>) {
         let dropped = collections.withLockedValue { cache -> Bool in

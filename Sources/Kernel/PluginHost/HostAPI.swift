@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import CSodium
 import Foundation
 import Logging
 import MeltyPluginABI
@@ -68,7 +69,9 @@ final class HostServices: @unchecked Sendable {
             http_fetch: hostHTTPFetch,
             portal_name: hostPortalName,
             postgres_conninfo: hostPostgresConninfo,
-            portal_jwt_sign: hostPortalJWTSign
+            portal_jwt_sign: hostPortalJWTSign,
+            secret_seal: hostSecretSeal,
+            secret_open: hostSecretOpen
         ))
         return UnsafePointer(pointer)
     }()
@@ -250,6 +253,63 @@ private func hostPortalJWTSign(
         }
     }
     return MB_OK
+}
+
+/// What `secret_seal` and `secret_open` share: the handles, the kernel's keys and the byte arguments.
+private func pluginSecretArguments(
+    _ function: String, _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ context: mb_host_bytes, _ value: mb_host_bytes,
+    _ sink: mb_bytes_sink?, _ error: mb_host_error_buffer
+) -> (plugin: String, portal: PortalHandle, keys: PortalKeys, context: String, value: [UInt8], sink: mb_bytes_sink)? {
+    guard let pluginHandle = PluginHandle.from(plugin), let handle = PortalHandle.from(portal), let sink else {
+        write("\(function): plugin handle, portal handle and sink must not be NULL", into: error)
+        return nil
+    }
+    guard let keys = handle.keys else {
+        write("\(function): this kernel has no secret-box key", into: error)
+        return nil
+    }
+    let contextBytes = context.data.map { Array(UnsafeBufferPointer(start: $0, count: context.len)) } ?? []
+    guard let contextText = String(validating: contextBytes, as: UTF8.self) else {
+        write("\(function): context must be UTF-8", into: error)
+        return nil
+    }
+    let bytes = value.data.map { Array(UnsafeBufferPointer(start: $0, count: value.len)) } ?? []
+    return (pluginHandle.name, handle, keys, contextText, bytes, sink)
+}
+
+private func hostSecretSeal(
+    _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ context: mb_host_bytes, _ plaintext: mb_host_bytes,
+    _ sink: mb_bytes_sink?, _ pluginContext: UnsafeMutableRawPointer?, _ error: mb_host_error_buffer
+) -> mb_status {
+    guard var arguments = pluginSecretArguments("secret_seal", plugin, portal, context, plaintext, sink, error) else { return MB_ERR_INVALID_ARGUMENT }
+    defer { sodium_memzero(&arguments.value, arguments.value.count) }
+    let sealed = Array(arguments.keys.sealPluginSecret(arguments.value, plugin: arguments.plugin, portal: arguments.portal.name, context: arguments.context).utf8)
+    sealed.withUnsafeBufferPointer { arguments.sink(pluginContext, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
+    return MB_OK
+}
+
+private func hostSecretOpen(
+    _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ context: mb_host_bytes, _ sealed: mb_host_bytes,
+    _ sink: mb_bytes_sink?, _ pluginContext: UnsafeMutableRawPointer?, _ errorBuffer: mb_host_error_buffer
+) -> mb_status {
+    let error = errorBuffer
+    guard let arguments = pluginSecretArguments("secret_open", plugin, portal, context, sealed, sink, error) else { return MB_ERR_INVALID_ARGUMENT }
+    guard let text = String(validating: arguments.value, as: UTF8.self), text.hasPrefix("xc1:") else {
+        write("secret_open: the value is not a sealed secret (secret_seal output starts with \"xc1:\")", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    do {
+        var plaintext = try arguments.keys.openPluginSecret(text, plugin: arguments.plugin, portal: arguments.portal.name, context: arguments.context)
+        defer { sodium_memzero(&plaintext, plaintext.count) }
+        plaintext.withUnsafeBufferPointer { arguments.sink(pluginContext, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
+        return MB_OK
+    } catch let failure as IdentityError {
+        write("secret_open: \(failure.message)" + (failure.hint.map { "; \($0)" } ?? ""), into: error)
+        return MB_ERR_REFUSED
+    } catch {
+        write("secret_open: the value does not open", into: errorBuffer)
+        return MB_ERR_REFUSED
+    }
 }
 
 private func hostHTTPFetch(

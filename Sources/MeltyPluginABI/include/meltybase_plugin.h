@@ -33,7 +33,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 1
+#define MB_ABI_MINOR 2
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -206,6 +206,10 @@ typedef struct mb_host_http_response {
  *  Host-owned, valid only during the call. Runs on a host thread. */
 typedef void (*mb_token_completion)(void *plugin_context, mb_status status, mb_host_bytes token_or_message);
 
+/** Receives the bytes a synchronous host function produced (secret_seal, secret_open).
+ *  Host-owned, valid only during the call; runs before that function returns. */
+typedef void (*mb_bytes_sink)(void *plugin_context, mb_host_bytes bytes);
+
 /** Called once per outbound request, from any host thread. */
 typedef void (*mb_http_completion)(void *plugin_context, const mb_host_http_response *response);
 
@@ -320,6 +324,27 @@ typedef struct mb_host_api {
     mb_status (*portal_jwt_sign)(const mb_host_portal *portal, mb_host_bytes claims_json,
                                  mb_token_completion completion, void *plugin_context,
                                  mb_host_error_buffer error);
+
+    /* ---- ABI 1.2 (check struct_size before calling) ---- */
+
+    /** Encrypts `plaintext` for storage (XChaCha20-Poly1305 under the kernel's secret-box key,
+     *  `<data>/mfa-secret.key`, which never leaves the kernel), bound to the plugin, the portal
+     *  and `context` (a row id, a purpose): a value copied onto another row, portal or plugin
+     *  does not open. For secrets a plugin must read back, such as its users' TOTP seeds.
+     *  Synchronous: `sink` receives the sealed text (printable ASCII, about 4/3 of the
+     *  plaintext plus 60 bytes) before the call returns. `portal` must not be NULL. Any thread. */
+    mb_status (*secret_seal)(const mb_host_plugin *plugin, const mb_host_portal *portal,
+                             mb_host_bytes context, mb_host_bytes plaintext,
+                             mb_bytes_sink sink, void *plugin_context, mb_host_error_buffer error);
+
+    /** Reverses secret_seal for the same plugin, portal and context; `sink` receives the
+     *  plaintext (the host wipes its copy afterwards; the plugin wipes its own). Returns
+     *  MB_ERR_REFUSED (sink not called) for a value altered, moved to another row or sealed
+     *  under another kernel's key, with a message that says which and never the value;
+     *  MB_ERR_INVALID_ARGUMENT for text that is not a sealed value. Synchronous. Any thread. */
+    mb_status (*secret_open)(const mb_host_plugin *plugin, const mb_host_portal *portal,
+                             mb_host_bytes context, mb_host_bytes sealed,
+                             mb_bytes_sink sink, void *plugin_context, mb_host_error_buffer error);
 } mb_host_api;
 
 /* ------------------------------------------------------------------------------------ */

@@ -341,6 +341,34 @@ def test_totp_enroll_challenge_verify_aal2_unenroll(db):
     assert all(f.id != enrolled.id for f in factors)
 
 
+def test_totp_seed_is_stored_sealed_and_bound_to_its_factor(db, portal):
+    """The seed is sealed by the kernel (never plaintext in Postgres); a sealed seed copied
+    onto another user's factor does not open there, and the failure names no secret."""
+    owner, other = User(db, "seal-a"), User(db, "seal-b")
+    mine = owner.client.auth.mfa.enroll({"factor_type": "totp", "friendly_name": "sealed"})
+    theirs = other.client.auth.mfa.enroll({"factor_type": "totp", "friendly_name": "sealed"})
+    rows = dict(db.sql_rows(f"select id::text, secret from auth.mfa_factors where id in ('{mine.id}', '{theirs.id}')"))
+    assert rows[mine.id].startswith("xc1:") and mine.totp.secret not in rows[mine.id], rows[mine.id]
+    assert rows[theirs.id].startswith("xc1:") and theirs.totp.secret not in rows[theirs.id]
+
+    # Before the swap the seed opens: a right code verifies.
+    totp = pyotp.TOTP(mine.totp.secret)
+    challenge = owner.client.auth.mfa.challenge({"factor_id": mine.id})
+    assert owner.client.auth.mfa.verify({"factor_id": mine.id, "challenge_id": challenge.id, "code": totp.now()}).access_token
+
+    # The other user's sealed seed moved onto this factor: no code from either seed verifies.
+    db.sql(f"update auth.mfa_factors set secret = (select secret from auth.mfa_factors where id = '{theirs.id}') where id = '{mine.id}'")
+    challenge = db.auth("POST", f"factors/{mine.id}/challenge", key=db.anon, token=owner.client.auth.get_session().access_token, json={})
+    assert challenge.status_code == 200, describe(challenge)
+    response = db.auth("POST", f"factors/{mine.id}/verify", key=db.anon, token=owner.client.auth.get_session().access_token,
+                       json={"challenge_id": challenge.json()["id"], "code": pyotp.TOTP(theirs.totp.secret).now()})
+    assert response.status_code == 500 and error_json(response)["error_code"] == "unexpected_failure", describe(response)
+    assert "cannot be read" in error_json(response)["msg"]
+    log = portal.kernel.log_text()
+    assert "does not open" in log
+    assert mine.totp.secret not in log and theirs.totp.secret not in log
+
+
 def test_totp_needs_a_session(db):
     response = db.auth("POST", "factors", key=db.anon, json={"factor_type": "totp"})
     assert response.status_code == 401, describe(response)
