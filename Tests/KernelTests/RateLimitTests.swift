@@ -64,6 +64,24 @@ struct RateLimitTests {
         #expect(calls > 0 && calls < 300 / 3, "\(calls) script calls for 300 requests (\(allowed) allowed)")
     }
 
+    @Test("requests in flight when a lease runs out share one renewal instead of each draining the bucket")
+    func concurrentRenewal() async throws {
+        let limiter = RateLimiter(redis: try RedisClient(url: try TestServices.redisURL()), logger: Logger(label: "c"))
+        let key = "test:" + UUID().uuidString
+        // A lease is 20 tokens; 400 requests at once are well inside the burst of 1,000.
+        let bucket = TokenBucketConfig(rate: 1000, burst: 1000)
+        #expect(RateLimiter.leaseSize(bucket) == 20)
+        var allowed = 0
+        for _ in 0..<2 {
+            allowed += await withTaskGroup(of: Bool.self) { group in
+                for _ in 0..<200 { group.addTask { await limiter.take(key: key, bucket: bucket).allowed } }
+                return await group.reduce(0) { $0 + ($1 ? 1 : 0) }
+            }
+        }
+        // Had each waiting request taken a lease of its own, 400 × 20 tokens would have been asked for.
+        #expect(allowed == 400, "\(allowed) of 400 requests allowed within the burst")
+    }
+
     @Test("with Redis unreachable the limiter falls back in-process and says so in its log")
     func fallback() async throws {
         let log = CapturedLog()

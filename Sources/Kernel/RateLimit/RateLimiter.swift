@@ -28,7 +28,7 @@ public final class RateLimiter: @unchecked Sendable {
     private let refusals = Counter(label: "meltybase_rate_limited_total")
     private let usingFallback = NIOLockedValueBox(false)
     private let scriptSHA = NIOLockedValueBox<String?>(nil)
-    private let leases = NIOLockedValueBox<[String: Lease]>([:])
+    private let leases = NIOLockedValueBox(LeaseTable())
 
     /// Tokens leased from Redis, or (remaining 0, `retryAfter` set) a refusal remembered
     /// until the bucket can have refilled one token (at most 100 ms).
@@ -36,6 +36,22 @@ public final class RateLimiter: @unchecked Sendable {
         var remaining: Int
         var expires: Double
         var retryAfter: Int = 0
+    }
+
+    /// Leases by key, and the requests waiting while one request per key renews its lease.
+    private struct LeaseTable {
+        var leases: [String: Lease] = [:]
+        var renewing: [String: [CheckedContinuation<LeaseStep, Never>]] = [:]
+
+        /// Spends a token of a live lease, or repeats a live refusal; nil when the lease is
+        /// missing, spent or expired.
+        mutating func spend(_ key: String, now: Double) -> RateLimitDecision? {
+            guard var lease = leases[key], lease.expires > now else { return nil }
+            if lease.remaining == 0 { return lease.retryAfter > 0 ? RateLimitDecision(allowed: false, retryAfterSeconds: lease.retryAfter) : nil }
+            lease.remaining -= 1
+            leases[key] = lease
+            return RateLimitDecision(allowed: true, retryAfterSeconds: 0)
+        }
     }
 
     /// Tokens taken from Redis at once for `bucket`.
@@ -57,45 +73,82 @@ public final class RateLimiter: @unchecked Sendable {
     public func take(key: String, bucket: TokenBucketConfig) async -> RateLimitDecision {
         let decision: RateLimitDecision
         if let redis {
-            let now = Date().timeIntervalSince1970
-            let cached = leases.withLockedValue { leases -> RateLimitDecision? in
-                guard var lease = leases[key], lease.expires > now else { return nil }
-                if lease.remaining == 0 { return lease.retryAfter > 0 ? RateLimitDecision(allowed: false, retryAfterSeconds: lease.retryAfter) : nil }
-                lease.remaining -= 1
-                leases[key] = lease
-                return RateLimitDecision(allowed: true, retryAfterSeconds: 0)
-            }
-            if let cached {
-                if !cached.allowed { refusals.increment() }
-                return cached
-            }
-            do {
-                let size = Self.leaseSize(bucket)
-                let (granted, retry) = try await takeFromRedis(redis, key: key, bucket: bucket, count: size)
-                decision = RateLimitDecision(allowed: granted > 0, retryAfterSeconds: retry)
-                if granted != 1 {
-                    leases.withLockedValue { leases in
-                        if leases.count > 100_000 { leases.removeAll(keepingCapacity: true) }
-                        leases[key] = granted > 1
-                            ? Lease(remaining: granted - 1, expires: now + 0.1)
-                            : Lease(remaining: 0, expires: now + min(0.1, 1 / bucket.rate), retryAfter: max(1, retry))
-                    }
-                }
-                if usingFallback.withLockedValue({ let was = $0; $0 = false; return was }) {
-                    logger.notice("rate limiting is shared through Redis again", metadata: ["redis": "\(redis.url)"])
-                    fallbackGauge.record(0)
-                }
-            } catch {
-                if !usingFallback.withLockedValue({ let was = $0; $0 = true; return was }) {
-                    logger.warning("Redis is unreachable; rate limits now apply per kernel process (in-process fallback)", metadata: ["error": "\(error)"])
-                    fallbackGauge.record(1)
-                }
-                decision = local.take(key: key, bucket: bucket)
-            }
+            decision = await takeLeased(redis, key: key, bucket: bucket)
         } else {
             decision = local.take(key: key, bucket: bucket)
         }
         if !decision.allowed { refusals.increment() }
+        return decision
+    }
+
+    /// What a request does next about a key's lease.
+    private enum LeaseStep {
+        case decided(RateLimitDecision)
+        /// This request renews the lease from Redis.
+        case renew
+        /// Another request renewed it meanwhile: look again.
+        case lookAgain
+    }
+
+    /// Spends a leased token, or renews the lease: one request per key goes to Redis while
+    /// the others wait for its answer (without that, every request in flight when a lease
+    /// ran out took a lease of its own and drained the bucket many times over).
+    private func takeLeased(_ redis: RedisClient, key: String, bucket: TokenBucketConfig) async -> RateLimitDecision {
+        if let spent = leases.withLockedValue({ $0.spend(key, now: Date().timeIntervalSince1970) }) { return spent }
+        while true {
+            let step: LeaseStep = await withCheckedContinuation { continuation in
+                let now = Date().timeIntervalSince1970
+                let immediate = leases.withLockedValue { table -> LeaseStep? in
+                    if let spent = table.spend(key, now: now) { return .decided(spent) }
+                    if table.renewing[key] != nil {
+                        table.renewing[key]!.append(continuation)
+                        return nil
+                    }
+                    table.renewing[key] = []
+                    return .renew
+                }
+                if let immediate { continuation.resume(returning: immediate) }
+            }
+            switch step {
+            case .decided(let decision): return decision
+            case .lookAgain: continue
+            case .renew: return await renewLease(redis, key: key, bucket: bucket)
+            }
+        }
+    }
+
+    /// Takes a lease from Redis for `key`, records it, wakes the requests waiting for it, and
+    /// returns this request's decision (the fallback's when Redis cannot be reached).
+    private func renewLease(_ redis: RedisClient, key: String, bucket: TokenBucketConfig) async -> RateLimitDecision {
+        let now = Date().timeIntervalSince1970
+        let decision: RateLimitDecision
+        var lease: Lease?
+        do {
+            let (granted, retry) = try await takeFromRedis(redis, key: key, bucket: bucket, count: Self.leaseSize(bucket))
+            decision = RateLimitDecision(allowed: granted > 0, retryAfterSeconds: retry)
+            lease = granted > 0
+                ? Lease(remaining: granted - 1, expires: now + 0.1)
+                : Lease(remaining: 0, expires: now + min(0.1, 1 / bucket.rate), retryAfter: max(1, retry))
+            if usingFallback.withLockedValue({ let was = $0; $0 = false; return was }) {
+                logger.notice("rate limiting is shared through Redis again", metadata: ["redis": "\(redis.url)"])
+                fallbackGauge.record(0)
+            }
+        } catch {
+            if !usingFallback.withLockedValue({ let was = $0; $0 = true; return was }) {
+                logger.warning("Redis is unreachable; rate limits now apply per kernel process (in-process fallback)", metadata: ["error": "\(error)"])
+                fallbackGauge.record(1)
+            }
+            decision = local.take(key: key, bucket: bucket)
+        }
+        let waiting = leases.withLockedValue { table -> [CheckedContinuation<LeaseStep, Never>] in
+            if let lease {
+                if table.leases.count > 100_000 { table.leases.removeAll(keepingCapacity: true) }
+                table.leases[key] = lease
+            }
+            return table.renewing.removeValue(forKey: key) ?? []
+        }
+        // Waiters spend the new lease; after a failure each one asks again itself (and falls back).
+        for waiter in waiting { waiter.resume(returning: .lookAgain) }
         return decision
     }
 
