@@ -172,7 +172,7 @@ private func copyRequest(_ request: UnsafePointer<mb_host_request>) -> PluginReq
         method: copyString(value.method), path: copyString(value.path), query: copyString(value.query), headers: headers,
         body: copyBytes(value.body), portal: copyString(value.portal_name), requestID: copyString(value.request_id),
         remoteAddress: copyString(value.remote_address), clientCertificateSubject: copyString(value.client_certificate_subject),
-        routePrefix: copyString(value.route_prefix), credential: PluginCredential(json: copyBytes(value.credential_json)))
+        routePrefix: copyString(value.route_prefix), credential: PluginCredential.parsed(json: copyBytes(value.credential_json)))
 }
 
 private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_token, _ request: UnsafePointer<mb_host_request>?) {

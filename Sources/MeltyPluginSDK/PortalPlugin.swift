@@ -180,6 +180,22 @@ public struct PluginCredential: @unchecked Sendable {
     /// The claims as the JSON text they arrived in (sliced out of the kernel's JSON, not re-encoded).
     public let claimsJSON: [UInt8]
 
+    /// Recently parsed credentials by their exact JSON: a client sends the same token with
+    /// many requests, and parsing JSON was a tenth of a REST request's plugin time.
+    private static let recent = NSLock()
+    nonisolated(unsafe) private static var recentByJSON: [[UInt8]: PluginCredential] = [:]
+
+    /// The credential for `json`, parsed once per distinct JSON among the last 1,024.
+    public static func parsed(json: [UInt8]) -> PluginCredential {
+        if let hit = recent.withLock({ recentByJSON[json] }) { return hit }
+        let credential = PluginCredential(json: json)
+        recent.withLock {
+            if recentByJSON.count >= 1024 { recentByJSON.removeAll(keepingCapacity: true) }
+            recentByJSON[json] = credential
+        }
+        return credential
+    }
+
     /// Parses the kernel's credential JSON; anything unreadable counts as `none`.
     public init(json: [UInt8]) {
         let object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] ?? [:]

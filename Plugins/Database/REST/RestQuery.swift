@@ -387,7 +387,9 @@ struct RestQuery {
         query.split(separator: "&", omittingEmptySubsequences: true).map { pair in
             let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             func decode(_ text: Substring) -> String {
-                String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(text)
+                // Most keys and values need no decoding; Foundation's replace is costly on Linux.
+                guard text.utf8.contains(where: { $0 == UInt8(ascii: "+") || $0 == UInt8(ascii: "%") }) else { return String(text) }
+                return String(text).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(text)
             }
             return (decode(parts[0]), parts.count > 1 ? decode(parts[1]) : "")
         }
