@@ -342,9 +342,13 @@ final class AuthHandler: @unchecked Sendable {
         components.host = "totp"
         components.path = "/" + issuer + ":" + email
         components.queryItems = [.init(name: "secret", value: secret), .init(name: "issuer", value: issuer)]
+        let uri = components.string ?? ""
+        // As GoTrue: the bare SVG document; supabase-js and supabase-py prepend
+        // `data:image/svg+xml;utf-8,` themselves. A URI past version 10 leaves it empty.
+        let qrCode = (try? QRCode(text: uri).svg()) ?? ""
         return .json([
             "id": factorID, "type": "totp", "friendly_name": friendly ?? "",
-            "totp": ["qr_code": "", "secret": secret, "uri": components.string ?? ""],
+            "totp": ["qr_code": qrCode, "secret": secret, "uri": uri],
         ] as [String: Any])
     }
 

@@ -592,3 +592,95 @@ def test_no_role_or_claims_leak_between_pooled_requests(db, notes, alice, bob):
     for thread in threads:
         thread.join(120)
     assert not wrong, "\n".join(wrong[:20])
+
+
+# --- the TOTP enrolment's QR code ------------------------------------------------------
+
+GOTRUE_QR_PREFIX = "data:image/svg+xml;utf-8,"
+
+
+def qr_modules_from_svg(svg: str) -> list[list[bool]]:
+    """The module grid the SVG draws (its one path of unit squares), the 4-module quiet zone
+    checked and stripped; the SVG is parsed as XML, so a malformed document fails here."""
+    import re
+    import xml.etree.ElementTree as ElementTree
+
+    ns = "{http://www.w3.org/2000/svg}"
+    root = ElementTree.fromstring(svg)
+    assert root.tag == f"{ns}svg" and root.get("shape-rendering") == "crispEdges", svg[:200]
+    assert not root.findall(f".//{ns}script") and "<script" not in svg and "#" not in svg
+    _, _, width, height = (int(part) for part in root.get("viewBox").split())
+    assert width == height
+    background = root.find(f"{ns}rect")
+    assert background is not None and background.get("fill") == "white"
+    assert (background.get("width"), background.get("height")) == (str(width), str(width))
+    paths = root.findall(f"{ns}path")
+    assert len(paths) == 1 and paths[0].get("fill") == "black"
+    d = paths[0].get("d")
+    assert re.fullmatch(r"(?:M\d+,\d+h1v1h-1z)+", d), d[:200]
+    full = [[False] * width for _ in range(width)]
+    for x, y in re.findall(r"M(\d+),(\d+)h1v1h-1z", d):
+        full[int(y)][int(x)] = True
+    dark = [(x, y) for y in range(width) for x in range(width) if full[y][x]]
+    # Finders sit in three corners: the dark modules span the code exactly, 4 in from each edge.
+    assert min(x for x, _ in dark) == 4 and min(y for _, y in dark) == 4
+    assert max(x for x, _ in dark) == width - 5 and max(y for _, y in dark) == width - 5
+    size = width - 8
+    assert size >= 21 and (size - 17) % 4 == 0, size
+    return [row[4:4 + size] for row in full[4:4 + size]]
+
+
+def decode_qr_modules(modules: list[list[bool]]) -> str:
+    """Draws the grid (8 px a module, 4 white modules around) and decodes it with zxing-cpp."""
+    import zxingcpp
+    from PIL import Image
+
+    scale, quiet = 8, 4
+    side = (len(modules) + 2 * quiet) * scale
+    image = Image.new("L", (side, side), 255)
+    for y, row in enumerate(modules):
+        for x, is_dark in enumerate(row):
+            if is_dark:
+                left, top = (x + quiet) * scale, (y + quiet) * scale
+                image.paste(0, (left, top, left + scale, top + scale))
+    results = zxingcpp.read_barcodes(image)
+    assert results, "zxing-cpp found no QR code in the rendered grid"
+    assert results[0].format == zxingcpp.BarcodeFormat.QRCode
+    return results[0].text
+
+
+def test_totp_qr_code_is_an_svg_of_the_uri_that_decodes(db):
+    """qr_code is GoTrue's: a bare SVG document, to which supabase-py (like supabase-js)
+    prepends `data:image/svg+xml;utf-8,`. The grid rebuilt from its path decodes to the uri,
+    for a short URI and for one long enough to need version 10 (the largest drawn)."""
+    user = User(db, "mfa-qr")
+    short = user.client.auth.mfa.enroll({"factor_type": "totp", "friendly_name": "qr short", "issuer": "Acme"})
+    assert short.totp.qr_code.startswith(GOTRUE_QR_PREFIX), short.totp.qr_code[:80]
+    svg = short.totp.qr_code[len(GOTRUE_QR_PREFIX):]
+    assert svg.startswith("<svg ") and svg.endswith("</svg>")
+    modules = qr_modules_from_svg(svg)
+    assert decode_qr_modules(modules) == short.totp.uri
+    assert (len(modules) - 17) // 4 < 10
+
+    # The issuer appears twice in the URI (label and parameter), unencoded when alphanumeric:
+    # pick its length so the URI is 205 bytes (version 10 holds 181 to 213 at level M).
+    base = len(short.totp.uri) - 2 * len("Acme")
+    issuer = ("LongFriendlyIssuer" * 10)[: (205 - base) // 2]
+    long = user.client.auth.mfa.enroll({"factor_type": "totp", "friendly_name": "qr long", "issuer": issuer})
+    assert issuer in long.totp.uri and 181 <= len(long.totp.uri) <= 213, len(long.totp.uri)
+    modules = qr_modules_from_svg(long.totp.qr_code[len(GOTRUE_QR_PREFIX):])
+    assert len(modules) == 57  # Version 10: two-byte count, five blocks, version information.
+    assert decode_qr_modules(modules) == long.totp.uri
+
+    # On the wire the value is the bare SVG (no data URL prefix, which the clients add).
+    response = db.auth("POST", "factors", key=db.anon, token=user.token,
+                       json={"factor_type": "totp", "friendly_name": "qr raw", "issuer": "Acme"})
+    assert response.status_code == 200, describe(response)
+    totp = response.json()["totp"]
+    assert totp["qr_code"].startswith("<svg ") and decode_qr_modules(qr_modules_from_svg(totp["qr_code"])) == totp["uri"]
+
+    # A URI past version 10 gets no QR code (still an enrolment, with its uri to type in).
+    response = db.auth("POST", "factors", key=db.anon, token=user.token,
+                       json={"factor_type": "totp", "friendly_name": "qr too long", "issuer": "X" * 120})
+    assert response.status_code == 200, describe(response)
+    assert len(response.json()["totp"]["uri"]) > 213 and response.json()["totp"]["qr_code"] == ""
