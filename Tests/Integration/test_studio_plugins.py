@@ -289,3 +289,16 @@ def test_plugin_pages_are_readable_at_phone_width(kernel, admin, browser):
             assert overflow <= 0, f"{path} scrolls sideways by {overflow}px at 390px"
     finally:
         browser.set_window_size(1280, 800)
+
+
+def test_overview_lists_every_route_prefix_of_a_plugin(kernel, admin, browser):
+    """The Database plugin serves rest, auth and sql: the overview names all three."""
+    sign_in_with(browser, kernel, admin["pair"], "overview")
+    wait_heading(browser, "Overview")
+    wait_text(browser, "[data-test=plugins-table]", "database")
+    row = browser.execute_script(
+        "return [...document.querySelectorAll('[data-test=plugins-table] tbody tr')]"
+        ".map(r => r.innerText).find(t => t.startsWith('database')) || ''")
+    for prefix in ("rest", "auth", "sql"):
+        assert f"/p/<portal>/{prefix}" in row, row
+    assert "/p/<portal>/vault" in text_of(browser, "[data-test=plugins-table]")
