@@ -44,6 +44,7 @@ if [[ -z ${BIN:-} ]]; then
   (cd "$ROOT" && swift build -c release --product meltybase && swift build -c release --product VaultPlugin) >&2
   BIN="$(cd "$ROOT" && swift build -c release --show-bin-path)"
 fi
+BIN="$(cd "$BIN" 2>/dev/null && pwd)" || die "no folder BIN=$BIN (build first: swift build -c release)"
 [[ -x $BIN/meltybase && -f $BIN/libVaultPlugin.so ]] || die "no meltybase or libVaultPlugin.so in BIN=$BIN"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/meltybase-vault.XXXXXX")"
