@@ -1,5 +1,5 @@
-"""Screenshots of the Studio for the docs: each setup-wizard step and the overview, at
-1280x800 and 390x844, from a fresh kernel per size.
+"""Screenshots of the Studio for the docs: each setup-wizard step, the overview and the
+Database and Vault pages, at 1280x800 and 390x844, from fresh kernels per size.
 
 usage: .venv/bin/python Tests/Integration/screenshots.py [OUTDIR]   (default docs/studio)
 Needs the debug build (`swift build`), like the browser tests.
@@ -7,14 +7,18 @@ Needs the debug build (`swift build`), like the browser tests.
 
 from __future__ import annotations
 
+import secrets
 import sys
 from pathlib import Path
+
+import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from conftest import new_browser  # noqa: E402
 from meltybase_kernel import ROOT, MeltyBaseKernel  # noqa: E402
 from studio_driver import click, fill, wait_field_error, wait_heading, wait_text  # noqa: E402
+from test_studio_plugins import PLUGINS_TOML, PORTAL, initialize_with_totp_admin, run_sql, sign_in_with, sql  # noqa: E402
 
 SIZES = [(1280, 800, False), (390, 844, True)]
 
@@ -64,5 +68,45 @@ def run(outdir: Path) -> None:
             kernel.cleanup()
 
 
+def run_plugin_pages(outdir: Path) -> None:
+    """The Database page (a table and a console error) and the Vault page, per size."""
+    for width, height, mobile in SIZES:
+        kernel = MeltyBaseKernel(extra_toml=PLUGINS_TOML, env={"MELTYBASE_MASTER_KEY": secrets.token_hex(32)})
+        driver = new_browser(width, height)
+        try:
+            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+            admin = initialize_with_totp_admin(kernel)
+            token = admin["pair"]["access_token"]
+            sql(kernel, token, "create table todos (id serial primary key, task text not null, done boolean default false);"
+                " insert into todos (task, done) values ('Try MeltyBase', true), ('Point supabase-js at it', false),"
+                " ('Write a policy', false)")
+            for name, value, note in (("STRIPE_KEY", "sk_test_" + secrets.token_hex(8), "payments"),
+                                      ("GEMINI_API_KEY", secrets.token_hex(16), "intelligence plugin")):
+                created = requests.post(f"{kernel.url}/p/{PORTAL}/vault/v1/secrets", timeout=30,
+                                        json={"name": name, "value": value, "description": note},
+                                        headers={"authorization": f"Bearer {token}"})
+                assert created.status_code in (200, 201), created.text
+            sign_in_with(driver, kernel, admin["pair"], f"database/{PORTAL}/todos")
+            wait_heading(driver, "Database")
+            wait_text(driver, "[data-test=db-rows]", "Try MeltyBase")
+            driver.execute_script("window.scrollTo(0, 0)")
+            capture(driver, outdir, "database", width, height)
+            run_sql(driver, "select id,\n  from todos")
+            wait_text(driver, "[data-test=sql-error]", "42601")
+            driver.execute_script("document.querySelector('[data-test=sql-error]').scrollIntoView({block: 'end'})")
+            capture(driver, outdir, "database-console", width, height)
+            driver.get(f"{kernel.url}/dashboard/vault/{PORTAL}")
+            wait_heading(driver, "Vault")
+            wait_text(driver, "[data-test=vault-secrets]", "STRIPE_KEY")
+            capture(driver, outdir, "vault", width, height)
+        finally:
+            driver.quit()
+            kernel.stop()
+            kernel.cleanup()
+
+
 if __name__ == "__main__":
-    run(Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "studio")
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "studio"
+    run(target)
+    run_plugin_pages(target)

@@ -8,6 +8,7 @@ HTTP (test_studio.py covers those screens)."""
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
 import requests
@@ -47,6 +48,12 @@ def kernel(module_kernel_factory):
 @pytest.fixture(scope="module")
 def admin(kernel):
     """An initialized instance with one admin who has TOTP: `{pair (aal2), secret, step}`."""
+    return initialize_with_totp_admin(kernel)
+
+
+def initialize_with_totp_admin(kernel):
+    """Sets up `kernel` (evaluation license), enrols the admin's TOTP and creates PORTAL with
+    the database and vault: `{pair (aal2), secret, step}`. Also used by screenshots.py."""
     post = lambda path, body, token=None: requests.post(  # noqa: E731
         kernel.url + path, json=body, timeout=60, headers={"authorization": f"Bearer {token}"} if token else {})
     issued = post("/v1/system/license/evaluation", {})
@@ -64,6 +71,10 @@ def admin(kernel):
     assert pair["aal"] == "aal2"
     created = post("/v1/hub/portals", {"name": PORTAL, "plugins": ["database", "vault"]}, pair["access_token"])
     assert created.status_code in (200, 201), created.text
+    # The kernel picks the new portal up from its NOTIFY a moment later.
+    deadline = time.monotonic() + 30
+    while requests.get(f"{kernel.url}/p/{PORTAL}/rest/v1/", timeout=30).status_code == 404 and time.monotonic() < deadline:
+        time.sleep(0.1)
     return {"pair": pair, "secret": secret, "step": step}
 
 
