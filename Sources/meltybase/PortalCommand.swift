@@ -2,13 +2,14 @@ import ArgumentParser
 import Foundation
 import Kernel
 import Logging
+import PortalDatabaseCore
 
-/// `meltybase portal create|list|enable|disable`
+/// `meltybase portal create|list|enable|disable|psql`
 struct PortalCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "portal", abstract: "Manage portals (tenants) and the plugins each enables.",
         discussion: "Changes are written to the system database; running kernels apply them at once.",
-        subcommands: [Create.self, List.self, Enable.self, Disable.self])
+        subcommands: [Create.self, List.self, Enable.self, Disable.self, Psql.self])
 
     /// Runs `body` with a portal store on the configured (or embedded) system database.
     static func withStore<T>(_ options: ConfigOptions, _ body: (PortalStore) async throws -> T) async throws -> T {
@@ -54,6 +55,56 @@ struct PortalCommand: AsyncParsableCommand {
                   anon:         \(keys.anon)
                   service_role: \(keys.service)
                 """)
+        }
+    }
+
+    struct Psql: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Open psql on a portal's database (the Database plugin's), as its owner or an API role.",
+            discussion: """
+                Needs a running kernel (or Postgres at database_url) and psql (Debian: postgresql-client). \
+                --role owner (the default) may do anything in the portal's database, like the SQL console; \
+                --role anon, authenticated or service_role switches to that role after connecting, so \
+                row-level security applies as it does to the REST API. Arguments after -- go to psql, \
+                e.g. `meltybase portal psql shop -- -c 'select count(*) from todos'`. \
+                --print prints the libpq connection string instead of starting psql.
+                """)
+        @OptionGroup var options: ConfigOptions
+        @Argument(help: "Portal name.") var name: String
+        @Option(name: .long, help: "owner, anon, authenticated or service_role.") var role = "owner"
+        @Flag(name: .long, help: "Print the connection string and exit.") var print = false
+        @Argument(parsing: .postTerminator, help: "Arguments for psql.") var psqlArguments: [String] = []
+
+        func validate() throws {
+            guard ["owner", "anon", "authenticated", "service_role"].contains(role) else {
+                throw ValidationError("--role must be owner, anon, authenticated or service_role (got \"\(role)\")")
+            }
+        }
+
+        func run() async throws {
+            let config = try options.load()
+            let system: String
+            if let url = config.databaseURL {
+                system = url
+            } else {
+                let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: Logger(label: "meltybase"))
+                guard postgres.isRunning else {
+                    throw CommandError("the embedded Postgres of \(config.dataDirectory) is not running: start MeltyBase first (`scripts/run` or `meltybase serve`)")
+                }
+                system = postgres.conninfo
+            }
+            let user = role == "owner" ? PortalDatabaseNames.owner(name) : "authenticator"
+            let conninfo = PortalDatabaseNames.conninfo(system, portal: name, user: user)
+            if print {
+                Swift.print(conninfo)
+                return
+            }
+            // An API role is taken at connection start (as the REST API's SET LOCAL ROLE does per request).
+            if role != "owner" { setenv("PGOPTIONS", "-c role=\(role)", 1) }
+            let arguments = ["psql", conninfo] + psqlArguments
+            let argv = arguments.map { strdup($0) } + [nil]
+            execvp("psql", argv)
+            throw CommandError("cannot start psql: \(String(cString: strerror(errno))) (Debian: apt-get install postgresql-client)")
         }
     }
 

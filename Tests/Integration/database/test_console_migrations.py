@@ -173,3 +173,43 @@ def test_migrate_unknown_portal_fails_cleanly(kernel, tmp_path):
     assert result.returncode != 0
     assert "no-such-portal" in result.stdout + result.stderr
     assert "Fatal error" not in result.stderr
+
+
+# --- psql -------------------------------------------------------------------------------
+
+
+def portal_psql(kernel, name: str, sql: str, *options: str):
+    """`meltybase portal psql NAME [options] -- -At -c SQL` (options before the `--`)."""
+    import os
+    import subprocess
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MELTYBASE_")}
+    return subprocess.run(
+        [str(kernel.binary), "portal", "psql", name, "--config", str(kernel.config), "--data-dir", str(kernel.data_dir),
+         *options, "--", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        capture_output=True, text=True, timeout=60, env=environment, cwd=kernel.directory)
+
+
+def test_portal_psql_as_owner_and_as_api_roles(kernel, new_portal):
+    portal = new_portal("psql")
+    portal.setup("create table diary (id int primary key, who text not null, body text);"
+                 " alter table diary enable row level security;"
+                 " create policy public_rows on diary for select to anon using (who = 'public');"
+                 " grant select on diary to anon;"
+                 " insert into diary values (1, 'public', 'hello'), (2, 'private', 'secret')", "diary?select=id")
+    owner = portal_psql(kernel, portal.name, "select current_user, count(*) from diary")
+    assert owner.returncode == 0, owner.stderr
+    assert owner.stdout.strip() == f"mb_owner_{portal.name}|2"
+    # anon: row-level security applies exactly as for the REST API.
+    anon = portal_psql(kernel, portal.name, "select current_user, string_agg(body, ',') from diary", "--role", "anon")
+    assert anon.returncode == 0, anon.stderr
+    assert anon.stdout.strip() == "anon|hello"
+    service = portal_psql(kernel, portal.name, "select current_user, count(*) from diary", "--role", "service_role")
+    assert service.stdout.strip() == "service_role|2", service.stderr
+    # anon cannot escalate back.
+    escalate = portal_psql(kernel, portal.name, f"set role \"mb_owner_{portal.name}\"", "--role", "anon")
+    assert escalate.returncode != 0 and "permission denied" in escalate.stderr
+
+
+def test_portal_psql_refuses_an_unknown_role_clearly(kernel, portal):
+    result = portal_psql(kernel, portal.name, "select 1", "--role", "postgres")
+    assert result.returncode == 64 and "--role must be owner, anon, authenticated or service_role" in result.stderr
