@@ -188,4 +188,28 @@ struct SetupLifecycleTests {
         #expect(second.0 == 1)
         #expect(second.1.contains("already initialized"))
     }
+
+    @Test("meltybase setup --evaluation initialises with this machine's evaluation license, only without a vendor key")
+    func commandLineEvaluationSetup() async throws {
+        func run(_ directory: String, _ toml: String, _ conninfo: String, _ arguments: [String]) throws -> (Int32, String) {
+            try toml.write(toFile: directory + "/plugins.toml", atomically: true, encoding: .utf8)
+            return try runProcess(
+                TestPlugins.meltybaseBinary,
+                ["setup", "--config", directory + "/plugins.toml", "--data-dir", directory + "/data", "--admin-email", "eval@example.com"] + arguments,
+                environment: ["MELTYBASE_DATABASE_URL": conninfo, "MELTYBASE_REDIS_URL": "unix:///nonexistent", "PATH": "/usr/bin:/bin"],
+                input: Self.password + "\n")
+        }
+        let open = try makeTemporaryDirectory("setup-eval")
+        let first = try run(open, "", try TestServices.freshDatabase(), ["--evaluation"])
+        #expect(first.0 == 0, "\(first.1)")
+        #expect(first.1.contains("Tier: INDIE | Seats: 3 | Owner: evaluation@meltybase.localhost"), "\(first.1)")
+        #expect(!first.1.contains(Self.password))
+        // With a vendor key configured the evaluation license is not on offer.
+        let vendor = Vendor(keys: Ed25519.generate())
+        let closed = try makeTemporaryDirectory("setup-eval-vendor")
+        let refused = try run(closed, "[license]\npublic_key = \"\(vendor.publicHex)\"\n", try TestServices.freshDatabase(), ["--evaluation"])
+        #expect(refused.0 == 1 && refused.1.contains("--evaluation works only while no vendor public key is configured"), "\(refused.1)")
+        let neither = try run(closed, "", try TestServices.freshDatabase(), [])
+        #expect(neither.0 == 64 && neither.1.contains("--license MB1... (or --license - for stdin) or --evaluation"), "\(neither.1)")
+    }
 }
