@@ -42,6 +42,8 @@ public final class RateLimiter: @unchecked Sendable {
     private struct LeaseTable {
         var leases: [String: Lease] = [:]
         var renewing: [String: [CheckedContinuation<LeaseStep, Never>]] = [:]
+        /// Until then Redis is not asked (it failed just before); 0 while it answers.
+        var redisRetryAt: Double = 0
 
         /// Spends a token of a live lease, or repeats a live refusal; nil when the lease is
         /// missing, spent or expired.
@@ -88,6 +90,8 @@ public final class RateLimiter: @unchecked Sendable {
         case renew
         /// Another request renewed it meanwhile: look again.
         case lookAgain
+        /// Redis failed a moment ago: use the in-process buckets without waiting for it.
+        case fallback
     }
 
     /// Spends a leased token, or renews the lease: one request per key goes to Redis while
@@ -100,6 +104,7 @@ public final class RateLimiter: @unchecked Sendable {
                 let now = Date().timeIntervalSince1970
                 let immediate = leases.withLockedValue { table -> LeaseStep? in
                     if let spent = table.spend(key, now: now) { return .decided(spent) }
+                    if now < table.redisRetryAt { return .fallback }
                     if table.renewing[key] != nil {
                         table.renewing[key]!.append(continuation)
                         return nil
@@ -112,6 +117,7 @@ public final class RateLimiter: @unchecked Sendable {
             switch step {
             case .decided(let decision): return decision
             case .lookAgain: continue
+            case .fallback: return local.take(key: key, bucket: bucket)
             case .renew: return await renewLease(redis, key: key, bucket: bucket)
             }
         }
@@ -123,6 +129,7 @@ public final class RateLimiter: @unchecked Sendable {
         let now = Date().timeIntervalSince1970
         let decision: RateLimitDecision
         var lease: Lease?
+        var failed = false
         do {
             let (granted, retry) = try await takeFromRedis(redis, key: key, bucket: bucket, count: Self.leaseSize(bucket))
             decision = RateLimitDecision(allowed: granted > 0, retryAfterSeconds: retry)
@@ -139,15 +146,18 @@ public final class RateLimiter: @unchecked Sendable {
                 fallbackGauge.record(1)
             }
             decision = local.take(key: key, bucket: bucket)
+            failed = true
         }
         let waiting = leases.withLockedValue { table -> [CheckedContinuation<LeaseStep, Never>] in
+            // After a failure, requests use the in-process buckets for a second before one asks Redis again.
+            if failed { table.redisRetryAt = now + 1 }
             if let lease {
                 if table.leases.count > 100_000 { table.leases.removeAll(keepingCapacity: true) }
                 table.leases[key] = lease
             }
             return table.renewing.removeValue(forKey: key) ?? []
         }
-        // Waiters spend the new lease; after a failure each one asks again itself (and falls back).
+        // Waiters spend the new lease, or (after a failure) fall back at once.
         for waiter in waiting { waiter.resume(returning: .lookAgain) }
         return decision
     }
