@@ -21,7 +21,7 @@ struct Preferences {
 
     init(_ header: String?) {
         for part in (header ?? "").split(separator: ",") {
-            let item = part.trimmingCharacters(in: .whitespaces)
+            let item = String(part.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
             switch item {
             case "return=representation": returnRepresentation = true
             case "return=headers-only": returnHeadersOnly = true
@@ -90,7 +90,9 @@ final class RestHandler: @unchecked Sendable {
             throw RestResponse(RestError.response(status: 406, code: "PGRST106", message: "The schema must be one of the following: " + schemas.joined(separator: ", "),
                                                   details: "requested schema \"\(schema)\""))
         }
-        let path = request.path.split(separator: "/").map { String($0).removingPercentEncoding ?? String($0) }
+        let path = request.path.split(separator: "/").map { part in
+            part.utf8.contains(UInt8(ascii: "%")) ? String(part).removingPercentEncoding ?? String(part) : String(part)
+        }
         if path.isEmpty {
             guard isRead else { throw RestResponse(RestError.response(status: 405, code: "PGRST117", message: "Unsupported HTTP method: \(method)")) }
             return OpenAPIDocument.response(cache: try await schemaCache(), schema: schema, request: request)
