@@ -374,6 +374,35 @@ struct AuditChainTests {
         #expect(try Self.verify(connection).ok)
     }
 
+    @Test("concurrent plugin audit calls are group-committed: every call returns after its own entry is stored, and the chain verifies")
+    func sinkGroupCommit() throws {
+        let (conninfo, connection) = try Self.database()
+        let sink = AuditLogSink(database: SystemDatabase(conninfo: conninfo))
+        let failures = NIOLockedValueBox<[String]>([])
+        let readBack = NIOLockedValueBox<[Int]>([])
+        let verifier = try PostgresConnection(conninfo: conninfo)
+        let verifierLock = NSLock()
+        DispatchQueue.concurrentPerform(iterations: 120) { index in
+            do {
+                try sink.append(actor: "plugin:vault", action: "secret.read", target: "key-\(index)", portal: "acme", detailsJSON: #"{"i": \#(index)}"#)
+                // When append returns, the entry is committed: another connection sees it.
+                let seen = try verifierLock.withLock {
+                    try verifier.query("SELECT count(*)::text AS n FROM meltybase.audit_log WHERE target = $1", ["key-\(index)"]).value("n")
+                }
+                readBack.withLockedValue { $0.append(Int(seen ?? "0") ?? 0) }
+            } catch {
+                failures.withLockedValue { $0.append("\(index): \(error)") }
+            }
+        }
+        #expect(failures.withLockedValue { $0 }.isEmpty, "\(failures.withLockedValue { $0 })")
+        #expect(readBack.withLockedValue { $0 } == Array(repeating: 1, count: 120))
+        let entries = try AuditChain.query(on: connection, limit: 500)
+        #expect(entries.count == 120)
+        #expect(Set(entries.map(\.target)).count == 120)
+        #expect(entries.map(\.seq).sorted() == Array(1...120))
+        #expect(try Self.verify(connection).ok)
+    }
+
     // MARK: Command line
 
     @Test("`meltybase audit verify` exits 0 on an intact log and 1 naming the entry after tampering")

@@ -95,6 +95,58 @@ public enum AuditChain {
         }
     }
 
+    /// One entry of ``appendAllCommitting(on:entries:)``.
+    public struct PendingEntry: Sendable {
+        /// Who acted.
+        public var actor: String
+        /// What was done.
+        public var action: String
+        /// What it was done to.
+        public var target: String
+        /// The portal, when the action belongs to one.
+        public var portal: String?
+        /// Canonical details (an object).
+        public var details: CanonicalJSON
+    }
+
+    /// Appends `entries` in order in one transaction of its own (one lock, one head read,
+    /// one commit): group commit for appenders that arrive together. All or none are stored.
+    @discardableResult
+    public static func appendAllCommitting(on connection: PostgresConnection, entries: [PendingEntry]) throws -> [AuditEntry] {
+        guard !entries.isEmpty else { return [] }
+        try connection.query("BEGIN")
+        do {
+            try connection.query("SELECT pg_advisory_xact_lock($1)", [String(AuditSchema.appendLockKey)])
+            let head = try connection.query("""
+                SELECT \(timestamp("clock_timestamp()")) AS now,
+                       (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
+                       (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
+                """)
+            guard let now = head.value("now") else { throw AuditError("the database returned no time") }
+            var seq = head.value("seq").flatMap { Int64($0) } ?? 0
+            var previous = head.value("hash") ?? AuditEntry.genesisHash
+            var stored: [AuditEntry] = []
+            for pending in entries {
+                seq += 1
+                var entry = AuditEntry(
+                    seq: seq, at: now, actor: pending.actor, action: pending.action, target: pending.target,
+                    portal: pending.portal, details: pending.details, prevHash: previous, hash: "")
+                entry.hash = entry.computedHash
+                try connection.query("""
+                    INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
+                    VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
+                    """, [String(entry.seq), entry.at, entry.actor, entry.action, entry.target, entry.portal, entry.details.text, entry.prevHash, entry.hash])
+                previous = entry.hash
+                stored.append(entry)
+            }
+            try connection.query("COMMIT")
+            return stored
+        } catch {
+            _ = try? connection.query("ROLLBACK")
+            throw error
+        }
+    }
+
     /// Appends one entry in its own transaction on the database thread.
     @discardableResult
     public static func append(

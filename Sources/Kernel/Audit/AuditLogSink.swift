@@ -1,8 +1,29 @@
-/// The ``AuditSink`` that writes plugins' audit calls into the hash-chained log, each in
-/// a transaction of its own on the system database's thread.
-public struct AuditLogSink: AuditSink {
+import Foundation
+import NIOConcurrencyHelpers
+
+/// The ``AuditSink`` that writes plugins' audit calls into the hash-chained log on the
+/// system database.
+///
+/// Group commit: a call that finds no write in progress writes its entry, plus every entry
+/// that arrives meanwhile, in one transaction (``AuditChain/appendAllCommitting(on:entries:)``);
+/// calls arriving during a write wait for the next one. Each call still returns only once
+/// its entry is committed (or throws), in arrival order, so a vault read stays "audited
+/// before the value is released"; a burst of reads costs one commit instead of one each.
+public final class AuditLogSink: AuditSink, @unchecked Sendable {
     /// Where entries are appended.
     public let database: SystemDatabase
+
+    /// An entry waiting for a write, and how its caller learns the outcome (or its turn to write).
+    private final class Ticket {
+        let entry: AuditChain.PendingEntry
+        let wake = DispatchSemaphore(value: 0)
+        var finished = false
+        var turnToWrite = false
+        var failure: Error?
+        init(_ entry: AuditChain.PendingEntry) { self.entry = entry }
+    }
+
+    private let queue = NIOLockedValueBox<(waiting: [Ticket], writing: Bool)>(([], false))
 
     /// A sink appending to `database`.
     public init(database: SystemDatabase) {
@@ -10,12 +31,63 @@ public struct AuditLogSink: AuditSink {
     }
 
     /// Appends and commits one entry; throws ``AuditError`` for details that are not a
-    /// JSON object, ``PostgresError`` when the database is unavailable.
+    /// JSON object, ``PostgresError`` when the database is unavailable. Blocks the calling
+    /// thread until the entry is committed.
     public func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String) throws {
         let details = try CanonicalJSON(parsing: detailsJSON.isEmpty ? "{}" : detailsJSON)
         guard case .object = details else { throw AuditError("audit details must be a JSON object") }
-        _ = try database.withConnectionSync { connection in
-            try AuditChain.appendCommitting(on: connection, actor: actor, action: action, target: target, portal: portal, details: details)
+        let ticket = Ticket(AuditChain.PendingEntry(actor: actor, action: action, target: target, portal: portal, details: details))
+        var writes = queue.withLockedValue { state -> Bool in
+            state.waiting.append(ticket)
+            if state.writing { return false }
+            state.writing = true
+            return true
+        }
+        while !ticket.finished {
+            if writes {
+                writeBatch(by: ticket)
+            } else {
+                ticket.wake.wait()
+                if ticket.turnToWrite {
+                    ticket.turnToWrite = false
+                    writes = true
+                }
+            }
+        }
+        if let failure = ticket.failure { throw failure }
+    }
+
+    /// Writes everything waiting (the writer's own entry included) in one transaction, wakes
+    /// those callers, and hands the next write to the first caller that arrived meanwhile, so
+    /// no caller keeps writing for others after its own entry is stored.
+    private func writeBatch(by writer: Ticket) {
+        let batch = queue.withLockedValue { state -> [Ticket] in
+            defer { state.waiting = [] }
+            return state.waiting
+        }
+        var failure: Error?
+        do {
+            _ = try database.withConnectionSync { connection in
+                try AuditChain.appendAllCommitting(on: connection, entries: batch.map(\.entry))
+            }
+        } catch {
+            failure = error
+        }
+        for ticket in batch {
+            ticket.failure = failure
+            ticket.finished = true
+            if ticket !== writer { ticket.wake.signal() }
+        }
+        let next = queue.withLockedValue { state -> Ticket? in
+            guard let first = state.waiting.first else {
+                state.writing = false
+                return nil
+            }
+            return first
+        }
+        if let next {
+            next.turnToWrite = true
+            next.wake.signal()
         }
     }
 }
