@@ -44,25 +44,31 @@ public enum AuditChain {
         return try appendInTransaction(on: connection, actor: actor, action: action, target: target, portal: portal, details: details)
     }
 
+    /// Takes the append lock for the rest of the transaction, then reads the time and the
+    /// chain's head (seq 0 and the genesis hash for an empty log). The lock is its own
+    /// statement: the head is read with a snapshot taken after the previous holder committed.
+    private static func lockAndReadHead(on connection: PostgresConnection) throws -> (now: String, seq: Int64, hash: String) {
+        try connection.query("SELECT pg_advisory_xact_lock($1)", [String(AuditSchema.appendLockKey)])
+        let head = try connection.query("""
+            SELECT \(timestamp("clock_timestamp()")) AS now,
+                   (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
+                   (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
+            """)
+        guard let now = head.value("now") else { throw AuditError("the database returned no time") }
+        return (now, head.value("seq").flatMap { Int64($0) } ?? 0, head.value("hash") ?? AuditEntry.genesisHash)
+    }
+
     /// The append itself; the caller guarantees an open transaction.
     private static func appendInTransaction(
         on connection: PostgresConnection, actor: String, action: String, target: String, portal: String?, details: CanonicalJSON
     ) throws -> AuditEntry {
         try connection.query("SAVEPOINT meltybase_audit_append")
         do {
-            // The lock is its own statement: the head is read with a snapshot taken after
-            // the previous holder committed.
-            try connection.query("SELECT pg_advisory_xact_lock($1)", [String(AuditSchema.appendLockKey)])
-            let head = try connection.query("""
-                SELECT \(timestamp("clock_timestamp()")) AS now,
-                       (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
-                       (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
-                """)
-            guard let now = head.value("now") else { throw AuditError("the database returned no time") }
+            let head = try lockAndReadHead(on: connection)
             var entry = AuditEntry(
-                seq: (head.value("seq").flatMap { Int64($0) } ?? 0) + 1, at: now, actor: actor, action: action,
+                seq: head.seq + 1, at: head.now, actor: actor, action: action,
                 target: target, portal: portal, details: details,
-                prevHash: head.value("hash") ?? AuditEntry.genesisHash, hash: "")
+                prevHash: head.hash, hash: "")
             entry.hash = entry.computedHash
             try connection.query("""
                 INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
@@ -116,15 +122,10 @@ public enum AuditChain {
         guard !entries.isEmpty else { return [] }
         try connection.query("BEGIN")
         do {
-            try connection.query("SELECT pg_advisory_xact_lock($1)", [String(AuditSchema.appendLockKey)])
-            let head = try connection.query("""
-                SELECT \(timestamp("clock_timestamp()")) AS now,
-                       (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
-                       (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
-                """)
-            guard let now = head.value("now") else { throw AuditError("the database returned no time") }
-            var seq = head.value("seq").flatMap { Int64($0) } ?? 0
-            var previous = head.value("hash") ?? AuditEntry.genesisHash
+            let head = try lockAndReadHead(on: connection)
+            let now = head.now
+            var seq = head.seq
+            var previous = head.hash
             var stored: [AuditEntry] = []
             for pending in entries {
                 seq += 1
