@@ -135,13 +135,23 @@ public final class DatabasePlugin: PortalPlugin {
         return response
     }
 
-    /// CORS for browser clients (supabase-js): any origin, the headers the clients send.
+    /// Headers allowed when a preflight does not list the ones it wants.
+    static let corsAllowedHeaders = "authorization, apikey, content-type, prefer, range, accept-profile, content-profile, x-client-info, x-supabase-api-version"
+
+    /// CORS for browser clients (supabase-js): any origin; a preflight gets the headers it asks
+    /// for (newer clients add headers such as `x-supabase-api-version`), like Supabase's gateway.
     static func addCORS(_ response: inout PluginResponse, request: PluginRequest) {
         guard request.header("origin") != nil else { return }
+        var allowed = corsAllowedHeaders
+        if let requested = request.header("access-control-request-headers"), !requested.isEmpty, requested.utf8.count <= 2048,
+           requested.utf8.allSatisfy({ $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
+               || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0 | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+            allowed = requested
+        }
         response.headers += [
             ("access-control-allow-origin", "*"),
             ("access-control-allow-methods", "GET, POST, PATCH, PUT, DELETE, OPTIONS, HEAD"),
-            ("access-control-allow-headers", "authorization, apikey, content-type, prefer, range, accept-profile, content-profile, x-client-info"),
+            ("access-control-allow-headers", allowed),
             ("access-control-expose-headers", "content-range, content-location, preference-applied"),
         ]
     }

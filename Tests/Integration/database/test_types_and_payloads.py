@@ -137,6 +137,22 @@ def test_large_bulk_insert(db):
     assert db.sql_rows("select count(*) from big where id >= 100000") == [[5000]]
 
 
+def test_cors_preflight_allows_the_headers_newer_clients_send(db):
+    """auth-js sends X-Supabase-Api-Version; a browser preflight must be told it is allowed."""
+    response = db.http.request("OPTIONS", f"{db.auth_url}/token", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "apikey, authorization, content-type, x-client-info, x-supabase-api-version"})
+    assert 200 <= response.status_code < 300, describe(response)
+    allowed = response.headers.get("access-control-allow-headers", "").lower()
+    assert "x-supabase-api-version" in allowed and "x-client-info" in allowed, describe(response)
+    # Without a list (or with a malformed one) the default list still names it.
+    response = db.http.request("OPTIONS", f"{db.rest_url}/typed", headers={
+        "Origin": "http://localhost:5173", "Access-Control-Request-Method": "GET",
+        "Access-Control-Request-Headers": "apikey; evil=\"1\""})
+    allowed = response.headers.get("access-control-allow-headers", "").lower()
+    assert "x-supabase-api-version" in allowed and "evil" not in allowed, describe(response)
+
+
 def test_cors_for_browsers(db):
     response = db.http.request("OPTIONS", f"{db.rest_url}/typed", headers={
         "Origin": "http://localhost:5173", "Access-Control-Request-Method": "POST",
