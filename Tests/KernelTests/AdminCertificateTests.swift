@@ -6,7 +6,7 @@ import NIOSSL
 import Testing
 @testable import Kernel
 
-@Suite("mTLS for the admin routes: certs init, optional client certificates, the admin gate", .serialized)
+@Suite("mTLS for the admin routes: certs init, optional client certificates, the admin gate", .serialized, .timeLimit(.minutes(3)))
 struct AdminCertificateTests {
     static func temporaryDirectory() throws -> String {
         try makeTemporaryDirectory("certs")

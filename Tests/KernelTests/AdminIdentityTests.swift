@@ -8,7 +8,7 @@ import Testing
 
 /// Admin identity over HTTP against a real Postgres and Redis: sign-in, throttling,
 /// tokens, TOTP, the AAL2 gate, admin seats and the audit routes.
-@Suite("AdminIdentity: login, throttling, JWT, TOTP, AAL2, seats, audit routes", .serialized)
+@Suite("AdminIdentity: login, throttling, JWT, TOTP, AAL2, seats, audit routes", .serialized, .timeLimit(.minutes(3)))
 struct AdminIdentityTests {
     static let password = "Orbital-Quartz-Lantern-77"
 

@@ -7,7 +7,7 @@ import Testing
 /// The hash-chained audit log on a real Postgres: appending (also concurrently and inside
 /// a caller's transaction), the append-only triggers, signed checkpoints, and verification
 /// against every kind of tampering a superuser can do around the triggers.
-@Suite("Audit log: hash chain, append-only triggers, signed checkpoints, verification")
+@Suite("Audit log: hash chain, append-only triggers, signed checkpoints, verification", .timeLimit(.minutes(3)))
 struct AuditChainTests {
     /// A fresh database with the audit schema applied, and a connection to it.
     static func database() throws -> (conninfo: String, connection: PostgresConnection) {

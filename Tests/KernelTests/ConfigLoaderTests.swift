@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Kernel
 
-@Suite("plugins.toml parsing and validation")
+@Suite("plugins.toml parsing and validation", .timeLimit(.minutes(3)))
 struct ConfigLoaderTests {
     let loader = ConfigLoader(environment: [:])
 

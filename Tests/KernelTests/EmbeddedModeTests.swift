@@ -5,7 +5,7 @@ import Testing
 
 /// The real `meltybase` binary, as a user runs it: embedded Postgres and Redis in a fresh
 /// data directory, supervision, graceful shutdown, restart, and the command line.
-@Suite("meltybase serve on the embedded default", .serialized)
+@Suite("meltybase serve on the embedded default", .serialized, .timeLimit(.minutes(3)))
 struct EmbeddedModeTests {
     /// A running `meltybase serve` child with its output in a file.
     final class Server {

@@ -19,7 +19,7 @@ let examplePluginsTOML = """
     plugins = ["echo-c"]
     """
 
-@Suite("Gateway, portals and plugin dispatch", .serialized)
+@Suite("Gateway, portals and plugin dispatch", .serialized, .timeLimit(.minutes(3)))
 struct GatewayTests {
     @Test("the system pulse answers exactly the seed's keys")
     func status() async throws {

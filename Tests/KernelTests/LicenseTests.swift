@@ -2,7 +2,7 @@ import Foundation
 import Testing
 @testable import Kernel
 
-@Suite("Ed25519 licenses: canonical payload, verification, key files, CLI")
+@Suite("Ed25519 licenses: canonical payload, verification, key files, CLI", .timeLimit(.minutes(3)))
 struct LicenseTests {
     /// RFC 8032 test vector 1 as a libsodium secret key (seed then public key): the key of
     /// the worked example in docs/licenses.md. Public, so never a real key.

@@ -3,7 +3,7 @@ import Logging
 import Testing
 @testable import Kernel
 
-@Suite("C plugin ABI conformance", .serialized)
+@Suite("C plugin ABI conformance", .serialized, .timeLimit(.minutes(3)))
 struct PluginABITests {
     func config(_ name: String, _ path: String, required: Bool = false) -> PluginConfig {
         PluginConfig(name: name, path: path, required: required, configJSON: "{}", line: 1)

@@ -5,7 +5,7 @@ import Testing
 
 /// ABI 1.1: the kernel verifies portal and admin tokens and hands plugins the result,
 /// signs JWTs for plugins without showing them the secret, and routes extra prefixes.
-@Suite("Portal credentials, JWT signing for plugins and extra route prefixes (ABI 1.1, 1.2)")
+@Suite("Portal credentials, JWT signing for plugins and extra route prefixes (ABI 1.1, 1.2)", .timeLimit(.minutes(3)))
 struct PortalCredentialTests {
     static let toml = """
         [[listeners]]

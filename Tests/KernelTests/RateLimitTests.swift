@@ -3,7 +3,7 @@ import Logging
 import Testing
 @testable import Kernel
 
-@Suite("Rate limits: Redis token buckets shared by kernels, in-process fallback", .serialized)
+@Suite("Rate limits: Redis token buckets shared by kernels, in-process fallback", .serialized, .timeLimit(.minutes(3)))
 struct RateLimitTests {
     @Test("the in-process bucket allows its burst, refills at its rate and says when to retry")
     func localBucket() {

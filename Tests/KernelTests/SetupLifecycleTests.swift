@@ -5,7 +5,7 @@ import Testing
 @testable import Kernel
 
 /// The seed's onboarding, end to end over HTTP against a real Postgres.
-@Suite("Onboarding: pulse, license handshake, Argon2id admin, one-time setup", .serialized)
+@Suite("Onboarding: pulse, license handshake, Argon2id admin, one-time setup", .serialized, .timeLimit(.minutes(3)))
 struct SetupLifecycleTests {
     static let password = "Orbital-Quartz-Lantern-77"
 

@@ -7,7 +7,7 @@ import Testing
 
 /// The Studio's kernel side: static files with cache and security headers, the `/`
 /// redirect, and the license check routes the setup wizard uses.
-@Suite("Studio: assets, headers, license checks", .serialized)
+@Suite("Studio: assets, headers, license checks", .serialized, .timeLimit(.minutes(3)))
 struct StudioTests {
     /// A client that reports redirects instead of following them.
     static let noRedirects = HTTPClient(eventLoopGroupProvider: .singleton, configuration: .init(redirectConfiguration: .disallow))

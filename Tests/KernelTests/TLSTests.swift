@@ -4,7 +4,7 @@ import NIOSSL
 import Testing
 @testable import Kernel
 
-@Suite("TLS and mTLS listeners", .serialized)
+@Suite("TLS and mTLS listeners", .serialized, .timeLimit(.minutes(3)))
 struct TLSTests {
     /// A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl.
     static func makeCertificates() throws -> String {

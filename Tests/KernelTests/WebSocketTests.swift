@@ -5,7 +5,7 @@ import NIOCore
 import Testing
 @testable import Kernel
 
-@Suite("WebSocket upgrade routed to plugins", .serialized)
+@Suite("WebSocket upgrade routed to plugins", .serialized, .timeLimit(.minutes(3)))
 struct WebSocketTests {
     /// Connects, sends `messages`, returns what came back (until as many replies arrived)
     /// and the close frame, if the server closed.

@@ -138,6 +138,7 @@ public final class Kernel: @unchecked Sendable {
                 dataDirectory: config.dataDirectory, licensePublicKey: licensing.licensePublicKey, portalKeys: portalKeys))
         systemRoutes.licenseChecks = LicenseCheckRoutes(state: state, publicKey: licensing.licensePublicKey, evaluation: evaluation, identity: identity)
         systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger))
+        systemRoutes.bodyLimit = config.bodyLimitBytes
         let gateway = Gateway(
             config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter, systemRoutes: systemRoutes, logger: logger)
         let announce = onListening

@@ -20,6 +20,8 @@ struct SystemRoutes: Sendable {
     var licenseChecks: LicenseCheckRoutes? = nil
     /// The Studio (`/`, `/dashboard`).
     var studio: StudioRoutes? = nil
+    /// This kernel's `body_limit_bytes` (the static on the context is shared by every kernel in a process).
+    var bodyLimit: Int = KernelRequestContext.bodyLimit
 
     func register(on router: Router<KernelRequestContext>) {
         hub?.register(on: router)
@@ -33,7 +35,7 @@ struct SystemRoutes: Sendable {
         }
         for method in [HTTPRequest.Method.get, .post] {
             router.on("/v1/system/echo", method: method) { request, _ in
-                let body = try await request.body.collect(upTo: KernelRequestContext.bodyLimit)
+                let body = try await request.body.collect(upTo: bodyLimit)
                 return Response(status: .ok, headers: [.contentType: "text/plain"],
                                 body: .init(byteBuffer: body.readableBytes == 0 ? ByteBuffer(string: "echo") : body))
             }

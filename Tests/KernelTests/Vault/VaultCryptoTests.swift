@@ -4,7 +4,7 @@ import VaultCore
 
 /// The Vault's AES-256-GCM wrapper against NIST known answers, tamper detection of the
 /// envelope, and master-key validation.
-@Suite("Vault crypto: NIST AES-GCM vectors, tampering, master keys")
+@Suite("Vault crypto: NIST AES-GCM vectors, tampering, master keys", .timeLimit(.minutes(3)))
 struct VaultCryptoTests {
     struct Vector: CustomStringConvertible {
         let source: String

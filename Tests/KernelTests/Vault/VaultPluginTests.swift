@@ -11,7 +11,7 @@ import VaultCore
 ///
 /// Serialized: a plugin library is initialised once per process, so two kernels with
 /// different vault settings must not overlap.
-@Suite("Vault plugin: HTTP API, vault.v1, isolation, rotation CLI, log scan", .serialized)
+@Suite("Vault plugin: HTTP API, vault.v1, isolation, rotation CLI, log scan", .serialized, .timeLimit(.minutes(3)))
 struct VaultPluginTests {
     /// A 0600 key file holding `hex`.
     static func keyFile(_ hex: String, mode: mode_t = 0o600) throws -> String {

@@ -5,7 +5,7 @@ import VaultCore
 
 /// VaultCore on a real Postgres: envelope storage, records moved between rows and portals,
 /// wrong master keys, and both rotations (1,000 secrets).
-@Suite("Vault storage and rotation on Postgres")
+@Suite("Vault storage and rotation on Postgres", .timeLimit(.minutes(3)))
 struct VaultStoreTests {
     static func key(_ byte: UInt8) throws -> MasterKey { try MasterKey(bytes: [UInt8](repeating: byte, count: 32)) }
 
