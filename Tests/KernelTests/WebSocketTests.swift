@@ -9,7 +9,7 @@ import Testing
 struct WebSocketTests {
     /// Connects, sends `messages`, returns what came back (until as many replies arrived)
     /// and the close frame, if the server closed.
-    func exchange(_ url: String, send messages: [WebSocketMessageToSend]) async throws -> (replies: [String], close: WebSocketCloseFrame?) {
+    static func exchange(_ url: String, send messages: [WebSocketMessageToSend]) async throws -> (replies: [String], close: WebSocketCloseFrame?) {
         let replies = ReplyBox()
         let close = try await WebSocketClient.connect(url: url, logger: Logger(label: "ws-test")) { inbound, outbound, _ in
             for message in messages {
@@ -36,6 +36,48 @@ struct WebSocketTests {
 
     enum WebSocketMessageToSend { case text(String), binary([UInt8]) }
 
+    /// Resumes a continuation once, whichever of two racers comes first.
+    final class ResumeOnce<T: Sendable>: @unchecked Sendable {
+        private let lock = NSLock()
+        private var continuation: CheckedContinuation<T, Never>?
+        init(_ continuation: CheckedContinuation<T, Never>) { self.continuation = continuation }
+        func resume(_ value: T) {
+            let pending = lock.withLock { () -> CheckedContinuation<T, Never>? in
+                defer { continuation = nil }
+                return continuation
+            }
+            pending?.resume(returning: value)
+        }
+    }
+
+    /// `body`'s result, or nil after `seconds`, without waiting for a body that ignores
+    /// cancellation (a WebSocket client stuck in its handshake does).
+    static func within<T: Sendable>(_ seconds: Double, _ body: @escaping @Sendable () async throws -> T) async -> Result<T, Error>? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, Error>?, Never>) in
+            let once = ResumeOnce(continuation)
+            Task {
+                do { once.resume(.success(try await body())) } catch { once.resume(.failure(error)) }
+            }
+            Task {
+                try? await Task.sleep(nanoseconds: UInt64(seconds * 1_000_000_000))
+                once.resume(nil)
+            }
+        }
+    }
+
+    /// The close frame a refused connection gets. Under a loaded full-suite run the client
+    /// has, rarely, never seen the server's close (the handshake hung with both sides idle;
+    /// not reproduced alone): an attempt that gets no answer in 20 s is retried, twice at most,
+    /// and says so; every attempt that answers is checked by the caller.
+    static func refusalClose(_ url: String) async throws -> WebSocketCloseFrame? {
+        for attempt in 1...3 {
+            if let result = await within(20, { try await exchange(url, send: []) }) { return try result.get().close }
+            print("WebSocketTests: no answer from \(url) within 20 s (attempt \(attempt) of 3)")
+        }
+        Issue.record("no close frame from \(url) in 3 attempts of 20 s")
+        return nil
+    }
+
     final class ReplyBox: @unchecked Sendable {
         private var items: [String] = []
         private let lock = NSLock()
@@ -50,9 +92,9 @@ struct WebSocketTests {
         let base = kernel.url.replacingOccurrences(of: "http://", with: "ws://")
         let messages: [WebSocketMessageToSend] = (0..<50).map { .text("message \($0)") } + [.binary([104, 105])]
         let expected = (0..<50).map { "message \($0)" } + ["binary:hi"]
-        let c = try await exchange(base + "/p/demo/echo-c/socket", send: messages)
+        let c = try await Self.exchange(base + "/p/demo/echo-c/socket", send: messages)
         #expect(c.replies == expected)
-        let swift = try await exchange(base + "/p/demo/echo-swift/socket", send: messages)
+        let swift = try await Self.exchange(base + "/p/demo/echo-swift/socket", send: messages)
         #expect(swift.replies == expected)
         await kernel.stop()
     }
@@ -61,15 +103,16 @@ struct WebSocketTests {
     func refusals() async throws {
         let kernel = try await TestKernel.start(examplePluginsTOML)
         let base = kernel.url.replacingOccurrences(of: "http://", with: "ws://")
-        let ghost = try await exchange(base + "/p/ghost/echo-c/socket", send: [])
-        #expect(ghost.close?.closeCode == .policyViolation)
-        #expect(ghost.close?.reason?.contains("portal \"ghost\" does not exist") == true)
-        let disabled = try await exchange(base + "/p/conly/echo-swift/socket", send: [])
-        #expect(disabled.close?.reason?.contains("not enabled for portal \"conly\"") == true)
-        let refused = try await exchange(base + "/p/demo/echo-swift/socket?refuse=1", send: [])
-        #expect(refused.close?.closeCode == .policyViolation)
-        #expect(refused.close?.reason?.contains("refused as asked") == true)
+        let ghost = try await Self.refusalClose(base + "/p/ghost/echo-c/socket")
+        #expect(ghost?.closeCode == .policyViolation)
+        #expect(ghost?.reason?.contains("portal \"ghost\" does not exist") == true)
+        let disabled = try await Self.refusalClose(base + "/p/conly/echo-swift/socket")
+        #expect(disabled?.reason?.contains("not enabled for portal \"conly\"") == true)
+        let refused = try await Self.refusalClose(base + "/p/demo/echo-swift/socket?refuse=1")
+        #expect(refused?.closeCode == .policyViolation)
+        #expect(refused?.reason?.contains("refused as asked") == true)
         #expect(try await kernel.request("/v1/system/status").status == 200)
-        await kernel.stop()
+        // A stuck attempt above may hold a connection open: do not wait on it for ever.
+        _ = await Self.within(30) { await kernel.stop() }
     }
 }
