@@ -16,6 +16,8 @@ import Foundation
 public struct SecretBox: Sendable {
     /// The key file's name inside the data directory.
     public static let fileName = "mfa-secret.key"
+    /// The version tag every sealed value starts with.
+    static let formatTag = "xc1"
     private let key: [UInt8]
     /// First 8 bytes of SHA-256 over a label and the key, hex: names the key without revealing it.
     public let keyID: String
@@ -52,16 +54,19 @@ public struct SecretBox: Sendable {
         var length: UInt64 = 0
         crypto_aead_xchacha20poly1305_ietf_encrypt(
             &ciphertext, &length, plaintext, UInt64(plaintext.count), additional, UInt64(additional.count), nil, nonce, key)
-        return "xc1:\(keyID):\(ByteEncoding.base64URL(nonce)):\(ByteEncoding.base64URL(Array(ciphertext.prefix(Int(length)))))"
+        return "\(Self.formatTag):\(keyID):\(ByteEncoding.base64URL(nonce)):\(ByteEncoding.base64URL(Array(ciphertext.prefix(Int(length)))))"
     }
+
+    /// Whether `text` has the sealed form's version tag (a cheap check before ``open(_:context:)``).
+    static func looksSealed(_ text: String) -> Bool { text.hasPrefix(formatTag + ":") }
 
     /// Decrypts a value ``seal(_:context:)`` produced for `context`; the caller wipes the result.
     public func open(_ sealed: String, context: String) throws -> [UInt8] {
         let parts = sealed.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count == 4, parts[0] == "xc1", let nonce = ByteEncoding.fromBase64URL(parts[2]),
+        guard parts.count == 4, parts[0] == Self.formatTag, let nonce = ByteEncoding.fromBase64URL(parts[2]),
               nonce.count == Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES),
               let ciphertext = ByteEncoding.fromBase64URL(parts[3]), ciphertext.count >= Int(crypto_aead_xchacha20poly1305_ietf_ABYTES) else {
-            throw IdentityError.internalFailure("a stored sealed secret is not in the xc1 form")
+            throw IdentityError.internalFailure("a stored sealed secret is not in the \(Self.formatTag) form")
         }
         guard parts[1] == keyID else {
             throw IdentityError(

@@ -52,6 +52,21 @@ extension String {
     }
 }
 
+extension mb_host_bytes {
+    /// A copy of bytes a plugin passed into a host function.
+    var copiedBytes: [UInt8] {
+        guard let data, len > 0 else { return [] }
+        return Array(UnsafeBufferPointer(start: data, count: len))
+    }
+}
+
+extension Array where Element == UInt8 {
+    /// Calls `body` with a host-owned view of the bytes, valid during the call only.
+    func withHostBytes<R>(_ body: (mb_host_bytes) -> R) -> R {
+        withUnsafeBufferPointer { body(mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
+    }
+}
+
 extension mb_plugin_bytes {
     /// A copy of the plugin's bytes.
     var copiedBytes: [UInt8] {

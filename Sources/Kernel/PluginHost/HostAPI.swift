@@ -230,8 +230,7 @@ private func hostPortalJWTSign(
         write("portal_jwt_sign: this kernel has no portal keys", into: error)
         return MB_ERR_UNSUPPORTED
     }
-    let bytes = claims.data.map { Array(UnsafeBufferPointer(start: $0, count: claims.len)) } ?? []
-    guard let values = try? JSONDecoder().decode([String: JSONValue].self, from: Data(bytes)) else {
+    guard let values = try? JSONDecoder().decode([String: JSONValue].self, from: Data(claims.copiedBytes)) else {
         write("portal_jwt_sign: claims must be a JSON object", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
@@ -248,9 +247,7 @@ private func hostPortalJWTSign(
             answer = Array("the portal's key is unavailable: \(error)".utf8)
             status = MB_ERR_UNAVAILABLE
         }
-        answer.withUnsafeBufferPointer { buffer in
-            completion(context, status, mb_host_bytes(data: buffer.baseAddress, len: buffer.count))
-        }
+        answer.withHostBytes { completion(context, status, $0) }
     }
     return MB_OK
 }
@@ -268,13 +265,11 @@ private func pluginSecretArguments(
         write("\(function): this kernel has no secret-box key", into: error)
         return nil
     }
-    let contextBytes = context.data.map { Array(UnsafeBufferPointer(start: $0, count: context.len)) } ?? []
-    guard let contextText = String(validating: contextBytes, as: UTF8.self) else {
+    guard let contextText = String(validating: context.copiedBytes, as: UTF8.self) else {
         write("\(function): context must be UTF-8", into: error)
         return nil
     }
-    let bytes = value.data.map { Array(UnsafeBufferPointer(start: $0, count: value.len)) } ?? []
-    return (pluginHandle.name, handle, keys, contextText, bytes, sink)
+    return (pluginHandle.name, handle, keys, contextText, value.copiedBytes, sink)
 }
 
 private func hostSecretSeal(
@@ -284,7 +279,7 @@ private func hostSecretSeal(
     guard var arguments = pluginSecretArguments("secret_seal", plugin, portal, context, plaintext, sink, error) else { return MB_ERR_INVALID_ARGUMENT }
     defer { sodium_memzero(&arguments.value, arguments.value.count) }
     let sealed = Array(arguments.keys.sealPluginSecret(arguments.value, plugin: arguments.plugin, portal: arguments.portal.name, context: arguments.context).utf8)
-    sealed.withUnsafeBufferPointer { arguments.sink(pluginContext, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
+    sealed.withHostBytes { arguments.sink(pluginContext, $0) }
     return MB_OK
 }
 
@@ -292,19 +287,18 @@ private func hostSecretOpen(
     _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ context: mb_host_bytes, _ sealed: mb_host_bytes,
     _ sink: mb_bytes_sink?, _ pluginContext: UnsafeMutableRawPointer?, _ errorBuffer: mb_host_error_buffer
 ) -> mb_status {
-    let error = errorBuffer
-    guard let arguments = pluginSecretArguments("secret_open", plugin, portal, context, sealed, sink, error) else { return MB_ERR_INVALID_ARGUMENT }
-    guard let text = String(validating: arguments.value, as: UTF8.self), text.hasPrefix("xc1:") else {
-        write("secret_open: the value is not a sealed secret (secret_seal output starts with \"xc1:\")", into: error)
+    guard let arguments = pluginSecretArguments("secret_open", plugin, portal, context, sealed, sink, errorBuffer) else { return MB_ERR_INVALID_ARGUMENT }
+    guard let text = String(validating: arguments.value, as: UTF8.self), SecretBox.looksSealed(text) else {
+        write("secret_open: the value is not a sealed secret (secret_seal output starts with \"\(SecretBox.formatTag):\")", into: errorBuffer)
         return MB_ERR_INVALID_ARGUMENT
     }
     do {
         var plaintext = try arguments.keys.openPluginSecret(text, plugin: arguments.plugin, portal: arguments.portal.name, context: arguments.context)
         defer { sodium_memzero(&plaintext, plaintext.count) }
-        plaintext.withUnsafeBufferPointer { arguments.sink(pluginContext, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
+        plaintext.withHostBytes { arguments.sink(pluginContext, $0) }
         return MB_OK
     } catch let failure as IdentityError {
-        write("secret_open: \(failure.message)" + (failure.hint.map { "; \($0)" } ?? ""), into: error)
+        write("secret_open: \(failure.message)" + (failure.hint.map { "; \($0)" } ?? ""), into: errorBuffer)
         return MB_ERR_REFUSED
     } catch {
         write("secret_open: the value does not open", into: errorBuffer)
