@@ -68,36 +68,32 @@ public struct PluginHostServices: @unchecked Sendable {
 
     /// Seals `plaintext` for storage under the kernel's secret-box key (the key stays in the
     /// kernel), bound to this plugin, `portal` and `context` (a row id): store the result,
-    /// never the plaintext. Throws ``PluginError/unsupported(_:)`` on a kernel before ABI 1.2.
+    /// never the plaintext.
     public func sealSecret(_ plaintext: [UInt8], portal: Portal, context: String) throws -> String {
-        let sealed = try secretCall("secret_seal", \.secret_seal, portal: portal, context: context, value: plaintext)
-        return String(decoding: sealed, as: UTF8.self)
+        String(decoding: try secretCall(api.pointee.secret_seal, portal: portal, context: context, value: plaintext), as: UTF8.self)
     }
 
     /// Opens what ``sealSecret(_:portal:context:)`` produced for the same portal and context.
     /// Throws ``PluginError/refused(_:)`` for a value that was altered, moved to another row
     /// or sealed under another kernel's key. The caller wipes the plaintext when done.
     public func openSecret(_ sealed: String, portal: Portal, context: String) throws -> [UInt8] {
-        try secretCall("secret_open", \.secret_open, portal: portal, context: context, value: Array(sealed.utf8))
+        try secretCall(api.pointee.secret_open, portal: portal, context: context, value: Array(sealed.utf8))
     }
 
-    private typealias SecretFunction = @convention(c) (
-        OpaquePointer?, OpaquePointer?, mb_host_bytes, mb_host_bytes, mb_bytes_sink?, UnsafeMutableRawPointer?, mb_host_error_buffer
-    ) -> mb_status
-
-    private func secretCall(_ name: String, _ field: KeyPath<mb_host_api, SecretFunction?>, portal: Portal, context: String, value: [UInt8]) throws -> [UInt8] {
-        let offset = MemoryLayout<mb_host_api>.offset(of: field) ?? Int.max
-        guard offset + MemoryLayout<SecretFunction?>.size <= api.pointee.struct_size, let function = api.pointee[keyPath: field] else {
-            throw PluginError.unsupported("\(name) needs a kernel with plugin ABI 1.2 or later")
-        }
+    /// Calls `secret_seal` or `secret_open` (same shape) and returns what its sink received.
+    /// `sdkInit` already refused a host whose table is older than this SDK's, so both exist.
+    private func secretCall(
+        _ function: (@convention(c) (OpaquePointer?, OpaquePointer?, mb_host_bytes, mb_host_bytes, mb_bytes_sink?, UnsafeMutableRawPointer?, mb_host_error_buffer) -> mb_status)?,
+        portal: Portal, context: String, value: [UInt8]
+    ) throws -> [UInt8] {
         let collector = ByteCollector()
         let error = SDKErrorBuffer()
         let contextBytes = Array(context.utf8)
         let status = contextBytes.withUnsafeBufferPointer { contextBuffer in
             value.withUnsafeBufferPointer { valueBuffer in
-                function(plugin, portal.handle, mb_host_bytes(data: contextBuffer.baseAddress, len: contextBuffer.count),
-                         mb_host_bytes(data: valueBuffer.baseAddress, len: valueBuffer.count), sdkCollectBytes,
-                         Unmanaged.passUnretained(collector).toOpaque(), error.buffer)
+                function!(plugin, portal.handle, mb_host_bytes(data: contextBuffer.baseAddress, len: contextBuffer.count),
+                          mb_host_bytes(data: valueBuffer.baseAddress, len: valueBuffer.count), sdkCollectBytes,
+                          Unmanaged.passUnretained(collector).toOpaque(), error.buffer)
             }
         }
         switch status {
@@ -211,8 +207,7 @@ private final class ByteCollector {
 
 private func sdkCollectBytes(_ context: UnsafeMutableRawPointer?, _ bytes: mb_host_bytes) {
     guard let context else { return }
-    let collector = Unmanaged<ByteCollector>.fromOpaque(context).takeUnretainedValue()
-    collector.bytes = bytes.data.map { Array(UnsafeBufferPointer(start: $0, count: bytes.len)) } ?? []
+    Unmanaged<ByteCollector>.fromOpaque(context).takeUnretainedValue().bytes = copyBytes(bytes)
 }
 
 private func sdkTokenCompletion(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ bytes: mb_host_bytes) {
