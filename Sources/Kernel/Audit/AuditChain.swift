@@ -58,6 +58,15 @@ public enum AuditChain {
         return (now, head.value("seq").flatMap { Int64($0) } ?? 0, head.value("hash") ?? AuditEntry.genesisHash)
     }
 
+    /// Sets `entry.hash` from its fields and inserts it.
+    private static func insert(_ entry: inout AuditEntry, on connection: PostgresConnection) throws {
+        entry.hash = entry.computedHash
+        try connection.query("""
+            INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
+            VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
+            """, [String(entry.seq), entry.at, entry.actor, entry.action, entry.target, entry.portal, entry.details.text, entry.prevHash, entry.hash])
+    }
+
     /// The append itself; the caller guarantees an open transaction.
     private static func appendInTransaction(
         on connection: PostgresConnection, actor: String, action: String, target: String, portal: String?, details: CanonicalJSON
@@ -69,11 +78,7 @@ public enum AuditChain {
                 seq: head.seq + 1, at: head.now, actor: actor, action: action,
                 target: target, portal: portal, details: details,
                 prevHash: head.hash, hash: "")
-            entry.hash = entry.computedHash
-            try connection.query("""
-                INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
-                VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
-                """, [String(entry.seq), entry.at, actor, action, target, portal, details.text, entry.prevHash, entry.hash])
+            try insert(&entry, on: connection)
             try connection.query("RELEASE SAVEPOINT meltybase_audit_append")
             return entry
         } catch {
@@ -90,15 +95,7 @@ public enum AuditChain {
         on connection: PostgresConnection, actor: String, action: String, target: String, portal: String? = nil,
         details: CanonicalJSON = .object([:])
     ) throws -> AuditEntry {
-        try connection.query("BEGIN")
-        do {
-            let entry = try appendInTransaction(on: connection, actor: actor, action: action, target: target, portal: portal, details: details)
-            try connection.query("COMMIT")
-            return entry
-        } catch {
-            _ = try? connection.query("ROLLBACK")
-            throw error
-        }
+        try appendAllCommitting(on: connection, entries: [PendingEntry(actor: actor, action: action, target: target, portal: portal, details: details)])[0]
     }
 
     /// One entry of ``appendAllCommitting(on:entries:)``.
@@ -123,20 +120,15 @@ public enum AuditChain {
         try connection.query("BEGIN")
         do {
             let head = try lockAndReadHead(on: connection)
-            let now = head.now
             var seq = head.seq
             var previous = head.hash
             var stored: [AuditEntry] = []
             for pending in entries {
                 seq += 1
                 var entry = AuditEntry(
-                    seq: seq, at: now, actor: pending.actor, action: pending.action, target: pending.target,
+                    seq: seq, at: head.now, actor: pending.actor, action: pending.action, target: pending.target,
                     portal: pending.portal, details: pending.details, prevHash: previous, hash: "")
-                entry.hash = entry.computedHash
-                try connection.query("""
-                    INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
-                    VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
-                    """, [String(entry.seq), entry.at, entry.actor, entry.action, entry.target, entry.portal, entry.details.text, entry.prevHash, entry.hash])
+                try insert(&entry, on: connection)
                 previous = entry.hash
                 stored.append(entry)
             }

@@ -110,14 +110,15 @@ public final class Kernel: @unchecked Sendable {
         let rateLimiter = RateLimiter(redis: redis, logger: logger)
 
         HostServices.shared.logger = logger
-        HostServices.shared.audit = AuditLogSink(database: database)
+        let pluginAudit = AuditLogSink(database: database)
+        HostServices.shared.audit = pluginAudit
         let auditKey = try AuditSigningKey.loadOrCreate(dataDirectory: config.dataDirectory)
         let checkpoints = AuditCheckpointService(database: database, signingKey: auditKey, logger: logger)
         let plugins = try PluginHost(configs: config.plugins, logger: logger)
         startedPlugins.withLockedValue { $0 = plugins }
         let portalKeys = try PortalKeys(database: database, dataDirectory: config.dataDirectory)
         startedPortalKeys.withLockedValue { $0 = portalKeys }
-        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, conninfo: conninfo)
+        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, conninfo: conninfo, audit: pluginAudit)
         try await portals.applyDeclaredPortals()
         try await portals.reload()
 

@@ -33,16 +33,19 @@ public final class PortalRegistry: @unchecked Sendable {
     /// Signs and verifies portal credentials (nil: every credential is `invalid`).
     let keys: PortalKeys?
     private let conninfo: UnsafePointer<CChar>?
+    /// The kernel's one sink for plugins' audit calls: one group-commit queue for every portal.
+    let audit: AuditLogSink
 
     /// A registry over `database` creating instances of `host`'s plugins; `keys` and
     /// `conninfo` are what the portals' plugins reach through the host.
-    public init(database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger, keys: PortalKeys? = nil, conninfo: String? = nil) {
+    public init(database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger, keys: PortalKeys? = nil, conninfo: String? = nil, audit: AuditLogSink? = nil) {
         self.database = database
         self.host = host
         self.config = config
         self.logger = logger
         self.keys = keys
         self.conninfo = conninfo.map { HostServices.shared.registerConninfo($0) }
+        self.audit = audit ?? AuditLogSink(database: database)
     }
 
     /// Writes the portals declared in the config to the system database.
@@ -142,7 +145,7 @@ public final class PortalRegistry: @unchecked Sendable {
 
     private func makePortal(_ name: String) -> Portal {
         let instances = NIOLockedValueBox<[String: PluginInstance]>([:])
-        let handle = PortalHandle(name: name, conninfo: conninfo, keys: keys, audit: AuditLogSink(database: database)) { plugin in
+        let handle = PortalHandle(name: name, conninfo: conninfo, keys: keys, audit: audit) { plugin in
             instances.withLockedValue { $0[plugin] }?.pointer
         }
         let limit = config.portals.first { $0.name == name }?.rateLimit ?? config.rateLimit.perPortal
