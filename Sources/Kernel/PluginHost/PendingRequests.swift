@@ -22,11 +22,11 @@ final class PendingRequests: @unchecked Sendable {
 
     private enum Slot {
         /// Dispatched; the plugin has not answered and nobody waits yet.
-        case dispatched(deadline: Double, plugin: String, owner: ObjectIdentifier?)
+        case dispatched(deadline: Double, plugin: String, owner: ObjectIdentifier)
         /// Answered before the task started waiting.
-        case answered(PluginResponse, owner: ObjectIdentifier?)
+        case answered(PluginResponse, owner: ObjectIdentifier)
         /// The task waits for the answer.
-        case waiting(CheckedContinuation<PluginResponse, Never>, deadline: Double, plugin: String, owner: ObjectIdentifier?)
+        case waiting(CheckedContinuation<PluginResponse, Never>, deadline: Double, plugin: String, owner: ObjectIdentifier)
     }
 
     private let state = NIOLockedValueBox<(next: UInt64, slots: [UInt64: Slot])>((1, [:]))
@@ -40,7 +40,7 @@ final class PendingRequests: @unchecked Sendable {
 
     /// Registers a token, calls `dispatch` with it, and returns the plugin's answer.
     /// `owner` (the kernel's plugin host) lets one kernel count its own pending requests.
-    func run(plugin: String, owner: ObjectIdentifier? = nil, timeout: Double, dispatch: (UInt64) -> Void) async -> PluginResponse {
+    func run(plugin: String, owner: ObjectIdentifier, timeout: Double, dispatch: (UInt64) -> Void) async -> PluginResponse {
         let deadline = Date().timeIntervalSince1970 + timeout
         let token = state.withLockedValue { state -> UInt64 in
             let token = state.next
@@ -100,8 +100,8 @@ final class PendingRequests: @unchecked Sendable {
     }
 
     private func expire(now: Double) {
-        let expired = state.withLockedValue { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, String, ObjectIdentifier?)] in
-            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, String, ObjectIdentifier?)] = []
+        let expired = state.withLockedValue { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, String, ObjectIdentifier)] in
+            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, String, ObjectIdentifier)] = []
             for (token, slot) in state.slots {
                 switch slot {
                 case .waiting(let continuation, let deadline, let plugin, let owner) where deadline < now:

@@ -129,7 +129,6 @@ public final class RateLimiter: @unchecked Sendable {
         let now = Date().timeIntervalSince1970
         let decision: RateLimitDecision
         var lease: Lease?
-        var failed = false
         do {
             let (granted, retry) = try await takeFromRedis(redis, key: key, bucket: bucket, count: Self.leaseSize(bucket))
             decision = RateLimitDecision(allowed: granted > 0, retryAfterSeconds: retry)
@@ -146,11 +145,11 @@ public final class RateLimiter: @unchecked Sendable {
                 fallbackGauge.record(1)
             }
             decision = local.take(key: key, bucket: bucket)
-            failed = true
         }
         let waiting = leases.withLockedValue { table -> [CheckedContinuation<LeaseStep, Never>] in
-            // After a failure, requests use the in-process buckets for a second before one asks Redis again.
-            if failed { table.redisRetryAt = now + 1 }
+            // After a failure (no lease), requests use the in-process buckets for a second
+            // before one asks Redis again.
+            if lease == nil { table.redisRetryAt = Date().timeIntervalSince1970 + 1 }
             if let lease {
                 if table.leases.count > 100_000 { table.leases.removeAll(keepingCapacity: true) }
                 table.leases[key] = lease
