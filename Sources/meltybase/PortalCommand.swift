@@ -64,7 +64,7 @@ struct PortalCommand: AsyncParsableCommand {
             discussion: """
                 Needs a running kernel (or Postgres at database_url) and psql (Debian: postgresql-client). \
                 --role owner (the default) may do anything in the portal's database, like the SQL console; \
-                --role anon, authenticated or service_role switches to that role after connecting, so \
+                --role anon, authenticated or service_role connects as the API's authenticator and takes that role, so \
                 row-level security applies as it does to the REST API. Arguments after -- go to psql, \
                 e.g. `meltybase portal psql shop -- -c 'select count(*) from todos'`. \
                 --print prints the libpq connection string instead of starting psql.
@@ -72,7 +72,7 @@ struct PortalCommand: AsyncParsableCommand {
         @OptionGroup var options: ConfigOptions
         @Argument(help: "Portal name.") var name: String
         @Option(name: .long, help: "owner, anon, authenticated or service_role.") var role = "owner"
-        @Flag(name: .long, help: "Print the connection string and exit.") var print = false
+        @Flag(name: .customLong("print"), help: "Print the connection string and exit.") var printOnly = false
         @Argument(parsing: .postTerminator, help: "Arguments for psql.") var psqlArguments: [String] = []
 
         func validate() throws {
@@ -83,20 +83,13 @@ struct PortalCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let system: String
-            if let url = config.databaseURL {
-                system = url
-            } else {
-                let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: Logger(label: "meltybase"))
-                guard postgres.isRunning else {
-                    throw CommandError("the embedded Postgres of \(config.dataDirectory) is not running: start MeltyBase first (`scripts/run` or `meltybase serve`)")
-                }
-                system = postgres.conninfo
+            guard let system = try Kernel(config: config, logger: Logger(label: "meltybase")).runningSystemConninfo() else {
+                throw CommandError("the embedded Postgres of \(config.dataDirectory) is not running: start MeltyBase first (`scripts/run` or `meltybase serve`)")
             }
             let user = role == "owner" ? PortalDatabaseNames.owner(name) : "authenticator"
             let conninfo = PortalDatabaseNames.conninfo(system, portal: name, user: user)
-            if print {
-                Swift.print(conninfo)
+            if printOnly {
+                print(conninfo)
                 return
             }
             // An API role is taken at connection start (as the REST API's SET LOCAL ROLE does per request).

@@ -57,15 +57,20 @@ public final class Kernel: @unchecked Sendable {
         return redis.url
     }
 
+    /// The system database's conninfo when it is up without this call starting anything: the
+    /// external `database_url`, or the embedded Postgres of a running kernel; nil otherwise.
+    public func runningSystemConninfo() throws -> String? {
+        if let url = config.databaseURL { return url }
+        let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
+        return DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) || postgres.isRunning ? postgres.conninfo : nil
+    }
+
     /// Runs `body` against the system database for a command-line tool: an external URL,
     /// the embedded Postgres of a running kernel, or the embedded Postgres started just
     /// for this call (and stopped after it).
     public func withSystemDatabase<T>(_ body: (SystemDatabase) async throws -> T) async throws -> T {
-        if let url = config.databaseURL { return try await body(SystemDatabase(conninfo: url)) }
+        if let conninfo = try runningSystemConninfo() { return try await body(SystemDatabase(conninfo: conninfo)) }
         let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
-        if DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) || postgres.isRunning {
-            return try await body(SystemDatabase(conninfo: postgres.conninfo))
-        }
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         let lock = try DataDirectoryLock(dataDirectory: config.dataDirectory)
         defer { withExtendedLifetime(lock) {} }

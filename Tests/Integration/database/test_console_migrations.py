@@ -210,6 +210,12 @@ def test_portal_psql_as_owner_and_as_api_roles(kernel, new_portal):
     assert escalate.returncode != 0 and "permission denied" in escalate.stderr
 
 
+def test_portal_psql_print_gives_the_connection_string(kernel, portal):
+    result = portal_psql(kernel, portal.name, "select 1", "--print")
+    assert result.returncode == 0, result.stderr
+    assert f"dbname='mb_{portal.name}'" in result.stdout and f"user='mb_owner_{portal.name}'" in result.stdout, result.stdout
+
+
 def test_portal_psql_refuses_an_unknown_role_clearly(kernel, portal):
     result = portal_psql(kernel, portal.name, "select 1", "--role", "postgres")
     assert result.returncode == 64 and "--role must be owner, anon, authenticated or service_role" in result.stderr
