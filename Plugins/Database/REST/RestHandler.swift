@@ -21,7 +21,11 @@ struct Preferences {
 
     init(_ header: String?) {
         for part in (header ?? "").split(separator: ",") {
-            let item = String(part.drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
+            // Spaces and tabs trimmed by hand: Foundation's trimmingCharacters is slow on Linux.
+            var trimmed = part
+            while trimmed.first == " " || trimmed.first == "\t" { trimmed.removeFirst() }
+            while trimmed.last == " " || trimmed.last == "\t" { trimmed.removeLast() }
+            let item = String(trimmed)
             switch item {
             case "return=representation": returnRepresentation = true
             case "return=headers-only": returnHeadersOnly = true
