@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -30,14 +31,25 @@ def capture(driver, outdir: Path, name: str, width: int, height: int) -> None:
     print(f"wrote {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}")
 
 
+@contextmanager
+def kernel_and_browser(width: int, height: int, mobile: bool, **kernel_options):
+    """A fresh kernel and a headless browser with the device metrics of one size; both go at the end."""
+    kernel = MeltyBaseKernel(**kernel_options)
+    driver = new_browser(width, height)
+    try:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
+                               {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+        yield kernel, driver
+    finally:
+        driver.quit()
+        kernel.stop()
+        kernel.cleanup()
+
+
 def run(outdir: Path) -> None:
     outdir.mkdir(parents=True, exist_ok=True)
     for width, height, mobile in SIZES:
-        kernel = MeltyBaseKernel()
-        driver = new_browser(width, height)
-        try:
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+        with kernel_and_browser(width, height, mobile) as (kernel, driver):
             driver.get(kernel.url + "/dashboard")
             wait_heading(driver, "System pulse")
             wait_text(driver, "[data-test=pulse-json]", "is_initialized")
@@ -62,20 +74,13 @@ def run(outdir: Path) -> None:
             wait_heading(driver, "Overview")
             wait_text(driver, "[data-test=overview-license]", "INDIE")
             capture(driver, outdir, "overview", width, height)
-        finally:
-            driver.quit()
-            kernel.stop()
-            kernel.cleanup()
 
 
 def run_plugin_pages(outdir: Path) -> None:
     """The Database page (a table and a console error) and the Vault page, per size."""
     for width, height, mobile in SIZES:
-        kernel = MeltyBaseKernel(extra_toml=PLUGINS_TOML, env={"MELTYBASE_MASTER_KEY": secrets.token_hex(32)})
-        driver = new_browser(width, height)
-        try:
-            driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride",
-                                   {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": mobile})
+        with kernel_and_browser(width, height, mobile, extra_toml=PLUGINS_TOML,
+                                env={"MELTYBASE_MASTER_KEY": secrets.token_hex(32)}) as (kernel, driver):
             admin = initialize_with_totp_admin(kernel)
             token = admin["pair"]["access_token"]
             sql(kernel, token, "create table todos (id serial primary key, task text not null, done boolean default false);"
@@ -100,10 +105,6 @@ def run_plugin_pages(outdir: Path) -> None:
             wait_heading(driver, "Vault")
             wait_text(driver, "[data-test=vault-secrets]", "STRIPE_KEY")
             capture(driver, outdir, "vault", width, height)
-        finally:
-            driver.quit()
-            kernel.stop()
-            kernel.cleanup()
 
 
 if __name__ == "__main__":
