@@ -293,9 +293,10 @@ def _error_shape_problem(response: requests.Response) -> str | None:
 
 
 def fuzz(tally: Tally, kernel, target: str, schema, base_url: str, headers_for: Callable[[Any], dict[str, str]],
-         examples: int = EXAMPLES) -> None:
+         examples: int = EXAMPLES, check: Callable[[Any, requests.Response], str | None] | None = None) -> None:
     """Sends `examples` positive and negative cases per operation of `schema`; records
-    every response in `tally` and every problem as a finding (known defects apart)."""
+    every response in `tally` and every problem as a finding (known defects apart).
+    `check(case, response)` may name one more problem of a response."""
     operations = []
     for result in schema.get_all_operations():
         operations.append(result.ok())  # an InvalidSchema error raises here, with the operation named
@@ -327,6 +328,8 @@ def fuzz(tally: Tally, kernel, target: str, schema, base_url: str, headers_for: 
             problem = f"not_a_server_error: {type(failure).__name__}"
         if problem is None and 400 <= response.status_code < 500:
             problem = _error_shape_problem(response)
+        if problem is None and check is not None:
+            problem = check(case, response)
         if problem is None:
             return
         finding = Finding(target, case.method, case.formatted_path, response.status_code, problem,
@@ -454,10 +457,21 @@ def test_kernel_routes(kernel, instance, tally):
     assert_no_findings(tally, "kernel")
 
 
+def vault_keeps_what_it_was_sent(case, response: requests.Response) -> str | None:
+    """A secret written with a description answers with that description, not another
+    (Postgres cuts text at a NUL: such a description must be refused instead)."""
+    if case.method in ("POST", "PUT") and 200 <= response.status_code < 300 and isinstance(case.body, dict):
+        sent = case.body.get("description")
+        if isinstance(sent, str) and response.json().get("description") != sent:
+            return f"description stored as {response.json().get('description')!r}, sent {sent!r}"
+    return None
+
+
 def test_vault_service_role(kernel, instance, tally):
     portal = instance.portal
     fuzz(tally, kernel, "vault-service", portal_routes_schema("/vault/"), portal.base,
-         lambda case: {"apikey": portal.service, "Authorization": f"Bearer {portal.service}"})
+         lambda case: {"apikey": portal.service, "Authorization": f"Bearer {portal.service}"},
+         check=vault_keeps_what_it_was_sent)
     assert_kernel_serving(kernel)
     assert_no_findings(tally, "vault-service")
 
@@ -465,9 +479,38 @@ def test_vault_service_role(kernel, instance, tally):
 def test_vault_admin(kernel, instance, tally):
     portal = instance.portal
     fuzz(tally, kernel, "vault-admin", portal_routes_schema("/vault/"), portal.base,
-         lambda case: {"apikey": portal.anon, "Authorization": f"Bearer {instance.admin_token}"})
+         lambda case: {"apikey": portal.anon, "Authorization": f"Bearer {instance.admin_token}"},
+         check=vault_keeps_what_it_was_sent)
     assert_kernel_serving(kernel)
     assert_no_findings(tally, "vault-admin")
+
+
+def test_vault_refuses_nul_in_description(instance):
+    """Found by the fuzz: a NUL in a description was stored cut short (201, "abc")."""
+    portal = instance.portal
+    created = portal.request("POST", f"{portal.base}/vault/v1/secrets", json={"name": "NUL_DESCRIPTION", "value": "v", "description": "abc\u0000def"})
+    assert created.status_code == 400, dbkit.describe(created)
+    assert created.json()["code"] == "invalid_request" and "NUL" in created.json()["message"]
+    assert portal.request("GET", f"{portal.base}/vault/v1/secrets/NUL_DESCRIPTION").status_code == 404
+    # A value may hold any bytes: it is encrypted, not stored as text.
+    created = portal.request("POST", f"{portal.base}/vault/v1/secrets", json={"name": "NUL_VALUE", "value": "a\u0000b"})
+    assert created.status_code == 201, dbkit.describe(created)
+    value = portal.request("GET", f"{portal.base}/vault/v1/secrets/NUL_VALUE/value")
+    assert value.status_code == 200 and value.json()["value"] == "a\u0000b", dbkit.describe(value)
+
+
+def test_vault_refuses_versions_beyond_postgres_integer(instance):
+    """Found by the fuzz: ?version=1660022572233946 reached Postgres as an integer and came
+    back as 503 database_unavailable."""
+    portal = instance.portal
+    created = portal.request("POST", f"{portal.base}/vault/v1/secrets", json={"name": "VERSIONED", "value": "v"})
+    assert created.status_code == 201, dbkit.describe(created)
+    for version in ("1660022572233946", "2147483648", "0", "-1"):
+        answer = portal.request("GET", f"{portal.base}/vault/v1/secrets/VERSIONED/value", params={"version": version})
+        assert answer.status_code == 400, dbkit.describe(answer)
+        assert answer.json()["code"] == "invalid_request" and "2147483647" in answer.json()["message"]
+    assert portal.request("GET", f"{portal.base}/vault/v1/secrets/VERSIONED/value", params={"version": "2147483647"}).status_code == 404
+    assert portal.request("GET", f"{portal.base}/vault/v1/secrets/VERSIONED/value", params={"version": "1"}).json()["value"] == "v"
 
 
 def test_sql_console(kernel, instance, tally):
