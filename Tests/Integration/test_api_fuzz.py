@@ -7,6 +7,8 @@ and sends them:
 
 - `kernel`: the kernel's own document, `GET /v1/openapi.json`, with an aal2 admin token
   (`POST /v1/admin/logout` gets a spare session, so the fuzz cannot end its own);
+- `gateway`: the kernel's portal gateway `/p/<portal>/<prefix>/...` (`gateway_document`)
+  with generated `Authorization` and `apikey` values, JWT-shaped or not;
 - `rest-anon`, `rest-service`: the portal's served REST document (`/p/<portal>/rest/v1/`),
   completed with the query parameters, headers and bodies PostgREST's own document lists
   (see `complete_rest_document`), with the anon and the service_role key;
@@ -55,7 +57,7 @@ HERE = Path(__file__).resolve().parent
 EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("API_FUZZ_SEED")
 MINIMUM_REQUESTS = 1000
-TARGETS = ("kernel", "vault-service", "vault-admin", "sql", "auth", "rest-anon", "rest-service")
+TARGETS = ("kernel", "gateway", "vault-service", "vault-admin", "sql", "auth", "rest-anon", "rest-service")
 
 ADMIN_EMAIL = "fuzz-admin@example.com"
 ADMIN_PASSWORD = "Granite-Orchard-Lantern-73"
@@ -333,7 +335,7 @@ def fuzz(tally: Tally, kernel, target: str, schema, base_url: str, headers_for: 
         statuses[response.status_code] += 1
         line = f"{case.method} {case.path} {response.status_code}"
         tally.per_operation.setdefault(target, Counter())[line] += 1
-        tally.samples.setdefault(f"{target} {line}", response.text[:400].replace("\n", " "))
+        tally.samples.setdefault(f"{target} {line}", f"{response.request.url} {response.text[:400]}".replace("\n", " "))
         problem = None
         try:
             case.validate_response(response, checks=[not_a_server_error])
@@ -549,6 +551,46 @@ def test_auth(kernel, instance, tally):
          lambda case: {"apikey": portal.anon, "Authorization": f"Bearer {tokens.get(case.path, instance.user_token)}"})
     assert_kernel_serving(kernel)
     assert_no_findings(tally, "auth")
+
+
+def gateway_document(portal: str) -> dict[str, Any]:
+    """The kernel's portal gateway, `/p/<portal>/<prefix>/...`, with credentials that look
+    like JWTs (or do not): portal and plugin lookup, the credential resolver's token
+    parsing and the hand-off to each plugin, on routes that exist and routes that do not."""
+    token = {"type": "string", "pattern": r"^(Bearer |bearer |Basic )?(eyJ[A-Za-z0-9_-]{0,60}\.[A-Za-z0-9_-]{0,200}\.[A-Za-z0-9_-]{0,90}|[ -~]{0,80})$"}
+    common = [
+        {"name": "portal", "in": "path", "required": True, "schema": {"type": "string", "enum": [portal, "nope", "a" * 63]}},
+        {"name": "Authorization", "in": "header", "required": False, "schema": token},
+        {"name": "apikey", "in": "header", "required": False, "schema": token},
+        {"name": "apikey", "in": "query", "required": False, "schema": {"type": "string"}},
+    ]
+    segment = lambda name, values: {"name": name, "in": "path", "required": True, "schema": {"type": "string", "enum": values}}
+    routes = {
+        "/p/{portal}/{prefix}/{path}": [segment("prefix", ["rest", "auth", "sql", "vault", "echo-c", "realtime", "x"]),
+                                        segment("path", ["v1", "echo", "whoami", "query"])],
+        "/p/{portal}/rest/v1/{table}": [segment("table", ["authors", "posts", "notes", "published_posts", "missing"])],
+        "/p/{portal}/auth/v1/{route}": [segment("route", ["health", "settings", "user", "signup", "token", "logout", "factors"])],
+        "/p/{portal}/sql/v1/query": [],
+        "/p/{portal}/vault/v1/secrets": [],
+    }
+    body = {"required": False, "content": {"application/json": {"schema": {}}}}
+
+    def operation(method: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
+        result = {"tags": ["gateway"], "parameters": common + parameters, "responses": {"default": {"description": "any"}}}
+        if method in ("post", "patch"):
+            result["requestBody"] = body
+        return result
+
+    return {"openapi": "3.0.3", "info": {"title": "portal gateway", "version": "1"},
+            "paths": {path: {method: operation(method, parameters) for method in ("get", "post", "patch", "delete")}
+                      for path, parameters in routes.items()}}
+
+
+def test_portal_gateway(kernel, instance, tally):
+    fuzz(tally, kernel, "gateway", schemathesis.openapi.from_dict(gateway_document(instance.portal.name)), kernel.url,
+         lambda case: {})
+    assert_kernel_serving(kernel)
+    assert_no_findings(tally, "gateway")
 
 
 def _rest_schema(instance):
