@@ -154,8 +154,7 @@ KNOWN_DATABASE_5XX: list[KnownDefect] = [
         "POST /rest/v1/<table> with {} (or [{}]): RestHandler.insert binds the body for json_populate_recordset "
         "although the statement is INSERT ... DEFAULT VALUES (RestHandler.swift, `let records = ...`), so Postgres "
         "refuses the bind (08P01) and the error is reported as 503 'the database is unavailable'",
-        lambda target, method, path, status, body: target.startswith("rest") and method == "POST"
-        and "bind message supplies" in body,
+        lambda target, method, path, status, body: method == "POST" and "/rpc/" not in path and "bind message supplies" in body,
         lambda portal: portal.rest("POST", "notes", json={})),
     KnownDefect(
         "auth-nul-in-user-metadata",
