@@ -65,6 +65,8 @@ public enum AuditChain {
         entry.action = storable(entry.action)
         entry.target = storable(entry.target)
         entry.portal = entry.portal.map(storable)
+        let text = entry.details.text
+        if text.unicodeScalars.contains("\u{FFFD}") { entry.details = try CanonicalJSON(parsing: text) }   // a NUL became U+FFFD there
         entry.hash = entry.computedHash
         try connection.query("""
             INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
