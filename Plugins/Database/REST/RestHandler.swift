@@ -99,7 +99,13 @@ final class RestHandler: @unchecked Sendable {
         }
         if path.isEmpty {
             guard isRead else { throw RestResponse(RestError.response(status: 405, code: "PGRST117", message: "Unsupported HTTP method: \(method)")) }
-            return OpenAPIDocument.response(cache: try await schemaCache(), schema: schema, request: request)
+            let cache = try await schemaCache()
+            let visible = try await pipelined(OpenAPIDocument.Visibility.query, [schema], role: role, rollback: false, readOnly: true)
+            guard let json = visible.rows.first?.first ?? nil,
+                  let visibility = try? JSONDecoder().decode(OpenAPIDocument.Visibility.self, from: Data(json.utf8)) else {
+                throw RestResponse(RestError.response(status: 500, code: "PGRST000", message: "could not read the role's privileges for the OpenAPI description"))
+            }
+            return OpenAPIDocument.response(cache: cache, schema: schema, request: request, visibility: visibility)
         }
         let cache = try await schemaCache()
         if path.count == 2 && path[0] == "rpc" {
@@ -143,7 +149,9 @@ final class RestHandler: @unchecked Sendable {
             offset = max(offset, start)
             if let end = Int(bounds[1].trimmingCharacters(in: .whitespaces)) {
                 guard end >= start else { throw RestResponse(RestError.response(status: 416, code: "PGRST103", message: "Requested range not satisfiable")) }
-                limit = min(limit ?? Int.max, end - start + 1)
+                // end - start cannot overflow (0 <= start <= end); the + 1 can, for end = Int.max.
+                let span = end - start == Int.max ? Int.max : end - start + 1
+                limit = min(limit ?? Int.max, span)
             }
         }
         if let maxRows { limit = min(limit ?? maxRows, maxRows) }
@@ -216,7 +224,8 @@ final class RestHandler: @unchecked Sendable {
                                       details: "The result contains \(rows) rows")
         }
         let total = row[0] ?? "*"
-        let range = rows == 0 ? "*/\(total)" : "\(offset)-\(offset + rows - 1)/\(total)"
+        let (last, overflow) = offset.addingReportingOverflow(max(rows - 1, 0))
+        let range = rows == 0 ? "*/\(total)" : "\(offset)-\(overflow ? Int.max : last)/\(total)"
         var status = status
         if status == 200, let totalCount = Int(total), rows < totalCount, request.method == "GET" || request.method == "HEAD" { status = 206 }
         var headers: [(name: String, value: String)] = [

@@ -181,7 +181,10 @@ struct RestOrder {
 }
 
 enum RestSelectParser {
-    static let castPattern = "^[A-Za-z_][A-Za-z0-9_ ]*(\\[\\])?$"
+    /// A cast is one type name and nothing else: optionally schema-qualified, with a precision
+    /// (`numeric(10,2)`) and array brackets, or one of SQL's multi-word type names. It is spliced
+    /// after `::`, so no space, keyword or punctuation beyond these may pass.
+    static let castPattern = #"^(([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}|double precision|character varying|bit varying|(timestamp|time)( ?\([0-6]\))? with(out)? time zone)( ?\([0-9]{1,4}( ?, ?[0-9]{1,4})?\))?(\[\])*\z"#
 
     /// Parses a `select=` list.
     static func parse(_ text: String) throws -> [RestSelectItem] {

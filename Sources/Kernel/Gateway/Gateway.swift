@@ -33,7 +33,8 @@ struct Gateway {
         let portalRoutes = PortalRouteHandler(
             plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
             perClient: config.rateLimit.perClient,
-            credentials: CredentialResolver(portalKeys: portals.keys, adminTokens: systemRoutes.hub?.identity.tokens),
+            credentials: CredentialResolver(portalKeys: portals.keys, adminIdentity: systemRoutes.hub?.identity,
+                                            adminRequiresClientCertificate: config.adminRequiresClientCertificate),
             bodyLimit: config.bodyLimitBytes)
         let middleware = GatewayMiddleware(rateLimiter: rateLimiter, perClient: config.rateLimit.perClient)
 

@@ -21,6 +21,7 @@ public final class Kernel: @unchecked Sendable {
     private let servedRoutes = NIOLockedValueBox<[RouteRecorder.Route]>([])
     private let startedPortalKeys = NIOLockedValueBox<PortalKeys?>(nil)
     private let startedPlugins = NIOLockedValueBox<PluginHost?>(nil)
+    private let startedPortals = NIOLockedValueBox<PortalRegistry?>(nil)
 
     /// Called with every bound listener URL once it accepts connections.
     public var onListening: (@Sendable (String) -> Void)?
@@ -125,6 +126,7 @@ public final class Kernel: @unchecked Sendable {
         let portalKeys = try PortalKeys(database: database, dataDirectory: config.dataDirectory)
         startedPortalKeys.withLockedValue { $0 = portalKeys }
         let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, conninfo: conninfo, audit: pluginAudit)
+        startedPortals.withLockedValue { $0 = portals }
         try await portals.applyDeclaredPortals()
         try await portals.reload()
 
@@ -180,6 +182,8 @@ public final class Kernel: @unchecked Sendable {
 
     /// The running kernel's portal keys (mint API keys in tests and tools); nil before `run` set them up.
     public var portalKeys: PortalKeys? { startedPortalKeys.withLockedValue { $0 } }
+    /// The portal registry of the running kernel (nil before `run()` has set it up).
+    var runningPortals: PortalRegistry? { startedPortals.withLockedValue { $0 } }
 
     /// Requests this kernel handed to plugins that have not come back yet (other kernels in the process excluded).
     public var pendingPluginRequests: Int {

@@ -122,7 +122,8 @@ struct PluginReport {
                 "name": plugin.name, "version": plugin.version, "abi": plugin.abiVersion, "path": plugin.path,
                 "prefix": plugin.routePrefix, "prefixes": plugin.routePrefixes, "build_signature": plugin.buildSignature, "status": "loaded",
                 "websockets": plugin.acceptsWebSockets,
-                "portals": Dictionary(uniqueKeysWithValues: portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") }),
+                "portals": Dictionary(portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") },
+                                      uniquingKeysWith: { first, _ in first }),
             ]
         }
         let failed: [[String: Any]] = plugins.failures.map { ["name": $0.plugin, "path": $0.path, "status": "failed", "reason": $0.reason] }
