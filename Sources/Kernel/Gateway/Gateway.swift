@@ -17,6 +17,8 @@ struct Gateway {
     let rateLimiter: RateLimiter
     let systemRoutes: SystemRoutes
     let logger: Logger
+    /// Receives every (method, path) the HTTP router serves, once the routes are registered.
+    var onRoutes: (@Sendable ([RouteRecorder.Route]) -> Void)? = nil
 
     nonisolated(unsafe) private static var tlsSeen = false
 
@@ -41,10 +43,12 @@ struct Gateway {
         if config.adminRequiresClientCertificate {
             router.middlewares.add(AdminCertificateMiddleware(state: systemRoutes.state, clientCAPaths: config.listeners.compactMap(\.clientCAPath)))
         }
-        systemRoutes.register(on: router)
+        let recorder = RouteRecorder(router)
+        systemRoutes.register(on: recorder)
         for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
-            router.on("/p/**", method: method) { request, context in try await portalRoutes.handle(request, context: context) }
+            recorder.on("/p/**", method: method) { request, context in try await portalRoutes.handle(request, context: context) }
         }
+        onRoutes?(recorder.routes)
 
         let webSocketRouter = Router(context: KernelRequestContext.self)
         webSocketRouter.middlewares.add(GatewayMiddleware(rateLimiter: rateLimiter, perClient: nil))

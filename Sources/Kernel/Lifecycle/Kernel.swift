@@ -18,6 +18,7 @@ public final class Kernel: @unchecked Sendable {
     private var embeddedPostgres: EmbeddedPostgres?
     private var embeddedRedis: EmbeddedRedis?
     private let boundPorts = NIOLockedValueBox<[Int]>([])
+    private let servedRoutes = NIOLockedValueBox<[RouteRecorder.Route]>([])
     private let startedPortalKeys = NIOLockedValueBox<PortalKeys?>(nil)
     private let startedPlugins = NIOLockedValueBox<PluginHost?>(nil)
     private let startedPortals = NIOLockedValueBox<PortalRegistry?>(nil)
@@ -147,8 +148,10 @@ public final class Kernel: @unchecked Sendable {
         systemRoutes.licenseChecks = LicenseCheckRoutes(state: state, publicKey: licensing.licensePublicKey, evaluation: evaluation, identity: identity)
         systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger))
         systemRoutes.bodyLimit = config.bodyLimitBytes
-        let gateway = Gateway(
+        var gateway = Gateway(
             config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter, systemRoutes: systemRoutes, logger: logger)
+        let routes = servedRoutes
+        gateway.onRoutes = { recorded in routes.withLockedValue { $0 = recorded } }
         let announce = onListening
         let logger = self.logger
         let ports = boundPorts
@@ -187,6 +190,9 @@ public final class Kernel: @unchecked Sendable {
         guard let plugins = startedPlugins.withLockedValue({ $0 }) else { return 0 }
         return PendingRequests.shared.count(owner: ObjectIdentifier(plugins))
     }
+
+    /// Every (method, path) the HTTP router serves; empty before `run` registered them.
+    var registeredRoutes: [RouteRecorder.Route] { servedRoutes.withLockedValue { $0 } }
 
     /// Ports bound so far (listeners configured with port 0 get a free one).
     public var listeningPorts: [Int] { boundPorts.withLockedValue { $0 } }
