@@ -53,6 +53,18 @@ struct ConfigLoaderTests {
         #expect(error?.message.contains("TOML syntax error") == true)
     }
 
+    @Test("a table header without a key start is an error with its line, not an abort in TOMLKit (found by the config fuzz target)")
+    func headerWithoutKey() {
+        for (text, line) in [("[[[1]]]\n", 1), ("[kernel]\n\n[=]\n", 3), ("a = 1\n[\u{1A}portgsi]\n", 2), ("\u{FEFF}[ \u{7F}]", 1), ("[[ #]]\n", 1)] {
+            let error = #expect(throws: ConfigError.self, "\(text.debugDescription)") { try loader.parse(text, path: "/p.toml") }
+            #expect(error?.line == line)
+            #expect(error?.message.contains("table header") == true)
+        }
+        // '[' inside values (arrays over several lines, multi-line strings) is not a header.
+        let text = "[plugins.a]\npath = \"a.so\"\n[plugins.a.config]\nm = [\n  [ [1], [2] ],\n  [+1, \"]\"], # [=\n]\ns = \"\"\"\n[=]\n\"\"\"\nt = '''\n[[[x\n'''\n"
+        #expect(throws: Never.self) { try loader.parse(text, path: "/p.toml") }
+    }
+
     @Test("a portal naming an undeclared plugin is refused")
     func undeclaredPlugin() {
         let error = #expect(throws: ConfigError.self) {

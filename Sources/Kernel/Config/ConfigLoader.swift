@@ -31,6 +31,11 @@ public struct ConfigLoader {
     /// Validates TOML `text` as if read from `path` (relative paths resolve against its folder).
     public func parse(_ text: String, path: String) throws -> KernelConfig {
         let root: TOMLTable
+        // TOMLKit's parser would abort the process on these headers (see TOMLHeaderGuard).
+        if let line = TOMLHeaderGuard.firstInvalidHeaderLine(in: text) {
+            throw ConfigError(file: path, line: line, key: nil,
+                              message: "TOML syntax error: a table header needs a key after '[' or '[[' (letters, digits, '-', '_', or a quoted name)")
+        }
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
