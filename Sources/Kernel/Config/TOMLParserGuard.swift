@@ -1,23 +1,30 @@
-/// Finds the table headers that TOMLKit's parser (its vendored toml++ 3.4) aborts the process
-/// on instead of reporting: `[` or `[[` followed by a character that cannot start a key
-/// (`[[[1]]]`, `[=]`, `[` and a control character). toml++ checks that only in an `assert`,
-/// which SwiftPM builds keep; upstream fixed it in marzer/tomlplusplus#301. Until TOMLKit
-/// ships that, ``ConfigLoader`` refuses such a header itself, with its line.
+/// Finds the input that TOMLKit's parser (its vendored toml++ 3.4) aborts the process on
+/// instead of reporting a syntax error. toml++ checks some of its parser's preconditions
+/// only with `assert`, which SwiftPM builds keep, and these are reachable from bad input:
 ///
-/// Only document-level headers matter (a `[` inside an array value is a value), so the scan
-/// follows values as far as TOML allows them to span lines: strings (basic, literal and
-/// their multi-line forms), arrays and inline tables, and comments. Input that is not valid
-/// TOML further on is left to TOMLKit, which stops at its first error.
-enum TOMLHeaderGuard {
-    /// The 1-based line of the first table header whose key starts with a character no key
-    /// can start with (a letter, digit, `-`, `_` or a quote), or nil.
-    static func firstInvalidHeaderLine(in text: String) -> Int? {
+/// - a table header whose key starts with a character no key can start with (`[[[1]]]`,
+///   `[=]`, `[` and a control character); fixed upstream in marzer/tomlplusplus#301;
+/// - `}` where an array expects a value (`a = [}]`, `a = [1,}]`);
+/// - U+0085, U+2028 or U+2029 (non-ASCII line breaks) outside strings and comments.
+///
+/// ``ConfigLoader`` refuses such input itself, with its line, until TOMLKit ships a fixed
+/// toml++. Only document-level headers matter (a `[` inside an array value is a value), so
+/// the scan follows values as far as TOML lets them span lines: strings (basic, literal and
+/// their multi-line forms), arrays, inline tables and comments. Input that is not valid TOML
+/// elsewhere is left to TOMLKit, which stops at its first error.
+enum TOMLParserGuard {
+    /// The 1-based line of the first such problem and what it is, or nil.
+    static func firstAbortingInput(in text: String) -> (line: Int, problem: String)? {
         var bytes = Array(text.utf8)[...]
         if bytes.starts(with: [0xEF, 0xBB, 0xBF]) { bytes = bytes.dropFirst(3) }
         var line = 1
         var index = bytes.startIndex
 
         func at(_ offset: Int) -> UInt8? { index + offset < bytes.endIndex ? bytes[index + offset] : nil }
+        /// U+0085 (C2 85), U+2028 and U+2029 (E2 80 A8/A9) at `index`.
+        func atUnicodeLineBreak() -> Bool {
+            (at(0) == 0xC2 && at(1) == 0x85) || (at(0) == 0xE2 && at(1) == 0x80 && (at(2) == 0xA8 || at(2) == 0xA9))
+        }
         func skipToEndOfLine() { while let byte = at(0), byte != newline { index += 1 } }
         func skipBlanks() { while let byte = at(0), byte == space || byte == tab { index += 1 } }
         /// Skips a string starting at `index` (on its opening quote); counts the lines it spans.
@@ -42,6 +49,7 @@ enum TOMLHeaderGuard {
                 index += 1
             }
         }
+        let lineBreakProblem = "a Unicode line break (U+0085, U+2028 or U+2029) outside a string or comment"
 
         while index < bytes.endIndex {
             skipBlanks()
@@ -59,30 +67,52 @@ enum TOMLHeaderGuard {
                 index += 1
                 if at(0) == openBracket { index += 1 }
                 skipBlanks()
-                if let next = at(0), !startsKey(next) && next != closeBracket { return line }
-                skipToEndOfLine()
+                if let next = at(0), !startsKey(next) && next != closeBracket {
+                    return (line, "a table header needs a key after '[' or '[[' (letters, digits, '-', '_', or a quoted name)")
+                }
+                while at(0) != nil && at(0) != newline {
+                    if atUnicodeLineBreak() { return (line, lineBreakProblem) }
+                    index += 1
+                }
                 continue
             }
             // key = value: the key (quotes may hold '='), then the value up to the end of its last line.
             while let byte = at(0), byte != equals, byte != newline {
+                if atUnicodeLineBreak() { return (line, lineBreakProblem) }
                 if byte == doubleQuote || byte == singleQuote { skipString() } else { index += 1 }
             }
             guard at(0) == equals else { continue }
             index += 1
-            var depth = 0
+            var open: [UInt8] = []
+            var expectsArrayValue = false
             while let byte = at(0) {
-                if byte == doubleQuote || byte == singleQuote {
-                    skipString()
-                    continue
-                }
+                if atUnicodeLineBreak() { return (line, lineBreakProblem) }
+                if byte == newline && open.isEmpty { break }
+                if byte == newline { line += 1 }
                 if byte == hash {
                     skipToEndOfLine()
                     continue
                 }
-                if byte == newline && depth <= 0 { break }
-                if byte == newline { line += 1 }
-                if byte == openBracket || byte == openBrace { depth += 1 }
-                if byte == closeBracket || byte == closeBrace { depth -= 1 }
+                if byte == space || byte == tab || byte == newline || byte == carriageReturn {
+                    index += 1
+                    continue
+                }
+                if expectsArrayValue && byte == closeBrace { return (line, "an array needs a value or ']' here, not '}'") }
+                expectsArrayValue = false
+                if byte == doubleQuote || byte == singleQuote {
+                    skipString()
+                    continue
+                }
+                switch byte {
+                case openBracket, openBrace:
+                    open.append(byte)
+                    expectsArrayValue = byte == openBracket
+                case closeBracket, closeBrace:
+                    _ = open.popLast()
+                case comma:
+                    expectsArrayValue = open.last == openBracket
+                default: break
+                }
                 index += 1
             }
         }
@@ -99,10 +129,12 @@ enum TOMLHeaderGuard {
     }
 
     private static let newline = UInt8(ascii: "\n")
+    private static let carriageReturn = UInt8(ascii: "\r")
     private static let space = UInt8(ascii: " ")
     private static let tab = UInt8(ascii: "\t")
     private static let hash = UInt8(ascii: "#")
     private static let equals = UInt8(ascii: "=")
+    private static let comma = UInt8(ascii: ",")
     private static let backslash = UInt8(ascii: "\\")
     private static let doubleQuote = UInt8(ascii: "\"")
     private static let singleQuote = UInt8(ascii: "'")
