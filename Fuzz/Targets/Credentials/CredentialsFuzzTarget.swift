@@ -24,7 +24,8 @@ enum CredentialsFuzzTarget {
     static let adminKey = [UInt8](repeating: 0x22, count: 32)
 
     static let resolverParts: (PortalKeys, AdminTokens) = FuzzInput.blocking {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meltybase-fuzz-\(getpid())").path
+        // One folder for every run (the secret box's key file is made once and reused).
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meltybase-fuzz-credentials").path
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let keys = try! PortalKeys(database: SystemDatabase(conninfo: "host=/nonexistent"), dataDirectory: directory)
         await keys.useSecret(portalSecret, for: portal)
