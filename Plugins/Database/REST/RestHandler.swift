@@ -138,7 +138,7 @@ final class RestHandler: @unchecked Sendable {
     }
 
     /// Offset and limit from `offset`/`limit` and the `Range` header (the tighter wins).
-    private func window(_ query: RestQuery, _ request: PluginRequest) throws -> (offset: Int, limit: Int?) {
+    func window(_ query: RestQuery, _ request: PluginRequest) throws -> (offset: Int, limit: Int?) {
         var offset = query.offset ?? 0
         var limit = query.limit
         if let range = request.header("range"), request.method == "GET" || request.method == "HEAD" {
