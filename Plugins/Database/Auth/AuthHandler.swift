@@ -38,6 +38,10 @@ final class AuthHandler: @unchecked Sendable {
             if error.sqlState == PGError.nulByteState {
                 return Self.failure(AuthFailure(status: 400, code: "validation_failed", message: "a value holds a NUL byte (\\u0000); remove it"))
             }
+            if error.sqlState?.hasPrefix("22") == true {
+                // Data exceptions (a \u0000 in metadata JSON, a value too long, bad input syntax): the request's fault.
+                return Self.failure(AuthFailure(status: 400, code: "validation_failed", message: "a value was refused by the database: \(error.message)"))
+            }
             return Self.failure(AuthFailure(status: 500, code: "unexpected_failure", message: "database error \(error.sqlState ?? "")"))
         } catch {
             return Self.failure(AuthFailure(status: 500, code: "unexpected_failure", message: "\(error)"))

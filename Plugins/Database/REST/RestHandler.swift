@@ -138,7 +138,7 @@ final class RestHandler: @unchecked Sendable {
     }
 
     /// Offset and limit from `offset`/`limit` and the `Range` header (the tighter wins).
-    private func window(_ query: RestQuery, _ request: PluginRequest) throws -> (offset: Int, limit: Int?) {
+    func window(_ query: RestQuery, _ request: PluginRequest) throws -> (offset: Int, limit: Int?) {
         var offset = query.offset ?? 0
         var limit = query.limit
         if let range = request.header("range"), request.method == "GET" || request.method == "HEAD" {
@@ -286,7 +286,6 @@ final class RestHandler: @unchecked Sendable {
         }
         var sql = RestSQL(cache: cache)
         let columns = body.columns.map(SQL.ident).joined(separator: ", ")
-        let records = preferences.missingDefault ? "" : "json_populate_recordset(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json)"
         var statement = "INSERT INTO " + table.qualified + " AS \"_t\" "
         if body.columns.isEmpty {
             statement += "DEFAULT VALUES"
@@ -299,6 +298,8 @@ final class RestHandler: @unchecked Sendable {
             statement += "(" + columns + ") SELECT " + values.joined(separator: ", ") + " FROM (SELECT \"_e\"::jsonb AS \"j\", json_populate_record(NULL::"
                 + table.qualified + ", \"_e\") AS \"p\" FROM json_array_elements(" + sql.bind(body.json) + "::json) AS \"_e\") AS \"_x\""
         } else {
+            // Bound only here: DEFAULT VALUES takes no parameter, and a bind it does not use is refused (08P01).
+            let records = "json_populate_recordset(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json)"
             statement += "(" + columns + ") SELECT " + columns + " FROM " + records
         }
         if let resolution = preferences.resolution {

@@ -21,7 +21,10 @@ struct FieldPath: Equatable {
     func sql(on alias: String) -> String {
         var text = SQL.ident(alias) + "." + SQL.ident(name)
         for step in json {
-            let key = step.key.allSatisfy(\.isNumber) && !step.key.isEmpty ? step.key : SQL.literal(step.key)
+            // An array index goes in bare only when it is ASCII digits that fit an integer: other
+            // "numbers" (Unicode digits such as ١٢) would be spliced into the SQL unquoted.
+            let isIndex = !step.key.isEmpty && step.key.utf8.count <= 9 && step.key.utf8.allSatisfy { (48...57).contains($0) }
+            let key = isIndex ? step.key : SQL.literal(step.key)
             text = "(" + text + step.arrow + key + ")"
         }
         return text

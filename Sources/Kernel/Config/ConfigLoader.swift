@@ -31,6 +31,10 @@ public struct ConfigLoader {
     /// Validates TOML `text` as if read from `path` (relative paths resolve against its folder).
     public func parse(_ text: String, path: String) throws -> KernelConfig {
         let root: TOMLTable
+        // TOMLKit's parser would abort the process on this input (see TOMLParserGuard).
+        if let (line, problem) = TOMLParserGuard.firstAbortingInput(in: text) {
+            throw ConfigError(file: path, line: line, key: nil, message: "TOML syntax error: \(problem)")
+        }
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
