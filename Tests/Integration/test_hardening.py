@@ -309,6 +309,15 @@ def test_insert_of_an_empty_object_uses_the_defaults(instance, table):
     assert response.json()[0]["price"] == 1.5
 
 
+def test_sql_console_state_does_not_outlive_its_request(instance):
+    # Found by schemathesis: `set role anon` stuck to the pooled connection for later callers.
+    for statement in ("set role anon", "set search_path to pg_catalog", "begin", "set statement_timeout = 1"):
+        instance.sql(statement)
+        for _ in range(3):   # every connection of the pool
+            row = instance.sql("select current_user, current_setting('search_path'), current_setting('statement_timeout')")["rows"][0]
+            assert row[0] != "anon" and row[1] != "pg_catalog" and row[2] != "1ms", (statement, row)
+
+
 # 7. Portal users' password and TOTP guesses were not throttled.
 def test_password_guesses_are_throttled(instance):
     email = f"guess-{uuid.uuid4().hex[:8]}@example.com"

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import HTTPTypes
+import Logging
 @testable import Kernel
 
 /// libFuzzer target for the credentials a portal request carries: token extraction
@@ -23,14 +24,24 @@ enum CredentialsFuzzTarget {
     static let portalSecret = [UInt8](repeating: 0x11, count: 32)
     static let adminKey = [UInt8](repeating: 0x22, count: 32)
 
-    static let resolverParts: (PortalKeys, AdminTokens) = FuzzInput.blocking {
+    static let resolverParts: (PortalKeys, AdminIdentity) = FuzzInput.blocking {
         // One folder for every run (the secret box's key file is made once and reused).
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meltybase-fuzz-credentials").path
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let keys = try! PortalKeys(database: SystemDatabase(conninfo: "host=/nonexistent"), dataDirectory: directory)
         await keys.useSecret(portalSecret, for: portal)
-        let admin = await AdminTokens(database: SystemDatabase(conninfo: "host=/nonexistent"), key: adminKey)
+        let database = SystemDatabase(conninfo: "host=/nonexistent")
+        let tokens = await AdminTokens(database: database, key: adminKey)
+        // No database: a token that verifies reaches the session lookup, which fails.
+        let admin = AdminIdentity(database: database, state: SystemState(isInitialized: true), redis: nil, dataDirectory: directory,
+                                  logger: Logger(label: "fuzz"), tokens: tokens)
         return (keys, admin)
+    }
+
+    /// What one resolution gave: the credential JSON, or the error it threw.
+    enum Outcome: Sendable {
+        case json([UInt8])
+        case failed(String)
     }
 
     static func signed(header: String, payload: String, key: [UInt8]) -> String {
@@ -62,8 +73,18 @@ enum CredentialsFuzzTarget {
 
         let (keys, admin) = resolverParts
         let headers = fields
-        let json = FuzzInput.blocking {
-            await CredentialResolver(portalKeys: keys, adminTokens: admin).credentialJSON(for: headers, portal: portal, query: query)
+        let outcome: Outcome = FuzzInput.blocking {
+            do {
+                return .json(try await CredentialResolver(portalKeys: keys, adminIdentity: admin, adminRequiresClientCertificate: false)
+                    .credentialJSON(for: headers, portal: portal, query: query))
+            } catch {
+                return .failed("\(error)")
+            }
+        }
+        guard case .json(let json) = outcome else {
+            // Only an admin token that verified gets as far as its session lookup (no database here).
+            if signedWith != "admin" { FuzzInput.violated("only a verified admin token reaches the session lookup", "\(outcome) from \(input.text)") }
+            return
         }
         FuzzInput.trace("credential: " + String(decoding: json, as: UTF8.self))
         guard let object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any], let kind = object["kind"] as? String else {

@@ -40,7 +40,12 @@ final class SQLConsole: @unchecked Sendable {
             return .error(status: 400, code: "invalid_body", message: "send {\"query\": \"<SQL>\"}")
         }
         do {
-            let result = try await pool.run { connection in try connection.execute(query) }
+            // The statements are the client's own: whatever they set (a role, settings, an open
+            // transaction) is undone before the connection serves anyone else.
+            let result = try await pool.run { connection in
+                defer { try? connection.resetSession() }
+                return try connection.execute(query)
+            }
             try? host.audit(action: "database.sql", target: portal.name,
                             details: ["actor": credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role", "command": result.commandTag, "length": query.count],
                             portal: portal)

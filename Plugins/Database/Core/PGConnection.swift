@@ -275,6 +275,17 @@ public final class PGConnection {
         return results
     }
 
+    /// Returns the session to its state after connecting: an open transaction is rolled back,
+    /// then `DISCARD ALL` (role, settings, temporary tables, prepared statements, listens,
+    /// advisory locks). For connections that ran a client's own statements (the SQL console),
+    /// so nothing one request set reaches the next.
+    public func resetSession() throws {
+        guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
+        if PQtransactionStatus(connection) != PQTRANS_IDLE { _ = try? execute("ROLLBACK") }
+        _ = try execute("DISCARD ALL")
+        prepared.removeAll()
+    }
+
     /// The schema generation this connection's prepared statements were made under.
     public var schemaGeneration = 0
 

@@ -64,10 +64,15 @@ public final class AdminIdentity: Sendable {
 
     /// Identity over the system database, counting attempts in `redis` (sign-in is refused
     /// while `redis` is nil or unreachable), with the MFA key in `dataDirectory`.
-    public init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger) {
+    public convenience init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger) {
+        self.init(database: database, state: state, redis: redis, dataDirectory: dataDirectory, logger: logger, tokens: AdminTokens(database: database))
+    }
+
+    /// The same with the token signer given (tests and the credentials fuzz target use a fixed key).
+    init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger, tokens: AdminTokens) {
         self.database = database
         self.state = state
-        self.tokens = AdminTokens(database: database)
+        self.tokens = tokens
         self.loginThrottle = LoginThrottle(redis: redis, scope: "login")
         self.mfaThrottle = LoginThrottle(redis: redis, scope: "mfa")
         self.dataDirectory = dataDirectory
