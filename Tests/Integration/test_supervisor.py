@@ -133,8 +133,17 @@ def test_worker_killed_with_sigkill_is_replaced_and_sigterm_leaves_nothing(melty
     assert wait_for(lambda: not service_processes(kernel.data_dir), timeout=20), service_processes(kernel.data_dir)
 
 
-def test_supervisor_killed_with_sigkill_takes_worker_and_services_down(meltybase_kernel):
-    kernel = meltybase_kernel()
+def test_supervisor_killed_with_sigkill_takes_worker_and_services_down():
+    # Not the fixture: it would count the SIGKILL exit as a failure.
+    kernel = MeltyBaseKernel()
+    try:
+        supervisor_killed_with_sigkill(kernel)
+    finally:
+        kernel.stop()
+        kernel.cleanup()
+
+
+def supervisor_killed_with_sigkill(kernel: MeltyBaseKernel) -> None:
     supervisor = kernel.process.pid
     worker = wait_for(lambda: worker_pid(supervisor))
     assert worker

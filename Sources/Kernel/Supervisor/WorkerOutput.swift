@@ -21,10 +21,11 @@ final class WorkerOutput: Sendable {
     }
 
     /// Stops once the pipe is drained (the worker has exited; what it wrote is in the pipe)
-    /// and returns the tail of everything the worker wrote.
+    /// and returns the tail of everything the worker wrote. May be called more than once.
     func finish() -> String {
         state.withLockedValue { $0.finishing = true }
         ended.wait()
+        ended.signal()  // Later calls return at once.
         return String(decoding: state.withLockedValue { $0.tail }, as: UTF8.self)
     }
 

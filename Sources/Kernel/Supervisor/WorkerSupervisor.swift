@@ -97,7 +97,10 @@ final class WorkerSupervisor: Sendable {
             // Restart before reading the crash report: every millisecond here is a failed request.
             var replacement = delay == 0 ? restart() : nil
             let plugin = exit.crashed ? crashReport.lastPlugin(in: worker.output.finish()) : nil
-            if !exit.crashed { DispatchQueue.global().async { _ = worker.output.finish() } }
+            if !exit.crashed {
+                let output = worker.output  // Not `worker`: the loop reassigns it before this runs.
+                DispatchQueue.global().async { _ = output.finish() }
+            }
             var message = "the kernel worker (pid \(worker.pid)) \(exit) after \(String(format: "%.1f", uptime)) s"
             if let plugin { message += "; the innermost plugin in the crash's stack is '\(plugin.name)' (\(plugin.library))" }
             if let replacement {
