@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-from meltybase_kernel import ROOT, MeltyBaseKernel, kernel_binary
+from meltybase_kernel import ROOT, MeltyBaseKernel, free_port, kernel_binary
 
 
 def children(pid: int) -> list[int]:
@@ -226,3 +226,40 @@ plugins = ["crash-c"]
     assert wait_for(lambda: "the innermost plugin in the crash's stack is 'crash-c' (libcrash_c.so)" in kernel.log_text(), timeout=30), log
     assert f"the kernel worker (pid {worker}) was killed by signal 4" in kernel.log_text()
     assert kernel.process.poll() is None
+
+
+def test_tls_listener_is_served_on_the_inherited_socket_across_a_restart(meltybase_kernel, tmp_path):
+    certs = tmp_path / "certs"
+    made = subprocess.run([str(kernel_binary()), "certs", "init", "--out", str(certs)],
+                          capture_output=True, text=True, timeout=120)
+    assert made.returncode == 0, made.stderr + made.stdout
+    tls_port = free_port()
+    kernel = meltybase_kernel(extra_toml=f"""
+[[listeners]]
+host = "127.0.0.1"
+port = {tls_port}
+tls_certificate = "{certs / 'server.pem'}"
+tls_key = "{certs / 'server.key'}"
+""")
+    tls_url = f"https://127.0.0.1:{tls_port}/v1/system/status"
+    ca = str(certs / "ca.pem")
+    assert requests.get(tls_url, verify=ca, timeout=10).status_code == 200
+    # Plain HTTP on the TLS port is refused by the TLS handshake, not served.
+    try:
+        plain = requests.get(f"http://127.0.0.1:{tls_port}/v1/system/status", timeout=10).status_code
+    except requests.RequestException:
+        plain = None
+    assert plain != 200
+
+    supervisor = kernel.process.pid
+    worker = wait_for(lambda: worker_pid(supervisor))
+    os.kill(worker, signal.SIGKILL)
+    assert wait_for(lambda: (pid := worker_pid(supervisor)) and pid != worker)
+
+    def tls_ok() -> bool:
+        try:
+            return requests.get(tls_url, verify=ca, timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    assert wait_for(tls_ok), kernel.log_text()

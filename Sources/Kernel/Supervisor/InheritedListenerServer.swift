@@ -1,3 +1,4 @@
+import Foundation
 import HummingbirdCore
 import Logging
 import NIOConcurrencyHelpers
@@ -29,12 +30,15 @@ struct InheritedListenerServer<ChildChannel: ServerChildChannel>: Service {
         let childChannel = self.childChannel
         let logger = self.logger
         let server = try await ServerBootstrap(group: eventLoopGroup)
-            .serverChannelOption(ChannelOptions.backlog, value: 256)
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .bind(descriptor) { channel in
                 connections.add(channel)
                 return childChannel.setup(channel: channel, logger: logger)
             }
+        // NIO calls listen(128) on an adopted socket (its backlog option applies only to
+        // sockets it binds): restore the supervisor's backlog, which holds the connections
+        // that arrive while the next worker starts.
+        _ = listen(descriptor, ListeningSocket.backlog)
         await withGracefulShutdownHandler {
             await onServerRunning(server.channel)
             await withDiscardingTaskGroup { group in

@@ -13,8 +13,11 @@ struct ListeningSocket: Sendable {
     /// The bound port (the chosen one when the listener asked for port 0).
     let port: Int
 
+    /// The listen backlog (capped by the kernel's net.core.somaxconn).
+    static let backlog: CInt = 1024
+
     /// Binds `host:port` (SO_REUSEADDR, as Hummingbird does) and listens.
-    static func bind(host: String, port: Int, backlog: CInt = 1024) throws -> ListeningSocket {
+    static func bind(host: String, port: Int) throws -> ListeningSocket {
         let address: SocketAddress
         do {
             address = try SocketAddress.makeAddressResolvingHost(host, port: port)
@@ -27,7 +30,7 @@ struct ListeningSocket: Sendable {
         var one: CInt = 1
         let bound = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size)) == 0
             && address.withSockAddr { pointer, size in Glibc.bind(descriptor, pointer, socklen_t(size)) } == 0
-            && listen(descriptor, backlog) == 0
+            && listen(descriptor, Self.backlog) == 0
         guard bound else {
             let reason = Self.lastError
             _ = Glibc.close(descriptor)
