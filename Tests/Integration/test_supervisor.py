@@ -263,3 +263,30 @@ tls_key = "{certs / 'server.key'}"
             return False
 
     assert wait_for(tls_ok), kernel.log_text()
+
+
+def test_a_worker_that_cannot_start_stops_the_supervisor_instead_of_looping(tmp_path):
+    os.chmod(tmp_path, 0o755)
+    data_dir = tmp_path / "data"
+    config = tmp_path / "plugins.toml"
+    config.write_text(f"""
+[kernel]
+data_dir = "{data_dir}"
+
+[[listeners]]
+host = "127.0.0.1"
+port = {free_port()}
+
+[plugins.missing]
+path = "{tmp_path / 'libmissing.so'}"
+required = true
+""")
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MELTYBASE_")}
+    result = subprocess.run([str(kernel_binary()), "serve", "--config", str(config)], capture_output=True, text=True,
+                            timeout=300, env=environment, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert 'plugin "missing"' in output and "not loaded" in output
+    assert "the kernel could not start (worker exited with status 78)" in output
+    assert "restarting it" not in output and "restarted it" not in output
+    assert not service_processes(data_dir)
