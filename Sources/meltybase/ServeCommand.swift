@@ -40,20 +40,20 @@ struct ServeCommand: AsyncParsableCommand {
         commandName: "serve",
         abstract: "Run MeltyBase: a supervisor that keeps the kernel (gateway, plugins, portals) running.",
         discussion: """
-            `meltybase serve` is a small supervisor. It takes the data directory's lock, starts the
-            embedded Postgres and Redis (unless plugins.toml or MELTYBASE_DATABASE_URL /
-            MELTYBASE_REDIS_URL give URLs), binds the listeners, and runs the kernel as a worker
+            `meltybase serve` is a small supervisor. It takes the data directory's lock, starts the \
+            embedded Postgres and Redis (unless plugins.toml or MELTYBASE_DATABASE_URL / \
+            MELTYBASE_REDIS_URL give URLs), binds the listeners, and runs the kernel as a worker \
             process: the same binary, handed the listening sockets and the services' addresses.
 
-            Plugins run inside the worker, so a crash in any of them ends the worker, not the
-            platform: the supervisor restarts it at once (after 0.5, 1, 2, then 5 s when it keeps
-            dying within 30 s of its start) and logs how it died and, for a crash, the innermost
-            plugin in the crash's stack. Postgres and Redis keep running meanwhile, and
+            Plugins run inside the worker, so a crash in any of them ends the worker, not the \
+            platform: the supervisor restarts it at once (after 0.5, 1, 2, then 5 s when it keeps \
+            dying within 30 s of its start) and logs how it died and, for a crash, the innermost \
+            plugin in the crash's stack. Postgres and Redis keep running meanwhile, and \
             connections wait in the listening sockets' backlog.
 
-            SIGTERM or SIGINT stops the worker (in-flight requests get max(10, request_timeout + 5)
-            seconds; a second signal kills it), then Redis and Postgres. If the supervisor is killed,
-            the worker exits and a watchdog stops Postgres and Redis. Run it under systemd with
+            SIGTERM or SIGINT stops the worker (in-flight requests get max(10, request_timeout + 5) \
+            seconds; a second signal kills it), then Redis and Postgres. If the supervisor is killed, \
+            the worker exits and a watchdog stops Postgres and Redis. Run it under systemd with \
             deploy/meltybase.service; see docs/operations.md.
             """)
 
