@@ -20,7 +20,11 @@ struct CallerAccess {
 
     /// The caller's access for `need`, or the refusal to send.
     static func check(_ request: PluginRequest, need: Need) -> Result<CallerAccess, RefusalResponse> {
-        let credential = request.credential
+        check(request.credential, need: need)
+    }
+
+    /// The same rules for a credential (an HTTP request's, or the `caller` a `vault.v1` call forwards).
+    static func check(_ credential: PluginCredential, need: Need) -> Result<CallerAccess, RefusalResponse> {
         switch credential.kind {
         case .portal:
             guard credential.role == "service_role" else {

@@ -129,8 +129,9 @@ struct SecretRoutes {
     private func value(_ name: String, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
         var version: Int?
         if let text = request.queryItems["version"] {
-            guard let number = Int(text), number > 0 else {
-                throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "version must be a positive integer"))
+            guard let number = Int(text), (try? SecretRules.validate(version: number)) != nil else {
+                throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "version must be a whole number from 1 to \(SecretRules.maxVersion)",
+                                             hint: "GET /v1/secrets/<name>/versions lists the versions"))
             }
             version = number
         }

@@ -7,16 +7,32 @@ import VaultCore
 /// the *caller's* portal, and refuses the lookup where the vault is not enabled, so a
 /// caller only ever sees its own portal's secrets.
 ///
+/// Every call carries `caller`: the credential of the request the calling plugin serves, as
+/// the kernel verified it (the SDK's `callService(..., caller:)` adds it). The same rules as
+/// the HTTP routes apply to it (``CallerAccess``): values only for `service_role` or an
+/// aal2 admin, names for an admin or `service_role`. A call without one is refused, so a
+/// plugin that relays an anonymous request cannot read secrets for it.
+///
 /// Methods:
-/// - `get {"name": s, "version"?: n}` → `{"name", "version", "value"}` (audited as
-///   `vault.secret.read` with `via: vault.v1`)
-/// - `list {}` → `{"secrets": [metadata]}` (no values)
+/// - `get {"caller": c, "name": s, "version"?: n}` → `{"name", "version", "value"}` (audited as
+///   `vault.secret.read` with `via: vault.v1` and the caller)
+/// - `list {"caller": c}` → `{"secrets": [metadata]}` (no values)
 enum VaultService {
     static func call(plugin: VaultPlugin, method: String, argument: [UInt8]) async throws -> [UInt8] {
         guard let runtime = VaultPlugin.runtime else { throw PluginError.unavailable("vault.v1: the vault plugin is not started") }
         let arguments = argument.isEmpty ? [:] : ((try? JSONSerialization.jsonObject(with: Data(argument))) as? [String: Any])
         guard let arguments else { throw PluginError.invalid("vault.v1 \(method): the argument must be a JSON object") }
         let (portal, vault, host, handle) = (plugin.portal.name, runtime.vault, runtime.host, plugin.portal)
+        guard let caller = arguments["caller"] as? [String: Any], let callerJSON = try? JSONSerialization.data(withJSONObject: caller) else {
+            throw PluginError.refused("vault.v1 \(method): pass the caller's credential as \"caller\" (the SDK's callService(..., caller: request.credential))")
+        }
+        let access: CallerAccess
+        switch CallerAccess.check(PluginCredential(json: Array(callerJSON)), need: method == "get" ? .value : .metadata) {
+        case .success(let granted): access = granted
+        case .failure(let refusal):
+            let reason = (try? JSONSerialization.jsonObject(with: Data(refusal.response.body)) as? [String: Any])?["message"] as? String ?? "refused"
+            throw PluginError.refused("vault.v1 \(method): \(reason)")
+        }
         do {
             switch method {
             case "get":
@@ -30,7 +46,7 @@ enum VaultService {
                     let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
                     do {
                         try host.audit(action: "vault.secret.read", target: "secret:\(name)",
-                                       details: ["version": revealed.version, "via": "vault.v1"], portal: handle)
+                                       details: ["version": revealed.version, "via": "vault.v1", "caller": access.actor], portal: handle)
                     } catch {
                         throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")
                     }

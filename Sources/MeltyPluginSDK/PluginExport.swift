@@ -75,7 +75,11 @@ final class InstanceBox: @unchecked Sendable {
     let plugin: any PortalPlugin
     let portal: Portal
     private let lock = NSLock()
-    private var sockets: [UInt64: AsyncStream<WebSocketMessage>.Continuation] = [:]
+    private var sockets: [UInt64: (continuation: AsyncStream<WebSocketMessage>.Continuation, pending: Int)] = [:]
+    /// Messages a connection may have waiting for `webSocketReceived`: a client that sends
+    /// faster than the plugin handles would otherwise grow the process without limit. Past it
+    /// the connection is closed with 1008.
+    static let maxPendingMessages = 1_024
 
     init(plugin: any PortalPlugin, portal: Portal) {
         self.plugin = plugin
@@ -90,20 +94,35 @@ final class InstanceBox: @unchecked Sendable {
     /// Starts the ordered delivery task of one connection.
     func openSocket(_ id: UInt64) {
         let (stream, continuation) = AsyncStream<WebSocketMessage>.makeStream()
-        lock.withLock { sockets[id] = continuation }
+        lock.withLock { sockets[id] = (continuation, 0) }
         let plugin = self.plugin
         let socket = WebSocketConnection(id: id)
         Task {
-            for await message in stream { await plugin.webSocketReceived(message, on: socket) }
+            for await message in stream {
+                await plugin.webSocketReceived(message, on: socket)
+                lock.withLock { if sockets[id] != nil { sockets[id]?.pending -= 1 } }
+            }
         }
     }
 
     func deliver(_ id: UInt64, _ message: WebSocketMessage) {
-        _ = lock.withLock { sockets[id] }?.yield(message)
+        let continuation = lock.withLock { () -> AsyncStream<WebSocketMessage>.Continuation? in
+            guard let entry = sockets[id] else { return nil }
+            if entry.pending >= Self.maxPendingMessages { return nil }
+            sockets[id]?.pending += 1
+            return entry.continuation
+        }
+        guard let continuation else {
+            if lock.withLock({ sockets[id] != nil }) {
+                WebSocketConnection(id: id).close(code: 1008, reason: "too many messages waiting: the server handles at most \(Self.maxPendingMessages) queued messages per connection")
+            }
+            return
+        }
+        continuation.yield(message)
     }
 
     func closeSocket(_ id: UInt64, code: UInt16) {
-        lock.withLock { sockets.removeValue(forKey: id) }?.finish()
+        lock.withLock { sockets.removeValue(forKey: id) }?.continuation.finish()
         let plugin = self.plugin
         Task { await plugin.webSocketClosed(WebSocketConnection(id: id), code: code) }
     }
@@ -235,7 +254,15 @@ private func sdkJSONServiceCall(_ index: Int, _ instance: OpaquePointer?, _ meth
             let result = try await handler(box.plugin, methodName, argument)
             withPluginBytes(result) { reply(context, MB_OK, $0) }
         } catch {
-            withPluginBytes(Array("\(error)".utf8)) { reply(context, MB_ERR_INVALID_ARGUMENT, $0) }
+            let status: mb_status
+            switch error as? PluginError {
+            case .refused?: status = MB_ERR_REFUSED
+            case .notFound?: status = MB_ERR_NOT_FOUND
+            case .unavailable?: status = MB_ERR_UNAVAILABLE
+            case .unsupported?: status = MB_ERR_UNSUPPORTED
+            default: status = MB_ERR_INVALID_ARGUMENT
+            }
+            withPluginBytes(Array("\(error)".utf8)) { reply(context, status, $0) }
         }
     }
     return MB_OK

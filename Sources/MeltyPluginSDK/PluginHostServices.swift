@@ -60,7 +60,7 @@ public struct PluginHostServices: @unchecked Sendable {
             }
             if status != MB_OK {
                 Unmanaged<ServiceContinuation>.fromOpaque(box).release()
-                continuation.resume(throwing: PluginError.invalid(error.text))
+                continuation.resume(throwing: status == MB_ERR_REFUSED ? PluginError.refused(error.text) : PluginError.invalid(error.text))
             }
         }
         return String(decoding: token, as: UTF8.self)
@@ -134,13 +134,33 @@ public struct PluginHostServices: @unchecked Sendable {
             }
             if status != MB_OK {
                 Unmanaged<FetchContinuation>.fromOpaque(box).release()
-                continuation.resume(throwing: PluginError.invalid(error.text))
+                continuation.resume(throwing: status == MB_ERR_REFUSED ? PluginError.refused(error.text) : PluginError.invalid(error.text))
             }
         }
     }
 
+    /// Calls `method` of the JSON service `name` v`major` on behalf of the request whose
+    /// credential is `caller`: the JSON object `arguments` is sent with the member `caller` set
+    /// to that credential as the kernel verified it, so the service decides what this caller
+    /// may do (`vault.v1` reveals values only to `service_role` or an aal2 admin). The service
+    /// convention: a service acting on a portal's data takes its caller this way.
+    public func callService(_ name: String, major: UInt32, method: String, arguments: [String: Any], caller: PluginCredential, portal: Portal) async throws -> [UInt8] {
+        var arguments = arguments
+        arguments["caller"] = nil   // only the kernel's credential may say who calls
+        guard JSONSerialization.isValidJSONObject(arguments), let argumentData = try? JSONSerialization.data(withJSONObject: arguments) else {
+            throw PluginError.invalid("service arguments must be a JSON object")
+        }
+        // `{"caller":<credential>,` followed by the arguments' members: the credential goes as
+        // the kernel's bytes, not re-encoded.
+        var json = Array(#"{"caller":"#.utf8) + caller.json
+        let members = Array(argumentData.dropFirst())   // after "{"
+        json += members.first == UInt8(ascii: "}") ? members : [UInt8(ascii: ",")] + members
+        return try await callService(name, major: major, method: method, json: json, portal: portal)
+    }
+
     /// Calls `method` on the JSON service `name` v`major` for `portal` (the exporter must be
-    /// enabled there) and returns the JSON result.
+    /// enabled there) and returns the JSON result. Prefer ``callService(_:major:method:arguments:caller:portal:)``
+    /// when the call serves a request.
     public func callService(_ name: String, major: UInt32, method: String, json: [UInt8], portal: Portal) async throws -> [UInt8] {
         var binding = mb_service_binding()
         let error = SDKErrorBuffer()
@@ -190,7 +210,8 @@ private func sdkFetchCompletion(_ context: UnsafeMutableRawPointer?, _ response:
         return
     }
     if response.status != MB_OK {
-        box.continuation.resume(throwing: PluginError.unavailable(copyString(response.error)))
+        let message = copyString(response.error)
+        box.continuation.resume(throwing: response.status == MB_ERR_REFUSED ? PluginError.refused(message) : PluginError.unavailable(message))
         return
     }
     var headers: [(name: String, value: String)] = []
@@ -224,9 +245,12 @@ private func sdkServiceReply(_ context: UnsafeMutableRawPointer?, _ status: mb_s
     guard let context else { return }
     let box = Unmanaged<ServiceContinuation>.fromOpaque(context).takeRetainedValue()
     let copied: [UInt8] = bytes.data.map { Array(UnsafeBufferPointer(start: $0, count: bytes.len)) } ?? []
-    if status == MB_OK {
-        box.continuation.resume(returning: copied)
-    } else {
-        box.continuation.resume(throwing: PluginError.unavailable(String(decoding: copied, as: UTF8.self)))
+    let message = String(decoding: copied, as: UTF8.self)
+    switch status {
+    case MB_OK: box.continuation.resume(returning: copied)
+    case MB_ERR_REFUSED: box.continuation.resume(throwing: PluginError.refused(message))
+    case MB_ERR_NOT_FOUND: box.continuation.resume(throwing: PluginError.notFound(message))
+    case MB_ERR_INVALID_ARGUMENT: box.continuation.resume(throwing: PluginError.invalid(message))
+    default: box.continuation.resume(throwing: PluginError.unavailable(message))
     }
 }

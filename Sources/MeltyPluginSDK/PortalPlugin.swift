@@ -179,6 +179,9 @@ public struct PluginCredential: @unchecked Sendable {
     public let claims: [String: Any]
     /// The claims as the JSON text they arrived in (sliced out of the kernel's JSON, not re-encoded).
     public let claimsJSON: [UInt8]
+    /// The whole credential JSON as the kernel sent it: what a plugin forwards as `caller`
+    /// when it calls a JSON service on behalf of this request.
+    public let json: [UInt8]
 
     /// Recently parsed credentials by their exact JSON: a client sends the same token with
     /// many requests, and parsing JSON was a tenth of a REST request's plugin time.
@@ -199,6 +202,7 @@ public struct PluginCredential: @unchecked Sendable {
     /// Parses the kernel's credential JSON; anything unreadable counts as `none`.
     public init(json: [UInt8]) {
         let object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] ?? [:]
+        self.json = object.isEmpty ? Array(#"{"kind":"none"}"#.utf8) : json
         kind = Kind(rawValue: object["kind"] as? String ?? "none") ?? .none
         role = object["role"] as? String
         subject = object["subject"] as? String

@@ -12,6 +12,18 @@ public struct PostgresError: Error, CustomStringConvertible {
     public var description: String {
         sqlState.map { "\(message) (SQLSTATE \($0))" } ?? message
     }
+
+    /// SQLSTATE of a value holding a NUL byte: Postgres's own code for bytes its text cannot hold.
+    public static let nulByteState = "22021"
+
+    /// Refuses a statement or parameter holding a NUL byte before it is sent: libpq passes
+    /// C strings, so the server would see the value cut at the NUL (what is checked, hashed and
+    /// stored would differ from what was sent).
+    public static func refuseNUL(_ sql: String, _ parameters: [String?]) throws {
+        if sql.utf8.contains(0) || parameters.contains(where: { $0?.utf8.contains(0) == true }) {
+            throw PostgresError(sqlState: nulByteState, message: "a value holds a NUL byte (\\u0000), which Postgres text cannot store")
+        }
+    }
 }
 
 /// Rows of a completed statement, every value as text (libpq's text format).
@@ -65,6 +77,7 @@ public final class PostgresConnection {
     /// Runs one statement with text parameters bound as `$1, $2, ...` (never interpolated).
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws -> PostgresRows {
+        try PostgresError.refuseNUL(sql, parameters)
         guard let connection else { throw PostgresError(sqlState: nil, message: "connection is closed") }
         let result: OpaquePointer? = withCStrings(parameters) { pointers in
             PQexecParams(connection, sql, Int32(parameters.count), nil, pointers, nil, nil, 0)
@@ -75,6 +88,7 @@ public final class PostgresConnection {
 
     /// Runs several `;`-separated statements without parameters (schema set-up).
     public func execute(script: String) throws {
+        try PostgresError.refuseNUL(script, [])
         guard let connection else { throw PostgresError(sqlState: nil, message: "connection is closed") }
         let result = PQexec(connection, script)
         defer { PQclear(result) }

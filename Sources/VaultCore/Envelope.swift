@@ -97,11 +97,26 @@ public enum SecretRules {
         }
     }
 
-    /// Throws for a description longer than 1024 characters.
+    /// Versions are Postgres `integer`s counted from 1.
+    public static let maxVersion = Int(Int32.max)
+
+    /// Throws unless `version` is 1 to ``maxVersion`` (a larger one would reach Postgres
+    /// as an out-of-range `integer` and fail there).
+    public static func validate(version: Int) throws {
+        guard (1...maxVersion).contains(version) else {
+            throw VaultError.invalidArgument("version must be a whole number from 1 to \(maxVersion)")
+        }
+    }
+
+    /// Throws for a description longer than 1024 characters or holding a NUL character
+    /// (Postgres would store the text cut at the NUL, so what was sent is not what is kept).
     public static func validate(description: String?) throws {
         guard let description else { return }
         guard description.count <= maxDescriptionLength else {
             throw VaultError.invalidArgument("a description is at most \(maxDescriptionLength) characters")
+        }
+        guard !description.utf8.contains(0) else {
+            throw VaultError.invalidArgument("a description must not contain a NUL character (\\u0000)")
         }
     }
 }

@@ -137,7 +137,7 @@ public final class SecretVault: @unchecked Sendable {
     /// the returned bytes as soon as it is done (they are wiped then).
     public func reveal(portal: String, name: String, version: Int? = nil, on connection: PostgresConnection) throws -> (version: Int, value: SecretBytes) {
         try SecretRules.validate(name: name)
-        if let version, version < 1 { throw VaultError.invalidArgument("version must be a positive integer") }
+        if let version { try SecretRules.validate(version: version) }
         let rows = try connection.vaultQuery("""
             SELECT v.version, v.sealed, k.id AS key_id, k.portal AS key_portal, k.master_key_id, k.wrapped
             FROM vault.secrets s
@@ -147,7 +147,7 @@ public final class SecretVault: @unchecked Sendable {
               AND v.version = COALESCE($3::integer, s.current_version)
             """, [portal, name, version.map(String.init)])
         guard let found = rows.value("version").flatMap({ Int($0) }), let keyID = rows.value("key_id") else {
-            throw VaultError.notFound(version == nil ? "no secret \"\(name)\" in this portal" : "secret \"\(name)\" has no version \(version!)")
+            throw VaultError.notFound(version.map { "secret \"\(name)\" has no version \($0)" } ?? "no secret \"\(name)\" in this portal")
         }
         let key = try dataKey(
             id: keyID, portal: portal, storedPortal: rows.value("key_portal") ?? "", masterKeyID: rows.value("master_key_id") ?? "",

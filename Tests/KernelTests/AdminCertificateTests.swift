@@ -94,6 +94,15 @@ struct AdminCertificateTests {
             #expect((body["message"] as? String)?.contains(certificates + "/ca.pem") == true)
             #expect((body["hint"] as? String)?.contains("meltybase certs init") == true)
         }
+        // An admin token on a portal route needs the certificate too: the kernel refuses it
+        // before any plugin sees the request (a token alone once read every portal's rows).
+        let tokens = AdminTokens(database: SystemDatabase(conninfo: kernel.conninfo))
+        let now = Date()
+        let token = try await tokens.sign(AdminAccessClaims(
+            sub: .init(value: UUID().uuidString), email: "root@example.com", role: "root", aal: .aal2, amr: ["pwd", "otp"],
+            sessionID: UUID().uuidString, iat: .init(value: now), exp: .init(value: now.addingTimeInterval(60))))
+        let portalRoute = try await HTTP.request(kernel.url + "/p/demo/echo-swift/credential", headers: [("authorization", "Bearer \(token)")], client: anonymous)
+        #expect(portalRoute.status == 403 && HTTP.json(portalRoute.body)["code"] as? String == "client_certificate_required", "\(portalRoute.body)")
         try await anonymous.shutdown()
 
         let admin = try Self.client(trusting: certificates, certificate: "admin")

@@ -140,15 +140,16 @@ struct AuditChainTests {
 
         try connection.query("BEGIN")
         try connection.query("INSERT INTO admins VALUES ('ada@example.com')")
-        #expect(throws: PostgresError.self) {
-            // Postgres jsonb cannot hold U+0000: the append fails, the transaction goes on.
-            try AuditChain.append(on: connection, actor: "system", action: "x", target: "y", details: ["nul": "a\u{0}b"])
-        }
+        // Postgres text and jsonb cannot hold U+0000: it is stored, and hashed, as U+FFFD, so
+        // what verify reads back is what was hashed (a NUL once broke the chain for ever).
+        let nul = try AuditChain.append(on: connection, actor: "system", action: "x", target: "y\u{0}z", details: ["nul": "a\u{0}b"])
+        #expect(nul.target == "y\u{FFFD}z" && nul.details == .object(["nul": .string("a\u{FFFD}b")]))
         let entry = try AuditChain.append(on: connection, actor: "system", action: "setup.completed", target: "ada@example.com", details: ["tier": "indie"])
         try connection.query("COMMIT")
-        #expect(entry.seq == 1 && entry.prevHash == AuditEntry.genesisHash)
+        #expect(nul.seq == 1 && nul.prevHash == AuditEntry.genesisHash && entry.seq == 2 && entry.prevHash == nul.hash)
+        #expect(try Self.entry(connection, 1) == nul)
         #expect(try connection.query("SELECT count(*) AS n FROM admins").value("n") == "1")
-        let stored = try Self.entry(connection, 1)
+        let stored = try Self.entry(connection, 2)
         #expect(stored == entry, "what was hashed is what reads back, time included")
         #expect(entry.at.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$"#, options: .regularExpression) != nil)
         #expect(abs(try #require(entry.date).timeIntervalSinceNow) < 60)

@@ -53,6 +53,24 @@ struct ConfigLoaderTests {
         #expect(error?.message.contains("TOML syntax error") == true)
     }
 
+    @Test("input TOMLKit's parser aborted on is an error with its line (found by the config fuzz target)")
+    func inputTOMLKitAbortedOn() {
+        let cases: [(String, Int, String)] = [
+            ("[[[1]]]\n", 1, "table header"), ("[kernel]\n\n[=]\n", 3, "table header"), ("a = 1\n[\u{1A}portgsi]\n", 2, "table header"),
+            ("\u{FEFF}[ \u{7F}]", 1, "table header"), ("[[ #]]\n", 1, "table header"),
+            ("[portals.acme]\nplugins = [}\n", 2, "'}'"), ("a = [1,\n  # c\n  }]", 3, "'}'"), ("a = {b=[}]}", 1, "'}'"),
+            ("a = [\u{2028}]", 1, "U+2028"), ("a = [1,\u{85}2]", 1, "U+2028"), ("[a\u{2029}]", 1, "U+2028"),
+        ]
+        for (text, line, problem) in cases {
+            let error = #expect(throws: ConfigError.self, "\(text.debugDescription)") { try loader.parse(text, path: "/p.toml") }
+            #expect(error?.line == line, "\(text.debugDescription)")
+            #expect(error?.message.contains(problem) == true, "\(text.debugDescription): \(error?.message ?? "")")
+        }
+        // '[' inside values (arrays over several lines, multi-line strings) is not a header, '}' in strings and comments no value.
+        let text = "[plugins.a]\npath = \"a.so\"\n[plugins.a.config]\nm = [\n  [ [1], [2] ],\n  [+1, \"]\"], # [= }\n]\ns = \"\"\"\n[=]\n\"\"\"\nt = '''\n[[[x}\u{2028}\n'''\nu = { v = [{ w = 1 }] }\n"
+        #expect(throws: Never.self) { try loader.parse(text, path: "/p.toml") }
+    }
+
     @Test("a portal naming an undeclared plugin is refused")
     func undeclaredPlugin() {
         let error = #expect(throws: ConfigError.self) {

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import MeltyPluginABI
 import NIOCore
 import Testing
 @testable import Kernel
@@ -124,21 +125,64 @@ struct GatewayTests {
         #expect((refused["message"] as? String)?.contains("not enabled for portal \"conly\"") == true)
         let call = HTTP.json(try await kernel.request("/p/demo/echo-swift/call?text=abc").body)
         #expect(call["text"] as? String == "cba" && call["portal"] as? String == "demo")
+        // A binding holds a use of the exporter's instance (service_lookup's lease): an
+        // instance disabled meanwhile outlives the lease instead of being freed under the caller.
+        let portal = try #require(kernel.kernel.runningPortals?.portal("demo"))
+        let instance = try #require(portal.instances.withLockedValue { $0["echo-swift"] })
+        let uses = instance.useCount
+        var binding = mb_service_binding()
+        let status = "echo".withCString { HostServices.shared.table.pointee.service_lookup(portal.handle.opaque, $0, 4, 1, &binding, mb_host_error_buffer()) }
+        #expect(status == MB_OK)
+        #expect(instance.useCount == uses + 1)
+        instance.retire()
+        try await Task.sleep(for: .seconds(PluginInstance.destroyGracePeriod + 1))
+        #expect(!instance.isDestroyed, "the instance was destroyed while a service binding was leased")
         let missing = try await kernel.request("/p/demo/echo-swift/call?service=nothing")
         #expect(missing.status == 404)
         await kernel.stop()
     }
 
-    @Test("outbound HTTP goes through the host")
+    @Test("outbound HTTP goes through the host and its egress policy: loopback only when listed")
     func egress() async throws {
-        let kernel = try await TestKernel.start(examplePluginsTOML)
+        let refusing = try await TestKernel.start(examplePluginsTOML)
+        let refused = try await refusing.request("/p/demo/echo-swift/fetch?url=\(refusing.url)/v1/system/status")
+        #expect(refused.status == 403, "\(refused.body)")
+        #expect((HTTP.json(refused.body)["message"] as? String)?.contains("egress_hosts") == true, "\(refused.body)")
+        await refusing.stop()
+
+        let listed = examplePluginsTOML.replacingOccurrences(of: "path = \"{ECHO_SWIFT}\"", with: "path = \"{ECHO_SWIFT}\"\negress_hosts = [\"127.0.0.1\"]")
+        let kernel = try await TestKernel.start(listed)
         let fetched = HTTP.json(try await kernel.request("/p/demo/echo-swift/fetch?url=\(kernel.url)/v1/system/status").body)
         #expect(fetched["status"] as? Int == 200)
         #expect((fetched["body"] as? String)?.contains("\"pulse\":\"active\"") == true)
+        let otherHost = try await kernel.request("/p/demo/echo-swift/fetch?url=http://10.1.2.3/")
+        #expect(otherHost.status == 403, "\(otherHost.body)")
         let bad = try await kernel.request("/p/demo/echo-swift/fetch?url=file:///etc/passwd")
         #expect(bad.status == 502)
         #expect(HTTP.json(bad.body)["message"].map { "\($0)" }?.contains("not an absolute http") == true)
         await kernel.stop()
+    }
+
+    @Test("egress policy: private, loopback, link-local and mapped addresses are not public; lists match hosts and ports")
+    func egressPolicy() {
+        for address in ["127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1",
+                        "255.255.255.255", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a00:1", "ff02::1", "not-an-ip"] {
+            #expect(!EgressPolicy.isPublic(address: address), "\(address)")
+        }
+        for address in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8", "172.32.0.1", "100.128.0.1"] {
+            #expect(EgressPolicy.isPublic(address: address), "\(address)")
+        }
+        var policy = EgressPolicy()
+        policy.pluginHosts["p"] = ["api.example.com", "*.example.org", "10.0.0.5:8080"].compactMap(EgressPolicy.HostPattern.init)
+        #expect(policy.decide(plugin: "p", portal: nil, host: "api.example.com", port: 443) == .listed)
+        #expect(policy.decide(plugin: "p", portal: nil, host: "x.example.org", port: 80) == .listed)
+        #expect(policy.decide(plugin: "p", portal: nil, host: "example.org", port: 80) != .listed)
+        #expect(policy.decide(plugin: "p", portal: nil, host: "10.0.0.5", port: 8080) == .listed)
+        #expect(policy.decide(plugin: "p", portal: nil, host: "10.0.0.5", port: 8081) != .listed)
+        #expect(policy.decide(plugin: "other", portal: nil, host: "api.example.com", port: 443) == .publicOnly)
+        policy.portalHosts["shop"] = ["api.example.com"].compactMap(EgressPolicy.HostPattern.init)
+        #expect(policy.decide(plugin: "other", portal: "shop", host: "evil.example", port: 443) != .publicOnly)
+        for bad in ["", "*", "a*b.com", "host:99999", "spa ce", "[::1"] { #expect(EgressPolicy.HostPattern(bad) == nil, "\(bad)") }
     }
 
     @Test("bad input gets a JSON 4xx, never a 5xx: huge body, odd methods, encoded paths")

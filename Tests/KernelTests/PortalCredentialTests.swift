@@ -70,7 +70,7 @@ struct PortalCredentialTests {
         #expect(try await Self.credential(kernel, headers: [("authorization", "Bearer not-a-jwt")])["kind"] as? String == "invalid")
     }
 
-    @Test("a kernel admin's access token arrives as an admin credential with its aal")
+    @Test("a kernel admin's access token whose session does not exist is refused by the kernel on portal routes")
     func adminToken() async throws {
         let kernel = try await TestKernel.start(Self.toml)
         defer { Task { await kernel.stop() } }
@@ -79,21 +79,36 @@ struct PortalCredentialTests {
         let token = try await tokens.sign(AdminAccessClaims(
             sub: .init(value: UUID().uuidString), email: "root@example.com", role: "root", aal: .aal2, amr: ["pwd", "otp"],
             sessionID: UUID().uuidString, iat: .init(value: now), exp: .init(value: now.addingTimeInterval(60))))
-        let admin = try await Self.credential(kernel, headers: [("authorization", "Bearer \(token)")])
-        #expect(admin["kind"] as? String == "admin" && admin["aal"] as? String == "aal2" && admin["role"] as? String == "admin", "\(admin)")
+        // Signature and expiry are fine; the session is not in the database (signed out,
+        // revoked, or never there): the kernel refuses before any plugin sees the request.
+        let refused = try await kernel.request("/p/alpha/echo-swift/credential", headers: [("authorization", "Bearer \(token)")])
+        #expect(refused.status == 401, "\(refused.body)")
+        #expect(HTTP.json(refused.body)["code"] as? String == "admin_session_ended", "\(refused.body)")
     }
 
     @Test("a plugin signs claims through the host; the token verifies as this portal's and no other")
     func pluginSigning() async throws {
         let kernel = try await TestKernel.start(Self.toml)
         defer { Task { await kernel.stop() } }
-        let signed = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: #"{"role":"authenticated","sub":"user-1","aal":"aal1"}"#)
+        let keys = try #require(kernel.kernel.portalKeys)
+        let service = try await keys.issueAPIKey(portal: "alpha", role: "service_role")
+        let anon = try await keys.issueAPIKey(portal: "alpha", role: "anon")
+        let asService = [("authorization", "Bearer \(service)")]
+        let refusedForAnon = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: #"{"role":"authenticated","sub":"user-1"}"#,
+                                                      headers: [("authorization", "Bearer \(anon)")])
+        #expect(refusedForAnon.status == 403, "\(refusedForAnon.body)")
+        for claims in [#"{"role":"service_role","sub":"x"}"#, #"{"role":"anon","sub":"x"}"#, #"{"sub":"x"}"#,
+                       #"{"role":"authenticated"}"#, #"{"role":"authenticated","sub":"x","exp":4102444800}"#] {
+            let minted = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: claims, headers: asService)
+            #expect(minted.status == 403, "\(claims) → \(minted.body)")
+        }
+        let signed = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: #"{"role":"authenticated","sub":"user-1","aal":"aal1"}"#, headers: asService)
         #expect(signed.status == 200, "\(signed.body)")
         let token = try #require((try JSONSerialization.jsonObject(with: Data(signed.body.utf8)) as? [String: Any])?["token"] as? String)
         let user = try await Self.credential(kernel, headers: [("authorization", "Bearer \(token)")])
         #expect(user["kind"] as? String == "portal" && user["role"] as? String == "authenticated" && user["subject"] as? String == "user-1", "\(user)")
         #expect(try await Self.credential(kernel, portal: "beta", headers: [("authorization", "Bearer \(token)")])["kind"] as? String == "invalid")
-        let bad = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: "[1,2]")
+        let bad = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: "[1,2]", headers: asService)
         #expect(bad.status == 400)
     }
 

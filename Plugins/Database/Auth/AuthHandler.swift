@@ -35,6 +35,13 @@ final class AuthHandler: @unchecked Sendable {
                 response.headers.append(("retry-after", "1"))
                 return response
             }
+            if error.sqlState == PGError.nulByteState {
+                return Self.failure(AuthFailure(status: 400, code: "validation_failed", message: "a value holds a NUL byte (\\u0000); remove it"))
+            }
+            if error.sqlState?.hasPrefix("22") == true {
+                // Data exceptions (a \u0000 in metadata JSON, a value too long, bad input syntax): the request's fault.
+                return Self.failure(AuthFailure(status: 400, code: "validation_failed", message: "a value was refused by the database: \(error.message)"))
+            }
             return Self.failure(AuthFailure(status: 500, code: "unexpected_failure", message: "database error \(error.sqlState ?? "")"))
         } catch {
             return Self.failure(AuthFailure(status: 500, code: "unexpected_failure", message: "\(error)"))
@@ -42,7 +49,10 @@ final class AuthHandler: @unchecked Sendable {
     }
 
     static func failure(_ failure: AuthFailure) -> PluginResponse {
-        .json(["code": failure.status, "error_code": failure.code, "msg": failure.message, "message": failure.message] as [String: Any], status: failure.status)
+        var response = PluginResponse.json(["code": failure.status, "error_code": failure.code, "msg": failure.message, "message": failure.message] as [String: Any],
+                                           status: failure.status)
+        if let seconds = failure.retryAfterSeconds { response.headers.append(("retry-after", String(seconds))) }
+        return response
     }
 
     // MARK: routing
@@ -69,7 +79,7 @@ final class AuthHandler: @unchecked Sendable {
         case ("POST", "signup", 1): return try await signUp(body)
         case ("POST", "token", 1):
             switch request.queryItems["grant_type"] {
-            case "password": return try await passwordGrant(body)
+            case "password": return try await passwordGrant(body, address: request.remoteAddress)
             case "refresh_token": return try await refreshGrant(body)
             default: throw AuthFailure(status: 400, code: "unsupported_grant_type", message: "grant_type must be password or refresh_token")
             }
@@ -78,7 +88,7 @@ final class AuthHandler: @unchecked Sendable {
         case ("POST", "logout", 1): return try await logout(try requireUser(request), scope: request.queryItems["scope"] ?? "global")
         case ("POST", "factors", 1): return try await enroll(try requireUser(request), body)
         case ("POST", "factors", 3) where path[2] == "challenge": return try await challenge(try requireUser(request), factorID: path[1])
-        case ("POST", "factors", 3) where path[2] == "verify": return try await verify(try requireUser(request), factorID: path[1], body)
+        case ("POST", "factors", 3) where path[2] == "verify": return try await verify(try requireUser(request), factorID: path[1], body, address: request.remoteAddress)
         case ("DELETE", "factors", 2): return try await unenroll(try requireUser(request), factorID: path[1])
         default:
             throw AuthFailure(status: 404, code: "not_found", message: "no auth route \(request.method) \(request.path)")
@@ -132,11 +142,12 @@ final class AuthHandler: @unchecked Sendable {
         return .json(try await issueSession(userID: userID, aal: "aal1", amr: [["method": "password"]]))
     }
 
-    private func passwordGrant(_ body: [String: Any]) async throws -> PluginResponse {
+    private func passwordGrant(_ body: [String: Any], address: String) async throws -> PluginResponse {
         let email = try Self.email(body)
         guard let password = body["password"] as? String, !password.isEmpty else {
             throw AuthFailure(status: 400, code: "validation_failed", message: "password is required")
         }
+        try await AttemptThrottle.password.begin(account: email, address: address, pool: pool)
         let row = try await pool.run { connection in
             try connection.query("SELECT id::text, encrypted_password FROM auth.users WHERE email = $1 AND (banned_until IS NULL OR banned_until < now())", [email]).rows.first
         }
@@ -144,6 +155,7 @@ final class AuthHandler: @unchecked Sendable {
         guard let row, let userID = row[0], matches else {
             throw AuthFailure(status: 400, code: "invalid_credentials", message: "Invalid login credentials")
         }
+        await AttemptThrottle.password.succeeded(account: email, address: address, pool: pool)
         _ = try await pool.run { connection in try connection.query("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1::uuid", [userID]) }
         return .json(try await issueSession(userID: userID, aal: "aal1", amr: [["method": "password"]]))
     }
@@ -375,15 +387,16 @@ final class AuthHandler: @unchecked Sendable {
         return .json(["id": id, "type": "totp", "expires_at": Int(Date().timeIntervalSince1970) + 300] as [String: Any])
     }
 
-    private func verify(_ user: UserSession, factorID: String, _ body: [String: Any]) async throws -> PluginResponse {
+    private func verify(_ user: UserSession, factorID: String, _ body: [String: Any], address: String) async throws -> PluginResponse {
         try await liveSession(user)
         let factor = try await factor(user, factorID)
         guard let challengeID = body["challenge_id"] as? String, UUID(uuidString: challengeID) != nil else {
             throw AuthFailure(status: 400, code: "validation_failed", message: "challenge_id is required")
         }
-        guard let code = (body["code"] as? String)?.trimmingCharacters(in: .whitespaces), code.count == 6, code.allSatisfy(\.isNumber) else {
+        guard let code = (body["code"] as? String)?.trimmingCharacters(in: .whitespaces), code.count == 6, code.allSatisfy({ ("0"..."9").contains($0) }) else {
             throw AuthFailure(status: 400, code: "validation_failed", message: "code must be the 6 digits from the authenticator app")
         }
+        try await AttemptThrottle.mfa.begin(account: user.userID, address: address, pool: pool)
         let secret: [UInt8]
         do {
             var seed = try host.openSecret(factor.sealedSecret, portal: portal, context: Self.factorSecretContext(factorID: factorID, userID: user.userID))
@@ -409,6 +422,7 @@ final class AuthHandler: @unchecked Sendable {
             }
         }
         guard valid else { throw AuthFailure(status: 422, code: "mfa_verification_failed", message: "Invalid TOTP code entered") }
+        await AttemptThrottle.mfa.succeeded(account: user.userID, address: address, pool: pool)
         let amrRow: String? = try await pool.run { connection in
             try connection.query("SELECT amr::text FROM auth.sessions WHERE id = $1::uuid", [user.sessionID]).scalar
         }

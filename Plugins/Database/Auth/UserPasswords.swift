@@ -42,4 +42,6 @@ struct AuthFailure: Error {
     var status: Int
     var code: String
     var message: String
+    /// Sent as `Retry-After` (429 and 503).
+    var retryAfterSeconds: Int? = nil
 }

@@ -19,6 +19,19 @@ public struct PGError: Error, CustomStringConvertible {
         guard let sqlState else { return true }
         return sqlState.hasPrefix("08") || sqlState == "57P01" || sqlState == "57P02" || sqlState == "57P03"
     }
+
+    /// SQLSTATE of a value holding a NUL byte: Postgres's own code for bytes its text cannot hold.
+    public static let nulByteState = "22021"
+
+    /// Refuses a statement or parameter holding a NUL byte before it is sent: libpq passes
+    /// C strings, so the server would see the value cut at the NUL (what is checked, hashed and
+    /// stored would differ from what was sent).
+    public static func refuseNUL(_ sql: String, _ parameters: [String?]) throws {
+        if sql.utf8.contains(0) || parameters.contains(where: { $0?.utf8.contains(0) == true }) {
+            throw PGError(sqlState: nulByteState, message: "a value holds a NUL byte (\\u0000), which Postgres text cannot store",
+                          hint: "remove the NUL character from the value")
+        }
+    }
 }
 
 /// Rows of a completed statement in libpq's text format.
@@ -37,8 +50,45 @@ public struct PGResult {
 public final class PGConnection {
     private var connection: OpaquePointer?
     public let conninfo: String
-    /// Statements prepared on this connection, by SQL text (the prepared-statement cache).
-    private var prepared: [String: String] = [:]
+    /// Statements prepared on this connection, by SQL text (the prepared-statement cache): at
+    /// most `preparedLimit`, the least recently used deallocated first, so distinct statements
+    /// (say, `select=` lists a client makes up) cannot grow the backend's memory without bound.
+    private var prepared: [String: PreparedStatement] = [:]
+    private struct PreparedStatement {
+        var name: String
+        var lastUse: Int
+    }
+    /// The most statements a connection keeps prepared.
+    public static let preparedLimit = 256
+    private var useClock = 0
+
+    /// The name of `sql`'s prepared statement, marked as just used; nil when not prepared.
+    private func preparedName(_ sql: String) -> String? {
+        guard var statement = prepared[sql] else { return nil }
+        useClock += 1
+        statement.lastUse = useClock
+        prepared[sql] = statement
+        return statement.name
+    }
+
+    private func remember(_ sql: String, as name: String) {
+        useClock += 1
+        prepared[sql] = PreparedStatement(name: name, lastUse: useClock)
+    }
+
+    /// Makes room for `incoming` new statements: when the cache would pass its limit, the least
+    /// recently used quarter (never one of `keeping`) is deallocated on the server in one round trip.
+    private func evictPrepared(makingRoomFor incoming: Int, keeping: Set<String> = []) {
+        guard prepared.count + incoming > Self.preparedLimit else { return }
+        let excess = prepared.count + incoming - Self.preparedLimit * 3 / 4
+        let victims = prepared.filter { !keeping.contains($0.key) }.sorted { $0.value.lastUse < $1.value.lastUse }.prefix(excess)
+        guard !victims.isEmpty else { return }
+        for victim in victims { prepared[victim.key] = nil }
+        _ = try? execute(victims.map { "DEALLOCATE " + SQL.ident($0.value.name) }.joined(separator: "; "))
+    }
+
+    /// How many statements this connection has prepared (for tests and diagnostics).
+    public var preparedCount: Int { prepared.count }
     /// Names prepared statements uniquely for the life of the connection.
     private var statementCounter = 0
     private func nextStatementName() -> String {
@@ -88,6 +138,7 @@ public final class PGConnection {
     /// each from its use, as PostgREST's bound values are). Values are never interpolated.
     @discardableResult
     public func query(_ sql: String, _ parameters: [String?] = []) throws -> PGResult {
+        try PGError.refuseNUL(sql, parameters)
         commandsSent += 1
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         let copies: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.map { strdup($0) } }
@@ -103,19 +154,20 @@ public final class PGConnection {
     /// is prepared again once.
     @discardableResult
     public func preparedQuery(_ sql: String, _ parameters: [String?]) throws -> PGResult {
+        try PGError.refuseNUL(sql, parameters)
         commandsSent += 1
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         for attempt in 0..<2 {
             let name: String
-            if let existing = prepared[sql] {
+            if let existing = preparedName(sql) {
                 name = existing
             } else {
-                if prepared.count >= 256 { try? execute("DEALLOCATE ALL"); prepared.removeAll() }
+                evictPrepared(makingRoomFor: 1)
                 name = nextStatementName()
                 let result = PQprepare(connection, name, sql, Int32(parameters.count), nil)
                 defer { PQclear(result) }
                 _ = try Self.read(result, connection: connection)
-                prepared[sql] = name
+                remember(sql, as: name)
             }
             let copies: [UnsafeMutablePointer<CChar>?] = parameters.map { $0.map { strdup($0) } }
             defer { copies.forEach { free($0) } }
@@ -144,15 +196,18 @@ public final class PGConnection {
     /// Returns every step's result; throws the first error (later steps were skipped by the
     /// server). A transaction left failed is rolled back before returning.
     public func pipeline(_ steps: [(sql: String, parameters: [String?])]) throws -> [PGResult] {
+        for step in steps { try PGError.refuseNUL(step.sql, step.parameters) }
         commandsSent += steps.count
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
+        let unprepared = Set(steps.map(\.sql)).filter { prepared[$0] == nil }
+        if !unprepared.isEmpty { evictPrepared(makingRoomFor: unprepared.count, keeping: Set(steps.map(\.sql))) }
         guard PQenterPipelineMode(connection) == 1 else { throw PGError(sqlState: nil, message: String(cString: PQerrorMessage(connection))) }
         var newlyPrepared: [String] = []
         var expectations: [Bool] = []   // per queued command: true for a step's query, false for a Parse
         var parsedOK: [Bool] = []       // per Parse, in order: whether the server prepared it
         var sendFailure: PGError?
         for step in steps {
-            var name = prepared[step.sql]
+            var name = preparedName(step.sql)
             if name == nil {
                 let fresh = nextStatementName()
                 if PQsendPrepare(connection, fresh, step.sql, Int32(step.parameters.count), nil) != 1 {
@@ -161,7 +216,7 @@ public final class PGConnection {
                 }
                 expectations.append(false)
                 newlyPrepared.append(step.sql)
-                prepared[step.sql] = fresh
+                remember(step.sql, as: fresh)
                 name = fresh
             }
             let copies: [UnsafeMutablePointer<CChar>?] = step.parameters.map { $0.map { strdup($0) } }
@@ -246,6 +301,7 @@ public final class PGConnection {
     /// Runs a script of `;`-separated statements without parameters; returns the last result.
     @discardableResult
     public func execute(_ script: String) throws -> PGResult {
+        try PGError.refuseNUL(script, [])
         commandsSent += 1
         guard let connection else { throw PGError(sqlState: nil, message: "connection is closed") }
         guard PQsendQuery(connection, script) == 1 else {

@@ -122,6 +122,7 @@ enum PortalProvisioner {
             checksum text NOT NULL,
             applied_at timestamptz NOT NULL DEFAULT now()
         );
+        \(AttemptThrottle.schema)
         GRANT USAGE ON SCHEMA meltybase_internal TO \(owner);
         GRANT SELECT, INSERT ON meltybase_internal.migrations TO \(owner);
         CREATE OR REPLACE FUNCTION meltybase_internal.announce_ddl() RETURNS event_trigger LANGUAGE plpgsql AS

@@ -99,7 +99,13 @@ final class RestHandler: @unchecked Sendable {
         }
         if path.isEmpty {
             guard isRead else { throw RestResponse(RestError.response(status: 405, code: "PGRST117", message: "Unsupported HTTP method: \(method)")) }
-            return OpenAPIDocument.response(cache: try await schemaCache(), schema: schema, request: request)
+            let cache = try await schemaCache()
+            let visible = try await pipelined(OpenAPIDocument.Visibility.query, [schema], role: role, rollback: false, readOnly: true)
+            guard let json = visible.rows.first?.first ?? nil,
+                  let visibility = try? JSONDecoder().decode(OpenAPIDocument.Visibility.self, from: Data(json.utf8)) else {
+                throw RestResponse(RestError.response(status: 500, code: "PGRST000", message: "could not read the role's privileges for the OpenAPI description"))
+            }
+            return OpenAPIDocument.response(cache: cache, schema: schema, request: request, visibility: visibility)
         }
         let cache = try await schemaCache()
         if path.count == 2 && path[0] == "rpc" {
@@ -132,7 +138,7 @@ final class RestHandler: @unchecked Sendable {
     }
 
     /// Offset and limit from `offset`/`limit` and the `Range` header (the tighter wins).
-    private func window(_ query: RestQuery, _ request: PluginRequest) throws -> (offset: Int, limit: Int?) {
+    func window(_ query: RestQuery, _ request: PluginRequest) throws -> (offset: Int, limit: Int?) {
         var offset = query.offset ?? 0
         var limit = query.limit
         if let range = request.header("range"), request.method == "GET" || request.method == "HEAD" {
@@ -143,7 +149,9 @@ final class RestHandler: @unchecked Sendable {
             offset = max(offset, start)
             if let end = Int(bounds[1].trimmingCharacters(in: .whitespaces)) {
                 guard end >= start else { throw RestResponse(RestError.response(status: 416, code: "PGRST103", message: "Requested range not satisfiable")) }
-                limit = min(limit ?? Int.max, end - start + 1)
+                // end - start cannot overflow (0 <= start <= end); the + 1 can, for end = Int.max.
+                let span = end - start == Int.max ? Int.max : end - start + 1
+                limit = min(limit ?? Int.max, span)
             }
         }
         if let maxRows { limit = min(limit ?? maxRows, maxRows) }
@@ -216,7 +224,8 @@ final class RestHandler: @unchecked Sendable {
                                       details: "The result contains \(rows) rows")
         }
         let total = row[0] ?? "*"
-        let range = rows == 0 ? "*/\(total)" : "\(offset)-\(offset + rows - 1)/\(total)"
+        let (last, overflow) = offset.addingReportingOverflow(max(rows - 1, 0))
+        let range = rows == 0 ? "*/\(total)" : "\(offset)-\(overflow ? Int.max : last)/\(total)"
         var status = status
         if status == 200, let totalCount = Int(total), rows < totalCount, request.method == "GET" || request.method == "HEAD" { status = 206 }
         var headers: [(name: String, value: String)] = [
@@ -277,7 +286,6 @@ final class RestHandler: @unchecked Sendable {
         }
         var sql = RestSQL(cache: cache)
         let columns = body.columns.map(SQL.ident).joined(separator: ", ")
-        let records = preferences.missingDefault ? "" : "json_populate_recordset(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json)"
         var statement = "INSERT INTO " + table.qualified + " AS \"_t\" "
         if body.columns.isEmpty {
             statement += "DEFAULT VALUES"
@@ -290,6 +298,8 @@ final class RestHandler: @unchecked Sendable {
             statement += "(" + columns + ") SELECT " + values.joined(separator: ", ") + " FROM (SELECT \"_e\"::jsonb AS \"j\", json_populate_record(NULL::"
                 + table.qualified + ", \"_e\") AS \"p\" FROM json_array_elements(" + sql.bind(body.json) + "::json) AS \"_e\") AS \"_x\""
         } else {
+            // Bound only here: DEFAULT VALUES takes no parameter, and a bind it does not use is refused (08P01).
+            let records = "json_populate_recordset(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json)"
             statement += "(" + columns + ") SELECT " + columns + " FROM " + records
         }
         if let resolution = preferences.resolution {

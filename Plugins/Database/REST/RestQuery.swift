@@ -21,7 +21,10 @@ struct FieldPath: Equatable {
     func sql(on alias: String) -> String {
         var text = SQL.ident(alias) + "." + SQL.ident(name)
         for step in json {
-            let key = step.key.allSatisfy(\.isNumber) && !step.key.isEmpty ? step.key : SQL.literal(step.key)
+            // An array index goes in bare only when it is ASCII digits that fit an integer: other
+            // "numbers" (Unicode digits such as ١٢) would be spliced into the SQL unquoted.
+            let isIndex = !step.key.isEmpty && step.key.utf8.count <= 9 && step.key.utf8.allSatisfy { (48...57).contains($0) }
+            let key = isIndex ? step.key : SQL.literal(step.key)
             text = "(" + text + step.arrow + key + ")"
         }
         return text
@@ -181,7 +184,10 @@ struct RestOrder {
 }
 
 enum RestSelectParser {
-    static let castPattern = "^[A-Za-z_][A-Za-z0-9_ ]*(\\[\\])?$"
+    /// A cast is one type name and nothing else: optionally schema-qualified, with a precision
+    /// (`numeric(10,2)`) and array brackets, or one of SQL's multi-word type names. It is spliced
+    /// after `::`, so no space, keyword or punctuation beyond these may pass.
+    static let castPattern = #"^(([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}|double precision|character varying|bit varying|(timestamp|time)( ?\([0-6]\))? with(out)? time zone)( ?\([0-9]{1,4}( ?, ?[0-9]{1,4})?\))?(\[\])*\z"#
 
     /// Parses a `select=` list.
     static func parse(_ text: String) throws -> [RestSelectItem] {

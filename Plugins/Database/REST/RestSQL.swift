@@ -60,14 +60,16 @@ struct RestSQL {
         case "isdistinct":
             expression = column + " IS DISTINCT FROM " + bind(filter.value)
         case let op where RestFilter.textSearch[op] != nil:
-            let function = RestFilter.textSearch[op]!
+            let function = RestFilter.textSearch[op] ?? "to_tsquery"
             if let config = filter.modifier {
                 expression = column + " @@ " + function + "(" + bind(config) + "::regconfig, " + bind(filter.value) + ")"
             } else {
                 expression = column + " @@ " + function + "(" + bind(filter.value) + ")"
             }
         default:
-            let sqlOperator = RestFilter.operators[filter.op]!
+            guard let sqlOperator = RestFilter.operators[filter.op] else {
+                throw RestParseError(message: "failed to parse filter (\(filter.op).\(filter.value))", details: "unknown operator \"\(filter.op)\"")
+            }
             var value = filter.value
             if filter.op == "like" || filter.op == "ilike" { value = value.replacingOccurrences(of: "*", with: "%") }
             if let modifier = filter.modifier {

@@ -2,7 +2,10 @@ import Foundation
 import MeltyPluginSDK
 
 /// The Swift example plugin: HTTP echo, WebSocket echo, a JSON service (`echo.v1`) and
-/// outbound HTTP through the host. It is the reference for Swift plugin authors.
+/// outbound HTTP through the host. It is the reference for Swift plugin authors, and it is
+/// harmless when enabled beside real plugins: it relays service calls with the caller's own
+/// credential (`vault.v1` answers an anonymous caller with a refusal), signs user tokens only
+/// for a `service_role` caller, and fetches only what the kernel's egress policy allows.
 public final class EchoSwiftPlugin: PortalPlugin {
     public static let description = PluginDescription(name: "echo-swift", version: "1.1.0", routePrefix: "echo-swift", extraRoutePrefixes: ["echo-swift-alt"])
 
@@ -39,16 +42,29 @@ public final class EchoSwiftPlugin: PortalPlugin {
         case ("GET", "/echo"), ("POST", "/echo"):
             return request.body.isEmpty ? .text(greeting) : PluginResponse(status: 200, headers: [("content-type", request.header("content-type") ?? "application/octet-stream")], body: request.body)
         case ("GET", "/call"), ("POST", "/call"):
-            // POST sends its body as the JSON argument; GET sends {"text": ?text}.
+            // POST sends its body (a JSON object) as the arguments; GET sends {"text": ?text}. The
+            // call carries this request's credential as `caller`: the service decides for it.
             let items = request.queryItems
+            guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
+            let arguments: [String: Any]
+            if request.body.isEmpty {
+                arguments = ["text": items["text"] ?? ""]
+            } else if let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] {
+                arguments = object
+            } else {
+                return .error(status: 400, code: "invalid_arguments", message: "send a JSON object as the body")
+            }
+            guard let major = UInt32(items["major"] ?? "1") else { return .error(status: 400, code: "invalid_major", message: "major must be a small positive integer") }
             do {
-                let argument = request.body.isEmpty ? Array(try JSONSerialization.data(withJSONObject: ["text": items["text"] ?? ""])) : request.body
-                let result = try await Self.host!.callService(items["service"] ?? "echo", major: UInt32(items["major"] ?? "1") ?? 1,
-                                                              method: items["method"] ?? "reverse", json: argument, portal: portal)
+                let result = try await host.callService(items["service"] ?? "echo", major: major, method: items["method"] ?? "reverse",
+                                                        arguments: arguments, caller: request.credential, portal: portal)
                 return PluginResponse(status: 200, headers: [("content-type", "application/json")], body: result)
             } catch let error as PluginError {
-                if case .refused = error { return .error(status: 403, code: "service_refused", message: error.description) }
-                return .error(status: 404, code: "service_unavailable", message: error.description)
+                switch error {
+                case .refused: return .error(status: 403, code: "service_refused", message: error.description)
+                case .invalid: return .error(status: 400, code: "service_invalid", message: error.description)
+                default: return .error(status: 404, code: "service_unavailable", message: error.description)
+                }
             } catch {
                 return .error(status: 500, code: "internal_error", message: "\(error)")
             }
@@ -61,12 +77,23 @@ public final class EchoSwiftPlugin: PortalPlugin {
                 "has_conninfo": !Self.host!.postgresConninfo(portal: portal).isEmpty,
             ] as [String: Any])
         case ("POST", "/sign"):
-            // Signs the body's claims with the portal's secret through the host.
-            guard let claims = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+            // Signs a user token for {"sub": id} with the portal's secret through the host, for a
+            // caller that holds the service_role key (which may act as any user anyway). The
+            // kernel itself signs nothing but `authenticated` tokens for plugins.
+            guard request.credential.kind == .portal, request.credential.role == "service_role" else {
+                return .error(status: 403, code: "service_role_required", message: "only the portal's service_role key may ask for a user token",
+                              hint: "send Authorization: Bearer <service_role key>")
+            }
+            guard var claims = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
                 return .error(status: 400, code: "invalid_claims", message: "send a JSON object of claims")
             }
+            let now = Int(Date().timeIntervalSince1970)
+            claims["iat"] = claims["iat"] ?? now
+            claims["exp"] = claims["exp"] ?? now + 3600
             do {
                 return .json(["token": try await Self.host!.signPortalJWT(claims: claims, portal: portal)])
+            } catch PluginError.refused(let message) {
+                return .error(status: 403, code: "sign_refused", message: message)
             } catch {
                 return .error(status: 503, code: "sign_failed", message: "\(error)")
             }
@@ -92,6 +119,8 @@ public final class EchoSwiftPlugin: PortalPlugin {
             do {
                 let result = try await Self.host!.fetch(url, portal: portal)
                 return .json(["status": result.status, "body": String(decoding: result.body, as: UTF8.self)])
+            } catch PluginError.refused(let message) {
+                return .error(status: 403, code: "egress_refused", message: message)
             } catch {
                 return .error(status: 502, code: "fetch_failed", message: "\(error)")
             }

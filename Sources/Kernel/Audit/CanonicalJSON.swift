@@ -127,11 +127,14 @@ public enum CanonicalJSON: Sendable, Equatable {
     }
 
     /// `"` and `\` escaped; U+0008, U+0009, U+000A, U+000C, U+000D as `\b \t \n \f \r`;
-    /// other characters below U+0020 as `\u00xx` (lowercase hex); everything else as is.
+    /// other characters below U+0020 as `\u00xx` (lowercase hex), except NUL, which Postgres's
+    /// `jsonb` cannot hold: it is written as U+FFFD, so the text hashed is the text stored;
+    /// everything else as is.
     private static func writeString(_ string: String, into output: inout String) {
         output += "\""
         for scalar in string.unicodeScalars {
             switch scalar {
+            case "\u{0}": output += "\u{FFFD}"
             case "\"": output += "\\\""
             case "\\": output += "\\\\"
             case "\u{08}": output += "\\b"

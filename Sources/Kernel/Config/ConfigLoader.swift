@@ -31,6 +31,10 @@ public struct ConfigLoader {
     /// Validates TOML `text` as if read from `path` (relative paths resolve against its folder).
     public func parse(_ text: String, path: String) throws -> KernelConfig {
         let root: TOMLTable
+        // TOMLKit's parser would abort the process on this input (see TOMLParserGuard).
+        if let (line, problem) = TOMLParserGuard.firstAbortingInput(in: text) {
+            throw ConfigError(file: path, line: line, key: nil, message: "TOML syntax error: \(problem)")
+        }
         do {
             root = try TOMLTable(string: text)
         } catch let error as TOMLParseError {
@@ -125,7 +129,7 @@ public struct ConfigLoader {
                 let prefix = "plugins.\(name)"
                 try reader.checkName(name, key: prefix, what: "plugin")
                 guard let table = plugins[name]?.table else { throw reader.error(prefix, "expected a table [\(prefix)]") }
-                try reader.checkKeys(table, prefix: prefix, allowed: ["path", "required", "config"])
+                try reader.checkKeys(table, prefix: prefix, allowed: ["path", "required", "config", "egress_hosts"])
                 guard let path = try reader.string(table, "path", prefix: prefix) else {
                     throw reader.error(prefix, "missing 'path': the plugin's shared library (e.g. path = \"lib\(name).so\")")
                 }
@@ -134,7 +138,7 @@ public struct ConfigLoader {
                 if let sub = try reader.table(table, "config", prefix: prefix) { json = sub.convert(to: .json) }
                 config.plugins.append(PluginConfig(
                     name: name, path: path, required: required, configJSON: json,
-                    line: reader.locator.line(of: prefix) ?? 0))
+                    line: reader.locator.line(of: prefix) ?? 0, egressHosts: try reader.egressHosts(table, prefix: prefix)))
             }
             config.plugins.sort { $0.line < $1.line }
         }
@@ -144,13 +148,13 @@ public struct ConfigLoader {
                 let prefix = "portals.\(name)"
                 try reader.checkName(name, key: prefix, what: "portal")
                 guard let table = portals[name]?.table else { throw reader.error(prefix, "expected a table [\(prefix)]") }
-                try reader.checkKeys(table, prefix: prefix, allowed: ["plugins", "rate_limit"])
+                try reader.checkKeys(table, prefix: prefix, allowed: ["plugins", "rate_limit", "egress_hosts"])
                 let names = try reader.stringArray(table, "plugins", prefix: prefix) ?? []
                 for plugin in names where !config.plugins.contains(where: { $0.name == plugin }) {
                     throw reader.error("\(prefix).plugins", "plugin \"\(plugin)\" is not declared; add a [plugins.\(plugin)] table or remove it from the list")
                 }
                 let bucket = try reader.bucket(table, "rate_limit", prefix: prefix)
-                config.portals.append(PortalConfig(name: name, plugins: names, rateLimit: bucket))
+                config.portals.append(PortalConfig(name: name, plugins: names, rateLimit: bucket, egressHosts: try reader.egressHosts(table, prefix: prefix)))
             }
             config.portals.sort { (reader.locator.line(of: "portals.\($0.name)") ?? 0) < (reader.locator.line(of: "portals.\($1.name)") ?? 0) }
         }
@@ -247,6 +251,15 @@ private struct TableReader {
             throw error(path(prefix, key), "expected a number from \(range.lowerBound) to \(range.upperBound), found \(result)")
         }
         return result
+    }
+
+    /// `egress_hosts`: host names or addresses, optionally `*.` suffixes and `:port`s.
+    func egressHosts(_ table: TOMLTable, prefix: String) throws -> [String]? {
+        guard let hosts = try stringArray(table, "egress_hosts", prefix: prefix) else { return nil }
+        for host in hosts where EgressPolicy.HostPattern(host) == nil {
+            throw error("\(prefix).egress_hosts", "\"\(host)\" is not a host: use a name (api.example.com), a suffix (*.example.com) or an address, with an optional :port")
+        }
+        return hosts
     }
 
     func stringArray(_ table: TOMLTable, _ key: String, prefix: String) throws -> [String]? {

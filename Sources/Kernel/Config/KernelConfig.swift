@@ -149,6 +149,8 @@ public struct PluginConfig: Sendable, Equatable {
     public var configJSON: String
     /// Line in the config file, for messages.
     public var line: Int
+    /// `egress_hosts`: the only hosts its `http_fetch` may reach; nil means public hosts only.
+    public var egressHosts: [String]? = nil
 }
 
 /// One portal declared in the file, `[portals.<name>]`.
@@ -159,4 +161,6 @@ public struct PortalConfig: Sendable, Equatable {
     public var plugins: [String]
     /// Overrides `[rate_limit] per_portal` for this portal.
     public var rateLimit: TokenBucketConfig?
+    /// `egress_hosts`: hosts the portal's plugins may reach (narrows each plugin's own list).
+    public var egressHosts: [String]? = nil
 }

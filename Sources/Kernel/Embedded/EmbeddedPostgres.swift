@@ -40,7 +40,7 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         clusterDirectory = cluster
         let preferredSocket = (cluster as NSString).deletingLastPathComponent + "/postgres-socket"
         socketDirectory = preferredSocket.utf8.count + 20 < 100
-            ? preferredSocket : "/tmp/meltybase-pg-\(StableHash.hex(cluster).prefix(16))"
+            ? preferredSocket : PrivateSocketDirectory.fallback(for: cluster, name: "pg")
     }
 
     /// Initialises the cluster on first use, starts it and waits until it accepts connections.
@@ -51,7 +51,11 @@ public final class EmbeddedPostgres: @unchecked Sendable {
             try fileManager.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         }
         try fileManager.createDirectory(atPath: clusterDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        try fileManager.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        if socketDirectory.hasPrefix(parent + "/") {
+            try fileManager.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } else {
+            try PrivateSocketDirectory.prepare(socketDirectory, owner: runAs?.uid ?? getuid())
+        }
         if let account = runAs {
             try account.own(clusterDirectory)
             try account.own(socketDirectory)

@@ -24,7 +24,7 @@ public final class EmbeddedRedis: @unchecked Sendable {
         self.logger = logger
         directory = (dataDirectory as NSString).appendingPathComponent("redis")
         let preferred = directory + "/redis.sock"
-        socketPath = preferred.utf8.count < 100 ? preferred : "/tmp/meltybase-redis-\(StableHash.hex(directory).prefix(16)).sock"
+        socketPath = preferred.utf8.count < 100 ? preferred : PrivateSocketDirectory.fallback(for: directory, name: "redis") + "/redis.sock"
     }
 
     /// Starts redis-server and waits until it answers PING.
@@ -34,6 +34,8 @@ public final class EmbeddedRedis: @unchecked Sendable {
                                        hint: "install it with `apt-get install redis-server` (scripts/setup.sh does), or set [redis] url to use an existing server")
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let socketFolder = (socketPath as NSString).deletingLastPathComponent
+        if socketFolder != directory { try PrivateSocketDirectory.prepare(socketFolder) }
         if FileManager.default.fileExists(atPath: socketPath) {
             // A server left by a kernel that was killed: shut it down so this one supervises.
             if let client = try? RedisClient(url: url), (try? client.commandSync(["PING"])) != nil {

@@ -12,20 +12,27 @@ import HTTPTypes
 /// Verified portal tokens are cached per (portal, token) for at most 30 seconds and never past
 /// the token's `exp`: clients send the same key with every request, and verifying it is
 /// most of the gateway's cost for a small REST call. Deleting a portal empties the cache.
+///
+/// An admin access token on a portal route is refused here, for every plugin, unless its
+/// session is live and at AAL2 and, with `[admin] require_client_certificate`, the
+/// connection presented a verified client certificate (``AdminIdentity/portalRouteAdmin``).
 struct CredentialResolver: Sendable {
     let portalKeys: PortalKeys?
-    let adminTokens: AdminTokens?
+    let adminIdentity: AdminIdentity?
+    let adminRequiresClientCertificate: Bool
     private let cache = VerifiedTokenCache()
 
-    init(portalKeys: PortalKeys?, adminTokens: AdminTokens?) {
+    init(portalKeys: PortalKeys?, adminIdentity: AdminIdentity?, adminRequiresClientCertificate: Bool) {
         self.portalKeys = portalKeys
-        self.adminTokens = adminTokens
+        self.adminIdentity = adminIdentity
+        self.adminRequiresClientCertificate = adminRequiresClientCertificate
     }
 
     private static let none = Array(#"{"kind":"none"}"#.utf8)
 
-    /// The credential JSON for a request to `portal`.
-    func credentialJSON(for headers: HTTPFields, portal: String, query: String? = nil) async -> [UInt8] {
+    /// The credential JSON for a request to `portal`; throws a ``GatewayError`` (401/403) for
+    /// an admin token that may not act on portal routes.
+    func credentialJSON(for headers: HTTPFields, portal: String, query: String? = nil, clientCertificatePresented: Bool = false) async throws -> [UInt8] {
         guard let token = Self.token(headers: headers, query: query) else { return Self.none }
         let generation = portalKeys?.generation ?? 0
         let now = Date().timeIntervalSince1970
@@ -33,7 +40,7 @@ struct CredentialResolver: Sendable {
         // Supabase gateway checks it): a user token does not make a foreign key acceptable.
         if let apikey = headers[Self.apikeyField].map(Self.trimmed), !apikey.isEmpty, apikey != token,
            cache.lookup(portal: portal, token: apikey, generation: generation, now: now) == nil {
-            let checked = await credential(token: apikey, portal: portal)
+            let checked = try await credential(token: apikey, portal: portal, clientCertificatePresented: clientCertificatePresented)
             guard checked["kind"] == .string("portal") else {
                 return Self.encode(["kind": .string("invalid"), "reason": .string("the apikey header is not a key of portal \"\(portal)\"")])
             }
@@ -43,7 +50,7 @@ struct CredentialResolver: Sendable {
             }
         }
         if let hit = cache.lookup(portal: portal, token: token, generation: generation, now: now) { return hit }
-        let value = await credential(token: token, portal: portal)
+        let value = try await credential(token: token, portal: portal, clientCertificatePresented: clientCertificatePresented)
         let json = Self.encode(value)
         // Only verified portal tokens are cached: an invalid one costs its sender, and an
         // admin token must stop working the moment its session is revoked.
@@ -81,7 +88,7 @@ struct CredentialResolver: Sendable {
         return nil
     }
 
-    private func credential(token: String, portal: String) async -> [String: JSONValue] {
+    private func credential(token: String, portal: String, clientCertificatePresented: Bool) async throws -> [String: JSONValue] {
         var portalFailure = "portal tokens are not available on this kernel"
         if let portalKeys {
             do {
@@ -97,14 +104,23 @@ struct CredentialResolver: Sendable {
             }
         }
         // Not this portal's: perhaps a kernel admin's access token.
-        if let adminTokens, let claims = try? await adminTokens.verify(token) {
-            return [
-                "kind": .string("admin"), "role": .string("admin"), "subject": .string(claims.sub.value), "aal": .string(claims.aal.rawValue),
-                "claims": .object([
-                    "sub": .string(claims.sub.value), "email": .string(claims.email), "role": .string(claims.role),
-                    "aal": .string(claims.aal.rawValue), "session_id": .string(claims.sessionID),
-                ]),
-            ]
+        if let adminIdentity {
+            let principal: AdminPrincipal?
+            do {
+                principal = try await adminIdentity.portalRouteAdmin(
+                    token: token, clientCertificatePresented: clientCertificatePresented, certificateRequired: adminRequiresClientCertificate)
+            } catch let error as IdentityError {
+                throw HubHTTP.gatewayError(error)
+            }
+            if let principal {
+                return [
+                    "kind": .string("admin"), "role": .string("admin"), "subject": .string(principal.adminID), "aal": .string(principal.aal.rawValue),
+                    "claims": .object([
+                        "sub": .string(principal.adminID), "email": .string(principal.admin.email), "role": .string(principal.admin.role),
+                        "aal": .string(principal.aal.rawValue), "session_id": .string(principal.sessionID),
+                    ]),
+                ]
+            }
         }
         return ["kind": .string("invalid"), "reason": .string(portalFailure)]
     }

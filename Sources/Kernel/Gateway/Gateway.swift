@@ -20,6 +20,8 @@ struct Gateway {
     /// Listening sockets inherited from the supervisor, one per listener in order; empty:
     /// each application binds its listener's address itself.
     var inheritedListeners: [CInt] = []
+    /// Receives every (method, path) the HTTP router serves, once the routes are registered.
+    var onRoutes: (@Sendable ([RouteRecorder.Route]) -> Void)? = nil
 
     nonisolated(unsafe) private static var tlsSeen = false
 
@@ -34,7 +36,8 @@ struct Gateway {
         let portalRoutes = PortalRouteHandler(
             plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
             perClient: config.rateLimit.perClient,
-            credentials: CredentialResolver(portalKeys: portals.keys, adminTokens: systemRoutes.hub?.identity.tokens),
+            credentials: CredentialResolver(portalKeys: portals.keys, adminIdentity: systemRoutes.hub?.identity,
+                                            adminRequiresClientCertificate: config.adminRequiresClientCertificate),
             bodyLimit: config.bodyLimitBytes)
         let middleware = GatewayMiddleware(rateLimiter: rateLimiter, perClient: config.rateLimit.perClient)
 
@@ -43,10 +46,12 @@ struct Gateway {
         if config.adminRequiresClientCertificate {
             router.middlewares.add(AdminCertificateMiddleware(state: systemRoutes.state, clientCAPaths: config.listeners.compactMap(\.clientCAPath)))
         }
-        systemRoutes.register(on: router)
+        let recorder = RouteRecorder(router)
+        systemRoutes.register(on: recorder)
         for method in [HTTPRequest.Method.get, .post, .put, .patch, .delete, .head, .options] {
-            router.on("/p/**", method: method) { request, context in try await portalRoutes.handle(request, context: context) }
+            recorder.on("/p/**", method: method) { request, context in try await portalRoutes.handle(request, context: context) }
         }
+        onRoutes?(recorder.routes)
 
         let webSocketRouter = Router(context: KernelRequestContext.self)
         webSocketRouter.middlewares.add(GatewayMiddleware(rateLimiter: rateLimiter, perClient: nil))

@@ -24,6 +24,7 @@ struct GatewayMiddleware: RouterMiddleware {
                 let decision = await rateLimiter.take(key: "client:" + context.clientAddress, bucket: bucket)
                 if !decision.allowed { throw Self.tooManyRequests(decision, scope: "your address") }
             }
+            try Self.refuseNUL(in: request.uri.string)
             response = try await next(request, context)
         } catch {
             response = Self.errorResponse(for: error, request: request, context: context)
@@ -35,6 +36,15 @@ struct GatewayMiddleware: RouterMiddleware {
             context.logger.error("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(status)"])
         }
         return response
+    }
+
+    /// Refuses a URL holding a NUL byte, raw or as `%00`: no route or query value may carry
+    /// one to Postgres, where libpq would cut the text at it.
+    static func refuseNUL(in uri: String) throws {
+        let bytes = uri.utf8
+        guard bytes.contains(0) || uri.contains("%00") else { return }
+        throw GatewayError(status: 400, code: "nul_byte", message: "the URL holds a NUL byte (%00), which no route accepts",
+                           hint: "remove the NUL character from the path and query")
     }
 
     /// A 429 with `Retry-After` naming what was limited.
@@ -62,6 +72,9 @@ struct GatewayMiddleware: RouterMiddleware {
         case is NIOTooManyBytesError:
             gatewayError = GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(Context.bodyLimit) bytes",
                                         hint: "raise [kernel] body_limit_bytes or send less")
+        case let error as PostgresError where error.sqlState == PostgresError.nulByteState:
+            gatewayError = GatewayError(status: 400, code: "nul_byte", message: "a value holds a NUL byte (\\u0000), which cannot be stored",
+                                        hint: "remove the NUL character from the value")
         case let error as PostgresError:
             gatewayError = GatewayError(status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error.message)",
                                         hint: "retry shortly", headers: [("Retry-After", "1")])

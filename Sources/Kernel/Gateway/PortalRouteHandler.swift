@@ -74,7 +74,8 @@ struct PortalRouteHandler: Sendable {
                                hint: "raise [kernel] body_limit_bytes or send less")
         }
         let certificate = await clientCertificateSubject(context)
-        let credential = await credentials.credentialJSON(for: request.headers, portal: target.instance.portal.name)
+        let credential = try await credentials.credentialJSON(for: request.headers, portal: target.instance.portal.name,
+                                                              clientCertificatePresented: !certificate.isEmpty)
         let fields = HostRequestFields(request: request, subpath: target.subpath, prefix: target.prefix, portal: target.instance.portal.name,
                                        requestID: context.requestID, remote: context.clientAddress, certificate: certificate,
                                        credential: credential, body: body)
@@ -119,10 +120,18 @@ struct PortalRouteHandler: Sendable {
         }
         let instance = target.instance
         let descriptor = instance.plugin.descriptor.pointee
-        let (connection, queue) = WebSocketHub.shared.open()
+        let channel = context.requestContext.channel
+        let (connection, queue) = WebSocketHub.shared.open(abort: { channel.close(promise: nil) })
         defer { WebSocketHub.shared.remove(connection) }
         let certificate = await clientCertificateSubject(context.requestContext)
-        let credential = await credentials.credentialJSON(for: context.request.headers, portal: instance.portal.name, query: context.request.uri.query)
+        let credential: [UInt8]
+        do {
+            credential = try await credentials.credentialJSON(for: context.request.headers, portal: instance.portal.name, query: context.request.uri.query,
+                                                              clientCertificatePresented: !certificate.isEmpty)
+        } catch let error as GatewayError {
+            try await outbound.close(.policyViolation, reason: Self.closeReason(error.message))
+            return
+        }
         let fields = HostRequestFields(request: context.request, subpath: target.subpath, prefix: target.prefix, portal: instance.portal.name,
                                        requestID: context.requestContext.requestID, remote: context.requestContext.clientAddress,
                                        certificate: certificate, credential: credential, body: ByteBuffer())
@@ -138,6 +147,7 @@ struct PortalRouteHandler: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await frame in queue {
+                    defer { WebSocketHub.shared.written(connection, size: frame.size) }
                     do {
                         switch frame {
                         case .text(let bytes): try await outbound.write(.text(String(decoding: bytes, as: UTF8.self)))

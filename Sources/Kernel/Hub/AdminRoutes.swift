@@ -5,7 +5,7 @@ import Hummingbird
 struct AdminRoutes: Sendable {
     let identity: AdminIdentity
 
-    func register(on router: Router<KernelRequestContext>) {
+    func register(on router: some RouterMethods<KernelRequestContext>) {
         let identity = identity
         router.post("/v1/admin/login") { request, context in
             try await HubHTTP.run {

@@ -13,7 +13,7 @@ struct AuditRoute: Sendable {
     /// Query parameters `GET /v1/audit` understands; any other is refused.
     static let parameters: Set<String> = ["action", "actor", "since", "until", "limit", "after"]
 
-    func register(on router: Router<KernelRequestContext>) {
+    func register(on router: some RouterMethods<KernelRequestContext>) {
         let database = database
         let identity = identity
         let dataDirectory = dataDirectory

@@ -9,7 +9,7 @@ struct HubPortalRoutes: Sendable {
     let store: PortalStore
     let keys: PortalKeys?
 
-    func register(on router: Router<KernelRequestContext>) {
+    func register(on router: some RouterMethods<KernelRequestContext>) {
         let identity = identity
         let store = store
         let keys = keys

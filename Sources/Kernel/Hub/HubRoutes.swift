@@ -15,7 +15,7 @@ struct HubRoutes: Sendable {
     /// Mints the API keys shown once when a portal is created.
     var portalKeys: PortalKeys? = nil
 
-    func register(on router: Router<KernelRequestContext>) {
+    func register(on router: some RouterMethods<KernelRequestContext>) {
         AdminRoutes(identity: identity).register(on: router)
         HubPortalRoutes(identity: identity, store: portals, keys: portalKeys).register(on: router)
         AuditRoute(identity: identity, database: database, dataDirectory: dataDirectory).register(on: router)

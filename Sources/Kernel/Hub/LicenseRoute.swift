@@ -10,7 +10,7 @@ struct LicenseRoute: Sendable {
     let database: SystemDatabase
     let publicKey: String?
 
-    func register(on router: Router<KernelRequestContext>) {
+    func register(on router: some RouterMethods<KernelRequestContext>) {
         router.put("/v1/system/license") { request, _ in
             try await HubHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)

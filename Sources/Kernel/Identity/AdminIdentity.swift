@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 
 /// The admin behind a verified access token whose session is live.
@@ -58,6 +59,8 @@ public final class AdminIdentity: Sendable {
     let dataDirectory: String
     let logger: Logger
     private let secretBox = NIOLockedValueBox<SecretBox?>(nil)
+    /// Repeated refusals (locked, throttle unavailable) are audited once per period.
+    let refusalAudit = RefusalAuditGate()
 
     /// Identity over the system database, counting attempts in `redis` (sign-in is refused
     /// while `redis` is nil or unreachable), with the MFA key in `dataDirectory`.
@@ -84,17 +87,21 @@ public final class AdminIdentity: Sendable {
         try await requireInitialized()
         let email = Self.normalize(rawEmail)
         guard !email.isEmpty, email.utf8.count <= 254 else { throw IdentityError.invalidField("email", "email is required (an email address)") }
+        guard !email.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) else {
+            throw IdentityError.invalidField("email", "an email address holds no control characters or NUL bytes")
+        }
         guard !password.isEmpty, password.utf8.count <= 4096 else { throw IdentityError.invalidField("password", "password is required") }
 
         let decision: LoginThrottle.Decision
         do {
             decision = try await loginThrottle.begin(account: email, address: address)
         } catch let error as IdentityError {
-            try await auditLoginFailure(email: email, address: address, reason: "throttle_unavailable")
+            try await auditRepeatedRefusal(key: "throttle_unavailable", seconds: 60, email: email, address: address, reason: "throttle_unavailable")
             throw error
         }
         if case .locked(let seconds, let onAccount) = decision {
-            try await auditLoginFailure(email: email, address: address, reason: onAccount ? "account_locked" : "address_locked")
+            try await auditRepeatedRefusal(key: onAccount ? "account:" + email : "address:" + address, seconds: seconds,
+                                           email: email, address: address, reason: onAccount ? "account_locked" : "address_locked")
             throw IdentityError(
                 status: 429, code: "login_locked",
                 message: onAccount ? "too many failed sign-ins for this account: it is locked for \(seconds) s"
@@ -205,6 +212,39 @@ public final class AdminIdentity: Sendable {
         return principal
     }
 
+    /// The admin behind `token` on a portal route (`/p/**`), or nil when `token` is no admin
+    /// access token. There an admin acts with the service role over a portal's data, so the
+    /// kernel (not each plugin) requires what the most sensitive admin routes require: a live
+    /// session (not signed out, revoked or expired), AAL2 (a TOTP or recovery code in this
+    /// session), and a verified client certificate when `[admin] require_client_certificate`
+    /// is on. The principal carries the session's AAL, not the token's. See docs/security.md.
+    public func portalRouteAdmin(token: String, clientCertificatePresented: Bool, certificateRequired: Bool) async throws -> AdminPrincipal? {
+        guard let claims = try? await tokens.verify(token) else { return nil }
+        if certificateRequired && !clientCertificatePresented {
+            throw IdentityError(
+                status: 403, code: "client_certificate_required",
+                message: "admin tokens reach portal routes only over a connection with a client certificate ([admin] require_client_certificate)",
+                hint: "connect over HTTPS with your admin certificate (curl --cert admin.pem --key admin.key), or use the portal's service_role key")
+        }
+        let live = try await database.withConnection { connection in
+            try AdminSessions.live(on: connection, sessionID: claims.sessionID, adminID: claims.sub.value)
+        }
+        guard let live else {
+            throw IdentityError(status: 401, code: "admin_session_ended",
+                                message: "the session of this admin token was signed out or revoked, or has expired",
+                                hint: "sign in again at /v1/admin/login")
+        }
+        guard live.aal >= .aal2 else {
+            throw IdentityError(
+                status: 403, code: "aal2_required",
+                message: "admin tokens reach portal data only at AAL2: this session has not verified a second factor",
+                hint: live.admin.totpEnrolled
+                    ? "verify a TOTP or recovery code at /v1/admin/mfa/challenge, then use the new token"
+                    : "enrol TOTP (Studio: Security, or POST /v1/admin/mfa/totp/enroll), verify it, then use the new token; or use the portal's service_role key")
+        }
+        return AdminPrincipal(admin: live.admin, aal: live.aal, amr: live.amr, sessionID: claims.sessionID)
+    }
+
     static func aal2Required(_ principal: AdminPrincipal) -> IdentityError {
         IdentityError(
             status: 403, code: "aal2_required",
@@ -272,10 +312,21 @@ public final class AdminIdentity: Sendable {
         email.trimmingCharacters(in: .whitespacesAndNewlines).lowercased()
     }
 
-    private func auditLoginFailure(email: String, address: String, reason: String) async throws {
-        try await AuditChain.append(
-            to: database, actor: "anonymous", action: "admin.login_failed", target: email,
-            details: ["address": address, "reason": reason])
+    private func auditLoginFailure(email: String, address: String, reason: String, refusedSinceLastEntry: Int? = nil) async throws {
+        var details: [String: Any] = ["address": address, "reason": reason]
+        if let refusedSinceLastEntry { details["refused_since_last_entry"] = refusedSinceLastEntry }
+        try await AuditChain.append(to: database, actor: "anonymous", action: "admin.login_failed", target: email, details: details)
+    }
+
+    /// Audits a refusal that repeats while a lock or an outage lasts once per `key` and
+    /// period; the repeats are counted (see ``RefusalAuditGate``).
+    private func auditRepeatedRefusal(key: String, seconds: Int, email: String, address: String, reason: String) async throws {
+        let decision = refusalAudit.shouldAudit(key, seconds: seconds)
+        guard decision.audit else {
+            Counter(label: "meltybase_login_refusals_unaudited_total", dimensions: [("reason", reason)]).increment()
+            return
+        }
+        try await auditLoginFailure(email: email, address: address, reason: reason, refusedSinceLastEntry: decision.suppressedBefore)
     }
 
     /// Argon2id verification off the cooperative pool; an unknown account (`hash == nil`)

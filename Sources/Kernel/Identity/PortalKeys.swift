@@ -110,6 +110,14 @@ public final class PortalKeys: Sendable {
         "plugin-secret:\(plugin.utf8.count):\(plugin):\(portal.utf8.count):\(portal):\(context)"
     }
 
+    /// Verifies and signs `portal`'s tokens with `secret` from now on, without reading the
+    /// database: for tests and the credentials fuzz target (`Fuzz/`), which check
+    /// ``verify(portal:token:)`` without a system database. The kernel never calls it.
+    func useSecret(_ secret: [UInt8], for portal: String) async {
+        let collection = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        collections.withLockedValue { $0[portal] = collection }
+    }
+
     /// Forgets cached keys of portals not in `names` (deleted portals; a re-created portal gets a new secret).
     func retainOnly(_ names: Set<String>) {
         let dropped = collections.withLockedValue { cache -> Bool in

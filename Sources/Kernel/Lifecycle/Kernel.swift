@@ -18,8 +18,10 @@ public final class Kernel: @unchecked Sendable {
     private var embeddedPostgres: EmbeddedPostgres?
     private var embeddedRedis: EmbeddedRedis?
     private let boundPorts = NIOLockedValueBox<[Int]>([])
+    private let servedRoutes = NIOLockedValueBox<[RouteRecorder.Route]>([])
     private let startedPortalKeys = NIOLockedValueBox<PortalKeys?>(nil)
     private let startedPlugins = NIOLockedValueBox<PluginHost?>(nil)
+    private let startedPortals = NIOLockedValueBox<PortalRegistry?>(nil)
 
     /// Called with every bound listener URL once it accepts connections.
     public var onListening: (@Sendable (String) -> Void)?
@@ -135,6 +137,7 @@ public final class Kernel: @unchecked Sendable {
         let portalKeys = try PortalKeys(database: database, dataDirectory: config.dataDirectory)
         startedPortalKeys.withLockedValue { $0 = portalKeys }
         let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, conninfo: conninfo, audit: pluginAudit)
+        startedPortals.withLockedValue { $0 = portals }
         try await portals.applyDeclaredPortals()
         try await portals.reload()
 
@@ -156,9 +159,11 @@ public final class Kernel: @unchecked Sendable {
         systemRoutes.licenseChecks = LicenseCheckRoutes(state: state, publicKey: licensing.licensePublicKey, evaluation: evaluation, identity: identity)
         systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger))
         systemRoutes.bodyLimit = config.bodyLimitBytes
-        let gateway = Gateway(
+        var gateway = Gateway(
             config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter, systemRoutes: systemRoutes, logger: logger,
             inheritedListeners: inheritedListeners)
+        let routes = servedRoutes
+        gateway.onRoutes = { recorded in routes.withLockedValue { $0 = recorded } }
         let announce = onListening
         let logger = self.logger
         let ports = boundPorts
@@ -189,12 +194,17 @@ public final class Kernel: @unchecked Sendable {
 
     /// The running kernel's portal keys (mint API keys in tests and tools); nil before `run` set them up.
     public var portalKeys: PortalKeys? { startedPortalKeys.withLockedValue { $0 } }
+    /// The portal registry of the running kernel (nil before `run()` has set it up).
+    var runningPortals: PortalRegistry? { startedPortals.withLockedValue { $0 } }
 
     /// Requests this kernel handed to plugins that have not come back yet (other kernels in the process excluded).
     public var pendingPluginRequests: Int {
         guard let plugins = startedPlugins.withLockedValue({ $0 }) else { return 0 }
         return PendingRequests.shared.count(owner: ObjectIdentifier(plugins))
     }
+
+    /// Every (method, path) the HTTP router serves; empty before `run` registered them.
+    var registeredRoutes: [RouteRecorder.Route] { servedRoutes.withLockedValue { $0 } }
 
     /// Ports bound so far (listeners configured with port 0 get a free one).
     public var listeningPorts: [Int] { boundPorts.withLockedValue { $0 } }

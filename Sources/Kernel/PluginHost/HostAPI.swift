@@ -50,6 +50,12 @@ final class HostServices: @unchecked Sendable {
 
     private static let emptyCString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
 
+    /// The client behind `http_fetch`: redirects are not followed (a public host could send
+    /// the request on into the private network); the plugin sees the 3xx and decides.
+    static let egressClient = HTTPClient(
+        eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+        configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
+
     /// The immortal host table handed to every plugin.
     let table: UnsafePointer<mb_host_api> = {
         let pointer = UnsafeMutablePointer<mb_host_api>.allocate(capacity: 1)
@@ -201,11 +207,13 @@ private func hostServiceLookup(
         write("no plugin exports service \(serviceName).v\(major)", into: error)
         return MB_ERR_NOT_FOUND
     }
-    guard let instance = portalHandle.instanceLookup(export.plugin) else {
+    // The binding holds a use of the exporter's instance for its lease: an instance disabled
+    // meanwhile is destroyed only after the lease (and the grace period) ends.
+    guard let instance = portalHandle.instanceLookup(export.plugin), instance.acquireLease(seconds: PluginInstance.serviceBindingLease) else {
         write("service \(serviceName).v\(major) belongs to plugin \"\(export.plugin)\", which is not enabled for portal \"\(portalHandle.name)\"", into: error)
         return MB_ERR_REFUSED
     }
-    binding.pointee = mb_service_binding(table: export.table, table_size: export.size, instance: instance)
+    binding.pointee = mb_service_binding(table: export.table, table_size: export.size, instance: instance.pointer)
     return MB_OK
 }
 
@@ -233,6 +241,10 @@ private func hostPortalJWTSign(
     guard let values = try? JSONDecoder().decode([String: JSONValue].self, from: Data(claims.copiedBytes)) else {
         write("portal_jwt_sign: claims must be a JSON object", into: error)
         return MB_ERR_INVALID_ARGUMENT
+    }
+    if let refusal = PortalTokenRules.refusal(for: values, now: Date().timeIntervalSince1970) {
+        write("portal_jwt_sign: \(refusal)", into: error)
+        return MB_ERR_REFUSED
     }
     let contextAddress = UInt(bitPattern: context)
     let portalName = handle.name
@@ -320,6 +332,18 @@ private func hostHTTPFetch(
         write("http_fetch: \"\(urlText)\" is not an absolute http:// or https:// URL", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
+    let portalHandle = PortalHandle.from(portal)
+    let host = (url.host ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+    let port = url.port ?? (scheme == "https" ? 443 : 80)
+    let decision = (portalHandle?.egress ?? EgressPolicy()).decide(plugin: handle.name, portal: portalHandle?.name, host: host, port: port)
+    if case .refused(let reason) = decision {
+        write(reason, into: error)
+        return MB_ERR_REFUSED
+    }
+    if decision == .publicOnly, EgressPolicy.isPublic(address: host) == false, isAddressLiteral(host) {
+        write("http_fetch: \(host) is a loopback, private or link-local address; list it in [plugins.\(handle.name)] egress_hosts to allow it", into: error)
+        return MB_ERR_REFUSED
+    }
     var outbound = HTTPClientRequest(url: urlText)
     let method = String(pluginBytes: value.method.data, count: value.method.len)
     outbound.method = .init(rawValue: method.isEmpty ? "GET" : method.uppercased())
@@ -334,11 +358,23 @@ private func hostHTTPFetch(
     if !body.isEmpty { outbound.body = .bytes(ByteBuffer(bytes: body)) }
     let timeout = value.timeout_ms == 0 ? 30_000 : Int64(value.timeout_ms)
     let contextAddress = UInt(bitPattern: context)
-    let portalName = PortalHandle.from(portal)?.name ?? ""
+    let portalName = portalHandle?.name ?? ""
+    let pluginName = handle.name
     Task {
         let context = UnsafeMutableRawPointer(bitPattern: contextAddress)
+        if decision == .publicOnly, !isAddressLiteral(host) {
+            let addresses = await withCheckedContinuation { continuation in
+                DispatchQueue.global().async { continuation.resume(returning: EgressPolicy.resolve(host)) }
+            }
+            if let blocked = addresses.first(where: { !EgressPolicy.isPublic(address: $0) }) ?? (addresses.isEmpty ? "no address" : nil) {
+                Counter(label: "meltybase_egress_refused_total", dimensions: [("plugin", pluginName), ("portal", portalName)]).increment()
+                deliver(completion, context, status: MB_ERR_REFUSED, httpStatus: 0, headers: [], body: [],
+                        error: "http_fetch: \(host) resolves to \(blocked), which is not a public address; list it in [plugins.\(pluginName)] egress_hosts to allow it")
+                return
+            }
+        }
         do {
-            let response = try await HTTPClient.shared.execute(outbound, timeout: .milliseconds(timeout))
+            let response = try await HostServices.egressClient.execute(outbound, timeout: .milliseconds(timeout))
             let bytes = Array(try await response.body.collect(upTo: 64 * 1024 * 1024).readableBytesView)
             let headers = response.headers.map { ($0.name, $0.value) }
             Counter(label: "meltybase_egress_requests_total", dimensions: [("plugin", handle.name), ("portal", portalName)]).increment()
@@ -390,4 +426,11 @@ func withHostHeaders<R>(_ namesAndValues: [[UInt8]], _ body: (UnsafePointer<mb_h
         }
         return headers.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
     }
+}
+
+/// Whether `host` is an IPv4 or IPv6 address rather than a name.
+private func isAddressLiteral(_ host: String) -> Bool {
+    var v4 = in_addr()
+    var v6 = in6_addr()
+    return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
 }

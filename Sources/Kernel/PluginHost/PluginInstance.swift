@@ -11,7 +11,8 @@ final class PluginInstance: @unchecked Sendable {
     let plugin: LoadedPlugin
     let portal: PortalHandle
     let pointer: OpaquePointer?
-    private let uses = NIOLockedValueBox<(count: Int, retired: Bool, destroyed: Bool)>((0, false, false))
+    /// Uses by requests and connections (`count`) and by service-binding leases (`leases`).
+    private let uses = NIOLockedValueBox<(count: Int, leases: Int, retired: Bool, destroyed: Bool)>((0, 0, false, false))
 
     private init(plugin: LoadedPlugin, portal: PortalHandle, pointer: OpaquePointer?) {
         self.plugin = plugin
@@ -47,11 +48,39 @@ final class PluginInstance: @unchecked Sendable {
         }
     }
 
+    /// Seconds a `service_lookup` binding keeps its exporter instance alive (the header promises
+    /// the binding for a call started within this time).
+    static let serviceBindingLease = 30.0
+
+    /// Takes a use that ends by itself after `seconds`; false when the instance is retired.
+    func acquireLease(seconds: Double) -> Bool {
+        let taken = uses.withLockedValue { state -> Bool in
+            if state.retired { return false }
+            state.leases += 1
+            return true
+        }
+        guard taken else { return false }
+        DispatchQueue.global().asyncAfter(deadline: .now() + seconds) { [self] in
+            let idle = uses.withLockedValue { state -> Bool in
+                state.leases -= 1
+                return state.retired && state.count == 0 && state.leases == 0
+            }
+            if idle { destroyLater() }
+        }
+        return true
+    }
+
+    /// Uses held now (requests, connections, service binding leases).
+    var useCount: Int { uses.withLockedValue { $0.count + $0.leases } }
+
+    /// Whether `instance_destroy` has run.
+    var isDestroyed: Bool { uses.withLockedValue { $0.destroyed } }
+
     /// Ends a use taken with `acquire`.
     func release() {
         let idle = uses.withLockedValue { state -> Bool in
             state.count -= 1
-            return state.retired && state.count == 0
+            return state.retired && state.count == 0 && state.leases == 0
         }
         if idle { destroyLater() }
     }
@@ -62,17 +91,18 @@ final class PluginInstance: @unchecked Sendable {
     func retire() {
         let idle = uses.withLockedValue { state -> Bool in
             state.retired = true
-            return state.count == 0
+            return state.count == 0 && state.leases == 0
         }
         if idle { destroyLater() }
     }
 
-    /// Retires the instance and destroys it as soon as its uses end (process shutdown).
+    /// Retires the instance and destroys it as soon as its uses end (process shutdown; leases
+    /// of service bindings are not waited for: no call starts after shutdown).
     func retireAndDestroy(timeout: Double = 30) {
         uses.withLockedValue { $0.retired = true }
         let deadline = Date().addingTimeInterval(timeout)
         while uses.withLockedValue({ $0.count }) > 0 && Date() < deadline { usleep(10_000) }
-        destroyOnce()
+        destroyOnce(ignoringLeases: true)
     }
 
     /// Seconds between the last use of a retired instance and `instance_destroy`.
@@ -82,9 +112,9 @@ final class PluginInstance: @unchecked Sendable {
         DispatchQueue.global().asyncAfter(deadline: .now() + Self.destroyGracePeriod) { [self] in destroyOnce() }
     }
 
-    private func destroyOnce() {
+    private func destroyOnce(ignoringLeases: Bool = false) {
         let destroy = uses.withLockedValue { state -> Bool in
-            guard state.retired, state.count == 0, !state.destroyed else { return false }
+            guard state.retired, state.count == 0, ignoringLeases || state.leases == 0, !state.destroyed else { return false }
             state.destroyed = true
             return true
         }

@@ -10,7 +10,7 @@ final class PortalHandle: @unchecked Sendable {
     /// UTF-8 copy of the name with a stable address, for `portal_name`.
     let nameBytes: UnsafeMutableBufferPointer<UInt8>
     /// Finds the live instance of a plugin for this portal (nil when not enabled).
-    let instanceLookup: @Sendable (String) -> OpaquePointer?
+    let instanceLookup: @Sendable (String) -> PluginInstance?
     /// The serving kernel's Postgres conninfo (immortal C string), for `postgres_conninfo`.
     let conninfo: UnsafePointer<CChar>?
     /// The serving kernel's portal keys, for `portal_jwt_sign`.
@@ -18,9 +18,13 @@ final class PortalHandle: @unchecked Sendable {
     /// The serving kernel's audit log, for `audit` calls naming this portal (a process may
     /// run several kernels, each on its own system database).
     let audit: (any AuditSink)?
+    /// The serving kernel's egress policy, for `http_fetch` calls naming this portal.
+    let egress: EgressPolicy
 
-    init(name: String, conninfo: UnsafePointer<CChar>? = nil, keys: PortalKeys? = nil, audit: (any AuditSink)? = nil, instanceLookup: @escaping @Sendable (String) -> OpaquePointer?) {
+    init(name: String, conninfo: UnsafePointer<CChar>? = nil, keys: PortalKeys? = nil, audit: (any AuditSink)? = nil, egress: EgressPolicy = EgressPolicy(),
+         instanceLookup: @escaping @Sendable (String) -> PluginInstance?) {
         self.name = name
+        self.egress = egress
         self.conninfo = conninfo
         self.keys = keys
         self.audit = audit

@@ -35,6 +35,8 @@ public final class PortalRegistry: @unchecked Sendable {
     private let conninfo: UnsafePointer<CChar>?
     /// The kernel's one sink for plugins' audit calls: one group-commit queue for every portal.
     let audit: AuditLogSink
+    /// Where the portals' plugins may send `http_fetch` requests.
+    let egress: EgressPolicy
 
     /// A registry over `database` creating instances of `host`'s plugins; `keys` and
     /// `conninfo` are what the portals' plugins reach through the host.
@@ -46,6 +48,7 @@ public final class PortalRegistry: @unchecked Sendable {
         self.keys = keys
         self.conninfo = conninfo.map { HostServices.shared.registerConninfo($0) }
         self.audit = audit ?? AuditLogSink(database: database)
+        self.egress = EgressPolicy(config: config)
     }
 
     /// Writes the portals declared in the config to the system database.
@@ -145,8 +148,8 @@ public final class PortalRegistry: @unchecked Sendable {
 
     private func makePortal(_ name: String) -> Portal {
         let instances = NIOLockedValueBox<[String: PluginInstance]>([:])
-        let handle = PortalHandle(name: name, conninfo: conninfo, keys: keys, audit: audit) { plugin in
-            instances.withLockedValue { $0[plugin] }?.pointer
+        let handle = PortalHandle(name: name, conninfo: conninfo, keys: keys, audit: audit, egress: egress) { plugin in
+            instances.withLockedValue { $0[plugin] }
         }
         let limit = config.portals.first { $0.name == name }?.rateLimit ?? config.rateLimit.perPortal
         return Portal(handle: handle, rateLimit: limit, instances: instances)

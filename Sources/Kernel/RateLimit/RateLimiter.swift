@@ -136,7 +136,7 @@ public final class RateLimiter: @unchecked Sendable {
                 ? Lease(remaining: granted - 1, expires: now + 0.1)
                 : Lease(remaining: 0, expires: now + min(0.1, 1 / bucket.rate), retryAfter: max(1, retry))
             if usingFallback.withLockedValue({ let was = $0; $0 = false; return was }) {
-                logger.notice("rate limiting is shared through Redis again", metadata: ["redis": "\(redis.url)"])
+                logger.notice("rate limiting is shared through Redis again", metadata: ["redis": "\(RedisClient.redacted(redis.url))"])
                 fallbackGauge.record(0)
             }
         } catch {

@@ -25,7 +25,10 @@ public struct RedisError: Error, CustomStringConvertible {
 
 /// A small pool of blocking hiredis connections, used off the event loops.
 ///
-/// Accepts `redis://host:port[/db]` and `unix:///path/to/redis.sock` URLs. A broken
+/// Accepts `redis://[[user]:password@]host:port[/db]` and `unix:///path/to/redis.sock`
+/// URLs; with a password every new connection sends `AUTH` before its first command.
+/// `rediss://` (TLS) is refused with a clear error: Debian 12's hiredis (0.14) has no TLS;
+/// reach a TLS-only Redis through a local TLS tunnel (stunnel) or a unix socket. A broken
 /// connection is dropped and reopened on the next call, so a restarted Redis is picked up.
 public final class RedisClient: @unchecked Sendable {
     /// The URL the client connects to.
@@ -33,44 +36,77 @@ public final class RedisClient: @unchecked Sendable {
     private let target: Target
     private let idle = NIOLockedValueBox<[OpaquePointer]>([])
     private let timeout: timeval
+    /// `AUTH` arguments from the URL (`[password]` or `[user, password]`); never logged.
+    private let authentication: [String]
 
     private enum Target { case tcp(host: String, port: Int32, database: Int), unix(path: String) }
 
     /// A client for `url`; commands fail after `timeoutMilliseconds` without an answer.
     public init(url: String, timeoutMilliseconds: Int = 500) throws {
+        _ = Self.ignoreBrokenPipes
         self.url = url
         self.timeout = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
+        var authentication: [String] = []
         if url.hasPrefix("unix://") {
             target = .unix(path: String(url.dropFirst("unix://".count)))
-        } else if let components = URLComponents(string: url), components.scheme == "redis", let host = components.host {
-            let database = Int(components.path.dropFirst()) ?? 0
+        } else if url.hasPrefix("rediss://") {
+            throw RedisError(message: "redis URL \(RedisClient.redacted(url)): TLS (rediss://) is not supported by the hiredis this kernel is built with (0.14); connect through a local TLS tunnel (stunnel) as redis://127.0.0.1:<port>, or over a unix socket")
+        } else if let components = URLComponents(string: url), components.scheme == "redis", let host = components.host,
+                  (components.port ?? 6379) > 0, (components.port ?? 6379) <= 65535 {
+            guard let database = components.path.isEmpty || components.path == "/" ? 0 : Int(components.path.dropFirst()), database >= 0 else {
+                throw RedisError(message: "redis URL \(RedisClient.redacted(url)): the path must be a database number (redis://host:6379/0)")
+            }
             target = .tcp(host: host, port: Int32(components.port ?? 6379), database: database)
+            if let password = components.password.flatMap({ $0.removingPercentEncoding ?? $0 }), !password.isEmpty {
+                let user = components.user.flatMap { $0.removingPercentEncoding ?? $0 } ?? ""
+                authentication = user.isEmpty ? [password] : [user, password]
+            }
         } else {
-            throw RedisError(message: "redis URL \"\(url)\" must look like redis://127.0.0.1:6379 or unix:///path/redis.sock")
+            throw RedisError(message: "redis URL \"\(RedisClient.redacted(url))\" must look like redis://127.0.0.1:6379, redis://:password@host:6379/0 or unix:///path/redis.sock")
         }
+        self.authentication = authentication
     }
 
     deinit {
         for context in idle.withLockedValue({ $0 }) { redisFree(UnsafeMutablePointer(context)) }
     }
 
+    /// `url` with any password replaced by `***`, for messages and logs.
+    public static func redacted(_ url: String) -> String {
+        guard var components = URLComponents(string: url), components.password != nil else { return url }
+        components.password = "***"
+        return components.string ?? "redis://***"
+    }
+
     /// Runs one command (blocking); use from a thread that may block.
     public func commandSync(_ arguments: [String]) throws -> RedisReply {
-        let context = try checkout()
+        try run(arguments, on: try checkout())
+    }
+
+    /// Runs `arguments` on `context`, which goes back to the idle list after an answer and is
+    /// freed after a failure.
+    private func run(_ arguments: [String], on context: OpaquePointer) throws -> RedisReply {
         let reply = arguments.withCStringArray { argv, lengths in
             redisCommandArgv(UnsafeMutablePointer(context), Int32(arguments.count), argv, lengths)
         }
         guard let reply else {
-            let message = String(cString: withUnsafePointer(to: UnsafeMutablePointer<redisContext>(context).pointee.errstr) {
-                UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self)
-            })
+            let message = Self.errorText(of: UnsafeMutablePointer(context))
             redisFree(UnsafeMutablePointer(context))
-            throw RedisError(message: "redis at \(url): \(message.isEmpty ? "connection lost" : message)")
+            throw RedisError(message: "redis at \(Self.redacted(url)): \(message.isEmpty ? "connection lost" : message)")
         }
         defer { freeReplyObject(reply) }
         let decoded = Self.decode(reply.assumingMemoryBound(to: redisReply.self))
         idle.withLockedValue { $0.append(context) }
         return decoded
+    }
+
+    /// The context's `errstr`, read in place (a copy of the struct would leave a dangling
+    /// pointer: the error text once came out as garbage bytes that way).
+    private static func errorText(of context: UnsafeMutablePointer<redisContext>) -> String {
+        withUnsafeBytes(of: &context.pointee.errstr) { raw in
+            let bytes = raw.prefix { $0 != 0 }
+            return String(decoding: bytes, as: UTF8.self)
+        }
     }
 
     /// Runs one command on a thread that may block, without holding up the caller's event loop.
@@ -82,6 +118,11 @@ public final class RedisClient: @unchecked Sendable {
         }
     }
 
+    /// hiredis writes with plain `write(2)`: a command sent on a connection whose server died
+    /// would raise SIGPIPE and end the whole process (every portal). Ignored once per process;
+    /// the write then fails with EPIPE and the command reports the lost connection.
+    private static let ignoreBrokenPipes: Void = { signal(SIGPIPE, SIG_IGN) }()
+
     private static let workQueue = DispatchQueue(label: "meltybase.redis", attributes: .concurrent)
 
     private func checkout() throws -> OpaquePointer {
@@ -91,20 +132,26 @@ public final class RedisClient: @unchecked Sendable {
         case .tcp(let host, let port, _): context = redisConnectWithTimeout(host, port, timeout)
         case .unix(let path): context = redisConnectUnixWithTimeout(path, timeout)
         }
-        guard let context else { throw RedisError(message: "redis at \(url): out of memory") }
+        guard let context else { throw RedisError(message: "redis at \(Self.redacted(url)): out of memory") }
         if context.pointee.err != 0 {
-            let message = withUnsafePointer(to: context.pointee.errstr) {
-                String(cString: UnsafeRawPointer($0).assumingMemoryBound(to: CChar.self))
-            }
+            let message = Self.errorText(of: context)
             redisFree(context)
-            throw RedisError(message: "cannot connect to redis at \(url): \(message)")
+            throw RedisError(message: "cannot connect to redis at \(Self.redacted(url)): \(message)")
         }
         redisSetTimeout(context, timeout)
         let opaque = OpaquePointer(context)
-        if case .tcp(_, _, let database) = target, database != 0 {
-            idle.withLockedValue { $0.append(opaque) }
-            _ = try commandSync(["SELECT", String(database)])
-            return try checkout()
+        var setup: [[String]] = []
+        if !authentication.isEmpty { setup.append(["AUTH"] + authentication) }
+        if case .tcp(_, _, let database) = target, database != 0 { setup.append(["SELECT", String(database)]) }
+        for arguments in setup {
+            let reply = try run(arguments, on: opaque)
+            // run() put the context back on the idle list; take it again for the next step.
+            _ = idle.withLockedValue { list in list.firstIndex(of: opaque).map { list.remove(at: $0) } }
+            if case .error(let message) = reply {
+                redisFree(context)
+                let step = arguments[0] == "AUTH" ? "AUTH with the password in the URL failed" : "SELECT \(arguments[1]) failed"
+                throw RedisError(message: "redis at \(Self.redacted(url)): \(step): \(message)")
+            }
         }
         return opaque
     }
@@ -129,11 +176,21 @@ public final class RedisClient: @unchecked Sendable {
 
 extension Array where Element == String {
     /// Calls `body` with C `argv` and length arrays valid for the duration of the call.
+    /// Each argument is copied byte for byte with its exact length (binary-safe: an argument
+    /// holding a NUL is passed whole, never cut or over-read).
     func withCStringArray<R>(_ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-        let copies = map { strdup($0) }
-        defer { copies.forEach { free($0) } }
-        var pointers = copies.map { UnsafePointer<CChar>($0) }
         let lengths = map { $0.utf8.count }
+        let copies: [UnsafeMutablePointer<CChar>] = map { argument in
+            let bytes = [UInt8](argument.utf8)
+            let copy = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
+            bytes.withUnsafeBufferPointer { buffer in
+                if let base = buffer.baseAddress { UnsafeMutableRawPointer(copy).copyMemory(from: base, byteCount: bytes.count) }
+            }
+            copy[bytes.count] = 0
+            return copy
+        }
+        defer { copies.forEach { $0.deallocate() } }
+        var pointers: [UnsafePointer<CChar>?] = copies.map { UnsafePointer<CChar>($0) }
         return pointers.withUnsafeMutableBufferPointer { argv in
             lengths.withUnsafeBufferPointer { body(argv.baseAddress!, $0.baseAddress!) }
         }

@@ -23,7 +23,7 @@ struct StudioRoutes: Sendable {
     /// `Cache-Control` of the page: always asked again (it names the asset version).
     static let indexCacheControl = "no-cache"
 
-    func register(on router: Router<KernelRequestContext>) {
+    func register(on router: some RouterMethods<KernelRequestContext>) {
         let assets = assets
         router.get("/") { _, _ in
             Response(status: .found, headers: Self.securityHeaders([.location: "/dashboard", .cacheControl: "no-cache"]))

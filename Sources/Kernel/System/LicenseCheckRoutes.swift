@@ -17,7 +17,7 @@ struct LicenseCheckRoutes: Sendable {
     let evaluation: EvaluationLicense?
     let identity: AdminIdentity?
 
-    func register(on router: Router<KernelRequestContext>) {
+    func register(on router: some RouterMethods<KernelRequestContext>) {
         let state = state
         let publicKey = publicKey
         let evaluation = evaluation

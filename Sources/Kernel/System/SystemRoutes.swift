@@ -6,7 +6,8 @@ import NIOConcurrencyHelpers
 import Prometheus
 
 /// The kernel's own routes: the system pulse, an echo (the plugin-dispatch benchmark's
-/// kernel-native peer), Prometheus metrics and the loaded-plugin report.
+/// kernel-native peer), Prometheus metrics, the loaded-plugin report and the OpenAPI
+/// description of them all (``KernelOpenAPI``).
 struct SystemRoutes: Sendable {
     let state: SystemState
     let plugins: PluginHost
@@ -23,12 +24,18 @@ struct SystemRoutes: Sendable {
     /// This kernel's `body_limit_bytes` (the static on the context is shared by every kernel in a process).
     var bodyLimit: Int = KernelRequestContext.bodyLimit
 
-    func register(on router: Router<KernelRequestContext>) {
+    func register(on router: some RouterMethods<KernelRequestContext>) {
         hub?.register(on: router)
         licenseChecks?.register(on: router)
         studio?.register(on: router)
         router.get("/v1/system/status") { _, _ in
             Self.json(state.statusJSON)
+        }
+        let openAPI = KernelOpenAPI.json(version: SystemState.version)
+        router.get(RouterPath(KernelOpenAPI.path)) { _, _ in
+            var response = Self.json(openAPI)
+            response.headers[.cacheControl] = "no-cache"
+            return response
         }
         router.post("/v1/system/setup") { request, context in
             try await setup.handle(request, context: context)
@@ -115,7 +122,8 @@ struct PluginReport {
                 "name": plugin.name, "version": plugin.version, "abi": plugin.abiVersion, "path": plugin.path,
                 "prefix": plugin.routePrefix, "prefixes": plugin.routePrefixes, "build_signature": plugin.buildSignature, "status": "loaded",
                 "websockets": plugin.acceptsWebSockets,
-                "portals": Dictionary(uniqueKeysWithValues: portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") }),
+                "portals": Dictionary(portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") },
+                                      uniquingKeysWith: { first, _ in first }),
             ]
         }
         let failed: [[String: Any]] = plugins.failures.map { ["name": $0.plugin, "path": $0.path, "status": "failed", "reason": $0.reason] }

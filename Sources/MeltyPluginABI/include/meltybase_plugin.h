@@ -293,7 +293,10 @@ typedef struct mb_host_api {
                                 mb_host_error_buffer error);
 
     /** Looks up a service for a portal. Any thread. Returns MB_ERR_NOT_FOUND when nobody
-     *  exports it, MB_ERR_REFUSED when the exporting plugin is not enabled for `portal`. */
+     *  exports it, MB_ERR_REFUSED when the exporting plugin is not enabled for `portal`.
+     *  The binding is valid for calls started within 30 seconds: the host keeps the
+     *  exporter's instance alive that long even if the plugin is disabled meanwhile. Look the
+     *  service up again for later calls (it is cheap); never cache a binding. */
     mb_status (*service_lookup)(const mb_host_portal *portal, const char *name, size_t name_len,
                                 uint32_t major, mb_service_binding *binding_out,
                                 mb_host_error_buffer error);

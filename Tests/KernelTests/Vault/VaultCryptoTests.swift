@@ -154,5 +154,13 @@ struct VaultCryptoTests {
         }
         #expect(throws: VaultError.self) { try SecretRules.validate(valueLength: 0, maxBytes: 10) }
         #expect(throws: VaultError.self) { try SecretRules.validate(valueLength: 11, maxBytes: 10) }
+        #expect(throws: Never.self) { try SecretRules.validate(description: "Stripe, live") }
+        // Postgres keeps text only up to a NUL: refused, not stored cut short.
+        #expect(throws: VaultError.self) { try SecretRules.validate(description: "abc\u{0}def") }
+        #expect(throws: Never.self) { try SecretRules.validate(version: Int(Int32.max)) }
+        // Found by schemathesis: ?version=1660022572233946 reached Postgres as an integer (503).
+        for bad in [0, -1, Int(Int32.max) + 1, 1_660_022_572_233_946, Int.max] {
+            #expect(throws: VaultError.self) { try SecretRules.validate(version: bad) }
+        }
     }
 }

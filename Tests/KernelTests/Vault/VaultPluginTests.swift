@@ -117,19 +117,29 @@ struct VaultPluginTests {
         #expect(try await Self.call(kernel, "/p/beta/vault/v1/secrets/STRIPE_KEY/value", token: betaService).status == 404)
         #expect((try await Self.call(kernel, "/p/beta/vault/v1/secrets", token: betaService).json["secrets"] as? [[String: Any]])?.map { $0["name"] as? String } == ["BETA_ONLY"])
 
-        // Portal isolation through vault.v1: another plugin gets only its own portal's secrets.
-        let viaAlpha = try await kernel.request("/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#)
+        // Portal isolation through vault.v1: another plugin gets only its own portal's secrets,
+        // and only with the rights of the caller it relays (an anonymous relay reads nothing).
+        let relayedAnonymously = try await kernel.request("/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#)
+        #expect(relayedAnonymously.status == 403 && !relayedAnonymously.body.contains(canary2), "\(relayedAnonymously.body)")
+        let relayedForAnon = try await kernel.request("/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
+                                                      headers: [("authorization", "Bearer \(alphaAnon)")])
+        #expect(relayedForAnon.status == 403 && !relayedForAnon.body.contains(canary2), "\(relayedForAnon.body)")
+        let viaAlpha = try await kernel.request("/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
+                                                headers: [("authorization", "Bearer \(alphaService)")])
         #expect(viaAlpha.status == 200 && HTTP.json(viaAlpha.body)["value"] as? String == canary2, "\(viaAlpha.body)")
-        let viaBeta = try await kernel.request("/p/beta/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#)
+        let viaBeta = try await kernel.request("/p/beta/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
+                                               headers: [("authorization", "Bearer \(betaService)")])
         #expect(viaBeta.status != 200 && !viaBeta.body.contains(canary2), "\(viaBeta.body)")
         let viaGamma = try await kernel.request("/p/gamma/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#)
         #expect(viaGamma.status == 403 && !viaGamma.body.contains(canary2), "\(viaGamma.body)")
-        let listViaBeta = try await kernel.request("/p/beta/echo-swift/call?service=vault&method=list", method: .POST, body: "{}")
+        let listViaBeta = try await kernel.request("/p/beta/echo-swift/call?service=vault&method=list", method: .POST, body: "{}",
+                                                   headers: [("authorization", "Bearer \(betaService)")])
         #expect(listViaBeta.body.contains("BETA_ONLY") && !listViaBeta.body.contains("STRIPE_KEY") && !listViaBeta.body.contains(betaCanary), "\(listViaBeta.body)")
 
-        // Admins: aal1 may read metadata only; aal2 may read values.
+        // Admins reach portal routes only at aal2 (the kernel refuses aal1 before the vault sees it).
         let aal1 = try await instance.accessToken()
-        #expect(try await Self.call(kernel, base, token: aal1).status == 200)
+        let metadata = try await Self.call(kernel, base, token: aal1)
+        #expect(metadata.status == 403 && metadata.json["code"] as? String == "aal2_required", "\(metadata.body)")
         let refused = try await Self.call(kernel, base + "/STRIPE_KEY/value", token: aal1)
         #expect(refused.status == 403 && refused.json["code"] as? String == "aal2_required", "\(refused.body)")
         #expect(try await Self.call(kernel, base + "/STRIPE_KEY", method: .PUT, json: ["value": "x"], token: aal1).status == 403)
