@@ -13,6 +13,9 @@ public final class EmbeddedRedis: @unchecked Sendable {
     private let logger: Logger
     private var supervisor: SupervisedProcess?
 
+    /// Where redis-server writes its pid while it runs (the supervisor's watchdog reads it).
+    public var pidFile: String { directory + "/redis.pid" }
+
     /// `unix://<socket>`, the URL the kernel's Redis client uses.
     public var url: String { "unix://\(socketPath)" }
 
@@ -46,7 +49,7 @@ public final class EmbeddedRedis: @unchecked Sendable {
             name: "embedded Redis", executable: executable,
             arguments: [
                 "--port", "0", "--unixsocket", socketPath, "--unixsocketperm", "700", "--dir", directory,
-                "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning",
+                "--save", "", "--appendonly", "no", "--daemonize", "no", "--loglevel", "warning", "--pidfile", pidFile,
             ],
             logFile: directory + "/redis.log", logger: logger)
         logger.notice("starting the embedded Redis", metadata: ["socket": "\(socketPath)"])

@@ -17,6 +17,9 @@ struct Gateway {
     let rateLimiter: RateLimiter
     let systemRoutes: SystemRoutes
     let logger: Logger
+    /// Listening sockets inherited from the supervisor, one per listener in order; empty:
+    /// each application binds its listener's address itself.
+    var inheritedListeners: [CInt] = []
     /// Receives every (method, path) the HTTP router serves, once the routes are registered.
     var onRoutes: (@Sendable ([RouteRecorder.Route]) -> Void)? = nil
 
@@ -56,10 +59,24 @@ struct Gateway {
             try await portalRoutes.runWebSocket(inbound: inbound, outbound: outbound, context: context)
         }
 
-        return try config.listeners.map { listener in
-            var server = HTTPServerBuilder.http1WebSocketUpgrade(
-                webSocketRouter: webSocketRouter,
-                configuration: .init(http1: .init(idleTimeout: .seconds(75)), ws: .init(maxFrameSize: config.bodyLimitBytes)))
+        let connectionConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
+            http1: .init(idleTimeout: .seconds(75)), ws: .init(maxFrameSize: config.bodyLimitBytes))
+        return try config.listeners.enumerated().map { index, listener -> any Service in
+            if index < inheritedListeners.count {
+                let tls = listener.usesTLS ? try tlsConfiguration(for: listener) : nil
+                let webSocketResponder = webSocketRouter.buildResponder()
+                return InheritedListenerApplication(
+                    responder: router.buildResponder(),
+                    childChannel: { responder in
+                        let http = HTTP1WebSocketUpgradeChannel(
+                            responder: responder, webSocketResponder: webSocketResponder, configuration: connectionConfiguration)
+                        guard let tls else { return http }
+                        return try TLSChannel(http, tlsConfiguration: tls)
+                    },
+                    descriptor: inheritedListeners[index], logger: logger,
+                    onServerRunning: { channel in onListening(listener, channel.localAddress?.port ?? listener.port) })
+            }
+            var server = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: webSocketRouter, configuration: connectionConfiguration)
             if listener.usesTLS { server = try .tls(server, tlsConfiguration: tlsConfiguration(for: listener)) }
             return Application(
                 router: router,

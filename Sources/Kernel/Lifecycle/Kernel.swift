@@ -26,6 +26,15 @@ public final class Kernel: @unchecked Sendable {
     /// Called with every bound listener URL once it accepts connections.
     public var onListening: (@Sendable (String) -> Void)?
 
+    /// Listening sockets handed down by a supervisor, one per configured listener in order;
+    /// empty (the default): the kernel binds the listeners' addresses itself.
+    public var inheritedListeners: [CInt] = []
+
+    /// Whether this kernel starts the embedded Postgres and Redis and takes the data
+    /// directory's lock. A supervised worker does neither: its supervisor owns both and
+    /// passes their addresses in `config` (`MELTYBASE_DATABASE_URL`, `MELTYBASE_REDIS_URL`).
+    public var ownsEmbeddedServices = true
+
     /// A kernel for `config` logging to `logger`.
     public init(config: KernelConfig, logger: Logger) {
         self.config = config
@@ -43,6 +52,7 @@ public final class Kernel: @unchecked Sendable {
     public func databaseConninfo() throws -> String {
         if let url = config.databaseURL { return url }
         if let embeddedPostgres { return embeddedPostgres.conninfo }
+        guard ownsEmbeddedServices else { throw SupervisorError.missingServiceAddress("MELTYBASE_DATABASE_URL") }
         let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
         try postgres.start()
         embeddedPostgres = postgres
@@ -53,6 +63,7 @@ public final class Kernel: @unchecked Sendable {
     public func redisURL() throws -> String {
         if let url = config.redisURL { return url }
         if let embeddedRedis { return embeddedRedis.url }
+        guard ownsEmbeddedServices else { throw SupervisorError.missingServiceAddress("MELTYBASE_REDIS_URL") }
         let redis = EmbeddedRedis(dataDirectory: config.dataDirectory, logger: logger)
         try redis.start()
         embeddedRedis = redis
@@ -97,7 +108,7 @@ public final class Kernel: @unchecked Sendable {
         // 0711: the unprivileged account running the embedded Postgres may pass through
         // to its own folder, but nobody else may list or read the data directory.
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
-        let lock = (config.usesEmbeddedPostgres || config.usesEmbeddedRedis) ? try DataDirectoryLock(dataDirectory: config.dataDirectory) : nil
+        let lock = ownsEmbeddedServices && (config.usesEmbeddedPostgres || config.usesEmbeddedRedis) ? try DataDirectoryLock(dataDirectory: config.dataDirectory) : nil
         defer {
             stopEmbeddedServices()
             withExtendedLifetime(lock) {}
@@ -149,7 +160,8 @@ public final class Kernel: @unchecked Sendable {
         systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger))
         systemRoutes.bodyLimit = config.bodyLimitBytes
         var gateway = Gateway(
-            config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter, systemRoutes: systemRoutes, logger: logger)
+            config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter, systemRoutes: systemRoutes, logger: logger,
+            inheritedListeners: inheritedListeners)
         let routes = servedRoutes
         gateway.onRoutes = { recorded in routes.withLockedValue { $0 = recorded } }
         let announce = onListening
