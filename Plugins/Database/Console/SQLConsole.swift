@@ -42,9 +42,17 @@ final class SQLConsole: @unchecked Sendable {
         do {
             // The statements are the client's own: whatever they set (a role, settings, an open
             // transaction) is undone before the connection serves anyone else.
+            // (Not after a lost connection: the pool then retries on a fresh one only if nothing
+            // else was sent on this one.)
             let result = try await pool.run { connection in
-                defer { try? connection.resetSession() }
-                return try connection.execute(query)
+                do {
+                    let result = try connection.execute(query)
+                    try? connection.resetSession()
+                    return result
+                } catch let error as PGError where !error.isConnectionFailure {
+                    try? connection.resetSession()
+                    throw error
+                }
             }
             try? host.audit(action: "database.sql", target: portal.name,
                             details: ["actor": credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role", "command": result.commandTag, "length": query.count],
