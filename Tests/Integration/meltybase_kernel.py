@@ -56,6 +56,21 @@ path = "libEchoSwiftPlugin.so"
 required = false
 """
 
+# The Database plugin and the Vault (both required), with rate limits no test reaches.
+DATABASE_AND_VAULT_TOML = """
+[plugins.database]
+path = "libDatabasePlugin.so"
+required = true
+
+[plugins.vault]
+path = "libVaultPlugin.so"
+required = true
+
+[rate_limit]
+per_client = { rate = 100000, burst = 100000 }
+per_portal = { rate = 100000, burst = 100000 }
+"""
+
 
 class MeltyBaseKernel:
     """One running kernel: `url`, `port`, `directory`, `data_dir`, `log_text()`."""

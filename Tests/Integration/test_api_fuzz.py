@@ -51,6 +51,7 @@ from schemathesis.core.failures import FailureGroup
 sys.path.insert(0, str(Path(__file__).resolve().parent / "database"))
 
 import dbkit  # noqa: E402
+from meltybase_kernel import DATABASE_AND_VAULT_TOML  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
@@ -63,19 +64,7 @@ ADMIN_PASSWORD = "Granite-Orchard-Lantern-73"
 USER_EMAIL = "fuzz-user@example.com"
 USER_PASSWORD = "Willow-Pebble-Quartz-19"
 
-PLUGINS_TOML = """
-[plugins.database]
-path = "libDatabasePlugin.so"
-required = true
-
-[plugins.vault]
-path = "libVaultPlugin.so"
-required = true
-
-[rate_limit]
-per_client = { rate = 100000, burst = 100000 }
-per_portal = { rate = 100000, burst = 100000 }
-"""
+PLUGINS_TOML = DATABASE_AND_VAULT_TOML
 
 # Tables, a view, functions and RLS, so the REST document has columns of many types, a
 # foreign key, defaults, required columns and functions with named, unnamed and

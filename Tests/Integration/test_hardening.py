@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from meltybase_kernel import MeltyBaseKernel, free_port, kernel_binary
+from meltybase_kernel import DATABASE_AND_VAULT_TOML, MeltyBaseKernel, free_port, kernel_binary
 from studio_driver import next_totp
 
 EMAIL = "root@example.com"
@@ -36,22 +36,8 @@ PASSWORD = "correct horse battery staple"
 PORTAL = "hx"
 MASTER_KEY = secrets.token_hex(32)
 
-PLUGINS_TOML = """
-[plugins.database]
-path = "libDatabasePlugin.so"
-required = true
-
-[plugins.database.config]
-pool_size = 2
-
-[plugins.vault]
-path = "libVaultPlugin.so"
-required = true
-
-[rate_limit]
-per_client = { rate = 100000, burst = 100000 }
-per_portal = { rate = 100000, burst = 100000 }
-"""
+# Two REST connections per portal, so the prepared-statement test fills each of them.
+PLUGINS_TOML = DATABASE_AND_VAULT_TOML + "\n[plugins.database.config]\npool_size = 2\n"
 
 
 def payload(token: str) -> dict:

@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from meltybase_kernel import DATABASE_AND_VAULT_TOML
 from studio_driver import click, fill, labelled, next_totp, set_value, text_of, wait_field_error, wait_click, wait_for, wait_heading, wait_text
 
 EMAIL = "lin@example.com"
@@ -25,19 +26,7 @@ SECRET_NAME = "STRIPE_KEY"
 SECRET_V1 = "sk_test_" + secrets.token_hex(12)
 SECRET_V2 = "sk_live_" + secrets.token_hex(12)
 
-PLUGINS_TOML = """
-[plugins.database]
-path = "libDatabasePlugin.so"
-required = true
-
-[plugins.vault]
-path = "libVaultPlugin.so"
-required = true
-
-[rate_limit]
-per_client = { rate = 100000, burst = 100000 }
-per_portal = { rate = 100000, burst = 100000 }
-"""
+PLUGINS_TOML = DATABASE_AND_VAULT_TOML
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import PortalDatabaseCore
 
@@ -57,17 +56,19 @@ struct AttemptThrottle: Sendable {
 
     private func keys(account: String, address: String) -> [String] {
         // Hashed: no email address sits in the table in clear.
-        let digest = SHA256.hash(data: Data(account.utf8)).prefix(16).map { String(format: "%02x", $0) }.joined()
+        let digest = AuthHandler.hashToken(account).prefix(32)
         return ["\(scope):account:\(digest)", "\(scope):address:\(address)"]
     }
 
     /// Counts one attempt; throws 429 while the account or the address is locked.
     func begin(account: String, address: String, pool: ConnectionPool) async throws {
         let keys = keys(account: account, address: address)
-        let arguments = ["{" + keys.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}",
-                         "{\(accountLimit),\(addressLimit)}", "\(windowSeconds) seconds", "\(lockSeconds) seconds"]
+        // Each value bound on its own: no array literal to quote by hand.
+        let arguments = [keys[0], keys[1], String(accountLimit), String(addressLimit), "\(windowSeconds) seconds", "\(lockSeconds) seconds"]
         let wait: Double = try await pool.run { connection in
-            Double(try connection.query("SELECT meltybase_internal.auth_attempt_begin($1::text[], $2::integer[], $3::interval, $4::interval)::text", arguments).scalar ?? "0") ?? 0
+            Double(try connection.query("""
+                SELECT meltybase_internal.auth_attempt_begin(ARRAY[$1, $2]::text[], ARRAY[$3::integer, $4::integer], $5::interval, $6::interval)::text
+                """, arguments).scalar ?? "0") ?? 0
         }
         guard wait <= 0 else {
             let seconds = max(1, Int(wait.rounded(.up)))

@@ -160,7 +160,8 @@ final class AuthHandler: @unchecked Sendable {
         return .json(try await issueSession(userID: userID, aal: "aal1", amr: [["method": "password"]]))
     }
 
-    private static func hashToken(_ token: String) -> String {
+    /// Lowercase hex SHA-256 of `token` (refresh tokens are stored so; the throttle keys accounts so).
+    static func hashToken(_ token: String) -> String {
         SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 

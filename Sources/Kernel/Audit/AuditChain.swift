@@ -61,22 +61,15 @@ public enum AuditChain {
     /// Sets `entry.hash` from its fields and inserts it. A NUL in a text field becomes U+FFFD
     /// first: Postgres text cannot hold NUL, and the hash must cover exactly what is stored.
     private static func insert(_ entry: inout AuditEntry, on connection: PostgresConnection) throws {
-        entry.actor = storable(entry.actor)
-        entry.action = storable(entry.action)
-        entry.target = storable(entry.target)
-        entry.portal = entry.portal.map(storable)
-        let text = entry.details.text
-        if text.unicodeScalars.contains("\u{FFFD}") { entry.details = try CanonicalJSON(parsing: text) }   // a NUL became U+FFFD there
+        entry.actor = CanonicalJSON.storable(entry.actor)
+        entry.action = CanonicalJSON.storable(entry.action)
+        entry.target = CanonicalJSON.storable(entry.target)
+        entry.portal = entry.portal.map(CanonicalJSON.storable)
         entry.hash = entry.computedHash
         try connection.query("""
             INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
             VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
             """, [String(entry.seq), entry.at, entry.actor, entry.action, entry.target, entry.portal, entry.details.text, entry.prevHash, entry.hash])
-    }
-
-    /// `text` with every NUL replaced by U+FFFD.
-    static func storable(_ text: String) -> String {
-        text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
     }
 
     /// The append itself; the caller guarantees an open transaction.

@@ -18,6 +18,12 @@ public enum CanonicalJSON: Sendable, Equatable {
     case array([CanonicalJSON])
     case object([String: CanonicalJSON])
 
+    /// `text` with every NUL replaced by U+FFFD: Postgres text and `jsonb` cannot hold NUL, and
+    /// an audit entry's hash must cover exactly what is stored, so details are built that way.
+    static func storable(_ text: String) -> String {
+        text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
+    }
+
     /// Parses JSON `text` (any value, not only objects).
     public init(parsing text: String) throws {
         do {
@@ -43,11 +49,11 @@ public enum CanonicalJSON: Sendable, Equatable {
         }
         switch value {
         case let json as CanonicalJSON: self = json
-        case let string as String: self = .string(string)
-        case let substring as Substring: self = .string(String(substring))
+        case let string as String: self = .string(Self.storable(string))
+        case let substring as Substring: self = .string(Self.storable(String(substring)))
         case is NSNull: self = .null
         case let dictionary as [String: Any?]:
-            self = .object(try dictionary.mapValues { try CanonicalJSON($0) })
+            self = .object(try Dictionary(dictionary.map { (Self.storable($0.key), try CanonicalJSON($0.value)) }, uniquingKeysWith: { first, _ in first }))
         case let array as [Any?]:
             self = .array(try array.map { try CanonicalJSON($0) })
         default:
@@ -171,11 +177,12 @@ extension CanonicalJSON: Codable {
         } else if let double = try? container.decode(Double.self) {
             self = try Self.numeric(double)
         } else if let string = try? container.decode(String.self) {
-            self = .string(string)
+            self = .string(Self.storable(string))
         } else if let array = try? container.decode([CanonicalJSON].self) {
             self = .array(array)
         } else {
-            self = .object(try container.decode([String: CanonicalJSON].self))
+            let members = try container.decode([String: CanonicalJSON].self)
+            self = .object(Dictionary(members.map { (Self.storable($0.key), $0.value) }, uniquingKeysWith: { first, _ in first }))
         }
     }
 

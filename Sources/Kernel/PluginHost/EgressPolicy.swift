@@ -111,6 +111,13 @@ struct EgressPolicy: Sendable {
         return true
     }
 
+    /// Whether `host` is an IPv4 or IPv6 address rather than a name.
+    static func isAddressLiteral(_ host: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
+    }
+
     static func isPublic(ipv4 address: UInt32) -> Bool {
         func within(_ network: UInt32, _ bits: UInt32) -> Bool { address >> (32 - bits) == network >> (32 - bits) }
         let blocked: [(UInt32, UInt32)] = [

@@ -340,7 +340,7 @@ private func hostHTTPFetch(
         write(reason, into: error)
         return MB_ERR_REFUSED
     }
-    if decision == .publicOnly, EgressPolicy.isPublic(address: host) == false, isAddressLiteral(host) {
+    if decision == .publicOnly, EgressPolicy.isAddressLiteral(host), !EgressPolicy.isPublic(address: host) {
         write("http_fetch: \(host) is a loopback, private or link-local address; list it in [plugins.\(handle.name)] egress_hosts to allow it", into: error)
         return MB_ERR_REFUSED
     }
@@ -362,7 +362,7 @@ private func hostHTTPFetch(
     let pluginName = handle.name
     Task {
         let context = UnsafeMutableRawPointer(bitPattern: contextAddress)
-        if decision == .publicOnly, !isAddressLiteral(host) {
+        if decision == .publicOnly, !EgressPolicy.isAddressLiteral(host) {
             let addresses = await withCheckedContinuation { continuation in
                 DispatchQueue.global().async { continuation.resume(returning: EgressPolicy.resolve(host)) }
             }
@@ -426,11 +426,4 @@ func withHostHeaders<R>(_ namesAndValues: [[UInt8]], _ body: (UnsafePointer<mb_h
         }
         return headers.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
     }
-}
-
-/// Whether `host` is an IPv4 or IPv6 address rather than a name.
-private func isAddressLiteral(_ host: String) -> Bool {
-    var v4 = in_addr()
-    var v6 = in6_addr()
-    return inet_pton(AF_INET, host, &v4) == 1 || inet_pton(AF_INET6, host, &v6) == 1
 }

@@ -83,9 +83,9 @@ public final class RedisClient: @unchecked Sendable {
         try run(arguments, on: try checkout())
     }
 
-    /// Runs `arguments` on `context`, which goes back to the idle list after an answer and is
-    /// freed after a failure.
-    private func run(_ arguments: [String], on context: OpaquePointer) throws -> RedisReply {
+    /// Runs `arguments` on `context`, which goes back to the idle list after an answer (unless
+    /// `keep`: the caller still sets it up) and is freed after a failure.
+    private func run(_ arguments: [String], on context: OpaquePointer, keep: Bool = false) throws -> RedisReply {
         let reply = arguments.withCStringArray { argv, lengths in
             redisCommandArgv(UnsafeMutablePointer(context), Int32(arguments.count), argv, lengths)
         }
@@ -96,7 +96,7 @@ public final class RedisClient: @unchecked Sendable {
         }
         defer { freeReplyObject(reply) }
         let decoded = Self.decode(reply.assumingMemoryBound(to: redisReply.self))
-        idle.withLockedValue { $0.append(context) }
+        if !keep { idle.withLockedValue { $0.append(context) } }
         return decoded
     }
 
@@ -144,9 +144,8 @@ public final class RedisClient: @unchecked Sendable {
         if !authentication.isEmpty { setup.append(["AUTH"] + authentication) }
         if case .tcp(_, _, let database) = target, database != 0 { setup.append(["SELECT", String(database)]) }
         for arguments in setup {
-            let reply = try run(arguments, on: opaque)
-            // run() put the context back on the idle list; take it again for the next step.
-            _ = idle.withLockedValue { list in list.firstIndex(of: opaque).map { list.remove(at: $0) } }
+            // Kept off the idle list until set up: no other caller may take it half-authenticated.
+            let reply = try run(arguments, on: opaque, keep: true)
             if case .error(let message) = reply {
                 redisFree(context)
                 let step = arguments[0] == "AUTH" ? "AUTH with the password in the URL failed" : "SELECT \(arguments[1]) failed"
