@@ -92,8 +92,7 @@ let package = Package(
             ],
             path: "Sources/Kernel",
             // The Studio's HTML, CSS and JavaScript, served at /dashboard (StudioAssets).
-            resources: [.copy("Studio/Assets")],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            resources: [.copy("Studio/Assets")]
         ),
         .executableTarget(
             name: "meltybase",
@@ -103,8 +102,7 @@ let package = Package(
                 "VaultCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
-            path: "Sources/meltybase",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            path: "Sources/meltybase"
         ),
         .target(
             name: "PortalDatabaseCore",
@@ -138,8 +136,7 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
-            path: "Tests/KernelTests",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            path: "Tests/KernelTests"
         ),
     ]
 )

@@ -47,9 +47,9 @@ struct VaultCommand: AsyncParsableCommand {
     }
 
     /// Appends to the hash-chained audit log inside the rotation's transaction.
-    static let audit: VaultRotation.AuditHook = { connection, action, target, details in
+    static var audit: VaultRotation.AuditHook { { connection, action, target, details in
         try AuditChain.append(on: connection, actor: "cli:vault", action: action, target: target, details: details)
-    }
+    } }
 
     struct RotateMaster: AsyncParsableCommand {
         static let configuration = CommandConfiguration(

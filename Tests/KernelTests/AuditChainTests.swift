@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
@@ -381,14 +382,13 @@ struct AuditChainTests {
         let sink = AuditLogSink(database: SystemDatabase(conninfo: conninfo))
         let failures = NIOLockedValueBox<[String]>([])
         let readBack = NIOLockedValueBox<[Int]>([])
-        let verifier = try PostgresConnection(conninfo: conninfo)
-        let verifierLock = NSLock()
+        let verifier = Mutex(try PostgresConnection(conninfo: conninfo))
         DispatchQueue.concurrentPerform(iterations: 120) { index in
             do {
                 try sink.append(actor: "plugin:vault", action: "secret.read", target: "key-\(index)", portal: "acme", detailsJSON: #"{"i": \#(index)}"#)
                 // When append returns, the entry is committed: another connection sees it.
-                let seen = try verifierLock.withLock {
-                    try verifier.query("SELECT count(*)::text AS n FROM meltybase.audit_log WHERE target = $1", ["key-\(index)"]).value("n")
+                let seen = try verifier.withLock {
+                    try $0.query("SELECT count(*)::text AS n FROM meltybase.audit_log WHERE target = $1", ["key-\(index)"]).value("n")
                 }
                 readBack.withLockedValue { $0.append(Int(seen ?? "0") ?? 0) }
             } catch {

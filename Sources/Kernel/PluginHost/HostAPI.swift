@@ -45,10 +45,10 @@ final class HostServices: @unchecked Sendable {
     /// The conninfo for `portal`, else the default one, else "" (never NULL).
     func conninfo(for portal: PortalHandle?) -> UnsafePointer<CChar> {
         if let portal, let conninfo = portal.conninfo { return conninfo }
-        return defaultConninfo.withLockedValue { $0 } ?? HostServices.emptyCString
+        return defaultConninfo.withLockedValue { $0 } ?? emptyCString
     }
 
-    private static let emptyCString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
+    private let emptyCString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
 
     /// The client behind `http_fetch`: redirects are not followed (a public host could send
     /// the request on into the private network); the plugin sees the 3xx and decides.

@@ -159,7 +159,7 @@ enum KernelOpenAPI {
         case adminAfterSetup
     }
 
-    static let string: [String: Any] = ["type": "string"]
+    static var string: [String: Any] { ["type": "string"] }
 
     static func object(_ properties: [String: Any], required: [String]) -> [String: Any] {
         ["type": "object", "properties": properties, "required": required]
