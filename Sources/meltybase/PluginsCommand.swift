@@ -35,7 +35,7 @@ struct PluginsCommand: AsyncParsableCommand {
                 let enabled = (try? await Kernel(config: config, logger: logger).withSystemDatabase { database in
                     try await PortalStore(database: database, config: config).list()
                 })?.reduce(into: [String: [String]]()) { $0[$1.name] = $1.plugins } ?? [:]
-                inventory = try PluginInventory.loadedHere(config: config, enabled: enabled, logger: logger)
+                inventory = try await PluginInventory.loadedHere(config: config, enabled: enabled, logger: logger)
             }
             guard let inventory else { return }
             if json {

@@ -131,7 +131,7 @@ struct GatewayTests {
         let instance = try #require(portal.instances.withLockedValue { $0["echo-swift"] })
         let uses = instance.useCount
         var binding = mb_service_binding()
-        let status = "echo".withCString { HostServices.shared.table.pointee.service_lookup(portal.handle.opaque, $0, 4, 1, &binding, mb_host_error_buffer()) }
+        let status = "echo".withCString { portal.handle.context.table.pointer.pointee.service_lookup(portal.handle.opaque, $0, 4, 1, &binding, mb_host_error_buffer()) }
         #expect(status == MB_OK)
         #expect(instance.useCount == uses + 1)
         instance.retire()

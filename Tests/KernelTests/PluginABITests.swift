@@ -9,14 +9,14 @@ struct PluginABITests {
         PluginConfig(name: name, path: path, required: required, configJSON: "{}", line: 1)
     }
 
-    func load(_ configs: [PluginConfig]) throws -> (PluginHost, CapturedLog) {
+    func load(_ configs: [PluginConfig]) async throws -> (PluginHost, CapturedLog) {
         let log = CapturedLog()
-        let host = try PluginHost(configs: configs, logger: Logger(label: "abi") { _ in log.handler() })
+        let host = try await PluginHost(configs: configs, logger: Logger(label: "abi") { _ in log.handler() })
         return (host, log)
     }
 
     @Test("each broken plugin is refused with one clear line naming the problem")
-    func brokenPlugins() throws {
+    func brokenPlugins() async throws {
         let cases: [(fixture: String, name: String, expected: String)] = [
             ("wrong_major", "broken-wrong-major", "descriptor field abi_major: expected 1, found 2"),
             ("missing_entry", "broken-missing-entry", "missing entry symbol meltybase_plugin_entry"),
@@ -25,7 +25,7 @@ struct PluginABITests {
             ("wrong_struct_size", "broken-small-struct", "descriptor field struct_size: expected at least"),
         ]
         for item in cases {
-            let (host, log) = try load([config(item.name, try TestPlugins.broken(item.fixture))])
+            let (host, log) = try await load([config(item.name, try TestPlugins.broken(item.fixture))])
             #expect(host.plugins.isEmpty, "\(item.fixture) should not load")
             #expect(host.failures.count == 1)
             #expect(host.failures.first?.reason.contains(item.expected) == true, "\(item.fixture): \(host.failures.first?.reason ?? "none")")
@@ -36,48 +36,48 @@ struct PluginABITests {
     }
 
     @Test("a second plugin with a taken name is refused before its init runs, the first keeps serving")
-    func takenName() throws {
-        let (host, log) = try load([config("echo-c", try TestPlugins.echoC()), config("echo-c-dup", try TestPlugins.broken("taken_name"))])
-        defer { host.shutdown() }
+    func takenName() async throws {
+        let (host, log) = try await load([config("echo-c", try TestPlugins.echoC()), config("echo-c-dup", try TestPlugins.broken("taken_name"))])
         #expect(host.plugins.map(\.name) == ["echo-c"])
         #expect(host.failures.first?.reason.contains("name \"echo-c\" is already taken") == true
             || host.failures.first?.reason.contains("descriptor field name") == true)
         #expect(log.text.contains("not loaded"))
+        await host.shutdown()
     }
 
     @Test("a taken name declared under the same table name is reported as taken")
-    func takenNameSameTable() throws {
-        let (host, _) = try load([config("echo-c", try TestPlugins.echoC()), config("echo-c", try TestPlugins.broken("taken_name"))])
-        defer { host.shutdown() }
+    func takenNameSameTable() async throws {
+        let (host, _) = try await load([config("echo-c", try TestPlugins.echoC()), config("echo-c", try TestPlugins.broken("taken_name"))])
         #expect(host.plugins.count == 1)
         #expect(host.failures.first?.reason.contains("already taken") == true)
+        await host.shutdown()
     }
 
     @Test("a missing file and a name mismatch are explained")
-    func missingAndMismatch() throws {
-        let (host, _) = try load([config("ghost", "/nonexistent/libghost.so"), config("not-echo", try TestPlugins.echoC())])
+    func missingAndMismatch() async throws {
+        let (host, _) = try await load([config("ghost", "/nonexistent/libghost.so"), config("not-echo", try TestPlugins.echoC())])
         #expect(host.failures[0].reason.contains("file not found"))
         #expect(host.failures[1].reason.contains("descriptor field name: expected \"not-echo\""))
     }
 
     @Test("a required plugin that fails stops start-up with its message")
-    func requiredFailure() throws {
-        let error = #expect(throws: PluginLoadError.self) {
-            _ = try PluginHost(configs: [config("broken-init-fails", try TestPlugins.broken("init_fails"), required: true)], logger: Logger(label: "abi"))
+    func requiredFailure() async throws {
+        let error = await #expect(throws: PluginLoadError.self) {
+            _ = try await PluginHost(configs: [config("broken-init-fails", try TestPlugins.broken("init_fails"), required: true)], logger: Logger(label: "abi"))
         }
         #expect(error?.description.contains("cannot reach the licensing oracle") == true)
     }
 
     @Test("the C example and the Swift example load and describe themselves")
-    func examplesLoad() throws {
-        let (host, _) = try load([config("echo-c", try TestPlugins.echoC()), config("echo-swift", TestPlugins.echoSwift)])
-        defer { host.shutdown() }
+    func examplesLoad() async throws {
+        let (host, _) = try await load([config("echo-c", try TestPlugins.echoC()), config("echo-swift", TestPlugins.echoSwift)])
         #expect(host.failures.isEmpty, "\(host.failures)")
         let c = try #require(host.plugin(named: "echo-c"))
-        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.2" && c.routePrefix == "echo-c")
+        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.3" && c.routePrefix == "echo-c")
         let swift = try #require(host.plugin(prefix: "echo-swift"))
         #expect(swift.buildSignature.hasPrefix("swift-"))
         #expect(swift.acceptsWebSockets)
+        await host.shutdown()
     }
 
     @Test("every plugin library links the shared Swift runtime and embeds no copy of it; the C plugin needs no Swift")

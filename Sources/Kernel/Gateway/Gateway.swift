@@ -23,23 +23,21 @@ struct Gateway {
     /// Receives every (method, path) the HTTP router serves, once the routes are registered.
     var onRoutes: (@Sendable ([RouteRecorder.Route]) -> Void)? = nil
 
-    nonisolated(unsafe) private static var tlsSeen = false
-
     /// One Hummingbird application per configured listener.
     /// `onListening` receives the listener and the bound port.
     func applications(onListening: @escaping @Sendable (ListenerConfig, Int) -> Void) throws -> [any Service] {
-        KernelRequestContext.bodyLimit = config.bodyLimitBytes
-        // Process-wide and sticky: once a kernel of this process (tests run several) has
-        // a TLS listener, requests are checked for client certificates.
-        if config.listeners.contains(where: \.usesTLS) { Self.tlsSeen = true }
-        KernelRequestContext.anyListenerUsesTLS = Self.tlsSeen
         let portalRoutes = PortalRouteHandler(
             plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
             perClient: config.rateLimit.perClient,
             credentials: CredentialResolver(portalKeys: portals.keys, adminIdentity: systemRoutes.hub?.identity,
                                             adminRequiresClientCertificate: config.adminRequiresClientCertificate),
-            bodyLimit: config.bodyLimitBytes)
-        let middleware = GatewayMiddleware(rateLimiter: rateLimiter, perClient: config.rateLimit.perClient)
+            bodyLimit: config.bodyLimitBytes,
+            // Plain listeners have no client certificates to ask the pipeline for.
+            usesTLS: config.listeners.contains(where: \.usesTLS))
+        let metrics = RequestMetrics()
+        let requestIDs = RequestIDs()
+        let middleware = GatewayMiddleware(
+            rateLimiter: rateLimiter, perClient: config.rateLimit.perClient, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs)
 
         let router = Router(context: KernelRequestContext.self)
         router.middlewares.add(middleware)
@@ -54,7 +52,8 @@ struct Gateway {
         onRoutes?(recorder.routes)
 
         let webSocketRouter = Router(context: KernelRequestContext.self)
-        webSocketRouter.middlewares.add(GatewayMiddleware(rateLimiter: rateLimiter, perClient: nil))
+        webSocketRouter.middlewares.add(GatewayMiddleware(
+            rateLimiter: rateLimiter, perClient: nil, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs))
         webSocketRouter.ws("/p/**") { inbound, outbound, context in
             try await portalRoutes.runWebSocket(inbound: inbound, outbound: outbound, context: context)
         }

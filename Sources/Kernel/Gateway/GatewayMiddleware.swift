@@ -12,10 +12,17 @@ struct GatewayMiddleware: RouterMiddleware {
     typealias Context = KernelRequestContext
     let rateLimiter: RateLimiter
     let perClient: TokenBucketConfig?
+    /// This kernel's `body_limit_bytes`, handed to every request's context.
+    var bodyLimit = KernelRequestContext.defaultBodyLimit
+    /// This kernel's request counters.
+    var metrics = RequestMetrics()
+    /// This kernel's request id source.
+    var requestIDs = RequestIDs()
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        context.requestID = Self.requestID(from: request)
+        context.bodyLimit = bodyLimit
+        context.requestID = requestID(from: request)
         context.logger[metadataKey: "request_id"] = .string(context.requestID)
         let started = DispatchTime.now().uptimeNanoseconds
         var response: Response
@@ -31,7 +38,7 @@ struct GatewayMiddleware: RouterMiddleware {
         }
         response.headers[.init("x-request-id")!] = context.requestID
         let status = response.status.code
-        RequestMetrics.shared.record(status: status, nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - started))
+        metrics.record(status: status, nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - started))
         if status >= 500 {
             context.logger.error("request failed", metadata: ["method": "\(request.method)", "path": "\(request.uri.path)", "status": "\(status)"])
         }
@@ -66,11 +73,11 @@ struct GatewayMiddleware: RouterMiddleware {
             let code = status == 404 ? "route_not_found" : status == 413 ? "body_too_large" : "http_\(status)"
             var message = error.body ?? error.status.reasonPhrase
             if status == 404 { message = "no route for \(request.method) \(request.uri.path)" }
-            if status == 413 { message = "request body is larger than the limit of \(Context.bodyLimit) bytes" }
+            if status == 413 { message = "request body is larger than the limit of \(context.bodyLimit) bytes" }
             gatewayError = GatewayError(status: status, code: code, message: message,
                                         hint: status == 404 ? "portal routes look like /p/<portal>/<plugin prefix>/..." : status == 413 ? "raise [kernel] body_limit_bytes or send less" : nil)
         case is NIOTooManyBytesError:
-            gatewayError = GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(Context.bodyLimit) bytes",
+            gatewayError = GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(context.bodyLimit) bytes",
                                         hint: "raise [kernel] body_limit_bytes or send less")
         case let error as PostgresError where error.sqlState == PostgresError.nulByteState:
             gatewayError = GatewayError(status: 400, code: "nul_byte", message: "a value holds a NUL byte (\\u0000), which cannot be stored",
@@ -85,23 +92,22 @@ struct GatewayMiddleware: RouterMiddleware {
         return (try? gatewayError.response(from: request, context: context)) ?? Response(status: .internalServerError)
     }
 
-    private static func requestID(from request: Request) -> String {
+    private func requestID(from request: Request) -> String {
         if let given = request.headers[.init("x-request-id")!], given.count <= 128,
            given.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0) }) {
             return given
         }
-        return RequestIDs.next()
+        return requestIDs.next()
     }
 }
 
-/// Request counters and the latency histogram, created once (metric lookups cost a lock
-/// and allocations, which the hot path should not pay per request).
+/// Request counters and the latency histogram, created once per kernel (metric lookups
+/// cost a lock and allocations, which the hot path should not pay per request).
 final class RequestMetrics: Sendable {
-    static let shared = RequestMetrics()
     private let common: [Int: Counter]
     private let duration = Timer(label: "meltybase_http_request_duration_seconds")
 
-    private init() {
+    init() {
         var counters: [Int: Counter] = [:]
         for status in [200, 201, 204, 301, 302, 304, 400, 401, 403, 404, 405, 409, 410, 413, 422, 429, 500, 502, 503, 504] {
             counters[status] = Counter(label: "meltybase_http_requests_total", dimensions: [("status", String(status))])
@@ -115,13 +121,13 @@ final class RequestMetrics: Sendable {
     }
 }
 
-/// Request ids: a random per-process prefix and a counter, unique across kernels and
-/// cheaper than a UUID per request (`3f9c2a71-00000000002a`).
-enum RequestIDs {
-    private static let prefix = String(UInt32.random(in: .min ... .max), radix: 16)
-    private static let counter = Atomic<UInt64>(0)
+/// Request ids: a random per-kernel prefix and a counter, cheaper than a UUID per request
+/// (`3f9c2a71-00000000002a`).
+final class RequestIDs: Sendable {
+    private let prefix = String(UInt32.random(in: .min ... .max), radix: 16)
+    private let counter = Atomic<UInt64>(0)
 
-    static func next() -> String {
+    func next() -> String {
         let value = counter.wrappingAdd(1, ordering: .relaxed).newValue
         let digits = String(value, radix: 16)
         return prefix + "-" + String(repeating: "0", count: max(0, 12 - digits.count)) + digits

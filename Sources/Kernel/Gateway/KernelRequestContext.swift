@@ -14,11 +14,11 @@ public struct KernelRequestContext: RequestContext, WebSocketRequestContext, Rem
     /// Request id (from a sane `x-request-id` header, else generated).
     public var requestID: String = ""
 
-    /// Whether any listener speaks TLS (otherwise no request can carry a client certificate).
-    nonisolated(unsafe) static var anyListenerUsesTLS = false
+    /// Largest accepted body: the kernel's `[kernel] body_limit_bytes`, set by ``GatewayMiddleware``.
+    public var bodyLimit = KernelRequestContext.defaultBodyLimit
 
-    /// Largest accepted body; set process-wide from `[kernel] body_limit_bytes`.
-    nonisolated(unsafe) static var bodyLimit = 2 * 1024 * 1024
+    /// `body_limit_bytes` when the file does not set it.
+    public static let defaultBodyLimit = 2 * 1024 * 1024
 
     /// Builds the context for a request arriving on `source.channel`.
     public init(source: ApplicationRequestContextSource) {
@@ -31,7 +31,7 @@ public struct KernelRequestContext: RequestContext, WebSocketRequestContext, Rem
     public var remoteAddress: SocketAddress? { channel.remoteAddress }
 
     /// The configured body limit.
-    public var maxUploadSize: Int { Self.bodyLimit }
+    public var maxUploadSize: Int { bodyLimit }
 
     /// The peer's IP as text (`127.0.0.1`), or `unknown`.
     public var clientAddress: String { remoteAddress?.ipAddress ?? "unknown" }

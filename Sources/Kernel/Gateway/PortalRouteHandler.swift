@@ -18,8 +18,10 @@ struct PortalRouteHandler: Sendable {
     let perClient: TokenBucketConfig?
     /// Turns the caller's token into the `credential_json` plugins receive.
     let credentials: CredentialResolver
-    /// This kernel's `body_limit_bytes` (the static on the context is per process).
-    var bodyLimit: Int = KernelRequestContext.bodyLimit
+    /// This kernel's `body_limit_bytes`.
+    var bodyLimit: Int = KernelRequestContext.defaultBodyLimit
+    /// Whether any of this kernel's listeners speaks TLS (otherwise no request carries a client certificate).
+    var usesTLS = false
 
     /// A resolved target: the instance (with a use taken) and the path below the prefix.
     struct Target {
@@ -80,7 +82,7 @@ struct PortalRouteHandler: Sendable {
                                        requestID: context.requestID, remote: context.clientAddress, certificate: certificate,
                                        credential: credential, body: body)
         let instance = target.instance
-        let response = await PendingRequests.shared.run(plugin: instance.plugin.name, owner: ObjectIdentifier(plugins), timeout: requestTimeout) { token in
+        let response = await plugins.context.pending.run(plugin: instance.plugin.name, timeout: requestTimeout) { token in
             fields.withHostRequest { hostRequest in
                 instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
             }
@@ -121,8 +123,9 @@ struct PortalRouteHandler: Sendable {
         let instance = target.instance
         let descriptor = instance.plugin.descriptor.pointee
         let channel = context.requestContext.channel
-        let (connection, queue) = WebSocketHub.shared.open(abort: { channel.close(promise: nil) })
-        defer { WebSocketHub.shared.remove(connection) }
+        let hub = plugins.context.webSockets
+        let (connection, queue) = hub.open(abort: { channel.close(promise: nil) })
+        defer { hub.remove(connection) }
         let certificate = await clientCertificateSubject(context.requestContext)
         let credential: [UInt8]
         do {
@@ -147,7 +150,7 @@ struct PortalRouteHandler: Sendable {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for await frame in queue {
-                    defer { WebSocketHub.shared.written(connection, size: frame.size) }
+                    defer { hub.written(connection, size: frame.size) }
                     do {
                         switch frame {
                         case .text(let bytes): try await outbound.write(.text(String(decoding: bytes, as: UTF8.self)))
@@ -177,7 +180,7 @@ struct PortalRouteHandler: Sendable {
             } catch {
                 closeCode = 1002
             }
-            WebSocketHub.shared.remove(connection)
+            hub.remove(connection)
             group.cancelAll()
         }
         if PluginDescriptorLayout.has(\.ws_close, in: instance.plugin.descriptor) { descriptor.ws_close?(instance.pointer, connection, closeCode) }
@@ -194,7 +197,7 @@ struct PortalRouteHandler: Sendable {
     private func clientCertificateSubject(_ context: KernelRequestContext) async -> String {
         // Asking the pipeline for a TLS handler costs a hop to the event loop; plain
         // listeners have none.
-        guard KernelRequestContext.anyListenerUsesTLS else { return "" }
+        guard usesTLS else { return "" }
         guard let certificate = try? await context.channel.nioSSL_peerCertificate().get() else { return "" }
         return ClientCertificate.subject(of: certificate)
     }

@@ -22,6 +22,7 @@ public final class Kernel: @unchecked Sendable {
     private let startedPortalKeys = NIOLockedValueBox<PortalKeys?>(nil)
     private let startedPlugins = NIOLockedValueBox<PluginHost?>(nil)
     private let startedPortals = NIOLockedValueBox<PortalRegistry?>(nil)
+    private let hostContext = NIOLockedValueBox<HostContext?>(nil)
 
     /// Called with every bound listener URL once it accepts connections.
     public var onListening: (@Sendable (String) -> Void)?
@@ -127,16 +128,18 @@ public final class Kernel: @unchecked Sendable {
         }
         let rateLimiter = RateLimiter(redis: redis, logger: logger)
 
-        HostServices.shared.logger = logger
         let pluginAudit = AuditLogSink(database: database)
-        HostServices.shared.audit = pluginAudit
+        // This kernel's state behind the C host functions, and its pool for blocking work.
+        let context = HostContext(logger: logger, audit: pluginAudit, conninfo: conninfo)
+        hostContext.withLockedValue { $0 = context }
+        defer { Task { await context.close() } }
         let auditKey = try AuditSigningKey.loadOrCreate(dataDirectory: config.dataDirectory)
         let checkpoints = AuditCheckpointService(database: database, signingKey: auditKey, logger: logger)
-        let plugins = try PluginHost(configs: config.plugins, logger: logger)
+        let plugins = try await PluginHost(configs: config.plugins, context: context)
         startedPlugins.withLockedValue { $0 = plugins }
         let portalKeys = try PortalKeys(database: database, dataDirectory: config.dataDirectory)
         startedPortalKeys.withLockedValue { $0 = portalKeys }
-        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, conninfo: conninfo, audit: pluginAudit)
+        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, audit: pluginAudit)
         startedPortals.withLockedValue { $0 = portals }
         try await portals.applyDeclaredPortals()
         try await portals.reload()
@@ -187,8 +190,8 @@ public final class Kernel: @unchecked Sendable {
             gracefulShutdownSignals: signals,
             logger: logger))
         try await group.run()
-        portals.shutdown()
-        plugins.shutdown()
+        await portals.shutdown()
+        await plugins.shutdown()
         logger.notice("MeltyBase stopped")
     }
 
@@ -199,9 +202,11 @@ public final class Kernel: @unchecked Sendable {
 
     /// Requests this kernel handed to plugins that have not come back yet (other kernels in the process excluded).
     public var pendingPluginRequests: Int {
-        guard let plugins = startedPlugins.withLockedValue({ $0 }) else { return 0 }
-        return PendingRequests.shared.count(owner: ObjectIdentifier(plugins))
+        hostContext.withLockedValue { $0 }?.pending.count ?? 0
     }
+
+    /// This kernel's host state (nil before `run()` has set it up).
+    var runningHostContext: HostContext? { hostContext.withLockedValue { $0 } }
 
     /// Every (method, path) the HTTP router serves; empty before `run` registered them.
     var registeredRoutes: [RouteRecorder.Route] { servedRoutes.withLockedValue { $0 } }

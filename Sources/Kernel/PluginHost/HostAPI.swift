@@ -24,64 +24,38 @@ struct LogAuditSink: AuditSink {
     }
 }
 
-/// The process-wide services behind the C host table (C function pointers cannot capture).
-final class HostServices: @unchecked Sendable {
-    static let shared = HostServices()
-    let services = ServiceRegistry()
-    var audit: any AuditSink = LogAuditSink(logger: Logger(label: "meltybase.audit"))
-    var logger = Logger(label: "meltybase.plugin")
-    /// `postgres_conninfo` for calls without a portal: the first kernel's system database
-    /// (one per process outside tests). Immortal C string.
-    private let defaultConninfo = NIOLockedValueBox<UnsafePointer<CChar>?>(nil)
-
-    /// Records the conninfo of a starting kernel (the first one wins) and returns its
-    /// immortal C copy, which portal handles of that kernel point at.
-    func registerConninfo(_ conninfo: String) -> UnsafePointer<CChar> {
-        let copy = UnsafePointer(strdup(conninfo)!)
-        defaultConninfo.withLockedValue { if $0 == nil { $0 = copy } }
-        return copy
-    }
-
-    /// The conninfo for `portal`, else the default one, else "" (never NULL).
-    func conninfo(for portal: PortalHandle?) -> UnsafePointer<CChar> {
-        if let portal, let conninfo = portal.conninfo { return conninfo }
-        return defaultConninfo.withLockedValue { $0 } ?? emptyCString
-    }
-
-    private let emptyCString: UnsafePointer<CChar> = UnsafePointer(strdup("")!)
-
-    /// The client behind `http_fetch`: redirects are not followed (a public host could send
-    /// the request on into the private network); the plugin sees the 3xx and decides.
-    static let egressClient = HTTPClient(
-        eventLoopGroup: HTTPClient.defaultEventLoopGroup,
-        configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
-
-    /// The immortal host table handed to every plugin.
-    let table: UnsafePointer<mb_host_api> = {
-        let pointer = UnsafeMutablePointer<mb_host_api>.allocate(capacity: 1)
-        pointer.initialize(to: mb_host_api(
-            struct_size: MemoryLayout<mb_host_api>.size,
-            abi_major: UInt32(MB_ABI_MAJOR),
-            abi_minor: UInt32(MB_ABI_MINOR),
-            log: hostLog,
-            audit: hostAudit,
-            counter_add: hostCounterAdd,
-            respond: hostRespond,
-            ws_send: hostWebSocketSend,
-            ws_broadcast: hostWebSocketBroadcast,
-            ws_close: hostWebSocketClose,
-            service_export: hostServiceExport,
-            service_lookup: hostServiceLookup,
-            http_fetch: hostHTTPFetch,
-            portal_name: hostPortalName,
-            postgres_conninfo: hostPostgresConninfo,
-            portal_jwt_sign: hostPortalJWTSign,
-            secret_seal: hostSecretSeal,
-            secret_open: hostSecretOpen
-        ))
-        return UnsafePointer(pointer)
-    }()
+/// The C host table: the same functions for every kernel; each finds its kernel's
+/// ``HostContext`` through the handle, token or connection id it receives.
+func hostFunctionTable() -> mb_host_api {
+    mb_host_api(
+        struct_size: MemoryLayout<mb_host_api>.size,
+        abi_major: UInt32(MB_ABI_MAJOR),
+        abi_minor: UInt32(MB_ABI_MINOR),
+        log: hostLog,
+        audit: hostAudit,
+        counter_add: hostCounterAdd,
+        respond: hostRespond,
+        ws_send: hostWebSocketSend,
+        ws_broadcast: hostWebSocketBroadcast,
+        ws_close: hostWebSocketClose,
+        service_export: hostServiceExport,
+        service_lookup: hostServiceLookup,
+        http_fetch: hostHTTPFetch,
+        portal_name: hostPortalName,
+        postgres_conninfo: hostPostgresConninfo,
+        portal_jwt_sign: hostPortalJWTSign,
+        secret_seal: hostSecretSeal,
+        secret_open: hostSecretOpen,
+        audit_async: hostAuditAsync
+    )
 }
+
+/// The client behind `http_fetch`: redirects are not followed (a public host could send
+/// the request on into the private network); the plugin sees the 3xx and decides.
+/// Shared by every kernel of the process like `HTTPClient.shared`; it holds no kernel state.
+let egressClient = HTTPClient(
+    eventLoopGroup: HTTPClient.defaultEventLoopGroup,
+    configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
 
 private func hostLog(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ level: mb_log_level, _ message: UnsafePointer<CChar>?, _ length: Int) {
     guard let handle = PluginHandle.from(plugin) else { return }
@@ -94,32 +68,72 @@ private func hostLog(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ level
         "\(String(pluginChars: message, count: length))", metadata: metadata)
 }
 
+/// What `audit` and `audit_async` share: the checked arguments and where the entry goes.
+private func pluginAuditEntry(
+    _ function: String, _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ action: UnsafePointer<CChar>?, _ actionLength: Int,
+    _ target: UnsafePointer<CChar>?, _ targetLength: Int, _ details: UnsafePointer<CChar>?, _ detailsLength: Int,
+    _ error: mb_host_error_buffer
+) -> (sink: any AuditSink, actor: String, action: String, target: String, portal: String?, details: String)? {
+    guard let handle = PluginHandle.from(plugin) else {
+        write("\(function): plugin handle is NULL", into: error)
+        return nil
+    }
+    var detailsJSON = String(pluginChars: details, count: detailsLength)
+    if detailsJSON.isEmpty { detailsJSON = "{}" }
+    guard (try? JSONSerialization.jsonObject(with: Data(detailsJSON.utf8))) is [String: Any] else {
+        write("\(function): details must be a JSON object", into: error)
+        return nil
+    }
+    let portalHandle = PortalHandle.from(portal)
+    return (portalHandle?.audit ?? handle.context.audit, "plugin:\(handle.name)", String(pluginChars: action, count: actionLength),
+            String(pluginChars: target, count: targetLength), portalHandle?.name, detailsJSON)
+}
+
 private func hostAudit(
     _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ action: UnsafePointer<CChar>?, _ actionLength: Int,
     _ target: UnsafePointer<CChar>?, _ targetLength: Int, _ details: UnsafePointer<CChar>?, _ detailsLength: Int,
     _ error: mb_host_error_buffer
 ) -> mb_status {
-    guard let handle = PluginHandle.from(plugin) else {
-        write("audit: plugin handle is NULL", into: error)
-        return MB_ERR_INVALID_ARGUMENT
-    }
-    var detailsJSON = String(pluginChars: details, count: detailsLength)
-    if detailsJSON.isEmpty { detailsJSON = "{}" }
-    guard (try? JSONSerialization.jsonObject(with: Data(detailsJSON.utf8))) is [String: Any] else {
-        write("audit: details must be a JSON object", into: error)
+    guard let entry = pluginAuditEntry("audit", plugin, portal, action, actionLength, target, targetLength, details, detailsLength, error) else {
         return MB_ERR_INVALID_ARGUMENT
     }
     do {
-        let portalHandle = PortalHandle.from(portal)
-        try (portalHandle?.audit ?? HostServices.shared.audit).append(
-            actor: "plugin:\(handle.name)", action: String(pluginChars: action, count: actionLength),
-            target: String(pluginChars: target, count: targetLength), portal: portalHandle?.name,
-            detailsJSON: detailsJSON)
+        try entry.sink.append(actor: entry.actor, action: entry.action, target: entry.target, portal: entry.portal, detailsJSON: entry.details)
         return MB_OK
     } catch let failure {
         write("audit store unavailable: \(failure)", into: error)
         return MB_ERR_UNAVAILABLE
     }
+}
+
+private func hostAuditAsync(
+    _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ action: UnsafePointer<CChar>?, _ actionLength: Int,
+    _ target: UnsafePointer<CChar>?, _ targetLength: Int, _ details: UnsafePointer<CChar>?, _ detailsLength: Int,
+    _ completion: mb_status_completion?, _ context: UnsafeMutableRawPointer?, _ error: mb_host_error_buffer
+) -> mb_status {
+    guard let completion else {
+        write("audit_async: completion must not be NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    guard let entry = pluginAuditEntry("audit_async", plugin, portal, action, actionLength, target, targetLength, details, detailsLength, error),
+          let handle = PluginHandle.from(plugin) else {
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    let pluginContext = SharedPointer(context)
+    // The append waits for its group commit, so it runs on the kernel's blocking pool.
+    handle.context.blocking.submit { _ in
+        var message: [UInt8] = []
+        let status: mb_status
+        do {
+            try entry.sink.append(actor: entry.actor, action: entry.action, target: entry.target, portal: entry.portal, detailsJSON: entry.details)
+            status = MB_OK
+        } catch {
+            message = Array("audit store unavailable: \(error)".utf8)
+            status = MB_ERR_UNAVAILABLE
+        }
+        message.withHostBytes { completion(pluginContext.pointer, status, $0) }
+    }
+    return MB_OK
 }
 
 private func hostCounterAdd(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ length: Int, _ delta: Int64) {
@@ -133,6 +147,7 @@ private func hostCounterAdd(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, 
 }
 
 private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers: UnsafePointer<mb_plugin_header>?, _ count: Int, _ body: mb_plugin_bytes) -> mb_status {
+    let pending = HostContext.owner(of: token)?.pending
     var copied: [(String, String)] = []
     if let headers, count > 0 {
         copied.reserveCapacity(count)
@@ -146,11 +161,11 @@ private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers:
         let invalid = GatewayError(status: 502, code: "invalid_plugin_response",
                                    message: "the plugin answered with the invalid HTTP status \(status)",
                                    hint: "plugins must respond with a status from 100 to 599")
-        let answered = PendingRequests.shared.complete(token, with: PluginResponse(status: 502, headers: [("content-type", "application/json")], body: invalid.jsonBytes))
+        let answered = pending?.complete(token, with: PluginResponse(status: 502, headers: [("content-type", "application/json")], body: invalid.jsonBytes)) ?? false
         return answered ? MB_ERR_INVALID_ARGUMENT : MB_ERR_NOT_FOUND
     }
     let response = PluginResponse(status: Int(status), headers: copied, body: body.copiedBytes)
-    return PendingRequests.shared.complete(token, with: response) ? MB_OK : MB_ERR_NOT_FOUND
+    return pending?.complete(token, with: response) == true ? MB_OK : MB_ERR_NOT_FOUND
 }
 
 private func outboundFrame(_ isText: Int32, _ payload: mb_plugin_bytes) -> WebSocketOutbound {
@@ -158,20 +173,20 @@ private func outboundFrame(_ isText: Int32, _ payload: mb_plugin_bytes) -> WebSo
 }
 
 private func hostWebSocketSend(_ connection: mb_connection_id, _ isText: Int32, _ payload: mb_plugin_bytes) -> mb_status {
-    WebSocketHub.shared.send(connection, outboundFrame(isText, payload)) ? MB_OK : MB_ERR_NOT_FOUND
+    HostContext.owner(of: connection)?.webSockets.send(connection, outboundFrame(isText, payload)) == true ? MB_OK : MB_ERR_NOT_FOUND
 }
 
 private func hostWebSocketBroadcast(_ connections: UnsafePointer<mb_connection_id>?, _ count: Int, _ isText: Int32, _ payload: mb_plugin_bytes) -> Int {
     guard let connections, count > 0 else { return 0 }
     let frame = outboundFrame(isText, payload)
     var queued = 0
-    for index in 0..<count where WebSocketHub.shared.send(connections[index], frame) { queued += 1 }
+    for index in 0..<count where HostContext.owner(of: connections[index])?.webSockets.send(connections[index], frame) == true { queued += 1 }
     return queued
 }
 
 private func hostWebSocketClose(_ connection: mb_connection_id, _ code: UInt16, _ reason: mb_plugin_bytes) -> mb_status {
     let text = String(pluginBytes: reason.data, count: reason.len)
-    return WebSocketHub.shared.send(connection, .close(code: code, reason: text)) ? MB_OK : MB_ERR_NOT_FOUND
+    return HostContext.owner(of: connection)?.webSockets.send(connection, .close(code: code, reason: text)) == true ? MB_OK : MB_ERR_NOT_FOUND
 }
 
 private func hostServiceExport(
@@ -187,7 +202,7 @@ private func hostServiceExport(
         write("service_export: name \"\(serviceName)\" must be a-z, 0-9, '-' and '_'", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
-    if let problem = HostServices.shared.services.export(name: serviceName, major: major, plugin: handle.name, table: table, size: size) {
+    if let problem = handle.export(name: serviceName, major: major, table: table, size: size) {
         write(problem, into: error)
         return MB_ERR_ALREADY_EXISTS
     }
@@ -203,7 +218,7 @@ private func hostServiceLookup(
         return MB_ERR_INVALID_ARGUMENT
     }
     let serviceName = String(pluginChars: name, count: nameLength)
-    guard let export = HostServices.shared.services.lookup(name: serviceName, major: major) else {
+    guard let export = portalHandle.context.services.lookup(name: serviceName, major: major) else {
         write("no plugin exports service \(serviceName).v\(major)", into: error)
         return MB_ERR_NOT_FOUND
     }
@@ -213,7 +228,7 @@ private func hostServiceLookup(
         write("service \(serviceName).v\(major) belongs to plugin \"\(export.plugin)\", which is not enabled for portal \"\(portalHandle.name)\"", into: error)
         return MB_ERR_REFUSED
     }
-    binding.pointee = mb_service_binding(table: export.table, table_size: export.size, instance: instance.pointer)
+    binding.pointee = mb_service_binding(table: export.table.pointer, table_size: export.size, instance: instance.pointer)
     return MB_OK
 }
 
@@ -223,8 +238,11 @@ private func hostPortalName(_ portal: OpaquePointer?) -> mb_host_bytes {
 }
 
 private func hostPostgresConninfo(_ plugin: OpaquePointer?, _ portal: OpaquePointer?) -> UnsafePointer<CChar>? {
-    HostServices.shared.conninfo(for: PortalHandle.from(portal))
+    (PortalHandle.from(portal)?.context ?? PluginHandle.from(plugin)?.context)?.conninfo.pointer ?? emptyCString.pointer
 }
+
+/// `postgres_conninfo` without any handle: never NULL.
+private let emptyCString = SharedPointer(UnsafePointer<CChar>(strdup("")!))
 
 private func hostPortalJWTSign(
     _ portal: OpaquePointer?, _ claims: mb_host_bytes, _ completion: mb_token_completion?, _ context: UnsafeMutableRawPointer?,
@@ -374,7 +392,7 @@ private func hostHTTPFetch(
             }
         }
         do {
-            let response = try await HostServices.egressClient.execute(outbound, timeout: .milliseconds(timeout))
+            let response = try await egressClient.execute(outbound, timeout: .milliseconds(timeout))
             let bytes = Array(try await response.body.collect(upTo: 64 * 1024 * 1024).readableBytesView)
             let headers = response.headers.map { ($0.name, $0.value) }
             Counter(label: "meltybase_egress_requests_total", dimensions: [("plugin", handle.name), ("portal", portalName)]).increment()

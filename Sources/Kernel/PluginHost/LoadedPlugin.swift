@@ -1,12 +1,13 @@
 import Foundation
 import Logging
 import MeltyPluginABI
+import NIOConcurrencyHelpers
 
 /// A plugin library that is mapped, checked and initialised.
 ///
 /// Its code stays mapped for the life of the process (`RTLD_NODELETE`, never `dlclose`):
 /// enabling or disabling it for a portal only creates or destroys an instance.
-public final class LoadedPlugin: @unchecked Sendable {
+public final class LoadedPlugin: Sendable {
     /// Unique plugin name from the descriptor.
     public let name: String
     /// Plugin version from the descriptor.
@@ -22,13 +23,14 @@ public final class LoadedPlugin: @unchecked Sendable {
     /// Path of the shared library.
     public let path: String
     /// The plugin's immortal descriptor.
-    let descriptor: UnsafePointer<mb_plugin_descriptor>
+    var descriptor: UnsafePointer<mb_plugin_descriptor> { sharedDescriptor.pointer }
+    private let sharedDescriptor: SharedPointer<UnsafePointer<mb_plugin_descriptor>>
     /// The handle passed to the plugin in every host call that needs one.
     let handle: PluginHandle
 
     init(descriptor: UnsafePointer<mb_plugin_descriptor>, path: String, handle: PluginHandle) {
         let value = descriptor.pointee
-        self.descriptor = descriptor
+        self.sharedDescriptor = SharedPointer(descriptor)
         self.name = String(cString: value.name)
         self.version = String(cString: value.version)
         self.routePrefix = String(cString: value.route_prefix)
@@ -58,23 +60,60 @@ public final class LoadedPlugin: @unchecked Sendable {
 }
 
 /// Kernel-side identity of one loaded plugin, handed to the plugin as `mb_host_plugin *`.
-final class PluginHandle: @unchecked Sendable {
+///
+/// It belongs to the kernel that ran the plugin's `init` (its ``HostContext`` takes the
+/// plugin's log lines, portal-less audit entries and service exports). A library is mapped
+/// once per process, so another kernel of the process that loads the same path reuses the
+/// plugin and adopts its exports (``ServiceRegistry``).
+final class PluginHandle: Sendable {
     let name: String
     let logger: Logger
+    /// The kernel that loaded the plugin.
+    let context: HostContext
+    /// The service tables the plugin exported from `init`, for kernels adopting it later.
+    private let exports = NIOLockedValueBox<[(name: String, major: UInt32, table: SharedPointer<UnsafeRawPointer>, size: Int)]>([])
 
-    init(name: String, logger: Logger) {
+    init(name: String, context: HostContext) {
         self.name = name
-        var logger = logger
+        var logger = context.logger
         logger[metadataKey: "plugin"] = .string(name)
         self.logger = logger
+        self.context = context
+        // Immortal: plugins keep the pointer for the life of the process.
+        _ = Unmanaged.passRetained(self)
     }
 
-    /// The opaque pointer given to the plugin; the handle is immortal (plugins are never unloaded).
-    lazy var opaque: OpaquePointer = OpaquePointer(Unmanaged.passRetained(self).toOpaque())
+    /// The opaque pointer given to the plugin.
+    var opaque: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 
     static func from(_ pointer: OpaquePointer?) -> PluginHandle? {
         guard let pointer else { return nil }
         return Unmanaged<PluginHandle>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
+    }
+
+    /// `service_export`: records the table in the loading kernel's registry; returns the
+    /// refusal when another plugin holds the name and major.
+    func export(name service: String, major: UInt32, table: UnsafeRawPointer, size: Int) -> String? {
+        let shared = SharedPointer(table)
+        if let problem = context.services.export(name: service, major: major, plugin: name, table: shared, size: size) { return problem }
+        exports.withLockedValue { $0.append((service, major, shared, size)) }
+        return nil
+    }
+
+    /// Registers the plugin's exports in another kernel's registry; the first refusal, if any.
+    func adoptExports(into registry: ServiceRegistry) -> String? {
+        for export in exports.withLockedValue({ $0 }) {
+            if let problem = registry.export(name: export.name, major: export.major, plugin: name, table: export.table, size: export.size) {
+                return problem
+            }
+        }
+        return nil
+    }
+
+    /// Forgets the exports (the plugin was shut down or its `init` failed).
+    func dropExports() {
+        exports.withLockedValue { $0.removeAll() }
+        context.services.removeAll(plugin: name)
     }
 }
 

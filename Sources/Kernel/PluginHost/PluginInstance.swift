@@ -7,36 +7,42 @@ import NIOConcurrencyHelpers
 /// Requests and WebSocket connections hold a use; when the plugin is disabled for the
 /// portal the instance is retired and destroyed once its last use ends, so
 /// `instance_destroy` never races a running callback.
-final class PluginInstance: @unchecked Sendable {
+final class PluginInstance: Sendable {
     let plugin: LoadedPlugin
     let portal: PortalHandle
-    let pointer: OpaquePointer?
+    /// The plugin's `mb_plugin_instance *`, passed back to it untouched.
+    var pointer: OpaquePointer? { instance.pointer }
+    private let instance: SharedPointer<OpaquePointer?>
     /// Uses by requests and connections (`count`) and by service-binding leases (`leases`).
     private let uses = NIOLockedValueBox<(count: Int, leases: Int, retired: Bool, destroyed: Bool)>((0, 0, false, false))
 
     private init(plugin: LoadedPlugin, portal: PortalHandle, pointer: OpaquePointer?) {
         self.plugin = plugin
         self.portal = portal
-        self.pointer = pointer
+        self.instance = SharedPointer(pointer)
     }
 
-    /// Calls the plugin's `instance_create` for `portal`; throws its message on failure.
-    static func create(plugin: LoadedPlugin, portal: PortalHandle, configJSON: String) throws -> PluginInstance {
-        let message = ErrorBuffer()
-        var created: OpaquePointer?
-        let status = portal.name.withHostBytes { name in
-            configJSON.withHostBytes { json in
-                var context = mb_host_instance_context(
-                    struct_size: MemoryLayout<mb_host_instance_context>.size,
-                    portal: portal.opaque, portal_name: name, config_json: json)
-                return plugin.descriptor.pointee.instance_create!(&context, &created, message.buffer)
+    /// Calls the plugin's `instance_create` for `portal` on the kernel's blocking pool;
+    /// throws its message on failure.
+    static func create(plugin: LoadedPlugin, portal: PortalHandle, configJSON: String) async throws -> PluginInstance {
+        let (status, created, text) = try await portal.context.runBlocking { () -> (mb_status, SharedPointer<OpaquePointer?>, String) in
+            let message = ErrorBuffer()
+            var created: OpaquePointer?
+            let status = portal.name.withHostBytes { name in
+                configJSON.withHostBytes { json in
+                    var context = mb_host_instance_context(
+                        struct_size: MemoryLayout<mb_host_instance_context>.size,
+                        portal: portal.opaque, portal_name: name, config_json: json)
+                    return plugin.descriptor.pointee.instance_create!(&context, &created, message.buffer)
+                }
             }
+            return (status, SharedPointer(created), message.text)
         }
         guard status == MB_OK else {
             throw InstanceCreateError(
-                description: "plugin \"\(plugin.name)\" stays disabled for portal \"\(portal.name)\": instance_create failed (\(StatusName.of(status))): \(message.text)")
+                description: "plugin \"\(plugin.name)\" stays disabled for portal \"\(portal.name)\": instance_create failed (\(StatusName.of(status))): \(text)")
         }
-        return PluginInstance(plugin: plugin, portal: portal, pointer: created)
+        return PluginInstance(plugin: plugin, portal: portal, pointer: created.pointer)
     }
 
     /// Takes a use; false when the instance is retired (treat the plugin as disabled).
@@ -98,18 +104,29 @@ final class PluginInstance: @unchecked Sendable {
 
     /// Retires the instance and destroys it as soon as its uses end (process shutdown; leases
     /// of service bindings are not waited for: no call starts after shutdown).
-    func retireAndDestroy(timeout: Double = 30) {
+    func retireAndDestroy(timeout: Double = 30) async {
         uses.withLockedValue { $0.retired = true }
         let deadline = Date().addingTimeInterval(timeout)
-        while uses.withLockedValue({ $0.count }) > 0 && Date() < deadline { usleep(10_000) }
-        destroyOnce(ignoringLeases: true)
+        while uses.withLockedValue({ $0.count }) > 0 && Date() < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+            onBlockingPool {
+                self.destroyOnce(ignoringLeases: true)
+                done.resume()
+            }
+        }
     }
 
     /// Seconds between the last use of a retired instance and `instance_destroy`.
     static let destroyGracePeriod = 5.0
 
     private func destroyLater() {
-        DispatchQueue.global().asyncAfter(deadline: .now() + Self.destroyGracePeriod) { [self] in destroyOnce() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + Self.destroyGracePeriod) { [self] in onBlockingPool { self.destroyOnce() } }
+    }
+
+    /// Runs `work` (which calls `instance_destroy`) on the kernel's blocking pool; on the
+    /// calling thread once the pool has stopped (the kernel is gone), so it never gets lost.
+    private func onBlockingPool(_ work: @escaping @Sendable () -> Void) {
+        portal.context.blocking.submit { _ in work() }
     }
 
     private func destroyOnce(ignoringLeases: Bool = false) {

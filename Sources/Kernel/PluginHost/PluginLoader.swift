@@ -19,12 +19,12 @@ public struct PluginLoadError: Error, CustomStringConvertible, Sendable {
 /// Opens plugin libraries and checks their descriptors, the way PostgreSQL checks its
 /// magic block: the first mismatching field is reported with the expected and found values.
 struct PluginLoader {
-    let hostAPI: UnsafePointer<mb_host_api>
-    let logger: Logger
+    /// The kernel loading the plugins: its host table, handles and blocking pool.
+    let context: HostContext
 
     /// Loads, checks and initialises one plugin. `takenNames` and `takenPrefixes` (prefix to
     /// plugin) belong to plugins already loaded; clashes are refused before `init` runs.
-    func load(_ config: PluginConfig, takenNames: Set<String>, takenPrefixes: [String: String]) throws -> LoadedPlugin {
+    func load(_ config: PluginConfig, takenNames: Set<String>, takenPrefixes: [String: String]) async throws -> LoadedPlugin {
         func refuse(_ reason: String) -> PluginLoadError {
             PluginLoadError(plugin: config.name, path: config.path, reason: reason)
         }
@@ -52,15 +52,21 @@ struct PluginLoader {
                 throw refuse("descriptor field extra_route_prefixes: expected 1 to 63 characters of a-z, 0-9, '-' and '_', found \"\(prefix)\"")
             }
         }
-        let handle = PluginHandle(name: name, logger: logger)
+        let handle = PluginHandle(name: name, context: context)
         let plugin = LoadedPlugin(descriptor: descriptor, path: config.path, handle: handle)
-        let message = ErrorBuffer()
-        let status = config.configJSON.withHostBytes { json in
-            descriptor.pointee.`init`!(hostAPI, handle.opaque, json, message.buffer)
+        let table = context.table
+        let configJSON = config.configJSON
+        // init may block (open files, connect): it runs on the kernel's blocking pool.
+        let (status, text) = try await context.runBlocking { () -> (mb_status, String) in
+            let message = ErrorBuffer()
+            let status = configJSON.withHostBytes { json in
+                plugin.descriptor.pointee.`init`!(table.pointer, handle.opaque, json, message.buffer)
+            }
+            return (status, message.text)
         }
         guard status == MB_OK else {
-            HostServices.shared.services.removeAll(plugin: name)
-            throw refuse("init failed (\(StatusName.of(status))): \(message.text.isEmpty ? "no message given" : message.text)")
+            handle.dropExports()
+            throw refuse("init failed (\(StatusName.of(status))): \(text.isEmpty ? "no message given" : text)")
         }
         return plugin
     }

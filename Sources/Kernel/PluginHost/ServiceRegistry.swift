@@ -6,10 +6,10 @@ import NIOConcurrencyHelpers
 /// Plugins never link each other: one exports a table from its `init`, another looks it up
 /// for a portal, and gets the exporter's instance for that same portal, or a refusal when
 /// the exporter is not enabled there.
-final class ServiceRegistry: @unchecked Sendable {
-    struct Export {
+final class ServiceRegistry: Sendable {
+    struct Export: Sendable {
         let plugin: String
-        let table: UnsafeRawPointer
+        let table: SharedPointer<UnsafeRawPointer>
         let size: Int
     }
 
@@ -17,11 +17,11 @@ final class ServiceRegistry: @unchecked Sendable {
 
     private static func key(_ name: String, _ major: UInt32) -> String { "\(name).v\(major)" }
 
-    /// Records an export; throws when the name and major are taken.
-    func export(name: String, major: UInt32, plugin: String, table: UnsafeRawPointer, size: Int) -> String? {
+    /// Records an export; returns the refusal when the name and major are taken.
+    func export(name: String, major: UInt32, plugin: String, table: SharedPointer<UnsafeRawPointer>, size: Int) -> String? {
         exports.withLockedValue { exports in
             let key = Self.key(name, major)
-            if let existing = exports[key] {
+            if let existing = exports[key], existing.plugin != plugin {
                 return "service \(key) is already exported by plugin \"\(existing.plugin)\""
             }
             exports[key] = Export(plugin: plugin, table: table, size: size)

@@ -15,16 +15,15 @@ enum WebSocketOutbound: Sendable {
     }
 }
 
-/// Open WebSocket connections by id, so plugins can send from any thread.
+/// One kernel's open WebSocket connections by id, so plugins can send from any thread.
+/// Ids carry the kernel's slot in their top bits (``HostContext``).
 ///
 /// Each connection drains its own ordered queue on its handler task, so frames to one
 /// connection leave in the order the plugin sent them. The queue is bounded
 /// (``maxQueuedFrames``, ``maxQueuedBytes``): a client that does not read while a plugin keeps
 /// sending would otherwise grow the kernel without limit. Past either bound the connection
 /// is closed with 1008 and the reason "slow consumer", and further sends fail.
-final class WebSocketHub: @unchecked Sendable {
-    static let shared = WebSocketHub()
-
+final class WebSocketHub: Sendable {
     /// Frames a connection may have waiting to be written.
     static let maxQueuedFrames = 4_096
     /// Payload bytes a connection may have waiting to be written.
@@ -39,7 +38,12 @@ final class WebSocketHub: @unchecked Sendable {
         var abort: @Sendable () -> Void
     }
 
-    private let state = NIOLockedValueBox<(next: UInt64, open: [UInt64: Connection])>((1, [:]))
+    private let state: NIOLockedValueBox<(next: UInt64, open: [UInt64: Connection])>
+
+    /// A hub whose ids start at `firstID + 1`.
+    init(firstID: UInt64 = 0) {
+        state = NIOLockedValueBox((firstID + 1, [:]))
+    }
 
     /// Registers a new connection and returns its id and outbound queue; `abort` closes the
     /// transport when the connection overflows its queue.

@@ -4,15 +4,16 @@ import Foundation
 ///
 /// The handle lives as long as the portal exists in this process; instances of plugins
 /// never outlive it because they are destroyed before the portal is dropped.
-final class PortalHandle: @unchecked Sendable {
+final class PortalHandle: Sendable {
     /// Portal name.
     let name: String
     /// UTF-8 copy of the name with a stable address, for `portal_name`.
-    let nameBytes: UnsafeMutableBufferPointer<UInt8>
+    var nameBytes: UnsafeMutableBufferPointer<UInt8> { sharedName.pointer }
+    private let sharedName: SharedPointer<UnsafeMutableBufferPointer<UInt8>>
+    /// The serving kernel's host state (pending requests, services, audit, conninfo, pool).
+    let context: HostContext
     /// Finds the live instance of a plugin for this portal (nil when not enabled).
     let instanceLookup: @Sendable (String) -> PluginInstance?
-    /// The serving kernel's Postgres conninfo (immortal C string), for `postgres_conninfo`.
-    let conninfo: UnsafePointer<CChar>?
     /// The serving kernel's portal keys, for `portal_jwt_sign`.
     let keys: PortalKeys?
     /// The serving kernel's audit log, for `audit` calls naming this portal (a process may
@@ -21,20 +22,21 @@ final class PortalHandle: @unchecked Sendable {
     /// The serving kernel's egress policy, for `http_fetch` calls naming this portal.
     let egress: EgressPolicy
 
-    init(name: String, conninfo: UnsafePointer<CChar>? = nil, keys: PortalKeys? = nil, audit: (any AuditSink)? = nil, egress: EgressPolicy = EgressPolicy(),
+    init(name: String, context: HostContext, keys: PortalKeys? = nil, audit: (any AuditSink)? = nil, egress: EgressPolicy = EgressPolicy(),
          instanceLookup: @escaping @Sendable (String) -> PluginInstance?) {
         self.name = name
+        self.context = context
         self.egress = egress
-        self.conninfo = conninfo
         self.keys = keys
         self.audit = audit
         self.instanceLookup = instanceLookup
         let bytes = Array(name.utf8)
-        nameBytes = .allocate(capacity: max(1, bytes.count))
-        _ = nameBytes.initialize(from: bytes)
+        let buffer = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: max(1, bytes.count))
+        _ = buffer.initialize(from: bytes)
+        sharedName = SharedPointer(UnsafeMutableBufferPointer(rebasing: buffer[0..<bytes.count]))
     }
 
-    deinit { nameBytes.deallocate() }
+    deinit { sharedName.pointer.deallocate() }
 
     /// The opaque pointer given to plugins (unretained: the registry keeps the handle alive).
     var opaque: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }

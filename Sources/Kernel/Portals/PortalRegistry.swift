@@ -9,9 +9,9 @@ import NIOConcurrencyHelpers
 /// start-up with exactly the plugins the file lists. Every kernel reloads on the
 /// `meltybase_portals` notification, so `meltybase portal enable` takes effect without a
 /// restart, on every node.
-public final class PortalRegistry: @unchecked Sendable {
+public final class PortalRegistry: Sendable {
     /// A portal as this process sees it.
-    final class Portal: @unchecked Sendable {
+    final class Portal: Sendable {
         let handle: PortalHandle
         let instances: NIOLockedValueBox<[String: PluginInstance]>
         let rateLimit: TokenBucketConfig?
@@ -28,11 +28,16 @@ public final class PortalRegistry: @unchecked Sendable {
     private let config: KernelConfig
     private let logger: Logger
     private let portals = NIOLockedValueBox<[String: Portal]>([:])
-    private let reloadLock = NSLock()
+    /// The last reload's apply step; each reload applies after the one before it (an async
+    /// turn, not a lock: `instance_create` runs on the blocking pool meanwhile).
+    private let lastApply = NIOLockedValueBox<Task<Void, Never>?>(nil)
     private let reloadTickets = NIOLockedValueBox<(issued: Int, applied: Int)>((0, 0))
+    /// Handles of dropped portals, kept for in-flight uses until the kernel goes.
+    private let retiredHandles = NIOLockedValueBox<[PortalHandle]>([])
     /// Signs and verifies portal credentials (nil: every credential is `invalid`).
     let keys: PortalKeys?
-    private let conninfo: UnsafePointer<CChar>?
+    /// The kernel's host state, shared by its portal handles.
+    let context: HostContext
     /// The kernel's one sink for plugins' audit calls: one group-commit queue for every portal.
     let audit: AuditLogSink
     /// Where the portals' plugins may send `http_fetch` requests.
@@ -40,13 +45,13 @@ public final class PortalRegistry: @unchecked Sendable {
 
     /// A registry over `database` creating instances of `host`'s plugins; `keys` and
     /// `conninfo` are what the portals' plugins reach through the host.
-    public init(database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger, keys: PortalKeys? = nil, conninfo: String? = nil, audit: AuditLogSink? = nil) {
+    public init(database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger, keys: PortalKeys? = nil, audit: AuditLogSink? = nil) {
         self.database = database
         self.host = host
         self.config = config
         self.logger = logger
         self.keys = keys
-        self.conninfo = conninfo.map { HostServices.shared.registerConninfo($0) }
+        self.context = host.context
         self.audit = audit ?? AuditLogSink(database: database)
         self.egress = EgressPolicy(config: config)
     }
@@ -96,17 +101,25 @@ public final class PortalRegistry: @unchecked Sendable {
             let list = (try? JSONSerialization.jsonObject(with: Data((row[1] ?? "[]").utf8))) as? [String] ?? []
             wanted[row[0] ?? ""] = list
         }
-        reloadLock.withLock {
-            let stale = reloadTickets.withLockedValue { state -> Bool in
-                if ticket < state.applied { return true }
-                state.applied = ticket
-                return false
+        let target = wanted
+        let turn = lastApply.withLockedValue { last -> Task<Void, Never> in
+            let previous = last
+            let task = Task { [target] in
+                await previous?.value
+                let stale = self.reloadTickets.withLockedValue { state -> Bool in
+                    if ticket < state.applied { return true }
+                    state.applied = ticket
+                    return false
+                }
+                if !stale { await self.apply(target) }
             }
-            if !stale { apply(wanted) }
+            last = task
+            return task
         }
+        await turn.value
     }
 
-    private func apply(_ wanted: [String: [String]]) {
+    private func apply(_ wanted: [String: [String]]) async {
         let current = portals.withLockedValue { $0 }
         var next: [String: Portal] = [:]
         for (name, pluginNames) in wanted {
@@ -119,7 +132,7 @@ public final class PortalRegistry: @unchecked Sendable {
                 } else if let plugin = host.plugin(named: pluginName) {
                     let json = config.plugins.first { $0.name == pluginName }?.configJSON ?? "{}"
                     do {
-                        instances[pluginName] = try PluginInstance.create(plugin: plugin, portal: portal.handle, configJSON: json)
+                        instances[pluginName] = try await PluginInstance.create(plugin: plugin, portal: portal.handle, configJSON: json)
                         logger.info("plugin enabled for portal", metadata: ["portal": "\(name)", "plugin": "\(pluginName)"])
                     } catch {
                         logger.error("\(error)")
@@ -140,15 +153,13 @@ public final class PortalRegistry: @unchecked Sendable {
         for (name, portal) in current where next[name] == nil {
             for instance in portal.instances.withLockedValue({ $0.values }) { instance.retire() }
             // Keep the handle alive for any in-flight use; it is small.
-            Self.retiredHandles.withLockedValue { $0.append(portal.handle) }
+            retiredHandles.withLockedValue { $0.append(portal.handle) }
         }
     }
 
-    private static let retiredHandles = NIOLockedValueBox<[PortalHandle]>([])
-
     private func makePortal(_ name: String) -> Portal {
         let instances = NIOLockedValueBox<[String: PluginInstance]>([:])
-        let handle = PortalHandle(name: name, conninfo: conninfo, keys: keys, audit: audit, egress: egress) { plugin in
+        let handle = PortalHandle(name: name, context: context, keys: keys, audit: audit, egress: egress) { plugin in
             instances.withLockedValue { $0[plugin] }
         }
         let limit = config.portals.first { $0.name == name }?.rateLimit ?? config.rateLimit.perPortal
@@ -167,14 +178,14 @@ public final class PortalRegistry: @unchecked Sendable {
     }
 
     /// Destroys every instance once its in-flight uses end (shutdown, before plugins' `shutdown`).
-    public func shutdown() {
+    public func shutdown() async {
         let all = portals.withLockedValue { portals -> [Portal] in
             defer { portals = [:] }
             return Array(portals.values)
         }
         for portal in all {
-            for instance in portal.instances.withLockedValue({ $0.values }) { instance.retireAndDestroy() }
-            Self.retiredHandles.withLockedValue { $0.append(portal.handle) }
+            for instance in portal.instances.withLockedValue({ $0.values }) { await instance.retireAndDestroy() }
+            retiredHandles.withLockedValue { $0.append(portal.handle) }
         }
     }
 }

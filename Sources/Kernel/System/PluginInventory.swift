@@ -51,9 +51,11 @@ public struct PluginInventory: Sendable {
 
     /// Loads the configured plugins here (their `init` runs, then `shutdown`).
     /// `enabled` maps portal to enabled plugin names, when the system database was reachable.
-    public static func loadedHere(config: KernelConfig, enabled: [String: [String]], logger: Logger) throws -> PluginInventory {
-        let host = try PluginHost(configs: config.plugins.map { var copy = $0; copy.required = false; return copy }, logger: logger)
-        defer { host.shutdown() }
+    public static func loadedHere(config: KernelConfig, enabled: [String: [String]], logger: Logger) async throws -> PluginInventory {
+        let context = HostContext(logger: logger)
+        let host = try await PluginHost(configs: config.plugins.map { var copy = $0; copy.required = false; return copy }, context: context)
+        await host.shutdown()
+        await context.close()
         let portals = enabled.keys.sorted()
         var rows = host.plugins.map { plugin in
             Row(name: plugin.name, version: plugin.version, abi: plugin.abiVersion, status: "loaded", path: plugin.path, prefix: plugin.routePrefixes.joined(separator: ","),

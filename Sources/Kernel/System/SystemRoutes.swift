@@ -22,7 +22,7 @@ struct SystemRoutes: Sendable {
     /// The Studio (`/`, `/dashboard`).
     var studio: StudioRoutes? = nil
     /// This kernel's `body_limit_bytes` (the static on the context is shared by every kernel in a process).
-    var bodyLimit: Int = KernelRequestContext.bodyLimit
+    var bodyLimit: Int = KernelRequestContext.defaultBodyLimit
 
     func register(on router: some RouterMethods<KernelRequestContext>) {
         hub?.register(on: router)

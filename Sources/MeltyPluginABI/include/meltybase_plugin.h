@@ -17,6 +17,13 @@
  *    generates is UTF-8; text that comes off the network (path, query, headers) is passed
  *    as received, not percent-decoded.
  *  - A pointer may be NULL wherever its length or count is 0.
+ *  - Blocking: every host function says whether it may block the calling thread. One that
+ *    "never blocks" returns after in-memory work; one that "may block" waits for the
+ *    database or a lock held across I/O and must not be called from handle_request, ws_*
+ *    or a completion (those run on the kernel's async executor or event loops): use its
+ *    asynchronous twin. The entry points init, instance_create, instance_destroy and
+ *    shutdown run on the kernel's bounded blocking thread pool, so they may block (briefly:
+ *    they hold a pool thread), but never while the kernel holds a lock.
  *  - Tables only grow at the end (append-only). A plugin checks host->struct_size before
  *    touching a host function added in a later minor version; the kernel treats a NULL
  *    optional plugin callback, or one beyond the descriptor's struct_size, as "not supported".
@@ -33,7 +40,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 2
+#define MB_ABI_MINOR 3
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -210,6 +217,11 @@ typedef void (*mb_token_completion)(void *plugin_context, mb_status status, mb_h
  *  Host-owned, valid only during the call; runs before that function returns. */
 typedef void (*mb_bytes_sink)(void *plugin_context, mb_host_bytes bytes);
 
+/** Completion of a host call that has no result but its status (audit_async): `message`
+ *  says why when `status` is not MB_OK (empty otherwise). Host-owned, valid only during the
+ *  call. Runs exactly once on a host thread. */
+typedef void (*mb_status_completion)(void *plugin_context, mb_status status, mb_host_bytes message);
+
 /** Called once per outbound request, from any host thread. */
 typedef void (*mb_http_completion)(void *plugin_context, const mb_host_http_response *response);
 
@@ -248,46 +260,48 @@ typedef struct mb_host_api {
     uint32_t abi_minor;
 
     /** Writes one structured log line tagged with the plugin and, when `portal` is not
-     *  NULL, the portal. Any thread. Never fails. */
+     *  NULL, the portal. Any thread. Never fails. Never blocks. */
     void (*log)(const mb_host_plugin *plugin, const mb_host_portal *portal, mb_log_level level,
                 const char *message, size_t message_len);
 
     /** Appends an audit entry. `details_json` must be a JSON object or empty. Any thread.
      *  Returns MB_ERR_INVALID_ARGUMENT for bad JSON, MB_ERR_UNAVAILABLE when the audit
-     *  store is down (the action should then be refused by the plugin). */
+     *  store is down (the action should then be refused by the plugin).
+     *  MAY BLOCK until the entry is committed to the system database (one group commit):
+     *  from handle_request and other non-blocking callbacks use audit_async (ABI 1.3). */
     mb_status (*audit)(const mb_host_plugin *plugin, const mb_host_portal *portal,
                        const char *action, size_t action_len, const char *target, size_t target_len,
                        const char *details_json, size_t details_len, mb_host_error_buffer error);
 
     /** Adds `delta` to the counter `meltybase_plugin_<name>_total{plugin, portal}`. Name is
-     *  [a-z0-9_]; other characters are replaced by "_". Any thread. Never fails. */
+     *  [a-z0-9_]; other characters are replaced by "_". Any thread. Never fails. Never blocks. */
     void (*counter_add)(const mb_host_plugin *plugin, const mb_host_portal *portal,
                         const char *name, size_t name_len, int64_t delta);
 
     /** Completes a request exactly once, from any thread. The host copies headers and body
      *  before returning. Returns MB_ERR_NOT_FOUND for an unknown, timed-out or already
      *  completed token; MB_ERR_INVALID_ARGUMENT for a status outside 100-599 (the client
-     *  then gets a 502). */
+     *  then gets a 502). Never blocks. */
     mb_status (*respond)(mb_request_token token, uint16_t status, const mb_plugin_header *headers,
                          size_t header_count, mb_plugin_bytes body);
 
     /** Sends one frame (text when is_text != 0, else binary) to a connection. Any thread.
      *  Returns MB_ERR_NOT_FOUND when the connection is gone. Frames to one connection are
-     *  delivered in call order. */
+     *  delivered in call order. Never blocks (the frame is queued). */
     mb_status (*ws_send)(mb_connection_id connection, int is_text, mb_plugin_bytes payload);
 
     /** Sends one frame to many connections; unknown ones are skipped. Returns the number of
-     *  connections the frame was queued for. Any thread. */
+     *  connections the frame was queued for. Any thread. Never blocks. */
     size_t (*ws_broadcast)(const mb_connection_id *connections, size_t connection_count, int is_text,
                            mb_plugin_bytes payload);
 
     /** Closes a connection with a WebSocket close code (1000 normal). Any thread.
-     *  Returns MB_ERR_NOT_FOUND when it is already gone. */
+     *  Returns MB_ERR_NOT_FOUND when it is already gone. Never blocks. */
     mb_status (*ws_close)(mb_connection_id connection, uint16_t code, mb_plugin_bytes reason);
 
     /** Exports a named, versioned function table (e.g. "vault", major 1). `table` must stay
      *  valid for the life of the process. From `init` only. Returns
-     *  MB_ERR_ALREADY_EXISTS when another plugin exports that name and major. */
+     *  MB_ERR_ALREADY_EXISTS when another plugin exports that name and major. Never blocks. */
     mb_status (*service_export)(const mb_host_plugin *plugin, const char *name, size_t name_len,
                                 uint32_t major, const void *table, size_t table_size,
                                 mb_host_error_buffer error);
@@ -296,19 +310,21 @@ typedef struct mb_host_api {
      *  exports it, MB_ERR_REFUSED when the exporting plugin is not enabled for `portal`.
      *  The binding is valid for calls started within 30 seconds: the host keeps the
      *  exporter's instance alive that long even if the plugin is disabled meanwhile. Look the
-     *  service up again for later calls (it is cheap); never cache a binding. */
+     *  service up again for later calls (it is cheap); never cache a binding. Never blocks. */
     mb_status (*service_lookup)(const mb_host_portal *portal, const char *name, size_t name_len,
                                 uint32_t major, mb_service_binding *binding_out,
                                 mb_host_error_buffer error);
 
     /** Performs an outbound HTTP request. Returns at once; `completion` runs exactly once on
      *  a host thread (also on failure) with `plugin_context`. Returns MB_ERR_INVALID_ARGUMENT
-     *  (completion not called) for a malformed URL, MB_ERR_REFUSED when egress policy denies. */
+     *  (completion not called) for a malformed URL, MB_ERR_REFUSED when egress policy denies.
+     *  Never blocks (name resolution and the request run on host threads). */
     mb_status (*http_fetch)(const mb_host_plugin *plugin, const mb_host_portal *portal,
                             const mb_plugin_http_request *request, mb_http_completion completion,
                             void *plugin_context, mb_host_error_buffer error);
 
-    /** Name of a portal as host-owned bytes valid while the portal handle is. Never fails. */
+    /** Name of a portal as host-owned bytes valid while the portal handle is. Never fails.
+     *  Never blocks. */
     mb_host_bytes (*portal_name)(const mb_host_portal *portal);
 
     /* ---- ABI 1.1 (check struct_size before calling) ---- */
@@ -317,13 +333,15 @@ typedef struct mb_host_api {
      *  connecting as the kernel's role (embedded mode: a unix socket with trust auth). A
      *  plugin that keeps its own tables uses its own schema or database there. `portal` may
      *  be NULL; with a portal the answer is the server of the kernel serving that portal.
-     *  Host-owned; valid for the life of the process. Any thread. Never NULL. */
+     *  Host-owned; valid for the life of the process. Any thread. Never NULL. Never blocks
+     *  (connecting with it does: do that off handle_request). */
     const char *(*postgres_conninfo)(const mb_host_plugin *plugin, const mb_host_portal *portal);
 
     /** Signs `claims_json` (a JSON object) as an HS256 JWT with the portal's secret, the same
      *  secret the kernel verifies `credential_json` against. The secret never leaves the
      *  kernel. Returns at once; `completion` runs exactly once on a host thread unless the
-     *  return value is not MB_OK (MB_ERR_INVALID_ARGUMENT for claims that are not an object). */
+     *  return value is not MB_OK (MB_ERR_INVALID_ARGUMENT for claims that are not an object).
+     *  Never blocks. */
     mb_status (*portal_jwt_sign)(const mb_host_portal *portal, mb_host_bytes claims_json,
                                  mb_token_completion completion, void *plugin_context,
                                  mb_host_error_buffer error);
@@ -335,7 +353,8 @@ typedef struct mb_host_api {
      *  and `context` (a row id, a purpose): a value copied onto another row, portal or plugin
      *  does not open. For secrets a plugin must read back, such as its users' TOTP seeds.
      *  Synchronous: `sink` receives the sealed text (printable ASCII, about 4/3 of the
-     *  plaintext plus 60 bytes) before the call returns. `portal` must not be NULL. Any thread. */
+     *  plaintext plus 60 bytes) before the call returns. `portal` must not be NULL. Any thread.
+     *  Never blocks (in-memory cryptography, microseconds). */
     mb_status (*secret_seal)(const mb_host_plugin *plugin, const mb_host_portal *portal,
                              mb_host_bytes context, mb_host_bytes plaintext,
                              mb_bytes_sink sink, void *plugin_context, mb_host_error_buffer error);
@@ -344,10 +363,23 @@ typedef struct mb_host_api {
      *  plaintext (the host wipes its copy afterwards; the plugin wipes its own). Returns
      *  MB_ERR_REFUSED (sink not called) for a value altered, moved to another row or sealed
      *  under another kernel's key, with a message that says which and never the value;
-     *  MB_ERR_INVALID_ARGUMENT for text that is not a sealed value. Synchronous. Any thread. */
+     *  MB_ERR_INVALID_ARGUMENT for text that is not a sealed value. Synchronous. Any thread.
+     *  Never blocks. */
     mb_status (*secret_open)(const mb_host_plugin *plugin, const mb_host_portal *portal,
                              mb_host_bytes context, mb_host_bytes sealed,
                              mb_bytes_sink sink, void *plugin_context, mb_host_error_buffer error);
+
+    /* ---- ABI 1.3 (check struct_size before calling) ---- */
+
+    /** audit without blocking: checks the arguments like `audit`, then returns at once;
+     *  `completion` runs exactly once on a host thread once the entry is committed (MB_OK)
+     *  or could not be stored (MB_ERR_UNAVAILABLE: refuse the action), unless the return
+     *  value is not MB_OK (MB_ERR_INVALID_ARGUMENT for bad JSON or a NULL handle or
+     *  completion; completion not called). Any thread, including handle_request. Never blocks. */
+    mb_status (*audit_async)(const mb_host_plugin *plugin, const mb_host_portal *portal,
+                             const char *action, size_t action_len, const char *target, size_t target_len,
+                             const char *details_json, size_t details_len,
+                             mb_status_completion completion, void *plugin_context, mb_host_error_buffer error);
 } mb_host_api;
 
 /* ------------------------------------------------------------------------------------ */
@@ -381,20 +413,23 @@ typedef struct mb_plugin_descriptor {
     /** NUL-terminated route prefix below /p/<portal>/ (e.g. "rest"), [a-z0-9_-]. */
     const char *route_prefix;
 
-    /** Required. Global init, once, before any instance, on a kernel thread (not necessarily
-     *  the process main thread), never concurrently with another plugin's init. `config_json` is the
+    /** Required. Global init, once, before any instance, on a thread of the kernel's
+     *  blocking pool (never the process main thread, an event loop or the async executor),
+     *  never concurrently with another plugin's init and never under a kernel lock. `config_json` is the
      *  plugin's TOML subtable as JSON. Non-OK refuses the plugin (message in `error`). */
     mb_status (*init)(const mb_host_api *host, const mb_host_plugin *plugin, mb_host_bytes config_json,
                       mb_host_error_buffer error);
 
-    /** Required. Creates the instance for one portal. May be called on any thread, never
-     *  concurrently for the same portal. Non-OK: the plugin stays disabled for that portal. */
+    /** Required. Creates the instance for one portal, on a thread of the kernel's blocking
+     *  pool, never concurrently for the same portal, never under a kernel lock: a slow one
+     *  delays only its own portal's reload, never requests. Non-OK: the plugin stays disabled for that portal. */
     mb_status (*instance_create)(const mb_host_instance_context *context, mb_plugin_instance **instance_out,
                                  mb_host_error_buffer error);
 
     /** Required. Destroys an instance a grace period (5 s) after its last request and
      *  connection completed, so late host calls for it are still safe; at process shutdown
-     *  as soon as they completed. Service bindings must be looked up per use, not kept. */
+     *  as soon as they completed. Service bindings must be looked up per use, not kept.
+     *  Runs on a thread of the kernel's blocking pool. */
     void (*instance_destroy)(mb_plugin_instance *instance);
 
     /** Required. Handles one HTTP request. Called concurrently from any host thread; must
@@ -417,7 +452,8 @@ typedef struct mb_plugin_descriptor {
     void (*ws_close)(mb_plugin_instance *instance, mb_connection_id connection, uint16_t code);
 
     /** Optional. Process shutdown, after every instance was destroyed; called for every
-     *  plugin whose init returned MB_OK. Join background threads here. Threads a plugin
+     *  plugin whose init returned MB_OK, on a thread of the kernel's blocking pool. Join
+     *  background threads here. Threads a plugin
      *  starts should block all signals (the kernel handles SIGTERM and SIGINT). */
     void (*shutdown)(void);
 
