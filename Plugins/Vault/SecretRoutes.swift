@@ -96,7 +96,7 @@ struct SecretRoutes {
                     ? try vault.create(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
                     : try vault.update(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
             }
-            try? host.audit(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
+            try? host.auditBlocking(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
                             details: ["version": written.currentVersion, "actor": caller.actor], portal: handle)
             return written
         }
@@ -119,7 +119,7 @@ struct SecretRoutes {
         let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
         try await database.run { connection in
             try vault.delete(portal: portal, name: name, purge: purge, on: connection)
-            try? host.audit(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)", details: ["actor": caller.actor], portal: handle)
+            try? host.auditBlocking(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)", details: ["actor": caller.actor], portal: handle)
         }
         return .json(["name": name, "deleted": true, "purged": purge])
     }
@@ -139,7 +139,7 @@ struct SecretRoutes {
         return try await database.run { connection in
             let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
             do {
-                try host.audit(action: "vault.secret.read", target: "secret:\(name)",
+                try host.auditBlocking(action: "vault.secret.read", target: "secret:\(name)",
                                details: ["version": revealed.version, "actor": caller.actor, "via": "http"], portal: handle)
             } catch {
                 return .error(status: 503, code: "audit_unavailable", message: "the read could not be audited, so the value is withheld",

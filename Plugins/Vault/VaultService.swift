@@ -45,7 +45,7 @@ enum VaultService {
                 return try await plugin.database.run { connection in
                     let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
                     do {
-                        try host.audit(action: "vault.secret.read", target: "secret:\(name)",
+                        try host.auditBlocking(action: "vault.secret.read", target: "secret:\(name)",
                                        details: ["version": revealed.version, "via": "vault.v1", "caller": access.actor], portal: handle)
                     } catch {
                         throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")

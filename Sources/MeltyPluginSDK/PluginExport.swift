@@ -1,23 +1,35 @@
 import Foundation
 import MeltyBuildSignature
 import MeltyPluginABI
+import Synchronization
 
 /// Builds the C descriptor for a ``PortalPlugin`` type and bridges every callback.
 ///
 /// Each plugin library links its own copy of the SDK, so the globals here belong to one plugin.
 public enum PluginExport {
-    nonisolated(unsafe) static var pluginType: (any PortalPlugin.Type)?
-    nonisolated(unsafe) static var host: PluginHostServices?
-    nonisolated(unsafe) static var descriptorPointer: UnsafeMutablePointer<mb_plugin_descriptor>?
-    nonisolated(unsafe) static var jsonServices: [(name: String, major: UInt32, handler: JSONServiceHandler)] = []
+    /// What the C entry points need: C function pointers cannot capture, so it lives here.
+    struct State {
+        var pluginType: (any PortalPlugin.Type)?
+        var host: PluginHostServices?
+        var descriptor: HostPointer<UnsafeMutablePointer<mb_plugin_descriptor>>?
+        var jsonServices: [(name: String, major: UInt32, handler: JSONServiceHandler)] = []
+    }
+
+    static let state = Mutex(State())
+
+    static var pluginType: (any PortalPlugin.Type)? { state.withLock { $0.pluginType } }
+
+    /// The kernel's services, once `start` was called (nil before); what `start` received.
+    public static var host: PluginHostServices? { state.withLock { $0.host } }
+
+    static var jsonServices: [(name: String, major: UInt32, handler: JSONServiceHandler)] { state.withLock { $0.jsonServices } }
 
     /// A JSON service method handler: (instance, method, JSON argument) → JSON result.
     public typealias JSONServiceHandler = @Sendable (any PortalPlugin, String, [UInt8]) async throws -> [UInt8]
 
     /// The immortal descriptor for `type`; return it from `meltybase_plugin_entry`.
     public static func descriptor<Plugin: PortalPlugin>(for type: Plugin.Type) -> UnsafeRawPointer {
-        if let descriptorPointer { return UnsafeRawPointer(descriptorPointer) }
-        pluginType = type
+        if let existing = state.withLock({ $0.descriptor }) { return UnsafeRawPointer(existing.pointer) }
         let description = type.description
         let pointer = UnsafeMutablePointer<mb_plugin_descriptor>.allocate(capacity: 1)
         pointer.initialize(to: mb_plugin_descriptor(
@@ -37,8 +49,14 @@ public enum PluginExport {
             ws_close: sdkWebSocketClose,
             shutdown: sdkShutdown,
             extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes)))
-        descriptorPointer = pointer
-        return UnsafeRawPointer(pointer)
+        // The entry runs once per dlopen before any other call; a racing second call keeps the first.
+        let kept = state.withLock { state -> HostPointer<UnsafeMutablePointer<mb_plugin_descriptor>> in
+            if let existing = state.descriptor { return existing }
+            state.pluginType = type
+            state.descriptor = HostPointer(pointer)
+            return HostPointer(pointer)
+        }
+        return UnsafeRawPointer(kept.pointer)
     }
 
     /// An immortal NULL-terminated C array of `prefixes`, or NULL when there are none.
@@ -55,11 +73,14 @@ public enum PluginExport {
     /// where this plugin is enabled; `handler` receives this plugin's instance for that portal.
     public static func exportJSONService(_ name: String, major: UInt32, handler: @escaping JSONServiceHandler) throws {
         guard let host else { throw PluginError.invalid("exportJSONService must be called from start(host:config:)") }
-        guard jsonServices.count < jsonServiceCalls.count else {
+        let index = state.withLock { state -> Int? in
+            guard state.jsonServices.count < jsonServiceCalls.count else { return nil }
+            state.jsonServices.append((name, major, handler))
+            return state.jsonServices.count - 1
+        }
+        guard let index else {
             throw PluginError.unsupported("a Swift plugin may export at most \(jsonServiceCalls.count) JSON services")
         }
-        jsonServices.append((name, major, handler))
-        let index = jsonServices.count - 1
         let table = UnsafeMutablePointer<mb_json_service>.allocate(capacity: 1)
         table.initialize(to: mb_json_service(struct_size: MemoryLayout<mb_json_service>.size, call: jsonServiceCalls[index]))
         let error = SDKErrorBuffer()
@@ -71,11 +92,10 @@ public enum PluginExport {
 }
 
 /// Per-instance state behind `mb_plugin_instance *`.
-final class InstanceBox: @unchecked Sendable {
+final class InstanceBox: Sendable {
     let plugin: any PortalPlugin
     let portal: Portal
-    private let lock = NSLock()
-    private var sockets: [UInt64: (continuation: AsyncStream<WebSocketMessage>.Continuation, pending: Int)] = [:]
+    private let sockets = Mutex<[UInt64: (continuation: AsyncStream<WebSocketMessage>.Continuation, pending: Int)]>([:])
     /// Messages a connection may have waiting for `webSocketReceived`: a client that sends
     /// faster than the plugin handles would otherwise grow the process without limit. Past it
     /// the connection is closed with 1008.
@@ -94,26 +114,26 @@ final class InstanceBox: @unchecked Sendable {
     /// Starts the ordered delivery task of one connection.
     func openSocket(_ id: UInt64) {
         let (stream, continuation) = AsyncStream<WebSocketMessage>.makeStream()
-        lock.withLock { sockets[id] = (continuation, 0) }
+        sockets.withLock { $0[id] = (continuation, 0) }
         let plugin = self.plugin
         let socket = WebSocketConnection(id: id)
         Task {
             for await message in stream {
                 await plugin.webSocketReceived(message, on: socket)
-                lock.withLock { if sockets[id] != nil { sockets[id]?.pending -= 1 } }
+                self.sockets.withLock { if $0[id] != nil { $0[id]?.pending -= 1 } }
             }
         }
     }
 
     func deliver(_ id: UInt64, _ message: WebSocketMessage) {
-        let continuation = lock.withLock { () -> AsyncStream<WebSocketMessage>.Continuation? in
+        let continuation = sockets.withLock { sockets -> AsyncStream<WebSocketMessage>.Continuation? in
             guard let entry = sockets[id] else { return nil }
             if entry.pending >= Self.maxPendingMessages { return nil }
             sockets[id]?.pending += 1
             return entry.continuation
         }
         guard let continuation else {
-            if lock.withLock({ sockets[id] != nil }) {
+            if sockets.withLock({ $0[id] != nil }) {
                 WebSocketConnection(id: id).close(code: 1008, reason: "too many messages waiting: the server handles at most \(Self.maxPendingMessages) queued messages per connection")
             }
             return
@@ -122,7 +142,7 @@ final class InstanceBox: @unchecked Sendable {
     }
 
     func closeSocket(_ id: UInt64, code: UInt16) {
-        lock.withLock { sockets.removeValue(forKey: id) }?.continuation.finish()
+        sockets.withLock { $0.removeValue(forKey: id) }?.continuation.finish()
         let plugin = self.plugin
         Task { await plugin.webSocketClosed(WebSocketConnection(id: id), code: code) }
     }
@@ -147,8 +167,10 @@ private func sdkInit(_ api: UnsafePointer<mb_host_api>?, _ plugin: OpaquePointer
         return MB_ERR_UNSUPPORTED
     }
     let host = PluginHostServices(api: api, plugin: plugin)
-    PluginExport.host = host
-    PluginExport.jsonServices = []
+    PluginExport.state.withLock { state in
+        state.host = host
+        state.jsonServices = []
+    }
     do {
         try type.start(host: host, config: try parseConfig(config))
         return MB_OK
@@ -243,8 +265,9 @@ private let jsonServiceCalls: [mb_json_service_call] = [
 typealias mb_json_service_call = @convention(c) (OpaquePointer?, mb_host_bytes, mb_host_bytes, mb_service_reply?, UnsafeMutableRawPointer?) -> mb_status
 
 private func sdkJSONServiceCall(_ index: Int, _ instance: OpaquePointer?, _ method: mb_host_bytes, _ json: mb_host_bytes, _ reply: mb_service_reply?, _ context: UnsafeMutableRawPointer?) -> mb_status {
-    guard let box = InstanceBox.from(instance), let reply, index < PluginExport.jsonServices.count else { return MB_ERR_INVALID_ARGUMENT }
-    let handler = PluginExport.jsonServices[index].handler
+    let services = PluginExport.jsonServices
+    guard let box = InstanceBox.from(instance), let reply, index < services.count else { return MB_ERR_INVALID_ARGUMENT }
+    let handler = services[index].handler
     let methodName = copyString(method)
     let argument = copyBytes(json)
     let contextAddress = UInt(bitPattern: context)

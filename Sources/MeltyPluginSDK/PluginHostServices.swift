@@ -1,12 +1,22 @@
 import Foundation
 import MeltyPluginABI
+import Synchronization
 
 /// What the kernel offers a Swift plugin: logs, audit, metrics, outbound HTTP and services.
 ///
 /// Available after `start`; every method may be called from any task or thread.
-public struct PluginHostServices: @unchecked Sendable {
-    let api: UnsafePointer<mb_host_api>
-    let plugin: OpaquePointer?
+public struct PluginHostServices: Sendable {
+    private let apiPointer: HostPointer<UnsafePointer<mb_host_api>>
+    private let pluginPointer: HostPointer<OpaquePointer?>
+    /// The kernel's immortal host table.
+    var api: UnsafePointer<mb_host_api> { apiPointer.pointer }
+    /// The kernel's immortal handle of this plugin.
+    var plugin: OpaquePointer? { pluginPointer.pointer }
+
+    init(api: UnsafePointer<mb_host_api>, plugin: OpaquePointer?) {
+        apiPointer = HostPointer(api)
+        pluginPointer = HostPointer(plugin)
+    }
 
     /// Log levels of the kernel logger.
     public enum LogLevel: UInt32, Sendable { case trace, debug, info, notice, warning, error, critical }
@@ -29,8 +39,34 @@ public struct PluginHostServices: @unchecked Sendable {
         }
     }
 
-    /// Appends an audit entry (details must be a JSON object); throws when it cannot be stored.
-    public func audit(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) throws {
+    /// Appends an audit entry (details must be a JSON object) and returns once it is
+    /// committed; throws when it cannot be stored (refuse the audited action then). Suspends
+    /// instead of blocking: the kernel commits on its own pool (`audit_async`, ABI 1.3).
+    public func audit(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) async throws {
+        let json = String(decoding: try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys]), as: UTF8.self)
+        let handle = portal?.handle
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let box = Unmanaged.passRetained(StatusContinuation(continuation)).toOpaque()
+            let error = SDKErrorBuffer()
+            let status = action.withCChars { actionPointer, actionLength in
+                target.withCChars { targetPointer, targetLength in
+                    json.withCChars { jsonPointer, jsonLength in
+                        api.pointee.audit_async(plugin, handle, actionPointer, actionLength, targetPointer, targetLength, jsonPointer, jsonLength,
+                                                sdkStatusCompletion, box, error.buffer)
+                    }
+                }
+            }
+            if status != MB_OK {
+                Unmanaged<StatusContinuation>.fromOpaque(box).release()
+                continuation.resume(throwing: status == MB_ERR_INVALID_ARGUMENT ? PluginError.invalid(error.text) : PluginError.unavailable(error.text))
+            }
+        }
+    }
+
+    /// ``audit(action:target:details:portal:)`` for code on a thread that may block (a
+    /// database worker of the plugin's own): blocks until the entry is committed. Never call
+    /// it from `handle` or other async code.
+    public func auditBlocking(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) throws {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys]), as: UTF8.self)
         let error = SDKErrorBuffer()
         let status = action.withCChars { actionPointer, actionLength in
@@ -195,6 +231,21 @@ public struct PluginHostServices: @unchecked Sendable {
 final class FetchContinuation {
     let continuation: CheckedContinuation<PluginHostServices.HTTPResult, any Error>
     init(_ continuation: CheckedContinuation<PluginHostServices.HTTPResult, any Error>) { self.continuation = continuation }
+}
+
+final class StatusContinuation {
+    let continuation: CheckedContinuation<Void, any Error>
+    init(_ continuation: CheckedContinuation<Void, any Error>) { self.continuation = continuation }
+}
+
+private func sdkStatusCompletion(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ message: mb_host_bytes) {
+    guard let context else { return }
+    let box = Unmanaged<StatusContinuation>.fromOpaque(context).takeRetainedValue()
+    if status == MB_OK {
+        box.continuation.resume()
+    } else {
+        box.continuation.resume(throwing: PluginError.unavailable(copyString(message)))
+    }
 }
 
 final class ServiceContinuation {

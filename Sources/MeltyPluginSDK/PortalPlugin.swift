@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A MeltyBase plugin written in Swift: one instance per portal that enables it.
 ///
@@ -101,10 +102,17 @@ public enum PluginError: Error, CustomStringConvertible {
 }
 
 /// The portal an instance serves.
-public struct Portal: @unchecked Sendable {
+public struct Portal: Sendable {
     /// Portal name.
     public let name: String
-    let handle: OpaquePointer?
+    private let sharedHandle: HostPointer<OpaquePointer?>
+    /// The kernel's handle of the portal.
+    var handle: OpaquePointer? { sharedHandle.pointer }
+
+    init(name: String, handle: OpaquePointer?) {
+        self.name = name
+        sharedHandle = HostPointer(handle)
+    }
 }
 
 /// An HTTP request, copied out of kernel memory.
@@ -152,7 +160,7 @@ public struct PluginRequest: Sendable {
 }
 
 /// The caller's credential as the kernel verified it (`credential_json` in the C header).
-public struct PluginCredential: @unchecked Sendable {
+public struct PluginCredential: Sendable {
     /// What kind of token arrived.
     public enum Kind: String, Sendable {
         /// No token.
@@ -175,8 +183,10 @@ public struct PluginCredential: @unchecked Sendable {
     public let aal: String?
     /// Why an `invalid` credential was refused (safe to show).
     public let reason: String?
-    /// Every claim of the token.
-    public let claims: [String: Any]
+    /// Every claim of the token (parsed from ``claimsJSON`` on each access).
+    public var claims: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(claimsJSON))) as? [String: Any] ?? [:]
+    }
     /// The claims as the JSON text they arrived in (sliced out of the kernel's JSON, not re-encoded).
     public let claimsJSON: [UInt8]
     /// The whole credential JSON as the kernel sent it: what a plugin forwards as `caller`
@@ -185,16 +195,15 @@ public struct PluginCredential: @unchecked Sendable {
 
     /// Recently parsed credentials by their exact JSON: a client sends the same token with
     /// many requests, and parsing JSON was a tenth of a REST request's plugin time.
-    private static let recent = NSLock()
-    nonisolated(unsafe) private static var recentByJSON: [[UInt8]: PluginCredential] = [:]
+    private static let recent = Mutex<[[UInt8]: PluginCredential]>([:])
 
     /// The credential for `json`, parsed once per distinct JSON among the last 1,024.
     public static func parsed(json: [UInt8]) -> PluginCredential {
-        if let hit = recent.withLock({ recentByJSON[json] }) { return hit }
+        if let hit = recent.withLock({ $0[json] }) { return hit }
         let credential = PluginCredential(json: json)
-        recent.withLock {
-            if recentByJSON.count >= 1024 { recentByJSON.removeAll(keepingCapacity: true) }
-            recentByJSON[json] = credential
+        recent.withLock { recent in
+            if recent.count >= 1024 { recent.removeAll(keepingCapacity: true) }
+            recent[json] = credential
         }
         return credential
     }
@@ -208,7 +217,7 @@ public struct PluginCredential: @unchecked Sendable {
         subject = object["subject"] as? String
         aal = object["aal"] as? String
         reason = object["reason"] as? String
-        claims = object["claims"] as? [String: Any] ?? [:]
+        let claims = object["claims"] as? [String: Any] ?? [:]
         claimsJSON = claims.isEmpty ? Array("{}".utf8) : Self.memberObject("claims", in: json) ?? Array("{}".utf8)
     }
 

@@ -54,7 +54,7 @@ final class SQLConsole: @unchecked Sendable {
                     throw error
                 }
             }
-            try? host.audit(action: "database.sql", target: portal.name,
+            try? await host.audit(action: "database.sql", target: portal.name,
                             details: ["actor": credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role", "command": result.commandTag, "length": query.count],
                             portal: portal)
             let columns = zip(result.columns, result.types).map { ["name": $0, "type": Self.typeNames[$1] ?? String($1)] }

@@ -659,6 +659,66 @@ static void route_lookup(mb_plugin_instance *instance, mb_request_token token) {
     respond_json_buffer(instance, token, 200, &body);
 }
 
+/* What an audit_async completion needs to answer its request. */
+typedef struct echo_audit_call {
+    const mb_host_portal *portal;
+    mb_request_token token;
+} echo_audit_call;
+
+/* Runs once on a host thread when the audit entry is committed (or could not be). */
+static void audit_done(void *context, mb_status status, mb_host_bytes message) {
+    echo_audit_call *call = context;
+    if (status == MB_OK) {
+        respond(call->portal, call->token, 200, "application/json", "{\"audited\":true}", 16);
+    } else {
+        echo_buffer body = { 0 };
+        buffer_append_cstr(&body, "{\"code\":\"audit_unavailable\",");
+        buffer_append_json_field(&body, "message", message.data, message.len);
+        buffer_append_cstr(&body, "}");
+        if (body.failed) {
+            respond_internal_error(call->portal, call->token);
+        } else {
+            respond(call->portal, call->token, 503, "application/json", body.data, body.len);
+        }
+        buffer_free(&body);
+    }
+    free(call);
+}
+
+/* POST /audit: records an audit entry with the request body as details (a JSON object),
+ * then answers. audit_async (ABI 1.3) never blocks, so it may be called here; the blocking
+ * `audit` must not be. */
+static void route_audit(mb_plugin_instance *instance, mb_request_token token,
+                        const mb_host_request *request) {
+    static const char action[] = "echo.audit";
+    if (!MB_HAS_FIELD(g_host, mb_host_api, audit_async) || g_host->audit_async == NULL) {
+        respond(instance->portal, token, 501, "text/plain", "host has no audit_async", 23);
+        return;
+    }
+    echo_audit_call *call = malloc(sizeof(*call));
+    if (call == NULL) {
+        respond_internal_error(instance->portal, token);
+        return;
+    }
+    call->portal = instance->portal;
+    call->token = token;
+    char message[256] = { 0 };
+    mb_host_error_buffer error = { message, sizeof(message) };
+    mb_status status = g_host->audit_async(g_plugin, instance->portal, action, sizeof(action) - 1,
+                                           instance->portal_name, instance->portal_name_len,
+                                           (const char *)request->body.data, request->body.len,
+                                           audit_done, call, error);
+    if (status != MB_OK) {
+        /* The completion never runs: answer and free here. */
+        free(call);
+        echo_buffer body = { 0 };
+        buffer_append_cstr(&body, "{\"code\":\"audit_refused\",");
+        buffer_append_json_field(&body, "message", (const uint8_t *)message, strlen(message));
+        buffer_append_cstr(&body, "}");
+        respond_json_buffer(instance, token, 400, &body);
+    }
+}
+
 /* Everything else: a structured 404. */
 static void route_not_found(mb_plugin_instance *instance, mb_request_token token,
                             const mb_host_request *request) {
@@ -796,6 +856,8 @@ static void echo_handle_request(mb_plugin_instance *instance, mb_request_token t
         route_count(instance, token);
     } else if (bytes_equal(path, "/lookup-echo-service") && is_get) {
         route_lookup(instance, token);
+    } else if (bytes_equal(path, "/audit") && bytes_equal(method, "POST")) {
+        route_audit(instance, token, request);
     } else {
         route_not_found(instance, token, request);
     }

@@ -9,7 +9,8 @@ import MeltyPluginSDK
 public final class EchoSwiftPlugin: PortalPlugin {
     public static let description = PluginDescription(name: "echo-swift", version: "1.1.0", routePrefix: "echo-swift", extraRoutePrefixes: ["echo-swift-alt"])
 
-    nonisolated(unsafe) static var host: PluginHostServices?
+    /// The kernel's services (set by the SDK before `start`).
+    static var host: PluginHostServices? { PluginExport.host }
     let portal: Portal
     let greeting: String
 
@@ -17,7 +18,6 @@ public final class EchoSwiftPlugin: PortalPlugin {
         if let greeting = config["greeting"], !(greeting is String) {
             throw PluginError.invalid("echo-swift: config key 'greeting' must be a string")
         }
-        self.host = host
         try PluginExport.exportJSONService("echo", major: 1) { instance, method, argument in
             guard let plugin = instance as? EchoSwiftPlugin else { throw PluginError.invalid("wrong instance") }
             return try plugin.serve(method: method, argument: argument)
@@ -67,6 +67,17 @@ public final class EchoSwiftPlugin: PortalPlugin {
                 }
             } catch {
                 return .error(status: 500, code: "internal_error", message: "\(error)")
+            }
+        case ("POST", "/audit"):
+            // Records an audit entry (the body's JSON object as details) and answers once it is
+            // committed; `audit` suspends, it never blocks the request's thread.
+            guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
+            let details = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] ?? [:]
+            do {
+                try await host.audit(action: "echo.audit", target: portal.name, details: details, portal: portal)
+                return .json(["audited": true])
+            } catch {
+                return .error(status: 503, code: "audit_unavailable", message: "\(error)")
             }
         case ("GET", "/credential"):
             // What the kernel verified about the caller's token, and which prefix matched.

@@ -29,7 +29,7 @@ final class TestKernel: @unchecked Sendable {
         var text = toml.replacingOccurrences(of: "{ECHO_SWIFT}", with: TestPlugins.echoSwift)
             .replacingOccurrences(of: "{VAULT}", with: TestPlugins.vault)
         if text.contains("{ECHO_C}") { text = text.replacingOccurrences(of: "{ECHO_C}", with: try TestPlugins.echoC()) }
-        for name in ["wrong_major", "missing_entry", "init_fails", "null_callback", "taken_name", "wrong_struct_size"] {
+        for name in ["wrong_major", "missing_entry", "init_fails", "null_callback", "taken_name", "wrong_struct_size", "slow_create"] {
             let token = "{BROKEN:\(name)}"
             if text.contains(token) { text = text.replacingOccurrences(of: token, with: try TestPlugins.broken(name)) }
         }

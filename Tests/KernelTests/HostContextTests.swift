@@ -1,0 +1,89 @@
+import Foundation
+import Logging
+import MeltyPluginABI
+import NIOConcurrencyHelpers
+import Testing
+@testable import Kernel
+
+/// Per-kernel host state (no process-wide tables) and where blocking plugin work runs.
+@Suite("Host context: per-kernel state, async audit, blocking work off the executor", .serialized, .timeLimit(.minutes(3)))
+struct HostContextTests {
+    @Test("two kernels in one process keep separate pending-request tables and WebSocket connections")
+    func separateKernels() async throws {
+        let first = HostContext(logger: Logger(label: "first"))
+        let second = HostContext(logger: Logger(label: "second"))
+        let token = NIOLockedValueBox<UInt64>(0)
+        let answer = Task { await first.pending.run(plugin: "p", timeout: 10) { issued in token.withLockedValue { $0 = issued } } }
+        try await eventually { first.pending.count == 1 }
+        let issued = token.withLockedValue { $0 }
+        #expect(second.pending.count == 0, "the second kernel sees the first one's request")
+        #expect(!second.pending.complete(issued, with: PluginResponse(status: 200, headers: [], body: [])),
+                "the second kernel completed a token it never issued")
+        // The C respond finds the issuing kernel by the slot in the token, whichever table the plugin holds.
+        let status = second.table.pointer.pointee.respond(issued, 201, nil, 0, mb_plugin_bytes(data: nil, len: 0))
+        #expect(status == MB_OK)
+        #expect(await answer.value.status == 201)
+        #expect(first.pending.count == 0)
+
+        let (inFirst, firstQueue) = first.webSockets.open()
+        let (inSecond, secondQueue) = second.webSockets.open()
+        defer { withExtendedLifetime((firstQueue, secondQueue)) {} }
+        #expect(inFirst != inSecond)
+        let sent = [UInt8]("hi".utf8).withUnsafeBufferPointer { first.table.pointer.pointee.ws_send(inSecond, 1, mb_plugin_bytes(data: $0.baseAddress, len: $0.count)) }
+        #expect(sent == MB_OK)
+        #expect(second.webSockets.queued(inSecond)?.frames == 1)
+        #expect(first.webSockets.queued(inFirst)?.frames == 0)
+        #expect(first.webSockets.count == 1 && second.webSockets.count == 1)
+        await first.close()
+        await second.close()
+        // A closed kernel's tokens are unknown, not another kernel's.
+        #expect(first.table.pointer.pointee.respond(issued + 1, 200, nil, 0, mb_plugin_bytes(data: nil, len: 0)) == MB_ERR_NOT_FOUND)
+    }
+
+    @Test("audit_async: the completion fires once the entry is committed (C and Swift SDK), bad details are refused at once")
+    func asyncAudit() async throws {
+        let kernel = try await TestKernel.start(examplePluginsTOML)
+        let fromC = try await kernel.request("/p/demo/echo-c/audit", method: .POST, body: #"{"n": 1}"#)
+        #expect(fromC.status == 200 && fromC.body.contains(#""audited":true"#), "\(fromC)")
+        let fromSwift = try await kernel.request("/p/demo/echo-swift/audit", method: .POST, body: #"{"n": 2}"#)
+        #expect(fromSwift.status == 200, "\(fromSwift)")
+        let refused = try await kernel.request("/p/demo/echo-c/audit", method: .POST, body: "[1]")
+        #expect(refused.status == 400 && refused.body.contains("details must be a JSON object"), "\(refused)")
+        // The completion came after the commit: both entries are there now.
+        let connection = try PostgresConnection(conninfo: kernel.conninfo)
+        let stored = try connection.query(
+            "SELECT actor, details->>'n' AS n FROM meltybase.audit_log WHERE action = 'echo.audit' ORDER BY details->>'n'").rows
+        #expect(stored.map { $0[0] ?? "" } == ["plugin:echo-c", "plugin:echo-swift"])
+        #expect(stored.map { $0[1] ?? "" } == ["1", "2"])
+        await kernel.stop()
+    }
+
+    @Test("a slow instance_create runs on the blocking pool: other requests are answered meanwhile")
+    func slowInstanceCreate() async throws {
+        let kernel = try await TestKernel.start(examplePluginsTOML + """
+
+            [plugins.slow-create]
+            path = "{BROKEN:slow_create}"
+            """)
+        let registry = try #require(kernel.kernel.runningPortals)
+        let store = PortalStore(database: SystemDatabase(conninfo: kernel.conninfo), config: kernel.kernel.config)
+        // More concurrent reloads than the async executor has threads: before, each one
+        // blocked an executor thread (in instance_create or on the reload lock) for seconds.
+        let portals = (0...ProcessInfo.processInfo.activeProcessorCount).map { "slow\($0)" }
+        for portal in portals { try await store.create(portal, plugins: ["slow-create"]) }
+        let reloads = Task {
+            await withTaskGroup(of: Void.self) { group in
+                for _ in portals { group.addTask { try? await registry.reload() } }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+        let started = Date()
+        let echo = try await kernel.request("/p/demo/echo-c/echo")
+        let waited = Date().timeIntervalSince(started)
+        #expect(echo.status == 200)
+        #expect(waited < 1.5, "a request waited \(waited) s behind instance_create")
+        await reloads.value
+        try await eventually(seconds: 30) { try await kernel.request("/p/\(portals[0])/slow-create/x").status == 200 }
+        await kernel.stop()
+    }
+}
