@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import MeltyPluginABI
 import NIOConcurrencyHelpers
+import NIOPosix
 import Testing
 @testable import Kernel
 
@@ -85,5 +86,29 @@ struct HostContextTests {
         await reloads.value
         try await eventually(seconds: 30) { try await kernel.request("/p/\(portals[0])/slow-create/x").status == 200 }
         await kernel.stop()
+    }
+
+    @Test("Argon2id hashing and verification queue on the given bounded pool, not on threads of their own")
+    func argon2OnBoundedPool() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 1)
+        pool.start()
+        let release = DispatchSemaphore(value: 0)
+        let blocker = Task { try await pool.runIfActive { release.wait() } }
+        let hashed = NIOLockedValueBox<String?>(nil)
+        let hashing = Task {
+            let hash = try await PasswordHasher().hash("correct horse battery staple", on: pool)
+            hashed.withLockedValue { $0 = hash }
+            return hash
+        }
+        // The pool's only thread is busy: the hash waits for it instead of running elsewhere.
+        try await Task.sleep(for: .milliseconds(500))
+        #expect(hashed.withLockedValue { $0 } == nil, "Argon2id ran outside the bounded pool")
+        release.signal()
+        try await blocker.value
+        let hash = try await hashing.value
+        #expect(hash.hasPrefix("$argon2id$"))
+        #expect(await AdminIdentity.verifyPassword("correct horse battery staple", against: hash, on: pool))
+        #expect(!(await AdminIdentity.verifyPassword("wrong", against: nil, on: pool)))
+        try await pool.shutdownGracefully()
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Metrics
 import NIOConcurrencyHelpers
+import NIOPosix
 
 /// The admin behind a verified access token whose session is live.
 public struct AdminPrincipal: Sendable {
@@ -58,18 +59,25 @@ public final class AdminIdentity: Sendable {
     let mfaThrottle: LoginThrottle
     let dataDirectory: String
     let logger: Logger
+    /// Where Argon2id hashing and verification run (bounded; never the async executor).
+    let blocking: NIOThreadPool
     private let secretBox = NIOLockedValueBox<SecretBox?>(nil)
     /// Repeated refusals (locked, throttle unavailable) are audited once per period.
     let refusalAudit = RefusalAuditGate()
 
     /// Identity over the system database, counting attempts in `redis` (sign-in is refused
     /// while `redis` is nil or unreachable), with the MFA key in `dataDirectory`.
-    public convenience init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger) {
-        self.init(database: database, state: state, redis: redis, dataDirectory: dataDirectory, logger: logger, tokens: AdminTokens(database: database))
+    /// Argon2id runs on `blocking` (the kernel's pool; NIO's shared one for tools).
+    public convenience init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger,
+                            blocking: NIOThreadPool = .singleton) {
+        self.init(database: database, state: state, redis: redis, dataDirectory: dataDirectory, logger: logger, tokens: AdminTokens(database: database),
+                  blocking: blocking)
     }
 
     /// The same with the token signer given (tests and the credentials fuzz target use a fixed key).
-    init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger, tokens: AdminTokens) {
+    init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger, tokens: AdminTokens,
+         blocking: NIOThreadPool = .singleton) {
+        self.blocking = blocking
         self.database = database
         self.state = state
         self.tokens = tokens
@@ -120,7 +128,7 @@ public final class AdminIdentity: Sendable {
             guard let admin = AdminRecord(rows, 0), let hash = rows.value("password_hash") else { return nil }
             return (admin, hash)
         }
-        let matches = await Self.verifyPassword(password, against: found?.1)
+        let matches = await Self.verifyPassword(password, against: found?.1, on: blocking)
         guard matches, let admin = found?.0 else {
             try await loginThrottle.recordFailure(account: email, address: address)
             try await auditLoginFailure(email: email, address: address, reason: "invalid_credentials")
@@ -334,19 +342,14 @@ public final class AdminIdentity: Sendable {
         try await auditLoginFailure(email: email, address: address, reason: reason, refusedSinceLastEntry: decision.suppressedBefore)
     }
 
-    /// Argon2id verification off the cooperative pool; an unknown account (`hash == nil`)
-    /// costs the same work against a dummy hash and never matches.
-    static func verifyPassword(_ password: String, against hash: String?) async -> Bool {
-        await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
-                if let hash {
-                    continuation.resume(returning: PasswordHasher.verify(password, against: hash))
-                } else {
-                    _ = PasswordHasher.verify(password, against: dummyHash)
-                    continuation.resume(returning: false)
-                }
-            }
+    /// Argon2id verification on `pool`, off the cooperative pool; an unknown account
+    /// (`hash == nil`) costs the same work against a dummy hash and never matches.
+    static func verifyPassword(_ password: String, against hash: String?, on pool: NIOThreadPool) async -> Bool {
+        guard let hash else {
+            _ = await PasswordHasher.verify(password, against: dummyHash, on: pool)
+            return false
         }
+        return await PasswordHasher.verify(password, against: hash, on: pool)
     }
 
     /// A hash of a random password with the current parameters, so an unknown email costs

@@ -95,7 +95,7 @@ extension AdminIdentity {
             error.extraFields = ["field": "password", "violations": violations.map { ["code": $0.code, "message": $0.description] }]
             throw error
         }
-        let hash = try await PasswordHasher().hashOffloop(password)
+        let hash = try await PasswordHasher().hash(password, on: blocking)
         return try await transaction { connection in
             let seats = try connection.query("SELECT license_seats FROM meltybase.system_state FOR UPDATE").value("license_seats").flatMap { Int($0) }
             guard let seats else { throw Self.notInitialized }

@@ -1,6 +1,7 @@
 import CArgon2
 import CSodium
 import Foundation
+import NIOPosix
 
 /// Argon2id password hashing (libargon2) with OWASP's minimum parameters or stronger.
 ///
@@ -46,10 +47,14 @@ public struct PasswordHasher: Sendable {
         return argon2id_verify(encoded, secret, secret.count) == ARGON2_OK.rawValue
     }
 
-    /// Runs `hash` on a thread that may block (it takes tens of milliseconds and 19 MiB).
-    public func hashOffloop(_ password: String) async throws -> String {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async { continuation.resume(with: Result { try self.hash(password) }) }
-        }
+    /// Runs `hash` on `pool` (it takes tens of milliseconds and 19 MiB): the kernel's
+    /// bounded blocking pool, so a burst of sign-ups cannot start a thread each.
+    public func hash(_ password: String, on pool: NIOThreadPool) async throws -> String {
+        try await pool.runIfActive { try self.hash(password) }
+    }
+
+    /// Runs `verify` on `pool`; false when the pool has stopped.
+    public static func verify(_ password: String, against encoded: String, on pool: NIOThreadPool) async -> Bool {
+        (try? await pool.runIfActive { verify(password, against: encoded) }) ?? false
     }
 }

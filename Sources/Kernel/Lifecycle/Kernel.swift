@@ -152,10 +152,11 @@ public final class Kernel: @unchecked Sendable {
         let evaluation = try EvaluationLicense.prepare(config: config, initialized: initialized, logger: logger)
         var licensing = config
         if let evaluation { licensing.licensePublicKey = evaluation.publicKeyHex }
-        let identity = AdminIdentity(database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger)
+        let identity = AdminIdentity(database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger,
+                                     blocking: context.blocking)
         var systemRoutes = SystemRoutes(
             state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics,
-            setup: SetupRoute(service: SetupService(database: database, state: state, config: licensing, logger: logger)),
+            setup: SetupRoute(service: SetupService(database: database, state: state, config: licensing, logger: logger, blocking: context.blocking)),
             hub: HubRoutes(
                 identity: identity, portals: PortalStore(database: database, config: config), database: database,
                 dataDirectory: config.dataDirectory, licensePublicKey: licensing.licensePublicKey, portalKeys: portalKeys))

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOPosix
 
 /// The one-time setup handshake of the seed's phases 3 to 5: verify the license, create
 /// the root admin with an Argon2id hash, flip `is_initialized`, and open the audit chain,
@@ -11,9 +12,13 @@ public struct SetupService: Sendable {
     let state: SystemState
     let config: KernelConfig
     let logger: Logger
+    /// Where the admin's Argon2id hash is computed.
+    let blocking: NIOThreadPool
 
-    /// A service over `database` that updates the cached `state` and logs to `logger`.
-    public init(database: SystemDatabase, state: SystemState, config: KernelConfig, logger: Logger) {
+    /// A service over `database` that updates the cached `state` and logs to `logger`;
+    /// Argon2id runs on `blocking` (the kernel's pool; NIO's shared one for tools).
+    public init(database: SystemDatabase, state: SystemState, config: KernelConfig, logger: Logger, blocking: NIOThreadPool = .singleton) {
+        self.blocking = blocking
         self.database = database
         self.state = state
         self.config = config
@@ -67,7 +72,7 @@ public struct SetupService: Sendable {
         }
         let violations = PasswordPolicy().violations(password: password, email: email)
         guard violations.isEmpty else { throw Refusal.weakPassword(violations) }
-        let hash = try await PasswordHasher().hashOffloop(password)
+        let hash = try await PasswordHasher().hash(password, on: blocking)
 
         let committed = try await database.withConnection { connection -> Bool in
             try connection.query("BEGIN")
