@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import Foundation
 import HummingbirdWSClient
 import Logging
@@ -37,12 +38,11 @@ struct WebSocketTests {
     enum WebSocketMessageToSend { case text(String), binary([UInt8]) }
 
     /// Resumes a continuation once, whichever of two racers comes first.
-    final class ResumeOnce<T: Sendable>: @unchecked Sendable {
-        private let lock = NSLock()
-        private var continuation: CheckedContinuation<T, Never>?
-        init(_ continuation: CheckedContinuation<T, Never>) { self.continuation = continuation }
+    final class ResumeOnce<T: Sendable>: Sendable {
+        private let continuation: NIOLockedValueBox<CheckedContinuation<T, Never>?>
+        init(_ continuation: CheckedContinuation<T, Never>) { self.continuation = NIOLockedValueBox(continuation) }
         func resume(_ value: T) {
-            let pending = lock.withLock { () -> CheckedContinuation<T, Never>? in
+            let pending = continuation.withLockedValue { continuation -> CheckedContinuation<T, Never>? in
                 defer { continuation = nil }
                 return continuation
             }
@@ -78,12 +78,11 @@ struct WebSocketTests {
         return nil
     }
 
-    final class ReplyBox: @unchecked Sendable {
-        private var items: [String] = []
-        private let lock = NSLock()
-        func append(_ item: String) { lock.withLock { items.append(item) } }
-        var all: [String] { lock.withLock { items } }
-        var count: Int { lock.withLock { items.count } }
+    final class ReplyBox: Sendable {
+        private let items = NIOLockedValueBox<[String]>([])
+        func append(_ item: String) { items.withLockedValue { $0.append(item) } }
+        var all: [String] { items.withLockedValue { $0 } }
+        var count: Int { items.withLockedValue { $0.count } }
     }
 
     @Test("the C plugin and the Swift plugin echo text and binary frames in order")

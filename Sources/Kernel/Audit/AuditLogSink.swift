@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import Synchronization
 
 /// The ``AuditSink`` that writes plugins' audit calls into the hash-chained log on the
 /// system database.
@@ -9,18 +10,28 @@ import NIOConcurrencyHelpers
 /// calls arriving during a write wait for the next one. Each call still returns only once
 /// its entry is committed (or throws), in arrival order, so a vault read stays "audited
 /// before the value is released"; a burst of reads costs one commit instead of one each.
-public final class AuditLogSink: AuditSink, @unchecked Sendable {
+public final class AuditLogSink: AuditSink, Sendable {
     /// Where entries are appended.
     public let database: SystemDatabase
 
     /// An entry waiting for a write, and how its caller learns the outcome (or its turn to write).
-    private final class Ticket {
+    private final class Ticket: Sendable {
         let entry: AuditChain.PendingEntry
         let wake = DispatchSemaphore(value: 0)
-        var finished = false
-        var turnToWrite = false
-        var failure: Error?
+        private let state = Mutex<(finished: Bool, turnToWrite: Bool, failure: (any Error)?)>((false, false, nil))
         init(_ entry: AuditChain.PendingEntry) { self.entry = entry }
+
+        var finished: Bool { state.withLock { $0.finished } }
+        var failure: (any Error)? { state.withLock { $0.failure } }
+        func finish(_ failure: (any Error)?) { state.withLock { $0 = (true, $0.turnToWrite, failure) } }
+        func giveTurn() { state.withLock { $0.turnToWrite = true } }
+        /// Whether the previous writer handed over; clears the flag.
+        func takeTurn() -> Bool {
+            state.withLock { state in
+                defer { state.turnToWrite = false }
+                return state.turnToWrite
+            }
+        }
     }
 
     private let queue = NIOLockedValueBox<(waiting: [Ticket], writing: Bool)>(([], false))
@@ -48,10 +59,7 @@ public final class AuditLogSink: AuditSink, @unchecked Sendable {
                 writeBatch(by: ticket)
             } else {
                 ticket.wake.wait()
-                if ticket.turnToWrite {
-                    ticket.turnToWrite = false
-                    writes = true
-                }
+                if ticket.takeTurn() { writes = true }
             }
         }
         if let failure = ticket.failure { throw failure }
@@ -74,8 +82,7 @@ public final class AuditLogSink: AuditSink, @unchecked Sendable {
             failure = error
         }
         for ticket in batch {
-            ticket.failure = failure
-            ticket.finished = true
+            ticket.finish(failure)
             if ticket !== writer { ticket.wake.signal() }
         }
         let next = queue.withLockedValue { state -> Ticket? in
@@ -86,7 +93,7 @@ public final class AuditLogSink: AuditSink, @unchecked Sendable {
             return first
         }
         if let next {
-            next.turnToWrite = true
+            next.giveTurn()
             next.wake.signal()
         }
     }

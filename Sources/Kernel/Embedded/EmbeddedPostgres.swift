@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// A private Postgres cluster in the data directory, started as a supervised child.
 ///
@@ -7,7 +8,7 @@ import Logging
 /// unprivileged account (`postgres` when the Debian package created it, otherwise a
 /// `meltybase` system user the kernel creates) and every server command runs through
 /// `setpriv`. The server listens on a unix socket only (no TCP), in a 0700 directory.
-public final class EmbeddedPostgres: @unchecked Sendable {
+public final class EmbeddedPostgres: Sendable {
     /// Cluster directory (`PGDATA`).
     public let clusterDirectory: String
     /// Directory holding the unix socket.
@@ -15,7 +16,7 @@ public final class EmbeddedPostgres: @unchecked Sendable {
     private let binDirectory: String
     private let runAs: SystemAccount?
     private let logger: Logger
-    private var supervisor: SupervisedProcess?
+    private let supervised = NIOLockedValueBox<SupervisedProcess?>(nil)
 
     /// The libpq conninfo of the embedded cluster's `meltybase` database.
     public var conninfo: String { "host=\(socketDirectory) port=5432 user=meltybase dbname=meltybase connect_timeout=5" }
@@ -79,7 +80,7 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         let process = SupervisedProcess(name: "embedded Postgres", executable: executable, arguments: arguments, logFile: logFile, logger: logger)
         logger.notice("starting the embedded Postgres", metadata: ["socket": "\(socketDirectory)"])
         try process.start()
-        supervisor = process
+        supervised.withLockedValue { $0 = process }
         try waitUntilReady(timeout: 60)
         if fresh {
             let connection = try PostgresConnection(conninfo: conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=postgres"))
@@ -90,12 +91,12 @@ public final class EmbeddedPostgres: @unchecked Sendable {
 
     /// Stops the server (fast shutdown: active transactions roll back, data is flushed).
     public func stop() {
-        supervisor?.stop(signal: SIGINT, timeout: 20)
-        supervisor = nil
+        supervised.withLockedValue { $0 }?.stop(signal: SIGINT, timeout: 20)
+        supervised.withLockedValue { $0 = nil }
     }
 
     /// The supervised server process (for restart notifications and tests).
-    var process: SupervisedProcess? { supervisor }
+    var process: SupervisedProcess? { supervised.withLockedValue { $0 } }
 
     private func waitUntilReady(timeout: Double) throws {
         let deadline = Date().addingTimeInterval(timeout)

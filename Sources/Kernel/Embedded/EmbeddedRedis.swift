@@ -1,17 +1,18 @@
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 
 /// A private redis-server on a unix socket in the data directory, as a supervised child.
 ///
 /// Redis keeps nothing on disk here (`save ""`, no AOF): it only holds rate-limit counters
 /// and pub/sub, which are rebuilt as traffic flows.
-public final class EmbeddedRedis: @unchecked Sendable {
+public final class EmbeddedRedis: Sendable {
     /// Folder of the socket and log.
     public let directory: String
     /// The socket path.
     public let socketPath: String
     private let logger: Logger
-    private var supervisor: SupervisedProcess?
+    private let supervised = NIOLockedValueBox<SupervisedProcess?>(nil)
 
     /// Where redis-server writes its pid while it runs (the supervisor's watchdog reads it).
     public var pidFile: String { directory + "/redis.pid" }
@@ -54,7 +55,7 @@ public final class EmbeddedRedis: @unchecked Sendable {
             logFile: directory + "/redis.log", logger: logger)
         logger.notice("starting the embedded Redis", metadata: ["socket": "\(socketPath)"])
         try process.start()
-        supervisor = process
+        supervised.withLockedValue { $0 = process }
         let client = try RedisClient(url: url)
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
@@ -71,12 +72,12 @@ public final class EmbeddedRedis: @unchecked Sendable {
     public func stop() {
         // The kernel's threads block SIGTERM and children inherit the mask, so ask Redis
         // over its socket; the signal is the fallback.
-        supervisor?.prepareToStop()
+        supervised.withLockedValue { $0 }?.prepareToStop()
         if let client = try? RedisClient(url: url) { _ = try? client.commandSync(["SHUTDOWN", "NOSAVE"]) }
-        supervisor?.stop(signal: SIGTERM, timeout: 10)
-        supervisor = nil
+        supervised.withLockedValue { $0 }?.stop(signal: SIGTERM, timeout: 10)
+        supervised.withLockedValue { $0 = nil }
     }
 
     /// The supervised server process (for tests).
-    var process: SupervisedProcess? { supervisor }
+    var process: SupervisedProcess? { supervised.withLockedValue { $0 } }
 }

@@ -6,15 +6,13 @@ import NIOConcurrencyHelpers
 ///
 /// Restarts back off (0.5 s doubling to 10 s); a child that keeps dying is reported on
 /// every attempt so the cause (a full disk, a taken socket) shows in the log.
-final class SupervisedProcess: @unchecked Sendable {
+final class SupervisedProcess: Sendable {
     let name: String
     private let executable: String
     private let arguments: [String]
     private let logFile: String
     private let logger: Logger
     private let state = NIOLockedValueBox<(process: Process?, stopping: Bool, restarts: Int)>((nil, false, 0))
-    /// Called after every restart (the child is up again).
-    var onRestart: (@Sendable () -> Void)?
 
     init(name: String, executable: String, arguments: [String], logFile: String, logger: Logger) {
         self.name = name
@@ -62,7 +60,6 @@ final class SupervisedProcess: @unchecked Sendable {
             guard let self, !self.state.withLockedValue({ $0.stopping }) else { return }
             do {
                 try self.start()
-                self.onRestart?()
             } catch {
                 self.logger.error("\(self.name) could not be restarted: \(error)")
             }

@@ -1,3 +1,4 @@
+import Synchronization
 import Foundation
 import HTTPTypes
 
@@ -133,20 +134,19 @@ struct CredentialResolver: Sendable {
 }
 
 /// Verified credential JSON by (portal, token), bounded in size and age.
-final class VerifiedTokenCache: @unchecked Sendable {
+final class VerifiedTokenCache: Sendable {
     private struct Entry {
         let json: [UInt8]
         let generation: Int
         let expiry: Double
     }
 
-    private let lock = NSLock()
-    private var entries: [String: Entry] = [:]
+    private let entries = Mutex<[String: Entry]>([:])
     private let capacity = 10_000
 
     func lookup(portal: String, token: String, generation: Int, now: Double) -> [UInt8]? {
         let key = portal + "\u{0}" + token
-        return lock.withLock {
+        return entries.withLock { entries in
             guard let entry = entries[key] else { return nil }
             guard entry.generation == generation, entry.expiry > now else {
                 entries[key] = nil
@@ -157,7 +157,7 @@ final class VerifiedTokenCache: @unchecked Sendable {
     }
 
     func store(portal: String, token: String, json: [UInt8], generation: Int, expiry: Double) {
-        lock.withLock {
+        entries.withLock { entries in
             if entries.count >= capacity { entries.removeAll(keepingCapacity: true) }
             entries[portal + "\u{0}" + token] = Entry(json: json, generation: generation, expiry: expiry)
         }

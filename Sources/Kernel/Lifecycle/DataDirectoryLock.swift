@@ -5,7 +5,7 @@ import Foundation
 /// Two kernels on one embedded cluster would fight over its Postgres; the lock (an
 /// `flock` that dies with the process, also under `kill -9`) makes the second one stop
 /// with a clear message, and lets commands like `meltybase portal` know a kernel is up.
-final class DataDirectoryLock {
+final class DataDirectoryLock: Sendable {
     private let descriptor: Int32
 
     /// Takes the lock or throws naming the holder.

@@ -11,12 +11,19 @@ import ServiceLifecycle
 /// `run()` starts everything in order, serves until SIGTERM or SIGINT, then shuts down
 /// gracefully: listeners stop accepting, in-flight requests finish, plugin instances are
 /// destroyed, and the embedded Postgres and Redis are stopped last.
-public final class Kernel: @unchecked Sendable {
+public final class Kernel: Sendable {
     /// The validated configuration.
     public let config: KernelConfig
     private let logger: Logger
-    private var embeddedPostgres: EmbeddedPostgres?
-    private var embeddedRedis: EmbeddedRedis?
+    private let embedded = NIOLockedValueBox<(postgres: EmbeddedPostgres?, redis: EmbeddedRedis?)>((nil, nil))
+    private let settings = NIOLockedValueBox<Settings>(Settings())
+
+    /// What the embedding code sets before `run()`.
+    private struct Settings {
+        var onListening: (@Sendable (String) -> Void)?
+        var inheritedListeners: [CInt] = []
+        var ownsEmbeddedServices = true
+    }
     private let boundPorts = NIOLockedValueBox<[Int]>([])
     private let servedRoutes = NIOLockedValueBox<[RouteRecorder.Route]>([])
     private let startedPortalKeys = NIOLockedValueBox<PortalKeys?>(nil)
@@ -25,16 +32,25 @@ public final class Kernel: @unchecked Sendable {
     private let hostContext = NIOLockedValueBox<HostContext?>(nil)
 
     /// Called with every bound listener URL once it accepts connections.
-    public var onListening: (@Sendable (String) -> Void)?
+    public var onListening: (@Sendable (String) -> Void)? {
+        get { settings.withLockedValue { $0.onListening } }
+        set { settings.withLockedValue { $0.onListening = newValue } }
+    }
 
     /// Listening sockets handed down by a supervisor, one per configured listener in order;
     /// empty (the default): the kernel binds the listeners' addresses itself.
-    public var inheritedListeners: [CInt] = []
+    public var inheritedListeners: [CInt] {
+        get { settings.withLockedValue { $0.inheritedListeners } }
+        set { settings.withLockedValue { $0.inheritedListeners = newValue } }
+    }
 
     /// Whether this kernel starts the embedded Postgres and Redis and takes the data
     /// directory's lock. A supervised worker does neither: its supervisor owns both and
     /// passes their addresses in `config` (`MELTYBASE_DATABASE_URL`, `MELTYBASE_REDIS_URL`).
-    public var ownsEmbeddedServices = true
+    public var ownsEmbeddedServices: Bool {
+        get { settings.withLockedValue { $0.ownsEmbeddedServices } }
+        set { settings.withLockedValue { $0.ownsEmbeddedServices = newValue } }
+    }
 
     /// A kernel for `config` logging to `logger`.
     public init(config: KernelConfig, logger: Logger) {
@@ -52,22 +68,22 @@ public final class Kernel: @unchecked Sendable {
     /// Starts the embedded Postgres if configured so, and returns the conninfo to use.
     public func databaseConninfo() throws -> String {
         if let url = config.databaseURL { return url }
-        if let embeddedPostgres { return embeddedPostgres.conninfo }
+        if let running = embedded.withLockedValue({ $0.postgres }) { return running.conninfo }
         guard ownsEmbeddedServices else { throw SupervisorError.missingServiceAddress("MELTYBASE_DATABASE_URL") }
         let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
         try postgres.start()
-        embeddedPostgres = postgres
+        embedded.withLockedValue { $0.postgres = postgres }
         return postgres.conninfo
     }
 
     /// Starts the embedded Redis if configured so, and returns its URL.
     public func redisURL() throws -> String {
         if let url = config.redisURL { return url }
-        if let embeddedRedis { return embeddedRedis.url }
+        if let running = embedded.withLockedValue({ $0.redis }) { return running.url }
         guard ownsEmbeddedServices else { throw SupervisorError.missingServiceAddress("MELTYBASE_REDIS_URL") }
         let redis = EmbeddedRedis(dataDirectory: config.dataDirectory, logger: logger)
         try redis.start()
-        embeddedRedis = redis
+        embedded.withLockedValue { $0.redis = redis }
         return redis.url
     }
 
@@ -97,10 +113,12 @@ public final class Kernel: @unchecked Sendable {
 
     /// Stops the embedded servers this kernel started.
     public func stopEmbeddedServices() {
-        embeddedRedis?.stop()
-        embeddedPostgres?.stop()
-        embeddedRedis = nil
-        embeddedPostgres = nil
+        let (postgres, redis) = embedded.withLockedValue { embedded in
+            defer { embedded = (nil, nil) }
+            return embedded
+        }
+        redis?.stop()
+        postgres?.stop()
     }
 
     /// Runs until a shutdown signal (or until `ServiceGroup` cancellation in tests).

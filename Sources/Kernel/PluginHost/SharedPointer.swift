@@ -1,10 +1,11 @@
 /// A C address the kernel shares between threads.
 ///
-/// Two kinds only: immortal host memory written once before it is shared (the host table,
-/// C strings handed to plugins), and plugin memory the kernel reads only as the header
-/// allows (descriptors) or passes back to the plugin untouched (instances, service tables).
-/// The header states the thread rules for the plugin's side.
-struct SharedPointer<Pointer>: @unchecked Sendable {  // Sendable: see the two kinds above; Swift cannot check C ownership.
+/// Three kinds only: immortal host memory written once before it is shared (the host table,
+/// C strings handed to plugins); plugin memory the kernel reads only as the header allows
+/// (descriptors) or passes back to the plugin untouched (instances, service tables), whose
+/// thread rules the header states; and C objects used by one thread at a time, handed over
+/// under a lock (idle hiredis connections).
+struct SharedPointer<Pointer>: @unchecked Sendable {  // Sendable: one of the three kinds above; Swift cannot check C ownership.
     /// The address.
     let pointer: Pointer
 

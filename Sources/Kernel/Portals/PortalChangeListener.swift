@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// Reloads the portal registry when the system database announces a change
 /// (`NOTIFY meltybase_portals`, sent by triggers), and after reconnecting to a
 /// restarted Postgres, so every kernel on one database sees the same portals.
-final class PortalChangeListener: Service, @unchecked Sendable {
+final class PortalChangeListener: Service, Sendable {
     private let conninfo: String
     private let portals: PortalRegistry
     private let logger: Logger

@@ -20,7 +20,7 @@ public struct RateLimitDecision: Sendable, Equatable {
 /// of per request; leased tokens left unspent simply expire, which only ever errs strict. When Redis cannot be reached the limiter
 /// says so once in the log, sets `meltybase_rate_limit_fallback` to 1, and limits per
 /// process until Redis answers again.
-public final class RateLimiter: @unchecked Sendable {
+public final class RateLimiter: Sendable {
     private let redis: RedisClient?
     private let local = LocalTokenBuckets()
     private let logger: Logger
@@ -209,7 +209,7 @@ public final class RateLimiter: @unchecked Sendable {
 }
 
 /// In-process token buckets, the fallback when Redis is unreachable.
-final class LocalTokenBuckets: @unchecked Sendable {
+final class LocalTokenBuckets: Sendable {
     private struct State { var tokens: Double; var at: Double }
     private let buckets = NIOLockedValueBox<[String: State]>([:])
 

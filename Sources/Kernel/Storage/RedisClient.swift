@@ -30,11 +30,11 @@ public struct RedisError: Error, CustomStringConvertible {
 /// `rediss://` (TLS) is refused with a clear error: Debian 12's hiredis (0.14) has no TLS;
 /// reach a TLS-only Redis through a local TLS tunnel (stunnel) or a unix socket. A broken
 /// connection is dropped and reopened on the next call, so a restarted Redis is picked up.
-public final class RedisClient: @unchecked Sendable {
+public final class RedisClient: Sendable {
     /// The URL the client connects to.
     public let url: String
     private let target: Target
-    private let idle = NIOLockedValueBox<[OpaquePointer]>([])
+    private let idle = NIOLockedValueBox<[SharedPointer<OpaquePointer>]>([])
     private let timeout: timeval
     /// `AUTH` arguments from the URL (`[password]` or `[user, password]`); never logged.
     private let authentication: [String]
@@ -68,7 +68,7 @@ public final class RedisClient: @unchecked Sendable {
     }
 
     deinit {
-        for context in idle.withLockedValue({ $0 }) { redisFree(UnsafeMutablePointer(context)) }
+        for context in idle.withLockedValue({ $0 }) { redisFree(UnsafeMutablePointer(context.pointer)) }
     }
 
     /// `url` with any password replaced by `***`, for messages and logs.
@@ -96,7 +96,7 @@ public final class RedisClient: @unchecked Sendable {
         }
         defer { freeReplyObject(reply) }
         let decoded = Self.decode(reply.assumingMemoryBound(to: redisReply.self))
-        if !keep { idle.withLockedValue { $0.append(context) } }
+        if !keep { idle.withLockedValue { $0.append(SharedPointer(context)) } }
         return decoded
     }
 
@@ -126,7 +126,7 @@ public final class RedisClient: @unchecked Sendable {
     private static let workQueue = DispatchQueue(label: "meltybase.redis", attributes: .concurrent)
 
     private func checkout() throws -> OpaquePointer {
-        if let context = idle.withLockedValue({ $0.popLast() }) { return context }
+        if let context = idle.withLockedValue({ $0.popLast() }) { return context.pointer }
         let context: UnsafeMutablePointer<redisContext>?
         switch target {
         case .tcp(let host, let port, _): context = redisConnectWithTimeout(host, port, timeout)

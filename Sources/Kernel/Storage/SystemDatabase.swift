@@ -6,7 +6,7 @@ import Logging
 /// Calls are serialised on one private thread because libpq blocks; the connection
 /// is reopened after Postgres restarts, and a call made while it is down throws
 /// ``PostgresError`` (the gateway turns that into a 503).
-public final class SystemDatabase: @unchecked Sendable {
+public final class SystemDatabase: @unchecked Sendable {  // Sendable: `connection`, the one mutable field, is only touched on the serial `queue`.
     /// The libpq conninfo (or URL) of the system database.
     public let conninfo: String
     private let queue = DispatchQueue(label: "meltybase.system-database")

@@ -166,31 +166,59 @@ public final class KernelSupervisor: Sendable {
 }
 
 /// What the supervisor started, released in reverse order whatever happened.
-private final class OwnedResources: @unchecked Sendable {
-    // Set from the start-up thread and read after it finished (the continuation orders them).
-    var lock: DataDirectoryLock?
-    var postgres: EmbeddedPostgres?
-    var redis: EmbeddedRedis?
-    var sockets: [ListeningSocket] = []
-    var lifeline: (read: CInt, write: CInt)?
-    var watchdog: EmbeddedServicesWatchdog?
+private final class OwnedResources: Sendable {
+    private struct State {
+        var lock: DataDirectoryLock?
+        var postgres: EmbeddedPostgres?
+        var redis: EmbeddedRedis?
+        var sockets: [ListeningSocket] = []
+        var lifeline: (read: CInt, write: CInt)?
+        var watchdog: EmbeddedServicesWatchdog?
+    }
+
+    // Set from the start-up thread, released from another one.
+    private let state = NIOLockedValueBox(State())
+
+    var lock: DataDirectoryLock? {
+        get { state.withLockedValue { $0.lock } }
+        set { state.withLockedValue { $0.lock = newValue } }
+    }
+    var postgres: EmbeddedPostgres? {
+        get { state.withLockedValue { $0.postgres } }
+        set { state.withLockedValue { $0.postgres = newValue } }
+    }
+    var redis: EmbeddedRedis? {
+        get { state.withLockedValue { $0.redis } }
+        set { state.withLockedValue { $0.redis = newValue } }
+    }
+    var sockets: [ListeningSocket] {
+        get { state.withLockedValue { $0.sockets } }
+        set { state.withLockedValue { $0.sockets = newValue } }
+    }
+    var lifeline: (read: CInt, write: CInt)? {
+        get { state.withLockedValue { $0.lifeline } }
+        set { state.withLockedValue { $0.lifeline = newValue } }
+    }
+    var watchdog: EmbeddedServicesWatchdog? {
+        get { state.withLockedValue { $0.watchdog } }
+        set { state.withLockedValue { $0.watchdog = newValue } }
+    }
 
     /// Stops the watchdog (the services are stopped here, not by it), closes the sockets,
     /// stops Redis then Postgres, and lets go of the data directory.
     func release() {
-        watchdog?.stop()
-        watchdog = nil
-        for socket in sockets { socket.close() }
-        sockets = []
-        redis?.stop()
-        redis = nil
-        postgres?.stop()
-        postgres = nil
-        if let lifeline {
+        let owned = state.withLockedValue { state -> State in
+            defer { state = State() }
+            return state
+        }
+        owned.watchdog?.stop()
+        for socket in owned.sockets { socket.close() }
+        owned.redis?.stop()
+        owned.postgres?.stop()
+        if let lifeline = owned.lifeline {
             close(lifeline.read)
             close(lifeline.write)
         }
-        lifeline = nil
-        lock = nil
+        withExtendedLifetime(owned.lock) {}
     }
 }

@@ -8,7 +8,7 @@ import NIOHTTP1
 
 /// A kernel running in this process on a free port, over the shared test Postgres
 /// (a fresh database each) and Redis.
-final class TestKernel: @unchecked Sendable {
+final class TestKernel: Sendable {
     let kernel: Kernel
     let url: String
     let log: CapturedLog
@@ -104,7 +104,7 @@ enum HTTP {
 }
 
 /// Collects log lines (message plus metadata) for assertions.
-final class CapturedLog: @unchecked Sendable {
+final class CapturedLog: Sendable {
     private let lines = NIOLockedValueBox<[String]>([])
 
     func handler() -> some LogHandler { Handler(log: self) }
