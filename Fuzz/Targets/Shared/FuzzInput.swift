@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// One fuzz input read as a small text request: the first line is the subject (a query
 /// string, a token, a license), the following `name: value` lines are headers. Every
@@ -64,7 +65,11 @@ struct FuzzInput {
     }
 }
 
-/// Carries a task's result back to the thread that waits for it (the semaphore orders the accesses).
-private final class ResultBox<T>: @unchecked Sendable {
-    var value: T?
+/// Carries a task's result back to the thread that waits for it.
+private final class ResultBox<T: Sendable>: Sendable {
+    private let stored = Mutex<T?>(nil)
+    var value: T? {
+        get { stored.withLock { $0 } }
+        set { stored.withLock { $0 = newValue } }
+    }
 }
