@@ -59,7 +59,7 @@ struct HostContextTests {
         await kernel.stop()
     }
 
-    @Test("a slow instance_create runs on the blocking pool: other requests are answered meanwhile")
+    @Test("init and a slow instance_create run on the blocking pool: other requests are answered meanwhile")
     func slowInstanceCreate() async throws {
         let kernel = try await TestKernel.start(examplePluginsTOML + """
 
@@ -85,6 +85,11 @@ struct HostContextTests {
         #expect(waited < 1.5, "a request waited \(waited) s behind instance_create")
         await reloads.value
         try await eventually(seconds: 30) { try await kernel.request("/p/\(portals[0])/slow-create/x").status == 200 }
+        // The fixture reports the threads its init and instance_create ran on: the kernel's
+        // NIOThreadPool ("TP-#n"), not the async executor or an event loop.
+        let threads = HTTP.json(try await kernel.request("/p/\(portals[0])/slow-create/x").body)
+        #expect((threads["init"] as? String)?.hasPrefix("TP-#") == true, "init ran on \(threads["init"] ?? "?")")
+        #expect((threads["create"] as? String)?.hasPrefix("TP-#") == true, "instance_create ran on \(threads["create"] ?? "?")")
         await kernel.stop()
     }
 
