@@ -41,6 +41,27 @@ struct HostContextTests {
         #expect(first.table.pointer.pointee.respond(issued + 1, 200, nil, 0, mb_plugin_bytes(data: nil, len: 0)) == MB_ERR_NOT_FOUND)
     }
 
+    @Test("two running kernels share the plugin libraries but not their state: each sees its own pending requests and the exports")
+    func twoRunningKernels() async throws {
+        let first = try await TestKernel.start(examplePluginsTOML)
+        let second = try await TestKernel.start(examplePluginsTOML)
+        // The second kernel reuses the libraries the first initialised and adopts their
+        // service exports into its own registry: echo.v1 is found there too.
+        let call = HTTP.json(try await second.request("/p/demo/echo-swift/call?text=abc").body)
+        #expect(call["text"] as? String == "cba", "\(call)")
+        let slow = Task { try await first.request("/p/demo/echo-c/async?delay_ms=1000") }
+        try await eventually { first.kernel.pendingPluginRequests == 1 }
+        #expect(second.kernel.pendingPluginRequests == 0, "the second kernel counts the first one's request")
+        #expect(try await slow.value.status == 200)
+        #expect(first.kernel.pendingPluginRequests == 0)
+        let contexts = try (#require(first.kernel.runningHostContext), #require(second.kernel.runningHostContext))
+        #expect(contexts.0 !== contexts.1 && contexts.0.pending !== contexts.1.pending && contexts.0.webSockets !== contexts.1.webSockets)
+        await first.stop()
+        // The first kernel is gone; the second one still serves the shared libraries.
+        #expect(try await second.request("/p/demo/echo-c/echo").status == 200)
+        await second.stop()
+    }
+
     @Test("audit_async: the completion fires once the entry is committed (C and Swift SDK), bad details are refused at once")
     func asyncAudit() async throws {
         let kernel = try await TestKernel.start(examplePluginsTOML)

@@ -73,7 +73,7 @@ private func pluginAuditEntry(
     _ function: String, _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ action: UnsafePointer<CChar>?, _ actionLength: Int,
     _ target: UnsafePointer<CChar>?, _ targetLength: Int, _ details: UnsafePointer<CChar>?, _ detailsLength: Int,
     _ error: mb_host_error_buffer
-) -> (sink: any AuditSink, actor: String, action: String, target: String, portal: String?, details: String)? {
+) -> (sink: any AuditSink, context: HostContext, actor: String, action: String, target: String, portal: String?, details: String)? {
     guard let handle = PluginHandle.from(plugin) else {
         write("\(function): plugin handle is NULL", into: error)
         return nil
@@ -85,7 +85,9 @@ private func pluginAuditEntry(
         return nil
     }
     let portalHandle = PortalHandle.from(portal)
-    return (portalHandle?.audit ?? handle.context.audit, "plugin:\(handle.name)", String(pluginChars: action, count: actionLength),
+    // The serving kernel's, when there is a portal; else the kernel that loaded the plugin.
+    let context = portalHandle?.context ?? handle.context
+    return (portalHandle?.audit ?? context.audit, context, "plugin:\(handle.name)", String(pluginChars: action, count: actionLength),
             String(pluginChars: target, count: targetLength), portalHandle?.name, detailsJSON)
 }
 
@@ -115,13 +117,12 @@ private func hostAuditAsync(
         write("audit_async: completion must not be NULL", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
-    guard let entry = pluginAuditEntry("audit_async", plugin, portal, action, actionLength, target, targetLength, details, detailsLength, error),
-          let handle = PluginHandle.from(plugin) else {
+    guard let entry = pluginAuditEntry("audit_async", plugin, portal, action, actionLength, target, targetLength, details, detailsLength, error) else {
         return MB_ERR_INVALID_ARGUMENT
     }
     let pluginContext = SharedPointer(context)
     // The append waits for its group commit, so it runs on the kernel's blocking pool.
-    handle.context.blocking.submit { _ in
+    entry.context.blocking.submit { _ in
         var message: [UInt8] = []
         let status: mb_status
         do {
