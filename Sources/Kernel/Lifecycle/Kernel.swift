@@ -208,7 +208,15 @@ public final class Kernel: Sendable {
             services: [.init(service: listener), .init(service: checkpoints)] + applications.map { .init(service: $0) },
             gracefulShutdownSignals: signals,
             logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            // Cancelled or failed: the instances and this kernel's use of the plugin
+            // libraries still end here, so a later kernel in the process starts them afresh.
+            await portals.shutdown()
+            await plugins.shutdown()
+            throw error
+        }
         await portals.shutdown()
         await plugins.shutdown()
         logger.notice("MeltyBase stopped")

@@ -379,12 +379,12 @@ private func hostHTTPFetch(
     let contextAddress = UInt(bitPattern: context)
     let portalName = portalHandle?.name ?? ""
     let pluginName = handle.name
+    let resolver = portalHandle?.context ?? handle.context
     Task {
         let context = UnsafeMutableRawPointer(bitPattern: contextAddress)
         if decision == .publicOnly, !EgressPolicy.isAddressLiteral(host) {
-            let addresses = await withCheckedContinuation { continuation in
-                DispatchQueue.global().async { continuation.resume(returning: EgressPolicy.resolve(host)) }
-            }
+            // getaddrinfo blocks: it runs on the kernel's blocking pool (no answer once the kernel stopped).
+            let addresses = (try? await resolver.runBlocking { EgressPolicy.resolve(host) }) ?? []
             if let blocked = addresses.first(where: { !EgressPolicy.isPublic(address: $0) }) ?? (addresses.isEmpty ? "no address" : nil) {
                 Counter(label: "meltybase_egress_refused_total", dimensions: [("plugin", pluginName), ("portal", portalName)]).increment()
                 deliver(completion, context, status: MB_ERR_REFUSED, httpStatus: 0, headers: [], body: [],
