@@ -44,12 +44,12 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CArgon2", path: "Sources/CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .target(name: "MeltyBuildSignature", path: "Sources/MeltyBuildSignature"),
-        /// The blocking libpq connection shared by the kernel, the Vault and the CLI.
+        /// The one Postgres layer (libpq, non-blocking, on an epoll loop): connections, the
+        /// pool, LISTEN/NOTIFY and logical replication, for the kernel, the CLI and plugins.
         .target(
             name: "MeltyPostgres",
             dependencies: ["CLibPQ"],
-            path: "Sources/MeltyPostgres",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            path: "Sources/MeltyPostgres"
         ),
         /// The Vault's domain: AES-256-GCM (OpenSSL EVP), master keys, envelopes, storage,
         /// rotation. No kernel import: the plugin and the CLI both use it.
@@ -108,9 +108,8 @@ let package = Package(
         ),
         .target(
             name: "PortalDatabaseCore",
-            dependencies: ["CLibPQ", .product(name: "Crypto", package: "swift-crypto")],
-            path: "Plugins/Database/Core",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            dependencies: ["MeltyPostgres", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Plugins/Database/Core"
         ),
         .target(
             name: "DatabasePlugin",
