@@ -113,10 +113,9 @@ let package = Package(
         ),
         .target(
             name: "DatabasePlugin",
-            dependencies: ["MeltyPluginSDK", "PortalDatabaseCore", "CLibPQ", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
             path: "Plugins/Database",
-            exclude: ["Core"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            exclude: ["Core"]
         ),
         .target(
             name: "EchoSwiftPlugin",
