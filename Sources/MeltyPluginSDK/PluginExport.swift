@@ -36,7 +36,8 @@ public enum PluginExport {
             ws_message: sdkWebSocketMessage,
             ws_close: sdkWebSocketClose,
             shutdown: sdkShutdown,
-            extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes)))
+            extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes),
+            cancel_request: sdkCancelRequest))
         descriptorPointer = pointer
         return UnsafeRawPointer(pointer)
     }
@@ -81,9 +82,30 @@ final class InstanceBox: @unchecked Sendable {
     /// the connection is closed with 1008.
     static let maxPendingMessages = 1_024
 
+    /// Tasks of requests in progress, by token, so the host can cancel one (`cancel_request`).
+    private var requests: [UInt64: Task<Void, Never>] = [:]
+    /// Tokens whose task finished before it was tracked.
+    private var finishedEarly: Set<UInt64> = []
+
     init(plugin: any PortalPlugin, portal: Portal) {
         self.plugin = plugin
         self.portal = portal
+    }
+
+    /// Remembers the task handling `token` (unless it already finished).
+    func track(_ token: UInt64, _ task: Task<Void, Never>) {
+        lock.withLock { if finishedEarly.remove(token) == nil { requests[token] = task } }
+    }
+
+    /// Forgets a finished request.
+    func untrack(_ token: UInt64) {
+        lock.withLock { if requests.removeValue(forKey: token) == nil { finishedEarly.insert(token) } }
+    }
+
+    /// Cancels the task handling `token`: the plugin's awaits see `Task.isCancelled` and its
+    /// Postgres queries are cancelled on the server.
+    func cancel(_ token: UInt64) {
+        lock.withLock { requests.removeValue(forKey: token) }?.cancel()
     }
 
     static func from(_ pointer: OpaquePointer?) -> InstanceBox? {
@@ -197,7 +219,8 @@ private func copyRequest(_ request: UnsafePointer<mb_host_request>) -> PluginReq
 private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_token, _ request: UnsafePointer<mb_host_request>?) {
     guard let box = InstanceBox.from(instance), let request, let host = PluginExport.host else { return }
     let copied = copyRequest(request)
-    Task {
+    let task = Task {
+        defer { box.untrack(token) }
         let response = await box.plugin.handle(copied)
         let names = response.headers.map { Array($0.name.utf8) }
         let values = response.headers.map { Array($0.value.utf8) }
@@ -207,6 +230,11 @@ private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_to
             }
         }
     }
+    box.track(token, task)
+}
+
+private func sdkCancelRequest(_ instance: OpaquePointer?, _ token: mb_request_token) {
+    InstanceBox.from(instance)?.cancel(token)
 }
 
 private func sdkWebSocketOpen(_ instance: OpaquePointer?, _ connection: mb_connection_id, _ request: UnsafePointer<mb_host_request>?, _ error: mb_host_error_buffer) -> mb_status {

@@ -74,7 +74,7 @@ struct PluginABITests {
         defer { host.shutdown() }
         #expect(host.failures.isEmpty, "\(host.failures)")
         let c = try #require(host.plugin(named: "echo-c"))
-        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.2" && c.routePrefix == "echo-c")
+        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.3" && c.routePrefix == "echo-c")
         let swift = try #require(host.plugin(prefix: "echo-swift"))
         #expect(swift.buildSignature.hasPrefix("swift-"))
         #expect(swift.acceptsWebSockets)

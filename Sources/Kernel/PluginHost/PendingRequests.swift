@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import NIOCore
 
 /// What a plugin answered, copied out of plugin memory.
 public struct PluginResponse: Sendable {
@@ -30,6 +31,17 @@ final class PendingRequests: @unchecked Sendable {
     }
 
     private let state = NIOLockedValueBox<(next: UInt64, slots: [UInt64: Slot])>((1, [:]))
+
+    /// How the host gives up on a request: the client's connection (when it closes before the
+    /// answer, the request is abandoned) and the plugin's `cancel_request`.
+    struct Abandonment: Sendable {
+        /// The client's connection; nil when there is none to watch.
+        let channel: (any Channel)?
+        /// Tells the plugin to stop working on the request.
+        let cancel: @Sendable () -> Void
+    }
+    /// Abandonments of requests in flight, by token.
+    private let abandonments = NIOLockedValueBox<[UInt64: Abandonment]>([:])
     private let sweeper = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "meltybase.request-deadlines"))
 
     private init() {
@@ -40,7 +52,10 @@ final class PendingRequests: @unchecked Sendable {
 
     /// Registers a token, calls `dispatch` with it, and returns the plugin's answer.
     /// `owner` (the kernel's plugin host) lets one kernel count its own pending requests.
-    func run(plugin: String, owner: ObjectIdentifier, timeout: Double, dispatch: (UInt64) -> Void) async -> PluginResponse {
+    /// With `abandonment`, a request whose client disconnects, or which times out, is
+    /// cancelled in the plugin.
+    func run(plugin: String, owner: ObjectIdentifier, timeout: Double, abandonment: ((UInt64) -> Abandonment)? = nil,
+             dispatch: (UInt64) -> Void) async -> PluginResponse {
         let deadline = Date().timeIntervalSince1970 + timeout
         let token = state.withLockedValue { state -> UInt64 in
             let token = state.next
@@ -48,6 +63,11 @@ final class PendingRequests: @unchecked Sendable {
             state.slots[token] = .dispatched(deadline: deadline, plugin: plugin, owner: owner)
             return token
         }
+        if let abandonment {
+            let entry = abandonment(token)
+            abandonments.withLockedValue { $0[token] = entry }
+        }
+        defer { if abandonment != nil { abandonments.withLockedValue { _ = $0.removeValue(forKey: token) } } }
         dispatch(token)
         let early = state.withLockedValue { state -> PluginResponse? in
             guard case .answered(let response, _)? = state.slots[token] else { return nil }
@@ -100,23 +120,37 @@ final class PendingRequests: @unchecked Sendable {
     }
 
     private func expire(now: Double) {
-        let expired = state.withLockedValue { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, String, ObjectIdentifier)] in
-            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, String, ObjectIdentifier)] = []
+        // Requests whose client has gone: answered (to nobody) and cancelled like a timeout.
+        let watched = abandonments.withLockedValue { $0 }
+        let gone = Set(watched.filter { $0.value.channel.map { !$0.isActive } ?? false }.keys)
+        let expired = state.withLockedValue { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, PluginResponse)] in
+            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, PluginResponse)] = []
             for (token, slot) in state.slots {
                 switch slot {
-                case .waiting(let continuation, let deadline, let plugin, let owner) where deadline < now:
-                    found.append((continuation, token, plugin, owner))
-                case .dispatched(let deadline, let plugin, let owner) where deadline < now:
-                    found.append((nil, token, plugin, owner))
+                case .waiting(let continuation, let deadline, let plugin, let owner) where deadline < now || gone.contains(token):
+                    found.append((continuation, token, gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)))
+                    state.slots[token] = nil
+                    _ = owner
+                case .dispatched(let deadline, let plugin, let owner) where deadline < now || gone.contains(token):
+                    let answer = gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)
+                    found.append((nil, token, answer))
+                    state.slots[token] = .answered(answer, owner: owner)
                 default: break
                 }
             }
-            for (continuation, token, plugin, owner) in found {
-                state.slots[token] = continuation == nil ? .answered(Self.timeout(plugin), owner: owner) : nil
-            }
             return found
         }
-        for (continuation, _, plugin, _) in expired { continuation?.resume(returning: Self.timeout(plugin)) }
+        for (continuation, token, answer) in expired {
+            // The plugin stops the work first (its instance is alive: the request holds it).
+            watched[token]?.cancel()
+            continuation?.resume(returning: answer)
+        }
+    }
+
+    /// The answer recorded for a request whose client disconnected (nobody reads it).
+    private static func clientClosed(_ plugin: String) -> PluginResponse {
+        let body = GatewayError(status: 499, code: "client_closed_request", message: "the client closed the connection before plugin \"\(plugin)\" answered").jsonBytes
+        return PluginResponse(status: 499, headers: [("content-type", "application/json")], body: body)
     }
 
     private static func timeout(_ plugin: String) -> PluginResponse {

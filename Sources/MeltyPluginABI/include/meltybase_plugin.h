@@ -33,7 +33,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 2
+#define MB_ABI_MINOR 3
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -427,6 +427,15 @@ typedef struct mb_plugin_descriptor {
      *  route_prefix (e.g. {"auth", "sql", NULL}); same rules as route_prefix. Immortal.
      *  Requests carry the prefix that matched in mb_host_request.route_prefix. */
     const char *const *extra_route_prefixes;
+
+    /* ---- ABI 1.3 ---- */
+
+    /** Optional. The host gave up on a request the plugin has not completed: its client
+     *  disconnected, or its timeout passed (the host has answered 504). The plugin should
+     *  stop the work (cancel its database queries, say); a later host->respond for the token
+     *  is accepted and ignored. Called at most once per token, on a host thread, never from
+     *  inside handle_request; must not block. */
+    void (*cancel_request)(mb_plugin_instance *instance, mb_request_token token);
 } mb_plugin_descriptor;
 
 /** Signature of the entry function. */
