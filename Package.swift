@@ -56,8 +56,7 @@ let package = Package(
         .target(
             name: "VaultCore",
             dependencies: ["COpenSSL", "CSodium", "MeltyPostgres"],
-            path: "Sources/VaultCore",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            path: "Sources/VaultCore"
         ),
         .target(
             name: "MeltyPluginSDK",
@@ -124,9 +123,8 @@ let package = Package(
         ),
         .target(
             name: "VaultPlugin",
-            dependencies: ["MeltyPluginSDK", "VaultCore"],
-            path: "Plugins/Vault",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            dependencies: ["MeltyPluginSDK", "VaultCore", "MeltyPostgres"],
+            path: "Plugins/Vault"
         ),
         .testTarget(
             name: "KernelTests",

@@ -39,7 +39,7 @@ public struct AuditCheckpointService: Service {
         let signingKey = signingKey
         do {
             let checkpoint = try await database.withConnection { connection in
-                try AuditChain.checkpoint(on: connection, signingKey: signingKey)
+                try await AuditChain.checkpoint(on: connection, signingKey: signingKey)
             }
             if let checkpoint {
                 // Logged too, so that a copy of every checkpoint lives outside the database.

@@ -82,8 +82,9 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         supervisor = process
         try waitUntilReady(timeout: 60)
         if fresh {
-            let connection = try PostgresConnection(conninfo: conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=postgres"))
-            try connection.query("CREATE DATABASE meltybase")
+            try BlockingPostgres.run(conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=postgres")) { connection in
+                _ = try await connection.execute("CREATE DATABASE meltybase")
+            }
         }
         logger.notice("embedded Postgres is ready")
     }
@@ -103,7 +104,7 @@ public final class EmbeddedPostgres: @unchecked Sendable {
         var lastError = ""
         while Date() < deadline {
             do {
-                _ = try PostgresConnection(conninfo: probe)
+                try BlockingPostgres.run(probe) { _ in }
                 return
             } catch {
                 lastError = "\(error)"

@@ -82,7 +82,11 @@ public final class Kernel: @unchecked Sendable {
     /// the embedded Postgres of a running kernel, or the embedded Postgres started just
     /// for this call (and stopped after it).
     public func withSystemDatabase<T>(_ body: (SystemDatabase) async throws -> T) async throws -> T {
-        if let conninfo = try runningSystemConninfo() { return try await body(SystemDatabase(conninfo: conninfo)) }
+        if let conninfo = try runningSystemConninfo() {
+            let database = SystemDatabase(conninfo: conninfo)
+            defer { database.close() }
+            return try await body(database)
+        }
         let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         let lock = try DataDirectoryLock(dataDirectory: config.dataDirectory)
@@ -90,6 +94,7 @@ public final class Kernel: @unchecked Sendable {
         try postgres.start()
         defer { postgres.stop() }
         let database = SystemDatabase(conninfo: postgres.conninfo)
+        defer { database.close() }
         try await database.migrate()
         return try await body(database)
     }
@@ -115,7 +120,14 @@ public final class Kernel: @unchecked Sendable {
         }
 
         let conninfo = try databaseConninfo()
-        let database = SystemDatabase(conninfo: conninfo)
+        // The kernel's Postgres event loop: drives the system database's pool and the
+        // portal listener; stopped after them when the kernel stops.
+        let postgresLoop = PostgresEventLoop(name: "meltybase-postgres")
+        let database = SystemDatabase(conninfo: conninfo, loop: postgresLoop)
+        defer {
+            database.close()
+            postgresLoop.shutdown()
+        }
         try await database.migrate()
 
         let redis: RedisClient?
@@ -142,7 +154,7 @@ public final class Kernel: @unchecked Sendable {
         try await portals.reload()
 
         let initialized = try await database.withConnection { connection in
-            try connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
+            try await connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
         }
         let state = SystemState(isInitialized: initialized)
         // Without a vendor key, licenses verify with this machine's evaluation key.
@@ -176,9 +188,9 @@ public final class Kernel: @unchecked Sendable {
             }
             announce?(url)
         }
-        let listener = PortalChangeListener(conninfo: conninfo, portals: portals, logger: logger) {
+        let listener = PortalChangeListener(conninfo: conninfo, loop: postgresLoop, portals: portals, logger: logger) {
             // Setup done by another kernel or `meltybase setup`: the pulse follows.
-            if let flag = try? await database.withConnection({ try $0.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") }) {
+            if let flag = try? await database.withConnection({ try await $0.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") }) {
                 state.isInitialized = flag == "t"
             }
         }
