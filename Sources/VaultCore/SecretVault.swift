@@ -117,7 +117,8 @@ public final class SecretVault: Sendable {
     public func metadata(portal: String, name: String, on connection: PostgresConnection) async throws -> SecretMetadata {
         try SecretRules.validate(name: name)
         guard let metadata = SecretMetadata.rows(try await connection.vaultQuery(
-            "SELECT \(SecretMetadata.columns) FROM vault.secrets WHERE portal = $1 AND name = $2 AND deleted_at IS NULL", [portal, name])).first
+            "SELECT \(SecretMetadata.columns) FROM vault.secrets WHERE portal = $1 AND name = $2 AND deleted_at IS NULL", [portal, name],
+            prepared: true)).first
         else { throw VaultError.notFound("no secret \"\(name)\" in this portal") }
         return metadata
     }
@@ -148,7 +149,7 @@ public final class SecretVault: Sendable {
             JOIN vault.data_keys k ON k.id = v.data_key_id
             WHERE s.portal = $1 AND s.name = $2 AND s.deleted_at IS NULL
               AND v.version = COALESCE($3::integer, s.current_version)
-            """, [portal, name, version.map(String.init)])
+            """, [portal, name, version.map(String.init)], prepared: true)
         guard let found = rows.value("version").flatMap({ Int($0) }), let keyID = rows.value("key_id") else {
             throw VaultError.notFound(version.map { "secret \"\(name)\" has no version \($0)" } ?? "no secret \"\(name)\" in this portal")
         }

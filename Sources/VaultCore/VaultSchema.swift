@@ -87,11 +87,12 @@ extension PostgresConnection {
         }
     }
 
-    /// One statement, Postgres errors as ``VaultError/database(_:)``.
+    /// One statement, Postgres errors as ``VaultError/database(_:)``. `prepared` (for the
+    /// hot reads) runs it through a statement prepared once per connection.
     @discardableResult
-    func vaultQuery(_ sql: String, _ parameters: [String?] = []) async throws -> PostgresRows {
+    func vaultQuery(_ sql: String, _ parameters: [String?] = [], prepared: Bool = false) async throws -> PostgresRows {
         do {
-            return try await query(sql, parameters)
+            return prepared ? try await preparedQuery(sql, parameters) : try await query(sql, parameters)
         } catch {
             throw VaultError.database("\(error)")
         }

@@ -30,7 +30,10 @@ public struct AuditCheckpointService: Service {
                 await checkpointNow()
             }
         }
-        await checkpointNow()
+        // Its own task: when this one was cancelled (not just shut down gracefully), a
+        // query started from it would be cancelled at once.
+        let service = self
+        await Task { await service.checkpointNow() }.value
     }
 
     /// Writes a checkpoint if the head moved; returns it (or `nil`: nothing new, or it failed).
