@@ -37,6 +37,8 @@ final class PendingRequests: @unchecked Sendable {
     struct Abandonment: Sendable {
         /// The client's connection; nil when there is none to watch.
         let channel: (any Channel)?
+        /// When the request was dispatched (seconds since 1970).
+        var started = Date().timeIntervalSince1970
         /// Tells the plugin to stop working on the request.
         let cancel: @Sendable () -> Void
     }
@@ -120,18 +122,36 @@ final class PendingRequests: @unchecked Sendable {
     }
 
     private func expire(now: Double) {
-        // Requests whose client has gone: answered (to nobody) and cancelled like a timeout.
         let watched = abandonments.withLockedValue { $0 }
+        // Requests whose client has gone: answered (to nobody) and cancelled like a timeout.
         let gone = Set(watched.filter { $0.value.channel.map { !$0.isActive } ?? false }.keys)
+        finish(timedOutBefore: now, clientGone: gone, watched: watched)
+        // Hummingbird allows half-closure, so a client that closed its side while its request
+        // runs leaves the channel active: the socket's TCP state says so (CLOSE_WAIT, CLOSE).
+        // Asked only of requests running for half a second or more.
+        for (token, entry) in watched where now - entry.started >= 0.5 && !gone.contains(token) {
+            guard let channel = entry.channel, channel.isActive, let socket = channel as? SocketOptionProvider else { continue }
+            socket.getTCPInfo().whenSuccess { [weak self] info in
+                let closeWait: UInt8 = 8, closed: UInt8 = 7
+                if info.tcpi_state == closeWait || info.tcpi_state == closed {
+                    self?.finish(timedOutBefore: nil, clientGone: [token], watched: [token: entry])
+                }
+            }
+        }
+    }
+
+    /// Answers the pending requests past their deadline (504) or whose client is gone (499),
+    /// telling the plugin to stop each first.
+    private func finish(timedOutBefore now: Double?, clientGone gone: Set<UInt64>, watched: [UInt64: Abandonment]) {
         let expired = state.withLockedValue { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, PluginResponse)] in
             var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, PluginResponse)] = []
+            func due(_ token: UInt64, _ deadline: Double) -> Bool { gone.contains(token) || now.map { deadline < $0 } ?? false }
             for (token, slot) in state.slots {
                 switch slot {
-                case .waiting(let continuation, let deadline, let plugin, let owner) where deadline < now || gone.contains(token):
+                case .waiting(let continuation, let deadline, let plugin, _) where due(token, deadline):
                     found.append((continuation, token, gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)))
                     state.slots[token] = nil
-                    _ = owner
-                case .dispatched(let deadline, let plugin, let owner) where deadline < now || gone.contains(token):
+                case .dispatched(let deadline, let plugin, let owner) where due(token, deadline):
                     let answer = gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)
                     found.append((nil, token, answer))
                     state.slots[token] = .answered(answer, owner: owner)

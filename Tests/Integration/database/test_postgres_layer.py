@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -21,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-SLEEPY = "meltybase_test_sleepy"
+SLEEPY = "test_sleepy_call"
 
 
 def superuser_sql(kernel, query: str) -> str:
@@ -60,33 +61,65 @@ def make_sleepy(portal, seconds: float) -> None:
         NOTIFY pgrst, 'reload schema';
     """)
     # The schema cache reloads on the notification; wait until the API lists the function.
-    wait_for(lambda: f"/rpc/{SLEEPY}" in portal.rest("GET", "", key=portal.anon).text, 30, "the function in the API")
+    wait_for(lambda: f"/rpc/{SLEEPY}" in portal.rest("GET", "", key=portal.anon).json().get("paths", {}), 30,
+             "the function in the API")
+
+
+async def http_exchange(reader, writer, request: bytes) -> int:
+    """Sends one HTTP/1.1 request on an open connection; returns the status (body read whole)."""
+    writer.write(request)
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    if length:
+        await reader.readexactly(int(length.group(1)))
+    return int(head.split(b" ", 2)[1])
 
 
 async def concurrent_calls(portal, count: int, sampler) -> tuple[float, list[int]]:
-    """`count` concurrent POST rpc calls; returns the wall time and every status."""
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=limits) as client:
-        url = f"{portal.rest_url}/rpc/{SLEEPY}"
-        headers = portal.headers(portal.anon)
-        # Open the client connections first, so the measurement is the queries.
-        await asyncio.gather(*(client.get(f"{portal.rest_url}/", headers=headers) for _ in range(count)))
-        started = time.monotonic()
+    """`count` concurrent POST rpc calls, one keep-alive connection each; returns the wall
+    time and every status. Raw asyncio streams: httpx's pool costs seconds at 200 connections."""
+    url = httpx.URL(portal.rest_url)
+    headers = "".join(f"{name}: {value}\r\n" for name, value in portal.headers(portal.anon).items())
+    warm = (f"GET {url.path}/ HTTP/1.1\r\nHost: {url.host}\r\n{headers}\r\n").encode()
+    call = (f"POST {url.path}/rpc/{SLEEPY} HTTP/1.1\r\nHost: {url.host}\r\n{headers}"
+            f"Content-Type: application/json\r\nContent-Length: 2\r\n\r\n{{}}").encode()
+    connections = [await asyncio.open_connection(url.host, url.port) for _ in range(count)]
+    try:
+        # The connections are open and served once, so the measurement is the queries.
+        await asyncio.gather(*(http_exchange(reader, writer, warm) for reader, writer in connections))
         stop = threading.Event()
         sampling = threading.Thread(target=sampler, args=(stop,), daemon=True)
         sampling.start()
-        responses = await asyncio.gather(*(client.post(url, json={}, headers=headers) for _ in range(count)))
+        started = time.monotonic()
+        statuses = await asyncio.gather(*(http_exchange(reader, writer, call) for reader, writer in connections))
         elapsed = time.monotonic() - started
         stop.set()
         sampling.join(5)
-        return elapsed, [response.status_code for response in responses]
+        return elapsed, list(statuses)
+    finally:
+        for _, writer in connections:
+            writer.close()
+
+
+def worker_pid(kernel) -> int:
+    """The kernel worker's pid (`meltybase serve` is a supervisor with one worker child)."""
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[1]) == kernel.process.pid and "--worker" in (entry / "cmdline").read_text():
+                    return int(entry.name)
+            except (OSError, ValueError):
+                continue
+    raise AssertionError("no kernel worker process found")
 
 
 def test_200_concurrent_sleeping_queries_need_no_thread_each(kernel_factory):
     kernel = kernel_factory("[plugins.database.config]\npool_size = 200\nmax_waiting = 1000\n")
     portal = kernel.create_portal("threads")
     make_sleepy(portal, 0.3)
-    pid = kernel.process.pid
+    pid = worker_pid(kernel)
     # Warm up: every pool connection opened once.
     _, warm = asyncio.run(concurrent_calls(portal, 200, lambda stop: None))
     assert warm.count(200) == 200, f"warm-up statuses: {sorted(set(warm))}"
