@@ -157,6 +157,8 @@ public final class PostgresConnection: @unchecked Sendable {
     /// server). A transaction left failed is rolled back before returning.
     public func pipeline(_ steps: [(sql: String, parameters: [String?])]) async throws -> [PostgresRows] {
         for step in steps { try PostgresError.refuseNUL(step.sql, step.parameters) }
+        // Each step counts as a command (a pool retries only a job that sent at most one).
+        commandsSent += max(0, steps.count - 1)
         let outsideTransaction = !inTransaction
         do {
             return try await running { try await self.runPipeline(steps) }
