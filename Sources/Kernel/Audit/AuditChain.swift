@@ -48,28 +48,41 @@ public enum AuditChain {
     /// chain's head (seq 0 and the genesis hash for an empty log). The lock is its own
     /// statement: the head is read with a snapshot taken after the previous holder committed.
     private static func lockAndReadHead(on connection: PostgresConnection) async throws -> (now: String, seq: Int64, hash: String) {
-        try await connection.query("SELECT pg_advisory_xact_lock($1)", [String(AuditSchema.appendLockKey)])
-        let head = try await connection.query("""
-            SELECT \(timestamp("clock_timestamp()")) AS now,
-                   (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
-                   (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
-            """)
-        guard let now = head.value("now") else { throw AuditError("the database returned no time") }
-        return (now, head.value("seq").flatMap { Int64($0) } ?? 0, head.value("hash") ?? AuditEntry.genesisHash)
+        try await connection.query(lockSQL, [String(AuditSchema.appendLockKey)])
+        return try head(from: try await connection.query(headSQL))
     }
 
-    /// Sets `entry.hash` from its fields and inserts it. A NUL in a text field becomes U+FFFD
-    /// first: Postgres text cannot hold NUL, and the hash must cover exactly what is stored.
-    private static func insert(_ entry: inout AuditEntry, on connection: PostgresConnection) async throws {
+    static let lockSQL = "SELECT pg_advisory_xact_lock($1)"
+    static let headSQL = """
+        SELECT \(timestamp("clock_timestamp()")) AS now,
+               (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
+               (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
+        """
+    static let insertSQL = """
+        INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
+        VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
+        """
+
+    private static func head(from rows: PostgresRows) throws -> (now: String, seq: Int64, hash: String) {
+        guard let now = rows.value("now") else { throw AuditError("the database returned no time") }
+        return (now, rows.value("seq").flatMap { Int64($0) } ?? 0, rows.value("hash") ?? AuditEntry.genesisHash)
+    }
+
+    /// Sets `entry.hash` from its fields (a NUL in a text field becomes U+FFFD first:
+    /// Postgres text cannot hold NUL, and the hash must cover exactly what is stored) and
+    /// returns the insert's parameters.
+    private static func sealed(_ entry: inout AuditEntry) -> [String?] {
         entry.actor = CanonicalJSON.storable(entry.actor)
         entry.action = CanonicalJSON.storable(entry.action)
         entry.target = CanonicalJSON.storable(entry.target)
         entry.portal = entry.portal.map(CanonicalJSON.storable)
         entry.hash = entry.computedHash
-        try await connection.query("""
-            INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
-            VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
-            """, [String(entry.seq), entry.at, entry.actor, entry.action, entry.target, entry.portal, entry.details.text, entry.prevHash, entry.hash])
+        return [String(entry.seq), entry.at, entry.actor, entry.action, entry.target, entry.portal, entry.details.text, entry.prevHash, entry.hash]
+    }
+
+    /// Sets `entry.hash` and inserts it.
+    private static func insert(_ entry: inout AuditEntry, on connection: PostgresConnection) async throws {
+        try await connection.query(insertSQL, sealed(&entry))
     }
 
     /// The append itself; the caller guarantees an open transaction.
@@ -119,28 +132,34 @@ public enum AuditChain {
 
     /// Appends `entries` in order in one transaction of its own (one lock, one head read,
     /// one commit): group commit for appenders that arrive together. All or none are stored.
+    /// Two round trips whatever the number of entries: `BEGIN`, the lock and the head read in
+    /// one pipeline (the head is still its own statement, read after the lock), then every
+    /// insert and the `COMMIT` in another.
     @discardableResult
     public static func appendAllCommitting(on connection: PostgresConnection, entries: [PendingEntry]) async throws -> [AuditEntry] {
         guard !entries.isEmpty else { return [] }
-        try await connection.query("BEGIN")
+        // A failed pipeline has rolled its transaction back already.
+        let opened = try await connection.pipeline([("BEGIN", []), (lockSQL, [String(AuditSchema.appendLockKey)]), (headSQL, [])])
         do {
-            let head = try await lockAndReadHead(on: connection)
+            let head = try head(from: opened[2])
             var seq = head.seq
             var previous = head.hash
             var stored: [AuditEntry] = []
+            var steps: [(sql: String, parameters: [String?])] = []
             for pending in entries {
                 seq += 1
                 var entry = AuditEntry(
                     seq: seq, at: head.now, actor: pending.actor, action: pending.action, target: pending.target,
                     portal: pending.portal, details: pending.details, prevHash: previous, hash: "")
-                try await insert(&entry, on: connection)
+                steps.append((insertSQL, sealed(&entry)))
                 previous = entry.hash
                 stored.append(entry)
             }
-            try await connection.query("COMMIT")
+            steps.append(("COMMIT", []))
+            _ = try await connection.pipeline(steps)
             return stored
         } catch {
-            _ = try? await connection.query("ROLLBACK")
+            if connection.inTransaction { _ = try? await connection.execute("ROLLBACK") }
             throw error
         }
     }
