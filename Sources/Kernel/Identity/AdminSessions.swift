@@ -15,7 +15,7 @@ import Foundation
 /// Raising the assurance level (TOTP) starts a new session and revokes the old one, so a
 /// session id never gains privileges (OWASP: renew the session on privilege change).
 ///
-/// Every function runs on the database thread inside the caller's transaction.
+/// Every function runs on the caller's connection, inside its transaction.
 enum AdminSessions {
     /// Absolute lifetime of a session: its refresh tokens stop working after this.
     static let lifetime: TimeInterval = 12 * 60 * 60
