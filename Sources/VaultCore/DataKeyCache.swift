@@ -3,8 +3,9 @@ import Synchronization
 /// Unwrapped portal data keys, so a secret read costs one round trip for its row instead
 /// of an unwrap (and a key lookup) per read.
 ///
-/// Bounded: at most ``capacity`` keys (the least recently used goes first), and a key not
-/// used for ``idleLimit`` is dropped at the next insert. Keyed by portal and data key id;
+/// Bounded: at most ``capacity`` keys (the least recently used goes first), a key not
+/// used for ``idleLimit`` is dropped at the next insert, and caching a portal's key drops
+/// that portal's other keys (retiring ones, during or after a rotation). Keyed by portal and data key id;
 /// each entry remembers the wrapped form it came from, so a key re-wrapped by a master-key
 /// rotation (in this process or another) is unwrapped again, not served from the cache.
 /// The bytes live in ``SecretBytes`` (locked in memory, wiped when the last user lets go).
@@ -71,6 +72,12 @@ public final class DataKeyCache: Sendable {
             guard state.generation == generation else { return [] }
             var evicted: [Entry] = []
             for (name, entry) in state.entries where now - entry.lastUse > idleLimit {
+                evicted.append(state.entries.removeValue(forKey: name)!)
+            }
+            // A portal has one data key outside a rotation: another cached key of this
+            // portal is a retiring one, dropped (a rotation in another process then leaves
+            // no retired key behind once the portal is read again).
+            for name in state.entries.keys where name.portal == portal && name.id != id {
                 evicted.append(state.entries.removeValue(forKey: name)!)
             }
             let slot = Key(portal: portal, id: id)

@@ -253,6 +253,13 @@ struct VaultStoreTests {
         #expect(serving.dataKeys.contains(portal: "acme", id: rotated.dataKeyID))
         #expect(!serving.dataKeys.contains(portal: "acme", id: acmeKey))
 
+        // The same rotation by another process: the first read caches the new key and drops the retired one.
+        let elsewhere = try await VaultRotation.rotatePortalKey(portal: "acme", keys: ring, on: connection) { _, _, _, _ in }
+        #expect(elsewhere.complete && serving.dataKeys.contains(portal: "acme", id: rotated.dataKeyID))
+        #expect(try await Self.get(serving, "acme", "K", on: connection) == "cached-value")
+        #expect(serving.dataKeys.contains(portal: "acme", id: elsewhere.dataKeyID))
+        #expect(!serving.dataKeys.contains(portal: "acme", id: rotated.dataKeyID))
+
         // Shutdown wipes everything.
         serving.forgetDataKeys()
         #expect(serving.dataKeys.count == 0)
