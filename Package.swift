@@ -44,20 +44,19 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CArgon2", path: "Sources/CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .target(name: "MeltyBuildSignature", path: "Sources/MeltyBuildSignature"),
-        /// The blocking libpq connection shared by the kernel, the Vault and the CLI.
+        /// The one Postgres layer (libpq, non-blocking, on an epoll loop): connections, the
+        /// pool, LISTEN/NOTIFY and logical replication, for the kernel, the CLI and plugins.
         .target(
             name: "MeltyPostgres",
             dependencies: ["CLibPQ"],
-            path: "Sources/MeltyPostgres",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            path: "Sources/MeltyPostgres"
         ),
         /// The Vault's domain: AES-256-GCM (OpenSSL EVP), master keys, envelopes, storage,
         /// rotation. No kernel import: the plugin and the CLI both use it.
         .target(
             name: "VaultCore",
             dependencies: ["COpenSSL", "CSodium", "MeltyPostgres"],
-            path: "Sources/VaultCore",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            path: "Sources/VaultCore"
         ),
         .target(
             name: "MeltyPluginSDK",
@@ -106,16 +105,14 @@ let package = Package(
         ),
         .target(
             name: "PortalDatabaseCore",
-            dependencies: ["CLibPQ", .product(name: "Crypto", package: "swift-crypto")],
-            path: "Plugins/Database/Core",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            dependencies: ["MeltyPostgres", .product(name: "Crypto", package: "swift-crypto")],
+            path: "Plugins/Database/Core"
         ),
         .target(
             name: "DatabasePlugin",
-            dependencies: ["MeltyPluginSDK", "PortalDatabaseCore", "CLibPQ", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
             path: "Plugins/Database",
-            exclude: ["Core"],
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            exclude: ["Core"]
         ),
         .target(
             name: "EchoSwiftPlugin",
@@ -124,9 +121,8 @@ let package = Package(
         ),
         .target(
             name: "VaultPlugin",
-            dependencies: ["MeltyPluginSDK", "VaultCore"],
-            path: "Plugins/Vault",
-            swiftSettings: [.swiftLanguageMode(.v5)]
+            dependencies: ["MeltyPluginSDK", "VaultCore", "MeltyPostgres"],
+            path: "Plugins/Vault"
         ),
         .testTarget(
             name: "KernelTests",

@@ -1,6 +1,8 @@
 import Foundation
-import PortalDatabaseCore
 import MeltyPluginSDK
+import MeltyPostgres
+import PortalDatabaseCore
+import Synchronization
 
 /// The Database plugin: one Postgres database per portal with a PostgREST-compatible REST
 /// API (`/rest/v1`), GoTrue-compatible user auth (`/auth/v1`) and a SQL console (`/sql/v1`),
@@ -41,59 +43,92 @@ public final class DatabasePlugin: PortalPlugin {
         }
     }
 
-    nonisolated(unsafe) static var host: PluginHostServices!
-    nonisolated(unsafe) static var settings: Settings!
+    /// What `start` set up, for every instance: the host, the settings and the event loop
+    /// that drives every Postgres connection of the plugin.
+    struct Shared: Sendable {
+        var host: PluginHostServices
+        var settings: Settings
+        var loop: PostgresEventLoop
+    }
+    private static let shared = Mutex<Shared?>(nil)
+    static var host: PluginHostServices {
+        get throws {
+            guard let host = shared.withLock({ $0?.host }) else { throw PluginError.invalid("database: the plugin was not started") }
+            return host
+        }
+    }
 
     let portal: Portal
     let systemConninfo: String
     let rest: RestHandler
     let auth: AuthHandler
     let console: SQLConsole
-    private let pools: [ConnectionPool]
+    private let pools: [PostgresPool]
     private let provisioned = ProvisionState()
-    private let listener: SchemaListener
+    private let listener: Task<Void, Never>
+    private let loop: PostgresEventLoop
 
     public static func start(host: PluginHostServices, config: [String: Any]) throws {
-        self.settings = try Settings(config)
-        self.host = host
+        let settings = try Settings(config)
+        shared.withLock { $0 = Shared(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-database-pg")) }
+    }
+
+    public static func shutdown() {
+        shared.withLock { shared in
+            shared?.loop.shutdown()
+            shared = nil
+        }
     }
 
     public init(portal: Portal, config: [String: Any]) throws {
-        let settings = Self.settings!
+        guard let shared = Self.shared.withLock({ $0 }) else { throw PluginError.invalid("database: the plugin was not started") }
+        let settings = shared.settings, host = shared.host, loop = shared.loop
         self.portal = portal
-        systemConninfo = Self.host.postgresConninfo(portal: portal)
-        let timeout = settings.statementTimeoutMilliseconds
-        let prepare: (PGConnection) throws -> Void = { connection in
-            try connection.query("SELECT set_config('statement_timeout', $1, false)", [String(timeout)])
+        self.loop = loop
+        let systemConninfo = host.postgresConninfo(portal: portal)
+        self.systemConninfo = systemConninfo
+        let timeout = String(settings.statementTimeoutMilliseconds)
+        let prepare: @Sendable (PostgresConnection) async throws -> Void = { connection in
+            try await connection.query("SELECT set_config('statement_timeout', $1, false)", [timeout])
         }
-        let restPool = ConnectionPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: "authenticator"),
-                                      size: settings.poolSize, maxWaiting: settings.maxWaiting, prepare: prepare)
-        let authPool = ConnectionPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name),
-                                      size: max(2, settings.poolSize / 2), maxWaiting: settings.maxWaiting, prepare: prepare)
-        let ownerPool = ConnectionPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: PortalProvisioner.ownerRole(portal.name)),
-                                       size: 2, maxWaiting: 64, prepare: prepare)
+        let restPool = PostgresPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: "authenticator"),
+                                    size: settings.poolSize, maxWaiting: settings.maxWaiting, loop: loop, prepare: prepare)
+        let authPool = PostgresPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name),
+                                    size: max(2, settings.poolSize / 2), maxWaiting: settings.maxWaiting, loop: loop, prepare: prepare)
+        let ownerPool = PostgresPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: PortalProvisioner.ownerRole(portal.name)),
+                                     size: 2, maxWaiting: 64, loop: loop, prepare: prepare)
         pools = [restPool, authPool, ownerPool]
-        rest = RestHandler(pool: restPool, schemas: settings.schemas, maxRows: settings.maxRows)
-        auth = AuthHandler(pool: authPool, portal: portal, host: Self.host)
-        console = SQLConsole(pool: ownerPool, host: Self.host, portal: portal)
-        let rest = self.rest
-        listener = SchemaListener(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name)) { rest.invalidate() }
-        // Creating the portal creates its database; if Postgres is down now, the first request retries.
-        do {
-            try PortalProvisioner.provision(portal: portal.name, systemConninfo: systemConninfo)
-            provisioned.done = true
-            Self.host.log(.info, "portal database \(PortalProvisioner.databaseName(portal.name)) ready", portal: portal)
-        } catch {
-            Self.host.log(.warning, "portal database not provisioned yet (will retry on the next request): \(error)", portal: portal)
+        let rest = RestHandler(pool: restPool, schemas: settings.schemas, maxRows: settings.maxRows)
+        self.rest = rest
+        auth = AuthHandler(pool: authPool, portal: portal, host: host)
+        console = SQLConsole(pool: ownerPool, host: host, portal: portal)
+        // DDL announces itself (`NOTIFY pgrst`); after an outage anything may have changed.
+        let schemaListener = PostgresListener(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name), channels: ["pgrst"], loop: loop)
+        listener = Task {
+            await schemaListener.run { event in
+                switch event {
+                case .notification, .listening: rest.invalidate()
+                case .lost: break
+                }
+            }
         }
-        listener.start()
+        // Creating the portal creates its database; if Postgres is down now, the first request retries.
+        let provisioned = self.provisioned
+        Task {
+            do {
+                try await provisioned.ensure { try await PortalProvisioner.provision(portal: portal.name, systemConninfo: systemConninfo, loop: loop) }
+                host.log(.info, "portal database \(PortalProvisioner.databaseName(portal.name)) ready", portal: portal)
+            } catch {
+                host.log(.warning, "portal database not provisioned yet (will retry on the next request): \(error)", portal: portal)
+            }
+        }
     }
 
     public func handle(_ request: PluginRequest) async -> PluginResponse {
-        if !provisioned.done {
+        if !provisioned.isDone {
             do {
-                try await provisioned.run { [portal, systemConninfo] in
-                    try PortalProvisioner.provision(portal: portal.name, systemConninfo: systemConninfo)
+                try await provisioned.ensure { [portal, systemConninfo, loop] in
+                    try await PortalProvisioner.provision(portal: portal.name, systemConninfo: systemConninfo, loop: loop)
                 }
             } catch {
                 var response = RestError.unavailable("the portal database is not available yet: \(error)")
@@ -183,90 +218,42 @@ public final class DatabasePlugin: PortalPlugin {
     }
 
     public func stop() {
-        listener.stop()
+        listener.cancel()
         pools.forEach { $0.close() }
     }
 }
 
-/// Whether the portal database exists yet; provisioning runs once at a time.
-final class ProvisionState: @unchecked Sendable {
-    private let lock = NSLock()
-    private var _done = false
-    var done: Bool {
-        get { lock.withLock { _done } }
-        set { lock.withLock { _done = newValue } }
+/// Whether the portal database exists yet; provisioning runs once at a time (callers that
+/// arrive meanwhile wait for the same attempt; after a failure the next caller tries again).
+final class ProvisionState: Sendable {
+    private struct State {
+        var done = false
+        var attempt: Task<Void, any Error>?
     }
+    private let state = Mutex(State())
 
-    func run(_ work: @escaping @Sendable () throws -> Void) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            DispatchQueue.global().async { [self] in
-                lock.lock()
-                defer { lock.unlock() }
-                if _done { continuation.resume(); return }
-                do {
-                    try work()
-                    _done = true
-                    continuation.resume()
-                } catch {
-                    continuation.resume(throwing: error)
-                }
+    /// Whether provisioning has succeeded.
+    var isDone: Bool { state.withLock { $0.done } }
+
+    /// Runs `work` unless it already succeeded, or waits for the attempt under way.
+    func ensure(_ work: @escaping @Sendable () async throws -> Void) async throws {
+        let attempt: Task<Void, any Error>? = state.withLock { state in
+            if state.done { return nil }
+            if let attempt = state.attempt { return attempt }
+            let attempt = Task { try await work() }
+            state.attempt = attempt
+            return attempt
+        }
+        guard let attempt else { return }
+        do {
+            try await attempt.value
+            state.withLock { $0.done = true }
+        } catch {
+            state.withLock { state in
+                if state.attempt == attempt { state.attempt = nil }
             }
+            throw error
         }
-    }
-}
-
-/// Listens for `NOTIFY pgrst` (the event trigger's DDL announcement) on its own thread and
-/// reconnects after failures.
-final class SchemaListener: @unchecked Sendable {
-    let conninfo: String
-    let onChange: @Sendable () -> Void
-    private let lock = NSLock()
-    private var running = false
-    private var thread: Thread?
-    private let finished = DispatchSemaphore(value: 0)
-
-    init(conninfo: String, onChange: @escaping @Sendable () -> Void) {
-        self.conninfo = conninfo
-        self.onChange = onChange
-    }
-
-    func start() {
-        lock.withLock { running = true }
-        let thread = Thread { [self] in
-            var signals = sigset_t()
-            sigfillset(&signals)
-            pthread_sigmask(SIG_BLOCK, &signals, nil)
-            loop()
-            finished.signal()
-        }
-        thread.name = "meltybase-database-schema-listener"
-        self.thread = thread
-        thread.start()
-    }
-
-    private var isRunning: Bool { lock.withLock { running } }
-
-    private func loop() {
-        while isRunning {
-            do {
-                let connection = try PGConnection(conninfo: conninfo)
-                try connection.query("LISTEN pgrst")
-                onChange()   // anything may have changed while we were not listening
-                while isRunning {
-                    if !(try connection.notifications(timeout: 0.5)).isEmpty { onChange() }
-                }
-            } catch {
-                for _ in 0..<10 where isRunning { usleep(100_000) }
-            }
-        }
-    }
-
-    func stop() {
-        let wasRunning = lock.withLock { () -> Bool in
-            defer { running = false }
-            return running
-        }
-        if wasRunning { finished.wait() }
     }
 }
 

@@ -1,5 +1,8 @@
+import Dispatch
 import Foundation
 import MeltyPluginSDK
+import MeltyPostgres
+import Synchronization
 import VaultCore
 
 /// The Vault plugin: portal secrets under AES-256-GCM envelope encryption, served at
@@ -10,17 +13,21 @@ public final class VaultPlugin: PortalPlugin {
     public static let description = PluginDescription(name: "vault", version: "1.0.0", routePrefix: "vault")
 
     /// What `start` set up; `nil` before `start` and after `shutdown`.
-    struct Runtime: @unchecked Sendable {
+    struct Runtime: Sendable {
         let host: PluginHostServices
         let vault: SecretVault
-        let databases: DatabasePools
+        let databases: VaultDatabases
+        /// Drives every pool's sockets; created by `start`, stopped by `shutdown`.
+        let loop: PostgresEventLoop
+        let audit: AuditCalls
     }
 
-    nonisolated(unsafe) static var runtime: Runtime?
+    private static let current = Mutex<Runtime?>(nil)
+    static var runtime: Runtime? { current.withLock { $0 } }
 
     let portal: Portal
     /// The system database this portal's kernel runs on.
-    let database: DatabaseWorkers
+    let database: VaultDatabase
 
     /// Validates the master key and the configuration and exports `vault.v1`. Any failure refuses the plugin with a
     /// message naming the setting at fault (the kernel keeps serving).
@@ -31,9 +38,16 @@ public final class VaultPlugin: PortalPlugin {
         } catch {
             throw PluginError.invalid("vault: \(error)")
         }
-        runtime = Runtime(
+        let loop = PostgresEventLoop(name: "meltybase-vault-postgres")
+        let started = Runtime(
             host: host, vault: SecretVault(keys: settings.keys, maxValueBytes: settings.maxValueBytes),
-            databases: DatabasePools(connectionsPerPool: settings.databaseConnections))
+            databases: VaultDatabases(connectionsPerPool: settings.databaseConnections, loop: loop), loop: loop,
+            audit: AuditCalls(host: host))
+        let previousRuntime = current.withLock { runtime in
+            defer { runtime = started }
+            return runtime
+        }
+        previousRuntime.map(stop)
         let previous = settings.keys.previous.map(\.id)
         host.log(.info, "vault: master key id \(settings.keys.current.id)" + (previous.isEmpty ? "" : ", previous key id(s) \(previous.joined(separator: ", ")) accepted for unwrapping"))
         try PluginExport.exportJSONService("vault", major: 1) { instance, method, argument in
@@ -51,7 +65,7 @@ public final class VaultPlugin: PortalPlugin {
             throw PluginError.unavailable("vault: the host gives no Postgres conninfo for portal \(portal.name) (needs ABI 1.1 or later)")
         }
         self.portal = portal
-        database = runtime.databases.workers(for: conninfo)
+        database = runtime.databases.database(for: conninfo)
     }
 
     public func handle(_ request: PluginRequest) async -> PluginResponse {
@@ -61,9 +75,40 @@ public final class VaultPlugin: PortalPlugin {
         return await SecretRoutes(runtime: runtime, portal: portal, database: database).handle(request)
     }
 
+    /// Closes the pools, stops the event loop and wipes the cached data keys.
     public static func shutdown() {
-        runtime?.databases.close()
-        runtime = nil
+        current.withLock { runtime in
+            defer { runtime = nil }
+            return runtime
+        }.map(stop)
+    }
+
+    private static func stop(_ runtime: Runtime) {
+        runtime.databases.close()
+        runtime.loop.shutdown()
+        runtime.vault.forgetDataKeys()
+    }
+}
+
+/// The host's `audit` call, which blocks its caller until the entry is committed, made
+/// from a dispatch queue rather than the cooperative pool: a burst of reads waits there
+/// (and is group-committed by the kernel) while the pool's threads keep serving requests.
+struct AuditCalls: Sendable {
+    let host: PluginHostServices
+    private let queue = DispatchQueue(label: "meltybase.vault.audit", attributes: .concurrent)
+
+    init(host: PluginHostServices) {
+        self.host = host
+    }
+
+    /// Appends one entry; throws when the kernel could not store it.
+    func append(action: String, target: String, details: [String: any Sendable], portal: Portal) async throws {
+        let host = host
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            queue.async {
+                continuation.resume(with: Result { try host.auditBlocking(action: action, target: target, details: details, portal: portal) })
+            }
+        }
     }
 }
 

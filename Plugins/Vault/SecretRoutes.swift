@@ -7,7 +7,7 @@ import VaultCore
 struct SecretRoutes {
     let runtime: VaultPlugin.Runtime
     let portal: Portal
-    let database: DatabaseWorkers
+    let database: VaultDatabase
 
     /// The route a path names.
     enum Route: Equatable {
@@ -75,7 +75,7 @@ struct SecretRoutes {
         let includeDeleted = request.queryItems["include_deleted"] == "true"
         let portal = self.portal.name
         let vault = runtime.vault
-        let secrets = try await database.run { try vault.list(portal: portal, includeDeleted: includeDeleted, on: $0) }
+        let secrets = try await database.run { try await vault.list(portal: portal, includeDeleted: includeDeleted, on: $0) }
         return .json(["secrets": secrets.map(\.json)])
     }
 
@@ -89,38 +89,36 @@ struct SecretRoutes {
         }
         let value = try Self.value(body)
         let description = try Self.description(body)
-        let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
+        let (portal, vault) = (self.portal.name, runtime.vault)
         let metadata = try await database.run { connection in
-            let written = try value.withUnsafeBytes {
-                pathName == nil
-                    ? try vault.create(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
-                    : try vault.update(portal: portal, name: name, value: $0, description: description, actor: caller.actor, on: connection)
-            }
-            try? host.auditBlocking(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
-                            details: ["version": written.currentVersion, "actor": caller.actor], portal: handle)
-            return written
+            pathName == nil
+                ? try await vault.create(portal: portal, name: name, value: value, description: description, actor: caller.actor, on: connection)
+                : try await vault.update(portal: portal, name: name, value: value, description: description, actor: caller.actor, on: connection)
         }
+        try? await runtime.audit.append(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
+                                        details: ["version": metadata.currentVersion, "actor": caller.actor], portal: self.portal)
         return .json(metadata.json, status: pathName == nil ? 201 : 200)
     }
 
     private func metadata(_ name: String) async throws -> PluginResponse {
         let (portal, vault) = (self.portal.name, runtime.vault)
-        return .json(try await database.run { try vault.metadata(portal: portal, name: name, on: $0) }.json)
+        return .json(try await database.run { try await vault.metadata(portal: portal, name: name, on: $0) }.json)
     }
 
     private func versions(_ name: String) async throws -> PluginResponse {
         let (portal, vault) = (self.portal.name, runtime.vault)
-        let versions = try await database.run { try vault.versions(portal: portal, name: name, on: $0) }
+        let versions = try await database.run { try await vault.versions(portal: portal, name: name, on: $0) }
         return .json(["name": name, "versions": versions.map(\.json)])
     }
 
     private func delete(_ name: String, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
         let purge = request.queryItems["purge"] == "true"
-        let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
+        let (portal, vault) = (self.portal.name, runtime.vault)
         try await database.run { connection in
-            try vault.delete(portal: portal, name: name, purge: purge, on: connection)
-            try? host.auditBlocking(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)", details: ["actor": caller.actor], portal: handle)
+            _ = try await vault.delete(portal: portal, name: name, purge: purge, on: connection)
         }
+        try? await runtime.audit.append(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)",
+                                        details: ["actor": caller.actor], portal: self.portal)
         return .json(["name": name, "deleted": true, "purged": purge])
     }
 
@@ -135,19 +133,19 @@ struct SecretRoutes {
             }
             version = number
         }
-        let (portal, vault, host, handle) = (self.portal.name, runtime.vault, runtime.host, self.portal)
-        return try await database.run { connection in
-            let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
-            do {
-                try host.auditBlocking(action: "vault.secret.read", target: "secret:\(name)",
-                               details: ["version": revealed.version, "actor": caller.actor, "via": "http"], portal: handle)
-            } catch {
-                return .error(status: 503, code: "audit_unavailable", message: "the read could not be audited, so the value is withheld",
-                              hint: "check the system database; the kernel log says why")
-            }
-            return PluginResponse(status: 200, headers: [("content-type", "application/json"), ("cache-control", "no-store")],
-                                  body: SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value))
+        let (portal, vault) = (self.portal.name, runtime.vault)
+        // One round trip for the row (the data key is usually cached), then the audit entry
+        // (group-committed by the kernel), and only then the value.
+        let revealed = try await database.run { try await vault.reveal(portal: portal, name: name, version: version, on: $0) }
+        do {
+            try await runtime.audit.append(action: "vault.secret.read", target: "secret:\(name)",
+                                           details: ["version": revealed.version, "actor": caller.actor, "via": "http"], portal: self.portal)
+        } catch {
+            return .error(status: 503, code: "audit_unavailable", message: "the read could not be audited, so the value is withheld",
+                          hint: "check the system database; the kernel log says why")
         }
+        return PluginResponse(status: 200, headers: [("content-type", "application/json"), ("cache-control", "no-store")],
+                              body: SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value))
     }
 
     // MARK: Bodies and errors

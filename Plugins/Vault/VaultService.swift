@@ -22,7 +22,7 @@ enum VaultService {
         guard let runtime = VaultPlugin.runtime else { throw PluginError.unavailable("vault.v1: the vault plugin is not started") }
         let arguments = argument.isEmpty ? [:] : ((try? JSONSerialization.jsonObject(with: Data(argument))) as? [String: Any])
         guard let arguments else { throw PluginError.invalid("vault.v1 \(method): the argument must be a JSON object") }
-        let (portal, vault, host, handle) = (plugin.portal.name, runtime.vault, runtime.host, plugin.portal)
+        let (portal, vault) = (plugin.portal.name, runtime.vault)
         guard let caller = arguments["caller"] as? [String: Any], let callerJSON = try? JSONSerialization.data(withJSONObject: caller) else {
             throw PluginError.refused("vault.v1 \(method): pass the caller's credential as \"caller\" (the SDK's callService(..., caller: request.credential))")
         }
@@ -42,18 +42,16 @@ enum VaultService {
                     guard let number = raw as? Int, number > 0 else { throw PluginError.invalid("vault.v1 get: version must be a positive integer") }
                     version = number
                 }
-                return try await plugin.database.run { connection in
-                    let revealed = try vault.reveal(portal: portal, name: name, version: version, on: connection)
-                    do {
-                        try host.auditBlocking(action: "vault.secret.read", target: "secret:\(name)",
-                                       details: ["version": revealed.version, "via": "vault.v1", "caller": access.actor], portal: handle)
-                    } catch {
-                        throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")
-                    }
-                    return SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value)
+                let revealed = try await plugin.database.run { try await vault.reveal(portal: portal, name: name, version: version, on: $0) }
+                do {
+                    try await runtime.audit.append(action: "vault.secret.read", target: "secret:\(name)",
+                                                   details: ["version": revealed.version, "via": "vault.v1", "caller": access.actor], portal: plugin.portal)
+                } catch {
+                    throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")
                 }
+                return SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value)
             case "list":
-                let secrets = try await plugin.database.run { try vault.list(portal: portal, on: $0) }
+                let secrets = try await plugin.database.run { try await vault.list(portal: portal, on: $0) }
                 return Array(try JSONSerialization.data(withJSONObject: ["secrets": secrets.map(\.json)], options: [.sortedKeys]))
             default:
                 throw PluginError.notFound("vault.v1 has no method \(method); methods: get, list")

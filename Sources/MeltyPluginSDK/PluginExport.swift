@@ -48,7 +48,8 @@ public enum PluginExport {
             ws_message: sdkWebSocketMessage,
             ws_close: sdkWebSocketClose,
             shutdown: sdkShutdown,
-            extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes)))
+            extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes),
+            cancel_request: sdkCancelRequest))
         // The entry runs once per dlopen before any other call; a racing second call keeps the first.
         let kept = state.withLock { state -> HostPointer<UnsafeMutablePointer<mb_plugin_descriptor>> in
             if let existing = state.descriptor { return existing }
@@ -101,9 +102,29 @@ final class InstanceBox: Sendable {
     /// the connection is closed with 1008.
     static let maxPendingMessages = 1_024
 
+    /// Tasks of requests in progress, by token, so the host can cancel one (`cancel_request`),
+    /// and the tokens whose task finished before it was tracked.
+    private let requests = Mutex<(running: [UInt64: Task<Void, Never>], finishedEarly: Set<UInt64>)>(([:], []))
+
     init(plugin: any PortalPlugin, portal: Portal) {
         self.plugin = plugin
         self.portal = portal
+    }
+
+    /// Remembers the task handling `token` (unless it already finished).
+    func track(_ token: UInt64, _ task: Task<Void, Never>) {
+        requests.withLock { if $0.finishedEarly.remove(token) == nil { $0.running[token] = task } }
+    }
+
+    /// Forgets a finished request.
+    func untrack(_ token: UInt64) {
+        requests.withLock { if $0.running.removeValue(forKey: token) == nil { $0.finishedEarly.insert(token) } }
+    }
+
+    /// Cancels the task handling `token`: the plugin's awaits see `Task.isCancelled` and its
+    /// Postgres queries are cancelled on the server.
+    func cancel(_ token: UInt64) {
+        requests.withLock { $0.running.removeValue(forKey: token) }?.cancel()
     }
 
     static func from(_ pointer: OpaquePointer?) -> InstanceBox? {
@@ -219,7 +240,8 @@ private func copyRequest(_ request: UnsafePointer<mb_host_request>) -> PluginReq
 private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_token, _ request: UnsafePointer<mb_host_request>?) {
     guard let box = InstanceBox.from(instance), let request, let host = PluginExport.host else { return }
     let copied = copyRequest(request)
-    Task {
+    let task = Task {
+        defer { box.untrack(token) }
         let response = await box.plugin.handle(copied)
         let names = response.headers.map { Array($0.name.utf8) }
         let values = response.headers.map { Array($0.value.utf8) }
@@ -229,6 +251,11 @@ private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_to
             }
         }
     }
+    box.track(token, task)
+}
+
+private func sdkCancelRequest(_ instance: OpaquePointer?, _ token: mb_request_token) {
+    InstanceBox.from(instance)?.cancel(token)
 }
 
 private func sdkWebSocketOpen(_ instance: OpaquePointer?, _ connection: mb_connection_id, _ request: UnsafePointer<mb_host_request>?, _ error: mb_host_error_buffer) -> mb_status {

@@ -41,7 +41,7 @@ public struct PluginHostServices: Sendable {
 
     /// Appends an audit entry (details must be a JSON object) and returns once it is
     /// committed; throws when it cannot be stored (refuse the audited action then). Suspends
-    /// instead of blocking: the kernel commits on its own pool (`audit_async`, ABI 1.3).
+    /// instead of blocking: the kernel commits on its own pool (`audit_async`, ABI 1.4).
     public func audit(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) async throws {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys]), as: UTF8.self)
         let handle = portal?.handle

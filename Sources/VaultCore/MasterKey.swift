@@ -2,7 +2,7 @@ import Foundation
 
 /// One 256-bit master key and its public id (the first 8 bytes of a SHA-256 over a
 /// domain label and the key, in hex), which is stored beside every data key it wraps.
-public final class MasterKey: @unchecked Sendable {
+public final class MasterKey: Sendable {
     /// Public identifier, safe to log and store.
     public let id: String
     /// The key, locked in memory and wiped on release.

@@ -6,6 +6,7 @@ import Foundation
 /// (`sodium_mlock`) so they are never swapped out.
 ///
 /// Not `Sendable` by accident: share it only after it is fully written.
+// @unchecked: owns a raw heap buffer, written before it is shared and only read afterwards.
 public final class SecretBytes: @unchecked Sendable {
     private let pointer: UnsafeMutableRawPointer
     /// Number of bytes.

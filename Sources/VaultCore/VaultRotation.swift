@@ -9,7 +9,7 @@ import MeltyPostgres
 /// hash-chained audit log there).
 public enum VaultRotation {
     /// Writes an audit entry on the given connection, inside the open transaction.
-    public typealias AuditHook = (_ connection: PostgresConnection, _ action: String, _ target: String, _ details: [String: Any]) throws -> Void
+    public typealias AuditHook = (_ connection: PostgresConnection, _ action: String, _ target: String, _ details: [String: Any]) async throws -> Void
 
     /// What `rotate-master` did.
     public struct MasterResult: Sendable, Equatable {
@@ -25,13 +25,16 @@ public enum VaultRotation {
     /// key from `keys`) in one transaction; secret ciphertexts are not touched. Rows
     /// already under the current key are skipped, so a second run changes nothing.
     /// Throws ``VaultError/unknownMasterKey(keyID:portal:configured:)`` (and changes
-    /// nothing) when a data key is under a key the ring does not hold.
-    public static func rotateMaster(keys: MasterKeyRing, on connection: PostgresConnection, audit: AuditHook) throws -> MasterResult {
+    /// nothing) when a data key is under a key the ring does not hold. `vault` (the one
+    /// serving reads in this process, when there is one) forgets its cached data keys.
+    public static func rotateMaster(keys: MasterKeyRing, on connection: PostgresConnection, vault: SecretVault? = nil, audit: AuditHook) async throws -> MasterResult {
         VaultCrypto.ensureInitialized()
-        try VaultSchema.migrate(on: connection)
-        let vault = SecretVault(keys: keys)
-        return try connection.vaultTransaction {
-            let rows = try connection.vaultQuery("SELECT id, portal, master_key_id, wrapped FROM vault.data_keys ORDER BY id FOR UPDATE")
+        try await VaultSchema.migrate(on: connection)
+        let vault = vault ?? SecretVault(keys: keys)
+        // Cached keys were unwrapped from the old wrapping: forgotten whatever happens.
+        defer { vault.forgetDataKeys() }
+        return try await connection.vaultTransaction {
+            let rows = try await connection.vaultQuery("SELECT id, portal, master_key_id, wrapped FROM vault.data_keys ORDER BY id FOR UPDATE")
             var result = MasterResult(rewrapped: 0, alreadyCurrent: 0, masterKeyID: keys.current.id)
             var from: Set<String> = []
             for row in 0..<rows.rows.count {
@@ -47,13 +50,13 @@ public enum VaultRotation {
                 }
                 let dataKey = try vault.unwrap(try ByteaText.decode(rows.value("wrapped", row: row)), id: id, portal: portal, with: previous)
                 let wrapped = try vault.wrap(dataKey: dataKey, id: id, portal: portal, under: keys.current)
-                try connection.vaultQuery(
+                try await connection.vaultQuery(
                     "UPDATE vault.data_keys SET master_key_id = $2, wrapped = $3::bytea, wrapped_at = now() WHERE id = $1",
                     [id, keys.current.id, ByteaText.encode(wrapped)])
                 from.insert(masterKeyID)
                 result.rewrapped += 1
             }
-            try audit(connection, "vault.master_key.rotate", "master_key:\(keys.current.id)", [
+            try await audit(connection, "vault.master_key.rotate", "master_key:\(keys.current.id)", [
                 "master_key_id": keys.current.id, "from_master_key_ids": from.sorted(),
                 "rewrapped": result.rewrapped, "already_current": result.alreadyCurrent,
             ])
@@ -80,17 +83,20 @@ public enum VaultRotation {
     /// still under a retiring key are re-encrypted in batches of `batchSize`, each batch
     /// its own transaction. Phase 3: retiring keys no version uses are deleted. A run that
     /// finds a retiring key resumes (no new key). `maxBatches` stops early (for tests of
-    /// resumption); the result then says `complete: false`.
+    /// resumption); the result then says `complete: false`. `vault` (the one serving reads
+    /// in this process, when there is one) forgets its cached data keys, retired ones included.
     public static func rotatePortalKey(
         portal: String, keys: MasterKeyRing, on connection: PostgresConnection, batchSize: Int = 200, maxBatches: Int? = nil,
-        audit: AuditHook
-    ) throws -> PortalResult {
+        vault: SecretVault? = nil, audit: AuditHook
+    ) async throws -> PortalResult {
         VaultCrypto.ensureInitialized()
-        try VaultSchema.migrate(on: connection)
-        let vault = SecretVault(keys: keys)
-        let (newKeyID, resumed) = try connection.vaultTransaction {
-            try connection.vaultQuery("SELECT pg_advisory_xact_lock(7426102, hashtext($1))", [portal])
-            let existing = try connection.vaultQuery(
+        try await VaultSchema.migrate(on: connection)
+        let vault = vault ?? SecretVault(keys: keys)
+        // The retired keys must not outlive the rotation in memory: forgotten whatever happens.
+        defer { vault.forgetDataKeys() }
+        let (newKeyID, resumed) = try await connection.vaultTransaction {
+            try await connection.vaultQuery("SELECT pg_advisory_xact_lock(7426102, hashtext($1))", [portal])
+            let existing = try await connection.vaultQuery(
                 "SELECT id, state FROM vault.data_keys WHERE portal = $1 ORDER BY created_at FOR UPDATE", [portal])
             let states = (0..<existing.rows.count).map { (existing.value("id", row: $0) ?? "", existing.value("state", row: $0) ?? "") }
             if states.contains(where: { $0.1 == "retiring" }), let active = states.first(where: { $0.1 == "active" }) {
@@ -99,9 +105,9 @@ public enum VaultRotation {
             guard states.contains(where: { $0.1 == "active" }) else {
                 throw VaultError.notFound("portal \"\(portal)\" has no vault data key (it has never stored a secret)")
             }
-            try connection.vaultQuery("UPDATE vault.data_keys SET state = 'retiring' WHERE portal = $1 AND state = 'active'", [portal])
-            let created = try vault.activeDataKey(portal: portal, on: connection)
-            try audit(connection, "vault.portal_key.rotate", "portal:\(portal)", [
+            try await connection.vaultQuery("UPDATE vault.data_keys SET state = 'retiring' WHERE portal = $1 AND state = 'active'", [portal])
+            let created = try await vault.activeDataKey(portal: portal, on: connection)
+            try await audit(connection, "vault.portal_key.rotate", "portal:\(portal)", [
                 "phase": "started", "data_key_id": created.id, "retiring": states.map(\.0),
             ])
             return (created.id, false)
@@ -109,12 +115,12 @@ public enum VaultRotation {
         var reencrypted = 0
         var batches = 0
         while maxBatches.map({ batches < $0 }) ?? true {
-            let done: Int = try connection.vaultTransaction {
-                let active = try vault.activeDataKey(portal: portal, on: connection)
+            let done: Int = try await connection.vaultTransaction {
+                let active = try await vault.activeDataKey(portal: portal, on: connection)
                 guard active.id == newKeyID else {
                     throw VaultError.conflict("the active data key of portal \"\(portal)\" changed during the rotation; run the command again")
                 }
-                let rows = try connection.vaultQuery("""
+                let rows = try await connection.vaultQuery("""
                     SELECT v.name, v.version, v.sealed, k.id AS key_id, k.master_key_id, k.wrapped
                     FROM vault.secret_versions v JOIN vault.data_keys k ON k.id = v.data_key_id
                     WHERE v.portal = $1 AND v.data_key_id <> $2
@@ -131,7 +137,7 @@ public enum VaultRotation {
                     let sealed = try plaintext.withUnsafeBytes { (bytes) in
                         try Envelope.seal(key: active.key, plaintext: bytes, aad: aad)
                     }
-                    try connection.vaultQuery(
+                    try await connection.vaultQuery(
                         "UPDATE vault.secret_versions SET data_key_id = $4, sealed = $5::bytea WHERE portal = $1 AND name = $2 AND version = $3",
                         [portal, name, String(version), newKeyID, ByteaText.encode(sealed)])
                 }
@@ -141,15 +147,15 @@ public enum VaultRotation {
             reencrypted += done
             if done < batchSize { break }
         }
-        let complete: Bool = try connection.vaultTransaction {
-            let left = try connection.vaultQuery(
+        let complete: Bool = try await connection.vaultTransaction {
+            let left = try await connection.vaultQuery(
                 "SELECT count(*) AS n FROM vault.secret_versions WHERE portal = $1 AND data_key_id <> $2", [portal, newKeyID])
             guard left.value("n") == "0" else { return false }
-            let removed = try connection.vaultQuery("""
+            let removed = try await connection.vaultQuery("""
                 DELETE FROM vault.data_keys k WHERE k.portal = $1 AND k.state = 'retiring'
                 AND NOT EXISTS (SELECT 1 FROM vault.secret_versions v WHERE v.data_key_id = k.id) RETURNING id
                 """, [portal])
-            try audit(connection, "vault.portal_key.rotate", "portal:\(portal)", [
+            try await audit(connection, "vault.portal_key.rotate", "portal:\(portal)", [
                 "phase": "completed", "data_key_id": newKeyID, "reencrypted": reencrypted,
                 "retired": (0..<removed.rows.count).map { removed.value("id", row: $0) ?? "" },
             ])

@@ -44,9 +44,9 @@ public enum VaultSchema {
         """
 
     /// Applies ``sql`` on `connection`.
-    public static func migrate(on connection: PostgresConnection) throws {
+    public static func migrate(on connection: PostgresConnection) async throws {
         do {
-            try connection.execute(script: sql)
+            try await connection.execute(sql)
         } catch {
             throw VaultError.database("cannot create the vault schema in the system database: \(error)")
         }
@@ -68,30 +68,31 @@ enum ByteaText {
 extension PostgresConnection {
     /// Runs `body` between `BEGIN` and `COMMIT` (rolled back when it throws). Postgres
     /// errors become ``VaultError/database(_:)``; Vault errors pass through.
-    func vaultTransaction<T>(_ body: () throws -> T) throws -> T {
+    func vaultTransaction<T>(_ body: () async throws -> T) async throws -> T {
         do {
-            try query("BEGIN")
+            try await query("BEGIN")
         } catch {
             throw VaultError.database("\(error)")
         }
         do {
-            let result = try body()
-            try query("COMMIT")
+            let result = try await body()
+            try await query("COMMIT")
             return result
         } catch let error as VaultError {
-            _ = try? query("ROLLBACK")
+            _ = try? await query("ROLLBACK")
             throw error
         } catch {
-            _ = try? query("ROLLBACK")
+            _ = try? await query("ROLLBACK")
             throw VaultError.database("\(error)")
         }
     }
 
-    /// One statement, Postgres errors as ``VaultError/database(_:)``.
+    /// One statement, Postgres errors as ``VaultError/database(_:)``. `prepared` (for the
+    /// hot reads) runs it through a statement prepared once per connection.
     @discardableResult
-    func vaultQuery(_ sql: String, _ parameters: [String?] = []) throws -> PostgresRows {
+    func vaultQuery(_ sql: String, _ parameters: [String?] = [], prepared: Bool = false) async throws -> PostgresRows {
         do {
-            return try query(sql, parameters)
+            return prepared ? try await preparedQuery(sql, parameters) : try await query(sql, parameters)
         } catch {
             throw VaultError.database("\(error)")
         }

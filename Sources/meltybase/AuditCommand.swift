@@ -34,13 +34,15 @@ struct AuditCommand: AsyncParsableCommand {
             do {
                 result = try await Kernel(config: config, logger: logger).withSystemDatabase { database in
                     try await database.withConnection { connection in
-                        try connection.execute(script: AuditSchema.sql)
-                        return try AuditChain.verify(on: connection, trustedPublicKey: trustedKey)
+                        try await connection.execute(AuditSchema.sql)
+                        return try await AuditChain.verify(on: connection, trustedPublicKey: trustedKey)
                     }
                 }
             } catch let error as AuditError {
                 throw CommandError(error.description)
             } catch let error as PostgresError {
+                throw CommandError("cannot read the audit log from the system database: \(error)")
+            } catch let error as PostgresPoolError {
                 throw CommandError("cannot read the audit log from the system database: \(error)")
             }
             if let problem = result.problem {

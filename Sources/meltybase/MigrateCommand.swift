@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernel
 import Logging
+import MeltyPostgres
 import PortalDatabaseCore
 
 /// `meltybase migrate --portal P DIR [--dry-run | --status]`
@@ -33,24 +34,25 @@ struct MigrateCommand: AsyncParsableCommand {
         let status = self.status
         let lines: [String] = try await Kernel(config: config, logger: logger).withSystemDatabase { database in
             let conninfo = PortalDatabaseNames.conninfo(database.conninfo, portal: portal, user: PortalDatabaseNames.owner(portal))
-            let connection: PGConnection
+            let connection: PostgresConnection
             do {
-                connection = try PGConnection(conninfo: conninfo)
-            } catch let error as PGError {
+                connection = try await PostgresConnection.connect(conninfo, on: database.loop)
+            } catch let error as PostgresError {
                 throw CommandError("cannot reach the database of portal \"\(portal)\" (\(PortalDatabaseNames.database(portal))): \(error.message). Is the database plugin enabled for it (`meltybase portal enable \(portal) database`) and has a kernel started since?")
             }
+            defer { connection.close() }
             let runner = MigrationRunner(connection: connection, directory: folder)
             do {
                 if status {
-                    let all = try runner.status()
+                    let all = try await runner.status()
                     return all.isEmpty ? ["no .sql files in \(folder)"] : all.map { "\($0.state.padding(toLength: 8, withPad: " ", startingAt: 0)) \($0.name)" }
                 }
-                let applied = try runner.apply(dryRun: dryRun)
+                let applied = try await runner.apply(dryRun: dryRun)
                 if applied.isEmpty { return ["nothing to apply: every migration in \(folder) is applied"] }
                 return applied.map { (dryRun ? "would apply " : "applied ") + $0.name }
             } catch let failure as MigrationRunner.Failure {
                 throw CommandError(failure.description)
-            } catch let error as PGError {
+            } catch let error as PostgresError {
                 throw CommandError("portal \"\(portal)\": \(error.message)")
             }
         }

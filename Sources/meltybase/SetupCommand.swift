@@ -53,7 +53,7 @@ struct SetupCommand: AsyncParsableCommand {
             _ = try await Kernel(config: config, logger: logger).withSystemDatabase { database in
                 try await database.migrate()
                 let initialized = try await database.withConnection {
-                    try $0.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
+                    try await $0.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
                 }
                 // As `serve` does: without a vendor key, licenses verify with this machine's evaluation key.
                 if let evaluationKey = try EvaluationLicense.prepare(config: config, initialized: initialized, logger: logger) {

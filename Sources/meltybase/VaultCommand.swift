@@ -29,26 +29,28 @@ struct VaultCommand: AsyncParsableCommand {
     }
 
     /// Runs `body` on a system database connection with the audit schema in place.
-    static func withConnection<T: Sendable>(_ config: KernelConfig, _ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+    static func withConnection<T: Sendable>(_ config: KernelConfig, _ body: (PostgresConnection) async throws -> T) async throws -> T {
         var logger = Logger(label: "meltybase")
         logger.logLevel = .warning
         do {
             return try await Kernel(config: config, logger: logger).withSystemDatabase { database in
                 try await database.withConnection { connection in
-                    try connection.execute(script: AuditSchema.sql)
-                    return try body(connection)
+                    try await connection.execute(AuditSchema.sql)
+                    return try await body(connection)
                 }
             }
         } catch let error as VaultError {
             throw CommandError(error.description)
         } catch let error as PostgresError {
             throw CommandError("cannot use the system database: \(error)")
+        } catch let error as PostgresPoolError {
+            throw CommandError("cannot use the system database: \(error)")
         }
     }
 
     /// Appends to the hash-chained audit log inside the rotation's transaction.
     static var audit: VaultRotation.AuditHook { { connection, action, target, details in
-        try AuditChain.append(on: connection, actor: "cli:vault", action: action, target: target, details: details)
+        try await AuditChain.append(on: connection, actor: "cli:vault", action: action, target: target, details: details)
     } }
 
     struct RotateMaster: AsyncParsableCommand {
@@ -69,7 +71,7 @@ struct VaultCommand: AsyncParsableCommand {
             let config = try options.load()
             let keys = try VaultCommand.settings(config).keys
             let result = try await VaultCommand.withConnection(config) { connection in
-                try VaultRotation.rotateMaster(keys: keys, on: connection, audit: VaultCommand.audit)
+                try await VaultRotation.rotateMaster(keys: keys, on: connection, audit: VaultCommand.audit)
             }
             print("master key \(result.masterKeyID): re-wrapped \(result.rewrapped) data key(s), \(result.alreadyCurrent) already under it")
         }
@@ -96,7 +98,7 @@ struct VaultCommand: AsyncParsableCommand {
             let config = try options.load()
             let keys = try VaultCommand.settings(config).keys
             let result = try await VaultCommand.withConnection(config) { connection in
-                try VaultRotation.rotatePortalKey(portal: portal, keys: keys, on: connection, batchSize: batchSize, audit: VaultCommand.audit)
+                try await VaultRotation.rotatePortalKey(portal: portal, keys: keys, on: connection, batchSize: batchSize, audit: VaultCommand.audit)
             }
             print("portal \(portal): \(result.resumed ? "resumed" : "new") data key \(result.dataKeyID), re-encrypted \(result.reencrypted) version(s)\(result.complete ? ", old key removed" : ", not complete: run again")")
         }

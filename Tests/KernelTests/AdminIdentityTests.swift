@@ -40,7 +40,7 @@ struct AdminIdentityTests {
             return try #require(response.json["access_token"] as? String)
         }
 
-        func database() throws -> PostgresConnection { try PostgresConnection(conninfo: conninfo) }
+        func database() async throws -> PostgresConnection { try await TestServices.connect(conninfo) }
     }
 
     static let toml = """
@@ -166,13 +166,13 @@ struct AdminIdentityTests {
         #expect(wrong.json["hint"] as? String == unknown.json["hint"] as? String)
         #expect(wrong.headers.first(name: "www-authenticate") != nil)
 
-        let database = try instance.database()
-        let audit = try database.query("SELECT action, target, details::text FROM meltybase.audit_log ORDER BY seq")
+        let database = try await instance.database()
+        let audit = try await database.query("SELECT action, target, details::text FROM meltybase.audit_log ORDER BY seq")
         let actions = audit.rows.map { $0[0] ?? "" }
         #expect(actions.contains("admin.login"))
         #expect(actions.filter { $0 == "admin.login_failed" }.count == 2)
         #expect(audit.rows.contains { $0[0] == "admin.login_failed" && $0[1] == instance.email && ($0[2] ?? "").contains("invalid_credentials") })
-        let everything: String = try database.query("""
+        let everything: String = try await database.query("""
             SELECT string_agg(t, ' ') FROM (
                 SELECT row_to_json(a)::text AS t FROM meltybase.audit_log a
                 UNION ALL SELECT row_to_json(s)::text FROM public.secrets s
@@ -182,7 +182,7 @@ struct AdminIdentityTests {
         #expect(!everything.isEmpty && !everything.contains(Self.password))
         #expect(!everything.contains("Wrong-Password-123456"))
         #expect(!everything.contains(ok.json["refresh_token"] as? String ?? "-"), "refresh tokens are stored hashed")
-        let signingKey: String? = try database.query("SELECT value FROM meltybase.kernel_secrets WHERE name = 'admin_jwt_hs256'").rows.first?[0] ?? nil
+        let signingKey: String? = try await database.query("SELECT value FROM meltybase.kernel_secrets WHERE name = 'admin_jwt_hs256'").rows.first?[0] ?? nil
         #expect(signingKey?.count == 64)
         #expect(!instance.kernel.log.text.contains(Self.password) && !instance.kernel.log.text.contains(signingKey ?? "-"))
         await instance.kernel.stop()
@@ -200,7 +200,7 @@ struct AdminIdentityTests {
         #expect(locked.json["code"] as? String == "login_locked")
         let retryAfter = try #require(locked.headers.first(name: "retry-after").flatMap { Int($0) })
         #expect((800...900).contains(retryAfter))
-        let audit = try instance.database().query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'admin.login_failed' AND details->>'reason' = 'account_locked'")
+        let audit = try await instance.database().query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'admin.login_failed' AND details->>'reason' = 'account_locked'")
         #expect(audit.rows.first?[0] == "1")
         // Other accounts are not locked by it.
         let other = try await instance.login("someone-\(UUID().uuidString.prefix(8))@example.com", password: "Wrong-Password-xyz-123")
@@ -231,7 +231,7 @@ struct AdminIdentityTests {
         #expect(response.json["code"] as? String == "throttle_unavailable")
         #expect(response.headers.first(name: "retry-after") != nil)
         #expect(response.json["access_token"] == nil)
-        let audit = try instance.database().query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'admin.login_failed' AND details->>'reason' = 'throttle_unavailable'")
+        let audit = try await instance.database().query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'admin.login_failed' AND details->>'reason' = 'throttle_unavailable'")
         #expect(audit.rows.first?[0] == "1")
         await instance.kernel.stop()
     }
@@ -297,7 +297,7 @@ struct AdminIdentityTests {
         #expect(afterReuse.status == 401 && afterReuse.json["code"] as? String == "invalid_refresh_token", "\(afterReuse.body)")
         #expect(try await instance.request("/v1/hub/portals", token: access).status == 401, "the revoked session's access token is refused")
         #expect(try await instance.request("/v1/admin/token", method: .POST, json: ["refresh_token": "made-up"]).status == 401)
-        let audit = try instance.database().query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'admin.session.reuse_detected'")
+        let audit = try await instance.database().query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'admin.session.reuse_detected'")
         #expect(audit.rows.first?[0] == "1")
         await instance.kernel.stop()
     }
@@ -360,10 +360,10 @@ struct AdminIdentityTests {
         #expect(enrolment.json["otpauth_uri"] as? String == "otpauth://totp/MeltyBase:\(instance.email)?secret=\(secret)&issuer=MeltyBase")
         let recoveryCodes = try #require(enrolment.json["recovery_codes"] as? [String])
         #expect(recoveryCodes.count == 10 && Set(recoveryCodes).count == 10)
-        let database = try instance.database()
-        let stored = try database.query("SELECT coalesce(totp_secret, '') || coalesce(totp_pending_secret, '') FROM public.secrets").rows.map { $0[0] ?? "" }.joined()
+        let database = try await instance.database()
+        let stored = try await database.query("SELECT coalesce(totp_secret, '') || coalesce(totp_pending_secret, '') FROM public.secrets").rows.map { $0[0] ?? "" }.joined()
         #expect(!stored.contains(secret) && stored.contains("xc1:"))
-        let codeRows: String = try database.query("SELECT string_agg(code_hash, ' ') FROM meltybase.admin_recovery_codes").rows.first?[0] ?? ""
+        let codeRows: String = try await database.query("SELECT string_agg(code_hash, ' ') FROM meltybase.admin_recovery_codes").rows.first?[0] ?? ""
         #expect(codeRows.count > 600 && recoveryCodes.allSatisfy { !codeRows.contains($0) })
 
         // A wrong code is refused; the code from two independent implementations is accepted.
@@ -401,7 +401,7 @@ struct AdminIdentityTests {
         #expect(entries.first?["portal"] as? String == portal)
         #expect(try await instance.request("/v1/hub/portals/\(portal)", method: .DELETE, token: aal2).status == 200)
         #expect(try await instance.request("/v1/hub/portals/\(portal)", method: .DELETE, token: aal2).status == 404)
-        let actions = try database.query("SELECT action FROM meltybase.audit_log WHERE portal = $1 ORDER BY seq", [portal]).rows.map { $0[0] ?? "" }
+        let actions = try await database.query("SELECT action FROM meltybase.audit_log WHERE portal = $1 ORDER BY seq", [portal]).rows.map { $0[0] ?? "" }
         #expect(actions == ["hub.portal.create", "hub.portal.plugin_enable", "hub.portal.plugin_disable", "hub.portal.delete"])
 
         // Enrolled now: a login is aal1 with mfa_required, and only the challenge accepts it.
@@ -444,7 +444,7 @@ struct AdminIdentityTests {
         #expect(reused.status == 401 && reused.json["code"] as? String == "invalid_mfa_code", "\(reused.body)")
         let other = try await instance.request("/v1/admin/mfa/challenge", method: .POST, json: ["code": enrolled.recoveryCodes[4].replacingOccurrences(of: "-", with: "")], token: pendingAgain)
         #expect(other.status == 200, "\(other.body)")
-        let audit = try instance.database().query("SELECT details->>'recovery_codes_left' FROM meltybase.audit_log WHERE action = 'admin.mfa.challenge' ORDER BY seq")
+        let audit = try await instance.database().query("SELECT details->>'recovery_codes_left' FROM meltybase.audit_log WHERE action = 'admin.mfa.challenge' ORDER BY seq")
         #expect(audit.rows.map { $0[0] } == ["9", "8"])
         await instance.kernel.stop()
     }
@@ -515,7 +515,7 @@ struct AdminIdentityTests {
         #expect(try await instance.request("/v1/hub/portals", method: .POST, json: ["name": "nope"], token: newcomer).status == 403)
         let license = try await instance.request("/v1/system/license", token: newcomer)
         #expect(license.json["seats"] as? Int == 2 && license.json["seats_used"] as? Int == 2)
-        let audit = try instance.database().query("SELECT actor, target FROM meltybase.audit_log WHERE action = 'admin.user.create'")
+        let audit = try await instance.database().query("SELECT actor, target FROM meltybase.audit_log WHERE action = 'admin.user.create'")
         #expect(audit.rows.first == ["admin:\(instance.email)", second])
         await instance.kernel.stop()
     }

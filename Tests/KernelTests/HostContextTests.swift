@@ -78,9 +78,12 @@ struct HostContextTests {
         let refused = try await kernel.request("/p/demo/echo-c/audit", method: .POST, body: "[1]")
         #expect(refused.status == 400 && refused.body.contains("details must be a JSON object"), "\(refused)")
         // The completion came after the commit: both entries are there now.
-        let connection = try PostgresConnection(conninfo: kernel.conninfo)
-        let stored = try connection.query(
-            "SELECT actor, details->>'n' AS n FROM meltybase.audit_log WHERE action = 'echo.audit' ORDER BY details->>'n'").rows
+        let database = SystemDatabase(conninfo: kernel.conninfo)
+        defer { database.close() }
+        let stored = try await database.withConnection { connection in
+            try await connection.query(
+                "SELECT actor, details->>'n' AS n FROM meltybase.audit_log WHERE action = 'echo.audit' ORDER BY details->>'n'").rows
+        }
         #expect(stored.map { $0[0] ?? "" } == ["plugin:echo-c", "plugin:echo-swift"])
         #expect(stored.map { $0[1] ?? "" } == ["1", "2"])
         await kernel.stop()

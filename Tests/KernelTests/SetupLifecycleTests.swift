@@ -84,13 +84,13 @@ struct SetupLifecycleTests {
 
         // The admin is stored as an Argon2id PHC string with at least m=19 MiB, t=2, p=1;
         // the audit chain starts with the setup entry; nothing holds the plaintext.
-        let connection = try PostgresConnection(conninfo: kernel.conninfo)
-        let hash = try #require(try connection.query("SELECT password_hash FROM public.secrets WHERE email = 'admin@example.com'").rows.first?[0] ?? nil)
+        let connection = try await TestServices.connect(kernel.conninfo)
+        let hash = try #require(try await connection.query("SELECT password_hash FROM public.secrets WHERE email = 'admin@example.com'").rows.first?[0] ?? nil)
         #expect(hash.hasPrefix("$argon2id$v=19$m=19456,t=2,p=1$"))
         #expect(PasswordHasher.verify(Self.password, against: hash))
-        let audit = try connection.query("SELECT seq, action, actor FROM meltybase.audit_log ORDER BY seq")
+        let audit = try await connection.query("SELECT seq, action, actor FROM meltybase.audit_log ORDER BY seq")
         #expect(audit.rows.first?[1] == "system.setup")
-        let dump = try connection.query("""
+        let dump = try await connection.query("""
             SELECT string_agg(t::text, ' ') FROM (
                 SELECT row_to_json(s)::text AS t FROM public.secrets s
                 UNION ALL SELECT row_to_json(a)::text FROM meltybase.audit_log a
@@ -103,9 +103,9 @@ struct SetupLifecycleTests {
 
         // The files of the whole Postgres cluster (tables, WAL) and every process's
         // arguments: no plaintext password anywhere.
-        try connection.query("CHECKPOINT")
+        try await connection.query("CHECKPOINT")
         let cluster = try TestServices.start().postgres.clusterDirectory
-        let oid = try #require(try connection.query("SELECT oid FROM pg_database WHERE datname = current_database()").rows.first?[0] ?? nil)
+        let oid = try #require(try await connection.query("SELECT oid FROM pg_database WHERE datname = current_database()").rows.first?[0] ?? nil)
         // This database's files, the shared catalogs and the whole WAL (every write of the run).
         for folder in ["base/\(oid)", "global", "pg_wal"] {
             #expect(try Self.filesContaining(Array(Self.password.utf8), under: cluster + "/" + folder).isEmpty, "\(folder)")
@@ -150,9 +150,9 @@ struct SetupLifecycleTests {
         }
         #expect(statuses.filter { $0 == 201 }.count == 1, "\(statuses)")
         #expect(statuses.filter { $0 == 410 }.count == 19)
-        let connection = try PostgresConnection(conninfo: kernel.conninfo)
-        #expect(try connection.query("SELECT count(*) FROM public.secrets").rows.first?[0] == "1")
-        #expect(try connection.query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'system.setup'").rows.first?[0] == "1")
+        let connection = try await TestServices.connect(kernel.conninfo)
+        #expect(try await connection.query("SELECT count(*) FROM public.secrets").rows.first?[0] == "1")
+        #expect(try await connection.query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'system.setup'").rows.first?[0] == "1")
         await kernel.stop()
     }
 

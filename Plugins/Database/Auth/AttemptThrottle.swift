@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 
 /// Limits password sign-ins and TOTP verifications of a portal's users, per account and per
@@ -61,12 +62,12 @@ struct AttemptThrottle: Sendable {
     }
 
     /// Counts one attempt; throws 429 while the account or the address is locked.
-    func begin(account: String, address: String, pool: ConnectionPool) async throws {
+    func begin(account: String, address: String, pool: PostgresPool) async throws {
         let keys = keys(account: account, address: address)
         // Each value bound on its own: no array literal to quote by hand.
         let arguments = [keys[0], keys[1], String(accountLimit), String(addressLimit), "\(windowSeconds) seconds", "\(lockSeconds) seconds"]
         let wait: Double = try await pool.run { connection in
-            Double(try connection.query("""
+            Double(try await connection.query("""
                 SELECT meltybase_internal.auth_attempt_begin(ARRAY[$1, $2]::text[], ARRAY[$3::integer, $4::integer], $5::interval, $6::interval)::text
                 """, arguments).scalar ?? "0") ?? 0
         }
@@ -78,10 +79,10 @@ struct AttemptThrottle: Sendable {
     }
 
     /// Gives the attempt back after a success: the account's count restarts, the address's drops by one.
-    func succeeded(account: String, address: String, pool: ConnectionPool) async {
+    func succeeded(account: String, address: String, pool: PostgresPool) async {
         let keys = keys(account: account, address: address)
         _ = try? await pool.run { connection in
-            try connection.query("""
+            try await connection.query("""
                 UPDATE meltybase_internal.auth_attempts SET attempts = CASE WHEN key = $1 THEN 0 ELSE greatest(attempts - 1, 0) END
                 WHERE key = $1 OR key = $2
                 """, keys)

@@ -1,6 +1,7 @@
 import Crypto
 import CSodium
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 import MeltyPluginSDK
 
@@ -8,13 +9,13 @@ import MeltyPluginSDK
 /// TOTP factors live in the portal database's `auth` schema; access tokens are signed by
 /// the kernel with the portal's secret (`host.signPortalJWT`), so the REST API and every
 /// other plugin accept them.
-final class AuthHandler: @unchecked Sendable {
+final class AuthHandler: Sendable {
     static let accessTokenLifetime = 3600
-    let pool: ConnectionPool
+    let pool: PostgresPool
     let portal: Portal
     let host: PluginHostServices
 
-    init(pool: ConnectionPool, portal: Portal, host: PluginHostServices) {
+    init(pool: PostgresPool, portal: Portal, host: PluginHostServices) {
         self.pool = pool
         self.portal = portal
         self.host = host
@@ -25,17 +26,17 @@ final class AuthHandler: @unchecked Sendable {
             return try await route(request)
         } catch let failure as AuthFailure {
             return Self.failure(failure)
-        } catch let error as PoolError {
+        } catch let error as PostgresPoolError {
             var response = Self.failure(AuthFailure(status: 503, code: "service_unavailable", message: error.description))
             response.headers.append(("retry-after", "1"))
             return response
-        } catch let error as PGError {
+        } catch let error as PostgresError {
             if error.isConnectionFailure {
                 var response = Self.failure(AuthFailure(status: 503, code: "service_unavailable", message: "the database is unavailable"))
                 response.headers.append(("retry-after", "1"))
                 return response
             }
-            if error.sqlState == PGError.nulByteState {
+            if error.sqlState == PostgresError.nulByteState {
                 return Self.failure(AuthFailure(status: 400, code: "validation_failed", message: "a value holds a NUL byte (\\u0000); remove it"))
             }
             if error.sqlState?.hasPrefix("22") == true {
@@ -133,7 +134,7 @@ final class AuthHandler: @unchecked Sendable {
         let metadataJSON = String(decoding: try JSONSerialization.data(withJSONObject: metadata), as: UTF8.self)
         let hash = try await UserPasswords.hash(password)
         let userID: String? = try await pool.run { connection in
-            try connection.query("""
+            try await connection.query("""
                 INSERT INTO auth.users (email, encrypted_password, email_confirmed_at, raw_user_meta_data)
                 VALUES ($1, $2, now(), $3::jsonb) ON CONFLICT (email) DO NOTHING RETURNING id
                 """, [email, hash, metadataJSON]).scalar
@@ -149,14 +150,14 @@ final class AuthHandler: @unchecked Sendable {
         }
         try await AttemptThrottle.password.begin(account: email, address: address, pool: pool)
         let row = try await pool.run { connection in
-            try connection.query("SELECT id::text, encrypted_password FROM auth.users WHERE email = $1 AND (banned_until IS NULL OR banned_until < now())", [email]).rows.first
+            try await connection.query("SELECT id::text, encrypted_password FROM auth.users WHERE email = $1 AND (banned_until IS NULL OR banned_until < now())", [email]).rows.first
         }
         let matches = await UserPasswords.verify(password, against: row?[1] ?? UserPasswords.decoy)
         guard let row, let userID = row[0], matches else {
             throw AuthFailure(status: 400, code: "invalid_credentials", message: "Invalid login credentials")
         }
         await AttemptThrottle.password.succeeded(account: email, address: address, pool: pool)
-        _ = try await pool.run { connection in try connection.query("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1::uuid", [userID]) }
+        _ = try await pool.run { connection in try await connection.query("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1::uuid", [userID]) }
         return .json(try await issueSession(userID: userID, aal: "aal1", amr: [["method": "password"]]))
     }
 
@@ -180,19 +181,19 @@ final class AuthHandler: @unchecked Sendable {
         let hash = Self.hashToken(token)
         let fresh = Self.newRefreshToken()
         let outcome: (userID: String, sessionID: String, aal: String, amr: String)? = try await pool.run { connection in
-            try connection.transaction { connection in
-                guard let row = try connection.query("""
+            try await connection.transaction { connection in
+                guard let row = try await connection.query("""
                     SELECT t.revoked::text, s.id::text, s.user_id::text, s.aal, s.amr::text, (s.revoked_at IS NOT NULL)::text
                     FROM auth.refresh_tokens t JOIN auth.sessions s ON s.id = t.session_id WHERE t.token_hash = $1 FOR UPDATE OF t
                     """, [hash]).rows.first else { return (nil, true) }
                 if row[0] == "true" || row[5] == "true" {
-                    try connection.query("UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1::uuid", [row[1]])
-                    try connection.query("UPDATE auth.refresh_tokens SET revoked = true WHERE session_id = $1::uuid", [row[1]])
+                    try await connection.query("UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1::uuid", [row[1]])
+                    try await connection.query("UPDATE auth.refresh_tokens SET revoked = true WHERE session_id = $1::uuid", [row[1]])
                     return (nil, true)
                 }
-                try connection.query("UPDATE auth.refresh_tokens SET revoked = true WHERE token_hash = $1", [hash])
-                try connection.query("INSERT INTO auth.refresh_tokens (token_hash, session_id, parent_hash) VALUES ($1, $2::uuid, $3)", [Self.hashToken(fresh), row[1], hash])
-                try connection.query("UPDATE auth.sessions SET updated_at = now() WHERE id = $1::uuid", [row[1]])
+                try await connection.query("UPDATE auth.refresh_tokens SET revoked = true WHERE token_hash = $1", [hash])
+                try await connection.query("INSERT INTO auth.refresh_tokens (token_hash, session_id, parent_hash) VALUES ($1, $2::uuid, $3)", [Self.hashToken(fresh), row[1], hash])
+                try await connection.query("UPDATE auth.sessions SET updated_at = now() WHERE id = $1::uuid", [row[1]])
                 return ((row[2] ?? "", row[1] ?? "", row[3] ?? "aal1", row[4] ?? "[]"), true)
             }
         }
@@ -210,10 +211,10 @@ final class AuthHandler: @unchecked Sendable {
         let amrJSON = String(decoding: try JSONSerialization.data(withJSONObject: stamped), as: UTF8.self)
         let refresh = Self.newRefreshToken()
         let sessionID: String = try await pool.run { connection in
-            try connection.transaction { connection in
-                let id = try connection.query("INSERT INTO auth.sessions (user_id, aal, amr, factor_id) VALUES ($1::uuid, $2, $3::jsonb, $4::uuid) RETURNING id::text",
+            try await connection.transaction { connection in
+                let id = try await connection.query("INSERT INTO auth.sessions (user_id, aal, amr, factor_id) VALUES ($1::uuid, $2, $3::jsonb, $4::uuid) RETURNING id::text",
                                               [userID, aal, amrJSON, factorID]).scalar ?? ""
-                try connection.query("INSERT INTO auth.refresh_tokens (token_hash, session_id) VALUES ($1, $2::uuid)", [Self.hashToken(refresh), id])
+                try await connection.query("INSERT INTO auth.refresh_tokens (token_hash, session_id) VALUES ($1, $2::uuid)", [Self.hashToken(refresh), id])
                 return (id, true)
             }
         }
@@ -239,7 +240,7 @@ final class AuthHandler: @unchecked Sendable {
 
     private func userJSON(_ userID: String) async throws -> [String: Any] {
         let text: String? = try await pool.run { connection in
-            try connection.query("""
+            try await connection.query("""
                 SELECT json_build_object(
                   'id', u.id, 'aud', u.aud, 'role', u.role, 'email', u.email, 'phone', '',
                   'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at, 'last_sign_in_at', u.last_sign_in_at,
@@ -259,7 +260,7 @@ final class AuthHandler: @unchecked Sendable {
 
     private func liveSession(_ user: UserSession) async throws {
         let live: String? = try await pool.run { connection in
-            try connection.query("SELECT 1 FROM auth.sessions WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL", [user.sessionID, user.userID]).scalar
+            try await connection.query("SELECT 1 FROM auth.sessions WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL", [user.sessionID, user.userID]).scalar
         }
         guard live != nil else { throw AuthFailure(status: 403, code: "session_not_found", message: "Session from session_id claim in JWT does not exist") }
     }
@@ -291,8 +292,8 @@ final class AuthHandler: @unchecked Sendable {
             let statement = "UPDATE auth.users SET " + assignments.joined(separator: ", ") + ", updated_at = now() WHERE id = $1::uuid"
             let values = parameters
             do {
-                _ = try await pool.run { connection in try connection.query(statement, values) }
-            } catch let error as PGError where error.sqlState == "23505" {
+                _ = try await pool.run { connection in try await connection.query(statement, values) }
+            } catch let error as PostgresError where error.sqlState == "23505" {
                 throw AuthFailure(status: 422, code: "email_exists", message: "A user with this email address has already been registered")
             }
         }
@@ -309,9 +310,9 @@ final class AuthHandler: @unchecked Sendable {
         default: throw AuthFailure(status: 400, code: "validation_failed", message: "scope must be global, local or others")
         }
         _ = try await pool.run { connection in
-            try connection.transaction { connection in
-                try connection.query("UPDATE auth.sessions SET revoked_at = now() WHERE revoked_at IS NULL AND " + condition, [user.userID, user.sessionID])
-                try connection.query("UPDATE auth.refresh_tokens t SET revoked = true FROM auth.sessions s WHERE s.id = t.session_id AND s.revoked_at IS NOT NULL AND s.user_id = $1::uuid", [user.userID])
+            try await connection.transaction { connection in
+                try await connection.query("UPDATE auth.sessions SET revoked_at = now() WHERE revoked_at IS NULL AND " + condition, [user.userID, user.sessionID])
+                try await connection.query("UPDATE auth.refresh_tokens t SET revoked = true FROM auth.sessions s WHERE s.id = t.session_id AND s.revoked_at IS NOT NULL AND s.user_id = $1::uuid", [user.userID])
                 return ((), true)
             }
         }
@@ -322,7 +323,7 @@ final class AuthHandler: @unchecked Sendable {
 
     private func hasVerifiedFactor(_ userID: String) async throws -> Bool {
         try await pool.run { connection in
-            try connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND status = 'verified'", [userID]).scalar != nil
+            try await connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND status = 'verified'", [userID]).scalar != nil
         }
     }
 
@@ -341,10 +342,10 @@ final class AuthHandler: @unchecked Sendable {
         let newFactorID = UUID().uuidString.lowercased()
         let sealed = try host.sealSecret(Array(secret.utf8), portal: portal, context: Self.factorSecretContext(factorID: newFactorID, userID: user.userID))
         let factorID: String? = try await pool.run { connection in
-            if let friendly, try connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND friendly_name = $2", [user.userID, friendly]).scalar != nil {
+            if let friendly, try await connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND friendly_name = $2", [user.userID, friendly]).scalar != nil {
                 return nil
             }
-            return try connection.query("INSERT INTO auth.mfa_factors (id, user_id, friendly_name, secret) VALUES ($1::uuid, $2::uuid, $3, $4) RETURNING id::text",
+            return try await connection.query("INSERT INTO auth.mfa_factors (id, user_id, friendly_name, secret) VALUES ($1::uuid, $2::uuid, $3, $4) RETURNING id::text",
                                         [newFactorID, user.userID, friendly, sealed]).scalar
         }
         guard let factorID else { throw AuthFailure(status: 422, code: "mfa_factor_name_conflict", message: "A factor with the friendly name \"\(friendly ?? "")\" already exists") }
@@ -373,7 +374,7 @@ final class AuthHandler: @unchecked Sendable {
     private func factor(_ user: UserSession, _ factorID: String) async throws -> (sealedSecret: String, status: String, lastStep: Int64) {
         guard UUID(uuidString: factorID) != nil else { throw AuthFailure(status: 404, code: "mfa_factor_not_found", message: "Factor not found") }
         let row = try await pool.run { connection in
-            try connection.query("SELECT secret, status, last_step::text FROM auth.mfa_factors WHERE id = $1::uuid AND user_id = $2::uuid", [factorID, user.userID]).rows.first
+            try await connection.query("SELECT secret, status, last_step::text FROM auth.mfa_factors WHERE id = $1::uuid AND user_id = $2::uuid", [factorID, user.userID]).rows.first
         }
         guard let row, let secret = row[0] else { throw AuthFailure(status: 404, code: "mfa_factor_not_found", message: "Factor not found") }
         return (secret, row[1] ?? "unverified", Int64(row[2] ?? "0") ?? 0)
@@ -383,7 +384,7 @@ final class AuthHandler: @unchecked Sendable {
         try await liveSession(user)
         _ = try await factor(user, factorID)
         let id: String = try await pool.run { connection in
-            try connection.query("INSERT INTO auth.mfa_challenges (factor_id) VALUES ($1::uuid) RETURNING id::text", [factorID]).scalar ?? ""
+            try await connection.query("INSERT INTO auth.mfa_challenges (factor_id) VALUES ($1::uuid) RETURNING id::text", [factorID]).scalar ?? ""
         }
         return .json(["id": id, "type": "totp", "expires_at": Int(Date().timeIntervalSince1970) + 300] as [String: Any])
     }
@@ -409,23 +410,23 @@ final class AuthHandler: @unchecked Sendable {
             throw AuthFailure(status: 500, code: "unexpected_failure", message: "the stored factor cannot be read; the server log says why")
         }
         let valid: Bool = try await pool.run { connection in
-            try connection.transaction { connection in
-                guard try connection.query("""
+            try await connection.transaction { connection in
+                guard try await connection.query("""
                     UPDATE auth.mfa_challenges SET verified_at = now()
                     WHERE id = $1::uuid AND factor_id = $2::uuid AND verified_at IS NULL AND created_at > now() - interval '5 minutes' RETURNING 1
                     """, [challengeID, factorID]).scalar != nil else {
                     throw AuthFailure(status: 422, code: "mfa_challenge_expired", message: "MFA challenge has expired, was used, or does not belong to this factor")
                 }
-                let lastStep = Int64(try connection.query("SELECT last_step::text FROM auth.mfa_factors WHERE id = $1::uuid FOR UPDATE", [factorID]).scalar ?? "0") ?? 0
+                let lastStep = Int64(try await connection.query("SELECT last_step::text FROM auth.mfa_factors WHERE id = $1::uuid FOR UPDATE", [factorID]).scalar ?? "0") ?? 0
                 guard let step = TOTPCode.verify(code, secret: secret, after: lastStep) else { return (false, false) }
-                try connection.query("UPDATE auth.mfa_factors SET last_step = $2, status = 'verified', updated_at = now() WHERE id = $1::uuid", [factorID, String(step)])
+                try await connection.query("UPDATE auth.mfa_factors SET last_step = $2, status = 'verified', updated_at = now() WHERE id = $1::uuid", [factorID, String(step)])
                 return (true, true)
             }
         }
         guard valid else { throw AuthFailure(status: 422, code: "mfa_verification_failed", message: "Invalid TOTP code entered") }
         await AttemptThrottle.mfa.succeeded(account: user.userID, address: address, pool: pool)
         let amrRow: String? = try await pool.run { connection in
-            try connection.query("SELECT amr::text FROM auth.sessions WHERE id = $1::uuid", [user.sessionID]).scalar
+            try await connection.query("SELECT amr::text FROM auth.sessions WHERE id = $1::uuid", [user.sessionID]).scalar
         }
         var amr = (try? JSONSerialization.jsonObject(with: Data((amrRow ?? "[]").utf8))) as? [[String: Any]] ?? []
         amr.append(["method": "totp"])
@@ -438,7 +439,7 @@ final class AuthHandler: @unchecked Sendable {
         if factor.status == "verified" && user.aal != "aal2" {
             throw AuthFailure(status: 403, code: "insufficient_aal", message: "AAL2 required to unenroll a verified factor")
         }
-        _ = try await pool.run { connection in try connection.query("DELETE FROM auth.mfa_factors WHERE id = $1::uuid", [factorID]) }
+        _ = try await pool.run { connection in try await connection.query("DELETE FROM auth.mfa_factors WHERE id = $1::uuid", [factorID]) }
         return .json(["id": factorID])
     }
 }

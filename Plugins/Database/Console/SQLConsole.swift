@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 import MeltyPluginSDK
 
@@ -6,12 +7,12 @@ import MeltyPluginSDK
 /// superuser) for the service role and `aal2` admins. Several statements may be sent; the
 /// answer is the last one's columns, rows and command tag, or the SQLSTATE, message,
 /// position and hint of the first error.
-final class SQLConsole: @unchecked Sendable {
-    let pool: ConnectionPool
+final class SQLConsole: Sendable {
+    let pool: PostgresPool
     let host: PluginHostServices
     let portal: Portal
 
-    init(pool: ConnectionPool, host: PluginHostServices, portal: Portal) {
+    init(pool: PostgresPool, host: PluginHostServices, portal: Portal) {
         self.pool = pool
         self.host = host
         self.portal = portal
@@ -46,11 +47,11 @@ final class SQLConsole: @unchecked Sendable {
             // else was sent on this one.)
             let result = try await pool.run { connection in
                 do {
-                    let result = try connection.execute(query)
-                    try? connection.resetSession()
+                    let result = try await connection.execute(query)
+                    try? await connection.resetSession()
                     return result
-                } catch let error as PGError where !error.isConnectionFailure {
-                    try? connection.resetSession()
+                } catch let error as PostgresError where !error.isConnectionFailure {
+                    try? await connection.resetSession()
                     throw error
                 }
             }
@@ -60,7 +61,7 @@ final class SQLConsole: @unchecked Sendable {
             let columns = zip(result.columns, result.types).map { ["name": $0, "type": Self.typeNames[$1] ?? String($1)] }
             let rows = result.rows.map { row in zip(row, result.types).map { Self.json($0, type: $1) } }
             return .json(["columns": columns, "rows": rows, "command": result.commandTag, "row_count": rows.count] as [String: Any])
-        } catch let error as PGError {
+        } catch let error as PostgresError {
             if error.isConnectionFailure {
                 var response = PluginResponse.error(status: 503, code: "database_unavailable", message: error.message, hint: "retry shortly")
                 response.headers.append(("retry-after", "1"))
@@ -68,7 +69,7 @@ final class SQLConsole: @unchecked Sendable {
             }
             return .json(["code": error.sqlState ?? "XX000", "message": error.message, "details": error.detail ?? NSNull(), "hint": error.hint ?? NSNull(),
                           "position": error.position ?? NSNull()] as [String: Any], status: 400)
-        } catch let error as PoolError {
+        } catch let error as PostgresPoolError {
             var response = PluginResponse.error(status: 503, code: "database_unavailable", message: error.description, hint: "retry shortly")
             response.headers.append(("retry-after", "1"))
             return response

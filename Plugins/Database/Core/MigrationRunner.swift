@@ -1,12 +1,13 @@
 import Crypto
 import Foundation
+import MeltyPostgres
 
 /// Applies a folder of SQL migrations to a portal database: files sorted by name, each
 /// applied once, in its own transaction, recorded with its checksum in
 /// `meltybase_internal.migrations`. A file changed after it was applied is reported, not re-run.
-public struct MigrationRunner {
+public struct MigrationRunner: Sendable {
     /// One migration file and its state.
-    public struct Migration {
+    public struct Migration: Sendable {
         public var name: String
         public var checksum: String
         /// `applied`, `pending` or `changed` (applied, but the file differs now).
@@ -14,28 +15,28 @@ public struct MigrationRunner {
     }
 
     /// Failures a user can act on.
-    public struct Failure: Error, CustomStringConvertible {
+    public struct Failure: Error, CustomStringConvertible, Sendable {
         public var description: String
     }
 
-    let connection: PGConnection
+    let connection: PostgresConnection
     let directory: String
 
     /// A runner over `connection` (the portal database, as its owner) for the `.sql` files in `directory`.
-    public init(connection: PGConnection, directory: String) {
+    public init(connection: PostgresConnection, directory: String) {
         self.connection = connection
         self.directory = directory
     }
 
     /// Every `.sql` file with its state.
-    public func status() throws -> [Migration] {
+    public func status() async throws -> [Migration] {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw Failure(description: "\(directory) is not a folder of .sql files")
         }
         let files = try FileManager.default.contentsOfDirectory(atPath: directory).filter { $0.hasSuffix(".sql") }.sorted()
-        let applied = Dictionary(try connection.query("SELECT name, checksum FROM meltybase_internal.migrations").rows.map { ($0[0] ?? "", $0[1] ?? "") },
-                                 uniquingKeysWith: { first, _ in first })
+        let recorded = try await connection.query("SELECT name, checksum FROM meltybase_internal.migrations").rows
+        let applied = Dictionary(recorded.map { ($0[0] ?? "", $0[1] ?? "") }, uniquingKeysWith: { first, _ in first })
         return try files.map { name in
             let checksum = try Self.checksum(of: directory + "/" + name)
             let state = applied[name].map { $0 == checksum ? "applied" : "changed" } ?? "pending"
@@ -45,20 +46,20 @@ public struct MigrationRunner {
 
     /// Applies pending migrations in order (none with `dryRun`); returns the ones applied
     /// (or that would be). Stops at the first failure, naming the file and the error.
-    public func apply(dryRun: Bool) throws -> [Migration] {
-        let pending = try status().filter { $0.state == "pending" }
+    public func apply(dryRun: Bool) async throws -> [Migration] {
+        let pending = try await status().filter { $0.state == "pending" }
         if dryRun { return pending }
         var done: [Migration] = []
         for migration in pending {
             let sql = try String(contentsOfFile: directory + "/" + migration.name, encoding: .utf8)
             do {
-                try connection.execute("BEGIN")
-                try connection.execute(sql)
-                try connection.query("INSERT INTO meltybase_internal.migrations (name, checksum) VALUES ($1, $2)", [migration.name, migration.checksum])
-                try connection.execute("COMMIT")
+                try await connection.execute("BEGIN")
+                try await connection.execute(sql)
+                try await connection.query("INSERT INTO meltybase_internal.migrations (name, checksum) VALUES ($1, $2)", [migration.name, migration.checksum])
+                try await connection.execute("COMMIT")
                 done.append(migration)
-            } catch let error as PGError {
-                _ = try? connection.execute("ROLLBACK")
+            } catch let error as PostgresError {
+                _ = try? await connection.execute("ROLLBACK")
                 var message = "\(migration.name) failed and was rolled back: \(error.message)"
                 if let code = error.sqlState { message += " (SQLSTATE \(code))" }
                 if let position = error.position { message += " at character \(position)" }

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 
 /// Where a portal's data lives: its database and owner role, and how to reach them from the
 /// kernel's conninfo. Shared by the Database plugin and `meltybase migrate`.

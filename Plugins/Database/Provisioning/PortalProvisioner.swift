@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 
 /// Creates what a portal's database needs, idempotently and safely from several kernels
@@ -15,14 +16,15 @@ enum PortalProvisioner {
     }
 
     /// Provisions `portal` over the kernel's system connection `systemConninfo`.
-    static func provision(portal: String, systemConninfo: String) throws {
-        let system = try PGConnection(conninfo: systemConninfo)
+    static func provision(portal: String, systemConninfo: String, loop: PostgresEventLoop) async throws {
+        let system = try await PostgresConnection.connect(systemConninfo, on: loop)
+        defer { system.close() }
         let database = databaseName(portal)
         let owner = ownerRole(portal)
         // One provisioning at a time across kernels (roles and CREATE DATABASE race otherwise).
-        try system.query("SELECT pg_advisory_lock(7402110)")
-        defer { _ = try? system.query("SELECT pg_advisory_unlock(7402110)") }
-        try system.execute("""
+        try await system.query("SELECT pg_advisory_lock(7402110)")
+        // The session lock ends with the connection (closed when this returns).
+        try await system.execute("""
             DO $$ BEGIN
               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
@@ -33,15 +35,16 @@ enum PortalProvisioner {
             GRANT anon, authenticated, service_role TO authenticator;
             GRANT anon, authenticated, service_role TO \(SQL.ident(owner));
             """)
-        if try system.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]).rows.isEmpty {
-            try system.execute("CREATE DATABASE \(SQL.ident(database)) OWNER \(SQL.ident(owner)) ENCODING 'UTF8' TEMPLATE template0")
-            try system.execute("""
+        if try await system.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]).rows.isEmpty {
+            try await system.execute("CREATE DATABASE \(SQL.ident(database)) OWNER \(SQL.ident(owner)) ENCODING 'UTF8' TEMPLATE template0")
+            try await system.execute("""
                 REVOKE ALL ON DATABASE \(SQL.ident(database)) FROM PUBLIC;
                 GRANT CONNECT, TEMPORARY ON DATABASE \(SQL.ident(database)) TO authenticator, \(SQL.ident(owner));
                 """)
         }
-        let portalConnection = try PGConnection(conninfo: conninfo(systemConninfo, portal: portal))
-        try portalConnection.execute(schemaScript(owner: owner))
+        let portalConnection = try await PostgresConnection.connect(conninfo(systemConninfo, portal: portal), on: loop)
+        defer { portalConnection.close() }
+        try await portalConnection.execute(schemaScript(owner: owner))
     }
 
     /// The in-database part; every statement is idempotent.

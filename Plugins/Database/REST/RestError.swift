@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 import MeltyPluginSDK
 
@@ -35,7 +36,7 @@ enum RestError {
     }
 
     /// A Postgres error as PostgREST renders it.
-    static func from(_ error: PGError, anonymous: Bool) -> PluginResponse {
+    static func from(_ error: PostgresError, anonymous: Bool) -> PluginResponse {
         let code = error.sqlState ?? "08000"
         let status = status(for: code, anonymous: anonymous)
         var headers: [(String, String)] = []

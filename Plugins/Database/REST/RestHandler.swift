@@ -1,4 +1,6 @@
 import Foundation
+import MeltyPostgres
+import Synchronization
 import PortalDatabaseCore
 import MeltyPluginSDK
 
@@ -40,14 +42,15 @@ struct Preferences {
 }
 
 /// `/rest/v1`: PostgREST's dialect over one portal database.
-final class RestHandler: @unchecked Sendable {
-    let pool: ConnectionPool
+final class RestHandler: Sendable {
+    let pool: PostgresPool
     let schemas: [String]
     let maxRows: Int?
-    private let cacheLock = NSLock()
-    private var cache: SchemaCache?
+    /// The schema cache and its generation (bumped by DDL, so a load that raced with DDL is
+    /// not kept).
+    private let cache = Mutex<(schema: SchemaCache?, generation: Int)>((nil, 0))
 
-    init(pool: ConnectionPool, schemas: [String], maxRows: Int?) {
+    init(pool: PostgresPool, schemas: [String], maxRows: Int?) {
         self.pool = pool
         self.schemas = schemas
         self.maxRows = maxRows
@@ -55,15 +58,16 @@ final class RestHandler: @unchecked Sendable {
 
     /// Forgets the schema cache (DDL ran); the next request reloads it.
     func invalidate() {
-        cacheLock.withLock { cache = nil }
+        cache.withLock { $0 = (nil, $0.generation + 1) }
         pool.schemaChanged()
     }
 
     private func schemaCache() async throws -> SchemaCache {
-        if let cached = cacheLock.withLock({ cache }) { return cached }
+        let (cached, generation) = cache.withLock { $0 }
+        if let cached { return cached }
         let schemas = self.schemas
-        let loaded = try await pool.run { connection in try SchemaCache.load(schemas: schemas, on: connection) }
-        cacheLock.withLock { cache = loaded }
+        let loaded = try await pool.run { connection in try await SchemaCache.load(schemas: schemas, on: connection) }
+        cache.withLock { if $0.generation == generation { $0.schema = loaded } }
         return loaded
     }
 
@@ -74,9 +78,9 @@ final class RestHandler: @unchecked Sendable {
             return RestError.parse(error)
         } catch let error as RelationshipError {
             return RestError.response(status: error.ambiguous ? 300 : 400, code: error.ambiguous ? "PGRST201" : "PGRST200", message: error.message, hint: error.hint)
-        } catch let error as PoolError {
+        } catch let error as PostgresPoolError {
             return RestError.unavailable(error.description)
-        } catch let error as PGError {
+        } catch let error as PostgresError {
             return RestError.from(error, anonymous: role.isAnonymous)
         } catch let error as RestResponse {
             return error.response
@@ -185,7 +189,7 @@ final class RestHandler: @unchecked Sendable {
     /// one row is rolled back (mutations included) and answered 406.
     /// One round trip: BEGIN, role and claims, the statement, COMMIT (or ROLLBACK). A plan
     /// invalidated by concurrent DDL (SQLSTATE 0A000) is retried once: nothing ran.
-    private func pipelined(_ statement: String, _ parameters: [String?], role: RequestRole, rollback: Bool, readOnly: Bool) async throws -> PGResult {
+    private func pipelined(_ statement: String, _ parameters: [String?], role: RequestRole, rollback: Bool, readOnly: Bool) async throws -> PostgresRows {
         try await pool.run { connection in
             let steps: [(sql: String, parameters: [String?])] = [
                 (readOnly ? "BEGIN READ ONLY" : "BEGIN", []),
@@ -194,21 +198,21 @@ final class RestHandler: @unchecked Sendable {
                 (rollback ? "ROLLBACK" : "COMMIT", []),
             ]
             do {
-                return try connection.pipeline(steps)[2]
-            } catch let error as PGError where error.sqlState == "0A000" {
-                return try connection.pipeline(steps)[2]
+                return try await connection.pipeline(steps)[2]
+            } catch let error as PostgresError where error.sqlState == "0A000" {
+                return try await connection.pipeline(steps)[2]
             }
         }
     }
 
-    private func run(_ statement: String, _ parameters: [String?], role: RequestRole, singular: Bool, rollback: Bool, readOnly: Bool = false) async throws -> PGResult {
+    private func run(_ statement: String, _ parameters: [String?], role: RequestRole, singular: Bool, rollback: Bool, readOnly: Bool = false) async throws -> PostgresRows {
         if !singular {
             return try await pipelined(statement, parameters, role: role, rollback: rollback, readOnly: readOnly)
         }
         return try await pool.run { connection in
-            try connection.transaction(readOnly: readOnly) { connection in
-                try connection.preparedQuery("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", [role.role, role.claimsJSON])
-                let result = try connection.preparedQuery(statement, parameters)
+            try await connection.transaction(readOnly: readOnly) { connection in
+                try await connection.preparedQuery("SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", [role.role, role.claimsJSON])
+                let result = try await connection.preparedQuery(statement, parameters)
                 let rows = Int(result.rows.first?[1] ?? "0") ?? 0
                 if singular && rows != 1 { return (result, false) }
                 return (result, !rollback)
@@ -216,7 +220,7 @@ final class RestHandler: @unchecked Sendable {
         }
     }
 
-    private func respond(_ result: PGResult, status: Int, request: PluginRequest, offset: Int, singular: Bool, includeBody: Bool) -> PluginResponse {
+    private func respond(_ result: PostgresRows, status: Int, request: PluginRequest, offset: Int, singular: Bool, includeBody: Bool) -> PluginResponse {
         let row = result.rows.first ?? [nil, "0", nil]
         let rows = Int(row[1] ?? "0") ?? 0
         if singular && rows != 1 {

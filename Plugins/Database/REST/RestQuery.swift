@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 
 /// A PostgREST request parse error: 400 `PGRST100` with what could not be read.

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 
 /// A relationship error: 400 `PGRST200` (none) or 300 `PGRST201` (ambiguous), as PostgREST.

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 
 /// What the REST layer knows about the exposed schemas: tables and views with their
@@ -57,10 +58,10 @@ struct SchemaCache: Sendable {
     func table(_ schema: String, _ name: String) -> Table? { tables[schema + "." + name] }
 
     /// Loads the cache for `schemas` over `connection`.
-    static func load(schemas: [String], on connection: PGConnection) throws -> SchemaCache {
+    static func load(schemas: [String], on connection: PostgresConnection) async throws -> SchemaCache {
         var cache = SchemaCache()
         let list = "{" + schemas.map { "\"" + $0.replacingOccurrences(of: "\"", with: "") + "\"" }.joined(separator: ",") + "}"
-        let columns = try connection.query("""
+        let columns = try await connection.query("""
             SELECT n.nspname, c.relname, c.relkind::text, a.attname, format_type(a.atttypid, a.atttypmod),
                    (NOT a.attnotnull)::text, (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::text,
                    obj_description(c.oid, 'pg_class'), pg_get_expr(d.adbin, d.adrelid)
@@ -79,7 +80,7 @@ struct SchemaCache: Sendable {
                                         defaultExpression: row[8]))
             cache.tables[key] = table
         }
-        let constraints = try connection.query("""
+        let constraints = try await connection.query("""
             SELECT con.contype::text, n1.nspname, c1.relname, con.conname,
                    (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num)::text,
@@ -104,7 +105,7 @@ struct SchemaCache: Sendable {
                                                     foreignSchema: foreignSchema, foreignTable: foreignTable, foreignColumns: names(row[7])))
             }
         }
-        let functions = try connection.query("""
+        let functions = try await connection.query("""
             SELECT n.nspname, p.proname, p.proretset::text, format_type(p.prorettype, NULL),
                    (t.typtype = 'c' OR p.prorettype = 'record'::regtype OR p.proargmodes && ARRAY['t'::"char", 'o'::"char"])::text,
                    coalesce(array_to_json(p.proargnames)::text, '[]'), coalesce(array_to_json(p.proargmodes::text[])::text, 'null'),

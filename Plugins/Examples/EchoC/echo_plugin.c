@@ -686,7 +686,7 @@ static void audit_done(void *context, mb_status status, mb_host_bytes message) {
 }
 
 /* POST /audit: records an audit entry with the request body as details (a JSON object),
- * then answers. audit_async (ABI 1.3) never blocks, so it may be called here; the blocking
+ * then answers. audit_async (ABI 1.4) never blocks, so it may be called here; the blocking
  * `audit` must not be. */
 static void route_audit(mb_plugin_instance *instance, mb_request_token token,
                         const mb_host_request *request) {

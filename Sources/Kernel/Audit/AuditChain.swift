@@ -4,7 +4,7 @@ import Foundation
 /// and its signed checkpoints (`meltybase.audit_checkpoints`). See `docs/audit-log.md`.
 ///
 /// Every call takes a ``PostgresConnection`` so it can share the caller's transaction;
-/// run them on the database thread (``SystemDatabase/withConnection(_:)``).
+/// get one from ``SystemDatabase/withConnection(_:)``.
 public enum AuditChain {
     /// SQL rendering the timestamptz `expression` as ``AuditEntry/at`` is written.
     static func timestamp(_ expression: String) -> String {
@@ -28,8 +28,8 @@ public enum AuditChain {
     public static func append(
         on connection: PostgresConnection, actor: String, action: String, target: String, portal: String? = nil,
         details: [String: Any] = [:]
-    ) throws -> AuditEntry {
-        try append(on: connection, actor: actor, action: action, target: target, portal: portal, details: CanonicalJSON(details))
+    ) async throws -> AuditEntry {
+        try await append(on: connection, actor: actor, action: action, target: target, portal: portal, details: CanonicalJSON(details))
     }
 
     /// The same append, with details already converted (``CanonicalJSON/init(_:)``).
@@ -37,58 +37,71 @@ public enum AuditChain {
     public static func append(
         on connection: PostgresConnection, actor: String, action: String, target: String, portal: String? = nil,
         details: CanonicalJSON
-    ) throws -> AuditEntry {
-        guard try isInTransactionBlock(connection) else {
+    ) async throws -> AuditEntry {
+        guard isInTransactionBlock(connection) else {
             throw AuditError("AuditChain.append must run inside a transaction (BEGIN first), or use AuditChain.appendCommitting")
         }
-        return try appendInTransaction(on: connection, actor: actor, action: action, target: target, portal: portal, details: details)
+        return try await appendInTransaction(on: connection, actor: actor, action: action, target: target, portal: portal, details: details)
     }
 
     /// Takes the append lock for the rest of the transaction, then reads the time and the
     /// chain's head (seq 0 and the genesis hash for an empty log). The lock is its own
     /// statement: the head is read with a snapshot taken after the previous holder committed.
-    private static func lockAndReadHead(on connection: PostgresConnection) throws -> (now: String, seq: Int64, hash: String) {
-        try connection.query("SELECT pg_advisory_xact_lock($1)", [String(AuditSchema.appendLockKey)])
-        let head = try connection.query("""
-            SELECT \(timestamp("clock_timestamp()")) AS now,
-                   (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
-                   (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
-            """)
-        guard let now = head.value("now") else { throw AuditError("the database returned no time") }
-        return (now, head.value("seq").flatMap { Int64($0) } ?? 0, head.value("hash") ?? AuditEntry.genesisHash)
+    private static func lockAndReadHead(on connection: PostgresConnection) async throws -> (now: String, seq: Int64, hash: String) {
+        try await connection.query(lockSQL, [String(AuditSchema.appendLockKey)])
+        return try head(from: try await connection.query(headSQL))
     }
 
-    /// Sets `entry.hash` from its fields and inserts it. A NUL in a text field becomes U+FFFD
-    /// first: Postgres text cannot hold NUL, and the hash must cover exactly what is stored.
-    private static func insert(_ entry: inout AuditEntry, on connection: PostgresConnection) throws {
+    static let lockSQL = "SELECT pg_advisory_xact_lock($1)"
+    static let headSQL = """
+        SELECT \(timestamp("clock_timestamp()")) AS now,
+               (SELECT seq FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS seq,
+               (SELECT hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1) AS hash
+        """
+    static let insertSQL = """
+        INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
+        VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
+        """
+
+    private static func head(from rows: PostgresRows) throws -> (now: String, seq: Int64, hash: String) {
+        guard let now = rows.value("now") else { throw AuditError("the database returned no time") }
+        return (now, rows.value("seq").flatMap { Int64($0) } ?? 0, rows.value("hash") ?? AuditEntry.genesisHash)
+    }
+
+    /// Sets `entry.hash` from its fields (a NUL in a text field becomes U+FFFD first:
+    /// Postgres text cannot hold NUL, and the hash must cover exactly what is stored) and
+    /// returns the insert's parameters.
+    private static func sealed(_ entry: inout AuditEntry) -> [String?] {
         entry.actor = CanonicalJSON.storable(entry.actor)
         entry.action = CanonicalJSON.storable(entry.action)
         entry.target = CanonicalJSON.storable(entry.target)
         entry.portal = entry.portal.map(CanonicalJSON.storable)
         entry.hash = entry.computedHash
-        try connection.query("""
-            INSERT INTO meltybase.audit_log (seq, at, actor, action, target, portal, details, prev_hash, hash)
-            VALUES ($1, $2::timestamptz, $3, $4, $5, $6, $7::jsonb, $8, $9)
-            """, [String(entry.seq), entry.at, entry.actor, entry.action, entry.target, entry.portal, entry.details.text, entry.prevHash, entry.hash])
+        return [String(entry.seq), entry.at, entry.actor, entry.action, entry.target, entry.portal, entry.details.text, entry.prevHash, entry.hash]
+    }
+
+    /// Sets `entry.hash` and inserts it.
+    private static func insert(_ entry: inout AuditEntry, on connection: PostgresConnection) async throws {
+        try await connection.query(insertSQL, sealed(&entry))
     }
 
     /// The append itself; the caller guarantees an open transaction.
     private static func appendInTransaction(
         on connection: PostgresConnection, actor: String, action: String, target: String, portal: String?, details: CanonicalJSON
-    ) throws -> AuditEntry {
-        try connection.query("SAVEPOINT meltybase_audit_append")
+    ) async throws -> AuditEntry {
+        try await connection.query("SAVEPOINT meltybase_audit_append")
         do {
-            let head = try lockAndReadHead(on: connection)
+            let head = try await lockAndReadHead(on: connection)
             var entry = AuditEntry(
                 seq: head.seq + 1, at: head.now, actor: actor, action: action,
                 target: target, portal: portal, details: details,
                 prevHash: head.hash, hash: "")
-            try insert(&entry, on: connection)
-            try connection.query("RELEASE SAVEPOINT meltybase_audit_append")
+            try await insert(&entry, on: connection)
+            try await connection.query("RELEASE SAVEPOINT meltybase_audit_append")
             return entry
         } catch {
-            _ = try? connection.query("ROLLBACK TO SAVEPOINT meltybase_audit_append")
-            _ = try? connection.query("RELEASE SAVEPOINT meltybase_audit_append")
+            _ = try? await connection.query("ROLLBACK TO SAVEPOINT meltybase_audit_append")
+            _ = try? await connection.query("RELEASE SAVEPOINT meltybase_audit_append")
             throw error
         }
     }
@@ -99,8 +112,8 @@ public enum AuditChain {
     public static func appendCommitting(
         on connection: PostgresConnection, actor: String, action: String, target: String, portal: String? = nil,
         details: CanonicalJSON = .object([:])
-    ) throws -> AuditEntry {
-        try appendAllCommitting(on: connection, entries: [PendingEntry(actor: actor, action: action, target: target, portal: portal, details: details)])[0]
+    ) async throws -> AuditEntry {
+        try await appendAllCommitting(on: connection, entries: [PendingEntry(actor: actor, action: action, target: target, portal: portal, details: details)])[0]
     }
 
     /// One entry of ``appendAllCommitting(on:entries:)``.
@@ -119,33 +132,39 @@ public enum AuditChain {
 
     /// Appends `entries` in order in one transaction of its own (one lock, one head read,
     /// one commit): group commit for appenders that arrive together. All or none are stored.
+    /// Two round trips whatever the number of entries: `BEGIN`, the lock and the head read in
+    /// one pipeline (the head is still its own statement, read after the lock), then every
+    /// insert and the `COMMIT` in another.
     @discardableResult
-    public static func appendAllCommitting(on connection: PostgresConnection, entries: [PendingEntry]) throws -> [AuditEntry] {
+    public static func appendAllCommitting(on connection: PostgresConnection, entries: [PendingEntry]) async throws -> [AuditEntry] {
         guard !entries.isEmpty else { return [] }
-        try connection.query("BEGIN")
+        // A failed pipeline has rolled its transaction back already.
+        let opened = try await connection.pipeline([("BEGIN", []), (lockSQL, [String(AuditSchema.appendLockKey)]), (headSQL, [])])
         do {
-            let head = try lockAndReadHead(on: connection)
+            let head = try head(from: opened[2])
             var seq = head.seq
             var previous = head.hash
             var stored: [AuditEntry] = []
+            var steps: [(sql: String, parameters: [String?])] = []
             for pending in entries {
                 seq += 1
                 var entry = AuditEntry(
                     seq: seq, at: head.now, actor: pending.actor, action: pending.action, target: pending.target,
                     portal: pending.portal, details: pending.details, prevHash: previous, hash: "")
-                try insert(&entry, on: connection)
+                steps.append((insertSQL, sealed(&entry)))
                 previous = entry.hash
                 stored.append(entry)
             }
-            try connection.query("COMMIT")
+            steps.append(("COMMIT", []))
+            _ = try await connection.pipeline(steps)
             return stored
         } catch {
-            _ = try? connection.query("ROLLBACK")
+            if connection.inTransaction { _ = try? await connection.execute("ROLLBACK") }
             throw error
         }
     }
 
-    /// Appends one entry in its own transaction on the database thread.
+    /// Appends one entry in its own transaction on a pooled connection.
     @discardableResult
     public static func append(
         to database: SystemDatabase, actor: String, action: String, target: String, portal: String? = nil,
@@ -153,23 +172,21 @@ public enum AuditChain {
     ) async throws -> AuditEntry {
         let canonical = try CanonicalJSON(details)
         return try await database.withConnection { connection in
-            try appendCommitting(on: connection, actor: actor, action: action, target: target, portal: portal, details: canonical)
+            try await appendCommitting(on: connection, actor: actor, action: action, target: target, portal: portal, details: canonical)
         }
     }
 
-    /// Whether `connection` is inside `BEGIN` ... `COMMIT`: two statements then share one
-    /// transaction start time, while outside a block each statement is its own transaction.
-    static func isInTransactionBlock(_ connection: PostgresConnection) throws -> Bool {
-        let first = try connection.query("SELECT transaction_timestamp()::text AS t").value("t")
-        let second = try connection.query("SELECT transaction_timestamp()::text AS t").value("t")
-        return first == second
+    /// Whether `connection` is inside `BEGIN` ... `COMMIT` (libpq's transaction status,
+    /// which the server reports with every answer: no round trip).
+    static func isInTransactionBlock(_ connection: PostgresConnection) -> Bool {
+        connection.inTransaction
     }
 
     // MARK: Reading
 
     /// The last entry's seq and hash, or `nil` for an empty log.
-    public static func head(on connection: PostgresConnection) throws -> (seq: Int64, hash: String)? {
-        let rows = try connection.query("SELECT seq, hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1")
+    public static func head(on connection: PostgresConnection) async throws -> (seq: Int64, hash: String)? {
+        let rows = try await connection.query("SELECT seq, hash FROM meltybase.audit_log ORDER BY seq DESC LIMIT 1")
         guard let seq = rows.value("seq").flatMap({ Int64($0) }), let hash = rows.value("hash") else { return nil }
         return (seq, hash)
     }
@@ -181,8 +198,8 @@ public enum AuditChain {
     public static func query(
         on connection: PostgresConnection, action: String? = nil, actor: String? = nil, since: Date? = nil,
         until: Date? = nil, limit: Int = 100, afterSeq: Int64 = 0
-    ) throws -> [AuditEntry] {
-        let rows = try connection.query("""
+    ) async throws -> [AuditEntry] {
+        let rows = try await connection.query("""
             SELECT \(entryColumns) FROM meltybase.audit_log
             WHERE seq > $1
               AND ($2::text IS NULL OR action = $2)
@@ -221,11 +238,11 @@ public enum AuditChain {
     @discardableResult
     public static func checkpoint(
         on connection: PostgresConnection, signingKey: Ed25519.KeyPair, onlyIfMoved: Bool = true
-    ) throws -> AuditCheckpoint? {
-        guard let head = try head(on: connection) else { return nil }
-        if onlyIfMoved, let latest = try latestCheckpoint(on: connection), latest.seq >= head.seq { return nil }
+    ) async throws -> AuditCheckpoint? {
+        guard let head = try await head(on: connection) else { return nil }
+        if onlyIfMoved, let latest = try await latestCheckpoint(on: connection), latest.seq >= head.seq { return nil }
         let signature = try Ed25519.sign(AuditCheckpoint.signedMessage(seq: head.seq, headHash: head.hash), secretKey: signingKey.secretKey)
-        let rows = try connection.query("""
+        let rows = try await connection.query("""
             INSERT INTO meltybase.audit_checkpoints (seq, head_hash, signature, public_key) VALUES ($1, $2, $3, $4)
             RETURNING id, \(timestamp("at")) AS at
             """, [String(head.seq), head.hash, ByteEncoding.hex(signature), ByteEncoding.hex(signingKey.publicKey)])
@@ -235,8 +252,8 @@ public enum AuditChain {
     }
 
     /// The checkpoint with the highest seq (the newest among equals), or `nil`.
-    public static func latestCheckpoint(on connection: PostgresConnection) throws -> AuditCheckpoint? {
-        let rows = try connection.query("""
+    public static func latestCheckpoint(on connection: PostgresConnection) async throws -> AuditCheckpoint? {
+        let rows = try await connection.query("""
             SELECT id, \(timestamp("at")) AS at, seq, head_hash, signature, public_key
             FROM meltybase.audit_checkpoints ORDER BY seq DESC, id DESC LIMIT 1
             """)

@@ -30,7 +30,10 @@ public struct AuditCheckpointService: Service {
                 await checkpointNow()
             }
         }
-        await checkpointNow()
+        // Its own task: when this one was cancelled (not just shut down gracefully), a
+        // query started from it would be cancelled at once.
+        let service = self
+        await Task { await service.checkpointNow() }.value
     }
 
     /// Writes a checkpoint if the head moved; returns it (or `nil`: nothing new, or it failed).
@@ -39,7 +42,7 @@ public struct AuditCheckpointService: Service {
         let signingKey = signingKey
         do {
             let checkpoint = try await database.withConnection { connection in
-                try AuditChain.checkpoint(on: connection, signingKey: signingKey)
+                try await AuditChain.checkpoint(on: connection, signingKey: signingKey)
             }
             if let checkpoint {
                 // Logged too, so that a copy of every checkpoint lives outside the database.

@@ -6,7 +6,7 @@ public enum AuditSchema {
     /// two writers (in any process, on any node) never read the same head.
     static let appendLockKey = 7_426_002
 
-    /// The script, for `PostgresConnection.execute(script:)` (one implicit transaction).
+    /// The script, for `PostgresConnection.execute(_:)` (one implicit transaction).
     public static let sql = """
         SET client_min_messages = warning;
         SELECT pg_advisory_xact_lock(7426001);

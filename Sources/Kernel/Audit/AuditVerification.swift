@@ -42,23 +42,23 @@ extension AuditChain {
     /// without it, each checkpoint is checked only against the key stored in its own row.
     public static func verify(
         on connection: PostgresConnection, trustedPublicKey: [UInt8]? = nil, pageSize: Int = 1000
-    ) throws -> AuditVerification {
+    ) async throws -> AuditVerification {
         // A COMMIT below must not end a transaction the caller opened.
-        guard try !isInTransactionBlock(connection) else {
+        guard !isInTransactionBlock(connection) else {
             throw AuditError("AuditChain.verify runs in a transaction of its own; call it outside BEGIN ... COMMIT")
         }
-        try connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        try await connection.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         do {
-            let result = try walk(connection, trustedPublicKey: trustedPublicKey, pageSize: max(pageSize, 1))
-            try connection.query("COMMIT")
+            let result = try await walk(connection, trustedPublicKey: trustedPublicKey, pageSize: max(pageSize, 1))
+            try await connection.query("COMMIT")
             return result
         } catch {
-            _ = try? connection.query("ROLLBACK")
+            _ = try? await connection.query("ROLLBACK")
             throw error
         }
     }
 
-    private static func walk(_ connection: PostgresConnection, trustedPublicKey: [UInt8]?, pageSize: Int) throws -> AuditVerification {
+    private static func walk(_ connection: PostgresConnection, trustedPublicKey: [UInt8]?, pageSize: Int) async throws -> AuditVerification {
         var expectedSeq: Int64 = 1
         var previousHash = AuditEntry.genesisHash
         var hashBeforePrevious: String?
@@ -67,7 +67,7 @@ extension AuditChain {
         var after = Int64.min
 
         pages: while true {
-            let rows = try connection.query(
+            let rows = try await connection.query(
                 "SELECT \(entryColumns) FROM meltybase.audit_log WHERE seq > $1 ORDER BY seq LIMIT $2",
                 [String(after), String(pageSize)])
             for index in rows.rows.indices {
@@ -91,7 +91,7 @@ extension AuditChain {
         var checked = 0
         var afterID = Int64.min
         while true {
-            let rows = try connection.query("""
+            let rows = try await connection.query("""
                 SELECT c.id, \(timestamp("c.at")) AS at, c.seq, c.head_hash, c.signature, c.public_key, l.hash AS entry_hash
                 FROM meltybase.audit_checkpoints c LEFT JOIN meltybase.audit_log l ON l.seq = c.seq
                 WHERE c.id > $1 ORDER BY c.id LIMIT $2

@@ -74,7 +74,7 @@ public final class EmbeddedPostgres: Sendable {
         let serverArguments = [
             binDirectory + "/postgres", "-D", clusterDirectory, "-k", socketDirectory, "-p", "5432",
             "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
-            "-c", "max_connections=200", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=16", "-c", "max_wal_senders=16",
+            "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=16", "-c", "max_wal_senders=16",
         ]
         let (executable, arguments) = command(serverArguments)
         let process = SupervisedProcess(name: "embedded Postgres", executable: executable, arguments: arguments, logFile: logFile, logger: logger)
@@ -83,8 +83,9 @@ public final class EmbeddedPostgres: Sendable {
         supervised.withLockedValue { $0 = process }
         try waitUntilReady(timeout: 60)
         if fresh {
-            let connection = try PostgresConnection(conninfo: conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=postgres"))
-            try connection.query("CREATE DATABASE meltybase")
+            try BlockingPostgres.run(conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=postgres")) { connection in
+                _ = try await connection.execute("CREATE DATABASE meltybase")
+            }
         }
         logger.notice("embedded Postgres is ready")
     }
@@ -104,7 +105,7 @@ public final class EmbeddedPostgres: Sendable {
         var lastError = ""
         while Date() < deadline {
             do {
-                _ = try PostgresConnection(conninfo: probe)
+                try BlockingPostgres.run(probe) { _ in }
                 return
             } catch {
                 lastError = "\(error)"

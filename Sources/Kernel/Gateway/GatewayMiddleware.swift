@@ -85,6 +85,9 @@ struct GatewayMiddleware: RouterMiddleware {
         case let error as PostgresError:
             gatewayError = GatewayError(status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error.message)",
                                         hint: "retry shortly", headers: [("Retry-After", "1")])
+        case let error as PostgresPoolError:
+            gatewayError = GatewayError(status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error)",
+                                        hint: "retry shortly", headers: [("Retry-After", "\(error.retryAfterSeconds)")])
         default:
             context.logger.error("unhandled error", metadata: ["error": "\(error)"])
             gatewayError = GatewayError(status: 500, code: "internal_error", message: "internal error", hint: "see the kernel log for request id \(context.requestID)")

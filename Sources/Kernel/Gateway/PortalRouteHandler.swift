@@ -82,7 +82,11 @@ struct PortalRouteHandler: Sendable {
                                        requestID: context.requestID, remote: context.clientAddress, certificate: certificate,
                                        credential: credential, body: body)
         let instance = target.instance
-        let response = await plugins.context.pending.run(plugin: instance.plugin.name, timeout: requestTimeout) { token in
+        let channel = context.channel
+        let abandonment: ((UInt64) -> PendingRequests.Abandonment)? = instance.acceptsCancellation
+            ? { token in PendingRequests.Abandonment(channel: channel, cancel: { instance.cancelRequest(token) }) } : nil
+        let response = await plugins.context.pending.run(plugin: instance.plugin.name, timeout: requestTimeout,
+                                                         abandonment: abandonment) { token in
             fields.withHostRequest { hostRequest in
                 instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
             }

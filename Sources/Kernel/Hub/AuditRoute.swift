@@ -22,7 +22,7 @@ struct AuditRoute: Sendable {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 let filter = try Filter(request.uri.queryParameters)
                 let entries = try await database.withConnection { connection in
-                    try AuditChain.query(
+                    try await AuditChain.query(
                         on: connection, action: filter.action, actor: filter.actor, since: filter.since, until: filter.until,
                         limit: filter.limit, afterSeq: filter.after)
                 }
@@ -40,7 +40,7 @@ struct AuditRoute: Sendable {
                 // is checked against the key stored with it (reported as trusted_key: false).
                 let trusted = try? AuditSigningKey.loadPublicKey(dataDirectory: dataDirectory)
                 let result = try await database.withConnection { connection in
-                    try AuditChain.verify(on: connection, trustedPublicKey: trusted ?? nil)
+                    try await AuditChain.verify(on: connection, trustedPublicKey: trusted ?? nil)
                 }
                 let problem: Any = result.problem.map { ["seq": $0.seq, "description": $0.description] as [String: Any] } ?? NSNull()
                 return HubHTTP.json([

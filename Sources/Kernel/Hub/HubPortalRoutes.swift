@@ -72,7 +72,7 @@ struct HubPortalRoutes: Sendable {
             var all: [String: Any] = details
             all["session_id"] = principal.sessionID
             all["aal"] = principal.aal.rawValue
-            try AuditChain.append(on: connection, actor: principal.actor, action: action, target: portal, portal: portal, details: all)
+            try await AuditChain.append(on: connection, actor: principal.actor, action: action, target: portal, portal: portal, details: all)
         }
     }
 }

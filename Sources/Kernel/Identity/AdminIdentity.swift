@@ -123,7 +123,7 @@ public final class AdminIdentity: Sendable {
         }
 
         let found = try await database.withConnection { connection -> (AdminRecord, String)? in
-            let rows = try connection.query(
+            let rows = try await connection.query(
                 "SELECT \(AdminRecord.columns("a")), a.password_hash FROM public.secrets a WHERE a.kind = 'admin' AND a.email = $1", [email])
             guard let admin = AdminRecord(rows, 0), let hash = rows.value("password_hash") else { return nil }
             return (admin, hash)
@@ -141,8 +141,8 @@ public final class AdminIdentity: Sendable {
             logger.warning("could not reset the sign-in counter after a successful login", metadata: ["error": "\(error)"])
         }
         let session = try await transaction { connection in
-            let session = try AdminSessions.create(on: connection, adminID: admin.id, aal: .aal1, amr: ["pwd"])
-            try AuditChain.append(
+            let session = try await AdminSessions.create(on: connection, adminID: admin.id, aal: .aal1, amr: ["pwd"])
+            try await AuditChain.append(
                 on: connection, actor: "admin:\(email)", action: "admin.login", target: email,
                 details: ["session_id": session.sessionID, "aal": "aal1", "address": address, "mfa_required": admin.totpEnrolled])
             return session
@@ -158,9 +158,9 @@ public final class AdminIdentity: Sendable {
         }
         let hash = AdminSessions.tokenHash(refreshToken)
         let rotation = try await transaction { connection -> AdminSessions.Rotation in
-            let rotation = try AdminSessions.rotate(on: connection, tokenHash: hash)
+            let rotation = try await AdminSessions.rotate(on: connection, tokenHash: hash)
             if case .reused(let sessionID, let email) = rotation {
-                try AuditChain.append(
+                try await AuditChain.append(
                     on: connection, actor: "anonymous", action: "admin.session.reuse_detected", target: email,
                     details: ["session_id": sessionID, "address": address, "revoked": true])
             }
@@ -183,8 +183,8 @@ public final class AdminIdentity: Sendable {
     /// Revokes the principal's session (its access and refresh tokens stop working).
     public func logout(_ principal: AdminPrincipal) async throws {
         try await transaction { connection in
-            try AdminSessions.revoke(on: connection, sessionID: principal.sessionID, reason: "logout")
-            try AuditChain.append(on: connection, actor: principal.actor, action: "admin.logout", target: principal.email,
+            try await AdminSessions.revoke(on: connection, sessionID: principal.sessionID, reason: "logout")
+            try await AuditChain.append(on: connection, actor: principal.actor, action: "admin.logout", target: principal.email,
                                   details: ["session_id": principal.sessionID])
         }
     }
@@ -209,7 +209,7 @@ public final class AdminIdentity: Sendable {
         }
         let claims = try await tokens.verify(String(parts[1]).trimmingCharacters(in: .whitespaces))
         let live = try await database.withConnection { connection in
-            try AdminSessions.live(on: connection, sessionID: claims.sessionID, adminID: claims.sub.value)
+            try await AdminSessions.live(on: connection, sessionID: claims.sessionID, adminID: claims.sub.value)
         }
         guard let live else {
             throw IdentityError.unauthenticated("the session of this access token was signed out or revoked, or has expired")
@@ -240,7 +240,7 @@ public final class AdminIdentity: Sendable {
                 hint: "connect over HTTPS with your admin certificate (curl --cert admin.pem --key admin.key), or use the portal's service_role key")
         }
         let live = try await database.withConnection { connection in
-            try AdminSessions.live(on: connection, sessionID: claims.sessionID, adminID: claims.sub.value)
+            try await AdminSessions.live(on: connection, sessionID: claims.sessionID, adminID: claims.sub.value)
         }
         guard let live else {
             throw IdentityError(status: 401, code: "admin_session_ended",
@@ -280,17 +280,17 @@ public final class AdminIdentity: Sendable {
             aal: session.aal, mfaRequired: admin.totpEnrolled && session.aal < .aal2, sessionID: session.sessionID)
     }
 
-    /// Runs `body` in a transaction on the database thread: committed when it returns,
+    /// Runs `body` in a transaction on one pooled connection: committed when it returns,
     /// rolled back when it throws.
-    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
+    func transaction<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
         try await database.withConnection { connection in
-            try connection.query("BEGIN")
+            try await connection.query("BEGIN")
             do {
-                let result = try body(connection)
-                try connection.query("COMMIT")
+                let result = try await body(connection)
+                try await connection.query("COMMIT")
                 return result
             } catch {
-                _ = try? connection.query("ROLLBACK")
+                _ = try? await connection.query("ROLLBACK")
                 throw error
             }
         }
@@ -315,7 +315,7 @@ public final class AdminIdentity: Sendable {
     func requireInitialized() async throws {
         if state.isInitialized { return }
         let flag = try await database.withConnection { connection in
-            try connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized")
+            try await connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized")
         }
         guard flag == "t" else { throw Self.notInitialized }
         state.isInitialized = true

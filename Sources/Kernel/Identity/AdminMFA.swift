@@ -40,14 +40,14 @@ extension AdminIdentity {
         let codes = (0..<Self.recoveryCodeCount).map { _ in Self.newRecoveryCode() }
         let hashes = codes.map(Self.recoveryCodeHash)
         try await transaction { connection in
-            try connection.query("UPDATE public.secrets SET totp_pending_secret = $2 WHERE id = $1::uuid", [principal.adminID, sealed])
-            try connection.query("DELETE FROM meltybase.admin_recovery_codes WHERE admin_id = $1::uuid AND NOT active", [principal.adminID])
+            try await connection.query("UPDATE public.secrets SET totp_pending_secret = $2 WHERE id = $1::uuid", [principal.adminID, sealed])
+            try await connection.query("DELETE FROM meltybase.admin_recovery_codes WHERE admin_id = $1::uuid AND NOT active", [principal.adminID])
             for hash in hashes {
-                try connection.query(
+                try await connection.query(
                     "INSERT INTO meltybase.admin_recovery_codes (admin_id, code_hash, active) VALUES ($1::uuid, $2, false)",
                     [principal.adminID, hash])
             }
-            try AuditChain.append(
+            try await AuditChain.append(
                 on: connection, actor: principal.actor, action: "admin.mfa.enroll", target: principal.email,
                 details: ["method": "totp", "session_id": principal.sessionID, "replacing": principal.admin.totpEnrolled])
         }
@@ -66,7 +66,7 @@ extension AdminIdentity {
         let box = try mfaSecretBox()
         let now = Date()
         let outcome = try await transaction { connection -> MFAOutcome in
-            let rows = try connection.query(
+            let rows = try await connection.query(
                 "SELECT totp_pending_secret, totp_last_step FROM public.secrets WHERE id = $1::uuid FOR UPDATE", [principal.adminID])
             guard let sealed = rows.value("totp_pending_secret") else {
                 throw IdentityError(status: 409, code: "no_pending_enrolment", message: "there is no TOTP enrolment to confirm",
@@ -76,15 +76,15 @@ extension AdminIdentity {
             defer { Ed25519.wipe(&secret) }
             guard let step = TOTP(secret: secret).matchingStep(code, at: now) else { return .wrongCode }
             if let last = rows.value("totp_last_step").flatMap({ Int64($0) }), step <= last { return .replayed }
-            try connection.query("""
+            try await connection.query("""
                 UPDATE public.secrets SET totp_secret = totp_pending_secret, totp_pending_secret = NULL,
                     totp_confirmed_at = now(), totp_last_step = $2 WHERE id = $1::uuid
                 """, [principal.adminID, String(step)])
-            try connection.query("DELETE FROM meltybase.admin_recovery_codes WHERE admin_id = $1::uuid AND active", [principal.adminID])
-            try connection.query("UPDATE meltybase.admin_recovery_codes SET active = true WHERE admin_id = $1::uuid", [principal.adminID])
+            try await connection.query("DELETE FROM meltybase.admin_recovery_codes WHERE admin_id = $1::uuid AND active", [principal.adminID])
+            try await connection.query("UPDATE meltybase.admin_recovery_codes SET active = true WHERE admin_id = $1::uuid", [principal.adminID])
             var admin = principal.admin
             admin.totpEnrolled = true
-            let session = try Self.elevate(on: connection, principal, admin: admin, amr: ["pwd", "otp"], action: "admin.mfa.enrolled",
+            let session = try await Self.elevate(on: connection, principal, admin: admin, amr: ["pwd", "otp"], action: "admin.mfa.enrolled",
                                       details: ["method": "totp", "address": address])
             return .elevated(session, admin)
         }
@@ -110,28 +110,28 @@ extension AdminIdentity {
             var method = "totp"
             var remaining: Int?
             if isTOTP {
-                let rows = try connection.query(
+                let rows = try await connection.query(
                     "SELECT totp_secret, totp_last_step FROM public.secrets WHERE id = $1::uuid FOR UPDATE", [principal.adminID])
                 guard let sealed = rows.value("totp_secret") else { return .wrongCode }
                 var secret = try box.open(sealed, context: principal.adminID)
                 defer { Ed25519.wipe(&secret) }
                 guard let step = TOTP(secret: secret).matchingStep(code, at: now) else { return .wrongCode }
                 if let last = rows.value("totp_last_step").flatMap({ Int64($0) }), step <= last { return .replayed }
-                try connection.query("UPDATE public.secrets SET totp_last_step = $2 WHERE id = $1::uuid", [principal.adminID, String(step)])
+                try await connection.query("UPDATE public.secrets SET totp_last_step = $2 WHERE id = $1::uuid", [principal.adminID, String(step)])
             } else {
-                let used = try connection.query("""
+                let used = try await connection.query("""
                     UPDATE meltybase.admin_recovery_codes SET used_at = now()
                     WHERE admin_id = $1::uuid AND code_hash = $2 AND active AND used_at IS NULL RETURNING 1
                     """, [principal.adminID, Self.recoveryCodeHash(code)])
                 guard !used.rows.isEmpty else { return .wrongCode }
                 method = "recovery_code"
-                remaining = Int(try connection.query(
+                remaining = Int(try await connection.query(
                     "SELECT count(*) AS n FROM meltybase.admin_recovery_codes WHERE admin_id = $1::uuid AND active AND used_at IS NULL",
                     [principal.adminID]).value("n") ?? "0")
             }
             var details: [String: Any] = ["method": method, "address": address]
             if let remaining { details["recovery_codes_left"] = remaining }
-            let session = try Self.elevate(on: connection, principal, admin: principal.admin, amr: ["pwd", method == "totp" ? "otp" : method],
+            let session = try await Self.elevate(on: connection, principal, admin: principal.admin, amr: ["pwd", method == "totp" ? "otp" : method],
                                       action: "admin.mfa.challenge", details: details)
             return .elevated(session, principal.admin)
         }
@@ -150,14 +150,14 @@ extension AdminIdentity {
     private static func elevate(
         on connection: PostgresConnection, _ principal: AdminPrincipal, admin: AdminRecord, amr: [String], action: String,
         details: [String: Any]
-    ) throws -> AdminSessions.Issued {
-        let session = try AdminSessions.create(on: connection, adminID: admin.id, aal: .aal2, amr: amr)
-        try AdminSessions.revoke(on: connection, sessionID: principal.sessionID, reason: "elevated")
+    ) async throws -> AdminSessions.Issued {
+        let session = try await AdminSessions.create(on: connection, adminID: admin.id, aal: .aal2, amr: amr)
+        try await AdminSessions.revoke(on: connection, sessionID: principal.sessionID, reason: "elevated")
         var details = details
         details["session_id"] = session.sessionID
         details["previous_session_id"] = principal.sessionID
         details["aal"] = "aal2"
-        try AuditChain.append(on: connection, actor: principal.actor, action: action, target: admin.email, details: details)
+        try await AuditChain.append(on: connection, actor: principal.actor, action: action, target: admin.email, details: details)
         return session
     }
 

@@ -15,7 +15,7 @@ import Foundation
 /// Raising the assurance level (TOTP) starts a new session and revokes the old one, so a
 /// session id never gains privileges (OWASP: renew the session on privilege change).
 ///
-/// Every function runs on the database thread inside the caller's transaction.
+/// Every function runs on the caller's connection, inside its transaction.
 enum AdminSessions {
     /// Absolute lifetime of a session: its refresh tokens stop working after this.
     static let lifetime: TimeInterval = 12 * 60 * 60
@@ -46,20 +46,20 @@ enum AdminSessions {
     }
 
     /// Opens a session for `adminID` and issues its first refresh token.
-    static func create(on connection: PostgresConnection, adminID: String, aal: AssuranceLevel, amr: [String]) throws -> Issued {
-        let rows = try connection.query("""
+    static func create(on connection: PostgresConnection, adminID: String, aal: AssuranceLevel, amr: [String]) async throws -> Issued {
+        let rows = try await connection.query("""
             INSERT INTO meltybase.admin_sessions (admin_id, aal, amr, expires_at)
             VALUES ($1::uuid, $2, $3, now() + make_interval(secs => $4::double precision)) RETURNING id::text AS id
             """, [adminID, aal.rawValue, amr.joined(separator: " "), String(lifetime)])
         guard let sessionID = rows.value("id") else { throw IdentityError.internalFailure("creating a session returned no id") }
         let token = newRefreshToken()
-        try connection.query("INSERT INTO meltybase.admin_refresh_tokens (token_hash, session_id) VALUES ($1, $2::uuid)", [tokenHash(token), sessionID])
+        try await connection.query("INSERT INTO meltybase.admin_refresh_tokens (token_hash, session_id) VALUES ($1, $2::uuid)", [tokenHash(token), sessionID])
         return Issued(sessionID: sessionID, refreshToken: token, aal: aal, amr: amr)
     }
 
     /// Rotates the refresh token whose hash is `hash` (see the type's description).
-    static func rotate(on connection: PostgresConnection, tokenHash hash: String) throws -> Rotation {
-        let rows = try connection.query("""
+    static func rotate(on connection: PostgresConnection, tokenHash hash: String) async throws -> Rotation {
+        let rows = try await connection.query("""
             SELECT t.session_id::text AS session_id, t.rotated_at IS NOT NULL AS rotated, s.revoked_at IS NOT NULL AS revoked,
                    s.expires_at > now() AS live, s.aal, s.amr, \(AdminRecord.columns("a"))
             FROM meltybase.admin_refresh_tokens t
@@ -70,30 +70,30 @@ enum AdminSessions {
             """, [hash])
         guard let sessionID = rows.value("session_id"), let admin = AdminRecord(rows, 0) else { return .invalid }
         if rows.value("rotated") == "t" {
-            if rows.value("revoked") != "t" { try revoke(on: connection, sessionID: sessionID, reason: "refresh_token_reuse") }
+            if rows.value("revoked") != "t" { try await revoke(on: connection, sessionID: sessionID, reason: "refresh_token_reuse") }
             return .reused(sessionID: sessionID, email: admin.email)
         }
         guard rows.value("revoked") == "f", rows.value("live") == "t", let aal = rows.value("aal").flatMap(AssuranceLevel.init(rawValue:)) else {
             return .invalid
         }
-        try connection.query("UPDATE meltybase.admin_refresh_tokens SET rotated_at = now() WHERE token_hash = $1", [hash])
+        try await connection.query("UPDATE meltybase.admin_refresh_tokens SET rotated_at = now() WHERE token_hash = $1", [hash])
         let token = newRefreshToken()
-        try connection.query("INSERT INTO meltybase.admin_refresh_tokens (token_hash, session_id) VALUES ($1, $2::uuid)", [tokenHash(token), sessionID])
+        try await connection.query("INSERT INTO meltybase.admin_refresh_tokens (token_hash, session_id) VALUES ($1, $2::uuid)", [tokenHash(token), sessionID])
         let amr = (rows.value("amr") ?? "").split(separator: " ").map(String.init)
         return .rotated(Issued(sessionID: sessionID, refreshToken: token, aal: aal, amr: amr), admin)
     }
 
     /// Marks `sessionID` revoked (its access tokens stop working at once, its refresh tokens too).
-    static func revoke(on connection: PostgresConnection, sessionID: String, reason: String) throws {
-        try connection.query(
+    static func revoke(on connection: PostgresConnection, sessionID: String, reason: String) async throws {
+        try await connection.query(
             "UPDATE meltybase.admin_sessions SET revoked_at = now(), revoked_reason = $2 WHERE id = $1::uuid AND revoked_at IS NULL",
             [sessionID, reason])
     }
 
     /// The session `sessionID` of `adminID` when it is neither revoked nor expired.
-    static func live(on connection: PostgresConnection, sessionID: String, adminID: String) throws -> Live? {
+    static func live(on connection: PostgresConnection, sessionID: String, adminID: String) async throws -> Live? {
         guard UUID(uuidString: sessionID) != nil, UUID(uuidString: adminID) != nil else { return nil }
-        let rows = try connection.query("""
+        let rows = try await connection.query("""
             SELECT s.aal, s.amr, \(AdminRecord.columns("a"))
             FROM meltybase.admin_sessions s JOIN public.secrets a ON a.id = s.admin_id
             WHERE s.id = $1::uuid AND s.admin_id = $2::uuid AND s.revoked_at IS NULL AND s.expires_at > now()

@@ -92,7 +92,7 @@ public final class AdminTokens: Sendable {
             throw IdentityError.unauthenticated("the access token's signature does not verify")
         } catch let error as IdentityError {
             throw error
-        } catch is PostgresError {
+        } catch is PostgresError, is PostgresPoolError {
             throw IdentityError(status: 503, code: "database_unavailable", message: "the token key cannot be read: the system database is unavailable", hint: "retry shortly", retryAfterSeconds: 1)
         } catch {
             throw IdentityError.unauthenticated("the access token is malformed")
@@ -102,7 +102,7 @@ public final class AdminTokens: Sendable {
     private func collection() async throws -> JWTKeyCollection {
         if let existing = keys.withLockedValue({ $0 }) { return existing }
         var secret = try await database.withConnection { connection in
-            try KernelSecrets.loadOrCreate(KernelSecrets.adminTokenSigningKey, on: connection)
+            try await KernelSecrets.loadOrCreate(KernelSecrets.adminTokenSigningKey, on: connection)
         }
         defer { Ed25519.wipe(&secret) }
         let collection = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)

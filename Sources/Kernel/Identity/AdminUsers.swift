@@ -73,7 +73,7 @@ extension AdminIdentity {
     /// Every admin, oldest first.
     public func listAdmins() async throws -> [AdminRecord] {
         try await database.withConnection { connection in
-            let rows = try connection.query("SELECT \(AdminRecord.columns("a")) FROM public.secrets a WHERE a.kind = 'admin' ORDER BY a.created_at, a.email")
+            let rows = try await connection.query("SELECT \(AdminRecord.columns("a")) FROM public.secrets a WHERE a.kind = 'admin' ORDER BY a.created_at, a.email")
             return rows.rows.indices.compactMap { AdminRecord(rows, $0) }
         }
     }
@@ -97,9 +97,9 @@ extension AdminIdentity {
         }
         let hash = try await PasswordHasher().hash(password, on: blocking)
         return try await transaction { connection in
-            let seats = try connection.query("SELECT license_seats FROM meltybase.system_state FOR UPDATE").value("license_seats").flatMap { Int($0) }
+            let seats = try await connection.query("SELECT license_seats FROM meltybase.system_state FOR UPDATE").value("license_seats").flatMap { Int($0) }
             guard let seats else { throw Self.notInitialized }
-            let used = Int(try connection.query("SELECT count(*) AS n FROM public.secrets WHERE kind = 'admin'").value("n") ?? "0") ?? 0
+            let used = Int(try await connection.query("SELECT count(*) AS n FROM public.secrets WHERE kind = 'admin'").value("n") ?? "0") ?? 0
             guard used < seats else {
                 throw IdentityError(
                     status: 403, code: "seat_limit",
@@ -108,14 +108,14 @@ extension AdminIdentity {
             }
             let rows: PostgresRows
             do {
-                rows = try connection.query(
+                rows = try await connection.query(
                     "INSERT INTO public.secrets (kind, email, password_hash, role) VALUES ('admin', $1, $2, 'admin') RETURNING \(AdminRecord.columns("secrets"))",
                     [email, hash])
             } catch let error as PostgresError where error.sqlState == "23505" {
                 throw IdentityError(status: 409, code: "admin_exists", message: "an admin with the email \(email) already exists")
             }
             guard let created = AdminRecord(rows, 0) else { throw IdentityError.internalFailure("creating an admin returned no row") }
-            try AuditChain.append(
+            try await AuditChain.append(
                 on: connection, actor: principal.actor, action: "admin.user.create", target: email,
                 details: ["admin_id": created.id, "role": created.role, "seats": seats, "seats_used": used + 1])
             return created
@@ -125,7 +125,7 @@ extension AdminIdentity {
     /// The stored license and the number of admin accounts.
     public func licenseSummary() async throws -> LicenseSummary {
         try await database.withConnection { connection in
-            let rows = try connection.query("""
+            let rows = try await connection.query("""
                 SELECT license_id, license_tier, license_seats, license_owner,
                        to_char(license_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS expires_at,
                        to_char(initialized_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS initialized_at,

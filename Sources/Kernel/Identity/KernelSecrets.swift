@@ -12,12 +12,12 @@ public enum KernelSecrets {
     public static let adminTokenSigningKey = "admin_jwt_hs256"
 
     /// The secret `name`, creating 32 random bytes for it if it does not exist yet.
-    public static func loadOrCreate(_ name: String, on connection: PostgresConnection) throws -> [UInt8] {
+    public static func loadOrCreate(_ name: String, on connection: PostgresConnection) async throws -> [UInt8] {
         _ = Ed25519.initialized
         var fresh = [UInt8](repeating: 0, count: 32)
         randombytes_buf(&fresh, fresh.count)
         defer { Ed25519.wipe(&fresh) }
-        let rows = try connection.query("""
+        let rows = try await connection.query("""
             WITH inserted AS (
                 INSERT INTO meltybase.kernel_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING value)
             SELECT value FROM inserted UNION ALL SELECT value FROM meltybase.kernel_secrets WHERE name = $1

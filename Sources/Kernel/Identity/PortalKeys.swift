@@ -87,7 +87,7 @@ public final class PortalKeys: Sendable {
             throw IdentityError.unauthenticated("the token's signature does not verify for portal \"\(portal)\"")
         } catch let error as IdentityError {
             throw error
-        } catch is PostgresError {
+        } catch is PostgresError, is PostgresPoolError {
             throw IdentityError(status: 503, code: "database_unavailable", message: "the portal key cannot be read: the system database is unavailable", hint: "retry shortly", retryAfterSeconds: 1)
         } catch {
             throw IdentityError.unauthenticated("the token is malformed")
@@ -145,19 +145,19 @@ public final class PortalKeys: Sendable {
         let box = self.box
         return try await database.withConnection { connection in
             let context = "portal-jwt:" + portal
-            if let sealed = try connection.query("SELECT secret_sealed FROM meltybase.portal_jwt_secrets WHERE portal = $1", [portal]).rows.first?[0] ?? nil {
+            if let sealed = try await connection.query("SELECT secret_sealed FROM meltybase.portal_jwt_secrets WHERE portal = $1", [portal]).rows.first?[0] ?? nil {
                 return try box.open(sealed, context: context)
             }
-            guard try !connection.query("SELECT 1 FROM meltybase.portals WHERE name = $1", [portal]).rows.isEmpty else {
+            guard try await !connection.query("SELECT 1 FROM meltybase.portals WHERE name = $1", [portal]).rows.isEmpty else {
                 throw IdentityError(status: 404, code: "portal_not_found", message: "portal \"\(portal)\" does not exist", hint: nil)
             }
             var fresh = [UInt8](repeating: 0, count: 32)
             randombytes_buf(&fresh, fresh.count)
             defer { sodium_memzero(&fresh, fresh.count) }
-            try connection.query("INSERT INTO meltybase.portal_jwt_secrets (portal, secret_sealed) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            try await connection.query("INSERT INTO meltybase.portal_jwt_secrets (portal, secret_sealed) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                                  [portal, box.seal(fresh, context: context)])
             // Another kernel may have won the race: read back what is stored.
-            guard let sealed = try connection.query("SELECT secret_sealed FROM meltybase.portal_jwt_secrets WHERE portal = $1", [portal]).rows.first?[0] ?? nil else {
+            guard let sealed = try await connection.query("SELECT secret_sealed FROM meltybase.portal_jwt_secrets WHERE portal = $1", [portal]).rows.first?[0] ?? nil else {
                 throw IdentityError.internalFailure("the portal secret was not stored")
             }
             return try box.open(sealed, context: context)

@@ -99,7 +99,11 @@ public final class Kernel: Sendable {
     /// the embedded Postgres of a running kernel, or the embedded Postgres started just
     /// for this call (and stopped after it).
     public func withSystemDatabase<T>(_ body: (SystemDatabase) async throws -> T) async throws -> T {
-        if let conninfo = try runningSystemConninfo() { return try await body(SystemDatabase(conninfo: conninfo)) }
+        if let conninfo = try runningSystemConninfo() {
+            let database = SystemDatabase(conninfo: conninfo)
+            defer { database.close() }
+            return try await body(database)
+        }
         let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         let lock = try DataDirectoryLock(dataDirectory: config.dataDirectory)
@@ -107,6 +111,7 @@ public final class Kernel: Sendable {
         try postgres.start()
         defer { postgres.stop() }
         let database = SystemDatabase(conninfo: postgres.conninfo)
+        defer { database.close() }
         try await database.migrate()
         return try await body(database)
     }
@@ -134,7 +139,14 @@ public final class Kernel: Sendable {
         }
 
         let conninfo = try databaseConninfo()
-        let database = SystemDatabase(conninfo: conninfo)
+        // The kernel's Postgres event loop: drives the system database's pool and the
+        // portal listener; stopped after them when the kernel stops.
+        let postgresLoop = PostgresEventLoop(name: "meltybase-postgres")
+        let database = SystemDatabase(conninfo: conninfo, loop: postgresLoop)
+        defer {
+            database.close()
+            postgresLoop.shutdown()
+        }
         try await database.migrate()
 
         let redis: RedisClient?
@@ -163,7 +175,7 @@ public final class Kernel: Sendable {
         try await portals.reload()
 
         let initialized = try await database.withConnection { connection in
-            try connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
+            try await connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
         }
         let state = SystemState(isInitialized: initialized)
         // Without a vendor key, licenses verify with this machine's evaluation key.
@@ -198,9 +210,9 @@ public final class Kernel: Sendable {
             }
             announce?(url)
         }
-        let listener = PortalChangeListener(conninfo: conninfo, portals: portals, logger: logger) {
+        let listener = PortalChangeListener(conninfo: conninfo, loop: postgresLoop, portals: portals, logger: logger) {
             // Setup done by another kernel or `meltybase setup`: the pulse follows.
-            if let flag = try? await database.withConnection({ try $0.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") }) {
+            if let flag = try? await database.withConnection({ try await $0.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") }) {
                 state.isInitialized = flag == "t"
             }
         }

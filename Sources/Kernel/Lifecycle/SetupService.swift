@@ -75,29 +75,29 @@ public struct SetupService: Sendable {
         let hash = try await PasswordHasher().hash(password, on: blocking)
 
         let committed = try await database.withConnection { connection -> Bool in
-            try connection.query("BEGIN")
+            try await connection.query("BEGIN")
             do {
-                let initialized = try connection.query("SELECT is_initialized FROM meltybase.system_state FOR UPDATE").value("is_initialized")
+                let initialized = try await connection.query("SELECT is_initialized FROM meltybase.system_state FOR UPDATE").value("is_initialized")
                 guard initialized == "f" else {
-                    try connection.query("ROLLBACK")
+                    try await connection.query("ROLLBACK")
                     return false
                 }
-                try connection.query(
+                try await connection.query(
                     "INSERT INTO public.secrets (kind, email, password_hash, role) VALUES ('admin', $1, $2, 'root')",
                     [email, hash])
-                try connection.query("""
+                try await connection.query("""
                     UPDATE meltybase.system_state SET is_initialized = true, initialized_at = now(), license_key = $1,
                         license_id = $2, license_tier = $3, license_seats = $4, license_owner = $5, license_expires_at = $6::timestamptz
                     """, [licenseKey, license.id, license.tier.rawValue, String(license.seats), license.ownerEmail,
                           license.expiresAt.map { ISO8601DateFormatter().string(from: $0) }])
-                try AuditChain.append(
+                try await AuditChain.append(
                     on: connection, actor: "admin:\(email)", action: "system.setup", target: "instance", portal: nil,
                     details: ["license_id": license.id, "tier": license.tier.rawValue, "seats": license.seats, "owner": license.ownerEmail])
-                try connection.query("NOTIFY meltybase_system")
-                try connection.query("COMMIT")
+                try await connection.query("NOTIFY meltybase_system")
+                try await connection.query("COMMIT")
                 return true
             } catch {
-                try? connection.query("ROLLBACK")
+                try? await connection.query("ROLLBACK")
                 throw error
             }
         }

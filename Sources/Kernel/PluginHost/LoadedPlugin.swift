@@ -53,6 +53,11 @@ public final class LoadedPlugin: Sendable {
         return prefixes
     }
 
+    /// Whether the plugin takes `cancel_request` (ABI 1.3, optional).
+    public var cancelsRequests: Bool {
+        PluginDescriptorLayout.has(\.cancel_request, in: descriptor) && descriptor.pointee.cancel_request != nil
+    }
+
     /// Whether the plugin accepts WebSocket connections.
     public var acceptsWebSockets: Bool {
         descriptor.pointee.ws_open != nil && PluginDescriptorLayout.has(\.ws_open, in: descriptor)

@@ -1,4 +1,6 @@
 import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
 import Synchronization
 
 /// What a plugin answered, copied out of plugin memory.
@@ -29,6 +31,19 @@ final class PendingRequests: Sendable {
     }
 
     private let state: Mutex<(next: UInt64, slots: [UInt64: Slot])>
+
+    /// How the host gives up on a request: the client's connection (when it closes before the
+    /// answer, the request is abandoned) and the plugin's `cancel_request`.
+    struct Abandonment: Sendable {
+        /// The client's connection; nil when there is none to watch.
+        let channel: (any Channel)?
+        /// When the request was dispatched (seconds since 1970).
+        var started = Date().timeIntervalSince1970
+        /// Tells the plugin to stop working on the request.
+        let cancel: @Sendable () -> Void
+    }
+    /// Abandonments of requests in flight, by token.
+    private let abandonments = NIOLockedValueBox<[UInt64: Abandonment]>([:])
     private let sweeper = Mutex<Task<Void, Never>?>(nil)
 
     /// A table whose tokens start at `firstToken + 1`.
@@ -52,7 +67,10 @@ final class PendingRequests: Sendable {
     }
 
     /// Registers a token, calls `dispatch` with it, and returns the plugin's answer.
-    func run(plugin: String, timeout: Double, dispatch: (UInt64) -> Void) async -> PluginResponse {
+    /// With `abandonment`, a request whose client disconnects, or which times out, is
+    /// cancelled in the plugin.
+    func run(plugin: String, timeout: Double, abandonment: ((UInt64) -> Abandonment)? = nil,
+             dispatch: (UInt64) -> Void) async -> PluginResponse {
         let deadline = Date().timeIntervalSince1970 + timeout
         let token = state.withLock { state -> UInt64 in
             let token = state.next
@@ -60,6 +78,11 @@ final class PendingRequests: Sendable {
             state.slots[token] = .dispatched(deadline: deadline, plugin: plugin)
             return token
         }
+        if let abandonment {
+            let entry = abandonment(token)
+            abandonments.withLockedValue { $0[token] = entry }
+        }
+        defer { if abandonment != nil { abandonments.withLockedValue { _ = $0.removeValue(forKey: token) } } }
         dispatch(token)
         let early = state.withLock { state -> PluginResponse? in
             guard case .answered(let response)? = state.slots[token] else { return nil }
@@ -105,23 +128,55 @@ final class PendingRequests: Sendable {
     var count: Int { state.withLock { $0.slots.count } }
 
     private func expire(now: Double) {
-        let expired = state.withLock { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, String)] in
-            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, String)] = []
+        let watched = abandonments.withLockedValue { $0 }
+        // Requests whose client has gone: answered (to nobody) and cancelled like a timeout.
+        let gone = Set(watched.filter { $0.value.channel.map { !$0.isActive } ?? false }.keys)
+        finish(timedOutBefore: now, clientGone: gone, watched: watched)
+        // Hummingbird allows half-closure, so a client that closed its side while its request
+        // runs leaves the channel active: the socket's TCP state says so (CLOSE_WAIT, CLOSE).
+        // Asked only of requests running for half a second or more.
+        for (token, entry) in watched where now - entry.started >= 0.5 && !gone.contains(token) {
+            guard let channel = entry.channel, channel.isActive, let socket = channel as? SocketOptionProvider else { continue }
+            socket.getTCPInfo().whenSuccess { [weak self] info in
+                let closeWait: UInt8 = 8, closed: UInt8 = 7
+                if info.tcpi_state == closeWait || info.tcpi_state == closed {
+                    self?.finish(timedOutBefore: nil, clientGone: [token], watched: [token: entry])
+                }
+            }
+        }
+    }
+
+    /// Answers the pending requests past their deadline (504) or whose client is gone (499),
+    /// telling the plugin to stop each first.
+    private func finish(timedOutBefore now: Double?, clientGone gone: Set<UInt64>, watched: [UInt64: Abandonment]) {
+        let expired = state.withLock { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, PluginResponse)] in
+            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, PluginResponse)] = []
+            func due(_ token: UInt64, _ deadline: Double) -> Bool { gone.contains(token) || now.map { deadline < $0 } ?? false }
             for (token, slot) in state.slots {
                 switch slot {
-                case .waiting(let continuation, let deadline, let plugin) where deadline < now:
-                    found.append((continuation, token, plugin))
-                case .dispatched(let deadline, let plugin) where deadline < now:
-                    found.append((nil, token, plugin))
+                case .waiting(let continuation, let deadline, let plugin) where due(token, deadline):
+                    found.append((continuation, token, gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)))
+                    state.slots[token] = nil
+                case .dispatched(let deadline, let plugin) where due(token, deadline):
+                    let answer = gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)
+                    found.append((nil, token, answer))
+                    state.slots[token] = .answered(answer)
                 default: break
                 }
             }
-            for (continuation, token, plugin) in found {
-                state.slots[token] = continuation == nil ? .answered(Self.timeout(plugin)) : nil
-            }
             return found
         }
-        for (continuation, _, plugin) in expired { continuation?.resume(returning: Self.timeout(plugin)) }
+        for (continuation, token, answer) in expired {
+            // The plugin stops the work first (its instance is alive: the request holds it).
+            watched[token]?.cancel()
+            continuation?.resume(returning: answer)
+        }
+    }
+
+    /// The answer recorded for a request whose client disconnected (nobody reads it).
+    private static func clientClosed(_ plugin: String) -> PluginResponse {
+        let body = GatewayError(status: 499, code: "client_closed_request", message: "the client closed the connection before plugin \"\(plugin)\" answered").jsonBytes
+        return PluginResponse(status: 499, headers: [("content-type", "application/json")], body: body)
     }
 
     private static func timeout(_ plugin: String) -> PluginResponse {

@@ -16,6 +16,15 @@ final class PluginInstance: Sendable {
     /// Uses by requests and connections (`count`) and by service-binding leases (`leases`).
     private let uses = NIOLockedValueBox<(count: Int, leases: Int, retired: Bool, destroyed: Bool)>((0, 0, false, false))
 
+    /// Whether the plugin takes `cancel_request` (ABI 1.3).
+    var acceptsCancellation: Bool { plugin.cancelsRequests }
+
+    /// Tells the plugin the host gave up on `token` (client gone or timed out).
+    func cancelRequest(_ token: UInt64) {
+        guard plugin.cancelsRequests, let cancel = plugin.descriptor.pointee.cancel_request else { return }
+        cancel(pointer, token)
+    }
+
     private init(plugin: LoadedPlugin, portal: PortalHandle, pointer: OpaquePointer?) {
         self.plugin = plugin
         self.portal = portal

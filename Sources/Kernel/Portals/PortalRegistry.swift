@@ -61,20 +61,20 @@ public final class PortalRegistry: Sendable {
         let declared = config.portals
         try await database.withConnection { connection in
             for portal in declared {
-                try connection.query("BEGIN")
+                try await connection.query("BEGIN")
                 do {
-                    try connection.query("INSERT INTO meltybase.portals (name) VALUES ($1) ON CONFLICT DO NOTHING", [portal.name])
-                    try connection.query(
+                    try await connection.query("INSERT INTO meltybase.portals (name) VALUES ($1) ON CONFLICT DO NOTHING", [portal.name])
+                    try await connection.query(
                         "DELETE FROM meltybase.portal_plugins WHERE portal = $1 AND NOT (plugin = ANY($2::text[]))",
                         [portal.name, PostgresArrayLiteral.text(portal.plugins)])
                     for plugin in portal.plugins {
-                        try connection.query(
+                        try await connection.query(
                             "INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                             [portal.name, plugin])
                     }
-                    try connection.query("COMMIT")
+                    try await connection.query("COMMIT")
                 } catch {
-                    try? connection.query("ROLLBACK")
+                    try? await connection.query("ROLLBACK")
                     throw error
                 }
             }
@@ -90,7 +90,7 @@ public final class PortalRegistry: Sendable {
             return state.issued
         }
         let rows = try await database.withConnection { connection in
-            try connection.query("""
+            try await connection.query("""
                 SELECT p.name, coalesce(array_to_json(array_agg(pp.plugin ORDER BY pp.plugin) FILTER (WHERE pp.plugin IS NOT NULL))::text, '[]')
                 FROM meltybase.portals p LEFT JOIN meltybase.portal_plugins pp ON pp.portal = p.name
                 GROUP BY p.name ORDER BY p.name

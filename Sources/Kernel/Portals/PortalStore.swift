@@ -34,7 +34,7 @@ public struct PortalStore: Sendable {
 
     /// Work run inside a change's transaction just before it commits (the Hub appends the
     /// audit entry there, so the change and its entry commit together).
-    public typealias InTransaction = @Sendable (PostgresConnection) throws -> Void
+    public typealias InTransaction = @Sendable (PostgresConnection) async throws -> Void
 
     /// A portal and its enabled plugins.
     public struct Record: Sendable {
@@ -51,17 +51,17 @@ public struct PortalStore: Sendable {
         try validate(name: name)
         try plugins.forEach(validate(plugin:))
         try await database.withConnection { connection in
-            try connection.query("BEGIN")
+            try await connection.query("BEGIN")
             do {
-                let inserted = try connection.query("INSERT INTO meltybase.portals (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING name", [name])
+                let inserted = try await connection.query("INSERT INTO meltybase.portals (name) VALUES ($1) ON CONFLICT DO NOTHING RETURNING name", [name])
                 guard !inserted.rows.isEmpty else { throw Refusal(description: "portal \"\(name)\" already exists", kind: .conflict) }
                 for plugin in plugins {
-                    try connection.query("INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING", [name, plugin])
+                    try await connection.query("INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING", [name, plugin])
                 }
-                try inTransaction?(connection)
-                try connection.query("COMMIT")
+                try await inTransaction?(connection)
+                try await connection.query("COMMIT")
             } catch {
-                try? connection.query("ROLLBACK")
+                try? await connection.query("ROLLBACK")
                 throw error
             }
         }
@@ -70,7 +70,7 @@ public struct PortalStore: Sendable {
     /// Every portal, sorted by name.
     public func list() async throws -> [Record] {
         try await database.withConnection { connection in
-            try connection.query("""
+            try await connection.query("""
                 SELECT p.name, p.created_at::text AS created_at,
                        coalesce(string_agg(pp.plugin, ',' ORDER BY pp.plugin), '') AS plugins
                 FROM meltybase.portals p LEFT JOIN meltybase.portal_plugins pp ON pp.portal = p.name
@@ -86,21 +86,21 @@ public struct PortalStore: Sendable {
         try validate(name: portal)
         if enabled { try validate(plugin: plugin) }
         try await database.withConnection { connection in
-            try connection.query("BEGIN")
+            try await connection.query("BEGIN")
             do {
-                guard !(try connection.query("SELECT 1 FROM meltybase.portals WHERE name = $1", [portal])).rows.isEmpty else {
+                guard !(try await connection.query("SELECT 1 FROM meltybase.portals WHERE name = $1", [portal])).rows.isEmpty else {
                     throw Refusal(description: "portal \"\(portal)\" does not exist; create it with `meltybase portal create \(portal)`", kind: .notFound)
                 }
                 if enabled {
-                    try connection.query("INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING", [portal, plugin])
+                    try await connection.query("INSERT INTO meltybase.portal_plugins (portal, plugin) VALUES ($1, $2) ON CONFLICT DO NOTHING", [portal, plugin])
                 } else {
-                    let deleted = try connection.query("DELETE FROM meltybase.portal_plugins WHERE portal = $1 AND plugin = $2 RETURNING plugin", [portal, plugin])
+                    let deleted = try await connection.query("DELETE FROM meltybase.portal_plugins WHERE portal = $1 AND plugin = $2 RETURNING plugin", [portal, plugin])
                     guard !deleted.rows.isEmpty else { throw Refusal(description: "plugin \"\(plugin)\" is not enabled for portal \"\(portal)\"", kind: .notFound) }
                 }
-                try inTransaction?(connection)
-                try connection.query("COMMIT")
+                try await inTransaction?(connection)
+                try await connection.query("COMMIT")
             } catch {
-                try? connection.query("ROLLBACK")
+                try? await connection.query("ROLLBACK")
                 throw error
             }
         }
@@ -110,14 +110,14 @@ public struct PortalStore: Sendable {
     public func delete(_ name: String, inTransaction: InTransaction? = nil) async throws {
         try validate(name: name)
         try await database.withConnection { connection in
-            try connection.query("BEGIN")
+            try await connection.query("BEGIN")
             do {
-                let deleted = try connection.query("DELETE FROM meltybase.portals WHERE name = $1 RETURNING name", [name])
+                let deleted = try await connection.query("DELETE FROM meltybase.portals WHERE name = $1 RETURNING name", [name])
                 guard !deleted.rows.isEmpty else { throw Refusal(description: "portal \"\(name)\" does not exist", kind: .notFound) }
-                try inTransaction?(connection)
-                try connection.query("COMMIT")
+                try await inTransaction?(connection)
+                try await connection.query("COMMIT")
             } catch {
-                try? connection.query("ROLLBACK")
+                try? await connection.query("ROLLBACK")
                 throw error
             }
         }

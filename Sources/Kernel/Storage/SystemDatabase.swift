@@ -3,49 +3,67 @@ import Logging
 
 /// The kernel's system database: portals, the plugins each enables, system state.
 ///
-/// Calls are serialised on one private thread because libpq blocks; the connection
-/// is reopened after Postgres restarts, and a call made while it is down throws
-/// ``PostgresError`` (the gateway turns that into a 503).
-public final class SystemDatabase: @unchecked Sendable {  // Sendable: `connection`, the one mutable field, is only touched on the serial `queue`.
+/// Calls run on a small ``PostgresPool`` (``defaultPoolSize`` connections) whose sockets a
+/// ``PostgresEventLoop`` drives, so no thread waits on Postgres. A body passed to
+/// ``withConnection(_:)`` has one connection to itself for its whole run (a transaction it
+/// opens stays on that connection). Broken connections are replaced; a call made while
+/// Postgres is down throws ``PostgresPoolError/unavailable(_:)`` (the gateway turns that
+/// into a 503).
+public final class SystemDatabase: Sendable {
+    /// Connections the kernel keeps to its system database.
+    public static let defaultPoolSize = 4
+    /// Jobs that may wait for a connection before callers are refused (503).
+    public static let defaultMaxWaiting = 256
+
     /// The libpq conninfo (or URL) of the system database.
     public let conninfo: String
-    private let queue = DispatchQueue(label: "meltybase.system-database")
-    private var connection: PostgresConnection?
+    /// The loop driving the pool's sockets (the kernel's; shared with its listener).
+    public let loop: PostgresEventLoop
+    private let pool: PostgresPool
+    /// Set when this database created its loop itself (``init(conninfo:poolSize:)``): it stops it on ``close()``.
+    private let ownsLoop: Bool
 
-    /// A database reached through `conninfo` (a libpq URL or key/value string).
-    public init(conninfo: String) {
+    /// A database reached through `conninfo` (a libpq URL or key/value string) whose
+    /// connections `loop` drives; the owner of `loop` shuts it down after ``close()``.
+    public init(conninfo: String, loop: PostgresEventLoop, poolSize: Int = SystemDatabase.defaultPoolSize) {
         self.conninfo = conninfo
+        self.loop = loop
+        self.ownsLoop = false
+        pool = PostgresPool(conninfo: conninfo, size: poolSize, maxWaiting: Self.defaultMaxWaiting, loop: loop)
     }
 
-    /// Runs `body` with a live connection on the database thread.
-    public func withConnection<T: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async {
-                continuation.resume(with: Result { try self.run(body) })
-            }
-        }
+    /// A database with an event loop of its own (command-line tools, tests), stopped by
+    /// ``close()`` or when the database is released.
+    public init(conninfo: String, poolSize: Int = SystemDatabase.defaultPoolSize) {
+        let loop = PostgresEventLoop(name: "meltybase-systemdb")
+        self.conninfo = conninfo
+        self.loop = loop
+        self.ownsLoop = true
+        pool = PostgresPool(conninfo: conninfo, size: poolSize, maxWaiting: Self.defaultMaxWaiting, loop: loop)
     }
 
-    /// Blocking variant for the command line.
-    public func withConnectionSync<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
-        try queue.sync { try run(body) }
+    deinit { close() }
+
+    /// Runs `body` with a connection of its own (a pooled one, or a fresh one after a failure).
+    public func withConnection<T: Sendable>(_ body: (PostgresConnection) async throws -> T) async throws -> T {
+        try await pool.run(body)
     }
 
-    private func run<T>(_ body: (PostgresConnection) throws -> T) throws -> T {
-        if connection?.isHealthy != true { connection = try PostgresConnection(conninfo: conninfo) }
-        do {
-            return try body(connection!)
-        } catch {
-            if connection?.isHealthy != true { connection = nil }
-            throw error
-        }
+    /// Connections open now (idle, busy, waiting), for tests and diagnostics.
+    public var poolCounts: (idle: Int, busy: Int, waiting: Int) { pool.counts }
+
+    /// Closes the pool (idle connections now, busy ones when their job ends); a database
+    /// that made its own loop stops it too. Idempotent.
+    public func close() {
+        pool.close()
+        if ownsLoop { loop.shutdown() }
     }
 
     /// Creates the kernel's tables if they do not exist (idempotent).
     public func migrate() async throws {
         try await withConnection { connection in
-            try connection.execute(script: SystemSchema.sql)
-            try connection.execute(script: AuditSchema.sql)
+            try await connection.execute(SystemSchema.sql)
+            try await connection.execute(AuditSchema.sql)
         }
     }
 }

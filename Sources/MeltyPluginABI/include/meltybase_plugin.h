@@ -40,7 +40,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 3
+#define MB_ABI_MINOR 4
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -268,7 +268,7 @@ typedef struct mb_host_api {
      *  Returns MB_ERR_INVALID_ARGUMENT for bad JSON, MB_ERR_UNAVAILABLE when the audit
      *  store is down (the action should then be refused by the plugin).
      *  MAY BLOCK until the entry is committed to the system database (one group commit):
-     *  from handle_request and other non-blocking callbacks use audit_async (ABI 1.3). */
+     *  from handle_request and other non-blocking callbacks use audit_async (ABI 1.4). */
     mb_status (*audit)(const mb_host_plugin *plugin, const mb_host_portal *portal,
                        const char *action, size_t action_len, const char *target, size_t target_len,
                        const char *details_json, size_t details_len, mb_host_error_buffer error);
@@ -369,7 +369,7 @@ typedef struct mb_host_api {
                              mb_host_bytes context, mb_host_bytes sealed,
                              mb_bytes_sink sink, void *plugin_context, mb_host_error_buffer error);
 
-    /* ---- ABI 1.3 (check struct_size before calling) ---- */
+    /* ---- ABI 1.4 (check struct_size before calling) ---- */
 
     /** audit without blocking: checks the arguments like `audit`, then returns at once;
      *  `completion` runs exactly once on a host thread once the entry is committed (MB_OK)
@@ -463,6 +463,15 @@ typedef struct mb_plugin_descriptor {
      *  route_prefix (e.g. {"auth", "sql", NULL}); same rules as route_prefix. Immortal.
      *  Requests carry the prefix that matched in mb_host_request.route_prefix. */
     const char *const *extra_route_prefixes;
+
+    /* ---- ABI 1.3 ---- */
+
+    /** Optional. The host gave up on a request the plugin has not completed: its client
+     *  disconnected, or its timeout passed (the host has answered 504). The plugin should
+     *  stop the work (cancel its database queries, say); a later host->respond for the token
+     *  is accepted and ignored. Called at most once per token, on a host thread, never from
+     *  inside handle_request; must not block. */
+    void (*cancel_request)(mb_plugin_instance *instance, mb_request_token token);
 } mb_plugin_descriptor;
 
 /** Signature of the entry function. */

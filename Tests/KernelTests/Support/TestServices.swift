@@ -37,9 +37,10 @@ enum TestServices {
             let redis = EmbeddedRedis(dataDirectory: dataDirectory, logger: logger)
             try redis.start()
             // Databases of earlier runs only cost disk and slow the file scans: drop them.
-            let admin = try PostgresConnection(conninfo: postgres.conninfo)
-            for row in try admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'").rows {
-                if let name = row[0] { _ = try? admin.query("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+            try BlockingPostgres.run(postgres.conninfo) { admin in
+                for row in try await admin.query("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'").rows {
+                    if let name = row[0] { _ = try? await admin.execute("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+                }
             }
             let started = Running(postgres: postgres, redis: redis)
             running = started
@@ -58,9 +59,18 @@ enum TestServices {
     static func freshDatabase() throws -> String {
         let running = try start()
         let name = "test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
-        let admin = try PostgresConnection(conninfo: running.postgres.conninfo)
-        try admin.query("CREATE DATABASE \(name)")
+        try BlockingPostgres.run(running.postgres.conninfo) { admin in
+            _ = try await admin.execute("CREATE DATABASE \(name)")
+        }
         return running.postgres.conninfo.replacingOccurrences(of: "dbname=meltybase", with: "dbname=\(name)")
+    }
+
+    /// The event loop of the tests' own Postgres connections (one for the test process).
+    static let loop = PostgresEventLoop(name: "test-postgres")
+
+    /// A connection to `conninfo` on the tests' loop.
+    static func connect(_ conninfo: String) async throws -> PostgresConnection {
+        try await PostgresConnection.connect(conninfo, on: loop)
     }
 
     /// The shared Redis URL.

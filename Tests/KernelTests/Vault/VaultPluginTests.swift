@@ -147,14 +147,14 @@ struct VaultPluginTests {
         #expect(try await Self.call(kernel, base + "/STRIPE_KEY/value", token: aal2).json["value"] as? String == canary2)
 
         // Every read is in the audit log by name, never by value.
-        let connection = try instance.database()
-        let reads = try connection.query("""
+        let connection = try await instance.database()
+        let reads = try await connection.query("""
             SELECT actor, target, portal, details::text AS details FROM meltybase.audit_log WHERE action = 'vault.secret.read' ORDER BY seq
             """)
         #expect(reads.rows.count == 4, "\(reads.rows)") // service v2 and v1, vault.v1, admin at aal2
         #expect(reads.rows.allSatisfy { $0[1] == "secret:STRIPE_KEY" && $0[2] == "alpha" })
         #expect(reads.rows.contains { ($0[3] ?? "").contains("vault.v1") } && reads.rows.contains { ($0[3] ?? "").contains("admin:") })
-        let everything = try connection.query("SELECT string_agg(details::text || target, ' ') AS all FROM meltybase.audit_log").value("all") ?? ""
+        let everything = try await connection.query("SELECT string_agg(details::text || target, ' ') AS all FROM meltybase.audit_log").value("all") ?? ""
         #expect(!everything.contains(canary1) && !everything.contains(canary2))
 
         // Soft delete hides; purge removes.
@@ -163,16 +163,16 @@ struct VaultPluginTests {
         #expect(try await Self.call(kernel, base + "/STRIPE_KEY", method: .DELETE, token: alphaService).status == 404)
         #expect(try await Self.call(kernel, base, method: .POST, json: ["name": "STRIPE_KEY", "value": "again"], token: alphaService).status == 409)
         #expect(try await Self.call(kernel, base + "/STRIPE_KEY?purge=true", method: .DELETE, token: alphaService).status == 200)
-        #expect(try connection.query("SELECT count(*) AS n FROM vault.secret_versions WHERE portal = 'alpha'").value("n") == "0")
+        #expect(try await connection.query("SELECT count(*) AS n FROM vault.secret_versions WHERE portal = 'alpha'").value("n") == "0")
 
         // No planted value in the kernel's log, the Postgres log, this database's files or the WAL.
         await kernel.stop()
         let planted = [canary1, canary2, betaCanary]
         #expect(kernel.log.text.contains("plugin=vault"), "the kernel log was captured")
         for canary in planted { #expect(!kernel.log.text.contains(canary), "kernel log contains a secret value") }
-        try connection.query("CHECKPOINT")
+        try await connection.query("CHECKPOINT")
         let cluster = try TestServices.start().postgres.clusterDirectory
-        let oid = try #require(try connection.query("SELECT oid FROM pg_database WHERE datname = current_database()").rows.first?[0] ?? nil)
+        let oid = try #require(try await connection.query("SELECT oid FROM pg_database WHERE datname = current_database()").rows.first?[0] ?? nil)
         for folder in ["base/\(oid)", "global", "pg_wal"] {
             for canary in planted {
                 #expect(try SetupLifecycleTests.filesContaining(Array(canary.utf8), under: cluster + "/" + folder).isEmpty, "\(folder)")
@@ -247,8 +247,8 @@ struct VaultPluginTests {
         for output in [rotated.output, again.output, missingPrevious.output, portalKey.output] {
             #expect(!output.contains(oldKey) && !output.contains(newKey))
         }
-        let connection = try PostgresConnection(conninfo: conninfo)
-        let actions = try connection.query("SELECT action FROM meltybase.audit_log WHERE actor = 'cli:vault' ORDER BY seq").rows.map { $0[0] ?? "" }
+        let connection = try await TestServices.connect(conninfo)
+        let actions = try await connection.query("SELECT action FROM meltybase.audit_log WHERE actor = 'cli:vault' ORDER BY seq").rows.map { $0[0] ?? "" }
         #expect(actions == ["vault.master_key.rotate", "vault.master_key.rotate", "vault.portal_key.rotate", "vault.portal_key.rotate"])
 
         // A kernel on the new key alone reads everything; one on the old key alone reads nothing.

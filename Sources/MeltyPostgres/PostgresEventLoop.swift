@@ -1,0 +1,191 @@
+import CLibPQ
+import Foundation
+import Synchronization
+
+/// One thread that waits, with epoll, for libpq's sockets to become readable or writable
+/// and resumes the task that asked. No thread is parked per query: a connection sends
+/// without blocking (libpq's non-blocking mode) and suspends its task until the socket is
+/// ready; the loop's only work is to resume it.
+///
+/// Create one per owner (the kernel, a plugin) and pass it down; ``shutdown()`` stops it.
+public final class PostgresEventLoop: Sendable {
+    /// What a waiter waits for.
+    public struct Readiness: OptionSet, Sendable {
+        public let rawValue: UInt32
+        public init(rawValue: UInt32) { self.rawValue = rawValue }
+        /// Data (or end of stream, or an error) can be read.
+        public static let readable = Readiness(rawValue: 1)
+        /// The send buffer has room.
+        public static let writable = Readiness(rawValue: 2)
+    }
+
+    private struct State {
+        /// One waiter per socket at a time (a connection is used by one task at a time).
+        var waiters: [Int32: CheckedContinuation<Readiness, any Error>] = [:]
+        /// Sockets added to the epoll set (later waits re-arm them with EPOLL_CTL_MOD).
+        var registered: Set<Int32> = []
+        var stopped = false
+    }
+
+    /// Where `PQcancel` runs: it opens its own connection to the server and blocks until
+    /// the server took the request, so it gets one serial thread of its own.
+    private let cancelQueue = DispatchQueue(label: "meltybase-postgres-cancel")
+    private let epollDescriptor: Int32
+    private let wakeDescriptor: Int32
+    private let state = Mutex(State())
+
+    /// Starts the loop's thread (named `name`).
+    public init(name: String = "meltybase-postgres") {
+        epollDescriptor = epoll_create1(Int32(EPOLL_CLOEXEC))
+        wakeDescriptor = eventfd(0, Int32(EFD_CLOEXEC | EFD_NONBLOCK))
+        precondition(epollDescriptor >= 0 && wakeDescriptor >= 0, "epoll_create1/eventfd failed: errno \(errno)")
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue
+        event.data.fd = wakeDescriptor
+        _ = epoll_ctl(epollDescriptor, EPOLL_CTL_ADD, wakeDescriptor, &event)
+        let thread = Thread { [self] in run() }
+        thread.name = name
+        thread.start()
+    }
+
+    /// Suspends the calling task until `socket` is ready for one of `readiness`; returns
+    /// which. Throws when the loop is shut down or the socket cannot be watched. With
+    /// `cancellable`, cancelling the task ends the wait with `CancellationError` (the
+    /// socket is unwatched: use it for idle waits such as LISTEN, never mid-command).
+    public func wait(for socket: Int32, _ readiness: Readiness, cancellable: Bool = false) async throws -> Readiness {
+        guard cancellable else { return try await register(socket, readiness, cancellable: false) }
+        return try await withTaskCancellationHandler {
+            try await register(socket, readiness, cancellable: true)
+        } onCancel: {
+            forget(socket, error: CancellationError())
+        }
+    }
+
+    private func register(_ socket: Int32, _ readiness: Readiness, cancellable: Bool) async throws -> Readiness {
+        try await withCheckedThrowingContinuation { continuation in
+            var problem: (any Error)? = nil
+            state.withLock { state in
+                if state.stopped {
+                    problem = PostgresError.connectionClosed("the Postgres event loop is shut down")
+                    return
+                }
+                guard state.waiters[socket] == nil else {
+                    problem = PostgresError.connectionClosed("the connection is already waiting (a connection serves one task at a time)")
+                    return
+                }
+                var event = epoll_event()
+                event.events = EPOLLONESHOT.rawValue
+                    | (readiness.contains(.readable) ? EPOLLIN.rawValue | EPOLLRDHUP.rawValue : 0)
+                    | (readiness.contains(.writable) ? EPOLLOUT.rawValue : 0)
+                event.data.fd = socket
+                state.waiters[socket] = continuation
+                let registered = state.registered.contains(socket)
+                var result = epoll_ctl(epollDescriptor, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event)
+                // The registration can be gone (libpq closed and reopened a socket under the
+                // same number) or present when we thought not: try the other operation.
+                if result != 0 && (errno == ENOENT || errno == EEXIST) {
+                    result = epoll_ctl(epollDescriptor, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, socket, &event)
+                }
+                if result != 0 {
+                    state.waiters[socket] = nil
+                    problem = PostgresError.connectionClosed("cannot watch the Postgres socket (errno \(errno))")
+                    return
+                }
+                state.registered.insert(socket)
+                // Cancelled before the waiter was in place: the cancel handler found nothing to end.
+                if cancellable && Task.isCancelled {
+                    state.waiters[socket] = nil
+                    problem = CancellationError()
+                }
+            }
+            if let problem { continuation.resume(throwing: problem) }
+        }
+    }
+
+    /// Stops watching `socket`; call before libpq closes it (`PQfinish`, `PQreset`).
+    public func forget(_ socket: Int32) {
+        forget(socket, error: PostgresError.connectionClosed("the connection was closed"))
+    }
+
+    private func forget(_ socket: Int32, error: any Error) {
+        guard socket >= 0 else { return }
+        let waiter: CheckedContinuation<Readiness, any Error>? = state.withLock { state in
+            if state.registered.remove(socket) != nil {
+                var event = epoll_event()
+                _ = epoll_ctl(epollDescriptor, EPOLL_CTL_DEL, socket, &event)
+            }
+            return state.waiters.removeValue(forKey: socket)
+        }
+        waiter?.resume(throwing: error)
+    }
+
+    /// Asks the server to cancel what `key`'s connection is running, off the caller's thread.
+    func sendCancel(_ key: CancelKey) {
+        cancelQueue.async { key.send() }
+    }
+
+    /// Stops the thread; every waiting task gets an error.
+    public func shutdown() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Readiness, any Error>] in
+            guard !state.stopped else { return [] }
+            state.stopped = true
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
+        }
+        var one: UInt64 = 1
+        _ = Glibc.write(wakeDescriptor, &one, 8)
+        for waiter in waiters { waiter.resume(throwing: PostgresError.connectionClosed("the Postgres event loop is shut down")) }
+    }
+
+    private func run() {
+        var events = [epoll_event](repeating: epoll_event(), count: 64)
+        while true {
+            let count = events.withUnsafeMutableBufferPointer { epoll_wait(epollDescriptor, $0.baseAddress, Int32($0.count), -1) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            var ready: [(CheckedContinuation<Readiness, any Error>, Readiness)] = []
+            var stop = false
+            state.withLock { state in
+                for index in 0..<Int(count) {
+                    let socket = events[index].data.fd
+                    if socket == wakeDescriptor {
+                        stop = state.stopped
+                        continue
+                    }
+                    let flags = events[index].events
+                    var readiness: Readiness = []
+                    // Errors and hang-ups wake a reader and a writer alike: libpq then reports them.
+                    if flags & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { readiness.insert(.readable) }
+                    if flags & (EPOLLOUT.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 { readiness.insert(.writable) }
+                    if let waiter = state.waiters.removeValue(forKey: socket) { ready.append((waiter, readiness)) }
+                }
+            }
+            for (waiter, readiness) in ready { waiter.resume(returning: readiness) }
+            if stop { break }
+        }
+        close(epollDescriptor)
+        close(wakeDescriptor)
+    }
+}
+
+/// A connection's cancel key (`PQgetCancel`), freed when the last user lets go, so a cancel
+/// still queued when its connection closed stays valid.
+final class CancelKey: Sendable {
+    // PGcancel is immutable after PQgetCancel and PQcancel is documented thread-safe.
+    nonisolated(unsafe) private let key: OpaquePointer
+
+    init?(_ connection: OpaquePointer) {
+        guard let key = PQgetCancel(connection) else { return nil }
+        self.key = key
+    }
+
+    deinit { PQfreeCancel(key) }
+
+    /// Sends the cancel request (blocks until the server took it).
+    func send() {
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(key, &buffer, Int32(buffer.count))
+    }
+}
