@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import PortalDatabaseCore
 @testable import DatabasePlugin
 @testable import MeltyPluginSDK
@@ -42,10 +43,13 @@ enum RestQueryFuzzTarget {
         return cache
     }()
 
+    /// The loop the handlers' pools would drive (they never connect).
+    static let loop = PostgresEventLoop(name: "fuzz-rest-query")
+
     /// Handlers whose pool never connects: only their pure request parsing runs.
     static let handlers = [
-        RestHandler(pool: ConnectionPool(conninfo: "", size: 1, maxWaiting: 0), schemas: ["public"], maxRows: nil),
-        RestHandler(pool: ConnectionPool(conninfo: "", size: 1, maxWaiting: 0), schemas: ["public"], maxRows: 1000),
+        RestHandler(pool: PostgresPool(conninfo: "", size: 1, maxWaiting: 0, loop: loop), schemas: ["public"], maxRows: nil),
+        RestHandler(pool: PostgresPool(conninfo: "", size: 1, maxWaiting: 0, loop: loop), schemas: ["public"], maxRows: 1000),
     ]
 
     static func run(_ input: FuzzInput) {
