@@ -63,42 +63,44 @@ public final class PostgresEventLoop: Sendable {
 
     private func register(_ socket: Int32, _ readiness: Readiness, cancellable: Bool) async throws -> Readiness {
         try await withCheckedThrowingContinuation { continuation in
-            var problem: (any Error)? = nil
-            state.withLock { state in
-                if state.stopped {
-                    problem = PostgresError.connectionClosed("the Postgres event loop is shut down")
-                    return
-                }
-                guard state.waiters[socket] == nil else {
-                    problem = PostgresError.connectionClosed("the connection is already waiting (a connection serves one task at a time)")
-                    return
-                }
-                var event = epoll_event()
-                event.events = EPOLLONESHOT.rawValue
-                    | (readiness.contains(.readable) ? EPOLLIN.rawValue | EPOLLRDHUP.rawValue : 0)
-                    | (readiness.contains(.writable) ? EPOLLOUT.rawValue : 0)
-                event.data.fd = socket
+            // The waiter is stored under the lock; the socket is armed after it (epoll_ctl is
+            // a system call: the loop thread must not wait for it), so an event always finds it.
+            let wasRegistered: Bool? = state.withLock { state in
+                guard !state.stopped, state.waiters[socket] == nil else { return nil }
                 state.waiters[socket] = continuation
-                let registered = state.registered.contains(socket)
-                var result = epoll_ctl(epollDescriptor, registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event)
-                // The registration can be gone (libpq closed and reopened a socket under the
-                // same number) or present when we thought not: try the other operation.
-                if result != 0 && (errno == ENOENT || errno == EEXIST) {
-                    result = epoll_ctl(epollDescriptor, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, socket, &event)
-                }
-                if result != 0 {
-                    state.waiters[socket] = nil
-                    problem = PostgresError.connectionClosed("cannot watch the Postgres socket (errno \(errno))")
-                    return
-                }
-                state.registered.insert(socket)
-                // Cancelled before the waiter was in place: the cancel handler found nothing to end.
-                if cancellable && Task.isCancelled {
-                    state.waiters[socket] = nil
-                    problem = CancellationError()
-                }
+                return !state.registered.insert(socket).inserted
             }
-            if let problem { continuation.resume(throwing: problem) }
+            guard let wasRegistered else {
+                let stopped = state.withLock { $0.stopped }
+                continuation.resume(throwing: PostgresError.connectionClosed(stopped
+                    ? "the Postgres event loop is shut down"
+                    : "the connection is already waiting (a connection serves one task at a time)"))
+                return
+            }
+            var event = epoll_event()
+            event.events = EPOLLONESHOT.rawValue
+                | (readiness.contains(.readable) ? EPOLLIN.rawValue | EPOLLRDHUP.rawValue : 0)
+                | (readiness.contains(.writable) ? EPOLLOUT.rawValue : 0)
+            event.data.fd = socket
+            var result = epoll_ctl(epollDescriptor, wasRegistered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event)
+            // The registration can be gone (libpq closed and reopened a socket under the
+            // same number) or present when we thought not: try the other operation.
+            if result != 0 && (errno == ENOENT || errno == EEXIST) {
+                result = epoll_ctl(epollDescriptor, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, socket, &event)
+            }
+            var problem: (any Error)?
+            if result != 0 {
+                problem = PostgresError.connectionClosed("cannot watch the Postgres socket (errno \(errno))")
+            } else if cancellable && Task.isCancelled {
+                // Cancelled before the waiter was in place: the cancel handler found nothing to end.
+                problem = CancellationError()
+            }
+            guard let problem else { return }
+            let waiter = state.withLock { state -> CheckedContinuation<Readiness, any Error>? in
+                if result != 0 { state.registered.remove(socket) }
+                return state.waiters.removeValue(forKey: socket)
+            }
+            waiter?.resume(throwing: problem)
         }
     }
 

@@ -46,7 +46,7 @@ struct LicenseRoute: Sendable {
                             details: ["previous_license_id": previous, "license_id": license.id, "tier": license.tier.rawValue, "seats": license.seats])
                         try await connection.query("COMMIT")
                     } catch {
-                        try? await connection.query("ROLLBACK")
+                        _ = try? await connection.query("ROLLBACK")
                         throw error
                     }
                 }

@@ -97,7 +97,7 @@ public struct SetupService: Sendable {
                 try await connection.query("COMMIT")
                 return true
             } catch {
-                try? await connection.query("ROLLBACK")
+                _ = try? await connection.query("ROLLBACK")
                 throw error
             }
         }
