@@ -95,20 +95,11 @@ public final class VaultPlugin: PortalPlugin {
 /// (and is group-committed by the kernel) while the pool's threads keep serving requests.
 struct AuditCalls: Sendable {
     let host: PluginHostServices
-    private let queue = DispatchQueue(label: "meltybase.vault.audit", attributes: .concurrent)
 
-    init(host: PluginHostServices) {
-        self.host = host
-    }
-
-    /// Appends one entry; throws when the kernel could not store it.
+    /// Appends one entry (the host's asynchronous audit call: no thread waits for the
+    /// commit); throws when the kernel could not store it.
     func append(action: String, target: String, details: [String: any Sendable], portal: Portal) async throws {
-        let host = host
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            queue.async {
-                continuation.resume(with: Result { try host.auditBlocking(action: action, target: target, details: details, portal: portal) })
-            }
-        }
+        try await host.audit(action: action, target: target, details: details, portal: portal)
     }
 }
 

@@ -11,29 +11,24 @@ import Synchronization
 /// its entry is committed (or throws), in arrival order, so a vault read stays "audited
 /// before the value is released"; a burst of reads costs one commit instead of one each.
 ///
-/// The plugin ABI's `audit` call is synchronous, so the calling thread waits; the write
-/// itself is a task on this sink's own serial executor (a dispatch queue, not the
-/// cooperative pool), so callers blocked on cooperative threads can never starve the write
-/// they wait for.
+/// Nothing waits on a thread for the write: ``append(actor:action:target:portal:detailsJSON:completion:)``
+/// (the ABI's `audit_async`) queues the entry and returns; a writer task drains the queue in
+/// batches and calls each completion after its batch committed. The synchronous ABI `audit`
+/// call waits on a semaphore for the same completion. The writer runs on this sink's own
+/// serial executor (a dispatch queue, not the cooperative pool), so callers blocked on
+/// cooperative threads can never starve the write they wait for.
 public final class AuditLogSink: AuditSink, Sendable {
     /// Where entries are appended.
     public let database: SystemDatabase
 
-    /// An entry waiting for a write, and how its caller learns the outcome (or its turn to write).
-    private final class Ticket: Sendable {
-        struct Outcome {
-            var finished = false
-            var turnToWrite = false
-            var failure: (any Error)?
-        }
+    /// An entry waiting for a write and whom to tell.
+    private struct Waiting {
         let entry: AuditChain.PendingEntry
-        let wake = DispatchSemaphore(value: 0)
-        let outcome = Mutex(Outcome())
-        init(_ entry: AuditChain.PendingEntry) { self.entry = entry }
+        let completion: @Sendable ((any Error)?) -> Void
     }
 
     private struct Queue {
-        var waiting: [Ticket] = []
+        var waiting: [Waiting] = []
         var writing = false
     }
     private let queue = Mutex(Queue())
@@ -48,67 +43,57 @@ public final class AuditLogSink: AuditSink, Sendable {
     /// JSON object, ``PostgresError`` or ``PostgresPoolError`` when the database is
     /// unavailable. Blocks the calling thread until the entry is committed.
     public func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String) throws {
-        let details = try CanonicalJSON(parsing: detailsJSON.isEmpty ? "{}" : detailsJSON)
-        guard case .object = details else { throw AuditError("audit details must be a JSON object") }
-        let ticket = Ticket(AuditChain.PendingEntry(actor: actor, action: action, target: target, portal: portal, details: details))
-        var writes = queue.withLock { state -> Bool in
-            state.waiting.append(ticket)
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Mutex<(any Error)?>(nil)
+        append(actor: actor, action: action, target: target, portal: portal, detailsJSON: detailsJSON) { failure in
+            outcome.withLock { $0 = failure }
+            done.signal()
+        }
+        done.wait()
+        if let failure = outcome.withLock({ $0 }) { throw failure }
+    }
+
+    /// Queues one entry and returns at once; `completion` gets nil once the entry is
+    /// committed, or the error (bad details, database unavailable).
+    public func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String,
+                       completion: @escaping @Sendable ((any Error)?) -> Void) {
+        let details: CanonicalJSON
+        do {
+            details = try CanonicalJSON(parsing: detailsJSON.isEmpty ? "{}" : detailsJSON)
+            guard case .object = details else { throw AuditError("audit details must be a JSON object") }
+        } catch {
+            completion(error)
+            return
+        }
+        let entry = AuditChain.PendingEntry(actor: actor, action: action, target: target, portal: portal, details: details)
+        let startWriter = queue.withLock { state -> Bool in
+            state.waiting.append(Waiting(entry: entry, completion: completion))
             if state.writing { return false }
             state.writing = true
             return true
         }
-        while true {
-            if ticket.outcome.withLock({ $0.finished }) { break }
-            if writes {
-                writeBatch(by: ticket)
-            } else {
-                ticket.wake.wait()
-                writes = ticket.outcome.withLock { outcome in
-                    defer { outcome.turnToWrite = false }
-                    return outcome.turnToWrite
-                }
-            }
-        }
-        if let failure = ticket.outcome.withLock({ $0.failure }) { throw failure }
+        if startWriter { Task(executorPreference: writer) { await self.drain() } }
     }
 
-    /// Writes everything waiting (the writer's own entry included) in one transaction, wakes
-    /// those callers, and hands the next write to the first caller that arrived meanwhile, so
-    /// no caller keeps writing for others after its own entry is stored.
-    private func writeBatch(by writerTicket: Ticket) {
-        let batch = queue.withLock { state -> [Ticket] in
-            defer { state.waiting = [] }
-            return state.waiting
-        }
-        let entries = batch.map(\.entry)
-        let database = database
-        let failure: (any Error)? = writer.runBlocking {
+    /// Writes batches until the queue is empty: everything waiting goes into one transaction.
+    private func drain() async {
+        while true {
+            let batch = queue.withLock { state -> [Waiting] in
+                if state.waiting.isEmpty { state.writing = false }
+                defer { state.waiting = [] }
+                return state.waiting
+            }
+            if batch.isEmpty { return }
+            var failure: (any Error)?
             do {
+                let entries = batch.map(\.entry)
                 _ = try await database.withConnection { connection in
                     try await AuditChain.appendAllCommitting(on: connection, entries: entries)
                 }
-                return nil
             } catch {
-                return error
+                failure = error
             }
-        }
-        for ticket in batch {
-            ticket.outcome.withLock {
-                $0.failure = failure
-                $0.finished = true
-            }
-            if ticket !== writerTicket { ticket.wake.signal() }
-        }
-        let next = queue.withLock { state -> Ticket? in
-            guard let first = state.waiting.first else {
-                state.writing = false
-                return nil
-            }
-            return first
-        }
-        if let next {
-            next.outcome.withLock { $0.turnToWrite = true }
-            next.wake.signal()
+            for waiting in batch { waiting.completion(failure) }
         }
     }
 }

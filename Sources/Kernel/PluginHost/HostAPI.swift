@@ -11,6 +11,22 @@ import NIOCore
 public protocol AuditSink: Sendable {
     /// Appends one entry; throws when it cannot be stored.
     func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String) throws
+    /// Appends one entry without blocking; `completion` gets nil once it is stored, or the error.
+    func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String,
+                completion: @escaping @Sendable ((any Error)?) -> Void)
+}
+
+extension AuditSink {
+    /// Sinks that never wait (a log line) complete at once.
+    public func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String,
+                       completion: @escaping @Sendable ((any Error)?) -> Void) {
+        do {
+            try append(actor: actor, action: action, target: target, portal: portal, detailsJSON: detailsJSON)
+            completion(nil)
+        } catch {
+            completion(error)
+        }
+    }
 }
 
 /// Writes audit entries as structured log lines (until an audit store is configured).
@@ -121,15 +137,12 @@ private func hostAuditAsync(
         return MB_ERR_INVALID_ARGUMENT
     }
     let pluginContext = SharedPointer(context)
-    // The append waits for its group commit, so it runs on the kernel's blocking pool.
-    entry.context.blocking.submit { _ in
+    // Queued without blocking: the completion runs once the group commit holding the entry is done.
+    entry.sink.append(actor: entry.actor, action: entry.action, target: entry.target, portal: entry.portal, detailsJSON: entry.details) { failure in
         var message: [UInt8] = []
-        let status: mb_status
-        do {
-            try entry.sink.append(actor: entry.actor, action: entry.action, target: entry.target, portal: entry.portal, detailsJSON: entry.details)
-            status = MB_OK
-        } catch {
-            message = Array("audit store unavailable: \(error)".utf8)
+        var status = MB_OK
+        if let failure {
+            message = Array("audit store unavailable: \(failure)".utf8)
             status = MB_ERR_UNAVAILABLE
         }
         message.withHostBytes { completion(pluginContext.pointer, status, $0) }
