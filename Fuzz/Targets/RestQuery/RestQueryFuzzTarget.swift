@@ -98,6 +98,7 @@ enum RestQueryFuzzTarget {
         }
     }
 
+    // Regex is not Sendable; this one is built once, never mutated, and the fuzzer runs one input at a time.
     nonisolated(unsafe) static let typeName = try! Regex(
         #"(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?|double precision|character varying|bit varying|(?:time|timestamp)(?:\(\d+\))? with(?:out)? time zone)(?:\(\d+(?:,\s?\d+)?\))?(?:\[\])*"#)
 
