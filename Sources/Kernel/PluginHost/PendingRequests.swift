@@ -41,6 +41,16 @@ final class PendingRequests: @unchecked Sendable {
     /// Registers a token, calls `dispatch` with it, and returns the plugin's answer.
     /// `owner` (the kernel's plugin host) lets one kernel count its own pending requests.
     func run(plugin: String, owner: ObjectIdentifier, timeout: Double, dispatch: (UInt64) -> Void) async -> PluginResponse {
+        let (token, early, deadline) = start(plugin: plugin, owner: owner, timeout: timeout, dispatch: dispatch)
+        if let early { return early }
+        return await answer(token, plugin: plugin, owner: owner, deadline: deadline)
+    }
+
+    /// The synchronous half of ``run``: registers a token, calls `dispatch` with it, and
+    /// returns the answer when the plugin gave it inside `dispatch` (the gateway's direct
+    /// path answers those on the event loop without a task).
+    func start(plugin: String, owner: ObjectIdentifier, timeout: Double, dispatch: (UInt64) -> Void)
+        -> (token: UInt64, early: PluginResponse?, deadline: Double) {
         let deadline = Date().timeIntervalSince1970 + timeout
         let token = state.withLockedValue { state -> UInt64 in
             let token = state.next
@@ -54,8 +64,12 @@ final class PendingRequests: @unchecked Sendable {
             state.slots[token] = nil
             return response
         }
-        if let early { return early }
-        return await withCheckedContinuation { continuation in
+        return (token, early, deadline)
+    }
+
+    /// The asynchronous half of ``run``: waits for the answer to a token from ``start``.
+    func answer(_ token: UInt64, plugin: String, owner: ObjectIdentifier, deadline: Double) async -> PluginResponse {
+        await withCheckedContinuation { continuation in
             let answered = state.withLockedValue { state -> PluginResponse? in
                 switch state.slots[token] {
                 case .answered(let response, _)?:
