@@ -58,6 +58,10 @@ final class DirectRoutes: Sendable {
         let bodyLimit: Int
     }
 
+    /// The headers the status and echo routes start from (built once: a literal costs 900 instructions).
+    private static let jsonHeaders: HTTPFields = [.contentType: "application/json"]
+    private static let textHeaders: HTTPFields = [.contentType: "text/plain"]
+
     /// The start of every portal route.
     private static let portalPath = Array("/p/".utf8)
 
@@ -184,10 +188,10 @@ final class DirectRoutes: Sendable {
             let json = state.statusJSON
             var buffer = channel.allocator.buffer(capacity: json.count)
             buffer.writeBytes(json)
-            done(finish(accepted, status: .ok, headers: [.contentType: "application/json"], body: buffer))
+            done(finish(accepted, status: .ok, headers: Self.jsonHeaders, body: buffer))
         case .echo:
             let text = body.readableBytes == 0 ? ByteBuffer(string: "echo") : body
-            done(finish(accepted, status: .ok, headers: [.contentType: "text/plain"], body: text))
+            done(finish(accepted, status: .ok, headers: Self.textHeaders, body: text))
         case .portal(let target, let credential, let certificate, let query, let remote):
             let instance = target.instance
             let fields = HostRequestFields(
