@@ -37,6 +37,8 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Parts that arrived while a direct answer was pending, replayed after it.
     private var held: [HTTPRequestPart] = []
     private var closeAfterAnswer = false
+    /// The client shut its side while a direct answer was pending: passed on after it.
+    private var inputClosedHeld = false
     /// The peer's IP as text, formatted once per connection (2,800 instructions each time).
     private var remote: String?
 
@@ -112,7 +114,7 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
             state = .idle
         case (.discarding, _):
             break
-        case (_, .head), (.idle, _), (.reading, .head), (.answering, _), (.closing, _):
+        default:
             // A part out of order (the decoder never sends one): let the router's loop refuse it.
             state = .forwarding
             routerRequests += 1
@@ -140,6 +142,29 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let parts = held
         held = []
         for part in parts { channelRead(context: context, data: wrapInboundOut(part)) }
+        // Outside a read cycle: without this, parts passed on to the router's channel would
+        // wait there for the next read from the socket.
+        if !parts.isEmpty { context.fireChannelReadComplete() }
+        if inputClosedHeld, !isAnswering {
+            inputClosedHeld = false
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        }
+    }
+
+    private var isAnswering: Bool {
+        if case .answering = state { return true }
+        return false
+    }
+
+    /// Hummingbird's request loop closes the connection when the client shuts its side; a
+    /// direct answer still pending (a plugin answering later) is written first, as the
+    /// router's loop would have done.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, event == .inputClosed, isAnswering {
+            inputClosedHeld = true
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     private func write(_ response: (HTTPResponse, ByteBuffer), context: ChannelHandlerContext) {
