@@ -39,6 +39,10 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var closeAfterAnswer = false
     /// The client shut its side while a direct answer was pending: passed on after it.
     private var inputClosedHeld = false
+    /// A socket read asked for while a direct answer was pending, issued after it: parts
+    /// are held here meanwhile, so reading stops (as the router's channel stops when its
+    /// buffer fills) instead of holding whatever a client pipelines.
+    private var readHeld = false
     /// The peer's IP as text, formatted once per connection (2,800 instructions each time).
     private var remote: String?
 
@@ -149,6 +153,18 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
             inputClosedHeld = false
             context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         }
+        if readHeld, !isAnswering {
+            readHeld = false
+            context.read()
+        }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if isAnswering {
+            readHeld = true
+            return
+        }
+        context.read()
     }
 
     private var isAnswering: Bool {
