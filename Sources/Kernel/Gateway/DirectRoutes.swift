@@ -39,7 +39,7 @@ final class DirectRoutes: Sendable {
     }
 
     /// Which route a request took.
-    enum Route {
+    enum Route: Sendable {
         case status
         case echo
         /// The resolved instance (holding a use until the answer) and the credential.
@@ -49,7 +49,7 @@ final class DirectRoutes: Sendable {
     }
 
     /// A request this path took.
-    struct Accepted {
+    struct Accepted: Sendable {
         let head: HTTPRequest
         let route: Route
         let requestID: String

@@ -22,7 +22,7 @@ struct PortalRouteHandler: Sendable {
     var bodyLimit: Int = KernelRequestContext.bodyLimit
 
     /// A resolved target: the instance (with a use taken) and the path below the prefix.
-    struct Target {
+    struct Target: Sendable {
         let instance: PluginInstance
         let subpath: String
         let prefix: String
