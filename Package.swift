@@ -124,6 +124,17 @@ let package = Package(
             dependencies: ["MeltyPluginSDK", "VaultCore", "MeltyPostgres"],
             path: "Plugins/Vault"
         ),
+        /// The bare swift-nio HTTP/1 peer of Benchmarks/gateway.sh (canned response, no framework).
+        .executableTarget(
+            name: "bench-nio-peer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Benchmarks/NIOPeer",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "KernelTests",
             dependencies: [

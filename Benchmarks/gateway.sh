@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Gateway and plugin-dispatch benchmark (shared design: performance.md).
 #
-# In one run, with the same load tool (wrk, 64 keep-alive connections):
+# In one run, with the same load tool (wrk, keep-alive connections, at each size
+# of CONNECTIONS, 16 and 64 by default):
 #   gateway          kernel GET /v1/system/status  vs  nginx returning the same
-#                    bytes and headers (worker_processes 2, access_log off)
+#                    bytes and headers (worker_processes 2, access_log off), and
+#                    vs bench-nio-peer (Benchmarks/NIOPeer: a bare swift-nio HTTP/1
+#                    server, one thread per core, one handler returning them)
 #   plugin dispatch  C plugin GET /p/demo/echo-c/echo  vs  the kernel-native
 #                    GET /v1/system/echo (both answer "echo")
-# Prints a table, then one line per figure: `name: ours X, peer Y, ratio R`.
+# Prints a table per size, then one line per figure and size:
+# `name: ours X req/s (p99 P ms), peer Y req/s (p99 Q ms), ratio R`.
 # A benchmark, not a test: it asserts no timing. It exits non-zero only when
 # something could not be measured (a route that does not answer 200, say).
 #
@@ -15,7 +19,8 @@
 #                          build it as scripts/run does)
 #        DURATION=10       seconds of each measured wrk run
 #        WARMUP=2          seconds of an unmeasured wrk run before each (0: none)
-#        CONNECTIONS=64 THREADS=2   wrk's -c and -t
+#        CONNECTIONS="16 64"  wrk's -c, one measured round per size
+#        THREADS=2         wrk's -t
 #        CONFIG=<file>     plugins config to copy, with rate limits removed
 #        RATE_LIMITS=lifted  keep the Redis rate limiter in the path (limits set
 #                          so high they never refuse) to measure its cost;
@@ -32,7 +37,7 @@ DURATION="${DURATION:-10}"
 DURATION="${DURATION%s}"
 WARMUP="${WARMUP:-2}"
 WARMUP="${WARMUP%s}"
-CONNECTIONS="${CONNECTIONS:-64}"
+CONNECTIONS="${CONNECTIONS:-16 64}"
 THREADS="${THREADS:-2}"
 CONFIG="${CONFIG:-$ROOT/plugins.toml}"
 REQUEST_HEADER="${REQUEST_HEADER:-}"
@@ -45,7 +50,8 @@ PLUGIN_ECHO_PATH=/p/demo/echo-c/echo
 die() { printf 'gateway: error: %s\n' "$*" >&2; exit 1; }
 note() { printf 'gateway: %s\n' "$*" >&2; }
 
-for n in "$DURATION" "$WARMUP" "$CONNECTIONS" "$THREADS"; do
+# shellcheck disable=SC2086 # CONNECTIONS is a list of sizes
+for n in "$DURATION" "$WARMUP" $CONNECTIONS "$THREADS"; do
   [[ $n =~ ^[0-9]+$ ]] || die "DURATION, WARMUP, CONNECTIONS and THREADS take whole numbers (got '$n')"
 done
 ((DURATION > 0)) || die "DURATION must be at least 1 second"
@@ -65,6 +71,7 @@ if [[ -z ${BIN:-} ]]; then
     cd "$ROOT"
     swift build -c release --product meltybase
     swift build -c release --product EchoSwiftPlugin
+    swift build -c release --product bench-nio-peer
   ) >&2
   BIN="$(cd "$ROOT" && swift build -c release --show-bin-path)"
   if [[ -f $ROOT/scripts/build-c-plugins.sh ]]; then
@@ -108,6 +115,7 @@ cleanup() {
   trap - EXIT INT TERM
   if [[ -n $load_pid ]]; then stop_process "$load_pid" 2; fi
   if [[ -n $nginx_pid ]]; then stop_process "$nginx_pid" 5; fi
+  if [[ -n ${nio_pid:-} ]]; then stop_process "$nio_pid" 5; fi
   if [[ -n $server_pid ]]; then
     # The kernel stops its embedded Postgres and Redis on TERM; anything left
     # in its process group (it was started as a group leader) goes after it.
@@ -130,7 +138,6 @@ free_port() {
 
 header_args=()
 if [[ -n $REQUEST_HEADER ]]; then header_args=(-H "$REQUEST_HEADER"); fi
-wrk_args=(-t"$THREADS" -c"$CONNECTIONS" "${header_args[@]}")
 
 # --- the kernel ----------------------------------------------------------------
 
@@ -292,6 +299,27 @@ PY
     die "nginx does not serve the same bytes as the kernel (see $TMP/nginx/nginx.conf)"
 fi
 
+# --- bare swift-nio with the same bytes -----------------------------------------
+
+nio_pid=""
+if [[ ${code[status]} == 200 && -x $BIN/bench-nio-peer ]]; then
+  nio_port="$(free_port)"
+  while [[ $nio_port == "$kernel_port" || $nio_port == "$nginx_port" ]]; do nio_port="$(free_port)"; done
+  "$BIN/bench-nio-peer" --port "$nio_port" --body "$TMP/status.body" --headers "$TMP/status.headers" \
+    >"$TMP/nio-peer.log" 2>&1 </dev/null &
+  nio_pid=$!
+  nio="http://127.0.0.1:$nio_port"
+  for ((i = 0; i < 100; i++)); do
+    curl -sf -o /dev/null --max-time 1 "$nio$STATUS_PATH" && break
+    alive "$nio_pid" || { cat "$TMP/nio-peer.log" >&2; die "bench-nio-peer did not start"; }
+    sleep 0.1
+  done
+  curl -sS --max-time 5 -o "$TMP/nio_status.body" "$nio$STATUS_PATH"
+  cmp -s "$TMP/status.body" "$TMP/nio_status.body" || die "bench-nio-peer does not serve the same bytes as the kernel"
+elif [[ ${code[status]} == 200 ]]; then
+  note "no bench-nio-peer in BIN=$BIN (swift build -c release --product bench-nio-peer): the swift-nio peer is skipped"
+fi
+
 # --- load ----------------------------------------------------------------------
 
 # Converts wrk's "1.23ms" / "456.00us" / "1.02s" / "2.00m" to milliseconds.
@@ -316,9 +344,11 @@ run_load() {
   return "$rc"
 }
 
-# Runs wrk against one URL; fills rps (2xx responses per second), p50, p99.
+# Runs wrk against one URL with $1 connections; fills rps (2xx responses per
+# second), p50, p99 under the key "$2@$1".
 measure() {
-  local key=$1 url=$2 out="$TMP/wrk-$1.txt" total bad sock reqs
+  local connections=$1 key="$2@$1" url=$3 out="$TMP/wrk-$2-$1.txt" total bad sock reqs
+  local wrk_args=(-t"$THREADS" -c"$connections" "${header_args[@]}")
   if ((WARMUP > 0)); then
     run_load timeout $((WARMUP + 30)) wrk "${wrk_args[@]}" -d"${WARMUP}s" "$url" >/dev/null 2>&1 || true
   fi
@@ -341,9 +371,10 @@ measure() {
   if ((${non2xx[$key]} > 0)); then note "warning: $url gave ${non2xx[$key]} non-2xx answers under load"; fi
 }
 
-targets=(nginx_status kernel_status kernel_echo plugin_echo)
+targets=(nginx_status nio_status kernel_status kernel_echo plugin_echo)
 declare -A label=(
   [nginx_status]="nginx    GET $STATUS_PATH"
+  [nio_status]="swiftnio GET $STATUS_PATH"
   [kernel_status]="kernel   GET $STATUS_PATH"
   [kernel_echo]="kernel   GET $KERNEL_ECHO_PATH"
   [plugin_echo]="C plugin GET $PLUGIN_ECHO_PATH"
@@ -360,30 +391,29 @@ if [[ -n $nginx_pid ]]; then
 else
   answer[nginx_status]="n/a (the kernel's status route gave ${code[status]})"
 fi
+if [[ -n $nio_pid ]]; then
+  url[nio_status]="$nio$STATUS_PATH"
+  answer[nio_status]=200
+else
+  answer[nio_status]="n/a (no bench-nio-peer, or the kernel's status route gave ${code[status]})"
+fi
 
 unmeasured=0
-for key in "${targets[@]}"; do
-  if [[ ${answer[$key]} != 200 ]]; then
-    note "skipping ${label[$key]}: answered ${answer[$key]}"
-    unmeasured=1
-    continue
-  fi
-  note "measuring ${label[$key]} (${DURATION} s, $CONNECTIONS connections)"
-  measure "$key" "${url[$key]}"
-  [[ -n ${rps[$key]:-} ]] || unmeasured=1
+# shellcheck disable=SC2086 # CONNECTIONS is a list of sizes
+for connections in $CONNECTIONS; do
+  for key in "${targets[@]}"; do
+    if [[ ${answer[$key]} != 200 ]]; then
+      note "skipping ${label[$key]}: answered ${answer[$key]}"
+      unmeasured=1
+      continue
+    fi
+    note "measuring ${label[$key]} (${DURATION} s, $connections connections)"
+    measure "$connections" "$key" "${url[$key]}"
+    [[ -n ${rps[$key@$connections]:-} ]] || unmeasured=1
+  done
 done
 
 # --- report --------------------------------------------------------------------
-
-echo
-echo "gateway benchmark: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s, loopback, $(nproc) cores"
-echo "status body: $(wc -c <"$TMP/status.body" 2>/dev/null || echo 0) bytes"
-printf '%-38s %12s %9s %9s %8s %7s\n' target "req/s" "p50 ms" "p99 ms" non-2xx errors
-for key in "${targets[@]}"; do
-  printf '%-38s %12s %9s %9s %8s %7s\n' "${label[$key]}" "${rps[$key]:-n/a}" \
-    "${p50[$key]:-n/a}" "${p99[$key]:-n/a}" "${non2xx[$key]:--}" "${errors[$key]:--}"
-done
-echo
 
 ratio() {
   if [[ -n ${1:-} && -n ${2:-} ]]; then
@@ -393,10 +423,30 @@ ratio() {
   fi
 }
 whole() { if [[ -n ${1:-} ]]; then printf '%.0f' "$1"; else echo n/a; fi; }
+# "12345 req/s (p99 1.20 ms)" for a key.
+figure() { echo "$(whole "${rps[$1]:-}") req/s (p99 ${p99[$1]:-n/a} ms)"; }
 
-echo "gateway p99: ours ${p99[kernel_status]:-n/a} ms, peer nginx ${p99[nginx_status]:-n/a} ms"
-echo "plugin dispatch p99: ours ${p99[plugin_echo]:-n/a} ms (C plugin echo), peer ${p99[kernel_echo]:-n/a} ms (kernel echo)"
-echo "gateway status: ours $(whole "${rps[kernel_status]:-}") req/s, peer nginx $(whole "${rps[nginx_status]:-}") req/s, ratio $(ratio "${rps[kernel_status]:-}" "${rps[nginx_status]:-}")"
-echo "plugin dispatch: ours $(whole "${rps[plugin_echo]:-}") req/s (C plugin echo), peer $(whole "${rps[kernel_echo]:-}") req/s (kernel echo), ratio $(ratio "${rps[plugin_echo]:-}" "${rps[kernel_echo]:-}")"
+echo
+echo "gateway benchmark: wrk -t$THREADS -d${DURATION}s at $CONNECTIONS connections, loopback, $(nproc) cores"
+echo "status body: $(wc -c <"$TMP/status.body" 2>/dev/null || echo 0) bytes"
+# shellcheck disable=SC2086
+for connections in $CONNECTIONS; do
+  echo
+  printf '%-38s %5s %12s %9s %9s %8s %7s\n' target conns "req/s" "p50 ms" "p99 ms" non-2xx errors
+  for key in "${targets[@]}"; do
+    k="$key@$connections"
+    printf '%-38s %5s %12s %9s %9s %8s %7s\n' "${label[$key]}" "$connections" "${rps[$k]:-n/a}" \
+      "${p50[$k]:-n/a}" "${p99[$k]:-n/a}" "${non2xx[$k]:--}" "${errors[$k]:--}"
+  done
+done
+echo
+
+# shellcheck disable=SC2086
+for connections in $CONNECTIONS; do
+  c=$connections
+  echo "gateway status vs nginx, $c connections: ours $(figure "kernel_status@$c"), peer nginx $(figure "nginx_status@$c"), ratio $(ratio "${rps[kernel_status@$c]:-}" "${rps[nginx_status@$c]:-}")"
+  echo "gateway status vs swift-nio, $c connections: ours $(figure "kernel_status@$c"), peer swift-nio $(figure "nio_status@$c"), ratio $(ratio "${rps[kernel_status@$c]:-}" "${rps[nio_status@$c]:-}")"
+  echo "plugin dispatch, $c connections: ours $(figure "plugin_echo@$c") (C plugin echo), peer $(figure "kernel_echo@$c") (kernel echo), ratio $(ratio "${rps[plugin_echo@$c]:-}" "${rps[kernel_echo@$c]:-}")"
+done
 
 exit "$unmeasured"

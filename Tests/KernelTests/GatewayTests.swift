@@ -55,6 +55,29 @@ struct GatewayTests {
         await kernel.stop()
     }
 
+    @Test("pipelined requests mixing direct routes, a plugin answering later and router routes are answered in order")
+    func pipelinedOrder() async throws {
+        let kernel = try await TestKernel.start(examplePluginsTOML)
+        let port = Int(kernel.url.split(separator: ":").last ?? "") ?? 0
+        // async (direct, answered later), status (direct), metrics (router), echo (direct), close.
+        let text = try await Task.detached {
+            try rawExchange(port: port, request: "GET /p/demo/echo-c/async?delay_ms=100 HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "GET /v1/system/status HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                + "POST /p/demo/echo-c/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlast")
+        }.value
+        let starts = text.components(separatedBy: "HTTP/1.1 200 OK").count - 1
+        #expect(starts == 4, "\(text.prefix(400))")
+        let order = ["\"async\":true", "\"pulse\"", "meltybase_http_requests_total", "\r\n\r\nlast"].map { text.range(of: $0)?.lowerBound }
+        #expect(order.allSatisfy { $0 != nil } && zip(order, order.dropFirst()).allSatisfy { $0! < $1! }, "\(text.prefix(400))")
+        // The client shuts its side while the plugin has not answered yet: the answer still comes.
+        let halfClosed = try await Task.detached {
+            try rawExchange(port: port, request: "GET /p/demo/echo-c/async?delay_ms=100 HTTP/1.1\r\nHost: x\r\n\r\n", shutWrite: true)
+        }.value
+        #expect(halfClosed.hasPrefix("HTTP/1.1 200 OK"), "\(halfClosed.prefix(200))")
+        await kernel.stop()
+    }
+
     @Test("missing portal, unknown prefix and a plugin the portal has not enabled are 404s that say so")
     func notFoundMessages() async throws {
         let kernel = try await TestKernel.start(examplePluginsTOML)
@@ -260,4 +283,32 @@ func eventually(seconds: Double = 10, _ condition: () async throws -> Bool) asyn
         try await Task.sleep(for: .milliseconds(100))
     }
     throw TestFailure("condition not met within \(seconds) s")
+}
+
+/// Sends `request` on a new loopback connection and reads until the server closes it (5 s at most).
+func rawExchange(port: Int, request: String, shutWrite: Bool = false) throws -> String {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw POSIXError(.EIO) }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+    var timeout = timeval(tv_sec: 5, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let bytes = Array(request.utf8)
+    guard send(fd, bytes, bytes.count, 0) == bytes.count else { throw POSIXError(.EIO) }
+    if shutWrite { shutdown(fd, Int32(SHUT_WR)) }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        received += buffer[0..<count]
+    }
+    return String(decoding: received, as: UTF8.self)
 }

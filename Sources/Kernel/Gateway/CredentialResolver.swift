@@ -63,6 +63,20 @@ struct CredentialResolver: Sendable {
         return json
     }
 
+    /// The credential JSON when it is known without verifying anything: no token, or
+    /// tokens found in the cache. Nil when ``credentialJSON(for:portal:query:clientCertificatePresented:)``
+    /// has work to do (the gateway's direct path then hands the request to the router).
+    func knownCredentialJSON(for headers: HTTPFields, portal: String) -> [UInt8]? {
+        guard let token = Self.token(headers: headers, query: nil) else { return Self.none }
+        let generation = portalKeys?.generation ?? 0
+        let now = Date().timeIntervalSince1970
+        if let apikey = headers[Self.apikeyField].map(Self.trimmed), !apikey.isEmpty, apikey != token,
+           cache.lookup(portal: portal, token: apikey, generation: generation, now: now) == nil {
+            return nil
+        }
+        return cache.lookup(portal: portal, token: token, generation: generation, now: now)
+    }
+
     static let apikeyField = HTTPField.Name("apikey")!
 
     /// `text` without surrounding spaces and tabs (cheaper than Foundation's trimming).

@@ -58,8 +58,15 @@ struct Gateway {
             try await portalRoutes.runWebSocket(inbound: inbound, outbound: outbound, context: context)
         }
 
+        // The status, echo and portal routes are answered in the connection's pipeline
+        // when nothing on their way would suspend (DirectRoutes); the router serves the rest.
+        let directRoutes = DirectRoutes(
+            state: systemRoutes.state, portalRoutes: portalRoutes, rateLimiter: rateLimiter, perClient: config.rateLimit.perClient,
+            echoBodyLimit: systemRoutes.bodyLimit, systemRoutesDirect: !config.adminRequiresClientCertificate, logger: logger,
+            metrics: metrics, requestIDs: requestIDs)
         let connectionConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
-            http1: .init(idleTimeout: .seconds(75)), ws: .init(maxFrameSize: config.bodyLimitBytes))
+            http1: .init(additionalChannelHandlers: [DirectRouteInstaller(routes: directRoutes)], idleTimeout: .seconds(75)),
+            ws: .init(maxFrameSize: config.bodyLimitBytes))
         return try config.listeners.enumerated().map { index, listener -> any Service in
             if index < inheritedListeners.count {
                 let tls = listener.usesTLS ? try tlsConfiguration(for: listener) : nil

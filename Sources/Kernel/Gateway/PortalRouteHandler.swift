@@ -24,7 +24,7 @@ struct PortalRouteHandler: Sendable {
     var usesTLS = false
 
     /// A resolved target: the instance (with a use taken) and the path below the prefix.
-    struct Target {
+    struct Target: Sendable {
         let instance: PluginInstance
         let subpath: String
         let prefix: String
@@ -33,13 +33,34 @@ struct PortalRouteHandler: Sendable {
 
     /// Finds the instance for a request path, or throws the 404 that explains why not.
     func resolve(_ request: Request) throws -> Target {
-        let parts = request.uri.path.split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
-        // "", "p", portal, rest
-        guard parts.count >= 3, parts[1] == "p" else { throw GatewayError(status: 404, code: "route_not_found", message: "no route for \(request.uri.path)") }
-        let portalName = String(parts[2])
-        let rest = parts.count > 3 ? parts[3] : ""
-        let prefix = String(rest.split(separator: "/", maxSplits: 1).first ?? "")
-        let subpath = "/" + (rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).dropFirst().first ?? "")
+        try resolve(path: request.uri.path)
+    }
+
+    /// Finds the instance for the path of a request (without the query).
+    func resolve(path: String) throws -> Target {
+        // "", "p", portal, rest: `split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)`
+        // by index (the generic split cost 12,000 instructions a request). ASCII paths are
+        // cut by byte; others by Character, as split did (a "/" with a combining mark is no separator).
+        let ascii = path.utf8.allSatisfy { $0 < 0x80 }
+        let afterFirst = Self.afterSlash(path[...], ascii: ascii)
+        let afterP = afterFirst.flatMap { Self.afterSlash($0, ascii: ascii) }
+        guard let afterFirst, let afterP, afterFirst[..<afterFirst.index(before: afterP.startIndex)] == "p" else {
+            throw GatewayError(status: 404, code: "route_not_found", message: "no route for \(path)")
+        }
+        let afterPortal = Self.afterSlash(afterP, ascii: ascii)
+        let portalName = String(afterPortal.map { afterP[..<afterP.index(before: $0.startIndex)] } ?? afterP)
+        let rest = afterPortal ?? ""
+        // The first non-empty segment of rest, and everything after rest's first "/".
+        let prefix: String
+        if ascii {
+            let utf8 = rest.utf8
+            let start = utf8.firstIndex(where: { $0 != UInt8(ascii: "/") }) ?? utf8.endIndex
+            let end = utf8[start...].firstIndex(of: UInt8(ascii: "/")) ?? utf8.endIndex
+            prefix = String(rest[start..<end])
+        } else {
+            prefix = String(rest.drop(while: { $0 == "/" }).prefix(while: { $0 != "/" }))
+        }
+        let subpath = "/" + (Self.afterSlash(rest, ascii: ascii) ?? "")
         guard let portal = portals.portal(portalName) else {
             throw GatewayError(status: 404, code: "portal_not_found", message: "portal \"\(portalName)\" does not exist",
                                hint: "create it with `meltybase portal create \(portalName)` or declare [portals.\(portalName)] in plugins.toml")
@@ -53,6 +74,16 @@ struct PortalRouteHandler: Sendable {
                                hint: "enable it with `meltybase portal enable \(portalName) \(plugin.name)` or add it to [portals.\(portalName)] plugins")
         }
         return Target(instance: instance, subpath: subpath, prefix: prefix, rateLimit: portal.rateLimit)
+    }
+
+    /// What follows the first "/" of `text`, or nil without one.
+    private static func afterSlash(_ text: Substring, ascii: Bool) -> Substring? {
+        if ascii {
+            guard let slash = text.utf8.firstIndex(of: UInt8(ascii: "/")) else { return nil }
+            return text[text.utf8.index(after: slash)...]
+        }
+        guard let slash = text.firstIndex(of: "/") else { return nil }
+        return text[text.index(after: slash)...]
     }
 
     /// Takes a token from the portal's bucket when it has one.
@@ -210,47 +241,71 @@ struct PortalRouteHandler: Sendable {
 /// The request fields handed to a plugin, laid out once so that `mb_host_request` can
 /// point into them for the duration of one call.
 struct HostRequestFields {
-    let method: [UInt8]
-    let path: [UInt8]
-    let query: [UInt8]
-    let headers: [[UInt8]]
+    let method: String
+    let path: String
+    let query: String
+    /// Header names (canonical) and values back to back, and their lengths in that order.
+    let headerBytes: [UInt8]
+    let headerLengths: [Int]
     let body: ByteBuffer
-    let portal: [UInt8]
-    let requestID: [UInt8]
-    let remote: [UInt8]
-    let certificate: [UInt8]
-    let prefix: [UInt8]
+    let portal: String
+    let requestID: String
+    let remote: String
+    let certificate: String
+    let prefix: String
     let credential: [UInt8]
 
     init(request: Request, subpath: String, prefix: String, portal: String, requestID: String, remote: String, certificate: String,
          credential: [UInt8], body: ByteBuffer) {
-        method = Array(request.method.rawValue.utf8)
-        path = Array(subpath.utf8)
-        query = Array((request.uri.query ?? "").utf8)
-        headers = request.headers.flatMap { [Array($0.name.canonicalName.utf8), Array($0.value.utf8)] }
+        self.init(method: request.method, query: request.uri.query ?? "", headers: request.headers, subpath: subpath, prefix: prefix,
+                  portal: portal, requestID: requestID, remote: remote, certificate: certificate, credential: credential, body: body)
+    }
+
+    init(method: HTTPRequest.Method, query: String, headers: HTTPFields, subpath: String, prefix: String, portal: String, requestID: String,
+         remote: String, certificate: String, credential: [UInt8], body: ByteBuffer) {
+        self.method = method.rawValue
+        path = subpath
+        self.query = query
+        // One buffer for all headers instead of an array per name and value.
+        var bytes: [UInt8] = []
+        var lengths: [Int] = []
+        lengths.reserveCapacity(headers.count * 2)
+        for field in headers {
+            let name = field.name.canonicalName.utf8
+            let value = field.value.utf8
+            bytes.append(contentsOf: name)
+            bytes.append(contentsOf: value)
+            lengths.append(name.count)
+            lengths.append(value.count)
+        }
+        headerBytes = bytes
+        headerLengths = lengths
         self.body = body
-        self.portal = Array(portal.utf8)
-        self.requestID = Array(requestID.utf8)
-        self.remote = Array(remote.utf8)
-        self.certificate = Array(certificate.utf8)
-        self.prefix = Array(prefix.utf8)
+        self.portal = portal
+        self.requestID = requestID
+        self.remote = remote
+        self.certificate = certificate
+        self.prefix = prefix
         self.credential = credential
     }
 
-    /// Calls `body` with an `mb_host_request` valid only during the call.
+    /// Calls `body` with an `mb_host_request` valid only during the call. The strings lend
+    /// their own UTF-8 storage (no copies).
     func withHostRequest<R>(_ call: (UnsafePointer<mb_host_request>) -> R) -> R {
         func bytes(_ buffer: UnsafeBufferPointer<UInt8>) -> mb_host_bytes { mb_host_bytes(data: buffer.baseAddress, len: buffer.count) }
-        return method.withUnsafeBufferPointer { method in
-            path.withUnsafeBufferPointer { path in
-                query.withUnsafeBufferPointer { query in
-                    portal.withUnsafeBufferPointer { portal in
-                        requestID.withUnsafeBufferPointer { requestID in
-                            remote.withUnsafeBufferPointer { remote in
-                                certificate.withUnsafeBufferPointer { certificate in
-                                  prefix.withUnsafeBufferPointer { prefix in
+        var method = method, path = path, query = query, portal = portal
+        var requestID = requestID, remote = remote, certificate = certificate, prefix = prefix
+        return method.withUTF8 { method in
+            path.withUTF8 { path in
+                query.withUTF8 { query in
+                    portal.withUTF8 { portal in
+                        requestID.withUTF8 { requestID in
+                            remote.withUTF8 { remote in
+                                certificate.withUTF8 { certificate in
+                                  prefix.withUTF8 { prefix in
                                    credential.withUnsafeBufferPointer { credential in
                                     body.withUnsafeReadableBytes { rawBody in
-                                        withHostHeaders(headers) { headerPointer, headerCount in
+                                        withHeaders { headerPointer, headerCount in
                                             var request = mb_host_request(
                                                 struct_size: MemoryLayout<mb_host_request>.size,
                                                 method: bytes(method), path: bytes(path), query: bytes(query),
@@ -269,6 +324,27 @@ struct HostRequestFields {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The headers as `mb_host_header`s pointing into ``headerBytes``, on the stack.
+    private func withHeaders<R>(_ call: (UnsafePointer<mb_host_header>?, Int) -> R) -> R {
+        let count = headerLengths.count / 2
+        return headerBytes.withUnsafeBufferPointer { storage in
+            withUnsafeTemporaryAllocation(of: mb_host_header.self, capacity: max(count, 1)) { headers in
+                var offset = 0
+                for index in 0..<count {
+                    let nameLength = headerLengths[2 * index]
+                    let valueLength = headerLengths[2 * index + 1]
+                    let base = storage.baseAddress
+                    headers.initializeElement(at: index, to: mb_host_header(
+                        name: mb_host_bytes(data: base.map { $0 + offset }, len: nameLength),
+                        value: mb_host_bytes(data: base.map { $0 + offset + nameLength }, len: valueLength)))
+                    offset += nameLength + valueLength
+                }
+                defer { headers.baseAddress!.deinitialize(count: count) }
+                return call(UnsafePointer(headers.baseAddress), count)
             }
         }
     }

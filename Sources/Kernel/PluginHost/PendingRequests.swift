@@ -71,6 +71,17 @@ final class PendingRequests: Sendable {
     /// cancelled in the plugin.
     func run(plugin: String, timeout: Double, abandonment: ((UInt64) -> Abandonment)? = nil,
              dispatch: (UInt64) -> Void) async -> PluginResponse {
+        let (token, early, deadline) = start(plugin: plugin, timeout: timeout, abandonment: abandonment, dispatch: dispatch)
+        if let early { return early }
+        return await answer(token, plugin: plugin, deadline: deadline)
+    }
+
+    /// The synchronous half of ``run``: registers a token, calls `dispatch` with it, and
+    /// returns the answer when the plugin gave it inside `dispatch` (the gateway's direct
+    /// path answers those on the event loop without a task). Without an early answer, the
+    /// caller must call ``answer(_:plugin:deadline:)``.
+    func start(plugin: String, timeout: Double, abandonment: ((UInt64) -> Abandonment)? = nil, dispatch: (UInt64) -> Void)
+        -> (token: UInt64, early: PluginResponse?, deadline: Double) {
         let deadline = Date().timeIntervalSince1970 + timeout
         let token = state.withLock { state -> UInt64 in
             let token = state.next
@@ -82,14 +93,19 @@ final class PendingRequests: Sendable {
             let entry = abandonment(token)
             abandonments.withLockedValue { $0[token] = entry }
         }
-        defer { if abandonment != nil { abandonments.withLockedValue { _ = $0.removeValue(forKey: token) } } }
         dispatch(token)
         let early = state.withLock { state -> PluginResponse? in
             guard case .answered(let response)? = state.slots[token] else { return nil }
             state.slots[token] = nil
             return response
         }
-        if let early { return early }
+        if early != nil, abandonment != nil { abandonments.withLockedValue { _ = $0.removeValue(forKey: token) } }
+        return (token, early, deadline)
+    }
+
+    /// The asynchronous half of ``run``: waits for the answer to a token from ``start``.
+    func answer(_ token: UInt64, plugin: String, deadline: Double) async -> PluginResponse {
+        defer { abandonments.withLockedValue { _ = $0.removeValue(forKey: token) } }
         return await withCheckedContinuation { continuation in
             let answered = state.withLock { state -> PluginResponse? in
                 switch state.slots[token] {

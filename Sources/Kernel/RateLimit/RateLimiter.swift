@@ -83,6 +83,20 @@ public final class RateLimiter: Sendable {
         return decision
     }
 
+    /// Takes one token when that needs no wait: from a live lease, or from the in-process
+    /// buckets without Redis. Nil when a lease must be renewed (call ``take(key:bucket:)``).
+    public func takeWithoutWaiting(key: String, bucket: TokenBucketConfig) -> RateLimitDecision? {
+        let decision: RateLimitDecision
+        if redis != nil {
+            guard let spent = leases.withLockedValue({ $0.spend(key, now: Date().timeIntervalSince1970) }) else { return nil }
+            decision = spent
+        } else {
+            decision = local.take(key: key, bucket: bucket)
+        }
+        if !decision.allowed { refusals.increment() }
+        return decision
+    }
+
     /// What a request does next about a key's lease.
     private enum LeaseStep {
         case decided(RateLimitDecision)

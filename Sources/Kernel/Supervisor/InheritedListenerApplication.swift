@@ -64,7 +64,7 @@ struct InheritedListenerApplication: Service {
 private struct ParseErrorWhileWritingResponse: Error {}
 
 /// The `Date` response header (RFC 9110 IMF-fixdate), formatted at most once a second.
-private final class HTTPDateHeader: Sendable {
+final class HTTPDateHeader: Sendable {
     private let cache = NIOLockedValueBox<(second: time_t, text: String)>((0, ""))
 
     var current: String {
