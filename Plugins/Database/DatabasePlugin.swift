@@ -51,12 +51,6 @@ public final class DatabasePlugin: PortalPlugin {
         var loop: PostgresEventLoop
     }
     private static let shared = Mutex<Shared?>(nil)
-    static var host: PluginHostServices {
-        get throws {
-            guard let host = shared.withLock({ $0?.host }) else { throw PluginError.invalid("database: the plugin was not started") }
-            return host
-        }
-    }
 
     let portal: Portal
     let systemConninfo: String

@@ -1,4 +1,5 @@
 import CLibPQ
+import Foundation
 
 /// A failure reported by Postgres or libpq, with every field the server sent.
 public struct PostgresError: Error, CustomStringConvertible, Sendable {
@@ -56,25 +57,15 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     /// libpq's message for `connection`, trimmed.
     static func libpq(_ connection: OpaquePointer?) -> PostgresError {
         let text = connection.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
-        return PostgresError(sqlState: nil, message: text.trimmingWhitespace.isEmpty ? "the connection to Postgres failed" : text.trimmingWhitespace)
+        return PostgresError(sqlState: nil, message: text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "the connection to Postgres failed" : text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// The error fields of a failed result.
     static func from(result: OpaquePointer) -> PostgresError {
         func field(_ code: UInt8) -> String? { PQresultErrorField(result, Int32(code)).map { String(cString: $0) } }
         let message = field(UInt8(ascii: "M")) ?? String(cString: PQresultErrorMessage(result))
-        return PostgresError(sqlState: field(UInt8(ascii: "C")), message: message.trimmingWhitespace,
+        return PostgresError(sqlState: field(UInt8(ascii: "C")), message: message.trimmingCharacters(in: .whitespacesAndNewlines),
                              detail: field(UInt8(ascii: "D")), hint: field(UInt8(ascii: "H")),
                              position: field(UInt8(ascii: "P")).flatMap { Int($0) })
-    }
-}
-
-extension String {
-    /// Without leading and trailing spaces and newlines (libpq's messages end in a newline).
-    var trimmingWhitespace: String {
-        let bytes = Array(utf8)
-        let isSpace: (UInt8) -> Bool = { $0 == 32 || $0 == 10 || $0 == 13 || $0 == 9 }
-        guard let first = bytes.firstIndex(where: { !isSpace($0) }), let last = bytes.lastIndex(where: { !isSpace($0) }) else { return "" }
-        return String(decoding: bytes[first...last], as: UTF8.self)
     }
 }

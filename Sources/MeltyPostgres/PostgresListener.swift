@@ -53,12 +53,10 @@ public struct PostgresListener: Sendable {
                     let received = try await connection.nextNotifications()
                     for (channel, payload) in received { await handle(.notification(channel: channel, payload: payload)) }
                 }
-            } catch {
-                connection.close()
-                if Task.isCancelled { return }
+            } catch where !Task.isCancelled {
                 await handle(.lost(error as? PostgresError ?? PostgresError(sqlState: nil, message: "\(error)")))
                 reportedLoss = true
-            }
+            } catch {}
             connection.close()
         }
     }

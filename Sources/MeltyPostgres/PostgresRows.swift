@@ -28,11 +28,6 @@ public struct PostgresRows: Sendable {
         return rows[index][position]
     }
 
-    /// Rows affected by an INSERT, UPDATE, DELETE, MERGE, SELECT, COPY (the tag's last number).
-    public var affectedRows: Int? {
-        commandTag.split(separator: " ").last.flatMap { Int($0) }
-    }
-
     /// Reads a result; throws ``PostgresError`` when it is a failure.
     static func read(_ result: OpaquePointer) throws -> PostgresRows {
         let status = PQresultStatus(result)

@@ -70,20 +70,17 @@ public final class DataKeyCache: Sendable {
         let now = ContinuousClock.now
         let evicted: [Entry] = state.withLock { state in
             guard state.generation == generation else { return [] }
-            var evicted: [Entry] = []
-            for (name, entry) in state.entries where now - entry.lastUse > idleLimit {
-                evicted.append(state.entries.removeValue(forKey: name)!)
-            }
-            // A portal has one data key outside a rotation: another cached key of this
-            // portal is a retiring one, dropped (a rotation in another process then leaves
-            // no retired key behind once the portal is read again).
-            for name in state.entries.keys where name.portal == portal && name.id != id {
-                evicted.append(state.entries.removeValue(forKey: name)!)
-            }
+            // Idle keys go, and so does another cached key of this portal: a portal has one
+            // data key outside a rotation, so that one is retiring (a rotation in another
+            // process then leaves no retired key behind once the portal is read again).
+            let stale = state.entries.filter { now - $0.value.lastUse > idleLimit || ($0.key.portal == portal && $0.key.id != id) }
+            var evicted = Array(stale.values)
+            for name in stale.keys { state.entries[name] = nil }
             let slot = Key(portal: portal, id: id)
             if state.entries[slot] == nil && state.entries.count >= capacity,
-               let oldest = state.entries.min(by: { $0.value.lastUse < $1.value.lastUse })?.key {
-                evicted.append(state.entries.removeValue(forKey: oldest)!)
+               let oldest = state.entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
+                evicted.append(oldest.value)
+                state.entries[oldest.key] = nil
             }
             if let replaced = state.entries.updateValue(Entry(key: key, wrapped: wrapped, lastUse: now), forKey: slot) {
                 evicted.append(replaced)

@@ -343,7 +343,7 @@ struct HostRequestFields {
                         value: mb_host_bytes(data: base.map { $0 + offset + nameLength }, len: valueLength)))
                     offset += nameLength + valueLength
                 }
-                defer { headers.baseAddress!.deinitialize(count: count) }
+                defer { UnsafeMutableBufferPointer(rebasing: headers[..<count]).deinitialize() }
                 return call(UnsafePointer(headers.baseAddress), count)
             }
         }

@@ -49,8 +49,6 @@ public final class SystemDatabase: Sendable {
         try await pool.run(body)
     }
 
-    /// Connections open now (idle, busy, waiting), for tests and diagnostics.
-    public var poolCounts: (idle: Int, busy: Int, waiting: Int) { pool.counts }
 
     /// Closes the pool (idle connections now, busy ones when their job ends); a database
     /// that made its own loop stops it too. Idempotent.

@@ -61,7 +61,7 @@ public final class LogicalReplicationStream {
         guard !publications.isEmpty else { throw PostgresError(sqlState: "22023", message: "name at least one publication to stream") }
         let connection = try await PostgresConnection.connect(replicationConninfo(conninfo), on: loop)
         do {
-            let names = publications.map { $0.replacingOccurrences(of: "\"", with: "\"\"") }.map { "\"\($0)\"" }.joined(separator: ",")
+            let names = publications.map(SQL.ident).joined(separator: ",")
             let command = "START_REPLICATION SLOT \(SQL.ident(slot)) LOGICAL \(start) (proto_version '1', publication_names \(SQL.literal(names)))"
             try await connection.startCopyBoth(command)
         } catch {
