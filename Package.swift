@@ -58,6 +58,19 @@ let package = Package(
             dependencies: ["COpenSSL", "CSodium", "MeltyPostgres"],
             path: "Sources/VaultCore"
         ),
+        /// A small Redis client (hiredis) for the kernel and plugins: URLs, AUTH, a pool of connections.
+        .target(
+            name: "MeltyRedis",
+            dependencies: ["CHiredis", .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            path: "Sources/MeltyRedis"
+        ),
+        /// The private Postgres and Redis the kernel starts when plugins.toml names no servers:
+        /// initdb, an unprivileged account when run as root, supervised restarts.
+        .target(
+            name: "MeltyEmbedded",
+            dependencies: ["MeltyPostgres", "MeltyRedis", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            path: "Sources/MeltyEmbedded"
+        ),
         .target(
             name: "MeltyPluginSDK",
             dependencies: ["MeltyPluginABI", "MeltyBuildSignature"],
@@ -66,7 +79,7 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "MeltyPluginABI", "MeltyPostgres", "CHiredis", "CSodium", "CArgon2",
+                "MeltyPluginABI", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "CSodium", "CArgon2",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -136,9 +149,14 @@ let package = Package(
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
         .testTarget(
+            name: "MeltyRedisTests",
+            dependencies: ["MeltyRedis"],
+            path: "Tests/MeltyRedisTests"
+        ),
+        .testTarget(
             name: "KernelTests",
             dependencies: [
-                "Kernel", "VaultCore",
+                "Kernel", "VaultCore", "MeltyRedis", "MeltyEmbedded",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyEmbedded
 
 /// The validated contents of `plugins.toml`, after environment overrides.
 ///

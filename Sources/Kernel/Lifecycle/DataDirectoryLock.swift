@@ -1,4 +1,5 @@
 import Foundation
+import MeltyEmbedded
 
 /// An exclusive lock on the data directory held by `meltybase serve` for its lifetime.
 ///

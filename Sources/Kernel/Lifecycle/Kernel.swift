@@ -1,5 +1,7 @@
 import UnixSignals
 import Foundation
+import MeltyEmbedded
+import MeltyRedis
 import Logging
 import Metrics
 import NIOConcurrencyHelpers

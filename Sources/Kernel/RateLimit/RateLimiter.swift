@@ -1,4 +1,5 @@
 import Foundation
+import MeltyRedis
 import Logging
 import Metrics
 import NIOConcurrencyHelpers

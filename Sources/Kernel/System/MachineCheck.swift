@@ -1,4 +1,5 @@
 import Foundation
+import MeltyEmbedded
 
 /// One finding of `meltybase doctor`.
 public struct MachineCheck: Sendable {

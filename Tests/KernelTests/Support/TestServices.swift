@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 @testable import Kernel
+@testable import MeltyEmbedded
 
 /// One real Postgres and one real Redis for the whole test process, started with the
 /// kernel's own embedded-mode code in `.build/test-services` and stopped at exit.

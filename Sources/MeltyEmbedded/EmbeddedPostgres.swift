@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPostgres
 import Logging
 import NIOConcurrencyHelpers
 
@@ -159,8 +160,9 @@ public final class EmbeddedPostgres: Sendable {
 }
 
 /// Finds the Postgres server binaries (Debian keeps them off PATH).
-enum PostgresBinaries {
-    static func find() -> String? {
+public enum PostgresBinaries {
+    /// The folder holding initdb and postgres, or nil when no Postgres server is installed.
+    public static func find() -> String? {
         var candidates: [String] = []
         if let bin = run("/usr/bin/env", ["pg_config", "--bindir"]) { candidates.append(bin) }
         candidates += ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/local/pgsql/bin", "/usr/local/bin", "/usr/bin"]
@@ -190,7 +192,8 @@ public struct EmbeddedServiceError: Error, CustomStringConvertible {
     /// What to do.
     public var hint: String
 
-    init(_ message: String, hint: String) {
+    /// A failure saying `message`, with `hint` for what to do.
+    public init(_ message: String, hint: String) {
         self.message = message
         self.hint = hint
     }

@@ -5,21 +5,22 @@ import Synchronization
 /// wait for async Postgres work (the plugin ABI's `audit`, the embedded Postgres start-up
 /// probe): the work runs as a task preferring this executor, so it never needs a thread of
 /// the cooperative pool that the waiting caller may itself be holding.
-final class BlockingBridge: TaskExecutor, Sendable {
+public final class BlockingBridge: TaskExecutor, Sendable {
     private let queue: DispatchQueue
 
-    init(label: String) {
+    /// A bridge whose work runs on a serial dispatch queue named `label`.
+    public init(label: String) {
         queue = DispatchQueue(label: label)
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         let executor = asUnownedTaskExecutor()
         queue.async { job.runSynchronously(on: executor) }
     }
 
     /// Runs `operation` as a task preferring this executor and blocks the caller until it returned.
-    func runBlocking<T: Sendable>(_ operation: @escaping @Sendable () async -> T) -> T {
+    public func runBlocking<T: Sendable>(_ operation: @escaping @Sendable () async -> T) -> T {
         let done = DispatchSemaphore(value: 0)
         let result = Mutex<T?>(nil)
         Task(executorPreference: self) {

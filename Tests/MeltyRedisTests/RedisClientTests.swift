@@ -1,6 +1,6 @@
 import Foundation
 import Testing
-@testable import Kernel
+@testable import MeltyRedis
 
 /// The hiredis client: URL forms, the password in a URL, readable errors after a server dies.
 @Suite("Redis client: URLs, AUTH, and errors that read cleanly", .serialized, .timeLimit(.minutes(3)))

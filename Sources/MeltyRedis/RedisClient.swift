@@ -21,6 +21,9 @@ public struct RedisError: Error, CustomStringConvertible {
     public var message: String
     /// The message.
     public var description: String { message }
+
+    /// An error saying `message`.
+    public init(message: String) { self.message = message }
 }
 
 /// A small pool of blocking hiredis connections, used off the event loops.
@@ -34,7 +37,7 @@ public final class RedisClient: Sendable {
     /// The URL the client connects to.
     public let url: String
     private let target: Target
-    private let idle = NIOLockedValueBox<[SharedPointer<OpaquePointer>]>([])
+    private let idle = NIOLockedValueBox<[IdleConnection]>([])
     private let timeout: timeval
     /// `AUTH` arguments from the URL (`[password]` or `[user, password]`); never logged.
     private let authentication: [String]
@@ -96,7 +99,7 @@ public final class RedisClient: Sendable {
         }
         defer { freeReplyObject(reply) }
         let decoded = Self.decode(reply.assumingMemoryBound(to: redisReply.self))
-        if !keep { idle.withLockedValue { $0.append(SharedPointer(context)) } }
+        if !keep { idle.withLockedValue { $0.append(IdleConnection(context)) } }
         return decoded
     }
 
@@ -194,4 +197,12 @@ extension Array where Element == String {
             lengths.withUnsafeBufferPointer { body(argv.baseAddress!, $0.baseAddress!) }
         }
     }
+}
+
+/// An idle hiredis connection, owned by the pool's list until one caller takes it: used by
+/// one thread at a time, handed over under the pool's lock.
+private struct IdleConnection: @unchecked Sendable {  // Sendable: handed over under a lock, one user at a time.
+    let pointer: OpaquePointer
+
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
 }

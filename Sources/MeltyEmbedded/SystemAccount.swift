@@ -2,10 +2,13 @@ import Foundation
 import Logging
 
 /// An unprivileged Unix account that runs the embedded Postgres when the kernel is root.
-struct SystemAccount {
-    let name: String
-    let uid: uid_t
-    let gid: gid_t
+public struct SystemAccount: Sendable {
+    /// The account's login name.
+    public let name: String
+    /// Its user id.
+    public let uid: uid_t
+    /// Its primary group id.
+    public let gid: gid_t
 
     /// `postgres` (created by Debian's package) or a `meltybase` system account, created if needed.
     static func unprivilegedForPostgres(logger: Logger) throws -> SystemAccount {
@@ -25,13 +28,13 @@ struct SystemAccount {
         return account
     }
 
-    static func lookup(_ name: String) -> SystemAccount? {
+    public static func lookup(_ name: String) -> SystemAccount? {
         guard let entry = getpwnam(name) else { return nil }
         return SystemAccount(name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
     }
 
     /// Whether the account may traverse every folder down to and including `directory`.
-    func canReach(directory: String) -> Bool {
+    public func canReach(directory: String) -> Bool {
         var path = ""
         for component in URL(fileURLWithPath: directory).standardizedFileURL.pathComponents {
             path = component == "/" ? "/" : (path == "/" ? "/" : path + "/") + component
