@@ -153,6 +153,12 @@ let package = Package(
             dependencies: ["MeltyRedis"],
             path: "Tests/MeltyRedisTests"
         ),
+        /// Unit tests of the Database plugin's pure parts (the PostgREST query parser and its SQL).
+        .testTarget(
+            name: "DatabasePluginTests",
+            dependencies: ["DatabasePlugin"],
+            path: "Tests/DatabasePluginTests"
+        ),
         .testTarget(
             name: "KernelTests",
             dependencies: [
