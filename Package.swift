@@ -159,10 +159,21 @@ let package = Package(
             dependencies: ["DatabasePlugin"],
             path: "Tests/DatabasePluginTests"
         ),
+        /// One real Postgres and Redis for the whole test process (the kernel's embedded-mode code).
+        .target(
+            name: "MeltyTestServices",
+            dependencies: ["MeltyEmbedded", "MeltyPostgres", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            path: "Tests/MeltyTestServices"
+        ),
+        .testTarget(
+            name: "MeltyPostgresTests",
+            dependencies: ["MeltyPostgres", "MeltyTestServices"],
+            path: "Tests/MeltyPostgresTests"
+        ),
         .testTarget(
             name: "KernelTests",
             dependencies: [
-                "Kernel", "VaultCore", "MeltyRedis", "MeltyEmbedded",
+                "Kernel", "VaultCore", "MeltyRedis", "MeltyEmbedded", "MeltyTestServices",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

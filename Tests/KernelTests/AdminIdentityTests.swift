@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import Testing
 @testable import Kernel
+import MeltyTestServices
 import MeltyRedis
 
 /// Admin identity over HTTP against a real Postgres and Redis: sign-in, throttling,

@@ -3,6 +3,7 @@ import Logging
 import NIOConcurrencyHelpers
 import Testing
 @testable import Kernel
+import MeltyTestServices
 
 /// The hash-chained audit log on a real Postgres: appending (also concurrently and inside
 /// a caller's transaction), the append-only triggers, signed checkpoints, and verification

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Kernel
+import MeltyTestServices
 
 @Suite("plugins.toml parsing and validation", .timeLimit(.minutes(3)))
 struct ConfigLoaderTests {

@@ -2,6 +2,7 @@ import Foundation
 import NIOPosix
 import Testing
 @testable import Kernel
+import MeltyTestServices
 @testable import MeltyEmbedded
 
 /// The real `meltybase` binary, as a user runs it: embedded Postgres and Redis in a fresh

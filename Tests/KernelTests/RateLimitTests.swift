@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Testing
 @testable import Kernel
+import MeltyTestServices
 import MeltyRedis
 
 @Suite("Rate limits: Redis token buckets shared by kernels, in-process fallback", .serialized, .timeLimit(.minutes(3)))

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import Testing
 @testable import Kernel
+import MeltyTestServices
 
 /// The seed's onboarding, end to end over HTTP against a real Postgres.
 @Suite("Onboarding: pulse, license handshake, Argon2id admin, one-time setup", .serialized, .timeLimit(.minutes(3)))

@@ -5,6 +5,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
 @testable import Kernel
+import MeltyTestServices
 
 /// A kernel running in this process on a free port, over the shared test Postgres
 /// (a fresh database each) and Redis.

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyTestServices
 import NIOConcurrencyHelpers
 
 /// The plain-C plugins (the example and the deliberately broken ones), compiled by the

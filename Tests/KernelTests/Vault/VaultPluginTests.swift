@@ -4,6 +4,7 @@ import NIOHTTP1
 import Testing
 import VaultCore
 @testable import Kernel
+import MeltyTestServices
 
 /// The vault plugin in a running kernel: the HTTP API and its access rules, portal
 /// isolation over HTTP and `vault.v1`, audit entries, start-up refusals, the rotation

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import VaultCore
 @testable import Kernel
+import MeltyTestServices
 
 /// VaultCore on a real Postgres: envelope storage, records moved between rows and portals,
 /// wrong master keys, and both rotations (1,000 secrets).

@@ -1,5 +1,6 @@
 import Foundation
 import MeltyPostgres
+import MeltyTestServices
 import Testing
 
 /// The one Postgres layer against a real Postgres: errors with their fields, pipelines and the

@@ -1,20 +1,24 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
-@testable import Kernel
-@testable import MeltyEmbedded
+import MeltyEmbedded
+import MeltyPostgres
 
 /// One real Postgres and one real Redis for the whole test process, started with the
 /// kernel's own embedded-mode code in `.build/test-services` and stopped at exit.
 /// Each test kernel gets a fresh database on that Postgres.
-enum TestServices {
-    struct Running {
-        let postgres: EmbeddedPostgres
-        let redis: EmbeddedRedis
+public enum TestServices {
+    /// The running services.
+    public struct Running: Sendable {
+        /// The shared Postgres.
+        public let postgres: EmbeddedPostgres
+        /// The shared Redis.
+        public let redis: EmbeddedRedis
     }
 
     private static let shared = NIOLockedValueBox<Running?>(nil)
-    static let repositoryRoot: String = {
+    /// The folder holding Package.swift.
+    public static let repositoryRoot: String = {
         var url = URL(fileURLWithPath: #filePath)
         while url.path != "/" {
             url.deleteLastPathComponent()
@@ -23,10 +27,11 @@ enum TestServices {
         fatalError("Package.swift not found above \(#filePath)")
     }()
 
-    static var dataDirectory: String { repositoryRoot + "/.build/test-services" }
+    /// Where the services keep their data.
+    public static var dataDirectory: String { repositoryRoot + "/.build/test-services" }
 
     /// Starts the services once; later calls return at once.
-    static func start() throws -> Running {
+    public static func start() throws -> Running {
         try shared.withLockedValue { running in
             if let running { return running }
             try FileManager.default.createDirectory(atPath: dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
@@ -50,14 +55,15 @@ enum TestServices {
         }
     }
 
-    static func stopAll() {
+    /// Stops both services (at exit).
+    public static func stopAll() {
         guard let running = shared.withLockedValue({ $0 }) else { return }
         running.redis.stop()
         running.postgres.stop()
     }
 
     /// A new, empty database on the shared Postgres; returns its conninfo.
-    static func freshDatabase() throws -> String {
+    public static func freshDatabase() throws -> String {
         let running = try start()
         let name = "test_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "")
         try BlockingPostgres.run(running.postgres.conninfo) { admin in
@@ -67,13 +73,13 @@ enum TestServices {
     }
 
     /// The event loop of the tests' own Postgres connections (one for the test process).
-    static let loop = PostgresEventLoop(name: "test-postgres")
+    public static let loop = PostgresEventLoop(name: "test-postgres")
 
     /// A connection to `conninfo` on the tests' loop.
-    static func connect(_ conninfo: String) async throws -> PostgresConnection {
+    public static func connect(_ conninfo: String) async throws -> PostgresConnection {
         try await PostgresConnection.connect(conninfo, on: loop)
     }
 
     /// The shared Redis URL.
-    static func redisURL() throws -> String { try start().redis.url }
+    public static func redisURL() throws -> String { try start().redis.url }
 }
