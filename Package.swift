@@ -56,7 +56,7 @@ let package = Package(
         .target(
             name: "VaultCore",
             dependencies: ["COpenSSL", "CSodium", "MeltyPostgres"],
-            path: "Sources/VaultCore"
+            path: "Plugins/Vault/Core"
         ),
         /// A small Redis client (hiredis) for the kernel and plugins: URLs, AUTH, a pool of connections.
         .target(
@@ -135,7 +135,8 @@ let package = Package(
         .target(
             name: "VaultPlugin",
             dependencies: ["MeltyPluginSDK", "VaultCore", "MeltyPostgres"],
-            path: "Plugins/Vault"
+            path: "Plugins/Vault",
+            exclude: ["Core"]
         ),
         /// The bare swift-nio HTTP/1 peer of Benchmarks/gateway.sh (canned response, no framework).
         .executableTarget(
@@ -169,6 +170,11 @@ let package = Package(
             name: "MeltyPostgresTests",
             dependencies: ["MeltyPostgres", "MeltyTestServices"],
             path: "Tests/MeltyPostgresTests"
+        ),
+        .testTarget(
+            name: "VaultCoreTests",
+            dependencies: ["VaultCore", "MeltyPostgres", "MeltyTestServices"],
+            path: "Tests/VaultCoreTests"
         ),
         .testTarget(
             name: "KernelTests",

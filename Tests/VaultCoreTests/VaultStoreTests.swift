@@ -1,7 +1,7 @@
 import Foundation
 import Testing
+import MeltyPostgres
 import VaultCore
-@testable import Kernel
 import MeltyTestServices
 
 /// VaultCore on a real Postgres: envelope storage, records moved between rows and portals,
