@@ -74,16 +74,7 @@ public final class AdminTokens: Sendable {
     /// The claims of `token` once its header names HS256, its signature verifies and it has
     /// not expired; otherwise ``IdentityError`` 401 `unauthenticated` naming the reason.
     public func verify(_ token: String) async throws -> AdminAccessClaims {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let headerBytes = ByteEncoding.fromBase64URL(String(parts[0])),
-              let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {
-            throw IdentityError.unauthenticated("the access token is not a JWT")
-        }
-        // jwt-kit verifies with the configured HS256 key whatever the header says; refusing
-        // any other `alg` here makes "alg: none" and algorithm confusion explicit failures.
-        guard header["alg"] as? String == "HS256" else {
-            throw IdentityError.unauthenticated("the access token's algorithm \"\(header["alg"].map { "\($0)" } ?? "missing")\" is not accepted; admin tokens are HS256")
-        }
+        try HS256HeaderCheck.require(token, noun: "the access token", kind: "admin")
         do {
             return try await collection().verify(token, as: AdminAccessClaims.self)
         } catch let error as JWTError where error.errorType == .claimVerificationFailure {

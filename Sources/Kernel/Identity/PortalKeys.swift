@@ -67,14 +67,7 @@ public final class PortalKeys: Sendable {
     /// The claims of `token` when it is an HS256 JWT signed with `portal`'s secret and not
     /// expired; otherwise ``IdentityError`` 401 naming the reason.
     public func verify(portal: String, token: String) async throws -> [String: JSONValue] {
-        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3, let headerBytes = ByteEncoding.fromBase64URL(String(parts[0])),
-              let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {
-            throw IdentityError.unauthenticated("the token is not a JWT")
-        }
-        guard header["alg"] as? String == "HS256" else {
-            throw IdentityError.unauthenticated("the token's algorithm \"\(header["alg"].map { "\($0)" } ?? "missing")\" is not accepted; portal tokens are HS256")
-        }
+        try HS256HeaderCheck.require(token, noun: "the token", kind: "portal")
         do {
             let claims = try await collection(portal).verify(token, as: PortalClaims.self).values
             if let ref = claims["ref"]?.stringValue, ref != portal {
