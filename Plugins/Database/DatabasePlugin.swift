@@ -58,7 +58,7 @@ public final class DatabasePlugin: PortalPlugin {
     let auth: AuthHandler
     let console: SQLConsole
     private let pools: [PostgresPool]
-    private let provisioned = ProvisionState()
+    private let provisioned = OneTimeSetup()
     private let listener: Task<Void, Never>
     private let loop: PostgresEventLoop
 
@@ -214,40 +214,6 @@ public final class DatabasePlugin: PortalPlugin {
     public func stop() {
         listener.cancel()
         pools.forEach { $0.close() }
-    }
-}
-
-/// Whether the portal database exists yet; provisioning runs once at a time (callers that
-/// arrive meanwhile wait for the same attempt; after a failure the next caller tries again).
-final class ProvisionState: Sendable {
-    private struct State {
-        var done = false
-        var attempt: Task<Void, any Error>?
-    }
-    private let state = Mutex(State())
-
-    /// Whether provisioning has succeeded.
-    var isDone: Bool { state.withLock { $0.done } }
-
-    /// Runs `work` unless it already succeeded, or waits for the attempt under way.
-    func ensure(_ work: @escaping @Sendable () async throws -> Void) async throws {
-        let attempt: Task<Void, any Error>? = state.withLock { state in
-            if state.done { return nil }
-            if let attempt = state.attempt { return attempt }
-            let attempt = Task { try await work() }
-            state.attempt = attempt
-            return attempt
-        }
-        guard let attempt else { return }
-        do {
-            try await attempt.value
-            state.withLock { $0.done = true }
-        } catch {
-            state.withLock { state in
-                if state.attempt == attempt { state.attempt = nil }
-            }
-            throw error
-        }
     }
 }
 

@@ -1,4 +1,5 @@
 import MeltyPostgres
+import MeltyPluginSDK
 import Synchronization
 import VaultCore
 
@@ -7,9 +8,8 @@ import VaultCore
 /// database before the first job runs.
 final class VaultDatabase: Sendable {
     private let pool: PostgresPool
-    /// The schema migration: started by the first job, awaited by every job until it
-    /// succeeded (a failure is forgotten, so the next job tries again).
-    private let migration = Mutex<Task<Void, any Error>?>(nil)
+    /// The schema migration, run before the first job (retried by the next job after a failure).
+    private let migration = OneTimeSetup()
 
     init(conninfo: String, connections: Int, loop: PostgresEventLoop) {
         pool = PostgresPool(conninfo: conninfo, size: connections, maxWaiting: VaultDatabases.maxWaiting, loop: loop)
@@ -27,24 +27,13 @@ final class VaultDatabase: Sendable {
     }
 
     private func migrated() async throws {
-        let task = migration.withLock { current -> Task<Void, any Error> in
-            if let current { return current }
-            let pool = self.pool
-            let started = Task {
-                do {
-                    try await pool.run { try await VaultSchema.migrate(on: $0) }
-                } catch let error as PostgresPoolError {
-                    throw VaultError.database("cannot reach the system database: \(error)")
-                }
+        let pool = self.pool
+        try await migration.ensure {
+            do {
+                try await pool.run { try await VaultSchema.migrate(on: $0) }
+            } catch let error as PostgresPoolError {
+                throw VaultError.database("cannot reach the system database: \(error)")
             }
-            current = started
-            return started
-        }
-        do {
-            try await task.value
-        } catch {
-            migration.withLock { if $0 == task { $0 = nil } }
-            throw error
         }
     }
 
