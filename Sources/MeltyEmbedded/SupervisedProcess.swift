@@ -4,15 +4,23 @@ import NIOConcurrencyHelpers
 
 /// A child process the kernel keeps running: restarted when it dies, stopped on shutdown.
 ///
-/// Restarts back off (0.5 s doubling to 10 s); a child that keeps dying is reported on
-/// every attempt so the cause (a full disk, a taken socket) shows in the log.
+/// Restarts back off (``RestartBackoff``: 0.5 s doubling to 8 s, then every 10 s; a child
+/// that stayed up for 30 s restarts after 0.5 s again); a child that keeps dying is
+/// reported on every attempt so the cause (a full disk, a taken socket) shows in the log.
 final class SupervisedProcess: Sendable {
     let name: String
     private let executable: String
     private let arguments: [String]
     private let logFile: String
     private let logger: Logger
-    private let state = NIOLockedValueBox<(process: Process?, stopping: Bool, restarts: Int)>((nil, false, 0))
+    private struct State {
+        var process: Process?
+        var stopping = false
+        var restarts = 0
+        var startedAt = Date()
+        var backoff = RestartBackoff(delays: [0.5, 1, 2, 4, 8, 10], stableAfterSeconds: 30)
+    }
+    private let state = NIOLockedValueBox(State())
 
     init(name: String, executable: String, arguments: [String], logFile: String, logger: Logger) {
         self.name = name
@@ -40,19 +48,22 @@ final class SupervisedProcess: Sendable {
             self?.exited(finished)
         }
         try process.run()
-        state.withLockedValue { $0.process = process }
+        state.withLockedValue { state in
+            state.process = process
+            state.startedAt = Date()
+        }
     }
 
     /// The child's pid, while it runs.
     var pid: Int32? { state.withLockedValue { $0.process?.isRunning == true ? $0.process?.processIdentifier : nil } }
 
     private func exited(_ process: Process) {
-        let (stopping, attempt) = state.withLockedValue { state -> (Bool, Int) in
-            if !state.stopping { state.restarts += 1 }
-            return (state.stopping, state.restarts)
+        let (stopping, attempt, delay) = state.withLockedValue { state -> (Bool, Int, Double) in
+            guard !state.stopping else { return (true, state.restarts, 0) }
+            state.restarts += 1
+            return (false, state.restarts, state.backoff.delay(afterUptime: Date().timeIntervalSince(state.startedAt)))
         }
         guard !stopping else { return }
-        let delay = min(10.0, 0.5 * pow(2.0, Double(min(attempt - 1, 5))))
         logger.error("\(name) exited unexpectedly; restarting", metadata: [
             "status": "\(process.terminationStatus)", "restart": "\(attempt)", "in_seconds": "\(delay)", "log": "\(logFile)",
         ])

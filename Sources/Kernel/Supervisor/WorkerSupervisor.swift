@@ -1,4 +1,5 @@
 import Foundation
+import MeltyEmbedded
 import Logging
 import NIOConcurrencyHelpers
 

@@ -1,4 +1,5 @@
-/// How long the supervisor waits before restarting a worker that died.
+/// How long a supervisor waits before restarting a child that died: the kernel worker
+/// (`meltybase serve`'s supervisor) and the embedded Postgres and Redis use this one schedule.
 ///
 /// The first death restarts at once (a trap costs the time to start a kernel, nothing
 /// more). A worker that keeps dying is restarted after 0.5, 1, 2, then every 5 seconds,
