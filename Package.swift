@@ -148,5 +148,11 @@ let package = Package(
             ],
             path: "Tests/KernelTests"
         ),
+        /// The Swift plugin SDK against fake host tables of older minor versions.
+        .testTarget(
+            name: "PluginSDKTests",
+            dependencies: ["MeltyPluginSDK", "MeltyPluginABI"],
+            path: "Tests/PluginSDKTests"
+        ),
     ]
 )
