@@ -27,9 +27,11 @@
  *  - Tables only grow at the end (append-only). A plugin checks host->struct_size before
  *    touching a host function added in a later minor version (MB_HAS_FIELD below); the
  *    kernel treats a NULL optional plugin callback, or one beyond the descriptor's
- *    struct_size, as "not supported". Field offsets and sizes of every minor version are
- *    frozen by a test (Tests/Integration/abi_freeze.py): a field is never moved, resized
- *    or inserted before the end.
+ *    struct_size, as "not supported". Field offsets, sizes and types of every minor
+ *    version are frozen by a test (Tests/Integration/abi_freeze.py): a field is never
+ *    moved, resized, retyped or inserted before the end, and a later version's first new
+ *    field starts at or after the previous version's sizeof (never in its tail padding,
+ *    which MB_HAS_FIELD would otherwise report as present on an old plugin).
  *  - Lifetime: instance_destroy comes a grace period (5 s) after the instance's last
  *    request and connection completed. Work a plugin runs on its own threads (a worker
  *    that answers later, a timer) is invisible to the host: such a worker holds its own
