@@ -50,11 +50,6 @@ public struct PluginHostServices: Sendable {
         return nil
     }
 
-    /// Whether the host has the function at `keyPath` (see ``function(_:_:since:)``).
-    func has<Function>(_ keyPath: KeyPath<mb_host_api, Function?>) -> Bool {
-        (try? function(keyPath, "", since: 0)) != nil
-    }
-
     /// Log levels of the kernel logger.
     public enum LogLevel: UInt32, Sendable { case trace, debug, info, notice, warning, error, critical }
 

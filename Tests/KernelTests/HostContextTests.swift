@@ -145,7 +145,11 @@ struct HostContextTests {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         let release = DispatchSemaphore(value: 0)
-        let blocker = Task { try await pool.runIfActive { release.wait() } }
+        let occupied = DispatchSemaphore(value: 0)
+        let blocker = Task { try await pool.runIfActive { occupied.signal(); release.wait() } }
+        // Only once the pool's one thread is taken (on a loaded machine the blocker's task may
+        // start after the hashing task, which then rightly ran first).
+        while occupied.wait(timeout: .now()) == .timedOut { try await Task.sleep(for: .milliseconds(5)) }
         let hashed = NIOLockedValueBox<String?>(nil)
         let hashing = Task {
             let hash = try await PasswordHasher().hash("correct horse battery staple", on: pool)
