@@ -31,10 +31,13 @@ def test_every_struct_and_minor_version_has_a_table():
     assert set(declared) == set(abi_freeze.STRUCTS)
     for name, versions in abi_freeze.STRUCTS.items():
         assert max(versions) == minor, f"{name} has no table for ABI 1.{minor}"
-    # The struct_size a plugin of each version had, as the loader and the SDK rely on it.
-    assert {m: v[0] for m, v in abi_freeze.STRUCTS["mb_plugin_descriptor"].items()} == {0: 112, 1: 120, 2: 120, 3: 128, 4: 128}
-    assert {m: v[0] for m, v in abi_freeze.STRUCTS["mb_host_api"].items()} == {0: 104, 1: 120, 2: 136, 3: 136, 4: 144}
-    assert {m: v[0] for m, v in abi_freeze.STRUCTS["mb_host_request"].items()} == {0: 152, 1: 184, 2: 184, 3: 184, 4: 184}
+    # The struct_size a plugin (or host) of each released version had, as the loader (112)
+    # and the SDK's tests rely on it; later versions only add entries.
+    def sizes(name):
+        return {m: v[0] for m, v in abi_freeze.STRUCTS[name].items() if m <= 4}
+    assert sizes("mb_plugin_descriptor") == {0: 112, 1: 120, 2: 120, 3: 128, 4: 128}
+    assert sizes("mb_host_api") == {0: 104, 1: 120, 2: 136, 3: 136, 4: 144}
+    assert sizes("mb_host_request") == {0: 152, 1: 184, 2: 184, 3: 184, 4: 184}
 
 
 @pytest.mark.parametrize("minor", sorted(SHIPPED))
