@@ -38,6 +38,9 @@ let package = Package(
     ],
     targets: [
         .target(name: "MeltyPluginABI", path: "Sources/MeltyPluginABI"),
+        /// The ABI's byte conversions (error buffers, host/plugin bytes to Swift and back),
+        /// one copy shared by the kernel and the Swift plugin SDK.
+        .target(name: "MeltyABIBytes", dependencies: ["MeltyPluginABI"], path: "Sources/MeltyABIBytes"),
         .systemLibrary(name: "CLibPQ", path: "Sources/CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
@@ -73,13 +76,13 @@ let package = Package(
         ),
         .target(
             name: "MeltyPluginSDK",
-            dependencies: ["MeltyPluginABI", "MeltyBuildSignature"],
+            dependencies: ["MeltyPluginABI", "MeltyABIBytes", "MeltyBuildSignature"],
             path: "Sources/MeltyPluginSDK"
         ),
         .target(
             name: "Kernel",
             dependencies: [
-                "MeltyPluginABI", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "CSodium", "CArgon2",
+                "MeltyPluginABI", "MeltyABIBytes", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "CSodium", "CArgon2",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -185,6 +188,12 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ],
             path: "Tests/KernelTests"
+        ),
+        /// The Swift plugin SDK against fake host tables of older minor versions.
+        .testTarget(
+            name: "PluginSDKTests",
+            dependencies: ["MeltyPluginSDK", "MeltyPluginABI"],
+            path: "Tests/PluginSDKTests"
         ),
     ]
 )

@@ -79,7 +79,7 @@ public final class DatabasePlugin: PortalPlugin {
         let settings = shared.settings, host = shared.host, loop = shared.loop
         self.portal = portal
         self.loop = loop
-        let systemConninfo = host.postgresConninfo(portal: portal)
+        let systemConninfo = try host.postgresConninfo(portal: portal)
         self.systemConninfo = systemConninfo
         let timeout = String(settings.statementTimeoutMilliseconds)
         let prepare: @Sendable (PostgresConnection) async throws -> Void = { connection in

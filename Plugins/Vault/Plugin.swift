@@ -60,7 +60,7 @@ public final class VaultPlugin: PortalPlugin {
     /// there on first use).
     public init(portal: Portal, config: [String: Any]) throws {
         guard let runtime = Self.runtime else { throw PluginError.unavailable("vault: the plugin is not started") }
-        let conninfo = runtime.host.postgresConninfo(portal: portal)
+        let conninfo = try runtime.host.postgresConninfo(portal: portal)
         guard !conninfo.isEmpty else {
             throw PluginError.unavailable("vault: the host gives no Postgres conninfo for portal \(portal.name) (needs ABI 1.1 or later)")
         }

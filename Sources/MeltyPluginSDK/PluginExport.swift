@@ -1,4 +1,5 @@
 import Foundation
+import MeltyABIBytes
 import MeltyBuildSignature
 import MeltyPluginABI
 import Synchronization
@@ -84,7 +85,7 @@ public enum PluginExport {
         }
         let table = UnsafeMutablePointer<mb_json_service>.allocate(capacity: 1)
         table.initialize(to: mb_json_service(struct_size: MemoryLayout<mb_json_service>.size, call: jsonServiceCalls[index]))
-        let error = SDKErrorBuffer()
+        let error = HostErrorBuffer()
         let status = name.withCChars {
             host.api.pointee.service_export(host.plugin, $0, $1, major, UnsafeRawPointer(table), MemoryLayout<mb_json_service>.size, error.buffer)
         }
@@ -180,11 +181,11 @@ private func parseConfig(_ bytes: mb_host_bytes) throws -> [String: Any] {
 
 private func sdkInit(_ api: UnsafePointer<mb_host_api>?, _ plugin: OpaquePointer?, _ config: mb_host_bytes, _ error: mb_host_error_buffer) -> mb_status {
     guard let api, let type = PluginExport.pluginType else {
-        writeError("host table is NULL", into: error)
+        write("host table is NULL", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
-    guard api.pointee.abi_major == UInt32(MB_ABI_MAJOR), api.pointee.struct_size >= MemoryLayout<mb_host_api>.size else {
-        writeError("host ABI \(api.pointee.abi_major).\(api.pointee.abi_minor) is older than this plugin's \(MB_ABI_MAJOR).\(MB_ABI_MINOR)", into: error)
+    if let problem = PluginHostServices.refusal(of: api) {
+        write(problem, into: error)
         return MB_ERR_UNSUPPORTED
     }
     let host = PluginHostServices(api: api, plugin: plugin)
@@ -196,14 +197,14 @@ private func sdkInit(_ api: UnsafePointer<mb_host_api>?, _ plugin: OpaquePointer
         try type.start(host: host, config: try parseConfig(config))
         return MB_OK
     } catch let failure {
-        writeError("\(failure)", into: error)
+        write("\(failure)", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
 }
 
 private func sdkInstanceCreate(_ context: UnsafePointer<mb_host_instance_context>?, _ out: UnsafeMutablePointer<OpaquePointer?>?, _ error: mb_host_error_buffer) -> mb_status {
     guard let context, let out, let type = PluginExport.pluginType else {
-        writeError("instance context is NULL", into: error)
+        write("instance context is NULL", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
     let portal = Portal(name: copyString(context.pointee.portal_name), handle: context.pointee.portal)
@@ -212,7 +213,7 @@ private func sdkInstanceCreate(_ context: UnsafePointer<mb_host_instance_context
         out.pointee = OpaquePointer(Unmanaged.passRetained(InstanceBox(plugin: plugin, portal: portal)).toOpaque())
         return MB_OK
     } catch let failure {
-        writeError("\(failure)", into: error)
+        write("\(failure)", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
 }
@@ -265,7 +266,7 @@ private func sdkWebSocketOpen(_ instance: OpaquePointer?, _ connection: mb_conne
         box.openSocket(connection)
         return MB_OK
     } catch let failure {
-        writeError("\(failure)", into: error)
+        write("\(failure)", into: error)
         return MB_ERR_REFUSED
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyABIBytes
 import MeltyPluginABI
 import Synchronization
 
@@ -16,6 +17,37 @@ public struct PluginHostServices: Sendable {
     init(api: UnsafePointer<mb_host_api>, plugin: OpaquePointer?) {
         apiPointer = HostPointer(api)
         pluginPointer = HostPointer(plugin)
+    }
+
+    /// The host function at `keyPath`, added to the host table in ABI 1.`minor`, or
+    /// ``PluginError/unsupported(_:)`` ("secret_seal needs ABI 1.2, the host has 1.1") when
+    /// the kernel running the plugin is older: its table (`struct_size`) ends before it, or
+    /// the entry is NULL. A plugin built with this SDK runs on every 1.x host and learns per
+    /// call what that host lacks; the function pointer is read only once it is known to lie
+    /// inside the host's table.
+    func function<Function>(_ keyPath: KeyPath<mb_host_api, Function?>, _ name: String, since minor: UInt32) throws -> Function {
+        let table = UnsafeRawPointer(api)
+        let size = table.load(as: Int.self)   // struct_size, the first field of every version
+        if let offset = MemoryLayout<mb_host_api>.offset(of: keyPath), offset + MemoryLayout<Function?>.size <= size,
+           let function = table.load(fromByteOffset: offset, as: Function?.self) {
+            return function
+        }
+        throw PluginError.unsupported("\(name) needs ABI \(MB_ABI_MAJOR).\(minor), the host has \(api.pointee.abi_major).\(api.pointee.abi_minor)")
+    }
+
+    /// Why the SDK cannot use the host table at `api` at all (nil when it can): another
+    /// major version, or a table smaller than ABI 1.0's. Any 1.x host is accepted; what a
+    /// 1.x host lacks is reported per call (``function(_:_:since:)``).
+    static func refusal(of api: UnsafePointer<mb_host_api>) -> String? {
+        let size = UnsafeRawPointer(api).load(as: Int.self)
+        let minimum = MemoryLayout<mb_host_api>.offset(of: \mb_host_api.portal_name)! + MemoryLayout<UnsafeRawPointer>.size
+        guard size >= minimum else {
+            return "host table struct_size is \(size), smaller than ABI 1.0's \(minimum)"
+        }
+        guard api.pointee.abi_major == UInt32(MB_ABI_MAJOR) else {
+            return "host ABI \(api.pointee.abi_major).\(api.pointee.abi_minor) is not this plugin's major version \(MB_ABI_MAJOR) (built against \(MB_ABI_MAJOR).\(MB_ABI_MINOR))"
+        }
+        return nil
     }
 
     /// Log levels of the kernel logger.
@@ -41,17 +73,34 @@ public struct PluginHostServices: Sendable {
 
     /// Appends an audit entry (details must be a JSON object) and returns once it is
     /// committed; throws when it cannot be stored (refuse the audited action then). Suspends
-    /// instead of blocking: the kernel commits on its own pool (`audit_async`, ABI 1.4).
+    /// instead of blocking: the kernel commits on its own pool (`audit_async`, ABI 1.4). On
+    /// an older host, which has only the blocking `audit`, the SDK calls that on a thread of
+    /// its own (never the cooperative pool) and resumes when it returns.
     public func audit(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) async throws {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys]), as: UTF8.self)
         let handle = portal?.handle
+        guard let auditAsync = try? function(\.audit_async, "audit_async", since: 4) else {
+            let services = self
+            let portalBox = HostPointer(handle)
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                Thread.detachNewThread {
+                    do {
+                        try services.auditBlocking(action: action, target: target, json: json, portal: portalBox.pointer)
+                        continuation.resume()
+                    } catch {
+                        continuation.resume(throwing: error)
+                    }
+                }
+            }
+            return
+        }
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let box = Unmanaged.passRetained(StatusContinuation(continuation)).toOpaque()
-            let error = SDKErrorBuffer()
+            let error = HostErrorBuffer()
             let status = action.withCChars { actionPointer, actionLength in
                 target.withCChars { targetPointer, targetLength in
                     json.withCChars { jsonPointer, jsonLength in
-                        api.pointee.audit_async(plugin, handle, actionPointer, actionLength, targetPointer, targetLength, jsonPointer, jsonLength,
+                        auditAsync(plugin, handle, actionPointer, actionLength, targetPointer, targetLength, jsonPointer, jsonLength,
                                                 sdkStatusCompletion, box, error.buffer)
                     }
                 }
@@ -68,31 +117,43 @@ public struct PluginHostServices: Sendable {
     /// it from `handle` or other async code.
     public func auditBlocking(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) throws {
         let json = String(decoding: try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys]), as: UTF8.self)
-        let error = SDKErrorBuffer()
+        try auditBlocking(action: action, target: target, json: json, portal: portal?.handle)
+    }
+
+    /// `audit` (ABI 1.0): blocks until the entry is committed.
+    private func auditBlocking(action: String, target: String, json: String, portal: OpaquePointer?) throws {
+        let error = HostErrorBuffer()
         let status = action.withCChars { actionPointer, actionLength in
             target.withCChars { targetPointer, targetLength in
                 json.withCChars { jsonPointer, jsonLength in
-                    api.pointee.audit(plugin, portal?.handle, actionPointer, actionLength, targetPointer, targetLength, jsonPointer, jsonLength, error.buffer)
+                    api.pointee.audit(plugin, portal, actionPointer, actionLength, targetPointer, targetLength, jsonPointer, jsonLength, error.buffer)
                 }
             }
         }
-        if status != MB_OK { throw PluginError.unavailable(error.text) }
+        switch status {
+        case MB_OK: return
+        case MB_ERR_INVALID_ARGUMENT: throw PluginError.invalid(error.text)
+        default: throw PluginError.unavailable(error.text)
+        }
     }
 
     /// libpq conninfo of the kernel's Postgres (its system database) serving `portal`.
-    public func postgresConninfo(portal: Portal? = nil) -> String {
-        guard let conninfo = api.pointee.postgres_conninfo(plugin, portal?.handle) else { return "" }
-        return String(cString: conninfo)
+    /// Throws ``PluginError/unsupported(_:)`` on a host older than ABI 1.1.
+    public func postgresConninfo(portal: Portal? = nil) throws -> String {
+        let conninfo = try function(\.postgres_conninfo, "postgres_conninfo", since: 1)
+        guard let text = conninfo(plugin, portal?.handle) else { return "" }
+        return String(cString: text)
     }
 
     /// Signs `claims` as an HS256 JWT with the portal's secret (the kernel keeps the secret).
     public func signPortalJWT(claims: [String: Any], portal: Portal) async throws -> String {
+        let sign = try function(\.portal_jwt_sign, "portal_jwt_sign", since: 1)
         let json = try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])
         let token: [UInt8] = try await withCheckedThrowingContinuation { continuation in
             let box = Unmanaged.passRetained(ServiceContinuation(continuation)).toOpaque()
-            let error = SDKErrorBuffer()
+            let error = HostErrorBuffer()
             let status = Array(json).withUnsafeBufferPointer { buffer in
-                api.pointee.portal_jwt_sign(portal.handle, mb_host_bytes(data: buffer.baseAddress, len: buffer.count), sdkTokenCompletion, box, error.buffer)
+                sign(portal.handle, mb_host_bytes(data: buffer.baseAddress, len: buffer.count), sdkTokenCompletion, box, error.buffer)
             }
             if status != MB_OK {
                 Unmanaged<ServiceContinuation>.fromOpaque(box).release()
@@ -106,28 +167,27 @@ public struct PluginHostServices: Sendable {
     /// kernel), bound to this plugin, `portal` and `context` (a row id): store the result,
     /// never the plaintext.
     public func sealSecret(_ plaintext: [UInt8], portal: Portal, context: String) throws -> String {
-        String(decoding: try secretCall(api.pointee.secret_seal, portal: portal, context: context, value: plaintext), as: UTF8.self)
+        String(decoding: try secretCall(try function(\.secret_seal, "secret_seal", since: 2), portal: portal, context: context, value: plaintext), as: UTF8.self)
     }
 
     /// Opens what ``sealSecret(_:portal:context:)`` produced for the same portal and context.
     /// Throws ``PluginError/refused(_:)`` for a value that was altered, moved to another row
     /// or sealed under another kernel's key. The caller wipes the plaintext when done.
     public func openSecret(_ sealed: String, portal: Portal, context: String) throws -> [UInt8] {
-        try secretCall(api.pointee.secret_open, portal: portal, context: context, value: Array(sealed.utf8))
+        try secretCall(try function(\.secret_open, "secret_open", since: 2), portal: portal, context: context, value: Array(sealed.utf8))
     }
 
     /// Calls `secret_seal` or `secret_open` (same shape) and returns what its sink received.
-    /// `sdkInit` already refused a host whose table is older than this SDK's, so both exist.
     private func secretCall(
-        _ function: (@convention(c) (OpaquePointer?, OpaquePointer?, mb_host_bytes, mb_host_bytes, mb_bytes_sink?, UnsafeMutableRawPointer?, mb_host_error_buffer) -> mb_status)?,
+        _ function: @convention(c) (OpaquePointer?, OpaquePointer?, mb_host_bytes, mb_host_bytes, mb_bytes_sink?, UnsafeMutableRawPointer?, mb_host_error_buffer) -> mb_status,
         portal: Portal, context: String, value: [UInt8]
     ) throws -> [UInt8] {
         let collector = ByteCollector()
-        let error = SDKErrorBuffer()
+        let error = HostErrorBuffer()
         let contextBytes = Array(context.utf8)
         let status = contextBytes.withUnsafeBufferPointer { contextBuffer in
             value.withUnsafeBufferPointer { valueBuffer in
-                function!(plugin, portal.handle, mb_host_bytes(data: contextBuffer.baseAddress, len: contextBuffer.count),
+                function(plugin, portal.handle, mb_host_bytes(data: contextBuffer.baseAddress, len: contextBuffer.count),
                           mb_host_bytes(data: valueBuffer.baseAddress, len: valueBuffer.count), sdkCollectBytes,
                           Unmanaged.passUnretained(collector).toOpaque(), error.buffer)
             }
@@ -155,7 +215,7 @@ public struct PluginHostServices: Sendable {
             let box = Unmanaged.passRetained(FetchContinuation(continuation)).toOpaque()
             let names = headers.map { Array($0.0.utf8) }
             let values = headers.map { Array($0.1.utf8) }
-            let error = SDKErrorBuffer()
+            let error = HostErrorBuffer()
             let status: mb_status = withPluginBytes(Array(method.utf8)) { methodBytes in
                 withPluginBytes(Array(url.utf8)) { urlBytes in
                     withPluginBytes(body) { bodyBytes in
@@ -199,7 +259,7 @@ public struct PluginHostServices: Sendable {
     /// when the call serves a request.
     public func callService(_ name: String, major: UInt32, method: String, json: [UInt8], portal: Portal) async throws -> [UInt8] {
         var binding = mb_service_binding()
-        let error = SDKErrorBuffer()
+        let error = HostErrorBuffer()
         let status = name.withCChars { api.pointee.service_lookup(portal.handle, $0, $1, major, &binding, error.buffer) }
         switch status {
         case MB_OK: break

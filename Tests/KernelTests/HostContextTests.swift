@@ -47,6 +47,23 @@ struct HostContextTests {
         #expect(first.table.pointer.pointee.respond(issued + 1, 200, nil, 0, mb_plugin_bytes(data: nil, len: 0)) == MB_ERR_NOT_FOUND)
     }
 
+    @Test("a status outside 100-599 is answered 502 and logged, both naming the plugin")
+    func invalidStatusNamesThePlugin() async throws {
+        let log = CapturedLog()
+        let context = HostContext(logger: Logger(label: "invalid-status") { _ in log.handler() })
+        let status = NIOLockedValueBox(MB_OK)
+        let answer = await context.pending.run(plugin: "hello", timeout: 10) { issued in
+            let returned = context.table.pointer.pointee.respond(issued, 700, nil, 0, mb_plugin_bytes(data: nil, len: 0))
+            status.withLockedValue { $0 = returned }
+        }
+        #expect(status.withLockedValue { $0 } == MB_ERR_INVALID_ARGUMENT)
+        #expect(answer.status == 502)
+        #expect(String(decoding: answer.body, as: UTF8.self).contains(#"plugin \"hello\" answered with the invalid HTTP status 700"#))
+        let warnings = log.all.filter { $0.hasPrefix("warning") && $0.contains("invalid HTTP status") }
+        #expect(warnings.count == 1 && warnings.first?.contains("plugin=hello") == true && warnings.first?.contains("status=700") == true, "\(log.all)")
+        await context.close()
+    }
+
     @Test("two running kernels share the plugin libraries but not their state: each sees its own pending requests and the exports")
     func twoRunningKernels() async throws {
         let first = try await TestKernel.start(examplePluginsTOML)
@@ -128,7 +145,11 @@ struct HostContextTests {
         let pool = NIOThreadPool(numberOfThreads: 1)
         pool.start()
         let release = DispatchSemaphore(value: 0)
-        let blocker = Task { try await pool.runIfActive { release.wait() } }
+        let occupied = DispatchSemaphore(value: 0)
+        let blocker = Task { try await pool.runIfActive { occupied.signal(); release.wait() } }
+        // Only once the pool's one thread is taken (on a loaded machine the blocker's task may
+        // start after the hashing task, which then rightly ran first).
+        while occupied.wait(timeout: .now()) == .timedOut { try await Task.sleep(for: .milliseconds(5)) }
         let hashed = NIOLockedValueBox<String?>(nil)
         let hashing = Task {
             let hash = try await PasswordHasher().hash("correct horse battery staple", on: pool)

@@ -22,7 +22,7 @@ struct PluginABITests {
             ("missing_entry", "broken-missing-entry", "missing entry symbol meltybase_plugin_entry"),
             ("init_fails", "broken-init-fails", "init failed (MB_ERR_UNAVAILABLE): cannot reach the licensing oracle"),
             ("null_callback", "broken-null-callback", "descriptor field handle_request: required callback is NULL"),
-            ("wrong_struct_size", "broken-small-struct", "descriptor field struct_size: expected at least"),
+            ("wrong_struct_size", "broken-small-struct", "descriptor field struct_size: expected at least 112 (sizeof(mb_plugin_descriptor) of ABI 1.0), found 8"),
         ]
         for item in cases {
             let (host, log) = try await load([config(item.name, try TestPlugins.broken(item.fixture))])

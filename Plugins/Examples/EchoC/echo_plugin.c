@@ -65,11 +65,8 @@
 #define ECHO_ASYNC_DEFAULT_DELAY_MS 1u
 #define ECHO_ASYNC_MAX_DELAY_MS 1000u
 
-/* True when a versioned struct, as the other side compiled it, is large enough to contain
- * `field`. Tables only grow at the end, so this is how a plugin asks "does this host (or
- * this request) already have that field?" before touching it. */
-#define MB_HAS_FIELD(ptr, type, field) \
-    ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
+/* MB_HAS_FIELD (from meltybase_plugin.h) asks whether a versioned struct, as the other side
+ * compiled it, already has a field: see REQUEST_FIELD and echo_init. */
 
 /* ------------------------------------------------------------------------------------ */
 /* Global plugin state                                                                   */

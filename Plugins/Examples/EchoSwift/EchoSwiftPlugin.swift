@@ -85,7 +85,7 @@ public final class EchoSwiftPlugin: PortalPlugin {
             return .json([
                 "kind": credential.kind.rawValue, "role": credential.role ?? NSNull(), "subject": credential.subject ?? NSNull(),
                 "aal": credential.aal ?? NSNull(), "reason": credential.reason ?? NSNull(), "prefix": request.routePrefix,
-                "has_conninfo": !Self.host!.postgresConninfo(portal: portal).isEmpty,
+                "has_conninfo": !((try? Self.host!.postgresConninfo(portal: portal)) ?? "").isEmpty,
             ] as [String: Any])
         case ("POST", "/sign"):
             // Signs a user token for {"sub": id} with the portal's secret through the host, for a

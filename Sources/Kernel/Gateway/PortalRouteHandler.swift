@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import MeltyABIBytes
 import MeltyPluginABI
 import NIOCore
 import NIOSSL
@@ -173,7 +174,7 @@ struct PortalRouteHandler: Sendable {
         let fields = HostRequestFields(request: context.request, subpath: target.subpath, prefix: target.prefix, portal: instance.portal.name,
                                        requestID: context.requestContext.requestID, remote: context.requestContext.clientAddress,
                                        certificate: certificate, credential: credential, body: ByteBuffer())
-        let message = ErrorBuffer()
+        let message = HostErrorBuffer()
         let status = fields.withHostRequest { descriptor.ws_open!(instance.pointer, connection, $0, message.buffer) }
         guard status == MB_OK else {
             let reason = message.text.isEmpty ? "refused by plugin \(instance.plugin.name)" : message.text

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import CSodium
 import Foundation
 import Logging
+import MeltyABIBytes
 import MeltyPluginABI
 import Metrics
 import NIOConcurrencyHelpers
@@ -161,7 +162,8 @@ private func hostCounterAdd(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, 
 }
 
 private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers: UnsafePointer<mb_plugin_header>?, _ count: Int, _ body: mb_plugin_bytes) -> mb_status {
-    let pending = HostContext.owner(of: token)?.pending
+    let owner = HostContext.owner(of: token)
+    let pending = owner?.pending
     var copied: [(String, String)] = []
     if let headers, count > 0 {
         copied.reserveCapacity(count)
@@ -172,18 +174,21 @@ private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers:
         }
     }
     guard (100...599).contains(status) else {
+        let plugin = pending?.plugin(of: token) ?? "unknown"
+        owner?.logger.warning("plugin answered with an invalid HTTP status; the client gets a 502",
+                              metadata: ["plugin": .string(plugin), "status": .stringConvertible(status), "token": .stringConvertible(token)])
         let invalid = GatewayError(status: 502, code: "invalid_plugin_response",
-                                   message: "the plugin answered with the invalid HTTP status \(status)",
+                                   message: "plugin \"\(plugin)\" answered with the invalid HTTP status \(status)",
                                    hint: "plugins must respond with a status from 100 to 599")
         let answered = pending?.complete(token, with: PluginResponse(status: 502, headers: [("content-type", "application/json")], body: invalid.jsonBytes)) ?? false
         return answered ? MB_ERR_INVALID_ARGUMENT : MB_ERR_NOT_FOUND
     }
-    let response = PluginResponse(status: Int(status), headers: copied, body: body.copiedBytes)
+    let response = PluginResponse(status: Int(status), headers: copied, body: copyBytes(body))
     return pending?.complete(token, with: response) == true ? MB_OK : MB_ERR_NOT_FOUND
 }
 
 private func outboundFrame(_ isText: Int32, _ payload: mb_plugin_bytes) -> WebSocketOutbound {
-    isText != 0 ? .text(payload.copiedBytes) : .binary(payload.copiedBytes)
+    isText != 0 ? .text(copyBytes(payload)) : .binary(copyBytes(payload))
 }
 
 private func hostWebSocketSend(_ connection: mb_connection_id, _ isText: Int32, _ payload: mb_plugin_bytes) -> mb_status {
@@ -270,7 +275,7 @@ private func hostPortalJWTSign(
         write("portal_jwt_sign: this kernel has no portal keys", into: error)
         return MB_ERR_UNSUPPORTED
     }
-    guard let values = try? JSONDecoder().decode([String: JSONValue].self, from: Data(claims.copiedBytes)) else {
+    guard let values = try? JSONDecoder().decode([String: JSONValue].self, from: Data(copyBytes(claims))) else {
         write("portal_jwt_sign: claims must be a JSON object", into: error)
         return MB_ERR_INVALID_ARGUMENT
     }
@@ -309,11 +314,11 @@ private func pluginSecretArguments(
         write("\(function): this kernel has no secret-box key", into: error)
         return nil
     }
-    guard let contextText = String(validating: context.copiedBytes, as: UTF8.self) else {
+    guard let contextText = String(validating: copyBytes(context), as: UTF8.self) else {
         write("\(function): context must be UTF-8", into: error)
         return nil
     }
-    return (pluginHandle.name, handle, keys, contextText, value.copiedBytes, sink)
+    return (pluginHandle.name, handle, keys, contextText, copyBytes(value), sink)
 }
 
 private func hostSecretSeal(
@@ -386,7 +391,7 @@ private func hostHTTPFetch(
                 value: String(pluginBytes: headers[index].value.data, count: headers[index].value.len))
         }
     }
-    let body = value.body.copiedBytes
+    let body = copyBytes(value.body)
     if !body.isEmpty { outbound.body = .bytes(ByteBuffer(bytes: body)) }
     let timeout = value.timeout_ms == 0 ? 30_000 : Int64(value.timeout_ms)
     let contextAddress = UInt(bitPattern: context)

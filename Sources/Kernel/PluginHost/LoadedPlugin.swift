@@ -124,6 +124,9 @@ final class PluginHandle: Sendable {
 
 /// Which descriptor fields a plugin compiled against an older minor version actually has.
 enum PluginDescriptorLayout {
+    /// `sizeof(mb_plugin_descriptor)` of ABI 1.0 (112 on LP64): the fields up to `shutdown`.
+    static let sizeOfABI10 = MemoryLayout<mb_plugin_descriptor>.offset(of: \mb_plugin_descriptor.shutdown)! + MemoryLayout<UnsafeRawPointer>.size
+
     /// Whether the field at `keyPath` lies within the plugin's declared `struct_size`.
     static func has<T>(_ keyPath: KeyPath<mb_plugin_descriptor, T>, in descriptor: UnsafePointer<mb_plugin_descriptor>) -> Bool {
         guard let offset = MemoryLayout<mb_plugin_descriptor>.offset(of: keyPath) else { return false }

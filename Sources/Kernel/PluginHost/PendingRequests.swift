@@ -140,6 +140,16 @@ final class PendingRequests: Sendable {
         return outcome.0
     }
 
+    /// The plugin a request in progress was dispatched to (nil once answered or unknown).
+    func plugin(of token: UInt64) -> String? {
+        state.withLock { state in
+            switch state.slots[token] {
+            case .dispatched(_, let plugin)?, .waiting(_, _, let plugin)?: plugin
+            case .answered?, nil: nil
+            }
+        }
+    }
+
     /// Requests not yet handed back to their caller.
     var count: Int { state.withLock { $0.slots.count } }
 

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyABIBytes
 import MeltyPluginABI
 import NIOConcurrencyHelpers
 
@@ -35,7 +36,7 @@ final class PluginInstance: Sendable {
     /// throws its message on failure.
     static func create(plugin: LoadedPlugin, portal: PortalHandle, configJSON: String) async throws -> PluginInstance {
         let (status, created, text) = try await portal.context.runBlocking { () -> (mb_status, SharedPointer<OpaquePointer?>, String) in
-            let message = ErrorBuffer()
+            let message = HostErrorBuffer()
             var created: OpaquePointer?
             let status = portal.name.withHostBytes { name in
                 configJSON.withHostBytes { json in

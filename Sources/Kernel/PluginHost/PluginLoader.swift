@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeltyABIBytes
 import MeltyBuildSignature
 import MeltyPluginABI
 
@@ -58,7 +59,7 @@ struct PluginLoader {
         let configJSON = config.configJSON
         // init may block (open files, connect): it runs on the kernel's blocking pool.
         let (status, text) = try await context.runBlocking { () -> (mb_status, String) in
-            let message = ErrorBuffer()
+            let message = HostErrorBuffer()
             let status = configJSON.withHostBytes { json in
                 plugin.descriptor.pointee.`init`!(table.pointer, handle.opaque, json, message.buffer)
             }
@@ -73,11 +74,10 @@ struct PluginLoader {
 
     private func check(_ descriptor: UnsafePointer<mb_plugin_descriptor>, config: PluginConfig, takenNames: Set<String>, refuse: (String) -> PluginLoadError) throws {
         let value = descriptor.pointee
-        // struct_size first: it says which later fields may be read at all.
-        let minimumSize = MemoryLayout<mb_plugin_descriptor>.offset(of: \mb_plugin_descriptor.handle_request)!
-            + MemoryLayout<UnsafeRawPointer>.size
-        guard value.struct_size >= minimumSize else {
-            throw refuse("descriptor field struct_size: expected at least \(minimumSize), found \(value.struct_size)")
+        // struct_size first: it says which later fields may be read at all. The smallest
+        // descriptor a plugin can have is ABI 1.0's, which ends with `shutdown`.
+        guard value.struct_size >= PluginDescriptorLayout.sizeOfABI10 else {
+            throw refuse("descriptor field struct_size: expected at least \(PluginDescriptorLayout.sizeOfABI10) (sizeof(mb_plugin_descriptor) of ABI 1.0), found \(value.struct_size); set it to sizeof(mb_plugin_descriptor)")
         }
         guard value.abi_major == UInt32(MB_ABI_MAJOR) else {
             throw refuse("descriptor field abi_major: expected \(MB_ABI_MAJOR), found \(value.abi_major); rebuild the plugin against this kernel's meltybase_plugin.h")

@@ -25,8 +25,18 @@
  *    shutdown run on the kernel's bounded blocking thread pool, so they may block (briefly:
  *    they hold a pool thread), but never while the kernel holds a lock.
  *  - Tables only grow at the end (append-only). A plugin checks host->struct_size before
- *    touching a host function added in a later minor version; the kernel treats a NULL
- *    optional plugin callback, or one beyond the descriptor's struct_size, as "not supported".
+ *    touching a host function added in a later minor version (MB_HAS_FIELD below); the
+ *    kernel treats a NULL optional plugin callback, or one beyond the descriptor's
+ *    struct_size, as "not supported". Field offsets, sizes and types of every minor
+ *    version are frozen by a test (Tests/Integration/abi_freeze.py): a field is never
+ *    moved, resized, retyped or inserted before the end, and a later version's first new
+ *    field starts at or after the previous version's sizeof (never in its tail padding,
+ *    which MB_HAS_FIELD would otherwise report as present on an old plugin).
+ *  - Lifetime: instance_destroy comes a grace period (5 s) after the instance's last
+ *    request and connection completed. Work a plugin runs on its own threads (a worker
+ *    that answers later, a timer) is invisible to the host: such a worker holds its own
+ *    reference to the instance (a reference count the plugin keeps) and the instance's
+ *    memory is freed when the last reference is dropped, not in instance_destroy itself.
  */
 #ifndef MELTYBASE_PLUGIN_H
 #define MELTYBASE_PLUGIN_H
@@ -47,6 +57,19 @@ extern "C" {
 
 /* Build signature of a plugin written in C: pointer size only matters. */
 #define MB_BUILD_SIGNATURE_C_PREFIX "c;"
+
+/* True when the versioned struct at `ptr`, as the other side compiled it, contains `field`:
+ * its struct_size covers offsetof(type, field) + sizeof(field). Every versioned struct
+ * (mb_host_api, mb_host_request, mb_host_instance_context, mb_plugin_descriptor, ...) starts
+ * with `size_t struct_size`, and tables only grow at the end, so this is how a plugin asks
+ * "does this host (or this request) already have that field?" before reading or calling it:
+ *
+ *     if (MB_HAS_FIELD(host, mb_host_api, audit_async) && host->audit_async != NULL) ...
+ *     if (MB_HAS_FIELD(request, mb_host_request, credential_json)) ...
+ *
+ * `ptr` is evaluated twice and must not be NULL; `type` is the struct's typedef name. */
+#define MB_HAS_FIELD(ptr, type, field) \
+    ((ptr)->struct_size >= offsetof(type, field) + sizeof(((type *)0)->field))
 
 /* ------------------------------------------------------------------------------------ */
 /* Status codes                                                                          */
@@ -264,11 +287,16 @@ typedef struct mb_host_api {
     void (*log)(const mb_host_plugin *plugin, const mb_host_portal *portal, mb_log_level level,
                 const char *message, size_t message_len);
 
-    /** Appends an audit entry. `details_json` must be a JSON object or empty. Any thread.
+    /** Appends an audit entry. `details_json` must be a JSON object or empty.
      *  Returns MB_ERR_INVALID_ARGUMENT for bad JSON, MB_ERR_UNAVAILABLE when the audit
      *  store is down (the action should then be refused by the plugin).
-     *  MAY BLOCK until the entry is committed to the system database (one group commit):
-     *  from handle_request and other non-blocking callbacks use audit_async (ABI 1.4). */
+     *  MAY BLOCK until the entry is committed to the system database (one group commit,
+     *  milliseconds, longer while the database is slow). So NOT from handle_request, ws_open,
+     *  ws_message, ws_close, cancel_request or any host completion: those run on the
+     *  kernel's event loops and async executor, and a blocked one stalls other requests.
+     *  There, use audit_async (ABI 1.4), which reports the commit through a completion.
+     *  `audit` is for init, instance_create, instance_destroy, shutdown and the plugin's own
+     *  threads. */
     mb_status (*audit)(const mb_host_plugin *plugin, const mb_host_portal *portal,
                        const char *action, size_t action_len, const char *target, size_t target_len,
                        const char *details_json, size_t details_len, mb_host_error_buffer error);
@@ -429,7 +457,10 @@ typedef struct mb_plugin_descriptor {
     /** Required. Destroys an instance a grace period (5 s) after its last request and
      *  connection completed, so late host calls for it are still safe; at process shutdown
      *  as soon as they completed. Service bindings must be looked up per use, not kept.
-     *  Runs on a thread of the kernel's blocking pool. */
+     *  Runs on a thread of the kernel's blocking pool. The host counts only its own calls:
+     *  a worker thread of the plugin that still uses the instance (to respond later, say)
+     *  must hold its own reference, and the plugin frees the instance when the last one is
+     *  dropped (instance_destroy drops the host's). */
     void (*instance_destroy)(mb_plugin_instance *instance);
 
     /** Required. Handles one HTTP request. Called concurrently from any host thread; must
@@ -439,8 +470,11 @@ typedef struct mb_plugin_descriptor {
 
     /** Optional. A WebSocket connection was opened on the plugin's prefix (the request has
      *  no body). Return MB_OK to keep it; anything else makes the host close it at once with
-     *  code 1008 and `error` as the reason. NULL: the plugin does not accept WebSockets and
-     *  the host refuses the upgrade with a 404. host->ws_send may be called from inside. */
+     *  code 1008 (policy violation) and `error` as the reason. NULL: the plugin does not
+     *  accept WebSockets; the host completes the upgrade and closes the connection at once
+     *  with code 1008 and the reason `plugin "<name>" does not accept WebSocket connections`
+     *  (a failed upgrade could only be a bare 400, so refusals are close frames).
+     *  host->ws_send may be called from inside. */
     mb_status (*ws_open)(mb_plugin_instance *instance, mb_connection_id connection,
                          const mb_host_request *request, mb_host_error_buffer error);
 
