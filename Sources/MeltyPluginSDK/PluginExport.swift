@@ -49,7 +49,12 @@ public enum PluginExport {
             ws_close: sdkWebSocketClose,
             shutdown: sdkShutdown,
             extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes),
-            cancel_request: sdkCancelRequest))
+            cancel_request: sdkCancelRequest,
+            studio_directory: nil,
+            studio_pages: nil,
+            cli_commands: nil,
+            cli_run: nil,
+            health: nil))
         // The entry runs once per dlopen before any other call; a racing second call keeps the first.
         let kept = state.withLock { state -> HostPointer<UnsafeMutablePointer<mb_plugin_descriptor>> in
             if let existing = state.descriptor { return existing }
