@@ -442,9 +442,9 @@ typedef struct mb_host_cli_context {
     const mb_host_plugin *plugin;
     /** The plugin's [plugins.<name>.config] table as a JSON object, as `init` received it. */
     mb_host_bytes config_json;
-    /** Writes bytes to the process's standard output (no newline added). Only from the
-     *  thread running cli_run, during it. Never fails. Blocks while the terminal or pipe
-     *  is full. */
+    /** Writes bytes to the process's standard output (no newline added). Any thread, but
+     *  only until cli_run returns; calls are written whole, in call order. Never fails.
+     *  Blocks while the terminal or pipe is full. */
     void (*write_out)(const struct mb_host_cli_context *context, mb_plugin_bytes bytes);
     /** Same for standard error (messages for the user, warnings). */
     void (*write_err)(const struct mb_host_cli_context *context, mb_plugin_bytes bytes);
