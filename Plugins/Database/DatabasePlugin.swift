@@ -10,6 +10,14 @@ import Synchronization
 public final class DatabasePlugin: PortalPlugin {
     public static let description = PluginDescription(name: "database", version: "0.1.0", routePrefix: "rest", extraRoutePrefixes: ["auth", "sql"])
 
+    /// The Database page (ABI 1.5), shipped as the target's `Studio` resource folder.
+    public static var studio: StudioDefinition? {
+        StudioDefinition(directory: "MeltyBase_DatabasePlugin.resources/Studio", pages: [StudioPageDefinition(id: "tables", title: "Database", module: "database.js")])
+    }
+
+    /// `meltybase database migrate | conninfo`.
+    public static var commands: [PluginCommandDefinition] { DatabaseCommands.all }
+
     /// Settings from `[plugins.database.config]`.
     struct Settings {
         var poolSize = 8

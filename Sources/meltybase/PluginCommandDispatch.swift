@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernel
 import Logging
+import Synchronization
 
 /// `meltybase <plugin> <command> [args]`: commands that plugins declare (ABI 1.5), dispatched
 /// before ArgumentParser sees the arguments, since they are only known from plugins.toml.
@@ -79,6 +80,38 @@ struct PluginCommandDispatch {
         }
     }
 
+    /// Runs the arguments as a plugin command for a built-in alias (`meltybase migrate`):
+    /// like ``runIfPluginCommand(builtIns:)``, but a config that does not load is an error.
+    func runForwarded() async -> Int32 {
+        let (configPath, _) = split
+        do {
+            _ = try ConfigLoader().load(path: configPath)
+        } catch {
+            printError("\(error)")
+            return 1
+        }
+        return await runIfPluginCommand(builtIns: []) ?? 2
+    }
+
+    /// Runs `command` of `plugin` and returns its standard output, for built-in commands
+    /// that ask a plugin (`meltybase portal psql` asks `database conninfo`). Standard error
+    /// passes through; a non-zero exit status becomes a ``CommandError``.
+    static func capture(config: KernelConfig, plugin: String, command: String, arguments: [String]) async throws -> String {
+        var logger = Logger(label: "meltybase")
+        logger.logLevel = .warning
+        let output = CapturedOutput()
+        let status: Int32
+        do {
+            status = try await PluginCommandRunner(config: config, logger: logger).run(plugin: plugin, command: command, arguments: arguments) { stream, bytes in
+                if stream == .output { output.append(bytes) } else { FileHandle.standardError.write(Data(bytes)) }
+            }
+        } catch {
+            throw CommandError(error.description)
+        }
+        guard status == 0 else { throw CommandError("meltybase \(plugin) \(command) exited with status \(status)") }
+        return output.text
+    }
+
     /// `meltybase <plugin> --help`: the plugin's commands with their summaries.
     static func usage(of description: PluginCommandRunner.Description) -> String {
         guard !description.commands.isEmpty else {
@@ -111,7 +144,14 @@ struct PluginCommandDispatch {
         return lines.count > 1 ? lines.joined(separator: "\n") : nil
     }
 
-    private func printError(_ message: String) {
+    func printError(_ message: String) {
         FileHandle.standardError.write(Data("Error: \(message)\n".utf8))
     }
+}
+
+/// Bytes a plugin command wrote to standard output, collected across threads.
+final class CapturedOutput: Sendable {
+    private let bytes = Mutex<[UInt8]>([])
+    func append(_ more: [UInt8]) { bytes.withLock { $0.append(contentsOf: more) } }
+    var text: String { String(decoding: bytes.withLock { $0 }, as: UTF8.self) }
 }
