@@ -7,40 +7,52 @@ import Synchronization
 /// `meltybase <plugin> <command> [args]`: commands that plugins declare (ABI 1.5), dispatched
 /// before ArgumentParser sees the arguments, since they are only known from plugins.toml.
 ///
-/// `--config <path>` (or `--config=<path>`) may appear anywhere and is removed before the
-/// plugin sees the arguments; default `./plugins.toml`.
+/// `--config <path>` (default `./plugins.toml`) and `--data-dir <path>` (or `--x=<path>`)
+/// may appear anywhere and are taken by meltybase, as for the built-in commands; the plugin
+/// never sees them.
 struct PluginCommandDispatch {
     /// The arguments after the executable name.
     let arguments: [String]
 
-    /// The `--config` value and the arguments without it.
-    var split: (config: String, rest: [String]) {
+    /// The `--config` and `--data-dir` values and the arguments without them.
+    var split: (config: String, dataDirectory: String?, rest: [String]) {
         var config = "plugins.toml"
+        var dataDirectory: String? = nil
         var rest: [String] = []
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            if argument == "--config", index + 1 < arguments.count {
-                config = arguments[index + 1]
+            if (argument == "--config" || argument == "--data-dir"), index + 1 < arguments.count {
+                if argument == "--config" { config = arguments[index + 1] } else { dataDirectory = arguments[index + 1] }
                 index += 2
                 continue
             }
             if argument.hasPrefix("--config=") {
                 config = String(argument.dropFirst("--config=".count))
+            } else if argument.hasPrefix("--data-dir=") {
+                dataDirectory = String(argument.dropFirst("--data-dir=".count))
             } else {
                 rest.append(argument)
             }
             index += 1
         }
-        return (config, rest)
+        return (config, dataDirectory, rest)
+    }
+
+    /// The config of `--config`, with `--data-dir` applied (as ``ConfigOptions`` does).
+    func loadConfig() throws -> KernelConfig {
+        let (path, dataDirectory, _) = split
+        var config = try ConfigLoader().load(path: path)
+        if let dataDirectory { config.dataDirectory = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path }
+        return config
     }
 
     /// Exit status when the arguments name a configured plugin (the command ran or its
     /// help was printed); nil when they are for a built-in command (ArgumentParser's job).
     func runIfPluginCommand(builtIns: Set<String>) async -> Int32? {
-        let (configPath, rest) = split
+        let rest = split.rest
         guard let first = rest.first, !first.hasPrefix("-"), !builtIns.contains(first) else { return nil }
-        guard let config = try? ConfigLoader().load(path: configPath) else { return nil }
+        guard let config = try? loadConfig() else { return nil }
         var logger = Logger(label: "meltybase")
         logger.logLevel = .warning
         let runner = PluginCommandRunner(config: config, logger: logger)
@@ -83,9 +95,8 @@ struct PluginCommandDispatch {
     /// Runs the arguments as a plugin command for a built-in alias (`meltybase migrate`):
     /// like ``runIfPluginCommand(builtIns:)``, but a config that does not load is an error.
     func runForwarded() async -> Int32 {
-        let (configPath, _) = split
         do {
-            _ = try ConfigLoader().load(path: configPath)
+            _ = try loadConfig()
         } catch {
             printError("\(error)")
             return 1
@@ -127,8 +138,7 @@ struct PluginCommandDispatch {
     /// The "PLUGIN COMMANDS" section of `meltybase --help`: every configured plugin's
     /// commands, or nothing when the config does not load.
     func helpSection() -> String? {
-        let (configPath, _) = split
-        guard let config = try? ConfigLoader().load(path: configPath), !config.plugins.isEmpty else { return nil }
+        guard let config = try? loadConfig(), !config.plugins.isEmpty else { return nil }
         let runner = PluginCommandRunner(config: config, logger: Logger(label: "meltybase") { _ in SwiftLogNoOpLogHandler() })
         var lines = ["PLUGIN COMMANDS (from \(config.sourcePath)):"]
         for plugin in config.plugins {

@@ -546,10 +546,12 @@ typedef struct mb_plugin_descriptor {
     const mb_cli_command *const *cli_commands;
     /** Optional; required when cli_commands is not empty. Runs `command` (one of
      *  cli_commands' names) with the arguments that followed it (`argc` NUL-terminated
-     *  strings, host-owned, valid during the call; `--config <path>` already removed). Runs
-     *  once per process, after `init` returned MB_OK and before `shutdown`, on a thread of the
-     *  kernel's blocking pool; it may block for as long as the command takes. Returns the
-     *  process exit status: 0 success, 1 failure (say why on write_err), 2 usage error. */
+     *  strings, host-owned, valid during the call; `--config` and `--data-dir` and their
+     *  values are taken by meltybase, and `--help` is answered from `help` without calling
+     *  the plugin). Runs once per process, after `init` returned MB_OK and before `shutdown`,
+     *  on a thread of the kernel's blocking pool; it may block for as long as the command
+     *  takes. Returns the process exit status: 0 success, 1 failure (say why on write_err),
+     *  2 usage error. */
     int (*cli_run)(const mb_host_cli_context *context, const char *command, int argc, const char *const *argv);
     /** Optional. Reports the plugin's health (for the Studio's overview, /v1/hub/plugins and
      *  `meltybase doctor`): calls `sink` once, before returning, with a JSON object
