@@ -62,6 +62,19 @@ struct PluginPagesAndCommandsTests {
         #expect(health["acme-report"]?["message"] as? String == "fixture reports degraded on purpose")
     }
 
+    @Test("a Swift plugin reports health through the SDK; a plugin without the callback is not reported")
+    func swiftHealth() async throws {
+        let host = try await PluginHost(configs: [
+            PluginConfig(name: "echo-swift", path: TestPlugins.echoSwift, required: true, configJSON: "{}", line: 1),
+            PluginConfig(name: "slow-create", path: try TestPlugins.broken("slow_create"), required: true, configJSON: "{}", line: 2),
+        ], logger: Logger(label: "health") { _ in SwiftLogNoOpLogHandler() })
+        let health = await host.health()
+        #expect(health["echo-swift"] == PluginHealth(status: "ok", message: "echoing"))
+        #expect(health["slow-create"] == .notReported)
+        #expect(PluginHealth.parse(Array("{\"status\":\"bad\"}".utf8)).status == "failing")
+        await host.shutdown()
+    }
+
     /// The plugin's writes, by stream.
     final class Output: Sendable {
         private let box = NIOLockedValueBox<(out: [UInt8], err: [UInt8])>(([], []))
@@ -104,6 +117,17 @@ struct PluginPagesAndCommandsTests {
             _ = try await runner.run(plugin: "ghost", command: "x", arguments: []) { _, _ in }
         }
         #expect(noPlugin?.exitStatus == 2 && noPlugin?.description.hasPrefix("no plugin \"ghost\" in ") == true)
+
+        // A Swift plugin's command through the SDK: typed options, output writer.
+        var swiftConfig = config
+        swiftConfig.plugins.append(PluginConfig(name: "echo-swift", path: TestPlugins.echoSwift, required: false, configJSON: "{}", line: 9))
+        let swiftRunner = PluginCommandRunner(config: swiftConfig, logger: Logger(label: "cli") { _ in SwiftLogNoOpLogHandler() })
+        let echoed = Output()
+        #expect(try await swiftRunner.run(plugin: "echo-swift", command: "echo", arguments: ["hello", "--upper", "world"]) { echoed.write($0, $1) } == 0)
+        #expect(echoed.out == "HELLO WORLD\n", "\(echoed.out) \(echoed.err)")
+        let badOption = Output()
+        #expect(try await swiftRunner.run(plugin: "echo-swift", command: "echo", arguments: ["--loud"]) { badOption.write($0, $1) } == 2)
+        #expect(badOption.err == "Error: unknown option --loud; options: --upper\n", "\(badOption.err)")
 
         let record = Output()
         #expect(try await runner.run(plugin: "acme-report", command: "record", arguments: ["--note", "hello there"]) { record.write($0, $1) } == 0)
