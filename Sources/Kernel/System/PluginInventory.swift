@@ -37,7 +37,7 @@ public struct PluginInventory: Sendable {
     public static func fromRunningKernel(baseURL: String) async -> PluginInventory? {
         var request = HTTPClientRequest(url: baseURL + "/v1/system/plugins")
         request.method = .GET
-        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(2)), response.status == .ok,
+        guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(5)), response.status == .ok,
               let body = try? await response.body.collect(upTo: 4 * 1024 * 1024),
               let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
               let plugins = object["plugins"] as? [[String: Any]] else { return nil }
