@@ -431,9 +431,10 @@ typedef struct mb_cli_command {
  *  in a short-lived `meltybase` process that loaded the plugin alone and called its `init`
  *  with this same host table and plugin handle: host->audit (MAY BLOCK, fine here),
  *  host->log, host->postgres_conninfo(plugin, NULL) (the system database; the CLI starts
- *  the embedded Postgres for the command's duration when no kernel runs it) and the other
- *  functions that take no portal work as in a kernel. There are no portals, no requests and
- *  no connections in that process. */
+ *  the embedded Postgres for the command's duration when no kernel runs it), audit_async,
+ *  counter_add and service_export work as in a kernel. There are no portals, requests or
+ *  connections in that process, so the functions that need a portal (secret_seal,
+ *  secret_open, portal_jwt_sign, service_lookup) refuse. */
 typedef struct mb_host_cli_context {
     size_t struct_size;
     /** The host table `init` received. */
