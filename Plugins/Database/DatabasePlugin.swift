@@ -18,6 +18,21 @@ public final class DatabasePlugin: PortalPlugin {
     /// `meltybase database migrate | conninfo`.
     public static var commands: [PluginCommandDefinition] { DatabaseCommands.all }
 
+    /// Health (ABI 1.5): whether the kernel's Postgres server answers a query.
+    public static var healthCheck: (@Sendable () async -> PluginHealthReport)? {
+        {
+            guard let shared = shared.withLock({ $0 }) else { return PluginHealthReport(.failing, "the plugin is not started") }
+            do {
+                let connection = try await PostgresConnection.connect(shared.host.postgresConninfo(), on: shared.loop)
+                defer { connection.close() }
+                _ = try await connection.query("SELECT 1")
+                return PluginHealthReport(.ok, "Postgres answers")
+            } catch {
+                return PluginHealthReport(.failing, "Postgres does not answer: \(error)")
+            }
+        }
+    }
+
     /// Settings from `[plugins.database.config]`.
     struct Settings {
         var poolSize = 8

@@ -303,3 +303,6 @@ def test_overview_lists_every_route_prefix_of_a_plugin(kernel, admin, browser):
     for prefix in ("rest", "auth", "sql"):
         assert f"/p/<portal>/{prefix}" in row, row
     assert "/p/<portal>/vault" in text_of(browser, "[data-test=plugins-table]")
+    # Health (ABI 1.5): the Database plugin asks Postgres; the Vault reports none.
+    assert text_of(browser, "[data-test=plugin-health][data-plugin=database]").startswith("ok"), row
+    assert text_of(browser, "[data-test=plugin-health][data-plugin=vault]") == "not reported"

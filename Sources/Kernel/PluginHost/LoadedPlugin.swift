@@ -29,6 +29,9 @@ public final class LoadedPlugin: Sendable {
     let handle: PluginHandle
     /// Studio pages, Studio folder, commands and health (ABI 1.5), checked at load.
     let extensions: PluginExtensions
+    /// A `health` call is running on the blocking pool: a plugin whose check hangs holds at
+    /// most one pool thread, however often the overview asks.
+    let healthInFlight = NIOLockedValueBox(false)
 
     /// The plugin's Studio pages (ABI 1.5; empty when it declares none).
     public var studioPages: [PluginStudioPage] { extensions.pages }

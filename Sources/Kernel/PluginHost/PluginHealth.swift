@@ -19,10 +19,18 @@ public struct PluginHealth: Sendable, Equatable {
     /// a plugin that does not answer in time is "failing" (its call finishes on its own).
     static func check(_ plugin: LoadedPlugin, context: HostContext, timeout: Duration = timeout) async -> PluginHealth {
         guard plugin.reportsHealth else { return .notReported }
+        let started = plugin.healthInFlight.withLockedValue { running -> Bool in
+            defer { running = true }
+            return !running
+        }
+        guard started else {
+            return PluginHealth(status: "failing", message: "the previous health check has not returned yet")
+        }
         let descriptor = SharedPointer(plugin.descriptor)
         return await withCheckedContinuation { (continuation: CheckedContinuation<PluginHealth, Never>) in
             let answer = FirstAnswer(continuation)
             Task {
+                defer { plugin.healthInFlight.withLockedValue { $0 = false } }
                 do {
                     answer.finish(try await context.runBlocking { call(descriptor.pointer) })
                 } catch {
