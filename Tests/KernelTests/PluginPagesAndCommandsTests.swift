@@ -139,4 +139,35 @@ struct PluginPagesAndCommandsTests {
         #expect(rows.rows.first?[0] == "plugin:acme-report" && rows.rows.first?[1] == "cli")
         #expect(rows.rows.first?[2]?.contains("hello there") == true)
     }
+
+    @Test("a Studio folder is read bounded: dotfiles skipped, links out of the folder refused, file count and size capped")
+    func studioFolderBounds() throws {
+        let directory = try makeTemporaryDirectory("plugin-studio")
+        let manager = FileManager.default
+        try manager.createDirectory(atPath: directory + "/pages", withIntermediateDirectories: true)
+        try manager.createDirectory(atPath: directory + "/.git", withIntermediateDirectories: true)
+        try Data("export default {}".utf8).write(to: URL(fileURLWithPath: directory + "/pages/a.js"))
+        try Data("secret".utf8).write(to: URL(fileURLWithPath: directory + "/.env"))
+        try Data("x".utf8).write(to: URL(fileURLWithPath: directory + "/.git/config"))
+        try manager.createSymbolicLink(atPath: directory + "/inside.js", withDestinationPath: directory + "/pages/a.js")
+        let set = try StudioFileSet(directory: directory, limits: .plugin)
+        #expect(Set(set.files.keys) == ["pages/a.js", "inside.js"])
+        #expect(set.files["pages/a.js"]?.contentType == "text/javascript; charset=utf-8")
+
+        try manager.createSymbolicLink(atPath: directory + "/passwd.js", withDestinationPath: "/etc/passwd")
+        #expect(throws: StudioFileSet.ReadError.self) { try StudioFileSet(directory: directory, limits: .plugin) }
+        try manager.removeItem(atPath: directory + "/passwd.js")
+
+        #expect(throws: StudioFileSet.ReadError.self) { try StudioFileSet(directory: directory, limits: .init(maxFiles: 1, maxTotalBytes: 1024)) }
+        #expect(throws: StudioFileSet.ReadError.self) { try StudioFileSet(directory: directory, limits: .init(maxFiles: 10, maxTotalBytes: 8)) }
+        #expect(throws: StudioFileSet.ReadError.self) { try StudioFileSet(directory: directory + "/missing", limits: .plugin) }
+
+        for good in ["studio", "MeltyBase_DatabasePlugin.resources/Studio", "pages/report.js"] {
+            #expect(PluginExtensions.isRelativePath(good), "\(good)")
+        }
+        for bad in ["", "/etc", "../x", "a/../b", "a/./b", "a//b", ".hidden/x", "a b", "a\\b", "x/"] {
+            #expect(!PluginExtensions.isRelativePath(bad), "\(bad)")
+        }
+        #expect(PluginExtensions.isCommandName("rotate-master") && !PluginExtensions.isCommandName("-x") && !PluginExtensions.isCommandName("Rotate"))
+    }
 }

@@ -40,32 +40,35 @@ struct StudioFileSet: Sendable {
     /// Reads every regular file below `directory`. Throws when the folder is missing, a
     /// limit is passed or a symbolic link leads outside it.
     init(directory: String, limits: Limits) throws(ReadError) {
-        let root = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL.resolvingSymlinksInPath()
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: root.path, isDirectory: &isDirectory), isDirectory.boolValue else {
+        guard let rootPath = Self.realPath(directory) else {
             throw ReadError(description: "folder \(directory) does not exist")
         }
-        guard let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey, .isSymbolicLinkKey]) else {
-            throw ReadError(description: "folder \(directory) cannot be listed")
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: rootPath, isDirectory: &isDirectory), isDirectory.boolValue,
+              let enumerator = FileManager.default.enumerator(atPath: rootPath) else {
+            throw ReadError(description: "folder \(directory) does not exist or cannot be listed")
         }
-        let rootPath = root.path.hasSuffix("/") ? root.path : root.path + "/"
+        let prefix = rootPath.hasSuffix("/") ? rootPath : rootPath + "/"
         var contents: [String: [UInt8]] = [:]
         var total = 0
-        for case let url as URL in enumerator {
-            let relative = String(url.standardizedFileURL.path.dropFirst(rootPath.count))
+        while let next = enumerator.nextObject() as? String {
+            let relative = next
             if relative.split(separator: "/").contains(where: { $0.hasPrefix(".") }) {
                 enumerator.skipDescendants()
                 continue
             }
-            let resolved = url.resolvingSymlinksInPath().standardizedFileURL.path
-            guard resolved.hasPrefix(rootPath) else {
+            // Symbolic links are followed only when they stay inside the folder.
+            let path = prefix + relative
+            guard let resolved = Self.realPath(path) else { continue }
+            guard resolved.hasPrefix(prefix) else {
                 throw ReadError(description: "\(relative) in \(directory) is a symbolic link to \(resolved), outside the folder")
             }
-            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true else { continue }
+            var entryIsDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: resolved, isDirectory: &entryIsDirectory), !entryIsDirectory.boolValue else { continue }
             guard contents.count < limits.maxFiles else {
                 throw ReadError(description: "folder \(directory) holds more than \(limits.maxFiles) files")
             }
-            guard let data = FileManager.default.contents(atPath: url.path) else {
+            guard let data = FileManager.default.contents(atPath: resolved) else {
                 throw ReadError(description: "\(relative) in \(directory) cannot be read")
             }
             total += data.count
@@ -83,6 +86,13 @@ struct StudioFileSet: Sendable {
         files = Dictionary(uniqueKeysWithValues: contents.map { path, bytes in
             (path, File(bytes: ByteBuffer(bytes: bytes), contentType: Self.contentType(for: path)))
         })
+    }
+
+    /// `realpath(3)`: the absolute path with every symbolic link resolved; nil when it does not exist.
+    static func realPath(_ path: String) -> String? {
+        guard let resolved = realpath(path, nil) else { return nil }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     /// The media type for a file name.
