@@ -113,8 +113,6 @@ let package = Package(
             name: "meltybase",
             dependencies: [
                 "Kernel",
-                "PortalDatabaseCore",
-                "VaultCore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/meltybase"
@@ -128,7 +126,9 @@ let package = Package(
             name: "DatabasePlugin",
             dependencies: ["MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
             path: "Plugins/Database",
-            exclude: ["Core"]
+            exclude: ["Core"],
+            // The Database page of the Studio (ABI 1.5 studio_directory: MeltyBase_DatabasePlugin.resources/Studio).
+            resources: [.copy("Studio")]
         ),
         .target(
             name: "EchoSwiftPlugin",
@@ -139,7 +139,9 @@ let package = Package(
             name: "VaultPlugin",
             dependencies: ["MeltyPluginSDK", "VaultCore", "MeltyPostgres"],
             path: "Plugins/Vault",
-            exclude: ["Core"]
+            exclude: ["Core"],
+            // The Vault page of the Studio (ABI 1.5 studio_directory: MeltyBase_VaultPlugin.resources/Studio).
+            resources: [.copy("Studio")]
         ),
         /// The bare swift-nio HTTP/1 peer of Benchmarks/gateway.sh (canned response, no framework).
         .executableTarget(

@@ -73,7 +73,19 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else
 declare -A seal=() open=() ossl_enc=() ossl_dec=()
 read -r -a sizes <<<"$SIZES"
 note "raw AES-256-GCM: ${CRYPTO_SECONDS} s per size and direction"
-"$BIN/meltybase" vault bench --sizes "${sizes[@]}" --seconds "$CRYPTO_SECONDS" >"$TMP/ours.txt"
+# `meltybase vault bench` is the vault plugin's command (ABI 1.5): it needs the plugin
+# configured and a master key for the plugin's init (the bench itself uses a random key).
+cat >"$TMP/bench.toml" <<TOML
+[kernel]
+plugin_dir = "$BIN"
+data_dir = "$TMP/bench-data"
+log_level = "warning"
+
+[plugins.vault]
+path = "libVaultPlugin.so"
+TOML
+MELTYBASE_MASTER_KEY="$(openssl rand -hex 32)" "$BIN/meltybase" vault bench --config "$TMP/bench.toml" \
+  --sizes "${sizes[@]}" --seconds "$CRYPTO_SECONDS" >"$TMP/ours.txt"
 for size in "${sizes[@]}"; do
   seal[$size]="$(awk -v s="$size" '$1 == "size" && $2 == s":" {sub(/k$/, "", $4); print $4}' "$TMP/ours.txt")"
   open[$size]="$(awk -v s="$size" '$1 == "size" && $2 == s":" {sub(/k$/, "", $6); print $6}' "$TMP/ours.txt")"

@@ -4,7 +4,10 @@
 #   scripts/build-c-plugins.sh [--with-broken] OUTDIR
 #
 #   OUTDIR/libecho_c.so              Plugins/Examples/EchoC/echo_plugin.c
+#   OUTDIR/echo_c_studio/            Plugins/Examples/EchoC/studio (its Studio page, ABI 1.5)
 #   OUTDIR/broken/lib<name>.so       Tests/Fixtures/BrokenPlugins/<name>.c  (--with-broken)
+#   OUTDIR/libacme_report.so         Tests/Fixtures/ThirdPartyPlugin/thirdparty_plugin.c (--with-broken)
+#   OUTDIR/acme_report_studio/       Tests/Fixtures/ThirdPartyPlugin/studio (--with-broken)
 #
 # Compiler: ${CC:-cc}. An output is rebuilt only when it is missing or older than its
 # source, the ABI header or this script; one line is printed per file actually built.
@@ -90,7 +93,24 @@ build() {
     echo "built $output"
 }
 
+# copy_studio SOURCE_DIR OUTPUT_DIR: a plugin's Studio folder goes beside its library (the
+# descriptor's studio_directory names it relative to the library's folder). Replaced only
+# when its contents differ.
+copy_studio() {
+    local source="$1" output="$2"
+    if [[ -d "$output" ]] && diff -r -q -- "$source" "$output" >/dev/null 2>&1; then
+        return 0
+    fi
+    mkdir -p -- "$(dirname "$output")"
+    rm -rf -- "$output.tmp.$$"
+    cp -R -- "$source" "$output.tmp.$$"
+    rm -rf -- "$output"
+    mv -- "$output.tmp.$$" "$output"
+    echo "copied $output"
+}
+
 build "$repo_root/Plugins/Examples/EchoC/echo_plugin.c" "$outdir/libecho_c.so"
+copy_studio "$repo_root/Plugins/Examples/EchoC/studio" "$outdir/echo_c_studio"
 
 if [[ "$with_broken" -eq 1 ]]; then
     shopt -s nullglob
@@ -104,4 +124,6 @@ if [[ "$with_broken" -eq 1 ]]; then
         name="$(basename "$source" .c)"
         build "$source" "$outdir/broken/lib$name.so"
     done
+    build "$repo_root/Tests/Fixtures/ThirdPartyPlugin/thirdparty_plugin.c" "$outdir/libacme_report.so"
+    copy_studio "$repo_root/Tests/Fixtures/ThirdPartyPlugin/studio" "$outdir/acme_report_studio"
 fi

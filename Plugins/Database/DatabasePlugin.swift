@@ -10,6 +10,29 @@ import Synchronization
 public final class DatabasePlugin: PortalPlugin {
     public static let description = PluginDescription(name: "database", version: "0.1.0", routePrefix: "rest", extraRoutePrefixes: ["auth", "sql"])
 
+    /// The Database page (ABI 1.5), shipped as the target's `Studio` resource folder.
+    public static var studio: StudioDefinition? {
+        StudioDefinition(directory: "MeltyBase_DatabasePlugin.resources/Studio", pages: [StudioPageDefinition(id: "tables", title: "Database", module: "database.js")])
+    }
+
+    /// `meltybase database migrate | conninfo`.
+    public static var commands: [PluginCommandDefinition] { DatabaseCommands.all }
+
+    /// Health (ABI 1.5): whether the kernel's Postgres server answers a query.
+    public static var healthCheck: (@Sendable () async -> PluginHealthReport)? {
+        {
+            guard let shared = shared.withLock({ $0 }) else { return PluginHealthReport(.failing, "the plugin is not started") }
+            do {
+                let connection = try await PostgresConnection.connect(shared.host.postgresConninfo(), on: shared.loop)
+                defer { connection.close() }
+                _ = try await connection.query("SELECT 1")
+                return PluginHealthReport(.ok, "Postgres answers")
+            } catch {
+                return PluginHealthReport(.failing, "Postgres does not answer: \(error)")
+            }
+        }
+    }
+
     /// Settings from `[plugins.database.config]`.
     struct Settings {
         var poolSize = 8

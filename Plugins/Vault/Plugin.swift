@@ -12,6 +12,14 @@ import VaultCore
 public final class VaultPlugin: PortalPlugin {
     public static let description = PluginDescription(name: "vault", version: "1.0.0", routePrefix: "vault")
 
+    /// The Vault's Studio page (ABI 1.5), shipped as the target's `Studio` resource folder.
+    public static var studio: StudioDefinition? {
+        StudioDefinition(directory: "MeltyBase_VaultPlugin.resources/Studio", pages: [StudioPageDefinition(id: "secrets", title: "Vault", module: "vault.js")])
+    }
+
+    /// `meltybase vault rotate-master | rotate-portal-key | bench`.
+    public static var commands: [PluginCommandDefinition] { VaultCommands.all }
+
     /// What `start` set up; `nil` before `start` and after `shutdown`.
     struct Runtime: Sendable {
         let host: PluginHostServices

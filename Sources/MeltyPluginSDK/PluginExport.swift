@@ -50,7 +50,12 @@ public enum PluginExport {
             ws_close: sdkWebSocketClose,
             shutdown: sdkShutdown,
             extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes),
-            cancel_request: sdkCancelRequest))
+            cancel_request: sdkCancelRequest,
+            studio_directory: type.studio.map { UnsafePointer(strdup($0.directory)) },
+            studio_pages: PluginExtrasBridge.pageList(type.studio?.pages ?? []),
+            cli_commands: PluginExtrasBridge.commandList(type.commands),
+            cli_run: type.commands.isEmpty ? nil : sdkCLIRun,
+            health: type.healthCheck == nil ? nil : sdkHealth))
         // The entry runs once per dlopen before any other call; a racing second call keeps the first.
         let kept = state.withLock { state -> HostPointer<UnsafeMutablePointer<mb_plugin_descriptor>> in
             if let existing = state.descriptor { return existing }

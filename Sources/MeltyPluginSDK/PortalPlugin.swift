@@ -41,6 +41,17 @@ public protocol PortalPlugin: AnyObject, Sendable {
 
     /// Called once at process shutdown after every instance stopped.
     static func shutdown()
+
+    /// The plugin's Studio folder and pages (ABI 1.5); nil (the default) adds none.
+    static var studio: StudioDefinition? { get }
+
+    /// The plugin's command-line commands (ABI 1.5); empty by default. They run in a
+    /// `meltybase <plugin> <command>` process after ``start(host:config:)``, without portals.
+    static var commands: [PluginCommandDefinition] { get }
+
+    /// Reports the plugin's health (ABI 1.5) for the Studio's overview and `meltybase
+    /// doctor`; nil (the default) shows "not reported". The kernel waits 2 seconds at most.
+    static var healthCheck: (@Sendable () async -> PluginHealthReport)? { get }
 }
 
 extension PortalPlugin {
@@ -58,6 +69,12 @@ extension PortalPlugin {
     public func stop() {}
     /// Does nothing.
     public static func shutdown() {}
+    /// No Studio pages.
+    public static var studio: StudioDefinition? { nil }
+    /// No commands.
+    public static var commands: [PluginCommandDefinition] { [] }
+    /// Health not reported.
+    public static var healthCheck: (@Sendable () async -> PluginHealthReport)? { nil }
 }
 
 /// A plugin's identity as the kernel sees it.

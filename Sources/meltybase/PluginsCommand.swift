@@ -11,7 +11,7 @@ struct PluginsCommand: AsyncParsableCommand {
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List plugins: name, version, ABI, status, path, and whether each portal enables them.",
+            abstract: "List plugins: name, version, ABI, status, health, path, and whether each portal enables them.",
             discussion: "Asks the running kernel (first listener) when one answers; otherwise loads the plugins in this process to check them.")
 
         @OptionGroup var options: ConfigOptions
@@ -41,6 +41,7 @@ struct PluginsCommand: AsyncParsableCommand {
             if json {
                 let rows: [[String: Any]] = inventory.rows.map {
                     ["name": $0.name, "version": $0.version, "abi": $0.abi, "status": $0.status, "path": $0.path, "prefix": $0.prefix,
+                     "health": $0.health.map { ["status": $0.status, "message": $0.message] } ?? NSNull(),
                      "portals": Dictionary(uniqueKeysWithValues: $0.portals), "reason": $0.reason ?? NSNull()]
                 }
                 let data = try JSONSerialization.data(withJSONObject: ["source": inventory.source, "plugins": rows], options: [.prettyPrinted, .sortedKeys])
@@ -48,8 +49,8 @@ struct PluginsCommand: AsyncParsableCommand {
                 return
             }
             print("(\(inventory.source))")
-            let table = [["NAME", "VERSION", "ABI", "STATUS", "PREFIX", "PORTALS", "PATH"]] + inventory.rows.map { row in
-                [row.name, row.version, row.abi, row.status, row.prefix,
+            let table = [["NAME", "VERSION", "ABI", "STATUS", "HEALTH", "PREFIX", "PORTALS", "PATH"]] + inventory.rows.map { row in
+                [row.name, row.version, row.abi, row.status, row.health.map { $0 == .notReported ? "-" : $0.status } ?? "-", row.prefix,
                  row.portals.isEmpty ? "-" : row.portals.map { "\($0.0):\($0.1)" }.joined(separator: ","), row.path]
             }
             printTable(table)

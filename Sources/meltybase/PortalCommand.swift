@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import Kernel
 import Logging
-import PortalDatabaseCore
 
 /// `meltybase portal create|list|enable|disable|psql`
 struct PortalCommand: AsyncParsableCommand {
@@ -83,11 +82,12 @@ struct PortalCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            guard let system = try Kernel(config: config, logger: Logger(label: "meltybase")).runningSystemConninfo() else {
+            guard try Kernel(config: config, logger: Logger(label: "meltybase")).runningSystemConninfo() != nil else {
                 throw CommandError("the embedded Postgres of \(config.dataDirectory) is not running: start MeltyBase first (`scripts/run` or `meltybase serve`)")
             }
-            let user = role == "owner" ? PortalDatabaseNames.owner(name) : "authenticator"
-            let conninfo = PortalDatabaseNames.conninfo(system, portal: name, user: user)
+            // Where the portal's data lives is the Database plugin's business: ask it.
+            let conninfo = try await PluginCommandDispatch.capture(config: config, plugin: "database", command: "conninfo", arguments: ["--portal", name, "--role", role])
+                .trimmingCharacters(in: .whitespacesAndNewlines)
             if printOnly {
                 print(conninfo)
                 return

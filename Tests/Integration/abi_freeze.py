@@ -45,6 +45,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (16, []),
         3: (16, []),
         4: (16, []),
+        5: (16, []),
     },
     "mb_plugin_bytes": {
         0: (16, [
@@ -55,6 +56,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (16, []),
         3: (16, []),
         4: (16, []),
+        5: (16, []),
     },
     "mb_host_error_buffer": {
         0: (16, [
@@ -65,6 +67,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (16, []),
         3: (16, []),
         4: (16, []),
+        5: (16, []),
     },
     "mb_host_header": {
         0: (32, [
@@ -75,6 +78,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (32, []),
         3: (32, []),
         4: (32, []),
+        5: (32, []),
     },
     "mb_plugin_header": {
         0: (32, [
@@ -85,6 +89,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (32, []),
         3: (32, []),
         4: (32, []),
+        5: (32, []),
     },
     "mb_host_request": {
         0: (152, [
@@ -107,6 +112,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (184, []),
         3: (184, []),
         4: (184, []),
+        5: (184, []),
     },
     "mb_plugin_http_request": {
         0: (80, [
@@ -122,6 +128,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (80, []),
         3: (80, []),
         4: (80, []),
+        5: (80, []),
     },
     "mb_host_http_response": {
         0: (64, [
@@ -137,6 +144,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (64, []),
         3: (64, []),
         4: (64, []),
+        5: (64, []),
     },
     "mb_service_binding": {
         0: (24, [
@@ -148,6 +156,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (24, []),
         3: (24, []),
         4: (24, []),
+        5: (24, []),
     },
     "mb_json_service": {
         0: (16, [
@@ -158,6 +167,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (16, []),
         3: (16, []),
         4: (16, []),
+        5: (16, []),
     },
     "mb_host_api": {
         0: (104, [
@@ -188,6 +198,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (144, [
             ("audit_async", 136, 8, "mb_status (*)(const mb_host_plugin *, const mb_host_portal *, const char *, size_t, const char *, size_t, const char *, size_t, mb_status_completion, void *, mb_host_error_buffer)"),
         ]),
+        5: (144, []),
     },
     "mb_host_instance_context": {
         0: (48, [
@@ -200,6 +211,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         2: (48, []),
         3: (48, []),
         4: (48, []),
+        5: (48, []),
     },
     "mb_plugin_descriptor": {
         0: (112, [
@@ -227,6 +239,39 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("cancel_request", 120, 8, "void (*)(mb_plugin_instance *, mb_request_token)"),
         ]),
         4: (128, []),
+        5: (168, [
+            ("studio_directory", 128, 8, "const char *"),
+            ("studio_pages", 136, 8, "const mb_studio_page *const *"),
+            ("cli_commands", 144, 8, "const mb_cli_command *const *"),
+            ("cli_run", 152, 8, "int (*)(const mb_host_cli_context *, const char *, int, const char *const *)"),
+            ("health", 160, 8, "mb_status (*)(mb_bytes_sink, void *, mb_host_error_buffer)"),
+        ]),
+    },
+    "mb_studio_page": {
+        5: (32, [
+            ("struct_size", 0, 8, "size_t"),
+            ("id", 8, 8, "const char *"),
+            ("title", 16, 8, "const char *"),
+            ("module", 24, 8, "const char *"),
+        ]),
+    },
+    "mb_cli_command": {
+        5: (32, [
+            ("struct_size", 0, 8, "size_t"),
+            ("name", 8, 8, "const char *"),
+            ("summary", 16, 8, "const char *"),
+            ("help", 24, 8, "const char *"),
+        ]),
+    },
+    "mb_host_cli_context": {
+        5: (56, [
+            ("struct_size", 0, 8, "size_t"),
+            ("host", 8, 8, "const mb_host_api *"),
+            ("plugin", 16, 8, "const mb_host_plugin *"),
+            ("config_json", 24, 16, "mb_host_bytes"),
+            ("write_out", 40, 8, "void (*)(const struct mb_host_cli_context *, mb_plugin_bytes)"),
+            ("write_err", 48, 8, "void (*)(const struct mb_host_cli_context *, mb_plugin_bytes)"),
+        ]),
     },
 }
 

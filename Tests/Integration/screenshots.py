@@ -92,7 +92,7 @@ def run_plugin_pages(outdir: Path) -> None:
                                         json={"name": name, "value": value, "description": note},
                                         headers={"authorization": f"Bearer {token}"})
                 assert created.status_code in (200, 201), created.text
-            sign_in_with(driver, kernel, admin["pair"], f"database/{PORTAL}/todos")
+            sign_in_with(driver, kernel, admin["pair"], f"plugins/database/tables/{PORTAL}/todos")
             wait_heading(driver, "Database")
             wait_text(driver, "[data-test=db-rows]", "Try MeltyBase")
             driver.execute_script("window.scrollTo(0, 0)")
@@ -101,7 +101,7 @@ def run_plugin_pages(outdir: Path) -> None:
             wait_text(driver, "[data-test=sql-error]", "42601")
             driver.execute_script("document.querySelector('[data-test=sql-error]').scrollIntoView({block: 'end'})")
             capture(driver, outdir, "database-console", width, height)
-            driver.get(f"{kernel.url}/dashboard/vault/{PORTAL}")
+            driver.get(f"{kernel.url}/dashboard/plugins/vault/secrets/{PORTAL}")
             wait_heading(driver, "Vault")
             wait_text(driver, "[data-test=vault-secrets]", "STRIPE_KEY")
             capture(driver, outdir, "vault", width, height)

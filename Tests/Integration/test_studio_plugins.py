@@ -96,6 +96,7 @@ def rows_of(browser):
 
 def test_database_page_console_browse_filter_edit(kernel, admin, browser):
     token = admin["pair"]["access_token"]
+    # The old address (database) leads to the Database plugin's page (ABI 1.5: plugins/database/tables).
     sign_in_with(browser, kernel, admin["pair"], "database")
     wait_heading(browser, "Database")
     assert Select(labelled(browser, "Portal")).first_selected_option.text == PORTAL
@@ -119,7 +120,7 @@ def test_database_page_console_browse_filter_edit(kernel, admin, browser):
 
     # The new table appears (the schema cache reloads after DDL); open it.
     wait_click(browser, lambda d: d.find_elements(By.LINK_TEXT, "t"), "table t in the list")
-    wait_for(browser, lambda d: d.current_url.endswith(f"/dashboard/database/{PORTAL}/t"))
+    wait_for(browser, lambda d: d.current_url.endswith(f"/dashboard/plugins/database/tables/{PORTAL}/t"))
     wait_text(browser, "[data-test=db-page-info]", "of 2")
     assert text_of(browser, "[data-test=db-page-info]") == "Rows 1 to 2 of 2"
     assert rows_of(browser) == [["1", "a"], ["2", "b"]]
@@ -197,7 +198,7 @@ def test_database_page_console_browse_filter_edit(kernel, admin, browser):
     click(browser, "Reload tables")
     wait_for(browser, lambda d: d.execute_script(
         "return (JSON.parse(sessionStorage.getItem('meltybase.session')) || {}).refresh_token") not in (before, None), message="a refreshed session")
-    assert browser.find_elements(By.LINK_TEXT, "t") and "/dashboard/database/" in browser.current_url
+    assert browser.find_elements(By.LINK_TEXT, "t") and "/dashboard/plugins/database/tables/" in browser.current_url
     admin["pair"] = browser.execute_script("return JSON.parse(sessionStorage.getItem('meltybase.session'))")
 
 
@@ -205,7 +206,7 @@ def test_vault_page_create_version_reveal_hide(kernel, admin, browser):
     # A session that has only given the password: the page asks for the code, then loads at AAL2.
     pair = requests.post(kernel.url + "/v1/admin/login", json={"email": EMAIL, "password": PASSWORD}, timeout=30).json()
     assert pair["aal"] == "aal1" and pair["mfa_required"] is True
-    sign_in_with(browser, kernel, pair, f"vault/{PORTAL}")
+    sign_in_with(browser, kernel, pair, f"plugins/vault/secrets/{PORTAL}")
     dialog = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "dialog.stepup[open]"))
     code, admin["step"] = next_totp(admin["secret"], after_step=admin["step"])
     fill(browser, "Authentication code", code, scope=dialog)
@@ -281,7 +282,7 @@ def test_vault_page_create_version_reveal_hide(kernel, admin, browser):
 def test_plugin_pages_are_readable_at_phone_width(kernel, admin, browser):
     browser.set_window_size(390, 844)
     try:
-        for path, title in ((f"database/{PORTAL}/t", "Database"), (f"vault/{PORTAL}", "Vault")):
+        for path, title in ((f"plugins/database/tables/{PORTAL}/t", "Database"), (f"plugins/vault/secrets/{PORTAL}", "Vault")):
             browser.get(kernel.url + "/dashboard/" + path)
             wait_heading(browser, title)
             wait_for(browser, lambda d: d.find_elements(By.CSS_SELECTOR, "[data-test=db-rows] tbody tr, [data-test=vault-secrets] tbody tr"))
@@ -302,3 +303,6 @@ def test_overview_lists_every_route_prefix_of_a_plugin(kernel, admin, browser):
     for prefix in ("rest", "auth", "sql"):
         assert f"/p/<portal>/{prefix}" in row, row
     assert "/p/<portal>/vault" in text_of(browser, "[data-test=plugins-table]")
+    # Health (ABI 1.5): the Database plugin asks Postgres; the Vault reports none.
+    assert text_of(browser, "[data-test=plugin-health][data-plugin=database]").startswith("ok"), row
+    assert text_of(browser, "[data-test=plugin-health][data-plugin=vault]") == "not reported"

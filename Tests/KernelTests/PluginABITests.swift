@@ -23,6 +23,8 @@ struct PluginABITests {
             ("init_fails", "broken-init-fails", "init failed (MB_ERR_UNAVAILABLE): cannot reach the licensing oracle"),
             ("null_callback", "broken-null-callback", "descriptor field handle_request: required callback is NULL"),
             ("wrong_struct_size", "broken-small-struct", "descriptor field struct_size: expected at least 112 (sizeof(mb_plugin_descriptor) of ABI 1.0), found 8"),
+            ("bad_page_id", "broken-page-id", "descriptor field studio_pages[0].id: expected 1 to 63 characters of a-z, 0-9, '-' and '_', found \"Bad Page\""),
+            ("studio_escape", "broken-studio-escape", "descriptor field studio_directory: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"../../etc\""),
         ]
         for item in cases {
             let (host, log) = try await load([config(item.name, try TestPlugins.broken(item.fixture))])
@@ -73,7 +75,7 @@ struct PluginABITests {
         let (host, _) = try await load([config("echo-c", try TestPlugins.echoC()), config("echo-swift", TestPlugins.echoSwift)])
         #expect(host.failures.isEmpty, "\(host.failures)")
         let c = try #require(host.plugin(named: "echo-c"))
-        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.4" && c.routePrefix == "echo-c")
+        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.5" && c.routePrefix == "echo-c")
         let swift = try #require(host.plugin(prefix: "echo-swift"))
         #expect(swift.buildSignature.hasPrefix("swift-"))
         #expect(swift.acceptsWebSockets)

@@ -33,6 +33,13 @@
  *                                  refuses when echo-swift is not enabled for the portal)
  *   anything else                  404 JSON {"code":"not_found",...}
  * WebSockets: every upgrade is accepted and every frame is echoed back unchanged.
+ *
+ * ABI 1.5 (see docs/plugin-pages-and-commands.md):
+ *   Studio page "hello" (studio/hello.js; scripts/build-c-plugins.sh copies the folder to
+ *                                  echo_c_studio/ beside libecho_c.so), shown at
+ *                                  /dashboard/plugins/echo-c/hello
+ *   Command  meltybase echo-c hello [--name NAME]   prints "Hello, NAME! (echo-c 1.x)"
+ *   Health   always {"status":"ok"}
  */
 
 /* clock_gettime, pthread_condattr_setclock and friends are POSIX, not C11. */
@@ -892,6 +899,68 @@ static void echo_shutdown(void) {
 }
 
 /* ------------------------------------------------------------------------------------ */
+/* ABI 1.5: a Studio page, a command and a health report                                 */
+/* ------------------------------------------------------------------------------------ */
+
+static const mb_studio_page g_hello_page = {
+    .struct_size = sizeof(mb_studio_page),
+    .id = "hello",
+    .title = "Echo (C)",
+    .module = "hello.js",
+};
+static const mb_studio_page *const g_pages[] = { &g_hello_page, NULL };
+
+static const mb_cli_command g_hello_command = {
+    .struct_size = sizeof(mb_cli_command),
+    .name = "hello",
+    .summary = "Print a greeting (the smallest plugin command).",
+    .help = "USAGE: meltybase echo-c hello [--name NAME]\n\n"
+            "Prints \"Hello, NAME! (echo-c <version>)\"; NAME defaults to \"world\".",
+};
+static const mb_cli_command *const g_commands[] = { &g_hello_command, NULL };
+
+/* Writes one formatted line to the command's standard output or error. */
+static void cli_print(const mb_host_cli_context *context, int to_error, const char *format, ...) {
+    char line[512];
+    va_list args;
+    va_start(args, format);
+    int length = vsnprintf(line, sizeof(line), format, args);
+    va_end(args);
+    if (length < 0) return;
+    if ((size_t)length >= sizeof(line)) length = (int)sizeof(line) - 1;
+    mb_plugin_bytes bytes = { (const uint8_t *)line, (size_t)length };
+    if (to_error) context->write_err(context, bytes);
+    else context->write_out(context, bytes);
+}
+
+/* Runs on a blocking-pool thread of the meltybase CLI process, after echo_init. */
+static int echo_cli_run(const mb_host_cli_context *context, const char *command, int argc, const char *const *argv) {
+    if (strcmp(command, "hello") != 0) {
+        cli_print(context, 1, "echo-c: unknown command %s\n", command);
+        return 2;
+    }
+    const char *name = "world";
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
+            name = argv[++i];
+        } else {
+            cli_print(context, 1, "echo-c hello: unexpected argument \"%s\"; usage: meltybase echo-c hello [--name NAME]\n", argv[i]);
+            return 2;
+        }
+    }
+    cli_print(context, 0, "Hello, %s! (%s %s)\n", name, ECHO_NAME, ECHO_VERSION);
+    return 0;
+}
+
+/* Blocking pool, any time after init: nothing here can fail. */
+static mb_status echo_health(mb_bytes_sink sink, void *sink_context, mb_host_error_buffer error) {
+    (void)error;
+    static const char report[] = "{\"status\":\"ok\",\"message\":\"echoing\"}";
+    sink(sink_context, (mb_host_bytes){ (const uint8_t *)report, sizeof(report) - 1 });
+    return MB_OK;
+}
+
+/* ------------------------------------------------------------------------------------ */
 /* Descriptor and the one exported symbol                                                */
 /* ------------------------------------------------------------------------------------ */
 
@@ -911,6 +980,12 @@ static const mb_plugin_descriptor g_descriptor = {
     .ws_message = echo_ws_message,
     .ws_close = echo_ws_close,
     .shutdown = echo_shutdown,
+    /* ABI 1.5 */
+    .studio_directory = "echo_c_studio",
+    .studio_pages = g_pages,
+    .cli_commands = g_commands,
+    .cli_run = echo_cli_run,
+    .health = echo_health,
 };
 
 static void fill_build_signature(void) {

@@ -9,6 +9,21 @@ import MeltyPluginSDK
 public final class EchoSwiftPlugin: PortalPlugin {
     public static let description = PluginDescription(name: "echo-swift", version: "1.1.0", routePrefix: "echo-swift", extraRoutePrefixes: ["echo-swift-alt"])
 
+    /// Health (ABI 1.5): always fine; shows how a Swift plugin reports it.
+    public static var healthCheck: (@Sendable () async -> PluginHealthReport)? {
+        { PluginHealthReport(.ok, "echoing") }
+    }
+
+    /// One command (ABI 1.5): `meltybase echo-swift echo [words...] [--upper]`.
+    public static var commands: [PluginCommandDefinition] {
+        [PluginCommandDefinition(name: "echo", summary: "Print the arguments back.",
+                                 help: "USAGE: meltybase echo-swift echo [words...] [--upper]", options: [.flag("upper")]) { arguments, context in
+            let text = arguments.positional.joined(separator: " ")
+            context.output.print(arguments.flag("upper") ? text.uppercased() : text)
+            return 0
+        }]
+    }
+
     /// The kernel's services (set by the SDK before `start`).
     static var host: PluginHostServices? { PluginExport.host }
     let portal: Portal

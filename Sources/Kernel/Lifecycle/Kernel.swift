@@ -193,7 +193,7 @@ public final class Kernel: Sendable {
                 identity: identity, portals: PortalStore(database: database, config: config), database: database,
                 dataDirectory: config.dataDirectory, licensePublicKey: licensing.licensePublicKey, portalKeys: portalKeys))
         systemRoutes.licenseChecks = LicenseCheckRoutes(state: state, publicKey: licensing.licensePublicKey, evaluation: evaluation, identity: identity)
-        systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger))
+        systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger), plugins: plugins)
         systemRoutes.bodyLimit = config.bodyLimitBytes
         var gateway = Gateway(
             config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter, systemRoutes: systemRoutes, logger: logger,

@@ -27,8 +27,22 @@ public final class LoadedPlugin: Sendable {
     private let sharedDescriptor: SharedPointer<UnsafePointer<mb_plugin_descriptor>>
     /// The handle passed to the plugin in every host call that needs one.
     let handle: PluginHandle
+    /// Studio pages, Studio folder, commands and health (ABI 1.5), checked at load.
+    let extensions: PluginExtensions
+    /// A `health` call is running on the blocking pool: a plugin whose check hangs holds at
+    /// most one pool thread, however often the overview asks.
+    let healthInFlight = NIOLockedValueBox(false)
 
-    init(descriptor: UnsafePointer<mb_plugin_descriptor>, path: String, handle: PluginHandle) {
+    /// The plugin's Studio pages (ABI 1.5; empty when it declares none).
+    public var studioPages: [PluginStudioPage] { extensions.pages }
+    /// The plugin's command-line commands (ABI 1.5; empty when it declares none).
+    public var commands: [PluginCommand] { extensions.commands }
+    /// Whether the plugin reports its health (ABI 1.5 `health`).
+    public var reportsHealth: Bool { extensions.reportsHealth }
+    /// Version of the plugin's Studio folder (nil without one): part of its asset URLs.
+    public var studioVersion: String? { extensions.studio?.files.version }
+
+    init(descriptor: UnsafePointer<mb_plugin_descriptor>, path: String, handle: PluginHandle, extensions: PluginExtensions = PluginExtensions()) {
         let value = descriptor.pointee
         self.sharedDescriptor = SharedPointer(descriptor)
         self.name = String(cString: value.name)
@@ -39,6 +53,14 @@ public final class LoadedPlugin: Sendable {
         self.buildSignature = String(cString: value.build_signature)
         self.path = path
         self.handle = handle
+        self.extensions = extensions
+    }
+
+    /// Where the Studio fetches the module of `page`:
+    /// `/dashboard/plugins/<name>/assets/<version>/<module>`; nil without a Studio folder.
+    public func moduleURL(of page: PluginStudioPage) -> String? {
+        guard let version = studioVersion else { return nil }
+        return "\(PluginStudioRoutes.prefix)\(name)/assets/\(version)/\(page.module)"
     }
 
     /// The descriptor's `extra_route_prefixes` (empty before ABI 1.1 or when NULL).

@@ -134,6 +134,19 @@ public final class PluginHost: Sendable {
         }
     }
 
+    /// Every loaded plugin's health (ABI 1.5 `health`), asked concurrently, each bounded by
+    /// ``PluginHealth/timeout``; by plugin name.
+    public func health() async -> [String: PluginHealth] {
+        await withTaskGroup(of: (String, PluginHealth).self) { group in
+            for plugin in plugins {
+                group.addTask { (plugin.name, await PluginHealth.check(plugin, context: self.context)) }
+            }
+            var result: [String: PluginHealth] = [:]
+            for await (name, health) in group { result[name] = health }
+            return result
+        }
+    }
+
     /// The plugin serving `prefix`, if loaded.
     public func plugin(prefix: String) -> LoadedPlugin? { byPrefix[prefix] }
 

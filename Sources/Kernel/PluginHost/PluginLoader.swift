@@ -23,9 +23,15 @@ struct PluginLoader {
     /// The kernel loading the plugins: its host table, handles and blocking pool.
     let context: HostContext
 
-    /// Loads, checks and initialises one plugin. `takenNames` and `takenPrefixes` (prefix to
-    /// plugin) belong to plugins already loaded; clashes are refused before `init` runs.
-    func load(_ config: PluginConfig, takenNames: Set<String>, takenPrefixes: [String: String]) async throws -> LoadedPlugin {
+    /// A checked descriptor that has not been initialised: what `meltybase <plugin> --help`
+    /// needs, and the first half of ``load(_:takenNames:takenPrefixes:)``.
+    struct Inspected {
+        let descriptor: UnsafePointer<mb_plugin_descriptor>
+        let extensions: PluginExtensions
+    }
+
+    /// Opens one library and checks its descriptor, without calling `init`.
+    static func inspect(_ config: PluginConfig, takenNames: Set<String> = []) throws -> Inspected {
         func refuse(_ reason: String) -> PluginLoadError {
             PluginLoadError(plugin: config.name, path: config.path, reason: reason)
         }
@@ -42,6 +48,21 @@ struct PluginLoader {
         let entry = unsafeBitCast(symbol, to: mb_plugin_entry_fn.self)
         guard let descriptor = entry() else { throw refuse("\(MB_PLUGIN_ENTRY_SYMBOL)() returned NULL") }
         try check(descriptor, config: config, takenNames: takenNames, refuse: refuse)
+        do {
+            return Inspected(descriptor: descriptor, extensions: try PluginExtensions.read(descriptor, libraryPath: config.path))
+        } catch {
+            throw refuse(error.reason)
+        }
+    }
+
+    /// Loads, checks and initialises one plugin. `takenNames` and `takenPrefixes` (prefix to
+    /// plugin) belong to plugins already loaded; clashes are refused before `init` runs.
+    func load(_ config: PluginConfig, takenNames: Set<String>, takenPrefixes: [String: String]) async throws -> LoadedPlugin {
+        func refuse(_ reason: String) -> PluginLoadError {
+            PluginLoadError(plugin: config.name, path: config.path, reason: reason)
+        }
+        let inspected = try Self.inspect(config, takenNames: takenNames)
+        let descriptor = inspected.descriptor
         let name = String(cString: descriptor.pointee.name)
         let prefixes = [String(cString: descriptor.pointee.route_prefix)] + LoadedPlugin.extraPrefixes(of: descriptor)
         for prefix in prefixes {
@@ -54,7 +75,7 @@ struct PluginLoader {
             }
         }
         let handle = PluginHandle(name: name, context: context)
-        let plugin = LoadedPlugin(descriptor: descriptor, path: config.path, handle: handle)
+        let plugin = LoadedPlugin(descriptor: descriptor, path: config.path, handle: handle, extensions: inspected.extensions)
         let table = context.table
         let configJSON = config.configJSON
         // init may block (open files, connect): it runs on the kernel's blocking pool.
@@ -72,7 +93,7 @@ struct PluginLoader {
         return plugin
     }
 
-    private func check(_ descriptor: UnsafePointer<mb_plugin_descriptor>, config: PluginConfig, takenNames: Set<String>, refuse: (String) -> PluginLoadError) throws {
+    private static func check(_ descriptor: UnsafePointer<mb_plugin_descriptor>, config: PluginConfig, takenNames: Set<String>, refuse: (String) -> PluginLoadError) throws {
         let value = descriptor.pointee
         // struct_size first: it says which later fields may be read at all. The smallest
         // descriptor a plugin can have is ABI 1.0's, which ends with `shutdown`.

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import Logging
 import NIOCore
@@ -12,10 +11,7 @@ import NIOCore
 /// version), while `index.html`, which names the version, is never cached.
 struct StudioAssets: Sendable {
     /// One file, ready to send.
-    struct Asset: Sendable {
-        let bytes: ByteBuffer
-        let contentType: String
-    }
+    typealias Asset = StudioFileSet.File
 
     /// Version of this set of files (16 hex digits).
     let version: String
@@ -29,30 +25,15 @@ struct StudioAssets: Sendable {
     /// Name of the resource bundle SwiftPM builds for the Kernel target.
     static let bundleName = "MeltyBase_Kernel.resources"
 
-    /// Reads the assets from `directory`; nil when it holds no `index.html`.
+    /// Reads the assets from `directory` (``StudioFileSet``); nil when it holds no `index.html`.
     init?(directory: String) {
-        let root = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
-        guard let enumerator = FileManager.default.enumerator(at: root, includingPropertiesForKeys: [.isRegularFileKey]) else { return nil }
-        var contents: [String: [UInt8]] = [:]
-        for case let url as URL in enumerator {
-            guard (try? url.resourceValues(forKeys: [.isRegularFileKey]).isRegularFile) == true,
-                  let data = FileManager.default.contents(atPath: url.path) else { continue }
-            let relative = String(url.standardizedFileURL.path.dropFirst(root.path.count)).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
-            guard !relative.split(separator: "/").contains(where: { $0.hasPrefix(".") }) else { continue }
-            contents[relative] = Array(data)
-        }
-        guard let indexBytes = contents.removeValue(forKey: "index.html") else { return nil }
-        var hasher = SHA256()
-        for path in contents.keys.sorted() + ["index.html"] {
-            hasher.update(data: Array(path.utf8) + [0])
-            hasher.update(data: path == "index.html" ? indexBytes : contents[path]!)
-        }
-        version = hasher.finalize().prefix(8).map { String(format: "%02x", $0) }.joined()
-        files = Dictionary(uniqueKeysWithValues: contents.map { path, bytes in
-            (path, Asset(bytes: ByteBuffer(bytes: bytes), contentType: Self.contentType(for: path)))
-        })
-        let base = Self.assetPrefix + version
-        index = ByteBuffer(string: String(decoding: indexBytes, as: UTF8.self).replacingOccurrences(of: "{{ASSET_BASE}}", with: base))
+        guard let set = try? StudioFileSet(directory: directory, limits: .kernel) else { return nil }
+        var files = set.files
+        guard let indexFile = files.removeValue(forKey: "index.html") else { return nil }
+        version = set.version
+        self.files = files
+        let indexText = String(buffer: indexFile.bytes)
+        index = ByteBuffer(string: indexText.replacingOccurrences(of: "{{ASSET_BASE}}", with: Self.assetPrefix + version))
     }
 
     /// The assets from the first place that has them: the resource bundle next to the
@@ -77,18 +58,5 @@ struct StudioAssets: Sendable {
     }
 
     /// The media type for a file name.
-    static func contentType(for path: String) -> String {
-        switch (path as NSString).pathExtension.lowercased() {
-        case "html": "text/html; charset=utf-8"
-        case "css": "text/css; charset=utf-8"
-        case "js", "mjs": "text/javascript; charset=utf-8"
-        case "json": "application/json"
-        case "svg": "image/svg+xml"
-        case "png": "image/png"
-        case "ico": "image/x-icon"
-        case "woff2": "font/woff2"
-        case "txt", "md": "text/plain; charset=utf-8"
-        default: "application/octet-stream"
-        }
-    }
+    static func contentType(for path: String) -> String { StudioFileSet.contentType(for: path) }
 }

@@ -5,12 +5,15 @@ import NIOCore
 
 /// Serves the Studio: `/` redirects to `/dashboard`; `/dashboard` and every path below it
 /// but `/dashboard/assets/` answer `index.html` (the single-page app routes itself);
-/// `/dashboard/assets/<version>/<file>` answer the files. Every answer carries a strict
+/// `/dashboard/assets/<version>/<file>` answer the files; plugins' Studio files are served
+/// from `/dashboard/plugins/<plugin>/assets/<version>/<file>` (``PluginStudioRoutes``). Every answer carries a strict
 /// Content-Security-Policy (scripts, styles and connections from this origin only, no
 /// inline code), `nosniff`, no framing and no referrer.
 struct StudioRoutes: Sendable {
     /// The files, or nil when the build has none (then `/dashboard` answers 503).
     let assets: StudioAssets?
+    /// The loaded plugins, whose Studio folders are served below `/dashboard/plugins/` (ABI 1.5).
+    var plugins: PluginHost? = nil
 
     /// The policy: nothing from other origins, no inline script or style, no plugins,
     /// no framing, no `<base>` and forms only to this origin.
@@ -25,11 +28,15 @@ struct StudioRoutes: Sendable {
 
     func register(on router: some RouterMethods<KernelRequestContext>) {
         let assets = assets
+        let plugins = plugins
         router.get("/") { _, _ in
             Response(status: .found, headers: Self.securityHeaders([.location: "/dashboard", .cacheControl: "no-cache"]))
         }
         for path in ["/dashboard", "/dashboard/**"] {
-            router.get(RouterPath(path)) { request, _ in try Self.answer(request.uri.path, assets: assets) }
+            router.get(RouterPath(path)) { request, _ in
+                if PluginStudioRoutes.isAsset(request.uri.path) { return try PluginStudioRoutes.answer(request.uri.path, plugins: plugins) }
+                return try Self.answer(request.uri.path, assets: assets)
+            }
         }
     }
 

@@ -111,6 +111,7 @@ enum KernelOpenAPI {
                                   responses: ["201": "the new admin", "400": "bad email or password", "409": "exists, or no free seat"]),
             ],
             "/v1/hub/plugins": ["get": operation("The plugin report for a signed-in admin", tag: "hub", auth: .admin("aal1"), responses: ["200": "the plugin report"])],
+            "/v1/hub/studio/pages": ["get": operation("The Studio pages of plugins enabled by at least one portal (ABI 1.5)", tag: "hub", auth: .admin("aal1"), responses: ["200": "{pages: [{plugin, id, title, module, path, portals}]}"])],
             "/v1/hub/portals": [
                 "get": operation("Every portal and its plugins", tag: "hub", auth: .admin("aal1"), responses: ["200": "{portals}"]),
                 "post": operation("Creates a portal (shows its API keys once)", tag: "hub", auth: .admin("aal2"),

@@ -28,6 +28,9 @@ struct SystemRoutes: Sendable {
         hub?.register(on: router)
         licenseChecks?.register(on: router)
         studio?.register(on: router)
+        if let identity = hub?.identity {
+            StudioPagesRoute(identity: identity, plugins: plugins, portals: portals).register(on: router)
+        }
         router.get("/v1/system/status") { _, _ in
             Self.json(state.statusJSON)
         }
@@ -59,7 +62,7 @@ struct SystemRoutes: Sendable {
             guard context.remoteAddress?.isLoopback ?? false else {
                 throw GatewayError(status: 403, code: "loopback_only", message: "the plugin report is only served to loopback clients")
             }
-            return Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter).json)
+            return Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter, health: await plugins.health()).json)
         }
         // The same report for a signed-in admin from anywhere (the Studio's overview).
         router.get("/v1/hub/plugins") { request, _ in
@@ -68,7 +71,7 @@ struct SystemRoutes: Sendable {
                     throw GatewayError(status: 404, code: "route_not_found", message: "admin routes are not configured in this kernel")
                 }
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
-                var response = Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter).json)
+                var response = Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter, health: await plugins.health()).json)
                 response.headers[.cacheControl] = "no-store"
                 return response
             }
@@ -115,6 +118,8 @@ struct PluginReport {
     let plugins: PluginHost
     let portals: PortalRegistry
     let rateLimiter: RateLimiter
+    /// Each plugin's health by name (ABI 1.5); a plugin missing here shows "not reported".
+    var health: [String: PluginHealth] = [:]
 
     var json: [UInt8] {
         let loaded: [[String: Any]] = plugins.plugins.map { plugin in
@@ -122,6 +127,8 @@ struct PluginReport {
                 "name": plugin.name, "version": plugin.version, "abi": plugin.abiVersion, "path": plugin.path,
                 "prefix": plugin.routePrefix, "prefixes": plugin.routePrefixes, "build_signature": plugin.buildSignature, "status": "loaded",
                 "websockets": plugin.acceptsWebSockets,
+                "health": ["status": (health[plugin.name] ?? .notReported).status, "message": (health[plugin.name] ?? .notReported).message],
+                "pages": plugin.studioPages.map { $0.id }, "commands": plugin.commands.map { $0.name },
                 "portals": Dictionary(portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") },
                                       uniquingKeysWith: { first, _ in first }),
             ]

@@ -50,7 +50,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 4
+#define MB_ABI_MINOR 5
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -424,6 +424,61 @@ typedef struct mb_host_instance_context {
     mb_host_bytes config_json;
 } mb_host_instance_context;
 
+/* ---- ABI 1.5: Studio pages, command-line commands, health ---- */
+
+/** One page a plugin adds to the Studio (the admin dashboard). Plugin-owned, immortal. */
+typedef struct mb_studio_page {
+    size_t struct_size;
+    /** NUL-terminated, 1 to 63 characters of [a-z0-9_-]. The page's address is
+     *  /dashboard/plugins/<plugin name>/<id>; unique within the plugin. */
+    const char *id;
+    /** NUL-terminated navigation label (UTF-8, 1 to 64 bytes). */
+    const char *title;
+    /** NUL-terminated path of the page's JavaScript module inside the plugin's Studio folder
+     *  (studio_directory), e.g. "pages/items.js": [A-Za-z0-9._/-], no "..", no leading "/"
+     *  and no dotfile segment. The file must exist there when the kernel loads the plugin.
+     *  Its default export is `{ title, render(context) }` (docs/plugin-pages-and-commands.md). */
+    const char *module;
+} mb_studio_page;
+
+/** One command a plugin adds to the command line: `meltybase <plugin> <name> [args]`.
+ *  Plugin-owned, immortal. */
+typedef struct mb_cli_command {
+    size_t struct_size;
+    /** NUL-terminated, 1 to 63 characters of [a-z0-9-], not starting with "-"; unique
+     *  within the plugin. */
+    const char *name;
+    /** NUL-terminated one-line summary, shown by `meltybase <plugin> --help`. */
+    const char *summary;
+    /** NUL-terminated full usage text, printed as is by `meltybase <plugin> <name> --help`
+     *  (the kernel answers --help itself; cli_run never sees it). May be NULL: the summary. */
+    const char *help;
+} mb_cli_command;
+
+/** What cli_run receives: host-owned, valid only during the cli_run call. The command runs
+ *  in a short-lived `meltybase` process that loaded the plugin alone and called its `init`
+ *  with this same host table and plugin handle: host->audit (MAY BLOCK, fine here),
+ *  host->log, host->postgres_conninfo(plugin, NULL) (the system database; the CLI starts
+ *  the embedded Postgres for the command's duration when no kernel runs it), audit_async,
+ *  counter_add and service_export work as in a kernel. There are no portals, requests or
+ *  connections in that process, so the functions that need a portal (secret_seal,
+ *  secret_open, portal_jwt_sign, service_lookup) refuse. */
+typedef struct mb_host_cli_context {
+    size_t struct_size;
+    /** The host table `init` received. */
+    const mb_host_api *host;
+    /** The plugin's handle, as `init` received it. */
+    const mb_host_plugin *plugin;
+    /** The plugin's [plugins.<name>.config] table as a JSON object, as `init` received it. */
+    mb_host_bytes config_json;
+    /** Writes bytes to the process's standard output (no newline added). Any thread, but
+     *  only until cli_run returns; calls are written whole, in call order. Never fails.
+     *  Blocks while the terminal or pipe is full. */
+    void (*write_out)(const struct mb_host_cli_context *context, mb_plugin_bytes bytes);
+    /** Same for standard error (messages for the user, warnings). */
+    void (*write_err)(const struct mb_host_cli_context *context, mb_plugin_bytes bytes);
+} mb_host_cli_context;
+
 typedef struct mb_plugin_descriptor {
     /** sizeof(mb_plugin_descriptor) as the plugin was compiled. */
     size_t struct_size;
@@ -506,6 +561,42 @@ typedef struct mb_plugin_descriptor {
      *  is accepted and ignored. Called at most once per token, on a host thread, never from
      *  inside handle_request; must not block. */
     void (*cancel_request)(mb_plugin_instance *instance, mb_request_token token);
+
+    /* ---- ABI 1.5 ---- */
+
+    /** Optional. NUL-terminated folder holding the plugin's Studio files, relative to the
+     *  folder of the plugin's shared library (e.g. "echo_c_studio" or
+     *  "MeltyBase_DatabasePlugin.resources/Studio"): [A-Za-z0-9._/-], no "..", no leading
+     *  "/". The kernel reads it once when it loads the plugin (at most 256 files and 8 MiB;
+     *  dotfiles skipped; symbolic links pointing outside the folder refused) and serves it
+     *  under /dashboard/plugins/<name>/assets/<version>/ with the Studio's security headers.
+     *  Required when studio_pages is not empty. Immortal. */
+    const char *studio_directory;
+    /** Optional. NULL-terminated list (at most 32) of the plugin's Studio pages. The Studio
+     *  shows them in its navigation to an admin when at least one portal enables the plugin.
+     *  A bad id, title or module refuses the plugin at load. Immortal. */
+    const mb_studio_page *const *studio_pages;
+    /** Optional. NULL-terminated list (at most 64) of the plugin's commands. A bad or
+     *  duplicate name refuses the plugin at load. Immortal. */
+    const mb_cli_command *const *cli_commands;
+    /** Optional; required when cli_commands is not empty. Runs `command` (one of
+     *  cli_commands' names) with the arguments that followed it (`argc` NUL-terminated
+     *  strings, host-owned, valid during the call; `--config` and `--data-dir` and their
+     *  values are taken by meltybase, and `--help` is answered from `help` without calling
+     *  the plugin). Runs once per process, after `init` returned MB_OK and before `shutdown`,
+     *  on a thread of the kernel's blocking pool; it may block for as long as the command
+     *  takes. Returns the process exit status: 0 success, 1 failure (say why on write_err),
+     *  2 usage error. */
+    int (*cli_run)(const mb_host_cli_context *context, const char *command, int argc, const char *const *argv);
+    /** Optional. Reports the plugin's health (for the Studio's overview, /v1/hub/plugins and
+     *  `meltybase doctor`): calls `sink` once, before returning, with a JSON object
+     *  {"status":"ok"|"degraded"|"failing","message":"..."} (message optional, one line) and
+     *  returns MB_OK; or returns another status with a message in `error` (reported as
+     *  "failing"). Runs on a thread of the kernel's blocking pool, any time after `init`,
+     *  possibly concurrently with requests; may block briefly (a database ping). The kernel
+     *  waits at most 2 seconds, then reports "failing: health check timed out" and leaves
+     *  the call to finish on its own. NULL: health "not reported". */
+    mb_status (*health)(mb_bytes_sink sink, void *sink_context, mb_host_error_buffer error);
 } mb_plugin_descriptor;
 
 /** Signature of the entry function. */

@@ -27,6 +27,9 @@ enum TestPlugins {
     /// The C example plugin.
     static func echoC() throws -> String { try directory() + "/libecho_c.so" }
 
+    /// The third-party fixture (Tests/Fixtures/ThirdPartyPlugin, ABI 1.5 page, command, health).
+    static func acmeReport() throws -> String { try directory() + "/libacme_report.so" }
+
     /// A broken plugin by fixture name (`wrong_major`).
     static func broken(_ name: String) throws -> String { try directory() + "/broken/lib\(name).so" }
 

@@ -201,7 +201,7 @@ struct VaultPluginTests {
         }
     }
 
-    @Test("rotate-master and rotate-portal-key through the CLI: audited, re-runnable; kernels on the new key read every value, the old key alone reads none")
+    @Test("rotate-master and rotate-portal-key, the vault plugin's commands (meltybase vault ...): audited through the host, re-runnable; kernels on the new key read every value, the old key alone reads none")
     func rotationCommands() async throws {
         let oldKey = Self.randomKey()
         let newKey = Self.randomKey()
@@ -249,7 +249,7 @@ struct VaultPluginTests {
             #expect(!output.contains(oldKey) && !output.contains(newKey))
         }
         let connection = try await TestServices.connect(conninfo)
-        let actions = try await connection.query("SELECT action FROM meltybase.audit_log WHERE actor = 'cli:vault' ORDER BY seq").rows.map { $0[0] ?? "" }
+        let actions = try await connection.query("SELECT action FROM meltybase.audit_log WHERE actor = 'plugin:vault' AND action LIKE 'vault.%_key.rotate' ORDER BY seq").rows.map { $0[0] ?? "" }
         #expect(actions == ["vault.master_key.rotate", "vault.master_key.rotate", "vault.portal_key.rotate", "vault.portal_key.rotate"])
 
         // A kernel on the new key alone reads everything; one on the old key alone reads nothing.

@@ -7,6 +7,7 @@ import * as router from './router.js';
 import { renderWizard, resumeStep, WIZARD_PREFIX } from './wizard.js';
 import { renderLogin } from './login.js';
 import { renderShell } from './shell.js';
+import * as plugins from './plugins.js';
 import { askForSecondFactor } from './stepup.js';
 import { h, replace } from './dom.js';
 
@@ -34,6 +35,8 @@ async function route(path) {
     });
   }
   if (path === 'login') {
+    // The plugin page list is asked again after the next sign-in.
+    plugins.forget();
     if (session.isUsable()) return router.navigate('overview', { replace: true });
     return renderLogin(root);
   }

@@ -1,9 +1,12 @@
 // Vault: a portal's secrets by name, their versions and history; create, rotate (a new
 // version), delete. A value is never fetched, let alone shown, until the admin asks
 // with "Reveal" (which needs AAL2: the step-up dialog appears by itself), and "Hide"
-// drops it from the page again. Path: vault/<portal>.
+// drops it from the page again. Path: plugins/vault/secrets/<portal>.
+// A plugin page (ABI 1.5): served from the Vault plugin's Studio folder; everything it
+// uses comes from the render context (docs/plugin-pages-and-commands.md).
 
-import { h, replace, field, notice, busy, when } from '../dom.js';
+// The Studio's UI helpers, taken from the render context (context.ui) on every render.
+let h, replace, field, notice, busy, when;
 
 const NAME_PATTERN = '[A-Za-z0-9_.\\-]{1,128}';
 const REVEAL_SECONDS = 60;
@@ -35,12 +38,13 @@ function portalPicker({ portals, plugin, selected, onChoose, page }) {
 const describe = (error) => [error.message, error.hint].filter(Boolean).join(' ');
 
 export default {
-  id: 'vault',
   title: 'Vault',
-  async render({ api, params, navigate }) {
+  async render({ api, params, navigate, ui, plugin }) {
+    ({ h, replace, field, notice, busy, when } = ui);
+    const PAGE = `plugins/${plugin.name}/secrets`;
     const { portals } = await api.get('/v1/hub/portals');
     const picker = portalPicker({ portals, plugin: 'vault', page: 'vault', selected: params[0] && decodeURIComponent(params[0]),
-      onChoose: (name) => navigate(`vault/${encodeURIComponent(name)}`) });
+      onChoose: (name) => navigate(`${PAGE}/${encodeURIComponent(name)}`) });
     const intro = [h('h1', { id: 'page-title' }, 'Vault'),
       h('p', {}, 'Encrypted secrets of a portal (AES-256-GCM under the portal\'s data key). Values are never shown unless you reveal one, which needs a second factor and is recorded in the audit log.')];
     if (!picker.chosen) return [...intro, picker.element];

@@ -1,8 +1,11 @@
 // Database: a portal's tables (paging, filters, row editing) over its PostgREST API, and
 // the SQL console. The admin's token counts as service_role on REST; the console needs
-// AAL2 (the API layer asks for the second factor). Path: database/<portal>/<table>.
+// AAL2 (the API layer asks for the second factor). Path: plugins/database/tables/<portal>/<table>.
+// A plugin page (ABI 1.5): served from the Database plugin's Studio folder; everything it
+// uses comes from the render context (docs/plugin-pages-and-commands.md).
 
-import { h, replace, field, notice, busy } from '../dom.js';
+// The Studio's UI helpers, taken from the render context (context.ui) on every render.
+let h, replace, field, notice, busy;
 
 const OPERATORS = [
   ['eq', 'equals'], ['neq', 'not equal'], ['gt', 'greater than'], ['gte', 'at least'], ['lt', 'less than'],
@@ -70,12 +73,13 @@ function portalPicker({ portals, plugin, selected, onChoose, page }) {
 }
 
 export default {
-  id: 'database',
   title: 'Database',
-  async render({ api, params, navigate }) {
+  async render({ api, params, navigate, ui, plugin }) {
+    ({ h, replace, field, notice, busy } = ui);
+    const PAGE = `plugins/${plugin.name}/tables`;
     const { portals } = await api.get('/v1/hub/portals');
     const [portal, tableName] = params.map((p) => decodeURIComponent(p));
-    const picker = portalPicker({ portals, plugin: 'database', page: 'database', selected: portal, onChoose: (name) => navigate(`database/${encodeURIComponent(name)}`) });
+    const picker = portalPicker({ portals, plugin: 'database', page: 'database', selected: portal, onChoose: (name) => navigate(`${PAGE}/${encodeURIComponent(name)}`) });
     const intro = [h('h1', { id: 'page-title' }, 'Database'),
       h('p', {}, 'Each portal with the database plugin has its own Postgres database: browse and edit its tables (as service_role, so row-level security does not hide rows) and run SQL as the portal\'s owner role.')];
     if (!picker.chosen) return [...intro, picker.element];
@@ -94,8 +98,8 @@ export default {
         writable = new Set(Object.entries(openapi.paths || {}).filter(([, ops]) => ops.patch).map(([path]) => path.slice(1)));
         const names = Object.keys(definitions).sort();
         replace(tableList, names.length ? names.map((name) => h('li', {},
-          h('a', { href: `/dashboard/database/${encodeURIComponent(picker.chosen)}/${encodeURIComponent(name)}`,
-            'data-route': `database/${encodeURIComponent(picker.chosen)}/${encodeURIComponent(name)}`,
+          h('a', { href: `/dashboard/${PAGE}/${encodeURIComponent(picker.chosen)}/${encodeURIComponent(name)}`,
+            'data-route': `${PAGE}/${encodeURIComponent(picker.chosen)}/${encodeURIComponent(name)}`,
             'aria-current': name === tableName ? 'page' : null }, name),
           writable.has(name) ? null : h('span', { class: 'muted' }, ' (view)'))) :
           h('li', { class: 'muted' }, 'No tables in the exposed schema yet. Create one in the SQL console below.'));

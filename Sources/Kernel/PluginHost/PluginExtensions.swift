@@ -1,0 +1,166 @@
+import Foundation
+import MeltyPluginABI
+
+/// A page a plugin adds to the Studio (ABI 1.5 `mb_studio_page`), checked at load.
+public struct PluginStudioPage: Sendable, Equatable {
+    /// Path segment below `/dashboard/plugins/<plugin>/`, `[a-z0-9_-]`.
+    public let id: String
+    /// Navigation label.
+    public let title: String
+    /// Module path inside the plugin's Studio folder (`pages/items.js`).
+    public let module: String
+}
+
+/// A command a plugin adds to the command line (ABI 1.5 `mb_cli_command`), checked at load.
+public struct PluginCommand: Sendable, Equatable {
+    /// `meltybase <plugin> <name>`, `[a-z0-9-]`.
+    public let name: String
+    /// One line for `meltybase <plugin> --help`.
+    public let summary: String
+    /// Full usage text for `meltybase <plugin> <name> --help`.
+    public let help: String
+}
+
+/// A plugin's Studio folder as the kernel read it at load: served under
+/// `/dashboard/plugins/<plugin>/assets/<version>/`.
+struct PluginStudio: Sendable {
+    /// Absolute path of the folder.
+    let directory: String
+    /// Its files and their version.
+    let files: StudioFileSet
+}
+
+/// What a plugin declares beyond serving requests (ABI 1.5): Studio pages and their folder,
+/// commands, and whether it reports its health. Read and checked before `init` runs; a
+/// descriptor whose `struct_size` ends before these fields declares none of them.
+struct PluginExtensions: Sendable {
+    var pages: [PluginStudioPage] = []
+    var commands: [PluginCommand] = []
+    var studio: PluginStudio? = nil
+    /// The descriptor has `cli_run`.
+    var runsCommands = false
+    /// The descriptor has `health`.
+    var reportsHealth = false
+
+    /// Largest number of pages and commands a descriptor may list.
+    static let maxPages = 32
+    static let maxCommands = 64
+
+    /// A refusal reason, for ``PluginLoadError``.
+    struct Refusal: Error {
+        let reason: String
+    }
+
+    /// Reads and checks the 1.5 fields of `descriptor`; `libraryPath` anchors `studio_directory`.
+    static func read(_ descriptor: UnsafePointer<mb_plugin_descriptor>, libraryPath: String) throws(Refusal) -> PluginExtensions {
+        var result = PluginExtensions()
+        let value = descriptor.pointee
+        if PluginDescriptorLayout.has(\.health, in: descriptor) { result.reportsHealth = value.health != nil }
+        if PluginDescriptorLayout.has(\.cli_run, in: descriptor) { result.runsCommands = value.cli_run != nil }
+        if PluginDescriptorLayout.has(\.studio_directory, in: descriptor), let pointer = value.studio_directory {
+            let relative = String(cString: pointer)
+            guard isRelativePath(relative) else {
+                throw Refusal(reason: "descriptor field studio_directory: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"\(relative)\"")
+            }
+            let libraryFolder = URL(fileURLWithPath: libraryPath).standardizedFileURL.deletingLastPathComponent()
+            let folder = libraryFolder.appendingPathComponent(relative, isDirectory: true).standardizedFileURL.path
+            do {
+                result.studio = PluginStudio(directory: folder, files: try StudioFileSet(directory: folder, limits: .plugin))
+            } catch {
+                throw Refusal(reason: "descriptor field studio_directory: \(error.description) (the folder is relative to the plugin library's folder \(libraryFolder.path))")
+            }
+        }
+        if PluginDescriptorLayout.has(\.studio_pages, in: descriptor), let list = value.studio_pages {
+            result.pages = try readPages(list, studio: result.studio)
+        }
+        if PluginDescriptorLayout.has(\.cli_commands, in: descriptor), let list = value.cli_commands {
+            result.commands = try readCommands(list)
+            if !result.commands.isEmpty && !result.runsCommands {
+                throw Refusal(reason: "descriptor field cli_run: expected a callback because cli_commands lists \(result.commands.count) command(s), found NULL")
+            }
+        }
+        return result
+    }
+
+    private static func readPages(_ list: UnsafePointer<UnsafePointer<mb_studio_page>?>, studio: PluginStudio?) throws(Refusal) -> [PluginStudioPage] {
+        var pages: [PluginStudioPage] = []
+        var cursor = list
+        while let page = cursor.pointee {
+            let index = pages.count
+            let field = "studio_pages[\(index)]"
+            guard index < maxPages else { throw Refusal(reason: "descriptor field studio_pages: expected at most \(maxPages) pages and a NULL terminator, found more") }
+            guard page.pointee.struct_size >= MemoryLayout<mb_studio_page>.size else {
+                throw Refusal(reason: "descriptor field \(field).struct_size: expected at least \(MemoryLayout<mb_studio_page>.size), found \(page.pointee.struct_size)")
+            }
+            guard let idPointer = page.pointee.id, let titlePointer = page.pointee.title, let modulePointer = page.pointee.module else {
+                throw Refusal(reason: "descriptor field \(field): expected id, title and module strings, found NULL")
+            }
+            let id = String(cString: idPointer), title = String(cString: titlePointer), module = String(cString: modulePointer)
+            guard PluginLoader.isValidName(id) else {
+                throw Refusal(reason: "descriptor field \(field).id: expected 1 to 63 characters of a-z, 0-9, '-' and '_', found \"\(id)\"")
+            }
+            guard !pages.contains(where: { $0.id == id }) else {
+                throw Refusal(reason: "descriptor field \(field).id: expected a unique page id, found \"\(id)\" twice")
+            }
+            guard !title.isEmpty, title.utf8.count <= 64 else {
+                throw Refusal(reason: "descriptor field \(field).title: expected 1 to 64 bytes of text, found \(title.utf8.count) bytes")
+            }
+            guard isRelativePath(module) else {
+                throw Refusal(reason: "descriptor field \(field).module: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"\(module)\"")
+            }
+            guard let studio else {
+                throw Refusal(reason: "descriptor field studio_directory: expected the folder holding \(field).module \"\(module)\", found NULL")
+            }
+            guard studio.files.files[module] != nil else {
+                throw Refusal(reason: "descriptor field \(field).module: expected a file in \(studio.directory), found no \"\(module)\" there")
+            }
+            pages.append(PluginStudioPage(id: id, title: title, module: module))
+            cursor += 1
+        }
+        return pages
+    }
+
+    private static func readCommands(_ list: UnsafePointer<UnsafePointer<mb_cli_command>?>) throws(Refusal) -> [PluginCommand] {
+        var commands: [PluginCommand] = []
+        var cursor = list
+        while let command = cursor.pointee {
+            let index = commands.count
+            let field = "cli_commands[\(index)]"
+            guard index < maxCommands else { throw Refusal(reason: "descriptor field cli_commands: expected at most \(maxCommands) commands and a NULL terminator, found more") }
+            guard command.pointee.struct_size >= MemoryLayout<mb_cli_command>.size else {
+                throw Refusal(reason: "descriptor field \(field).struct_size: expected at least \(MemoryLayout<mb_cli_command>.size), found \(command.pointee.struct_size)")
+            }
+            guard let namePointer = command.pointee.name, let summaryPointer = command.pointee.summary else {
+                throw Refusal(reason: "descriptor field \(field): expected name and summary strings, found NULL")
+            }
+            let name = String(cString: namePointer), summary = String(cString: summaryPointer)
+            guard isCommandName(name) else {
+                throw Refusal(reason: "descriptor field \(field).name: expected 1 to 63 characters of a-z, 0-9 and '-', not starting with '-', found \"\(name)\"")
+            }
+            guard !commands.contains(where: { $0.name == name }) else {
+                throw Refusal(reason: "descriptor field \(field).name: expected a unique command name, found \"\(name)\" twice")
+            }
+            let help = command.pointee.help.map { String(cString: $0) } ?? summary
+            commands.append(PluginCommand(name: name, summary: summary, help: help))
+            cursor += 1
+        }
+        return commands
+    }
+
+    /// `[a-z0-9-]`, 1 to 63 characters, not starting with "-".
+    static func isCommandName(_ text: String) -> Bool {
+        !text.isEmpty && text.count <= 63 && !text.hasPrefix("-")
+            && text.unicodeScalars.allSatisfy { ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" }
+    }
+
+    /// A path below a folder: `[A-Za-z0-9._/-]`, no leading "/", no empty, "." or ".."
+    /// segment and no dotfile segment.
+    static func isRelativePath(_ text: String) -> Bool {
+        guard !text.isEmpty, text.utf8.count <= 512, !text.hasPrefix("/") else { return false }
+        let allowed = text.unicodeScalars.allSatisfy {
+            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "." || $0 == "_" || $0 == "-" || $0 == "/"
+        }
+        guard allowed else { return false }
+        return text.split(separator: "/", omittingEmptySubsequences: false).allSatisfy { !$0.isEmpty && !$0.hasPrefix(".") }
+    }
+}
