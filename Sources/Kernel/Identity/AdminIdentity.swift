@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeltyPasswords
 import Metrics
 import NIOConcurrencyHelpers
 import NIOPosix

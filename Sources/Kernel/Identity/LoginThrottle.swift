@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeltyEd25519
 
 /// Counts sign-in attempts in Redis, per account and per client address, and locks either
 /// for ``lockSeconds`` once it has had too many failures within ``windowSeconds``.

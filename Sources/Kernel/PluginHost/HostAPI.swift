@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import CSodium
 import Foundation
 import Logging
+import MeltyJSON
 import MeltyPluginABI
 import Metrics
 import NIOConcurrencyHelpers
