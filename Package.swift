@@ -74,6 +74,39 @@ let package = Package(
             dependencies: ["MeltyPostgres", "MeltyRedis", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             path: "Sources/MeltyEmbedded"
         ),
+        /// JSON shared by the kernel, the CLI and plugins: the canonical writer (the audit
+        /// chain's hashed text and the license payload), the string escaper, and `JSONValue`.
+        .target(name: "MeltyJSON", path: "Sources/MeltyJSON"),
+        /// TOTP (RFC 6238) and base32: admin MFA in the kernel, portal users' factors in the Database plugin.
+        .target(
+            name: "MeltyTOTP",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")],
+            path: "Sources/MeltyTOTP"
+        ),
+        /// Argon2id password hashing (PHC strings): admins in the kernel, portal users in the Database plugin.
+        .target(name: "MeltyPasswords", dependencies: ["CArgon2", "CSodium"], path: "Sources/MeltyPasswords"),
+        /// The QR encoder (byte mode, level M, versions 1 to 10) drawing SVG on the server.
+        .target(name: "MeltyQR", path: "Sources/MeltyQR"),
+        /// Ed25519 signatures (libsodium) and the hex/base64url encodings of keys and signatures.
+        .target(name: "MeltyEd25519", dependencies: ["CSodium"], path: "Sources/MeltyEd25519"),
+        /// The license format (`MB1.<payload>.<signature>`), its verifier and its signer: the
+        /// kernel verifies and signs evaluation licenses, the CLI issues vendor licenses.
+        .target(
+            name: "MeltyLicense",
+            dependencies: ["CSodium", "MeltyEd25519", "MeltyJSON"],
+            path: "Sources/MeltyLicense"
+        ),
+        /// Vendor and operator tooling only the CLI runs: license key generation and the
+        /// certificate authority of `meltybase certs init`.
+        .target(
+            name: "MeltyVendorTools",
+            dependencies: [
+                "MeltyEd25519", "MeltyLicense",
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Sources/MeltyVendorTools"
+        ),
         .target(
             name: "MeltyPluginSDK",
             dependencies: ["MeltyPluginABI", "MeltyABIBytes", "MeltyBuildSignature"],
@@ -82,7 +115,8 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "MeltyPluginABI", "MeltyABIBytes", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "CSodium", "CArgon2",
+                "MeltyPluginABI", "MeltyABIBytes", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "CSodium",
+                "MeltyJSON", "MeltyTOTP", "MeltyPasswords", "MeltyQR", "MeltyEd25519", "MeltyLicense",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -113,6 +147,9 @@ let package = Package(
             name: "meltybase",
             dependencies: [
                 "Kernel",
+                "MeltyEd25519",
+                "MeltyLicense",
+                "MeltyVendorTools",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Sources/meltybase"
@@ -124,7 +161,10 @@ let package = Package(
         ),
         .target(
             name: "DatabasePlugin",
-            dependencies: ["MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "CArgon2", "CSodium", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: [
+                "MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "MeltyJSON", "MeltyTOTP", "MeltyPasswords", "MeltyQR", "CSodium",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             path: "Plugins/Database",
             exclude: ["Core"],
             // The Database page of the Studio (ABI 1.5 studio_directory: MeltyBase_DatabasePlugin.resources/Studio).
@@ -137,7 +177,7 @@ let package = Package(
         ),
         .target(
             name: "VaultPlugin",
-            dependencies: ["MeltyPluginSDK", "VaultCore", "MeltyPostgres"],
+            dependencies: ["MeltyPluginSDK", "VaultCore", "MeltyPostgres", "MeltyJSON"],
             path: "Plugins/Vault",
             exclude: ["Core"],
             // The Vault page of the Studio (ABI 1.5 studio_directory: MeltyBase_VaultPlugin.resources/Studio).
@@ -184,7 +224,7 @@ let package = Package(
         .testTarget(
             name: "KernelTests",
             dependencies: [
-                "Kernel", "VaultCore", "MeltyRedis", "MeltyEmbedded", "MeltyTestServices",
+                "Kernel", "VaultCore", "MeltyRedis", "MeltyEmbedded", "MeltyTestServices", "MeltyEd25519", "MeltyJSON", "MeltyLicense", "MeltyPasswords", "MeltyTOTP", "MeltyVendorTools",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -196,6 +236,15 @@ let package = Package(
             name: "PluginSDKTests",
             dependencies: ["MeltyPluginSDK", "MeltyPluginABI"],
             path: "Tests/PluginSDKTests"
+        ),
+        .testTarget(name: "MeltyJSONTests", dependencies: ["MeltyJSON"], path: "Tests/MeltyJSONTests"),
+        .testTarget(name: "MeltyTOTPTests", dependencies: ["MeltyTOTP"], path: "Tests/MeltyTOTPTests"),
+        .testTarget(name: "MeltyPasswordsTests", dependencies: ["MeltyPasswords"], path: "Tests/MeltyPasswordsTests"),
+        .testTarget(name: "MeltyQRTests", dependencies: ["MeltyQR", .product(name: "Crypto", package: "swift-crypto")], path: "Tests/MeltyQRTests"),
+        .testTarget(
+            name: "MeltyLicenseTests",
+            dependencies: ["MeltyLicense", "MeltyEd25519", "MeltyVendorTools", "MeltyJSON"],
+            path: "Tests/MeltyLicenseTests"
         ),
     ]
 )

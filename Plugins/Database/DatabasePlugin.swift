@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import MeltyPluginSDK
 import MeltyPostgres
 import PortalDatabaseCore
@@ -218,7 +219,7 @@ public final class DatabasePlugin: PortalPlugin {
             return .failure(RestResponse(RestError.response(status: 401, code: expired ? "PGRST303" : "PGRST301", message: credential.reason ?? "invalid JWT",
                                                             headers: [("www-authenticate", "Bearer error=\"invalid_token\"")])))
         case .admin:
-            let claims = "{\"role\":\"service_role\",\"sub\":\(jsonString(credential.subject ?? "")),\"meltybase_admin\":true}"
+            let claims = "{\"role\":\"service_role\",\"sub\":\(JSONStringWriter.quoted(credential.subject ?? "")),\"meltybase_admin\":true}"
             return .success(RequestRole(role: "service_role", claimsJSON: claims))
         case .portal:
             let role = credential.role ?? "anon"
@@ -228,10 +229,6 @@ public final class DatabasePlugin: PortalPlugin {
             }
             return .success(RequestRole(role: role, claimsJSON: String(decoding: credential.claimsJSON, as: UTF8.self)))
         }
-    }
-
-    static func jsonString(_ text: String) -> String {
-        String(decoding: (try? JSONSerialization.data(withJSONObject: [text])) ?? Data("[\"\"]".utf8), as: UTF8.self).dropFirst().dropLast().description
     }
 
     public func stop() {

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import MeltyPluginSDK
 import VaultCore
 
@@ -207,29 +208,10 @@ enum SecretJSON {
         var body: [UInt8] = []
         body.reserveCapacity(value.count + name.utf8.count + 48)
         body += Array(#"{"name":"#.utf8)
-        appendString(Array(name.utf8), to: &body)
+        JSONStringWriter.append(name.utf8, to: &body)
         body += Array(#","value":"#.utf8)
-        value.withUnsafeBytes { appendString($0, to: &body) }
+        value.withUnsafeBytes { JSONStringWriter.append($0, to: &body) }
         body += Array(#","version":\#(version)}"#.utf8)
         return body
-    }
-
-    /// Appends a JSON string literal (UTF-8 passes through; quotes, backslashes and
-    /// control characters are escaped).
-    static func appendString<Bytes: Collection>(_ bytes: Bytes, to body: inout [UInt8]) where Bytes.Element == UInt8 {
-        let hex = Array("0123456789abcdef".utf8)
-        body.append(0x22)
-        for byte in bytes {
-            switch byte {
-            case 0x22: body += [0x5C, 0x22]
-            case 0x5C: body += [0x5C, 0x5C]
-            case 0x0A: body += [0x5C, 0x6E]
-            case 0x0D: body += [0x5C, 0x72]
-            case 0x09: body += [0x5C, 0x74]
-            case 0..<0x20: body += [0x5C, 0x75, 0x30, 0x30, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]]
-            default: body.append(byte)
-            }
-        }
-        body.append(0x22)
     }
 }

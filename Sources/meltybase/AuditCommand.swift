@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernel
 import Logging
+import MeltyEd25519
 
 /// `meltybase audit verify`.
 struct AuditCommand: AsyncParsableCommand {

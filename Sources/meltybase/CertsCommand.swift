@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Kernel
+import MeltyVendorTools
 
 /// `meltybase certs init`: the instance CA, a server and an admin client certificate for mTLS.
 struct CertsCommand: ParsableCommand {

@@ -1,6 +1,9 @@
 import ArgumentParser
 import Foundation
 import Kernel
+import MeltyEd25519
+import MeltyLicense
+import MeltyVendorTools
 
 /// `meltybase license keygen|issue|verify`: vendor tooling for Ed25519-signed licenses.
 struct LicenseCommand: ParsableCommand {

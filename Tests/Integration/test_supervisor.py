@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -194,6 +195,8 @@ def build_crash_plugin(directory: Path) -> Path:
         source = "#include <string.h>\n" + source
     (directory / "crash_plugin.c").write_text(source)
     library = directory / "libcrash_c.so"
+    # The example names a Studio folder beside its library (ABI 1.5): ship it there too.
+    shutil.copytree(ROOT / "Plugins/Examples/EchoC/studio", directory / "echo_c_studio", dirs_exist_ok=True)
     subprocess.run(["cc", "-std=c11", "-O0", "-g", "-fPIC", "-shared", "-pthread",
                     "-I", str(ROOT / "Sources/MeltyPluginABI/include"), "-o", str(library), str(directory / "crash_plugin.c")],
                    check=True, capture_output=True, timeout=120)

@@ -1,5 +1,6 @@
 import AsyncHTTPClient
 import Foundation
+import MeltyVendorTools
 import NIOCore
 import NIOHTTP1
 import NIOSSL
@@ -35,7 +36,7 @@ struct AdminCertificateTests {
     @Test("meltybase certs init writes a CA, a server and an admin certificate that openssl verifies, keys 0600, never overwriting")
     func certsInit() throws {
         let directory = try Self.temporaryDirectory() + "/certs"
-        let result = try LicenseTests.run(["certs", "init", "--out", directory, "--host", "mb.example.com", "--host", "10.1.2.3", "--days", "30"])
+        let result = try LicenseCommandTests.run(["certs", "init", "--out", directory, "--host", "mb.example.com", "--host", "10.1.2.3", "--days", "30"])
         #expect(result.status == 0, "\(result)")
         #expect(result.stdout.contains("client_ca = \"\(directory)/ca.pem\""))
         #expect(result.stdout.contains("require_client_certificate = true"))
@@ -57,7 +58,7 @@ struct AdminCertificateTests {
         #expect(admin.contains("CN=admin") || admin.contains("CN = admin"))
         #expect(admin.contains("TLS Web Client Authentication"))
 
-        let again = try LicenseTests.run(["certs", "init", "--out", directory])
+        let again = try LicenseCommandTests.run(["certs", "init", "--out", directory])
         #expect(again.status != 0)
         #expect(again.stderr.contains("already exists"), "\(again)")
     }

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import MeltyEd25519
+import MeltyJSON
 import NIOConcurrencyHelpers
 import Testing
 @testable import Kernel
@@ -59,20 +61,13 @@ struct AuditChainTests {
         #expect(entry.computedHash == "2b78187847fa3341c22857f1895ba103c837822b4581dfc443426fd7c7ff077b")
     }
 
-    @Test("canonical JSON sorts keys by bytes, escapes minimally, writes numbers by value, and survives a jsonb round trip")
+    @Test("canonical JSON survives a jsonb round trip (the text is recomputed from what Postgres stores)")
     func canonicalJSON() async throws {
-        let parsed = try JSONSerialization.jsonObject(with: Data(#"{"t":true,"one":1,"f":1.5}"#.utf8))
         let value = try CanonicalJSON([
             "b": [0.1, 1e-7, 1e300, Double(1 << 60), 3.0, -0.0, 1e19] as [Any],
             "a": [Int64.max, Int64.min, UInt64.max, Int8(-3)] as [Any],
             "é": "\u{1F600}\t\u{1F}/\\", "Z": NSNull(), "z": [String: Any](), "n": NSNumber(value: true),
-            "parsed": parsed, "nil": Optional<Int>.none as Any,
         ])
-        #expect(value.text == #"{"Z":null,"a":[9223372036854775807,-9223372036854775808,1.8446744073709552e+19,-3],"b":[0.1,1e-07,1e+300,1152921504606846976,3,0,1e+19],"n":true,"nil":null,"parsed":{"f":1.5,"one":1,"t":true},"z":{},"é":"😀\t\u001f/\\"}"#)
-        #expect(throws: AuditError.self) { try CanonicalJSON(["x": Double.nan]) }
-        #expect(throws: AuditError.self) { try CanonicalJSON(["x": Date()]) }
-        #expect(throws: AuditError.self) { try CanonicalJSON(parsing: "{\"a\":") }
-
         let (_, connection) = try await Self.database()
         let stored = try #require(try await connection.query("SELECT $1::jsonb::text AS t", [value.text]).value("t"))
         #expect(stored != value.text, "jsonb reformats; the canonical form must be recomputed from it")

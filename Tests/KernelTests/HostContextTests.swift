@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeltyPasswords
 import MeltyPluginABI
 import NIOConcurrencyHelpers
 import NIOPosix

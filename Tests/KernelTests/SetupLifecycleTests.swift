@@ -1,5 +1,8 @@
 import AsyncHTTPClient
 import Foundation
+import MeltyEd25519
+import MeltyLicense
+import MeltyPasswords
 import NIOCore
 import Testing
 @testable import Kernel

@@ -1,6 +1,8 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import MeltyEd25519
+import MeltyLicense
 import NIOCore
 import Testing
 @testable import Kernel
@@ -75,7 +77,7 @@ struct StudioTests {
     @Test("the kernel build ships the Studio: index.html and every module it imports")
     func shippedAssets() throws {
         let assets = try #require(StudioAssets.candidateDirectories().lazy.compactMap { StudioAssets(directory: $0) }.first)
-        for file in ["css/studio.css", "js/app.js", "js/api.js", "js/qr.js", "js/wizard.js", "js/pages/index.js", "favicon.svg"] {
+        for file in ["css/studio.css", "js/app.js", "js/api.js", "js/wizard.js", "js/pages/index.js", "favicon.svg"] {
             #expect(assets.files[file] != nil, "\(file)")
         }
         // Every relative import resolves to a shipped file.

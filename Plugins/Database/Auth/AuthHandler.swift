@@ -1,9 +1,11 @@
 import Crypto
 import CSodium
 import Foundation
-import MeltyPostgres
-import PortalDatabaseCore
 import MeltyPluginSDK
+import MeltyPostgres
+import MeltyQR
+import MeltyTOTP
+import PortalDatabaseCore
 
 /// `/auth/v1`: GoTrue's dialect for a portal's users. Users, sessions, refresh tokens and
 /// TOTP factors live in the portal database's `auth` schema; access tokens are signed by
@@ -334,10 +336,9 @@ final class AuthHandler: Sendable {
         }
         let friendly = body["friendly_name"] as? String
         if let friendly, friendly.count > 128 { throw AuthFailure(status: 400, code: "validation_failed", message: "friendly_name is too long") }
-        var secretBytes = [UInt8](repeating: 0, count: 20)
-        randombytes_buf(&secretBytes, secretBytes.count)
+        var secretBytes = TOTP.generateSecret()
         defer { sodium_memzero(&secretBytes, secretBytes.count) }
-        let secret = TOTPCode.base32(secretBytes)
+        let secret = Base32.encode(secretBytes)
         // The seed is stored sealed by the kernel, bound to this factor and user (never in plaintext).
         let newFactorID = UUID().uuidString.lowercased()
         let sealed = try host.sealSecret(Array(secret.utf8), portal: portal, context: Self.factorSecretContext(factorID: newFactorID, userID: user.userID))
@@ -351,12 +352,7 @@ final class AuthHandler: Sendable {
         guard let factorID else { throw AuthFailure(status: 422, code: "mfa_factor_name_conflict", message: "A factor with the friendly name \"\(friendly ?? "")\" already exists") }
         let email = (try await userJSON(user.userID))["email"] as? String ?? user.userID
         let issuer = (body["issuer"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? "MeltyBase \(portal.name)"
-        var components = URLComponents()
-        components.scheme = "otpauth"
-        components.host = "totp"
-        components.path = "/" + issuer + ":" + email
-        components.queryItems = [.init(name: "secret", value: secret), .init(name: "issuer", value: issuer)]
-        let uri = components.string ?? ""
+        let uri = TOTP.provisioningURI(secret: secretBytes, account: email, issuer: issuer)
         // As GoTrue: the bare SVG document; supabase-js and supabase-py prepend
         // `data:image/svg+xml;utf-8,` themselves. A URI past version 10 leaves it empty.
         let qrCode = (try? QRCode(text: uri).svg()) ?? ""
@@ -403,7 +399,7 @@ final class AuthHandler: Sendable {
         do {
             var seed = try host.openSecret(factor.sealedSecret, portal: portal, context: Self.factorSecretContext(factorID: factorID, userID: user.userID))
             defer { sodium_memzero(&seed, seed.count) }
-            guard let decoded = TOTPCode.decodeBase32(String(decoding: seed, as: UTF8.self)) else { throw PluginError.invalid("not base32") }
+            guard let decoded = Base32.decode(String(decoding: seed, as: UTF8.self)) else { throw PluginError.invalid("not base32") }
             secret = decoded
         } catch {
             host.log(.error, "auth: the TOTP seed of factor \(factorID) does not open: \(error)", portal: portal)
@@ -418,7 +414,7 @@ final class AuthHandler: Sendable {
                     throw AuthFailure(status: 422, code: "mfa_challenge_expired", message: "MFA challenge has expired, was used, or does not belong to this factor")
                 }
                 let lastStep = Int64(try await connection.query("SELECT last_step::text FROM auth.mfa_factors WHERE id = $1::uuid FOR UPDATE", [factorID]).scalar ?? "0") ?? 0
-                guard let step = TOTPCode.verify(code, secret: secret, after: lastStep) else { return (false, false) }
+                guard let step = TOTP(secret: secret).matchingStep(code, at: Date(), after: lastStep) else { return (false, false) }
                 try await connection.query("UPDATE auth.mfa_factors SET last_step = $2, status = 'verified', updated_at = now() WHERE id = $1::uuid", [factorID, String(step)])
                 return (true, true)
             }

@@ -1,4 +1,6 @@
 import Foundation
+import MeltyEd25519
+import MeltyJSON
 
 /// The hash-chained, append-only audit log in the system database (`meltybase.audit_log`)
 /// and its signed checkpoints (`meltybase.audit_checkpoints`). See `docs/audit-log.md`.
@@ -29,7 +31,7 @@ public enum AuditChain {
         on connection: PostgresConnection, actor: String, action: String, target: String, portal: String? = nil,
         details: [String: Any] = [:]
     ) async throws -> AuditEntry {
-        try await append(on: connection, actor: actor, action: action, target: target, portal: portal, details: CanonicalJSON(details))
+        try await append(on: connection, actor: actor, action: action, target: target, portal: portal, details: CanonicalJSON.auditDetails(details))
     }
 
     /// The same append, with details already converted (``CanonicalJSON/init(_:)``).
@@ -170,7 +172,7 @@ public enum AuditChain {
         to database: SystemDatabase, actor: String, action: String, target: String, portal: String? = nil,
         details: [String: Any] = [:]
     ) async throws -> AuditEntry {
-        let canonical = try CanonicalJSON(details)
+        let canonical = try CanonicalJSON.auditDetails(details)
         return try await database.withConnection { connection in
             try await appendCommitting(on: connection, actor: actor, action: action, target: target, portal: portal, details: canonical)
         }
@@ -227,7 +229,7 @@ public enum AuditChain {
         return AuditEntry(
             seq: Int64(text("seq")) ?? 0, at: text("at"), actor: text("actor"), action: text("action"),
             target: text("target"), portal: rows.value("portal", row: index),
-            details: try CanonicalJSON(parsing: text("details")), prevHash: text("prev_hash"), hash: text("hash"))
+            details: try CanonicalJSON.auditDetails(parsing: text("details")), prevHash: text("prev_hash"), hash: text("hash"))
     }
 
     // MARK: Checkpoints

@@ -1,4 +1,5 @@
 import Logging
+import MeltyEd25519
 import ServiceLifecycle
 
 /// Signs the audit log's head every `interval` when it has moved since the last

@@ -1,5 +1,7 @@
 import CSodium
 import Foundation
+import MeltyEd25519
+import MeltyJSON
 
 /// One entry of the audit log, exactly as stored in `meltybase.audit_log`.
 ///

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import MeltyJSON
 import Synchronization
 
 /// The ``AuditSink`` that writes plugins' audit calls into the hash-chained log on the
@@ -59,7 +60,7 @@ public final class AuditLogSink: AuditSink, Sendable {
                        completion: @escaping @Sendable ((any Error)?) -> Void) {
         let details: CanonicalJSON
         do {
-            details = try CanonicalJSON(parsing: detailsJSON.isEmpty ? "{}" : detailsJSON)
+            details = try CanonicalJSON.auditDetails(parsing: detailsJSON.isEmpty ? "{}" : detailsJSON)
             guard case .object = details else { throw AuditError("audit details must be a JSON object") }
         } catch {
             completion(error)

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyEd25519
 
 /// The instance's Ed25519 key that signs audit checkpoints.
 ///

@@ -1,6 +1,7 @@
-import Synchronization
 import Foundation
 import HTTPTypes
+import MeltyJSON
+import Synchronization
 
 /// Verifies the token a portal request carries and describes it for the plugin as the
 /// `credential_json` of `mb_host_request` (see meltybase_plugin.h): a JWT of the portal

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MeltyLicense
 
 /// `PUT /v1/system/license {"license_key": "MB1..."}`: replaces the instance's license
 /// (renewal, more seats, another tier). Needs an AAL2 admin session; the new license must

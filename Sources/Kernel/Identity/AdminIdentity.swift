@@ -1,6 +1,7 @@
 import Foundation
 import MeltyRedis
 import Logging
+import MeltyPasswords
 import Metrics
 import NIOConcurrencyHelpers
 import NIOPosix

@@ -1,5 +1,8 @@
 import Crypto
 import Foundation
+import MeltyEd25519
+import MeltyQR
+import MeltyTOTP
 
 /// What TOTP enrolment hands the admin, once.
 public struct TOTPEnrolment: Sendable {
@@ -10,9 +13,18 @@ public struct TOTPEnrolment: Sendable {
     /// Ten single-use recovery codes (`xxxx-xxxx-xxxx-xxxx`).
     public var recoveryCodes: [String]
 
-    /// `{secret, otpauth_uri, recovery_codes}`.
+    /// ``otpauthURI`` as a QR code, an SVG document drawn here (the Studio inserts it as is),
+    /// or nil when the URI is longer than a version 10 symbol holds (an email of more than
+    /// about 130 bytes): then the secret is typed in.
+    public var qrSVG: String? {
+        try? QRCode(text: otpauthURI).svg(label: "QR code of the TOTP secret", className: "qr")
+    }
+
+    /// `{secret, otpauth_uri, qr_svg, recovery_codes}` (`qr_svg` absent when there is no QR code).
     public var json: [String: Any] {
-        ["secret": secret, "otpauth_uri": otpauthURI, "recovery_codes": recoveryCodes]
+        var json: [String: Any] = ["secret": secret, "otpauth_uri": otpauthURI, "recovery_codes": recoveryCodes]
+        json["qr_svg"] = qrSVG
+        return json
     }
 }
 

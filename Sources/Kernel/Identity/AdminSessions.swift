@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeltyEd25519
 
 /// Admin sessions and their refresh tokens in the system database.
 ///

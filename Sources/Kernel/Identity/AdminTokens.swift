@@ -1,5 +1,6 @@
 import Foundation
 import JWTKit
+import MeltyEd25519
 import NIOConcurrencyHelpers
 
 /// Authenticator assurance level (NIST SP 800-63B): `aal1` after a password, `aal2`

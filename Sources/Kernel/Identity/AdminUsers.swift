@@ -1,4 +1,5 @@
 import Foundation
+import MeltyPasswords
 
 /// An admin account (`public.secrets`, kind `admin`), without its password hash or TOTP secret.
 public struct AdminRecord: Sendable, Equatable {

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import MeltyEd25519
+import MeltyLicense
 
 /// This machine as its own license vendor, for evaluation.
 ///

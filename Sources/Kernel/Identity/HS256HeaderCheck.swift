@@ -1,4 +1,5 @@
 import Foundation
+import MeltyEd25519
 
 /// The one check of a JWT's header before its signature is verified: three parts and a
 /// header that names HS256. jwt-kit verifies with the configured HS256 key whatever the

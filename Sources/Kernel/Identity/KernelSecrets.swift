@@ -1,5 +1,6 @@
 import CSodium
 import Foundation
+import MeltyEd25519
 
 /// Named random secrets shared by every kernel on one system database, kept in
 /// `meltybase.kernel_secrets (name, value)` as hex. Generated once, on first use, by

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import MeltyEd25519
 import MeltyRedis
 
 /// Counts sign-in attempts in Redis, per account and per client address, and locks either

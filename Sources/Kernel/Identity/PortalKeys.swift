@@ -1,6 +1,8 @@
 import CSodium
 import Foundation
 import JWTKit
+import MeltyEd25519
+import MeltyJSON
 import NIOConcurrencyHelpers
 
 /// The claims of a portal JWT (API keys and the user tokens plugins mint): any JSON object.

@@ -1,5 +1,6 @@
 import CSodium
 import Foundation
+import MeltyEd25519
 
 /// Encrypts the kernel's secrets at rest (admins' TOTP secrets, portals' JWT secrets) with
 /// libsodium XChaCha20-Poly1305 (the AEAD form of `crypto_secretbox`) under a 32-byte key

@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import MeltyLicense
+import MeltyPasswords
 import NIOPosix
 
 /// The one-time setup handshake of the seed's phases 3 to 5: verify the license, create

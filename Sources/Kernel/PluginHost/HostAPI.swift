@@ -3,6 +3,7 @@ import CSodium
 import Foundation
 import Logging
 import MeltyABIBytes
+import MeltyJSON
 import MeltyPluginABI
 import Metrics
 import NIOConcurrencyHelpers

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 
 /// What a plugin may sign with `portal_jwt_sign`: user tokens, nothing more.
 ///

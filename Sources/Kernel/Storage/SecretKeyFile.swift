@@ -1,5 +1,6 @@
 import CSodium
 import Foundation
+import MeltyEd25519
 
 /// A file holding a random key as hex, readable by its owner only.
 enum SecretKeyFile {

@@ -94,7 +94,7 @@ enum KernelOpenAPI {
             ],
             "/v1/admin/logout": ["post": operation("Ends the token's session", tag: "admin", auth: .adminPending, responses: ["200": "{signed_out, session_id}"])],
             "/v1/admin/mfa/totp/enroll": [
-                "post": operation("Starts TOTP enrolment (a new pending secret)", tag: "admin", auth: .adminPending, responses: ["200": "{secret, otpauth_uri, recovery_codes}"]),
+                "post": operation("Starts TOTP enrolment (a new pending secret)", tag: "admin", auth: .adminPending, responses: ["200": "{secret, otpauth_uri, qr_svg, recovery_codes}"]),
             ],
             "/v1/admin/mfa/totp/verify": [
                 "post": operation("Confirms TOTP enrolment with a code", tag: "admin", auth: .adminPending, body: object(["code": string], required: ["code"]),

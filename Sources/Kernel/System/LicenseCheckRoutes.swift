@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MeltyLicense
 
 /// License checks for the Studio's setup wizard:
 ///

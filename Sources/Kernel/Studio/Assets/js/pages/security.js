@@ -1,9 +1,24 @@
-// Security: TOTP enrolment (QR code drawn by ../qr.js, the secret for typing in, the
-// recovery codes once), and the session's assurance level.
+// Security: TOTP enrolment (the QR code the kernel draws as SVG, the secret for typing in,
+// the recovery codes once), and the session's assurance level.
 
 import { h, replace, field, notice, busy } from '../dom.js';
-import { toSVG } from '../qr.js';
 import * as session from '../session.js';
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+
+// The enrolment's QR code: the kernel's SVG document parsed as XML (never as HTML, no
+// innerHTML) and imported into the page; anything but a well-formed <svg> is not shown.
+function qrCode(svgText) {
+  if (typeof svgText === 'string' && svgText) {
+    const parsed = new DOMParser().parseFromString(svgText, 'image/svg+xml');
+    const root = parsed.documentElement;
+    if (root.namespaceURI === SVG_NS && root.localName === 'svg' && !parsed.getElementsByTagName('parsererror').length
+        && !root.querySelector('script, foreignObject')) {
+      return document.importNode(root, true);
+    }
+  }
+  return h('p', { class: 'muted' }, 'No QR code for this account; type the secret instead.');
+}
 
 export default {
   id: 'security',
@@ -45,7 +60,7 @@ export default {
       replace(area,
         h('ol', { class: 'enrol-steps' },
           h('li', {}, h('p', {}, 'Scan this code with an authenticator app:'),
-            h('figure', { class: 'qr-frame', 'data-test': 'totp-qr' }, toSVG(enrolment.otpauth_uri, { label: 'QR code of the TOTP secret' }))),
+            h('figure', { class: 'qr-frame', 'data-test': 'totp-qr' }, qrCode(enrolment.qr_svg))),
           h('li', {}, h('p', {}, 'Or type the secret:'), h('code', { class: 'secret', 'data-test': 'totp-secret' }, enrolment.secret.replace(/(.{4})/g, '$1 ').trim())),
           h('li', {}, h('p', {}, 'Keep these recovery codes somewhere safe. Each works once, and they are shown only now:'),
             h('ul', { class: 'recovery-codes', 'data-test': 'recovery-codes' }, enrolment.recovery_codes.map((c) => h('li', {}, h('code', {}, c))))),

@@ -1,17 +1,20 @@
 import CSodium
 import Foundation
+import MeltyEd25519
 
 /// Why a signing key could not be made or read, or a license could not be issued.
 public struct LicenseIssuerError: Error, Sendable, Equatable, CustomStringConvertible {
     /// What went wrong and what to do about it.
     public let description: String
 
-    init(_ description: String) {
+    /// An error saying `description`.
+    public init(_ description: String) {
         self.description = description
     }
 }
 
-/// Vendor tooling: the license signing key pair and the licenses it signs.
+/// Signing licenses: the vendor's `meltybase license issue` and the kernel's own evaluation
+/// licenses both sign here (key generation is vendor tooling, in `MeltyVendorTools`).
 ///
 /// The secret key lives in one file holding libsodium's 64-byte Ed25519 secret key (seed
 /// followed by public key) as 128 lowercase hex characters on a single line, mode 0600.
@@ -22,45 +25,6 @@ public enum LicenseIssuer {
     public static let secretKeyFileName = "license-signing.key"
     /// Name of the public key file `generateKeyFiles` writes (mode 0644).
     public static let publicKeyFileName = "license-signing.pub"
-
-    /// Where `generateKeyFiles` put the key pair.
-    public struct KeyFiles: Sendable, Equatable {
-        /// Path of the secret key file.
-        public var secretKeyPath: String
-        /// Path of the public key file.
-        public var publicKeyPath: String
-        /// The public key as 64 hex characters, the value of `[license] public_key`.
-        public var publicKeyHex: String
-    }
-
-    /// Creates a new key pair in `directory` (created with mode 0700 if missing). Refuses
-    /// when either file already exists: a signing key is never overwritten.
-    public static func generateKeyFiles(directory: String) throws(LicenseIssuerError) -> KeyFiles {
-        let secretPath = (directory as NSString).appendingPathComponent(secretKeyFileName)
-        let publicPath = (directory as NSString).appendingPathComponent(publicKeyFileName)
-        var status = stat()
-        for path in [secretPath, publicPath] where lstat(path, &status) == 0 {
-            throw LicenseIssuerError("\(path) already exists; keygen never overwrites a key: move the old pair away or choose another --out directory")
-        }
-        do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw LicenseIssuerError("cannot create the directory \(directory): \(error.localizedDescription)")
-        }
-
-        var pair = Ed25519.generate()
-        defer { Ed25519.wipe(&pair.secretKey) }
-        var secretLine = hexLine(pair.secretKey)
-        defer { Ed25519.wipe(&secretLine) }
-        try createFile(secretPath, contents: secretLine, mode: 0o600)
-        do {
-            try createFile(publicPath, contents: hexLine(pair.publicKey), mode: 0o644)
-        } catch {
-            unlink(secretPath)
-            throw error
-        }
-        return KeyFiles(secretKeyPath: secretPath, publicKeyPath: publicPath, publicKeyHex: ByteEncoding.hex(pair.publicKey))
-    }
 
     /// Signs a new license with the key in `secretKeyFile` and returns the license string
     /// (`MB1.<payload>.<signature>`). The id is a fresh UUID and `issued_at` is `now`.
@@ -110,7 +74,7 @@ public enum LicenseIssuer {
     }
 
     /// The 64-byte secret key in `file`. The caller wipes it with ``Ed25519/wipe(_:)``.
-    static func readSecretKey(file: String) throws(LicenseIssuerError) -> [UInt8] {
+    public static func readSecretKey(file: String) throws(LicenseIssuerError) -> [UInt8] {
         let descriptor = open(file, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw LicenseIssuerError("cannot open the key file \(file): \(String(cString: strerror(errno)))")
@@ -133,7 +97,7 @@ public enum LicenseIssuer {
         defer { Ed25519.wipe(&buffer) }
         var length = 0
         while length <= capacity {
-            let count = buffer.withUnsafeMutableBytes { read(descriptor, $0.baseAddress! + length, capacity + 1 - length) }
+            let count = buffer.withUnsafeMutableBytes { raw in raw.baseAddress.map { read(descriptor, $0 + length, capacity + 1 - length) } ?? -1 }
             if count < 0 && errno == EINTR { continue }
             guard count >= 0 else { throw LicenseIssuerError("cannot read the key file \(file): \(String(cString: strerror(errno)))") }
             if count == 0 { break }
@@ -149,7 +113,7 @@ public enum LicenseIssuer {
             }
             throw LicenseIssuerError(notAKey)
         }
-        guard var key = bytes(fromHex: buffer[0..<end]) else { throw LicenseIssuerError(notAKey) }
+        guard var key = ByteEncoding.bytes(fromHex: buffer[0..<end]) else { throw LicenseIssuerError(notAKey) }
         guard publicKey(ofSecretKey: key) != nil else {
             Ed25519.wipe(&key)
             throw LicenseIssuerError("the key file \(file) is damaged: its public half does not match its seed")
@@ -172,53 +136,5 @@ public enum LicenseIssuer {
         crypto_sign_seed_keypair(&derivedPublic, &derivedSecret, seed)
         guard Array(secretKey[Int(crypto_sign_SEEDBYTES)...]) == derivedPublic else { return nil }
         return derivedPublic
-    }
-
-    /// Creates `path` exclusively (never following or replacing anything) with `mode`
-    /// regardless of the umask, writes `contents` and flushes it to disk.
-    private static func createFile(_ path: String, contents: [UInt8], mode: mode_t) throws(LicenseIssuerError) {
-        do throws(ExclusiveFile.Failure) {
-            try ExclusiveFile.create(path, contents: contents, mode: mode, sync: true)
-        } catch {
-            let reason = error.exists ? "it already exists; keygen never overwrites a key" : error.reason
-            throw LicenseIssuerError("cannot \(error.atCreate ? "create" : "write") \(path): \(reason)")
-        }
-    }
-
-    /// Lowercase hex of `bytes` and a newline, built without an intermediate `String`.
-    private static func hexLine(_ bytes: [UInt8]) -> [UInt8] {
-        let digits = Array("0123456789abcdef".utf8)
-        var line = [UInt8](repeating: 0, count: bytes.count * 2 + 1)
-        for (index, byte) in bytes.enumerated() {
-            line[2 * index] = digits[Int(byte >> 4)]
-            line[2 * index + 1] = digits[Int(byte & 0x0F)]
-        }
-        line[line.count - 1] = UInt8(ascii: "\n")
-        return line
-    }
-
-    /// Bytes of hex digits (either case), or nil. Like ``ByteEncoding/fromHex(_:)`` but on
-    /// bytes, so secret material never becomes a `String`.
-    private static func bytes(fromHex hex: ArraySlice<UInt8>) -> [UInt8]? {
-        guard hex.count % 2 == 0 else { return nil }
-        func nibble(_ character: UInt8) -> UInt8? {
-            switch character {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): character - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): character - UInt8(ascii: "A") + 10
-            default: nil
-            }
-        }
-        var output = [UInt8](repeating: 0, count: hex.count / 2)
-        var index = hex.startIndex
-        while index < hex.endIndex {
-            guard let high = nibble(hex[index]), let low = nibble(hex[index + 1]) else {
-                Ed25519.wipe(&output)
-                return nil
-            }
-            output[(index - hex.startIndex) / 2] = high << 4 | low
-            index += 2
-        }
-        return output
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 
 /// A MeltyBase license: the fields a vendor signs and the kernel verifies offline.
 ///
@@ -99,16 +100,19 @@ public struct License: Sendable, Hashable {
     /// omitted), keys in byte order, no whitespace, strings escaped minimally (only `"`,
     /// `\` and control characters), non-ASCII as raw UTF-8, `seats` as a plain integer.
     public var canonicalPayload: [UInt8] {
-        var writer = CanonicalJSONWriter()
-        if let expiresAtSeconds { writer.field("expires_at", string: LicenseTimestamp.format(expiresAtSeconds)) }
-        writer.field("id", string: id)
-        if let instance { writer.field("instance", string: instance) }
-        writer.field("issued_at", string: LicenseTimestamp.format(issuedAtSeconds))
-        writer.field("owner_email", string: ownerEmail)
-        writer.field("owner_name", string: ownerName)
-        writer.field("seats", integer: seats)
-        writer.field("tier", string: tier.rawValue)
-        return writer.finish()
+        var fields: [String: CanonicalJSON] = [
+            "id": .string(id),
+            "issued_at": .string(LicenseTimestamp.format(issuedAtSeconds)),
+            "owner_email": .string(ownerEmail),
+            "owner_name": .string(ownerName),
+            "seats": .integer(Int64(seats)),
+            "tier": .string(tier.rawValue),
+        ]
+        if let expiresAtSeconds { fields["expires_at"] = .string(LicenseTimestamp.format(expiresAtSeconds)) }
+        if let instance { fields["instance"] = .string(instance) }
+        // The fields hold no control characters (the initialiser refuses them), so the
+        // canonical writer's NUL rule never applies: this is RFC 8785's text for them.
+        return Array(CanonicalJSON.object(fields).text.utf8)
     }
 
     /// Decodes a payload whose signature has already been checked. Refuses anything that
@@ -329,50 +333,6 @@ enum LicenseTimestamp {
         let day = dayOfYear - (153 * mp + 2) / 5 + 1
         let month = mp < 10 ? mp + 3 : mp - 9
         return (yearOfEra + era * 400 + (month <= 2 ? 1 : 0), month, day)
-    }
-}
-
-/// Writes the canonical payload: one flat JSON object, fields appended in sorted order.
-private struct CanonicalJSONWriter {
-    private var bytes: [UInt8] = [UInt8(ascii: "{")]
-
-    mutating func field(_ name: String, string value: String) {
-        key(name)
-        append(string: value)
-    }
-
-    mutating func field(_ name: String, integer value: Int) {
-        key(name)
-        bytes += Array(String(value).utf8)
-    }
-
-    mutating func finish() -> [UInt8] {
-        bytes + [UInt8(ascii: "}")]
-    }
-
-    private mutating func key(_ name: String) {
-        if bytes.count > 1 { bytes.append(UInt8(ascii: ",")) }
-        append(string: name)
-        bytes.append(UInt8(ascii: ":"))
-    }
-
-    /// The escaping of RFC 8785 (and of Python's `json.dumps(..., ensure_ascii=False)`).
-    private mutating func append(string: String) {
-        bytes.append(UInt8(ascii: "\""))
-        for scalar in string.unicodeScalars {
-            switch scalar.value {
-            case 0x22: bytes += Array("\\\"".utf8)
-            case 0x5C: bytes += Array("\\\\".utf8)
-            case 0x08: bytes += Array("\\b".utf8)
-            case 0x09: bytes += Array("\\t".utf8)
-            case 0x0A: bytes += Array("\\n".utf8)
-            case 0x0C: bytes += Array("\\f".utf8)
-            case 0x0D: bytes += Array("\\r".utf8)
-            case 0x00..<0x20: bytes += Array(String(format: "\\u%04x", scalar.value).utf8)
-            default: bytes += Array(String(scalar).utf8)
-            }
-        }
-        bytes.append(UInt8(ascii: "\""))
     }
 }
 

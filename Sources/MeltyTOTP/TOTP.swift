@@ -64,15 +64,17 @@ public struct TOTP: Sendable {
         code(step: step(at: date))
     }
 
-    /// The step within `window` steps of `date` (either side) whose code is `code`, or `nil`.
+    /// The step within `window` steps of `date` (either side) whose code is `code`, or `nil`;
+    /// with `after`, only steps later than it count (a step already used is a replay).
     /// Every candidate is compared in constant time, so timing does not reveal which matched.
-    public func matchingStep(_ code: String, at date: Date, window: Int64 = 1) -> Int64? {
+    public func matchingStep(_ code: String, at date: Date, window: Int64 = 1, after lastStep: Int64? = nil) -> Int64? {
         let given = Array(code.utf8)
         guard given.count == digits, given.allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) else { return nil }
         let center = step(at: date)
         var found: Int64?
         for candidate in (center - window)...(center + window) {
-            if Self.constantTimeEqual(Array(self.code(step: candidate).utf8), given), found == nil { found = candidate }
+            let matches = Self.constantTimeEqual(Array(self.code(step: candidate).utf8), given)
+            if matches, found == nil, candidate > (lastStep ?? .min) { found = candidate }
         }
         return found
     }
@@ -92,7 +94,8 @@ public struct TOTP: Sendable {
         return "otpauth://totp/\(encode(issuer)):\(encode(account))?secret=\(Base32.encode(secret))&issuer=\(encode(issuer))"
     }
 
-    static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
+    /// Whether two byte strings are equal, in time that depends only on their lengths.
+    public static func constantTimeEqual(_ lhs: [UInt8], _ rhs: [UInt8]) -> Bool {
         guard lhs.count == rhs.count else { return false }
         var difference: UInt8 = 0
         for index in lhs.indices { difference |= lhs[index] ^ rhs[index] }

@@ -1,5 +1,6 @@
 import CSodium
 import Foundation
+import MeltyEd25519
 
 /// Why a license, or the public key meant to check it, was refused.
 public enum LicenseError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -79,11 +80,6 @@ public struct LicenseVerifier: Sendable {
         guard !hex.isEmpty else { throw .noPublicKey }
         guard hex.utf8.count == 2 * Int(crypto_sign_PUBLICKEYBYTES), let key = ByteEncoding.fromHex(hex) else { throw .badPublicKey }
         try self.init(publicKey: key)
-    }
-
-    /// A verifier for the kernel's configured public key.
-    public init(config: KernelConfig) throws(LicenseError) {
-        try self.init(publicKeyHex: config.licensePublicKey)
     }
 
     /// A verifier for a raw 32-byte key.

@@ -8,6 +8,17 @@ import Foundation
 /// from their value (an integer that fits in 64 bits as plain digits, any other number as
 /// the shortest decimal that reads back as the same IEEE-754 double).
 public enum CanonicalJSON: Sendable, Equatable {
+    /// Why a value could not be converted or parsed.
+    public struct Failure: Error, CustomStringConvertible, Equatable {
+        /// What is wrong (for example "details hold a Date, which has no JSON form; ...").
+        public var description: String
+
+        /// A failure saying `description`.
+        public init(_ description: String) {
+            self.description = description
+        }
+    }
+
     case null
     case bool(Bool)
     /// A number whose value is an integer in `Int64`'s range.
@@ -20,7 +31,7 @@ public enum CanonicalJSON: Sendable, Equatable {
 
     /// `text` with every NUL replaced by U+FFFD: Postgres text and `jsonb` cannot hold NUL, and
     /// an audit entry's hash must cover exactly what is stored, so details are built that way.
-    static func storable(_ text: String) -> String {
+    public static func storable(_ text: String) -> String {
         text.utf8.contains(0) ? text.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : text
     }
 
@@ -29,7 +40,7 @@ public enum CanonicalJSON: Sendable, Equatable {
         do {
             self = try JSONDecoder().decode(CanonicalJSON.self, from: Data(text.utf8))
         } catch {
-            throw AuditError("details are not valid JSON: \(Self.reason(error))")
+            throw Failure("details are not valid JSON: \(Self.reason(error))")
         }
     }
 
@@ -86,14 +97,14 @@ public enum CanonicalJSON: Sendable, Equatable {
             default: return .integer(number.int64Value)
             }
         default:
-            throw AuditError("details hold a \(type(of: value)), which has no JSON form; use strings, numbers, booleans, arrays and [String: Any]")
+            throw Failure("details hold a \(type(of: value)), which has no JSON form; use strings, numbers, booleans, arrays and [String: Any]")
         }
     }
 
     /// A double by value: integral values in `Int64`'s range become ``integer(_:)``.
-    static func numeric(_ double: Double, exact: Int64? = nil) throws -> CanonicalJSON {
+    public static func numeric(_ double: Double, exact: Int64? = nil) throws -> CanonicalJSON {
         if let exact { return .integer(exact) }
-        guard double.isFinite else { throw AuditError("details hold \(double), which JSON cannot represent") }
+        guard double.isFinite else { throw Failure("details hold \(double), which JSON cannot represent") }
         if let integer = Int64(exactly: double) { return .integer(integer) }
         return .number(double)
     }
@@ -126,7 +137,7 @@ public enum CanonicalJSON: Sendable, Equatable {
                 if index > 0 { output += "," }
                 Self.writeString(key, into: &output)
                 output += ":"
-                members[key]!.write(into: &output)
+                members[key]?.write(into: &output)
             }
             output += "}"
         }
@@ -137,23 +148,10 @@ public enum CanonicalJSON: Sendable, Equatable {
     /// `jsonb` cannot hold: it is written as U+FFFD, so the text hashed is the text stored;
     /// everything else as is.
     private static func writeString(_ string: String, into output: inout String) {
-        output += "\""
-        for scalar in string.unicodeScalars {
-            switch scalar {
-            case "\u{0}": output += "\u{FFFD}"
-            case "\"": output += "\\\""
-            case "\\": output += "\\\\"
-            case "\u{08}": output += "\\b"
-            case "\t": output += "\\t"
-            case "\n": output += "\\n"
-            case "\u{0C}": output += "\\f"
-            case "\r": output += "\\r"
-            case _ where scalar.value < 0x20:
-                output += "\\u00" + (scalar.value < 0x10 ? "0" : "") + String(scalar.value, radix: 16)
-            default: output.unicodeScalars.append(scalar)
-            }
-        }
-        output += "\""
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(string.utf8.count + 2)
+        JSONStringWriter.append(string.utf8, to: &bytes, nul: .replacementCharacter)
+        output += String(decoding: bytes, as: UTF8.self)
     }
 
     private static func reason(_ error: Error) -> String {

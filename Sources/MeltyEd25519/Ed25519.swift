@@ -9,6 +9,12 @@ public enum Ed25519 {
         public var publicKey: [UInt8]
         /// 64 bytes; wipe with ``Ed25519/wipe(_:)`` when done.
         public var secretKey: [UInt8]
+
+        /// A pair of these keys (not checked against each other).
+        public init(publicKey: [UInt8], secretKey: [UInt8]) {
+            self.publicKey = publicKey
+            self.secretKey = secretKey
+        }
     }
 
     /// Why a key or signature was refused.
@@ -17,7 +23,9 @@ public enum Ed25519 {
         public var description: String
     }
 
-    static let initialized: Bool = sodium_init() >= 0
+    /// Whether libsodium initialised (`sodium_init`, run once on first use); every
+    /// libsodium caller reads it first.
+    public static let initialized: Bool = sodium_init() >= 0
 
     /// A fresh random key pair.
     public static func generate() -> KeyPair {
@@ -56,22 +64,46 @@ public enum Ed25519 {
 public enum ByteEncoding {
     /// Lowercase hex.
     public static func hex(_ bytes: [UInt8]) -> String {
-        bytes.map { String(format: "%02x", $0) }.joined()
+        String(decoding: hexDigits(bytes), as: UTF8.self)
+    }
+
+    /// Lowercase hex digits of `bytes` as bytes, then `suffix`, in one buffer, so secret
+    /// material need never become a `String` (a `String` cannot be wiped; these bytes can,
+    /// with ``Ed25519/wipe(_:)``).
+    public static func hexDigits(_ bytes: [UInt8], suffix: [UInt8] = []) -> [UInt8] {
+        let digits = Array("0123456789abcdef".utf8)
+        var output = [UInt8](repeating: 0, count: bytes.count * 2 + suffix.count)
+        for (index, byte) in suffix.enumerated() { output[bytes.count * 2 + index] = byte }
+        for (index, byte) in bytes.enumerated() {
+            output[2 * index] = digits[Int(byte >> 4)]
+            output[2 * index + 1] = digits[Int(byte & 0x0F)]
+        }
+        return output
     }
 
     /// Bytes of a hex string, or nil when it is not hex of even length.
     public static func fromHex(_ text: String) -> [UInt8]? {
-        let characters = Array(text.utf8)
-        guard characters.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(characters.count / 2)
-        var index = 0
-        while index < characters.count {
-            guard let high = nibble(characters[index]), let low = nibble(characters[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
+        bytes(fromHex: Array(text.utf8))
+    }
+
+    /// Bytes of hex digits (either case), or nil when they are not hex of even length; what
+    /// was decoded before a bad digit is wiped, so secret material can be decoded this way.
+    public static func bytes<Digits: Collection>(fromHex hex: Digits) -> [UInt8]? where Digits.Element == UInt8 {
+        guard hex.count % 2 == 0 else { return nil }
+        var output = [UInt8](repeating: 0, count: hex.count / 2)
+        var index = hex.startIndex
+        var position = 0
+        while index != hex.endIndex {
+            let next = hex.index(after: index)
+            guard let high = nibble(hex[index]), let low = nibble(hex[next]) else {
+                Ed25519.wipe(&output)
+                return nil
+            }
+            output[position] = high << 4 | low
+            position += 1
+            index = hex.index(after: next)
         }
-        return bytes
+        return output
     }
 
     private static func nibble(_ character: UInt8) -> UInt8? {

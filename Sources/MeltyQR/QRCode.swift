@@ -1,35 +1,36 @@
 /// A QR code (ISO/IEC 18004) for a short text: byte mode (UTF-8), error correction level M,
 /// versions 1 to 10 (up to 213 bytes), the mask with the lowest penalty of all eight.
-/// Ported from the Studio's `Assets/js/qr.js`; it draws TOTP enrolment URIs as SVG.
-struct QRCode {
+/// It draws TOTP enrolment URIs as SVG on the server: the Studio's admin enrolment and the
+/// Database plugin's GoTrue-compatible `/auth/v1/factors` both use it.
+public struct QRCode: Sendable {
     /// The text needs more than version 10 holds.
-    struct TextTooLong: Error, CustomStringConvertible {
+    public struct TextTooLong: Error, CustomStringConvertible {
         /// UTF-8 bytes of the text.
-        let bytes: Int
+        public let bytes: Int
         /// The most bytes a QR code up to version 10 at level M holds.
-        let capacity: Int
+        public let capacity: Int
 
         /// What went wrong, with both numbers.
-        var description: String {
+        public var description: String {
             "text too long for a QR code up to version \(QRCode.maxVersion) (\(bytes) bytes, at most \(capacity))"
         }
     }
 
     /// The largest version drawn (57 x 57 modules).
-    static let maxVersion = 10
+    public static let maxVersion = 10
 
     /// Version 1...10 (the smallest that holds the text).
-    let version: Int
+    public let version: Int
     /// Mask pattern 0...7 applied to the data modules.
-    let mask: Int
+    public let mask: Int
     /// Modules per side: `version * 4 + 17`.
-    let size: Int
+    public let size: Int
     /// `modules[y][x]` is true for a dark module.
     private let modules: [[Bool]]
 
     /// Encodes `text`; `mask` (0...7) forces a mask instead of the lowest-penalty one.
     /// Throws `TextTooLong` when the text needs more than version 10.
-    init(text: String, mask forcedMask: Int? = nil) throws {
+    public init(text: String, mask forcedMask: Int? = nil) throws(TextTooLong) {
         let bytes = Array(text.utf8)
         var version = 1
         while version <= Self.maxVersion && Self.capacity(version) < bytes.count { version += 1 }
@@ -37,31 +38,40 @@ struct QRCode {
             throw TextTooLong(bytes: bytes.count, capacity: Self.capacity(Self.maxVersion))
         }
         let codewords = Self.withErrorCorrection(Self.dataCodewords(bytes, version: version), version: version)
-        let masks = forcedMask.map { [$0] } ?? Array(0..<8)
-        var best: (score: Int, mask: Int, matrix: Matrix)?
-        for mask in masks {
+        func drawn(_ mask: Int) -> Matrix {
             var matrix = Matrix(version: version)
             matrix.drawCodewords(codewords)
             matrix.applyMask(mask)
             matrix.drawFormat(mask)
-            let score = masks.count == 1 ? 0 : matrix.penalty()
-            if best == nil || score < best!.score { best = (score, mask, matrix) }
+            return matrix
+        }
+        // The forced mask, or the one of all eight with the lowest penalty (the first on a tie).
+        var best = (mask: forcedMask ?? 0, matrix: drawn(forcedMask ?? 0))
+        if forcedMask == nil {
+            var bestScore = best.matrix.penalty()
+            for mask in 1..<8 {
+                let matrix = drawn(mask)
+                let score = matrix.penalty()
+                if score < bestScore { (bestScore, best) = (score, (mask, matrix)) }
+            }
         }
         self.version = version
-        self.mask = best!.mask
-        self.size = best!.matrix.size
-        self.modules = best!.matrix.dark
+        self.mask = best.mask
+        self.size = best.matrix.size
+        self.modules = best.matrix.dark
     }
 
     /// Whether the module at column `x`, row `y` (0-based, inside the code) is dark.
-    func isDark(x: Int, y: Int) -> Bool {
+    public func isDark(x: Int, y: Int) -> Bool {
         modules[y][x]
     }
 
     /// A standalone SVG document: a white background, the dark modules as one `<path>` of unit
     /// squares offset by the quiet zone, `moduleSize` pixels per module for width and height.
     /// Colours are named (no `#`), so the document stays valid in an unencoded data URL.
-    func svg(moduleSize: Int = 3, quietZone: Int = 4) -> String {
+    /// With `label`, the image is announced (`role="img"`, `aria-label`); `className` sets
+    /// `class` (both XML-escaped). Without them the document is exactly GoTrue's shape.
+    public func svg(moduleSize: Int = 3, quietZone: Int = 4, label: String? = nil, className: String? = nil) -> String {
         let full = size + 2 * quietZone
         let pixels = full * moduleSize
         var path = ""
@@ -70,10 +80,28 @@ struct QRCode {
                 path += "M\(x + quietZone),\(y + quietZone)h1v1h-1z"
             }
         }
+        var attributes = ""
+        if let label { attributes += " role=\"img\" aria-label=\"\(Self.escaped(label))\"" }
+        if let className { attributes += " class=\"\(Self.escaped(className))\"" }
         return "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(pixels)\" height=\"\(pixels)\""
-            + " viewBox=\"0 0 \(full) \(full)\" shape-rendering=\"crispEdges\">"
+            + " viewBox=\"0 0 \(full) \(full)\" shape-rendering=\"crispEdges\"\(attributes)>"
             + "<rect width=\"\(full)\" height=\"\(full)\" fill=\"white\"/>"
             + "<path d=\"\(path)\" fill=\"black\"/></svg>"
+    }
+
+    /// `text` safe inside a double-quoted XML attribute.
+    private static func escaped(_ text: String) -> String {
+        var output = ""
+        for character in text {
+            switch character {
+            case "&": output += "&amp;"
+            case "<": output += "&lt;"
+            case ">": output += "&gt;"
+            case "\"": output += "&quot;"
+            default: output.append(character)
+            }
+        }
+        return output
     }
 }
 
@@ -102,7 +130,7 @@ extension QRCode {
     }
 
     /// Bytes a version holds in byte mode: mode (4 bits) and count (8 or 16 bits) come first.
-    static func capacity(_ version: Int) -> Int {
+    public static func capacity(_ version: Int) -> Int {
         (dataCodewordCount(version) * 8 - 4 - (version < 10 ? 8 : 16)) / 8
     }
 

@@ -1,7 +1,6 @@
 import CArgon2
 import CSodium
 import Foundation
-import NIOPosix
 
 /// Argon2id password hashing (libargon2) with OWASP's minimum parameters or stronger.
 ///
@@ -18,6 +17,9 @@ public struct PasswordHasher: Sendable {
     /// The default parameters.
     public init() {}
 
+    /// `sodium_init` (idempotent) before the salt is drawn from libsodium's generator.
+    private static let sodiumReady: Bool = sodium_init() >= 0
+
     /// Why hashing failed (never contains the password).
     public struct HashError: Error, CustomStringConvertible {
         /// libargon2's message.
@@ -26,7 +28,7 @@ public struct PasswordHasher: Sendable {
 
     /// Hashes `password` with a fresh 16-byte salt; the caller should wipe its own copy.
     public func hash(_ password: String) throws -> String {
-        _ = Ed25519.initialized
+        _ = Self.sodiumReady
         var salt = [UInt8](repeating: 0, count: 16)
         randombytes_buf(&salt, salt.count)
         var secret = Array(password.utf8)
@@ -45,16 +47,5 @@ public struct PasswordHasher: Sendable {
         var secret = Array(password.utf8)
         defer { secret.withUnsafeMutableBytes { sodium_memzero($0.baseAddress, $0.count) } }
         return argon2id_verify(encoded, secret, secret.count) == ARGON2_OK.rawValue
-    }
-
-    /// Runs `hash` on `pool` (it takes tens of milliseconds and 19 MiB): the kernel's
-    /// bounded blocking pool, so a burst of sign-ups cannot start a thread each.
-    public func hash(_ password: String, on pool: NIOThreadPool) async throws -> String {
-        try await pool.runIfActive { try self.hash(password) }
-    }
-
-    /// Runs `verify` on `pool`; false when the pool has stopped.
-    public static func verify(_ password: String, against encoded: String, on pool: NIOThreadPool) async -> Bool {
-        (try? await pool.runIfActive { verify(password, against: encoded) }) ?? false
     }
 }
