@@ -15,7 +15,7 @@ struct SystemRoutes: Sendable {
     let rateLimiter: RateLimiter
     let metrics: PrometheusCollectorRegistry
     let setup: SetupRoute
-    /// The admin routes (`/v1/admin`, `/v1/hub`, `/v1/audit`, `/v1/system/license`).
+    /// The admin-facing routes (`/v1/admin`, `/v1/hub`, `/v1/audit`, `/v1/system/license`), each in the folder of its prefix.
     var hub: HubRoutes? = nil
     /// License checks for the setup wizard (`/v1/system/license/verify`, `.../evaluation`).
     var licenseChecks: LicenseCheckRoutes? = nil
@@ -30,6 +30,7 @@ struct SystemRoutes: Sendable {
         studio?.register(on: router)
         if let identity = hub?.identity {
             StudioPagesRoute(identity: identity, plugins: plugins, portals: portals).register(on: router)
+            HubPluginsRoute(identity: identity, plugins: plugins, portals: portals, rateLimiter: rateLimiter).register(on: router)
         }
         router.get("/v1/system/status") { _, _ in
             Self.json(state.statusJSON)
@@ -64,78 +65,10 @@ struct SystemRoutes: Sendable {
             }
             return Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter, health: await plugins.health()).json)
         }
-        // The same report for a signed-in admin from anywhere (the Studio's overview).
-        router.get("/v1/hub/plugins") { request, _ in
-            try await HubHTTP.run {
-                guard let identity = hub?.identity else {
-                    throw GatewayError(status: 404, code: "route_not_found", message: "admin routes are not configured in this kernel")
-                }
-                _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
-                var response = Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter, health: await plugins.health()).json)
-                response.headers[.cacheControl] = "no-store"
-                return response
-            }
-        }
     }
 
     static func json(_ bytes: [UInt8]) -> Response {
         Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
-    }
-}
-
-/// Kernel state served by the pulse; `is_initialized` is cached (setup flips it once).
-public final class SystemState: Sendable {
-    /// The semantic version of this build.
-    public static let version = "0.1.0"
-    private let initialized: NIOLockedValueBox<Bool>
-    private let cachedJSON: NIOLockedValueBox<[UInt8]>
-
-    /// State with the given initialisation flag.
-    public init(isInitialized: Bool) {
-        initialized = NIOLockedValueBox(isInitialized)
-        cachedJSON = NIOLockedValueBox(Self.render(isInitialized))
-    }
-
-    /// Whether setup has completed.
-    public var isInitialized: Bool {
-        get { initialized.withLockedValue { $0 } }
-        set {
-            initialized.withLockedValue { $0 = newValue }
-            cachedJSON.withLockedValue { $0 = Self.render(newValue) }
-        }
-    }
-
-    /// `{"is_initialized": ..., "version": ..., "pulse": "active"}`, pre-rendered.
-    var statusJSON: [UInt8] { cachedJSON.withLockedValue { $0 } }
-
-    private static func render(_ initialized: Bool) -> [UInt8] {
-        Array("{\"is_initialized\":\(initialized),\"version\":\"\(version)\",\"pulse\":\"active\"}".utf8)
-    }
-}
-
-/// What `meltybase plugins list` shows: loaded plugins, refusals, and per-portal status.
-struct PluginReport {
-    let plugins: PluginHost
-    let portals: PortalRegistry
-    let rateLimiter: RateLimiter
-    /// Each plugin's health by name (ABI 1.5); a plugin missing here shows "not reported".
-    var health: [String: PluginHealth] = [:]
-
-    var json: [UInt8] {
-        let loaded: [[String: Any]] = plugins.plugins.map { plugin in
-            [
-                "name": plugin.name, "version": plugin.version, "abi": plugin.abiVersion, "path": plugin.path,
-                "prefix": plugin.routePrefix, "prefixes": plugin.routePrefixes, "build_signature": plugin.buildSignature, "status": "loaded",
-                "websockets": plugin.acceptsWebSockets,
-                "health": ["status": (health[plugin.name] ?? .notReported).status, "message": (health[plugin.name] ?? .notReported).message],
-                "pages": plugin.studioPages.map { $0.id }, "commands": plugin.commands.map { $0.name },
-                "portals": Dictionary(portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") },
-                                      uniquingKeysWith: { first, _ in first }),
-            ]
-        }
-        let failed: [[String: Any]] = plugins.failures.map { ["name": $0.plugin, "path": $0.path, "status": "failed", "reason": $0.reason] }
-        let object: [String: Any] = ["plugins": loaded + failed, "portals": portals.names, "rate_limit_fallback": rateLimiter.isUsingFallback]
-        return Array((try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? Data("{}".utf8))
     }
 }
 
