@@ -10,6 +10,8 @@ from selenium.common.exceptions import StaleElementReferenceException, WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
+from instance_setup import next_totp  # noqa: F401  (re-exported for the Studio tests)
+
 TIMEOUT = 20
 
 
@@ -108,15 +110,3 @@ def decode_qr(element) -> str:
     results = zxingcpp.read_barcodes(image)
     assert results, "no QR code found in the element's screenshot"
     return results[0].text
-
-
-def next_totp(secret: str, after_step: int | None = None) -> tuple[str, int]:
-    """A TOTP code for a 30 s step later than `after_step` (the kernel refuses replays)."""
-    import pyotp
-
-    totp = pyotp.TOTP(secret)
-    while True:
-        step = int(time.time()) // 30
-        if after_step is None or step > after_step:
-            return totp.at(step * 30), step
-        time.sleep(0.5)

@@ -38,7 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-import pyotp
 import pytest
 import requests
 import schemathesis
@@ -51,6 +50,7 @@ from schemathesis.core.failures import FailureGroup
 sys.path.insert(0, str(Path(__file__).resolve().parent / "database"))
 
 import dbkit  # noqa: E402
+from instance_setup import set_up_instance  # noqa: E402
 from meltybase_kernel import DATABASE_AND_VAULT_TOML  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -209,18 +209,7 @@ def _post(url: str, body: Any, token: str | None = None) -> requests.Response:
 
 def _admin_at_aal2(kernel) -> str:
     """Sets the instance up (evaluation license), enrols TOTP; the aal2 access token."""
-    issued = _post(kernel.url + "/v1/system/license/evaluation", {})
-    assert issued.status_code == 201, issued.text
-    setup = _post(kernel.url + "/v1/system/setup",
-                  {"license_key": issued.json()["license_key"], "admin": {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}})
-    assert setup.status_code == 201, setup.text
-    pair = _post(kernel.url + "/v1/admin/login", {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}).json()
-    enrolment = _post(kernel.url + "/v1/admin/mfa/totp/enroll", {}, pair["access_token"])
-    assert enrolment.status_code == 200, enrolment.text
-    code = pyotp.TOTP(enrolment.json()["secret"]).now()
-    verified = _post(kernel.url + "/v1/admin/mfa/totp/verify", {"code": code}, pair["access_token"])
-    assert verified.status_code == 200 and verified.json()["aal"] == "aal2", verified.text
-    return verified.json()["access_token"]
+    return set_up_instance(kernel, ADMIN_EMAIL, ADMIN_PASSWORD)["pair"]["access_token"]
 
 
 class _PortalKernel:

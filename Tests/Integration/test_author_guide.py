@@ -16,6 +16,7 @@ import pytest
 import requests
 import websocket
 
+from instance_setup import set_up_instance
 from meltybase_kernel import ROOT, MeltyBaseKernel
 
 GUIDE = ROOT / "docs" / "plugin-author-guide.md"
@@ -112,13 +113,7 @@ def test_the_websocket_echoes(kernel):
 
 
 def test_post_audit_appends_an_entry_with_audit_async(kernel):
-    post = lambda path, body, token=None: requests.post(  # noqa: E731
-        kernel.url + path, json=body, timeout=60, headers={"authorization": f"Bearer {token}"} if token else {})
-    issued = post("/v1/system/license/evaluation", {})
-    assert issued.status_code in (200, 201), issued.text
-    setup = post("/v1/system/setup", {"license_key": issued.json()["license_key"], "admin": {"email": EMAIL, "password": PASSWORD}})
-    assert setup.status_code in (200, 201), setup.text
-    token = post("/v1/admin/login", {"email": EMAIL, "password": PASSWORD}).json()["access_token"]
+    token = set_up_instance(kernel, EMAIL, PASSWORD, totp=False)["pair"]["access_token"]
 
     response = requests.post(f"{kernel.url}/p/acme/hello/audit", timeout=30)
     assert response.status_code == 200, response.text

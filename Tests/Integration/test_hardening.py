@@ -29,7 +29,7 @@ import pytest
 import requests
 
 from meltybase_kernel import DATABASE_AND_VAULT_TOML, MeltyBaseKernel, free_port, kernel_binary
-from studio_driver import next_totp
+from instance_setup import next_totp, set_up_instance
 
 EMAIL = "root@example.com"
 PASSWORD = "correct horse battery staple"
@@ -51,18 +51,9 @@ class Instance:
     def __init__(self, kernel: MeltyBaseKernel):
         self.kernel = kernel
         self.url = kernel.url
-        issued = self.post("/v1/system/license/evaluation", {})
-        assert issued.status_code in (200, 201), issued.text
-        setup = self.post("/v1/system/setup", {"license_key": issued.json()["license_key"], "admin": {"email": EMAIL, "password": PASSWORD}})
-        assert setup.status_code in (200, 201), setup.text
-        first = self.post("/v1/admin/login", {"email": EMAIL, "password": PASSWORD}).json()
-        enrolment = self.post("/v1/admin/mfa/totp/enroll", {}, first["access_token"])
-        assert enrolment.status_code in (200, 201), enrolment.text
-        self.totp_secret = enrolment.json()["secret"]
-        code, self.step = next_totp(self.totp_secret)
-        verified = self.post("/v1/admin/mfa/totp/verify", {"code": code}, first["access_token"])
-        assert verified.status_code in (200, 201), verified.text
-        self.aal2 = verified.json()["access_token"]
+        admin = set_up_instance(kernel, EMAIL, PASSWORD)
+        self.totp_secret, self.step = admin["secret"], admin["step"]
+        self.aal2 = admin["pair"]["access_token"]
         assert payload(self.aal2)["aal"] == "aal2"
         # A later password-only sign-in of the same admin: aal1, mfa_required.
         password_only = self.post("/v1/admin/login", {"email": EMAIL, "password": PASSWORD}).json()

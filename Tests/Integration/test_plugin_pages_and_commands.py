@@ -16,8 +16,9 @@ import pytest
 import requests
 from selenium.webdriver.common.by import By
 
+from instance_setup import create_portal, set_up_instance
 from meltybase_kernel import kernel_binary
-from studio_driver import next_totp, text_of, wait_click, wait_for, wait_heading, wait_text
+from studio_driver import text_of, wait_click, wait_for, wait_heading, wait_text
 
 EMAIL = "ines@example.com"
 PASSWORD = "Granite-Orchard-Lantern-84"
@@ -38,25 +39,8 @@ def kernel(module_kernel_factory):
 @pytest.fixture(scope="module")
 def admin(kernel):
     """Setup with an evaluation license, one admin, and PORTAL enabling acme-report: the token pair."""
-    post = lambda path, body, token=None: requests.post(  # noqa: E731
-        kernel.url + path, json=body, timeout=60, headers={"authorization": f"Bearer {token}"} if token else {})
-    issued = post("/v1/system/license/evaluation", {})
-    assert issued.status_code in (200, 201), issued.text
-    setup = post("/v1/system/setup", {"license_key": issued.json()["license_key"], "admin": {"email": EMAIL, "password": PASSWORD}})
-    assert setup.status_code in (200, 201), setup.text
-    pair = post("/v1/admin/login", {"email": EMAIL, "password": PASSWORD}).json()
-    # Creating a portal needs AAL2: enrol TOTP.
-    enrolment = post("/v1/admin/mfa/totp/enroll", {}, pair["access_token"])
-    assert enrolment.status_code in (200, 201), enrolment.text
-    code, _ = next_totp(enrolment.json()["secret"])
-    verified = post("/v1/admin/mfa/totp/verify", {"code": code}, pair["access_token"])
-    assert verified.status_code in (200, 201), verified.text
-    pair = verified.json()
-    created = post("/v1/hub/portals", {"name": PORTAL, "plugins": ["acme-report"]}, pair["access_token"])
-    assert created.status_code in (200, 201), created.text
-    deadline = time.monotonic() + 30
-    while requests.get(f"{kernel.url}/p/{PORTAL}/acme-report/v1/summary", timeout=30).status_code != 200 and time.monotonic() < deadline:
-        time.sleep(0.1)
+    pair = set_up_instance(kernel, EMAIL, PASSWORD)["pair"]  # creating a portal needs AAL2
+    create_portal(kernel, pair["access_token"], PORTAL, ["acme-report"], f"/p/{PORTAL}/acme-report/v1/summary")
     return pair
 
 

@@ -16,6 +16,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select
 
+from instance_setup import create_portal, set_up_instance
 from meltybase_kernel import DATABASE_AND_VAULT_TOML
 from studio_driver import click, fill, labelled, next_totp, set_value, text_of, wait_field_error, wait_click, wait_for, wait_heading, wait_text
 
@@ -43,28 +44,9 @@ def admin(kernel):
 def initialize_with_totp_admin(kernel):
     """Sets up `kernel` (evaluation license), enrols the admin's TOTP and creates PORTAL with
     the database and vault: `{pair (aal2), secret, step}`. Also used by screenshots.py."""
-    post = lambda path, body, token=None: requests.post(  # noqa: E731
-        kernel.url + path, json=body, timeout=60, headers={"authorization": f"Bearer {token}"} if token else {})
-    issued = post("/v1/system/license/evaluation", {})
-    assert issued.status_code in (200, 201), issued.text
-    setup = post("/v1/system/setup", {"license_key": issued.json()["license_key"], "admin": {"email": EMAIL, "password": PASSWORD}})
-    assert setup.status_code in (200, 201), setup.text
-    pair = post("/v1/admin/login", {"email": EMAIL, "password": PASSWORD}).json()
-    enrolment = post("/v1/admin/mfa/totp/enroll", {}, pair["access_token"])
-    assert enrolment.status_code in (200, 201), enrolment.text
-    secret = enrolment.json()["secret"]
-    code, step = next_totp(secret)
-    verified = post("/v1/admin/mfa/totp/verify", {"code": code}, pair["access_token"])
-    assert verified.status_code in (200, 201), verified.text
-    pair = verified.json()
-    assert pair["aal"] == "aal2"
-    created = post("/v1/hub/portals", {"name": PORTAL, "plugins": ["database", "vault"]}, pair["access_token"])
-    assert created.status_code in (200, 201), created.text
-    # The kernel picks the new portal up from its NOTIFY a moment later.
-    deadline = time.monotonic() + 30
-    while requests.get(f"{kernel.url}/p/{PORTAL}/rest/v1/", timeout=30).status_code == 404 and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return {"pair": pair, "secret": secret, "step": step}
+    admin = set_up_instance(kernel, EMAIL, PASSWORD)
+    create_portal(kernel, admin["pair"]["access_token"], PORTAL, ["database", "vault"], f"/p/{PORTAL}/rest/v1/")
+    return admin
 
 
 def sign_in_with(browser, kernel, pair, path):

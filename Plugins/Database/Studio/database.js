@@ -49,29 +49,6 @@ function errorLines(error) {
   ].filter(Boolean);
 }
 
-/**
- * The portals that enable `plugin`, as a labelled select with a button (a select that
- * navigated on change would leave the page at every arrow key). Without a choice the
- * first such portal is taken. `{element, chosen}`; `chosen` is null when there is none.
- */
-function portalPicker({ portals, plugin, selected, onChoose, page }) {
-  const usable = portals.filter((p) => (p.plugins || []).includes(plugin)).map((p) => p.name).sort();
-  if (!usable.length) {
-    return { chosen: null, element: h('p', { class: 'notice notice-error', role: 'status' },
-      `No portal enables the ${plugin} plugin yet. Enable it on the `, h('a', { href: '/dashboard/portals', 'data-route': 'portals' }, 'Portals'), ' page.') };
-  }
-  const chosen = selected && usable.includes(selected) ? selected : (selected ? null : usable[0]);
-  const id = `${page}-portal`;
-  const select = h('select', { id, name: 'portal' }, usable.map((name) => h('option', { value: name, selected: name === chosen }, name)));
-  const form = h('form', { class: 'portal-picker', novalidate: true, 'aria-label': 'Portal' },
-    h('div', { class: 'field' }, h('label', { for: id }, 'Portal'), select),
-    h('button', { type: 'submit', class: 'secondary' }, 'Open'));
-  form.addEventListener('submit', (event) => { event.preventDefault(); onChoose(select.value); });
-  const missing = selected && !chosen
-    ? h('p', { class: 'notice notice-error', role: 'alert' }, `The portal ${selected} does not exist or does not enable ${plugin}.`) : null;
-  return { chosen, element: [form, missing] };
-}
-
 export default {
   title: 'Database',
   async render({ api, params, navigate, ui, plugin }) {
@@ -79,7 +56,7 @@ export default {
     const PAGE = `plugins/${plugin.name}/tables`;
     const { portals } = await api.get('/v1/hub/portals');
     const [portal, tableName] = params.map((p) => decodeURIComponent(p));
-    const picker = portalPicker({ portals, plugin: 'database', page: 'database', selected: portal, onChoose: (name) => navigate(`${PAGE}/${encodeURIComponent(name)}`) });
+    const picker = ui.portalPicker({ portals, plugin: 'database', page: 'database', selected: portal, onChoose: (name) => navigate(`${PAGE}/${encodeURIComponent(name)}`) });
     const intro = [h('h1', { id: 'page-title' }, 'Database'),
       h('p', {}, 'Each portal with the database plugin has its own Postgres database: browse and edit its tables (as service_role, so row-level security does not hide rows) and run SQL as the portal\'s owner role.')];
     if (!picker.chosen) return [...intro, picker.element];

@@ -11,29 +11,6 @@ let h, replace, field, notice, busy, when;
 const NAME_PATTERN = '[A-Za-z0-9_.\\-]{1,128}';
 const REVEAL_SECONDS = 60;
 
-/**
- * The portals that enable `plugin`, as a labelled select with a button (a select that
- * navigated on change would leave the page at every arrow key). Without a choice the
- * first such portal is taken. `{element, chosen}`; `chosen` is null when there is none.
- */
-function portalPicker({ portals, plugin, selected, onChoose, page }) {
-  const usable = portals.filter((p) => (p.plugins || []).includes(plugin)).map((p) => p.name).sort();
-  if (!usable.length) {
-    return { chosen: null, element: h('p', { class: 'notice notice-error', role: 'status' },
-      `No portal enables the ${plugin} plugin yet. Enable it on the `, h('a', { href: '/dashboard/portals', 'data-route': 'portals' }, 'Portals'), ' page.') };
-  }
-  const chosen = selected && usable.includes(selected) ? selected : (selected ? null : usable[0]);
-  const id = `${page}-portal`;
-  const select = h('select', { id, name: 'portal' }, usable.map((name) => h('option', { value: name, selected: name === chosen }, name)));
-  const form = h('form', { class: 'portal-picker', novalidate: true, 'aria-label': 'Portal' },
-    h('div', { class: 'field' }, h('label', { for: id }, 'Portal'), select),
-    h('button', { type: 'submit', class: 'secondary' }, 'Open'));
-  form.addEventListener('submit', (event) => { event.preventDefault(); onChoose(select.value); });
-  const missing = selected && !chosen
-    ? h('p', { class: 'notice notice-error', role: 'alert' }, `The portal ${selected} does not exist or does not enable ${plugin}.`) : null;
-  return { chosen, element: [form, missing] };
-}
-
 /** An error's message with its hint. */
 const describe = (error) => [error.message, error.hint].filter(Boolean).join(' ');
 
@@ -43,7 +20,7 @@ export default {
     ({ h, replace, field, notice, busy, when } = ui);
     const PAGE = `plugins/${plugin.name}/secrets`;
     const { portals } = await api.get('/v1/hub/portals');
-    const picker = portalPicker({ portals, plugin: 'vault', page: 'vault', selected: params[0] && decodeURIComponent(params[0]),
+    const picker = ui.portalPicker({ portals, plugin: 'vault', page: 'vault', selected: params[0] && decodeURIComponent(params[0]),
       onChoose: (name) => navigate(`${PAGE}/${encodeURIComponent(name)}`) });
     const intro = [h('h1', { id: 'page-title' }, 'Vault'),
       h('p', {}, 'Encrypted secrets of a portal (AES-256-GCM under the portal\'s data key). Values are never shown unless you reveal one, which needs a second factor and is recorded in the audit log.')];

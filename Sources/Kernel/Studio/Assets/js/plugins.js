@@ -6,6 +6,7 @@
 
 import * as api from './api.js';
 import * as dom from './dom.js';
+import { portalPicker } from './portal-picker.js';
 
 let cached = null;
 
@@ -35,8 +36,9 @@ export async function loadPage(entry) {
   return { id: entry.path, title: page.title || entry.title, render: page.render.bind(page), plugin: entry };
 }
 
-/** What the UI helpers give pages: the same functions the built-in pages import from dom.js. */
-export const ui = Object.freeze({ ...dom });
+/** What the UI helpers give pages: the same functions the built-in pages import from dom.js,
+ *  and the portal picker (portal-picker.js). */
+export const ui = Object.freeze({ ...dom, portalPicker });
 
 /** The API a page uses (the same as built-in pages): call/get/post/del with refresh and step-up, ApiError. */
 export const pageApi = Object.freeze({ ...api });
