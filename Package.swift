@@ -93,7 +93,7 @@ let package = Package(
         ),
         .target(
             name: "MeltyPluginSDK",
-            dependencies: ["MeltyPluginABI", "MeltyBuildSignature"],
+            dependencies: ["MeltyPluginABI", "MeltyBuildSignature", "MeltyJSON"],
             path: "Sources/MeltyPluginSDK"
         ),
         .target(
@@ -156,7 +156,7 @@ let package = Package(
         ),
         .target(
             name: "EchoSwiftPlugin",
-            dependencies: ["MeltyPluginSDK"],
+            dependencies: ["MeltyPluginSDK", "MeltyJSON"],
             path: "Plugins/Examples/EchoSwift"
         ),
         .target(

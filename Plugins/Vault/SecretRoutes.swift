@@ -97,7 +97,7 @@ struct SecretRoutes {
                 : try await vault.update(portal: portal, name: name, value: value, description: description, actor: caller.actor, on: connection)
         }
         try? await runtime.audit.append(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
-                                        details: ["version": metadata.currentVersion, "actor": caller.actor], portal: self.portal)
+                                        details: ["version": JSONValue(metadata.currentVersion), "actor": JSONValue(caller.actor)], portal: self.portal)
         return .json(metadata.json, status: pathName == nil ? 201 : 200)
     }
 
@@ -119,7 +119,7 @@ struct SecretRoutes {
             _ = try await vault.delete(portal: portal, name: name, purge: purge, on: connection)
         }
         try? await runtime.audit.append(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)",
-                                        details: ["actor": caller.actor], portal: self.portal)
+                                        details: ["actor": JSONValue(caller.actor)], portal: self.portal)
         return .json(["name": name, "deleted": true, "purged": purge])
     }
 
@@ -140,7 +140,7 @@ struct SecretRoutes {
         let revealed = try await database.run { try await vault.reveal(portal: portal, name: name, version: version, on: $0) }
         do {
             try await runtime.audit.append(action: "vault.secret.read", target: "secret:\(name)",
-                                           details: ["version": revealed.version, "actor": caller.actor, "via": "http"], portal: self.portal)
+                                           details: ["version": JSONValue(revealed.version), "actor": JSONValue(caller.actor), "via": "http"], portal: self.portal)
         } catch {
             return .error(status: 503, code: "audit_unavailable", message: "the read could not be audited, so the value is withheld",
                           hint: "check the system database; the kernel log says why")

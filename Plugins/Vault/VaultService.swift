@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import MeltyPluginSDK
 import VaultCore
 
@@ -45,7 +46,7 @@ enum VaultService {
                 let revealed = try await plugin.database.run { try await vault.reveal(portal: portal, name: name, version: version, on: $0) }
                 do {
                     try await runtime.audit.append(action: "vault.secret.read", target: "secret:\(name)",
-                                                   details: ["version": revealed.version, "via": "vault.v1", "caller": access.actor], portal: plugin.portal)
+                                                   details: ["version": JSONValue(revealed.version), "via": "vault.v1", "caller": JSONValue(access.actor)], portal: plugin.portal)
                 } catch {
                     throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")
                 }

@@ -1,7 +1,8 @@
 import Foundation
+import MeltyJSON
+import MeltyPluginSDK
 import MeltyPostgres
 import PortalDatabaseCore
-import MeltyPluginSDK
 
 /// `POST /sql/v1/query {"query": "..."}`: runs SQL as the portal's owner role (never a
 /// superuser) for the service role and `aal2` admins. Several statements may be sent; the
@@ -56,7 +57,8 @@ final class SQLConsole: Sendable {
                 }
             }
             try? await host.audit(action: "database.sql", target: portal.name,
-                            details: ["actor": credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role", "command": result.commandTag, "length": query.count],
+                            details: ["actor": JSONValue(credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role"),
+                                      "command": JSONValue(result.commandTag), "length": JSONValue(query.count)],
                             portal: portal)
             let columns = zip(result.columns, result.types).map { ["name": $0, "type": Self.typeNames[$1] ?? String($1)] }
             let rows = result.rows.map { row in zip(row, result.types).map { Self.json($0, type: $1) } }
