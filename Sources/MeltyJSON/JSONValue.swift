@@ -80,7 +80,7 @@ public enum JSONValue: Codable, Sendable, Equatable {
     }
 
     /// `value` as JSON text: keys sorted, as `JSONSerialization` with `.sortedKeys` writes it.
-    public static func encode(_ value: some Encodable) throws -> [UInt8] {
+    public static func serialize(_ value: some Encodable) throws -> [UInt8] {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         return Array(try encoder.encode(value))

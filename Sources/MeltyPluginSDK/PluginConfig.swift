@@ -35,7 +35,7 @@ public struct PluginConfig: Sendable, Equatable {
 
     /// The table as JSON text (keys sorted).
     public var json: String {
-        (try? JSONValue.encode(values)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        (try? JSONValue.serialize(values)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 
     /// The string at `key`, nil when absent; `plugin` names the plugin in the error.

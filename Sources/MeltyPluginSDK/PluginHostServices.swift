@@ -44,7 +44,7 @@ public struct PluginHostServices: Sendable {
     /// committed; throws when it cannot be stored (refuse the audited action then). Suspends
     /// instead of blocking: the kernel commits on its own pool (`audit_async`, ABI 1.4).
     public func audit(action: String, target: String, details: [String: JSONValue] = [:], portal: Portal? = nil) async throws {
-        let json = String(decoding: try JSONValue.encode(details), as: UTF8.self)
+        let json = String(decoding: try JSONValue.serialize(details), as: UTF8.self)
         let handle = portal?.handle
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             let box = Unmanaged.passRetained(StatusContinuation(continuation)).toOpaque()
@@ -68,7 +68,7 @@ public struct PluginHostServices: Sendable {
     /// database worker of the plugin's own): blocks until the entry is committed. Never call
     /// it from `handle` or other async code.
     public func auditBlocking(action: String, target: String, details: [String: JSONValue] = [:], portal: Portal? = nil) throws {
-        let json = String(decoding: try JSONValue.encode(details), as: UTF8.self)
+        let json = String(decoding: try JSONValue.serialize(details), as: UTF8.self)
         let error = SDKErrorBuffer()
         let status = action.withCChars { actionPointer, actionLength in
             target.withCChars { targetPointer, targetLength in
@@ -88,7 +88,7 @@ public struct PluginHostServices: Sendable {
 
     /// Signs `claims` as an HS256 JWT with the portal's secret (the kernel keeps the secret).
     public func signPortalJWT(claims: [String: JSONValue], portal: Portal) async throws -> String {
-        let json = try JSONValue.encode(claims)
+        let json = try JSONValue.serialize(claims)
         let token: [UInt8] = try await withCheckedThrowingContinuation { continuation in
             let box = Unmanaged.passRetained(ServiceContinuation(continuation)).toOpaque()
             let error = SDKErrorBuffer()
@@ -184,7 +184,7 @@ public struct PluginHostServices: Sendable {
     public func callService(_ name: String, major: UInt32, method: String, arguments: [String: JSONValue], caller: PluginCredential, portal: Portal) async throws -> [UInt8] {
         var arguments = arguments
         arguments["caller"] = nil   // only the kernel's credential may say who calls
-        guard let argumentData = try? JSONValue.encode(arguments) else {
+        guard let argumentData = try? JSONValue.serialize(arguments) else {
             throw PluginError.invalid("service arguments must be a JSON object")
         }
         // `{"caller":<credential>,` followed by the arguments' members: the credential goes as

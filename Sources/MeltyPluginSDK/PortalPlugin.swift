@@ -307,7 +307,7 @@ public struct PluginResponse: Sendable {
     /// An `application/json` response from an `Encodable` value (keys sorted; a value that
     /// cannot be encoded, such as NaN, answers `null`).
     public static func json<Body: Encodable>(_ value: Body, status: Int = 200) -> PluginResponse {
-        let body = (try? JSONValue.encode(value)) ?? Array("null".utf8)
+        let body = (try? JSONValue.serialize(value)) ?? Array("null".utf8)
         return PluginResponse(status: status, headers: [("content-type", "application/json")], body: body)
     }
 

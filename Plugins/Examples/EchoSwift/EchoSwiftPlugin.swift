@@ -43,7 +43,7 @@ public final class EchoSwiftPlugin: PortalPlugin {
     func serve(method: String, argument: [UInt8]) throws -> [UInt8] {
         guard method == "reverse" else { throw PluginError.notFound("echo.v1 has no method \(method)") }
         let text = (try? JSONDecoder().decode(ReverseArgument.self, from: Data(argument)))?.text ?? ""
-        return try JSONValue.encode(ReverseResult(text: String(text.reversed()), portal: portal.name))
+        return try JSONValue.serialize(ReverseResult(text: String(text.reversed()), portal: portal.name))
     }
 
     /// `GET /credential`: what the kernel verified about the caller (absent values are `null`).
