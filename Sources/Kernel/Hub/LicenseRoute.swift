@@ -51,7 +51,7 @@ struct LicenseRoute: Sendable {
                         throw error
                     }
                 }
-                return HubHTTP.json(try await identity.licenseSummary().json)
+                return HubHTTP.json(try await identity.licenseSummary())
             }
         }
     }

@@ -2,7 +2,7 @@ import Foundation
 import MeltyPasswords
 
 /// An admin account (`public.secrets`, kind `admin`), without its password hash or TOTP secret.
-public struct AdminRecord: Sendable, Equatable {
+public struct AdminRecord: Sendable, Equatable, Encodable {
     /// The account's uuid.
     public var id: String
     /// Lowercase email.
@@ -38,14 +38,23 @@ public struct AdminRecord: Sendable, Equatable {
         self.createdAt = createdAt
     }
 
+    private enum CodingKeys: String, CodingKey {
+        case id, email, role, totpEnrolled = "mfa_enabled", createdAt = "created_at"
+    }
+
     /// `{id, email, role, mfa_enabled, created_at}`.
-    public var json: [String: Any] {
-        ["id": id, "email": email, "role": role, "mfa_enabled": totpEnrolled, "created_at": createdAt]
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(email, forKey: .email)
+        try container.encode(role, forKey: .role)
+        try container.encode(totpEnrolled, forKey: .totpEnrolled)
+        try container.encode(createdAt, forKey: .createdAt)
     }
 }
 
 /// The license as setup stored it in `meltybase.system_state`, with the seats in use.
-public struct LicenseSummary: Sendable {
+public struct LicenseSummary: Sendable, Encodable {
     /// License id.
     public var id: String?
     /// `indie` or `commercial`.
@@ -61,12 +70,20 @@ public struct LicenseSummary: Sendable {
     /// When setup completed.
     public var initializedAt: String?
 
+    private enum CodingKeys: String, CodingKey {
+        case id = "license_id", tier, seats, seatsUsed = "seats_used", owner, expiresAt = "expires_at", initializedAt = "initialized_at"
+    }
+
     /// `{license_id, tier, seats, seats_used, owner, expires_at, initialized_at}` (nulls kept).
-    public var json: [String: Any] {
-        [
-            "license_id": id ?? NSNull(), "tier": tier ?? NSNull(), "seats": seats ?? NSNull(), "seats_used": seatsUsed,
-            "owner": owner ?? NSNull(), "expires_at": expiresAt ?? NSNull(), "initialized_at": initializedAt ?? NSNull(),
-        ]
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(id, forKey: .id)
+        try container.encode(tier, forKey: .tier)
+        try container.encode(seats, forKey: .seats)
+        try container.encode(seatsUsed, forKey: .seatsUsed)
+        try container.encode(owner, forKey: .owner)
+        try container.encode(expiresAt, forKey: .expiresAt)
+        try container.encode(initializedAt, forKey: .initializedAt)
     }
 }
 
