@@ -121,21 +121,8 @@ final class SQLConsole: Sendable {
     struct SQLErrorAnswer: Encodable {
         var code: String
         var message: String
-        var details: String?
-        var hint: String?
-        var position: Int?
-
-        func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(code, forKey: .code)
-            try container.encode(message, forKey: .message)
-            try container.encode(details, forKey: .details)
-            try container.encode(hint, forKey: .hint)
-            try container.encode(position, forKey: .position)
-        }
-
-        enum CodingKeys: String, CodingKey {
-            case code, message, details, hint, position
-        }
+        @NullWhenAbsent var details: String?
+        @NullWhenAbsent var hint: String?
+        @NullWhenAbsent var position: Int?
     }
 }

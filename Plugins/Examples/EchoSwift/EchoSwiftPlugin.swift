@@ -49,23 +49,12 @@ public final class EchoSwiftPlugin: PortalPlugin {
     /// `GET /credential`: what the kernel verified about the caller (absent values are `null`).
     struct CredentialAnswer: Encodable {
         var kind: String
-        var role: String?
-        var subject: String?
-        var aal: String?
-        var reason: String?
+        @NullWhenAbsent var role: String?
+        @NullWhenAbsent var subject: String?
+        @NullWhenAbsent var aal: String?
+        @NullWhenAbsent var reason: String?
         var prefix: String
         var hasConninfo: Bool
-
-        func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(kind, forKey: .kind)
-            try container.encode(role, forKey: .role)
-            try container.encode(subject, forKey: .subject)
-            try container.encode(aal, forKey: .aal)
-            try container.encode(reason, forKey: .reason)
-            try container.encode(prefix, forKey: .prefix)
-            try container.encode(hasConninfo, forKey: .hasConninfo)
-        }
 
         enum CodingKeys: String, CodingKey {
             case kind, role, subject, aal, reason, prefix

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import MeltyJSON
 import NIOCore
 
 /// `GET /v1/audit` (the audit log, filtered and paged by seq) and `GET /v1/audit/verify`
@@ -118,7 +119,7 @@ extension AuditRoute {
     /// `GET /v1/audit/verify`: `{ok, entries, checkpoints_checked, head_seq, trusted_key,
     /// problem}`, `problem` being `{seq, description}` or `null`.
     struct VerifyAnswer: Encodable {
-        struct Problem: Encodable {
+        struct Problem: Encodable, Sendable {
             var seq: Int64
             var description: String
         }
@@ -128,7 +129,7 @@ extension AuditRoute {
         var checkpointsChecked: Int
         var headSeq: Int64
         var trustedKey: Bool
-        var problem: Problem?
+        @NullWhenAbsent var problem: Problem?
 
         init(_ result: AuditVerification) {
             ok = result.ok
@@ -141,16 +142,6 @@ extension AuditRoute {
 
         enum CodingKeys: String, CodingKey {
             case ok, entries, checkpointsChecked = "checkpoints_checked", headSeq = "head_seq", trustedKey = "trusted_key", problem
-        }
-
-        func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(ok, forKey: .ok)
-            try container.encode(entries, forKey: .entries)
-            try container.encode(checkpointsChecked, forKey: .checkpointsChecked)
-            try container.encode(headSeq, forKey: .headSeq)
-            try container.encode(trustedKey, forKey: .trustedKey)
-            try container.encode(problem, forKey: .problem)
         }
     }
 }

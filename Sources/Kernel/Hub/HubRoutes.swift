@@ -34,15 +34,6 @@ enum HubHTTP {
     /// Largest JSON body the admin routes read.
     static let bodyLimit = 64 * 1024
 
-    /// The body as a JSON object, or 400 `invalid_json` showing the expected shape.
-    static func object(_ request: Request, expected: String) async throws -> [String: Any] {
-        let body = try await request.body.collect(upTo: bodyLimit)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
-            throw GatewayError(status: 400, code: "invalid_json", message: "the body must be a JSON object", hint: "send \(expected)")
-        }
-        return object
-    }
-
     /// The body decoded as `Body` (string members), or 400: `invalid_json` showing the
     /// expected shape when it is not a JSON object, `invalid_field` naming a member that is
     /// missing or not a string.
@@ -73,14 +64,6 @@ enum HubHTTP {
         let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
         return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
                         body: .init(byteBuffer: ByteBuffer(bytes: data)))
-    }
-
-    /// The string member `field`, or 400 `invalid_field`.
-    static func string(_ object: [String: Any], _ field: String) throws -> String {
-        guard let value = object[field] as? String else {
-            throw gatewayError(IdentityError.invalidField(field, "\(field) is required (a string)"))
-        }
-        return value
     }
 
     /// A JSON response (keys sorted) from `JSONSerialization` values; prefer an `Encodable`.

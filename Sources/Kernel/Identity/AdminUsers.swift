@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import MeltyPasswords
 
 /// An admin account (`public.secrets`, kind `admin`), without its password hash or TOTP secret.
@@ -38,52 +39,32 @@ public struct AdminRecord: Sendable, Equatable, Encodable {
         self.createdAt = createdAt
     }
 
+    /// `{id, email, role, mfa_enabled, created_at}`.
     private enum CodingKeys: String, CodingKey {
         case id, email, role, totpEnrolled = "mfa_enabled", createdAt = "created_at"
-    }
-
-    /// `{id, email, role, mfa_enabled, created_at}`.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(email, forKey: .email)
-        try container.encode(role, forKey: .role)
-        try container.encode(totpEnrolled, forKey: .totpEnrolled)
-        try container.encode(createdAt, forKey: .createdAt)
     }
 }
 
 /// The license as setup stored it in `meltybase.system_state`, with the seats in use.
 public struct LicenseSummary: Sendable, Encodable {
     /// License id.
-    public var id: String?
+    @NullWhenAbsent public var id: String?
     /// `indie` or `commercial`.
-    public var tier: String?
+    @NullWhenAbsent public var tier: String?
     /// Admin accounts the license allows.
-    public var seats: Int?
+    @NullWhenAbsent public var seats: Int?
     /// Admin accounts that exist.
     public var seatsUsed: Int
     /// The licensee's email.
-    public var owner: String?
+    @NullWhenAbsent public var owner: String?
     /// Expiry (RFC 3339) or `nil` for a perpetual license.
-    public var expiresAt: String?
+    @NullWhenAbsent public var expiresAt: String?
     /// When setup completed.
-    public var initializedAt: String?
-
-    private enum CodingKeys: String, CodingKey {
-        case id = "license_id", tier, seats, seatsUsed = "seats_used", owner, expiresAt = "expires_at", initializedAt = "initialized_at"
-    }
+    @NullWhenAbsent public var initializedAt: String?
 
     /// `{license_id, tier, seats, seats_used, owner, expires_at, initialized_at}` (nulls kept).
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(id, forKey: .id)
-        try container.encode(tier, forKey: .tier)
-        try container.encode(seats, forKey: .seats)
-        try container.encode(seatsUsed, forKey: .seatsUsed)
-        try container.encode(owner, forKey: .owner)
-        try container.encode(expiresAt, forKey: .expiresAt)
-        try container.encode(initializedAt, forKey: .initializedAt)
+    private enum CodingKeys: String, CodingKey {
+        case id = "license_id", tier, seats, seatsUsed = "seats_used", owner, expiresAt = "expires_at", initializedAt = "initialized_at"
     }
 }
 

@@ -105,23 +105,11 @@ struct LicenseCheckRoutes: Sendable {
         var owner: String
         var ownerName: String
         var issuedAt: String
-        var expiresAt: String?
+        @NullWhenAbsent var expiresAt: String?
         var evaluation: Bool
 
         enum CodingKeys: String, CodingKey {
             case id, tier, seats, owner, ownerName = "owner_name", issuedAt = "issued_at", expiresAt = "expires_at", evaluation
-        }
-
-        func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(id, forKey: .id)
-            try container.encode(tier, forKey: .tier)
-            try container.encode(seats, forKey: .seats)
-            try container.encode(owner, forKey: .owner)
-            try container.encode(ownerName, forKey: .ownerName)
-            try container.encode(issuedAt, forKey: .issuedAt)
-            try container.encode(expiresAt, forKey: .expiresAt)
-            try container.encode(evaluation, forKey: .evaluation)
         }
     }
 

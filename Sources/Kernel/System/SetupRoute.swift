@@ -84,21 +84,10 @@ extension SetupRoute {
         var owner: String
         var admin: String
         var entryPoint: String
-        var expiresAt: String?
+        @NullWhenAbsent var expiresAt: String?
 
         enum CodingKeys: String, CodingKey {
             case isInitialized = "is_initialized", tier, seats, owner, admin, entryPoint = "entry_point", expiresAt = "expires_at"
-        }
-
-        func encode(to encoder: Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(isInitialized, forKey: .isInitialized)
-            try container.encode(tier, forKey: .tier)
-            try container.encode(seats, forKey: .seats)
-            try container.encode(owner, forKey: .owner)
-            try container.encode(admin, forKey: .admin)
-            try container.encode(entryPoint, forKey: .entryPoint)
-            try container.encode(expiresAt, forKey: .expiresAt)
         }
     }
 }
