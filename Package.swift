@@ -58,7 +58,7 @@ let package = Package(
         /// rotation. No kernel import: the plugin and the CLI both use it.
         .target(
             name: "VaultCore",
-            dependencies: ["COpenSSL", "CSodium", "MeltyPostgres"],
+            dependencies: ["COpenSSL", "CSodium", "MeltyPostgres", "MeltyJSON"],
             path: "Plugins/Vault/Core"
         ),
         /// A small Redis client (hiredis) for the kernel and plugins: URLs, AUTH, a pool of connections.
@@ -109,7 +109,7 @@ let package = Package(
         ),
         .target(
             name: "MeltyPluginSDK",
-            dependencies: ["MeltyPluginABI", "MeltyABIBytes", "MeltyBuildSignature"],
+            dependencies: ["MeltyPluginABI", "MeltyABIBytes", "MeltyBuildSignature", "MeltyJSON"],
             path: "Sources/MeltyPluginSDK"
         ),
         .target(
@@ -172,7 +172,7 @@ let package = Package(
         ),
         .target(
             name: "EchoSwiftPlugin",
-            dependencies: ["MeltyPluginSDK"],
+            dependencies: ["MeltyPluginSDK", "MeltyJSON"],
             path: "Plugins/Examples/EchoSwift"
         ),
         .target(
@@ -218,7 +218,7 @@ let package = Package(
         ),
         .testTarget(
             name: "VaultCoreTests",
-            dependencies: ["VaultCore", "MeltyPostgres", "MeltyTestServices"],
+            dependencies: ["VaultCore", "MeltyJSON", "MeltyPostgres", "MeltyTestServices"],
             path: "Tests/VaultCoreTests"
         ),
         .testTarget(

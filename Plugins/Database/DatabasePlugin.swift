@@ -42,28 +42,19 @@ public final class DatabasePlugin: PortalPlugin {
         var statementTimeoutMilliseconds = 30_000
         var maxRows: Int?
 
-        init(_ config: [String: Any]) throws {
-            func integer(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
-                guard let value = config[key] else { return nil }
-                guard let number = value as? Int, range.contains(number) else {
-                    throw PluginError.invalid("database: config key '\(key)' must be an integer from \(range.lowerBound) to \(range.upperBound)")
-                }
-                return number
-            }
-            poolSize = try integer("pool_size", 1...200) ?? poolSize
-            maxWaiting = try integer("max_waiting", 0...100_000) ?? maxWaiting
-            statementTimeoutMilliseconds = try integer("statement_timeout_ms", 100...3_600_000) ?? statementTimeoutMilliseconds
-            maxRows = try integer("max_rows", 1...10_000_000)
-            if let value = config["schemas"] {
-                guard let list = value as? [String], !list.isEmpty, list.allSatisfy({ !$0.isEmpty && $0 != "auth" && !$0.hasPrefix("pg_") && $0 != "meltybase_internal" }) else {
+        init(_ config: PluginConfig) throws {
+            poolSize = try config.integer("pool_size", in: 1...200, plugin: "database") ?? poolSize
+            maxWaiting = try config.integer("max_waiting", in: 0...100_000, plugin: "database") ?? maxWaiting
+            statementTimeoutMilliseconds = try config.integer("statement_timeout_ms", in: 100...3_600_000, plugin: "database") ?? statementTimeoutMilliseconds
+            maxRows = try config.integer("max_rows", in: 1...10_000_000, plugin: "database")
+            if config["schemas"] != nil {
+                guard let list = try? config.strings("schemas", plugin: "database"), !list.isEmpty,
+                      list.allSatisfy({ !$0.isEmpty && $0 != "auth" && !$0.hasPrefix("pg_") && $0 != "meltybase_internal" }) else {
                     throw PluginError.invalid("database: config key 'schemas' must be a non-empty list of schema names (not auth, pg_*, meltybase_internal)")
                 }
                 schemas = list
             }
-            let known: Set<String> = ["pool_size", "max_waiting", "schemas", "statement_timeout_ms", "max_rows"]
-            if let unknown = config.keys.first(where: { !known.contains($0) }) {
-                throw PluginError.invalid("database: unknown config key '\(unknown)'; known keys: \(known.sorted().joined(separator: ", "))")
-            }
+            try config.refuseUnknownKeys(["pool_size", "max_waiting", "schemas", "statement_timeout_ms", "max_rows"], plugin: "database")
         }
     }
 
@@ -86,7 +77,7 @@ public final class DatabasePlugin: PortalPlugin {
     private let listener: Task<Void, Never>
     private let loop: PostgresEventLoop
 
-    public static func start(host: PluginHostServices, config: [String: Any]) throws {
+    public static func start(host: PluginHostServices, config: PluginConfig) throws {
         let settings = try Settings(config)
         shared.withLock { $0 = Shared(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-database-pg")) }
     }
@@ -98,7 +89,7 @@ public final class DatabasePlugin: PortalPlugin {
         }
     }
 
-    public init(portal: Portal, config: [String: Any]) throws {
+    public init(portal: Portal, config: PluginConfig) throws {
         guard let shared = Self.shared.withLock({ $0 }) else { throw PluginError.invalid("database: the plugin was not started") }
         let settings = shared.settings, host = shared.host, loop = shared.loop
         self.portal = portal

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import MeltyJSON
 import MeltyPluginSDK
 import MeltyPostgres
 import Synchronization
@@ -39,10 +40,10 @@ public final class VaultPlugin: PortalPlugin {
 
     /// Validates the master key and the configuration and exports `vault.v1`. Any failure refuses the plugin with a
     /// message naming the setting at fault (the kernel keeps serving).
-    public static func start(host: PluginHostServices, config: [String: Any]) throws {
+    public static func start(host: PluginHostServices, config: PluginConfig) throws {
         let settings: VaultConfiguration
         do {
-            settings = try VaultConfiguration(config: config, environment: ProcessInfo.processInfo.environment)
+            settings = try VaultConfiguration(configJSON: config.json, environment: ProcessInfo.processInfo.environment)
         } catch {
             throw PluginError.invalid("vault: \(error)")
         }
@@ -66,7 +67,7 @@ public final class VaultPlugin: PortalPlugin {
 
     /// Binds the portal to its kernel's system database (the `vault` schema is created
     /// there on first use).
-    public init(portal: Portal, config: [String: Any]) throws {
+    public init(portal: Portal, config: PluginConfig) throws {
         guard let runtime = Self.runtime else { throw PluginError.unavailable("vault: the plugin is not started") }
         let conninfo = try runtime.host.postgresConninfo(portal: portal)
         guard !conninfo.isEmpty else {
@@ -106,7 +107,7 @@ struct AuditCalls: Sendable {
 
     /// Appends one entry (the host's asynchronous audit call: no thread waits for the
     /// commit); throws when the kernel could not store it.
-    func append(action: String, target: String, details: [String: any Sendable], portal: Portal) async throws {
+    func append(action: String, target: String, details: [String: JSONValue], portal: Portal) async throws {
         try await host.audit(action: action, target: target, details: details, portal: portal)
     }
 }

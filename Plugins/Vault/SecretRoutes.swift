@@ -77,19 +77,19 @@ struct SecretRoutes {
         let portal = self.portal.name
         let vault = runtime.vault
         let secrets = try await database.run { try await vault.list(portal: portal, includeDeleted: includeDeleted, on: $0) }
-        return .json(["secrets": secrets.map(\.json)])
+        return .json(["secrets": secrets])
     }
 
     /// `POST /v1/secrets` (`name` from the body, version 1) or `PUT /v1/secrets/<name>`
     /// (`name` from the path, a new version); audited by name and version.
     private func write(_ pathName: String?, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
-        let body = try Self.object(request)
-        guard let name = pathName ?? body["name"] as? String else {
+        let body = try WriteBody.decode(request)
+        guard let name = pathName ?? body.name else {
             throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "the body needs \"name\" (a string)",
                                          hint: "{\"name\": \"STRIPE_KEY\", \"value\": \"...\", \"description\": \"optional\"}"))
         }
-        let value = try Self.value(body)
-        let description = try Self.description(body)
+        let value = try body.requireValue()
+        let description = try body.requireValidDescription()
         let (portal, vault) = (self.portal.name, runtime.vault)
         let metadata = try await database.run { connection in
             pathName == nil
@@ -97,19 +97,19 @@ struct SecretRoutes {
                 : try await vault.update(portal: portal, name: name, value: value, description: description, actor: caller.actor, on: connection)
         }
         try? await runtime.audit.append(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
-                                        details: ["version": metadata.currentVersion, "actor": caller.actor], portal: self.portal)
-        return .json(metadata.json, status: pathName == nil ? 201 : 200)
+                                        details: ["version": JSONValue(metadata.currentVersion), "actor": JSONValue(caller.actor)], portal: self.portal)
+        return .json(metadata, status: pathName == nil ? 201 : 200)
     }
 
     private func metadata(_ name: String) async throws -> PluginResponse {
         let (portal, vault) = (self.portal.name, runtime.vault)
-        return .json(try await database.run { try await vault.metadata(portal: portal, name: name, on: $0) }.json)
+        return .json(try await database.run { try await vault.metadata(portal: portal, name: name, on: $0) })
     }
 
     private func versions(_ name: String) async throws -> PluginResponse {
         let (portal, vault) = (self.portal.name, runtime.vault)
         let versions = try await database.run { try await vault.versions(portal: portal, name: name, on: $0) }
-        return .json(["name": name, "versions": versions.map(\.json)])
+        return .json(VersionsAnswer(name: name, versions: versions))
     }
 
     private func delete(_ name: String, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
@@ -119,8 +119,8 @@ struct SecretRoutes {
             _ = try await vault.delete(portal: portal, name: name, purge: purge, on: connection)
         }
         try? await runtime.audit.append(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)",
-                                        details: ["actor": caller.actor], portal: self.portal)
-        return .json(["name": name, "deleted": true, "purged": purge])
+                                        details: ["actor": JSONValue(caller.actor)], portal: self.portal)
+        return .json(DeleteAnswer(name: name, deleted: true, purged: purge))
     }
 
     /// Decrypts, audits the read by name (never the value), and only then answers; when
@@ -140,7 +140,7 @@ struct SecretRoutes {
         let revealed = try await database.run { try await vault.reveal(portal: portal, name: name, version: version, on: $0) }
         do {
             try await runtime.audit.append(action: "vault.secret.read", target: "secret:\(name)",
-                                           details: ["version": revealed.version, "actor": caller.actor, "via": "http"], portal: self.portal)
+                                           details: ["version": JSONValue(revealed.version), "actor": JSONValue(caller.actor), "via": "http"], portal: self.portal)
         } catch {
             return .error(status: 503, code: "audit_unavailable", message: "the read could not be audited, so the value is withheld",
                           hint: "check the system database; the kernel log says why")
@@ -150,33 +150,6 @@ struct SecretRoutes {
     }
 
     // MARK: Bodies and errors
-
-    static func object(_ request: PluginRequest) throws -> [String: Any] {
-        guard let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
-            throw RefusalResponse(.error(status: 400, code: "invalid_json", message: "the body must be a JSON object",
-                                         hint: "send content-type: application/json with {\"value\": \"...\"}"))
-        }
-        return object
-    }
-
-    /// The value as bytes this plugin wipes (the parsed `String` is Foundation's copy).
-    static func value(_ body: [String: Any]) throws -> SecretBytes {
-        guard let value = body["value"] as? String else {
-            throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "the body needs \"value\" (a string)",
-                                         hint: "binary values: base64-encode them first"))
-        }
-        var bytes = Array(value.utf8)
-        defer { SecretBytes.wipe(&bytes) }
-        return SecretBytes(copying: bytes)
-    }
-
-    static func description(_ body: [String: Any]) throws -> String? {
-        guard let raw = body["description"], !(raw is NSNull) else { return nil }
-        guard let text = raw as? String else {
-            throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "\"description\" must be a string"))
-        }
-        return text
-    }
 
     /// The answer for a ``VaultError``; messages never contain values or key material.
     static func response(for error: VaultError) -> PluginResponse {
@@ -198,6 +171,77 @@ struct SecretRoutes {
             return .error(status: 500, code: "vault_error", message: message)
         }
     }
+}
+
+/// `POST /v1/secrets` and `PUT /v1/secrets/<name>`: `{"name"?, "value", "description"?}`.
+/// A body that is not an object is refused at once; the fields are checked by the route in
+/// the order name, value, description, each refusal a 400 naming the field.
+struct WriteBody: Decodable {
+    /// The name (`POST`); one that is not a string counts as absent (the path names it on `PUT`).
+    var name: String?
+    /// The value as bytes this plugin wipes (the decoded `String` is Foundation's copy); nil
+    /// when absent or not a string.
+    var value: SecretBytes?
+    /// The description when it is a string; absent and `null` are nil.
+    var description: String?
+    /// Whether `description` is present, not `null`, and not a string.
+    var descriptionIsInvalid = false
+
+    private enum CodingKeys: String, CodingKey {
+        case name, value, description
+    }
+
+    init(from decoder: Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        name = try? container.decodeIfPresent(String.self, forKey: .name)
+        if let text = try? container.decode(String.self, forKey: .value) {
+            var bytes = Array(text.utf8)
+            defer { SecretBytes.wipe(&bytes) }
+            value = SecretBytes(copying: bytes)
+        }
+        do {
+            description = try container.decodeIfPresent(String.self, forKey: .description)
+        } catch {
+            descriptionIsInvalid = true
+        }
+    }
+
+    /// The body of `request`, or the 400 answer when it is not a JSON object.
+    static func decode(_ request: PluginRequest) throws -> WriteBody {
+        guard let body = try? JSONDecoder().decode(WriteBody.self, from: Data(request.body)) else {
+            throw RefusalResponse(.error(status: 400, code: "invalid_json", message: "the body must be a JSON object",
+                                         hint: "send content-type: application/json with {\"value\": \"...\"}"))
+        }
+        return body
+    }
+
+    /// The value, or the 400 answer naming it.
+    func requireValue() throws -> SecretBytes {
+        guard let value else {
+            throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "the body needs \"value\" (a string)",
+                                         hint: "binary values: base64-encode them first"))
+        }
+        return value
+    }
+
+    /// The description, or the 400 answer naming it.
+    func requireValidDescription() throws -> String? {
+        if descriptionIsInvalid { throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "\"description\" must be a string")) }
+        return description
+    }
+}
+
+/// `GET /v1/secrets/<name>/versions`.
+struct VersionsAnswer: Encodable {
+    var name: String
+    var versions: [SecretVersionInfo]
+}
+
+/// `DELETE /v1/secrets/<name>`.
+struct DeleteAnswer: Encodable {
+    var name: String
+    var deleted: Bool
+    var purged: Bool
 }
 
 /// JSON bodies built straight from secret bytes, so the only copy of a value outside

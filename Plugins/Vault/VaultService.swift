@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import MeltyPluginSDK
 import VaultCore
 
@@ -18,41 +19,53 @@ import VaultCore
 ///   `vault.secret.read` with `via: vault.v1` and the caller)
 /// - `list {"caller": c}` → `{"secrets": [metadata]}` (no values)
 enum VaultService {
+    /// A call's argument: `{"caller", "name"?, "version"?}` (other members are ignored; the
+    /// members are checked by the method, so a wrong type gets that method's message).
+    struct Arguments: Decodable {
+        var caller: JSONValue?
+        var name: JSONValue?
+        var version: JSONValue?
+    }
+
     static func call(plugin: VaultPlugin, method: String, argument: [UInt8]) async throws -> [UInt8] {
         guard let runtime = VaultPlugin.runtime else { throw PluginError.unavailable("vault.v1: the vault plugin is not started") }
-        let arguments = argument.isEmpty ? [:] : ((try? JSONSerialization.jsonObject(with: Data(argument))) as? [String: Any])
-        guard let arguments else { throw PluginError.invalid("vault.v1 \(method): the argument must be a JSON object") }
+        let arguments: Arguments
+        do {
+            arguments = argument.isEmpty ? Arguments() : try JSONDecoder().decode(Arguments.self, from: Data(argument))
+        } catch {
+            throw PluginError.invalid("vault.v1 \(method): the argument must be a JSON object")
+        }
         let (portal, vault) = (plugin.portal.name, runtime.vault)
-        guard let caller = arguments["caller"] as? [String: Any], let callerJSON = try? JSONSerialization.data(withJSONObject: caller) else {
+        guard let caller = arguments.caller, case .object = caller, let callerJSON = try? JSONValue.serialize(caller) else {
             throw PluginError.refused("vault.v1 \(method): pass the caller's credential as \"caller\" (the SDK's callService(..., caller: request.credential))")
         }
         let access: CallerAccess
-        switch CallerAccess.check(PluginCredential(json: Array(callerJSON)), need: method == "get" ? .value : .metadata) {
+        switch CallerAccess.check(PluginCredential(json: callerJSON), need: method == "get" ? .value : .metadata) {
         case .success(let granted): access = granted
         case .failure(let refusal):
-            let reason = (try? JSONSerialization.jsonObject(with: Data(refusal.response.body)) as? [String: Any])?["message"] as? String ?? "refused"
+            let reason = (try? JSONDecoder().decode(PluginResponse.ErrorBody.self, from: Data(refusal.response.body)))?.message ?? "refused"
             throw PluginError.refused("vault.v1 \(method): \(reason)")
         }
         do {
             switch method {
             case "get":
-                guard let name = arguments["name"] as? String else { throw PluginError.invalid("vault.v1 get: pass {\"name\": \"...\"}") }
+                guard let name = arguments.name?.stringValue else { throw PluginError.invalid("vault.v1 get: pass {\"name\": \"...\"}") }
                 var version: Int?
-                if let raw = arguments["version"] {
-                    guard let number = raw as? Int, number > 0 else { throw PluginError.invalid("vault.v1 get: version must be a positive integer") }
+                if let raw = arguments.version {
+                    guard let number = raw.intValue, number > 0 else { throw PluginError.invalid("vault.v1 get: version must be a positive integer") }
                     version = number
                 }
                 let revealed = try await plugin.database.run { try await vault.reveal(portal: portal, name: name, version: version, on: $0) }
                 do {
                     try await runtime.audit.append(action: "vault.secret.read", target: "secret:\(name)",
-                                                   details: ["version": revealed.version, "via": "vault.v1", "caller": access.actor], portal: plugin.portal)
+                                                   details: ["version": JSONValue(revealed.version), "via": "vault.v1", "caller": JSONValue(access.actor)], portal: plugin.portal)
                 } catch {
                     throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")
                 }
                 return SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value)
             case "list":
                 let secrets = try await plugin.database.run { try await vault.list(portal: portal, on: $0) }
-                return Array(try JSONSerialization.data(withJSONObject: ["secrets": secrets.map(\.json)], options: [.sortedKeys]))
+                return try JSONValue.serialize(["secrets": secrets])
             default:
                 throw PluginError.notFound("vault.v1 has no method \(method); methods: get, list")
             }

@@ -38,4 +38,69 @@ public enum JSONValue: Codable, Sendable, Equatable {
     public var stringValue: String? { if case .string(let value) = self { value } else { nil } }
     /// The number, when this is one.
     public var numberValue: Double? { if case .number(let value) = self { value } else { nil } }
+    /// The number, when this is one with an exact `Int` value (`3`, not `3.5`).
+    public var intValue: Int? { if case .number(let value) = self { Int(exactly: value) } else { nil } }
+    /// The boolean, when this is one.
+    public var boolValue: Bool? { if case .bool(let value) = self { value } else { nil } }
+    /// The elements, when this is an array.
+    public var arrayValue: [JSONValue]? { if case .array(let value) = self { value } else { nil } }
+    /// The members, when this is an object.
+    public var objectValue: [String: JSONValue]? { if case .object(let value) = self { value } else { nil } }
+
+    /// The JSON kind, for messages (`"a string"`, `"a number"`, ...).
+    public var kind: String {
+        switch self {
+        case .null: "null"
+        case .bool: "a boolean"
+        case .number: "a number"
+        case .string: "a string"
+        case .array: "an array"
+        case .object: "an object"
+        }
+    }
+
+    /// A number from an integer.
+    public init(_ value: Int) { self = .number(Double(value)) }
+    /// A string.
+    public init(_ value: String) { self = .string(value) }
+    /// A string, or `null` for nil.
+    public init(_ value: String?) { self = value.map(JSONValue.string) ?? .null }
+    /// A boolean.
+    public init(_ value: Bool) { self = .bool(value) }
+
+    /// The value of JSON `bytes`, or nil when they are not JSON.
+    public init?(json bytes: some Collection<UInt8>) {
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(bytes)) else { return nil }
+        self = value
+    }
+
+    /// The members of the JSON object in `bytes`, or nil when they are not a JSON object.
+    public static func object(json bytes: some Collection<UInt8>) -> [String: JSONValue]? {
+        JSONValue(json: bytes)?.objectValue
+    }
+
+    /// `value` as JSON text: keys sorted, as `JSONSerialization` with `.sortedKeys` writes it.
+    public static func serialize(_ value: some Encodable) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return Array(try encoder.encode(value))
+    }
+}
+
+extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral, ExpressibleByBooleanLiteral,
+    ExpressibleByArrayLiteral, ExpressibleByDictionaryLiteral, ExpressibleByNilLiteral {
+    /// A string.
+    public init(stringLiteral value: String) { self = .string(value) }
+    /// A number.
+    public init(integerLiteral value: Int) { self = .number(Double(value)) }
+    /// A number.
+    public init(floatLiteral value: Double) { self = .number(value) }
+    /// A boolean.
+    public init(booleanLiteral value: Bool) { self = .bool(value) }
+    /// An array.
+    public init(arrayLiteral elements: JSONValue...) { self = .array(elements) }
+    /// An object (a repeated key keeps its last value).
+    public init(dictionaryLiteral elements: (String, JSONValue)...) { self = .object(Dictionary(elements, uniquingKeysWith: { $1 })) }
+    /// `null`.
+    public init(nilLiteral: ()) { self = .null }
 }

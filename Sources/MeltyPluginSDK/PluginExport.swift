@@ -175,13 +175,8 @@ final class InstanceBox: Sendable {
     }
 }
 
-private func parseConfig(_ bytes: mb_host_bytes) throws -> [String: Any] {
-    let data = Data(copyBytes(bytes))
-    if data.isEmpty { return [:] }
-    guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
-        throw PluginError.invalid("configuration must be a JSON object")
-    }
-    return object
+private func parseConfig(_ bytes: mb_host_bytes) throws -> PluginConfig {
+    try PluginConfig(json: copyBytes(bytes))
 }
 
 private func sdkInit(_ api: UnsafePointer<mb_host_api>?, _ plugin: OpaquePointer?, _ config: mb_host_bytes, _ error: mb_host_error_buffer) -> mb_status {

@@ -1,5 +1,6 @@
 import Foundation
 import MeltyABIBytes
+import MeltyJSON
 import MeltyPluginABI
 import Synchronization
 
@@ -76,8 +77,8 @@ public struct PluginHostServices: Sendable {
     /// instead of blocking: the kernel commits on its own pool (`audit_async`, ABI 1.4). On
     /// an older host, which has only the blocking `audit`, the SDK calls that on a thread of
     /// its own (never the cooperative pool) and resumes when it returns.
-    public func audit(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) async throws {
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys]), as: UTF8.self)
+    public func audit(action: String, target: String, details: [String: JSONValue] = [:], portal: Portal? = nil) async throws {
+        let json = String(decoding: try JSONValue.serialize(details), as: UTF8.self)
         let handle = portal?.handle
         guard let auditAsync = try? function(\.audit_async, "audit_async", since: 4) else {
             let services = self
@@ -115,8 +116,8 @@ public struct PluginHostServices: Sendable {
     /// ``audit(action:target:details:portal:)`` for code on a thread that may block (a
     /// database worker of the plugin's own): blocks until the entry is committed. Never call
     /// it from `handle` or other async code.
-    public func auditBlocking(action: String, target: String, details: [String: Any] = [:], portal: Portal? = nil) throws {
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: details, options: [.sortedKeys]), as: UTF8.self)
+    public func auditBlocking(action: String, target: String, details: [String: JSONValue] = [:], portal: Portal? = nil) throws {
+        let json = String(decoding: try JSONValue.serialize(details), as: UTF8.self)
         try auditBlocking(action: action, target: target, json: json, portal: portal?.handle)
     }
 
@@ -146,9 +147,9 @@ public struct PluginHostServices: Sendable {
     }
 
     /// Signs `claims` as an HS256 JWT with the portal's secret (the kernel keeps the secret).
-    public func signPortalJWT(claims: [String: Any], portal: Portal) async throws -> String {
+    public func signPortalJWT(claims: [String: JSONValue], portal: Portal) async throws -> String {
         let sign = try function(\.portal_jwt_sign, "portal_jwt_sign", since: 1)
-        let json = try JSONSerialization.data(withJSONObject: claims, options: [.sortedKeys])
+        let json = try JSONValue.serialize(claims)
         let token: [UInt8] = try await withCheckedThrowingContinuation { continuation in
             let box = Unmanaged.passRetained(ServiceContinuation(continuation)).toOpaque()
             let error = HostErrorBuffer()
@@ -240,10 +241,10 @@ public struct PluginHostServices: Sendable {
     /// to that credential as the kernel verified it, so the service decides what this caller
     /// may do (`vault.v1` reveals values only to `service_role` or an aal2 admin). The service
     /// convention: a service acting on a portal's data takes its caller this way.
-    public func callService(_ name: String, major: UInt32, method: String, arguments: [String: Any], caller: PluginCredential, portal: Portal) async throws -> [UInt8] {
+    public func callService(_ name: String, major: UInt32, method: String, arguments: [String: JSONValue], caller: PluginCredential, portal: Portal) async throws -> [UInt8] {
         var arguments = arguments
         arguments["caller"] = nil   // only the kernel's credential may say who calls
-        guard JSONSerialization.isValidJSONObject(arguments), let argumentData = try? JSONSerialization.data(withJSONObject: arguments) else {
+        guard let argumentData = try? JSONValue.serialize(arguments) else {
             throw PluginError.invalid("service arguments must be a JSON object")
         }
         // `{"caller":<credential>,` followed by the arguments' members: the credential goes as

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import Synchronization
 
 /// A MeltyBase plugin written in Swift: one instance per portal that enables it.
@@ -18,10 +19,10 @@ public protocol PortalPlugin: AnyObject, Sendable {
 
     /// Called once per process before any instance, with the `[plugins.<name>.config]`
     /// table. Throw to refuse the plugin (the message is logged by the kernel).
-    static func start(host: PluginHostServices, config: [String: Any]) throws
+    static func start(host: PluginHostServices, config: PluginConfig) throws
 
     /// Creates the instance for one portal. Throw to leave the plugin disabled there.
-    init(portal: Portal, config: [String: Any]) throws
+    init(portal: Portal, config: PluginConfig) throws
 
     /// Answers one HTTP request below `/p/<portal>/<prefix>`.
     func handle(_ request: PluginRequest) async -> PluginResponse
@@ -56,7 +57,7 @@ public protocol PortalPlugin: AnyObject, Sendable {
 
 extension PortalPlugin {
     /// Accepts any configuration.
-    public static func start(host: PluginHostServices, config: [String: Any]) throws {}
+    public static func start(host: PluginHostServices, config: PluginConfig) throws {}
     /// Refuses WebSocket connections.
     public func webSocketOpened(_ socket: WebSocketConnection, request: PluginRequest) throws {
         throw PluginError.unsupported("this plugin does not accept WebSocket connections")
@@ -201,8 +202,13 @@ public struct PluginCredential: Sendable {
     /// Why an `invalid` credential was refused (safe to show).
     public let reason: String?
     /// Every claim of the token (parsed from ``claimsJSON`` on each access).
-    public var claims: [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(claimsJSON))) as? [String: Any] ?? [:]
+    public var claims: [String: JSONValue] {
+        JSONValue.object(json: claimsJSON) ?? [:]
+    }
+
+    /// The claims decoded as `type` (a plugin's own `Decodable` claims struct); nil when they do not fit it.
+    public func claims<Claims: Decodable>(as type: Claims.Type) -> Claims? {
+        try? JSONDecoder().decode(type, from: Data(claimsJSON))
     }
     /// The claims as the JSON text they arrived in (sliced out of the kernel's JSON, not re-encoded).
     public let claimsJSON: [UInt8]
@@ -225,16 +231,17 @@ public struct PluginCredential: Sendable {
         return credential
     }
 
-    /// Parses the kernel's credential JSON; anything unreadable counts as `none`.
+    /// Parses the kernel's credential JSON (`{kind, role, subject, aal, reason, claims}`);
+    /// anything unreadable counts as `none`.
     public init(json: [UInt8]) {
-        let object = (try? JSONSerialization.jsonObject(with: Data(json))) as? [String: Any] ?? [:]
+        let object = JSONValue.object(json: json) ?? [:]
         self.json = object.isEmpty ? Array(#"{"kind":"none"}"#.utf8) : json
-        kind = Kind(rawValue: object["kind"] as? String ?? "none") ?? .none
-        role = object["role"] as? String
-        subject = object["subject"] as? String
-        aal = object["aal"] as? String
-        reason = object["reason"] as? String
-        let claims = object["claims"] as? [String: Any] ?? [:]
+        kind = Kind(rawValue: object["kind"]?.stringValue ?? "none") ?? .none
+        role = object["role"]?.stringValue
+        subject = object["subject"]?.stringValue
+        aal = object["aal"]?.stringValue
+        reason = object["reason"]?.stringValue
+        let claims = object["claims"]?.objectValue ?? [:]
         claimsJSON = claims.isEmpty ? Array("{}".utf8) : Self.memberObject("claims", in: json) ?? Array("{}".utf8)
     }
 
@@ -314,15 +321,49 @@ public struct PluginResponse: Sendable {
         PluginResponse(status: status, headers: [("content-type", "text/plain; charset=utf-8")], body: Array(text.utf8))
     }
 
-    /// An `application/json` response from a JSON-compatible value.
+    /// An `application/json` response from an `Encodable` value (keys sorted; a value that
+    /// cannot be encoded, such as NaN, answers `null`).
+    public static func json<Body: Encodable>(_ value: Body, status: Int = 200) -> PluginResponse {
+        let body = (try? JSONValue.serialize(value)) ?? Array("null".utf8)
+        return PluginResponse(status: status, headers: [("content-type", "application/json")], body: body)
+    }
+
+    /// An `application/json` response from a `JSONSerialization` value (`[String: Any]`, ...).
+    /// Prefer ``json(_:status:)-(Encodable,_)`` with a `Codable` type or `JSONValue`.
+    @_disfavoredOverload
     public static func json(_ value: Any, status: Int = 200) -> PluginResponse {
         let data = (try? JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed])) ?? Data("null".utf8)
         return PluginResponse(status: status, headers: [("content-type", "application/json")], body: Array(data))
     }
 
+    /// The kernel's error shape `{code, hint, message}` (`hint` is `null` when absent).
+    public struct ErrorBody: Codable, Sendable, Equatable {
+        /// Machine-readable code.
+        public var code: String
+        /// What went wrong.
+        public var message: String
+        /// What to do about it.
+        public var hint: String?
+
+        /// An error body.
+        public init(code: String, message: String, hint: String? = nil) {
+            self.code = code
+            self.message = message
+            self.hint = hint
+        }
+
+        /// Writes `hint` as `null` when absent, as the kernel's errors do.
+        public func encode(to encoder: Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(code, forKey: .code)
+            try container.encode(message, forKey: .message)
+            try container.encode(hint, forKey: .hint)
+        }
+    }
+
     /// The kernel's error shape `{code, message, hint}`.
     public static func error(status: Int, code: String, message: String, hint: String? = nil) -> PluginResponse {
-        json(["code": code, "message": message, "hint": hint ?? NSNull()] as [String: Any], status: status)
+        json(ErrorBody(code: code, message: message, hint: hint), status: status)
     }
 }
 

@@ -327,6 +327,7 @@ struct AdminIdentityTests {
         let secret = try #require(enrolment.json["secret"] as? String)
         #expect(Base32.decode(secret)?.count == 20)
         #expect(enrolment.json["otpauth_uri"] as? String == "otpauth://totp/MeltyBase:\(instance.email)?secret=\(secret)&issuer=MeltyBase")
+        #expect((enrolment.json["qr_svg"] as? String)?.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\"") == true, "the kernel draws the QR code")
         let recoveryCodes = try #require(enrolment.json["recovery_codes"] as? [String])
         #expect(recoveryCodes.count == 10 && Set(recoveryCodes).count == 10)
         let database = try await instance.database()

@@ -57,4 +57,16 @@ struct CanonicalJSONTests {
         #expect(String(decoding: try encoder.encode(value), as: UTF8.self) == #"{"a":[1,2.5,"x",true,null],"b":{}}"#)
         #expect(JSONValue.string("s").stringValue == "s" && JSONValue.number(2).numberValue == 2)
     }
+
+    struct Answer: Encodable {
+        var code: String
+        @NullWhenAbsent var hint: String?
+        var note: String?
+    }
+
+    @Test("NullWhenAbsent writes null for nil where a plain optional is left out")
+    func nullWhenAbsent() throws {
+        #expect(String(decoding: try JSONValue.serialize(Answer(code: "x", hint: nil, note: nil)), as: UTF8.self) == #"{"code":"x","hint":null}"#)
+        #expect(String(decoding: try JSONValue.serialize(Answer(code: "x", hint: "h", note: "n")), as: UTF8.self) == #"{"code":"x","hint":"h","note":"n"}"#)
+    }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import MeltyJSON
 import MeltyPostgres
 import VaultCore
 import MeltyTestServices
@@ -127,12 +128,12 @@ struct VaultStoreTests {
             expected["\(portal)/SECRET_\(index)"] = value
         }
         let sealedBefore = try await connection.query("SELECT md5(string_agg(sealed::text, ',' ORDER BY portal, name, version)) AS h FROM vault.secret_versions").value("h")
-        var audits: [(String, [String: Any])] = []
+        var audits: [(String, [String: JSONValue])] = []
         let result = try await VaultRotation.rotateMaster(keys: MasterKeyRing(current: new, previous: [old]), on: connection) { _, action, _, details in
             audits.append((action, details))
         }
         #expect(result.rewrapped == 4 && result.alreadyCurrent == 0)
-        #expect(audits.first?.0 == "vault.master_key.rotate" && audits.first?.1["rewrapped"] as? Int == 4)
+        #expect(audits.first?.0 == "vault.master_key.rotate" && audits.first?.1["rewrapped"]?.intValue == 4)
         let again = try await VaultRotation.rotateMaster(keys: MasterKeyRing(current: new, previous: [old]), on: connection) { _, _, _, _ in }
         #expect(again.rewrapped == 0 && again.alreadyCurrent == 4)
         let sealedAfter = try await connection.query("SELECT md5(string_agg(sealed::text, ',' ORDER BY portal, name, version)) AS h FROM vault.secret_versions").value("h")
@@ -183,14 +184,14 @@ struct VaultStoreTests {
 
         var actions: [String] = []
         let first = try await VaultRotation.rotatePortalKey(portal: "acme", keys: keys, on: connection, batchSize: 10, maxBatches: 2) { _, action, _, details in
-            actions.append("\(action):\(details["phase"] ?? "")")
+            actions.append("\(action):\(details["phase"]?.stringValue ?? "")")
         }
         #expect(!first.complete && first.reencrypted == 20 && !first.resumed)
         // While interrupted, a kernel still reads both old and new, and writes with the new key.
         #expect(try await Self.get(SecretVault(keys: keys), "acme", "S49", on: connection) == "portal-rotation-49")
         try await Self.put(vault, "acme", "DURING", "written-during-rotation", on: connection)
         let second = try await VaultRotation.rotatePortalKey(portal: "acme", keys: keys, on: connection, batchSize: 10) { _, action, _, details in
-            actions.append("\(action):\(details["phase"] ?? "")")
+            actions.append("\(action):\(details["phase"]?.stringValue ?? "")")
         }
         #expect(second.complete && second.resumed && second.dataKeyID == first.dataKeyID && second.reencrypted == 31)
         #expect(actions == ["vault.portal_key.rotate:started", "vault.portal_key.rotate:completed"])

@@ -1,6 +1,7 @@
 import Crypto
 import CSodium
 import Foundation
+import MeltyJSON
 import MeltyPluginSDK
 import MeltyPostgres
 import MeltyQR
@@ -108,7 +109,7 @@ final class AuthHandler: Sendable {
     private func requireUser(_ request: PluginRequest) throws -> UserSession {
         let credential = request.credential
         guard credential.kind == .portal, let subject = credential.subject, UUID(uuidString: subject) != nil,
-              let session = credential.claims["session_id"] as? String, UUID(uuidString: session) != nil else {
+              let session = credential.claims["session_id"]?.stringValue, UUID(uuidString: session) != nil else {
             if credential.kind == .invalid { throw AuthFailure(status: 403, code: "bad_jwt", message: "invalid JWT: \(credential.reason ?? "")") }
             throw AuthFailure(status: 401, code: "no_authorization", message: "This endpoint requires a Bearer token of a signed-in user")
         }
@@ -231,7 +232,12 @@ final class AuthHandler: Sendable {
             "email": user["email"] ?? NSNull(), "phone": "", "app_metadata": user["app_metadata"] ?? [:], "user_metadata": user["user_metadata"] ?? [:],
             "aal": aal, "amr": amr, "session_id": sessionID, "is_anonymous": false, "iat": now, "exp": now + Self.accessTokenLifetime,
         ]
-        let token = try await host.signPortalJWT(claims: claims, portal: portal)
+        // The claims are still built as JSONSerialization values here (the GoTrue bodies are
+        // not converted yet); the SDK takes them typed.
+        guard let typedClaims = JSONValue.object(json: try JSONSerialization.data(withJSONObject: claims)) else {
+            throw AuthFailure(status: 500, code: "unexpected_failure", message: "the session claims are not a JSON object")
+        }
+        let token = try await host.signPortalJWT(claims: typedClaims, portal: portal)
         return [
             "access_token": token, "token_type": "bearer", "expires_in": Self.accessTokenLifetime, "expires_at": now + Self.accessTokenLifetime,
             "refresh_token": refreshToken, "user": user,

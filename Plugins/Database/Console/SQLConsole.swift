@@ -1,7 +1,8 @@
 import Foundation
+import MeltyJSON
+import MeltyPluginSDK
 import MeltyPostgres
 import PortalDatabaseCore
-import MeltyPluginSDK
 
 /// `POST /sql/v1/query {"query": "..."}`: runs SQL as the portal's owner role (never a
 /// superuser) for the service role and `aal2` admins. Several statements may be sent; the
@@ -36,7 +37,7 @@ final class SQLConsole: Sendable {
         guard request.method == "POST", request.path == "/query" else {
             return .error(status: 404, code: "not_found", message: "no SQL console route \(request.method) \(request.path)", hint: "POST /sql/v1/query {\"query\": \"select 1\"}")
         }
-        guard let body = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any], let query = body["query"] as? String,
+        guard let query = (try? JSONDecoder().decode(QueryBody.self, from: Data(request.body)))?.query,
               !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             return .error(status: 400, code: "invalid_body", message: "send {\"query\": \"<SQL>\"}")
         }
@@ -56,19 +57,20 @@ final class SQLConsole: Sendable {
                 }
             }
             try? await host.audit(action: "database.sql", target: portal.name,
-                            details: ["actor": credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role", "command": result.commandTag, "length": query.count],
+                            details: ["actor": JSONValue(credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role"),
+                                      "command": JSONValue(result.commandTag), "length": JSONValue(query.count)],
                             portal: portal)
-            let columns = zip(result.columns, result.types).map { ["name": $0, "type": Self.typeNames[$1] ?? String($1)] }
+            let columns = zip(result.columns, result.types).map { Column(name: $0, type: Self.typeNames[$1] ?? String($1)) }
             let rows = result.rows.map { row in zip(row, result.types).map { Self.json($0, type: $1) } }
-            return .json(["columns": columns, "rows": rows, "command": result.commandTag, "row_count": rows.count] as [String: Any])
+            return .json(QueryAnswer(columns: columns, rows: rows, command: result.commandTag, rowCount: rows.count))
         } catch let error as PostgresError {
             if error.isConnectionFailure {
                 var response = PluginResponse.error(status: 503, code: "database_unavailable", message: error.message, hint: "retry shortly")
                 response.headers.append(("retry-after", "1"))
                 return response
             }
-            return .json(["code": error.sqlState ?? "XX000", "message": error.message, "details": error.detail ?? NSNull(), "hint": error.hint ?? NSNull(),
-                          "position": error.position ?? NSNull()] as [String: Any], status: 400)
+            return .json(SQLErrorAnswer(code: error.sqlState ?? "XX000", message: error.message, details: error.detail, hint: error.hint,
+                                        position: error.position), status: 400)
         } catch let error as PostgresPoolError {
             var response = PluginResponse.error(status: 503, code: "database_unavailable", message: error.description, hint: "retry shortly")
             response.headers.append(("retry-after", "1"))
@@ -78,15 +80,49 @@ final class SQLConsole: Sendable {
         }
     }
 
-    /// A text value as JSON by its type: numbers, booleans and JSON stay typed.
-    static func json(_ text: String?, type: UInt32) -> Any {
-        guard let text else { return NSNull() }
+    /// A text value as JSON by its type: numbers, booleans and JSON stay typed (integers
+    /// exactly; a non-finite float, which JSON cannot hold, stays text).
+    static func json(_ text: String?, type: UInt32) -> CanonicalJSON {
+        guard let text else { return .null }
         switch type {
-        case 16: return text == "t"
-        case 20, 21, 23, 26: return Int64(text) ?? text
-        case 700, 701: return Double(text) ?? text
-        case 114, 3802: return (try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])) ?? text
-        default: return text
+        case 16: return .bool(text == "t")
+        case 20, 21, 23, 26: return Int64(text).map(CanonicalJSON.integer) ?? .string(text)
+        case 700, 701: return Double(text).flatMap { $0.isFinite ? CanonicalJSON.number($0) : nil } ?? .string(text)
+        case 114, 3802: return (try? CanonicalJSON(parsing: text)) ?? .string(text)
+        default: return .string(text)
         }
+    }
+
+    /// `POST /sql/v1/query`'s body.
+    struct QueryBody: Decodable {
+        var query: String
+    }
+
+    /// A result column: its name and type name.
+    struct Column: Encodable {
+        var name: String
+        var type: String
+    }
+
+    /// A statement's result.
+    struct QueryAnswer: Encodable {
+        var columns: [Column]
+        var rows: [[CanonicalJSON]]
+        var command: String
+        var rowCount: Int
+
+        enum CodingKeys: String, CodingKey {
+            case columns, rows, command
+            case rowCount = "row_count"
+        }
+    }
+
+    /// A Postgres error, as PostgREST shapes it (absent fields are `null`).
+    struct SQLErrorAnswer: Encodable {
+        var code: String
+        var message: String
+        @NullWhenAbsent var details: String?
+        @NullWhenAbsent var hint: String?
+        @NullWhenAbsent var position: Int?
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import MeltyPluginSDK
 
 /// The Swift example plugin: HTTP echo, WebSocket echo, a JSON service (`echo.v1`) and
@@ -29,27 +30,57 @@ public final class EchoSwiftPlugin: PortalPlugin {
     let portal: Portal
     let greeting: String
 
-    public static func start(host: PluginHostServices, config: [String: Any]) throws {
-        if let greeting = config["greeting"], !(greeting is String) {
-            throw PluginError.invalid("echo-swift: config key 'greeting' must be a string")
-        }
+    public static func start(host: PluginHostServices, config: PluginConfig) throws {
+        _ = try config.string("greeting", plugin: "echo-swift")
         try PluginExport.exportJSONService("echo", major: 1) { instance, method, argument in
             guard let plugin = instance as? EchoSwiftPlugin else { throw PluginError.invalid("wrong instance") }
             return try plugin.serve(method: method, argument: argument)
         }
     }
 
-    public init(portal: Portal, config: [String: Any]) throws {
+    public init(portal: Portal, config: PluginConfig) throws {
         self.portal = portal
-        self.greeting = config["greeting"] as? String ?? "echo"
+        self.greeting = config["greeting"]?.stringValue ?? "echo"
+    }
+
+    /// `echo.v1 reverse`'s argument: `{"text": s}` (anything else reverses "").
+    struct ReverseArgument: Decodable {
+        var text: String?
+    }
+
+    /// `echo.v1 reverse`'s result.
+    struct ReverseResult: Encodable {
+        var text: String
+        var portal: String
     }
 
     /// `echo.v1`: `reverse {"text": s}` → `{"text": reversed, "portal": name}`.
     func serve(method: String, argument: [UInt8]) throws -> [UInt8] {
         guard method == "reverse" else { throw PluginError.notFound("echo.v1 has no method \(method)") }
-        let object = (try? JSONSerialization.jsonObject(with: Data(argument))) as? [String: Any]
-        let text = object?["text"] as? String ?? ""
-        return Array(try JSONSerialization.data(withJSONObject: ["text": String(text.reversed()), "portal": portal.name], options: [.sortedKeys]))
+        let text = (try? JSONDecoder().decode(ReverseArgument.self, from: Data(argument)))?.text ?? ""
+        return try JSONValue.serialize(ReverseResult(text: String(text.reversed()), portal: portal.name))
+    }
+
+    /// `GET /credential`: what the kernel verified about the caller (absent values are `null`).
+    struct CredentialAnswer: Encodable {
+        var kind: String
+        @NullWhenAbsent var role: String?
+        @NullWhenAbsent var subject: String?
+        @NullWhenAbsent var aal: String?
+        @NullWhenAbsent var reason: String?
+        var prefix: String
+        var hasConninfo: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case kind, role, subject, aal, reason, prefix
+            case hasConninfo = "has_conninfo"
+        }
+    }
+
+    /// `GET /fetch`'s answer.
+    struct FetchAnswer: Encodable {
+        var status: Int
+        var body: String
     }
 
     public func handle(_ request: PluginRequest) async -> PluginResponse {
@@ -61,10 +92,10 @@ public final class EchoSwiftPlugin: PortalPlugin {
             // call carries this request's credential as `caller`: the service decides for it.
             let items = request.queryItems
             guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
-            let arguments: [String: Any]
+            let arguments: [String: JSONValue]
             if request.body.isEmpty {
-                arguments = ["text": items["text"] ?? ""]
-            } else if let object = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] {
+                arguments = ["text": JSONValue(items["text"] ?? "")]
+            } else if let object = JSONValue.object(json: request.body) {
                 arguments = object
             } else {
                 return .error(status: 400, code: "invalid_arguments", message: "send a JSON object as the body")
@@ -87,7 +118,7 @@ public final class EchoSwiftPlugin: PortalPlugin {
             // Records an audit entry (the body's JSON object as details) and answers once it is
             // committed; `audit` suspends, it never blocks the request's thread.
             guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
-            let details = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] ?? [:]
+            let details = JSONValue.object(json: request.body) ?? [:]
             do {
                 try await host.audit(action: "echo.audit", target: portal.name, details: details, portal: portal)
                 return .json(["audited": true])
@@ -97,11 +128,10 @@ public final class EchoSwiftPlugin: PortalPlugin {
         case ("GET", "/credential"):
             // What the kernel verified about the caller's token, and which prefix matched.
             let credential = request.credential
-            return .json([
-                "kind": credential.kind.rawValue, "role": credential.role ?? NSNull(), "subject": credential.subject ?? NSNull(),
-                "aal": credential.aal ?? NSNull(), "reason": credential.reason ?? NSNull(), "prefix": request.routePrefix,
-                "has_conninfo": !((try? Self.host!.postgresConninfo(portal: portal)) ?? "").isEmpty,
-            ] as [String: Any])
+            guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
+            return .json(CredentialAnswer(
+                kind: credential.kind.rawValue, role: credential.role, subject: credential.subject, aal: credential.aal,
+                reason: credential.reason, prefix: request.routePrefix, hasConninfo: !((try? host.postgresConninfo(portal: portal)) ?? "").isEmpty))
         case ("POST", "/sign"):
             // Signs a user token for {"sub": id} with the portal's secret through the host, for a
             // caller that holds the service_role key (which may act as any user anyway). The
@@ -110,14 +140,15 @@ public final class EchoSwiftPlugin: PortalPlugin {
                 return .error(status: 403, code: "service_role_required", message: "only the portal's service_role key may ask for a user token",
                               hint: "send Authorization: Bearer <service_role key>")
             }
-            guard var claims = (try? JSONSerialization.jsonObject(with: Data(request.body))) as? [String: Any] else {
+            guard var claims = JSONValue.object(json: request.body) else {
                 return .error(status: 400, code: "invalid_claims", message: "send a JSON object of claims")
             }
+            guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
             let now = Int(Date().timeIntervalSince1970)
-            claims["iat"] = claims["iat"] ?? now
-            claims["exp"] = claims["exp"] ?? now + 3600
+            claims["iat"] = claims["iat"] ?? JSONValue(now)
+            claims["exp"] = claims["exp"] ?? JSONValue(now + 3600)
             do {
-                return .json(["token": try await Self.host!.signPortalJWT(claims: claims, portal: portal)])
+                return .json(["token": try await host.signPortalJWT(claims: claims, portal: portal)])
             } catch PluginError.refused(let message) {
                 return .error(status: 403, code: "sign_refused", message: message)
             } catch {
@@ -126,14 +157,16 @@ public final class EchoSwiftPlugin: PortalPlugin {
         case ("POST", "/seal"):
             // Seals the body for storage, bound to ?context= (ABI 1.2 secret_seal).
             do {
-                return .json(["sealed": try Self.host!.sealSecret(request.body, portal: portal, context: request.queryItems["context"] ?? "")])
+                guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
+                return .json(["sealed": try host.sealSecret(request.body, portal: portal, context: request.queryItems["context"] ?? "")])
             } catch {
                 return .error(status: 400, code: "seal_failed", message: "\(error)")
             }
         case ("POST", "/open"):
             // Opens a sealed body for the same ?context= (ABI 1.2 secret_open).
             do {
-                let plaintext = try Self.host!.openSecret(String(decoding: request.body, as: UTF8.self), portal: portal, context: request.queryItems["context"] ?? "")
+                guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
+                let plaintext = try host.openSecret(String(decoding: request.body, as: UTF8.self), portal: portal, context: request.queryItems["context"] ?? "")
                 return .json(["plaintext": String(decoding: plaintext, as: UTF8.self)])
             } catch PluginError.refused(let message) {
                 return .error(status: 422, code: "open_refused", message: message)
@@ -143,8 +176,9 @@ public final class EchoSwiftPlugin: PortalPlugin {
         case ("GET", "/fetch"):
             guard let url = request.queryItems["url"] else { return .error(status: 400, code: "missing_url", message: "pass ?url=") }
             do {
-                let result = try await Self.host!.fetch(url, portal: portal)
-                return .json(["status": result.status, "body": String(decoding: result.body, as: UTF8.self)])
+                guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
+                let result = try await host.fetch(url, portal: portal)
+                return .json(FetchAnswer(status: result.status, body: String(decoding: result.body, as: UTF8.self)))
             } catch PluginError.refused(let message) {
                 return .error(status: 403, code: "egress_refused", message: message)
             } catch {

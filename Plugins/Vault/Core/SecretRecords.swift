@@ -2,7 +2,7 @@ import Foundation
 import MeltyPostgres
 
 /// What the Vault tells about a secret without its value.
-public struct SecretMetadata: Sendable, Equatable {
+public struct SecretMetadata: Sendable, Equatable, Encodable {
     /// Name within the portal.
     public var name: String
     /// Free text from the creator.
@@ -16,12 +16,20 @@ public struct SecretMetadata: Sendable, Equatable {
     /// Set once soft-deleted.
     public var deletedAt: String?
 
-    /// The JSON object the HTTP API and `vault.v1` return.
-    public var json: [String: Any] {
-        [
-            "name": name, "description": description ?? NSNull(), "version": currentVersion,
-            "created_at": createdAt, "updated_at": updatedAt, "deleted_at": deletedAt ?? NSNull(),
-        ]
+    private enum CodingKeys: String, CodingKey {
+        case name, description, version, createdAt = "created_at", updatedAt = "updated_at", deletedAt = "deleted_at"
+    }
+
+    /// The JSON object the HTTP API and `vault.v1` return: `{name, description, version,
+    /// created_at, updated_at, deleted_at}`, absent values as `null`.
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(name, forKey: .name)
+        try container.encode(description, forKey: .description)
+        try container.encode(currentVersion, forKey: .version)
+        try container.encode(createdAt, forKey: .createdAt)
+        try container.encode(updatedAt, forKey: .updatedAt)
+        try container.encode(deletedAt, forKey: .deletedAt)
     }
 
     static let columns = """
@@ -45,7 +53,7 @@ public struct SecretMetadata: Sendable, Equatable {
 }
 
 /// One entry of a secret's history (never the value).
-public struct SecretVersionInfo: Sendable, Equatable {
+public struct SecretVersionInfo: Sendable, Equatable, Encodable {
     /// 1, 2, ...
     public var version: Int
     /// When it was written.
@@ -55,8 +63,8 @@ public struct SecretVersionInfo: Sendable, Equatable {
     /// The data key that encrypts it.
     public var dataKeyID: String
 
-    /// The JSON object the HTTP API returns.
-    public var json: [String: Any] {
-        ["version": version, "created_at": createdAt, "created_by": createdBy, "data_key_id": dataKeyID]
+    /// The JSON object the HTTP API returns: `{version, created_at, created_by, data_key_id}`.
+    private enum CodingKeys: String, CodingKey {
+        case version, createdAt = "created_at", createdBy = "created_by", dataKeyID = "data_key_id"
     }
 }

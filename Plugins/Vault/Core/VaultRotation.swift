@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import MeltyPostgres
 
 /// Master-key and portal-key rotation, run by `meltybase vault rotate-master` and
@@ -9,7 +10,7 @@ import MeltyPostgres
 /// hash-chained audit log there).
 public enum VaultRotation {
     /// Writes an audit entry on the given connection, inside the open transaction.
-    public typealias AuditHook = (_ connection: PostgresConnection, _ action: String, _ target: String, _ details: [String: Any]) async throws -> Void
+    public typealias AuditHook = (_ connection: PostgresConnection, _ action: String, _ target: String, _ details: [String: JSONValue]) async throws -> Void
 
     /// What `rotate-master` did.
     public struct MasterResult: Sendable, Equatable {
@@ -57,8 +58,8 @@ public enum VaultRotation {
                 result.rewrapped += 1
             }
             try await audit(connection, "vault.master_key.rotate", "master_key:\(keys.current.id)", [
-                "master_key_id": keys.current.id, "from_master_key_ids": from.sorted(),
-                "rewrapped": result.rewrapped, "already_current": result.alreadyCurrent,
+                "master_key_id": .string(keys.current.id), "from_master_key_ids": .array(from.sorted().map(JSONValue.string)),
+                "rewrapped": .number(Double(result.rewrapped)), "already_current": .number(Double(result.alreadyCurrent)),
             ])
             return result
         }
@@ -108,7 +109,7 @@ public enum VaultRotation {
             try await connection.vaultQuery("UPDATE vault.data_keys SET state = 'retiring' WHERE portal = $1 AND state = 'active'", [portal])
             let created = try await vault.activeDataKey(portal: portal, on: connection)
             try await audit(connection, "vault.portal_key.rotate", "portal:\(portal)", [
-                "phase": "started", "data_key_id": created.id, "retiring": states.map(\.0),
+                "phase": "started", "data_key_id": .string(created.id), "retiring": .array(states.map { JSONValue.string($0.0) }),
             ])
             return (created.id, false)
         }
@@ -156,8 +157,8 @@ public enum VaultRotation {
                 AND NOT EXISTS (SELECT 1 FROM vault.secret_versions v WHERE v.data_key_id = k.id) RETURNING id
                 """, [portal])
             try await audit(connection, "vault.portal_key.rotate", "portal:\(portal)", [
-                "phase": "completed", "data_key_id": newKeyID, "reencrypted": reencrypted,
-                "retired": (0..<removed.rows.count).map { removed.value("id", row: $0) ?? "" },
+                "phase": "completed", "data_key_id": .string(newKeyID), "reencrypted": .number(Double(reencrypted)),
+                "retired": .array((0..<removed.rows.count).map { JSONValue.string(removed.value("id", row: $0) ?? "") }),
             ])
             return true
         }

@@ -9,24 +9,23 @@ struct AdminRoutes: Sendable {
         let identity = identity
         router.post("/v1/admin/login") { request, context in
             try await HubHTTP.run {
-                let body = try await HubHTTP.object(request, expected: "{\"email\": \"...\", \"password\": \"...\"}")
-                let pair = try await identity.login(
-                    email: try HubHTTP.string(body, "email"), password: try HubHTTP.string(body, "password"), address: context.clientAddress)
-                return HubHTTP.json(pair.json)
+                let body = try await HubHTTP.decode(Credentials.self, from: request, expected: "{\"email\": \"...\", \"password\": \"...\"}")
+                let pair = try await identity.login(email: body.email, password: body.password, address: context.clientAddress)
+                return HubHTTP.json(pair)
             }
         }
         router.post("/v1/admin/token") { request, context in
             try await HubHTTP.run {
-                let body = try await HubHTTP.object(request, expected: "{\"refresh_token\": \"...\"}")
-                let pair = try await identity.refresh(try HubHTTP.string(body, "refresh_token"), address: context.clientAddress)
-                return HubHTTP.json(pair.json)
+                let body = try await HubHTTP.decode(RefreshBody.self, from: request, expected: "{\"refresh_token\": \"...\"}")
+                let pair = try await identity.refresh(body.refreshToken, address: context.clientAddress)
+                return HubHTTP.json(pair)
             }
         }
         router.post("/v1/admin/logout") { request, _ in
             try await HubHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1, allowMFAPending: true)
                 try await identity.logout(principal)
-                return HubHTTP.json(["signed_out": true, "session_id": principal.sessionID])
+                return HubHTTP.json(SignedOut(signedOut: true, sessionID: principal.sessionID))
             }
         }
         router.post("/v1/admin/mfa/totp/enroll") { request, _ in
@@ -34,40 +33,72 @@ struct AdminRoutes: Sendable {
                 // An admin who already has TOTP passes the pending check only at aal2; the
                 // domain then allows replacing the secret.
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1, allowMFAPending: true)
-                return HubHTTP.json(try await identity.enrollTOTP(principal).json)
+                return HubHTTP.json(try await identity.enrollTOTP(principal))
             }
         }
         router.post("/v1/admin/mfa/totp/verify") { request, context in
             try await HubHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1, allowMFAPending: true)
-                let body = try await HubHTTP.object(request, expected: "{\"code\": \"123456\"}")
-                let pair = try await identity.verifyTOTPEnrolment(principal, code: try HubHTTP.string(body, "code"), address: context.clientAddress)
-                return HubHTTP.json(pair.json)
+                let body = try await HubHTTP.decode(CodeBody.self, from: request, expected: "{\"code\": \"123456\"}")
+                let pair = try await identity.verifyTOTPEnrolment(principal, code: body.code, address: context.clientAddress)
+                return HubHTTP.json(pair)
             }
         }
         router.post("/v1/admin/mfa/challenge") { request, context in
             try await HubHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1, allowMFAPending: true)
-                let body = try await HubHTTP.object(request, expected: "{\"code\": \"123456\"} or {\"code\": \"<recovery code>\"}")
-                let pair = try await identity.challenge(principal, code: try HubHTTP.string(body, "code"), address: context.clientAddress)
-                return HubHTTP.json(pair.json)
+                let body = try await HubHTTP.decode(CodeBody.self, from: request, expected: "{\"code\": \"123456\"} or {\"code\": \"<recovery code>\"}")
+                let pair = try await identity.challenge(principal, code: body.code, address: context.clientAddress)
+                return HubHTTP.json(pair)
             }
         }
         router.get("/v1/admin/users") { request, _ in
             try await HubHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 let admins = try await identity.listAdmins()
-                return HubHTTP.json(["users": admins.map(\.json)])
+                return HubHTTP.json(["users": admins])
             }
         }
         router.post("/v1/admin/users") { request, _ in
             try await HubHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
-                let body = try await HubHTTP.object(request, expected: "{\"email\": \"...\", \"password\": \"...\"}")
-                let created = try await identity.createAdmin(
-                    by: principal, email: try HubHTTP.string(body, "email"), password: try HubHTTP.string(body, "password"))
-                return HubHTTP.json(created.json, status: .created)
+                let body = try await HubHTTP.decode(Credentials.self, from: request, expected: "{\"email\": \"...\", \"password\": \"...\"}")
+                let created = try await identity.createAdmin(by: principal, email: body.email, password: body.password)
+                return HubHTTP.json(created, status: .created)
             }
+        }
+    }
+}
+
+extension AdminRoutes {
+    /// `{email, password}` (sign-in, a new admin).
+    struct Credentials: Decodable {
+        var email: String
+        var password: String
+    }
+
+    /// `{refresh_token}`.
+    struct RefreshBody: Decodable {
+        var refreshToken: String
+
+        enum CodingKeys: String, CodingKey {
+            case refreshToken = "refresh_token"
+        }
+    }
+
+    /// `{code}`: a TOTP or recovery code.
+    struct CodeBody: Decodable {
+        var code: String
+    }
+
+    /// `{signed_out, session_id}`.
+    struct SignedOut: Encodable {
+        var signedOut: Bool
+        var sessionID: String
+
+        enum CodingKeys: String, CodingKey {
+            case signedOut = "signed_out"
+            case sessionID = "session_id"
         }
     }
 }

@@ -1,4 +1,5 @@
 import MeltyEd25519
+
 /// A signed statement "the log had `seq` entries and its head hash was `headHash`",
 /// stored in `meltybase.audit_checkpoints`. Cutting entries off the end of the log
 /// leaves a checkpoint pointing past the head, which ``AuditChain/verify(on:trustedPublicKey:)``

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import MeltyJSON
 import NIOCore
 
 /// `GET /v1/audit` (the audit log, filtered and paged by seq) and `GET /v1/audit/verify`
@@ -42,11 +43,7 @@ struct AuditRoute: Sendable {
                 let result = try await database.withConnection { connection in
                     try await AuditChain.verify(on: connection, trustedPublicKey: trusted ?? nil)
                 }
-                let problem: Any = result.problem.map { ["seq": $0.seq, "description": $0.description] as [String: Any] } ?? NSNull()
-                return HubHTTP.json([
-                    "ok": result.ok, "entries": result.entries, "checkpoints_checked": result.checkpointsChecked,
-                    "head_seq": result.headSeq, "trusted_key": result.trustedKey, "problem": problem,
-                ])
+                return HubHTTP.json(VerifyAnswer(result))
             }
         }
     }
@@ -114,6 +111,37 @@ struct AuditRoute: Sendable {
             var container = encoder.container(keyedBy: CodingKeys.self)
             try container.encode(entries, forKey: .entries)
             try container.encode(nextAfter, forKey: .nextAfter)
+        }
+    }
+}
+
+extension AuditRoute {
+    /// `GET /v1/audit/verify`: `{ok, entries, checkpoints_checked, head_seq, trusted_key,
+    /// problem}`, `problem` being `{seq, description}` or `null`.
+    struct VerifyAnswer: Encodable {
+        struct Problem: Encodable, Sendable {
+            var seq: Int64
+            var description: String
+        }
+
+        var ok: Bool
+        var entries: Int
+        var checkpointsChecked: Int
+        var headSeq: Int64
+        var trustedKey: Bool
+        @NullWhenAbsent var problem: Problem?
+
+        init(_ result: AuditVerification) {
+            ok = result.ok
+            entries = result.entries
+            checkpointsChecked = result.checkpointsChecked
+            headSeq = result.headSeq
+            trustedKey = result.trustedKey
+            problem = result.problem.map { Problem(seq: $0.seq, description: $0.description) }
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case ok, entries, checkpointsChecked = "checkpoints_checked", headSeq = "head_seq", trustedKey = "trusted_key", problem
         }
     }
 }

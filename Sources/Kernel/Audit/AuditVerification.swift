@@ -1,4 +1,5 @@
 import MeltyEd25519
+
 /// The outcome of ``AuditChain/verify(on:trustedPublicKey:pageSize:)``: how much was
 /// checked and the first problem found, if any.
 public struct AuditVerification: Sendable, Equatable {

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MeltyJSON
 
 /// `/v1/hub/portals`: portal configuration over ``PortalStore``. Listing needs `aal1`;
 /// every change needs `aal2` and is audited in the same transaction as the change.
@@ -16,25 +17,27 @@ struct HubPortalRoutes: Sendable {
         router.get("/v1/hub/portals") { request, _ in
             try await HubHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
-                let portals = try await store.list().map { ["name": $0.name, "plugins": $0.plugins, "created_at": $0.createdAt] as [String: Any] }
+                let portals = try await store.list().map { PortalSummary(name: $0.name, plugins: $0.plugins, createdAt: $0.createdAt) }
                 return HubHTTP.json(["portals": portals])
             }
         }
         router.post("/v1/hub/portals") { request, _ in
             try await HubHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
-                let body = try await HubHTTP.object(request, expected: "{\"name\": \"acme\", \"plugins\": [\"echo-c\"]}")
-                let name = try HubHTTP.string(body, "name")
-                guard let plugins = (body["plugins"] ?? [String]()) as? [String] else {
-                    throw HubHTTP.gatewayError(IdentityError.invalidField("plugins", "plugins must be an array of plugin names"))
+                let body = try await HubHTTP.decode(CreateBody.self, from: request, expected: "{\"name\": \"acme\", \"plugins\": [\"echo-c\"]}")
+                let name = body.name
+                let plugins: [String]
+                switch body.plugins {
+                case nil: plugins = []
+                case .array(let items)? where items.allSatisfy({ $0.stringValue != nil }): plugins = items.compactMap(\.stringValue)
+                default: throw HubHTTP.gatewayError(IdentityError.invalidField("plugins", "plugins must be an array of plugin names"))
                 }
                 try await store.create(name, plugins: plugins, inTransaction: Self.audit(principal, "hub.portal.create", portal: name, ["plugins": plugins]))
-                var result: [String: Any] = ["name": name, "plugins": plugins.sorted()]
-                if let note = store.declaredNote(name) { result["note"] = note }
+                var result = Created(name: name, plugins: plugins.sorted(), note: store.declaredNote(name))
                 // Shown once: the kernel keeps only the secret that signs them.
                 if let keys {
-                    result["anon_key"] = try await keys.issueAPIKey(portal: name, role: "anon")
-                    result["service_role_key"] = try await keys.issueAPIKey(portal: name, role: "service_role")
+                    result.anonKey = try await keys.issueAPIKey(portal: name, role: "anon")
+                    result.serviceRoleKey = try await keys.issueAPIKey(portal: name, role: "service_role")
                 }
                 return HubHTTP.json(result, status: .created)
             }
@@ -44,9 +47,7 @@ struct HubPortalRoutes: Sendable {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
                 let name = try context.parameters.require("name")
                 try await store.delete(name, inTransaction: Self.audit(principal, "hub.portal.delete", portal: name, [:]))
-                var result: [String: Any] = ["name": name, "deleted": true]
-                if let note = store.declaredNote(name) { result["note"] = note }
-                return HubHTTP.json(result)
+                return HubHTTP.json(Deleted(name: name, deleted: true, note: store.declaredNote(name)))
             }
         }
         for (method, enabled) in [(HTTPRequest.Method.post, true), (.delete, false)] {
@@ -58,9 +59,7 @@ struct HubPortalRoutes: Sendable {
                     try await store.set(
                         portal: name, plugin: plugin, enabled: enabled,
                         inTransaction: Self.audit(principal, enabled ? "hub.portal.plugin_enable" : "hub.portal.plugin_disable", portal: name, ["plugin": plugin]))
-                    var result: [String: Any] = ["portal": name, "plugin": plugin, "enabled": enabled]
-                    if let note = store.declaredNote(name) { result["note"] = note }
-                    return HubHTTP.json(result)
+                    return HubHTTP.json(PluginSwitched(portal: name, plugin: plugin, enabled: enabled, note: store.declaredNote(name)))
                 }
             }
         }
@@ -74,5 +73,53 @@ struct HubPortalRoutes: Sendable {
             all["aal"] = principal.aal.rawValue
             try await AuditChain.append(on: connection, actor: principal.actor, action: action, target: portal, portal: portal, details: all)
         }
+    }
+}
+
+extension HubPortalRoutes {
+    /// `POST /v1/hub/portals`: `{name, plugins?}` (`plugins` checked by the route, so its
+    /// message says what it must be).
+    struct CreateBody: Decodable {
+        var name: String
+        var plugins: JSONValue?
+    }
+
+    /// A portal in `GET /v1/hub/portals`.
+    struct PortalSummary: Encodable {
+        var name: String
+        var plugins: [String]
+        var createdAt: String
+
+        enum CodingKeys: String, CodingKey {
+            case name, plugins, createdAt = "created_at"
+        }
+    }
+
+    /// A created portal; `note` (a portal also declared in the TOML) and the keys only when present.
+    struct Created: Encodable {
+        var name: String
+        var plugins: [String]
+        var note: String?
+        var anonKey: String?
+        var serviceRoleKey: String?
+
+        enum CodingKeys: String, CodingKey {
+            case name, plugins, note, anonKey = "anon_key", serviceRoleKey = "service_role_key"
+        }
+    }
+
+    /// A deleted portal.
+    struct Deleted: Encodable {
+        var name: String
+        var deleted: Bool
+        var note: String?
+    }
+
+    /// A plugin switched on or off for a portal.
+    struct PluginSwitched: Encodable {
+        var portal: String
+        var plugin: String
+        var enabled: Bool
+        var note: String?
     }
 }

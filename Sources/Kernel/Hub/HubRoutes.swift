@@ -23,7 +23,7 @@ struct HubRoutes: Sendable {
         router.get("/v1/system/license") { request, _ in
             try await HubHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
-                return HubHTTP.json(try await identity.licenseSummary().json)
+                return HubHTTP.json(try await identity.licenseSummary())
             }
         }
     }
@@ -34,24 +34,40 @@ enum HubHTTP {
     /// Largest JSON body the admin routes read.
     static let bodyLimit = 64 * 1024
 
-    /// The body as a JSON object, or 400 `invalid_json` showing the expected shape.
-    static func object(_ request: Request, expected: String) async throws -> [String: Any] {
+    /// The body decoded as `Body` (string members), or 400: `invalid_json` showing the
+    /// expected shape when it is not a JSON object, `invalid_field` naming a member that is
+    /// missing or not a string.
+    static func decode<Body: Decodable>(_ type: Body.Type, from request: Request, expected: String) async throws -> Body {
         let body = try await request.body.collect(upTo: bodyLimit)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+        do {
+            return try JSONDecoder().decode(type, from: Data(body.readableBytesView))
+        } catch let error as DecodingError {
+            if let field = field(of: error) { throw gatewayError(IdentityError.invalidField(field, "\(field) is required (a string)")) }
             throw GatewayError(status: 400, code: "invalid_json", message: "the body must be a JSON object", hint: "send \(expected)")
         }
-        return object
     }
 
-    /// The string member `field`, or 400 `invalid_field`.
-    static func string(_ object: [String: Any], _ field: String) throws -> String {
-        guard let value = object[field] as? String else {
-            throw gatewayError(IdentityError.invalidField(field, "\(field) is required (a string)"))
+    /// The top-level member a decoding error is about, or nil when the body itself is wrong.
+    private static func field(of error: DecodingError) -> String? {
+        switch error {
+        case .keyNotFound(let key, let context): return context.codingPath.first?.stringValue ?? key.stringValue
+        case .typeMismatch(_, let context), .valueNotFound(_, let context): return context.codingPath.first?.stringValue
+        case .dataCorrupted: return nil
+        @unknown default: return nil
         }
-        return value
     }
 
-    /// A JSON response (keys sorted).
+    /// An `Encodable` JSON response (keys sorted, slashes unescaped: the same bytes as ``json(_:status:)``).
+    static func json<Body: Encodable>(_ value: Body, status: HTTPResponse.Status = .ok) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                        body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    /// A JSON response (keys sorted) from `JSONSerialization` values; prefer an `Encodable`.
+    @_disfavoredOverload
     static func json(_ object: Any, status: HTTPResponse.Status = .ok) -> Response {
         let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
         return Response(status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],

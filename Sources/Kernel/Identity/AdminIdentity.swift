@@ -28,7 +28,7 @@ public struct AdminPrincipal: Sendable {
 }
 
 /// A pair of tokens for one session.
-public struct AdminTokenPair: Sendable {
+public struct AdminTokenPair: Sendable, Encodable {
     /// The JWT to send as `Authorization: Bearer`.
     public var accessToken: String
     /// Seconds until the access token expires.
@@ -42,12 +42,21 @@ public struct AdminTokenPair: Sendable {
     /// The session id.
     public var sessionID: String
 
+    private enum CodingKeys: String, CodingKey {
+        case accessToken = "access_token", tokenType = "token_type", expiresIn = "expires_in", refreshToken = "refresh_token"
+        case aal, mfaRequired = "mfa_required", sessionID = "session_id"
+    }
+
     /// `{access_token, token_type, expires_in, refresh_token, aal, mfa_required, session_id}`.
-    public var json: [String: Any] {
-        [
-            "access_token": accessToken, "token_type": "bearer", "expires_in": expiresIn, "refresh_token": refreshToken,
-            "aal": aal.rawValue, "mfa_required": mfaRequired, "session_id": sessionID,
-        ]
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(accessToken, forKey: .accessToken)
+        try container.encode("bearer", forKey: .tokenType)
+        try container.encode(expiresIn, forKey: .expiresIn)
+        try container.encode(refreshToken, forKey: .refreshToken)
+        try container.encode(aal.rawValue, forKey: .aal)
+        try container.encode(mfaRequired, forKey: .mfaRequired)
+        try container.encode(sessionID, forKey: .sessionID)
     }
 }
 

@@ -5,7 +5,7 @@ import MeltyQR
 import MeltyTOTP
 
 /// What TOTP enrolment hands the admin, once.
-public struct TOTPEnrolment: Sendable {
+public struct TOTPEnrolment: Sendable, Encodable {
     /// The secret in base32, for typing into an app.
     public var secret: String
     /// `otpauth://totp/MeltyBase:<email>?secret=...&issuer=MeltyBase`, for a QR code.
@@ -20,11 +20,17 @@ public struct TOTPEnrolment: Sendable {
         try? QRCode(text: otpauthURI).svg(label: "QR code of the TOTP secret", className: "qr")
     }
 
+    private enum CodingKeys: String, CodingKey {
+        case secret, otpauthURI = "otpauth_uri", qrSVG = "qr_svg", recoveryCodes = "recovery_codes"
+    }
+
     /// `{secret, otpauth_uri, qr_svg, recovery_codes}` (`qr_svg` absent when there is no QR code).
-    public var json: [String: Any] {
-        var json: [String: Any] = ["secret": secret, "otpauth_uri": otpauthURI, "recovery_codes": recoveryCodes]
-        json["qr_svg"] = qrSVG
-        return json
+    public func encode(to encoder: Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(secret, forKey: .secret)
+        try container.encode(otpauthURI, forKey: .otpauthURI)
+        try container.encodeIfPresent(qrSVG, forKey: .qrSVG)
+        try container.encode(recoveryCodes, forKey: .recoveryCodes)
     }
 }
 

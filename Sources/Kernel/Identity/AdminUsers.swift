@@ -1,8 +1,9 @@
 import Foundation
+import MeltyJSON
 import MeltyPasswords
 
 /// An admin account (`public.secrets`, kind `admin`), without its password hash or TOTP secret.
-public struct AdminRecord: Sendable, Equatable {
+public struct AdminRecord: Sendable, Equatable, Encodable {
     /// The account's uuid.
     public var id: String
     /// Lowercase email.
@@ -39,34 +40,31 @@ public struct AdminRecord: Sendable, Equatable {
     }
 
     /// `{id, email, role, mfa_enabled, created_at}`.
-    public var json: [String: Any] {
-        ["id": id, "email": email, "role": role, "mfa_enabled": totpEnrolled, "created_at": createdAt]
+    private enum CodingKeys: String, CodingKey {
+        case id, email, role, totpEnrolled = "mfa_enabled", createdAt = "created_at"
     }
 }
 
 /// The license as setup stored it in `meltybase.system_state`, with the seats in use.
-public struct LicenseSummary: Sendable {
+public struct LicenseSummary: Sendable, Encodable {
     /// License id.
-    public var id: String?
+    @NullWhenAbsent public var id: String?
     /// `indie` or `commercial`.
-    public var tier: String?
+    @NullWhenAbsent public var tier: String?
     /// Admin accounts the license allows.
-    public var seats: Int?
+    @NullWhenAbsent public var seats: Int?
     /// Admin accounts that exist.
     public var seatsUsed: Int
     /// The licensee's email.
-    public var owner: String?
+    @NullWhenAbsent public var owner: String?
     /// Expiry (RFC 3339) or `nil` for a perpetual license.
-    public var expiresAt: String?
+    @NullWhenAbsent public var expiresAt: String?
     /// When setup completed.
-    public var initializedAt: String?
+    @NullWhenAbsent public var initializedAt: String?
 
     /// `{license_id, tier, seats, seats_used, owner, expires_at, initialized_at}` (nulls kept).
-    public var json: [String: Any] {
-        [
-            "license_id": id ?? NSNull(), "tier": tier ?? NSNull(), "seats": seats ?? NSNull(), "seats_used": seatsUsed,
-            "owner": owner ?? NSNull(), "expires_at": expiresAt ?? NSNull(), "initialized_at": initializedAt ?? NSNull(),
-        ]
+    private enum CodingKeys: String, CodingKey {
+        case id = "license_id", tier, seats, seatsUsed = "seats_used", owner, expiresAt = "expires_at", initializedAt = "initialized_at"
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MeltyJSON
 import MeltyLicense
 
 /// License checks for the Studio's setup wizard:
@@ -29,13 +30,13 @@ struct LicenseCheckRoutes: Sendable {
                     guard let identity else { throw Self.closed }
                     _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 }
-                let body = try await HubHTTP.object(request, expected: "{\"license_key\": \"MB1...\"}")
-                guard let key = body["license_key"] as? String, !key.isEmpty else {
+                let body = try await HubHTTP.decode(OptionalLicenseKey.self, from: request, expected: "{\"license_key\": \"MB1...\"}")
+                guard let key = body.licenseKey?.stringValue, !key.isEmpty else {
                     throw SetupRoute.fieldError("license_key", "license_key is required (a string)")
                 }
                 do throws(LicenseError) {
                     let license = try LicenseVerifier(publicKeyHex: publicKey).verify(key)
-                    return HubHTTP.json(["valid": true, "license": Self.summary(license, evaluation: evaluation)])
+                    return HubHTTP.json(Verified(valid: true, license: Self.summary(license, evaluation: evaluation)))
                 } catch {
                     throw SetupRoute.error(for: .license(error))
                 }
@@ -44,15 +45,12 @@ struct LicenseCheckRoutes: Sendable {
         router.get("/v1/system/license/evaluation") { _, context in
             try Self.guardEvaluation(state: state, context: context)
             guard evaluation != nil else {
-                return HubHTTP.json([
-                    "available": false,
-                    "reason": "this instance accepts only licenses signed by the vendor key configured in [license] public_key",
-                ])
+                return HubHTTP.json(EvaluationUnavailable(
+                    available: false, reason: "this instance accepts only licenses signed by the vendor key configured in [license] public_key"))
             }
-            return HubHTTP.json([
-                "available": true, "tier": EvaluationLicense.tier.rawValue, "seats": EvaluationLicense.seats,
-                "days": Int(EvaluationLicense.validity / 86_400), "owner": EvaluationLicense.ownerEmail,
-            ])
+            return HubHTTP.json(EvaluationOffer(
+                available: true, tier: EvaluationLicense.tier.rawValue, seats: EvaluationLicense.seats,
+                days: Int(EvaluationLicense.validity / 86_400), owner: EvaluationLicense.ownerEmail))
         }
         router.post("/v1/system/license/evaluation") { _, context in
             try Self.guardEvaluation(state: state, context: context)
@@ -63,7 +61,7 @@ struct LicenseCheckRoutes: Sendable {
             }
             do throws(LicenseIssuerError) {
                 let issued = try evaluation.issue()
-                return HubHTTP.json(["license_key": issued.key, "license": Self.summary(issued.license, evaluation: evaluation)], status: .created)
+                return HubHTTP.json(Issued(licenseKey: issued.key, license: Self.summary(issued.license, evaluation: evaluation)), status: .created)
             } catch {
                 throw GatewayError(status: 500, code: "evaluation_failed", message: error.description,
                                    hint: "check the data directory's \(EvaluationLicense.secretKeyFileName) (mode 0600)")
@@ -83,12 +81,66 @@ struct LicenseCheckRoutes: Sendable {
     }
 
     /// What the wizard shows of a verified license.
-    static func summary(_ license: License, evaluation: EvaluationLicense?) -> [String: Any] {
-        [
-            "id": license.id, "tier": license.tier.rawValue, "seats": license.seats, "owner": license.ownerEmail,
-            "owner_name": license.ownerName, "issued_at": License.formatTimestamp(license.issuedAt),
-            "expires_at": license.expiresAt.map { License.formatTimestamp($0) } ?? NSNull(),
-            "evaluation": evaluation != nil,
-        ]
+    static func summary(_ license: License, evaluation: EvaluationLicense?) -> LicenseView {
+        LicenseView(
+            id: license.id, tier: license.tier.rawValue, seats: license.seats, owner: license.ownerEmail, ownerName: license.ownerName,
+            issuedAt: License.formatTimestamp(license.issuedAt), expiresAt: license.expiresAt.map { License.formatTimestamp($0) },
+            evaluation: evaluation != nil)
+    }
+
+    /// `{license_key}` where a wrong type is answered like a missing key.
+    struct OptionalLicenseKey: Decodable {
+        var licenseKey: JSONValue?
+
+        enum CodingKeys: String, CodingKey {
+            case licenseKey = "license_key"
+        }
+    }
+
+    /// A verified license as the wizard shows it (`expires_at` is `null` for a perpetual one).
+    struct LicenseView: Encodable {
+        var id: String
+        var tier: String
+        var seats: Int
+        var owner: String
+        var ownerName: String
+        var issuedAt: String
+        @NullWhenAbsent var expiresAt: String?
+        var evaluation: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case id, tier, seats, owner, ownerName = "owner_name", issuedAt = "issued_at", expiresAt = "expires_at", evaluation
+        }
+    }
+
+    /// `POST /v1/system/license/verify`.
+    struct Verified: Encodable {
+        var valid: Bool
+        var license: LicenseView
+    }
+
+    /// `POST /v1/system/license/evaluation`.
+    struct Issued: Encodable {
+        var licenseKey: String
+        var license: LicenseView
+
+        enum CodingKeys: String, CodingKey {
+            case licenseKey = "license_key", license
+        }
+    }
+
+    /// `GET /v1/system/license/evaluation` when a vendor key is configured.
+    struct EvaluationUnavailable: Encodable {
+        var available: Bool
+        var reason: String
+    }
+
+    /// `GET /v1/system/license/evaluation` before setup, without a vendor key.
+    struct EvaluationOffer: Encodable {
+        var available: Bool
+        var tier: String
+        var seats: Int
+        var days: Int
+        var owner: String
     }
 }

@@ -15,8 +15,7 @@ struct LicenseRoute: Sendable {
         router.put("/v1/system/license") { request, _ in
             try await HubHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
-                let body = try await HubHTTP.object(request, expected: "{\"license_key\": \"MB1...\"}")
-                let key = try HubHTTP.string(body, "license_key")
+                let key = try await HubHTTP.decode(LicenseKeyBody.self, from: request, expected: "{\"license_key\": \"MB1...\"}").licenseKey
                 let license: License
                 do throws(LicenseError) {
                     license = try LicenseVerifier(publicKeyHex: publicKey).verify(key)
@@ -51,8 +50,17 @@ struct LicenseRoute: Sendable {
                         throw error
                     }
                 }
-                return HubHTTP.json(try await identity.licenseSummary().json)
+                return HubHTTP.json(try await identity.licenseSummary())
             }
         }
+    }
+}
+
+/// `{license_key}`: a license string to verify or install.
+struct LicenseKeyBody: Decodable {
+    var licenseKey: String
+
+    enum CodingKeys: String, CodingKey {
+        case licenseKey = "license_key"
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import MeltyJSON
 import NIOCore
 
 /// `POST /v1/system/setup {"license_key": ..., "admin": {"email": ..., "password": ...}}`.
@@ -12,24 +13,24 @@ struct SetupRoute: Sendable {
 
     func handle(_ request: Request, context: KernelRequestContext) async throws -> Response {
         let body = try await request.body.collect(upTo: 64 * 1024)
-        guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
+        guard let object = try? JSONDecoder().decode(SetupBody.self, from: Data(body.readableBytesView)) else {
             throw GatewayError(status: 400, code: "invalid_json", message: "the body must be a JSON object",
                                hint: "send {\"license_key\": \"MB1...\", \"admin\": {\"email\": \"...\", \"password\": \"...\"}}")
         }
-        guard let licenseKey = object["license_key"] as? String, !licenseKey.isEmpty else {
+        guard let licenseKey = object.licenseKey?.stringValue, !licenseKey.isEmpty else {
             throw Self.fieldError("license_key", "license_key is required (a string)")
         }
-        guard let admin = object["admin"] as? [String: Any] else { throw Self.fieldError("admin", "admin is required: {\"email\": ..., \"password\": ...}") }
-        guard let email = admin["email"] as? String else { throw Self.fieldError("admin.email", "admin.email is required (a string)") }
-        guard let password = admin["password"] as? String else { throw Self.fieldError("admin.password", "admin.password is required (a string)") }
+        guard let admin = object.admin?.objectValue else { throw Self.fieldError("admin", "admin is required: {\"email\": ..., \"password\": ...}") }
+        guard let email = admin["email"]?.stringValue else { throw Self.fieldError("admin.email", "admin.email is required (a string)") }
+        guard let password = admin["password"]?.stringValue else { throw Self.fieldError("admin.password", "admin.password is required (a string)") }
         do {
             let outcome = try await service.perform(licenseKey: licenseKey, email: email, password: password)
-            var result: [String: Any] = [
-                "is_initialized": true, "tier": outcome.license.tier.rawValue, "seats": outcome.license.seats,
-                "owner": outcome.license.ownerEmail, "admin": outcome.adminEmail, "entry_point": outcome.entryPoint,
-            ]
-            result["expires_at"] = outcome.license.expiresAt.map { ISO8601DateFormatter().string(from: $0) } ?? NSNull()
-            let data = try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys])
+            let answer = SetupAnswer(
+                tier: outcome.license.tier.rawValue, seats: outcome.license.seats, owner: outcome.license.ownerEmail,
+                admin: outcome.adminEmail, entryPoint: outcome.entryPoint,
+                expiresAt: outcome.license.expiresAt.map { ISO8601DateFormatter().string(from: $0) })
+            // Slashes escaped as before (JSONSerialization's default; the admin routes do not escape them).
+            let data = try JSONValue.serialize(answer)
             return Response(status: .created, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(bytes: data)))
         } catch let refusal as SetupService.Refusal {
             throw Self.error(for: refusal)
@@ -59,6 +60,34 @@ struct SetupRoute: Sendable {
                                      hint: "use at least 12 characters that are not the email and not a common password")
             error.extraFields = ["field": "admin.password", "violations": violations.map { ["code": $0.code, "message": $0.description] }]
             return error
+        }
+    }
+}
+
+extension SetupRoute {
+    /// The request: members checked by the handler, so each refusal names its field
+    /// (`license_key`, `admin`, `admin.email`, `admin.password`).
+    struct SetupBody: Decodable {
+        var licenseKey: JSONValue?
+        var admin: JSONValue?
+
+        enum CodingKeys: String, CodingKey {
+            case licenseKey = "license_key", admin
+        }
+    }
+
+    /// The 201 answer; `expires_at` is `null` for a perpetual license.
+    struct SetupAnswer: Encodable {
+        var isInitialized = true
+        var tier: String
+        var seats: Int
+        var owner: String
+        var admin: String
+        var entryPoint: String
+        @NullWhenAbsent var expiresAt: String?
+
+        enum CodingKeys: String, CodingKey {
+            case isInitialized = "is_initialized", tier, seats, owner, admin, entryPoint = "entry_point", expiresAt = "expires_at"
         }
     }
 }
