@@ -55,7 +55,7 @@ let package = Package(
         /// rotation. No kernel import: the plugin and the CLI both use it.
         .target(
             name: "VaultCore",
-            dependencies: ["COpenSSL", "CSodium", "MeltyPostgres"],
+            dependencies: ["COpenSSL", "CSodium", "MeltyPostgres", "MeltyJSON"],
             path: "Sources/VaultCore"
         ),
         /// JSON shared by the kernel, the CLI and plugins: the canonical writer (the audit
