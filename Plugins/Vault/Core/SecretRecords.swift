@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import MeltyPostgres
 
 /// What the Vault tells about a secret without its value.
@@ -6,7 +7,7 @@ public struct SecretMetadata: Sendable, Equatable, Encodable {
     /// Name within the portal.
     public var name: String
     /// Free text from the creator.
-    public var description: String?
+    @NullWhenAbsent public var description: String?
     /// Version a plain read returns.
     public var currentVersion: Int
     /// ISO 8601 timestamps.
@@ -14,22 +15,12 @@ public struct SecretMetadata: Sendable, Equatable, Encodable {
     /// Time of the last version or change.
     public var updatedAt: String
     /// Set once soft-deleted.
-    public var deletedAt: String?
-
-    private enum CodingKeys: String, CodingKey {
-        case name, description, version, createdAt = "created_at", updatedAt = "updated_at", deletedAt = "deleted_at"
-    }
+    @NullWhenAbsent public var deletedAt: String?
 
     /// The JSON object the HTTP API and `vault.v1` return: `{name, description, version,
     /// created_at, updated_at, deleted_at}`, absent values as `null`.
-    public func encode(to encoder: Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(name, forKey: .name)
-        try container.encode(description, forKey: .description)
-        try container.encode(currentVersion, forKey: .version)
-        try container.encode(createdAt, forKey: .createdAt)
-        try container.encode(updatedAt, forKey: .updatedAt)
-        try container.encode(deletedAt, forKey: .deletedAt)
+    private enum CodingKeys: String, CodingKey {
+        case name, description, currentVersion = "version", createdAt = "created_at", updatedAt = "updated_at", deletedAt = "deleted_at"
     }
 
     static let columns = """
