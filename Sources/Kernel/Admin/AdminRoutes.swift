@@ -8,63 +8,63 @@ struct AdminRoutes: Sendable {
     func register(on router: some RouterMethods<KernelRequestContext>) {
         let identity = identity
         router.post("/v1/admin/login") { request, context in
-            try await HubHTTP.run {
-                let body = try await HubHTTP.decode(Credentials.self, from: request, expected: "{\"email\": \"...\", \"password\": \"...\"}")
+            try await AdminHTTP.run {
+                let body = try await AdminHTTP.decode(Credentials.self, from: request, expected: "{\"email\": \"...\", \"password\": \"...\"}")
                 let pair = try await identity.login(email: body.email, password: body.password, address: context.clientAddress)
-                return HubHTTP.json(pair)
+                return AdminHTTP.json(pair)
             }
         }
         router.post("/v1/admin/token") { request, context in
-            try await HubHTTP.run {
-                let body = try await HubHTTP.decode(RefreshBody.self, from: request, expected: "{\"refresh_token\": \"...\"}")
+            try await AdminHTTP.run {
+                let body = try await AdminHTTP.decode(RefreshBody.self, from: request, expected: "{\"refresh_token\": \"...\"}")
                 let pair = try await identity.refresh(body.refreshToken, address: context.clientAddress)
-                return HubHTTP.json(pair)
+                return AdminHTTP.json(pair)
             }
         }
         router.post("/v1/admin/logout") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1, allowMFAPending: true)
                 try await identity.logout(principal)
-                return HubHTTP.json(SignedOut(signedOut: true, sessionID: principal.sessionID))
+                return AdminHTTP.json(SignedOut(signedOut: true, sessionID: principal.sessionID))
             }
         }
         router.post("/v1/admin/mfa/totp/enroll") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 // An admin who already has TOTP passes the pending check only at aal2; the
                 // domain then allows replacing the secret.
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1, allowMFAPending: true)
-                return HubHTTP.json(try await identity.enrollTOTP(principal))
+                return AdminHTTP.json(try await identity.enrollTOTP(principal))
             }
         }
         router.post("/v1/admin/mfa/totp/verify") { request, context in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1, allowMFAPending: true)
-                let body = try await HubHTTP.decode(CodeBody.self, from: request, expected: "{\"code\": \"123456\"}")
+                let body = try await AdminHTTP.decode(CodeBody.self, from: request, expected: "{\"code\": \"123456\"}")
                 let pair = try await identity.verifyTOTPEnrolment(principal, code: body.code, address: context.clientAddress)
-                return HubHTTP.json(pair)
+                return AdminHTTP.json(pair)
             }
         }
         router.post("/v1/admin/mfa/challenge") { request, context in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1, allowMFAPending: true)
-                let body = try await HubHTTP.decode(CodeBody.self, from: request, expected: "{\"code\": \"123456\"} or {\"code\": \"<recovery code>\"}")
+                let body = try await AdminHTTP.decode(CodeBody.self, from: request, expected: "{\"code\": \"123456\"} or {\"code\": \"<recovery code>\"}")
                 let pair = try await identity.challenge(principal, code: body.code, address: context.clientAddress)
-                return HubHTTP.json(pair)
+                return AdminHTTP.json(pair)
             }
         }
         router.get("/v1/admin/users") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 let admins = try await identity.listAdmins()
-                return HubHTTP.json(["users": admins])
+                return AdminHTTP.json(["users": admins])
             }
         }
         router.post("/v1/admin/users") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
-                let body = try await HubHTTP.decode(Credentials.self, from: request, expected: "{\"email\": \"...\", \"password\": \"...\"}")
+                let body = try await AdminHTTP.decode(Credentials.self, from: request, expected: "{\"email\": \"...\", \"password\": \"...\"}")
                 let created = try await identity.createAdmin(by: principal, email: body.email, password: body.password)
-                return HubHTTP.json(created, status: .created)
+                return AdminHTTP.json(created, status: .created)
             }
         }
     }

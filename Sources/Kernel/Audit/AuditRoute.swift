@@ -19,7 +19,7 @@ struct AuditRoute: Sendable {
         let identity = identity
         let dataDirectory = dataDirectory
         router.get("/v1/audit") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 let filter = try Filter(request.uri.queryParameters)
                 let entries = try await database.withConnection { connection in
@@ -35,7 +35,7 @@ struct AuditRoute: Sendable {
             }
         }
         router.get("/v1/audit/verify") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 // The instance's audit key when this kernel has it; otherwise each checkpoint
                 // is checked against the key stored with it (reported as trusted_key: false).
@@ -43,7 +43,7 @@ struct AuditRoute: Sendable {
                 let result = try await database.withConnection { connection in
                     try await AuditChain.verify(on: connection, trustedPublicKey: trusted ?? nil)
                 }
-                return HubHTTP.json(VerifyAnswer(result))
+                return AdminHTTP.json(VerifyAnswer(result))
             }
         }
     }

@@ -126,7 +126,7 @@ struct CredentialResolver: Sendable {
                 principal = try await adminIdentity.portalRouteAdmin(
                     token: token, clientCertificatePresented: clientCertificatePresented, certificateRequired: adminRequiresClientCertificate)
             } catch let error as IdentityError {
-                throw HubHTTP.gatewayError(error)
+                throw AdminHTTP.gatewayError(error)
             }
             if let principal {
                 return [

@@ -29,7 +29,7 @@ struct Gateway {
         let portalRoutes = PortalRouteHandler(
             plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
             perClient: config.rateLimit.perClient,
-            credentials: CredentialResolver(portalKeys: portals.keys, adminIdentity: systemRoutes.hub?.identity,
+            credentials: CredentialResolver(portalKeys: portals.keys, adminIdentity: systemRoutes.adminAPI?.identity,
                                             adminRequiresClientCertificate: config.adminRequiresClientCertificate),
             bodyLimit: config.bodyLimitBytes,
             // Plain listeners have no client certificates to ask the pipeline for.

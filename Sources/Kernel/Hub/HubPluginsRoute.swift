@@ -11,7 +11,7 @@ struct HubPluginsRoute: Sendable {
 
     func register(on router: some RouterMethods<KernelRequestContext>) {
         router.get("/v1/hub/plugins") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 var response = SystemRoutes.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter, health: await plugins.health()).json)
                 response.headers[.cacheControl] = "no-store"

@@ -15,22 +15,22 @@ struct HubPortalRoutes: Sendable {
         let store = store
         let keys = keys
         router.get("/v1/hub/portals") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 let portals = try await store.list().map { PortalSummary(name: $0.name, plugins: $0.plugins, createdAt: $0.createdAt) }
-                return HubHTTP.json(["portals": portals])
+                return AdminHTTP.json(["portals": portals])
             }
         }
         router.post("/v1/hub/portals") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
-                let body = try await HubHTTP.decode(CreateBody.self, from: request, expected: "{\"name\": \"acme\", \"plugins\": [\"echo-c\"]}")
+                let body = try await AdminHTTP.decode(CreateBody.self, from: request, expected: "{\"name\": \"acme\", \"plugins\": [\"echo-c\"]}")
                 let name = body.name
                 let plugins: [String]
                 switch body.plugins {
                 case nil: plugins = []
                 case .array(let items)? where items.allSatisfy({ $0.stringValue != nil }): plugins = items.compactMap(\.stringValue)
-                default: throw HubHTTP.gatewayError(IdentityError.invalidField("plugins", "plugins must be an array of plugin names"))
+                default: throw AdminHTTP.gatewayError(IdentityError.invalidField("plugins", "plugins must be an array of plugin names"))
                 }
                 try await store.create(name, plugins: plugins, inTransaction: Self.audit(principal, "hub.portal.create", portal: name, ["plugins": plugins]))
                 var result = Created(name: name, plugins: plugins.sorted(), note: store.declaredNote(name))
@@ -39,27 +39,27 @@ struct HubPortalRoutes: Sendable {
                     result.anonKey = try await keys.issueAPIKey(portal: name, role: "anon")
                     result.serviceRoleKey = try await keys.issueAPIKey(portal: name, role: "service_role")
                 }
-                return HubHTTP.json(result, status: .created)
+                return AdminHTTP.json(result, status: .created)
             }
         }
         router.delete("/v1/hub/portals/:name") { request, context in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
                 let name = try context.parameters.require("name")
                 try await store.delete(name, inTransaction: Self.audit(principal, "hub.portal.delete", portal: name, [:]))
-                return HubHTTP.json(Deleted(name: name, deleted: true, note: store.declaredNote(name)))
+                return AdminHTTP.json(Deleted(name: name, deleted: true, note: store.declaredNote(name)))
             }
         }
         for (method, enabled) in [(HTTPRequest.Method.post, true), (.delete, false)] {
             router.on("/v1/hub/portals/:name/plugins/:plugin", method: method) { request, context in
-                try await HubHTTP.run {
+                try await AdminHTTP.run {
                     let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
                     let name = try context.parameters.require("name")
                     let plugin = try context.parameters.require("plugin")
                     try await store.set(
                         portal: name, plugin: plugin, enabled: enabled,
                         inTransaction: Self.audit(principal, enabled ? "hub.portal.plugin_enable" : "hub.portal.plugin_disable", portal: name, ["plugin": plugin]))
-                    return HubHTTP.json(PluginSwitched(portal: name, plugin: plugin, enabled: enabled, note: store.declaredNote(name)))
+                    return AdminHTTP.json(PluginSwitched(portal: name, plugin: plugin, enabled: enabled, note: store.declaredNote(name)))
                 }
             }
         }

@@ -12,9 +12,9 @@ struct StudioPagesRoute: Sendable {
 
     func register(on router: some RouterMethods<KernelRequestContext>) {
         router.get("/v1/hub/studio/pages") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
-                return HubHTTP.json(["pages": pages()])
+                return AdminHTTP.json(["pages": pages()])
             }
         }
     }

@@ -189,7 +189,7 @@ public final class Kernel: Sendable {
         var systemRoutes = SystemRoutes(
             state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics,
             setup: SetupRoute(service: SetupService(database: database, state: state, config: licensing, logger: logger, blocking: context.blocking)),
-            hub: HubRoutes(
+            adminAPI: AdminAPIRoutes(
                 identity: identity, portals: PortalStore(database: database, config: config), database: database,
                 dataDirectory: config.dataDirectory, licensePublicKey: licensing.licensePublicKey, portalKeys: portalKeys))
         systemRoutes.licenseChecks = LicenseCheckRoutes(state: state, publicKey: licensing.licensePublicKey, evaluation: evaluation, identity: identity)

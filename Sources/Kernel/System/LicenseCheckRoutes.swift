@@ -25,18 +25,18 @@ struct LicenseCheckRoutes: Sendable {
         let evaluation = evaluation
         let identity = identity
         router.post("/v1/system/license/verify") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 if state.isInitialized {
                     guard let identity else { throw Self.closed }
                     _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 }
-                let body = try await HubHTTP.decode(OptionalLicenseKey.self, from: request, expected: "{\"license_key\": \"MB1...\"}")
+                let body = try await AdminHTTP.decode(OptionalLicenseKey.self, from: request, expected: "{\"license_key\": \"MB1...\"}")
                 guard let key = body.licenseKey?.stringValue, !key.isEmpty else {
                     throw SetupRoute.fieldError("license_key", "license_key is required (a string)")
                 }
                 do throws(LicenseError) {
                     let license = try LicenseVerifier(publicKeyHex: publicKey).verify(key)
-                    return HubHTTP.json(Verified(valid: true, license: Self.summary(license, evaluation: evaluation)))
+                    return AdminHTTP.json(Verified(valid: true, license: Self.summary(license, evaluation: evaluation)))
                 } catch {
                     throw SetupRoute.error(for: .license(error))
                 }
@@ -45,10 +45,10 @@ struct LicenseCheckRoutes: Sendable {
         router.get("/v1/system/license/evaluation") { _, context in
             try Self.guardEvaluation(state: state, context: context)
             guard evaluation != nil else {
-                return HubHTTP.json(EvaluationUnavailable(
+                return AdminHTTP.json(EvaluationUnavailable(
                     available: false, reason: "this instance accepts only licenses signed by the vendor key configured in [license] public_key"))
             }
-            return HubHTTP.json(EvaluationOffer(
+            return AdminHTTP.json(EvaluationOffer(
                 available: true, tier: EvaluationLicense.tier.rawValue, seats: EvaluationLicense.seats,
                 days: Int(EvaluationLicense.validity / 86_400), owner: EvaluationLicense.ownerEmail))
         }
@@ -61,7 +61,7 @@ struct LicenseCheckRoutes: Sendable {
             }
             do throws(LicenseIssuerError) {
                 let issued = try evaluation.issue()
-                return HubHTTP.json(Issued(licenseKey: issued.key, license: Self.summary(issued.license, evaluation: evaluation)), status: .created)
+                return AdminHTTP.json(Issued(licenseKey: issued.key, license: Self.summary(issued.license, evaluation: evaluation)), status: .created)
             } catch {
                 throw GatewayError(status: 500, code: "evaluation_failed", message: error.description,
                                    hint: "check the data directory's \(EvaluationLicense.secretKeyFileName) (mode 0600)")

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import MeltyLicense
 
+/// `GET /v1/system/license` (admin, AAL1): the instance's license summary.
 /// `PUT /v1/system/license {"license_key": "MB1..."}`: replaces the instance's license
 /// (renewal, more seats, another tier). Needs an AAL2 admin session; the new license must
 /// verify with the configured public key and cover the admins that already exist. The
@@ -12,10 +13,16 @@ struct LicenseRoute: Sendable {
     let publicKey: String?
 
     func register(on router: some RouterMethods<KernelRequestContext>) {
+        router.get("/v1/system/license") { request, _ in
+            try await AdminHTTP.run {
+                _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
+                return AdminHTTP.json(try await identity.licenseSummary())
+            }
+        }
         router.put("/v1/system/license") { request, _ in
-            try await HubHTTP.run {
+            try await AdminHTTP.run {
                 let principal = try await identity.requireAdmin(request.headers[.authorization], aal: .aal2)
-                let key = try await HubHTTP.decode(LicenseKeyBody.self, from: request, expected: "{\"license_key\": \"MB1...\"}").licenseKey
+                let key = try await AdminHTTP.decode(LicenseKeyBody.self, from: request, expected: "{\"license_key\": \"MB1...\"}").licenseKey
                 let license: License
                 do throws(LicenseError) {
                     license = try LicenseVerifier(publicKeyHex: publicKey).verify(key)
@@ -50,7 +57,7 @@ struct LicenseRoute: Sendable {
                         throw error
                     }
                 }
-                return HubHTTP.json(try await identity.licenseSummary())
+                return AdminHTTP.json(try await identity.licenseSummary())
             }
         }
     }

@@ -16,7 +16,7 @@ struct SystemRoutes: Sendable {
     let metrics: PrometheusCollectorRegistry
     let setup: SetupRoute
     /// The admin-facing routes (`/v1/admin`, `/v1/hub`, `/v1/audit`, `/v1/system/license`), each in the folder of its prefix.
-    var hub: HubRoutes? = nil
+    var adminAPI: AdminAPIRoutes? = nil
     /// License checks for the setup wizard (`/v1/system/license/verify`, `.../evaluation`).
     var licenseChecks: LicenseCheckRoutes? = nil
     /// The Studio (`/`, `/dashboard`).
@@ -25,10 +25,10 @@ struct SystemRoutes: Sendable {
     var bodyLimit: Int = KernelRequestContext.defaultBodyLimit
 
     func register(on router: some RouterMethods<KernelRequestContext>) {
-        hub?.register(on: router)
+        adminAPI?.register(on: router)
         licenseChecks?.register(on: router)
         studio?.register(on: router)
-        if let identity = hub?.identity {
+        if let identity = adminAPI?.identity {
             StudioPagesRoute(identity: identity, plugins: plugins, portals: portals).register(on: router)
             HubPluginsRoute(identity: identity, plugins: plugins, portals: portals, rateLimiter: rateLimiter).register(on: router)
         }

@@ -3,34 +3,9 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 
-/// The admin-facing routes: `/v1/admin/*` (sign-in, tokens, MFA, admin users),
-/// `/v1/hub/*` (portal configuration), `/v1/audit` and `/v1/system/license`. Handlers are
-/// thin: they parse, call ``AdminIdentity`` to authorize, call the domain, and render.
-struct HubRoutes: Sendable {
-    let identity: AdminIdentity
-    let portals: PortalStore
-    let database: SystemDatabase
-    let dataDirectory: String
-    let licensePublicKey: String?
-    /// Mints the API keys shown once when a portal is created.
-    var portalKeys: PortalKeys? = nil
-
-    func register(on router: some RouterMethods<KernelRequestContext>) {
-        AdminRoutes(identity: identity).register(on: router)
-        HubPortalRoutes(identity: identity, store: portals, keys: portalKeys).register(on: router)
-        AuditRoute(identity: identity, database: database, dataDirectory: dataDirectory).register(on: router)
-        LicenseRoute(identity: identity, database: database, publicKey: licensePublicKey).register(on: router)
-        router.get("/v1/system/license") { request, _ in
-            try await HubHTTP.run {
-                _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
-                return HubHTTP.json(try await identity.licenseSummary())
-            }
-        }
-    }
-}
-
-/// Request parsing, JSON responses and error mapping shared by the Hub routes.
-enum HubHTTP {
+/// Request parsing, JSON responses and error mapping shared by the admin-facing routes
+/// (``AdminAPIRoutes``, the wizard's license checks, the plugin report and page list).
+enum AdminHTTP {
     /// Largest JSON body the admin routes read.
     static let bodyLimit = 64 * 1024
 
