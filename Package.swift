@@ -224,7 +224,8 @@ let package = Package(
         .testTarget(
             name: "KernelTests",
             dependencies: [
-                "Kernel", "VaultCore", "MeltyRedis", "MeltyEmbedded", "MeltyTestServices", "MeltyEd25519", "MeltyJSON", "MeltyLicense", "MeltyPasswords", "MeltyTOTP", "MeltyVendorTools",
+                "Kernel", "VaultCore", "MeltyRedis", "MeltyEmbedded", "MeltyTestServices", "MeltyEd25519", "MeltyJSON", "MeltyLicense", "MeltyPasswords", "MeltyTOTP",
+                "MeltyVendorTools",
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -44,7 +44,9 @@ enum DatabaseCommands {
         do {
             connection = try await PostgresConnection.connect(conninfo, on: loop)
         } catch let error as PostgresError {
-            throw PluginError.unavailable("cannot reach the database of portal \"\(portal)\" (\(PortalDatabaseNames.database(portal))): \(error.message). Is the database plugin enabled for it (`meltybase portal enable \(portal) database`) and has a kernel started since?")
+            throw PluginError.unavailable(
+                "cannot reach the database of portal \"\(portal)\" (\(PortalDatabaseNames.database(portal))): \(error.message). Is the database plugin enabled for it (`meltybase portal enable \(portal) database`) and has a kernel started since?"
+            )
         }
         defer { connection.close() }
         let runner = MigrationRunner(connection: connection, directory: folder)

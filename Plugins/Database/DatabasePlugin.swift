@@ -9,6 +9,7 @@ import Synchronization
 /// API (`/rest/v1`), GoTrue-compatible user auth (`/auth/v1`) and a SQL console (`/sql/v1`),
 /// all under Postgres row-level security.
 public final class DatabasePlugin: PortalPlugin {
+    /// Name, version and route prefixes.
     public static let description = PluginDescription(name: "database", version: "0.1.0", routePrefix: "rest", extraRoutePrefixes: ["auth", "sql"])
 
     /// The Database page (ABI 1.5), shipped as the target's `Studio` resource folder.
@@ -49,7 +50,8 @@ public final class DatabasePlugin: PortalPlugin {
             maxRows = try config.integer("max_rows", in: 1...10_000_000, plugin: "database")
             if config["schemas"] != nil {
                 guard let list = try? config.strings("schemas", plugin: "database"), !list.isEmpty,
-                      list.allSatisfy({ !$0.isEmpty && $0 != "auth" && !$0.hasPrefix("pg_") && $0 != "meltybase_internal" }) else {
+                    list.allSatisfy({ !$0.isEmpty && $0 != "auth" && !$0.hasPrefix("pg_") && $0 != "meltybase_internal" })
+                else {
                     throw PluginError.invalid("database: config key 'schemas' must be a non-empty list of schema names (not auth, pg_*, meltybase_internal)")
                 }
                 schemas = list
@@ -77,11 +79,13 @@ public final class DatabasePlugin: PortalPlugin {
     private let listener: Task<Void, Never>
     private let loop: PostgresEventLoop
 
+    /// Global start: keeps the host and checks the configuration.
     public static func start(host: PluginHostServices, config: PluginConfig) throws {
         let settings = try Settings(config)
         shared.withLock { $0 = Shared(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-database-pg")) }
     }
 
+    /// Process shutdown: stops what `start` started.
     public static func shutdown() {
         shared.withLock { shared in
             shared?.loop.shutdown()
@@ -89,6 +93,7 @@ public final class DatabasePlugin: PortalPlugin {
         }
     }
 
+    /// The instance for `portal`.
     public init(portal: Portal, config: PluginConfig) throws {
         guard let shared = Self.shared.withLock({ $0 }) else { throw PluginError.invalid("database: the plugin was not started") }
         let settings = shared.settings, host = shared.host, loop = shared.loop
@@ -100,12 +105,15 @@ public final class DatabasePlugin: PortalPlugin {
         let prepare: @Sendable (PostgresConnection) async throws -> Void = { connection in
             try await connection.query("SELECT set_config('statement_timeout', $1, false)", [timeout])
         }
-        let restPool = PostgresPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: "authenticator"),
-                                    size: settings.poolSize, maxWaiting: settings.maxWaiting, loop: loop, prepare: prepare)
-        let authPool = PostgresPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name),
-                                    size: max(2, settings.poolSize / 2), maxWaiting: settings.maxWaiting, loop: loop, prepare: prepare)
-        let ownerPool = PostgresPool(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: PortalProvisioner.ownerRole(portal.name)),
-                                     size: 2, maxWaiting: 64, loop: loop, prepare: prepare)
+        let restPool = PostgresPool(
+            conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: "authenticator"),
+            size: settings.poolSize, maxWaiting: settings.maxWaiting, loop: loop, prepare: prepare)
+        let authPool = PostgresPool(
+            conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name),
+            size: max(2, settings.poolSize / 2), maxWaiting: settings.maxWaiting, loop: loop, prepare: prepare)
+        let ownerPool = PostgresPool(
+            conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: PortalProvisioner.ownerRole(portal.name)),
+            size: 2, maxWaiting: 64, loop: loop, prepare: prepare)
         pools = [restPool, authPool, ownerPool]
         let rest = RestHandler(pool: restPool, schemas: settings.schemas, maxRows: settings.maxRows)
         self.rest = rest
@@ -133,6 +141,7 @@ public final class DatabasePlugin: PortalPlugin {
         }
     }
 
+    /// Answers one request on the plugin\'s prefixes.
     public func handle(_ request: PluginRequest) async -> PluginResponse {
         if !provisioned.isDone {
             do {
@@ -148,8 +157,9 @@ public final class DatabasePlugin: PortalPlugin {
         // Every API is versioned: /rest/v1, /auth/v1, /sql/v1.
         var request = request
         guard request.path == "/v1" || request.path.hasPrefix("/v1/") else {
-            var response = PluginResponse.error(status: 404, code: "not_found", message: "no route \(request.routePrefix)\(request.path)",
-                                                hint: "the APIs live under /\(request.routePrefix)/v1/")
+            var response = PluginResponse.error(
+                status: 404, code: "not_found", message: "no route \(request.routePrefix)\(request.path)",
+                hint: "the APIs live under /\(request.routePrefix)/v1/")
             Self.addCORS(&response, request: request)
             return response
         }
@@ -188,8 +198,11 @@ public final class DatabasePlugin: PortalPlugin {
         guard request.header("origin") != nil else { return }
         var allowed = corsAllowedHeaders
         if let requested = request.header("access-control-request-headers"), !requested.isEmpty, requested.utf8.count <= 2048,
-           requested.utf8.allSatisfy({ $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
-               || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0 | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) }) {
+            requested.utf8.allSatisfy({
+                $0 == UInt8(ascii: ",") || $0 == UInt8(ascii: " ") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_")
+                    || (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0 | 0x20) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+            })
+        {
             allowed = requested
         }
         response.headers += [
@@ -207,21 +220,28 @@ public final class DatabasePlugin: PortalPlugin {
             return .success(RequestRole(role: "anon", claimsJSON: "{\"role\":\"anon\"}"))
         case .invalid:
             let expired = credential.reason?.contains("expired") == true
-            return .failure(RestResponse(RestError.response(status: 401, code: expired ? "PGRST303" : "PGRST301", message: credential.reason ?? "invalid JWT",
-                                                            headers: [("www-authenticate", "Bearer error=\"invalid_token\"")])))
+            return .failure(
+                RestResponse(
+                    RestError.response(
+                        status: 401, code: expired ? "PGRST303" : "PGRST301", message: credential.reason ?? "invalid JWT",
+                        headers: [("www-authenticate", "Bearer error=\"invalid_token\"")])))
         case .admin:
             let claims = "{\"role\":\"service_role\",\"sub\":\(JSONStringWriter.quoted(credential.subject ?? "")),\"meltybase_admin\":true}"
             return .success(RequestRole(role: "service_role", claimsJSON: claims))
         case .portal:
             let role = credential.role ?? "anon"
             guard ["anon", "authenticated", "service_role"].contains(role) else {
-                return .failure(RestResponse(RestError.response(status: 401, code: "PGRST301", message: "the JWT role \"\(role)\" is not one this API switches to",
-                                                                hint: "use anon, authenticated or service_role")))
+                return .failure(
+                    RestResponse(
+                        RestError.response(
+                            status: 401, code: "PGRST301", message: "the JWT role \"\(role)\" is not one this API switches to",
+                            hint: "use anon, authenticated or service_role")))
             }
             return .success(RequestRole(role: role, claimsJSON: String(decoding: credential.claimsJSON, as: UTF8.self)))
         }
     }
 
+    /// Closes the instance\'s pools and listeners.
     public func stop() {
         listener.cancel()
         pools.forEach { $0.close() }

@@ -28,31 +28,39 @@ struct CallerAccess {
         switch credential.kind {
         case .portal:
             guard credential.role == "service_role" else {
-                return .failure(RefusalResponse(.error(
-                    status: 403, code: "service_role_required",
-                    message: "the vault answers only the portal's service_role key or a kernel admin; this key has role \(credential.role ?? "none")",
-                    hint: "send Authorization: Bearer <service_role key>; never ship that key to browsers")))
+                return .failure(
+                    RefusalResponse(
+                        .error(
+                            status: 403, code: "service_role_required",
+                            message: "the vault answers only the portal's service_role key or a kernel admin; this key has role \(credential.role ?? "none")",
+                            hint: "send Authorization: Bearer <service_role key>; never ship that key to browsers")))
             }
             return .success(CallerAccess(actor: "service_role"))
         case .admin:
             let actor = "admin:\(credential.subject ?? "unknown")"
             if need != .metadata, credential.aal != "aal2" {
-                return .failure(RefusalResponse(.error(
-                    status: 403, code: "aal2_required",
-                    message: need == .value ? "reading a secret value needs an admin token at aal2" : "changing secrets needs an admin token at aal2",
-                    hint: "step up with POST /v1/admin/mfa/challenge")))
+                return .failure(
+                    RefusalResponse(
+                        .error(
+                            status: 403, code: "aal2_required",
+                            message: need == .value ? "reading a secret value needs an admin token at aal2" : "changing secrets needs an admin token at aal2",
+                            hint: "step up with POST /v1/admin/mfa/challenge")))
             }
             return .success(CallerAccess(actor: actor))
         case .invalid:
-            return .failure(RefusalResponse(.error(
-                status: 401, code: "invalid_credential",
-                message: "the credential was refused: \(credential.reason ?? "it does not verify")",
-                hint: "use a key issued for this portal, or a current admin token")))
+            return .failure(
+                RefusalResponse(
+                    .error(
+                        status: 401, code: "invalid_credential",
+                        message: "the credential was refused: \(credential.reason ?? "it does not verify")",
+                        hint: "use a key issued for this portal, or a current admin token")))
         default:
-            return .failure(RefusalResponse(.error(
-                status: 401, code: "credential_required",
-                message: "the vault needs a credential",
-                hint: "send Authorization: Bearer <service_role key> (or an admin token)")))
+            return .failure(
+                RefusalResponse(
+                    .error(
+                        status: 401, code: "credential_required",
+                        message: "the vault needs a credential",
+                        hint: "send Authorization: Bearer <service_role key> (or an admin token)")))
         }
     }
 }

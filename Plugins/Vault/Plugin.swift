@@ -11,6 +11,7 @@ import VaultCore
 /// The crypto, storage and rotation live in `VaultCore`; this layer is HTTP, access
 /// rules and audit. See `docs/vault.md`.
 public final class VaultPlugin: PortalPlugin {
+    /// Name, version and route prefixes.
     public static let description = PluginDescription(name: "vault", version: "1.0.0", routePrefix: "vault")
 
     /// The Vault's Studio page (ABI 1.5), shipped as the target's `Studio` resource folder.
@@ -58,7 +59,9 @@ public final class VaultPlugin: PortalPlugin {
         }
         previousRuntime.map(stop)
         let previous = settings.keys.previous.map(\.id)
-        host.log(.info, "vault: master key id \(settings.keys.current.id)" + (previous.isEmpty ? "" : ", previous key id(s) \(previous.joined(separator: ", ")) accepted for unwrapping"))
+        host.log(
+            .info, "vault: master key id \(settings.keys.current.id)" + (previous.isEmpty ? "" : ", previous key id(s) \(previous.joined(separator: ", ")) accepted for unwrapping")
+        )
         try PluginExport.exportJSONService("vault", major: 1) { instance, method, argument in
             guard let plugin = instance as? VaultPlugin else { throw PluginError.invalid("vault.v1: wrong instance") }
             return try await VaultService.call(plugin: plugin, method: method, argument: argument)
@@ -77,6 +80,7 @@ public final class VaultPlugin: PortalPlugin {
         database = runtime.databases.database(for: conninfo)
     }
 
+    /// Answers one request on the plugin\'s prefixes.
     public func handle(_ request: PluginRequest) async -> PluginResponse {
         guard let runtime = Self.runtime else {
             return .error(status: 503, code: "vault_unavailable", message: "the vault plugin is not started")

@@ -33,8 +33,9 @@ struct SecretRoutes {
 
     func handle(_ request: PluginRequest) async -> PluginResponse {
         guard let route = Self.route(request.path) else {
-            return .error(status: 404, code: "not_found", message: "the vault has no route \(request.method) \(request.path)",
-                          hint: "routes live under /v1/secrets; see docs/vault.md")
+            return .error(
+                status: 404, code: "not_found", message: "the vault has no route \(request.method) \(request.path)",
+                hint: "routes live under /v1/secrets; see docs/vault.md")
         }
         let need: CallerAccess.Need
         switch (route, request.method) {
@@ -42,8 +43,9 @@ struct SecretRoutes {
         case (.collection, "POST"), (.secret, "PUT"), (.secret, "DELETE"): need = .write
         case (.value, "GET"): need = .value
         default:
-            return .error(status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)",
-                          hint: "see docs/vault.md for the routes")
+            return .error(
+                status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)",
+                hint: "see docs/vault.md for the routes")
         }
         let caller: CallerAccess
         switch CallerAccess.check(request, need: need) {
@@ -85,8 +87,10 @@ struct SecretRoutes {
     private func write(_ pathName: String?, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
         let body = try WriteBody.decode(request)
         guard let name = pathName ?? body.name else {
-            throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "the body needs \"name\" (a string)",
-                                         hint: "{\"name\": \"STRIPE_KEY\", \"value\": \"...\", \"description\": \"optional\"}"))
+            throw RefusalResponse(
+                .error(
+                    status: 400, code: "invalid_request", message: "the body needs \"name\" (a string)",
+                    hint: "{\"name\": \"STRIPE_KEY\", \"value\": \"...\", \"description\": \"optional\"}"))
         }
         let value = try body.requireValue()
         let description = try body.requireValidDescription()
@@ -96,8 +100,9 @@ struct SecretRoutes {
                 ? try await vault.create(portal: portal, name: name, value: value, description: description, actor: caller.actor, on: connection)
                 : try await vault.update(portal: portal, name: name, value: value, description: description, actor: caller.actor, on: connection)
         }
-        try? await runtime.audit.append(action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
-                                        details: ["version": JSONValue(metadata.currentVersion), "actor": JSONValue(caller.actor)], portal: self.portal)
+        try? await runtime.audit.append(
+            action: pathName == nil ? "vault.secret.create" : "vault.secret.update", target: "secret:\(name)",
+            details: ["version": JSONValue(metadata.currentVersion), "actor": JSONValue(caller.actor)], portal: self.portal)
         return .json(metadata, status: pathName == nil ? 201 : 200)
     }
 
@@ -118,8 +123,9 @@ struct SecretRoutes {
         try await database.run { connection in
             _ = try await vault.delete(portal: portal, name: name, purge: purge, on: connection)
         }
-        try? await runtime.audit.append(action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)",
-                                        details: ["actor": JSONValue(caller.actor)], portal: self.portal)
+        try? await runtime.audit.append(
+            action: purge ? "vault.secret.purge" : "vault.secret.delete", target: "secret:\(name)",
+            details: ["actor": JSONValue(caller.actor)], portal: self.portal)
         return .json(DeleteAnswer(name: name, deleted: true, purged: purge))
     }
 
@@ -129,8 +135,10 @@ struct SecretRoutes {
         var version: Int?
         if let text = request.queryItems["version"] {
             guard let number = Int(text), (try? SecretRules.validate(version: number)) != nil else {
-                throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "version must be a whole number from 1 to \(SecretRules.maxVersion)",
-                                             hint: "GET /v1/secrets/<name>/versions lists the versions"))
+                throw RefusalResponse(
+                    .error(
+                        status: 400, code: "invalid_request", message: "version must be a whole number from 1 to \(SecretRules.maxVersion)",
+                        hint: "GET /v1/secrets/<name>/versions lists the versions"))
             }
             version = number
         }
@@ -139,14 +147,17 @@ struct SecretRoutes {
         // (group-committed by the kernel), and only then the value.
         let revealed = try await database.run { try await vault.reveal(portal: portal, name: name, version: version, on: $0) }
         do {
-            try await runtime.audit.append(action: "vault.secret.read", target: "secret:\(name)",
-                                           details: ["version": JSONValue(revealed.version), "actor": JSONValue(caller.actor), "via": "http"], portal: self.portal)
+            try await runtime.audit.append(
+                action: "vault.secret.read", target: "secret:\(name)",
+                details: ["version": JSONValue(revealed.version), "actor": JSONValue(caller.actor), "via": "http"], portal: self.portal)
         } catch {
-            return .error(status: 503, code: "audit_unavailable", message: "the read could not be audited, so the value is withheld",
-                          hint: "check the system database; the kernel log says why")
+            return .error(
+                status: 503, code: "audit_unavailable", message: "the read could not be audited, so the value is withheld",
+                hint: "check the system database; the kernel log says why")
         }
-        return PluginResponse(status: 200, headers: [("content-type", "application/json"), ("cache-control", "no-store")],
-                              body: SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value))
+        return PluginResponse(
+            status: 200, headers: [("content-type", "application/json"), ("cache-control", "no-store")],
+            body: SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value))
     }
 
     // MARK: Bodies and errors
@@ -165,8 +176,9 @@ struct SecretRoutes {
         case .database(let message):
             return .error(status: 503, code: "database_unavailable", message: "the vault cannot reach the system database: \(message)")
         case .authenticationFailed, .corruptRecord:
-            return .error(status: 500, code: "secret_integrity_error", message: error.description,
-                          hint: "the stored record was altered, moved, or the master key is wrong; the value is not released")
+            return .error(
+                status: 500, code: "secret_integrity_error", message: error.description,
+                hint: "the stored record was altered, moved, or the master key is wrong; the value is not released")
         case .invalidConfiguration(let message), .crypto(let message):
             return .error(status: 500, code: "vault_error", message: message)
         }
@@ -209,8 +221,10 @@ struct WriteBody: Decodable {
     /// The body of `request`, or the 400 answer when it is not a JSON object.
     static func decode(_ request: PluginRequest) throws -> WriteBody {
         guard let body = try? JSONDecoder().decode(WriteBody.self, from: Data(request.body)) else {
-            throw RefusalResponse(.error(status: 400, code: "invalid_json", message: "the body must be a JSON object",
-                                         hint: "send content-type: application/json with {\"value\": \"...\"}"))
+            throw RefusalResponse(
+                .error(
+                    status: 400, code: "invalid_json", message: "the body must be a JSON object",
+                    hint: "send content-type: application/json with {\"value\": \"...\"}"))
         }
         return body
     }
@@ -218,8 +232,10 @@ struct WriteBody: Decodable {
     /// The value, or the 400 answer naming it.
     func requireValue() throws -> SecretBytes {
         guard let value else {
-            throw RefusalResponse(.error(status: 400, code: "invalid_request", message: "the body needs \"value\" (a string)",
-                                         hint: "binary values: base64-encode them first"))
+            throw RefusalResponse(
+                .error(
+                    status: 400, code: "invalid_request", message: "the body needs \"value\" (a string)",
+                    hint: "binary values: base64-encode them first"))
         }
         return value
     }

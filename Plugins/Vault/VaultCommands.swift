@@ -61,7 +61,9 @@ enum VaultCommands {
         let result = try await withConnection(context) { connection in
             try await VaultRotation.rotatePortalKey(portal: portal, keys: keys, on: connection, batchSize: batchSize, audit: audit(context))
         }
-        context.output.print("portal \(portal): \(result.resumed ? "resumed" : "new") data key \(result.dataKeyID), re-encrypted \(result.reencrypted) version(s)\(result.complete ? ", old key removed" : ", not complete: run again")")
+        context.output.print(
+            "portal \(portal): \(result.resumed ? "resumed" : "new") data key \(result.dataKeyID), re-encrypted \(result.reencrypted) version(s)\(result.complete ? ", old key removed" : ", not complete: run again")"
+        )
         return 0
     }
 

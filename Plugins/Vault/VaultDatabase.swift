@@ -1,5 +1,5 @@
-import MeltyPostgres
 import MeltyPluginSDK
+import MeltyPostgres
 import Synchronization
 import VaultCore
 

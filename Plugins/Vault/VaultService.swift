@@ -57,8 +57,9 @@ enum VaultService {
                 }
                 let revealed = try await plugin.database.run { try await vault.reveal(portal: portal, name: name, version: version, on: $0) }
                 do {
-                    try await runtime.audit.append(action: "vault.secret.read", target: "secret:\(name)",
-                                                   details: ["version": JSONValue(revealed.version), "via": "vault.v1", "caller": JSONValue(access.actor)], portal: plugin.portal)
+                    try await runtime.audit.append(
+                        action: "vault.secret.read", target: "secret:\(name)",
+                        details: ["version": JSONValue(revealed.version), "via": "vault.v1", "caller": JSONValue(access.actor)], portal: plugin.portal)
                 } catch {
                     throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")
                 }

@@ -10,6 +10,7 @@ public final class HostErrorBuffer {
     public static let capacity = 1024
     private let storage: UnsafeMutablePointer<CChar>
 
+    /// A zeroed buffer of ``capacity`` bytes.
     public init() {
         storage = .allocate(capacity: Self.capacity)
         storage.initialize(repeating: 0, count: Self.capacity)
@@ -68,9 +69,10 @@ public func withPluginHeaders<R>(_ names: [[UInt8]], _ values: [[UInt8]], _ body
         var offset = 0
         for (name, value) in zip(names, values) {
             let base = storage.baseAddress
-            headers.append(mb_plugin_header(
-                name: mb_plugin_bytes(data: base.map { $0 + offset }, len: name.count),
-                value: mb_plugin_bytes(data: base.map { $0 + offset + name.count }, len: value.count)))
+            headers.append(
+                mb_plugin_header(
+                    name: mb_plugin_bytes(data: base.map { $0 + offset }, len: name.count),
+                    value: mb_plugin_bytes(data: base.map { $0 + offset + name.count }, len: value.count)))
             offset += name.count + value.count
         }
         return headers.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
@@ -92,13 +94,19 @@ extension String {
 
     /// Decodes `count` bytes at `data` as UTF-8 (invalid sequences repaired), or "" for NULL.
     public init(pluginBytes data: UnsafePointer<UInt8>?, count: Int) {
-        guard let data, count > 0 else { self = ""; return }
+        guard let data, count > 0 else {
+            self = ""
+            return
+        }
         self = String(decoding: UnsafeBufferPointer(start: data, count: count), as: UTF8.self)
     }
 
     /// Decodes a C string pointer with explicit length, or "" for NULL.
     public init(pluginChars data: UnsafePointer<CChar>?, count: Int) {
-        guard let data, count > 0 else { self = ""; return }
+        guard let data, count > 0 else {
+            self = ""
+            return
+        }
         self = data.withMemoryRebound(to: UInt8.self, capacity: count) { String(pluginBytes: $0, count: count) }
     }
 }

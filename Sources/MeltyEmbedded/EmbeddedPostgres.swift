@@ -1,6 +1,6 @@
 import Foundation
-import MeltyPostgres
 import Logging
+import MeltyPostgres
 import NIOConcurrencyHelpers
 
 /// A private Postgres cluster in the data directory, started as a supervised child.
@@ -41,7 +41,8 @@ public final class EmbeddedPostgres: Sendable {
         }
         clusterDirectory = cluster
         let preferredSocket = (cluster as NSString).deletingLastPathComponent + "/postgres-socket"
-        socketDirectory = preferredSocket.utf8.count + 20 < 100
+        socketDirectory =
+            preferredSocket.utf8.count + 20 < 100
             ? preferredSocket : PrivateSocketDirectory.fallback(for: cluster, name: "pg")
     }
 
@@ -65,9 +66,11 @@ public final class EmbeddedPostgres: Sendable {
         let fresh = !fileManager.fileExists(atPath: clusterDirectory + "/PG_VERSION")
         if fresh {
             logger.notice("initialising the embedded Postgres cluster (first start only)", metadata: ["cluster": "\(clusterDirectory)"])
-            try runToCompletion(binDirectory + "/initdb", [
-                "-D", clusterDirectory, "-U", "meltybase", "-A", "trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
-            ])
+            try runToCompletion(
+                binDirectory + "/initdb",
+                [
+                    "-D", clusterDirectory, "-U", "meltybase", "-A", "trust", "--encoding=UTF8", "--locale=C.UTF-8", "--no-instructions",
+                ])
         }
         stopLeftoverServer()
         let logFile = (clusterDirectory as NSString).deletingLastPathComponent + "/postgres.log"
@@ -113,8 +116,9 @@ public final class EmbeddedPostgres: Sendable {
                 usleep(100_000)
             }
         }
-        throw EmbeddedServiceError("the embedded Postgres did not accept connections within \(Int(timeout)) s: \(lastError)",
-                                   hint: "see \((clusterDirectory as NSString).deletingLastPathComponent)/postgres.log")
+        throw EmbeddedServiceError(
+            "the embedded Postgres did not accept connections within \(Int(timeout)) s: \(lastError)",
+            hint: "see \((clusterDirectory as NSString).deletingLastPathComponent)/postgres.log")
     }
 
     /// Whether a server is running on this cluster (started by a kernel or left behind).
@@ -122,7 +126,8 @@ public final class EmbeddedPostgres: Sendable {
 
     private var runningPID: Int32? {
         guard let text = try? String(contentsOfFile: clusterDirectory + "/postmaster.pid", encoding: .utf8),
-              let pid = Int32(text.split(separator: "\n").first ?? ""), kill(pid, 0) == 0 else { return nil }
+            let pid = Int32(text.split(separator: "\n").first ?? ""), kill(pid, 0) == 0
+        else { return nil }
         return pid
     }
 
@@ -153,8 +158,9 @@ public final class EmbeddedPostgres: Sendable {
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw EmbeddedServiceError("\((executable as NSString).lastPathComponent) failed: \(String(decoding: output, as: UTF8.self))",
-                                       hint: "check that \(clusterDirectory) is writable by the account running Postgres")
+            throw EmbeddedServiceError(
+                "\((executable as NSString).lastPathComponent) failed: \(String(decoding: output, as: UTF8.self))",
+                hint: "check that \(clusterDirectory) is writable by the account running Postgres")
         }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import MeltyRedis
 import Logging
+import MeltyRedis
 import NIOConcurrencyHelpers
 
 /// A private redis-server on a unix socket in the data directory, as a supervised child.
@@ -32,8 +32,9 @@ public final class EmbeddedRedis: Sendable {
     /// Starts redis-server and waits until it answers PING.
     public func start() throws {
         guard let executable = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
-            throw EmbeddedServiceError("redis-server not found",
-                                       hint: "install it with `apt-get install redis-server` (scripts/setup.sh does), or set [redis] url to use an existing server")
+            throw EmbeddedServiceError(
+                "redis-server not found",
+                hint: "install it with `apt-get install redis-server` (scripts/setup.sh does), or set [redis] url to use an existing server")
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let socketFolder = (socketPath as NSString).deletingLastPathComponent

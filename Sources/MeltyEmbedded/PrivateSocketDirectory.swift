@@ -27,17 +27,19 @@ enum PrivateSocketDirectory {
 
     private static func ensure(_ path: String, mode: mode_t, owners: Set<uid_t>) throws {
         if mkdir(path, mode) == 0 {
-            _ = chmod(path, mode)   // mkdir applies the umask
+            _ = chmod(path, mode)  // mkdir applies the umask
             return
         }
         guard errno == EEXIST else {
-            throw EmbeddedServiceError("cannot create the socket folder \(path): \(String(cString: strerror(errno)))",
-                                       hint: "use a shorter data directory path (under 80 characters) so sockets stay inside it")
+            throw EmbeddedServiceError(
+                "cannot create the socket folder \(path): \(String(cString: strerror(errno)))",
+                hint: "use a shorter data directory path (under 80 characters) so sockets stay inside it")
         }
         var info = stat()
         guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, owners.contains(info.st_uid), info.st_mode & 0o022 == 0 else {
-            throw EmbeddedServiceError("the socket folder \(path) exists but is not private to this kernel (a symbolic link, another owner, or writable by others)",
-                                       hint: "remove \(path) if nothing of yours uses it, or use a shorter data directory path (under 80 characters) so sockets stay inside it")
+            throw EmbeddedServiceError(
+                "the socket folder \(path) exists but is not private to this kernel (a symbolic link, another owner, or writable by others)",
+                hint: "remove \(path) if nothing of yours uses it, or use a shorter data directory path (under 80 characters) so sockets stay inside it")
         }
     }
 }

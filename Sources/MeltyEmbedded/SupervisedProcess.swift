@@ -64,9 +64,11 @@ final class SupervisedProcess: Sendable {
             return (false, state.restarts, state.backoff.delay(afterUptime: Date().timeIntervalSince(state.startedAt)))
         }
         guard !stopping else { return }
-        logger.error("\(name) exited unexpectedly; restarting", metadata: [
-            "status": "\(process.terminationStatus)", "restart": "\(attempt)", "in_seconds": "\(delay)", "log": "\(logFile)",
-        ])
+        logger.error(
+            "\(name) exited unexpectedly; restarting",
+            metadata: [
+                "status": "\(process.terminationStatus)", "restart": "\(attempt)", "in_seconds": "\(delay)", "log": "\(logFile)",
+            ])
         DispatchQueue.global().asyncAfter(deadline: .now() + delay) { [weak self] in
             guard let self, !self.state.withLockedValue({ $0.stopping }) else { return }
             do {

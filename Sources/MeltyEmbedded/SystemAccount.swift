@@ -22,12 +22,14 @@ public struct SystemAccount: Sendable {
         try process.run()
         process.waitUntilExit()
         guard let account = lookup("meltybase") else {
-            throw EmbeddedServiceError("could not create the system account 'meltybase'",
-                                       hint: "create an unprivileged account named meltybase or postgres, or run MeltyBase as a normal user")
+            throw EmbeddedServiceError(
+                "could not create the system account 'meltybase'",
+                hint: "create an unprivileged account named meltybase or postgres, or run MeltyBase as a normal user")
         }
         return account
     }
 
+    /// The account called `name`, or nil when there is none.
     public static func lookup(_ name: String) -> SystemAccount? {
         guard let entry = getpwnam(name) else { return nil }
         return SystemAccount(name: name, uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid)
@@ -51,8 +53,9 @@ public struct SystemAccount: Sendable {
     /// Makes the account the owner of `path` (not recursive).
     func own(_ path: String) throws {
         guard chown(path, uid, gid) == 0 else {
-            throw EmbeddedServiceError("cannot give \(path) to account \(name): \(String(cString: strerror(errno)))",
-                                       hint: "run as root or as the account that owns the data directory")
+            throw EmbeddedServiceError(
+                "cannot give \(path) to account \(name): \(String(cString: strerror(errno)))",
+                hint: "run as root or as the account that owns the data directory")
         }
     }
 }

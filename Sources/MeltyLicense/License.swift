@@ -257,7 +257,10 @@ public struct License: Sendable, Hashable {
     static func quoted(_ text: String) -> String {
         var result = "\""
         for (index, scalar) in text.unicodeScalars.enumerated() {
-            if index == 64 { result += "…"; break }
+            if index == 64 {
+                result += "…"
+                break
+            }
             if scalar == "\"" || scalar == "\\" || isForbiddenInText(scalar) {
                 result += scalar.escaped(asASCII: true)
             } else {
@@ -286,7 +289,7 @@ enum LicenseTimestamp {
     static func parse(_ text: String) -> Int64? {
         let bytes = Array(text.utf8)
         guard bytes.count == 20, bytes[4] == UInt8(ascii: "-"), bytes[7] == UInt8(ascii: "-"), bytes[10] == UInt8(ascii: "T"),
-              bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"), bytes[19] == UInt8(ascii: "Z")
+            bytes[13] == UInt8(ascii: ":"), bytes[16] == UInt8(ascii: ":"), bytes[19] == UInt8(ascii: "Z")
         else { return nil }
         func number(_ from: Int, _ count: Int) -> Int64? {
             var value: Int64 = 0
@@ -297,9 +300,9 @@ enum LicenseTimestamp {
             return value
         }
         guard let year = number(0, 4), let month = number(5, 2), let day = number(8, 2),
-              let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
-              year >= 1970, (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
-              hour < 24, minute < 60, second < 60
+            let hour = number(11, 2), let minute = number(14, 2), let second = number(17, 2),
+            year >= 1970, (1...12).contains(month), day >= 1, day <= daysIn(month: month, year: year),
+            hour < 24, minute < 60, second < 60
         else { return nil }
         return days(year: year, month: month, day: day) * 86_400 + hour * 3600 + minute * 60 + second
     }
@@ -424,7 +427,9 @@ private struct PayloadJSONReader {
             skipWhitespace()
             switch peek {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"): index += 1; return
+            case UInt8(ascii: "}"):
+                index += 1
+                return
             default: throw failure("expected ',' or '}'")
             }
         }
@@ -451,13 +456,21 @@ private struct PayloadJSONReader {
                 skipWhitespace()
                 switch peek {
                 case UInt8(ascii: ","): index += 1
-                case UInt8(ascii: "]"): index += 1; return .array
+                case UInt8(ascii: "]"):
+                    index += 1
+                    return .array
                 default: throw failure("expected ',' or ']'")
                 }
             }
-        case UInt8(ascii: "t"): try readLiteral("true"); return .bool
-        case UInt8(ascii: "f"): try readLiteral("false"); return .bool
-        case UInt8(ascii: "n"): try readLiteral("null"); return .null
+        case UInt8(ascii: "t"):
+            try readLiteral("true")
+            return .bool
+        case UInt8(ascii: "f"):
+            try readLiteral("false")
+            return .bool
+        case UInt8(ascii: "n"):
+            try readLiteral("null")
+            return .null
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return .number(try readNumber())
         default: throw failure("unexpected character")
         }

@@ -88,10 +88,13 @@ public enum LicenseIssuer {
         let mode = status.st_mode & 0o7777
         guard mode & ~0o600 == 0 else {
             let publicHint = file.hasSuffix(".pub") ? " (this looks like the public key; pass \(secretKeyFileName))" : ""
-            throw LicenseIssuerError("the key file \(file) has mode \(String(format: "%04o", mode)); a license signing key must be readable by its owner only (0600): run chmod 600 \(file)\(publicHint)")
+            throw LicenseIssuerError(
+                "the key file \(file) has mode \(String(format: "%04o", mode)); a license signing key must be readable by its owner only (0600): run chmod 600 \(file)\(publicHint)"
+            )
         }
 
-        let notAKey = "\(file) is not a license signing key: expected the 128 hex characters of a libsodium Ed25519 secret key on one line, as written by `meltybase license keygen`"
+        let notAKey =
+            "\(file) is not a license signing key: expected the 128 hex characters of a libsodium Ed25519 secret key on one line, as written by `meltybase license keygen`"
         let capacity = 1024
         var buffer = [UInt8](repeating: 0, count: capacity + 1)
         defer { Ed25519.wipe(&buffer) }

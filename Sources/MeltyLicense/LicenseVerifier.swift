@@ -144,7 +144,8 @@ public struct LicenseVerifier: Sendable {
         let alphabet: (UInt8) -> Bool = { byte in
             switch byte {
             case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "-"), UInt8(ascii: "_"): true
+                UInt8(ascii: "-"), UInt8(ascii: "_"):
+                true
             default: false
             }
         }

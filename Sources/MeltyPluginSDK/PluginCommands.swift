@@ -28,8 +28,10 @@ public struct PluginCommandDefinition: Sendable {
     public var run: @Sendable (CommandArguments, CommandContext) async throws -> Int32
 
     /// A command `name` taking `options`.
-    public init(name: String, summary: String, help: String, options: [CommandOption] = [],
-                run: @escaping @Sendable (CommandArguments, CommandContext) async throws -> Int32) {
+    public init(
+        name: String, summary: String, help: String, options: [CommandOption] = [],
+        run: @escaping @Sendable (CommandArguments, CommandContext) async throws -> Int32
+    ) {
         self.name = name
         self.summary = summary
         self.help = help
@@ -242,8 +244,10 @@ enum PluginExtrasBridge {
         let list = UnsafeMutablePointer<UnsafePointer<mb_studio_page>?>.allocate(capacity: pages.count + 1)
         for (index, page) in pages.enumerated() {
             let entry = UnsafeMutablePointer<mb_studio_page>.allocate(capacity: 1)
-            entry.initialize(to: mb_studio_page(struct_size: MemoryLayout<mb_studio_page>.size, id: UnsafePointer(strdup(page.id)),
-                                                title: UnsafePointer(strdup(page.title)), module: UnsafePointer(strdup(page.module))))
+            entry.initialize(
+                to: mb_studio_page(
+                    struct_size: MemoryLayout<mb_studio_page>.size, id: UnsafePointer(strdup(page.id)),
+                    title: UnsafePointer(strdup(page.title)), module: UnsafePointer(strdup(page.module))))
             (list + index).initialize(to: UnsafePointer(entry))
         }
         (list + pages.count).initialize(to: nil)
@@ -256,8 +260,10 @@ enum PluginExtrasBridge {
         let list = UnsafeMutablePointer<UnsafePointer<mb_cli_command>?>.allocate(capacity: commands.count + 1)
         for (index, command) in commands.enumerated() {
             let entry = UnsafeMutablePointer<mb_cli_command>.allocate(capacity: 1)
-            entry.initialize(to: mb_cli_command(struct_size: MemoryLayout<mb_cli_command>.size, name: UnsafePointer(strdup(command.name)),
-                                                summary: UnsafePointer(strdup(command.summary)), help: UnsafePointer(strdup(command.help))))
+            entry.initialize(
+                to: mb_cli_command(
+                    struct_size: MemoryLayout<mb_cli_command>.size, name: UnsafePointer(strdup(command.name)),
+                    summary: UnsafePointer(strdup(command.summary)), help: UnsafePointer(strdup(command.help))))
             (list + index).initialize(to: UnsafePointer(entry))
         }
         (list + commands.count).initialize(to: nil)
@@ -285,8 +291,10 @@ enum PluginExtrasBridge {
 }
 
 /// `cli_run` of every Swift plugin.
-func sdkCLIRun(_ context: UnsafePointer<mb_host_cli_context>?, _ command: UnsafePointer<CChar>?, _ argc: Int32,
-               _ argv: UnsafePointer<UnsafePointer<CChar>?>?) -> Int32 {
+func sdkCLIRun(
+    _ context: UnsafePointer<mb_host_cli_context>?, _ command: UnsafePointer<CChar>?, _ argc: Int32,
+    _ argv: UnsafePointer<UnsafePointer<CChar>?>?
+) -> Int32 {
     guard let context, let command, let type = PluginExport.pluginType, let host = PluginExport.host else { return 1 }
     let name = String(cString: command)
     var arguments: [String] = []

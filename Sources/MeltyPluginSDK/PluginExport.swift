@@ -33,29 +33,30 @@ public enum PluginExport {
         if let existing = state.withLock({ $0.descriptor }) { return UnsafeRawPointer(existing.pointer) }
         let description = type.description
         let pointer = UnsafeMutablePointer<mb_plugin_descriptor>.allocate(capacity: 1)
-        pointer.initialize(to: mb_plugin_descriptor(
-            struct_size: MemoryLayout<mb_plugin_descriptor>.size,
-            abi_major: UInt32(MB_ABI_MAJOR),
-            abi_minor: UInt32(MB_ABI_MINOR),
-            build_signature: UnsafePointer(strdup(BuildSignature.swift)),
-            name: UnsafePointer(strdup(description.name)),
-            version: UnsafePointer(strdup(description.version)),
-            route_prefix: UnsafePointer(strdup(description.routePrefix)),
-            init: sdkInit,
-            instance_create: sdkInstanceCreate,
-            instance_destroy: sdkInstanceDestroy,
-            handle_request: sdkHandleRequest,
-            ws_open: sdkWebSocketOpen,
-            ws_message: sdkWebSocketMessage,
-            ws_close: sdkWebSocketClose,
-            shutdown: sdkShutdown,
-            extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes),
-            cancel_request: sdkCancelRequest,
-            studio_directory: type.studio.map { UnsafePointer(strdup($0.directory)) },
-            studio_pages: PluginExtrasBridge.pageList(type.studio?.pages ?? []),
-            cli_commands: PluginExtrasBridge.commandList(type.commands),
-            cli_run: type.commands.isEmpty ? nil : sdkCLIRun,
-            health: type.healthCheck == nil ? nil : sdkHealth))
+        pointer.initialize(
+            to: mb_plugin_descriptor(
+                struct_size: MemoryLayout<mb_plugin_descriptor>.size,
+                abi_major: UInt32(MB_ABI_MAJOR),
+                abi_minor: UInt32(MB_ABI_MINOR),
+                build_signature: UnsafePointer(strdup(BuildSignature.swift)),
+                name: UnsafePointer(strdup(description.name)),
+                version: UnsafePointer(strdup(description.version)),
+                route_prefix: UnsafePointer(strdup(description.routePrefix)),
+                init: sdkInit,
+                instance_create: sdkInstanceCreate,
+                instance_destroy: sdkInstanceDestroy,
+                handle_request: sdkHandleRequest,
+                ws_open: sdkWebSocketOpen,
+                ws_message: sdkWebSocketMessage,
+                ws_close: sdkWebSocketClose,
+                shutdown: sdkShutdown,
+                extra_route_prefixes: extraPrefixList(description.extraRoutePrefixes),
+                cancel_request: sdkCancelRequest,
+                studio_directory: type.studio.map { UnsafePointer(strdup($0.directory)) },
+                studio_pages: PluginExtrasBridge.pageList(type.studio?.pages ?? []),
+                cli_commands: PluginExtrasBridge.commandList(type.commands),
+                cli_run: type.commands.isEmpty ? nil : sdkCLIRun,
+                health: type.healthCheck == nil ? nil : sdkHealth))
         // The entry runs once per dlopen before any other call; a racing second call keeps the first.
         let kept = state.withLock { state -> HostPointer<UnsafeMutablePointer<mb_plugin_descriptor>> in
             if let existing = state.descriptor { return existing }
@@ -161,7 +162,8 @@ final class InstanceBox: Sendable {
         }
         guard let continuation else {
             if sockets.withLock({ $0[id] != nil }) {
-                WebSocketConnection(id: id).close(code: 1008, reason: "too many messages waiting: the server handles at most \(Self.maxPendingMessages) queued messages per connection")
+                WebSocketConnection(id: id).close(
+                    code: 1008, reason: "too many messages waiting: the server handles at most \(Self.maxPendingMessages) queued messages per connection")
             }
             return
         }
@@ -285,14 +287,16 @@ private func sdkShutdown() {
 }
 
 /// One C entry point per exported JSON service (C function pointers cannot capture).
-private let jsonServiceCalls: [mb_json_service_call] = [
+private let jsonServiceCalls: [JSONServiceCall] = [
     { sdkJSONServiceCall(0, $0, $1, $2, $3, $4) }, { sdkJSONServiceCall(1, $0, $1, $2, $3, $4) },
     { sdkJSONServiceCall(2, $0, $1, $2, $3, $4) }, { sdkJSONServiceCall(3, $0, $1, $2, $3, $4) },
 ]
 
-typealias mb_json_service_call = @convention(c) (OpaquePointer?, mb_host_bytes, mb_host_bytes, mb_service_reply?, UnsafeMutableRawPointer?) -> mb_status
+typealias JSONServiceCall = @convention(c) (OpaquePointer?, mb_host_bytes, mb_host_bytes, mb_service_reply?, UnsafeMutableRawPointer?) -> mb_status
 
-private func sdkJSONServiceCall(_ index: Int, _ instance: OpaquePointer?, _ method: mb_host_bytes, _ json: mb_host_bytes, _ reply: mb_service_reply?, _ context: UnsafeMutableRawPointer?) -> mb_status {
+private func sdkJSONServiceCall(
+    _ index: Int, _ instance: OpaquePointer?, _ method: mb_host_bytes, _ json: mb_host_bytes, _ reply: mb_service_reply?, _ context: UnsafeMutableRawPointer?
+) -> mb_status {
     let services = PluginExport.jsonServices
     guard let box = InstanceBox.from(instance), let reply, index < services.count else { return MB_ERR_INVALID_ARGUMENT }
     let handler = services[index].handler

@@ -28,9 +28,10 @@ public struct PluginHostServices: Sendable {
     /// inside the host's table.
     func function<Function>(_ keyPath: KeyPath<mb_host_api, Function?>, _ name: String, since minor: UInt32) throws -> Function {
         let table = UnsafeRawPointer(api)
-        let size = table.load(as: Int.self)   // struct_size, the first field of every version
+        let size = table.load(as: Int.self)  // struct_size, the first field of every version
         if let offset = MemoryLayout<mb_host_api>.offset(of: keyPath), offset + MemoryLayout<Function?>.size <= size,
-           let function = table.load(fromByteOffset: offset, as: Function?.self) {
+            let function = table.load(fromByteOffset: offset, as: Function?.self)
+        {
             return function
         }
         throw PluginError.unsupported("\(name) needs ABI \(MB_ABI_MAJOR).\(minor), the host has \(api.pointee.abi_major).\(api.pointee.abi_minor)")
@@ -101,8 +102,9 @@ public struct PluginHostServices: Sendable {
             let status = action.withCChars { actionPointer, actionLength in
                 target.withCChars { targetPointer, targetLength in
                     json.withCChars { jsonPointer, jsonLength in
-                        auditAsync(plugin, handle, actionPointer, actionLength, targetPointer, targetLength, jsonPointer, jsonLength,
-                                                sdkStatusCompletion, box, error.buffer)
+                        auditAsync(
+                            plugin, handle, actionPointer, actionLength, targetPointer, targetLength, jsonPointer, jsonLength,
+                            sdkStatusCompletion, box, error.buffer)
                     }
                 }
             }
@@ -188,9 +190,10 @@ public struct PluginHostServices: Sendable {
         let contextBytes = Array(context.utf8)
         let status = contextBytes.withUnsafeBufferPointer { contextBuffer in
             value.withUnsafeBufferPointer { valueBuffer in
-                function(plugin, portal.handle, mb_host_bytes(data: contextBuffer.baseAddress, len: contextBuffer.count),
-                          mb_host_bytes(data: valueBuffer.baseAddress, len: valueBuffer.count), sdkCollectBytes,
-                          Unmanaged.passUnretained(collector).toOpaque(), error.buffer)
+                function(
+                    plugin, portal.handle, mb_host_bytes(data: contextBuffer.baseAddress, len: contextBuffer.count),
+                    mb_host_bytes(data: valueBuffer.baseAddress, len: valueBuffer.count), sdkCollectBytes,
+                    Unmanaged.passUnretained(collector).toOpaque(), error.buffer)
             }
         }
         switch status {
@@ -211,7 +214,9 @@ public struct PluginHostServices: Sendable {
     }
 
     /// Performs an outbound HTTP request through the kernel (egress goes through the host).
-    public func fetch(_ url: String, method: String = "GET", headers: [(String, String)] = [], body: [UInt8] = [], timeoutMilliseconds: UInt32 = 0, portal: Portal? = nil) async throws -> HTTPResult {
+    public func fetch(
+        _ url: String, method: String = "GET", headers: [(String, String)] = [], body: [UInt8] = [], timeoutMilliseconds: UInt32 = 0, portal: Portal? = nil
+    ) async throws -> HTTPResult {
         try await withCheckedThrowingContinuation { continuation in
             let box = Unmanaged.passRetained(FetchContinuation(continuation)).toOpaque()
             let names = headers.map { Array($0.0.utf8) }
@@ -243,14 +248,14 @@ public struct PluginHostServices: Sendable {
     /// convention: a service acting on a portal's data takes its caller this way.
     public func callService(_ name: String, major: UInt32, method: String, arguments: [String: JSONValue], caller: PluginCredential, portal: Portal) async throws -> [UInt8] {
         var arguments = arguments
-        arguments["caller"] = nil   // only the kernel's credential may say who calls
+        arguments["caller"] = nil  // only the kernel's credential may say who calls
         guard let argumentData = try? JSONValue.serialize(arguments) else {
             throw PluginError.invalid("service arguments must be a JSON object")
         }
         // `{"caller":<credential>,` followed by the arguments' members: the credential goes as
         // the kernel's bytes, not re-encoded.
         var json = Array(#"{"caller":"#.utf8) + caller.json
-        let members = Array(argumentData.dropFirst())   // after "{"
+        let members = Array(argumentData.dropFirst())  // after "{"
         json += members.first == UInt8(ascii: "}") ? members : [UInt8(ascii: ",")] + members
         return try await callService(name, major: major, method: method, json: json, portal: portal)
     }
@@ -277,8 +282,9 @@ public struct PluginHostServices: Sendable {
             let box = Unmanaged.passRetained(ServiceContinuation(continuation)).toOpaque()
             let started = Array(method.utf8).withUnsafeBufferPointer { methodBuffer in
                 json.withUnsafeBufferPointer { jsonBuffer in
-                    service.call(instance, mb_host_bytes(data: methodBuffer.baseAddress, len: methodBuffer.count),
-                                 mb_host_bytes(data: jsonBuffer.baseAddress, len: jsonBuffer.count), sdkServiceReply, box)
+                    service.call(
+                        instance, mb_host_bytes(data: methodBuffer.baseAddress, len: methodBuffer.count),
+                        mb_host_bytes(data: jsonBuffer.baseAddress, len: jsonBuffer.count), sdkServiceReply, box)
                 }
             }
             if started != MB_OK {

@@ -255,7 +255,10 @@ public struct PluginCredential: Sendable {
         while index < json.count {
             let byte = json[index]
             if inString {
-                if byte == UInt8(ascii: "\\") { index += 2; continue }
+                if byte == UInt8(ascii: "\\") {
+                    index += 2
+                    continue
+                }
                 if byte == UInt8(ascii: "\"") { inString = false }
                 index += 1
                 continue
@@ -273,7 +276,10 @@ public struct PluginCredential: Sendable {
                     while end < json.count {
                         let character = json[end]
                         if quoted {
-                            if character == UInt8(ascii: "\\") { end += 2; continue }
+                            if character == UInt8(ascii: "\\") {
+                                end += 2
+                                continue
+                            }
                             if character == UInt8(ascii: "\"") { quoted = false }
                         } else if character == UInt8(ascii: "\"") {
                             quoted = true

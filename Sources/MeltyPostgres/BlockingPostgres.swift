@@ -13,6 +13,7 @@ public final class BlockingBridge: TaskExecutor, Sendable {
         queue = DispatchQueue(label: label)
     }
 
+    /// Runs `job` on the bridge's queue.
     public func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         let executor = asUnownedTaskExecutor()

@@ -8,8 +8,7 @@ import Foundation
 ///
 /// A connection serves one task at a time (the pool hands it out exclusively); methods
 /// must not be called concurrently.
-// @unchecked: mutable state is touched only by the one task that holds the connection.
-public final class PostgresConnection: @unchecked Sendable {
+public final class PostgresConnection: @unchecked Sendable {  // @unchecked: mutable state is touched only by the one task that holds the connection.
     /// The conninfo string or URL this connection was opened with.
     public let conninfo: String
     private var connection: OpaquePointer?
@@ -175,7 +174,7 @@ public final class PostgresConnection: @unchecked Sendable {
         if !unprepared.isEmpty { try await evictPrepared(makingRoomFor: unprepared.count, keeping: Set(steps.map(\.sql))) }
         guard PQenterPipelineMode(connection) == 1 else { throw PostgresError.libpq(connection) }
         var newlyPrepared: [String] = []
-        var expectations: [Bool] = []   // per queued command: true for a step's query, false for a Parse
+        var expectations: [Bool] = []  // per queued command: true for a step's query, false for a Parse
         var sendFailure: PostgresError?
         for step in steps {
             var name = preparedName(step.sql)

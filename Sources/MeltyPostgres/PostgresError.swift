@@ -44,8 +44,9 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     /// stored would differ from what was sent).
     public static func refuseNUL(_ sql: String, _ parameters: [String?]) throws {
         if sql.utf8.contains(0) || parameters.contains(where: { $0?.utf8.contains(0) == true }) {
-            throw PostgresError(sqlState: nulByteState, message: "a value holds a NUL byte (\\u0000), which Postgres text cannot store",
-                                hint: "remove the NUL character from the value")
+            throw PostgresError(
+                sqlState: nulByteState, message: "a value holds a NUL byte (\\u0000), which Postgres text cannot store",
+                hint: "remove the NUL character from the value")
         }
     }
 
@@ -57,15 +58,18 @@ public struct PostgresError: Error, CustomStringConvertible, Sendable {
     /// libpq's message for `connection`, trimmed.
     static func libpq(_ connection: OpaquePointer?) -> PostgresError {
         let text = connection.map { String(cString: PQerrorMessage($0)) } ?? "out of memory"
-        return PostgresError(sqlState: nil, message: text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "the connection to Postgres failed" : text.trimmingCharacters(in: .whitespacesAndNewlines))
+        return PostgresError(
+            sqlState: nil,
+            message: text.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? "the connection to Postgres failed" : text.trimmingCharacters(in: .whitespacesAndNewlines))
     }
 
     /// The error fields of a failed result.
     static func from(result: OpaquePointer) -> PostgresError {
         func field(_ code: UInt8) -> String? { PQresultErrorField(result, Int32(code)).map { String(cString: $0) } }
         let message = field(UInt8(ascii: "M")) ?? String(cString: PQresultErrorMessage(result))
-        return PostgresError(sqlState: field(UInt8(ascii: "C")), message: message.trimmingCharacters(in: .whitespacesAndNewlines),
-                             detail: field(UInt8(ascii: "D")), hint: field(UInt8(ascii: "H")),
-                             position: field(UInt8(ascii: "P")).flatMap { Int($0) })
+        return PostgresError(
+            sqlState: field(UInt8(ascii: "C")), message: message.trimmingCharacters(in: .whitespacesAndNewlines),
+            detail: field(UInt8(ascii: "D")), hint: field(UInt8(ascii: "H")),
+            position: field(UInt8(ascii: "P")).flatMap { Int($0) })
     }
 }

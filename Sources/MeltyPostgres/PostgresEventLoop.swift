@@ -11,7 +11,9 @@ import Synchronization
 public final class PostgresEventLoop: Sendable {
     /// What a waiter waits for.
     public struct Readiness: OptionSet, Sendable {
+        /// The epoll event bits.
         public let rawValue: UInt32
+        /// Readiness from epoll event bits.
         public init(rawValue: UInt32) { self.rawValue = rawValue }
         /// Data (or end of stream, or an error) can be read.
         public static let readable = Readiness(rawValue: 1)
@@ -72,13 +74,16 @@ public final class PostgresEventLoop: Sendable {
             }
             guard let wasRegistered else {
                 let stopped = state.withLock { $0.stopped }
-                continuation.resume(throwing: PostgresError.connectionClosed(stopped
-                    ? "the Postgres event loop is shut down"
-                    : "the connection is already waiting (a connection serves one task at a time)"))
+                continuation.resume(
+                    throwing: PostgresError.connectionClosed(
+                        stopped
+                            ? "the Postgres event loop is shut down"
+                            : "the connection is already waiting (a connection serves one task at a time)"))
                 return
             }
             var event = epoll_event()
-            event.events = EPOLLONESHOT.rawValue
+            event.events =
+                EPOLLONESHOT.rawValue
                 | (readiness.contains(.readable) ? EPOLLIN.rawValue | EPOLLRDHUP.rawValue : 0)
                 | (readiness.contains(.writable) ? EPOLLOUT.rawValue : 0)
             event.data.fd = socket

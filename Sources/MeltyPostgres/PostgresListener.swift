@@ -53,7 +53,7 @@ public struct PostgresListener: Sendable {
                     let received = try await connection.nextNotifications()
                     for (channel, payload) in received { await handle(.notification(channel: channel, payload: payload)) }
                 }
-            } catch where !Task.isCancelled {
+            } catch  where !Task.isCancelled {
                 await handle(.lost(error as? PostgresError ?? PostgresError(sqlState: nil, message: "\(error)")))
                 reportedLoss = true
             } catch {}

@@ -63,8 +63,10 @@ public final class PostgresPool: Sendable {
     private let state = Mutex(State())
 
     /// A pool on `conninfo` whose connections `loop` drives.
-    public init(conninfo: String, size: Int, maxWaiting: Int, loop: PostgresEventLoop,
-                prepare: @escaping @Sendable (PostgresConnection) async throws -> Void = { _ in }) {
+    public init(
+        conninfo: String, size: Int, maxWaiting: Int, loop: PostgresEventLoop,
+        prepare: @escaping @Sendable (PostgresConnection) async throws -> Void = { _ in }
+    ) {
         self.conninfo = conninfo
         self.size = max(1, size)
         self.maxWaiting = max(0, maxWaiting)
@@ -134,7 +136,10 @@ public final class PostgresPool: Sendable {
         enum Decision { case go, wait, refuse, closed }
         let decision: Decision = state.withLock { state in
             if state.closed { return .closed }
-            if state.busy < size { state.busy += 1; return .go }
+            if state.busy < size {
+                state.busy += 1
+                return .go
+            }
             if state.waiting.count >= maxWaiting { return .refuse }
             return .wait
         }
@@ -150,7 +155,10 @@ public final class PostgresPool: Sendable {
             try await withTaskCancellationHandler {
                 try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
                     let resumeNow: Bool = state.withLock { state in
-                        if state.busy < size { state.busy += 1; return true }
+                        if state.busy < size {
+                            state.busy += 1
+                            return true
+                        }
                         state.waiting.append(Waiter(id: id, continuation: continuation))
                         return false
                     }
@@ -177,7 +185,7 @@ public final class PostgresPool: Sendable {
                 state.busy -= 1
                 return (nil, surplus)
             }
-            return (state.waiting.removeFirst(), surplus)   // the slot passes straight to the next waiter
+            return (state.waiting.removeFirst(), surplus)  // the slot passes straight to the next waiter
         }
         surplus?.close()
         next?.continuation.resume()

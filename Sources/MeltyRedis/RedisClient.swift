@@ -42,7 +42,10 @@ public final class RedisClient: Sendable {
     /// `AUTH` arguments from the URL (`[password]` or `[user, password]`); never logged.
     private let authentication: [String]
 
-    private enum Target { case tcp(host: String, port: Int32, database: Int), unix(path: String) }
+    private enum Target {
+        case tcp(host: String, port: Int32, database: Int)
+        case unix(path: String)
+    }
 
     /// A client for `url`; commands fail after `timeoutMilliseconds` without an answer.
     public init(url: String, timeoutMilliseconds: Int = 500) throws {
@@ -53,9 +56,13 @@ public final class RedisClient: Sendable {
         if url.hasPrefix("unix://") {
             target = .unix(path: String(url.dropFirst("unix://".count)))
         } else if url.hasPrefix("rediss://") {
-            throw RedisError(message: "redis URL \(RedisClient.redacted(url)): TLS (rediss://) is not supported by the hiredis this kernel is built with (0.14); connect through a local TLS tunnel (stunnel) as redis://127.0.0.1:<port>, or over a unix socket")
+            throw RedisError(
+                message:
+                    "redis URL \(RedisClient.redacted(url)): TLS (rediss://) is not supported by the hiredis this kernel is built with (0.14); connect through a local TLS tunnel (stunnel) as redis://127.0.0.1:<port>, or over a unix socket"
+            )
         } else if let components = URLComponents(string: url), components.scheme == "redis", let host = components.host,
-                  (components.port ?? 6379) > 0, (components.port ?? 6379) <= 65535 {
+            (components.port ?? 6379) > 0, (components.port ?? 6379) <= 65535
+        {
             guard let database = components.path.isEmpty || components.path == "/" ? 0 : Int(components.path.dropFirst()), database >= 0 else {
                 throw RedisError(message: "redis URL \(RedisClient.redacted(url)): the path must be a database number (redis://host:6379/0)")
             }

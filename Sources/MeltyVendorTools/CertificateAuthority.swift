@@ -128,8 +128,10 @@ public enum CertificateAuthority {
             return (certificate, key)
         }
 
-        var names: [GeneralName] = [.dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
-                                    .ipAddress(ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 15) + [1])))]
+        var names: [GeneralName] = [
+            .dnsName("localhost"), .ipAddress(ASN1OctetString(contentBytes: [127, 0, 0, 1])),
+            .ipAddress(ASN1OctetString(contentBytes: ArraySlice([UInt8](repeating: 0, count: 15) + [1]))),
+        ]
         for host in hosts {
             let name = try generalName(for: host)
             if !names.contains(name) { names.append(name) }
@@ -157,9 +159,11 @@ public enum CertificateAuthority {
         if inet_pton(AF_INET6, host, &v6) == 1 {
             return .ipAddress(ASN1OctetString(contentBytes: ArraySlice(withUnsafeBytes(of: &v6) { Array($0) })))
         }
-        let valid = !host.isEmpty && host.count <= 253 && host.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "." || $0 == "*"
-        }
+        let valid =
+            !host.isEmpty && host.count <= 253
+            && host.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("A"..."Z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "." || $0 == "*"
+            }
         guard valid else { throw CertificateAuthorityError("--host \"\(host)\" is neither an IP address nor a DNS name (letters, digits, '-', '.', a leading '*.')") }
         return .dnsName(host.lowercased())
     }

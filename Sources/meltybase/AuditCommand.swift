@@ -66,10 +66,12 @@ struct AuditCommand: AsyncParsableCommand {
             } catch let error as AuditError {
                 throw CommandError(error.description)
             }
-            FileHandle.standardError.write(Data("""
-                note: no audit key in \(dataDirectory) (\(AuditSigningKey.publicKeyFileName)); checkpoint signatures are \
-                checked only against the keys stored with them. Pass --data-dir or --public-key.\n
-                """.utf8))
+            FileHandle.standardError.write(
+                Data(
+                    """
+                    note: no audit key in \(dataDirectory) (\(AuditSigningKey.publicKeyFileName)); checkpoint signatures are \
+                    checked only against the keys stored with them. Pass --data-dir or --public-key.\n
+                    """.utf8))
             return nil
         }
     }

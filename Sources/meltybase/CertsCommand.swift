@@ -53,7 +53,8 @@ struct CertsCommand: ParsableCommand {
             } catch {
                 throw CommandError(error.description)
             }
-            print("""
+            print(
+                """
                 wrote \(files.caCertificate) (instance CA certificate)
                 wrote \(files.caKey) (instance CA key, mode 0600: keep it safe, it signs client certificates)
                 wrote \(files.serverCertificate)

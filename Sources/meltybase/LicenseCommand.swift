@@ -41,7 +41,8 @@ struct LicenseCommand: ParsableCommand {
             } catch {
                 throw CommandError(error.description)
             }
-            print("""
+            print(
+                """
                 wrote \(files.secretKeyPath) (secret, mode 0600: keep it offline, never commit it)
                 wrote \(files.publicKeyPath)
                 public key: \(files.publicKeyHex)
@@ -83,9 +84,11 @@ struct LicenseCommand: ParsableCommand {
         @Option(name: .long, help: ArgumentHelp("Number of admin seats, \(License.seatRange.lowerBound) to \(License.seatRange.upperBound).", valueName: "n"))
         var seats: Int
 
-        @Option(name: .long, help: ArgumentHelp(
-            "Last day of validity, YYYY-MM-DD (valid through 23:59:59 UTC that day), or an exact time YYYY-MM-DDTHH:MM:SSZ. Default: never expires.",
-            valueName: "date"))
+        @Option(
+            name: .long,
+            help: ArgumentHelp(
+                "Last day of validity, YYYY-MM-DD (valid through 23:59:59 UTC that day), or an exact time YYYY-MM-DDTHH:MM:SSZ. Default: never expires.",
+                valueName: "date"))
         var expires: String?
 
         @Option(name: .long, help: ArgumentHelp("Bind the license to one instance id (letters, digits, . _ : -). Default: any instance.", valueName: "id"))

@@ -12,7 +12,10 @@ struct MeltyBase: AsyncParsableCommand {
             then open http://localhost:3000/v1/system/status. `meltybase doctor` checks this machine.
             Plugins add commands: `meltybase <plugin> <command> [args]` (`meltybase <plugin> --help` lists them).
             """,
-        subcommands: [ServeCommand.self, PluginsCommand.self, PortalCommand.self, MigrateCommand.self, SetupCommand.self, LicenseCommand.self, AuditCommand.self, CertsCommand.self, DoctorCommand.self]
+        subcommands: [
+            ServeCommand.self, PluginsCommand.self, PortalCommand.self, MigrateCommand.self, SetupCommand.self, LicenseCommand.self, AuditCommand.self, CertsCommand.self,
+            DoctorCommand.self,
+        ]
     )
 
     /// Runs the chosen command; a ``CommandError`` prints `Error: <message>` without usage.

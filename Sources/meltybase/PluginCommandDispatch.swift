@@ -22,7 +22,7 @@ struct PluginCommandDispatch {
         var index = 0
         while index < arguments.count {
             let argument = arguments[index]
-            if (argument == "--config" || argument == "--data-dir"), index + 1 < arguments.count {
+            if argument == "--config" || argument == "--data-dir", index + 1 < arguments.count {
                 if argument == "--config" { config = arguments[index + 1] } else { dataDirectory = arguments[index + 1] }
                 index += 2
                 continue
@@ -58,7 +58,9 @@ struct PluginCommandDispatch {
         let runner = PluginCommandRunner(config: config, logger: logger)
         guard runner.isConfigured(first) else {
             let plugins = config.plugins.map(\.name)
-            printError("unknown command or plugin \"\(first)\": built-in commands are \(builtIns.sorted().joined(separator: ", ")); plugins in \(config.sourcePath) are \(plugins.isEmpty ? "none" : plugins.joined(separator: ", ")) (meltybase --help)")
+            printError(
+                "unknown command or plugin \"\(first)\": built-in commands are \(builtIns.sorted().joined(separator: ", ")); plugins in \(config.sourcePath) are \(plugins.isEmpty ? "none" : plugins.joined(separator: ", ")) (meltybase --help)"
+            )
             return 2
         }
         let description: PluginCommandRunner.Description
@@ -74,7 +76,9 @@ struct PluginCommandDispatch {
             return 0
         }
         guard let declared = description.commands.first(where: { $0.name == command }) else {
-            printError("plugin \"\(first)\" has no command \"\(command)\"; its commands: \(description.commands.isEmpty ? "none" : description.commands.map(\.name).joined(separator: ", ")) (meltybase \(first) --help)")
+            printError(
+                "plugin \"\(first)\" has no command \"\(command)\"; its commands: \(description.commands.isEmpty ? "none" : description.commands.map(\.name).joined(separator: ", ")) (meltybase \(first) --help)"
+            )
             return 2
         }
         let commandArguments = Array(afterPlugin.dropFirst())
@@ -130,9 +134,12 @@ struct PluginCommandDispatch {
         }
         let width = description.commands.map(\.name.count).max() ?? 0
         let lines = description.commands.map { "  \($0.name.padding(toLength: width, withPad: " ", startingAt: 0))  \($0.summary)" }
-        return (["USAGE: meltybase \(description.plugin) <command> [arguments] [--config <path>]", "",
-                 "COMMANDS (plugin \(description.plugin) \(description.version)):"] + lines
-                + ["", "See 'meltybase \(description.plugin) <command> --help' for a command's usage."]).joined(separator: "\n")
+        return
+            ([
+                "USAGE: meltybase \(description.plugin) <command> [arguments] [--config <path>]", "",
+                "COMMANDS (plugin \(description.plugin) \(description.version)):",
+            ] + lines
+            + ["", "See 'meltybase \(description.plugin) <command> --help' for a command's usage."]).joined(separator: "\n")
     }
 
     /// The "PLUGIN COMMANDS" section of `meltybase --help`: every configured plugin's

@@ -48,7 +48,8 @@ struct PortalCommand: AsyncParsableCommand {
                 return (anon: try await keys.issueAPIKey(portal: name, role: "anon"), service: try await keys.issueAPIKey(portal: name, role: "service_role"))
             }
             print("created portal \(name)" + (plugins.isEmpty ? "" : " with \(plugins.joined(separator: ", "))"))
-            print("""
+            print(
+                """
 
                 API keys (shown once; keep service_role secret, it bypasses row-level security):
                   anon:         \(keys.anon)

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import DatabasePlugin
 
 /// The PostgREST query-string parser and the SQL it becomes, without a database: what
@@ -22,48 +23,73 @@ struct RestQueryParserTests {
     func selectList() throws {
         let query = try RestQuery.parse("select=id,label:title,meta->>isbn::int,authors!books_author_id_fkey!inner(name)")
         #expect(query.select.count == 4)
-        guard case .field(let id, nil, nil) = query.select[0] else { Issue.record("id: \(query.select[0])"); return }
+        guard case .field(let id, nil, nil) = query.select[0] else {
+            Issue.record("id: \(query.select[0])")
+            return
+        }
         #expect(id.name == "id")
-        guard case .field(let title, "label", nil) = query.select[1] else { Issue.record("label: \(query.select[1])"); return }
+        guard case .field(let title, "label", nil) = query.select[1] else {
+            Issue.record("label: \(query.select[1])")
+            return
+        }
         #expect(title.name == "title")
-        guard case .field(let isbn, nil, "int") = query.select[2] else { Issue.record("cast: \(query.select[2])"); return }
+        guard case .field(let isbn, nil, "int") = query.select[2] else {
+            Issue.record("cast: \(query.select[2])")
+            return
+        }
         #expect(isbn.name == "meta" && isbn.json.map(\.key) == ["isbn"] && isbn.json.map(\.arrow) == ["->>"])
-        guard case .embed(let authors) = query.select[3] else { Issue.record("embed: \(query.select[3])"); return }
+        guard case .embed(let authors) = query.select[3] else {
+            Issue.record("embed: \(query.select[3])")
+            return
+        }
         #expect(authors.name == "authors" && authors.hint == "books_author_id_fkey" && authors.inner)
     }
 
     @Test("an empty select is *; + in a query string is a space, as PostgREST decodes forms")
     func defaults() throws {
         let query = try RestQuery.parse("select=&title=eq.two+words")
-        guard case .star = query.select.first else { Issue.record("\(query.select)"); return }
-        guard case .filter(let filter) = query.conditions.first else { Issue.record("\(query.conditions)"); return }
+        guard case .star = query.select.first else {
+            Issue.record("\(query.select)")
+            return
+        }
+        guard case .filter(let filter) = query.conditions.first else {
+            Issue.record("\(query.conditions)")
+            return
+        }
         #expect(filter.value == "two words")
     }
 
-    @Test("filters: operators, not., any/all modifiers, full-text configurations", arguments: [
-        ("id=eq.5", "eq", false, nil as String?, "5"),
-        ("id=not.in.(1,2)", "in", true, nil, "(1,2)"),
-        ("title=like(any).{a*,b*}", "like", false, "any", "{a*,b*}"),
-        ("title=fts(english).cat", "fts", false, "english", "cat"),
-        ("title=is.null", "is", false, nil, "null"),
-    ])
+    @Test(
+        "filters: operators, not., any/all modifiers, full-text configurations",
+        arguments: [
+            ("id=eq.5", "eq", false, nil as String?, "5"),
+            ("id=not.in.(1,2)", "in", true, nil, "(1,2)"),
+            ("title=like(any).{a*,b*}", "like", false, "any", "{a*,b*}"),
+            ("title=fts(english).cat", "fts", false, "english", "cat"),
+            ("title=is.null", "is", false, nil, "null"),
+        ])
     func filters(input: String, op: String, negated: Bool, modifier: String?, value: String) throws {
         let query = try RestQuery.parse(input)
-        guard case .filter(let filter) = query.conditions.first else { Issue.record("\(query.conditions)"); return }
+        guard case .filter(let filter) = query.conditions.first else {
+            Issue.record("\(query.conditions)")
+            return
+        }
         #expect(filter.op == op && filter.negated == negated && filter.modifier == modifier && filter.value == value)
     }
 
-    @Test("refusals name what is wrong", arguments: [
-        ("id=equals.5", "unknown operator"),
-        ("id=5", "expected operator.value"),
-        ("limit=-1", "non-negative"),
-        ("offset=ten", "non-negative"),
-        ("title=fts(eng lish).x", "text search configuration"),
-        ("id=cs(any).{1}", "not allowed"),
-        ("or=a.eq.1", "parenthesised"),
-        ("select=id::int;drop table books", "cast"),
-        ("authors.select=name", "not supported"),
-    ])
+    @Test(
+        "refusals name what is wrong",
+        arguments: [
+            ("id=equals.5", "unknown operator"),
+            ("id=5", "expected operator.value"),
+            ("limit=-1", "non-negative"),
+            ("offset=ten", "non-negative"),
+            ("title=fts(eng lish).x", "text search configuration"),
+            ("id=cs(any).{1}", "not allowed"),
+            ("or=a.eq.1", "parenthesised"),
+            ("select=id::int;drop table books", "cast"),
+            ("authors.select=name", "not supported"),
+        ])
     func refusals(input: String, expected: String) {
         do {
             let query = try RestQuery.parse(input)
@@ -80,10 +106,15 @@ struct RestQueryParserTests {
     func logicTreesAndEmbeds() throws {
         let query = try RestQuery.parse("or=(id.eq.1,and(title.like.a*,author_id.not.is.null))&authors.name=eq.Ann&authors.order=name.desc&authors.limit=2")
         guard case .group(false, false, let items) = query.conditions.first, items.count == 2,
-              case .group(true, false, let inner) = items[1], inner.count == 2 else {
-            Issue.record("\(query.conditions)"); return
+            case .group(true, false, let inner) = items[1], inner.count == 2
+        else {
+            Issue.record("\(query.conditions)")
+            return
         }
-        guard case .filter(let notNull) = inner[1] else { Issue.record("\(inner)"); return }
+        guard case .filter(let notNull) = inner[1] else {
+            Issue.record("\(inner)")
+            return
+        }
         #expect(notNull.negated && notNull.op == "is" && notNull.field.name == "author_id")
         #expect(query.embeddedConditions["authors"]?.count == 1)
         #expect(query.embeddedOrder["authors"]?.first?.descending == true)

@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOSSL
 import Testing
+
 @testable import Kernel
 
 @Suite("mTLS for the admin routes: certs init, optional client certificates, the admin gate", .serialized, .timeLimit(.minutes(3)))
@@ -68,7 +69,8 @@ struct AdminCertificateTests {
         let root = try Self.temporaryDirectory()
         let certificates = try CertificateAuthority.initialize(directory: root + "/certs").directory
         let rogue = try CertificateAuthority.initialize(directory: root + "/rogue").directory
-        let kernel = try await TestKernel.start("""
+        let kernel = try await TestKernel.start(
+            """
             [[listeners]]
             host = "127.0.0.1"
             port = 0
@@ -99,9 +101,10 @@ struct AdminCertificateTests {
         // before any plugin sees the request (a token alone once read every portal's rows).
         let tokens = AdminTokens(database: SystemDatabase(conninfo: kernel.conninfo))
         let now = Date()
-        let token = try await tokens.sign(AdminAccessClaims(
-            sub: .init(value: UUID().uuidString), email: "root@example.com", role: "root", aal: .aal2, amr: ["pwd", "otp"],
-            sessionID: UUID().uuidString, iat: .init(value: now), exp: .init(value: now.addingTimeInterval(60))))
+        let token = try await tokens.sign(
+            AdminAccessClaims(
+                sub: .init(value: UUID().uuidString), email: "root@example.com", role: "root", aal: .aal2, amr: ["pwd", "otp"],
+                sessionID: UUID().uuidString, iat: .init(value: now), exp: .init(value: now.addingTimeInterval(60))))
         let portalRoute = try await HTTP.request(kernel.url + "/p/demo/echo-swift/credential", headers: [("authorization", "Bearer \(token)")], client: anonymous)
         #expect(portalRoute.status == 403 && HTTP.json(portalRoute.body)["code"] as? String == "client_certificate_required", "\(portalRoute.body)")
         try await anonymous.shutdown()
@@ -109,8 +112,9 @@ struct AdminCertificateTests {
         let admin = try Self.client(trusting: certificates, certificate: "admin")
         let portals = try await HTTP.request(kernel.url + "/v1/hub/portals", client: admin)
         #expect(portals.status != 403 && HTTP.json(portals.body)["code"] as? String != "client_certificate_required", "\(portals)")
-        let login = try await HTTP.request(kernel.url + "/v1/admin/login", method: .POST,
-                                           body: #"{"email":"a@b.cc","password":"wrong password"}"#, client: admin)
+        let login = try await HTTP.request(
+            kernel.url + "/v1/admin/login", method: .POST,
+            body: #"{"email":"a@b.cc","password":"wrong password"}"#, client: admin)
         #expect(HTTP.json(login.body)["code"] as? String != "client_certificate_required", "\(login)")
         #expect([400, 401, 409, 422, 429].contains(login.status), "\(login)")
         let whoami = HTTP.json(try await HTTP.request(kernel.url + "/p/demo/echo-c/whoami", client: admin).body)

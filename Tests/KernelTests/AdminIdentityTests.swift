@@ -3,13 +3,14 @@ import Crypto
 import Foundation
 import MeltyEd25519
 import MeltyLicense
+import MeltyRedis
 import MeltyTOTP
+import MeltyTestServices
 import NIOCore
 import NIOHTTP1
 import Testing
+
 @testable import Kernel
-import MeltyTestServices
-import MeltyRedis
 
 /// Admin identity over HTTP against a real Postgres and Redis: sign-in, throttling,
 /// tokens, TOTP, the AAL2 gate, admin seats and the audit routes.
@@ -26,7 +27,9 @@ struct AdminIdentityTests {
         let conninfo: String
         let vendor: Ed25519.KeyPair
 
-        func request(_ path: String, method: HTTPMethod = .GET, json: [String: Any]? = nil, token: String? = nil) async throws -> (status: Int, headers: HTTPHeaders, body: String, json: [String: Any]) {
+        func request(
+            _ path: String, method: HTTPMethod = .GET, json: [String: Any]? = nil, token: String? = nil
+        ) async throws -> (status: Int, headers: HTTPHeaders, body: String, json: [String: Any]) {
             var headers: [(String, String)] = [("content-type", "application/json")]
             if let token { headers.append(("authorization", "Bearer \(token)")) }
             let body = try json.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
@@ -141,13 +144,16 @@ struct AdminIdentityTests {
         #expect(actions.contains("admin.login"))
         #expect(actions.filter { $0 == "admin.login_failed" }.count == 2)
         #expect(audit.rows.contains { $0[0] == "admin.login_failed" && $0[1] == instance.email && ($0[2] ?? "").contains("invalid_credentials") })
-        let everything: String = try await database.query("""
-            SELECT string_agg(t, ' ') FROM (
-                SELECT row_to_json(a)::text AS t FROM meltybase.audit_log a
-                UNION ALL SELECT row_to_json(s)::text FROM public.secrets s
-                UNION ALL SELECT row_to_json(k)::text FROM meltybase.admin_sessions k
-                UNION ALL SELECT row_to_json(r)::text FROM meltybase.admin_refresh_tokens r) x
-            """).rows.first?[0] ?? ""
+        let everything: String =
+            try await database.query(
+                """
+                SELECT string_agg(t, ' ') FROM (
+                    SELECT row_to_json(a)::text AS t FROM meltybase.audit_log a
+                    UNION ALL SELECT row_to_json(s)::text FROM public.secrets s
+                    UNION ALL SELECT row_to_json(k)::text FROM meltybase.admin_sessions k
+                    UNION ALL SELECT row_to_json(r)::text FROM meltybase.admin_refresh_tokens r) x
+                """
+            ).rows.first?[0] ?? ""
         #expect(!everything.isEmpty && !everything.contains(Self.password))
         #expect(!everything.contains("Wrong-Password-123456"))
         #expect(!everything.contains(ok.json["refresh_token"] as? String ?? "-"), "refresh tokens are stored hashed")
@@ -200,7 +206,8 @@ struct AdminIdentityTests {
         #expect(response.json["code"] as? String == "throttle_unavailable")
         #expect(response.headers.first(name: "retry-after") != nil)
         #expect(response.json["access_token"] == nil)
-        let audit = try await instance.database().query("SELECT count(*) FROM meltybase.audit_log WHERE action = 'admin.login_failed' AND details->>'reason' = 'throttle_unavailable'")
+        let audit = try await instance.database().query(
+            "SELECT count(*) FROM meltybase.audit_log WHERE action = 'admin.login_failed' AND details->>'reason' = 'throttle_unavailable'")
         #expect(audit.rows.first?[0] == "1")
         await instance.kernel.stop()
     }
@@ -309,8 +316,10 @@ struct AdminIdentityTests {
         #expect(refused.status == 403, "\(refused.body)")
         #expect(refused.json["code"] as? String == "aal2_required")
         #expect((refused.json["message"] as? String)?.contains("AAL2") == true)
-        for (method, path) in [(HTTPMethod.DELETE, "/v1/hub/portals/\(portal)"), (.POST, "/v1/hub/portals/\(portal)/plugins/echo-swift"),
-                               (.DELETE, "/v1/hub/portals/\(portal)/plugins/echo-swift")] {
+        for (method, path) in [
+            (HTTPMethod.DELETE, "/v1/hub/portals/\(portal)"), (.POST, "/v1/hub/portals/\(portal)/plugins/echo-swift"),
+            (.DELETE, "/v1/hub/portals/\(portal)/plugins/echo-swift"),
+        ] {
             let response = try await instance.request(path, method: method, token: aal1)
             #expect(response.status == 403 && response.json["code"] as? String == "aal2_required", "\(method) \(path): \(response.body)")
         }
@@ -412,7 +421,8 @@ struct AdminIdentityTests {
         let pendingAgain = try await instance.accessToken()
         let reused = try await instance.request("/v1/admin/mfa/challenge", method: .POST, json: ["code": code], token: pendingAgain)
         #expect(reused.status == 401 && reused.json["code"] as? String == "invalid_mfa_code", "\(reused.body)")
-        let other = try await instance.request("/v1/admin/mfa/challenge", method: .POST, json: ["code": enrolled.recoveryCodes[4].replacingOccurrences(of: "-", with: "")], token: pendingAgain)
+        let other = try await instance.request(
+            "/v1/admin/mfa/challenge", method: .POST, json: ["code": enrolled.recoveryCodes[4].replacingOccurrences(of: "-", with: "")], token: pendingAgain)
         #expect(other.status == 200, "\(other.body)")
         let audit = try await instance.database().query("SELECT details->>'recovery_codes_left' FROM meltybase.audit_log WHERE action = 'admin.mfa.challenge' ORDER BY seq")
         #expect(audit.rows.map { $0[0] } == ["9", "8"])
@@ -562,9 +572,13 @@ enum IndependentTOTP {
         var bitCount = 0
         for character in base32Secret.uppercased() where character != "=" {
             let value: Int
-            if let ascii = character.asciiValue, (65...90).contains(ascii) { value = Int(ascii) - 65 }
-            else if let ascii = character.asciiValue, (50...55).contains(ascii) { value = Int(ascii) - 50 + 26 }
-            else { continue }
+            if let ascii = character.asciiValue, (65...90).contains(ascii) {
+                value = Int(ascii) - 65
+            } else if let ascii = character.asciiValue, (50...55).contains(ascii) {
+                value = Int(ascii) - 50 + 26
+            } else {
+                continue
+            }
             accumulator = (accumulator << 5) | value
             bitCount += 5
             if bitCount >= 8 {

@@ -2,10 +2,11 @@ import Foundation
 import Logging
 import MeltyEd25519
 import MeltyJSON
+import MeltyTestServices
 import NIOConcurrencyHelpers
 import Testing
+
 @testable import Kernel
-import MeltyTestServices
 
 /// The hash-chained audit log on a real Postgres: appending (also concurrently and inside
 /// a caller's transaction), the append-only triggers, signed checkpoints, and verification
@@ -56,7 +57,10 @@ struct AuditChainTests {
             target: "ada@example.com", portal: nil,
             details: try CanonicalJSON(["tier": "commercial", "seats": 20, "ratio": 0.5, "note": "é \"q\"\n\u{01}"]),
             prevHash: AuditEntry.genesisHash, hash: "")
-        #expect(entry.canonicalEntry == #"[1,"2025-03-01T09:30:00.123456Z","admin:ada@example.com","setup.completed","ada@example.com",null,{"note":"é \"q\"\n\u0001","ratio":0.5,"seats":20,"tier":"commercial"}]"#)
+        #expect(
+            entry.canonicalEntry
+                == #"[1,"2025-03-01T09:30:00.123456Z","admin:ada@example.com","setup.completed","ada@example.com",null,{"note":"é \"q\"\n\u0001","ratio":0.5,"seats":20,"tier":"commercial"}]"#
+        )
         // Computed independently: python3 hashlib.sha256(("0"*64 + "\n" + canonical).encode())
         #expect(entry.computedHash == "2b78187847fa3341c22857f1895ba103c837822b4581dfc443426fd7c7ff077b")
     }
@@ -216,7 +220,9 @@ struct AuditChainTests {
             seq: 31, at: predecessor.at, actor: "admin:ada@example.com", action: "license.replaced", target: "mallory",
             portal: nil, details: .object([:]), prevHash: predecessor.hash, hash: "")
         forged.hash = forged.computedHash
-        try await Self.tamper(conninfo, """
+        try await Self.tamper(
+            conninfo,
+            """
             UPDATE meltybase.audit_log SET seq = seq + 1000000 WHERE seq >= 31;
             UPDATE meltybase.audit_log SET seq = seq - 1000000 + 1 WHERE seq > 1000000;
             INSERT INTO meltybase.audit_log VALUES (31, '\(forged.at)', '\(forged.actor)', '\(forged.action)', '\(forged.target)',
@@ -231,7 +237,9 @@ struct AuditChainTests {
     func reorderedEntries() async throws {
         let (conninfo, connection) = try await Self.database()
         try await Self.fill(connection, 1...20)
-        try await Self.tamper(conninfo, """
+        try await Self.tamper(
+            conninfo,
+            """
             UPDATE meltybase.audit_log SET seq = 1000000 WHERE seq = 10;
             UPDATE meltybase.audit_log SET seq = 10 WHERE seq = 11;
             UPDATE meltybase.audit_log SET seq = 11 WHERE seq = 1000000;
@@ -271,7 +279,8 @@ struct AuditChainTests {
             if index == 4 { entries[index].actor = "admin:mallory" }
             entries[index].prevHash = entries[index - 1].hash
             entries[index].hash = entries[index].computedHash
-            sql += "UPDATE meltybase.audit_log SET actor = '\(entries[index].actor)', prev_hash = '\(entries[index].prevHash)', hash = '\(entries[index].hash)' WHERE seq = \(entries[index].seq);\n"
+            sql +=
+                "UPDATE meltybase.audit_log SET actor = '\(entries[index].actor)', prev_hash = '\(entries[index].prevHash)', hash = '\(entries[index].hash)' WHERE seq = \(entries[index].seq);\n"
         }
         try await Self.tamper(conninfo, sql)
         let withoutCheckpoints = try await AuditChain.query(on: connection, limit: 1000)

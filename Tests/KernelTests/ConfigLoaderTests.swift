@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import Kernel
 import MeltyTestServices
+import Testing
+
+@testable import Kernel
 
 @Suite("plugins.toml parsing and validation", .timeLimit(.minutes(3)))
 struct ConfigLoaderTests {
@@ -68,7 +69,8 @@ struct ConfigLoaderTests {
             #expect(error?.message.contains(problem) == true, "\(text.debugDescription): \(error?.message ?? "")")
         }
         // '[' inside values (arrays over several lines, multi-line strings) is not a header, '}' in strings and comments no value.
-        let text = "[plugins.a]\npath = \"a.so\"\n[plugins.a.config]\nm = [\n  [ [1], [2] ],\n  [+1, \"]\"], # [= }\n]\ns = \"\"\"\n[=]\n\"\"\"\nt = '''\n[[[x}\u{2028}\n'''\nu = { v = [{ w = 1 }] }\n"
+        let text =
+            "[plugins.a]\npath = \"a.so\"\n[plugins.a.config]\nm = [\n  [ [1], [2] ],\n  [+1, \"]\"], # [= }\n]\ns = \"\"\"\n[=]\n\"\"\"\nt = '''\n[[[x}\u{2028}\n'''\nu = { v = [{ w = 1 }] }\n"
         #expect(throws: Never.self) { try loader.parse(text, path: "/p.toml") }
     }
 
@@ -96,7 +98,8 @@ struct ConfigLoaderTests {
     @Test("MELTYBASE_* variables override URLs and the license key; relative paths resolve against the file")
     func environmentOverrides() throws {
         let environment = ["MELTYBASE_DATABASE_URL": "postgres://db/x", "MELTYBASE_REDIS_URL": "redis://r:6379", "MELTYBASE_LICENSE_PUBLIC_KEY": "abcd"]
-        let text = "[database]\nurl = \"postgres://file/y\"\n[kernel]\ndata_dir = \"state\"\nplugin_dir = \"plugins\"\n[plugins.p]\npath = \"libp.so\"\n[plugins.p.config]\nmode = \"fast\"\nlimit = 3\n"
+        let text =
+            "[database]\nurl = \"postgres://file/y\"\n[kernel]\ndata_dir = \"state\"\nplugin_dir = \"plugins\"\n[plugins.p]\npath = \"libp.so\"\n[plugins.p.config]\nmode = \"fast\"\nlimit = 3\n"
         let config = try ConfigLoader(environment: environment).parse(text, path: "/srv/mb/plugins.toml")
         #expect(config.databaseURL == "postgres://db/x")
         #expect(config.redisURL == "redis://r:6379")

@@ -1,8 +1,9 @@
 import Foundation
+import MeltyTestServices
 import NIOPosix
 import Testing
+
 @testable import Kernel
-import MeltyTestServices
 @testable import MeltyEmbedded
 
 /// The real `meltybase` binary, as a user runs it: embedded Postgres and Redis in a fresh

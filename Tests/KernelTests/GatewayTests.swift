@@ -3,6 +3,7 @@ import Foundation
 import MeltyPluginABI
 import NIOCore
 import Testing
+
 @testable import Kernel
 
 /// The standard test configuration: both example plugins, portal `demo` with both,
@@ -61,10 +62,12 @@ struct GatewayTests {
         let port = Int(kernel.url.split(separator: ":").last ?? "") ?? 0
         // async (direct, answered later), status (direct), metrics (router), echo (direct), close.
         let text = try await Task.detached {
-            try rawExchange(port: port, request: "GET /p/demo/echo-c/async?delay_ms=100 HTTP/1.1\r\nHost: x\r\n\r\n"
-                + "GET /v1/system/status HTTP/1.1\r\nHost: x\r\n\r\n"
-                + "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
-                + "POST /p/demo/echo-c/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlast")
+            try rawExchange(
+                port: port,
+                request: "GET /p/demo/echo-c/async?delay_ms=100 HTTP/1.1\r\nHost: x\r\n\r\n"
+                    + "GET /v1/system/status HTTP/1.1\r\nHost: x\r\n\r\n"
+                    + "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n"
+                    + "POST /p/demo/echo-c/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nConnection: close\r\n\r\nlast")
         }.value
         let starts = text.components(separatedBy: "HTTP/1.1 200 OK").count - 1
         #expect(starts == 4, "\(text.prefix(400))")
@@ -188,8 +191,10 @@ struct GatewayTests {
 
     @Test("egress policy: private, loopback, link-local and mapped addresses are not public; lists match hosts and ports")
     func egressPolicy() {
-        for address in ["127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1",
-                        "255.255.255.255", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a00:1", "ff02::1", "not-an-ip"] {
+        for address in [
+            "127.0.0.1", "10.0.0.1", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "224.0.0.1",
+            "255.255.255.255", "::1", "::", "fe80::1", "fd00::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::a00:1", "ff02::1", "not-an-ip",
+        ] {
             #expect(!EgressPolicy.isPublic(address: address), "\(address)")
         }
         for address in ["1.1.1.1", "8.8.8.8", "2606:4700:4700::1111", "::ffff:8.8.8.8", "172.32.0.1", "100.128.0.1"] {
@@ -216,7 +221,9 @@ struct GatewayTests {
         #expect(HTTP.json(huge.body)["code"] as? String == "body_too_large")
         let echoHuge = try await kernel.request("/v1/system/echo", method: .POST, body: String(repeating: "x", count: 10_000))
         #expect(echoHuge.status == 413)
-        for path in ["/p/", "/p//echo-c/echo", "/p/demo/", "/p/demo//echo", "/p/%00/echo-c/echo", "/p/demo/echo-c/%ff%fe", "/p/demo/echo-c/../../v1/system/status", "/metrics/../p"] {
+        for path in [
+            "/p/", "/p//echo-c/echo", "/p/demo/", "/p/demo//echo", "/p/%00/echo-c/echo", "/p/demo/echo-c/%ff%fe", "/p/demo/echo-c/../../v1/system/status", "/metrics/../p",
+        ] {
             let response = try await kernel.request(path)
             #expect((400..<500).contains(response.status) || response.status == 200, "\(path) gave \(response.status)")
             if response.status >= 400 { #expect(HTTP.json(response.body)["code"] != nil, "\(path) body \(response.body)") }
@@ -255,7 +262,8 @@ struct GatewayTests {
 
     @Test("a kernel with broken plugins keeps serving and reports each refusal")
     func brokenPluginsKeepServing() async throws {
-        let kernel = try await TestKernel.start("""
+        let kernel = try await TestKernel.start(
+            """
             [plugins.broken-wrong-major]
             path = "{BROKEN:wrong_major}"
             [plugins.broken-init-fails]

@@ -5,6 +5,7 @@ import MeltyPluginABI
 import NIOConcurrencyHelpers
 import NIOPosix
 import Testing
+
 @testable import Kernel
 
 /// Per-kernel host state (no process-wide tables) and where blocking plugin work runs.
@@ -100,7 +101,8 @@ struct HostContextTests {
         defer { database.close() }
         let stored = try await database.withConnection { connection in
             try await connection.query(
-                "SELECT actor, details->>'n' AS n FROM meltybase.audit_log WHERE action = 'echo.audit' ORDER BY details->>'n'").rows
+                "SELECT actor, details->>'n' AS n FROM meltybase.audit_log WHERE action = 'echo.audit' ORDER BY details->>'n'"
+            ).rows
         }
         #expect(stored.map { $0[0] ?? "" } == ["plugin:echo-c", "plugin:echo-swift"])
         #expect(stored.map { $0[1] ?? "" } == ["1", "2"])
@@ -109,11 +111,12 @@ struct HostContextTests {
 
     @Test("init and a slow instance_create run on the blocking pool: other requests are answered meanwhile")
     func slowInstanceCreate() async throws {
-        let kernel = try await TestKernel.start(examplePluginsTOML + """
+        let kernel = try await TestKernel.start(
+            examplePluginsTOML + """
 
-            [plugins.slow-create]
-            path = "{BROKEN:slow_create}"
-            """)
+                [plugins.slow-create]
+                path = "{BROKEN:slow_create}"
+                """)
         let registry = try #require(kernel.kernel.runningPortals)
         let store = PortalStore(database: SystemDatabase(conninfo: kernel.conninfo), config: kernel.kernel.config)
         // More concurrent reloads than the async executor has threads: before, each one
@@ -147,7 +150,12 @@ struct HostContextTests {
         pool.start()
         let release = DispatchSemaphore(value: 0)
         let occupied = DispatchSemaphore(value: 0)
-        let blocker = Task { try await pool.runIfActive { occupied.signal(); release.wait() } }
+        let blocker = Task {
+            try await pool.runIfActive {
+                occupied.signal()
+                release.wait()
+            }
+        }
         // Only once the pool's one thread is taken (on a loaded machine the blocker's task may
         // start after the hashing task, which then rightly ran first).
         while occupied.wait(timeout: .now()) == .timedOut { try await Task.sleep(for: .milliseconds(5)) }

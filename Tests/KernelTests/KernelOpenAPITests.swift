@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import Kernel
 
 @Suite("The kernel's OpenAPI document", .serialized, .timeLimit(.minutes(3)))

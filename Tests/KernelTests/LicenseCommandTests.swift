@@ -2,6 +2,7 @@ import Foundation
 import MeltyEd25519
 import MeltyLicense
 import Testing
+
 @testable import Kernel
 
 /// `meltybase license` and the helper that runs the built binary (also used by `certs init`).
@@ -23,7 +24,9 @@ struct LicenseCommandTests {
         #expect(throws: LicenseError.noPublicKey) { try LicenseVerifier(config: config) }
     }
 
-    static func run(_ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], directory: String? = nil) throws -> (status: Int32, stdout: String, stderr: String) {
+    static func run(
+        _ arguments: [String], stdin: String? = nil, environment: [String: String] = [:], directory: String? = nil
+    ) throws -> (status: Int32, stdout: String, stderr: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: TestPlugins.meltybaseBinary)
         process.arguments = arguments
@@ -58,8 +61,10 @@ struct LicenseCommandTests {
         let again = try Self.run(["license", "keygen", "--out", keys])
         #expect(again.status == 1 && again.stderr.contains("Error: ") && again.stderr.contains("already exists"), "\(again)")
 
-        let issue = try Self.run(["license", "issue", "--key", keys + "/license-signing.key", "--owner", "ops@acme.example",
-                                  "--name", "Acme GmbH", "--tier", "commercial", "--seats", "20", "--expires", "2099-12-31"])
+        let issue = try Self.run([
+            "license", "issue", "--key", keys + "/license-signing.key", "--owner", "ops@acme.example",
+            "--name", "Acme GmbH", "--tier", "commercial", "--seats", "20", "--expires", "2099-12-31",
+        ])
         #expect(issue.status == 0, "\(issue)")
         let license = issue.stdout.trimmingCharacters(in: .newlines)
         #expect(license.hasPrefix("MB1.") && !license.contains("\n") && issue.stdout == license + "\n")

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Testing
+
 @testable import Kernel
 
 @Suite("C plugin ABI conformance", .serialized, .timeLimit(.minutes(3)))
@@ -24,7 +25,10 @@ struct PluginABITests {
             ("null_callback", "broken-null-callback", "descriptor field handle_request: required callback is NULL"),
             ("wrong_struct_size", "broken-small-struct", "descriptor field struct_size: expected at least 112 (sizeof(mb_plugin_descriptor) of ABI 1.0), found 8"),
             ("bad_page_id", "broken-page-id", "descriptor field studio_pages[0].id: expected 1 to 63 characters of a-z, 0-9, '-' and '_', found \"Bad Page\""),
-            ("studio_escape", "broken-studio-escape", "descriptor field studio_directory: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"../../etc\""),
+            (
+                "studio_escape", "broken-studio-escape",
+                "descriptor field studio_directory: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"../../etc\""
+            ),
         ]
         for item in cases {
             let (host, log) = try await load([config(item.name, try TestPlugins.broken(item.fixture))])
@@ -41,8 +45,9 @@ struct PluginABITests {
     func takenName() async throws {
         let (host, log) = try await load([config("echo-c", try TestPlugins.echoC()), config("echo-c-dup", try TestPlugins.broken("taken_name"))])
         #expect(host.plugins.map(\.name) == ["echo-c"])
-        #expect(host.failures.first?.reason.contains("name \"echo-c\" is already taken") == true
-            || host.failures.first?.reason.contains("descriptor field name") == true)
+        #expect(
+            host.failures.first?.reason.contains("name \"echo-c\" is already taken") == true
+                || host.failures.first?.reason.contains("descriptor field name") == true)
         #expect(log.text.contains("not loaded"))
         await host.shutdown()
     }
@@ -95,7 +100,7 @@ struct PluginABITests {
         let cNeeded = try run("/usr/bin/readelf", ["-d", try TestPlugins.echoC()])
         #expect(!cNeeded.contains("libswift"))
         let cExports = try run("/usr/bin/nm", ["-D", "--defined-only", try TestPlugins.echoC()])
-        #expect(cExports.split(separator: "\n").filter { $0.contains(" T ") } .map { $0.split(separator: " ").last.map(String.init) ?? "" } == ["meltybase_plugin_entry"])
+        #expect(cExports.split(separator: "\n").filter { $0.contains(" T ") }.map { $0.split(separator: " ").last.map(String.init) ?? "" } == ["meltybase_plugin_entry"])
     }
 
     func run(_ executable: String, _ arguments: [String]) throws -> String {

@@ -1,9 +1,10 @@
 import Foundation
 import Logging
+import MeltyTestServices
 import NIOConcurrencyHelpers
 import Testing
+
 @testable import Kernel
-import MeltyTestServices
 
 /// ABI 1.5 from the kernel's side: plugin Studio pages (listing, assets, the page address),
 /// plugin health, and plugin commands run in-process with a CLI host.
@@ -43,9 +44,11 @@ struct PluginPagesAndCommandsTests {
         #expect(script.headers.first(name: "cache-control") == "public, max-age=31536000, immutable")
         #expect(script.headers.first(name: "content-security-policy")?.contains("script-src 'self'") == true)
         #expect(script.headers.first(name: "x-content-type-options") == "nosniff")
-        for missing in ["/dashboard/plugins/acme-report/assets/0123456789abcdef/pages/report.js",
-                        module.replacingOccurrences(of: "report.js", with: "nope.js"),
-                        "/dashboard/plugins/nobody/assets/0123456789abcdef/x.js"] {
+        for missing in [
+            "/dashboard/plugins/acme-report/assets/0123456789abcdef/pages/report.js",
+            module.replacingOccurrences(of: "report.js", with: "nope.js"),
+            "/dashboard/plugins/nobody/assets/0123456789abcdef/x.js",
+        ] {
             let answer = try await instance.kernel.request(missing)
             #expect(answer.status == 404 && HTTP.json(answer.body)["code"] as? String == "asset_not_found", "\(missing): \(answer.body)")
         }
@@ -54,10 +57,11 @@ struct PluginPagesAndCommandsTests {
 
         let report = try await instance.request("/v1/hub/plugins", token: token)
         let plugins = try #require(report.json["plugins"] as? [[String: Any]])
-        let health = Dictionary(uniqueKeysWithValues: plugins.compactMap { plugin -> (String, [String: Any])? in
-            guard let name = plugin["name"] as? String, let health = plugin["health"] as? [String: Any] else { return nil }
-            return (name, health)
-        })
+        let health = Dictionary(
+            uniqueKeysWithValues: plugins.compactMap { plugin -> (String, [String: Any])? in
+                guard let name = plugin["name"] as? String, let health = plugin["health"] as? [String: Any] else { return nil }
+                return (name, health)
+            })
         #expect(health["echo-c"]?["status"] as? String == "ok", "\(health)")
         #expect(health["acme-report"]?["status"] as? String == "degraded")
         #expect(health["acme-report"]?["message"] as? String == "fixture reports degraded on purpose")
@@ -65,10 +69,11 @@ struct PluginPagesAndCommandsTests {
 
     @Test("a Swift plugin reports health through the SDK; a plugin without the callback is not reported")
     func swiftHealth() async throws {
-        let host = try await PluginHost(configs: [
-            PluginConfig(name: "echo-swift", path: TestPlugins.echoSwift, required: true, configJSON: "{}", line: 1),
-            PluginConfig(name: "slow-create", path: try TestPlugins.broken("slow_create"), required: true, configJSON: "{}", line: 2),
-        ], logger: Logger(label: "health") { _ in SwiftLogNoOpLogHandler() })
+        let host = try await PluginHost(
+            configs: [
+                PluginConfig(name: "echo-swift", path: TestPlugins.echoSwift, required: true, configJSON: "{}", line: 1),
+                PluginConfig(name: "slow-create", path: try TestPlugins.broken("slow_create"), required: true, configJSON: "{}", line: 2),
+            ], logger: Logger(label: "health") { _ in SwiftLogNoOpLogHandler() })
         let health = await host.health()
         #expect(health["echo-swift"] == PluginHealth(status: "ok", message: "echoing"))
         #expect(health["slow-create"] == .notReported)

@@ -1,6 +1,7 @@
 import Foundation
 import JWTKit
 import Testing
+
 @testable import Kernel
 
 /// ABI 1.1: the kernel verifies portal and admin tokens and hands plugins the result,
@@ -76,9 +77,10 @@ struct PortalCredentialTests {
         defer { Task { await kernel.stop() } }
         let tokens = AdminTokens(database: SystemDatabase(conninfo: kernel.conninfo))
         let now = Date()
-        let token = try await tokens.sign(AdminAccessClaims(
-            sub: .init(value: UUID().uuidString), email: "root@example.com", role: "root", aal: .aal2, amr: ["pwd", "otp"],
-            sessionID: UUID().uuidString, iat: .init(value: now), exp: .init(value: now.addingTimeInterval(60))))
+        let token = try await tokens.sign(
+            AdminAccessClaims(
+                sub: .init(value: UUID().uuidString), email: "root@example.com", role: "root", aal: .aal2, amr: ["pwd", "otp"],
+                sessionID: UUID().uuidString, iat: .init(value: now), exp: .init(value: now.addingTimeInterval(60))))
         // Signature and expiry are fine; the session is not in the database (signed out,
         // revoked, or never there): the kernel refuses before any plugin sees the request.
         let refused = try await kernel.request("/p/alpha/echo-swift/credential", headers: [("authorization", "Bearer \(token)")])
@@ -94,11 +96,14 @@ struct PortalCredentialTests {
         let service = try await keys.issueAPIKey(portal: "alpha", role: "service_role")
         let anon = try await keys.issueAPIKey(portal: "alpha", role: "anon")
         let asService = [("authorization", "Bearer \(service)")]
-        let refusedForAnon = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: #"{"role":"authenticated","sub":"user-1"}"#,
-                                                      headers: [("authorization", "Bearer \(anon)")])
+        let refusedForAnon = try await kernel.request(
+            "/p/alpha/echo-swift/sign", method: .POST, body: #"{"role":"authenticated","sub":"user-1"}"#,
+            headers: [("authorization", "Bearer \(anon)")])
         #expect(refusedForAnon.status == 403, "\(refusedForAnon.body)")
-        for claims in [#"{"role":"service_role","sub":"x"}"#, #"{"role":"anon","sub":"x"}"#, #"{"sub":"x"}"#,
-                       #"{"role":"authenticated"}"#, #"{"role":"authenticated","sub":"x","exp":4102444800}"#] {
+        for claims in [
+            #"{"role":"service_role","sub":"x"}"#, #"{"role":"anon","sub":"x"}"#, #"{"sub":"x"}"#,
+            #"{"role":"authenticated"}"#, #"{"role":"authenticated","sub":"x","exp":4102444800}"#,
+        ] {
             let minted = try await kernel.request("/p/alpha/echo-swift/sign", method: .POST, body: claims, headers: asService)
             #expect(minted.status == 403, "\(claims) → \(minted.body)")
         }
@@ -122,8 +127,10 @@ struct PortalCredentialTests {
         #expect(sealed.hasPrefix("xc1:") && !sealed.contains("totp seed"))
         let opened = try await kernel.request("/p/alpha/echo-swift/open?context=row-1", method: .POST, body: sealed)
         #expect(opened.status == 200 && opened.body.contains("totp seed 123"), "\(opened.body)")
-        for (path, body) in [("/p/alpha/echo-swift/open?context=row-2", sealed), ("/p/beta/echo-swift/open?context=row-1", sealed),
-                             ("/p/alpha/echo-swift/open?context=row-1", Self.changedCiphertext(sealed))] {
+        for (path, body) in [
+            ("/p/alpha/echo-swift/open?context=row-2", sealed), ("/p/beta/echo-swift/open?context=row-1", sealed),
+            ("/p/alpha/echo-swift/open?context=row-1", Self.changedCiphertext(sealed)),
+        ] {
             let refused = try await kernel.request(path, method: .POST, body: body)
             #expect(refused.status == 422 && refused.body.contains("open_refused") && !refused.body.contains("totp seed"), "\(path): \(refused.body)")
         }

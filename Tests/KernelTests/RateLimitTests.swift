@@ -1,9 +1,10 @@
 import Foundation
 import Logging
-import Testing
-@testable import Kernel
-import MeltyTestServices
 import MeltyRedis
+import MeltyTestServices
+import Testing
+
+@testable import Kernel
 
 @Suite("Rate limits: Redis token buckets shared by kernels, in-process fallback", .serialized, .timeLimit(.minutes(3)))
 struct RateLimitTests {

@@ -3,10 +3,11 @@ import Foundation
 import MeltyEd25519
 import MeltyLicense
 import MeltyPasswords
+import MeltyTestServices
 import NIOCore
 import Testing
+
 @testable import Kernel
-import MeltyTestServices
 
 /// The seed's onboarding, end to end over HTTP against a real Postgres.
 @Suite("Onboarding: pulse, license handshake, Argon2id admin, one-time setup", .serialized, .timeLimit(.minutes(3)))
@@ -94,12 +95,15 @@ struct SetupLifecycleTests {
         #expect(PasswordHasher.verify(Self.password, against: hash))
         let audit = try await connection.query("SELECT seq, action, actor FROM meltybase.audit_log ORDER BY seq")
         #expect(audit.rows.first?[1] == "system.setup")
-        let dump = try await connection.query("""
-            SELECT string_agg(t::text, ' ') FROM (
-                SELECT row_to_json(s)::text AS t FROM public.secrets s
-                UNION ALL SELECT row_to_json(a)::text FROM meltybase.audit_log a
-                UNION ALL SELECT row_to_json(st)::text FROM meltybase.system_state st) x
-            """).rows.first?[0] ?? ""
+        let dump =
+            try await connection.query(
+                """
+                SELECT string_agg(t::text, ' ') FROM (
+                    SELECT row_to_json(s)::text AS t FROM public.secrets s
+                    UNION ALL SELECT row_to_json(a)::text FROM meltybase.audit_log a
+                    UNION ALL SELECT row_to_json(st)::text FROM meltybase.system_state st) x
+                """
+            ).rows.first?[0] ?? ""
         #expect(!dump.contains(Self.password))
         #expect(dump.contains("$argon2id$"))
         #expect(!kernel.log.text.contains(Self.password) && !restarted.log.text.contains(Self.password))
@@ -125,7 +129,8 @@ struct SetupLifecycleTests {
             let path = directory + "/" + relative
             var isDirectory: ObjCBool = false
             guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), !isDirectory.boolValue,
-                  let data = FileManager.default.contents(atPath: path) else { continue }
+                let data = FileManager.default.contents(atPath: path)
+            else { continue }
             if data.range(of: Data(needle)) != nil { hits.append(path) }
         }
         return hits

@@ -5,6 +5,7 @@ import MeltyEd25519
 import MeltyLicense
 import NIOCore
 import Testing
+
 @testable import Kernel
 
 /// The Studio's kernel side: static files with cache and security headers, the `/`
@@ -45,8 +46,10 @@ struct StudioTests {
         let css = try await kernel.request("/dashboard/assets/\(base.1)/css/studio.css")
         #expect(css.status == 200 && css.headers.first(name: "content-type") == "text/css; charset=utf-8")
 
-        for missing in ["/dashboard/assets/0123456789abcdef/js/app.js", "/dashboard/assets/\(base.1)/js/nope.js",
-                        "/dashboard/assets/\(base.1)/../index.html", "/dashboard/assets/x"] {
+        for missing in [
+            "/dashboard/assets/0123456789abcdef/js/app.js", "/dashboard/assets/\(base.1)/js/nope.js",
+            "/dashboard/assets/\(base.1)/../index.html", "/dashboard/assets/x",
+        ] {
             let answer = try await kernel.request(missing)
             #expect(answer.status == 404, "\(missing)")
             #expect(HTTP.json(answer.body)["code"] as? String == "asset_not_found", "\(missing): \(answer.body)")

@@ -1,7 +1,8 @@
 import Foundation
-import Testing
-@testable import Kernel
 import MeltyEmbedded
+import Testing
+
+@testable import Kernel
 
 /// The supervisor's pure parts: reading a crash report and the restart backoff. The process
 /// behaviour (kill -9 of the worker and of the supervisor) is tested on the real binary in

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOSSL
 import Testing
+
 @testable import Kernel
 
 @Suite("TLS and mTLS listeners", .serialized, .timeLimit(.minutes(3)))
@@ -42,7 +43,8 @@ struct TLSTests {
     @Test("an mTLS listener accepts the right client certificate, hands its subject to plugins, and refuses others")
     func mutualTLS() async throws {
         let certificates = try Self.makeCertificates()
-        let kernel = try await TestKernel.start("""
+        let kernel = try await TestKernel.start(
+            """
             [[listeners]]
             host = "127.0.0.1"
             port = 0
@@ -72,7 +74,8 @@ struct TLSTests {
     @Test("a TLS listener without client_ca serves any client over HTTPS")
     func plainTLS() async throws {
         let certificates = try Self.makeCertificates()
-        let kernel = try await TestKernel.start("""
+        let kernel = try await TestKernel.start(
+            """
             [[listeners]]
             port = 0
             tls_certificate = "\(certificates)/server.pem"

@@ -1,9 +1,10 @@
-import NIOConcurrencyHelpers
 import Foundation
 import HummingbirdWSClient
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import Testing
+
 @testable import Kernel
 
 @Suite("WebSocket upgrade routed to plugins", .serialized, .timeLimit(.minutes(3)))
@@ -35,7 +36,10 @@ struct WebSocketTests {
         return (replies.all, close)
     }
 
-    enum WebSocketMessageToSend { case text(String), binary([UInt8]) }
+    enum WebSocketMessageToSend {
+        case text(String)
+        case binary([UInt8])
+    }
 
     /// Resumes a continuation once, whichever of two racers comes first.
     final class ResumeOnce<T: Sendable>: Sendable {

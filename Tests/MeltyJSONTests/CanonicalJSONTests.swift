@@ -4,13 +4,16 @@ import Testing
 
 @Suite("Canonical JSON, the string escaper and JSONValue")
 struct CanonicalJSONTests {
-    static var mixed: [String: Any] { [
-        "b": [0.1, 1e-7, 1e300, Double(1 << 60), 3.0, -0.0, 1e19] as [Any],
-        "a": [Int64.max, Int64.min, UInt64.max, Int8(-3)] as [Any],
-        "é": "\u{1F600}\t\u{1F}/\\", "Z": NSNull(), "z": [String: Any](), "n": NSNumber(value: true),
-        "nil": Optional<Int>.none as Any,
-    ] }
-    static let mixedText = #"{"Z":null,"a":[9223372036854775807,-9223372036854775808,1.8446744073709552e+19,-3],"b":[0.1,1e-07,1e+300,1152921504606846976,3,0,1e+19],"n":true,"nil":null,"parsed":{"f":1.5,"one":1,"t":true},"z":{},"é":"😀\t\u001f/\\"}"#
+    static var mixed: [String: Any] {
+        [
+            "b": [0.1, 1e-7, 1e300, Double(1 << 60), 3.0, -0.0, 1e19] as [Any],
+            "a": [Int64.max, Int64.min, UInt64.max, Int8(-3)] as [Any],
+            "é": "\u{1F600}\t\u{1F}/\\", "Z": NSNull(), "z": [String: Any](), "n": NSNumber(value: true),
+            "nil": Optional<Int>.none as Any,
+        ]
+    }
+    static let mixedText =
+        #"{"Z":null,"a":[9223372036854775807,-9223372036854775808,1.8446744073709552e+19,-3],"b":[0.1,1e-07,1e+300,1152921504606846976,3,0,1e+19],"n":true,"nil":null,"parsed":{"f":1.5,"one":1,"t":true},"z":{},"é":"😀\t\u001f/\\"}"#
 
     @Test("canonical JSON sorts keys by bytes, escapes minimally and writes numbers by value (the audit chain's text, unchanged)")
     func canonicalText() throws {
@@ -22,8 +25,10 @@ struct CanonicalJSONTests {
         #expect(try CanonicalJSON(parsing: #" { "b" : [ 1.0 , 2 ] , "a" : "x" } "#).text == #"{"a":"x","b":[1,2]}"#)
         // Every control character: the short escapes, lowercase \u00xx, NUL as U+FFFD.
         let controls = String(String.UnicodeScalarView((0..<0x20).compactMap(Unicode.Scalar.init)))
-        #expect(CanonicalJSON.string(controls).text
-            == "\"\u{FFFD}\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f\"")
+        #expect(
+            CanonicalJSON.string(controls).text
+                == "\"\u{FFFD}\\u0001\\u0002\\u0003\\u0004\\u0005\\u0006\\u0007\\b\\t\\n\\u000b\\f\\r\\u000e\\u000f\\u0010\\u0011\\u0012\\u0013\\u0014\\u0015\\u0016\\u0017\\u0018\\u0019\\u001a\\u001b\\u001c\\u001d\\u001e\\u001f\""
+        )
         #expect(CanonicalJSON.object(["b": .integer(1), "B": .integer(2), "é": .null, "e": .bool(false)]).text == #"{"B":2,"b":1,"e":false,"é":null}"#)
     }
 

@@ -1,8 +1,9 @@
 import Foundation
 import MeltyEd25519
-@testable import MeltyLicense
 import MeltyVendorTools
 import Testing
+
+@testable import MeltyLicense
 
 @Suite("Ed25519 licenses: canonical payload, verification, key files", .timeLimit(.minutes(3)))
 struct LicenseTests {
@@ -14,8 +15,10 @@ struct LicenseTests {
     static let examplePublicKey = "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"
     /// The worked example of docs/licenses.md, produced independently with Python's
     /// `json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False)` and `cryptography`.
-    static let examplePayload = #"{"expires_at":"2030-12-31T23:59:59Z","id":"0b6d3c52-3f0e-4c1e-9a57-2f1d2a4c7e90","issued_at":"2025-06-01T09:30:00Z","owner_email":"ops@acme.example","owner_name":"Acme GmbH","seats":20,"tier":"commercial"}"#
-    static let exampleLicense = "MB1.eyJleHBpcmVzX2F0IjoiMjAzMC0xMi0zMVQyMzo1OTo1OVoiLCJpZCI6IjBiNmQzYzUyLTNmMGUtNGMxZS05YTU3LTJmMWQyYTRjN2U5MCIsImlzc3VlZF9hdCI6IjIwMjUtMDYtMDFUMDk6MzA6MDBaIiwib3duZXJfZW1haWwiOiJvcHNAYWNtZS5leGFtcGxlIiwib3duZXJfbmFtZSI6IkFjbWUgR21iSCIsInNlYXRzIjoyMCwidGllciI6ImNvbW1lcmNpYWwifQ.J2WmG7kxPVb3teZuv20kWRQbtGe69289fNrztRKv7XJ9Nk4LPiGBLm1YLDBli6V6OpPsftyAae2lzCiPEh_XDg"
+    static let examplePayload =
+        #"{"expires_at":"2030-12-31T23:59:59Z","id":"0b6d3c52-3f0e-4c1e-9a57-2f1d2a4c7e90","issued_at":"2025-06-01T09:30:00Z","owner_email":"ops@acme.example","owner_name":"Acme GmbH","seats":20,"tier":"commercial"}"#
+    static let exampleLicense =
+        "MB1.eyJleHBpcmVzX2F0IjoiMjAzMC0xMi0zMVQyMzo1OTo1OVoiLCJpZCI6IjBiNmQzYzUyLTNmMGUtNGMxZS05YTU3LTJmMWQyYTRjN2U5MCIsImlzc3VlZF9hdCI6IjIwMjUtMDYtMDFUMDk6MzA6MDBaIiwib3duZXJfZW1haWwiOiJvcHNAYWNtZS5leGFtcGxlIiwib3duZXJfbmFtZSI6IkFjbWUgR21iSCIsInNlYXRzIjoyMCwidGllciI6ImNvbW1lcmNpYWwifQ.J2WmG7kxPVb3teZuv20kWRQbtGe69289fNrztRKv7XJ9Nk4LPiGBLm1YLDBli6V6OpPsftyAae2lzCiPEh_XDg"
     static let exampleNow = License.parseTimestamp("2025-07-01T00:00:00Z")!
 
     static func exampleLicenseValue() throws -> License {
@@ -82,8 +85,10 @@ struct LicenseTests {
         let license = try License(
             id: "00000000-0000-4000-8000-000000000000", ownerName: "a\"b\\c/é", ownerEmail: "x@y.z", tier: .indie, seats: 100_000,
             issuedAt: Date(timeIntervalSince1970: 0))
-        #expect(String(decoding: license.canonicalPayload, as: UTF8.self)
-            == #"{"id":"00000000-0000-4000-8000-000000000000","issued_at":"1970-01-01T00:00:00Z","owner_email":"x@y.z","owner_name":"a\"b\\c/é","seats":100000,"tier":"indie"}"#)
+        #expect(
+            String(decoding: license.canonicalPayload, as: UTF8.self)
+                == #"{"id":"00000000-0000-4000-8000-000000000000","issued_at":"1970-01-01T00:00:00Z","owner_email":"x@y.z","owner_name":"a\"b\\c/é","seats":100000,"tier":"indie"}"#
+        )
         #expect(License.fieldNames == License.fieldNames.sorted())
     }
 
@@ -98,9 +103,11 @@ struct LicenseTests {
         }
         #expect(License.parseTimestamp("2000-02-29T00:00:00Z") != nil)
         #expect(License.parseTimestamp("2024-02-29T23:59:59Z") != nil)
-        for bad in ["2100-02-29T00:00:00Z", "2025-02-29T00:00:00Z", "2025-04-31T00:00:00Z", "2025-13-01T00:00:00Z",
-                    "2025-06-01T24:00:00Z", "2025-06-01T12:60:00Z", "2025-06-01T12:00:60Z", "2025-06-01t12:00:00z",
-                    "2025-06-01T12:00:00+00:00", "2025-06-01T12:00:00.5Z", "2025-06-01 12:00:00Z", "1969-12-31T23:59:59Z", "+025-06-01T12:00:00Z", ""] {
+        for bad in [
+            "2100-02-29T00:00:00Z", "2025-02-29T00:00:00Z", "2025-04-31T00:00:00Z", "2025-13-01T00:00:00Z",
+            "2025-06-01T24:00:00Z", "2025-06-01T12:60:00Z", "2025-06-01T12:00:60Z", "2025-06-01t12:00:00z",
+            "2025-06-01T12:00:00+00:00", "2025-06-01T12:00:00.5Z", "2025-06-01 12:00:00Z", "1969-12-31T23:59:59Z", "+025-06-01T12:00:00Z", "",
+        ] {
             #expect(License.parseTimestamp(bad) == nil, "\(bad)")
         }
     }
@@ -204,7 +211,10 @@ struct LicenseTests {
             ("unknown field", payload(replacing: #""seats":20"#, with: #""admin":true,"seats":20"#), "unknown field \"admin\""),
             ("duplicate field", payload(replacing: #""seats":20"#, with: #""seats":20,"seats":2000"#), "field \"seats\" appears twice"),
             ("nested value", payload(replacing: #""seats":20"#, with: #""seats":{"n":[20]}"#), "found an object"),
-            ("deep nesting", payload(replacing: #""seats":20"#, with: #""seats":"# + String(repeating: "[", count: 40) + String(repeating: "]", count: 40)), "nesting deeper than 16 levels"),
+            (
+                "deep nesting", payload(replacing: #""seats":20"#, with: #""seats":"# + String(repeating: "[", count: 40) + String(repeating: "]", count: 40)),
+                "nesting deeper than 16 levels"
+            ),
             ("lone surrogate", payload(replacing: "Acme GmbH", with: #"\ud800"#), "unpaired surrogate"),
             ("whitespace", Self.signed(valid.replacingOccurrences(of: ",", with: ", ")), "not in canonical form"),
             ("keys out of order", payload(replacing: #""seats":20,"tier":"commercial""#, with: #""tier":"commercial","seats":20"#), "not in canonical form"),
@@ -237,8 +247,10 @@ struct LicenseTests {
         #expect(throws: LicenseError.noPublicKey) { try LicenseVerifier(publicKeyHex: nil) }
         #expect(throws: LicenseError.noPublicKey) { try LicenseVerifier(publicKeyHex: "  ") }
         #expect(LicenseError.noPublicKey.description == "no license public key is configured: set [license] public_key or MELTYBASE_LICENSE_PUBLIC_KEY")
-        for bad in ["abc", String(Self.examplePublicKey.dropLast()), Self.examplePublicKey + "00", String(repeating: "zz", count: 32),
-                    String(repeating: "0", count: 64), "01" + String(repeating: "0", count: 62)] {
+        for bad in [
+            "abc", String(Self.examplePublicKey.dropLast()), Self.examplePublicKey + "00", String(repeating: "zz", count: 32),
+            String(repeating: "0", count: 64), "01" + String(repeating: "0", count: 62),
+        ] {
             #expect(throws: LicenseError.badPublicKey, "\(bad)") { try LicenseVerifier(publicKeyHex: bad) }
         }
         #expect(try LicenseVerifier(publicKeyHex: " \(Self.examplePublicKey.uppercased())\n").publicKey == ByteEncoding.fromHex(Self.examplePublicKey))
@@ -283,8 +295,10 @@ struct LicenseTests {
 
     @Test("2,000 random signed payloads never crash the payload reader, and only canonical ones decode")
     func payloadFuzz() {
-        let tokens = ["{", "}", "[", "]", ":", ",", "\"", "\\", "\\u", "d800", "dc00", "0", "1", "-", ".", "e", "true", "null", " ",
-                      "\"seats\"", "\"tier\"", "\"id\"", "20", "\"commercial\"", "é", "\u{0}", "\u{1b}"]
+        let tokens = [
+            "{", "}", "[", "]", ":", ",", "\"", "\\", "\\u", "d800", "dc00", "0", "1", "-", ".", "e", "true", "null", " ",
+            "\"seats\"", "\"tier\"", "\"id\"", "20", "\"commercial\"", "é", "\u{0}", "\u{1b}",
+        ]
         let valid = Self.examplePayload
         var generator = SplitMix64(seed: 42)
         for _ in 0..<2000 {
@@ -380,19 +394,22 @@ struct LicenseTests {
         let wrongFile = directory + "/copy.pub"
         try FileManager.default.copyItem(atPath: files.publicKeyPath, toPath: wrongFile)
         chmod(wrongFile, 0o600)
-        #expect(#expect(throws: LicenseIssuerError.self) {
-            try LicenseIssuer.issue(secretKeyFile: wrongFile, ownerEmail: "a@b.cc", tier: .indie, seats: 1)
-        }?.description.contains("the size of a public key") == true)
+        #expect(
+            #expect(throws: LicenseIssuerError.self) {
+                try LicenseIssuer.issue(secretKeyFile: wrongFile, ownerEmail: "a@b.cc", tier: .indie, seats: 1)
+            }?.description.contains("the size of a public key") == true)
         let damaged = directory + "/damaged.key"
         var text = try String(contentsOfFile: files.secretKeyPath, encoding: .utf8)
         text = String(text.prefix(127)) + (text.dropLast().last == "0" ? "1" : "0") + "\n"
         _ = FileManager.default.createFile(atPath: damaged, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
-        #expect(#expect(throws: LicenseIssuerError.self) {
-            try LicenseIssuer.issue(secretKeyFile: damaged, ownerEmail: "a@b.cc", tier: .indie, seats: 1)
-        }?.description.contains("damaged") == true)
-        #expect(#expect(throws: LicenseIssuerError.self) {
-            try LicenseIssuer.issue(secretKeyFile: directory + "/missing.key", ownerEmail: "a@b.cc", tier: .indie, seats: 1)
-        }?.description.contains("cannot open the key file") == true)
+        #expect(
+            #expect(throws: LicenseIssuerError.self) {
+                try LicenseIssuer.issue(secretKeyFile: damaged, ownerEmail: "a@b.cc", tier: .indie, seats: 1)
+            }?.description.contains("damaged") == true)
+        #expect(
+            #expect(throws: LicenseIssuerError.self) {
+                try LicenseIssuer.issue(secretKeyFile: directory + "/missing.key", ownerEmail: "a@b.cc", tier: .indie, seats: 1)
+            }?.description.contains("cannot open the key file") == true)
     }
 
     // MARK: Interoperability
@@ -409,8 +426,9 @@ struct LicenseTests {
         return process.terminationStatus == 0
     }()
 
-    @Test("an independent Python implementation verifies Swift's licenses and issues licenses Swift accepts",
-          .enabled(if: pythonWithCryptography, "needs python3 with the cryptography package"))
+    @Test(
+        "an independent Python implementation verifies Swift's licenses and issues licenses Swift accepts",
+        .enabled(if: pythonWithCryptography, "needs python3 with the cryptography package"))
     func python() throws {
         let script = """
             import base64, json, sys
@@ -450,8 +468,9 @@ struct LicenseTests {
         }
 
         let name = "Ünïcödé \"quoted\" \\ back / slash 名前"
-        let license = try License(ownerName: name, ownerEmail: "ops@acme.example", tier: .commercial, seats: 7, issuedAt: Date(),
-                                  expiresAt: Date().addingTimeInterval(3600), instance: "node-a:1")
+        let license = try License(
+            ownerName: name, ownerEmail: "ops@acme.example", tier: .commercial, seats: 7, issuedAt: Date(),
+            expiresAt: Date().addingTimeInterval(3600), instance: "node-a:1")
         let string = try LicenseIssuer.sign(license, secretKey: Self.exampleSecretKey)
         let verified = try python(["verify", Self.examplePublicKey], stdin: string)
         #expect(verified.0 == 0 && verified.1 == name, "\(verified)")

@@ -170,7 +170,8 @@ struct MeltyPostgresTests {
     func replicationResumes() async throws {
         let conninfo = try await freshDatabase()
         let setup = try await PostgresConnection.connect(conninfo, on: loop)
-        try await setup.execute("""
+        try await setup.execute(
+            """
             CREATE TABLE items (id int PRIMARY KEY, name text);
             ALTER TABLE items REPLICA IDENTITY FULL;
             CREATE PUBLICATION items_pub FOR TABLE items;

@@ -1,5 +1,5 @@
-import Foundation
 import Crypto
+import Foundation
 import MeltyQR
 import Testing
 
@@ -82,7 +82,8 @@ struct QRCodeTests {
         let code = try QRCode(text: "otpauth://totp/MeltyBase:ada@example.com?secret=JBSWY3DPEHPK3PXP&issuer=MeltyBase")
         let svg = code.svg()
         let full = code.size + 8
-        #expect(svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(full * 3)\" height=\"\(full * 3)\" viewBox=\"0 0 \(full) \(full)\" shape-rendering=\"crispEdges\">"))
+        #expect(
+            svg.hasPrefix("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"\(full * 3)\" height=\"\(full * 3)\" viewBox=\"0 0 \(full) \(full)\" shape-rendering=\"crispEdges\">"))
         #expect(svg.hasSuffix("\" fill=\"black\"/></svg>") && !svg.contains("#") && !svg.contains("role="))
         var dark = 0
         for y in 0..<code.size { for x in 0..<code.size where code.isDark(x: x, y: y) { dark += 1 } }

@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+
 @testable import MeltyRedis
 
 /// The hiredis client: URL forms, the password in a URL, readable errors after a server dies.
@@ -16,7 +17,8 @@ struct RedisClientTests {
             try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
             socket = folder + "/r.sock"
             process.executableURL = URL(fileURLWithPath: "/usr/bin/redis-server")
-            process.arguments = ["--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no", "--dir", folder]
+            process.arguments =
+                ["--port", "0", "--unixsocket", socket, "--save", "", "--appendonly", "no", "--dir", folder]
                 + (password.map { ["--requirepass", $0] } ?? [])
             process.standardOutput = FileHandle.nullDevice
             try process.run()
@@ -62,7 +64,10 @@ struct RedisClientTests {
         process.standardOutput = FileHandle.nullDevice
         try process.run()
         // SIGKILL: the test process blocks SIGTERM, and its children inherit the mask.
-        defer { kill(process.processIdentifier, SIGKILL); process.waitUntilExit() }
+        defer {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
         let client = try RedisClient(url: "redis://:\(password)@127.0.0.1:\(port)/2")
         var reply: RedisReply?
         let deadline = Date().addingTimeInterval(20)

@@ -1,8 +1,8 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import MeltyEmbedded
 import MeltyPostgres
+import NIOConcurrencyHelpers
 
 /// One real Postgres and one real Redis for the whole test process, started with the
 /// kernel's own embedded-mode code in `.build/test-services` and stopped at exit.

@@ -2,6 +2,7 @@ import Foundation
 import MeltyPluginABI
 import Synchronization
 import Testing
+
 @testable import MeltyPluginSDK
 
 /// Which fake host functions ran, in order.

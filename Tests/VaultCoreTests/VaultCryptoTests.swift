@@ -15,36 +15,43 @@ struct VaultCryptoTests {
     /// AES-256 cases from the GCM specification (McGrew & Viega, test cases 13-18, as
     /// reproduced in NIST SP 800-38D validation) and NIST CAVP gcmEncryptExtIV256.rsp.
     static let vectors: [Vector] = [
-        Vector(source: "GCM spec test case 13 (empty plaintext, no AAD)",
-               key: String(repeating: "00", count: 32), iv: String(repeating: "00", count: 12), plaintext: "", aad: "", ciphertext: "",
-               tag: "530f8afbc74536b9a963b4f1c4cb738b"),
-        Vector(source: "GCM spec test case 14 (one zero block)",
-               key: String(repeating: "00", count: 32), iv: String(repeating: "00", count: 12),
-               plaintext: "00000000000000000000000000000000", aad: "",
-               ciphertext: "cea7403d4d606b6e074ec5d3baf39d18", tag: "d0d1c8a799996bf0265b98b5d48ab919"),
-        Vector(source: "GCM spec test case 15 (four blocks, no AAD)",
-               key: "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", iv: "cafebabefacedbaddecaf888",
-               plaintext: "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255",
-               aad: "",
-               ciphertext: "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad",
-               tag: "b094dac5d93471bdec1a502270e3cc6c"),
-        Vector(source: "GCM spec test case 16 (60 bytes, 20 bytes of AAD)",
-               key: "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", iv: "cafebabefacedbaddecaf888",
-               plaintext: "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
-               aad: "feedfacedeadbeeffeedfacedeadbeefabaddad2",
-               ciphertext: "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
-               tag: "76fc6ece0f4e1768cddf8853bb2d551b"),
-        Vector(source: "CAVP gcmEncryptExtIV256 [PTlen=0][AADlen=0] Count 0",
-               key: "b52c505a37d78eda5dd34f20c22540ea1b58963cf8e5bf8ffa85f9f2492505b4", iv: "516c33929df5a3284ff463d7",
-               plaintext: "", aad: "", ciphertext: "", tag: "bdc1ac884d332457a1d2664f168c76f0"),
-        Vector(source: "CAVP gcmEncryptExtIV256 [PTlen=128][AADlen=0] Count 0",
-               key: "31bdadd96698c204aa9ce1448ea94ae1fb4a9a0b3c9d773b51bb1822666b8f22", iv: "0d18e06c7c725ac9e362e1ce",
-               plaintext: "2db5168e932556f8089a0622981d017d", aad: "",
-               ciphertext: "fa4362189661d163fcd6a56d8bf0405a", tag: "d636ac1bbedd5cc3ee727dc2ab4a9489"),
-        Vector(source: "CAVP gcmEncryptExtIV256 [PTlen=128][AADlen=128] Count 0",
-               key: "92e11dcdaa866f5ce790fd24501f92509aacf4cb8b1339d50c9c1240935dd08b", iv: "ac93a1a6145299bde902f21a",
-               plaintext: "2d71bcfa914e4ac045b2aa60955fad24", aad: "1e0889016f67601c8ebea4943bc23ad6",
-               ciphertext: "8995ae2e6df3dbf96fac7b7137bae67f", tag: "eca5aa77d51d4a0a14d9c51e1da474ab"),
+        Vector(
+            source: "GCM spec test case 13 (empty plaintext, no AAD)",
+            key: String(repeating: "00", count: 32), iv: String(repeating: "00", count: 12), plaintext: "", aad: "", ciphertext: "",
+            tag: "530f8afbc74536b9a963b4f1c4cb738b"),
+        Vector(
+            source: "GCM spec test case 14 (one zero block)",
+            key: String(repeating: "00", count: 32), iv: String(repeating: "00", count: 12),
+            plaintext: "00000000000000000000000000000000", aad: "",
+            ciphertext: "cea7403d4d606b6e074ec5d3baf39d18", tag: "d0d1c8a799996bf0265b98b5d48ab919"),
+        Vector(
+            source: "GCM spec test case 15 (four blocks, no AAD)",
+            key: "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", iv: "cafebabefacedbaddecaf888",
+            plaintext: "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b391aafd255",
+            aad: "",
+            ciphertext: "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662898015ad",
+            tag: "b094dac5d93471bdec1a502270e3cc6c"),
+        Vector(
+            source: "GCM spec test case 16 (60 bytes, 20 bytes of AAD)",
+            key: "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308", iv: "cafebabefacedbaddecaf888",
+            plaintext: "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a721c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39",
+            aad: "feedfacedeadbeeffeedfacedeadbeefabaddad2",
+            ciphertext: "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662",
+            tag: "76fc6ece0f4e1768cddf8853bb2d551b"),
+        Vector(
+            source: "CAVP gcmEncryptExtIV256 [PTlen=0][AADlen=0] Count 0",
+            key: "b52c505a37d78eda5dd34f20c22540ea1b58963cf8e5bf8ffa85f9f2492505b4", iv: "516c33929df5a3284ff463d7",
+            plaintext: "", aad: "", ciphertext: "", tag: "bdc1ac884d332457a1d2664f168c76f0"),
+        Vector(
+            source: "CAVP gcmEncryptExtIV256 [PTlen=128][AADlen=0] Count 0",
+            key: "31bdadd96698c204aa9ce1448ea94ae1fb4a9a0b3c9d773b51bb1822666b8f22", iv: "0d18e06c7c725ac9e362e1ce",
+            plaintext: "2db5168e932556f8089a0622981d017d", aad: "",
+            ciphertext: "fa4362189661d163fcd6a56d8bf0405a", tag: "d636ac1bbedd5cc3ee727dc2ab4a9489"),
+        Vector(
+            source: "CAVP gcmEncryptExtIV256 [PTlen=128][AADlen=128] Count 0",
+            key: "92e11dcdaa866f5ce790fd24501f92509aacf4cb8b1339d50c9c1240935dd08b", iv: "ac93a1a6145299bde902f21a",
+            plaintext: "2d71bcfa914e4ac045b2aa60955fad24", aad: "1e0889016f67601c8ebea4943bc23ad6",
+            ciphertext: "8995ae2e6df3dbf96fac7b7137bae67f", tag: "eca5aa77d51d4a0a14d9c51e1da474ab"),
     ]
 
     static func bytes(_ hex: String) -> [UInt8] { hex.isEmpty ? [] : VaultCrypto.fromHex(hex)! }

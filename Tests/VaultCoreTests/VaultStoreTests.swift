@@ -1,9 +1,9 @@
 import Foundation
-import Testing
 import MeltyJSON
 import MeltyPostgres
-import VaultCore
 import MeltyTestServices
+import Testing
+import VaultCore
 
 /// VaultCore on a real Postgres: envelope storage, records moved between rows and portals,
 /// wrong master keys, and both rotations (1,000 secrets).
@@ -32,7 +32,8 @@ struct VaultStoreTests {
         let vault = SecretVault(keys: MasterKeyRing(current: try Self.key(1)))
         try await Self.put(vault, "acme", "STRIPE_KEY", "sk_live_lifecycle_v1", on: connection)
         await #expect(throws: VaultError.self) { try await Self.put(vault, "acme", "STRIPE_KEY", "again", on: connection) }
-        _ = try await vault.update(portal: "acme", name: "STRIPE_KEY", value: SecretBytes(copying: Array("sk_live_lifecycle_v2".utf8)), description: "live key", actor: "test", on: connection)
+        _ = try await vault.update(
+            portal: "acme", name: "STRIPE_KEY", value: SecretBytes(copying: Array("sk_live_lifecycle_v2".utf8)), description: "live key", actor: "test", on: connection)
         #expect(try await Self.get(vault, "acme", "STRIPE_KEY", on: connection) == "sk_live_lifecycle_v2")
         #expect(try await Self.get(vault, "acme", "STRIPE_KEY", version: 1, on: connection) == "sk_live_lifecycle_v1")
         #expect(try await vault.versions(portal: "acme", name: "STRIPE_KEY", on: connection).map(\.version) == [2, 1])
@@ -62,7 +63,8 @@ struct VaultStoreTests {
         try await Self.put(vault, "beta", "A", "beta-secret-a", on: connection)
 
         // Another name in the same portal (same data key): the AAD names the secret.
-        try await connection.query("""
+        try await connection.query(
+            """
             UPDATE vault.secret_versions SET sealed = (SELECT sealed FROM vault.secret_versions WHERE portal = 'alpha' AND name = 'A')
             WHERE portal = 'alpha' AND name = 'B'
             """)
@@ -70,7 +72,8 @@ struct VaultStoreTests {
 
         // Another version of the same name.
         _ = try await vault.update(portal: "alpha", name: "A", value: SecretBytes(copying: Array("alpha-secret-a2".utf8)), description: nil, actor: "t", on: connection)
-        try await connection.query("""
+        try await connection.query(
+            """
             UPDATE vault.secret_versions SET sealed = (SELECT sealed FROM vault.secret_versions WHERE portal = 'alpha' AND name = 'A' AND version = 1)
             WHERE portal = 'alpha' AND name = 'A' AND version = 2
             """)
@@ -78,7 +81,8 @@ struct VaultStoreTests {
         #expect(try await Self.get(vault, "alpha", "A", version: 1, on: connection) == "alpha-secret-a")
 
         // Another portal, with the data key reference copied too.
-        try await connection.query("""
+        try await connection.query(
+            """
             UPDATE vault.secret_versions t SET sealed = s.sealed, data_key_id = s.data_key_id
             FROM vault.secret_versions s WHERE s.portal = 'alpha' AND s.name = 'A' AND s.version = 1
               AND t.portal = 'beta' AND t.name = 'A'
@@ -89,7 +93,8 @@ struct VaultStoreTests {
         let fresh = SecretVault(keys: keys)
         try await Self.put(fresh, "gamma", "G", "gamma-secret", on: connection)
         try await Self.put(fresh, "delta", "D", "delta-secret", on: connection)
-        try await connection.query("""
+        try await connection.query(
+            """
             UPDATE vault.data_keys SET wrapped = (SELECT wrapped FROM vault.data_keys WHERE portal = 'gamma') WHERE portal = 'delta'
             """)
         await #expect(throws: VaultError.authenticationFailed) { try await Self.get(SecretVault(keys: keys), "delta", "D", on: connection) }

@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import Kernel
 
 /// libFuzzer target for the config loader: the whole input is `plugins.toml` text, parsed

@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Logging
+
 @testable import Kernel
 
 /// libFuzzer target for the credentials a portal request carries: token extraction
@@ -33,8 +34,9 @@ enum CredentialsFuzzTarget {
         let database = SystemDatabase(conninfo: "host=/nonexistent")
         let tokens = await AdminTokens(database: database, key: adminKey)
         // No database: a token that verifies reaches the session lookup, which fails.
-        let admin = AdminIdentity(database: database, state: SystemState(isInitialized: true), redis: nil, dataDirectory: directory,
-                                  logger: Logger(label: "fuzz"), tokens: tokens)
+        let admin = AdminIdentity(
+            database: database, state: SystemState(isInitialized: true), redis: nil, dataDirectory: directory,
+            logger: Logger(label: "fuzz"), tokens: tokens)
         return (keys, admin)
     }
 
@@ -75,8 +77,9 @@ enum CredentialsFuzzTarget {
         let headers = fields
         let outcome: Outcome = FuzzInput.blocking {
             do {
-                return .json(try await CredentialResolver(portalKeys: keys, adminIdentity: admin, adminRequiresClientCertificate: false)
-                    .credentialJSON(for: headers, portal: portal, query: query))
+                return .json(
+                    try await CredentialResolver(portalKeys: keys, adminIdentity: admin, adminRequiresClientCertificate: false)
+                        .credentialJSON(for: headers, portal: portal, query: query))
             } catch {
                 return .failed("\(error)")
             }

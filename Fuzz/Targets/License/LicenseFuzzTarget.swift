@@ -1,4 +1,5 @@
 import Foundation
+
 @testable import Kernel
 
 /// libFuzzer target for license parsing: the input as a license string

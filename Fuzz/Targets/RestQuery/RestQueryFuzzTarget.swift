@@ -1,6 +1,7 @@
 import Foundation
 import MeltyPostgres
 import PortalDatabaseCore
+
 @testable import DatabasePlugin
 @testable import MeltyPluginSDK
 
@@ -24,21 +25,26 @@ enum RestQueryFuzzTarget {
         var cache = SchemaCache()
         let tables = [
             SchemaCache.Table(schema: "public", name: "authors", isView: false, columns: [column("id", "integer"), column("name", "text")], primaryKey: ["id"]),
-            SchemaCache.Table(schema: "public", name: "books", isView: false,
-                              columns: [column("id", "integer"), column("author_id", "integer"), column("title", "text"), column("meta", "jsonb"), column("tags", "text[]")],
-                              primaryKey: ["id"]),
+            SchemaCache.Table(
+                schema: "public", name: "books", isView: false,
+                columns: [column("id", "integer"), column("author_id", "integer"), column("title", "text"), column("meta", "jsonb"), column("tags", "text[]")],
+                primaryKey: ["id"]),
             SchemaCache.Table(schema: "public", name: "tags", isView: false, columns: [column("id", "integer"), column("label", "text")], primaryKey: ["id"]),
-            SchemaCache.Table(schema: "public", name: "book_tags", isView: false, columns: [column("book_id", "integer"), column("tag_id", "integer")],
-                              primaryKey: ["book_id", "tag_id"]),
+            SchemaCache.Table(
+                schema: "public", name: "book_tags", isView: false, columns: [column("book_id", "integer"), column("tag_id", "integer")],
+                primaryKey: ["book_id", "tag_id"]),
         ]
         for table in tables { cache.tables[table.schema + "." + table.name] = table }
         cache.foreignKeys = [
-            SchemaCache.ForeignKey(name: "books_author_id_fkey", schema: "public", table: "books", columns: ["author_id"],
-                                   foreignSchema: "public", foreignTable: "authors", foreignColumns: ["id"]),
-            SchemaCache.ForeignKey(name: "book_tags_book_id_fkey", schema: "public", table: "book_tags", columns: ["book_id"],
-                                   foreignSchema: "public", foreignTable: "books", foreignColumns: ["id"]),
-            SchemaCache.ForeignKey(name: "book_tags_tag_id_fkey", schema: "public", table: "book_tags", columns: ["tag_id"],
-                                   foreignSchema: "public", foreignTable: "tags", foreignColumns: ["id"]),
+            SchemaCache.ForeignKey(
+                name: "books_author_id_fkey", schema: "public", table: "books", columns: ["author_id"],
+                foreignSchema: "public", foreignTable: "authors", foreignColumns: ["id"]),
+            SchemaCache.ForeignKey(
+                name: "book_tags_book_id_fkey", schema: "public", table: "book_tags", columns: ["book_id"],
+                foreignSchema: "public", foreignTable: "books", foreignColumns: ["id"]),
+            SchemaCache.ForeignKey(
+                name: "book_tags_tag_id_fkey", schema: "public", table: "book_tags", columns: ["tag_id"],
+                foreignSchema: "public", foreignTable: "tags", foreignColumns: ["id"]),
         ]
         return cache
     }()
@@ -100,7 +106,8 @@ enum RestQueryFuzzTarget {
 
     // Regex is not Sendable; this one is built once, never mutated, and the fuzzer runs one input at a time.
     nonisolated(unsafe) static let typeName = try! Regex(
-        #"(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?|double precision|character varying|bit varying|(?:time|timestamp)(?:\(\d+\))? with(?:out)? time zone)(?:\(\d+(?:,\s?\d+)?\))?(?:\[\])*"#)
+        #"(?:[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?|double precision|character varying|bit varying|(?:time|timestamp)(?:\(\d+\))? with(?:out)? time zone)(?:\(\d+(?:,\s?\d+)?\))?(?:\[\])*"#
+    )
 
     /// Outside `"identifiers"`, `'literals'` (quotes doubled inside both) and `$n` parameters,
     /// the SQL must be printable ASCII without `;`, `--` or `/*`.

@@ -67,14 +67,18 @@ struct AttemptThrottle: Sendable {
         // Each value bound on its own: no array literal to quote by hand.
         let arguments = [keys[0], keys[1], String(accountLimit), String(addressLimit), "\(windowSeconds) seconds", "\(lockSeconds) seconds"]
         let wait: Double = try await pool.run { connection in
-            Double(try await connection.query("""
-                SELECT meltybase_internal.auth_attempt_begin(ARRAY[$1, $2]::text[], ARRAY[$3::integer, $4::integer], $5::interval, $6::interval)::text
-                """, arguments).scalar ?? "0") ?? 0
+            Double(
+                try await connection.query(
+                    """
+                    SELECT meltybase_internal.auth_attempt_begin(ARRAY[$1, $2]::text[], ARRAY[$3::integer, $4::integer], $5::interval, $6::interval)::text
+                    """, arguments
+                ).scalar ?? "0") ?? 0
         }
         guard wait <= 0 else {
             let seconds = max(1, Int(wait.rounded(.up)))
-            throw AuthFailure(status: 429, code: "over_request_rate_limit",
-                              message: "Too many attempts: try again in \(seconds) seconds", retryAfterSeconds: seconds)
+            throw AuthFailure(
+                status: 429, code: "over_request_rate_limit",
+                message: "Too many attempts: try again in \(seconds) seconds", retryAfterSeconds: seconds)
         }
     }
 
@@ -82,7 +86,8 @@ struct AttemptThrottle: Sendable {
     func succeeded(account: String, address: String, pool: PostgresPool) async {
         let keys = keys(account: account, address: address)
         _ = try? await pool.run { connection in
-            try await connection.query("""
+            try await connection.query(
+                """
                 UPDATE meltybase_internal.auth_attempts SET attempts = CASE WHEN key = $1 THEN 0 ELSE greatest(attempts - 1, 0) END
                 WHERE key = $1 OR key = $2
                 """, keys)

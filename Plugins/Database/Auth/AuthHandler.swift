@@ -1,5 +1,5 @@
-import Crypto
 import CSodium
+import Crypto
 import Foundation
 import MeltyJSON
 import MeltyPluginSDK
@@ -53,8 +53,9 @@ final class AuthHandler: Sendable {
     }
 
     static func failure(_ failure: AuthFailure) -> PluginResponse {
-        var response = PluginResponse.json(["code": failure.status, "error_code": failure.code, "msg": failure.message, "message": failure.message] as [String: Any],
-                                           status: failure.status)
+        var response = PluginResponse.json(
+            ["code": failure.status, "error_code": failure.code, "msg": failure.message, "message": failure.message] as [String: Any],
+            status: failure.status)
         if let seconds = failure.retryAfterSeconds { response.headers.append(("retry-after", String(seconds))) }
         return response
     }
@@ -79,7 +80,8 @@ final class AuthHandler: Sendable {
         switch (request.method, path.first ?? "", path.count) {
         case ("GET", "health", 1): return .json(["name": "MeltyBase Auth", "version": "2.0", "description": "GoTrue-compatible"])
         case ("GET", "settings", 1):
-            return .json(["external": ["email": true, "phone": false], "disable_signup": false, "mailer_autoconfirm": true, "phone_autoconfirm": false, "sms_provider": ""] as [String: Any])
+            return .json(
+                ["external": ["email": true, "phone": false], "disable_signup": false, "mailer_autoconfirm": true, "phone_autoconfirm": false, "sms_provider": ""] as [String: Any])
         case ("POST", "signup", 1): return try await signUp(body)
         case ("POST", "token", 1):
             switch request.queryItems["grant_type"] {
@@ -109,7 +111,8 @@ final class AuthHandler: Sendable {
     private func requireUser(_ request: PluginRequest) throws -> UserSession {
         let credential = request.credential
         guard credential.kind == .portal, let subject = credential.subject, UUID(uuidString: subject) != nil,
-              let session = credential.claims["session_id"]?.stringValue, UUID(uuidString: session) != nil else {
+            let session = credential.claims["session_id"]?.stringValue, UUID(uuidString: session) != nil
+        else {
             if credential.kind == .invalid { throw AuthFailure(status: 403, code: "bad_jwt", message: "invalid JWT: \(credential.reason ?? "")") }
             throw AuthFailure(status: 401, code: "no_authorization", message: "This endpoint requires a Bearer token of a signed-in user")
         }
@@ -137,10 +140,12 @@ final class AuthHandler: Sendable {
         let metadataJSON = String(decoding: try JSONSerialization.data(withJSONObject: metadata), as: UTF8.self)
         let hash = try await UserPasswords.hash(password)
         let userID: String? = try await pool.run { connection in
-            try await connection.query("""
+            try await connection.query(
+                """
                 INSERT INTO auth.users (email, encrypted_password, email_confirmed_at, raw_user_meta_data)
                 VALUES ($1, $2, now(), $3::jsonb) ON CONFLICT (email) DO NOTHING RETURNING id
-                """, [email, hash, metadataJSON]).scalar
+                """, [email, hash, metadataJSON]
+            ).scalar
         }
         guard let userID else { throw AuthFailure(status: 422, code: "user_already_exists", message: "User already registered") }
         return .json(try await issueSession(userID: userID, aal: "aal1", amr: [["method": "password"]]))
@@ -153,7 +158,8 @@ final class AuthHandler: Sendable {
         }
         try await AttemptThrottle.password.begin(account: email, address: address, pool: pool)
         let row = try await pool.run { connection in
-            try await connection.query("SELECT id::text, encrypted_password FROM auth.users WHERE email = $1 AND (banned_until IS NULL OR banned_until < now())", [email]).rows.first
+            try await connection.query("SELECT id::text, encrypted_password FROM auth.users WHERE email = $1 AND (banned_until IS NULL OR banned_until < now())", [email]).rows
+                .first
         }
         let matches = await UserPasswords.verify(password, against: row?[1] ?? UserPasswords.decoy)
         guard let row, let userID = row[0], matches else {
@@ -185,17 +191,22 @@ final class AuthHandler: Sendable {
         let fresh = Self.newRefreshToken()
         let outcome: (userID: String, sessionID: String, aal: String, amr: String)? = try await pool.run { connection in
             try await connection.transaction { connection in
-                guard let row = try await connection.query("""
-                    SELECT t.revoked::text, s.id::text, s.user_id::text, s.aal, s.amr::text, (s.revoked_at IS NOT NULL)::text
-                    FROM auth.refresh_tokens t JOIN auth.sessions s ON s.id = t.session_id WHERE t.token_hash = $1 FOR UPDATE OF t
-                    """, [hash]).rows.first else { return (nil, true) }
+                guard
+                    let row = try await connection.query(
+                        """
+                        SELECT t.revoked::text, s.id::text, s.user_id::text, s.aal, s.amr::text, (s.revoked_at IS NOT NULL)::text
+                        FROM auth.refresh_tokens t JOIN auth.sessions s ON s.id = t.session_id WHERE t.token_hash = $1 FOR UPDATE OF t
+                        """, [hash]
+                    ).rows.first
+                else { return (nil, true) }
                 if row[0] == "true" || row[5] == "true" {
                     try await connection.query("UPDATE auth.sessions SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1::uuid", [row[1]])
                     try await connection.query("UPDATE auth.refresh_tokens SET revoked = true WHERE session_id = $1::uuid", [row[1]])
                     return (nil, true)
                 }
                 try await connection.query("UPDATE auth.refresh_tokens SET revoked = true WHERE token_hash = $1", [hash])
-                try await connection.query("INSERT INTO auth.refresh_tokens (token_hash, session_id, parent_hash) VALUES ($1, $2::uuid, $3)", [Self.hashToken(fresh), row[1], hash])
+                try await connection.query(
+                    "INSERT INTO auth.refresh_tokens (token_hash, session_id, parent_hash) VALUES ($1, $2::uuid, $3)", [Self.hashToken(fresh), row[1], hash])
                 try await connection.query("UPDATE auth.sessions SET updated_at = now() WHERE id = $1::uuid", [row[1]])
                 return ((row[2] ?? "", row[1] ?? "", row[3] ?? "aal1", row[4] ?? "[]"), true)
             }
@@ -210,13 +221,20 @@ final class AuthHandler: Sendable {
     /// Creates a session and its first refresh token; returns GoTrue's session object.
     private func issueSession(userID: String, aal: String, amr: [[String: Any]], factorID: String? = nil) async throws -> [String: Any] {
         let now = Int(Date().timeIntervalSince1970)
-        let stamped = amr.map { entry -> [String: Any] in var entry = entry; entry["timestamp"] = now; return entry }
+        let stamped = amr.map { entry -> [String: Any] in
+            var entry = entry
+            entry["timestamp"] = now
+            return entry
+        }
         let amrJSON = String(decoding: try JSONSerialization.data(withJSONObject: stamped), as: UTF8.self)
         let refresh = Self.newRefreshToken()
         let sessionID: String = try await pool.run { connection in
             try await connection.transaction { connection in
-                let id = try await connection.query("INSERT INTO auth.sessions (user_id, aal, amr, factor_id) VALUES ($1::uuid, $2, $3::jsonb, $4::uuid) RETURNING id::text",
-                                              [userID, aal, amrJSON, factorID]).scalar ?? ""
+                let id =
+                    try await connection.query(
+                        "INSERT INTO auth.sessions (user_id, aal, amr, factor_id) VALUES ($1::uuid, $2, $3::jsonb, $4::uuid) RETURNING id::text",
+                        [userID, aal, amrJSON, factorID]
+                    ).scalar ?? ""
                 try await connection.query("INSERT INTO auth.refresh_tokens (token_hash, session_id) VALUES ($1, $2::uuid)", [Self.hashToken(refresh), id])
                 return (id, true)
             }
@@ -248,7 +266,8 @@ final class AuthHandler: Sendable {
 
     private func userJSON(_ userID: String) async throws -> [String: Any] {
         let text: String? = try await pool.run { connection in
-            try await connection.query("""
+            try await connection.query(
+                """
                 SELECT json_build_object(
                   'id', u.id, 'aud', u.aud, 'role', u.role, 'email', u.email, 'phone', '',
                   'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at, 'last_sign_in_at', u.last_sign_in_at,
@@ -258,7 +277,8 @@ final class AuthHandler: Sendable {
                                 'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at) ORDER BY f.created_at), '[]')
                               FROM auth.mfa_factors f WHERE f.user_id = u.id))::text
                 FROM auth.users u WHERE u.id = $1::uuid
-                """, [userID]).scalar
+                """, [userID]
+            ).scalar
         }
         guard let text, let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
             throw AuthFailure(status: 404, code: "user_not_found", message: "User not found")
@@ -320,7 +340,9 @@ final class AuthHandler: Sendable {
         _ = try await pool.run { connection in
             try await connection.transaction { connection in
                 try await connection.query("UPDATE auth.sessions SET revoked_at = now() WHERE revoked_at IS NULL AND " + condition, [user.userID, user.sessionID])
-                try await connection.query("UPDATE auth.refresh_tokens t SET revoked = true FROM auth.sessions s WHERE s.id = t.session_id AND s.revoked_at IS NOT NULL AND s.user_id = $1::uuid", [user.userID])
+                try await connection.query(
+                    "UPDATE auth.refresh_tokens t SET revoked = true FROM auth.sessions s WHERE s.id = t.session_id AND s.revoked_at IS NOT NULL AND s.user_id = $1::uuid",
+                    [user.userID])
                 return ((), true)
             }
         }
@@ -352,20 +374,25 @@ final class AuthHandler: Sendable {
             if let friendly, try await connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND friendly_name = $2", [user.userID, friendly]).scalar != nil {
                 return nil
             }
-            return try await connection.query("INSERT INTO auth.mfa_factors (id, user_id, friendly_name, secret) VALUES ($1::uuid, $2::uuid, $3, $4) RETURNING id::text",
-                                        [newFactorID, user.userID, friendly, sealed]).scalar
+            return try await connection.query(
+                "INSERT INTO auth.mfa_factors (id, user_id, friendly_name, secret) VALUES ($1::uuid, $2::uuid, $3, $4) RETURNING id::text",
+                [newFactorID, user.userID, friendly, sealed]
+            ).scalar
         }
-        guard let factorID else { throw AuthFailure(status: 422, code: "mfa_factor_name_conflict", message: "A factor with the friendly name \"\(friendly ?? "")\" already exists") }
+        guard let factorID else {
+            throw AuthFailure(status: 422, code: "mfa_factor_name_conflict", message: "A factor with the friendly name \"\(friendly ?? "")\" already exists")
+        }
         let email = (try await userJSON(user.userID))["email"] as? String ?? user.userID
         let issuer = (body["issuer"] as? String).flatMap { $0.isEmpty ? nil : $0 } ?? "MeltyBase \(portal.name)"
         let uri = TOTP.provisioningURI(secret: secretBytes, account: email, issuer: issuer)
         // As GoTrue: the bare SVG document; supabase-js and supabase-py prepend
         // `data:image/svg+xml;utf-8,` themselves. A URI past version 10 leaves it empty.
         let qrCode = (try? QRCode(text: uri).svg()) ?? ""
-        return .json([
-            "id": factorID, "type": "totp", "friendly_name": friendly ?? "",
-            "totp": ["qr_code": qrCode, "secret": secret, "uri": uri],
-        ] as [String: Any])
+        return .json(
+            [
+                "id": factorID, "type": "totp", "friendly_name": friendly ?? "",
+                "totp": ["qr_code": qrCode, "secret": secret, "uri": uri],
+            ] as [String: Any])
     }
 
     /// What a factor's sealed seed is bound to: copied onto another factor or user, it does not open.
@@ -376,7 +403,8 @@ final class AuthHandler: Sendable {
     private func factor(_ user: UserSession, _ factorID: String) async throws -> (sealedSecret: String, status: String, lastStep: Int64) {
         guard UUID(uuidString: factorID) != nil else { throw AuthFailure(status: 404, code: "mfa_factor_not_found", message: "Factor not found") }
         let row = try await pool.run { connection in
-            try await connection.query("SELECT secret, status, last_step::text FROM auth.mfa_factors WHERE id = $1::uuid AND user_id = $2::uuid", [factorID, user.userID]).rows.first
+            try await connection.query("SELECT secret, status, last_step::text FROM auth.mfa_factors WHERE id = $1::uuid AND user_id = $2::uuid", [factorID, user.userID]).rows
+                .first
         }
         guard let row, let secret = row[0] else { throw AuthFailure(status: 404, code: "mfa_factor_not_found", message: "Factor not found") }
         return (secret, row[1] ?? "unverified", Int64(row[2] ?? "0") ?? 0)
@@ -413,10 +441,14 @@ final class AuthHandler: Sendable {
         }
         let valid: Bool = try await pool.run { connection in
             try await connection.transaction { connection in
-                guard try await connection.query("""
-                    UPDATE auth.mfa_challenges SET verified_at = now()
-                    WHERE id = $1::uuid AND factor_id = $2::uuid AND verified_at IS NULL AND created_at > now() - interval '5 minutes' RETURNING 1
-                    """, [challengeID, factorID]).scalar != nil else {
+                guard
+                    try await connection.query(
+                        """
+                        UPDATE auth.mfa_challenges SET verified_at = now()
+                        WHERE id = $1::uuid AND factor_id = $2::uuid AND verified_at IS NULL AND created_at > now() - interval '5 minutes' RETURNING 1
+                        """, [challengeID, factorID]
+                    ).scalar != nil
+                else {
                     throw AuthFailure(status: 422, code: "mfa_challenge_expired", message: "MFA challenge has expired, was used, or does not belong to this factor")
                 }
                 let lastStep = Int64(try await connection.query("SELECT last_step::text FROM auth.mfa_factors WHERE id = $1::uuid FOR UPDATE", [factorID]).scalar ?? "0") ?? 0
@@ -432,7 +464,14 @@ final class AuthHandler: Sendable {
         }
         var amr = (try? JSONSerialization.jsonObject(with: Data((amrRow ?? "[]").utf8))) as? [[String: Any]] ?? []
         amr.append(["method": "totp"])
-        return .json(try await issueSession(userID: user.userID, aal: "aal2", amr: amr.map { var entry = $0; entry.removeValue(forKey: "timestamp"); return entry }, factorID: factorID))
+        return .json(
+            try await issueSession(
+                userID: user.userID, aal: "aal2",
+                amr: amr.map {
+                    var entry = $0
+                    entry.removeValue(forKey: "timestamp")
+                    return entry
+                }, factorID: factorID))
     }
 
     private func unenroll(_ user: UserSession, factorID: String) async throws -> PluginResponse {

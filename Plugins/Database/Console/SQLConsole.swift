@@ -30,15 +30,18 @@ final class SQLConsole: Sendable {
         let credential = request.credential
         guard credential.isPortal(role: "service_role") || credential.isAdminAtAAL2 else {
             let status = credential.kind == .admin ? 403 : (credential.kind == .portal ? 403 : 401)
-            return .error(status: status, code: credential.kind == .admin ? "aal2_required" : "forbidden",
-                          message: credential.kind == .admin ? "the SQL console needs an admin session at AAL2" : "the SQL console needs the portal's service_role key or an AAL2 admin token",
-                          hint: credential.kind == .invalid ? credential.reason : nil)
+            return .error(
+                status: status, code: credential.kind == .admin ? "aal2_required" : "forbidden",
+                message: credential.kind == .admin
+                    ? "the SQL console needs an admin session at AAL2" : "the SQL console needs the portal's service_role key or an AAL2 admin token",
+                hint: credential.kind == .invalid ? credential.reason : nil)
         }
         guard request.method == "POST", request.path == "/query" else {
             return .error(status: 404, code: "not_found", message: "no SQL console route \(request.method) \(request.path)", hint: "POST /sql/v1/query {\"query\": \"select 1\"}")
         }
         guard let query = (try? JSONDecoder().decode(QueryBody.self, from: Data(request.body)))?.query,
-              !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+            !query.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+        else {
             return .error(status: 400, code: "invalid_body", message: "send {\"query\": \"<SQL>\"}")
         }
         do {
@@ -56,10 +59,13 @@ final class SQLConsole: Sendable {
                     throw error
                 }
             }
-            try? await host.audit(action: "database.sql", target: portal.name,
-                            details: ["actor": JSONValue(credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role"),
-                                      "command": JSONValue(result.commandTag), "length": JSONValue(query.count)],
-                            portal: portal)
+            try? await host.audit(
+                action: "database.sql", target: portal.name,
+                details: [
+                    "actor": JSONValue(credential.kind == .admin ? "admin:\(credential.subject ?? "")" : "service_role"),
+                    "command": JSONValue(result.commandTag), "length": JSONValue(query.count),
+                ],
+                portal: portal)
             let columns = zip(result.columns, result.types).map { Column(name: $0, type: Self.typeNames[$1] ?? String($1)) }
             let rows = result.rows.map { row in zip(row, result.types).map { Self.json($0, type: $1) } }
             return .json(QueryAnswer(columns: columns, rows: rows, command: result.commandTag, rowCount: rows.count))
@@ -69,8 +75,10 @@ final class SQLConsole: Sendable {
                 response.headers.append(("retry-after", "1"))
                 return response
             }
-            return .json(SQLErrorAnswer(code: error.sqlState ?? "XX000", message: error.message, details: error.detail, hint: error.hint,
-                                        position: error.position), status: 400)
+            return .json(
+                SQLErrorAnswer(
+                    code: error.sqlState ?? "XX000", message: error.message, details: error.detail, hint: error.hint,
+                    position: error.position), status: 400)
         } catch let error as PostgresPoolError {
             var response = PluginResponse.error(status: 503, code: "database_unavailable", message: error.description, hint: "retry shortly")
             response.headers.append(("retry-after", "1"))

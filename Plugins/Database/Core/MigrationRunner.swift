@@ -8,7 +8,9 @@ import MeltyPostgres
 public struct MigrationRunner: Sendable {
     /// One migration file and its state.
     public struct Migration: Sendable {
+        /// The file's name.
         public var name: String
+        /// SHA-256 of the file, hex.
         public var checksum: String
         /// `applied`, `pending` or `changed` (applied, but the file differs now).
         public var state: String
@@ -16,6 +18,7 @@ public struct MigrationRunner: Sendable {
 
     /// Failures a user can act on.
     public struct Failure: Error, CustomStringConvertible, Sendable {
+        /// What failed and what to do.
         public var description: String
     }
 

@@ -24,7 +24,8 @@ enum PortalProvisioner {
         // One provisioning at a time across kernels (roles and CREATE DATABASE race otherwise).
         try await system.query("SELECT pg_advisory_lock(7402110)")
         // The session lock ends with the connection (closed when this returns).
-        try await system.execute("""
+        try await system.execute(
+            """
             DO $$ BEGIN
               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
               IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
@@ -37,7 +38,8 @@ enum PortalProvisioner {
             """)
         if try await system.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]).rows.isEmpty {
             try await system.execute("CREATE DATABASE \(SQL.ident(database)) OWNER \(SQL.ident(owner)) ENCODING 'UTF8' TEMPLATE template0")
-            try await system.execute("""
+            try await system.execute(
+                """
                 REVOKE ALL ON DATABASE \(SQL.ident(database)) FROM PUBLIC;
                 GRANT CONNECT, TEMPORARY ON DATABASE \(SQL.ident(database)) TO authenticator, \(SQL.ident(owner));
                 """)
@@ -51,93 +53,93 @@ enum PortalProvisioner {
     static func schemaScript(owner: String) -> String {
         let owner = SQL.ident(owner)
         return """
-        ALTER SCHEMA public OWNER TO \(owner);
-        GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
-        ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
-        ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
-        ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO anon, authenticated, service_role;
-        CREATE SCHEMA IF NOT EXISTS auth;
-        GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role, \(owner);
-        CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS
-          $f$ SELECT coalesce(nullif(current_setting('request.jwt.claims', true), ''), '{}')::jsonb $f$;
-        CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS
-          $f$ SELECT nullif(auth.jwt() ->> 'sub', '')::uuid $f$;
-        CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS
-          $f$ SELECT nullif(auth.jwt() ->> 'role', '') $f$;
-        CREATE OR REPLACE FUNCTION auth.email() RETURNS text LANGUAGE sql STABLE AS
-          $f$ SELECT nullif(auth.jwt() ->> 'email', '') $f$;
-        GRANT EXECUTE ON FUNCTION auth.jwt(), auth.uid(), auth.role(), auth.email() TO PUBLIC;
-        CREATE TABLE IF NOT EXISTS auth.users (
-            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-            aud text NOT NULL DEFAULT 'authenticated',
-            role text NOT NULL DEFAULT 'authenticated',
-            email text UNIQUE,
-            encrypted_password text,
-            email_confirmed_at timestamptz,
-            last_sign_in_at timestamptz,
-            raw_app_meta_data jsonb NOT NULL DEFAULT '{"provider": "email", "providers": ["email"]}',
-            raw_user_meta_data jsonb NOT NULL DEFAULT '{}',
-            is_anonymous boolean NOT NULL DEFAULT false,
-            banned_until timestamptz,
-            created_at timestamptz NOT NULL DEFAULT now(),
-            updated_at timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE TABLE IF NOT EXISTS auth.sessions (
-            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-            user_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE CASCADE,
-            aal text NOT NULL DEFAULT 'aal1',
-            amr jsonb NOT NULL DEFAULT '[]',
-            factor_id uuid,
-            created_at timestamptz NOT NULL DEFAULT now(),
-            updated_at timestamptz NOT NULL DEFAULT now(),
-            revoked_at timestamptz
-        );
-        CREATE TABLE IF NOT EXISTS auth.refresh_tokens (
-            token_hash text PRIMARY KEY,
-            session_id uuid NOT NULL REFERENCES auth.sessions(id) ON DELETE CASCADE,
-            parent_hash text,
-            revoked boolean NOT NULL DEFAULT false,
-            created_at timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE TABLE IF NOT EXISTS auth.mfa_factors (
-            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-            user_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE CASCADE,
-            friendly_name text,
-            factor_type text NOT NULL DEFAULT 'totp',
-            status text NOT NULL DEFAULT 'unverified',
-            secret text NOT NULL,
-            last_step bigint NOT NULL DEFAULT 0,
-            created_at timestamptz NOT NULL DEFAULT now(),
-            updated_at timestamptz NOT NULL DEFAULT now()
-        );
-        CREATE TABLE IF NOT EXISTS auth.mfa_challenges (
-            id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-            factor_id uuid NOT NULL REFERENCES auth.mfa_factors(id) ON DELETE CASCADE,
-            created_at timestamptz NOT NULL DEFAULT now(),
-            verified_at timestamptz
-        );
-        -- The owner sees its users, as Supabase's SQL editor does.
-        GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA auth TO \(owner);
-        CREATE SCHEMA IF NOT EXISTS meltybase_internal;
-        REVOKE ALL ON SCHEMA meltybase_internal FROM PUBLIC;
-        CREATE TABLE IF NOT EXISTS meltybase_internal.migrations (
-            name text PRIMARY KEY,
-            checksum text NOT NULL,
-            applied_at timestamptz NOT NULL DEFAULT now()
-        );
-        \(AttemptThrottle.schema)
-        GRANT USAGE ON SCHEMA meltybase_internal TO \(owner);
-        GRANT SELECT, INSERT ON meltybase_internal.migrations TO \(owner);
-        CREATE OR REPLACE FUNCTION meltybase_internal.announce_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
-          $f$ BEGIN NOTIFY pgrst, 'reload schema'; END $f$;
-        DO $d$ BEGIN
-          IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'meltybase_ddl_end') THEN
-            CREATE EVENT TRIGGER meltybase_ddl_end ON ddl_command_end EXECUTE FUNCTION meltybase_internal.announce_ddl();
-          END IF;
-          IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'meltybase_sql_drop') THEN
-            CREATE EVENT TRIGGER meltybase_sql_drop ON sql_drop EXECUTE FUNCTION meltybase_internal.announce_ddl();
-          END IF;
-        END $d$;
-        """
+            ALTER SCHEMA public OWNER TO \(owner);
+            GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+            ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
+            ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
+            ALTER DEFAULT PRIVILEGES FOR ROLE \(owner) IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO anon, authenticated, service_role;
+            CREATE SCHEMA IF NOT EXISTS auth;
+            GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role, \(owner);
+            CREATE OR REPLACE FUNCTION auth.jwt() RETURNS jsonb LANGUAGE sql STABLE AS
+              $f$ SELECT coalesce(nullif(current_setting('request.jwt.claims', true), ''), '{}')::jsonb $f$;
+            CREATE OR REPLACE FUNCTION auth.uid() RETURNS uuid LANGUAGE sql STABLE AS
+              $f$ SELECT nullif(auth.jwt() ->> 'sub', '')::uuid $f$;
+            CREATE OR REPLACE FUNCTION auth.role() RETURNS text LANGUAGE sql STABLE AS
+              $f$ SELECT nullif(auth.jwt() ->> 'role', '') $f$;
+            CREATE OR REPLACE FUNCTION auth.email() RETURNS text LANGUAGE sql STABLE AS
+              $f$ SELECT nullif(auth.jwt() ->> 'email', '') $f$;
+            GRANT EXECUTE ON FUNCTION auth.jwt(), auth.uid(), auth.role(), auth.email() TO PUBLIC;
+            CREATE TABLE IF NOT EXISTS auth.users (
+                id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                aud text NOT NULL DEFAULT 'authenticated',
+                role text NOT NULL DEFAULT 'authenticated',
+                email text UNIQUE,
+                encrypted_password text,
+                email_confirmed_at timestamptz,
+                last_sign_in_at timestamptz,
+                raw_app_meta_data jsonb NOT NULL DEFAULT '{"provider": "email", "providers": ["email"]}',
+                raw_user_meta_data jsonb NOT NULL DEFAULT '{}',
+                is_anonymous boolean NOT NULL DEFAULT false,
+                banned_until timestamptz,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE TABLE IF NOT EXISTS auth.sessions (
+                id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                user_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE CASCADE,
+                aal text NOT NULL DEFAULT 'aal1',
+                amr jsonb NOT NULL DEFAULT '[]',
+                factor_id uuid,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now(),
+                revoked_at timestamptz
+            );
+            CREATE TABLE IF NOT EXISTS auth.refresh_tokens (
+                token_hash text PRIMARY KEY,
+                session_id uuid NOT NULL REFERENCES auth.sessions(id) ON DELETE CASCADE,
+                parent_hash text,
+                revoked boolean NOT NULL DEFAULT false,
+                created_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE TABLE IF NOT EXISTS auth.mfa_factors (
+                id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                user_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE CASCADE,
+                friendly_name text,
+                factor_type text NOT NULL DEFAULT 'totp',
+                status text NOT NULL DEFAULT 'unverified',
+                secret text NOT NULL,
+                last_step bigint NOT NULL DEFAULT 0,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                updated_at timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE TABLE IF NOT EXISTS auth.mfa_challenges (
+                id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+                factor_id uuid NOT NULL REFERENCES auth.mfa_factors(id) ON DELETE CASCADE,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                verified_at timestamptz
+            );
+            -- The owner sees its users, as Supabase's SQL editor does.
+            GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA auth TO \(owner);
+            CREATE SCHEMA IF NOT EXISTS meltybase_internal;
+            REVOKE ALL ON SCHEMA meltybase_internal FROM PUBLIC;
+            CREATE TABLE IF NOT EXISTS meltybase_internal.migrations (
+                name text PRIMARY KEY,
+                checksum text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now()
+            );
+            \(AttemptThrottle.schema)
+            GRANT USAGE ON SCHEMA meltybase_internal TO \(owner);
+            GRANT SELECT, INSERT ON meltybase_internal.migrations TO \(owner);
+            CREATE OR REPLACE FUNCTION meltybase_internal.announce_ddl() RETURNS event_trigger LANGUAGE plpgsql AS
+              $f$ BEGIN NOTIFY pgrst, 'reload schema'; END $f$;
+            DO $d$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'meltybase_ddl_end') THEN
+                CREATE EVENT TRIGGER meltybase_ddl_end ON ddl_command_end EXECUTE FUNCTION meltybase_internal.announce_ddl();
+              END IF;
+              IF NOT EXISTS (SELECT 1 FROM pg_event_trigger WHERE evtname = 'meltybase_sql_drop') THEN
+                CREATE EVENT TRIGGER meltybase_sql_drop ON sql_drop EXECUTE FUNCTION meltybase_internal.announce_ddl();
+              END IF;
+            END $d$;
+            """
     }
 }

@@ -51,10 +51,11 @@ enum OpenAPIDocument {
                 if table.primaryKey.contains(column.name) { property["description"] = "Note:\nThis is a Primary Key.<pk/>" }
                 properties[column.name] = property
             }
-            definitions[table.name] = [
-                "type": "object", "properties": properties,
-                "required": table.columns.filter { !$0.nullable && !$0.hasDefault && access.columns.contains($0.name) }.map(\.name),
-            ] as [String: Any]
+            definitions[table.name] =
+                [
+                    "type": "object", "properties": properties,
+                    "required": table.columns.filter { !$0.nullable && !$0.hasDefault && access.columns.contains($0.name) }.map(\.name),
+                ] as [String: Any]
             let reference = ["$ref": "#/definitions/\(table.name)"]
             var operations: [String: Any] = [:]
             if access.operations.contains("select") {
@@ -75,11 +76,19 @@ enum OpenAPIDocument {
             for argument in function.arguments where !argument.name.isEmpty && properties[argument.name] == nil {
                 properties[argument.name] = ["name": argument.name, "format": argument.type, "type": jsonType(argument.type), "required": !argument.hasDefault] as [String: Any]
             }
-            paths["/rpc/" + function.name] = [
-                "post": ["tags": ["(rpc) " + function.name], "parameters": [["in": "body", "name": "args", "required": true,
-                                                                            "schema": ["type": "object", "properties": properties]]],
-                         "responses": ["200": ["description": "OK"]]],
-            ] as [String: Any]
+            paths["/rpc/" + function.name] =
+                [
+                    "post": [
+                        "tags": ["(rpc) " + function.name],
+                        "parameters": [
+                            [
+                                "in": "body", "name": "args", "required": true,
+                                "schema": ["type": "object", "properties": properties],
+                            ]
+                        ],
+                        "responses": ["200": ["description": "OK"]],
+                    ]
+                ] as [String: Any]
         }
         let document: [String: Any] = [
             "swagger": "2.0",

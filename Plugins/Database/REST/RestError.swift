@@ -1,7 +1,7 @@
 import Foundation
+import MeltyPluginSDK
 import MeltyPostgres
 import PortalDatabaseCore
-import MeltyPluginSDK
 
 /// PostgREST's error body `{code, message, details, hint}` with its HTTP status mapping.
 enum RestError {
@@ -25,7 +25,7 @@ enum RestError {
         switch String(sqlState.prefix(2)) {
         case "08", "53": return 503
         case "0L", "0P", "28": return 403
-        case "22", "23", "42", "3F": return 400   // 3F: a cast or name in a schema that does not exist
+        case "22", "23", "42", "3F": return 400  // 3F: a cast or name in a schema that does not exist
         case "54": return 413
         case "57": return sqlState.hasPrefix("57P0") ? 503 : 500
         case "PT":

@@ -1,8 +1,8 @@
 import Foundation
-import MeltyPostgres
-import Synchronization
-import PortalDatabaseCore
 import MeltyPluginSDK
+import MeltyPostgres
+import PortalDatabaseCore
+import Synchronization
 
 /// Who a request runs as: the database role from the verified JWT and its claims, set for
 /// the transaction exactly as PostgREST does (`role`, `request.jwt.claims`).
@@ -95,8 +95,10 @@ final class RestHandler: Sendable {
         let profile = isRead ? request.header("accept-profile") : request.header("content-profile")
         let schema = profile ?? schemas[0]
         guard schemas.contains(schema) else {
-            throw RestResponse(RestError.response(status: 406, code: "PGRST106", message: "The schema must be one of the following: " + schemas.joined(separator: ", "),
-                                                  details: "requested schema \"\(schema)\""))
+            throw RestResponse(
+                RestError.response(
+                    status: 406, code: "PGRST106", message: "The schema must be one of the following: " + schemas.joined(separator: ", "),
+                    details: "requested schema \"\(schema)\""))
         }
         let path = request.path.split(separator: "/").map { part in
             part.utf8.contains(UInt8(ascii: "%")) ? String(part).removingPercentEncoding ?? String(part) : String(part)
@@ -106,7 +108,8 @@ final class RestHandler: Sendable {
             let cache = try await schemaCache()
             let visible = try await pipelined(OpenAPIDocument.Visibility.query, [schema], role: role, rollback: false, readOnly: true)
             guard let json = visible.rows.first?.first ?? nil,
-                  let visibility = try? JSONDecoder().decode(OpenAPIDocument.Visibility.self, from: Data(json.utf8)) else {
+                let visibility = try? JSONDecoder().decode(OpenAPIDocument.Visibility.self, from: Data(json.utf8))
+            else {
                 throw RestResponse(RestError.response(status: 500, code: "PGRST000", message: "could not read the role's privileges for the OpenAPI description"))
             }
             return OpenAPIDocument.response(cache: cache, schema: schema, request: request, visibility: visibility)
@@ -122,8 +125,10 @@ final class RestHandler: Sendable {
             throw RestResponse(RestError.response(status: 404, code: "PGRST125", message: "Invalid path specified in request URL"))
         }
         guard let table = cache.table(schema, path[0]) else {
-            throw RestResponse(RestError.response(status: 404, code: "PGRST205", message: "Could not find the table '\(schema).\(path[0])' in the schema cache",
-                                                  hint: "create it (the cache reloads on DDL) or check the name and the Accept-Profile/Content-Profile header"))
+            throw RestResponse(
+                RestError.response(
+                    status: 404, code: "PGRST205", message: "Could not find the table '\(schema).\(path[0])' in the schema cache",
+                    hint: "create it (the cache reloads on DDL) or check the name and the Accept-Profile/Content-Profile header"))
         }
         let query = try RestQuery.parse(request.query)
         switch method {
@@ -224,8 +229,9 @@ final class RestHandler: Sendable {
         let row = result.rows.first ?? [nil, "0", nil]
         let rows = Int(row[1] ?? "0") ?? 0
         if singular && rows != 1 {
-            return RestError.response(status: 406, code: "PGRST116", message: "JSON object requested, multiple (or no) rows returned",
-                                      details: "The result contains \(rows) rows")
+            return RestError.response(
+                status: 406, code: "PGRST116", message: "JSON object requested, multiple (or no) rows returned",
+                details: "The result contains \(rows) rows")
         }
         let total = row[0] ?? "*"
         let (last, overflow) = offset.addingReportingOverflow(max(rows - 1, 0))
@@ -237,8 +243,9 @@ final class RestHandler: Sendable {
             ("content-range", range),
         ]
         if let totalCount = Int(total), offset > 0, offset >= totalCount {
-            return RestError.response(status: 416, code: "PGRST103", message: "Requested range not satisfiable",
-                                      details: "An offset of \(offset) was requested, but there are only \(totalCount) rows.", headers: [("content-range", "*/\(totalCount)")])
+            return RestError.response(
+                status: 416, code: "PGRST103", message: "Requested range not satisfiable",
+                details: "An offset of \(offset) was requested, but there are only \(totalCount) rows.", headers: [("content-range", "*/\(totalCount)")])
         }
         headers.append(("preference-applied", request.header("prefer") ?? ""))
         return PluginResponse(status: status, headers: headers, body: includeBody ? Array((row[2] ?? (singular ? "null" : "[]")).utf8) : [])
@@ -252,7 +259,9 @@ final class RestHandler: Sendable {
         do {
             parsed = try JSONSerialization.jsonObject(with: Data(request.body), options: [.fragmentsAllowed])
         } catch {
-            throw RestResponse(RestError.response(status: 400, code: "PGRST102", message: "Empty or invalid json", details: request.body.isEmpty ? "the request body is empty" : "the body is not valid JSON"))
+            throw RestResponse(
+                RestError.response(
+                    status: 400, code: "PGRST102", message: "Empty or invalid json", details: request.body.isEmpty ? "the request body is empty" : "the body is not valid JSON"))
         }
         var objects: [[String: Any]]
         var text = request.text
@@ -262,7 +271,9 @@ final class RestHandler: Sendable {
         } else if let array = parsed as? [[String: Any]], allowArray {
             objects = array
         } else {
-            throw RestResponse(RestError.response(status: 400, code: "PGRST102", message: "Invalid body", details: allowArray ? "send a JSON object or an array of objects" : "send a JSON object"))
+            throw RestResponse(
+                RestError.response(status: 400, code: "PGRST102", message: "Invalid body", details: allowArray ? "send a JSON object or an array of objects" : "send a JSON object")
+            )
         }
         var columns: [String] = []
         if let specified = query.columns {
@@ -299,7 +310,8 @@ final class RestHandler: Sendable {
                 let fallback = table.column(name)?.defaultExpression ?? "NULL"
                 return "CASE WHEN \"_x\".\"j\" ? " + SQL.literal(name) + " THEN (\"_x\".\"p\")." + SQL.ident(name) + " ELSE " + fallback + " END"
             }
-            statement += "(" + columns + ") SELECT " + values.joined(separator: ", ") + " FROM (SELECT \"_e\"::jsonb AS \"j\", json_populate_record(NULL::"
+            statement +=
+                "(" + columns + ") SELECT " + values.joined(separator: ", ") + " FROM (SELECT \"_e\"::jsonb AS \"j\", json_populate_record(NULL::"
                 + table.qualified + ", \"_e\") AS \"p\" FROM json_array_elements(" + sql.bind(body.json) + "::json) AS \"_e\") AS \"_x\""
         } else {
             // Bound only here: DEFAULT VALUES takes no parameter, and a bind it does not use is refused (08P01).
@@ -322,7 +334,7 @@ final class RestHandler: Sendable {
                 statement += " DO NOTHING"
             }
         } else if let onConflict = query.onConflict, !onConflict.isEmpty {
-            _ = onConflict // on_conflict without a resolution preference: a plain insert, as in PostgREST.
+            _ = onConflict  // on_conflict without a resolution preference: a plain insert, as in PostgREST.
         }
         return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 201)
     }
@@ -336,7 +348,8 @@ final class RestHandler: Sendable {
                 ? PluginResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Array("[]".utf8))
                 : PluginResponse(status: 204, headers: [("content-range", "*/*")])
         }
-        var statement = "UPDATE " + table.qualified + " AS \"_t\" SET "
+        var statement =
+            "UPDATE " + table.qualified + " AS \"_t\" SET "
             + body.columns.map { SQL.ident($0) + " = \"_p\"." + SQL.ident($0) }.joined(separator: ", ")
             + " FROM json_populate_record(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json) AS \"_p\""
         if !query.conditions.isEmpty { statement += " WHERE " + (try sql.conditions(query.conditions, on: "_t")) }
@@ -354,14 +367,17 @@ final class RestHandler: Sendable {
     /// Runs a mutation: with `return=representation` through `RETURNING` and the select list
     /// (SELECT policies then apply, as in Postgres); otherwise without RETURNING, counting
     /// rows from the command tag, so write-only policies suffice.
-    private func mutate(_ mutation: String, sql: inout RestSQL, table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole,
-                        preferences: Preferences, createdStatus: Int) async throws -> PluginResponse {
+    private func mutate(
+        _ mutation: String, sql: inout RestSQL, table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole,
+        preferences: Preferences, createdStatus: Int
+    ) async throws -> PluginResponse {
         let singular = singular(request)
         if preferences.returnRepresentation || singular {
             var inner: [String] = []
             let list = try sql.selectList(query.select, table: table, alias: "t0", embeds: query, innerJoins: &inner)
             let aggregate = singular ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
-            let statement = "WITH \"t0\" AS (" + mutation + " RETURNING \"_t\".*) SELECT NULL::bigint, count(\"_r\"), " + aggregate
+            let statement =
+                "WITH \"t0\" AS (" + mutation + " RETURNING \"_t\".*) SELECT NULL::bigint, count(\"_r\"), " + aggregate
                 + " FROM (SELECT " + list + " FROM \"t0\"" + sql.orderBy(query.order, on: "t0") + ") AS \"_r\""
             let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback)
             if !preferences.returnRepresentation, (Int(result.rows.first?[1] ?? "0") ?? 0) == 1 {
@@ -397,15 +413,19 @@ final class RestHandler: Sendable {
             for (key, value) in query.raw { arguments[key] = value }
         }
         let provided = Set(arguments.keys)
-        guard let function = candidates.first(where: { function in
-            let all = Set(function.arguments.map(\.name))
-            let required = Set(function.arguments.filter { !$0.hasDefault }.map(\.name))
-            return required.isSubset(of: provided) && provided.isSubset(of: all)
-        }) else {
-            throw RestResponse(RestError.response(
-                status: 404, code: "PGRST202",
-                message: "Could not find the function \(schema).\(name)(\(provided.sorted().joined(separator: ", "))) in the schema cache",
-                hint: candidates.isEmpty ? nil : "the function exists with arguments: " + candidates.map { "(" + $0.arguments.map(\.name).joined(separator: ", ") + ")" }.joined(separator: " or ")))
+        guard
+            let function = candidates.first(where: { function in
+                let all = Set(function.arguments.map(\.name))
+                let required = Set(function.arguments.filter { !$0.hasDefault }.map(\.name))
+                return required.isSubset(of: provided) && provided.isSubset(of: all)
+            })
+        else {
+            throw RestResponse(
+                RestError.response(
+                    status: 404, code: "PGRST202",
+                    message: "Could not find the function \(schema).\(name)(\(provided.sorted().joined(separator: ", "))) in the schema cache",
+                    hint: candidates.isEmpty
+                        ? nil : "the function exists with arguments: " + candidates.map { "(" + $0.arguments.map(\.name).joined(separator: ", ") + ")" }.joined(separator: " or ")))
         }
         var sql = RestSQL(cache: cache)
         var callArguments: [String] = []
@@ -417,23 +437,27 @@ final class RestHandler: Sendable {
         let singular = singular(request)
         let statement: String
         if function.returnsRows || function.returnsSet {
-            let rowTable = cache.table(schema, function.returnType.replacingOccurrences(of: "\"", with: ""))
+            let rowTable =
+                cache.table(schema, function.returnType.replacingOccurrences(of: "\"", with: ""))
                 ?? SchemaCache.Table(schema: schema, name: name, isView: false, columns: [], primaryKey: [])
             var inner: [String] = []
-            let list = function.returnsRows
+            let list =
+                function.returnsRows
                 ? try sql.selectList(query.select, table: rowTable, alias: "t0", embeds: query, innerJoins: &inner)
                 : "\"t0\""
             var whereParts: [String] = []
             if !query.conditions.isEmpty { whereParts.append(try sql.conditions(query.conditions, on: "t0")) }
             whereParts += inner.map { $0 + " IS NOT NULL" }
-            var page = "SELECT " + list + " FROM " + call + " AS \"t0\"" + (whereParts.isEmpty ? "" : " WHERE " + whereParts.joined(separator: " AND "))
+            var page =
+                "SELECT " + list + " FROM " + call + " AS \"t0\"" + (whereParts.isEmpty ? "" : " WHERE " + whereParts.joined(separator: " AND "))
                 + sql.orderBy(query.order, on: "t0")
             if let limit = query.limit { page += " LIMIT " + sql.bind(String(limit)) }
             if let offset = query.offset { page += " OFFSET " + sql.bind(String(offset)) }
             let asObject = singular || !function.returnsSet
             let aggregate = asObject ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
             let selectValue = function.returnsRows ? "\"_r\"" : "\"_r\".\"t0\""
-            statement = "SELECT NULL::bigint, count(\"_r\"), " + aggregate.replacingOccurrences(of: "json_agg(\"_r\")", with: "json_agg(" + selectValue + ")")
+            statement =
+                "SELECT NULL::bigint, count(\"_r\"), " + aggregate.replacingOccurrences(of: "json_agg(\"_r\")", with: "json_agg(" + selectValue + ")")
                 + " FROM (" + page + ") AS \"_r\""
             let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: false, readOnly: request.method != "POST")
             if !function.returnsSet && !singular {
@@ -456,10 +480,11 @@ final class RestHandler: Sendable {
             if String(cString: number.objCType) == "c" { return number.boolValue ? "true" : "false" }
             return number.stringValue
         case let array as [Any] where type.hasSuffix("[]"):
-            return "{" + array.map { element -> String in
-                guard let text = text(of: element, type: String(type.dropLast(2))) else { return "NULL" }
-                return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
-            }.joined(separator: ",") + "}"
+            return "{"
+                + array.map { element -> String in
+                    guard let text = text(of: element, type: String(type.dropLast(2))) else { return "NULL" }
+                    return "\"" + text.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\""
+                }.joined(separator: ",") + "}"
         default:
             return (try? JSONSerialization.data(withJSONObject: value!, options: [.fragmentsAllowed])).map { String(decoding: $0, as: UTF8.self) }
         }

@@ -188,7 +188,8 @@ enum RestSelectParser {
     /// A cast is one type name and nothing else: optionally schema-qualified, with a precision
     /// (`numeric(10,2)`) and array brackets, or one of SQL's multi-word type names. It is spliced
     /// after `::`, so no space, keyword or punctuation beyond these may pass.
-    static let castPattern = #"^(([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}|double precision|character varying|bit varying|(timestamp|time)( ?\([0-6]\))? with(out)? time zone)( ?\([0-9]{1,4}( ?, ?[0-9]{1,4})?\))?(\[\])*\z"#
+    static let castPattern =
+        #"^(([A-Za-z_][A-Za-z0-9_]{0,62}\.)?[A-Za-z_][A-Za-z0-9_]{0,62}|double precision|character varying|bit varying|(timestamp|time)( ?\([0-6]\))? with(out)? time zone)( ?\([0-9]{1,4}( ?, ?[0-9]{1,4})?\))?(\[\])*\z"#
 
     /// Parses a `select=` list.
     static func parse(_ text: String) throws -> [RestSelectItem] {
@@ -210,13 +211,13 @@ enum RestSelectParser {
             }
             var pieces = head.split(separator: "!", omittingEmptySubsequences: false).map(String.init)
             let name = pieces.removeFirst()
-            var inner_ = false
+            var innerJoin = false
             var hint: String?
             for piece in pieces {
-                if piece == "inner" { inner_ = true } else if piece == "left" { inner_ = false } else { hint = piece }
+                if piece == "inner" { innerJoin = true } else if piece == "left" { innerJoin = false } else { hint = piece }
             }
             guard !name.isEmpty else { throw RestParseError(message: "failed to parse select (\(text))", details: "missing resource name before (") }
-            return .embed(RestEmbed(alias: alias?.isEmpty == false ? alias : nil, name: name, hint: hint, inner: inner_, items: try parse(inner)))
+            return .embed(RestEmbed(alias: alias?.isEmpty == false ? alias : nil, name: name, hint: hint, inner: innerJoin, items: try parse(inner)))
         }
         var body = text
         var alias: String?
@@ -269,7 +270,9 @@ enum RestSelectParser {
                 }
             }
             let field = parts.joined(separator: ".")
-            guard !field.isEmpty, !field.contains("("), parts.count == 1 || field.contains("->") else { throw RestParseError(message: "failed to parse order (\(text))", details: "\"\(term)\" is not column[.asc|.desc][.nullsfirst|.nullslast]") }
+            guard !field.isEmpty, !field.contains("("), parts.count == 1 || field.contains("->") else {
+                throw RestParseError(message: "failed to parse order (\(text))", details: "\"\(term)\" is not column[.asc|.desc][.nullsfirst|.nullslast]")
+            }
             return RestOrder(field: try FieldPath.parse(field), descending: descending, nulls: nulls)
         }
     }
@@ -346,7 +349,14 @@ enum RestSplit {
         var output = ""
         var escaped = false
         for character in text.dropFirst().dropLast() {
-            if escaped { output.append(character); escaped = false } else if character == "\\" { escaped = true } else { output.append(character) }
+            if escaped {
+                output.append(character)
+                escaped = false
+            } else if character == "\\" {
+                escaped = true
+            } else {
+                output.append(character)
+            }
         }
         return output
     }

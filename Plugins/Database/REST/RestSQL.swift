@@ -88,8 +88,10 @@ struct RestSQL {
     // MARK: select lists and embedding
 
     /// The select list for `table` under `alias`, with embedded subqueries.
-    mutating func selectList(_ items: [RestSelectItem], table: SchemaCache.Table, alias: String,
-                             embeds: RestQuery, path: String = "", innerJoins: inout [String]) throws -> String {
+    mutating func selectList(
+        _ items: [RestSelectItem], table: SchemaCache.Table, alias: String,
+        embeds: RestQuery, path: String = "", innerJoins: inout [String]
+    ) throws -> String {
         var parts: [String] = []
         for item in items {
             switch item {
@@ -100,8 +102,9 @@ struct RestSQL {
                 if let cast { expression = "(" + expression + ")::" + cast }
                 parts.append(expression + " AS " + SQL.ident(fieldAlias ?? field.defaultAlias))
             case .embed(let embed):
-                let (subquery, isInner) = try embedded(embed, parent: table, parentAlias: alias, embeds: embeds,
-                                                        path: path.isEmpty ? embed.outputName : path + "." + embed.outputName)
+                let (subquery, isInner) = try embedded(
+                    embed, parent: table, parentAlias: alias, embeds: embeds,
+                    path: path.isEmpty ? embed.outputName : path + "." + embed.outputName)
                 parts.append(subquery + " AS " + SQL.ident(embed.outputName))
                 if isInner { innerJoins.append(subquery) }
             }
@@ -111,8 +114,8 @@ struct RestSQL {
 
     /// The relationship `embed` names from `parent`: (kind, target table, join SQL builder).
     private enum Relationship {
-        case manyToOne(SchemaCache.ForeignKey)   // parent.fk -> target
-        case oneToMany(SchemaCache.ForeignKey)   // target.fk -> parent
+        case manyToOne(SchemaCache.ForeignKey)  // parent.fk -> target
+        case oneToMany(SchemaCache.ForeignKey)  // target.fk -> parent
         case manyToMany(junction: SchemaCache.Table, toParent: SchemaCache.ForeignKey, toTarget: SchemaCache.ForeignKey)
     }
 
@@ -124,12 +127,16 @@ struct RestSQL {
             return key.name == hint || side == [hint] || key.table == hint || key.foreignTable == hint
         }
         if let target = cache.table(parent.schema, embed.name) {
-            for key in keys where key.schema == parent.schema && key.table == parent.name && key.foreignTable == target.name && key.foreignSchema == target.schema
-                && matchesHint(key, columnsOn: key.columns) {
+            for key in keys
+            where key.schema == parent.schema && key.table == parent.name && key.foreignTable == target.name && key.foreignSchema == target.schema
+                && matchesHint(key, columnsOn: key.columns)
+            {
                 candidates.append((target, .manyToOne(key)))
             }
-            for key in keys where key.schema == target.schema && key.table == target.name && key.foreignTable == parent.name && key.foreignSchema == parent.schema
-                && matchesHint(key, columnsOn: key.columns) {
+            for key in keys
+            where key.schema == target.schema && key.table == target.name && key.foreignTable == parent.name && key.foreignSchema == parent.schema
+                && matchesHint(key, columnsOn: key.columns)
+            {
                 if target.name == parent.name, candidates.contains(where: { if case .manyToOne(let other) = $0.1 { other.name == key.name } else { false } }) { continue }
                 candidates.append((target, .oneToMany(key)))
             }
@@ -153,25 +160,30 @@ struct RestSQL {
             }
         }
         if candidates.isEmpty {
-            throw RelationshipError(ambiguous: false,
-                                    message: "Could not find a relationship between '\(parent.name)' and '\(embed.name)' in the schema cache",
-                                    hint: cache.table(parent.schema, embed.name) == nil ? "'\(embed.name)' is not a table or foreign key of '\(parent.name)'" : "add a foreign key between them")
+            throw RelationshipError(
+                ambiguous: false,
+                message: "Could not find a relationship between '\(parent.name)' and '\(embed.name)' in the schema cache",
+                hint: cache.table(parent.schema, embed.name) == nil ? "'\(embed.name)' is not a table or foreign key of '\(parent.name)'" : "add a foreign key between them")
         }
         if candidates.count > 1 {
-            throw RelationshipError(ambiguous: true,
-                                    message: "Could not embed because more than one relationship was found for '\(parent.name)' and '\(embed.name)'",
-                                    hint: "Try changing '\(embed.name)' to one of the foreign keys: " + candidates.compactMap { candidate -> String? in
-                                        switch candidate.1 {
-                                        case .manyToOne(let key), .oneToMany(let key): "\(embed.name)!\(key.name)"
-                                        case .manyToMany(let junction, _, _): "\(embed.name)!\(junction.name)"
-                                        }
-                                    }.joined(separator: ", "))
+            throw RelationshipError(
+                ambiguous: true,
+                message: "Could not embed because more than one relationship was found for '\(parent.name)' and '\(embed.name)'",
+                hint: "Try changing '\(embed.name)' to one of the foreign keys: "
+                    + candidates.compactMap { candidate -> String? in
+                        switch candidate.1 {
+                        case .manyToOne(let key), .oneToMany(let key): "\(embed.name)!\(key.name)"
+                        case .manyToMany(let junction, _, _): "\(embed.name)!\(junction.name)"
+                        }
+                    }.joined(separator: ", "))
         }
         return candidates[0]
     }
 
-    private mutating func embedded(_ embed: RestEmbed, parent: SchemaCache.Table, parentAlias: String,
-                                   embeds: RestQuery, path: String) throws -> (String, Bool) {
+    private mutating func embedded(
+        _ embed: RestEmbed, parent: SchemaCache.Table, parentAlias: String,
+        embeds: RestQuery, path: String
+    ) throws -> (String, Bool) {
         let (target, relation) = try relationship(embed, parent: parent)
         let alias = nextAlias()
         var inner: [String] = []
@@ -216,8 +228,9 @@ struct RestSQL {
 
     func orderBy(_ terms: [RestOrder], on alias: String) -> String {
         guard !terms.isEmpty else { return "" }
-        return " ORDER BY " + terms.map { term in
-            term.field.sql(on: alias) + (term.descending ? " DESC" : " ASC") + (term.nulls.map { " " + $0 } ?? "")
-        }.joined(separator: ", ")
+        return " ORDER BY "
+            + terms.map { term in
+                term.field.sql(on: alias) + (term.descending ? " DESC" : " ASC") + (term.nulls.map { " " + $0 } ?? "")
+            }.joined(separator: ", ")
     }
 }

@@ -51,9 +51,9 @@ struct SchemaCache: Sendable {
         var qualified: String { SQL.ident(schema) + "." + SQL.ident(name) }
     }
 
-    var tables: [String: Table] = [:]        // "schema.name"
+    var tables: [String: Table] = [:]  // "schema.name"
     var foreignKeys: [ForeignKey] = []
-    var functions: [String: [Function]] = [:] // "schema.name"
+    var functions: [String: [Function]] = [:]  // "schema.name"
 
     func table(_ schema: String, _ name: String) -> Table? { tables[schema + "." + name] }
 
@@ -61,7 +61,8 @@ struct SchemaCache: Sendable {
     static func load(schemas: [String], on connection: PostgresConnection) async throws -> SchemaCache {
         var cache = SchemaCache()
         let list = "{" + schemas.map { "\"" + $0.replacingOccurrences(of: "\"", with: "") + "\"" }.joined(separator: ",") + "}"
-        let columns = try await connection.query("""
+        let columns = try await connection.query(
+            """
             SELECT n.nspname, c.relname, c.relkind::text, a.attname, format_type(a.atttypid, a.atttypmod),
                    (NOT a.attnotnull)::text, (a.atthasdef OR a.attidentity <> '' OR a.attgenerated <> '')::text,
                    obj_description(c.oid, 'pg_class'), pg_get_expr(d.adbin, d.adrelid)
@@ -74,13 +75,19 @@ struct SchemaCache: Sendable {
             """, [list])
         for row in columns.rows {
             let key = (row[0] ?? "") + "." + (row[1] ?? "")
-            var table = cache.tables[key] ?? Table(schema: row[0] ?? "", name: row[1] ?? "", isView: row[2] == "v" || row[2] == "m",
-                                                   columns: [], primaryKey: [], comment: row[7])
-            table.columns.append(Column(name: row[3] ?? "", type: row[4] ?? "text", nullable: row[5] == "true", hasDefault: row[6] == "true",
-                                        defaultExpression: row[8]))
+            var table =
+                cache.tables[key]
+                ?? Table(
+                    schema: row[0] ?? "", name: row[1] ?? "", isView: row[2] == "v" || row[2] == "m",
+                    columns: [], primaryKey: [], comment: row[7])
+            table.columns.append(
+                Column(
+                    name: row[3] ?? "", type: row[4] ?? "text", nullable: row[5] == "true", hasDefault: row[6] == "true",
+                    defaultExpression: row[8]))
             cache.tables[key] = table
         }
-        let constraints = try await connection.query("""
+        let constraints = try await connection.query(
+            """
             SELECT con.contype::text, n1.nspname, c1.relname, con.conname,
                    (SELECT json_agg(a.attname ORDER BY k.ord) FROM unnest(con.conkey) WITH ORDINALITY k(num, ord)
                       JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.num)::text,
@@ -101,11 +108,14 @@ struct SchemaCache: Sendable {
             if row[0] == "p" {
                 cache.tables[key]?.primaryKey = names(row[4])
             } else if let foreignSchema = row[5], let foreignTable = row[6] {
-                cache.foreignKeys.append(ForeignKey(name: row[3] ?? "", schema: row[1] ?? "", table: row[2] ?? "", columns: names(row[4]),
-                                                    foreignSchema: foreignSchema, foreignTable: foreignTable, foreignColumns: names(row[7])))
+                cache.foreignKeys.append(
+                    ForeignKey(
+                        name: row[3] ?? "", schema: row[1] ?? "", table: row[2] ?? "", columns: names(row[4]),
+                        foreignSchema: foreignSchema, foreignTable: foreignTable, foreignColumns: names(row[7])))
             }
         }
-        let functions = try await connection.query("""
+        let functions = try await connection.query(
+            """
             SELECT n.nspname, p.proname, p.proretset::text, format_type(p.prorettype, NULL),
                    (t.typtype = 'c' OR p.prorettype = 'record'::regtype OR p.proargmodes && ARRAY['t'::"char", 'o'::"char"])::text,
                    coalesce(array_to_json(p.proargnames)::text, '[]'), coalesce(array_to_json(p.proargmodes::text[])::text, 'null'),
@@ -128,8 +138,9 @@ struct SchemaCache: Sendable {
             for (index, type) in inputTypes.enumerated() {
                 arguments.append((index < inputNames.count ? inputNames[index] : "", type, index >= inputTypes.count - defaults))
             }
-            let function = Function(schema: row[0] ?? "", name: row[1] ?? "", arguments: arguments, returnsSet: row[2] == "true",
-                                    returnType: row[3] ?? "", returnsRows: row[4] == "true", volatile: row[9] == "v")
+            let function = Function(
+                schema: row[0] ?? "", name: row[1] ?? "", arguments: arguments, returnsSet: row[2] == "true",
+                returnType: row[3] ?? "", returnsRows: row[4] == "true", volatile: row[9] == "v")
             cache.functions[function.schema + "." + function.name, default: []].append(function)
         }
         return cache

@@ -8,6 +8,7 @@ import MeltyPluginSDK
 /// credential (`vault.v1` answers an anonymous caller with a refusal), signs user tokens only
 /// for a `service_role` caller, and fetches only what the kernel's egress policy allows.
 public final class EchoSwiftPlugin: PortalPlugin {
+    /// Name, version and route prefixes.
     public static let description = PluginDescription(name: "echo-swift", version: "1.1.0", routePrefix: "echo-swift", extraRoutePrefixes: ["echo-swift-alt"])
 
     /// Health (ABI 1.5): always fine; shows how a Swift plugin reports it.
@@ -17,12 +18,16 @@ public final class EchoSwiftPlugin: PortalPlugin {
 
     /// One command (ABI 1.5): `meltybase echo-swift echo [words...] [--upper]`.
     public static var commands: [PluginCommandDefinition] {
-        [PluginCommandDefinition(name: "echo", summary: "Print the arguments back.",
-                                 help: "USAGE: meltybase echo-swift echo [words...] [--upper]", options: [.flag("upper")]) { arguments, context in
-            let text = arguments.positional.joined(separator: " ")
-            context.output.print(arguments.flag("upper") ? text.uppercased() : text)
-            return 0
-        }]
+        [
+            PluginCommandDefinition(
+                name: "echo", summary: "Print the arguments back.",
+                help: "USAGE: meltybase echo-swift echo [words...] [--upper]", options: [.flag("upper")]
+            ) { arguments, context in
+                let text = arguments.positional.joined(separator: " ")
+                context.output.print(arguments.flag("upper") ? text.uppercased() : text)
+                return 0
+            }
+        ]
     }
 
     /// The kernel's services (set by the SDK before `start`).
@@ -30,6 +35,7 @@ public final class EchoSwiftPlugin: PortalPlugin {
     let portal: Portal
     let greeting: String
 
+    /// Global start: keeps the host and checks the configuration.
     public static func start(host: PluginHostServices, config: PluginConfig) throws {
         _ = try config.string("greeting", plugin: "echo-swift")
         try PluginExport.exportJSONService("echo", major: 1) { instance, method, argument in
@@ -38,6 +44,7 @@ public final class EchoSwiftPlugin: PortalPlugin {
         }
     }
 
+    /// The instance for `portal`.
     public init(portal: Portal, config: PluginConfig) throws {
         self.portal = portal
         self.greeting = config["greeting"]?.stringValue ?? "echo"
@@ -83,10 +90,12 @@ public final class EchoSwiftPlugin: PortalPlugin {
         var body: String
     }
 
+    /// Answers one request on the plugin\'s prefixes.
     public func handle(_ request: PluginRequest) async -> PluginResponse {
         switch (request.method, request.path) {
         case ("GET", "/echo"), ("POST", "/echo"):
-            return request.body.isEmpty ? .text(greeting) : PluginResponse(status: 200, headers: [("content-type", request.header("content-type") ?? "application/octet-stream")], body: request.body)
+            return request.body.isEmpty
+                ? .text(greeting) : PluginResponse(status: 200, headers: [("content-type", request.header("content-type") ?? "application/octet-stream")], body: request.body)
         case ("GET", "/call"), ("POST", "/call"):
             // POST sends its body (a JSON object) as the arguments; GET sends {"text": ?text}. The
             // call carries this request's credential as `caller`: the service decides for it.
@@ -102,8 +111,9 @@ public final class EchoSwiftPlugin: PortalPlugin {
             }
             guard let major = UInt32(items["major"] ?? "1") else { return .error(status: 400, code: "invalid_major", message: "major must be a small positive integer") }
             do {
-                let result = try await host.callService(items["service"] ?? "echo", major: major, method: items["method"] ?? "reverse",
-                                                        arguments: arguments, caller: request.credential, portal: portal)
+                let result = try await host.callService(
+                    items["service"] ?? "echo", major: major, method: items["method"] ?? "reverse",
+                    arguments: arguments, caller: request.credential, portal: portal)
                 return PluginResponse(status: 200, headers: [("content-type", "application/json")], body: result)
             } catch let error as PluginError {
                 switch error {
@@ -129,16 +139,18 @@ public final class EchoSwiftPlugin: PortalPlugin {
             // What the kernel verified about the caller's token, and which prefix matched.
             let credential = request.credential
             guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
-            return .json(CredentialAnswer(
-                kind: credential.kind.rawValue, role: credential.role, subject: credential.subject, aal: credential.aal,
-                reason: credential.reason, prefix: request.routePrefix, hasConninfo: !((try? host.postgresConninfo(portal: portal)) ?? "").isEmpty))
+            return .json(
+                CredentialAnswer(
+                    kind: credential.kind.rawValue, role: credential.role, subject: credential.subject, aal: credential.aal,
+                    reason: credential.reason, prefix: request.routePrefix, hasConninfo: !((try? host.postgresConninfo(portal: portal)) ?? "").isEmpty))
         case ("POST", "/sign"):
             // Signs a user token for {"sub": id} with the portal's secret through the host, for a
             // caller that holds the service_role key (which may act as any user anyway). The
             // kernel itself signs nothing but `authenticated` tokens for plugins.
             guard request.credential.kind == .portal, request.credential.role == "service_role" else {
-                return .error(status: 403, code: "service_role_required", message: "only the portal's service_role key may ask for a user token",
-                              hint: "send Authorization: Bearer <service_role key>")
+                return .error(
+                    status: 403, code: "service_role_required", message: "only the portal's service_role key may ask for a user token",
+                    hint: "send Authorization: Bearer <service_role key>")
             }
             guard var claims = JSONValue.object(json: request.body) else {
                 return .error(status: 400, code: "invalid_claims", message: "send a JSON object of claims")
@@ -189,10 +201,12 @@ public final class EchoSwiftPlugin: PortalPlugin {
         }
     }
 
+    /// Accepts a WebSocket on the plugin\'s prefix.
     public func webSocketOpened(_ socket: WebSocketConnection, request: PluginRequest) throws {
         if request.queryItems["refuse"] != nil { throw PluginError.refused("refused as asked") }
     }
 
+    /// Echoes one frame back.
     public func webSocketReceived(_ message: WebSocketMessage, on socket: WebSocketConnection) async {
         switch message {
         case .text(let text): socket.send(text)

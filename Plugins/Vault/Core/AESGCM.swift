@@ -27,14 +27,14 @@ public enum AESGCM {
         guard key.count == keyLength else { throw VaultError.crypto("AES-256-GCM needs a 32-byte key, got \(key.count) bytes") }
         guard !nonce.isEmpty else { throw VaultError.crypto("AES-256-GCM needs a nonce") }
         guard let context = EVP_CIPHER_CTX_new() else { throw VaultError.crypto("out of memory (EVP_CIPHER_CTX_new)") }
-        defer { EVP_CIPHER_CTX_free(context) } // cleans the key schedule
+        defer { EVP_CIPHER_CTX_free(context) }  // cleans the key schedule
         var ciphertext = [UInt8](repeating: 0, count: plaintext.count)
         var tag = [UInt8](repeating: 0, count: tagLength)
         var length: Int32 = 0
         let ok: Bool = nonce.withUnsafeBufferPointer { nonceBytes in
             guard EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, nil, nil) == 1,
-                  EVP_CIPHER_CTX_ctrl(context, setIVLength, Int32(nonce.count), nil) == 1,
-                  EVP_EncryptInit_ex(context, nil, nil, key.baseAddress?.assumingMemoryBound(to: UInt8.self), nonceBytes.baseAddress) == 1
+                EVP_CIPHER_CTX_ctrl(context, setIVLength, Int32(nonce.count), nil) == 1,
+                EVP_EncryptInit_ex(context, nil, nil, key.baseAddress?.assumingMemoryBound(to: UInt8.self), nonceBytes.baseAddress) == 1
             else { return false }
             if !aad.isEmpty {
                 guard EVP_EncryptUpdate(context, nil, &length, aad, Int32(aad.count)) == 1 else { return false }
@@ -71,8 +71,8 @@ public enum AESGCM {
         var length: Int32 = 0
         let ok: Bool = nonce.withUnsafeBufferPointer { nonceBytes in
             guard EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, nil, nil) == 1,
-                  EVP_CIPHER_CTX_ctrl(context, setIVLength, Int32(nonce.count), nil) == 1,
-                  EVP_DecryptInit_ex(context, nil, nil, key.baseAddress?.assumingMemoryBound(to: UInt8.self), nonceBytes.baseAddress) == 1
+                EVP_CIPHER_CTX_ctrl(context, setIVLength, Int32(nonce.count), nil) == 1,
+                EVP_DecryptInit_ex(context, nil, nil, key.baseAddress?.assumingMemoryBound(to: UInt8.self), nonceBytes.baseAddress) == 1
             else { return false }
             if !aad.isEmpty {
                 guard EVP_DecryptUpdate(context, nil, &length, aad, Int32(aad.count)) == 1 else { return false }

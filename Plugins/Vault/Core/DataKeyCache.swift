@@ -58,7 +58,7 @@ public final class DataKeyCache: Sendable {
             state.entries[key] = entry
             return (entry.key, nil)
         }
-        withExtendedLifetime(dropped) {}   // released (and wiped) outside the lock
+        withExtendedLifetime(dropped) {}  // released (and wiped) outside the lock
         return hit
     }
 
@@ -78,7 +78,8 @@ public final class DataKeyCache: Sendable {
             for name in stale.keys { state.entries[name] = nil }
             let slot = Key(portal: portal, id: id)
             if state.entries[slot] == nil && state.entries.count >= capacity,
-               let oldest = state.entries.min(by: { $0.value.lastUse < $1.value.lastUse }) {
+                let oldest = state.entries.min(by: { $0.value.lastUse < $1.value.lastUse })
+            {
                 evicted.append(oldest.value)
                 state.entries[oldest.key] = nil
             }

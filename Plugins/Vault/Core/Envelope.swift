@@ -85,7 +85,8 @@ public enum SecretRules {
             (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122) || (byte >= 48 && byte <= 57) || byte == 95 || byte == 46 || byte == 45
         }
         guard !bytes.isEmpty, bytes.count <= maxNameLength, allowed, name != ".", name != ".." else {
-            throw VaultError.invalidArgument("secret names are 1 to \(maxNameLength) characters of A-Z, a-z, 0-9, '_', '.' and '-' (found \(bytes.count) characters\(allowed ? "" : " with others"))")
+            throw VaultError.invalidArgument(
+                "secret names are 1 to \(maxNameLength) characters of A-Z, a-z, 0-9, '_', '.' and '-' (found \(bytes.count) characters\(allowed ? "" : " with others"))")
         }
     }
 

@@ -27,7 +27,8 @@ public final class MasterKey: Sendable {
     public static func parse(hex text: String, source: String) throws -> MasterKey {
         let trimmed = text.trimmingCharacters(in: .whitespacesAndNewlines)
         guard trimmed.utf8.count == 64 else {
-            throw VaultError.invalidConfiguration("\(source) must be 64 hex characters (32 bytes), found \(trimmed.utf8.count) characters; generate one with `openssl rand -hex 32`")
+            throw VaultError.invalidConfiguration(
+                "\(source) must be 64 hex characters (32 bytes), found \(trimmed.utf8.count) characters; generate one with `openssl rand -hex 32`")
         }
         if let position = trimmed.utf8.firstIndex(where: { !isHexDigit($0) }) {
             let offset = trimmed.utf8.distance(from: trimmed.utf8.startIndex, to: position)
@@ -55,7 +56,8 @@ public final class MasterKey: Sendable {
         }
         let mode = status.st_mode & 0o777
         guard mode & 0o077 == 0 else {
-            throw VaultError.invalidConfiguration("\(source) \(path) has mode \(String(mode, radix: 8)); the master key file must be readable by its owner only (chmod 600 \(path))")
+            throw VaultError.invalidConfiguration(
+                "\(source) \(path) has mode \(String(mode, radix: 8)); the master key file must be readable by its owner only (chmod 600 \(path))")
         }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw VaultError.invalidConfiguration("\(source) \(path) cannot be read")

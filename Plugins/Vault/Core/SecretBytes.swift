@@ -6,8 +6,7 @@ import Foundation
 /// (`sodium_mlock`) so they are never swapped out.
 ///
 /// Not `Sendable` by accident: share it only after it is fully written.
-// @unchecked: owns a raw heap buffer, written before it is shared and only read afterwards.
-public final class SecretBytes: @unchecked Sendable {
+public final class SecretBytes: @unchecked Sendable {  // @unchecked: owns a raw heap buffer, written before it is shared and only read afterwards.
     private let pointer: UnsafeMutableRawPointer
     /// Number of bytes.
     public let count: Int
@@ -38,7 +37,7 @@ public final class SecretBytes: @unchecked Sendable {
 
     deinit {
         if locked {
-            sodium_munlock(pointer, count) // zeroes before unlocking
+            sodium_munlock(pointer, count)  // zeroes before unlocking
         } else {
             sodium_memzero(pointer, max(count, 1))
         }

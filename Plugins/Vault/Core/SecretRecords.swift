@@ -20,7 +20,11 @@ public struct SecretMetadata: Sendable, Equatable, Encodable {
     /// The JSON object the HTTP API and `vault.v1` return: `{name, description, version,
     /// created_at, updated_at, deleted_at}`, absent values as `null`.
     private enum CodingKeys: String, CodingKey {
-        case name, description, currentVersion = "version", createdAt = "created_at", updatedAt = "updated_at", deletedAt = "deleted_at"
+        case name, description
+        case currentVersion = "version"
+        case createdAt = "created_at"
+        case updatedAt = "updated_at"
+        case deletedAt = "deleted_at"
     }
 
     static let columns = """
@@ -56,6 +60,9 @@ public struct SecretVersionInfo: Sendable, Equatable, Encodable {
 
     /// The JSON object the HTTP API returns: `{version, created_at, created_by, data_key_id}`.
     private enum CodingKeys: String, CodingKey {
-        case version, createdAt = "created_at", createdBy = "created_by", dataKeyID = "data_key_id"
+        case version
+        case createdAt = "created_at"
+        case createdBy = "created_by"
+        case dataKeyID = "data_key_id"
     }
 }

@@ -37,11 +37,13 @@ public final class SecretVault: Sendable {
             let existing = try await connection.vaultQuery(
                 "SELECT deleted_at IS NOT NULL AS deleted FROM vault.secrets WHERE portal = $1 AND name = $2 FOR UPDATE", [portal, name])
             if let deleted = existing.value("deleted") {
-                throw VaultError.conflict(deleted == "t"
-                    ? "secret \"\(name)\" was deleted but not purged; purge it (DELETE ?purge=true) before creating it again"
-                    : "secret \"\(name)\" already exists; PUT /secrets/\(name) adds a version")
+                throw VaultError.conflict(
+                    deleted == "t"
+                        ? "secret \"\(name)\" was deleted but not purged; purge it (DELETE ?purge=true) before creating it again"
+                        : "secret \"\(name)\" already exists; PUT /secrets/\(name) adds a version")
             }
-            let inserted = try await connection.vaultQuery("""
+            let inserted = try await connection.vaultQuery(
+                """
                 INSERT INTO vault.secrets (portal, name, description, current_version) VALUES ($1, $2, $3, 1)
                 ON CONFLICT DO NOTHING RETURNING \(SecretMetadata.columns)
                 """, [portal, name, description])
@@ -65,7 +67,8 @@ public final class SecretVault: Sendable {
                 throw VaultError.notFound("no secret \"\(name)\" in this portal; POST /secrets creates it")
             }
             try await insertVersion(portal: portal, name: name, version: version + 1, value: value, key: key, actor: actor, on: connection)
-            let updated = try await connection.vaultQuery("""
+            let updated = try await connection.vaultQuery(
+                """
                 UPDATE vault.secrets SET current_version = $3, updated_at = now(), description = COALESCE($4, description)
                 WHERE portal = $1 AND name = $2 RETURNING \(SecretMetadata.columns)
                 """, [portal, name, String(version + 1), description])
@@ -80,9 +83,12 @@ public final class SecretVault: Sendable {
         try SecretRules.validate(description: description)
     }
 
-    private func insertVersion(portal: String, name: String, version: Int, value: SecretBytes, key: (id: String, key: SecretBytes), actor: String, on connection: PostgresConnection) async throws {
+    private func insertVersion(
+        portal: String, name: String, version: Int, value: SecretBytes, key: (id: String, key: SecretBytes), actor: String, on connection: PostgresConnection
+    ) async throws {
         let sealed = try value.withUnsafeBytes { try Envelope.seal(key: key.key, plaintext: $0, aad: Envelope.secretAAD(portal: portal, name: name, version: version)) }
-        try await connection.vaultQuery("""
+        try await connection.vaultQuery(
+            """
             INSERT INTO vault.secret_versions (portal, name, version, data_key_id, sealed, created_by)
             VALUES ($1, $2, $3, $4, $5::bytea, $6)
             """, [portal, name, String(version), key.id, ByteaText.encode(sealed), actor])
@@ -93,7 +99,8 @@ public final class SecretVault: Sendable {
     @discardableResult
     public func delete(portal: String, name: String, purge: Bool, on connection: PostgresConnection) async throws -> Bool {
         try SecretRules.validate(name: name)
-        let result = purge
+        let result =
+            purge
             ? try await connection.vaultQuery("DELETE FROM vault.secrets WHERE portal = $1 AND name = $2", [portal, name])
             : try await connection.vaultQuery(
                 "UPDATE vault.secrets SET deleted_at = now(), updated_at = now() WHERE portal = $1 AND name = $2 AND deleted_at IS NULL", [portal, name])
@@ -107,18 +114,23 @@ public final class SecretVault: Sendable {
 
     /// Names and metadata, never values; soft-deleted ones only with `includeDeleted`.
     public func list(portal: String, includeDeleted: Bool = false, on connection: PostgresConnection) async throws -> [SecretMetadata] {
-        SecretMetadata.rows(try await connection.vaultQuery("""
-            SELECT \(SecretMetadata.columns) FROM vault.secrets
-            WHERE portal = $1 AND ($2 OR deleted_at IS NULL) ORDER BY name
-            """, [portal, includeDeleted ? "true" : "false"]))
+        SecretMetadata.rows(
+            try await connection.vaultQuery(
+                """
+                SELECT \(SecretMetadata.columns) FROM vault.secrets
+                WHERE portal = $1 AND ($2 OR deleted_at IS NULL) ORDER BY name
+                """, [portal, includeDeleted ? "true" : "false"]))
     }
 
     /// Metadata of one live secret.
     public func metadata(portal: String, name: String, on connection: PostgresConnection) async throws -> SecretMetadata {
         try SecretRules.validate(name: name)
-        guard let metadata = SecretMetadata.rows(try await connection.vaultQuery(
-            "SELECT \(SecretMetadata.columns) FROM vault.secrets WHERE portal = $1 AND name = $2 AND deleted_at IS NULL", [portal, name],
-            prepared: true)).first
+        guard
+            let metadata = SecretMetadata.rows(
+                try await connection.vaultQuery(
+                    "SELECT \(SecretMetadata.columns) FROM vault.secrets WHERE portal = $1 AND name = $2 AND deleted_at IS NULL", [portal, name],
+                    prepared: true)
+            ).first
         else { throw VaultError.notFound("no secret \"\(name)\" in this portal") }
         return metadata
     }
@@ -126,7 +138,8 @@ public final class SecretVault: Sendable {
     /// Every version of a live secret, newest first.
     public func versions(portal: String, name: String, on connection: PostgresConnection) async throws -> [SecretVersionInfo] {
         _ = try await metadata(portal: portal, name: name, on: connection)
-        let rows = try await connection.vaultQuery("""
+        let rows = try await connection.vaultQuery(
+            """
             SELECT version, \(SecretMetadata.timestamp("created_at")) AS created_at, created_by, data_key_id
             FROM vault.secret_versions WHERE portal = $1 AND name = $2 ORDER BY version DESC
             """, [portal, name])
@@ -142,7 +155,8 @@ public final class SecretVault: Sendable {
     public func reveal(portal: String, name: String, version: Int? = nil, on connection: PostgresConnection) async throws -> (version: Int, value: SecretBytes) {
         try SecretRules.validate(name: name)
         if let version { try SecretRules.validate(version: version) }
-        let rows = try await connection.vaultQuery("""
+        let rows = try await connection.vaultQuery(
+            """
             SELECT v.version, v.sealed, k.id AS key_id, k.portal AS key_portal, k.master_key_id, k.wrapped
             FROM vault.secrets s
             JOIN vault.secret_versions v ON v.portal = s.portal AND v.name = s.name
@@ -169,13 +183,18 @@ public final class SecretVault: Sendable {
             let rows = try await connection.vaultQuery(
                 "SELECT id, master_key_id, wrapped FROM vault.data_keys WHERE portal = $1 AND state = 'active'", [portal])
             if let id = rows.value("id") {
-                return (id, try dataKey(id: id, portal: portal, storedPortal: portal, masterKeyID: rows.value("master_key_id") ?? "",
-                                        wrapped: try ByteaText.decode(rows.value("wrapped"))))
+                return (
+                    id,
+                    try dataKey(
+                        id: id, portal: portal, storedPortal: portal, masterKeyID: rows.value("master_key_id") ?? "",
+                        wrapped: try ByteaText.decode(rows.value("wrapped")))
+                )
             }
             let fresh = SecretBytes.random(count: AESGCM.keyLength)
             let id = VaultCrypto.hex(VaultCrypto.randomBytes(16))
             let wrapped = try wrap(dataKey: fresh, id: id, portal: portal, under: keys.current)
-            try await connection.vaultQuery("""
+            try await connection.vaultQuery(
+                """
                 INSERT INTO vault.data_keys (id, portal, state, master_key_id, wrapped) VALUES ($1, $2, 'active', $3, $4::bytea)
                 ON CONFLICT (portal) WHERE state = 'active' DO NOTHING
                 """, [id, portal, keys.current.id, ByteaText.encode(wrapped)])

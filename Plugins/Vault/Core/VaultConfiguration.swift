@@ -33,7 +33,9 @@ public struct VaultConfiguration: Sendable {
             }
             current = try MasterKey.load(file: path, source: "master_key_file")
         } else {
-            throw VaultError.invalidConfiguration("no master key: set \(Self.masterKeyVariable) (64 hex characters, e.g. from `openssl rand -hex 32`) or [plugins.vault.config] master_key_file (a file of mode 0600)")
+            throw VaultError.invalidConfiguration(
+                "no master key: set \(Self.masterKeyVariable) (64 hex characters, e.g. from `openssl rand -hex 32`) or [plugins.vault.config] master_key_file (a file of mode 0600)"
+            )
         }
         var previous: [MasterKey] = []
         if let text = environment[Self.previousMasterKeyVariable], !text.isEmpty {

@@ -27,10 +27,11 @@ public enum VaultError: Error, CustomStringConvertible, Equatable {
     public var description: String {
         switch self {
         case .invalidConfiguration(let text), .crypto(let text), .invalidArgument(let text), .notFound(let text),
-             .conflict(let text), .corruptRecord(let text), .database(let text):
+            .conflict(let text), .corruptRecord(let text), .database(let text):
             return text
         case .authenticationFailed:
-            return "the record does not authenticate under its key (AES-GCM tag mismatch): wrong master key, or the ciphertext was altered or moved to another secret, version or portal"
+            return
+                "the record does not authenticate under its key (AES-GCM tag mismatch): wrong master key, or the ciphertext was altered or moved to another secret, version or portal"
         case .unknownMasterKey(let keyID, let portal, let configured):
             return "the data key of portal \"\(portal)\" is wrapped under master key id \(keyID), but this process has master key id(s) \(configured.joined(separator: ", ")); "
                 + "configure that key as MELTYBASE_MASTER_KEY (or MELTYBASE_MASTER_KEY_PREVIOUS while rotating)"

@@ -57,10 +57,12 @@ public enum VaultRotation {
                 from.insert(masterKeyID)
                 result.rewrapped += 1
             }
-            try await audit(connection, "vault.master_key.rotate", "master_key:\(keys.current.id)", [
-                "master_key_id": .string(keys.current.id), "from_master_key_ids": .array(from.sorted().map(JSONValue.string)),
-                "rewrapped": .number(Double(result.rewrapped)), "already_current": .number(Double(result.alreadyCurrent)),
-            ])
+            try await audit(
+                connection, "vault.master_key.rotate", "master_key:\(keys.current.id)",
+                [
+                    "master_key_id": .string(keys.current.id), "from_master_key_ids": .array(from.sorted().map(JSONValue.string)),
+                    "rewrapped": .number(Double(result.rewrapped)), "already_current": .number(Double(result.alreadyCurrent)),
+                ])
             return result
         }
     }
@@ -108,9 +110,11 @@ public enum VaultRotation {
             }
             try await connection.vaultQuery("UPDATE vault.data_keys SET state = 'retiring' WHERE portal = $1 AND state = 'active'", [portal])
             let created = try await vault.activeDataKey(portal: portal, on: connection)
-            try await audit(connection, "vault.portal_key.rotate", "portal:\(portal)", [
-                "phase": "started", "data_key_id": .string(created.id), "retiring": .array(states.map { JSONValue.string($0.0) }),
-            ])
+            try await audit(
+                connection, "vault.portal_key.rotate", "portal:\(portal)",
+                [
+                    "phase": "started", "data_key_id": .string(created.id), "retiring": .array(states.map { JSONValue.string($0.0) }),
+                ])
             return (created.id, false)
         }
         var reencrypted = 0
@@ -121,7 +125,8 @@ public enum VaultRotation {
                 guard active.id == newKeyID else {
                     throw VaultError.conflict("the active data key of portal \"\(portal)\" changed during the rotation; run the command again")
                 }
-                let rows = try await connection.vaultQuery("""
+                let rows = try await connection.vaultQuery(
+                    """
                     SELECT v.name, v.version, v.sealed, k.id AS key_id, k.master_key_id, k.wrapped
                     FROM vault.secret_versions v JOIN vault.data_keys k ON k.id = v.data_key_id
                     WHERE v.portal = $1 AND v.data_key_id <> $2
@@ -152,14 +157,17 @@ public enum VaultRotation {
             let left = try await connection.vaultQuery(
                 "SELECT count(*) AS n FROM vault.secret_versions WHERE portal = $1 AND data_key_id <> $2", [portal, newKeyID])
             guard left.value("n") == "0" else { return false }
-            let removed = try await connection.vaultQuery("""
+            let removed = try await connection.vaultQuery(
+                """
                 DELETE FROM vault.data_keys k WHERE k.portal = $1 AND k.state = 'retiring'
                 AND NOT EXISTS (SELECT 1 FROM vault.secret_versions v WHERE v.data_key_id = k.id) RETURNING id
                 """, [portal])
-            try await audit(connection, "vault.portal_key.rotate", "portal:\(portal)", [
-                "phase": "completed", "data_key_id": .string(newKeyID), "reencrypted": .number(Double(reencrypted)),
-                "retired": .array((0..<removed.rows.count).map { JSONValue.string(removed.value("id", row: $0) ?? "") }),
-            ])
+            try await audit(
+                connection, "vault.portal_key.rotate", "portal:\(portal)",
+                [
+                    "phase": "completed", "data_key_id": .string(newKeyID), "reencrypted": .number(Double(reencrypted)),
+                    "retired": .array((0..<removed.rows.count).map { JSONValue.string(removed.value("id", row: $0) ?? "") }),
+                ])
             return true
         }
         return PortalResult(dataKeyID: newKeyID, resumed: resumed, reencrypted: reencrypted, complete: complete)

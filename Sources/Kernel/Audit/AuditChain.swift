@@ -201,7 +201,8 @@ public enum AuditChain {
         on connection: PostgresConnection, action: String? = nil, actor: String? = nil, since: Date? = nil,
         until: Date? = nil, limit: Int = 100, afterSeq: Int64 = 0
     ) async throws -> [AuditEntry] {
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             SELECT \(entryColumns) FROM meltybase.audit_log
             WHERE seq > $1
               AND ($2::text IS NULL OR action = $2)
@@ -210,7 +211,8 @@ public enum AuditChain {
               AND ($5::timestamptz IS NULL OR at < $5::timestamptz)
             ORDER BY seq
             LIMIT $6
-            """, [
+            """,
+            [
                 String(afterSeq), action, actor, since.map(AuditEntry.timestamp(from:)), until.map(AuditEntry.timestamp(from:)),
                 String(min(max(limit, 1), 1000)),
             ])
@@ -244,7 +246,8 @@ public enum AuditChain {
         guard let head = try await head(on: connection) else { return nil }
         if onlyIfMoved, let latest = try await latestCheckpoint(on: connection), latest.seq >= head.seq { return nil }
         let signature = try Ed25519.sign(AuditCheckpoint.signedMessage(seq: head.seq, headHash: head.hash), secretKey: signingKey.secretKey)
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             INSERT INTO meltybase.audit_checkpoints (seq, head_hash, signature, public_key) VALUES ($1, $2, $3, $4)
             RETURNING id, \(timestamp("at")) AS at
             """, [String(head.seq), head.hash, ByteEncoding.hex(signature), ByteEncoding.hex(signingKey.publicKey)])
@@ -255,7 +258,8 @@ public enum AuditChain {
 
     /// The checkpoint with the highest seq (the newest among equals), or `nil`.
     public static func latestCheckpoint(on connection: PostgresConnection) async throws -> AuditCheckpoint? {
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             SELECT id, \(timestamp("at")) AS at, seq, head_hash, signature, public_key
             FROM meltybase.audit_checkpoints ORDER BY seq DESC, id DESC LIMIT 1
             """)

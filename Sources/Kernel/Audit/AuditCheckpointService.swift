@@ -47,10 +47,12 @@ public struct AuditCheckpointService: Service {
             }
             if let checkpoint {
                 // Logged too, so that a copy of every checkpoint lives outside the database.
-                logger.info("audit checkpoint", metadata: [
-                    "audit.seq": "\(checkpoint.seq)", "audit.head_hash": "\(checkpoint.headHash)",
-                    "audit.signature": "\(checkpoint.signature)",
-                ])
+                logger.info(
+                    "audit checkpoint",
+                    metadata: [
+                        "audit.seq": "\(checkpoint.seq)", "audit.head_hash": "\(checkpoint.headHash)",
+                        "audit.signature": "\(checkpoint.signature)",
+                    ])
             }
             return checkpoint
         } catch {

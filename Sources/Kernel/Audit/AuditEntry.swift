@@ -60,7 +60,8 @@ public struct AuditEntry: Sendable, Equatable {
     static func date(fromTimestamp text: String) -> Date? {
         let parts = text.split(separator: ".", maxSplits: 1)
         guard parts.count == 2, parts[1].hasSuffix("Z"), let micros = Int(parts[1].dropLast()),
-              let seconds = ISO8601DateFormatter().date(from: parts[0] + "Z") else { return nil }
+            let seconds = ISO8601DateFormatter().date(from: parts[0] + "Z")
+        else { return nil }
         return seconds.addingTimeInterval(Double(micros) / 1_000_000)
     }
 

@@ -56,8 +56,10 @@ public final class AuditLogSink: AuditSink, Sendable {
 
     /// Queues one entry and returns at once; `completion` gets nil once the entry is
     /// committed, or the error (bad details, database unavailable).
-    public func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String,
-                       completion: @escaping @Sendable ((any Error)?) -> Void) {
+    public func append(
+        actor: String, action: String, target: String, portal: String?, detailsJSON: String,
+        completion: @escaping @Sendable ((any Error)?) -> Void
+    ) {
         let details: CanonicalJSON
         do {
             details = try CanonicalJSON.auditDetails(parsing: detailsJSON.isEmpty ? "{}" : detailsJSON)

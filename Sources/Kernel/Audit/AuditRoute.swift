@@ -30,8 +30,9 @@ struct AuditRoute: Sendable {
                 let page = Page(entries: entries, nextAfter: entries.count == filter.limit ? entries.last?.seq : nil)
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-                return Response(status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
-                                body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(page))))
+                return Response(
+                    status: .ok, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(page))))
             }
         }
         router.get("/v1/audit/verify") { request, _ in
@@ -76,7 +77,9 @@ struct AuditRoute: Sendable {
                 limit = value
             }
             if let text = query["after"], !text.isEmpty {
-                guard let value = Int64(text), value >= 0 else { throw Self.invalid("after", "after must be a seq (a whole number, 0 or more): the next_after of the previous page") }
+                guard let value = Int64(text), value >= 0 else {
+                    throw Self.invalid("after", "after must be a seq (a whole number, 0 or more): the next_after of the previous page")
+                }
                 after = value
             }
         }
@@ -141,7 +144,11 @@ extension AuditRoute {
         }
 
         enum CodingKeys: String, CodingKey {
-            case ok, entries, checkpointsChecked = "checkpoints_checked", headSeq = "head_seq", trustedKey = "trusted_key", problem
+            case ok, entries
+            case checkpointsChecked = "checkpoints_checked"
+            case headSeq = "head_seq"
+            case trustedKey = "trusted_key"
+            case problem
         }
     }
 }

@@ -62,7 +62,8 @@ public enum AuditSigningKey {
     private static func keyPair(fromSecretKey secretKey: inout [UInt8], path: String) throws -> Ed25519.KeyPair {
         let publicKey = Array(secretKey[32...])
         guard let probe = try? Ed25519.sign(Array("meltybase-audit-key-check".utf8), secretKey: secretKey),
-              Ed25519.verify(probe, of: Array("meltybase-audit-key-check".utf8), publicKey: publicKey) else {
+            Ed25519.verify(probe, of: Array("meltybase-audit-key-check".utf8), publicKey: publicKey)
+        else {
             Ed25519.wipe(&secretKey)
             throw AuditError("\(path) is not a valid Ed25519 key pair")
         }

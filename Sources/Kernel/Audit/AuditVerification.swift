@@ -93,7 +93,8 @@ extension AuditChain {
         var checked = 0
         var afterID = Int64.min
         while true {
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 SELECT c.id, \(timestamp("c.at")) AS at, c.seq, c.head_hash, c.signature, c.public_key, l.hash AS entry_hash
                 FROM meltybase.audit_checkpoints c LEFT JOIN meltybase.audit_log l ON l.seq = c.seq
                 WHERE c.id > $1 ORDER BY c.id LIMIT $2
@@ -135,7 +136,10 @@ extension AuditChain {
             if seq == 1 {
                 return Problem(seq: 1, description: "entry #1 does not start the chain: its prev_hash is not the genesis hash (entries before it were removed, or it was replaced)")
             }
-            return Problem(seq: seq, description: "entry #\(seq) does not link to entry #\(seq - 1): its prev_hash is not that entry's hash (entries were inserted, removed, replaced or reordered here)")
+            return Problem(
+                seq: seq,
+                description: "entry #\(seq) does not link to entry #\(seq - 1): its prev_hash is not that entry's hash (entries were inserted, removed, replaced or reordered here)"
+            )
         }
         let entry: AuditEntry
         do {
@@ -155,10 +159,15 @@ extension AuditChain {
         typealias Problem = AuditVerification.Problem
         let name = "checkpoint #\(checkpoint.id) (written \(checkpoint.at))"
         if let trustedPublicKey, checkpoint.publicKey.lowercased() != ByteEncoding.hex(trustedPublicKey) {
-            return Problem(seq: checkpoint.seq, description: "\(name) over entry #\(checkpoint.seq) names public key \(checkpoint.publicKey.prefix(16))..., not this instance's audit key \(ByteEncoding.hex(trustedPublicKey).prefix(16))...: it was not written by this instance")
+            return Problem(
+                seq: checkpoint.seq,
+                description:
+                    "\(name) over entry #\(checkpoint.seq) names public key \(checkpoint.publicKey.prefix(16))..., not this instance's audit key \(ByteEncoding.hex(trustedPublicKey).prefix(16))...: it was not written by this instance"
+            )
         }
         guard let key = trustedPublicKey ?? ByteEncoding.fromHex(checkpoint.publicKey),
-              checkpoint.signatureVerifies(publicKey: key) else {
+            checkpoint.signatureVerifies(publicKey: key)
+        else {
             let which = trustedPublicKey == nil ? "the public key stored with it" : "this instance's audit key"
             return Problem(seq: checkpoint.seq, description: "\(name) over entry #\(checkpoint.seq) has a signature that does not verify with \(which)")
         }

@@ -118,7 +118,10 @@ public struct ConfigLoader {
             try reader.checkKeys(admin, prefix: "admin", allowed: ["require_client_certificate"])
             if let value = try reader.bool(admin, "require_client_certificate", prefix: "admin") {
                 if value && !config.listeners.contains(where: { $0.clientCAPath != nil }) {
-                    throw reader.error("admin.require_client_certificate", "no listener has client_ca, so no client could present a certificate; set client_ca (and client_certificates = \"optional\" to keep other routes open) on a TLS listener, e.g. with the files from `meltybase certs init`")
+                    throw reader.error(
+                        "admin.require_client_certificate",
+                        "no listener has client_ca, so no client could present a certificate; set client_ca (and client_certificates = \"optional\" to keep other routes open) on a TLS listener, e.g. with the files from `meltybase certs init`"
+                    )
                 }
                 config.adminRequiresClientCertificate = value
             }
@@ -136,9 +139,10 @@ public struct ConfigLoader {
                 let required = try reader.bool(table, "required", prefix: prefix) ?? false
                 var json = "{}"
                 if let sub = try reader.table(table, "config", prefix: prefix) { json = sub.convert(to: .json) }
-                config.plugins.append(PluginConfig(
-                    name: name, path: path, required: required, configJSON: json,
-                    line: reader.locator.line(of: prefix) ?? 0, egressHosts: try reader.egressHosts(table, prefix: prefix)))
+                config.plugins.append(
+                    PluginConfig(
+                        name: name, path: path, required: required, configJSON: json,
+                        line: reader.locator.line(of: prefix) ?? 0, egressHosts: try reader.egressHosts(table, prefix: prefix)))
             }
             config.plugins.sort { $0.line < $1.line }
         }
@@ -209,9 +213,11 @@ private struct TableReader {
     }
 
     func checkName(_ name: String, key: String, what: String) throws {
-        let valid = !name.isEmpty && name.count <= 63 && name.unicodeScalars.allSatisfy {
-            ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_"
-        } && !name.hasPrefix("-") && !name.hasPrefix("_")
+        let valid =
+            !name.isEmpty && name.count <= 63
+            && name.unicodeScalars.allSatisfy {
+                ("a"..."z").contains($0) || ("0"..."9").contains($0) || $0 == "-" || $0 == "_"
+            } && !name.hasPrefix("-") && !name.hasPrefix("_")
         if !valid { throw error(key, "\(what) name \"\(name)\" must be 1 to 63 characters of a-z, 0-9, '-' and '_', starting with a letter or digit") }
     }
 

@@ -58,7 +58,8 @@ public struct KernelConfig: Sendable {
 
     /// Directory of the running executable, where SwiftPM puts the plugin libraries too.
     public static var executableDirectory: String {
-        let path = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        let path =
+            (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
             ?? CommandLine.arguments[0]
         return (path as NSString).deletingLastPathComponent
     }
@@ -85,8 +86,10 @@ public struct ListenerConfig: Sendable, Equatable {
     public var clientCertificates: ClientCertificatePolicy
 
     /// A plain HTTP listener.
-    public init(host: String, port: Int, tlsCertificatePath: String? = nil, tlsKeyPath: String? = nil, clientCAPath: String? = nil,
-                clientCertificates: ClientCertificatePolicy = .required) {
+    public init(
+        host: String, port: Int, tlsCertificatePath: String? = nil, tlsKeyPath: String? = nil, clientCAPath: String? = nil,
+        clientCertificates: ClientCertificatePolicy = .required
+    ) {
         self.host = host
         self.port = port
         self.tlsCertificatePath = tlsCertificatePath

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Finds the line on which a dotted key is defined in a TOML document.
 ///
 /// TOMLKit reports positions for syntax errors only, so validation errors (unknown key,
@@ -14,7 +16,7 @@ struct TOMLKeyLocator {
             let lineNumber = index + 1
             let line = raw.trimmingCharacters(in: .whitespaces)
             if line.isEmpty || line.hasPrefix("#") { continue }
-            if line.hasPrefix("[[") , let end = line.range(of: "]]") {
+            if line.hasPrefix("[["), let end = line.range(of: "]]") {
                 let name = String(line[line.index(line.startIndex, offsetBy: 2)..<end.lowerBound])
                 let path = Self.splitKey(name)
                 let joined = path.joined(separator: ".")
@@ -73,5 +75,3 @@ struct TOMLKeyLocator {
         }
     }
 }
-
-import Foundation

@@ -41,6 +41,8 @@ struct AdminCertificateMiddleware: RouterMiddleware {
         return GatewayError(
             status: 403, code: "client_certificate_required",
             message: "\(path) is an admin route and needs a client certificate signed by \(authorities); this connection presented none",
-            hint: "create the instance CA and an admin certificate with `meltybase certs init`, then connect over HTTPS with it (curl --cert admin.pem --key admin.key --cacert ca.pem)")
+            hint:
+                "create the instance CA and an admin certificate with `meltybase certs init`, then connect over HTTPS with it (curl --cert admin.pem --key admin.key --cacert ca.pem)"
+        )
     }
 }

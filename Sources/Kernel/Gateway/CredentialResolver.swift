@@ -41,14 +41,16 @@ struct CredentialResolver: Sendable {
         // An apikey sent beside a different bearer token must be this portal's too (as the
         // Supabase gateway checks it): a user token does not make a foreign key acceptable.
         if let apikey = headers[Self.apikeyField].map(Self.trimmed), !apikey.isEmpty, apikey != token,
-           cache.lookup(portal: portal, token: apikey, generation: generation, now: now) == nil {
+            cache.lookup(portal: portal, token: apikey, generation: generation, now: now) == nil
+        {
             let checked = try await credential(token: apikey, portal: portal, clientCertificatePresented: clientCertificatePresented)
             guard checked["kind"] == .string("portal") else {
                 return Self.encode(["kind": .string("invalid"), "reason": .string("the apikey header is not a key of portal \"\(portal)\"")])
             }
             if case .object(let claims)? = checked["claims"] {
-                cache.store(portal: portal, token: apikey, json: Self.encode(checked), generation: generation,
-                            expiry: min(now + 30, claims["exp"]?.numberValue ?? now + 30))
+                cache.store(
+                    portal: portal, token: apikey, json: Self.encode(checked), generation: generation,
+                    expiry: min(now + 30, claims["exp"]?.numberValue ?? now + 30))
             }
         }
         if let hit = cache.lookup(portal: portal, token: token, generation: generation, now: now) { return hit }
@@ -72,7 +74,8 @@ struct CredentialResolver: Sendable {
         let generation = portalKeys?.generation ?? 0
         let now = Date().timeIntervalSince1970
         if let apikey = headers[Self.apikeyField].map(Self.trimmed), !apikey.isEmpty, apikey != token,
-           cache.lookup(portal: portal, token: apikey, generation: generation, now: now) == nil {
+            cache.lookup(portal: portal, token: apikey, generation: generation, now: now) == nil
+        {
             return nil
         }
         return cache.lookup(portal: portal, token: token, generation: generation, now: now)
@@ -84,7 +87,8 @@ struct CredentialResolver: Sendable {
     static func trimmed<S: StringProtocol>(_ text: S) -> String {
         let bytes = Array(text.utf8)
         guard let first = bytes.firstIndex(where: { $0 != 0x20 && $0 != 0x09 }),
-              let last = bytes.lastIndex(where: { $0 != 0x20 && $0 != 0x09 }) else { return "" }
+            let last = bytes.lastIndex(where: { $0 != 0x20 && $0 != 0x09 })
+        else { return "" }
         return String(decoding: bytes[first...last], as: UTF8.self)
     }
 

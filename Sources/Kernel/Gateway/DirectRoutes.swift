@@ -30,8 +30,10 @@ final class DirectRoutes: Sendable {
     let requestIDs: RequestIDs
     private let dates = HTTPDateHeader()
 
-    init(state: SystemState, portalRoutes: PortalRouteHandler, rateLimiter: RateLimiter, perClient: TokenBucketConfig?,
-         echoBodyLimit: Int, systemRoutesDirect: Bool, logger: Logger, metrics: RequestMetrics, requestIDs: RequestIDs) {
+    init(
+        state: SystemState, portalRoutes: PortalRouteHandler, rateLimiter: RateLimiter, perClient: TokenBucketConfig?,
+        echoBodyLimit: Int, systemRoutesDirect: Bool, logger: Logger, metrics: RequestMetrics, requestIDs: RequestIDs
+    ) {
         self.metrics = metrics
         self.requestIDs = requestIDs
         self.state = state
@@ -77,7 +79,8 @@ final class DirectRoutes: Sendable {
     /// the connection's event loop with its pipeline (for the client certificate).
     func accept(_ head: HTTPRequest, pipeline: ChannelPipeline, remoteAddress: () -> String) -> Accepted? {
         guard let target = head.path, target.utf8.first == UInt8(ascii: "/"),
-              head.headerFields[.upgrade] == nil, head.headerFields[.expect] == nil else { return nil }
+            head.headerFields[.upgrade] == nil, head.headerFields[.expect] == nil
+        else { return nil }
         let path: Substring
         let query: Substring
         if let mark = target.utf8.firstIndex(of: UInt8(ascii: "?")) {
@@ -128,8 +131,9 @@ final class DirectRoutes: Sendable {
                 do {
                     resolved = try portalRoutes.resolve(path: String(path))
                 } catch let error as GatewayError {
-                    return Accepted(head: head, route: .refused(error), requestID: GatewayMiddleware.requestID(from: head.headerFields, ids: requestIDs),
-                                    started: started, bodyLimit: 0)
+                    return Accepted(
+                        head: head, route: .refused(error), requestID: GatewayMiddleware.requestID(from: head.headerFields, ids: requestIDs),
+                        started: started, bodyLimit: 0)
                 } catch {
                     return nil
                 }
@@ -141,8 +145,9 @@ final class DirectRoutes: Sendable {
                     }
                     if !decision.allowed {
                         resolved.instance.release()
-                        return Accepted(head: head, route: .refused(GatewayMiddleware.tooManyRequests(decision, scope: "portal \"\(name)\"")),
-                                        requestID: GatewayMiddleware.requestID(from: head.headerFields, ids: requestIDs), started: started, bodyLimit: 0)
+                        return Accepted(
+                            head: head, route: .refused(GatewayMiddleware.tooManyRequests(decision, scope: "portal \"\(name)\"")),
+                            requestID: GatewayMiddleware.requestID(from: head.headerFields, ids: requestIDs), started: started, bodyLimit: 0)
                     }
                 }
                 var certificate = ""
@@ -158,8 +163,9 @@ final class DirectRoutes: Sendable {
                 bodyLimit = portalRoutes.bodyLimit
             }
         }
-        return Accepted(head: head, route: route, requestID: GatewayMiddleware.requestID(from: head.headerFields, ids: requestIDs), started: started,
-                        bodyLimit: bodyLimit)
+        return Accepted(
+            head: head, route: route, requestID: GatewayMiddleware.requestID(from: head.headerFields, ids: requestIDs), started: started,
+            bodyLimit: bodyLimit)
     }
 
     /// The answer to a request refused before its body was read.
@@ -174,8 +180,10 @@ final class DirectRoutes: Sendable {
     func bodyTooLarge(_ accepted: Accepted) -> (HTTPResponse, ByteBuffer) {
         if case .portal(let target, _, _, _, _) = accepted.route { target.instance.release() }
         let limit = if case .echo = accepted.route { portalRoutes.bodyLimit } else { accepted.bodyLimit }
-        return error(GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(limit) bytes",
-                                  hint: "raise [kernel] body_limit_bytes or send less"), for: accepted)
+        return error(
+            GatewayError(
+                status: 413, code: "body_too_large", message: "request body is larger than the limit of \(limit) bytes",
+                hint: "raise [kernel] body_limit_bytes or send less"), for: accepted)
     }
 
     /// Gives back what ``accept`` took when the request ends unanswered (the connection closed).
@@ -206,7 +214,8 @@ final class DirectRoutes: Sendable {
             let pending = portalRoutes.plugins.context.pending
             let plugin = instance.plugin.name
             // As on the router's path: a client that leaves, or a timeout, cancels the plugin's work.
-            let abandonment: ((UInt64) -> PendingRequests.Abandonment)? = instance.acceptsCancellation
+            let abandonment: ((UInt64) -> PendingRequests.Abandonment)? =
+                instance.acceptsCancellation
                 ? { token in PendingRequests.Abandonment(channel: channel, cancel: { instance.cancelRequest(token) }) } : nil
             let started = pending.start(plugin: plugin, timeout: portalRoutes.requestTimeout, abandonment: abandonment) { token in
                 fields.withHostRequest { hostRequest in
@@ -247,8 +256,11 @@ final class DirectRoutes: Sendable {
 
     /// What Hummingbird's `Response` init, ``GatewayMiddleware`` and the application add to
     /// every response: content-length, the request id, metrics, the error log line, `Date`.
-    private func finish(_ accepted: Accepted, status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer, fromPlugin: Bool = false)
-        -> (HTTPResponse, ByteBuffer) {
+    private func finish(
+        _ accepted: Accepted, status: HTTPResponse.Status, headers: HTTPFields, body: ByteBuffer, fromPlugin: Bool = false
+    )
+        -> (HTTPResponse, ByteBuffer)
+    {
         var headers = headers
         headers.reserveCapacity(headers.count + 3)
         // Appending where the name is surely absent is cheaper than the subscript's replace.

@@ -1,7 +1,7 @@
-import HTTPTypes
-import HummingbirdCore
 import Foundation
+import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import HummingbirdTLS
 import HummingbirdWebSocket
 import Logging
@@ -29,8 +29,9 @@ struct Gateway {
         let portalRoutes = PortalRouteHandler(
             plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
             perClient: config.rateLimit.perClient,
-            credentials: CredentialResolver(portalKeys: portals.keys, adminIdentity: systemRoutes.adminAPI?.identity,
-                                            adminRequiresClientCertificate: config.adminRequiresClientCertificate),
+            credentials: CredentialResolver(
+                portalKeys: portals.keys, adminIdentity: systemRoutes.adminAPI?.identity,
+                adminRequiresClientCertificate: config.adminRequiresClientCertificate),
             bodyLimit: config.bodyLimitBytes,
             // Plain listeners have no client certificates to ask the pipeline for.
             usesTLS: config.listeners.contains(where: \.usesTLS))
@@ -52,8 +53,9 @@ struct Gateway {
         onRoutes?(recorder.routes)
 
         let webSocketRouter = Router(context: KernelRequestContext.self)
-        webSocketRouter.middlewares.add(GatewayMiddleware(
-            rateLimiter: rateLimiter, perClient: nil, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs))
+        webSocketRouter.middlewares.add(
+            GatewayMiddleware(
+                rateLimiter: rateLimiter, perClient: nil, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs))
         webSocketRouter.ws("/p/**") { inbound, outbound, context in
             try await portalRoutes.runWebSocket(inbound: inbound, outbound: outbound, context: context)
         }
@@ -109,8 +111,9 @@ struct Gateway {
             }
             return tls
         } catch {
-            throw ConfigError(file: config.sourcePath, line: nil, key: "listeners",
-                              message: "cannot load TLS files for \(listener.host):\(listener.port) (\(certificatePath), \(keyPath)): \(error)")
+            throw ConfigError(
+                file: config.sourcePath, line: nil, key: "listeners",
+                message: "cannot load TLS files for \(listener.host):\(listener.port) (\(certificatePath), \(keyPath)): \(error)")
         }
     }
 }

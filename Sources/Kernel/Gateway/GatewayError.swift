@@ -1,7 +1,7 @@
-import NIOCore
-import HTTPTypes
 import Foundation
+import HTTPTypes
 import Hummingbird
+import NIOCore
 
 /// A JSON error `{code, message, hint}` the gateway answers with.
 public struct GatewayError: Error, Sendable, HTTPResponseError {

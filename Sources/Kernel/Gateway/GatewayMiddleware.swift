@@ -1,10 +1,10 @@
-import Synchronization
-import NIOCore
-import HTTPTypes
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 import Metrics
+import NIOCore
+import Synchronization
 
 /// The first stage of every request: request id, rate limit per client, JSON errors,
 /// metrics and a log line for server errors.
@@ -62,8 +62,9 @@ struct GatewayMiddleware: RouterMiddleware {
             last = (last.1, byte)
         }
         guard found else { return }
-        throw GatewayError(status: 400, code: "nul_byte", message: "the URL holds a NUL byte (%00), which no route accepts",
-                           hint: "remove the NUL character from the path and query")
+        throw GatewayError(
+            status: 400, code: "nul_byte", message: "the URL holds a NUL byte (%00), which no route accepts",
+            hint: "remove the NUL character from the path and query")
     }
 
     /// A 429 with `Retry-After` naming what was limited.
@@ -86,20 +87,25 @@ struct GatewayMiddleware: RouterMiddleware {
             var message = error.body ?? error.status.reasonPhrase
             if status == 404 { message = "no route for \(request.method) \(request.uri.path)" }
             if status == 413 { message = "request body is larger than the limit of \(context.bodyLimit) bytes" }
-            gatewayError = GatewayError(status: status, code: code, message: message,
-                                        hint: status == 404 ? "portal routes look like /p/<portal>/<plugin prefix>/..." : status == 413 ? "raise [kernel] body_limit_bytes or send less" : nil)
+            gatewayError = GatewayError(
+                status: status, code: code, message: message,
+                hint: status == 404 ? "portal routes look like /p/<portal>/<plugin prefix>/..." : status == 413 ? "raise [kernel] body_limit_bytes or send less" : nil)
         case is NIOTooManyBytesError:
-            gatewayError = GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(context.bodyLimit) bytes",
-                                        hint: "raise [kernel] body_limit_bytes or send less")
+            gatewayError = GatewayError(
+                status: 413, code: "body_too_large", message: "request body is larger than the limit of \(context.bodyLimit) bytes",
+                hint: "raise [kernel] body_limit_bytes or send less")
         case let error as PostgresError where error.sqlState == PostgresError.nulByteState:
-            gatewayError = GatewayError(status: 400, code: "nul_byte", message: "a value holds a NUL byte (\\u0000), which cannot be stored",
-                                        hint: "remove the NUL character from the value")
+            gatewayError = GatewayError(
+                status: 400, code: "nul_byte", message: "a value holds a NUL byte (\\u0000), which cannot be stored",
+                hint: "remove the NUL character from the value")
         case let error as PostgresError:
-            gatewayError = GatewayError(status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error.message)",
-                                        hint: "retry shortly", headers: [("Retry-After", "1")])
+            gatewayError = GatewayError(
+                status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error.message)",
+                hint: "retry shortly", headers: [("Retry-After", "1")])
         case let error as PostgresPoolError:
-            gatewayError = GatewayError(status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error)",
-                                        hint: "retry shortly", headers: [("Retry-After", "\(error.retryAfterSeconds)")])
+            gatewayError = GatewayError(
+                status: 503, code: "database_unavailable", message: "the system database is unavailable: \(error)",
+                hint: "retry shortly", headers: [("Retry-After", "\(error.retryAfterSeconds)")])
         default:
             context.logger.error("unhandled error", metadata: ["error": "\(error)"])
             gatewayError = GatewayError(status: 500, code: "internal_error", message: "internal error", hint: "see the kernel log for request id \(context.requestID)")
@@ -110,7 +116,8 @@ struct GatewayMiddleware: RouterMiddleware {
     /// A sane `x-request-id` from the client, else a new one from `ids`.
     static func requestID(from headers: HTTPFields, ids: RequestIDs) -> String {
         if let given = headers[requestIDField], given.count <= 128,
-           given.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0) }) {
+            given.unicodeScalars.allSatisfy({ $0.properties.isAlphabetic || ("0"..."9").contains($0) || "-_.:".unicodeScalars.contains($0) })
+        {
             return given
         }
         return ids.next()

@@ -63,16 +63,19 @@ struct PortalRouteHandler: Sendable {
         }
         let subpath = "/" + (Self.afterSlash(rest, ascii: ascii) ?? "")
         guard let portal = portals.portal(portalName) else {
-            throw GatewayError(status: 404, code: "portal_not_found", message: "portal \"\(portalName)\" does not exist",
-                               hint: "create it with `meltybase portal create \(portalName)` or declare [portals.\(portalName)] in plugins.toml")
+            throw GatewayError(
+                status: 404, code: "portal_not_found", message: "portal \"\(portalName)\" does not exist",
+                hint: "create it with `meltybase portal create \(portalName)` or declare [portals.\(portalName)] in plugins.toml")
         }
         guard !prefix.isEmpty, let plugin = plugins.plugin(prefix: prefix) else {
-            throw GatewayError(status: 404, code: "plugin_not_found", message: "no loaded plugin serves the prefix \"\(prefix)\"",
-                               hint: "`meltybase plugins list` shows the loaded plugins and their prefixes")
+            throw GatewayError(
+                status: 404, code: "plugin_not_found", message: "no loaded plugin serves the prefix \"\(prefix)\"",
+                hint: "`meltybase plugins list` shows the loaded plugins and their prefixes")
         }
         guard let instance = portal.instances.withLockedValue({ $0[plugin.name] }), instance.acquire() else {
-            throw GatewayError(status: 404, code: "plugin_not_enabled", message: "plugin \"\(plugin.name)\" is not enabled for portal \"\(portalName)\"",
-                               hint: "enable it with `meltybase portal enable \(portalName) \(plugin.name)` or add it to [portals.\(portalName)] plugins")
+            throw GatewayError(
+                status: 404, code: "plugin_not_enabled", message: "plugin \"\(plugin.name)\" is not enabled for portal \"\(portalName)\"",
+                hint: "enable it with `meltybase portal enable \(portalName) \(plugin.name)` or add it to [portals.\(portalName)] plugins")
         }
         return Target(instance: instance, subpath: subpath, prefix: prefix, rateLimit: portal.rateLimit)
     }
@@ -104,21 +107,27 @@ struct PortalRouteHandler: Sendable {
         do {
             body = try await request.body.collect(upTo: bodyLimit)
         } catch {
-            throw GatewayError(status: 413, code: "body_too_large", message: "request body is larger than the limit of \(bodyLimit) bytes",
-                               hint: "raise [kernel] body_limit_bytes or send less")
+            throw GatewayError(
+                status: 413, code: "body_too_large", message: "request body is larger than the limit of \(bodyLimit) bytes",
+                hint: "raise [kernel] body_limit_bytes or send less")
         }
         let certificate = await clientCertificateSubject(context)
-        let credential = try await credentials.credentialJSON(for: request.headers, portal: target.instance.portal.name,
-                                                              clientCertificatePresented: !certificate.isEmpty)
-        let fields = HostRequestFields(request: request, subpath: target.subpath, prefix: target.prefix, portal: target.instance.portal.name,
-                                       requestID: context.requestID, remote: context.clientAddress, certificate: certificate,
-                                       credential: credential, body: body)
+        let credential = try await credentials.credentialJSON(
+            for: request.headers, portal: target.instance.portal.name,
+            clientCertificatePresented: !certificate.isEmpty)
+        let fields = HostRequestFields(
+            request: request, subpath: target.subpath, prefix: target.prefix, portal: target.instance.portal.name,
+            requestID: context.requestID, remote: context.clientAddress, certificate: certificate,
+            credential: credential, body: body)
         let instance = target.instance
         let channel = context.channel
-        let abandonment: ((UInt64) -> PendingRequests.Abandonment)? = instance.acceptsCancellation
+        let abandonment: ((UInt64) -> PendingRequests.Abandonment)? =
+            instance.acceptsCancellation
             ? { token in PendingRequests.Abandonment(channel: channel, cancel: { instance.cancelRequest(token) }) } : nil
-        let response = await plugins.context.pending.run(plugin: instance.plugin.name, timeout: requestTimeout,
-                                                         abandonment: abandonment) { token in
+        let response = await plugins.context.pending.run(
+            plugin: instance.plugin.name, timeout: requestTimeout,
+            abandonment: abandonment
+        ) { token in
             fields.withHostRequest { hostRequest in
                 instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
             }
@@ -165,15 +174,17 @@ struct PortalRouteHandler: Sendable {
         let certificate = await clientCertificateSubject(context.requestContext)
         let credential: [UInt8]
         do {
-            credential = try await credentials.credentialJSON(for: context.request.headers, portal: instance.portal.name, query: context.request.uri.query,
-                                                              clientCertificatePresented: !certificate.isEmpty)
+            credential = try await credentials.credentialJSON(
+                for: context.request.headers, portal: instance.portal.name, query: context.request.uri.query,
+                clientCertificatePresented: !certificate.isEmpty)
         } catch let error as GatewayError {
             try await outbound.close(.policyViolation, reason: Self.closeReason(error.message))
             return
         }
-        let fields = HostRequestFields(request: context.request, subpath: target.subpath, prefix: target.prefix, portal: instance.portal.name,
-                                       requestID: context.requestContext.requestID, remote: context.requestContext.clientAddress,
-                                       certificate: certificate, credential: credential, body: ByteBuffer())
+        let fields = HostRequestFields(
+            request: context.request, subpath: target.subpath, prefix: target.prefix, portal: instance.portal.name,
+            requestID: context.requestContext.requestID, remote: context.requestContext.clientAddress,
+            certificate: certificate, credential: credential, body: ByteBuffer())
         let message = HostErrorBuffer()
         let status = fields.withHostRequest { descriptor.ws_open!(instance.pointer, connection, $0, message.buffer) }
         guard status == MB_OK else {
@@ -208,8 +219,9 @@ struct PortalRouteHandler: Sendable {
                         copy.withUTF8 { onMessage?(instance.pointer, connection, 1, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
                     case .binary(let buffer):
                         buffer.withUnsafeReadableBytes { raw in
-                            onMessage?(instance.pointer, connection, 0,
-                                                   mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
+                            onMessage?(
+                                instance.pointer, connection, 0,
+                                mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
                         }
                     }
                 }
@@ -256,14 +268,19 @@ struct HostRequestFields {
     let prefix: String
     let credential: [UInt8]
 
-    init(request: Request, subpath: String, prefix: String, portal: String, requestID: String, remote: String, certificate: String,
-         credential: [UInt8], body: ByteBuffer) {
-        self.init(method: request.method, query: request.uri.query ?? "", headers: request.headers, subpath: subpath, prefix: prefix,
-                  portal: portal, requestID: requestID, remote: remote, certificate: certificate, credential: credential, body: body)
+    init(
+        request: Request, subpath: String, prefix: String, portal: String, requestID: String, remote: String, certificate: String,
+        credential: [UInt8], body: ByteBuffer
+    ) {
+        self.init(
+            method: request.method, query: request.uri.query ?? "", headers: request.headers, subpath: subpath, prefix: prefix,
+            portal: portal, requestID: requestID, remote: remote, certificate: certificate, credential: credential, body: body)
     }
 
-    init(method: HTTPRequest.Method, query: String, headers: HTTPFields, subpath: String, prefix: String, portal: String, requestID: String,
-         remote: String, certificate: String, credential: [UInt8], body: ByteBuffer) {
+    init(
+        method: HTTPRequest.Method, query: String, headers: HTTPFields, subpath: String, prefix: String, portal: String, requestID: String,
+        remote: String, certificate: String, credential: [UInt8], body: ByteBuffer
+    ) {
         self.method = method.rawValue
         path = subpath
         self.query = query
@@ -303,23 +320,23 @@ struct HostRequestFields {
                         requestID.withUTF8 { requestID in
                             remote.withUTF8 { remote in
                                 certificate.withUTF8 { certificate in
-                                  prefix.withUTF8 { prefix in
-                                   credential.withUnsafeBufferPointer { credential in
-                                    body.withUnsafeReadableBytes { rawBody in
-                                        withHeaders { headerPointer, headerCount in
-                                            var request = mb_host_request(
-                                                struct_size: MemoryLayout<mb_host_request>.size,
-                                                method: bytes(method), path: bytes(path), query: bytes(query),
-                                                headers: headerPointer, header_count: headerCount,
-                                                body: mb_host_bytes(data: rawBody.baseAddress?.assumingMemoryBound(to: UInt8.self), len: rawBody.count),
-                                                portal_name: bytes(portal), request_id: bytes(requestID), remote_address: bytes(remote),
-                                                client_certificate_subject: bytes(certificate),
-                                                route_prefix: bytes(prefix), credential_json: bytes(credential))
-                                            return call(&request)
+                                    prefix.withUTF8 { prefix in
+                                        credential.withUnsafeBufferPointer { credential in
+                                            body.withUnsafeReadableBytes { rawBody in
+                                                withHeaders { headerPointer, headerCount in
+                                                    var request = mb_host_request(
+                                                        struct_size: MemoryLayout<mb_host_request>.size,
+                                                        method: bytes(method), path: bytes(path), query: bytes(query),
+                                                        headers: headerPointer, header_count: headerCount,
+                                                        body: mb_host_bytes(data: rawBody.baseAddress?.assumingMemoryBound(to: UInt8.self), len: rawBody.count),
+                                                        portal_name: bytes(portal), request_id: bytes(requestID), remote_address: bytes(remote),
+                                                        client_certificate_subject: bytes(certificate),
+                                                        route_prefix: bytes(prefix), credential_json: bytes(credential))
+                                                    return call(&request)
+                                                }
+                                            }
                                         }
                                     }
-                                   }
-                                  }
                                 }
                             }
                         }
@@ -339,9 +356,11 @@ struct HostRequestFields {
                     let nameLength = headerLengths[2 * index]
                     let valueLength = headerLengths[2 * index + 1]
                     let base = storage.baseAddress
-                    headers.initializeElement(at: index, to: mb_host_header(
-                        name: mb_host_bytes(data: base.map { $0 + offset }, len: nameLength),
-                        value: mb_host_bytes(data: base.map { $0 + offset + nameLength }, len: valueLength)))
+                    headers.initializeElement(
+                        at: index,
+                        to: mb_host_header(
+                            name: mb_host_bytes(data: base.map { $0 + offset }, len: nameLength),
+                            value: mb_host_bytes(data: base.map { $0 + offset + nameLength }, len: valueLength)))
                     offset += nameLength + valueLength
                 }
                 defer { UnsafeMutableBufferPointer(rebasing: headers[..<count]).deinitialize() }

@@ -91,7 +91,8 @@ extension HubPortalRoutes {
         var createdAt: String
 
         enum CodingKeys: String, CodingKey {
-            case name, plugins, createdAt = "created_at"
+            case name, plugins
+            case createdAt = "created_at"
         }
     }
 
@@ -104,7 +105,9 @@ extension HubPortalRoutes {
         var serviceRoleKey: String?
 
         enum CodingKeys: String, CodingKey {
-            case name, plugins, note, anonKey = "anon_key", serviceRoleKey = "service_role_key"
+            case name, plugins, note
+            case anonKey = "anon_key"
+            case serviceRoleKey = "service_role_key"
         }
     }
 

@@ -1,7 +1,7 @@
 import Foundation
-import MeltyRedis
 import Logging
 import MeltyPasswords
+import MeltyRedis
 import Metrics
 import NIOConcurrencyHelpers
 import NIOPosix
@@ -43,8 +43,13 @@ public struct AdminTokenPair: Sendable, Encodable {
     public var sessionID: String
 
     private enum CodingKeys: String, CodingKey {
-        case accessToken = "access_token", tokenType = "token_type", expiresIn = "expires_in", refreshToken = "refresh_token"
-        case aal, mfaRequired = "mfa_required", sessionID = "session_id"
+        case accessToken = "access_token"
+        case tokenType = "token_type"
+        case expiresIn = "expires_in"
+        case refreshToken = "refresh_token"
+        case aal
+        case mfaRequired = "mfa_required"
+        case sessionID = "session_id"
     }
 
     /// `{access_token, token_type, expires_in, refresh_token, aal, mfa_required, session_id}`.
@@ -79,15 +84,20 @@ public final class AdminIdentity: Sendable {
     /// Identity over the system database, counting attempts in `redis` (sign-in is refused
     /// while `redis` is nil or unreachable), with the MFA key in `dataDirectory`.
     /// Argon2id runs on `blocking` (the kernel's pool; NIO's shared one for tools).
-    public convenience init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger,
-                            blocking: NIOThreadPool = .singleton) {
-        self.init(database: database, state: state, redis: redis, dataDirectory: dataDirectory, logger: logger, tokens: AdminTokens(database: database),
-                  blocking: blocking)
+    public convenience init(
+        database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger,
+        blocking: NIOThreadPool = .singleton
+    ) {
+        self.init(
+            database: database, state: state, redis: redis, dataDirectory: dataDirectory, logger: logger, tokens: AdminTokens(database: database),
+            blocking: blocking)
     }
 
     /// The same with the token signer given (tests and the credentials fuzz target use a fixed key).
-    init(database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger, tokens: AdminTokens,
-         blocking: NIOThreadPool = .singleton) {
+    init(
+        database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger, tokens: AdminTokens,
+        blocking: NIOThreadPool = .singleton
+    ) {
         self.blocking = blocking
         self.database = database
         self.state = state
@@ -124,11 +134,13 @@ public final class AdminIdentity: Sendable {
             throw error
         }
         if case .locked(let seconds, let onAccount) = decision {
-            try await auditRepeatedRefusal(key: onAccount ? "account:" + email : "address:" + address, seconds: seconds,
-                                           email: email, address: address, reason: onAccount ? "account_locked" : "address_locked")
+            try await auditRepeatedRefusal(
+                key: onAccount ? "account:" + email : "address:" + address, seconds: seconds,
+                email: email, address: address, reason: onAccount ? "account_locked" : "address_locked")
             throw IdentityError(
                 status: 429, code: "login_locked",
-                message: onAccount ? "too many failed sign-ins for this account: it is locked for \(seconds) s"
+                message: onAccount
+                    ? "too many failed sign-ins for this account: it is locked for \(seconds) s"
                     : "too many failed sign-ins from your address: it is locked for \(seconds) s",
                 hint: "retry after \(seconds) s", retryAfterSeconds: seconds)
         }
@@ -143,8 +155,9 @@ public final class AdminIdentity: Sendable {
         guard matches, let admin = found?.0 else {
             try await loginThrottle.recordFailure(account: email, address: address)
             try await auditLoginFailure(email: email, address: address, reason: "invalid_credentials")
-            throw IdentityError(status: 401, code: "invalid_credentials", message: "the email or password is incorrect",
-                                hint: "check both; after 5 failures within 15 minutes the account is locked for 15 minutes")
+            throw IdentityError(
+                status: 401, code: "invalid_credentials", message: "the email or password is incorrect",
+                hint: "check both; after 5 failures within 15 minutes the account is locked for 15 minutes")
         }
         do {
             try await loginThrottle.recordSuccess(account: email, address: address)
@@ -186,8 +199,9 @@ public final class AdminIdentity: Sendable {
                 message: "this refresh token was already used; the session has been revoked because the token may have been copied",
                 hint: "sign in again at POST /v1/admin/login")
         case .invalid:
-            throw IdentityError(status: 401, code: "invalid_refresh_token", message: "the refresh token is unknown, or its session was revoked or has expired",
-                                hint: "sign in again at POST /v1/admin/login")
+            throw IdentityError(
+                status: 401, code: "invalid_refresh_token", message: "the refresh token is unknown, or its session was revoked or has expired",
+                hint: "sign in again at POST /v1/admin/login")
         }
     }
 
@@ -195,8 +209,9 @@ public final class AdminIdentity: Sendable {
     public func logout(_ principal: AdminPrincipal) async throws {
         try await transaction { connection in
             try await AdminSessions.revoke(on: connection, sessionID: principal.sessionID, reason: "logout")
-            try await AuditChain.append(on: connection, actor: principal.actor, action: "admin.logout", target: principal.email,
-                                  details: ["session_id": principal.sessionID])
+            try await AuditChain.append(
+                on: connection, actor: principal.actor, action: "admin.logout", target: principal.email,
+                details: ["session_id": principal.sessionID])
         }
     }
 
@@ -254,9 +269,10 @@ public final class AdminIdentity: Sendable {
             try await AdminSessions.live(on: connection, sessionID: claims.sessionID, adminID: claims.sub.value)
         }
         guard let live else {
-            throw IdentityError(status: 401, code: "admin_session_ended",
-                                message: "the session of this admin token was signed out or revoked, or has expired",
-                                hint: "sign in again at /v1/admin/login")
+            throw IdentityError(
+                status: 401, code: "admin_session_ended",
+                message: "the session of this admin token was signed out or revoked, or has expired",
+                hint: "sign in again at /v1/admin/login")
         }
         guard live.aal >= .aal2 else {
             throw IdentityError(

@@ -21,7 +21,10 @@ public struct TOTPEnrolment: Sendable, Encodable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case secret, otpauthURI = "otpauth_uri", qrSVG = "qr_svg", recoveryCodes = "recovery_codes"
+        case secret
+        case otpauthURI = "otpauth_uri"
+        case qrSVG = "qr_svg"
+        case recoveryCodes = "recovery_codes"
     }
 
     /// `{secret, otpauth_uri, qr_svg, recovery_codes}` (`qr_svg` absent when there is no QR code).
@@ -87,14 +90,16 @@ extension AdminIdentity {
             let rows = try await connection.query(
                 "SELECT totp_pending_secret, totp_last_step FROM public.secrets WHERE id = $1::uuid FOR UPDATE", [principal.adminID])
             guard let sealed = rows.value("totp_pending_secret") else {
-                throw IdentityError(status: 409, code: "no_pending_enrolment", message: "there is no TOTP enrolment to confirm",
-                                    hint: "start one at POST /v1/admin/mfa/totp/enroll")
+                throw IdentityError(
+                    status: 409, code: "no_pending_enrolment", message: "there is no TOTP enrolment to confirm",
+                    hint: "start one at POST /v1/admin/mfa/totp/enroll")
             }
             var secret = try box.open(sealed, context: principal.adminID)
             defer { Ed25519.wipe(&secret) }
             guard let step = TOTP(secret: secret).matchingStep(code, at: now) else { return .wrongCode }
             if let last = rows.value("totp_last_step").flatMap({ Int64($0) }), step <= last { return .replayed }
-            try await connection.query("""
+            try await connection.query(
+                """
                 UPDATE public.secrets SET totp_secret = totp_pending_secret, totp_pending_secret = NULL,
                     totp_confirmed_at = now(), totp_last_step = $2 WHERE id = $1::uuid
                 """, [principal.adminID, String(step)])
@@ -102,8 +107,9 @@ extension AdminIdentity {
             try await connection.query("UPDATE meltybase.admin_recovery_codes SET active = true WHERE admin_id = $1::uuid", [principal.adminID])
             var admin = principal.admin
             admin.totpEnrolled = true
-            let session = try await Self.elevate(on: connection, principal, admin: admin, amr: ["pwd", "otp"], action: "admin.mfa.enrolled",
-                                      details: ["method": "totp", "address": address])
+            let session = try await Self.elevate(
+                on: connection, principal, admin: admin, amr: ["pwd", "otp"], action: "admin.mfa.enrolled",
+                details: ["method": "totp", "address": address])
             return .elevated(session, admin)
         }
         return try await finishMFA(principal, outcome: outcome, address: address, stage: "enrolment")
@@ -113,8 +119,9 @@ extension AdminIdentity {
     /// recovery code. Returns a new `aal2` session that replaces the caller's.
     public func challenge(_ principal: AdminPrincipal, code: String, address: String) async throws -> AdminTokenPair {
         guard principal.admin.totpEnrolled else {
-            throw IdentityError(status: 409, code: "mfa_not_enrolled", message: "this account has no TOTP enrolment to challenge",
-                                hint: "enrol at POST /v1/admin/mfa/totp/enroll, then confirm at POST /v1/admin/mfa/totp/verify")
+            throw IdentityError(
+                status: 409, code: "mfa_not_enrolled", message: "this account has no TOTP enrolment to challenge",
+                hint: "enrol at POST /v1/admin/mfa/totp/enroll, then confirm at POST /v1/admin/mfa/totp/verify")
         }
         let code = Self.trimmedCode(code)
         guard !code.isEmpty, code.utf8.count <= 64 else {
@@ -137,20 +144,24 @@ extension AdminIdentity {
                 if let last = rows.value("totp_last_step").flatMap({ Int64($0) }), step <= last { return .replayed }
                 try await connection.query("UPDATE public.secrets SET totp_last_step = $2 WHERE id = $1::uuid", [principal.adminID, String(step)])
             } else {
-                let used = try await connection.query("""
+                let used = try await connection.query(
+                    """
                     UPDATE meltybase.admin_recovery_codes SET used_at = now()
                     WHERE admin_id = $1::uuid AND code_hash = $2 AND active AND used_at IS NULL RETURNING 1
                     """, [principal.adminID, Self.recoveryCodeHash(code)])
                 guard !used.rows.isEmpty else { return .wrongCode }
                 method = "recovery_code"
-                remaining = Int(try await connection.query(
-                    "SELECT count(*) AS n FROM meltybase.admin_recovery_codes WHERE admin_id = $1::uuid AND active AND used_at IS NULL",
-                    [principal.adminID]).value("n") ?? "0")
+                remaining = Int(
+                    try await connection.query(
+                        "SELECT count(*) AS n FROM meltybase.admin_recovery_codes WHERE admin_id = $1::uuid AND active AND used_at IS NULL",
+                        [principal.adminID]
+                    ).value("n") ?? "0")
             }
             var details: [String: Any] = ["method": method, "address": address]
             if let remaining { details["recovery_codes_left"] = remaining }
-            let session = try await Self.elevate(on: connection, principal, admin: principal.admin, amr: ["pwd", method == "totp" ? "otp" : method],
-                                      action: "admin.mfa.challenge", details: details)
+            let session = try await Self.elevate(
+                on: connection, principal, admin: principal.admin, amr: ["pwd", method == "totp" ? "otp" : method],
+                action: "admin.mfa.challenge", details: details)
             return .elevated(session, principal.admin)
         }
         return try await finishMFA(principal, outcome: outcome, address: address, stage: "challenge")
@@ -185,8 +196,9 @@ extension AdminIdentity {
             try await AuditChain.append(
                 to: database, actor: principal.actor, action: "admin.mfa.failed", target: principal.email,
                 details: ["reason": "locked", "address": address])
-            throw IdentityError(status: 429, code: "mfa_locked", message: "too many wrong codes: second-factor checks for this account are locked for \(seconds) s",
-                                hint: "retry after \(seconds) s", retryAfterSeconds: seconds)
+            throw IdentityError(
+                status: 429, code: "mfa_locked", message: "too many wrong codes: second-factor checks for this account are locked for \(seconds) s",
+                hint: "retry after \(seconds) s", retryAfterSeconds: seconds)
         }
     }
 
@@ -208,11 +220,13 @@ extension AdminIdentity {
                 to: database, actor: principal.actor, action: "admin.mfa.failed", target: principal.email,
                 details: ["reason": replayed ? "code_reused" : "wrong_code", "stage": stage, "address": address])
             if replayed {
-                throw IdentityError(status: 401, code: "totp_code_reused", message: "this TOTP code (or a later one) has already been used",
-                                    hint: "wait for the next code in your app")
+                throw IdentityError(
+                    status: 401, code: "totp_code_reused", message: "this TOTP code (or a later one) has already been used",
+                    hint: "wait for the next code in your app")
             }
-            throw IdentityError(status: 401, code: "invalid_mfa_code", message: "the code is wrong or has expired",
-                                hint: "enter the current 6-digit code (check the device clock), or an unused recovery code")
+            throw IdentityError(
+                status: 401, code: "invalid_mfa_code", message: "the code is wrong or has expired",
+                hint: "enter the current 6-digit code (check the device clock), or an unused recovery code")
         }
     }
 

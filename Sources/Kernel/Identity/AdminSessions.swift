@@ -48,7 +48,8 @@ enum AdminSessions {
 
     /// Opens a session for `adminID` and issues its first refresh token.
     static func create(on connection: PostgresConnection, adminID: String, aal: AssuranceLevel, amr: [String]) async throws -> Issued {
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             INSERT INTO meltybase.admin_sessions (admin_id, aal, amr, expires_at)
             VALUES ($1::uuid, $2, $3, now() + make_interval(secs => $4::double precision)) RETURNING id::text AS id
             """, [adminID, aal.rawValue, amr.joined(separator: " "), String(lifetime)])
@@ -60,7 +61,8 @@ enum AdminSessions {
 
     /// Rotates the refresh token whose hash is `hash` (see the type's description).
     static func rotate(on connection: PostgresConnection, tokenHash hash: String) async throws -> Rotation {
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             SELECT t.session_id::text AS session_id, t.rotated_at IS NOT NULL AS rotated, s.revoked_at IS NOT NULL AS revoked,
                    s.expires_at > now() AS live, s.aal, s.amr, \(AdminRecord.columns("a"))
             FROM meltybase.admin_refresh_tokens t
@@ -94,7 +96,8 @@ enum AdminSessions {
     /// The session `sessionID` of `adminID` when it is neither revoked nor expired.
     static func live(on connection: PostgresConnection, sessionID: String, adminID: String) async throws -> Live? {
         guard UUID(uuidString: sessionID) != nil, UUID(uuidString: adminID) != nil else { return nil }
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             SELECT s.aal, s.amr, \(AdminRecord.columns("a"))
             FROM meltybase.admin_sessions s JOIN public.secrets a ON a.id = s.admin_id
             WHERE s.id = $1::uuid AND s.admin_id = $2::uuid AND s.revoked_at IS NULL AND s.expires_at > now()

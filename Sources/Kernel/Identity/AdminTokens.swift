@@ -85,7 +85,8 @@ public final class AdminTokens: Sendable {
         } catch let error as IdentityError {
             throw error
         } catch is PostgresError, is PostgresPoolError {
-            throw IdentityError(status: 503, code: "database_unavailable", message: "the token key cannot be read: the system database is unavailable", hint: "retry shortly", retryAfterSeconds: 1)
+            throw IdentityError(
+                status: 503, code: "database_unavailable", message: "the token key cannot be read: the system database is unavailable", hint: "retry shortly", retryAfterSeconds: 1)
         } catch {
             throw IdentityError.unauthenticated("the access token is malformed")
         }

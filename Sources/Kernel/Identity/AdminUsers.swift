@@ -27,8 +27,9 @@ public struct AdminRecord: Sendable, Equatable, Encodable {
     /// Row `index` of a result selected with ``columns(_:)``, or `nil` when there is none.
     init?(_ rows: PostgresRows, _ index: Int) {
         guard let id = rows.value("admin_id", row: index), let email = rows.value("admin_email", row: index) else { return nil }
-        self.init(id: id, email: email, role: rows.value("admin_role", row: index) ?? "admin",
-                  totpEnrolled: rows.value("admin_totp", row: index) == "t", createdAt: rows.value("admin_created_at", row: index) ?? "")
+        self.init(
+            id: id, email: email, role: rows.value("admin_role", row: index) ?? "admin",
+            totpEnrolled: rows.value("admin_totp", row: index) == "t", createdAt: rows.value("admin_created_at", row: index) ?? "")
     }
 
     init(id: String, email: String, role: String, totpEnrolled: Bool, createdAt: String) {
@@ -41,7 +42,9 @@ public struct AdminRecord: Sendable, Equatable, Encodable {
 
     /// `{id, email, role, mfa_enabled, created_at}`.
     private enum CodingKeys: String, CodingKey {
-        case id, email, role, totpEnrolled = "mfa_enabled", createdAt = "created_at"
+        case id, email, role
+        case totpEnrolled = "mfa_enabled"
+        case createdAt = "created_at"
     }
 }
 
@@ -64,7 +67,12 @@ public struct LicenseSummary: Sendable, Encodable {
 
     /// `{license_id, tier, seats, seats_used, owner, expires_at, initialized_at}` (nulls kept).
     private enum CodingKeys: String, CodingKey {
-        case id = "license_id", tier, seats, seatsUsed = "seats_used", owner, expiresAt = "expires_at", initializedAt = "initialized_at"
+        case id = "license_id"
+        case tier, seats
+        case seatsUsed = "seats_used"
+        case owner
+        case expiresAt = "expires_at"
+        case initializedAt = "initialized_at"
     }
 }
 
@@ -89,8 +97,9 @@ extension AdminIdentity {
         }
         let violations = PasswordPolicy().violations(password: password, email: email)
         guard violations.isEmpty else {
-            var error = IdentityError(status: 400, code: "password_policy", message: violations.map(\.description).joined(separator: "; "),
-                                      hint: "use at least 12 characters that are not the email and not a common password")
+            var error = IdentityError(
+                status: 400, code: "password_policy", message: violations.map(\.description).joined(separator: "; "),
+                hint: "use at least 12 characters that are not the email and not a common password")
             error.extraFields = ["field": "password", "violations": violations.map { ["code": $0.code, "message": $0.description] }]
             throw error
         }
@@ -124,7 +133,8 @@ extension AdminIdentity {
     /// The stored license and the number of admin accounts.
     public func licenseSummary() async throws -> LicenseSummary {
         try await database.withConnection { connection in
-            let rows = try await connection.query("""
+            let rows = try await connection.query(
+                """
                 SELECT license_id, license_tier, license_seats, license_owner,
                        to_char(license_expires_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS expires_at,
                        to_char(initialized_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') AS initialized_at,

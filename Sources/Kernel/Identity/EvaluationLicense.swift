@@ -50,7 +50,9 @@ public struct EvaluationLicense: Sendable {
         defer { Ed25519.wipe(&secretKey) }
         let evaluation = EvaluationLicense(secretKeyPath: path, publicKeyHex: ByteEncoding.hex(Array(secretKey[32..<64])))
         if !existed {
-            logger.notice("No [license] public_key configured: this machine signs its own evaluation licenses (indie, \(seats) seats, 90 days) with \(path) (mode 0600). Configure the vendor's public key to accept only vendor licenses.")
+            logger.notice(
+                "No [license] public_key configured: this machine signs its own evaluation licenses (indie, \(seats) seats, 90 days) with \(path) (mode 0600). Configure the vendor's public key to accept only vendor licenses."
+            )
         }
         return evaluation
     }

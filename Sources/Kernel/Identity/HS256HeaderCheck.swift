@@ -12,7 +12,8 @@ enum HS256HeaderCheck {
     static func require(_ token: String, noun: String, kind: String) throws {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerBytes = ByteEncoding.fromBase64URL(String(parts[0])),
-              let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any] else {
+            let header = try? JSONSerialization.jsonObject(with: Data(headerBytes)) as? [String: Any]
+        else {
             throw IdentityError.unauthenticated("\(noun) is not a JWT")
         }
         guard header["alg"] as? String == "HS256" else {

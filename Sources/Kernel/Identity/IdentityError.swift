@@ -38,7 +38,8 @@ public struct IdentityError: Error, CustomStringConvertible, Sendable {
 
     /// 401 for a missing, malformed, forged or expired access token, or a revoked session.
     static func unauthenticated(_ message: String) -> IdentityError {
-        IdentityError(status: 401, code: "unauthenticated", message: message,
-                      hint: "send Authorization: Bearer <access_token> from POST /v1/admin/login (or refresh it at POST /v1/admin/token)")
+        IdentityError(
+            status: 401, code: "unauthenticated", message: message,
+            hint: "send Authorization: Bearer <access_token> from POST /v1/admin/login (or refresh it at POST /v1/admin/token)")
     }
 }

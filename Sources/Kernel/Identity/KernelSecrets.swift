@@ -18,7 +18,8 @@ public enum KernelSecrets {
         var fresh = [UInt8](repeating: 0, count: 32)
         randombytes_buf(&fresh, fresh.count)
         defer { Ed25519.wipe(&fresh) }
-        let rows = try await connection.query("""
+        let rows = try await connection.query(
+            """
             WITH inserted AS (
                 INSERT INTO meltybase.kernel_secrets (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING RETURNING value)
             SELECT value FROM inserted UNION ALL SELECT value FROM meltybase.kernel_secrets WHERE name = $1

@@ -46,7 +46,8 @@ public struct LoginThrottle: Sendable {
     public func begin(account: String, address: String) async throws -> Decision {
         let reply = try await run(Self.beginScript, account: account, address: address)
         guard case .array(let values) = reply, values.count == 3, let locked = values[0].integer,
-              let milliseconds = values[1].integer, let onAccount = values[2].integer else {
+            let milliseconds = values[1].integer, let onAccount = values[2].integer
+        else {
             throw Self.unavailable("unexpected reply \(reply)")
         }
         if locked == 0 { return .proceed }
@@ -69,9 +70,12 @@ public struct LoginThrottle: Sendable {
         let prefix = "meltybase:throttle:\(scope):"
         // Hashed so that keys stay short and no email address sits in Redis in clear.
         let accountKey = Self.digest(account)
-        let keys = [prefix + "account:" + accountKey, prefix + "account-lock:" + accountKey,
-                    prefix + "address:" + address, prefix + "address-lock:" + address]
-        let arguments = ["EVAL", script, "4"] + keys
+        let keys = [
+            prefix + "account:" + accountKey, prefix + "account-lock:" + accountKey,
+            prefix + "address:" + address, prefix + "address-lock:" + address,
+        ]
+        let arguments =
+            ["EVAL", script, "4"] + keys
             + [String(accountLimit), String(addressLimit), String(windowSeconds * 1000), String(lockSeconds * 1000)]
         let reply: RedisReply
         do {

@@ -55,10 +55,12 @@ public final class PortalKeys: Sendable {
     /// A JWT for `portal` with `role` ("anon", "service_role", ...), valid for ten years.
     public func issueAPIKey(portal: String, role: String) async throws -> String {
         let now = Date().timeIntervalSince1970.rounded(.down)
-        return try await sign(portal: portal, claims: [
-            "iss": .string("meltybase"), "ref": .string(portal), "role": .string(role),
-            "iat": .number(now), "exp": .number(now + Self.apiKeyLifetime),
-        ])
+        return try await sign(
+            portal: portal,
+            claims: [
+                "iss": .string("meltybase"), "ref": .string(portal), "role": .string(role),
+                "iat": .number(now), "exp": .number(now + Self.apiKeyLifetime),
+            ])
     }
 
     /// Signs `claims` with the portal's secret (HS256).
@@ -83,7 +85,9 @@ public final class PortalKeys: Sendable {
         } catch let error as IdentityError {
             throw error
         } catch is PostgresError, is PostgresPoolError {
-            throw IdentityError(status: 503, code: "database_unavailable", message: "the portal key cannot be read: the system database is unavailable", hint: "retry shortly", retryAfterSeconds: 1)
+            throw IdentityError(
+                status: 503, code: "database_unavailable", message: "the portal key cannot be read: the system database is unavailable", hint: "retry shortly", retryAfterSeconds: 1
+            )
         } catch {
             throw IdentityError.unauthenticated("the token is malformed")
         }
@@ -149,8 +153,9 @@ public final class PortalKeys: Sendable {
             var fresh = [UInt8](repeating: 0, count: 32)
             randombytes_buf(&fresh, fresh.count)
             defer { sodium_memzero(&fresh, fresh.count) }
-            try await connection.query("INSERT INTO meltybase.portal_jwt_secrets (portal, secret_sealed) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                                 [portal, box.seal(fresh, context: context)])
+            try await connection.query(
+                "INSERT INTO meltybase.portal_jwt_secrets (portal, secret_sealed) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                [portal, box.seal(fresh, context: context)])
             // Another kernel may have won the race: read back what is stored.
             guard let sealed = try await connection.query("SELECT secret_sealed FROM meltybase.portal_jwt_secrets WHERE portal = $1", [portal]).rows.first?[0] ?? nil else {
                 throw IdentityError.internalFailure("the portal secret was not stored")

@@ -65,8 +65,9 @@ public struct SecretBox: Sendable {
     public func open(_ sealed: String, context: String) throws -> [UInt8] {
         let parts = sealed.split(separator: ":", omittingEmptySubsequences: false).map(String.init)
         guard parts.count == 4, parts[0] == Self.formatTag, let nonce = ByteEncoding.fromBase64URL(parts[2]),
-              nonce.count == Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES),
-              let ciphertext = ByteEncoding.fromBase64URL(parts[3]), ciphertext.count >= Int(crypto_aead_xchacha20poly1305_ietf_ABYTES) else {
+            nonce.count == Int(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES),
+            let ciphertext = ByteEncoding.fromBase64URL(parts[3]), ciphertext.count >= Int(crypto_aead_xchacha20poly1305_ietf_ABYTES)
+        else {
             throw IdentityError.internalFailure("a stored sealed secret is not in the \(Self.formatTag) form")
         }
         guard parts[1] == keyID else {

@@ -19,8 +19,9 @@ final class DataDirectoryLock: Sendable {
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             let holder = (try? String(contentsOfFile: path, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? "?"
             close(descriptor)
-            throw EmbeddedServiceError("another meltybase serve (pid \(holder)) already uses the data directory \(dataDirectory)",
-                                       hint: "stop it first, or pass a different --data-dir")
+            throw EmbeddedServiceError(
+                "another meltybase serve (pid \(holder)) already uses the data directory \(dataDirectory)",
+                hint: "stop it first, or pass a different --data-dir")
         }
         ftruncate(descriptor, 0)
         let pid = "\(getpid())\n"

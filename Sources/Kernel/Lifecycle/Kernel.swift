@@ -1,12 +1,12 @@
-import UnixSignals
 import Foundation
+import Logging
 import MeltyEmbedded
 import MeltyRedis
-import Logging
 import Metrics
 import NIOConcurrencyHelpers
 import Prometheus
 import ServiceLifecycle
+import UnixSignals
 
 /// The running kernel: embedded services, system database, plugins, portals and gateway.
 ///
@@ -184,8 +184,9 @@ public final class Kernel: Sendable {
         let evaluation = try EvaluationLicense.prepare(config: config, initialized: initialized, logger: logger)
         var licensing = config
         if let evaluation { licensing.licensePublicKey = evaluation.publicKeyHex }
-        let identity = AdminIdentity(database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger,
-                                     blocking: context.blocking)
+        let identity = AdminIdentity(
+            database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger,
+            blocking: context.blocking)
         var systemRoutes = SystemRoutes(
             state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics,
             setup: SetupRoute(service: SetupService(database: database, state: state, config: licensing, logger: logger, blocking: context.blocking)),
@@ -208,7 +209,8 @@ public final class Kernel: Sendable {
             ports.withLockedValue { $0.append(port) }
             logger.notice("MeltyBase is listening on \(url)", metadata: ["mtls": "\(listener.clientCAPath != nil)"])
             if !state.isInitialized {
-                logger.notice("Not initialized yet: open \(SetupService.studioURL(listener, port: port)) to set up in the Studio (or POST \(url)/v1/system/setup, or `meltybase setup`)")
+                logger.notice(
+                    "Not initialized yet: open \(SetupService.studioURL(listener, port: port)) to set up in the Studio (or POST \(url)/v1/system/setup, or `meltybase setup`)")
             }
             announce?(url)
         }
@@ -218,10 +220,11 @@ public final class Kernel: Sendable {
                 state.isInitialized = flag == "t"
             }
         }
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: listener), .init(service: checkpoints)] + applications.map { .init(service: $0) },
-            gracefulShutdownSignals: signals,
-            logger: logger))
+        let group = ServiceGroup(
+            configuration: .init(
+                services: [.init(service: listener), .init(service: checkpoints)] + applications.map { .init(service: $0) },
+                gracefulShutdownSignals: signals,
+                logger: logger))
         do {
             try await group.run()
         } catch {

@@ -87,11 +87,15 @@ public struct SetupService: Sendable {
                 try await connection.query(
                     "INSERT INTO public.secrets (kind, email, password_hash, role) VALUES ('admin', $1, $2, 'root')",
                     [email, hash])
-                try await connection.query("""
+                try await connection.query(
+                    """
                     UPDATE meltybase.system_state SET is_initialized = true, initialized_at = now(), license_key = $1,
                         license_id = $2, license_tier = $3, license_seats = $4, license_owner = $5, license_expires_at = $6::timestamptz
-                    """, [licenseKey, license.id, license.tier.rawValue, String(license.seats), license.ownerEmail,
-                          license.expiresAt.map { ISO8601DateFormatter().string(from: $0) }])
+                    """,
+                    [
+                        licenseKey, license.id, license.tier.rawValue, String(license.seats), license.ownerEmail,
+                        license.expiresAt.map { ISO8601DateFormatter().string(from: $0) },
+                    ])
                 try await AuditChain.append(
                     on: connection, actor: "admin:\(email)", action: "system.setup", target: "instance", portal: nil,
                     details: ["license_id": license.id, "tier": license.tier.rawValue, "seats": license.seats, "owner": license.ownerEmail])
@@ -130,7 +134,8 @@ public struct SetupService: Sendable {
     static func isPlausibleEmail(_ email: String) -> Bool {
         let parts = email.split(separator: "@", omittingEmptySubsequences: false)
         guard email.utf8.count <= 254, parts.count == 2, !parts[0].isEmpty, parts[1].contains("."),
-              !parts[1].hasPrefix("."), !parts[1].hasSuffix(".") else { return false }
+            !parts[1].hasPrefix("."), !parts[1].hasSuffix(".")
+        else { return false }
         return !email.contains(where: { $0.isWhitespace || $0.isNewline || $0 == "\"" || $0 == "<" || $0 == ">" })
     }
 }

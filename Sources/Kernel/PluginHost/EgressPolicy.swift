@@ -27,7 +27,9 @@ struct EgressPolicy: Sendable {
                 if rest.hasPrefix(":") {
                     guard let number = Int(rest.dropFirst()), (1...65535).contains(number) else { return nil }
                     port = number
-                } else if !rest.isEmpty { return nil }
+                } else if !rest.isEmpty {
+                    return nil
+                }
                 value = String(value[value.index(after: value.startIndex)..<close])
             } else if let colon = value.lastIndex(of: ":"), value.filter({ $0 == ":" }).count == 1 {
                 guard let number = Int(value[value.index(after: colon)...]), (1...65535).contains(number) else { return nil }
@@ -102,12 +104,12 @@ struct EgressPolicy: Sendable {
         if bytes[0] == 0x00 && bytes[1] == 0x64 && bytes[2] == 0xFF && bytes[3] == 0x9B && bytes[4..<12].allSatisfy({ $0 == 0 }) {
             return isPublic(ipv4: tail)
         }
-        if bytes[0..<15].allSatisfy({ $0 == 0 }) { return false }              // :: and ::1
-        if bytes[0] & 0xFE == 0xFC { return false }                             // fc00::/7 unique local
-        if bytes[0] == 0xFE && bytes[1] & 0xC0 == 0x80 { return false }         // fe80::/10 link local
-        if bytes[0] == 0xFE && bytes[1] & 0xC0 == 0xC0 { return false }         // fec0::/10 site local
-        if bytes[0] == 0xFF { return false }                                    // multicast
-        if bytes[0] == 0x20 && bytes[1] == 0x01 && bytes[2] == 0x0D && bytes[3] == 0xB8 { return false } // documentation
+        if bytes[0..<15].allSatisfy({ $0 == 0 }) { return false }  // :: and ::1
+        if bytes[0] & 0xFE == 0xFC { return false }  // fc00::/7 unique local
+        if bytes[0] == 0xFE && bytes[1] & 0xC0 == 0x80 { return false }  // fe80::/10 link local
+        if bytes[0] == 0xFE && bytes[1] & 0xC0 == 0xC0 { return false }  // fec0::/10 site local
+        if bytes[0] == 0xFF { return false }  // multicast
+        if bytes[0] == 0x20 && bytes[1] == 0x01 && bytes[2] == 0x0D && bytes[3] == 0xB8 { return false }  // documentation
         return true
     }
 
@@ -140,7 +142,8 @@ struct EgressPolicy: Sendable {
         while let entry = cursor {
             var buffer = [CChar](repeating: 0, count: Int(NI_MAXHOST))
             if let address = entry.pointee.ai_addr,
-               getnameinfo(address, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0 {
+                getnameinfo(address, entry.pointee.ai_addrlen, &buffer, socklen_t(buffer.count), nil, 0, NI_NUMERICHOST) == 0
+            {
                 addresses.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
             }
             cursor = entry.pointee.ai_next

@@ -14,14 +14,17 @@ public protocol AuditSink: Sendable {
     /// Appends one entry; throws when it cannot be stored.
     func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String) throws
     /// Appends one entry without blocking; `completion` gets nil once it is stored, or the error.
-    func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String,
-                completion: @escaping @Sendable ((any Error)?) -> Void)
+    func append(
+        actor: String, action: String, target: String, portal: String?, detailsJSON: String,
+        completion: @escaping @Sendable ((any Error)?) -> Void)
 }
 
 extension AuditSink {
     /// Sinks that never wait (a log line) complete at once.
-    public func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String,
-                       completion: @escaping @Sendable ((any Error)?) -> Void) {
+    public func append(
+        actor: String, action: String, target: String, portal: String?, detailsJSON: String,
+        completion: @escaping @Sendable ((any Error)?) -> Void
+    ) {
         do {
             try append(actor: actor, action: action, target: target, portal: portal, detailsJSON: detailsJSON)
             completion(nil)
@@ -35,10 +38,12 @@ extension AuditSink {
 struct LogAuditSink: AuditSink {
     let logger: Logger
     func append(actor: String, action: String, target: String, portal: String?, detailsJSON: String) throws {
-        logger.notice("audit", metadata: [
-            "audit.actor": "\(actor)", "audit.action": "\(action)", "audit.target": "\(target)",
-            "audit.portal": "\(portal ?? "")", "audit.details": "\(detailsJSON)",
-        ])
+        logger.notice(
+            "audit",
+            metadata: [
+                "audit.actor": "\(actor)", "audit.action": "\(action)", "audit.target": "\(target)",
+                "audit.portal": "\(portal ?? "")", "audit.details": "\(detailsJSON)",
+            ])
     }
 }
 
@@ -105,8 +110,10 @@ private func pluginAuditEntry(
     let portalHandle = PortalHandle.from(portal)
     // The serving kernel's, when there is a portal; else the kernel that loaded the plugin.
     let context = portalHandle?.context ?? handle.context
-    return (portalHandle?.audit ?? context.audit, context, "plugin:\(handle.name)", String(pluginChars: action, count: actionLength),
-            String(pluginChars: target, count: targetLength), portalHandle?.name, detailsJSON)
+    return (
+        portalHandle?.audit ?? context.audit, context, "plugin:\(handle.name)", String(pluginChars: action, count: actionLength),
+        String(pluginChars: target, count: targetLength), portalHandle?.name, detailsJSON
+    )
 }
 
 private func hostAudit(
@@ -170,17 +177,22 @@ private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers:
         copied.reserveCapacity(count)
         for index in 0..<count {
             let header = headers[index]
-            copied.append((String(pluginBytes: header.name.data, count: header.name.len),
-                           String(pluginBytes: header.value.data, count: header.value.len)))
+            copied.append(
+                (
+                    String(pluginBytes: header.name.data, count: header.name.len),
+                    String(pluginBytes: header.value.data, count: header.value.len)
+                ))
         }
     }
     guard (100...599).contains(status) else {
         let plugin = pending?.plugin(of: token) ?? "unknown"
-        owner?.logger.warning("plugin answered with an invalid HTTP status; the client gets a 502",
-                              metadata: ["plugin": .string(plugin), "status": .stringConvertible(status), "token": .stringConvertible(token)])
-        let invalid = GatewayError(status: 502, code: "invalid_plugin_response",
-                                   message: "plugin \"\(plugin)\" answered with the invalid HTTP status \(status)",
-                                   hint: "plugins must respond with a status from 100 to 599")
+        owner?.logger.warning(
+            "plugin answered with an invalid HTTP status; the client gets a 502",
+            metadata: ["plugin": .string(plugin), "status": .stringConvertible(status), "token": .stringConvertible(token)])
+        let invalid = GatewayError(
+            status: 502, code: "invalid_plugin_response",
+            message: "plugin \"\(plugin)\" answered with the invalid HTTP status \(status)",
+            hint: "plugins must respond with a status from 100 to 599")
         let answered = pending?.complete(token, with: PluginResponse(status: 502, headers: [("content-type", "application/json")], body: invalid.jsonBytes)) ?? false
         return answered ? MB_ERR_INVALID_ARGUMENT : MB_ERR_NOT_FOUND
     }
@@ -406,8 +418,9 @@ private func hostHTTPFetch(
             let addresses = (try? await resolver.runBlocking { EgressPolicy.resolve(host) }) ?? []
             if let blocked = addresses.first(where: { !EgressPolicy.isPublic(address: $0) }) ?? (addresses.isEmpty ? "no address" : nil) {
                 Counter(label: "meltybase_egress_refused_total", dimensions: [("plugin", pluginName), ("portal", portalName)]).increment()
-                deliver(completion, context, status: MB_ERR_REFUSED, httpStatus: 0, headers: [], body: [],
-                        error: "http_fetch: \(host) resolves to \(blocked), which is not a public address; list it in [plugins.\(pluginName)] egress_hosts to allow it")
+                deliver(
+                    completion, context, status: MB_ERR_REFUSED, httpStatus: 0, headers: [], body: [],
+                    error: "http_fetch: \(host) resolves to \(blocked), which is not a public address; list it in [plugins.\(pluginName)] egress_hosts to allow it")
                 return
             }
         }
@@ -429,7 +442,10 @@ private func deliver(
     headers: [(String, String)], body: [UInt8], error: String
 ) {
     var strings: [[UInt8]] = []
-    for (name, value) in headers { strings.append(Array(name.utf8)); strings.append(Array(value.utf8)) }
+    for (name, value) in headers {
+        strings.append(Array(name.utf8))
+        strings.append(Array(value.utf8))
+    }
     let errorBytes = Array(error.utf8)
     withHostHeaders(strings) { headerPointer, headerCount in
         body.withUnsafeBufferPointer { bodyBuffer in
@@ -456,9 +472,10 @@ func withHostHeaders<R>(_ namesAndValues: [[UInt8]], _ body: (UnsafePointer<mb_h
             let nameLength = namesAndValues[index].count
             let valueLength = namesAndValues[index + 1].count
             let base = storage.baseAddress
-            headers.append(mb_host_header(
-                name: mb_host_bytes(data: base.map { $0 + offset }, len: nameLength),
-                value: mb_host_bytes(data: base.map { $0 + offset + nameLength }, len: valueLength)))
+            headers.append(
+                mb_host_header(
+                    name: mb_host_bytes(data: base.map { $0 + offset }, len: nameLength),
+                    value: mb_host_bytes(data: base.map { $0 + offset + nameLength }, len: valueLength)))
             offset += nameLength + valueLength
             index += 2
         }

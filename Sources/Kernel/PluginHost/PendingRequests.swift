@@ -69,8 +69,10 @@ final class PendingRequests: Sendable {
     /// Registers a token, calls `dispatch` with it, and returns the plugin's answer.
     /// With `abandonment`, a request whose client disconnects, or which times out, is
     /// cancelled in the plugin.
-    func run(plugin: String, timeout: Double, abandonment: ((UInt64) -> Abandonment)? = nil,
-             dispatch: (UInt64) -> Void) async -> PluginResponse {
+    func run(
+        plugin: String, timeout: Double, abandonment: ((UInt64) -> Abandonment)? = nil,
+        dispatch: (UInt64) -> Void
+    ) async -> PluginResponse {
         let (token, early, deadline) = start(plugin: plugin, timeout: timeout, abandonment: abandonment, dispatch: dispatch)
         if let early { return early }
         return await answer(token, plugin: plugin, deadline: deadline)
@@ -80,8 +82,11 @@ final class PendingRequests: Sendable {
     /// returns the answer when the plugin gave it inside `dispatch` (the gateway's direct
     /// path answers those on the event loop without a task). Without an early answer, the
     /// caller must call ``answer(_:plugin:deadline:)``.
-    func start(plugin: String, timeout: Double, abandonment: ((UInt64) -> Abandonment)? = nil, dispatch: (UInt64) -> Void)
-        -> (token: UInt64, early: PluginResponse?, deadline: Double) {
+    func start(
+        plugin: String, timeout: Double, abandonment: ((UInt64) -> Abandonment)? = nil, dispatch: (UInt64) -> Void
+    )
+        -> (token: UInt64, early: PluginResponse?, deadline: Double)
+    {
         let deadline = Date().timeIntervalSince1970 + timeout
         let token = state.withLock { state -> UInt64 in
             let token = state.next

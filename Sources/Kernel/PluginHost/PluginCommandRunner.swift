@@ -53,7 +53,8 @@ public struct PluginCommandRunner: Sendable {
     public func describe(plugin name: String) throws(Failure) -> Description {
         guard let pluginConfig = config.plugins.first(where: { $0.name == name }) else {
             let names = config.plugins.map(\.name)
-            throw Failure(description: "no plugin \"\(name)\" in \(config.sourcePath); configured plugins: \(names.isEmpty ? "none" : names.joined(separator: ", "))", exitStatus: 2)
+            throw Failure(
+                description: "no plugin \"\(name)\" in \(config.sourcePath); configured plugins: \(names.isEmpty ? "none" : names.joined(separator: ", "))", exitStatus: 2)
         }
         do {
             let inspected = try PluginLoader.inspect(pluginConfig)
@@ -67,12 +68,16 @@ public struct PluginCommandRunner: Sendable {
 
     /// Runs `command` of plugin `name` with `arguments`; returns the plugin's exit status.
     /// `write` receives what the plugin writes, in order, from the thread running it.
-    public func run(plugin name: String, command: String, arguments: [String],
-                    write: @escaping @Sendable (Stream, [UInt8]) -> Void) async throws(Failure) -> Int32 {
+    public func run(
+        plugin name: String, command: String, arguments: [String],
+        write: @escaping @Sendable (Stream, [UInt8]) -> Void
+    ) async throws(Failure) -> Int32 {
         let description = try describe(plugin: name)
         guard description.commands.contains(where: { $0.name == command }) else {
             let known = description.commands.map(\.name)
-            throw Failure(description: "plugin \"\(name)\" has no command \"\(command)\"; its commands: \(known.isEmpty ? "none" : known.joined(separator: ", ")) (meltybase \(name) --help)", exitStatus: 2)
+            throw Failure(
+                description: "plugin \"\(name)\" has no command \"\(command)\"; its commands: \(known.isEmpty ? "none" : known.joined(separator: ", ")) (meltybase \(name) --help)",
+                exitStatus: 2)
         }
         guard var pluginConfig = config.plugins.first(where: { $0.name == name }) else {
             throw Failure(description: "no plugin \"\(name)\" configured", exitStatus: 2)
@@ -91,8 +96,9 @@ public struct PluginCommandRunner: Sendable {
                 }
                 let status: Int32
                 if let plugin = host.plugin(named: name) {
-                    let invocation = CommandInvocation(plugin: plugin, table: context.table, configJSON: pluginConfig.configJSON,
-                                                       command: command, arguments: arguments, write: write)
+                    let invocation = CommandInvocation(
+                        plugin: plugin, table: context.table, configJSON: pluginConfig.configJSON,
+                        command: command, arguments: arguments, write: write)
                     status = (try? await context.runBlocking { invocation.run() }) ?? 1
                 } else {
                     status = 1
@@ -126,14 +132,16 @@ struct CommandInvocation: @unchecked Sendable {  // Sendable: the plugin and tab
     }
 
     /// The context is followed by the writer's address, so the C callbacks find it.
-    private static let writerOffset = (MemoryLayout<mb_host_cli_context>.size + MemoryLayout<UnsafeRawPointer>.alignment - 1)
+    private static let writerOffset =
+        (MemoryLayout<mb_host_cli_context>.size + MemoryLayout<UnsafeRawPointer>.alignment - 1)
         / MemoryLayout<UnsafeRawPointer>.alignment * MemoryLayout<UnsafeRawPointer>.alignment
 
     func run() -> Int32 {
         guard let cliRun = plugin.descriptor.pointee.cli_run else { return 1 }
         let writer = Writer(write)
-        let memory = UnsafeMutableRawPointer.allocate(byteCount: Self.writerOffset + MemoryLayout<UnsafeRawPointer>.size,
-                                                      alignment: max(MemoryLayout<mb_host_cli_context>.alignment, MemoryLayout<UnsafeRawPointer>.alignment))
+        let memory = UnsafeMutableRawPointer.allocate(
+            byteCount: Self.writerOffset + MemoryLayout<UnsafeRawPointer>.size,
+            alignment: max(MemoryLayout<mb_host_cli_context>.alignment, MemoryLayout<UnsafeRawPointer>.alignment))
         defer { memory.deallocate() }
         let cArguments = arguments.map { strdup($0) }
         defer { cArguments.forEach { free($0) } }
@@ -142,10 +150,11 @@ struct CommandInvocation: @unchecked Sendable {  // Sendable: the plugin and tab
             (memory + Self.writerOffset).storeBytes(of: Unmanaged.passUnretained(writer).toOpaque(), as: UnsafeMutableRawPointer.self)
             return configJSON.withHostBytes { config -> Int32 in
                 let context = memory.bindMemory(to: mb_host_cli_context.self, capacity: 1)
-                context.initialize(to: mb_host_cli_context(
-                    struct_size: MemoryLayout<mb_host_cli_context>.size, host: table.pointer, plugin: plugin.handle.opaque,
-                    config_json: config, write_out: { context, bytes in CommandInvocation.deliver(context, .output, bytes) },
-                    write_err: { context, bytes in CommandInvocation.deliver(context, .error, bytes) }))
+                context.initialize(
+                    to: mb_host_cli_context(
+                        struct_size: MemoryLayout<mb_host_cli_context>.size, host: table.pointer, plugin: plugin.handle.opaque,
+                        config_json: config, write_out: { context, bytes in CommandInvocation.deliver(context, .output, bytes) },
+                        write_err: { context, bytes in CommandInvocation.deliver(context, .error, bytes) }))
                 defer { context.deinitialize(count: 1) }
                 return argv.withUnsafeBufferPointer { list in
                     cliRun(context, command, Int32(arguments.count), list.baseAddress)

@@ -60,7 +60,9 @@ struct PluginExtensions: Sendable {
         if PluginDescriptorLayout.has(\.studio_directory, in: descriptor), let pointer = value.studio_directory {
             let relative = String(cString: pointer)
             guard isRelativePath(relative) else {
-                throw Refusal(reason: "descriptor field studio_directory: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"\(relative)\"")
+                throw Refusal(
+                    reason:
+                        "descriptor field studio_directory: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"\(relative)\"")
             }
             let libraryFolder = URL(fileURLWithPath: libraryPath).standardizedFileURL.deletingLastPathComponent()
             let folder = libraryFolder.appendingPathComponent(relative, isDirectory: true).standardizedFileURL.path
@@ -106,7 +108,8 @@ struct PluginExtensions: Sendable {
                 throw Refusal(reason: "descriptor field \(field).title: expected 1 to 64 bytes of text, found \(title.utf8.count) bytes")
             }
             guard isRelativePath(module) else {
-                throw Refusal(reason: "descriptor field \(field).module: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"\(module)\"")
+                throw Refusal(
+                    reason: "descriptor field \(field).module: expected a relative path of A-Z, a-z, 0-9, '.', '_', '-' and '/' without '..' or a leading '/', found \"\(module)\"")
             }
             guard let studio else {
                 throw Refusal(reason: "descriptor field studio_directory: expected the folder holding \(field).module \"\(module)\", found NULL")

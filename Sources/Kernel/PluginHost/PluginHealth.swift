@@ -72,11 +72,12 @@ public struct PluginHealth: Sendable, Equatable {
         let collector = Collector()
         let error = HostErrorBuffer()
         let status = withExtendedLifetime(collector) {
-            health({ context, bytes in
-                guard let context else { return }
-                let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
-                if let data = bytes.data, bytes.len > 0 { collector.bytes = Array(UnsafeBufferPointer(start: data, count: bytes.len)) }
-            }, Unmanaged.passUnretained(collector).toOpaque(), error.buffer)
+            health(
+                { context, bytes in
+                    guard let context else { return }
+                    let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
+                    if let data = bytes.data, bytes.len > 0 { collector.bytes = Array(UnsafeBufferPointer(start: data, count: bytes.len)) }
+                }, Unmanaged.passUnretained(collector).toOpaque(), error.buffer)
         }
         guard status == MB_OK else {
             return PluginHealth(status: "failing", message: error.text.isEmpty ? "health returned \(StatusName.of(status))" : error.text)
@@ -87,8 +88,12 @@ public struct PluginHealth: Sendable, Equatable {
     /// `{"status":"ok"|"degraded"|"failing","message":"..."}`; anything else is "failing".
     static func parse(_ bytes: [UInt8]) -> PluginHealth {
         guard let object = try? JSONSerialization.jsonObject(with: Data(bytes)) as? [String: Any],
-              let status = object["status"] as? String, ["ok", "degraded", "failing"].contains(status) else {
-            return PluginHealth(status: "failing", message: "health answered \(String(decoding: bytes.prefix(200), as: UTF8.self).debugDescription), expected {\"status\":\"ok\"|\"degraded\"|\"failing\",\"message\":...}")
+            let status = object["status"] as? String, ["ok", "degraded", "failing"].contains(status)
+        else {
+            return PluginHealth(
+                status: "failing",
+                message:
+                    "health answered \(String(decoding: bytes.prefix(200), as: UTF8.self).debugDescription), expected {\"status\":\"ok\"|\"degraded\"|\"failing\",\"message\":...}")
         }
         return PluginHealth(status: status, message: object["message"] as? String ?? "")
     }

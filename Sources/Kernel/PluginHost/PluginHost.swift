@@ -45,10 +45,12 @@ public final class PluginHost: Sendable {
             do {
                 let plugin = try await Self.load(config, loader: loader, loaded: plugins)
                 plugins.append(plugin)
-                logger.info("plugin loaded", metadata: [
-                    "plugin": "\(plugin.name)", "version": "\(plugin.version)", "abi": "\(plugin.abiVersion)",
-                    "prefix": "\(plugin.routePrefixes.joined(separator: ","))", "path": "\(plugin.path)",
-                ])
+                logger.info(
+                    "plugin loaded",
+                    metadata: [
+                        "plugin": "\(plugin.name)", "version": "\(plugin.version)", "abi": "\(plugin.abiVersion)",
+                        "prefix": "\(plugin.routePrefixes.joined(separator: ","))", "path": "\(plugin.path)",
+                    ])
             } catch let error as PluginLoadError {
                 if config.required { throw error }
                 logger.error("\(error.description)")

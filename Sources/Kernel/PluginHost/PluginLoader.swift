@@ -98,7 +98,9 @@ struct PluginLoader {
         // struct_size first: it says which later fields may be read at all. The smallest
         // descriptor a plugin can have is ABI 1.0's, which ends with `shutdown`.
         guard value.struct_size >= PluginDescriptorLayout.sizeOfABI10 else {
-            throw refuse("descriptor field struct_size: expected at least \(PluginDescriptorLayout.sizeOfABI10) (sizeof(mb_plugin_descriptor) of ABI 1.0), found \(value.struct_size); set it to sizeof(mb_plugin_descriptor)")
+            throw refuse(
+                "descriptor field struct_size: expected at least \(PluginDescriptorLayout.sizeOfABI10) (sizeof(mb_plugin_descriptor) of ABI 1.0), found \(value.struct_size); set it to sizeof(mb_plugin_descriptor)"
+            )
         }
         guard value.abi_major == UInt32(MB_ABI_MAJOR) else {
             throw refuse("descriptor field abi_major: expected \(MB_ABI_MAJOR), found \(value.abi_major); rebuild the plugin against this kernel's meltybase_plugin.h")
@@ -109,7 +111,9 @@ struct PluginLoader {
         let signature = String(cString: signaturePointer)
         if signature.hasPrefix("swift-") {
             guard signature == BuildSignature.swift else {
-                throw refuse("descriptor field build_signature: expected \"\(BuildSignature.swift)\", found \"\(signature)\"; Swift plugins must be built by the same Swift toolchain as the kernel (Swift's ABI is not stable on Linux)")
+                throw refuse(
+                    "descriptor field build_signature: expected \"\(BuildSignature.swift)\", found \"\(signature)\"; Swift plugins must be built by the same Swift toolchain as the kernel (Swift's ABI is not stable on Linux)"
+                )
             }
         } else if signature != BuildSignature.c {
             throw refuse("descriptor field build_signature: expected \"\(BuildSignature.c)\", found \"\(signature)\"")

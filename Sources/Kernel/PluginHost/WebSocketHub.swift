@@ -67,7 +67,11 @@ final class WebSocketHub: Sendable {
     @discardableResult
     func send(_ id: UInt64, _ frame: WebSocketOutbound) -> Bool {
         let size = frame.size
-        enum Outcome { case gone, queued(AsyncStream<WebSocketOutbound>.Continuation), overflow(Connection) }
+        enum Outcome {
+            case gone
+            case queued(AsyncStream<WebSocketOutbound>.Continuation)
+            case overflow(Connection)
+        }
         let outcome = state.withLockedValue { state -> Outcome in
             guard var connection = state.open[id], !connection.overflowed else { return .gone }
             if connection.frames + 1 > Self.maxQueuedFrames || connection.bytes + size > Self.maxQueuedBytes {

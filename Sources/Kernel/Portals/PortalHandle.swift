@@ -22,8 +22,10 @@ final class PortalHandle: Sendable {
     /// The serving kernel's egress policy, for `http_fetch` calls naming this portal.
     let egress: EgressPolicy
 
-    init(name: String, context: HostContext, keys: PortalKeys? = nil, audit: (any AuditSink)? = nil, egress: EgressPolicy = EgressPolicy(),
-         instanceLookup: @escaping @Sendable (String) -> PluginInstance?) {
+    init(
+        name: String, context: HostContext, keys: PortalKeys? = nil, audit: (any AuditSink)? = nil, egress: EgressPolicy = EgressPolicy(),
+        instanceLookup: @escaping @Sendable (String) -> PluginInstance?
+    ) {
         self.name = name
         self.context = context
         self.egress = egress

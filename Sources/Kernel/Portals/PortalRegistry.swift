@@ -90,11 +90,13 @@ public final class PortalRegistry: Sendable {
             return state.issued
         }
         let rows = try await database.withConnection { connection in
-            try await connection.query("""
+            try await connection.query(
+                """
                 SELECT p.name, coalesce(array_to_json(array_agg(pp.plugin ORDER BY pp.plugin) FILTER (WHERE pp.plugin IS NOT NULL))::text, '[]')
                 FROM meltybase.portals p LEFT JOIN meltybase.portal_plugins pp ON pp.portal = p.name
                 GROUP BY p.name ORDER BY p.name
-                """).rows
+                """
+            ).rows
         }
         var wanted: [String: [String]] = [:]
         for row in rows {

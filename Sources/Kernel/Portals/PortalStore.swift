@@ -70,12 +70,14 @@ public struct PortalStore: Sendable {
     /// Every portal, sorted by name.
     public func list() async throws -> [Record] {
         try await database.withConnection { connection in
-            try await connection.query("""
+            try await connection.query(
+                """
                 SELECT p.name, p.created_at::text AS created_at,
                        coalesce(string_agg(pp.plugin, ',' ORDER BY pp.plugin), '') AS plugins
                 FROM meltybase.portals p LEFT JOIN meltybase.portal_plugins pp ON pp.portal = p.name
                 GROUP BY p.name, p.created_at ORDER BY p.name
-                """).rows.map { row in
+                """
+            ).rows.map { row in
                 Record(name: row[0] ?? "", plugins: (row[2] ?? "").split(separator: ",").map(String.init), createdAt: row[1] ?? "")
             }
         }

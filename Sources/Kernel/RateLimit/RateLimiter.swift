@@ -1,6 +1,6 @@
 import Foundation
-import MeltyRedis
 import Logging
+import MeltyRedis
 import Metrics
 import NIOConcurrencyHelpers
 
@@ -147,15 +147,24 @@ public final class RateLimiter: Sendable {
         do {
             let (granted, retry) = try await takeFromRedis(redis, key: key, bucket: bucket, count: Self.leaseSize(bucket))
             decision = RateLimitDecision(allowed: granted > 0, retryAfterSeconds: retry)
-            lease = granted > 0
+            lease =
+                granted > 0
                 ? Lease(remaining: granted - 1, expires: now + 0.1)
                 : Lease(remaining: 0, expires: now + min(0.1, 1 / bucket.rate), retryAfter: max(1, retry))
-            if usingFallback.withLockedValue({ let was = $0; $0 = false; return was }) {
+            if usingFallback.withLockedValue({
+                let was = $0
+                $0 = false
+                return was
+            }) {
                 logger.notice("rate limiting is shared through Redis again", metadata: ["redis": "\(RedisClient.redacted(redis.url))"])
                 fallbackGauge.record(0)
             }
         } catch {
-            if !usingFallback.withLockedValue({ let was = $0; $0 = true; return was }) {
+            if !usingFallback.withLockedValue({
+                let was = $0
+                $0 = true
+                return was
+            }) {
                 logger.warning("Redis is unreachable; rate limits now apply per kernel process (in-process fallback)", metadata: ["error": "\(error)"])
                 fallbackGauge.record(1)
             }
@@ -225,7 +234,10 @@ public final class RateLimiter: Sendable {
 
 /// In-process token buckets, the fallback when Redis is unreachable.
 final class LocalTokenBuckets: Sendable {
-    private struct State { var tokens: Double; var at: Double }
+    private struct State {
+        var tokens: Double
+        var at: Double
+    }
     private let buckets = NIOLockedValueBox<[String: State]>([:])
 
     func take(key: String, bucket: TokenBucketConfig, now: Double = Date().timeIntervalSince1970) -> RateLimitDecision {

@@ -49,7 +49,6 @@ public final class SystemDatabase: Sendable {
         try await pool.run(body)
     }
 
-
     /// Closes the pool (idle connections now, busy ones when their job ends); a database
     /// that made its own loop stops it too. Idempotent.
     public func close() {

@@ -22,11 +22,14 @@ enum PluginStudioRoutes {
     static func answer(_ path: String, plugins: PluginHost?) throws -> Response {
         let rest = path.dropFirst(prefix.count).split(separator: "/", maxSplits: 3, omittingEmptySubsequences: false)
         guard rest.count == 4, let plugin = plugins?.plugin(named: String(rest[0])), let studio = plugin.extensions.studio,
-              rest[2] == studio.files.version, let file = studio.files.files[String(rest[3])] else {
-            throw GatewayError(status: 404, code: "asset_not_found", message: "no plugin Studio file at \(path)",
-                               hint: "plugin assets are addressed by the version the page list (/v1/hub/studio/pages) gives; reload /dashboard")
+            rest[2] == studio.files.version, let file = studio.files.files[String(rest[3])]
+        else {
+            throw GatewayError(
+                status: 404, code: "asset_not_found", message: "no plugin Studio file at \(path)",
+                hint: "plugin assets are addressed by the version the page list (/v1/hub/studio/pages) gives; reload /dashboard")
         }
-        return Response(status: .ok, headers: StudioRoutes.securityHeaders([.contentType: file.contentType, .cacheControl: StudioRoutes.assetCacheControl]),
-                        body: .init(byteBuffer: file.bytes))
+        return Response(
+            status: .ok, headers: StudioRoutes.securityHeaders([.contentType: file.contentType, .cacheControl: StudioRoutes.assetCacheControl]),
+            body: .init(byteBuffer: file.bytes))
     }
 }

@@ -43,7 +43,8 @@ struct StudioAssets: Sendable {
         for directory in candidateDirectories() {
             if let assets = StudioAssets(directory: directory) { return assets }
         }
-        logger.warning("The Studio's files were not found next to the executable (\(bundleName)/Assets); /dashboard answers 503. Keep the resource bundle beside the meltybase binary.")
+        logger.warning(
+            "The Studio's files were not found next to the executable (\(bundleName)/Assets); /dashboard answers 503. Keep the resource bundle beside the meltybase binary.")
         return nil
     }
 

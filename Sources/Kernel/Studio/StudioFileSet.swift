@@ -45,7 +45,8 @@ struct StudioFileSet: Sendable {
         }
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: rootPath, isDirectory: &isDirectory), isDirectory.boolValue,
-              let enumerator = FileManager.default.enumerator(atPath: rootPath) else {
+            let enumerator = FileManager.default.enumerator(atPath: rootPath)
+        else {
             throw ReadError(description: "folder \(directory) does not exist or cannot be listed")
         }
         let prefix = rootPath.hasSuffix("/") ? rootPath : rootPath + "/"
@@ -83,9 +84,10 @@ struct StudioFileSet: Sendable {
             hasher.update(data: bytes)
         }
         version = hasher.finalize().prefix(8).map { String(format: "%02x", $0) }.joined()
-        files = Dictionary(uniqueKeysWithValues: contents.map { path, bytes in
-            (path, File(bytes: ByteBuffer(bytes: bytes), contentType: Self.contentType(for: path)))
-        })
+        files = Dictionary(
+            uniqueKeysWithValues: contents.map { path, bytes in
+                (path, File(bytes: ByteBuffer(bytes: bytes), contentType: Self.contentType(for: path)))
+            })
     }
 
     /// `realpath(3)`: the absolute path with every symbolic link resolved; nil when it does not exist.

@@ -42,25 +42,29 @@ struct StudioRoutes: Sendable {
 
     static func answer(_ path: String, assets: StudioAssets?) throws -> Response {
         guard let assets else {
-            throw GatewayError(status: 503, code: "studio_unavailable", message: "this build of the kernel has no Studio files",
-                               hint: "keep \(StudioAssets.bundleName) beside the meltybase binary (swift build puts it there)")
+            throw GatewayError(
+                status: 503, code: "studio_unavailable", message: "this build of the kernel has no Studio files",
+                hint: "keep \(StudioAssets.bundleName) beside the meltybase binary (swift build puts it there)")
         }
         guard path.hasPrefix(StudioAssets.assetPrefix) else {
-            return Response(status: .ok, headers: securityHeaders([.contentType: "text/html; charset=utf-8", .cacheControl: indexCacheControl]),
-                            body: .init(byteBuffer: assets.index))
+            return Response(
+                status: .ok, headers: securityHeaders([.contentType: "text/html; charset=utf-8", .cacheControl: indexCacheControl]),
+                body: .init(byteBuffer: assets.index))
         }
         let rest = path.dropFirst(StudioAssets.assetPrefix.count)
         guard let slash = rest.firstIndex(of: "/") else { throw notFound(path) }
         let version = rest[..<slash]
         let file = String(rest[rest.index(after: slash)...])
         guard version == assets.version, let asset = assets.files[file] else { throw notFound(path) }
-        return Response(status: .ok, headers: securityHeaders([.contentType: asset.contentType, .cacheControl: assetCacheControl]),
-                        body: .init(byteBuffer: asset.bytes))
+        return Response(
+            status: .ok, headers: securityHeaders([.contentType: asset.contentType, .cacheControl: assetCacheControl]),
+            body: .init(byteBuffer: asset.bytes))
     }
 
     static func notFound(_ path: String) -> GatewayError {
-        GatewayError(status: 404, code: "asset_not_found", message: "no Studio file at \(path)",
-                     hint: "assets are addressed by the version in /dashboard's page; reload /dashboard")
+        GatewayError(
+            status: 404, code: "asset_not_found", message: "no Studio file at \(path)",
+            hint: "assets are addressed by the version in /dashboard's page; reload /dashboard")
     }
 
     /// `fields` plus the security headers every Studio answer carries.

@@ -34,7 +34,9 @@ enum ChildSpawn {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        if stdin != nil { posix_spawn_file_actions_adddup2(&actions, nextCopy(), 0) } else {
+        if stdin != nil {
+            posix_spawn_file_actions_adddup2(&actions, nextCopy(), 0)
+        } else {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         }
         if stderr != nil { posix_spawn_file_actions_adddup2(&actions, nextCopy(), 2) }

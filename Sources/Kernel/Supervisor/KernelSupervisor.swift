@@ -1,6 +1,6 @@
 import Foundation
-import MeltyEmbedded
 import Logging
+import MeltyEmbedded
 import NIOConcurrencyHelpers
 import UnixSignals
 

@@ -28,7 +28,8 @@ struct ListeningSocket: Sendable {
         let descriptor = socket(family, CInt(SOCK_STREAM.rawValue) | CInt(SOCK_CLOEXEC.rawValue), 0)
         guard descriptor >= 0 else { throw SupervisorError.cannotListen(host: host, port: port, reason: Self.lastError) }
         var one: CInt = 1
-        let bound = setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size)) == 0
+        let bound =
+            setsockopt(descriptor, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<CInt>.size)) == 0
             && address.withSockAddr { pointer, size in Glibc.bind(descriptor, pointer, socklen_t(size)) } == 0
             && listen(descriptor, Self.backlog) == 0
         guard bound else {
@@ -38,9 +39,10 @@ struct ListeningSocket: Sendable {
         }
         var local = sockaddr_storage()
         var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let boundPort = withUnsafeMutablePointer(to: &local) { storage in
-            storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        } == 0 ? Self.port(of: local) : port
+        let boundPort =
+            withUnsafeMutablePointer(to: &local) { storage in
+                storage.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
+            } == 0 ? Self.port(of: local) : port
         return ListeningSocket(descriptor: descriptor, port: boundPort)
     }
 

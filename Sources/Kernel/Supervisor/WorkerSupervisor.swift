@@ -1,6 +1,6 @@
 import Foundation
-import MeltyEmbedded
 import Logging
+import MeltyEmbedded
 import NIOConcurrencyHelpers
 
 /// Runs the kernel worker process and restarts it at once when it dies.
@@ -35,8 +35,10 @@ final class WorkerSupervisor: Sendable {
     private let state = NIOLockedValueBox<(pid: pid_t?, stopping: Bool)>((nil, false))
     private let wake = DispatchSemaphore(value: 0)
 
-    init(executable: String, arguments: [String], environment: [String: String], descriptors: [CInt],
-         crashReport: CrashReport, logger: Logger, onFinish: @escaping @Sendable (Outcome) -> Void) {
+    init(
+        executable: String, arguments: [String], environment: [String: String], descriptors: [CInt],
+        crashReport: CrashReport, logger: Logger, onFinish: @escaping @Sendable (Outcome) -> Void
+    ) {
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -144,8 +146,9 @@ final class WorkerSupervisor: Sendable {
         defer { close(stderr.write) }
         let pid: pid_t
         do {
-            pid = try ChildSpawn.spawn(executable: executable, arguments: arguments, environment: environment,
-                                       stderr: stderr.write, descriptors: descriptors)
+            pid = try ChildSpawn.spawn(
+                executable: executable, arguments: arguments, environment: environment,
+                stderr: stderr.write, descriptors: descriptors)
         } catch {
             close(stderr.read)
             throw error

@@ -32,10 +32,10 @@ enum KernelOpenAPI {
                 "title": "MeltyBase kernel",
                 "version": version,
                 "description": """
-                    The kernel's own routes: the system pulse, setup, licenses, admin sign-in and MFA, \
-                    the Hub (portals, admins, audit) and metrics. Portal routes under /p/<portal>/ are \
-                    served by plugins and described by them. Errors are JSON {code, message, hint}.
-                    """,
+                The kernel's own routes: the system pulse, setup, licenses, admin sign-in and MFA, \
+                the Hub (portals, admins, audit) and metrics. Portal routes under /p/<portal>/ are \
+                served by plugins and described by them. Errors are JSON {code, message, hint}.
+                """,
             ],
             "paths": paths,
             "components": components,
@@ -50,83 +50,109 @@ enum KernelOpenAPI {
             "/dashboard": ["get": operation("The Studio's page", tag: "studio", auth: .none, responses: ["200": "the page (text/html)", "503": "this build has no Studio files"])],
             "/metrics": ["get": operation("Prometheus metrics (text format 0.0.4)", tag: "system", auth: .none, responses: ["200": "metrics (text/plain)"])],
             path: ["get": operation("This document", tag: "system", auth: .none, responses: ["200": "the OpenAPI document"])],
-            "/v1/system/status": ["get": operation("The pulse: version and whether setup is done", tag: "system", auth: .none, responses: ["200": "{is_initialized, version, pulse}"])],
+            "/v1/system/status": [
+                "get": operation("The pulse: version and whether setup is done", tag: "system", auth: .none, responses: ["200": "{is_initialized, version, pulse}"])
+            ],
             "/v1/system/setup": [
                 "post": operation(
                     "Initialises the instance: license and the first admin (open once, then 410)", tag: "system", auth: .none,
-                    body: object(["license_key": string, "admin": object(["email": string, "password": string], required: ["email", "password"])],
-                                 required: ["license_key", "admin"]),
-                    responses: ["201": "the license summary", "400": "bad body, license or password", "410": "already initialised"]),
+                    body: object(
+                        ["license_key": string, "admin": object(["email": string, "password": string], required: ["email", "password"])],
+                        required: ["license_key", "admin"]),
+                    responses: ["201": "the license summary", "400": "bad body, license or password", "410": "already initialised"])
             ],
             "/v1/system/echo": [
-                "get": operation("Answers `echo` (the plugin-dispatch benchmark's kernel-native peer)", tag: "system", auth: .none,
-                                 responses: ["200": "echo (text/plain)"]),
-                "post": operation("Echoes the body (text/plain)", tag: "system", auth: .none, body: ["type": "string"], bodyType: "text/plain",
-                                  responses: ["200": "the body, or echo when empty", "413": "body over [kernel] body_limit_bytes"]),
+                "get": operation(
+                    "Answers `echo` (the plugin-dispatch benchmark's kernel-native peer)", tag: "system", auth: .none,
+                    responses: ["200": "echo (text/plain)"]),
+                "post": operation(
+                    "Echoes the body (text/plain)", tag: "system", auth: .none, body: ["type": "string"], bodyType: "text/plain",
+                    responses: ["200": "the body, or echo when empty", "413": "body over [kernel] body_limit_bytes"]),
             ],
-            "/v1/system/plugins": ["get": operation("Loaded plugins, refusals and per-portal status (loopback clients only)", tag: "system", auth: .loopback,
-                                                    responses: ["200": "the plugin report", "403": "not a loopback client"])],
+            "/v1/system/plugins": [
+                "get": operation(
+                    "Loaded plugins, refusals and per-portal status (loopback clients only)", tag: "system", auth: .loopback,
+                    responses: ["200": "the plugin report", "403": "not a loopback client"])
+            ],
             "/v1/system/license": [
                 "get": operation("The instance's license and the seats in use", tag: "license", auth: .admin("aal1"), responses: ["200": "the license summary"]),
-                "put": operation("Replaces the license", tag: "license", auth: .admin("aal2"), body: object(["license_key": string], required: ["license_key"]),
-                                 responses: ["200": "the new license summary", "400": "the license does not verify", "409": "fewer seats than admins"]),
+                "put": operation(
+                    "Replaces the license", tag: "license", auth: .admin("aal2"), body: object(["license_key": string], required: ["license_key"]),
+                    responses: ["200": "the new license summary", "400": "the license does not verify", "409": "fewer seats than admins"]),
             ],
             "/v1/system/license/verify": [
-                "post": operation("Checks a license without applying it (open before setup, admin after)", tag: "license", auth: .adminAfterSetup,
-                                  body: object(["license_key": string], required: ["license_key"]),
-                                  responses: ["200": "{valid, license}", "400": "the license does not verify"]),
+                "post": operation(
+                    "Checks a license without applying it (open before setup, admin after)", tag: "license", auth: .adminAfterSetup,
+                    body: object(["license_key": string], required: ["license_key"]),
+                    responses: ["200": "{valid, license}", "400": "the license does not verify"])
             ],
             "/v1/system/license/evaluation": [
-                "get": operation("Whether this machine can issue an evaluation license (loopback, before setup)", tag: "license", auth: .loopback,
-                                 responses: ["200": "{available, ...}", "403": "not a loopback client", "410": "already initialised"]),
-                "post": operation("Issues an evaluation license (loopback, before setup)", tag: "license", auth: .loopback,
-                                  responses: ["201": "{license_key, license}", "403": "not a loopback client", "404": "a vendor key is configured", "410": "already initialised"]),
+                "get": operation(
+                    "Whether this machine can issue an evaluation license (loopback, before setup)", tag: "license", auth: .loopback,
+                    responses: ["200": "{available, ...}", "403": "not a loopback client", "410": "already initialised"]),
+                "post": operation(
+                    "Issues an evaluation license (loopback, before setup)", tag: "license", auth: .loopback,
+                    responses: ["201": "{license_key, license}", "403": "not a loopback client", "404": "a vendor key is configured", "410": "already initialised"]),
             ],
             "/v1/admin/login": [
-                "post": operation("Signs an admin in with email and password", tag: "admin", auth: .none,
-                                  body: object(["email": string, "password": string], required: ["email", "password"]),
-                                  responses: ["200": "a token pair (mfa_required when TOTP is enrolled)", "401": "wrong email or password", "429": "throttled"]),
+                "post": operation(
+                    "Signs an admin in with email and password", tag: "admin", auth: .none,
+                    body: object(["email": string, "password": string], required: ["email", "password"]),
+                    responses: ["200": "a token pair (mfa_required when TOTP is enrolled)", "401": "wrong email or password", "429": "throttled"])
             ],
             "/v1/admin/token": [
-                "post": operation("Exchanges a refresh token for a new pair", tag: "admin", auth: .none,
-                                  body: object(["refresh_token": string], required: ["refresh_token"]),
-                                  responses: ["200": "a token pair", "401": "unknown, used or expired refresh token"]),
+                "post": operation(
+                    "Exchanges a refresh token for a new pair", tag: "admin", auth: .none,
+                    body: object(["refresh_token": string], required: ["refresh_token"]),
+                    responses: ["200": "a token pair", "401": "unknown, used or expired refresh token"])
             ],
             "/v1/admin/logout": ["post": operation("Ends the token's session", tag: "admin", auth: .adminPending, responses: ["200": "{signed_out, session_id}"])],
             "/v1/admin/mfa/totp/enroll": [
-                "post": operation("Starts TOTP enrolment (a new pending secret)", tag: "admin", auth: .adminPending, responses: ["200": "{secret, otpauth_uri, qr_svg, recovery_codes}"]),
+                "post": operation(
+                    "Starts TOTP enrolment (a new pending secret)", tag: "admin", auth: .adminPending, responses: ["200": "{secret, otpauth_uri, qr_svg, recovery_codes}"])
             ],
             "/v1/admin/mfa/totp/verify": [
-                "post": operation("Confirms TOTP enrolment with a code", tag: "admin", auth: .adminPending, body: object(["code": string], required: ["code"]),
-                                  responses: ["200": "a token pair at aal2", "400": "wrong code"]),
+                "post": operation(
+                    "Confirms TOTP enrolment with a code", tag: "admin", auth: .adminPending, body: object(["code": string], required: ["code"]),
+                    responses: ["200": "a token pair at aal2", "400": "wrong code"])
             ],
             "/v1/admin/mfa/challenge": [
-                "post": operation("Steps a session up to aal2 with a TOTP or recovery code", tag: "admin", auth: .adminPending,
-                                  body: object(["code": string], required: ["code"]), responses: ["200": "a token pair at aal2", "401": "wrong code"]),
+                "post": operation(
+                    "Steps a session up to aal2 with a TOTP or recovery code", tag: "admin", auth: .adminPending,
+                    body: object(["code": string], required: ["code"]), responses: ["200": "a token pair at aal2", "401": "wrong code"])
             ],
             "/v1/admin/users": [
                 "get": operation("Every admin account", tag: "admin", auth: .admin("aal1"), responses: ["200": "{users}"]),
-                "post": operation("Creates an admin account", tag: "admin", auth: .admin("aal2"),
-                                  body: object(["email": string, "password": string], required: ["email", "password"]),
-                                  responses: ["201": "the new admin", "400": "bad email or password", "409": "exists, or no free seat"]),
+                "post": operation(
+                    "Creates an admin account", tag: "admin", auth: .admin("aal2"),
+                    body: object(["email": string, "password": string], required: ["email", "password"]),
+                    responses: ["201": "the new admin", "400": "bad email or password", "409": "exists, or no free seat"]),
             ],
             "/v1/hub/plugins": ["get": operation("The plugin report for a signed-in admin", tag: "hub", auth: .admin("aal1"), responses: ["200": "the plugin report"])],
-            "/v1/hub/studio/pages": ["get": operation("The Studio pages of plugins enabled by at least one portal (ABI 1.5)", tag: "hub", auth: .admin("aal1"), responses: ["200": "{pages: [{plugin, id, title, module, path, portals}]}"])],
+            "/v1/hub/studio/pages": [
+                "get": operation(
+                    "The Studio pages of plugins enabled by at least one portal (ABI 1.5)", tag: "hub", auth: .admin("aal1"),
+                    responses: ["200": "{pages: [{plugin, id, title, module, path, portals}]}"])
+            ],
             "/v1/hub/portals": [
                 "get": operation("Every portal and its plugins", tag: "hub", auth: .admin("aal1"), responses: ["200": "{portals}"]),
-                "post": operation("Creates a portal (shows its API keys once)", tag: "hub", auth: .admin("aal2"),
-                                  body: object(["name": string, "plugins": ["type": "array", "items": string]], required: ["name"]),
-                                  responses: ["201": "{name, plugins, anon_key, service_role_key}", "400": "bad name or plugin", "409": "the portal exists"]),
+                "post": operation(
+                    "Creates a portal (shows its API keys once)", tag: "hub", auth: .admin("aal2"),
+                    body: object(["name": string, "plugins": ["type": "array", "items": string]], required: ["name"]),
+                    responses: ["201": "{name, plugins, anon_key, service_role_key}", "400": "bad name or plugin", "409": "the portal exists"]),
             ],
             "/v1/hub/portals/{name}": [
-                "delete": operation("Deletes a portal", tag: "hub", auth: .admin("aal2"), parameters: [pathParameter("name")],
-                                    responses: ["200": "{name, deleted}", "404": "no such portal"]),
+                "delete": operation(
+                    "Deletes a portal", tag: "hub", auth: .admin("aal2"), parameters: [pathParameter("name")],
+                    responses: ["200": "{name, deleted}", "404": "no such portal"])
             ],
             "/v1/hub/portals/{name}/plugins/{plugin}": [
-                "post": operation("Enables a plugin for a portal", tag: "hub", auth: .admin("aal2"), parameters: [pathParameter("name"), pathParameter("plugin")],
-                                  responses: ["200": "{portal, plugin, enabled}", "400": "unknown plugin", "404": "no such portal"]),
-                "delete": operation("Disables a plugin for a portal", tag: "hub", auth: .admin("aal2"), parameters: [pathParameter("name"), pathParameter("plugin")],
-                                    responses: ["200": "{portal, plugin, enabled}", "404": "no such portal"]),
+                "post": operation(
+                    "Enables a plugin for a portal", tag: "hub", auth: .admin("aal2"), parameters: [pathParameter("name"), pathParameter("plugin")],
+                    responses: ["200": "{portal, plugin, enabled}", "400": "unknown plugin", "404": "no such portal"]),
+                "delete": operation(
+                    "Disables a plugin for a portal", tag: "hub", auth: .admin("aal2"), parameters: [pathParameter("name"), pathParameter("plugin")],
+                    responses: ["200": "{portal, plugin, enabled}", "404": "no such portal"]),
             ],
             "/v1/audit": [
                 "get": operation(
@@ -138,9 +164,11 @@ enum KernelOpenAPI {
                         queryParameter("limit", ["type": "integer", "minimum": 1, "maximum": 1000]),
                         queryParameter("after", ["type": "integer", "minimum": 0, "description": "next_after of the previous page"]),
                     ],
-                    responses: ["200": "{entries, next_after}", "400": "a bad or unknown parameter"]),
+                    responses: ["200": "{entries, next_after}", "400": "a bad or unknown parameter"])
             ],
-            "/v1/audit/verify": ["get": operation("Checks the whole audit chain and its checkpoints now", tag: "audit", auth: .admin("aal1"), responses: ["200": "{ok, entries, problem, ...}"])],
+            "/v1/audit/verify": [
+                "get": operation("Checks the whole audit chain and its checkpoints now", tag: "audit", auth: .admin("aal1"), responses: ["200": "{ok, entries, problem, ...}"])
+            ],
         ]
     }
 
@@ -218,14 +246,14 @@ enum KernelOpenAPI {
                 "adminBearer": [
                     "type": "http", "scheme": "bearer", "bearerFormat": "JWT",
                     "description": "An admin access token from POST /v1/admin/login (aal2 after POST /v1/admin/mfa/challenge)",
-                ],
+                ]
             ],
             "schemas": [
                 "Error": [
                     "type": "object",
                     "required": ["code", "message"],
                     "properties": ["code": string, "message": string, "hint": ["type": ["string", "null"]]],
-                ],
+                ]
             ],
         ]
     }

@@ -45,26 +45,30 @@ struct LicenseCheckRoutes: Sendable {
         router.get("/v1/system/license/evaluation") { _, context in
             try Self.guardEvaluation(state: state, context: context)
             guard evaluation != nil else {
-                return AdminHTTP.json(EvaluationUnavailable(
-                    available: false, reason: "this instance accepts only licenses signed by the vendor key configured in [license] public_key"))
+                return AdminHTTP.json(
+                    EvaluationUnavailable(
+                        available: false, reason: "this instance accepts only licenses signed by the vendor key configured in [license] public_key"))
             }
-            return AdminHTTP.json(EvaluationOffer(
-                available: true, tier: EvaluationLicense.tier.rawValue, seats: EvaluationLicense.seats,
-                days: Int(EvaluationLicense.validity / 86_400), owner: EvaluationLicense.ownerEmail))
+            return AdminHTTP.json(
+                EvaluationOffer(
+                    available: true, tier: EvaluationLicense.tier.rawValue, seats: EvaluationLicense.seats,
+                    days: Int(EvaluationLicense.validity / 86_400), owner: EvaluationLicense.ownerEmail))
         }
         router.post("/v1/system/license/evaluation") { _, context in
             try Self.guardEvaluation(state: state, context: context)
             guard let evaluation else {
-                throw GatewayError(status: 404, code: "evaluation_unavailable",
-                                   message: "this instance accepts only licenses signed by the vendor key configured in [license] public_key",
-                                   hint: "paste the license you received from the vendor")
+                throw GatewayError(
+                    status: 404, code: "evaluation_unavailable",
+                    message: "this instance accepts only licenses signed by the vendor key configured in [license] public_key",
+                    hint: "paste the license you received from the vendor")
             }
             do throws(LicenseIssuerError) {
                 let issued = try evaluation.issue()
                 return AdminHTTP.json(Issued(licenseKey: issued.key, license: Self.summary(issued.license, evaluation: evaluation)), status: .created)
             } catch {
-                throw GatewayError(status: 500, code: "evaluation_failed", message: error.description,
-                                   hint: "check the data directory's \(EvaluationLicense.secretKeyFileName) (mode 0600)")
+                throw GatewayError(
+                    status: 500, code: "evaluation_failed", message: error.description,
+                    hint: "check the data directory's \(EvaluationLicense.secretKeyFileName) (mode 0600)")
             }
         }
     }
@@ -74,8 +78,9 @@ struct LicenseCheckRoutes: Sendable {
     /// Evaluation licenses are for the person at this machine, and only until setup.
     static func guardEvaluation(state: SystemState, context: KernelRequestContext) throws {
         guard context.remoteAddress?.isLoopback ?? false else {
-            throw GatewayError(status: 403, code: "loopback_only", message: "evaluation licenses are only offered to clients on this machine",
-                               hint: "open the Studio from the machine that runs the kernel, or configure [license] public_key and use a vendor license")
+            throw GatewayError(
+                status: 403, code: "loopback_only", message: "evaluation licenses are only offered to clients on this machine",
+                hint: "open the Studio from the machine that runs the kernel, or configure [license] public_key and use a vendor license")
         }
         if state.isInitialized { throw closed }
     }
@@ -109,7 +114,11 @@ struct LicenseCheckRoutes: Sendable {
         var evaluation: Bool
 
         enum CodingKeys: String, CodingKey {
-            case id, tier, seats, owner, ownerName = "owner_name", issuedAt = "issued_at", expiresAt = "expires_at", evaluation
+            case id, tier, seats, owner
+            case ownerName = "owner_name"
+            case issuedAt = "issued_at"
+            case expiresAt = "expires_at"
+            case evaluation
         }
     }
 
@@ -125,7 +134,8 @@ struct LicenseCheckRoutes: Sendable {
         var license: LicenseView
 
         enum CodingKeys: String, CodingKey {
-            case licenseKey = "license_key", license
+            case licenseKey = "license_key"
+            case license
         }
     }
 

@@ -27,8 +27,9 @@ struct LicenseRoute: Sendable {
                 do throws(LicenseError) {
                     license = try LicenseVerifier(publicKeyHex: publicKey).verify(key)
                 } catch {
-                    var refusal = GatewayError(status: 400, code: "license_invalid", message: "\(error)",
-                                               hint: "paste the whole license string as issued (it starts with MB1.)")
+                    var refusal = GatewayError(
+                        status: 400, code: "license_invalid", message: "\(error)",
+                        hint: "paste the whole license string as issued (it starts with MB1.)")
                     refusal.extraFields = ["field": "license_key", "reason": error.reasonCode]
                     throw refusal
                 }
@@ -38,16 +39,21 @@ struct LicenseRoute: Sendable {
                     do {
                         let admins = Int(try await connection.query("SELECT count(*) AS n FROM public.secrets WHERE kind = 'admin'").value("n") ?? "0") ?? 0
                         guard license.seats >= admins else {
-                            throw GatewayError(status: 409, code: "seats_below_admins",
-                                               message: "the new license has \(license.seats) seats but \(admins) admin accounts exist",
-                                               hint: "issue a license with at least \(admins) seats")
+                            throw GatewayError(
+                                status: 409, code: "seats_below_admins",
+                                message: "the new license has \(license.seats) seats but \(admins) admin accounts exist",
+                                hint: "issue a license with at least \(admins) seats")
                         }
                         let previous = try await connection.query("SELECT license_id FROM meltybase.system_state FOR UPDATE").value("license_id") ?? ""
-                        try await connection.query("""
+                        try await connection.query(
+                            """
                             UPDATE meltybase.system_state SET license_key = $1, license_id = $2, license_tier = $3,
                                 license_seats = $4, license_owner = $5, license_expires_at = $6::timestamptz
-                            """, [key, license.id, license.tier.rawValue, String(license.seats), license.ownerEmail,
-                                  license.expiresAt.map { ISO8601DateFormatter().string(from: $0) }])
+                            """,
+                            [
+                                key, license.id, license.tier.rawValue, String(license.seats), license.ownerEmail,
+                                license.expiresAt.map { ISO8601DateFormatter().string(from: $0) },
+                            ])
                         try await AuditChain.append(
                             on: connection, actor: actor, action: "license.replace", target: "instance",
                             details: ["previous_license_id": previous, "license_id": license.id, "tier": license.tier.rawValue, "seats": license.seats])

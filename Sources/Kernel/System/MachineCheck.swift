@@ -28,42 +28,54 @@ public struct MachineCheck: Sendable {
                 _ = handle  // Leave it mapped; doctor exits soon.
                 return true
             }
-            checks.append(MachineCheck(name: "C library \(name)", ok: found, required: true,
-                                       detail: found ? "found (\(soname))" : "not found", fix: "apt-get install \(package)"))
+            checks.append(
+                MachineCheck(
+                    name: "C library \(name)", ok: found, required: true,
+                    detail: found ? "found (\(soname))" : "not found", fix: "apt-get install \(package)"))
         }
         let postgres = PostgresBinaries.find()
-        checks.append(MachineCheck(
-            name: "Postgres server", ok: postgres != nil, required: false,
-            detail: postgres.map { "initdb and postgres in \($0)" } ?? "initdb/postgres not found (needed for the embedded default)",
-            fix: "apt-get install postgresql-15, or set [database] url / MELTYBASE_DATABASE_URL"))
+        checks.append(
+            MachineCheck(
+                name: "Postgres server", ok: postgres != nil, required: false,
+                detail: postgres.map { "initdb and postgres in \($0)" } ?? "initdb/postgres not found (needed for the embedded default)",
+                fix: "apt-get install postgresql-15, or set [database] url / MELTYBASE_DATABASE_URL"))
         let redis = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile(atPath:))
-        checks.append(MachineCheck(
-            name: "Redis server", ok: redis != nil, required: false,
-            detail: redis.map { "redis-server at \($0)" } ?? "redis-server not found (needed for the embedded default)",
-            fix: "apt-get install redis-server, or set [redis] url / MELTYBASE_REDIS_URL"))
-        let denoCandidates = [FileManager.default.currentDirectoryPath + "/.venv/bin/deno"]
+        checks.append(
+            MachineCheck(
+                name: "Redis server", ok: redis != nil, required: false,
+                detail: redis.map { "redis-server at \($0)" } ?? "redis-server not found (needed for the embedded default)",
+                fix: "apt-get install redis-server, or set [redis] url / MELTYBASE_REDIS_URL"))
+        let denoCandidates =
+            [FileManager.default.currentDirectoryPath + "/.venv/bin/deno"]
             + (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/deno" }
         let deno = denoCandidates.first(where: FileManager.default.isExecutableFile(atPath:))
-        checks.append(MachineCheck(
-            name: "Deno", ok: deno != nil, required: false,
-            detail: deno.map { "\($0)" } ?? "deno not found (needed by the Edge plugin)",
-            fix: "python3 -m venv .venv && .venv/bin/pip install deno (scripts/setup.sh does)"))
+        checks.append(
+            MachineCheck(
+                name: "Deno", ok: deno != nil, required: false,
+                detail: deno.map { "\($0)" } ?? "deno not found (needed by the Edge plugin)",
+                fix: "python3 -m venv .venv && .venv/bin/pip install deno (scripts/setup.sh does)"))
         if getuid() == 0 {
             let account = SystemAccount.lookup("postgres") ?? SystemAccount.lookup("meltybase")
-            checks.append(MachineCheck(
-                name: "unprivileged account for Postgres", ok: true, required: false,
-                detail: account.map { "running as root: the embedded Postgres runs as \($0.name)" } ?? "running as root: a 'meltybase' system account will be created on first start",
-                fix: nil))
+            checks.append(
+                MachineCheck(
+                    name: "unprivileged account for Postgres", ok: true, required: false,
+                    detail: account.map { "running as root: the embedded Postgres runs as \($0.name)" }
+                        ?? "running as root: a 'meltybase' system account will be created on first start",
+                    fix: nil))
         }
         do {
             let config = try ConfigLoader().load(path: configPath)
-            checks.append(MachineCheck(name: "config", ok: true, required: true,
-                                       detail: "\(config.sourcePath) is valid (\(config.plugins.count) plugins, \(config.portals.count) portals)", fix: nil))
+            checks.append(
+                MachineCheck(
+                    name: "config", ok: true, required: true,
+                    detail: "\(config.sourcePath) is valid (\(config.plugins.count) plugins, \(config.portals.count) portals)", fix: nil))
             for plugin in config.plugins {
                 let exists = FileManager.default.fileExists(atPath: plugin.path)
-                checks.append(MachineCheck(name: "plugin \(plugin.name)", ok: exists, required: plugin.required,
-                                           detail: exists ? plugin.path : "\(plugin.path) does not exist",
-                                           fix: "build it (scripts/run builds the bundled plugins) or fix [plugins.\(plugin.name)] path"))
+                checks.append(
+                    MachineCheck(
+                        name: "plugin \(plugin.name)", ok: exists, required: plugin.required,
+                        detail: exists ? plugin.path : "\(plugin.path) does not exist",
+                        fix: "build it (scripts/run builds the bundled plugins) or fix [plugins.\(plugin.name)] path"))
             }
         } catch {
             checks.append(MachineCheck(name: "config", ok: false, required: true, detail: "\(error)", fix: "fix the file, or pass --config"))

@@ -38,9 +38,10 @@ public struct PluginInventory: Sendable {
         var request = HTTPClientRequest(url: baseURL + "/v1/system/plugins")
         request.method = .GET
         guard let response = try? await HTTPClient.shared.execute(request, timeout: .seconds(5)), response.status == .ok,
-              let body = try? await response.body.collect(upTo: 4 * 1024 * 1024),
-              let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
-              let plugins = object["plugins"] as? [[String: Any]] else { return nil }
+            let body = try? await response.body.collect(upTo: 4 * 1024 * 1024),
+            let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any],
+            let plugins = object["plugins"] as? [[String: Any]]
+        else { return nil }
         let rows = plugins.map { plugin in
             Row(
                 name: plugin["name"] as? String ?? "?", version: plugin["version"] as? String ?? "-", abi: plugin["abi"] as? String ?? "-",
@@ -56,13 +57,19 @@ public struct PluginInventory: Sendable {
     /// `enabled` maps portal to enabled plugin names, when the system database was reachable.
     public static func loadedHere(config: KernelConfig, enabled: [String: [String]], logger: Logger) async throws -> PluginInventory {
         let context = HostContext(logger: logger)
-        let host = try await PluginHost(configs: config.plugins.map { var copy = $0; copy.required = false; return copy }, context: context)
+        let host = try await PluginHost(
+            configs: config.plugins.map {
+                var copy = $0
+                copy.required = false
+                return copy
+            }, context: context)
         let health = await host.health()
         await host.shutdown()
         await context.close()
         let portals = enabled.keys.sorted()
         var rows = host.plugins.map { plugin in
-            Row(name: plugin.name, version: plugin.version, abi: plugin.abiVersion, status: "loaded", path: plugin.path, prefix: plugin.routePrefixes.joined(separator: ","),
+            Row(
+                name: plugin.name, version: plugin.version, abi: plugin.abiVersion, status: "loaded", path: plugin.path, prefix: plugin.routePrefixes.joined(separator: ","),
                 portals: portals.map { ($0, enabled[$0]?.contains(plugin.name) == true ? "enabled" : "disabled") }, reason: nil,
                 health: health[plugin.name])
         }

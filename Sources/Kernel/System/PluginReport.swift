@@ -16,8 +16,9 @@ struct PluginReport {
                 "websockets": plugin.acceptsWebSockets,
                 "health": ["status": (health[plugin.name] ?? .notReported).status, "message": (health[plugin.name] ?? .notReported).message],
                 "pages": plugin.studioPages.map { $0.id }, "commands": plugin.commands.map { $0.name },
-                "portals": Dictionary(portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") },
-                                      uniquingKeysWith: { first, _ in first }),
+                "portals": Dictionary(
+                    portals.names.map { ($0, portals.enabledPlugins(of: $0).contains(plugin.name) ? "enabled" : "disabled") },
+                    uniquingKeysWith: { first, _ in first }),
             ]
         }
         let failed: [[String: Any]] = plugins.failures.map { ["name": $0.plugin, "path": $0.path, "status": "failed", "reason": $0.reason] }

@@ -14,8 +14,9 @@ struct SetupRoute: Sendable {
     func handle(_ request: Request, context: KernelRequestContext) async throws -> Response {
         let body = try await request.body.collect(upTo: 64 * 1024)
         guard let object = try? JSONDecoder().decode(SetupBody.self, from: Data(body.readableBytesView)) else {
-            throw GatewayError(status: 400, code: "invalid_json", message: "the body must be a JSON object",
-                               hint: "send {\"license_key\": \"MB1...\", \"admin\": {\"email\": \"...\", \"password\": \"...\"}}")
+            throw GatewayError(
+                status: 400, code: "invalid_json", message: "the body must be a JSON object",
+                hint: "send {\"license_key\": \"MB1...\", \"admin\": {\"email\": \"...\", \"password\": \"...\"}}")
         }
         guard let licenseKey = object.licenseKey?.stringValue, !licenseKey.isEmpty else {
             throw Self.fieldError("license_key", "license_key is required (a string)")
@@ -46,18 +47,21 @@ struct SetupRoute: Sendable {
     static func error(for refusal: SetupService.Refusal) -> GatewayError {
         switch refusal {
         case .closed:
-            return GatewayError(status: 410, code: "setup_closed", message: refusal.description,
-                                hint: "sign in at /v1/admin/login instead")
+            return GatewayError(
+                status: 410, code: "setup_closed", message: refusal.description,
+                hint: "sign in at /v1/admin/login instead")
         case .invalidField(let field, let message):
             return fieldError(field, message)
         case .license(let error):
-            var gatewayError = GatewayError(status: 400, code: "license_invalid", message: "\(error)",
-                                            hint: "paste the whole license string as issued (it starts with MB1.)")
+            var gatewayError = GatewayError(
+                status: 400, code: "license_invalid", message: "\(error)",
+                hint: "paste the whole license string as issued (it starts with MB1.)")
             gatewayError.extraFields = ["field": "license_key", "reason": error.reasonCode]
             return gatewayError
         case .weakPassword(let violations):
-            var error = GatewayError(status: 400, code: "password_policy", message: violations.map(\.description).joined(separator: "; "),
-                                     hint: "use at least 12 characters that are not the email and not a common password")
+            var error = GatewayError(
+                status: 400, code: "password_policy", message: violations.map(\.description).joined(separator: "; "),
+                hint: "use at least 12 characters that are not the email and not a common password")
             error.extraFields = ["field": "admin.password", "violations": violations.map { ["code": $0.code, "message": $0.description] }]
             return error
         }
@@ -72,7 +76,8 @@ extension SetupRoute {
         var admin: JSONValue?
 
         enum CodingKeys: String, CodingKey {
-            case licenseKey = "license_key", admin
+            case licenseKey = "license_key"
+            case admin
         }
     }
 
@@ -87,7 +92,10 @@ extension SetupRoute {
         @NullWhenAbsent var expiresAt: String?
 
         enum CodingKeys: String, CodingKey {
-            case isInitialized = "is_initialized", tier, seats, owner, admin, entryPoint = "entry_point", expiresAt = "expires_at"
+            case isInitialized = "is_initialized"
+            case tier, seats, owner, admin
+            case entryPoint = "entry_point"
+            case expiresAt = "expires_at"
         }
     }
 }

@@ -1,8 +1,8 @@
-import HTTPTypes
-import NIOCore
 import Foundation
+import HTTPTypes
 import Hummingbird
 import NIOConcurrencyHelpers
+import NIOCore
 import Prometheus
 
 /// The kernel's own routes: the system pulse, an echo (the plugin-dispatch benchmark's
@@ -47,8 +47,9 @@ struct SystemRoutes: Sendable {
         for method in [HTTPRequest.Method.get, .post] {
             router.on("/v1/system/echo", method: method) { request, _ in
                 let body = try await request.body.collect(upTo: bodyLimit)
-                return Response(status: .ok, headers: [.contentType: "text/plain"],
-                                body: .init(byteBuffer: body.readableBytes == 0 ? ByteBuffer(string: "echo") : body))
+                return Response(
+                    status: .ok, headers: [.contentType: "text/plain"],
+                    body: .init(byteBuffer: body.readableBytes == 0 ? ByteBuffer(string: "echo") : body))
             }
         }
         router.get("/metrics") { _, _ in

@@ -56,8 +56,10 @@ public final class LogicalReplicationStream {
 
     /// Starts streaming `slot` for `publications` from `start` (`.zero`: after the slot's
     /// confirmed flush position, which is where a reconnect resumes).
-    public static func open(conninfo: String, slot: String, publications: [String], start: LSN = .zero,
-                            loop: PostgresEventLoop) async throws -> LogicalReplicationStream {
+    public static func open(
+        conninfo: String, slot: String, publications: [String], start: LSN = .zero,
+        loop: PostgresEventLoop
+    ) async throws -> LogicalReplicationStream {
         guard !publications.isEmpty else { throw PostgresError(sqlState: "22023", message: "name at least one publication to stream") }
         let connection = try await PostgresConnection.connect(replicationConninfo(conninfo), on: loop)
         do {

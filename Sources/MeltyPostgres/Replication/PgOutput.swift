@@ -12,7 +12,8 @@ public struct LSN: Comparable, Hashable, Sendable, CustomStringConvertible {
     public init?(_ text: String) {
         let parts = text.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count == 2, parts.allSatisfy({ (1...8).contains($0.count) }),
-              let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
+            let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16)
+        else { return nil }
         value = high << 32 | low
     }
 
@@ -24,6 +25,7 @@ public struct LSN: Comparable, Hashable, Sendable, CustomStringConvertible {
         String(value >> 32, radix: 16, uppercase: true) + "/" + String(value & 0xFFFF_FFFF, radix: 16, uppercase: true)
     }
 
+    /// Earlier in the WAL.
     public static func < (lhs: LSN, rhs: LSN) -> Bool { lhs.value < rhs.value }
 }
 
@@ -56,8 +58,9 @@ public enum PgOutputMessage: Sendable {
 public struct PgOutputRelation: Sendable {
     /// The table's OID, which later change messages refer to.
     public var id: UInt32
-    /// Schema and table name.
+    /// The table's schema.
     public var schema: String
+    /// The table's name.
     public var name: String
     /// Replica identity: `d` default (primary key), `n` nothing, `f` full, `i` index.
     public var replicaIdentity: Character
@@ -66,8 +69,11 @@ public struct PgOutputRelation: Sendable {
 
     /// One column.
     public struct Column: Sendable {
+        /// The column's name.
         public var name: String
+        /// Its type's OID.
         public var typeOID: UInt32
+        /// Its type modifier (`atttypmod`).
         public var typeModifier: Int32
         /// Whether the column is part of the replica identity key.
         public var isKey: Bool
@@ -85,6 +91,7 @@ public enum PgOutputValue: Sendable, Equatable {
 
 /// Why a `pgoutput` message could not be read.
 public struct PgOutputDecodingError: Error, CustomStringConvertible, Sendable {
+    /// What was wrong with the message.
     public var description: String
 }
 

@@ -1,11 +1,12 @@
 import AsyncHTTPClient
 import Foundation
 import Logging
+import MeltyTestServices
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOHTTP1
+
 @testable import Kernel
-import MeltyTestServices
 
 /// A kernel running in this process on a free port, over the shared test Postgres
 /// (a fresh database each) and Redis.
@@ -81,14 +82,17 @@ final class TestKernel: Sendable {
     }
 
     /// A GET/POST through AsyncHTTPClient; returns status, headers and body text.
-    func request(_ path: String, method: HTTPMethod = .GET, body: String? = nil, headers: [(String, String)] = []) async throws -> (status: Int, headers: HTTPHeaders, body: String) {
+    func request(_ path: String, method: HTTPMethod = .GET, body: String? = nil, headers: [(String, String)] = []) async throws -> (status: Int, headers: HTTPHeaders, body: String)
+    {
         try await HTTP.request(url + path, method: method, body: body, headers: headers)
     }
 }
 
 /// Small HTTP helpers over AsyncHTTPClient.
 enum HTTP {
-    static func request(_ url: String, method: HTTPMethod = .GET, body: String? = nil, headers: [(String, String)] = [], client: HTTPClient = .shared) async throws -> (status: Int, headers: HTTPHeaders, body: String) {
+    static func request(
+        _ url: String, method: HTTPMethod = .GET, body: String? = nil, headers: [(String, String)] = [], client: HTTPClient = .shared
+    ) async throws -> (status: Int, headers: HTTPHeaders, body: String) {
         var request = HTTPClientRequest(url: url)
         request.method = method
         for (name, value) in headers { request.headers.add(name: name, value: value) }

@@ -1,10 +1,11 @@
 import AsyncHTTPClient
 import Foundation
+import MeltyTestServices
 import NIOHTTP1
 import Testing
 import VaultCore
+
 @testable import Kernel
-import MeltyTestServices
 
 /// The vault plugin in a running kernel: the HTTP API and its access rules, portal
 /// isolation over HTTP and `vault.v1`, audit entries, start-up refusals, the rotation
@@ -25,30 +26,32 @@ struct VaultPluginTests {
 
     static func toml(keyFile: String, maxValueBytes: Int = 4096, dataDirectory: String? = nil) -> String {
         (dataDirectory.map { "[kernel]\ndata_dir = \"\($0)\"\n\n" } ?? "") + """
-        [plugins.vault]
-        path = "{VAULT}"
-        required = false
+            [plugins.vault]
+            path = "{VAULT}"
+            required = false
 
-        [plugins.vault.config]
-        master_key_file = "\(keyFile)"
-        max_value_bytes = \(maxValueBytes)
+            [plugins.vault.config]
+            master_key_file = "\(keyFile)"
+            max_value_bytes = \(maxValueBytes)
 
-        [plugins.echo-swift]
-        path = "{ECHO_SWIFT}"
+            [plugins.echo-swift]
+            path = "{ECHO_SWIFT}"
 
-        [portals.alpha]
-        plugins = ["vault", "echo-swift"]
+            [portals.alpha]
+            plugins = ["vault", "echo-swift"]
 
-        [portals.beta]
-        plugins = ["vault", "echo-swift"]
+            [portals.beta]
+            plugins = ["vault", "echo-swift"]
 
-        [portals.gamma]
-        plugins = ["echo-swift"]
-        """
+            [portals.gamma]
+            plugins = ["echo-swift"]
+            """
     }
 
     /// Sends `json` with an optional bearer token.
-    static func call(_ kernel: TestKernel, _ path: String, method: HTTPMethod = .GET, json: [String: Any]? = nil, token: String? = nil) async throws -> (status: Int, headers: HTTPHeaders, body: String, json: [String: Any]) {
+    static func call(
+        _ kernel: TestKernel, _ path: String, method: HTTPMethod = .GET, json: [String: Any]? = nil, token: String? = nil
+    ) async throws -> (status: Int, headers: HTTPHeaders, body: String, json: [String: Any]) {
         var headers: [(String, String)] = [("content-type", "application/json")]
         if let token { headers.append(("authorization", "Bearer \(token)")) }
         let body = try json.map { String(decoding: try JSONSerialization.data(withJSONObject: $0), as: UTF8.self) }
@@ -83,8 +86,10 @@ struct VaultPluginTests {
         #expect(created.status == 201 && created.json["version"] as? Int == 1, "\(created.body)")
         #expect(!created.body.contains(canary1))
         #expect(try await Self.call(kernel, base, method: .POST, json: ["name": "STRIPE_KEY", "value": "x"], token: alphaService).status == 409)
-        for bad: [String: Any] in [["name": "bad name", "value": "x"], ["name": "OK"], ["name": "OK", "value": ""], ["name": "OK", "value": 7],
-                                   ["name": "OK", "value": String(repeating: "v", count: 5000)], ["value": "x"]] {
+        for bad: [String: Any] in [
+            ["name": "bad name", "value": "x"], ["name": "OK"], ["name": "OK", "value": ""], ["name": "OK", "value": 7],
+            ["name": "OK", "value": String(repeating: "v", count: 5000)], ["value": "x"],
+        ] {
             let refused = try await Self.call(kernel, base, method: .POST, json: bad, token: alphaService)
             #expect(refused.status == 400 && refused.json["code"] != nil && refused.json["message"] != nil, "\(bad): \(refused.body)")
         }
@@ -122,19 +127,23 @@ struct VaultPluginTests {
         // and only with the rights of the caller it relays (an anonymous relay reads nothing).
         let relayedAnonymously = try await kernel.request("/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#)
         #expect(relayedAnonymously.status == 403 && !relayedAnonymously.body.contains(canary2), "\(relayedAnonymously.body)")
-        let relayedForAnon = try await kernel.request("/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
-                                                      headers: [("authorization", "Bearer \(alphaAnon)")])
+        let relayedForAnon = try await kernel.request(
+            "/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
+            headers: [("authorization", "Bearer \(alphaAnon)")])
         #expect(relayedForAnon.status == 403 && !relayedForAnon.body.contains(canary2), "\(relayedForAnon.body)")
-        let viaAlpha = try await kernel.request("/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
-                                                headers: [("authorization", "Bearer \(alphaService)")])
+        let viaAlpha = try await kernel.request(
+            "/p/alpha/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
+            headers: [("authorization", "Bearer \(alphaService)")])
         #expect(viaAlpha.status == 200 && HTTP.json(viaAlpha.body)["value"] as? String == canary2, "\(viaAlpha.body)")
-        let viaBeta = try await kernel.request("/p/beta/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
-                                               headers: [("authorization", "Bearer \(betaService)")])
+        let viaBeta = try await kernel.request(
+            "/p/beta/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#,
+            headers: [("authorization", "Bearer \(betaService)")])
         #expect(viaBeta.status != 200 && !viaBeta.body.contains(canary2), "\(viaBeta.body)")
         let viaGamma = try await kernel.request("/p/gamma/echo-swift/call?service=vault&method=get", method: .POST, body: #"{"name":"STRIPE_KEY"}"#)
         #expect(viaGamma.status == 403 && !viaGamma.body.contains(canary2), "\(viaGamma.body)")
-        let listViaBeta = try await kernel.request("/p/beta/echo-swift/call?service=vault&method=list", method: .POST, body: "{}",
-                                                   headers: [("authorization", "Bearer \(betaService)")])
+        let listViaBeta = try await kernel.request(
+            "/p/beta/echo-swift/call?service=vault&method=list", method: .POST, body: "{}",
+            headers: [("authorization", "Bearer \(betaService)")])
         #expect(listViaBeta.body.contains("BETA_ONLY") && !listViaBeta.body.contains("STRIPE_KEY") && !listViaBeta.body.contains(betaCanary), "\(listViaBeta.body)")
 
         // Admins reach portal routes only at aal2 (the kernel refuses aal1 before the vault sees it).
@@ -149,10 +158,11 @@ struct VaultPluginTests {
 
         // Every read is in the audit log by name, never by value.
         let connection = try await instance.database()
-        let reads = try await connection.query("""
+        let reads = try await connection.query(
+            """
             SELECT actor, target, portal, details::text AS details FROM meltybase.audit_log WHERE action = 'vault.secret.read' ORDER BY seq
             """)
-        #expect(reads.rows.count == 4, "\(reads.rows)") // service v2 and v1, vault.v1, admin at aal2
+        #expect(reads.rows.count == 4, "\(reads.rows)")  // service v2 and v1, vault.v1, admin at aal2
         #expect(reads.rows.allSatisfy { $0[1] == "secret:STRIPE_KEY" && $0[2] == "alpha" })
         #expect(reads.rows.contains { ($0[3] ?? "").contains("vault.v1") } && reads.rows.contains { ($0[3] ?? "").contains("admin:") })
         let everything = try await connection.query("SELECT string_agg(details::text || target, ' ') AS all FROM meltybase.audit_log").value("all") ?? ""
@@ -201,7 +211,9 @@ struct VaultPluginTests {
         }
     }
 
-    @Test("rotate-master and rotate-portal-key, the vault plugin's commands (meltybase vault ...): audited through the host, re-runnable; kernels on the new key read every value, the old key alone reads none")
+    @Test(
+        "rotate-master and rotate-portal-key, the vault plugin's commands (meltybase vault ...): audited through the host, re-runnable; kernels on the new key read every value, the old key alone reads none"
+    )
     func rotationCommands() async throws {
         let oldKey = Self.randomKey()
         let newKey = Self.randomKey()
@@ -223,15 +235,15 @@ struct VaultPluginTests {
         let directory = try makeTemporaryDirectory("vault-cli")
         let config = directory + "/plugins.toml"
         try """
-            [database]
-            url = "\(conninfo)"
+        [database]
+        url = "\(conninfo)"
 
-            [plugins.vault]
-            path = "\(TestPlugins.vault)"
+        [plugins.vault]
+        path = "\(TestPlugins.vault)"
 
-            [plugins.vault.config]
-            master_key_file = "\(oldFile)"
-            """.write(toFile: config, atomically: true, encoding: .utf8)
+        [plugins.vault.config]
+        master_key_file = "\(oldFile)"
+        """.write(toFile: config, atomically: true, encoding: .utf8)
         let environment = ["PATH": ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin", "HOME": directory]
         func vault(_ arguments: [String], _ extra: [String: String]) throws -> (status: Int32, output: String) {
             try runProcess(TestPlugins.meltybaseBinary, ["vault"] + arguments + ["--config", config], environment: environment.merging(extra) { $1 })
@@ -249,7 +261,9 @@ struct VaultPluginTests {
             #expect(!output.contains(oldKey) && !output.contains(newKey))
         }
         let connection = try await TestServices.connect(conninfo)
-        let actions = try await connection.query("SELECT action FROM meltybase.audit_log WHERE actor = 'plugin:vault' AND action LIKE 'vault.%_key.rotate' ORDER BY seq").rows.map { $0[0] ?? "" }
+        let actions = try await connection.query("SELECT action FROM meltybase.audit_log WHERE actor = 'plugin:vault' AND action LIKE 'vault.%_key.rotate' ORDER BY seq").rows.map {
+            $0[0] ?? ""
+        }
         #expect(actions == ["vault.master_key.rotate", "vault.master_key.rotate", "vault.portal_key.rotate", "vault.portal_key.rotate"])
 
         // A kernel on the new key alone reads everything; one on the old key alone reads nothing.
