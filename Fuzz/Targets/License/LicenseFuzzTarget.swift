@@ -1,6 +1,7 @@
 import Foundation
+import MeltyEd25519
 
-@testable import Kernel
+@testable import MeltyLicense
 
 /// libFuzzer target for license parsing: the input as a license string
 /// (``LicenseVerifier/verify(_:now:instanceID:)``: shape, base64url, Ed25519), the input as a

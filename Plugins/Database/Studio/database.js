@@ -52,6 +52,7 @@ function errorLines(error) {
 export default {
   title: 'Database',
   async render({ api, params, navigate, ui, plugin }) {
+    await ui.stylesheet(new URL('database.css', import.meta.url).href);
     ({ h, replace, field, notice, busy } = ui);
     const PAGE = `plugins/${plugin.name}/tables`;
     const { portals } = await api.get('/v1/hub/portals');

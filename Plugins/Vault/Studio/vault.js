@@ -17,6 +17,7 @@ const describe = (error) => [error.message, error.hint].filter(Boolean).join(' '
 export default {
   title: 'Vault',
   async render({ api, params, navigate, ui, plugin }) {
+    await ui.stylesheet(new URL('vault.css', import.meta.url).href);
     ({ h, replace, field, notice, busy, when } = ui);
     const PAGE = `plugins/${plugin.name}/secrets`;
     const { portals } = await api.get('/v1/hub/portals');

@@ -36,9 +36,27 @@ export async function loadPage(entry) {
   return { id: entry.path, title: page.title || entry.title, render: page.render.bind(page), plugin: entry };
 }
 
+/**
+ * Adds the stylesheet at `href` to the document once (a plugin page's own rules:
+ * `ui.stylesheet(new URL('page.css', import.meta.url).href)`). Same-origin only, as the
+ * Studio's Content-Security-Policy allows; resolves when it has loaded (or failed).
+ */
+function stylesheet(href) {
+  const url = new URL(href, location.href);
+  if (url.origin !== location.origin) return Promise.reject(new Error(`stylesheet ${href}: only this origin's files are allowed`));
+  const existing = [...document.querySelectorAll('link[rel="stylesheet"]')].find((link) => link.href === url.href);
+  if (existing) return Promise.resolve();
+  return new Promise((resolve) => {
+    const link = Object.assign(document.createElement('link'), { rel: 'stylesheet', href: url.href });
+    link.addEventListener('load', () => resolve(), { once: true });
+    link.addEventListener('error', () => resolve(), { once: true });
+    document.head.append(link);
+  });
+}
+
 /** What the UI helpers give pages: the same functions the built-in pages import from dom.js,
- *  and the portal picker (portal-picker.js). */
-export const ui = Object.freeze({ ...dom, portalPicker });
+ *  the portal picker (portal-picker.js) and `stylesheet(href)` for a page's own CSS. */
+export const ui = Object.freeze({ ...dom, portalPicker, stylesheet });
 
 /** The API a page uses (the same as built-in pages): call/get/post/del with refresh and step-up, ApiError. */
 export const pageApi = Object.freeze({ ...api });
