@@ -115,7 +115,7 @@ enum VaultCommands {
     /// The vault settings of the plugin's config table and this process's environment.
     static func settings(_ context: CommandContext) throws -> VaultConfiguration {
         do {
-            return try VaultConfiguration(config: context.config, environment: ProcessInfo.processInfo.environment)
+            return try VaultConfiguration(config: context.config.values, environment: ProcessInfo.processInfo.environment)
         } catch {
             throw PluginError.invalid("\(error)")
         }

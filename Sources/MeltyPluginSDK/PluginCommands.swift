@@ -1,5 +1,6 @@
 import Foundation
 import MeltyABIBytes
+import MeltyJSON
 import MeltyPluginABI
 
 /// A command a Swift plugin adds to the command line: `meltybase <plugin> <name> [args]`
@@ -173,10 +174,9 @@ public struct CommandContext: Sendable {
     /// The plugin's `[plugins.<name>.config]` table as JSON.
     public let configJSON: [UInt8]
 
-    /// The config table as a dictionary (empty when it is not an object).
-    public var config: [String: Any] {
-        (try? JSONSerialization.jsonObject(with: Data(configJSON))) as? [String: Any] ?? [:]
-    }
+    /// The config table (empty when it is not an object; the plugin's `init` already
+    /// refused a config it cannot use).
+    public var config: PluginConfig { (try? PluginConfig(json: configJSON)) ?? PluginConfig() }
 }
 
 /// A plugin's health as it reports it (ABI 1.5 `health`).
@@ -197,9 +197,13 @@ public struct PluginHealthReport: Sendable {
         self.message = message
     }
 
+    private struct Body: Encodable {
+        let status: String
+        let message: String
+    }
+
     var json: [UInt8] {
-        let object: [String: Any] = ["status": status.rawValue, "message": message]
-        return Array((try? JSONSerialization.data(withJSONObject: object)) ?? Data("{\"status\":\"failing\"}".utf8))
+        (try? JSONValue.serialize(Body(status: status.rawValue, message: message))) ?? Array("{\"status\":\"failing\"}".utf8)
     }
 }
 

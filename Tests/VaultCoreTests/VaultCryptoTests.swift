@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 import Testing
 import VaultCore
 
@@ -123,7 +124,7 @@ struct VaultCryptoTests {
     func masterKeyValidation() throws {
         let good = String(repeating: "ab", count: 32)
         let variable = VaultConfiguration.masterKeyVariable
-        func refusal(_ config: [String: Any], _ environment: [String: String]) -> String {
+        func refusal(_ config: [String: JSONValue], _ environment: [String: String]) -> String {
             do {
                 _ = try VaultConfiguration(config: config, environment: environment)
                 return "accepted"
@@ -144,13 +145,13 @@ struct VaultCryptoTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let path = directory + "/master.key"
         FileManager.default.createFile(atPath: path, contents: Data((good + "\n").utf8), attributes: [.posixPermissions: 0o644])
-        #expect(refusal(["master_key_file": path], [:]).contains("has mode 644; the master key file must be readable by its owner only"))
+        #expect(refusal(["master_key_file": .string(path)], [:]).contains("has mode 644; the master key file must be readable by its owner only"))
         chmod(path, 0o600)
-        let fromFile = try VaultConfiguration(config: ["master_key_file": path], environment: [:])
+        let fromFile = try VaultConfiguration(config: ["master_key_file": .string(path)], environment: [:])
         #expect(fromFile.keys.current.id == (try MasterKey.parse(hex: good, source: "test")).id)
         FileManager.default.createFile(atPath: path, contents: Data("short\n".utf8), attributes: [.posixPermissions: 0o600])
-        #expect(refusal(["master_key_file": path], [:]).contains("must be 64 hex characters"))
-        #expect(refusal(["master_key_file": directory + "/missing"], [:]).contains("cannot be read"))
+        #expect(refusal(["master_key_file": .string(path)], [:]).contains("must be 64 hex characters"))
+        #expect(refusal(["master_key_file": .string(directory + "/missing")], [:]).contains("cannot be read"))
     }
 
     @Test("Secret names and values are validated")

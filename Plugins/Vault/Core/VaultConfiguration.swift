@@ -1,4 +1,5 @@
 import Foundation
+import MeltyJSON
 
 /// The Vault's validated settings: the `[plugins.vault.config]` table and the
 /// `MELTYBASE_MASTER_KEY*` environment variables, parsed once at start-up.
@@ -20,7 +21,7 @@ public struct VaultConfiguration: Sendable {
     /// Parses `config` (the plugin's TOML table as JSON) and `environment`. The variable
     /// wins over the file when both are given. Throws ``VaultError/invalidConfiguration(_:)``
     /// naming the setting at fault; key text never appears in a message.
-    public init(config: [String: Any], environment: [String: String]) throws {
+    public init(config: [String: JSONValue], environment: [String: String]) throws {
         if let unknown = config.keys.sorted().first(where: { !Self.knownKeys.contains($0) }) {
             throw VaultError.invalidConfiguration("[plugins.vault.config] key '\(unknown)': unknown key; expected one of \(Self.knownKeys.joined(separator: ", "))")
         }
@@ -28,7 +29,7 @@ public struct VaultConfiguration: Sendable {
         if let text = environment[Self.masterKeyVariable], !text.isEmpty {
             current = try MasterKey.parse(hex: text, source: Self.masterKeyVariable)
         } else if let path = config["master_key_file"] {
-            guard let path = path as? String, !path.isEmpty else {
+            guard let path = path.stringValue, !path.isEmpty else {
                 throw VaultError.invalidConfiguration("[plugins.vault.config] master_key_file must be a path")
             }
             current = try MasterKey.load(file: path, source: "master_key_file")
@@ -42,7 +43,7 @@ public struct VaultConfiguration: Sendable {
             previous.append(try MasterKey.parse(hex: text, source: Self.previousMasterKeyVariable))
         }
         if let path = config["previous_master_key_file"] {
-            guard let path = path as? String, !path.isEmpty else {
+            guard let path = path.stringValue, !path.isEmpty else {
                 throw VaultError.invalidConfiguration("[plugins.vault.config] previous_master_key_file must be a path")
             }
             previous.append(try MasterKey.load(file: path, source: "previous_master_key_file"))
@@ -54,10 +55,10 @@ public struct VaultConfiguration: Sendable {
 
     /// Parses the plugin's configuration JSON bytes (as the kernel hands them over).
     public init(configJSON: String, environment: [String: String]) throws {
-        let object: [String: Any]
+        let object: [String: JSONValue]
         if configJSON.trimmingCharacters(in: .whitespaces).isEmpty {
             object = [:]
-        } else if let parsed = (try? JSONSerialization.jsonObject(with: Data(configJSON.utf8))) as? [String: Any] {
+        } else if let parsed = try? JSONDecoder().decode([String: JSONValue].self, from: Data(configJSON.utf8)) {
             object = parsed
         } else {
             throw VaultError.invalidConfiguration("[plugins.vault.config] must be a table")
@@ -65,11 +66,11 @@ public struct VaultConfiguration: Sendable {
         try self.init(config: object, environment: environment)
     }
 
-    private static func integer(_ config: [String: Any], _ key: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
+    private static func integer(_ config: [String: JSONValue], _ key: String, default value: Int, range: ClosedRange<Int>) throws -> Int {
         guard let raw = config[key] else { return value }
-        guard let number = raw as? NSNumber, Double(number.intValue) == number.doubleValue, range.contains(number.intValue) else {
+        guard let number = raw.intValue, range.contains(number) else {
             throw VaultError.invalidConfiguration("[plugins.vault.config] \(key) must be an integer in \(range.lowerBound)...\(range.upperBound)")
         }
-        return number.intValue
+        return number
     }
 }
