@@ -244,33 +244,33 @@ public struct StudioDefinition: Sendable {
 enum PluginExtrasBridge {
     /// An immortal C list of `pages`, or NULL.
     static func pageList(_ pages: [StudioPageDefinition]) -> UnsafePointer<UnsafePointer<mb_studio_page>?>? {
-        guard !pages.isEmpty else { return nil }
-        let list = UnsafeMutablePointer<UnsafePointer<mb_studio_page>?>.allocate(capacity: pages.count + 1)
-        for (index, page) in pages.enumerated() {
-            let entry = UnsafeMutablePointer<mb_studio_page>.allocate(capacity: 1)
-            entry.initialize(
-                to: mb_studio_page(
-                    struct_size: MemoryLayout<mb_studio_page>.size, id: UnsafePointer(strdup(page.id)),
-                    title: UnsafePointer(strdup(page.title)), module: UnsafePointer(strdup(page.module))))
-            (list + index).initialize(to: UnsafePointer(entry))
+        immortalList(pages) { page in
+            mb_studio_page(
+                struct_size: MemoryLayout<mb_studio_page>.size, id: UnsafePointer(strdup(page.id)),
+                title: UnsafePointer(strdup(page.title)), module: UnsafePointer(strdup(page.module)))
         }
-        (list + pages.count).initialize(to: nil)
-        return UnsafePointer(list)
     }
 
     /// An immortal C list of `commands`, or NULL.
     static func commandList(_ commands: [PluginCommandDefinition]) -> UnsafePointer<UnsafePointer<mb_cli_command>?>? {
-        guard !commands.isEmpty else { return nil }
-        let list = UnsafeMutablePointer<UnsafePointer<mb_cli_command>?>.allocate(capacity: commands.count + 1)
-        for (index, command) in commands.enumerated() {
-            let entry = UnsafeMutablePointer<mb_cli_command>.allocate(capacity: 1)
-            entry.initialize(
-                to: mb_cli_command(
-                    struct_size: MemoryLayout<mb_cli_command>.size, name: UnsafePointer(strdup(command.name)),
-                    summary: UnsafePointer(strdup(command.summary)), help: UnsafePointer(strdup(command.help))))
-            (list + index).initialize(to: UnsafePointer(entry))
+        immortalList(commands) { command in
+            mb_cli_command(
+                struct_size: MemoryLayout<mb_cli_command>.size, name: UnsafePointer(strdup(command.name)),
+                summary: UnsafePointer(strdup(command.summary)), help: UnsafePointer(strdup(command.help)))
         }
-        (list + commands.count).initialize(to: nil)
+    }
+
+    /// A NULL-terminated C list of one immortal `Entry` per item (the descriptor's lists are
+    /// read for the life of the process and never freed), or NULL for no items.
+    private static func immortalList<Item, Entry>(_ items: [Item], _ entry: (Item) -> Entry) -> UnsafePointer<UnsafePointer<Entry>?>? {
+        guard !items.isEmpty else { return nil }
+        let list = UnsafeMutablePointer<UnsafePointer<Entry>?>.allocate(capacity: items.count + 1)
+        for (index, item) in items.enumerated() {
+            let element = UnsafeMutablePointer<Entry>.allocate(capacity: 1)
+            element.initialize(to: entry(item))
+            (list + index).initialize(to: UnsafePointer(element))
+        }
+        (list + items.count).initialize(to: nil)
         return UnsafePointer(list)
     }
 
