@@ -3,8 +3,9 @@ import Logging
 import ServiceLifecycle
 
 /// Reloads the portal registry when the system database announces a change
-/// (`NOTIFY meltybase_portals`, sent by triggers), and after reconnecting to a
-/// restarted Postgres, so every kernel on one database sees the same portals.
+/// (`NOTIFY meltybase_portals`, sent by triggers), and each time LISTEN takes effect (at
+/// start and after reconnecting to a restarted Postgres, when changes may have gone
+/// unheard), so every kernel on one database sees the same portals.
 ///
 /// One ``PostgresListener`` on the kernel's event loop: no thread of its own, no polling.
 final class PortalChangeListener: Service, Sendable {
@@ -30,9 +31,10 @@ final class PortalChangeListener: Service, Sendable {
                     if channel == "meltybase_portals" { await Self.reload(portals, logger: logger) }
                     if channel == "meltybase_system" { await onSystemChange() }
                 case .listening(let afterOutage):
-                    guard afterOutage else { return }
-                    // Notifications sent while the connection was down were missed.
-                    logger.notice("system database is back; reloading portals")
+                    // Changes committed before LISTEN took effect sent notifications nobody
+                    // heard: those between the registry's first load and the first LISTEN (a
+                    // portal created while this kernel started), or during an outage.
+                    if afterOutage { logger.notice("system database is back; reloading portals") }
                     await Self.reload(portals, logger: logger)
                     await onSystemChange()
                 case .lost(let error):
