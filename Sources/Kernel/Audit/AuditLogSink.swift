@@ -9,8 +9,8 @@ import Synchronization
 /// Group commit: a call that finds no write in progress writes its entry, plus every entry
 /// that arrives meanwhile, in one transaction (``AuditChain/appendAllCommitting(on:entries:)``);
 /// calls arriving during a write wait for the next one. Each call still returns only once
-/// its entry is committed (or throws), in arrival order, so a vault read stays "audited
-/// before the value is released"; a burst of reads costs one commit instead of one each.
+/// its entry is committed (or throws), in arrival order, so a plugin's audited read stays
+/// "audited before the value is released"; a burst of reads costs one commit instead of one each.
 ///
 /// Nothing waits on a thread for the write: ``append(actor:action:target:portal:detailsJSON:completion:)``
 /// (the ABI's `audit_async`) queues the entry and returns; a writer task drains the queue in

@@ -5,8 +5,8 @@ import NIOConcurrencyHelpers
 /// (or of a Redis outage) is written, the repeats until it ends are only counted.
 ///
 /// Without it every refused attempt appended a permanent, hash-chained row through the
-/// system database, so flooding the login filled the disk and delayed every admin and vault
-/// call. The evidence stays: each failed password check is audited (the throttle bounds
+/// system database, so flooding the login filled the disk and delayed every admin and audited
+/// plugin call. The evidence stays: each failed password check is audited (the throttle bounds
 /// those to a few per account and address per window), each lock is audited when it is
 /// first met, and the refusals hidden behind it are counted in
 /// `meltybase_login_refusals_unaudited_total` and in the next entry's `refused_since_last_entry`.

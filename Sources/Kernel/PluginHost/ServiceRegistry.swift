@@ -1,7 +1,7 @@
 import MeltyPluginABI
 import NIOConcurrencyHelpers
 
-/// Named, versioned C function tables exported by plugins (`vault` major 1 = `vault.v1`).
+/// Named, versioned C function tables exported by plugins (name `secrets`, major 1 = `secrets.v1`).
 ///
 /// Plugins never link each other: one exports a table from its `init`, another looks it up
 /// for a portal, and gets the exporter's instance for that same portal, or a refusal when

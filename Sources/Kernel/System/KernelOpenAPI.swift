@@ -2,8 +2,7 @@ import Foundation
 
 /// The OpenAPI 3.1 description of the kernel's own routes (`/v1/*`, `/metrics`, the
 /// Studio's entry points), served at `GET /v1/openapi.json`. Portal routes (`/p/<portal>/…`)
-/// belong to the plugins and are described by them (the Database plugin serves its REST
-/// description at `/p/<portal>/rest/v1/`).
+/// belong to the plugins and are described by them.
 ///
 /// Written by hand, so a test (`KernelOpenAPITests`) compares it with the routes the
 /// router registers: a route added without a description, or a description left behind

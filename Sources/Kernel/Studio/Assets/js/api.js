@@ -64,8 +64,8 @@ export async function call(method, path, body, options = {}) {
     return await send(method, path, body, token, headers, withHeaders);
   } catch (error) {
     if (!(error instanceof ApiError) || !auth) throw error;
-    // The kernel says `unauthenticated`; plugins say it their way (PostgREST's PGRST303,
-    // the vault's invalid_credential): an expired token is refreshed once either way.
+    // The kernel says `unauthenticated`; plugins say it their own way (a PostgREST-style
+    // code, say): an expired token is refreshed once either way.
     if (error.status === 401 && !options.refreshed && (await refresh())) {
       return call(method, path, body, { ...options, refreshed: true });
     }

@@ -1,6 +1,5 @@
 // The portal picker plugin pages share (context.ui.portalPicker): pages that work on one
-// portal's data (the Database's tables, the Vault's secrets) let the admin choose among
-// the portals that enable their plugin.
+// portal's data let the admin choose among the portals that enable their plugin.
 
 import { h } from './dom.js';
 
