@@ -362,7 +362,7 @@ private func sdkTokenCompletion(_ context: UnsafeMutableRawPointer?, _ status: m
 private func sdkServiceReply(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ bytes: mb_plugin_bytes) {
     guard let context else { return }
     let box = Unmanaged<ServiceContinuation>.fromOpaque(context).takeRetainedValue()
-    let copied: [UInt8] = bytes.data.map { Array(UnsafeBufferPointer(start: $0, count: bytes.len)) } ?? []
+    let copied = copyBytes(bytes)
     let message = String(decoding: copied, as: UTF8.self)
     switch status {
     case MB_OK: box.continuation.resume(returning: copied)

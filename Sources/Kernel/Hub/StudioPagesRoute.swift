@@ -14,25 +14,38 @@ struct StudioPagesRoute: Sendable {
         router.get("/v1/hub/studio/pages") { request, _ in
             try await AdminHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
-                return AdminHTTP.json(["pages": pages()])
+                return AdminHTTP.json(Listing(pages: pages()))
             }
         }
     }
 
+    /// The answer: `{"pages": [...]}`.
+    struct Listing: Encodable {
+        var pages: [Page]
+    }
+
+    /// One page of one plugin.
+    struct Page: Encodable {
+        var plugin: String
+        var id: String
+        var title: String
+        var module: String
+        var path: String
+        var portals: [String]
+    }
+
     /// The listing (without authentication; the route checks it).
-    func pages() -> [[String: Any]] {
+    func pages() -> [Page] {
         let portalNames = portals.names
-        let enabled = Dictionary(uniqueKeysWithValues: portalNames.map { ($0, Set(portals.enabledPlugins(of: $0))) })
-        var pages: [[String: Any]] = []
+        let enabled = portalNames.map { Set(portals.enabledPlugins(of: $0)) }
+        var pages: [Page] = []
         for plugin in plugins.plugins {
-            let enabling = portalNames.filter { enabled[$0]?.contains(plugin.name) == true }
+            let enabling = zip(portalNames, enabled).filter { $0.1.contains(plugin.name) }.map(\.0)
             guard !enabling.isEmpty else { continue }
             for page in plugin.studioPages {
                 guard let module = plugin.moduleURL(of: page) else { continue }
-                pages.append([
-                    "plugin": plugin.name, "id": page.id, "title": page.title, "module": module,
-                    "path": "plugins/\(plugin.name)/\(page.id)", "portals": enabling,
-                ])
+                pages.append(
+                    Page(plugin: plugin.name, id: page.id, title: page.title, module: module, path: "plugins/\(plugin.name)/\(page.id)", portals: enabling))
             }
         }
         return pages

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import MeltyABIBytes
 import MeltyPluginABI
 
 /// Runs a plugin's command in this process: `meltybase <plugin> <command> [args]` (ABI 1.5
@@ -165,9 +166,9 @@ struct CommandInvocation: @unchecked Sendable {  // Sendable: the plugin and tab
     }
 
     private static func deliver(_ context: UnsafePointer<mb_host_cli_context>?, _ stream: PluginCommandRunner.Stream, _ bytes: mb_plugin_bytes) {
-        guard let context, let data = bytes.data, bytes.len > 0 else { return }
+        guard let context, bytes.len > 0 else { return }
         let address = UnsafeRawPointer(context) + writerOffset
         let writer = Unmanaged<Writer>.fromOpaque(address.load(as: UnsafeMutableRawPointer.self)).takeUnretainedValue()
-        writer.write(stream, Array(UnsafeBufferPointer(start: data, count: bytes.len)))
+        writer.write(stream, copyBytes(bytes))
     }
 }

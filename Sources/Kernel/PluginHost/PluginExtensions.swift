@@ -85,15 +85,7 @@ struct PluginExtensions: Sendable {
     }
 
     private static func readPages(_ list: UnsafePointer<UnsafePointer<mb_studio_page>?>, studio: PluginStudio?) throws(Refusal) -> [PluginStudioPage] {
-        var pages: [PluginStudioPage] = []
-        var cursor = list
-        while let page = cursor.pointee {
-            let index = pages.count
-            let field = "studio_pages[\(index)]"
-            guard index < maxPages else { throw Refusal(reason: "descriptor field studio_pages: expected at most \(maxPages) pages and a NULL terminator, found more") }
-            guard page.pointee.struct_size >= MemoryLayout<mb_studio_page>.size else {
-                throw Refusal(reason: "descriptor field \(field).struct_size: expected at least \(MemoryLayout<mb_studio_page>.size), found \(page.pointee.struct_size)")
-            }
+        try readList(list, field: "studio_pages", noun: "pages", max: maxPages, size: \.struct_size) { page, field, pages throws(Refusal) in
             guard let idPointer = page.pointee.id, let titlePointer = page.pointee.title, let modulePointer = page.pointee.module else {
                 throw Refusal(reason: "descriptor field \(field): expected id, title and module strings, found NULL")
             }
@@ -117,22 +109,12 @@ struct PluginExtensions: Sendable {
             guard studio.files.files[module] != nil else {
                 throw Refusal(reason: "descriptor field \(field).module: expected a file in \(studio.directory), found no \"\(module)\" there")
             }
-            pages.append(PluginStudioPage(id: id, title: title, module: module))
-            cursor += 1
+            return PluginStudioPage(id: id, title: title, module: module)
         }
-        return pages
     }
 
     private static func readCommands(_ list: UnsafePointer<UnsafePointer<mb_cli_command>?>) throws(Refusal) -> [PluginCommand] {
-        var commands: [PluginCommand] = []
-        var cursor = list
-        while let command = cursor.pointee {
-            let index = commands.count
-            let field = "cli_commands[\(index)]"
-            guard index < maxCommands else { throw Refusal(reason: "descriptor field cli_commands: expected at most \(maxCommands) commands and a NULL terminator, found more") }
-            guard command.pointee.struct_size >= MemoryLayout<mb_cli_command>.size else {
-                throw Refusal(reason: "descriptor field \(field).struct_size: expected at least \(MemoryLayout<mb_cli_command>.size), found \(command.pointee.struct_size)")
-            }
+        try readList(list, field: "cli_commands", noun: "commands", max: maxCommands, size: \.struct_size) { command, field, commands throws(Refusal) in
             guard let namePointer = command.pointee.name, let summaryPointer = command.pointee.summary else {
                 throw Refusal(reason: "descriptor field \(field): expected name and summary strings, found NULL")
             }
@@ -144,10 +126,29 @@ struct PluginExtensions: Sendable {
                 throw Refusal(reason: "descriptor field \(field).name: expected a unique command name, found \"\(name)\" twice")
             }
             let help = command.pointee.help.map { String(cString: $0) } ?? summary
-            commands.append(PluginCommand(name: name, summary: summary, help: help))
+            return PluginCommand(name: name, summary: summary, help: help)
+        }
+    }
+
+    /// Reads a NULL-terminated, plugin-owned list of at most `max` entries, each checked for
+    /// its `struct_size` before `read` turns it into an item (given the entry, its field name
+    /// such as `studio_pages[2]`, and the items read so far, for uniqueness checks).
+    private static func readList<Entry, Item>(
+        _ list: UnsafePointer<UnsafePointer<Entry>?>, field name: String, noun: String, max: Int, size: KeyPath<Entry, Int>,
+        _ read: (UnsafePointer<Entry>, String, [Item]) throws(Refusal) -> Item
+    ) throws(Refusal) -> [Item] {
+        var items: [Item] = []
+        var cursor = list
+        while let entry = cursor.pointee {
+            let field = "\(name)[\(items.count)]"
+            guard items.count < max else { throw Refusal(reason: "descriptor field \(name): expected at most \(max) \(noun) and a NULL terminator, found more") }
+            guard entry.pointee[keyPath: size] >= MemoryLayout<Entry>.size else {
+                throw Refusal(reason: "descriptor field \(field).struct_size: expected at least \(MemoryLayout<Entry>.size), found \(entry.pointee[keyPath: size])")
+            }
+            items.append(try read(entry, field, items))
             cursor += 1
         }
-        return commands
+        return items
     }
 
     /// `[a-z0-9-]`, 1 to 63 characters, not starting with "-".

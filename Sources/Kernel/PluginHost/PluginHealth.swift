@@ -30,6 +30,10 @@ public struct PluginHealth: Sendable, Equatable {
         let descriptor = SharedPointer(plugin.descriptor)
         return await withCheckedContinuation { (continuation: CheckedContinuation<PluginHealth, Never>) in
             let answer = FirstAnswer(continuation)
+            let timer = Task {
+                try? await Task.sleep(for: timeout)
+                answer.finish(PluginHealth(status: "failing", message: "health check timed out after \(timeout)"))
+            }
             Task {
                 defer { plugin.healthInFlight.withLockedValue { $0 = false } }
                 do {
@@ -37,10 +41,7 @@ public struct PluginHealth: Sendable, Equatable {
                 } catch {
                     answer.finish(PluginHealth(status: "failing", message: "health check not run: \(error)"))
                 }
-            }
-            Task {
-                try? await Task.sleep(for: timeout)
-                answer.finish(PluginHealth(status: "failing", message: "health check timed out after \(timeout)"))
+                timer.cancel()  // the answer is in: the timer need not wait out its 2 s
             }
         }
     }
@@ -76,7 +77,7 @@ public struct PluginHealth: Sendable, Equatable {
                 { context, bytes in
                     guard let context else { return }
                     let collector = Unmanaged<Collector>.fromOpaque(context).takeUnretainedValue()
-                    if let data = bytes.data, bytes.len > 0 { collector.bytes = Array(UnsafeBufferPointer(start: data, count: bytes.len)) }
+                    collector.bytes = copyBytes(bytes)
                 }, Unmanaged.passUnretained(collector).toOpaque(), error.buffer)
         }
         guard status == MB_OK else {
