@@ -39,12 +39,14 @@ struct PluginCommandDispatch {
         return (config, dataDirectory, rest)
     }
 
-    /// The config of `--config`, with `--data-dir` applied (as ``ConfigOptions`` does).
+    /// The config of `--config`, with `--data-dir` applied: ``ConfigOptions/load()``, as
+    /// for the built-in commands.
     func loadConfig() throws -> KernelConfig {
         let (path, dataDirectory, _) = split
-        var config = try ConfigLoader().load(path: path)
-        if let dataDirectory { config.dataDirectory = URL(fileURLWithPath: dataDirectory).standardizedFileURL.path }
-        return config
+        var options = ConfigOptions()
+        options.config = path
+        options.dataDir = dataDirectory
+        return try options.load()
     }
 
     /// Exit status when the arguments name a configured plugin (the command ran or its
