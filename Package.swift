@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "DatabasePlugin", type: .dynamic, targets: ["DatabasePlugin"]),
         /// The Vault: AES-256-GCM envelope encryption of portal secrets (`vault.v1`).
         .library(name: "VaultPlugin", type: .dynamic, targets: ["VaultPlugin"]),
+        /// Realtime: Supabase Realtime's protocol (broadcast, presence, Postgres changes under RLS).
+        .library(name: "RealtimePlugin", type: .dynamic, targets: ["RealtimePlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -183,6 +185,19 @@ let package = Package(
             // The Vault page of the Studio (ABI 1.5 studio_directory: MeltyBase_VaultPlugin.resources/Studio).
             resources: [.copy("Studio")]
         ),
+        /// Realtime's domain without the SDK glue: the protocol codec, channels, presence,
+        /// change filters and change capture (pgoutput to row changes, RLS visibility).
+        .target(
+            name: "RealtimeCore",
+            dependencies: ["PortalDatabaseCore", "MeltyPostgres", "MeltyRedis", "MeltyJSON"],
+            path: "Plugins/Realtime/Core"
+        ),
+        .target(
+            name: "RealtimePlugin",
+            dependencies: ["MeltyPluginSDK", "RealtimeCore", "PortalDatabaseCore", "MeltyPostgres", "MeltyRedis", "MeltyJSON"],
+            path: "Plugins/Realtime",
+            exclude: ["Core"]
+        ),
         /// The bare swift-nio HTTP/1 peer of Benchmarks/gateway.sh (canned response, no framework).
         .executableTarget(
             name: "bench-nio-peer",
@@ -204,6 +219,12 @@ let package = Package(
             name: "DatabasePluginTests",
             dependencies: ["DatabasePlugin"],
             path: "Tests/DatabasePluginTests"
+        ),
+        /// The Realtime plugin's protocol codec, filters and change capture (against a real Postgres).
+        .testTarget(
+            name: "RealtimePluginTests",
+            dependencies: ["RealtimeCore", "MeltyTestServices", "MeltyPostgres", "MeltyJSON"],
+            path: "Tests/RealtimePluginTests"
         ),
         /// One real Postgres and Redis for the whole test process (the kernel's embedded-mode code).
         .target(
