@@ -14,7 +14,12 @@ enum TokenCheck {
 extension RealtimePlugin {
     /// Verifies a token sent in a message (`access_token`) with the kernel.
     func verify(token: String) async -> TokenCheck {
-        let credential = await runtime.host.verifyPortalToken(token, portal: portal)
+        let credential: PluginCredential
+        do {
+            credential = try await runtime.host.verifyPortalToken(token, portal: portal)
+        } catch {
+            return .failure("the kernel cannot verify tokens sent in messages: \(error)")
+        }
         if let caller = Self.caller(credential) {
             if let expiry = caller.expiresAt, expiry <= Date().timeIntervalSince1970 { return .failure("the token has expired") }
             return .success(caller)
@@ -42,10 +47,31 @@ extension RealtimePlugin {
 
     /// Why a `postgres_changes` binding cannot be served, or nil.
     func changeBindingProblem(_ binding: JoinRequest.ChangeBinding) -> String? {
-        nil
+        guard let filter = binding.filter, !filter.isEmpty else { return nil }
+        do {
+            _ = try ChangeDelivery.filter(filter)
+            return nil
+        } catch {
+            return "filter \"\(filter.prefix(200))\": \(error)"
+        }
     }
 
-    /// Waits until the portal's change feed exists, so a change committed after the join
-    /// reply is streamed.
-    func changesReady() async throws {}
+    /// Waits until the portal's slot exists (10 s at most), so a change committed after the
+    /// join reply is retained and streamed.
+    func changesReady() async throws {
+        if slotReady.withLock({ $0 }) { return }
+        let deadline = ContinuousClock.now + .seconds(10)
+        let slot = self.slot
+        while ContinuousClock.now < deadline {
+            let exists = try await pool.run { connection in
+                try await connection.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows.count == 1
+            }
+            if exists {
+                slotReady.withLock { $0 = true }
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw PluginError.unavailable("the portal's replication slot \(slot) is not ready (change feed: \(feed.phase))")
+    }
 }

@@ -32,7 +32,14 @@ public final class RealtimePlugin: PortalPlugin {
     let pool: PostgresPool
     let joins: TokenBucket
     let messages: TokenBucket
+    /// The portal's slot, streamed by one kernel of all (advisory lock).
+    let feed: ChangeFeed
+    let slot: String
+    let delivery: ChangeDelivery
+    /// Whether the slot was seen to exist (a join waits for it once).
+    let slotReady = Mutex(false)
     private let expiryTimer: Task<Void, Never>
+    private let schemaListener: Task<Void, Never>
 
     /// Reads the limits and origins; starts the plugin's Postgres loop.
     public static func start(host: PluginHostServices, config: PluginConfig) throws {
@@ -64,6 +71,14 @@ public final class RealtimePlugin: PortalPlugin {
         pool = PostgresPool(conninfo: Conninfo.derive(conninfo, overrides: ["application_name": "meltybase-realtime"]), size: 4, maxWaiting: 1_000, loop: runtime.loop)
         policies = ChannelPolicies(pool: pool)
         hub = ChannelHub(node: runtime.node, sender: SocketFrameSender())
+        // Row visibility is checked as the API does: logged in as `authenticator`, switching into the subscriber's role.
+        let authenticator = PostgresPool(
+            conninfo: Conninfo.derive(PortalDatabaseNames.conninfo(system, portal: portal.name, user: "authenticator"), overrides: ["application_name": "meltybase-realtime"]),
+            size: 2, maxWaiting: 10_000, loop: runtime.loop)
+        let visibility = VisibilityCheck()
+        delivery = ChangeDelivery(hub: hub, pool: authenticator, visibility: visibility)
+        feed = ChangeFeed(loop: runtime.loop)
+        slot = ChangeFeed.slotName(portal: portal.name)
         joins = TokenBucket(rate: Double(runtime.settings.maxJoinsPerSecond), burst: Double(runtime.settings.maxJoinsPerSecond * 2))
         messages = TokenBucket(rate: Double(runtime.settings.maxMessagesPerSecond), burst: Double(runtime.settings.maxMessagesPerSecond * 2))
         let semaphore = DispatchSemaphore(value: 0)
@@ -92,6 +107,20 @@ public final class RealtimePlugin: PortalPlugin {
             pool.close()
             throw PluginError.unavailable("realtime: cannot prepare the realtime schema of portal \(portal.name)'s database (is the database plugin enabled for it?): \(error)")
         }
+        let delivery = self.delivery
+        feed.start(conninfo: conninfo, slot: slot) { changes in
+            await delivery.deliver(changes)
+        }
+        // DDL and GRANT/REVOKE announce themselves (the Database plugin's event trigger): forget cached privileges.
+        let listener = PostgresListener(conninfo: conninfo, channels: ["pgrst"], loop: runtime.loop)
+        schemaListener = Task {
+            await listener.run { event in
+                switch event {
+                case .notification, .listening: visibility.reset()
+                case .lost: break
+                }
+            }
+        }
         let hub = self.hub
         expiryTimer = Task {
             while !Task.isCancelled {
@@ -101,10 +130,19 @@ public final class RealtimePlugin: PortalPlugin {
         }
     }
 
-    /// Stops the timers and closes the pool.
+    /// Stops the timers and the change feed (another kernel takes the slot over) and closes the pools.
     public func stop() {
         expiryTimer.cancel()
+        schemaListener.cancel()
+        let feed = self.feed
+        let semaphore = DispatchSemaphore(value: 0)
+        Task {
+            await feed.stop()
+            semaphore.signal()
+        }
+        semaphore.wait()
         pool.close()
+        delivery.pool.close()
     }
 
     /// Channels whose token expired get a `system` error and `phx_close`, as Supabase does.

@@ -275,6 +275,11 @@ public final class ChannelHub: Sendable {
         }
     }
 
+    /// Queues a frame for `connections` (the change path's pre-encoded events).
+    public func send(_ frame: OutboundFrame, to connections: [UInt64]) {
+        sender.send(frame, to: connections)
+    }
+
     /// Sends one message to one connection in its protocol version.
     public func reply(_ connection: UInt64, topic: String, event: String, payload: [UInt8], ref: String?, joinRef: String?) {
         let version = state.withLock { $0.connections[connection]?.version } ?? .v1
