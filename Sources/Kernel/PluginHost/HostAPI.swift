@@ -325,7 +325,7 @@ private func hostPortalTokenVerify(
         return MB_ERR_INVALID_ARGUMENT
     }
     guard let credentials = handle.context.credentials else {
-        write("portal_token_verify: this kernel has no portal keys", into: error)
+        write("portal_token_verify: this process serves no portals, so it verifies no portal tokens", into: error)
         return MB_ERR_UNSUPPORTED
     }
     let text = String(pluginBytes: token.data, count: token.len)

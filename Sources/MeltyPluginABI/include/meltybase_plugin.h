@@ -428,10 +428,11 @@ typedef struct mb_host_api {
      *  certificate comes with the token) and {"kind":"invalid","reason":...} where a portal
      *  route would refuse it. Returns at once; `completion` runs exactly once on a host thread
      *  unless the return value is not MB_OK (MB_ERR_INVALID_ARGUMENT for a NULL portal or
-     *  completion, MB_ERR_UNSUPPORTED when the kernel has no portal keys; completion not
-     *  called). A completion status other than MB_OK (MB_ERR_UNAVAILABLE) means the token
-     *  could not be checked (the system database is down): treat it as not verified. Any
-     *  thread, including handle_request and ws_message. Never blocks. */
+     *  completion, MB_ERR_UNSUPPORTED in a process that serves no portals, such as a plugin
+     *  command's; completion not called). A completion status other than MB_OK
+     *  (MB_ERR_UNAVAILABLE) means the token could not be checked (the system database is
+     *  down): treat it as not verified. Any thread, including handle_request and ws_message.
+     *  Never blocks. */
     mb_status (*portal_token_verify)(const mb_host_portal *portal, mb_host_bytes token,
                                      mb_credential_completion completion, void *plugin_context,
                                      mb_host_error_buffer error);
