@@ -35,15 +35,20 @@ extension RealtimePlugin {
     func deliver(topic: String, body: BroadcastBody, from connection: UInt64?, isPrivate: Bool) {
         let delivered = hub.broadcast(topic: topic, body: body, from: connection)
         runtime.host.count("broadcast_messages", by: Int64(delivered), portal: portal)
+        if let mesh = runtime.mesh {
+            mesh.publish(
+                portal: portal.name, MeshMessage(node: mesh.node, kind: .broadcast, topic: topic, event: body.event, payload: Data(body.payload), isJSON: body.isJSON))
+        }
         if isPrivate {
-            let policies = self.policies
-            let name = String(topic.dropFirst("realtime:".count))
-            Task { try? await policies.store(topic: name, body: body) }
+            replayInbox.yield((String(topic.dropFirst("realtime:".count)), body))
         }
     }
 
     /// Tells the other kernels about presence changes made here.
-    func presenceChanged(topic: String, joins: [PresenceTable.Entry], leaves: [PresenceTable.Entry]) {}
+    func presenceChanged(topic: String, joins: [PresenceTable.Entry], leaves: [PresenceTable.Entry]) {
+        guard let mesh = runtime.mesh, !(joins.isEmpty && leaves.isEmpty) else { return }
+        mesh.publish(portal: portal.name, MeshMessage(node: mesh.node, kind: .presence, topic: topic, joins: joins, leaves: leaves.map(\.ref)))
+    }
 
     /// Why a `postgres_changes` binding cannot be served, or nil.
     func changeBindingProblem(_ binding: JoinRequest.ChangeBinding) -> String? {
@@ -59,8 +64,17 @@ extension RealtimePlugin {
     /// Waits until the portal's slot exists (10 s at most), so a change committed after the
     /// join reply is retained and streamed.
     func changesReady() async throws {
-        if slotReady.withLock({ $0 }) { return }
         let deadline = ContinuousClock.now + .seconds(10)
+        if let mesh = runtime.mesh {
+            while !meshLive.isSet {
+                guard ContinuousClock.now < deadline else {
+                    throw PluginError.unavailable("this kernel's Redis subscription for portal \(portal.name) is not live yet")
+                }
+                mesh.probe(portal: portal.name)
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        if slotReady.withLock({ $0 }) { return }
         let slot = self.slot
         while ContinuousClock.now < deadline {
             let exists = try await pool.run { connection in

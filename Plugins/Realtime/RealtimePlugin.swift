@@ -20,6 +20,8 @@ public final class RealtimePlugin: PortalPlugin {
         let loop: PostgresEventLoop
         /// This kernel's id among the kernels sharing Redis.
         let node: String
+        /// Redis pub/sub between kernels; nil without Redis (one kernel only).
+        let mesh: RealtimeMesh?
     }
 
     private static let current = Mutex<Runtime?>(nil)
@@ -38,6 +40,14 @@ public final class RealtimePlugin: PortalPlugin {
     let delivery: ChangeDelivery
     /// Whether the slot was seen to exist (a join waits for it once).
     let slotReady = Mutex(false)
+    /// Whether this kernel heard its own probe on the portal's mesh channel: from then on
+    /// changes streamed by another kernel reach it.
+    let meshLive = SharedFlag()
+    private let meshInbox: AsyncStream<[RowChange]>.Continuation
+    /// Private broadcasts to store for replay, in order (one writer).
+    let replayInbox: AsyncStream<(topic: String, body: BroadcastBody)>.Continuation
+    private let replayWriter: Task<Void, Never>
+    private let meshConsumer: Task<Void, Never>
     private let expiryTimer: Task<Void, Never>
     private let schemaListener: Task<Void, Never>
 
@@ -46,7 +56,17 @@ public final class RealtimePlugin: PortalPlugin {
         let settings = try RealtimeSettings(config: config)
         var random = SystemRandomNumberGenerator()
         let node = String(random.next(), radix: 36)
-        let started = Runtime(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-realtime-postgres"), node: node)
+        var mesh: RealtimeMesh?
+        if let url = host.redisURL {
+            do {
+                mesh = try RealtimeMesh(url: url, node: node) { host.log(.warning, $0) }
+            } catch {
+                host.log(.error, "realtime: cannot reach the kernel's Redis (\(error)); broadcasts and presence stay on this kernel")
+            }
+        } else {
+            host.log(.notice, "realtime: the kernel has no Redis; broadcasts and presence stay on this kernel")
+        }
+        let started = Runtime(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-realtime-postgres"), node: node, mesh: mesh)
         current.withLock { $0 = started }
         host.log(.info, "realtime: node \(node), at most \(settings.maxConnections) connections per portal")
     }
@@ -57,6 +77,7 @@ public final class RealtimePlugin: PortalPlugin {
             defer { runtime = nil }
             return runtime
         }
+        stopped?.mesh?.close()
         stopped?.loop.shutdown()
     }
 
@@ -108,8 +129,37 @@ public final class RealtimePlugin: PortalPlugin {
             throw PluginError.unavailable("realtime: cannot prepare the realtime schema of portal \(portal.name)'s database (is the database plugin enabled for it?): \(error)")
         }
         let delivery = self.delivery
+        let mesh = runtime.mesh
+
         feed.start(conninfo: conninfo, slot: slot) { changes in
             await delivery.deliver(changes)
+            // The other kernels' subscribers; the slot is acknowledged once Redis took it.
+            if let mesh {
+                do {
+                    try await mesh.send(portal: name, MeshMessage(node: mesh.node, kind: .changes, changes: changes))
+                } catch {
+                    runtime.host.log(.warning, "realtime: cannot pass changes of portal \(name) to other kernels: \(error)")
+                }
+            }
+        }
+        let (stored, storedContinuation) = AsyncStream<(topic: String, body: BroadcastBody)>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        replayInbox = storedContinuation
+        let policies = self.policies
+        replayWriter = Task {
+            for await message in stored { try? await policies.store(topic: message.topic, body: message.body) }
+        }
+        let (inbox, inboxContinuation) = AsyncStream<[RowChange]>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        meshInbox = inboxContinuation
+        meshConsumer = Task {
+            for await changes in inbox { await delivery.deliver(changes) }
+        }
+        if let mesh {
+            let live = meshLive
+            mesh.attach(
+                portal: name,
+                link: RealtimeMesh.PortalLink(
+                    hub: hub, changes: { inboxContinuation.yield($0) }, probeHeard: { live.set() }))
+            mesh.probe(portal: name)
         }
         // DDL and GRANT/REVOKE announce themselves (the Database plugin's event trigger): forget cached privileges.
         let listener = PostgresListener(conninfo: conninfo, channels: ["pgrst"], loop: runtime.loop)
@@ -132,6 +182,10 @@ public final class RealtimePlugin: PortalPlugin {
 
     /// Stops the timers and the change feed (another kernel takes the slot over) and closes the pools.
     public func stop() {
+        runtime.mesh?.detach(portal: portal.name)
+        meshInbox.finish()
+        replayInbox.finish()
+        meshConsumer.cancel()
         expiryTimer.cancel()
         schemaListener.cancel()
         let feed = self.feed
@@ -199,7 +253,7 @@ public final class RealtimePlugin: PortalPlugin {
 
     /// Leaves the connection's channels and withdraws its presence.
     public func webSocketClosed(_ socket: WebSocketConnection, code: UInt16) async {
-        hub.close(socket.id)
+        for (topic, leaves) in hub.close(socket.id) { presenceChanged(topic: topic, joins: [], leaves: leaves) }
     }
 
     /// The token a request carried (bearer, else `apikey` header, else `apikey` query), as the kernel picks it.
@@ -216,6 +270,15 @@ public final class RealtimePlugin: PortalPlugin {
         let claims = credential.claims
         return Caller(role: role, subject: credential.subject, claimsJSON: credential.claimsJSON, expiresAt: claims["exp"]?.numberValue)
     }
+}
+
+/// A flag set once, shared with callbacks.
+final class SharedFlag: Sendable {
+    private let state = Mutex(false)
+    /// Whether ``set()`` was called.
+    var isSet: Bool { state.withLock { $0 } }
+    /// Sets the flag.
+    func set() { state.withLock { $0 = true } }
 }
 
 /// The hub's frames to the kernel's WebSocket connections.
