@@ -20,7 +20,7 @@ import pytest
 
 import dbkit
 import rtkit
-from conftest import REALTIME_TOML, stop_kernel
+from rtkit import REALTIME_TOML, stop_kernel
 
 KEY_FILES = ("mfa-secret.key", "audit-signing.key", "audit-signing.pub", "evaluation-license-signing.key")
 
