@@ -87,6 +87,12 @@ final class RealtimeMesh: Sendable {
 
     static func channel(portal: String) -> String { "meltybase:realtime:" + portal }
 
+    /// Whether the subscriber is connected to Redis.
+    var isConnected: Bool { connected.withLock { $0 } }
+
+    /// The other kernels heard in the last 10 seconds.
+    var kernels: [String] { nodes.withLock { Array($0.keys).sorted() } }
+
     /// Routes the portal's channel to `link` and asks other kernels for their presence.
     func attach(portal: String, link: PortalLink) {
         portals.withLock { $0[portal] = link }

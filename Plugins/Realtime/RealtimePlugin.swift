@@ -13,6 +13,22 @@ public final class RealtimePlugin: PortalPlugin {
     /// Name, version and route prefix.
     public static let description = PluginDescription(name: "realtime", version: "0.1.0", routePrefix: "realtime")
 
+    /// The Realtime page of the Studio (ABI 1.5): counts and a channel inspector.
+    public static var studio: StudioDefinition? {
+        StudioDefinition(directory: "MeltyBase_RealtimePlugin.resources/Studio", pages: [StudioPageDefinition(id: "live", title: "Realtime", module: "realtime.js")])
+    }
+
+    /// Whether this kernel reaches the other kernels (Redis) for `meltybase doctor` and the overview.
+    public static var healthCheck: (@Sendable () async -> PluginHealthReport)? {
+        {
+            guard let runtime = Self.runtime else { return PluginHealthReport(.failing, "not started") }
+            guard let mesh = runtime.mesh else { return PluginHealthReport(.degraded, "no Redis: broadcasts and presence stay on this kernel") }
+            return mesh.isConnected
+                ? PluginHealthReport(.ok, "node \(runtime.node); \(mesh.kernels.count) other kernel(s) in the mesh")
+                : PluginHealthReport(.degraded, "Redis is unreachable: other kernels do not see this one's broadcasts")
+        }
+    }
+
     /// What `start` set up, shared by every portal's instance.
     struct Runtime: Sendable {
         let host: PluginHostServices
@@ -235,7 +251,7 @@ public final class RealtimePlugin: PortalPlugin {
             throw PluginError.refused("realtime: origin \(request.header("origin") ?? "") is not allowed for portal \(portal.name)")
         }
         let credential = request.credential
-        guard credential.kind == .portal, let caller = Self.caller(credential) else {
+        guard let caller = Self.caller(credential) else {
             let reason = credential.kind == .invalid ? (credential.reason ?? "the key does not verify") : "send the portal's API key as ?apikey="
             throw PluginError.refused("realtime: unauthorized: \(reason)")
         }
@@ -265,7 +281,14 @@ public final class RealtimePlugin: PortalPlugin {
     }
 
     /// The caller a portal credential describes; nil for anything else.
+    /// An admin at AAL2 (the Studio's inspector) acts as the service role, as on the other portal routes.
     static func caller(_ credential: PluginCredential) -> Caller? {
+        if credential.isAdminAtAAL2 {
+            var claims = Array(#"{"role":"service_role","sub":"#.utf8)
+            JSONStringWriter.append((credential.subject ?? "").utf8, to: &claims)
+            claims.append(UInt8(ascii: "}"))
+            return Caller(role: "service_role", subject: credential.subject, claimsJSON: claims, expiresAt: credential.claims["exp"]?.numberValue)
+        }
         guard credential.kind == .portal, let role = credential.role, !role.isEmpty else { return nil }
         let claims = credential.claims
         return Caller(role: role, subject: credential.subject, claimsJSON: credential.claimsJSON, expiresAt: claims["exp"]?.numberValue)
