@@ -95,8 +95,13 @@ struct BroadcastEndpoint {
             var connections: Int
             var channels: Int
             var subscriptions: Int
-            var change_feed: String
+            var changeFeed: String
             var kernels: [String]
+
+            enum CodingKeys: String, CodingKey {
+                case node, connections, channels, subscriptions, kernels
+                case changeFeed = "change_feed"
+            }
         }
         let counts = plugin.hub.counts
         let phase: String
@@ -109,7 +114,7 @@ struct BroadcastEndpoint {
         return .json(
             Stats(
                 node: plugin.runtime.node, connections: counts.connections, channels: counts.channels, subscriptions: counts.subscriptions,
-                change_feed: phase, kernels: plugin.runtime.mesh?.kernels ?? []))
+                changeFeed: phase, kernels: plugin.runtime.mesh?.kernels ?? []))
     }
 
     private static func acceptable(_ name: String) -> Bool {
