@@ -23,7 +23,9 @@ public final class ChangeFeed: Sendable {
         public var publication: String
 
         /// The defaults: retry the lock every second; back off 0.5, 1, 2, then every 5 seconds.
-        public init(leaderRetry: Duration = .seconds(1), backoff: [Duration] = [.milliseconds(500), .seconds(1), .seconds(2), .seconds(5)], publication: String = "supabase_realtime") {
+        public init(
+            leaderRetry: Duration = .seconds(1), backoff: [Duration] = [.milliseconds(500), .seconds(1), .seconds(2), .seconds(5)], publication: String = "supabase_realtime"
+        ) {
             self.leaderRetry = leaderRetry
             self.backoff = backoff.isEmpty ? [.seconds(1)] : backoff
             self.publication = publication

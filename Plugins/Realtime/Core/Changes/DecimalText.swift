@@ -3,7 +3,8 @@
 /// correctly. Postgres's numeric order is kept: -Infinity < finite < Infinity < NaN.
 struct DecimalText: Comparable {
     private enum Kind: Int, Comparable {
-        case negativeInfinity = 0, finite, positiveInfinity, notANumber
+        case negativeInfinity = 0
+        case finite, positiveInfinity, notANumber
         static func < (lhs: Kind, rhs: Kind) -> Bool { lhs.rawValue < rhs.rawValue }
     }
 
@@ -22,9 +23,15 @@ struct DecimalText: Comparable {
     init?(_ text: String) {
         guard !text.isEmpty, text.utf8.count <= Self.maximumLength else { return nil }
         switch text.lowercased() {
-        case "nan": (kind, sign, digits, magnitude) = (.notANumber, 0, [], 0); return
-        case "infinity", "+infinity", "inf": (kind, sign, digits, magnitude) = (.positiveInfinity, 1, [], 0); return
-        case "-infinity", "-inf": (kind, sign, digits, magnitude) = (.negativeInfinity, -1, [], 0); return
+        case "nan":
+            (kind, sign, digits, magnitude) = (.notANumber, 0, [], 0)
+            return
+        case "infinity", "+infinity", "inf":
+            (kind, sign, digits, magnitude) = (.positiveInfinity, 1, [], 0)
+            return
+        case "-infinity", "-inf":
+            (kind, sign, digits, magnitude) = (.negativeInfinity, -1, [], 0)
+            return
         default: break
         }
         let bytes = Array(text.utf8)
@@ -63,7 +70,7 @@ struct DecimalText: Comparable {
             let start = index
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
                 // Bounded: Postgres's own numeric range ends far below 10^(10^7).
-                guard index - start < 7 else { return nil }
+                guard index - start < 6 else { return nil }
                 exponent = exponent * 10 + Int(bytes[index] - UInt8(ascii: "0"))
                 index += 1
             }
