@@ -168,6 +168,35 @@ struct ChangesFeedTests {
         }
     }
 
+    @Test("a transaction whose handler was cut short by stop() is not acknowledged: the next feed delivers it again")
+    func unfinishedHandlerIsRedelivered() async throws {
+        let conninfo = try await ChangesTestDatabase.make()
+        let sql = try await TestServices.connect(conninfo)
+        defer { sql.close() }
+        let slot = Self.uniqueSlot()
+        let stuck = ChangeFeed(loop: TestServices.loop, options: options)
+        let next = ChangeFeed(loop: TestServices.loop, options: options)
+        try await Self.stopping([stuck, next]) {
+            let entered = ChangesCollector()
+            stuck.start(conninfo: conninfo, slot: slot) { batch in
+                await entered.add(batch)
+                try? await Task.sleep(for: .seconds(120))  // a delivery that never completes; stop() cancels it
+            }
+            try await Self.waitUntilStreaming(stuck, slot: slot, on: sql)
+            try await sql.query("INSERT INTO open_items VALUES (1, 'once', 'v')")
+            #expect(await entered.waitFor(changes: 1).count == 1)
+            await stuck.stop()
+            #expect(stuck.deliveredTransactions == 0)
+            let again = ChangesCollector()
+            next.start(conninfo: conninfo, slot: slot) { await again.add($0) }
+            let redelivered = await again.waitFor(changes: 1)
+            #expect(redelivered.first?.record.map(\.text) == ["1", "once", "v"])
+            await next.stop()
+            #expect(next.deliveredTransactions == 1)
+            try await ChangeFeed.dropSlot(slot, conninfo: conninfo, loop: TestServices.loop)
+        }
+    }
+
     @Test("slot names are valid and bounded; lock keys differ per slot")
     func slotNames() {
         #expect(ChangeFeed.slotName(portal: "Acme-Shop") == "realtime_acme_shop")

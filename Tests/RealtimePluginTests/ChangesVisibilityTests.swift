@@ -94,6 +94,36 @@ struct ChangesVisibilityTests {
         #expect(try await VisibilityCheck().visibility(of: [open], for: [anon], on: connection)[anon]?.changes == [0])
     }
 
+    @Test("why audiences are not grouped into one statement: with a (select auth.uid()) policy every audience gets the first one's rows")
+    func groupedStatementIsWrongForInitPlans() async throws {
+        let conninfo = try await ChangesTestDatabase.make()
+        let connection = try await TestServices.connect(conninfo)
+        defer { connection.close() }
+        let users = (0..<5).map { String(format: "0b7d1f0e-0000-4000-8000-%012d", $0) }
+        for (index, user) in users.enumerated() {
+            try await connection.query("INSERT INTO cards VALUES ($1, $2, 't')", [String(format: "1b7d1f0e-0000-4000-8000-%012d", index), user])
+            try await connection.query("INSERT INTO notes (id, owner) VALUES ($1, $2)", [String(index), user])
+        }
+        let claims = "{" + users.map { "\"" + #"{\"sub\":\""# + $0 + #"\"}"# + "\"" }.joined(separator: ",") + "}"
+        /// Per audience (ordinal), the owners of the rows the grouped statement returned.
+        func grouped(_ table: String) async throws -> [[String?]] {
+            let sql = """
+                SELECT a.n::text, t.owner::text FROM unnest($1::text[]) WITH ORDINALITY AS a(claims, n)
+                CROSS JOIN LATERAL (SELECT set_config('request.jwt.claims', a.claims, true) AS c) s
+                CROSS JOIN LATERAL (SELECT owner FROM public.\(table) WHERE s.c IS NOT NULL OFFSET 0) t ORDER BY a.n
+                """
+            let results = try await connection.pipeline([("BEGIN READ ONLY", []), ("SELECT set_config('role', 'authenticated', true)", []), (sql, [claims]), ("COMMIT", [])])
+            return results[2].rows
+        }
+        let expected = users.enumerated().map { [String($0.offset + 1), $0.element] }
+        // owner = auth.uid() is evaluated per row: right.
+        #expect(try await grouped("notes") == expected)
+        // owner = (select auth.uid()) is an InitPlan, run once: every audience sees user 0's row.
+        let initPlan = try await grouped("cards")
+        #expect(initPlan != expected)
+        #expect(initPlan.allSatisfy { $0[1] == users[0] })
+    }
+
     @Test("1,000 distinct audiences: one pipelined round trip per 500, each sees exactly its rows (throughput printed)", arguments: [1, 100])
     func thousandAudiences(rowsPerBatch: Int) async throws {
         let conninfo = try await ChangesTestDatabase.make()
