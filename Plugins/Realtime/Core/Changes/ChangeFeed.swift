@@ -38,8 +38,11 @@ public final class ChangeFeed: Sendable {
         case stopped
         /// Waiting for the leadership lock (another kernel streams).
         case following
-        /// Holding the lock and streaming.
+        /// Holding the lock, creating the slot or opening the stream.
         case leading
+        /// Holding the lock with the stream open: every change committed from now on (the
+        /// slot exists) reaches the handler.
+        case streaming
         /// Waiting to reconnect after `error`.
         case backingOff(error: String)
     }
@@ -67,7 +70,7 @@ public final class ChangeFeed: Sendable {
     public var phase: Phase { state.withLock { $0.phase } }
 
     /// Whether this feed holds the slot (streams).
-    public var isLeader: Bool { phase == .leading }
+    public var isLeader: Bool { phase == .leading || phase == .streaming }
 
     /// Transactions delivered to the handler since ``start(conninfo:slot:handler:)``.
     public var deliveredTransactions: Int { state.withLock { $0.delivered } }
@@ -198,6 +201,7 @@ public final class ChangeFeed: Sendable {
         try Task.checkCancellation()
         let stream = try await LogicalReplicationStream.open(conninfo: conninfo, slot: slot, publications: [options.publication], loop: loop)
         defer { stream.close() }
+        setPhase(.streaming)
         var decoder = ChangeDecoder()
         var batch: [RowChange] = []
         var timestamp = ""

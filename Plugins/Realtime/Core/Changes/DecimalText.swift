@@ -70,7 +70,7 @@ struct DecimalText: Comparable {
             let start = index
             while index < bytes.count, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[index]) {
                 // Bounded: Postgres's own numeric range ends far below 10^(10^7).
-                guard index - start < 7 else { return nil }
+                guard index - start < 6 else { return nil }
                 exponent = exponent * 10 + Int(bytes[index] - UInt8(ascii: "0"))
                 index += 1
             }

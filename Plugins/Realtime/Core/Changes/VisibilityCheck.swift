@@ -192,10 +192,10 @@ public final class VisibilityCheck: Sendable {
         let select: String
         if info.primaryKey.count == 1 {
             let key = info.primaryKey[0]
-            select = "SELECT \(selected) FROM \(qualified) t WHERE t.\(SQL.ident(key.name)) = ANY($1::text[]::\(key.type)[])"
+            select = "SELECT \(selected) FROM \(qualified) t WHERE t.\(SQL.ident(key.name)) = ANY($1::\(key.type)[])"
         } else {
             let tuple = info.primaryKey.map { "t." + SQL.ident($0.name) }.joined(separator: ", ")
-            let unnest = info.primaryKey.enumerated().map { "$\($0.offset + 1)::text[]::\($0.element.type)[]" }.joined(separator: ", ")
+            let unnest = info.primaryKey.enumerated().map { "$\($0.offset + 1)::\($0.element.type)[]" }.joined(separator: ", ")
             select = "SELECT \(selected) FROM \(qualified) t WHERE (\(tuple)) IN (SELECT * FROM unnest(\(unnest)))"
         }
         let keyParameters: [String?] = (0..<info.primaryKey.count).map { column in Self.arrayLiteral(keys.map { $0[column] }) }
