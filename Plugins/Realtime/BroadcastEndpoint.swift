@@ -106,7 +106,8 @@ struct BroadcastEndpoint {
         let counts = plugin.hub.counts
         let phase: String
         switch plugin.feed.phase {
-        case .leading: phase = "streaming"
+        case .streaming: phase = "streaming"
+        case .leading: phase = "starting (creating or opening the slot)"
         case .following: phase = "standby (another kernel streams)"
         case .stopped: phase = "stopped"
         case .backingOff(let error): phase = "retrying: \(error)"

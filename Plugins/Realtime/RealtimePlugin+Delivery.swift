@@ -77,8 +77,15 @@ extension RealtimePlugin {
         if slotReady.withLock({ $0 }) { return }
         let slot = self.slot
         while ContinuousClock.now < deadline {
-            let exists = try await pool.run { connection in
-                try await connection.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows.count == 1
+            // Streaming here, or a slot whose creation finished (it has a confirmed position:
+            // a slot still being created is listed already but misses earlier commits).
+            var exists = feed.phase == .streaming
+            if !exists {
+                exists = try await pool.run { connection in
+                    try await connection.query(
+                        "SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND confirmed_flush_lsn IS NOT NULL", [slot]
+                    ).rows.count == 1
+                }
             }
             if exists {
                 slotReady.withLock { $0 = true }

@@ -25,6 +25,10 @@ public final class LogicalReplicationStream {
     public private(set) var serverPosition: LSN = .zero
     /// Tables described so far by `Relation` messages, by OID.
     public private(set) var relations: [UInt32: PgOutputRelation] = [:]
+    /// A transaction's changes are being received (between Begin and Commit).
+    private var transactionOpen = false
+    /// The end of the last commit received: everything before it is the consumer's to acknowledge.
+    private var lastCommitEnd: LSN = .zero
 
     private init(slot: String, connection: PostgresConnection, start: LSN) {
         self.slot = slot
@@ -86,12 +90,30 @@ public final class LogicalReplicationStream {
                 _ = try reader.integer(Int64.self)
                 serverPosition = max(serverPosition, end)
                 let message = try PgOutputMessage.decode(reader.rest())
-                if case .relation(let relation) = message { relations[relation.id] = relation }
+                switch message {
+                case .relation(let relation): relations[relation.id] = relation
+                case .begin: transactionOpen = true
+                case .commit(_, let endLSN, _):
+                    transactionOpen = false
+                    lastCommitEnd = max(lastCommitEnd, endLSN)
+                default: break
+                }
                 return Event(lsn: start, message: message)
             case UInt8(ascii: "k"):
-                serverPosition = max(serverPosition, LSN(try reader.integer(UInt64.self)))
+                let position = LSN(try reader.integer(UInt64.self))
+                serverPosition = max(serverPosition, position)
                 _ = try reader.integer(Int64.self)
-                if try reader.byte() == 1 { try await sendStatus(requestReply: false) }
+                let replyRequested = try reader.byte() == 1
+                // Idle (no transaction open, every commit received acknowledged): the WAL up to
+                // the server's position holds nothing for us, so confirm it, as pg_recvlogical
+                // does. Otherwise an idle slot never advances, holds back the cluster's WAL,
+                // and a fast shutdown waits for a confirmation that never comes.
+                if !transactionOpen && acknowledged >= lastCommitEnd && position > acknowledged {
+                    acknowledged = position
+                    try await sendStatus(requestReply: false)
+                } else if replyRequested {
+                    try await sendStatus(requestReply: false)
+                }
             default:
                 continue
             }
