@@ -114,7 +114,8 @@ public final class RealtimePlugin: PortalPlugin {
             size: 2, maxWaiting: 10_000, loop: runtime.loop)
         let visibility = VisibilityCheck()
         delivery = ChangeDelivery(hub: hub, pool: authenticator, visibility: visibility)
-        feed = ChangeFeed(loop: runtime.loop)
+        // Transactions that arrive while one is being delivered go together: one visibility query per audience for all of them.
+        feed = ChangeFeed(loop: runtime.loop, options: ChangeFeed.Options(maxChangesPerCall: 2_000))
         slot = ChangeFeed.slotName(portal: portal.name)
         joins = TokenBucket(rate: Double(runtime.settings.maxJoinsPerSecond), burst: Double(runtime.settings.maxJoinsPerSecond * 2))
         messages = TokenBucket(rate: Double(runtime.settings.maxMessagesPerSecond), burst: Double(runtime.settings.maxMessagesPerSecond * 2))

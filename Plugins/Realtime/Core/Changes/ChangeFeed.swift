@@ -21,14 +21,22 @@ public final class ChangeFeed: Sendable {
         public var backoff: [Duration]
         /// The publication streamed.
         public var publication: String
+        /// Most changes handed over in one call: transactions that have already arrived
+        /// when one commits are gathered into one call up to this many changes (whole
+        /// transactions only), so the handler's per-call cost (a visibility query for every
+        /// audience) is paid once for many. 1 hands over each transaction alone.
+        public var maxChangesPerCall = 1
 
-        /// The defaults: retry the lock every second; back off 0.5, 1, 2, then every 5 seconds.
+        /// The defaults: retry the lock every second; back off 0.5, 1, 2, then every 5 seconds;
+        /// one transaction per call.
         public init(
-            leaderRetry: Duration = .seconds(1), backoff: [Duration] = [.milliseconds(500), .seconds(1), .seconds(2), .seconds(5)], publication: String = "supabase_realtime"
+            leaderRetry: Duration = .seconds(1), backoff: [Duration] = [.milliseconds(500), .seconds(1), .seconds(2), .seconds(5)], publication: String = "supabase_realtime",
+            maxChangesPerCall: Int = 1
         ) {
             self.leaderRetry = leaderRetry
             self.backoff = backoff.isEmpty ? [.seconds(1)] : backoff
             self.publication = publication
+            self.maxChangesPerCall = max(1, maxChangesPerCall)
         }
     }
 
@@ -203,28 +211,54 @@ public final class ChangeFeed: Sendable {
         defer { stream.close() }
         setPhase(.streaming)
         var decoder = ChangeDecoder()
-        var batch: [RowChange] = []
+        // The open transaction's changes, and whole transactions received but not yet handed over.
+        var current: [RowChange] = []
+        var pending: [RowChange] = []
+        var pendingTransactions = 0
+        var pendingEnd: LSN?
+        var transactionOpen = false
         var timestamp = ""
-        while let event = try await stream.next() {
+        let limit = max(1, options.maxChangesPerCall)
+        while true {
+            let event: LogicalReplicationStream.Event
+            if transactionOpen || pendingEnd == nil {
+                guard let next = try await stream.next() else { break }
+                event = next
+            } else if pending.count < limit, let next = try await stream.nextIfAvailable() {
+                event = next
+            } else {
+                // Nothing more has arrived (or the batch is full): hand over, then acknowledge.
+                if !pending.isEmpty {
+                    await handler(pending)
+                    // A handler cut short by stop() may not have delivered: leave it unacknowledged.
+                    try Task.checkCancellation()
+                    state.withLock { $0.delivered += pendingTransactions }
+                    failures = 0
+                }
+                if let end = pendingEnd { try await stream.acknowledge(end) }
+                pending.removeAll(keepingCapacity: true)
+                pendingTransactions = 0
+                pendingEnd = nil
+                continue
+            }
             try Task.checkCancellation()
             switch event.message {
             case .begin(_, let commitTime, _):
-                batch.removeAll(keepingCapacity: true)
+                transactionOpen = true
+                current.removeAll(keepingCapacity: true)
                 timestamp = RowChange.timestamp(commitTime)
             case .relation(let relation):
                 try await decoder.learn(relation, catalog: lock)
             case .insert, .update, .delete:
-                if let change = decoder.change(event.message, commitTimestamp: timestamp) { batch.append(change) }
+                if let change = decoder.change(event.message, commitTimestamp: timestamp) { current.append(change) }
             case .commit(_, let end, _):
-                if !batch.isEmpty {
-                    await handler(batch)
-                    // A handler cut short by stop() may not have delivered: leave it unacknowledged.
-                    try Task.checkCancellation()
-                    state.withLock { $0.delivered += 1 }
-                    failures = 0
+                transactionOpen = false
+                if !current.isEmpty {
+                    pending += current
+                    pendingTransactions += 1
                 }
-                batch.removeAll(keepingCapacity: true)
-                try await stream.acknowledge(end)
+                current.removeAll(keepingCapacity: true)
+                pendingEnd = end
             default:
                 break
             }
