@@ -7,6 +7,7 @@ import MeltyABIBytes
 import MeltyPluginABI
 import NIOCore
 import NIOSSL
+import NIOWebSocket
 
 /// Routes `/p/<portal>/<prefix>/...` to the portal's instance of the plugin owning `prefix`,
 /// for HTTP requests and WebSocket upgrades alike.
@@ -200,8 +201,8 @@ struct PortalRouteHandler: Sendable {
                     defer { hub.written(connection, size: frame.size) }
                     do {
                         switch frame {
-                        case .text(let bytes): try await outbound.write(.text(String(decoding: bytes, as: UTF8.self)))
-                        case .binary(let bytes): try await outbound.write(.binary(ByteBuffer(bytes: bytes)))
+                        case .text(let buffer): try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
+                        case .binary(let buffer): try await outbound.write(.binary(buffer))
                         case .close(let code, let reason):
                             try await outbound.close(.init(codeNumber: Int(code)), reason: reason)
                             return

@@ -202,8 +202,14 @@ private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers:
     return pending?.complete(token, with: response) == true ? MB_OK : MB_ERR_NOT_FOUND
 }
 
+/// One frame built once, shared by every connection it is queued for (a broadcast to 10,000
+/// sockets copies its bytes once). Text that is not UTF-8 is repaired here, once, so no
+/// client gets an invalid text frame.
 private func outboundFrame(_ isText: Int32, _ payload: mb_plugin_bytes) -> WebSocketOutbound {
-    isText != 0 ? .text(copyBytes(payload)) : .binary(copyBytes(payload))
+    let bytes = UnsafeRawBufferPointer(start: payload.data, count: payload.data == nil ? 0 : payload.len)
+    guard isText != 0 else { return .binary(ByteBuffer(bytes: bytes)) }
+    if String(validating: bytes.bindMemory(to: UInt8.self), as: UTF8.self) != nil { return .text(ByteBuffer(bytes: bytes)) }
+    return .text(ByteBuffer(string: String(decoding: bytes.bindMemory(to: UInt8.self), as: UTF8.self)))
 }
 
 private func hostWebSocketSend(_ connection: mb_connection_id, _ isText: Int32, _ payload: mb_plugin_bytes) -> mb_status {

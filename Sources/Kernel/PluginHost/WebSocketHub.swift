@@ -1,15 +1,17 @@
 import NIOConcurrencyHelpers
+import NIOCore
 
-/// A frame or a close request queued for one WebSocket connection.
+/// A frame or a close request queued for one WebSocket connection. The payload is a
+/// `ByteBuffer` so one broadcast frame is shared by every connection's queue, not copied.
 enum WebSocketOutbound: Sendable {
-    case text([UInt8])
-    case binary([UInt8])
+    case text(ByteBuffer)
+    case binary(ByteBuffer)
     case close(code: UInt16, reason: String)
 
     /// Payload bytes the frame holds in the queue.
     var size: Int {
         switch self {
-        case .text(let bytes), .binary(let bytes): bytes.count
+        case .text(let bytes), .binary(let bytes): bytes.readableBytes
         case .close(_, let reason): reason.utf8.count
         }
     }
