@@ -148,6 +148,10 @@ struct Idle: AsyncParsableCommand {
         }
         let rampSeconds = Double(monotonicNanoseconds() - t0) / 1e9
         warn("idle: \(describe(counters)) after \(fixed(1, rampSeconds)) s; holding \(hold) s")
+        // Let the server settle (buffers from the joins freed) before it is weighed.
+        await sleepSeconds(1)
+        counters = try await loops.counters()
+        say("HOLDING open=\(counters.joined - counters.closedAfterJoin)")
         await sleepSeconds(min(hold, Double(deadline > monotonicNanoseconds() ? deadline - monotonicNanoseconds() : 0) / 1e9))
         let rssAfter = serverPid.flatMap(residentKB)
         counters = try await loops.counters()

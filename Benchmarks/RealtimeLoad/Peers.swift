@@ -27,6 +27,7 @@ final class RedisSubscriber: ChannelInboundHandler {
     private let channelName: String
     private let marker: [UInt8]
     private var joined = false
+    private var failed = false
 
     init(stats: LoopStats, channel: String, marker: [UInt8]) {
         self.stats = stats
@@ -49,14 +50,15 @@ final class RedisSubscriber: ChannelInboundHandler {
         } else if !joined, line.getInteger(at: line.readerIndex, as: UInt8.self) == UInt8(ascii: ":") {
             joined = true
             stats.joined += 1
-        } else if line.getInteger(at: line.readerIndex, as: UInt8.self) == UInt8(ascii: "-") {
+        } else if !joined, !failed, line.getInteger(at: line.readerIndex, as: UInt8.self) == UInt8(ascii: "-") {
+            failed = true
             stats.fail("redis: \(String(buffer: line))")
             context.close(promise: nil)
         }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if joined { stats.closedAfterJoin += 1 } else { stats.fail("redis connection closed before SUBSCRIBE was answered") }
+        if joined { stats.closedAfterJoin += 1 } else if !failed { stats.fail("redis connection closed before SUBSCRIBE was answered") }
         context.fireChannelInactive()
     }
 

@@ -248,7 +248,7 @@ func residentKB(pid: Int32) -> Int? {
     while fgets(&line, Int32(line.count), file) != nil {
         let text = cLine(line)
         if text.hasPrefix("VmRSS:") {
-            return Int(text.dropFirst(6).split(separator: " ").first ?? "")
+            return Int(text.dropFirst(6).split(whereSeparator: { $0 == " " || $0 == "\t" }).first ?? "")
         }
     }
     return nil
