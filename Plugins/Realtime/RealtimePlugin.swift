@@ -1,4 +1,10 @@
+import Foundation
+import MeltyJSON
 import MeltyPluginSDK
+import MeltyPostgres
+import PortalDatabaseCore
+import RealtimeCore
+import Synchronization
 
 /// The Realtime plugin: Supabase Realtime's WebSocket protocol at
 /// `/p/<portal>/realtime/v1/websocket` (broadcast, presence, Postgres changes checked by
@@ -7,16 +13,190 @@ public final class RealtimePlugin: PortalPlugin {
     /// Name, version and route prefix.
     public static let description = PluginDescription(name: "realtime", version: "0.1.0", routePrefix: "realtime")
 
-    let portal: Portal
-
-    /// Creates the portal's instance.
-    public init(portal: Portal, config: PluginConfig) throws {
-        self.portal = portal
+    /// What `start` set up, shared by every portal's instance.
+    struct Runtime: Sendable {
+        let host: PluginHostServices
+        let settings: RealtimeSettings
+        let loop: PostgresEventLoop
+        /// This kernel's id among the kernels sharing Redis.
+        let node: String
     }
 
-    /// Answers HTTP requests below `/p/<portal>/realtime`.
+    private static let current = Mutex<Runtime?>(nil)
+    static var runtime: Runtime? { current.withLock { $0 } }
+
+    let portal: Portal
+    let runtime: Runtime
+    let hub: ChannelHub
+    let policies: ChannelPolicies
+    let pool: PostgresPool
+    let joins: TokenBucket
+    let messages: TokenBucket
+    private let expiryTimer: Task<Void, Never>
+
+    /// Reads the limits and origins; starts the plugin's Postgres loop.
+    public static func start(host: PluginHostServices, config: PluginConfig) throws {
+        let settings = try RealtimeSettings(config: config)
+        var random = SystemRandomNumberGenerator()
+        let node = String(random.next(), radix: 36)
+        let started = Runtime(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-realtime-postgres"), node: node)
+        current.withLock { $0 = started }
+        host.log(.info, "realtime: node \(node), at most \(settings.maxConnections) connections per portal")
+    }
+
+    /// Stops the Postgres loop.
+    public static func shutdown() {
+        let stopped = current.withLock { runtime -> Runtime? in
+            defer { runtime = nil }
+            return runtime
+        }
+        stopped?.loop.shutdown()
+    }
+
+    /// Creates the portal's channel hub and the `realtime` schema in its database.
+    public init(portal: Portal, config: PluginConfig) throws {
+        guard let runtime = Self.runtime else { throw PluginError.unavailable("realtime: the plugin is not started") }
+        let system = try runtime.host.postgresConninfo(portal: portal)
+        guard !system.isEmpty else { throw PluginError.unavailable("realtime: the host gives no Postgres conninfo (needs ABI 1.1 or later)") }
+        self.portal = portal
+        self.runtime = runtime
+        let conninfo = PortalDatabaseNames.conninfo(system, portal: portal.name)
+        pool = PostgresPool(conninfo: Conninfo.derive(conninfo, overrides: ["application_name": "meltybase-realtime"]), size: 4, maxWaiting: 1_000, loop: runtime.loop)
+        policies = ChannelPolicies(pool: pool)
+        hub = ChannelHub(node: runtime.node, sender: SocketFrameSender())
+        joins = TokenBucket(rate: Double(runtime.settings.maxJoinsPerSecond), burst: Double(runtime.settings.maxJoinsPerSecond * 2))
+        messages = TokenBucket(rate: Double(runtime.settings.maxMessagesPerSecond), burst: Double(runtime.settings.maxMessagesPerSecond * 2))
+        let semaphore = DispatchSemaphore(value: 0)
+        let installed = Mutex<(any Error)?>(nil)
+        let pool = self.pool
+        let name = portal.name
+        Task {
+            // The Database plugin creates the portal's database in its own instance_create,
+            // which may run beside this one: wait for it (30 s at most).
+            let deadline = ContinuousClock.now + .seconds(30)
+            while true {
+                do {
+                    try await ChannelPolicies.install(pool: pool, portal: name)
+                    installed.withLock { $0 = nil }
+                    break
+                } catch {
+                    installed.withLock { $0 = error }
+                    if ContinuousClock.now > deadline { break }
+                    try? await Task.sleep(for: .milliseconds(200))
+                }
+            }
+            semaphore.signal()
+        }
+        semaphore.wait()
+        if let error = installed.withLock({ $0 }) {
+            pool.close()
+            throw PluginError.unavailable("realtime: cannot prepare the realtime schema of portal \(portal.name)'s database (is the database plugin enabled for it?): \(error)")
+        }
+        let hub = self.hub
+        expiryTimer = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                Self.closeExpired(hub: hub)
+            }
+        }
+    }
+
+    /// Stops the timers and closes the pool.
+    public func stop() {
+        expiryTimer.cancel()
+        pool.close()
+    }
+
+    /// Channels whose token expired get a `system` error and `phx_close`, as Supabase does.
+    static func closeExpired(hub: ChannelHub) {
+        for (connection, topics) in hub.expired(at: Date().timeIntervalSince1970) {
+            for (topic, joinRef) in topics {
+                hub.reply(
+                    connection, topic: topic, event: "system",
+                    payload: MessageHandler.system(topic: topic, extension: "system", status: "error", message: "Token has expired: send a fresh access_token and join again"),
+                    ref: nil, joinRef: joinRef)
+                hub.reply(connection, topic: topic, event: "phx_close", payload: Array("{}".utf8), ref: nil, joinRef: joinRef)
+                hub.leave(connection, topic: topic)
+            }
+        }
+    }
+
+    // MARK: HTTP
+
+    /// `POST /v1/api/broadcast` and `POST /v1/api/broadcast/<topic>/events/<event>`.
     public func handle(_ request: PluginRequest) async -> PluginResponse {
-        .error(status: 404, code: "not_found", message: "no realtime route \(request.method) \(request.path)")
+        await BroadcastEndpoint(plugin: self).handle(request)
+    }
+
+    // MARK: WebSocket
+
+    /// Accepts `/v1/websocket?apikey=...&vsn=...` with a key of this portal.
+    public func webSocketOpened(_ socket: WebSocketConnection, request: PluginRequest) throws {
+        guard request.path == "/v1/websocket" || request.path == "/v1/websocket/" else {
+            throw PluginError.notFound("realtime: connect to /p/\(portal.name)/realtime/v1/websocket?apikey=<key>&vsn=1.0.0")
+        }
+        let vsnText = request.queryItems["vsn"] ?? "1.0.0"
+        guard let version = ProtocolVersion(rawValue: vsnText) else {
+            throw PluginError.unsupported("realtime: vsn \(vsnText.prefix(32)) is not supported; use 1.0.0 or 2.0.0")
+        }
+        guard runtime.settings.allows(origin: request.header("origin"), portal: portal.name) else {
+            throw PluginError.refused("realtime: origin \(request.header("origin") ?? "") is not allowed for portal \(portal.name)")
+        }
+        let credential = request.credential
+        guard credential.kind == .portal, let caller = Self.caller(credential) else {
+            let reason = credential.kind == .invalid ? (credential.reason ?? "the key does not verify") : "send the portal's API key as ?apikey="
+            throw PluginError.refused("realtime: unauthorized: \(reason)")
+        }
+        guard hub.counts.connections < runtime.settings.maxConnections else {
+            throw PluginError.refused("realtime: portal \(portal.name) has reached its limit of \(runtime.settings.maxConnections) connections")
+        }
+        hub.open(socket.id, version: version, caller: caller, token: Self.token(of: request))
+        runtime.host.count("connections_opened", portal: portal)
+    }
+
+    /// One client message.
+    public func webSocketReceived(_ message: WebSocketMessage, on socket: WebSocketConnection) async {
+        await MessageHandler(plugin: self).handle(message, from: socket.id)
+    }
+
+    /// Leaves the connection's channels and withdraws its presence.
+    public func webSocketClosed(_ socket: WebSocketConnection, code: UInt16) async {
+        hub.close(socket.id)
+    }
+
+    /// The token a request carried (bearer, else `apikey` header, else `apikey` query), as the kernel picks it.
+    static func token(of request: PluginRequest) -> String? {
+        if let authorization = request.header("authorization"), authorization.lowercased().hasPrefix("bearer ") {
+            return String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        }
+        return request.header("apikey") ?? request.queryItems["apikey"]
+    }
+
+    /// The caller a portal credential describes; nil for anything else.
+    static func caller(_ credential: PluginCredential) -> Caller? {
+        guard credential.kind == .portal, let role = credential.role, !role.isEmpty else { return nil }
+        let claims = credential.claims
+        return Caller(role: role, subject: credential.subject, claimsJSON: credential.claimsJSON, expiresAt: claims["exp"]?.numberValue)
+    }
+}
+
+/// The hub's frames to the kernel's WebSocket connections.
+struct SocketFrameSender: FrameSender {
+    func send(_ frame: OutboundFrame, to connections: [UInt64]) {
+        switch frame {
+        case .text(let bytes):
+            if connections.count == 1 {
+                WebSocketConnection(id: connections[0]).send(textBytes: bytes)
+            } else {
+                WebSocketConnection.broadcast(bytes, isText: true, to: connections)
+            }
+        case .binary(let bytes):
+            WebSocketConnection.broadcast(bytes, isText: false, to: connections)
+        }
+    }
+
+    func close(_ connection: UInt64, code: UInt16, reason: String) {
+        WebSocketConnection(id: connection).close(code: code, reason: reason)
     }
 }
 

@@ -328,6 +328,9 @@ public struct WebSocketConnection: Sendable, Hashable {
     /// The kernel's connection id.
     public let id: UInt64
 
+    /// The connection with the kernel's id `id` (as a plugin kept it).
+    public init(id: UInt64) { self.id = id }
+
     /// Sends a text message; false when the connection is gone.
     @discardableResult
     public func send(_ text: String) -> Bool { send(Array(text.utf8), isText: true) }
@@ -335,6 +338,20 @@ public struct WebSocketConnection: Sendable, Hashable {
     /// Sends a binary message; false when the connection is gone.
     @discardableResult
     public func send(binary: [UInt8]) -> Bool { send(binary, isText: false) }
+
+    /// Sends a text message given as UTF-8 bytes; false when the connection is gone.
+    @discardableResult
+    public func send(textBytes bytes: [UInt8]) -> Bool { send(bytes, isText: true) }
+
+    /// Sends one frame to many connections in one host call (`ws_broadcast`); unknown
+    /// connections are skipped. Returns the number of connections it was queued for.
+    @discardableResult
+    public static func broadcast(_ bytes: [UInt8], isText: Bool, to connections: [UInt64]) -> Int {
+        guard let host = PluginExport.host, !connections.isEmpty else { return 0 }
+        return connections.withUnsafeBufferPointer { ids in
+            withPluginBytes(bytes) { host.api.pointee.ws_broadcast(ids.baseAddress, ids.count, isText ? 1 : 0, $0) }
+        }
+    }
 
     /// Closes the connection with `code` (1000: normal).
     public func close(code: UInt16 = 1000, reason: String = "") {

@@ -38,7 +38,13 @@ struct PortalCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a portal, optionally enabling plugins.")
         @OptionGroup var options: ConfigOptions
         @Argument(help: "Portal name (a-z, 0-9, '-', '_').") var name: String
-        @Option(name: .long, parsing: .upToNextOption, help: "Plugins to enable (names from plugins.toml).") var plugins: [String] = []
+        @Option(
+            name: .customLong("plugins"), parsing: .upToNextOption,
+            help: "Plugins to enable (names from plugins.toml), separated by spaces or commas: --plugins database realtime.")
+        var pluginArguments: [String] = []
+
+        /// The plugin names, whether given as `a b` or `a,b`.
+        var plugins: [String] { pluginArguments.flatMap { $0.split(separator: ",").map { String($0.trimmingCharacters(in: .whitespaces)) } }.filter { !$0.isEmpty } }
 
         func run() async throws {
             let config = try options.load()

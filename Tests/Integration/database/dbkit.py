@@ -239,11 +239,11 @@ class Kernel:
             [str(self.binary), *arguments, "--config", str(self.config), "--data-dir", str(self.data_dir)],
             capture_output=True, text=True, timeout=timeout, env=environment, cwd=self.directory)
 
-    def create_portal(self, prefix: str = "db") -> Portal:
+    def create_portal(self, prefix: str = "db", plugins: str = "database") -> Portal:
         name = f"{prefix}-{uuid.uuid4().hex[:8]}".lower()
-        result = self.cli("portal", "create", name, "--plugins", "database", timeout=120)
+        result = self.cli("portal", "create", name, "--plugins", plugins, timeout=120)
         if result.returncode != 0:
-            raise SetupError(f"`meltybase portal create {name} --plugins database` failed ({result.returncode}):\n"
+            raise SetupError(f"`meltybase portal create {name} --plugins {plugins}` failed ({result.returncode}):\n"
                              f"{result.stdout}\n{result.stderr}\nkernel log:\n{self.log_tail()}")
         keys = {}
         for line in result.stdout.splitlines():

@@ -1,0 +1,78 @@
+"""Fixtures for the Realtime plugin's integration tests.
+
+- `kernel` (session): one `meltybase serve` with the Database and Realtime plugins on the
+  embedded Postgres and Redis (Tests/Integration/database/dbkit.py starts it).
+- `portal` (module): a fresh portal with both plugins.
+- `rt` helpers in rtkit.py: the real PyPI `realtime` client (the one supabase-py uses) and
+  a hand-written vsn=2.0.0 client on `websockets`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "database"))
+
+import dbkit  # noqa: E402
+
+REALTIME_TOML = """
+[plugins.realtime]
+path = "libRealtimePlugin.so"
+"""
+
+
+def start_kernel(extra_toml: str = "") -> dbkit.Kernel:
+    try:
+        return dbkit.Kernel(REALTIME_TOML + extra_toml)
+    except dbkit.SetupError as error:
+        pytest.fail(f"cannot start the kernel with the Realtime plugin: {error}", pytrace=False)
+
+
+def stop_kernel(kernel: dbkit.Kernel) -> list[str]:
+    code = kernel.stop()
+    failures = []
+    if code not in (0, -15):
+        failures.append(f"meltybase exited with {code}; log {kernel.log_path}:\n{kernel.log_tail()}")
+    if "Fatal error:" in kernel.log_text():
+        failures.append(f"the kernel log shows a crash; log {kernel.log_path}:\n{kernel.log_tail()}")
+    if not failures:
+        kernel.cleanup()
+    return failures
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    started = start_kernel()
+    yield started
+    failures = stop_kernel(started)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.fixture(scope="session")
+def new_portal(kernel):
+    def create(prefix: str = "rt") -> dbkit.Portal:
+        try:
+            return kernel.create_portal(prefix, plugins="database,realtime")
+        except dbkit.SetupError as error:
+            pytest.fail(f"cannot create a portal: {error}", pytrace=False)
+
+    return create
+
+
+@pytest.fixture(scope="module")
+def portal(new_portal):
+    return new_portal()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "kernel" in item.fixturenames:
+        session_kernel = item.funcargs.get("kernel")
+        if session_kernel is not None:
+            report.sections.append(("kernel log", f"{session_kernel.log_path} (last lines)\n{session_kernel.log_tail(3000)}"))
