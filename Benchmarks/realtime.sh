@@ -296,7 +296,11 @@ create table if not exists rt (id bigserial primary key, owner uuid, sent_us big
 alter table rt enable row level security;
 create policy rt_read on rt for select to authenticated using (owner is null or owner = auth.uid());
 grant select on rt to authenticated;
-alter publication supabase_realtime add table rt;
+do $$ begin
+  if exists (select 1 from pg_publication where pubname = 'supabase_realtime') then
+    alter publication supabase_realtime add table rt;
+  end if;
+end $$;
 create table if not exists bench_users (n int primary key, id uuid not null);
 EOF
   # Distinct users: sign-ups through /auth/v1 (their access tokens are the subscribers' JWTs).
