@@ -129,3 +129,13 @@ whole() { if [[ -n ${1:-} && ${1:-} != n/a ]]; then printf '%.0f' "$1"; else ech
 
 # field KEY FILE: the value of KEY=value on the RESULT line of a bench-realtime output.
 field() { awk -v k="$1" '/^RESULT / { for (i = 2; i <= NF; i++) { split($i, p, "="); if (p[1] == k) { print substr($i, length(k) + 2) } } }' "$2" | tail -n 1; }
+
+# The process that serves: the supervisor's child started with --worker (the supervisor
+# itself when it runs no worker).
+kernel_worker_pid() {
+  local child
+  for child in $(pgrep -P "$server_pid"); do
+    if tr '\0' ' ' <"/proc/$child/cmdline" 2>/dev/null | grep -q -- '--worker'; then echo "$child"; return; fi
+  done
+  echo "$server_pid"
+}

@@ -163,8 +163,9 @@ done
 
 declare -A R=()
 unmeasured=0
-kernel_fds() { find "/proc/$server_pid/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
-kernel_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$server_pid/status"; }
+# The worker holds the sockets (it may be restarted by the supervisor: looked up each time).
+kernel_fds() { find "/proc/$(kernel_worker_pid)/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+kernel_rss() { awk '/^VmRSS:/ {print $2}' "/proc/$(kernel_worker_pid)/status"; }
 
 # Waits (up to 60 s) until the kernel closed the sockets of the previous run.
 settle_kernel() {
@@ -386,7 +387,7 @@ fi
 
 echo
 echo "Realtime benchmark: loopback, $(nproc) cores, bench-realtime --threads $THREADS, RLIMIT_NOFILE $FD_LIMIT"
-echo "binaries: $BIN"
+echo "binaries: $BIN; kernel worker pid $(kernel_worker_pid) (VmRSS and descriptors read from it)"
 if [[ " $MODES " == *" idle "* ]]; then
   echo
   printf '%-10s %8s %8s %12s %12s\n' idle asked open "kernel fds" "KB/socket"
