@@ -5,7 +5,7 @@
 # source addresses spread over 127.0.0.0/8). In one run:
 #
 #   idle       N sockets opened and joined to one channel, held; how many stay open and
-#              the kernel's VmRSS growth per socket. Peer: published figures only
+#              the kernel worker's VmRSS growth per socket (over the fresh kernel's). Peer: published figures only
 #              (Supabase-style 20k on 2 vCPU; PocketBase 10k).
 #   broadcast  N subscribers on one channel, one publisher sending MESSAGES broadcasts at
 #              RATE/s (WebSocket, or PUBLISH=http: POST /realtime/v1/api/broadcast);
@@ -190,6 +190,9 @@ run_gen() { # out-file args...: runs a generator in the foreground, interruptibl
 # --- idle ---------------------------------------------------------------------------
 
 if [[ " $MODES " == *" idle "* ]]; then
+  # The fresh kernel's size: memory freed after a run stays in the allocator, so each
+  # size is weighed against this, not against the end of the previous size.
+  rss_base="$(kernel_rss)"
   for size in $IDLE_SIZES; do
     n=$size
     if ((n > MAX_SOCKETS)); then
@@ -198,8 +201,8 @@ if [[ " $MODES " == *" idle "* ]]; then
     fi
     base_fds="$(kernel_fds)"
     shards=$(((n + PER_GENERATOR - 1) / PER_GENERATOR))
-    rss_before="$(kernel_rss)"
-    note "idle: $n sockets ($shards generator process(es)), hold ${IDLE_HOLD} s; kernel VmRSS $rss_before KB"
+    rss_before=$rss_base
+    note "idle: $n sockets ($shards generator process(es)), hold ${IDLE_HOLD} s; kernel VmRSS $(kernel_rss) KB (fresh: $rss_base KB)"
     gen_pids=()
     for ((s = 0; s < shards; s++)); do
       count=$((n / shards + (s < n % shards ? 1 : 0)))
@@ -422,6 +425,9 @@ if [[ " $MODES " == *" changes "* ]]; then
 fi
 echo
 if [[ " $MODES " == *" idle "* ]]; then
+  # The fresh kernel's size: memory freed after a run stays in the allocator, so each
+  # size is weighed against this, not against the end of the previous size.
+  rss_base="$(kernel_rss)"
   for size in $IDLE_SIZES; do
     echo "realtime idle sockets, $size asked: ours ${R[idle-open-$size]:-n/a} open at ${R[idle-kb-$size]:-n/a} KB each, peer 20000 (published, Supabase-style on 2 vCPU), ratio $(ratio "${R[idle-open-$size]:-}" 20000)"
   done
