@@ -41,6 +41,8 @@
 #        CHANGES_ONE_RATE=1000     rows/s each visible to one subscriber (latency run)
 #        THREADS=2                 bench-realtime event loop threads
 #        CONNECT_RATE=5000         new sockets per second at most
+#        SOCKETS_PER_GENERATOR=N   sockets per bench-realtime process (default: the fd
+#                                  limit less 200; more sockets run more processes)
 #        SKIP_SETUP=1              do not run scripts/setup.sh --bench first
 #        KEEP_TMP=1                keep the temp folder (kernel log, outputs)
 # fd limit: the kernel and each bench-realtime process need one descriptor per socket.
@@ -107,7 +109,7 @@ FD_LIMIT="$(ulimit -n)"
 [[ $FD_LIMIT == unlimited ]] && FD_LIMIT=1048576
 # Room the kernel keeps for itself (Postgres and Redis connections, plugins, logs).
 MAX_SOCKETS=$((FD_LIMIT - 1000))
-PER_GENERATOR=$((FD_LIMIT - 200))
+PER_GENERATOR="${SOCKETS_PER_GENERATOR:-$((FD_LIMIT - 200))}"
 note "RLIMIT_NOFILE $FD_LIMIT (hard $(ulimit -Hn)): at most $MAX_SOCKETS sockets in the kernel"
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/meltybase-realtime.XXXXXX")"
@@ -229,6 +231,8 @@ if [[ " $MODES " == *" idle "* ]]; then
       [[ -n $o ]] || { cat "$TMP/idle-$size-$s.err" >&2; note "idle shard $s gave no result"; }
       open=$((open + ${o:-0}))
       grep -h '^INFO first_error' "$TMP/idle-$size-$s.txt" >&2 || true
+      g="$(field generator_rss_kb "$TMP/idle-$size-$s.txt")"
+      [[ -n $g ]] && note "idle $size: generator $s holds ${o:-0} sockets in $g KB VmRSS"
     done
     R[idle-asked-$size]=$n
     R[idle-open-$size]=$open

@@ -162,7 +162,8 @@ struct Idle: AsyncParsableCommand {
             rssFields = " rss_before_kb=\(before) rss_after_kb=\(after) kb_per_connection=\(fixed(2, per))"
         }
         reportError(counters)
-        say("RESULT mode=idle connections=\(connections) open=\(open) \(describe(counters)) ramp_s=\(fixed(1, rampSeconds)) hold_s=\(hold)\(rssFields)")
+        let selfKB = residentKB(pid: getpid()) ?? 0
+        say("RESULT mode=idle connections=\(connections) open=\(open) \(describe(counters)) ramp_s=\(fixed(1, rampSeconds)) hold_s=\(hold)\(rssFields) generator_rss_kb=\(selfKB)")
         loops.shutdown()
     }
 }
