@@ -369,6 +369,7 @@ EOF
       R[ch-$kind-p50-$size]="$(field p50_ms "$out")"
       R[ch-$kind-p99-$size]="$(field p99_ms "$out")"
       R[ch-$kind-sub-$size]="$(field subscribed "$out")"
+      [[ ${R[ch-$kind-sub-$size]:-0} != 0 ]] || R[ch-$kind-rate-$size]=""
       [[ ${R[ch-$kind-del-$size]:-0} != 0 ]] || { tail -n 5 "$out.err" >&2; unmeasured=1; }
     done
     settle_kernel "$base_fds"
