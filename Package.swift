@@ -196,7 +196,9 @@ let package = Package(
             name: "RealtimePlugin",
             dependencies: ["MeltyPluginSDK", "RealtimeCore", "PortalDatabaseCore", "MeltyPostgres", "MeltyRedis", "MeltyJSON"],
             path: "Plugins/Realtime",
-            exclude: ["Core"]
+            exclude: ["Core"],
+            // The Realtime page of the Studio (ABI 1.5 studio_directory: MeltyBase_RealtimePlugin.resources/Studio).
+            resources: [.copy("Studio")]
         ),
         /// The bare swift-nio HTTP/1 peer of Benchmarks/gateway.sh (canned response, no framework).
         .executableTarget(

@@ -18,6 +18,7 @@ struct BroadcastEndpoint {
 
     func handle(_ request: PluginRequest) async -> PluginResponse {
         let path = request.path
+        if path == "/v1/api/stats" { return stats(request) }
         guard path == "/v1/api/broadcast" || path.hasPrefix("/v1/api/broadcast/") else {
             return .error(
                 status: 404, code: "not_found", message: "no realtime route \(request.method) \(path.prefix(200))",
@@ -81,6 +82,40 @@ struct BroadcastEndpoint {
             plugin.deliver(topic: "realtime:" + message.topic, body: message.body, from: nil, isPrivate: message.isPrivate)
         }
         return PluginResponse(status: 202, headers: [("content-type", "application/json")], body: Array("{}".utf8))
+    }
+
+    /// `GET /v1/api/stats`: this kernel's counts for the portal (service role or an admin at AAL2).
+    private func stats(_ request: PluginRequest) -> PluginResponse {
+        guard request.method == "GET" else { return .error(status: 405, code: "method_not_allowed", message: "stats take GET") }
+        guard request.credential.isPortal(role: "service_role") || request.credential.isAdminAtAAL2 else {
+            return .error(status: 403, code: "forbidden", message: "realtime stats need the service_role key or an admin at AAL2")
+        }
+        struct Stats: Encodable {
+            var node: String
+            var connections: Int
+            var channels: Int
+            var subscriptions: Int
+            var changeFeed: String
+            var kernels: [String]
+
+            enum CodingKeys: String, CodingKey {
+                case node, connections, channels, subscriptions, kernels
+                case changeFeed = "change_feed"
+            }
+        }
+        let counts = plugin.hub.counts
+        let phase: String
+        switch plugin.feed.phase {
+        case .streaming: phase = "streaming"
+        case .leading: phase = "starting (creating or opening the slot)"
+        case .following: phase = "standby (another kernel streams)"
+        case .stopped: phase = "stopped"
+        case .backingOff(let error): phase = "retrying: \(error)"
+        }
+        return .json(
+            Stats(
+                node: plugin.runtime.node, connections: counts.connections, channels: counts.channels, subscriptions: counts.subscriptions,
+                changeFeed: phase, kernels: plugin.runtime.mesh?.kernels ?? []))
     }
 
     private static func acceptable(_ name: String) -> Bool {

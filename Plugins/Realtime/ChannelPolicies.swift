@@ -104,7 +104,7 @@ struct ChannelPolicies: Sendable {
                     """
                     SELECT id::text, coalesce(event, ''), coalesce(payload, '{}'::jsonb)::text FROM realtime.messages
                     WHERE topic = $1 AND extension = 'broadcast' AND event IS DISTINCT FROM 'phx_join_check'
-                      AND inserted_at > to_timestamp($2::double precision / 1000) ORDER BY inserted_at, id LIMIT $3
+                      AND inserted_at > to_timestamp($2::double precision / 1000) ORDER BY id LIMIT $3
                     """,
                     [topic, String(since), String(limit)]
                 ),

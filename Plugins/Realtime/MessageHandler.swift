@@ -38,7 +38,7 @@ struct MessageHandler {
         case "phx_join":
             await join(inbound, connection, socketCaller: socketCaller, socketToken: socketToken, topics: topics)
         case "phx_leave":
-            hub.leave(connection, topic: inbound.topic)
+            plugin.presenceChanged(topic: inbound.topic, joins: [], leaves: hub.leave(connection, topic: inbound.topic))
             hub.reply(connection, topic: inbound.topic, event: "phx_reply", payload: Self.okReply, ref: inbound.ref, joinRef: inbound.joinRef)
             hub.reply(connection, topic: inbound.topic, event: "phx_close", payload: Array("{}".utf8), ref: inbound.ref, joinRef: inbound.joinRef)
         case "broadcast":
@@ -124,6 +124,7 @@ struct MessageHandler {
         }
         let joined = hub.join(connection, topic: inbound.topic, joinRef: inbound.joinRef, request: request, caller: caller, canWrite: canWrite)
         plugin.runtime.host.count("channel_joins", portal: plugin.portal)
+        plugin.presenceChanged(topic: inbound.topic, joins: [], leaves: joined.replacedPresence)
         var response = Array(#"{"postgres_changes":["#.utf8)
         for (index, binding) in request.changes.enumerated() {
             if index > 0 { response.append(UInt8(ascii: ",")) }

@@ -13,6 +13,22 @@ public final class RealtimePlugin: PortalPlugin {
     /// Name, version and route prefix.
     public static let description = PluginDescription(name: "realtime", version: "0.1.0", routePrefix: "realtime")
 
+    /// The Realtime page of the Studio (ABI 1.5): counts and a channel inspector.
+    public static var studio: StudioDefinition? {
+        StudioDefinition(directory: "MeltyBase_RealtimePlugin.resources/Studio", pages: [StudioPageDefinition(id: "live", title: "Realtime", module: "realtime.js")])
+    }
+
+    /// Whether this kernel reaches the other kernels (Redis) for `meltybase doctor` and the overview.
+    public static var healthCheck: (@Sendable () async -> PluginHealthReport)? {
+        {
+            guard let runtime = Self.runtime else { return PluginHealthReport(.failing, "not started") }
+            guard let mesh = runtime.mesh else { return PluginHealthReport(.degraded, "no Redis: broadcasts and presence stay on this kernel") }
+            return mesh.isConnected
+                ? PluginHealthReport(.ok, "node \(runtime.node); \(mesh.kernels.count) other kernel(s) in the mesh")
+                : PluginHealthReport(.degraded, "Redis is unreachable: other kernels do not see this one's broadcasts")
+        }
+    }
+
     /// What `start` set up, shared by every portal's instance.
     struct Runtime: Sendable {
         let host: PluginHostServices
@@ -20,6 +36,8 @@ public final class RealtimePlugin: PortalPlugin {
         let loop: PostgresEventLoop
         /// This kernel's id among the kernels sharing Redis.
         let node: String
+        /// Redis pub/sub between kernels; nil without Redis (one kernel only).
+        let mesh: RealtimeMesh?
     }
 
     private static let current = Mutex<Runtime?>(nil)
@@ -32,14 +50,39 @@ public final class RealtimePlugin: PortalPlugin {
     let pool: PostgresPool
     let joins: TokenBucket
     let messages: TokenBucket
+    /// The portal's slot, streamed by one kernel of all (advisory lock).
+    let feed: ChangeFeed
+    let slot: String
+    let delivery: ChangeDelivery
+    /// Whether the slot was seen to exist (a join waits for it once).
+    let slotReady = Mutex(false)
+    /// Whether this kernel heard its own probe on the portal's mesh channel: from then on
+    /// changes streamed by another kernel reach it.
+    let meshLive = SharedFlag()
+    private let meshInbox: AsyncStream<[RowChange]>.Continuation
+    /// Private broadcasts to store for replay, in order (one writer).
+    let replayInbox: AsyncStream<(topic: String, body: BroadcastBody)>.Continuation
+    private let replayWriter: Task<Void, Never>
+    private let meshConsumer: Task<Void, Never>
     private let expiryTimer: Task<Void, Never>
+    private let schemaListener: Task<Void, Never>
 
     /// Reads the limits and origins; starts the plugin's Postgres loop.
     public static func start(host: PluginHostServices, config: PluginConfig) throws {
         let settings = try RealtimeSettings(config: config)
         var random = SystemRandomNumberGenerator()
         let node = String(random.next(), radix: 36)
-        let started = Runtime(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-realtime-postgres"), node: node)
+        var mesh: RealtimeMesh?
+        if let url = host.redisURL {
+            do {
+                mesh = try RealtimeMesh(url: url, node: node) { host.log(.warning, $0) }
+            } catch {
+                host.log(.error, "realtime: cannot reach the kernel's Redis (\(error)); broadcasts and presence stay on this kernel")
+            }
+        } else {
+            host.log(.notice, "realtime: the kernel has no Redis; broadcasts and presence stay on this kernel")
+        }
+        let started = Runtime(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-realtime-postgres"), node: node, mesh: mesh)
         current.withLock { $0 = started }
         host.log(.info, "realtime: node \(node), at most \(settings.maxConnections) connections per portal")
     }
@@ -50,6 +93,7 @@ public final class RealtimePlugin: PortalPlugin {
             defer { runtime = nil }
             return runtime
         }
+        stopped?.mesh?.close()
         stopped?.loop.shutdown()
     }
 
@@ -64,6 +108,15 @@ public final class RealtimePlugin: PortalPlugin {
         pool = PostgresPool(conninfo: Conninfo.derive(conninfo, overrides: ["application_name": "meltybase-realtime"]), size: 4, maxWaiting: 1_000, loop: runtime.loop)
         policies = ChannelPolicies(pool: pool)
         hub = ChannelHub(node: runtime.node, sender: SocketFrameSender())
+        // Row visibility is checked as the API does: logged in as `authenticator`, switching into the subscriber's role.
+        let authenticator = PostgresPool(
+            conninfo: Conninfo.derive(PortalDatabaseNames.conninfo(system, portal: portal.name, user: "authenticator"), overrides: ["application_name": "meltybase-realtime"]),
+            size: 2, maxWaiting: 10_000, loop: runtime.loop)
+        let visibility = VisibilityCheck()
+        delivery = ChangeDelivery(hub: hub, pool: authenticator, visibility: visibility)
+        // Transactions that arrive while one is being delivered go together: one visibility query per audience for all of them.
+        feed = ChangeFeed(loop: runtime.loop, options: ChangeFeed.Options(maxChangesPerCall: 2_000))
+        slot = ChangeFeed.slotName(portal: portal.name)
         joins = TokenBucket(rate: Double(runtime.settings.maxJoinsPerSecond), burst: Double(runtime.settings.maxJoinsPerSecond * 2))
         messages = TokenBucket(rate: Double(runtime.settings.maxMessagesPerSecond), burst: Double(runtime.settings.maxMessagesPerSecond * 2))
         let semaphore = DispatchSemaphore(value: 0)
@@ -92,6 +145,49 @@ public final class RealtimePlugin: PortalPlugin {
             pool.close()
             throw PluginError.unavailable("realtime: cannot prepare the realtime schema of portal \(portal.name)'s database (is the database plugin enabled for it?): \(error)")
         }
+        let delivery = self.delivery
+        let mesh = runtime.mesh
+
+        feed.start(conninfo: conninfo, slot: slot) { changes in
+            await delivery.deliver(changes)
+            // The other kernels' subscribers; the slot is acknowledged once Redis took it.
+            if let mesh {
+                do {
+                    try await mesh.send(portal: name, MeshMessage(node: mesh.node, kind: .changes, changes: changes))
+                } catch {
+                    runtime.host.log(.warning, "realtime: cannot pass changes of portal \(name) to other kernels: \(error)")
+                }
+            }
+        }
+        let (stored, storedContinuation) = AsyncStream<(topic: String, body: BroadcastBody)>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        replayInbox = storedContinuation
+        let policies = self.policies
+        replayWriter = Task {
+            for await message in stored { try? await policies.store(topic: message.topic, body: message.body) }
+        }
+        let (inbox, inboxContinuation) = AsyncStream<[RowChange]>.makeStream(bufferingPolicy: .bufferingNewest(10_000))
+        meshInbox = inboxContinuation
+        meshConsumer = Task {
+            for await changes in inbox { await delivery.deliver(changes) }
+        }
+        if let mesh {
+            let live = meshLive
+            mesh.attach(
+                portal: name,
+                link: RealtimeMesh.PortalLink(
+                    hub: hub, changes: { inboxContinuation.yield($0) }, probeHeard: { live.set() }))
+            mesh.probe(portal: name)
+        }
+        // DDL and GRANT/REVOKE announce themselves (the Database plugin's event trigger): forget cached privileges.
+        let listener = PostgresListener(conninfo: conninfo, channels: ["pgrst"], loop: runtime.loop)
+        schemaListener = Task {
+            await listener.run { event in
+                switch event {
+                case .notification, .listening: visibility.reset()
+                case .lost: break
+                }
+            }
+        }
         let hub = self.hub
         expiryTimer = Task {
             while !Task.isCancelled {
@@ -101,10 +197,23 @@ public final class RealtimePlugin: PortalPlugin {
         }
     }
 
-    /// Stops the timers and closes the pool.
+    /// Stops the timers and the change feed (another kernel takes the slot over) and closes the pools.
     public func stop() {
+        runtime.mesh?.detach(portal: portal.name)
+        meshInbox.finish()
+        replayInbox.finish()
+        meshConsumer.cancel()
         expiryTimer.cancel()
+        schemaListener.cancel()
+        let feed = self.feed
+        let semaphore = DispatchSemaphore(value: 0)
+        Task {
+            await feed.stop()
+            semaphore.signal()
+        }
+        semaphore.wait()
         pool.close()
+        delivery.pool.close()
     }
 
     /// Channels whose token expired get a `system` error and `phx_close`, as Supabase does.
@@ -143,7 +252,7 @@ public final class RealtimePlugin: PortalPlugin {
             throw PluginError.refused("realtime: origin \(request.header("origin") ?? "") is not allowed for portal \(portal.name)")
         }
         let credential = request.credential
-        guard credential.kind == .portal, let caller = Self.caller(credential) else {
+        guard let caller = Self.caller(credential) else {
             let reason = credential.kind == .invalid ? (credential.reason ?? "the key does not verify") : "send the portal's API key as ?apikey="
             throw PluginError.refused("realtime: unauthorized: \(reason)")
         }
@@ -161,7 +270,7 @@ public final class RealtimePlugin: PortalPlugin {
 
     /// Leaves the connection's channels and withdraws its presence.
     public func webSocketClosed(_ socket: WebSocketConnection, code: UInt16) async {
-        hub.close(socket.id)
+        for (topic, leaves) in hub.close(socket.id) { presenceChanged(topic: topic, joins: [], leaves: leaves) }
     }
 
     /// The token a request carried (bearer, else `apikey` header, else `apikey` query), as the kernel picks it.
@@ -173,11 +282,27 @@ public final class RealtimePlugin: PortalPlugin {
     }
 
     /// The caller a portal credential describes; nil for anything else.
+    /// An admin at AAL2 (the Studio's inspector) acts as the service role, as on the other portal routes.
     static func caller(_ credential: PluginCredential) -> Caller? {
+        if credential.isAdminAtAAL2 {
+            var claims = Array(#"{"role":"service_role","sub":"#.utf8)
+            JSONStringWriter.append((credential.subject ?? "").utf8, to: &claims)
+            claims.append(UInt8(ascii: "}"))
+            return Caller(role: "service_role", subject: credential.subject, claimsJSON: claims, expiresAt: credential.claims["exp"]?.numberValue)
+        }
         guard credential.kind == .portal, let role = credential.role, !role.isEmpty else { return nil }
         let claims = credential.claims
         return Caller(role: role, subject: credential.subject, claimsJSON: credential.claimsJSON, expiresAt: claims["exp"]?.numberValue)
     }
+}
+
+/// A flag set once, shared with callbacks.
+final class SharedFlag: Sendable {
+    private let state = Mutex(false)
+    /// Whether ``set()`` was called.
+    var isSet: Bool { state.withLock { $0 } }
+    /// Sets the flag.
+    func set() { state.withLock { $0 = true } }
 }
 
 /// The hub's frames to the kernel's WebSocket connections.

@@ -78,7 +78,7 @@ public final class EmbeddedPostgres: Sendable {
         let serverArguments = [
             binDirectory + "/postgres", "-D", clusterDirectory, "-k", socketDirectory, "-p", "5432",
             "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
-            "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=16", "-c", "max_wal_senders=16",
+            "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
         ]
         let (executable, arguments) = command(serverArguments)
         let process = SupervisedProcess(name: "embedded Postgres", executable: executable, arguments: arguments, logFile: logFile, logger: logger)

@@ -166,6 +166,40 @@ public struct PluginHostServices: Sendable {
         return String(decoding: token, as: UTF8.self)
     }
 
+    /// Verifies `token` (a JWT a client sent inside a message, such as the `access_token` of
+    /// a Realtime join) for `portal` exactly as the kernel verifies a request's credential:
+    /// a key or user token of `portal` is kind `portal`; an expired, malformed or foreign
+    /// token is kind `invalid` with a ``PluginCredential/reason``; an empty one is `none`.
+    /// Throws ``PluginError/unsupported(_:)`` on a host older than ABI 1.6 and
+    /// ``PluginError/unavailable(_:)`` when the kernel could not check the token (treat the
+    /// token as not verified). Never blocks a thread.
+    public func verifyPortalToken(_ token: String, portal: Portal) async throws -> PluginCredential {
+        let verify = try function(\.portal_token_verify, "portal_token_verify", since: 6)
+        let json: [UInt8] = try await withCheckedThrowingContinuation { continuation in
+            let box = Unmanaged.passRetained(ServiceContinuation(continuation)).toOpaque()
+            let error = HostErrorBuffer()
+            let status = Array(token.utf8).withUnsafeBufferPointer { buffer in
+                // The completion has portal_jwt_sign's shape: bytes on MB_OK, else a message.
+                verify(portal.handle, mb_host_bytes(data: buffer.baseAddress, len: buffer.count), sdkTokenCompletion, box, error.buffer)
+            }
+            if status != MB_OK {
+                Unmanaged<ServiceContinuation>.fromOpaque(box).release()
+                continuation.resume(throwing: status == MB_ERR_UNSUPPORTED ? PluginError.unsupported(error.text) : PluginError.invalid(error.text))
+            }
+        }
+        return PluginCredential.parsed(json: json)
+    }
+
+    /// URL of the kernel's Redis (the embedded one's `unix://` socket, or `[redis] url`), for
+    /// the plugin's own connections such as pub/sub between kernels; nil when the kernel runs
+    /// without Redis or is older than ABI 1.6. It may hold a password: log it only through
+    /// a redacting formatter.
+    public var redisURL: String? {
+        guard let redisURL = try? function(\.redis_url, "redis_url", since: 6), let text = redisURL(plugin) else { return nil }
+        let url = String(cString: text)
+        return url.isEmpty ? nil : url
+    }
+
     /// Seals `plaintext` for storage under the kernel's secret-box key (the key stays in the
     /// kernel), bound to this plugin, `portal` and `context` (a row id): store the result,
     /// never the plaintext.

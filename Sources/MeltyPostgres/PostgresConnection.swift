@@ -350,6 +350,22 @@ public final class PostgresConnection: @unchecked Sendable {  // @unchecked: mut
         }
     }
 
+    /// The next CopyData message if one has fully arrived, without waiting: `.some(nil)` when
+    /// none is there yet; nil (the outer optional) when the stream ended.
+    func readCopyDataIfAvailable() throws -> [UInt8]?? {
+        let connection = try open()
+        if PQconsumeInput(connection) == 0 { throw PostgresError.libpq(connection) }
+        var buffer: UnsafeMutablePointer<CChar>?
+        let length = PQgetCopyData(connection, &buffer, 1)
+        if length > 0, let buffer {
+            defer { PQfreemem(buffer) }
+            return .some(Array(UnsafeRawBufferPointer(start: buffer, count: Int(length))))
+        }
+        if length == -1 { return nil }
+        if length == -2 { throw PostgresError.libpq(connection) }
+        return .some(nil)
+    }
+
     /// Sends one CopyData message of a COPY BOTH stream.
     func writeCopyData(_ bytes: [UInt8]) async throws {
         let connection = try open()

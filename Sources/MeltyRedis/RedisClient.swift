@@ -35,46 +35,15 @@ public struct RedisError: Error, CustomStringConvertible {
 /// connection is dropped and reopened on the next call, so a restarted Redis is picked up.
 public final class RedisClient: Sendable {
     /// The URL the client connects to.
-    public let url: String
-    private let target: Target
+    public var url: String { endpoint.url }
+    private let endpoint: RedisEndpoint
     private let idle = NIOLockedValueBox<[IdleConnection]>([])
     private let timeout: timeval
-    /// `AUTH` arguments from the URL (`[password]` or `[user, password]`); never logged.
-    private let authentication: [String]
-
-    private enum Target {
-        case tcp(host: String, port: Int32, database: Int)
-        case unix(path: String)
-    }
 
     /// A client for `url`; commands fail after `timeoutMilliseconds` without an answer.
     public init(url: String, timeoutMilliseconds: Int = 500) throws {
-        _ = Self.ignoreBrokenPipes
-        self.url = url
+        endpoint = try RedisEndpoint(url: url)
         self.timeout = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
-        var authentication: [String] = []
-        if url.hasPrefix("unix://") {
-            target = .unix(path: String(url.dropFirst("unix://".count)))
-        } else if url.hasPrefix("rediss://") {
-            throw RedisError(
-                message:
-                    "redis URL \(RedisClient.redacted(url)): TLS (rediss://) is not supported by the hiredis this kernel is built with (0.14); connect through a local TLS tunnel (stunnel) as redis://127.0.0.1:<port>, or over a unix socket"
-            )
-        } else if let components = URLComponents(string: url), components.scheme == "redis", let host = components.host,
-            (components.port ?? 6379) > 0, (components.port ?? 6379) <= 65535
-        {
-            guard let database = components.path.isEmpty || components.path == "/" ? 0 : Int(components.path.dropFirst()), database >= 0 else {
-                throw RedisError(message: "redis URL \(RedisClient.redacted(url)): the path must be a database number (redis://host:6379/0)")
-            }
-            target = .tcp(host: host, port: Int32(components.port ?? 6379), database: database)
-            if let password = components.password.flatMap({ $0.removingPercentEncoding ?? $0 }), !password.isEmpty {
-                let user = components.user.flatMap { $0.removingPercentEncoding ?? $0 } ?? ""
-                authentication = user.isEmpty ? [password] : [user, password]
-            }
-        } else {
-            throw RedisError(message: "redis URL \"\(RedisClient.redacted(url))\" must look like redis://127.0.0.1:6379, redis://:password@host:6379/0 or unix:///path/redis.sock")
-        }
-        self.authentication = authentication
     }
 
     deinit {
@@ -90,82 +59,59 @@ public final class RedisClient: Sendable {
 
     /// Runs one command (blocking); use from a thread that may block.
     public func commandSync(_ arguments: [String]) throws -> RedisReply {
-        try run(arguments, on: try checkout())
+        try commandSync(bytes: arguments.map { Array($0.utf8) })
     }
 
-    /// Runs `arguments` on `context`, which goes back to the idle list after an answer (unless
-    /// `keep`: the caller still sets it up) and is freed after a failure.
-    private func run(_ arguments: [String], on context: OpaquePointer, keep: Bool = false) throws -> RedisReply {
-        let reply = arguments.withCStringArray { argv, lengths in
+    /// Runs one command whose arguments are raw bytes (binary-safe: each is sent with its
+    /// length, a NUL included); blocking.
+    func commandSync(bytes arguments: [[UInt8]]) throws -> RedisReply {
+        let context = try checkout()
+        let reply = arguments.withArgv { argv, lengths in
             redisCommandArgv(UnsafeMutablePointer(context), Int32(arguments.count), argv, lengths)
         }
         guard let reply else {
-            let message = Self.errorText(of: UnsafeMutablePointer(context))
+            let message = RedisEndpoint.errorText(of: UnsafeMutablePointer(context))
             redisFree(UnsafeMutablePointer(context))
             throw RedisError(message: "redis at \(Self.redacted(url)): \(message.isEmpty ? "connection lost" : message)")
         }
         defer { freeReplyObject(reply) }
         let decoded = Self.decode(reply.assumingMemoryBound(to: redisReply.self))
-        if !keep { idle.withLockedValue { $0.append(IdleConnection(context)) } }
+        idle.withLockedValue { $0.append(IdleConnection(context)) }
         return decoded
-    }
-
-    /// The context's `errstr`, read in place (a copy of the struct would leave a dangling
-    /// pointer: the error text once came out as garbage bytes that way).
-    private static func errorText(of context: UnsafeMutablePointer<redisContext>) -> String {
-        withUnsafeBytes(of: &context.pointee.errstr) { raw in
-            let bytes = raw.prefix { $0 != 0 }
-            return String(decoding: bytes, as: UTF8.self)
-        }
     }
 
     /// Runs one command on a thread that may block, without holding up the caller's event loop.
     public func command(_ arguments: [String]) async throws -> RedisReply {
-        try await withCheckedThrowingContinuation { continuation in
-            RedisClient.workQueue.async {
-                continuation.resume(with: Result { try self.commandSync(arguments) })
-            }
+        try await command(bytes: arguments.map { Array($0.utf8) })
+    }
+
+    /// Publishes `payload` (any bytes) on `channel`; returns how many subscribers received
+    /// it on this Redis (``RedisSubscriber`` is the receiving side).
+    public func publish(channel: String, payload: [UInt8]) async throws -> Int {
+        let reply = try await command(bytes: [Array("PUBLISH".utf8), Array(channel.utf8), payload])
+        switch reply {
+        case .integer(let receivers): return Int(receivers)
+        case .error(let message): throw RedisError(message: "redis at \(Self.redacted(url)): PUBLISH failed: \(message)")
+        default: throw RedisError(message: "redis at \(Self.redacted(url)): PUBLISH answered \(reply), not a count")
         }
     }
 
-    /// hiredis writes with plain `write(2)`: a command sent on a connection whose server died
-    /// would raise SIGPIPE and end the whole process (every portal). Ignored once per process;
-    /// the write then fails with EPIPE and the command reports the lost connection.
-    private static let ignoreBrokenPipes: Void = { signal(SIGPIPE, SIG_IGN) }()
+    private func command(bytes arguments: [[UInt8]]) async throws -> RedisReply {
+        try await withCheckedThrowingContinuation { continuation in
+            RedisClient.workQueue.async {
+                continuation.resume(with: Result { try self.commandSync(bytes: arguments) })
+            }
+        }
+    }
 
     private static let workQueue = DispatchQueue(label: "meltybase.redis", attributes: .concurrent)
 
     private func checkout() throws -> OpaquePointer {
         if let context = idle.withLockedValue({ $0.popLast() }) { return context.pointer }
-        let context: UnsafeMutablePointer<redisContext>?
-        switch target {
-        case .tcp(let host, let port, _): context = redisConnectWithTimeout(host, port, timeout)
-        case .unix(let path): context = redisConnectUnixWithTimeout(path, timeout)
-        }
-        guard let context else { throw RedisError(message: "redis at \(Self.redacted(url)): out of memory") }
-        if context.pointee.err != 0 {
-            let message = Self.errorText(of: context)
-            redisFree(context)
-            throw RedisError(message: "cannot connect to redis at \(Self.redacted(url)): \(message)")
-        }
-        redisSetTimeout(context, timeout)
-        let opaque = OpaquePointer(context)
-        var setup: [[String]] = []
-        if !authentication.isEmpty { setup.append(["AUTH"] + authentication) }
-        if case .tcp(_, _, let database) = target, database != 0 { setup.append(["SELECT", String(database)]) }
-        for arguments in setup {
-            // Kept off the idle list until set up: no other caller may take it half-authenticated.
-            let reply = try run(arguments, on: opaque, keep: true)
-            if case .error(let message) = reply {
-                redisFree(context)
-                let step = arguments[0] == "AUTH" ? "AUTH with the password in the URL failed" : "SELECT \(arguments[1]) failed"
-                throw RedisError(message: "redis at \(Self.redacted(url)): \(step): \(message)")
-            }
-        }
-        return opaque
+        return OpaquePointer(try endpoint.connect(timeout: timeout))
     }
 
-    private static func decode(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
+    static func decode(_ reply: UnsafeMutablePointer<redisReply>) -> RedisReply {
         let value = reply.pointee
         func text() -> String {
             guard let pointer = value.str else { return "" }
@@ -183,14 +129,13 @@ public final class RedisClient: Sendable {
     }
 }
 
-extension Array where Element == String {
+extension Array where Element == [UInt8] {
     /// Calls `body` with C `argv` and length arrays valid for the duration of the call.
     /// Each argument is copied byte for byte with its exact length (binary-safe: an argument
     /// holding a NUL is passed whole, never cut or over-read).
-    func withCStringArray<R>(_ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
-        let lengths = map { $0.utf8.count }
-        let copies: [UnsafeMutablePointer<CChar>] = map { argument in
-            let bytes = [UInt8](argument.utf8)
+    func withArgv<R>(_ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>, UnsafePointer<Int>) -> R) -> R {
+        let lengths = map(\.count)
+        let copies: [UnsafeMutablePointer<CChar>] = map { bytes in
             let copy = UnsafeMutablePointer<CChar>.allocate(capacity: bytes.count + 1)
             bytes.withUnsafeBufferPointer { buffer in
                 if let base = buffer.baseAddress { UnsafeMutableRawPointer(copy).copyMemory(from: base, byteCount: bytes.count) }

@@ -20,10 +20,10 @@ appended nothing to a struct has an empty list. The rules the check enforces:
     whose padding is garbage);
   - the enum values and callback typedefs are as frozen.
 
-Adding ABI 1.5: append the new fields to the header, bump MB_ABI_MINOR, then add a `5:`
-entry to every struct below (`5: (same size, [])` where nothing changed), a new struct with
-its first table at `5:`, new typedefs to TYPEDEFS (with 5) and new enum values to ENUMS. Never edit
-an entry for 0 to 4.
+Adding ABI 1.7: append the new fields to the header, bump MB_ABI_MINOR, then add a `7:`
+entry to every struct below (`7: (same size, [])` where nothing changed), a new struct with
+its first table at `7:`, new typedefs to TYPEDEFS (with 7) and new enum values to ENUMS. Never edit
+an entry for 0 to 6.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (16, []),
         4: (16, []),
         5: (16, []),
+        6: (16, []),
     },
     "mb_plugin_bytes": {
         0: (16, [
@@ -57,6 +58,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (16, []),
         4: (16, []),
         5: (16, []),
+        6: (16, []),
     },
     "mb_host_error_buffer": {
         0: (16, [
@@ -68,6 +70,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (16, []),
         4: (16, []),
         5: (16, []),
+        6: (16, []),
     },
     "mb_host_header": {
         0: (32, [
@@ -79,6 +82,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (32, []),
         4: (32, []),
         5: (32, []),
+        6: (32, []),
     },
     "mb_plugin_header": {
         0: (32, [
@@ -90,6 +94,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (32, []),
         4: (32, []),
         5: (32, []),
+        6: (32, []),
     },
     "mb_host_request": {
         0: (152, [
@@ -113,6 +118,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (184, []),
         4: (184, []),
         5: (184, []),
+        6: (184, []),
     },
     "mb_plugin_http_request": {
         0: (80, [
@@ -129,6 +135,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (80, []),
         4: (80, []),
         5: (80, []),
+        6: (80, []),
     },
     "mb_host_http_response": {
         0: (64, [
@@ -145,6 +152,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (64, []),
         4: (64, []),
         5: (64, []),
+        6: (64, []),
     },
     "mb_service_binding": {
         0: (24, [
@@ -157,6 +165,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (24, []),
         4: (24, []),
         5: (24, []),
+        6: (24, []),
     },
     "mb_json_service": {
         0: (16, [
@@ -168,6 +177,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (16, []),
         4: (16, []),
         5: (16, []),
+        6: (16, []),
     },
     "mb_host_api": {
         0: (104, [
@@ -199,6 +209,10 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("audit_async", 136, 8, "mb_status (*)(const mb_host_plugin *, const mb_host_portal *, const char *, size_t, const char *, size_t, const char *, size_t, mb_status_completion, void *, mb_host_error_buffer)"),
         ]),
         5: (144, []),
+        6: (160, [
+            ("portal_token_verify", 144, 8, "mb_status (*)(const mb_host_portal *, mb_host_bytes, mb_credential_completion, void *, mb_host_error_buffer)"),
+            ("redis_url", 152, 8, "const char *(*)(const mb_host_plugin *)"),
+        ]),
     },
     "mb_host_instance_context": {
         0: (48, [
@@ -212,6 +226,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         3: (48, []),
         4: (48, []),
         5: (48, []),
+        6: (48, []),
     },
     "mb_plugin_descriptor": {
         0: (112, [
@@ -246,6 +261,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("cli_run", 152, 8, "int (*)(const mb_host_cli_context *, const char *, int, const char *const *)"),
             ("health", 160, 8, "mb_status (*)(mb_bytes_sink, void *, mb_host_error_buffer)"),
         ]),
+        6: (168, []),
     },
     "mb_studio_page": {
         5: (32, [
@@ -254,6 +270,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("title", 16, 8, "const char *"),
             ("module", 24, 8, "const char *"),
         ]),
+        6: (32, []),
     },
     "mb_cli_command": {
         5: (32, [
@@ -262,6 +279,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("summary", 16, 8, "const char *"),
             ("help", 24, 8, "const char *"),
         ]),
+        6: (32, []),
     },
     "mb_host_cli_context": {
         5: (56, [
@@ -272,6 +290,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("write_out", 40, 8, "void (*)(const struct mb_host_cli_context *, mb_plugin_bytes)"),
             ("write_err", 48, 8, "void (*)(const struct mb_host_cli_context *, mb_plugin_bytes)"),
         ]),
+        6: (56, []),
     },
 }
 
@@ -286,6 +305,7 @@ TYPEDEFS: dict[str, tuple[int, str]] = {
     "mb_token_completion": (1, "void (*)(void *, mb_status, mb_host_bytes)"),
     "mb_bytes_sink": (2, "void (*)(void *, mb_host_bytes)"),
     "mb_status_completion": (4, "void (*)(void *, mb_status, mb_host_bytes)"),
+    "mb_credential_completion": (6, "void (*)(void *, mb_status, mb_host_bytes)"),
 }
 
 ENUMS: dict[str, dict[str, int]] = {

@@ -18,7 +18,7 @@ INCLUDE = ROOT / "Sources" / "MeltyPluginABI" / "include"
 HEADER = INCLUDE / "meltybase_plugin.h"
 
 # The commits whose header was each minor version's last, for the history check.
-SHIPPED = {0: "5341c54", 1: "2b8e95e", 2: "2a18c71", 3: "626a83a", 4: "d1ee4ce"}
+SHIPPED = {0: "5341c54", 1: "2b8e95e", 2: "2a18c71", 3: "626a83a", 4: "d1ee4ce", 5: "df6a1ad"}
 
 
 def test_the_header_matches_the_frozen_layout():
@@ -34,10 +34,10 @@ def test_every_struct_and_minor_version_has_a_table():
     # The struct_size a plugin (or host) of each released version had, as the loader (112)
     # and the SDK's tests rely on it; later versions only add entries.
     def sizes(name):
-        return {m: v[0] for m, v in abi_freeze.STRUCTS[name].items() if m <= 4}
-    assert sizes("mb_plugin_descriptor") == {0: 112, 1: 120, 2: 120, 3: 128, 4: 128}
-    assert sizes("mb_host_api") == {0: 104, 1: 120, 2: 136, 3: 136, 4: 144}
-    assert sizes("mb_host_request") == {0: 152, 1: 184, 2: 184, 3: 184, 4: 184}
+        return {m: v[0] for m, v in abi_freeze.STRUCTS[name].items() if m <= 5}
+    assert sizes("mb_plugin_descriptor") == {0: 112, 1: 120, 2: 120, 3: 128, 4: 128, 5: 168}
+    assert sizes("mb_host_api") == {0: 104, 1: 120, 2: 136, 3: 136, 4: 144, 5: 144}
+    assert sizes("mb_host_request") == {0: 152, 1: 184, 2: 184, 3: 184, 4: 184, 5: 184}
 
 
 @pytest.mark.parametrize("minor", sorted(SHIPPED))

@@ -47,7 +47,20 @@ private func hostTable(minor: UInt32) -> UnsafeMutablePointer<mb_host_api> {
         completion?(context, MB_OK, mb_host_bytes(data: nil, len: 0))
         return MB_OK
     }
-    let ends: [UInt32: PartialKeyPath<mb_host_api>] = [0: \.portal_name, 1: \.portal_jwt_sign, 2: \.secret_open, 3: \.secret_open, 4: \.audit_async]
+    api.portal_token_verify = { _, token, completion, context, _ in
+        record("portal_token_verify:" + String(decoding: UnsafeRawBufferPointer(start: token.data, count: token.len), as: UTF8.self))
+        Array(#"{"kind":"portal","role":"anon","subject":null,"aal":null,"claims":{"role":"anon"}}"#.utf8).withUnsafeBufferPointer {
+            completion?(context, MB_OK, mb_host_bytes(data: $0.baseAddress, len: $0.count))
+        }
+        return MB_OK
+    }
+    api.redis_url = { _ in
+        record("redis_url")
+        return UnsafePointer(fakeRedisURL)
+    }
+    let ends: [UInt32: PartialKeyPath<mb_host_api>] = [
+        0: \.portal_name, 1: \.portal_jwt_sign, 2: \.secret_open, 3: \.secret_open, 4: \.audit_async, 5: \.audit_async, 6: \.redis_url,
+    ]
     api.struct_size = MemoryLayout<mb_host_api>.offset(of: ends[minor]!)! + MemoryLayout<UnsafeRawPointer>.size
     let pointer = UnsafeMutablePointer<mb_host_api>.allocate(capacity: 1)
     pointer.initialize(to: api)
@@ -55,13 +68,14 @@ private func hostTable(minor: UInt32) -> UnsafeMutablePointer<mb_host_api> {
 }
 
 private nonisolated(unsafe) let fakeConninfo = strdup("host=/fake dbname=meltybase")!
+private nonisolated(unsafe) let fakeRedisURL = strdup("unix:///fake/redis.sock")!
 
 @Suite("SDK checks the host table per function", .serialized)
 struct HostTableVersionTests {
-    @Test("the host table sizes of ABI 1.0 to 1.4 are the frozen ones")
+    @Test("the host table sizes of ABI 1.0 to 1.6 are the frozen ones")
     func tableSizes() {
         // Tests/Integration/abi_freeze.py freezes the same numbers against the C header.
-        #expect((0...4).map { hostTable(minor: $0).pointee.struct_size } == [104, 120, 136, 136, 144])
+        #expect((0...6).map { hostTable(minor: $0).pointee.struct_size } == [104, 120, 136, 136, 144, 144, 160])
     }
 
     @Test("any 1.x host table is accepted at init; another major or a table below 1.0 is refused")
@@ -123,6 +137,32 @@ struct HostTableVersionTests {
         _ = try host.sealSecret(Array("seed".utf8), portal: portal, context: "row-1")
         try await host.audit(action: "test.new_host", target: "t", portal: portal)
         #expect(calls.withLock { $0 } == ["secret_seal", "audit_async:test.new_host"])
+    }
+
+    @Test("on a 1.5 host verifyPortalToken throws unsupported and redisURL is nil, without calling past struct_size")
+    func plugin16OnHost15() async throws {
+        calls.withLock { $0.removeAll() }
+        let host = PluginHostServices(api: hostTable(minor: 5), plugin: nil)
+        let portal = Portal(name: "acme", handle: nil)
+        do {
+            _ = try await host.verifyPortalToken("a.b.c", portal: portal)
+            Issue.record("verifyPortalToken should throw on a 1.5 host")
+        } catch PluginError.unsupported(let message) {
+            #expect(message == "portal_token_verify needs ABI 1.6, the host has 1.5")
+        }
+        #expect(host.redisURL == nil)
+        #expect(calls.withLock { $0 } == [])
+    }
+
+    @Test("on a 1.6 host verifyPortalToken hands the token over and parses the credential; redisURL is the host's")
+    func plugin16OnHost16() async throws {
+        calls.withLock { $0.removeAll() }
+        let host = PluginHostServices(api: hostTable(minor: 6), plugin: nil)
+        let credential = try await host.verifyPortalToken("x.y.z", portal: Portal(name: "acme", handle: nil))
+        #expect(credential.kind == .portal)
+        #expect(credential.role == "anon")
+        #expect(host.redisURL == "unix:///fake/redis.sock")
+        #expect(calls.withLock { $0 } == ["portal_token_verify:x.y.z", "redis_url"])
     }
 
     @Test("a NULL entry inside struct_size is unsupported as well")

@@ -140,6 +140,14 @@ enum PortalProvisioner {
                 CREATE EVENT TRIGGER meltybase_sql_drop ON sql_drop EXECUTE FUNCTION meltybase_internal.announce_ddl();
               END IF;
             END $d$;
+            -- Realtime streams the tables apps add here (`alter publication supabase_realtime
+            -- add table t`, as in Supabase projects); the owner runs the migrations, so it owns it.
+            DO $p$ BEGIN
+              IF NOT EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'supabase_realtime') THEN
+                CREATE PUBLICATION supabase_realtime;
+              END IF;
+            END $p$;
+            ALTER PUBLICATION supabase_realtime OWNER TO \(owner);
             """
     }
 }

@@ -2,8 +2,8 @@ import Foundation
 import MeltyJSON
 import MeltyPluginSDK
 
-/// The Swift example plugin: HTTP echo, WebSocket echo, a JSON service (`echo.v1`) and
-/// outbound HTTP through the host. It is the reference for Swift plugin authors, and it is
+/// The Swift example plugin: HTTP echo, WebSocket echo, a JSON service (`echo.v1`),
+/// outbound HTTP and token verification through the host. It is the reference for Swift plugin authors, and it is
 /// harmless when enabled beside real plugins: it relays service calls with the caller's own
 /// credential (`vault.v1` answers an anonymous caller with a refusal), signs user tokens only
 /// for a `service_role` caller, and fetches only what the kernel's egress policy allows.
@@ -185,6 +185,24 @@ public final class EchoSwiftPlugin: PortalPlugin {
             } catch {
                 return .error(status: 400, code: "open_failed", message: "\(error)")
             }
+        case ("POST", "/verify"):
+            // Verifies the body as a token of this portal through the host (ABI 1.6
+            // portal_token_verify), as a Realtime plugin does with a join's access_token, and
+            // answers the kernel's credential JSON.
+            guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
+            do {
+                let credential = try await host.verifyPortalToken(String(decoding: request.body, as: UTF8.self), portal: portal)
+                return PluginResponse(status: 200, headers: [("content-type", "application/json")], body: credential.json)
+            } catch PluginError.unsupported(let message) {
+                return .error(status: 501, code: "verify_unsupported", message: message)
+            } catch {
+                return .error(status: 503, code: "verify_failed", message: "\(error)")
+            }
+        case ("GET", "/redis"):
+            // Whether the kernel has a Redis for plugins (ABI 1.6 redis_url); never the URL,
+            // which may hold a password.
+            guard let host = Self.host else { return .error(status: 503, code: "not_started", message: "echo-swift is not started") }
+            return .json(["redis": host.redisURL != nil])
         case ("GET", "/fetch"):
             guard let url = request.queryItems["url"] else { return .error(status: 400, code: "missing_url", message: "pass ?url=") }
             do {

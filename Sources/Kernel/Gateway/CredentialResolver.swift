@@ -55,15 +55,39 @@ struct CredentialResolver: Sendable {
         }
         if let hit = cache.lookup(portal: portal, token: token, generation: generation, now: now) { return hit }
         let value = try await credential(token: token, portal: portal, clientCertificatePresented: clientCertificatePresented)
+        return described(value, portal: portal, token: token, generation: generation, now: now)
+    }
+
+    /// `value` encoded, and cached when it is a verified portal token: an invalid one costs
+    /// its sender, and an admin token must stop working the moment its session is revoked.
+    private func described(_ value: [String: JSONValue], portal: String, token: String, generation: Int, now: Double) -> [UInt8] {
         let json = Self.encode(value)
-        // Only verified portal tokens are cached: an invalid one costs its sender, and an
-        // admin token must stop working the moment its session is revoked.
         if value["kind"] == .string("portal") {
             var expiry = now + 30
             if case .object(let claims)? = value["claims"], let exp = claims["exp"]?.numberValue { expiry = min(expiry, exp) }
             cache.store(portal: portal, token: token, json: json, generation: generation, expiry: expiry)
         }
         return json
+    }
+
+    /// The credential JSON for a token a plugin received outside the HTTP headers (the
+    /// `access_token` of a WebSocket message; `portal_token_verify`): the same checks and
+    /// cache as a request carrying it as `Authorization: Bearer`. An admin token a portal
+    /// route would refuse is described as invalid with the refusal's message; no client
+    /// certificate comes with such a token. Throws when the check itself could not run.
+    func credentialJSON(token rawToken: String, portal: String) async throws -> [UInt8] {
+        let token = Self.trimmed(rawToken)
+        guard !token.isEmpty else { return Self.none }
+        let generation = portalKeys?.generation ?? 0
+        let now = Date().timeIntervalSince1970
+        if let hit = cache.lookup(portal: portal, token: token, generation: generation, now: now) { return hit }
+        let value: [String: JSONValue]
+        do {
+            value = try await credential(token: token, portal: portal, clientCertificatePresented: false)
+        } catch let refusal as GatewayError {
+            return Self.encode(["kind": .string("invalid"), "reason": .string(refusal.message)])
+        }
+        return described(value, portal: portal, token: token, generation: generation, now: now)
     }
 
     /// The credential JSON when it is known without verifying anything: no token, or

@@ -26,12 +26,15 @@ struct Gateway {
     /// One Hummingbird application per configured listener.
     /// `onListening` receives the listener and the bound port.
     func applications(onListening: @escaping @Sendable (ListenerConfig, Int) -> Void) throws -> [any Service] {
+        let credentials = CredentialResolver(
+            portalKeys: portals.keys, adminIdentity: systemRoutes.adminAPI?.identity,
+            adminRequiresClientCertificate: config.adminRequiresClientCertificate)
+        // Plugins verify tokens from WebSocket messages (portal_token_verify) through the same resolver.
+        plugins.context.install(credentials: credentials)
         let portalRoutes = PortalRouteHandler(
             plugins: plugins, portals: portals, rateLimiter: rateLimiter, requestTimeout: config.requestTimeoutSeconds,
             perClient: config.rateLimit.perClient,
-            credentials: CredentialResolver(
-                portalKeys: portals.keys, adminIdentity: systemRoutes.adminAPI?.identity,
-                adminRequiresClientCertificate: config.adminRequiresClientCertificate),
+            credentials: credentials,
             bodyLimit: config.bodyLimitBytes,
             // Plain listeners have no client certificates to ask the pipeline for.
             usesTLS: config.listeners.contains(where: \.usesTLS))

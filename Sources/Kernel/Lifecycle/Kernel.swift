@@ -162,7 +162,7 @@ public final class Kernel: Sendable {
 
         let pluginAudit = AuditLogSink(database: database)
         // This kernel's state behind the C host functions, and its pool for blocking work.
-        let context = HostContext(logger: logger, audit: pluginAudit, conninfo: conninfo)
+        let context = HostContext(logger: logger, audit: pluginAudit, conninfo: conninfo, redisURL: redis?.url)
         hostContext.withLockedValue { $0 = context }
         defer { Task { await context.close() } }
         let auditKey = try AuditSigningKey.loadOrCreate(dataDirectory: config.dataDirectory)

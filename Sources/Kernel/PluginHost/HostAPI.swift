@@ -69,7 +69,9 @@ func hostFunctionTable() -> mb_host_api {
         portal_jwt_sign: hostPortalJWTSign,
         secret_seal: hostSecretSeal,
         secret_open: hostSecretOpen,
-        audit_async: hostAuditAsync
+        audit_async: hostAuditAsync,
+        portal_token_verify: hostPortalTokenVerify,
+        redis_url: hostRedisURL
     )
 }
 
@@ -312,6 +314,41 @@ private func hostPortalJWTSign(
         answer.withHostBytes { completion(context, status, $0) }
     }
     return MB_OK
+}
+
+private func hostPortalTokenVerify(
+    _ portal: OpaquePointer?, _ token: mb_host_bytes, _ completion: mb_credential_completion?, _ context: UnsafeMutableRawPointer?,
+    _ error: mb_host_error_buffer
+) -> mb_status {
+    guard let handle = PortalHandle.from(portal), let completion else {
+        write("portal_token_verify: portal handle and completion must not be NULL", into: error)
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    guard let credentials = handle.context.credentials else {
+        write("portal_token_verify: this process serves no portals, so it verifies no portal tokens", into: error)
+        return MB_ERR_UNSUPPORTED
+    }
+    let text = String(pluginBytes: token.data, count: token.len)
+    let contextAddress = UInt(bitPattern: context)
+    let portalName = handle.name
+    Task {
+        let context = UnsafeMutableRawPointer(bitPattern: contextAddress)
+        let status: mb_status
+        var answer: [UInt8]
+        do {
+            answer = try await credentials.credentialJSON(token: text, portal: portalName)
+            status = MB_OK
+        } catch {
+            answer = Array("the token could not be checked: \(error)".utf8)
+            status = MB_ERR_UNAVAILABLE
+        }
+        answer.withHostBytes { completion(context, status, $0) }
+    }
+    return MB_OK
+}
+
+private func hostRedisURL(_ plugin: OpaquePointer?) -> UnsafePointer<CChar>? {
+    PluginHandle.from(plugin)?.context.redisURL.pointer ?? emptyCString.pointer
 }
 
 /// What `secret_seal` and `secret_open` share: the handles, the kernel's keys and the byte arguments.

@@ -31,13 +31,20 @@ final class HostContext: Sendable {
     let table: SharedPointer<UnsafePointer<mb_host_api>>
     /// `postgres_conninfo`: this kernel's system database (immortal C string, "" without one).
     let conninfo: SharedPointer<UnsafePointer<CChar>>
+    /// `redis_url`: this kernel's Redis (immortal C string, "" without one).
+    let redisURL: SharedPointer<UnsafePointer<CChar>>
+    /// `portal_token_verify`: the gateway's credential resolver (one cache and one set of
+    /// checks for requests and plugins), installed once the gateway is built; nil before
+    /// and in processes without a gateway (plugin commands).
+    var credentials: CredentialResolver? { credentialSlot.withLock { $0 } }
+    private let credentialSlot = Mutex<CredentialResolver?>(nil)
 
     /// Bits of a token or connection id below the kernel slot.
     static let slotShift: UInt64 = 48
 
     /// A context registered in the directory `respond` and `ws_*` use; `close()` it when
     /// the kernel stops.
-    init(logger: Logger, audit: (any AuditSink)? = nil, conninfo: String? = nil, blockingThreads: Int = 4) {
+    init(logger: Logger, audit: (any AuditSink)? = nil, conninfo: String? = nil, redisURL: String? = nil, blockingThreads: Int = 4) {
         let slot = Self.directory.withLock { directory -> UInt64 in
             directory.next += 1
             return directory.next
@@ -51,7 +58,14 @@ final class HostContext: Sendable {
         blocking.start()
         table = SharedPointer(Self.makeTable())
         self.conninfo = SharedPointer(UnsafePointer(strdup(conninfo ?? "")!))
+        self.redisURL = SharedPointer(UnsafePointer(strdup(redisURL ?? "")!))
         Self.directory.withLock { $0.live[slot] = WeakContext(context: self) }
+    }
+
+    /// Makes `resolver` the one `portal_token_verify` uses: the gateway's, so plugins and
+    /// requests share its cache.
+    func install(credentials resolver: CredentialResolver) {
+        credentialSlot.withLock { $0 = resolver }
     }
 
     /// Stops the blocking pool (after running what was queued) and the deadline sweeper.

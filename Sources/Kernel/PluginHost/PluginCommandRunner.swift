@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MeltyABIBytes
+import MeltyEmbedded
 import MeltyPluginABI
 
 /// Runs a plugin's command in this process: `meltybase <plugin> <command> [args]` (ABI 1.5
@@ -67,6 +68,14 @@ public struct PluginCommandRunner: Sendable {
         }
     }
 
+    /// `redis_url` for a command: the configured Redis, else the embedded one while a kernel
+    /// runs it (its socket exists); nil otherwise (a command never starts Redis).
+    func runningRedisURL() -> String? {
+        if let url = config.redisURL { return url }
+        let embedded = EmbeddedRedis(dataDirectory: config.dataDirectory, logger: logger)
+        return FileManager.default.fileExists(atPath: embedded.socketPath) ? embedded.url : nil
+    }
+
     /// Runs `command` of plugin `name` with `arguments`; returns the plugin's exit status.
     /// `write` receives what the plugin writes, in order, from the thread running it.
     public func run(
@@ -87,7 +96,8 @@ public struct PluginCommandRunner: Sendable {
         let logger = self.logger
         do {
             return try await Kernel(config: config, logger: logger).withSystemDatabase { database in
-                let context = HostContext(logger: logger, audit: AuditLogSink(database: database), conninfo: database.conninfo)
+                let context = HostContext(
+                    logger: logger, audit: AuditLogSink(database: database), conninfo: database.conninfo, redisURL: runningRedisURL())
                 let host: PluginHost
                 do {
                     host = try await PluginHost(configs: [pluginConfig], context: context)

@@ -50,7 +50,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 5
+#define MB_ABI_MINOR 6
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -245,6 +245,12 @@ typedef void (*mb_bytes_sink)(void *plugin_context, mb_host_bytes bytes);
  *  call. Runs exactly once on a host thread. */
 typedef void (*mb_status_completion)(void *plugin_context, mb_status status, mb_host_bytes message);
 
+/** Completion of portal_token_verify: when `status` is MB_OK, `credential_json_or_message`
+ *  is the credential JSON (the `credential_json` shape of mb_host_request, "invalid" with a
+ *  reason included); otherwise a message saying why the token could not be checked.
+ *  Host-owned, valid only during the call. Runs exactly once on a host thread. */
+typedef void (*mb_credential_completion)(void *plugin_context, mb_status status, mb_host_bytes credential_json_or_message);
+
 /** Called once per outbound request, from any host thread. */
 typedef void (*mb_http_completion)(void *plugin_context, const mb_host_http_response *response);
 
@@ -408,6 +414,36 @@ typedef struct mb_host_api {
                              const char *action, size_t action_len, const char *target, size_t target_len,
                              const char *details_json, size_t details_len,
                              mb_status_completion completion, void *plugin_context, mb_host_error_buffer error);
+
+    /* ---- ABI 1.6 (check struct_size before calling) ---- */
+
+    /** Verifies `token` (a JWT a client sent outside the HTTP headers, e.g. the access_token
+     *  of a WebSocket message) for `portal` exactly as the kernel verifies a request's
+     *  credential, with the same cache and checks. `completion` receives (MB_OK) the
+     *  `credential_json` documented on mb_host_request: {"kind":"portal",...} for a key or
+     *  user token of this portal; {"kind":"invalid","reason":...} for an expired, malformed
+     *  or foreign token (a key of another portal); {"kind":"none"} for an empty token; an
+     *  admin access token answers {"kind":"admin",...} where a portal route would accept it
+     *  (live session at AAL2; never when [admin] require_client_certificate is on, as no
+     *  certificate comes with the token) and {"kind":"invalid","reason":...} where a portal
+     *  route would refuse it. Returns at once; `completion` runs exactly once on a host thread
+     *  unless the return value is not MB_OK (MB_ERR_INVALID_ARGUMENT for a NULL portal or
+     *  completion, MB_ERR_UNSUPPORTED in a process that serves no portals, such as a plugin
+     *  command's; completion not called). A completion status other than MB_OK
+     *  (MB_ERR_UNAVAILABLE) means the token could not be checked (the system database is
+     *  down): treat it as not verified. Any thread, including handle_request and ws_message.
+     *  Never blocks. */
+    mb_status (*portal_token_verify)(const mb_host_portal *portal, mb_host_bytes token,
+                                     mb_credential_completion completion, void *plugin_context,
+                                     mb_host_error_buffer error);
+
+    /** URL of the kernel's Redis (NUL-terminated): the embedded Redis's in embedded mode
+     *  (unix:///...), else `[redis] url`; "" when the kernel runs without Redis. It may carry
+     *  a password (redis://:password@host:port/db): never log it as is. For a plugin's own
+     *  connections, e.g. pub/sub fan-out between kernels. Host-owned; valid for the life of
+     *  the process. Any thread. Never NULL. Never blocks (connecting with it does: do that
+     *  off handle_request). */
+    const char *(*redis_url)(const mb_host_plugin *plugin);
 } mb_host_api;
 
 /* ------------------------------------------------------------------------------------ */
@@ -460,9 +496,10 @@ typedef struct mb_cli_command {
  *  with this same host table and plugin handle: host->audit (MAY BLOCK, fine here),
  *  host->log, host->postgres_conninfo(plugin, NULL) (the system database; the CLI starts
  *  the embedded Postgres for the command's duration when no kernel runs it), audit_async,
- *  counter_add and service_export work as in a kernel. There are no portals, requests or
- *  connections in that process, so the functions that need a portal (secret_seal,
- *  secret_open, portal_jwt_sign, service_lookup) refuse. */
+ *  counter_add, service_export and redis_url (ABI 1.6: the configured or running embedded
+ *  Redis, else "") work as in a kernel. There are no portals, requests or connections in
+ *  that process, so the functions that need a portal (secret_seal, secret_open,
+ *  portal_jwt_sign, service_lookup, portal_token_verify) refuse. */
 typedef struct mb_host_cli_context {
     size_t struct_size;
     /** The host table `init` received. */

@@ -25,6 +25,10 @@ public final class LogicalReplicationStream {
     public private(set) var serverPosition: LSN = .zero
     /// Tables described so far by `Relation` messages, by OID.
     public private(set) var relations: [UInt32: PgOutputRelation] = [:]
+    /// A transaction's changes are being received (between Begin and Commit).
+    private var transactionOpen = false
+    /// The end of the last commit received: everything before it is the consumer's to acknowledge.
+    private var lastCommitEnd: LSN = .zero
 
     private init(slot: String, connection: PostgresConnection, start: LSN) {
         self.slot = slot
@@ -78,25 +82,63 @@ public final class LogicalReplicationStream {
     /// to resume after the last acknowledged position).
     public func next() async throws -> Event? {
         while let data = try await connection.readCopyData() {
-            var reader = ReplicationReader(data)
-            switch try reader.byte() {
-            case UInt8(ascii: "w"):
-                let start = LSN(try reader.integer(UInt64.self))
-                let end = LSN(try reader.integer(UInt64.self))
-                _ = try reader.integer(Int64.self)
-                serverPosition = max(serverPosition, end)
-                let message = try PgOutputMessage.decode(reader.rest())
-                if case .relation(let relation) = message { relations[relation.id] = relation }
-                return Event(lsn: start, message: message)
-            case UInt8(ascii: "k"):
-                serverPosition = max(serverPosition, LSN(try reader.integer(UInt64.self)))
-                _ = try reader.integer(Int64.self)
-                if try reader.byte() == 1 { try await sendStatus(requestReply: false) }
-            default:
-                continue
-            }
+            if let event = try await handle(data) { return event }
         }
         return nil
+    }
+
+    /// The next change message if it has already arrived, without waiting for the network
+    /// (keep-alives on the way are answered); nil when nothing complete is there yet. Lets a
+    /// consumer gather the transactions that are already waiting into one batch. Throws
+    /// like ``next()``; a stream the server ended throws too.
+    public func nextIfAvailable() async throws -> Event? {
+        while true {
+            guard let available = try connection.readCopyDataIfAvailable() else {
+                throw PostgresError(sqlState: nil, message: "the server ended the replication stream of slot \(slot)")
+            }
+            guard let data = available else { return nil }
+            if let event = try await handle(data) { return event }
+        }
+    }
+
+    /// One CopyData message: a change (returned) or a keep-alive (answered; nil).
+    private func handle(_ data: [UInt8]) async throws -> Event? {
+        var reader = ReplicationReader(data)
+        switch try reader.byte() {
+        case UInt8(ascii: "w"):
+            let start = LSN(try reader.integer(UInt64.self))
+            let end = LSN(try reader.integer(UInt64.self))
+            _ = try reader.integer(Int64.self)
+            serverPosition = max(serverPosition, end)
+            let message = try PgOutputMessage.decode(reader.rest())
+            switch message {
+            case .relation(let relation): relations[relation.id] = relation
+            case .begin: transactionOpen = true
+            case .commit(_, let endLSN, _):
+                transactionOpen = false
+                lastCommitEnd = max(lastCommitEnd, endLSN)
+            default: break
+            }
+            return Event(lsn: start, message: message)
+        case UInt8(ascii: "k"):
+            let position = LSN(try reader.integer(UInt64.self))
+            serverPosition = max(serverPosition, position)
+            _ = try reader.integer(Int64.self)
+            let replyRequested = try reader.byte() == 1
+            // Idle (no transaction open, every commit received acknowledged): the WAL up to
+            // the server's position holds nothing for us, so confirm it, as pg_recvlogical
+            // does. Otherwise an idle slot never advances, holds back the cluster's WAL,
+            // and a fast shutdown waits for a confirmation that never comes.
+            if !transactionOpen && acknowledged >= lastCommitEnd && position > acknowledged {
+                acknowledged = position
+                try await sendStatus(requestReply: false)
+            } else if replyRequested {
+                try await sendStatus(requestReply: false)
+            }
+            return nil
+        default:
+            return nil
+        }
     }
 
     /// Reports `lsn` (a commit's end position) as processed: the server may recycle the log

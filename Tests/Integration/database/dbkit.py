@@ -181,7 +181,7 @@ class Portal:
 class Kernel:
     """A running `meltybase serve` with the Database plugin in a fresh data directory."""
 
-    def __init__(self, extra_toml: str = "", start_timeout: float = 180.0):
+    def __init__(self, extra_toml: str = "", start_timeout: float = 180.0, prepare=None):
         self.binary = kernel_binary()
         self.directory = Path(tempfile.mkdtemp(prefix="meltybase-db-it-"))
         # As root the kernel runs Postgres as an unprivileged account that must enter it.
@@ -194,6 +194,8 @@ class Kernel:
         self.config = self.directory / "meltybase.toml"
         self.config.write_text(CONFIG_TOML.format(port=self.port, plugin=PLUGIN_FILE) + "\n" + extra_toml)
         self.log_path = self.directory / "kernel.log"
+        if prepare is not None:
+            prepare(self)  # e.g. copy another kernel's key files into data_dir
         self._log = open(self.log_path, "ab")
         environment = {k: v for k, v in os.environ.items() if not k.startswith("MELTYBASE_")}
         self.process = subprocess.Popen(

@@ -19,29 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "database"))
 
 import dbkit  # noqa: E402
 
-REALTIME_TOML = """
-[plugins.realtime]
-path = "libRealtimePlugin.so"
-"""
-
-
-def start_kernel(extra_toml: str = "") -> dbkit.Kernel:
-    try:
-        return dbkit.Kernel(REALTIME_TOML + extra_toml)
-    except dbkit.SetupError as error:
-        pytest.fail(f"cannot start the kernel with the Realtime plugin: {error}", pytrace=False)
-
-
-def stop_kernel(kernel: dbkit.Kernel) -> list[str]:
-    code = kernel.stop()
-    failures = []
-    if code not in (0, -15):
-        failures.append(f"meltybase exited with {code}; log {kernel.log_path}:\n{kernel.log_tail()}")
-    if "Fatal error:" in kernel.log_text():
-        failures.append(f"the kernel log shows a crash; log {kernel.log_path}:\n{kernel.log_tail()}")
-    if not failures:
-        kernel.cleanup()
-    return failures
+from rtkit import start_kernel, stop_kernel  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,36 @@ import json
 import time
 from typing import Any
 
+import pytest
 import websockets
+
+import dbkit
+
+REALTIME_TOML = """
+[plugins.realtime]
+path = "libRealtimePlugin.so"
+"""
+
+
+def start_kernel(extra_toml: str = "") -> dbkit.Kernel:
+    try:
+        return dbkit.Kernel(REALTIME_TOML + extra_toml)
+    except dbkit.SetupError as error:
+        pytest.fail(f"cannot start the kernel with the Realtime plugin: {error}", pytrace=False)
+
+
+def stop_kernel(kernel: dbkit.Kernel) -> list[str]:
+    code = kernel.stop()
+    failures = []
+    if code not in (0, -15):
+        failures.append(f"meltybase exited with {code}; log {kernel.log_path}:\n{kernel.log_tail()}")
+    if "Fatal error:" in kernel.log_text():
+        failures.append(f"the kernel log shows a crash; log {kernel.log_path}:\n{kernel.log_tail()}")
+    if not failures:
+        kernel.cleanup()
+    return failures
+
+
 
 
 def websocket_url(portal, key: str | None = None, vsn: str = "1.0.0") -> str:

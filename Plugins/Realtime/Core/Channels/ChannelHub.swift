@@ -163,6 +163,8 @@ public final class ChannelHub: Sendable {
         public var changeIDs: [Int]
         /// The channel's presence state (`presence_state` payload).
         public var presenceState: [UInt8]
+        /// What the connection tracked under an earlier join of the same topic (now left).
+        public var replacedPresence: [PresenceTable.Entry] = []
     }
 
     /// Joins `connection` to `topic` (a second join of the same topic replaces the first).
@@ -170,8 +172,8 @@ public final class ChannelHub: Sendable {
     public func join(
         _ connection: UInt64, topic: String, joinRef: String?, request: JoinRequest, caller: Caller, canWrite: Bool
     ) -> Joined {
-        _ = leave(connection, topic: topic)
-        return state.withLock { state in
+        let replaced = leave(connection, topic: topic)
+        var joined = state.withLock { state in
             let version = state.connections[connection]?.version ?? .v1
             var ids: [Int] = []
             for binding in request.changes {
@@ -191,6 +193,8 @@ public final class ChannelHub: Sendable {
             state.connections[connection]?.topics.insert(topic)
             return Joined(changeIDs: ids, presenceState: state.topics[topic]?.presence.stateJSON() ?? Array("{}".utf8))
         }
+        joined.replacedPresence = replaced
+        return joined
     }
 
     /// The membership of `connection` in `topic`: join ref, write permission, privacy.
@@ -273,6 +277,11 @@ public final class ChannelHub: Sendable {
             if ids.isEmpty { continue }
             sender.send(.text(PhoenixFrame.encode(version: version, joinRef: nil, ref: nil, topic: topic, event: event, payload: payload)), to: ids)
         }
+    }
+
+    /// Queues a frame for `connections` (the change path's pre-encoded events).
+    public func send(_ frame: OutboundFrame, to connections: [UInt64]) {
+        sender.send(frame, to: connections)
     }
 
     /// Sends one message to one connection in its protocol version.

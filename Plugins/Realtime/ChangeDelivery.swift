@@ -1,0 +1,112 @@
+import Foundation
+import MeltyJSON
+import MeltyPostgres
+import RealtimeCore
+import Synchronization
+
+/// Delivers a transaction's row changes to this kernel's `postgres_changes` subscribers:
+/// match by schema, table, event and filter; then one visibility check per table and batch
+/// for all distinct audiences (role + claims) at once, on the portal's `authenticator`
+/// connection; then one frame per (channel, version, ids, audience) handed to all its
+/// connections in one host call.
+struct ChangeDelivery: Sendable {
+    let hub: ChannelHub
+    let pool: PostgresPool
+    let visibility: VisibilityCheck
+
+    /// Parsed filters by text (a filter is parsed once per join, and again here only on a miss).
+    private static let filters = Mutex<[String: ChangeFilter]>([:])
+
+    static func filter(_ text: String) throws -> ChangeFilter {
+        if let hit = filters.withLock({ $0[text] }) { return hit }
+        let parsed = try ChangeFilter(parsing: text)
+        filters.withLock { cache in
+            if cache.count > 10_000 { cache.removeAll() }
+            cache[text] = parsed
+        }
+        return parsed
+    }
+
+    private struct Target: Hashable {
+        var topic: String
+        var version: ProtocolVersion
+        var audience: Audience
+    }
+
+    /// Delivers `changes` (one transaction); returns the number of frames queued.
+    @discardableResult
+    func deliver(_ changes: [RowChange]) async -> Int {
+        var bySchema: [String: [ChangeSubscription]] = [:]
+        var delivered = 0
+        var tables: [String: [Int]] = [:]
+        var order: [String] = []
+        for (index, change) in changes.enumerated() {
+            let key = change.schema + "\u{0}" + change.table
+            if tables[key] == nil { order.append(key) }
+            tables[key, default: []].append(index)
+        }
+        for key in order {
+            let indices = tables[key] ?? []
+            guard let first = indices.first else { continue }
+            let schema = changes[first].schema
+            if bySchema[schema] == nil { bySchema[schema] = hub.changeSubscriptions(schema: schema) }
+            let candidates = (bySchema[schema] ?? []).filter { $0.table == nil || $0.table == changes[first].table }
+            if candidates.isEmpty { continue }
+            // Which subscriptions each change matches.
+            var matches: [[ChangeSubscription]] = []
+            var audiences = Set<Audience>()
+            for index in indices {
+                let change = changes[index]
+                let matched = candidates.filter { subscription in
+                    guard subscription.event == "*" || subscription.event == change.type.rawValue else { return false }
+                    guard let text = subscription.filter else { return true }
+                    return (try? Self.filter(text).matches(change)) ?? false
+                }
+                matches.append(matched)
+                for subscription in matched { audiences.insert(Self.audience(subscription.caller)) }
+            }
+            if audiences.isEmpty { continue }
+            let batch = indices.map { changes[$0] }
+            let seen: [Audience: Visibility]
+            do {
+                seen = try await pool.run { connection in
+                    try await visibility.visibility(of: batch, for: Array(audiences), on: connection)
+                }
+            } catch {
+                continue
+            }
+            for (position, change) in batch.enumerated() {
+                var groups: [Target: (ids: Set<Int>, connections: [UInt64: [Int]])] = [:]
+                for subscription in matches[position] {
+                    let audience = Self.audience(subscription.caller)
+                    guard let view = seen[audience], view.changes.contains(position) else { continue }
+                    let target = Target(topic: subscription.topic, version: subscription.version, audience: audience)
+                    groups[target, default: ([], [:])].connections[subscription.connection, default: []].append(subscription.id)
+                }
+                for (target, group) in groups {
+                    guard let view = seen[target.audience] else { continue }
+                    let data = view.dataJSON(change)
+                    // Connections with the same ids share one frame.
+                    var byIDs: [[Int]: [UInt64]] = [:]
+                    for (connection, ids) in group.connections { byIDs[ids.sorted(), default: []].append(connection) }
+                    for (ids, connections) in byIDs {
+                        var payload = Array(#"{"ids":["#.utf8)
+                        payload += Array(ids.map(String.init).joined(separator: ",").utf8)
+                        payload += Array(#"],"data":"#.utf8)
+                        payload += data
+                        payload.append(UInt8(ascii: "}"))
+                        hub.send(
+                            .text(PhoenixFrame.encode(version: target.version, joinRef: nil, ref: nil, topic: target.topic, event: "postgres_changes", payload: payload)),
+                            to: connections)
+                        delivered += connections.count
+                    }
+                }
+            }
+        }
+        return delivered
+    }
+
+    static func audience(_ caller: Caller) -> Audience {
+        Audience(role: caller.role, claims: String(decoding: caller.claimsJSON, as: UTF8.self))
+    }
+}

@@ -1,0 +1,285 @@
+import MeltyPostgres
+import Synchronization
+
+/// Who a subscriber is to Postgres: its role and JWT claims. Subscribers with the same
+/// token share one audience, so visibility is decided once for all of them.
+public struct Audience: Hashable, Sendable {
+    /// The database role (`anon`, `authenticated`, `service_role`).
+    public var role: String
+    /// The JWT claims as JSON text (what `request.jwt.claims` holds; `auth.uid()` reads `sub`).
+    public var claims: String
+
+    /// The audience of `role` with `claims`.
+    public init(role: String, claims: String) {
+        self.role = role
+        self.claims = claims
+    }
+}
+
+/// What one audience may see of a batch of changes.
+public struct Visibility: Sendable, Equatable {
+    /// Indices into the batch of the changes it may see, in order.
+    public var changes: [Int]
+    /// The columns its role may select (the only ones its events carry).
+    public var columns: Set<String>
+    /// Whether DELETEs carry only the primary key in `old_record` (the table has row-level
+    /// security, so the deleted row's other values are not known to be visible).
+    public var oldRecordKeyOnly: Bool
+
+    /// Nothing visible.
+    public static let none = Visibility(changes: [], columns: [], oldRecordKeyOnly: true)
+
+    /// Visibility of the changes at `changes`, restricted to `columns`.
+    public init(changes: [Int], columns: Set<String>, oldRecordKeyOnly: Bool) {
+        self.changes = changes
+        self.columns = columns
+        self.oldRecordKeyOnly = oldRecordKeyOnly
+    }
+
+    /// The `postgres_changes` `data` object of `change` as this audience may see it.
+    public func dataJSON(_ change: RowChange) -> [UInt8] {
+        change.dataJSON(visibleColumns: columns, oldRecordKeyOnly: oldRecordKeyOnly)
+    }
+}
+
+/// Decides which changes each audience may see, as Supabase does: an INSERT or UPDATE of a
+/// table with row-level security is visible when the row, re-selected by primary key as the
+/// audience (its role and claims set for the transaction), comes back; a DELETE reaches
+/// every role that may select from the table, with only the key in `old_record`; without
+/// row-level security (or for a role with BYPASSRLS, such as `service_role`) a role that may
+/// select sees everything. Only the columns a role may select are shown
+/// (`has_column_privilege`, cached per role and table until ``reset()``).
+///
+/// For throughput a batch costs one round trip per table: a single pipelined read-only
+/// transaction that, per audience, sets role and claims and re-selects every changed key at
+/// once (two statements per audience, whatever the number of changes or subscribers).
+/// Setting claims per row inside one statement (`unnest` + `LATERAL set_config`) is not
+/// used: a policy written `owner = (select auth.uid())`, as Supabase recommends, becomes an
+/// InitPlan that Postgres evaluates once per statement, so later audiences would be judged
+/// with the first one's claims.
+///
+/// The connection must be allowed to switch into the audiences' roles and nothing more:
+/// log in as the portal's `authenticator`. Roles outside `allowedRoles` see nothing.
+public final class VisibilityCheck: Sendable {
+    private struct TableKey: Hashable {
+        var schema: String
+        var table: String
+    }
+    private struct RoleTableKey: Hashable {
+        var role: String
+        var table: TableKey
+    }
+    /// A table's row-level security and primary key (name, SQL type).
+    private struct TableInfo {
+        var exists: Bool
+        var rowLevelSecurity: Bool
+        var primaryKey: [(name: String, type: String)]
+    }
+    /// What a role may do with a table.
+    private struct RoleAccess {
+        var bypassesRowLevelSecurity: Bool
+        var columns: Set<String>
+    }
+    private struct Caches {
+        var tables: [TableKey: TableInfo] = [:]
+        var access: [RoleTableKey: RoleAccess] = [:]
+        var statements = 0
+        var roundTrips = 0
+    }
+
+    /// Roles an audience may have.
+    public let allowedRoles: Set<String>
+    /// Audiences per pipelined transaction (bounds one round trip's size).
+    public let audiencesPerRoundTrip: Int
+    private let caches = Mutex(Caches())
+
+    /// A check for audiences in `allowedRoles`.
+    public init(allowedRoles: Set<String> = ["anon", "authenticated", "service_role"], audiencesPerRoundTrip: Int = 500) {
+        self.allowedRoles = allowedRoles
+        self.audiencesPerRoundTrip = max(1, audiencesPerRoundTrip)
+    }
+
+    /// Forgets cached privileges and table shapes (call after DDL or GRANT/REVOKE).
+    public func reset() {
+        caches.withLock { caches in
+            caches.tables.removeAll()
+            caches.access.removeAll()
+        }
+    }
+
+    /// Statements and round trips sent so far (for tests and metering).
+    public var counters: (statements: Int, roundTrips: Int) { caches.withLock { ($0.statements, $0.roundTrips) } }
+
+    /// What each of `audiences` may see of `changes` (any tables; usually one transaction's
+    /// changes of one table), asking `connection`. Every audience has an entry.
+    public func visibility(of changes: [RowChange], for audiences: [Audience], on connection: PostgresConnection) async throws -> [Audience: Visibility] {
+        var result: [Audience: Visibility] = [:]
+        let distinct = Array(Set(audiences))
+        for audience in distinct { result[audience] = Visibility(changes: [], columns: [], oldRecordKeyOnly: true) }
+        var groups: [TableKey: [Int]] = [:]
+        var order: [TableKey] = []
+        for (index, change) in changes.enumerated() {
+            let key = TableKey(schema: change.schema, table: change.table)
+            if groups[key] == nil { order.append(key) }
+            groups[key, default: []].append(index)
+        }
+        for table in order {
+            let indices = groups[table] ?? []
+            let info = try await tableInfo(table, on: connection)
+            guard info.exists else { continue }
+            var access: [String: RoleAccess] = [:]
+            for role in Set(distinct.map(\.role)) where allowedRoles.contains(role) {
+                access[role] = try await roleAccess(role, table, on: connection)
+            }
+            var reselect: [Audience] = []
+            for audience in distinct {
+                guard let roleAccess = access[audience.role], !roleAccess.columns.isEmpty else { continue }
+                let filtered = !roleAccess.bypassesRowLevelSecurity && info.rowLevelSecurity
+                var visibility = result[audience]!
+                visibility.columns = roleAccess.columns
+                visibility.oldRecordKeyOnly = filtered
+                if filtered {
+                    visibility.changes += indices.filter { changes[$0].type == .delete }
+                    let keyReadable = !info.primaryKey.isEmpty && info.primaryKey.allSatisfy { roleAccess.columns.contains($0.name) }
+                    if keyReadable && indices.contains(where: { changes[$0].type != .delete }) { reselect.append(audience) }
+                } else {
+                    visibility.changes += indices
+                }
+                result[audience] = visibility
+            }
+            guard !reselect.isEmpty else { continue }
+            let rowIndices = indices.filter { changes[$0].type != .delete }
+            var keyOf: [Int: String] = [:]
+            var keys: [[String]] = []
+            var seen = Set<String>()
+            for index in rowIndices {
+                guard let key = Self.key(changes[index], info.primaryKey.map(\.name)) else { continue }
+                keyOf[index] = key.joined(separator: "\u{0}")
+                if seen.insert(key.joined(separator: "\u{0}")).inserted { keys.append(key) }
+            }
+            guard !keys.isEmpty else { continue }
+            let visibleKeys = try await reselectKeys(keys, table: table, info: info, audiences: reselect, on: connection)
+            for audience in reselect {
+                let visible = visibleKeys[audience] ?? []
+                result[audience]!.changes += rowIndices.filter { keyOf[$0].map(visible.contains) ?? false }
+            }
+        }
+        for audience in distinct { result[audience]!.changes.sort() }
+        return result
+    }
+
+    /// The primary key values of `change`'s row, nil when one is missing or NULL.
+    private static func key(_ change: RowChange, _ names: [String]) -> [String]? {
+        var values: [String] = []
+        for name in names {
+            guard let value = change.record.first(where: { $0.name == name })?.text else { return nil }
+            values.append(value)
+        }
+        return values
+    }
+
+    /// `{"a","b\"c"}`: a Postgres array literal of text.
+    private static func arrayLiteral(_ values: [String]) -> String {
+        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+    }
+
+    /// For each audience, the keys (joined by NUL) its re-select returned.
+    private func reselectKeys(
+        _ keys: [[String]], table: TableKey, info: TableInfo, audiences: [Audience], on connection: PostgresConnection
+    ) async throws -> [Audience: Set<String>] {
+        let qualified = SQL.ident(table.schema) + "." + SQL.ident(table.table)
+        let selected = info.primaryKey.map { "t." + SQL.ident($0.name) + "::text" }.joined(separator: ", ")
+        let select: String
+        if info.primaryKey.count == 1 {
+            let key = info.primaryKey[0]
+            select = "SELECT \(selected) FROM \(qualified) t WHERE t.\(SQL.ident(key.name)) = ANY($1::\(key.type)[])"
+        } else {
+            let tuple = info.primaryKey.map { "t." + SQL.ident($0.name) }.joined(separator: ", ")
+            let unnest = info.primaryKey.enumerated().map { "$\($0.offset + 1)::\($0.element.type)[]" }.joined(separator: ", ")
+            select = "SELECT \(selected) FROM \(qualified) t WHERE (\(tuple)) IN (SELECT * FROM unnest(\(unnest)))"
+        }
+        let keyParameters: [String?] = (0..<info.primaryKey.count).map { column in Self.arrayLiteral(keys.map { $0[column] }) }
+        let setting = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
+        func steps(_ group: ArraySlice<Audience>) -> [(sql: String, parameters: [String?])] {
+            var steps: [(sql: String, parameters: [String?])] = [("BEGIN READ ONLY", [])]
+            for audience in group {
+                steps.append((setting, [audience.role, audience.claims]))
+                steps.append((select, keyParameters))
+            }
+            steps.append(("COMMIT", []))
+            return steps
+        }
+        func read(_ results: [PostgresRows], _ group: ArraySlice<Audience>, into visible: inout [Audience: Set<String>]) {
+            for (offset, audience) in group.enumerated() {
+                let rows = results[2 + 2 * offset].rows
+                visible[audience] = Set(rows.map { $0.map { $0 ?? "" }.joined(separator: "\u{0}") })
+            }
+        }
+        var visible: [Audience: Set<String>] = [:]
+        var start = audiences.startIndex
+        while start < audiences.endIndex {
+            let group = audiences[start..<min(start + audiencesPerRoundTrip, audiences.endIndex)]
+            start = group.endIndex
+            let batch = steps(group)
+            count(statements: batch.count)
+            do {
+                read(try await connection.pipeline(batch), group, into: &visible)
+            } catch let error as PostgresError where !error.isConnectionFailure {
+                // One audience's claims broke its statement (say `sub` is not a uuid) and the
+                // transaction with it: judge each alone; one that fails sees nothing.
+                for audience in group {
+                    let alone = [audience][...]
+                    let single = steps(alone)
+                    count(statements: single.count)
+                    if let results = try? await connection.pipeline(single) { read(results, alone, into: &visible) }
+                }
+            }
+        }
+        return visible
+    }
+
+    private func count(statements: Int) {
+        caches.withLock { caches in
+            caches.statements += statements
+            caches.roundTrips += 1
+        }
+    }
+
+    private func tableInfo(_ table: TableKey, on connection: PostgresConnection) async throws -> TableInfo {
+        if let cached = caches.withLock({ $0.tables[table] }) { return cached }
+        let rows = try await connection.query(
+            """
+            SELECT c.relrowsecurity::text, a.attname::text, format_type(a.atttypid, a.atttypmod)
+            FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+            LEFT JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) ON true
+            LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = k.attnum
+            WHERE n.nspname = $1 AND c.relname = $2 ORDER BY k.ord
+            """, [table.schema, table.table])
+        count(statements: 1)
+        var info = TableInfo(exists: !rows.rows.isEmpty, rowLevelSecurity: rows.rows.first?[0] == "true", primaryKey: [])
+        for row in rows.rows { if let name = row[1], let type = row[2] { info.primaryKey.append((name, type)) } }
+        caches.withLock { $0.tables[table] = info }
+        return info
+    }
+
+    private func roleAccess(_ role: String, _ table: TableKey, on connection: PostgresConnection) async throws -> RoleAccess {
+        let key = RoleTableKey(role: role, table: table)
+        if let cached = caches.withLock({ $0.access[key] }) { return cached }
+        let rows = try await connection.query(
+            """
+            SELECT r.rolbypassrls::text, a.attname::text,
+                   (has_schema_privilege(r.oid, n.oid, 'USAGE') AND has_column_privilege(r.oid, c.oid, a.attnum, 'SELECT'))::text
+            FROM pg_roles r
+            CROSS JOIN pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+            WHERE r.rolname = $1 AND n.nspname = $2 AND c.relname = $3
+            """, [role, table.schema, table.table])
+        count(statements: 1)
+        let access = RoleAccess(
+            bypassesRowLevelSecurity: rows.rows.first?[0] == "true",
+            columns: Set(rows.rows.filter { $0[2] == "true" }.compactMap { $0[1] }))
+        caches.withLock { $0.access[key] = access }
+        return access
+    }
+}
