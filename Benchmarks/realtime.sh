@@ -39,6 +39,8 @@
 #        CHANGES_SECONDS=10        seconds of inserts per run
 #        CHANGES_ALL_RATE=50       rows/s visible to all subscribers (throughput run)
 #        CHANGES_ONE_RATE=1000     rows/s each visible to one subscriber (latency run)
+#        CHANGES_KINDS="all one"   which of the two changes runs
+#        CHANGES_IDLE=10           a changes run ends this many seconds after the last delivery
 #        THREADS=2                 bench-realtime event loop threads
 #        CONNECT_RATE=5000         new sockets per second at most
 #        SOCKETS_PER_GENERATOR=N   sockets per bench-realtime process (default: the fd
@@ -67,12 +69,14 @@ CHANGES_SIZES="${CHANGES_SIZES:-100 1000}"
 CHANGES_SECONDS="${CHANGES_SECONDS:-10}"
 CHANGES_ALL_RATE="${CHANGES_ALL_RATE:-50}"
 CHANGES_ONE_RATE="${CHANGES_ONE_RATE:-1000}"
+CHANGES_KINDS="${CHANGES_KINDS:-all one}"
+CHANGES_IDLE="${CHANGES_IDLE:-10}"
 THREADS="${THREADS:-2}"
 CONNECT_RATE="${CONNECT_RATE:-5000}"
 PORTAL=bench
 
 # shellcheck disable=SC2086 # lists of sizes
-for n in $IDLE_SIZES $BROADCAST_SIZES $CHANGES_SIZES "$IDLE_HOLD" "$MESSAGES" "$RATE" "$CHANGES_SECONDS" \
+for n in $IDLE_SIZES $BROADCAST_SIZES $CHANGES_SIZES "$CHANGES_IDLE" "$IDLE_HOLD" "$MESSAGES" "$RATE" "$CHANGES_SECONDS" \
   "$CHANGES_ALL_RATE" "$CHANGES_ONE_RATE" "$THREADS" "$CONNECT_RATE"; do
   [[ $n =~ ^[0-9]+$ ]] || die "sizes, rates and seconds take whole numbers (got '$n')"
 done
@@ -347,13 +351,13 @@ EOF
 insert into rt (owner, sent_us) select id, (extract(epoch from clock_timestamp()) * 1000000)::bigint from bench_users where n = :k;
 EOF
     base_fds="$(kernel_fds)"
-    for kind in all one; do
+    for kind in $CHANGES_KINDS; do
       rate=$CHANGES_ALL_RATE
       [[ $kind == one ]] && rate=$CHANGES_ONE_RATE
       out="$TMP/ch-$kind-$size.txt"
       note "changes ($kind): $n subscribers, $rate rows/s for $CHANGES_SECONDS s"
-      "$GEN" changes --url "$ws_url" --subscribers "$n" --tokens "$TMP/tokens.txt" --table rt --idle 5 \
-        --seconds $((CHANGES_SECONDS + n / 500 + 90)) "${common[@]}" >"$out" 2>"$out.err" &
+      "$GEN" changes --url "$ws_url" --subscribers "$n" --tokens "$TMP/tokens.txt" --table rt --idle "$CHANGES_IDLE" \
+        --seconds $((CHANGES_SECONDS + n / 500 + CHANGES_IDLE + 120)) "${common[@]}" >"$out" 2>"$out.err" &
       gen_pids=($!)
       for ((i = 0; i < 600; i++)); do grep -q '^READY' "$out" && break; alive "${gen_pids[0]}" || break; sleep 0.2; done
       grep -h '^READY' "$out" >&2 || true
