@@ -212,6 +212,20 @@ let package = Package(
             path: "Benchmarks/NIOPeer",
             swiftSettings: [.swiftLanguageMode(.v6)]
         ),
+        /// The WebSocket load generator of Benchmarks/realtime.sh (Phoenix sockets on bare NIO
+        /// pipelines, source addresses over 127.0.0.0/8; Redis and LISTEN peers).
+        .executableTarget(
+            name: "bench-realtime",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/RealtimeLoad",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         .testTarget(
             name: "MeltyRedisTests",
             dependencies: ["MeltyRedis"],
