@@ -177,17 +177,21 @@ def test_a_change_committed_right_after_subscribed_is_delivered_100_times(portal
     asyncio.run(scenario())
 
 
-def test_delete_reaches_subscribers_with_the_primary_key_only(portal, app):
+def test_delete_reaches_subscribers_with_the_primary_key_only_and_never_anon(portal, app):
     alice = app["alice"]
 
     async def scenario():
         socket, events = await listen(portal, "todos", alice.token, event="DELETE")
+        anon_socket, anon_events = await listen(portal, "todos", event="*")
         try:
             portal.sql(f"delete from todos where owner = '{alice.id}'")
             await rtkit.wait_for(lambda: events)
             data = events[0]["data"]
             assert data["type"] == "DELETE" and set(data["old_record"]) == {"id"}
+            await asyncio.sleep(0.5)
+            assert anon_events == [], "no policy lets anon see todos: it learns of no delete either"
         finally:
             await socket.close()
+            await anon_socket.close()
 
     asyncio.run(scenario())

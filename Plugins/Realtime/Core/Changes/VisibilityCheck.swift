@@ -79,6 +79,9 @@ public final class VisibilityCheck: Sendable {
     private struct RoleAccess {
         var bypassesRowLevelSecurity: Bool
         var columns: Set<String>
+        /// A permissive SELECT (or ALL) policy applies to the role: without one, row-level
+        /// security hides every row from it, so it learns of no DELETE either.
+        var hasSelectPolicy: Bool
     }
     private struct Caches {
         var tables: [TableKey: TableInfo] = [:]
@@ -139,7 +142,7 @@ public final class VisibilityCheck: Sendable {
                 visibility.columns = roleAccess.columns
                 visibility.oldRecordKeyOnly = filtered
                 if filtered {
-                    visibility.changes += indices.filter { changes[$0].type == .delete }
+                    if roleAccess.hasSelectPolicy { visibility.changes += indices.filter { changes[$0].type == .delete } }
                     let keyReadable = !info.primaryKey.isEmpty && info.primaryKey.allSatisfy { roleAccess.columns.contains($0.name) }
                     if keyReadable && indices.contains(where: { changes[$0].type != .delete }) { reselect.append(audience) }
                 } else {
@@ -269,7 +272,9 @@ public final class VisibilityCheck: Sendable {
         let rows = try await connection.query(
             """
             SELECT r.rolbypassrls::text, a.attname::text,
-                   (has_schema_privilege(r.oid, n.oid, 'USAGE') AND has_column_privilege(r.oid, c.oid, a.attnum, 'SELECT'))::text
+                   (has_schema_privilege(r.oid, n.oid, 'USAGE') AND has_column_privilege(r.oid, c.oid, a.attnum, 'SELECT'))::text,
+                   EXISTS (SELECT 1 FROM pg_policy p WHERE p.polrelid = c.oid AND p.polpermissive AND p.polcmd IN ('r', '*')
+                           AND EXISTS (SELECT 1 FROM unnest(p.polroles) AS pr(oid) WHERE pr.oid = 0 OR pg_has_role(r.oid, pr.oid, 'USAGE')))::text
             FROM pg_roles r
             CROSS JOIN pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
             JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
@@ -278,7 +283,8 @@ public final class VisibilityCheck: Sendable {
         count(statements: 1)
         let access = RoleAccess(
             bypassesRowLevelSecurity: rows.rows.first?[0] == "true",
-            columns: Set(rows.rows.filter { $0[2] == "true" }.compactMap { $0[1] }))
+            columns: Set(rows.rows.filter { $0[2] == "true" }.compactMap { $0[1] }),
+            hasSelectPolicy: rows.rows.first?[3] == "true")
         caches.withLock { $0.access[key] = access }
         return access
     }
