@@ -21,7 +21,7 @@ import NIOHTTP1
 import NIOPosix
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct Common: ParsableArguments {
@@ -142,9 +142,11 @@ struct Idle: AsyncParsableCommand {
         startHeartbeats(loops: loops)
         let t0 = monotonicNanoseconds()
         let shared = joinMessage(topic: topic, postgresTable: nil, accessToken: nil)
-        var counters = try await ramp(loops: loops, count: connections, rate: common.connectRate, inflight: common.inflight, deadline: deadline, sources: sources) { i, loop, source in
-            openPhoenix(loops: loops, loopIndex: loop, source: source, target: target,
-                        join: spread ? joinMessage(topic: "\(topic)-\(i)", postgresTable: nil, accessToken: nil) : shared)
+        var counters = try await ramp(loops: loops, count: connections, rate: common.connectRate, inflight: common.inflight, deadline: deadline, sources: sources) {
+            i, loop, source in
+            openPhoenix(
+                loops: loops, loopIndex: loop, source: source, target: target,
+                join: spread ? joinMessage(topic: "\(topic)-\(i)", postgresTable: nil, accessToken: nil) : shared)
         }
         let rampSeconds = Double(monotonicNanoseconds() - t0) / 1e9
         warn("idle: \(describe(counters)) after \(fixed(1, rampSeconds)) s; holding \(hold) s")
@@ -188,7 +190,8 @@ struct Broadcast: AsyncParsableCommand {
         let target = Target(host: host, port: port, path: path, marker: Array("\"mbt\":".utf8), clock: .monotonicNanoseconds)
         startHeartbeats(loops: loops)
         let join = joinMessage(topic: topic, postgresTable: nil, accessToken: nil)
-        var counters = try await ramp(loops: loops, count: subscribers, rate: common.connectRate, inflight: common.inflight, deadline: deadline, sources: sources) { _, loop, source in
+        var counters = try await ramp(loops: loops, count: subscribers, rate: common.connectRate, inflight: common.inflight, deadline: deadline, sources: sources) {
+            _, loop, source in
             openPhoenix(loops: loops, loopIndex: loop, source: source, target: target, join: join)
         }
         let subscribed = counters.joined
@@ -218,7 +221,9 @@ struct Broadcast: AsyncParsableCommand {
                     guard let client = holder.value.client else { return }
                     for seq in range {
                         let ref = client.nextRef()
-                        client.sendText(#"{"topic":"realtime:\#(topic)","event":"broadcast","payload":{"type":"broadcast","event":"e","payload":\#(broadcastPayload(seq: seq, pad: pad))},"ref":"\#(ref)"}"#)
+                        client.sendText(
+                            #"{"topic":"realtime:\#(topic)","event":"broadcast","payload":{"type":"broadcast","event":"e","payload":\#(broadcastPayload(seq: seq, pad: pad))},"ref":"\#(ref)"}"#
+                        )
                     }
                 }
             }
@@ -313,9 +318,11 @@ struct Changes: AsyncParsableCommand {
         let (loops, sources, deadline) = try prepare(common, connections: subscribers)
         let target = Target(host: host, port: port, path: path, marker: Array("\"\(column)\":".utf8), clock: .realtimeMicroseconds)
         startHeartbeats(loops: loops)
-        let counters0 = try await ramp(loops: loops, count: subscribers, rate: common.connectRate, inflight: common.inflight, deadline: deadline, sources: sources) { i, loop, source in
-            openPhoenix(loops: loops, loopIndex: loop, source: source, target: target,
-                        join: joinMessage(topic: topic, postgresTable: table, accessToken: list[i % list.count]))
+        let counters0 = try await ramp(loops: loops, count: subscribers, rate: common.connectRate, inflight: common.inflight, deadline: deadline, sources: sources) {
+            i, loop, source in
+            openPhoenix(
+                loops: loops, loopIndex: loop, source: source, target: target,
+                join: joinMessage(topic: topic, postgresTable: table, accessToken: list[i % list.count]))
         }
         reportError(counters0)
         say("READY joined=\(counters0.joined) failed=\(counters0.failed)")
@@ -356,7 +363,8 @@ struct RedisFanout: AsyncParsableCommand {
         let marker = Array("\"mbt\":".utf8)
         let channelName = channel
         let port = redisPort
-        var counters = try await ramp(loops: loops, count: subscribers, rate: common.connectRate, inflight: common.inflight, deadline: deadline, sources: sources) { _, loop, source in
+        var counters = try await ramp(loops: loops, count: subscribers, rate: common.connectRate, inflight: common.inflight, deadline: deadline, sources: sources) {
+            _, loop, source in
             openRedisSubscriber(loops: loops, loopIndex: loop, source: source, port: port, channel: channelName, marker: marker)
         }
         let subscribed = counters.joined
@@ -402,7 +410,8 @@ struct PgListen: AsyncParsableCommand {
     func run() async throws {
         let (loops, _, deadline) = try prepare(common, connections: listeners)
         let (socket, user, database, channel) = (self.socket, self.user, self.database, self.channel)
-        let counters0 = try await ramp(loops: loops, count: listeners, rate: common.connectRate, inflight: min(common.inflight, 50), deadline: deadline, sources: nil) { _, loop, _ in
+        let counters0 = try await ramp(loops: loops, count: listeners, rate: common.connectRate, inflight: min(common.inflight, 50), deadline: deadline, sources: nil) {
+            _, loop, _ in
             openPostgresListener(loops: loops, loopIndex: loop, socketPath: socket, user: user, database: database, channel: channel)
         }
         reportError(counters0)
@@ -432,7 +441,9 @@ struct SelfTest: AsyncParsableCommand {
 
         let idle = try Idle.parse(["--url", url, "--connections", String(connections), "--hold", "1", "--seconds", "60", "--server-pid", String(pid), "--spread"])
         try await idle.run()
-        let broadcast = try Broadcast.parse(["--url", url, "--subscribers", String(subscribers), "--messages", String(messages), "--rate", "100", "--seconds", "60", "--drain", "2"])
+        let broadcast = try Broadcast.parse([
+            "--url", url, "--subscribers", String(subscribers), "--messages", String(messages), "--rate", "100", "--seconds", "60", "--drain", "2",
+        ])
         try await broadcast.run()
         try await server.close()
         try await serverGroup.shutdownGracefully()

@@ -29,7 +29,8 @@ struct Target: Sendable {
 func joinMessage(topic: String, postgresTable: String?, accessToken: String?) -> String {
     let changes = postgresTable.map { #"[{"event":"*","schema":"public","table":"\#($0)"}]"# } ?? "[]"
     let token = accessToken.map { #","access_token":"\#($0)""# } ?? ""
-    return #"{"topic":"realtime:\#(topic)","event":"phx_join","payload":{"config":{"broadcast":{"ack":false,"self":false},"presence":{"enabled":false},"postgres_changes":\#(changes)}\#(token)},"ref":"1","join_ref":"1"}"#
+    return
+        #"{"topic":"realtime:\#(topic)","event":"phx_join","payload":{"config":{"broadcast":{"ack":false,"self":false},"presence":{"enabled":false},"postgres_changes":\#(changes)}\#(token)},"ref":"1","join_ref":"1"}"#
 }
 
 private let phxReply = Array("\"phx_reply\"".utf8)

@@ -1,12 +1,13 @@
+import NIOCore
+import NIOPosix
+
 // Clocks, the latency histogram, per-event-loop counters, source addresses and the
 // fd limit: what every mode of bench-realtime shares.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
-import NIOCore
-import NIOPosix
 
 /// CLOCK_MONOTONIC in nanoseconds: system-wide, so a timestamp written by one process
 /// can be compared with the clock of another on the same machine.
