@@ -13,18 +13,22 @@ struct ChangeDelivery: Sendable {
     let hub: ChannelHub
     let pool: PostgresPool
     let visibility: VisibilityCheck
+    let filters = FilterCache()
 
-    /// Parsed filters by text (a filter is parsed once per join, and again here only on a miss).
-    private static let filters = Mutex<[String: ChangeFilter]>([:])
+    /// Parsed filters by text: parsed once when a channel joins, then found here per change.
+    final class FilterCache: Sendable {
+        private let parsed = Mutex<[String: ChangeFilter]>([:])
 
-    static func filter(_ text: String) throws -> ChangeFilter {
-        if let hit = filters.withLock({ $0[text] }) { return hit }
-        let parsed = try ChangeFilter(parsing: text)
-        filters.withLock { cache in
-            if cache.count > 10_000 { cache.removeAll() }
-            cache[text] = parsed
+        /// The filter for `text`, parsed on a miss (throws its parse error).
+        func filter(_ text: String) throws -> ChangeFilter {
+            if let hit = parsed.withLock({ $0[text] }) { return hit }
+            let filter = try ChangeFilter(parsing: text)
+            parsed.withLock { cache in
+                if cache.count > 10_000 { cache.removeAll() }
+                cache[text] = filter
+            }
+            return filter
         }
-        return parsed
     }
 
     private struct Target: Hashable {
@@ -60,7 +64,7 @@ struct ChangeDelivery: Sendable {
                 let matched = candidates.filter { subscription in
                     guard subscription.event == "*" || subscription.event == change.type.rawValue else { return false }
                     guard let text = subscription.filter else { return true }
-                    return (try? Self.filter(text).matches(change)) ?? false
+                    return (try? filters.filter(text).matches(change)) ?? false
                 }
                 matches.append(matched)
                 for subscription in matched { audiences.insert(Self.audience(subscription.caller)) }

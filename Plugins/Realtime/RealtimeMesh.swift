@@ -53,6 +53,13 @@ final class RealtimeMesh: Sendable {
     private let connected = Mutex(false)
     private let timer = Mutex<Task<Void, Never>?>(nil)
     private let log: @Sendable (String) -> Void
+    /// Messages waiting to be published, in order, by one sender task; bounded so a slow
+    /// Redis cannot grow the kernel (the oldest are dropped first, counted in `dropped`).
+    private let outbox: AsyncStream<(portal: String, message: MeshMessage)>.Continuation
+    private let sender: Task<Void, Never>
+    /// Messages dropped because the outbox was full.
+    let dropped = Mutex(0)
+    static let outboxLimit = 10_000
 
     /// What the mesh calls on a portal's instance.
     struct PortalLink: Sendable {
@@ -65,7 +72,17 @@ final class RealtimeMesh: Sendable {
     init(url: String, node: String, log: @escaping @Sendable (String) -> Void) throws {
         self.node = node
         self.log = log
-        client = try RedisClient(url: url)
+        let client = try RedisClient(url: url)
+        self.client = client
+        let (queued, outbox) = AsyncStream<(portal: String, message: MeshMessage)>.makeStream(bufferingPolicy: .bufferingNewest(Self.outboxLimit))
+        self.outbox = outbox
+        sender = Task {
+            let encoder = JSONEncoder()
+            for await (portal, message) in queued {
+                guard let payload = try? encoder.encode(message) else { continue }
+                _ = try? await client.publish(channel: Self.channel(portal: portal), payload: Array(payload))
+            }
+        }
         let subscriber = try RedisSubscriber(
             url: url, name: "meltybase-realtime",
             onMessage: { [weak self] channel, payload in self?.received(channel: channel, payload: payload) },
@@ -111,9 +128,9 @@ final class RealtimeMesh: Sendable {
         publish(portal: portal, MeshMessage(node: node, kind: .probe))
     }
 
-    /// Publishes without waiting (broadcasts and presence from message handlers).
+    /// Publishes without waiting (broadcasts and presence from message handlers), in order.
     func publish(portal: String, _ message: MeshMessage) {
-        Task { try? await self.send(portal: portal, message) }
+        if case .dropped = outbox.yield((portal, message)) { dropped.withLock { $0 += 1 } }
     }
 
     /// Publishes and waits until Redis took it (row changes: the slot is acknowledged after).
@@ -124,6 +141,8 @@ final class RealtimeMesh: Sendable {
 
     /// Stops the heartbeat and the subscriber.
     func close() {
+        outbox.finish()
+        sender.cancel()
         timer.withLock { $0 }?.cancel()
         subscriber.withLock { subscriber in
             defer { subscriber = nil }

@@ -54,7 +54,7 @@ extension RealtimePlugin {
     func changeBindingProblem(_ binding: JoinRequest.ChangeBinding) -> String? {
         guard let filter = binding.filter, !filter.isEmpty else { return nil }
         do {
-            _ = try ChangeDelivery.filter(filter)
+            _ = try delivery.filters.filter(filter)
             return nil
         } catch {
             return "filter \"\(filter.prefix(200))\": \(error)"
