@@ -133,12 +133,16 @@ public final class PostgresEventLoop: Sendable {
 
     /// Stops the thread; every waiting task gets an error.
     public func shutdown() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Readiness, any Error>] in
-            guard !state.stopped else { return [] }
+        let waiters = state.withLock { state -> [CheckedContinuation<Readiness, any Error>]? in
+            guard !state.stopped else { return nil }
             state.stopped = true
             defer { state.waiters.removeAll() }
             return Array(state.waiters.values)
         }
+        // A second call must not write: the thread closes the eventfd once it stopped, and its
+        // number may by then belong to a Postgres socket (8 bytes "1" there end that session
+        // with "invalid frontend message type 1").
+        guard let waiters else { return }
         var one: UInt64 = 1
         _ = Glibc.write(wakeDescriptor, &one, 8)
         for waiter in waiters { waiter.resume(throwing: PostgresError.connectionClosed("the Postgres event loop is shut down")) }
