@@ -103,7 +103,18 @@ public enum PluginExport {
 final class InstanceBox: Sendable {
     let plugin: any PortalPlugin
     let portal: Portal
-    private let sockets = Mutex<[UInt64: (continuation: AsyncStream<WebSocketMessage>.Continuation, pending: Int)]>([:])
+    /// A connection's messages waiting for `webSocketReceived`, and whether a task is handing
+    /// them over. An idle connection holds no task: one starts when a message arrives and
+    /// ends when the queue is empty (tens of thousands of idle sockets cost no task each).
+    private struct SocketQueue {
+        var pending: [WebSocketMessage] = []
+        var head = 0
+        var draining = false
+        /// The connection closed: what is queued is still handed over, then the entry goes.
+        var closed = false
+        var count: Int { pending.count - head }
+    }
+    private let sockets = Mutex<[UInt64: SocketQueue]>([:])
     /// Messages a connection may have waiting for `webSocketReceived`: a client that sends
     /// faster than the plugin handles would otherwise grow the process without limit. Past it
     /// the connection is closed with 1008.
@@ -139,39 +150,72 @@ final class InstanceBox: Sendable {
         return Unmanaged<InstanceBox>.fromOpaque(UnsafeRawPointer(pointer)).takeUnretainedValue()
     }
 
-    /// Starts the ordered delivery task of one connection.
+    /// Registers a connection (its messages are handed over in order, one at a time).
     func openSocket(_ id: UInt64) {
-        let (stream, continuation) = AsyncStream<WebSocketMessage>.makeStream()
-        sockets.withLock { $0[id] = (continuation, 0) }
-        let plugin = self.plugin
-        let socket = WebSocketConnection(id: id)
-        Task {
-            for await message in stream {
-                await plugin.webSocketReceived(message, on: socket)
-                self.sockets.withLock { if $0[id] != nil { $0[id]?.pending -= 1 } }
-            }
-        }
+        sockets.withLock { $0[id] = SocketQueue() }
     }
 
     func deliver(_ id: UInt64, _ message: WebSocketMessage) {
-        let continuation = sockets.withLock { sockets -> AsyncStream<WebSocketMessage>.Continuation? in
-            guard let entry = sockets[id] else { return nil }
-            if entry.pending >= Self.maxPendingMessages { return nil }
-            sockets[id]?.pending += 1
-            return entry.continuation
+        enum Outcome { case gone, overflow, queued, start }
+        let outcome = sockets.withLock { sockets -> Outcome in
+            guard var queue = sockets[id], !queue.closed else { return .gone }
+            if queue.count >= Self.maxPendingMessages { return .overflow }
+            queue.pending.append(message)
+            let start = !queue.draining
+            queue.draining = true
+            sockets[id] = queue
+            return start ? .start : .queued
         }
-        guard let continuation else {
-            if sockets.withLock({ $0[id] != nil }) {
-                WebSocketConnection(id: id).close(
-                    code: 1008, reason: "too many messages waiting: the server handles at most \(Self.maxPendingMessages) queued messages per connection")
+        switch outcome {
+        case .gone, .queued: return
+        case .overflow:
+            WebSocketConnection(id: id).close(
+                code: 1008, reason: "too many messages waiting: the server handles at most \(Self.maxPendingMessages) queued messages per connection")
+        case .start:
+            let plugin = self.plugin
+            Task {
+                let socket = WebSocketConnection(id: id)
+                while let next = self.nextMessage(id) {
+                    await plugin.webSocketReceived(next, on: socket)
+                }
             }
-            return
         }
-        continuation.yield(message)
+    }
+
+    /// The connection's next waiting message; nil (and the drain ends) when none is left.
+    private func nextMessage(_ id: UInt64) -> WebSocketMessage? {
+        sockets.withLock { sockets in
+            guard var queue = sockets[id] else { return nil }
+            guard queue.count > 0 else {
+                if queue.closed {
+                    sockets.removeValue(forKey: id)
+                    return nil
+                }
+                queue.draining = false
+                queue.pending.removeAll()
+                queue.head = 0
+                sockets[id] = queue
+                return nil
+            }
+            let message = queue.pending[queue.head]
+            queue.head += 1
+            if queue.head > 64 && queue.head * 2 > queue.pending.count {
+                queue.pending.removeFirst(queue.head)
+                queue.head = 0
+            }
+            sockets[id] = queue
+            return message
+        }
     }
 
     func closeSocket(_ id: UInt64, code: UInt16) {
-        sockets.withLock { $0.removeValue(forKey: id) }?.continuation.finish()
+        sockets.withLock { sockets in
+            if sockets[id]?.draining == true {
+                sockets[id]?.closed = true
+            } else {
+                sockets.removeValue(forKey: id)
+            }
+        }
         let plugin = self.plugin
         Task { await plugin.webSocketClosed(WebSocketConnection(id: id), code: code) }
     }

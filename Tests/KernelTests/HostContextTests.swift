@@ -34,9 +34,8 @@ struct HostContextTests {
         #expect(answer.status == 201)
         #expect(first.pending.count == 0)
 
-        let (inFirst, firstQueue) = first.webSockets.open()
-        let (inSecond, secondQueue) = second.webSockets.open()
-        defer { withExtendedLifetime((firstQueue, secondQueue)) {} }
+        let inFirst = first.webSockets.open()
+        let inSecond = second.webSockets.open()
         #expect(inFirst != inSecond)
         let sent = [UInt8]("hi".utf8).withUnsafeBufferPointer { first.table.pointer.pointee.ws_send(inSecond, 1, mb_plugin_bytes(data: $0.baseAddress, len: $0.count)) }
         #expect(sent == MB_OK)

@@ -170,7 +170,20 @@ struct PortalRouteHandler: Sendable {
         let descriptor = instance.plugin.descriptor.pointee
         let channel = context.requestContext.channel
         let hub = plugins.context.webSockets
-        let (connection, queue) = hub.open(abort: { channel.close(promise: nil) })
+        let connection = hub.open(abort: { channel.close(promise: nil) }) { frame in
+            do {
+                switch frame {
+                case .text(let buffer): try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
+                case .binary(let buffer): try await outbound.write(.binary(buffer))
+                case .close(let code, let reason):
+                    try await outbound.close(.init(codeNumber: Int(code)), reason: reason)
+                    return false
+                }
+                return true
+            } catch {
+                return false
+            }
+        }
         defer { hub.remove(connection) }
         let certificate = await clientCertificateSubject(context.requestContext)
         let credential: [UInt8]
@@ -195,43 +208,24 @@ struct PortalRouteHandler: Sendable {
         }
         let onMessage = PluginDescriptorLayout.has(\.ws_message, in: instance.plugin.descriptor) ? descriptor.ws_message : nil
         var closeCode: UInt16 = 1000
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await frame in queue {
-                    defer { hub.written(connection, size: frame.size) }
-                    do {
-                        switch frame {
-                        case .text(let buffer): try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
-                        case .binary(let buffer): try await outbound.write(.binary(buffer))
-                        case .close(let code, let reason):
-                            try await outbound.close(.init(codeNumber: Int(code)), reason: reason)
-                            return
-                        }
-                    } catch {
-                        return
+        do {
+            for try await frame in inbound.messages(maxSize: bodyLimit) {
+                switch frame {
+                case .text(let text):
+                    var copy = text
+                    copy.withUTF8 { onMessage?(instance.pointer, connection, 1, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
+                case .binary(let buffer):
+                    buffer.withUnsafeReadableBytes { raw in
+                        onMessage?(
+                            instance.pointer, connection, 0,
+                            mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
                     }
                 }
             }
-            do {
-                for try await frame in inbound.messages(maxSize: bodyLimit) {
-                    switch frame {
-                    case .text(let text):
-                        var copy = text
-                        copy.withUTF8 { onMessage?(instance.pointer, connection, 1, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
-                    case .binary(let buffer):
-                        buffer.withUnsafeReadableBytes { raw in
-                            onMessage?(
-                                instance.pointer, connection, 0,
-                                mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
-                        }
-                    }
-                }
-            } catch {
-                closeCode = 1002
-            }
-            hub.remove(connection)
-            group.cancelAll()
+        } catch {
+            closeCode = 1002
         }
+        hub.remove(connection)
         if PluginDescriptorLayout.has(\.ws_close, in: instance.plugin.descriptor) { descriptor.ws_close?(instance.pointer, connection, closeCode) }
     }
 
