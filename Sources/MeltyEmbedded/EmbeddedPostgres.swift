@@ -79,6 +79,9 @@ public final class EmbeddedPostgres: Sendable {
             binDirectory + "/postgres", "-D", clusterDirectory, "-k", socketDirectory, "-p", "5432",
             "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
             "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
+            // A replication slot nobody reads (a portal whose Realtime is off) may hold back at
+            // most this much WAL; past it the server invalidates the slot instead of filling the disk.
+            "-c", "max_slot_wal_keep_size=2GB",
         ]
         let (executable, arguments) = command(serverArguments)
         let process = SupervisedProcess(name: "embedded Postgres", executable: executable, arguments: arguments, logFile: logFile, logger: logger)

@@ -199,6 +199,12 @@ public final class ChangeFeed: Sendable {
         }
         try Task.checkCancellation()
         setPhase(.leading)
+        // A slot that fell further behind than max_slot_wal_keep_size (the portal's Realtime
+        // was off a long time) was invalidated by the server and can never stream again:
+        // the changes it missed are gone either way, so start over with a new one.
+        if try await lock.query("SELECT wal_status FROM pg_replication_slots WHERE slot_name = $1", [slot]).scalar == "lost" {
+            try await Self.dropSlot(slot, conninfo: conninfo, loop: loop)
+        }
         if try await lock.query("SELECT 1 FROM pg_replication_slots WHERE slot_name = $1", [slot]).rows.isEmpty {
             do {
                 try await LogicalReplicationStream.createSlot(slot, conninfo: conninfo, loop: loop)
