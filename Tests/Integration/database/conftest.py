@@ -38,15 +38,7 @@ def _start_kernel(extra_toml: str = "") -> dbkit.Kernel:
 
 
 def _stop_kernel(kernel: dbkit.Kernel) -> list[str]:
-    code = kernel.stop()
-    failures = []
-    if code not in (0, -15):
-        failures.append(f"meltybase exited with {code}; log {kernel.log_path}:\n{kernel.log_tail()}")
-    if "Fatal error:" in kernel.log_text():
-        failures.append(f"the kernel log shows a crash; log {kernel.log_path}:\n{kernel.log_tail()}")
-    if not failures:
-        kernel.cleanup()
-    return failures
+    return dbkit.stop_and_check(kernel)
 
 
 @pytest.fixture(scope="session")

@@ -344,3 +344,17 @@ class Kernel:
         if os.environ.get("KEEP_TMP"):
             return
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def stop_and_check(kernel: Kernel) -> list[str]:
+    """Stops `kernel`; the failures to report (a bad exit code, a crash in its log). A clean
+    kernel's folder is removed."""
+    code = kernel.stop()
+    failures = []
+    if code not in (0, -15):
+        failures.append(f"meltybase exited with {code}; log {kernel.log_path}:\n{kernel.log_tail()}")
+    if "Fatal error:" in kernel.log_text():
+        failures.append(f"the kernel log shows a crash; log {kernel.log_path}:\n{kernel.log_tail()}")
+    if not failures:
+        kernel.cleanup()
+    return failures

@@ -5,12 +5,28 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
 import pytest
 import websockets
 
 import dbkit
+
+PASSWORD = "correct-Horse-7-battery"
+
+
+class User:
+    """A user of `portal` signed up and signed in through supabase-py: id and access token."""
+
+    def __init__(self, portal, tag: str):
+        self.email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+        client = portal.client(portal.anon)
+        client.auth.sign_up({"email": self.email, "password": PASSWORD})
+        session = client.auth.sign_in_with_password({"email": self.email, "password": PASSWORD}).session
+        self.id = session.user.id
+        self.token = session.access_token
+
 
 REALTIME_TOML = """
 [plugins.realtime]
@@ -26,15 +42,7 @@ def start_kernel(extra_toml: str = "") -> dbkit.Kernel:
 
 
 def stop_kernel(kernel: dbkit.Kernel) -> list[str]:
-    code = kernel.stop()
-    failures = []
-    if code not in (0, -15):
-        failures.append(f"meltybase exited with {code}; log {kernel.log_path}:\n{kernel.log_tail()}")
-    if "Fatal error:" in kernel.log_text():
-        failures.append(f"the kernel log shows a crash; log {kernel.log_path}:\n{kernel.log_tail()}")
-    if not failures:
-        kernel.cleanup()
-    return failures
+    return dbkit.stop_and_check(kernel)
 
 
 

@@ -9,8 +9,7 @@ import uuid
 import pytest
 
 import rtkit
-
-PASSWORD = "correct-Horse-7-battery"
+from rtkit import User
 
 # What a Supabase app's migration says, unchanged.
 MIGRATION = """
@@ -34,16 +33,6 @@ alter publication supabase_realtime add table todos;
 create table announcements (id bigserial primary key, body text, level int);
 alter publication supabase_realtime add table announcements;
 """
-
-
-class User:
-    def __init__(self, portal, tag: str):
-        self.email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
-        client = portal.client(portal.anon)
-        client.auth.sign_up({"email": self.email, "password": PASSWORD})
-        session = client.auth.sign_in_with_password({"email": self.email, "password": PASSWORD}).session
-        self.id = session.user.id
-        self.token = session.access_token
 
 
 @pytest.fixture(scope="module")

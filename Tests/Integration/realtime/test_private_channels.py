@@ -11,8 +11,7 @@ import uuid
 import pytest
 
 import rtkit
-
-PASSWORD = "correct-Horse-7-battery"
+from rtkit import User
 
 POLICIES = """
 create table if not exists rooms_members (room text not null, user_id uuid not null, primary key (room, user_id));
@@ -22,16 +21,6 @@ create policy members_read on realtime.messages for select to authenticated
 create policy members_write on realtime.messages for insert to authenticated
   with check (exists (select 1 from rooms_members m where m.room = realtime.topic() and m.user_id = auth.uid()));
 """
-
-
-class User:
-    def __init__(self, portal, tag: str):
-        self.email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
-        client = portal.client(portal.anon)
-        client.auth.sign_up({"email": self.email, "password": PASSWORD})
-        session = client.auth.sign_in_with_password({"email": self.email, "password": PASSWORD}).session
-        self.id = session.user.id
-        self.token = session.access_token
 
 
 @pytest.fixture(scope="module")

@@ -138,7 +138,7 @@ public final class VisibilityCheck: Sendable {
             for audience in distinct {
                 guard let roleAccess = access[audience.role], !roleAccess.columns.isEmpty else { continue }
                 let filtered = !roleAccess.bypassesRowLevelSecurity && info.rowLevelSecurity
-                var visibility = result[audience]!
+                var visibility = result[audience, default: .none]
                 visibility.columns = roleAccess.columns
                 visibility.oldRecordKeyOnly = filtered
                 if filtered {
@@ -164,10 +164,10 @@ public final class VisibilityCheck: Sendable {
             let visibleKeys = try await reselectKeys(keys, table: table, info: info, audiences: reselect, on: connection)
             for audience in reselect {
                 let visible = visibleKeys[audience] ?? []
-                result[audience]!.changes += rowIndices.filter { keyOf[$0].map(visible.contains) ?? false }
+                result[audience, default: .none].changes += rowIndices.filter { keyOf[$0].map(visible.contains) ?? false }
             }
         }
-        for audience in distinct { result[audience]!.changes.sort() }
+        for audience in distinct { result[audience, default: .none].changes.sort() }
         return result
     }
 
