@@ -19,6 +19,8 @@ let package = Package(
         .library(name: "VaultPlugin", type: .dynamic, targets: ["VaultPlugin"]),
         /// Realtime: Supabase Realtime's protocol (broadcast, presence, Postgres changes under RLS).
         .library(name: "RealtimePlugin", type: .dynamic, targets: ["RealtimePlugin"]),
+        /// Edge: Deno functions per portal in warm, limited worker processes.
+        .library(name: "EdgePlugin", type: .dynamic, targets: ["EdgePlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -76,6 +78,12 @@ let package = Package(
             dependencies: ["MeltyPostgres", "MeltyRedis", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             path: "Sources/MeltyEmbedded"
         ),
+        /// Child processes for the kernel and plugins: posix_spawn with exactly the named
+        /// descriptors, a given environment, its own process group; pipes, waiting, limits.
+        .target(
+            name: "MeltyProcess",
+            path: "Sources/MeltyProcess"
+        ),
         /// JSON shared by the kernel, the CLI and plugins: the canonical writer (the audit
         /// chain's hashed text and the license payload), the string escaper, and `JSONValue`.
         .target(name: "MeltyJSON", path: "Sources/MeltyJSON"),
@@ -117,7 +125,7 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "MeltyPluginABI", "MeltyABIBytes", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "CSodium",
+                "MeltyPluginABI", "MeltyABIBytes", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "MeltyProcess", "CSodium",
                 "MeltyJSON", "MeltyTOTP", "MeltyPasswords", "MeltyQR", "MeltyEd25519", "MeltyLicense",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -201,6 +209,30 @@ let package = Package(
             // The Realtime page of the Studio (ABI 1.5 studio_directory: MeltyBase_RealtimePlugin.resources/Studio).
             resources: [.copy("Studio")]
         ),
+        /// Edge's Deno worker processes: the frame protocol, a pool per function version, and
+        /// the CPU, memory, wall-clock, size and concurrency limits.
+        .target(
+            name: "EdgeWorkers",
+            dependencies: ["MeltyPostgres", "MeltyJSON", "MeltyProcess"],
+            path: "Plugins/Edge/Workers"
+        ),
+        /// Edge's functions: bundles and their manifests, deploy checks, the function store.
+        .target(
+            name: "EdgeCore",
+            dependencies: ["EdgeWorkers", "MeltyPostgres", "MeltyJSON", "MeltyProcess"],
+            path: "Plugins/Edge/Core"
+        ),
+        .target(
+            name: "EdgePlugin",
+            dependencies: [
+                "MeltyPluginSDK", "EdgeCore", "EdgeWorkers", "MeltyPostgres", "MeltyJSON", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            path: "Plugins/Edge",
+            exclude: ["Core", "Workers"],
+            // The Deno runner of every worker and the Edge page of the Studio
+            // (MeltyBase_EdgePlugin.resources/Runtime and .../Studio).
+            resources: [.copy("Runtime"), .copy("Studio")]
+        ),
         /// The bare swift-nio HTTP/1 peer of Benchmarks/gateway.sh (canned response, no framework).
         .executableTarget(
             name: "bench-nio-peer",
@@ -242,6 +274,18 @@ let package = Package(
             name: "RealtimePluginTests",
             dependencies: ["RealtimeCore", "MeltyTestServices", "MeltyPostgres", "MeltyJSON"],
             path: "Tests/RealtimePluginTests"
+        ),
+        /// Edge's workers, pools and limits against real Deno.
+        .testTarget(
+            name: "EdgeWorkersTests",
+            dependencies: ["EdgeWorkers", "MeltyTestServices", "MeltyPostgres", "MeltyJSON"],
+            path: "Tests/EdgeWorkersTests"
+        ),
+        /// Edge's bundles, deploy checks and store against real Deno and Postgres.
+        .testTarget(
+            name: "EdgeCoreTests",
+            dependencies: ["EdgeCore", "MeltyTestServices", "MeltyPostgres", "MeltyJSON"],
+            path: "Tests/EdgeCoreTests"
         ),
         /// One real Postgres and Redis for the whole test process (the kernel's embedded-mode code).
         .target(

@@ -218,6 +218,10 @@ public final class DatabasePlugin: PortalPlugin {
         switch credential.kind {
         case .none:
             return .success(RequestRole(role: "anon", claimsJSON: "{\"role\":\"anon\"}"))
+        case .plugin:
+            // Never on a request (the kernel does not issue it); a service call gets no role.
+            return .failure(
+                RestResponse(RestError.response(status: 401, code: "PGRST301", message: "a plugin's own credential opens no database role")))
         case .invalid:
             let expired = credential.reason?.contains("expired") == true
             return .failure(

@@ -11,6 +11,7 @@ import MeltyPluginSDK
 /// | portal `anon` / `authenticated` | 403 `service_role_required` | 403 | 403 |
 /// | none | 401 `credential_required` | 401 | 401 |
 /// | invalid (bad signature, expired, another portal's key) | 401 `invalid_credential` | 401 | 401 |
+/// | another plugin's own work (`vault.v1` only, kind `plugin`) | yes | 403 | yes, audited as `plugin:<name>` with its grant |
 struct CallerAccess {
     /// What the route needs.
     enum Need { case metadata, write, value }
@@ -47,6 +48,18 @@ struct CallerAccess {
                             hint: "step up with POST /v1/admin/mfa/challenge")))
             }
             return .success(CallerAccess(actor: actor))
+        case .plugin:
+            // Plugins share the kernel's process, so this is trust by contract, not proof: a
+            // plugin reading for its own work (Edge starting a worker of a function whose
+            // deployer listed the secret) is audited under its name and grant; it never writes.
+            guard need != .write else {
+                return .failure(
+                    RefusalResponse(
+                        .error(
+                            status: 403, code: "service_role_required", message: "plugins may read secrets through vault.v1 but not change them",
+                            hint: "change secrets with the portal's service_role key or as an admin")))
+            }
+            return .success(CallerAccess(actor: "\(credential.subject ?? "plugin:unknown") (\(credential.reason ?? "no grant given"))"))
         case .invalid:
             return .failure(
                 RefusalResponse(

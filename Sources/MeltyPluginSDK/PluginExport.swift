@@ -56,7 +56,8 @@ public enum PluginExport {
                 studio_pages: PluginExtrasBridge.pageList(type.studio?.pages ?? []),
                 cli_commands: PluginExtrasBridge.commandList(type.commands),
                 cli_run: type.commands.isEmpty ? nil : sdkCLIRun,
-                health: type.healthCheck == nil ? nil : sdkHealth))
+                health: type.healthCheck == nil ? nil : sdkHealth,
+                streaming_route_prefixes: extraPrefixList(description.streamingRoutePrefixes)))
         // The entry runs once per dlopen before any other call; a racing second call keeps the first.
         let kept = state.withLock { state -> HostPointer<UnsafeMutablePointer<mb_plugin_descriptor>> in
             if let existing = state.descriptor { return existing }
@@ -286,10 +287,15 @@ private func copyRequest(_ request: UnsafePointer<mb_host_request>) -> PluginReq
 
 private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_token, _ request: UnsafePointer<mb_host_request>?) {
     guard let box = InstanceBox.from(instance), let request, let host = PluginExport.host else { return }
-    let copied = copyRequest(request)
-    let task = Task {
+    var copied = copyRequest(request)
+    if streamedBody(request) { copied.bodyStream = RequestBodyStream(host: host, token: token) }
+    let task = Task { [copied] in
         defer { box.untrack(token) }
         let response = await box.plugin.handle(copied)
+        if let produce = response.streamedBody {
+            await StreamedResponseWriter.run(host: host, token: token, status: response.status, headers: response.headers, produce: produce)
+            return
+        }
         let names = response.headers.map { Array($0.name.utf8) }
         let values = response.headers.map { Array($0.value.utf8) }
         withPluginHeaders(names, values) { headers, count in
@@ -299,6 +305,13 @@ private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_to
         }
     }
     box.track(token, task)
+}
+
+/// Whether the request's body is streamed (ABI 1.7 `body_streamed`).
+private func streamedBody(_ request: UnsafePointer<mb_host_request>) -> Bool {
+    let size = request.pointee.struct_size
+    guard let offset = MemoryLayout<mb_host_request>.offset(of: \mb_host_request.body_streamed), offset + 4 <= size else { return false }
+    return request.pointee.body_streamed != 0
 }
 
 private func sdkCancelRequest(_ instance: OpaquePointer?, _ token: mb_request_token) {

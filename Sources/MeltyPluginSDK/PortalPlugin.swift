@@ -88,13 +88,18 @@ public struct PluginDescription: Sendable {
     public var routePrefix: String
     /// Further prefixes the plugin serves (e.g. `["auth", "sql"]`); requests say which matched.
     public var extraRoutePrefixes: [String]
+    /// Prefixes whose requests stream (ABI 1.7): their bodies arrive through
+    /// ``PluginRequest/bodyStream`` and answers may stream (``PluginResponse/streaming(status:headers:_:)``).
+    /// The kernel's request timeout does not apply to them: the plugin bounds their time.
+    public var streamingRoutePrefixes: [String]
 
     /// A plugin called `name` at `version`, serving `/p/<portal>/<routePrefix>/...` and the `extraRoutePrefixes`.
-    public init(name: String, version: String, routePrefix: String, extraRoutePrefixes: [String] = []) {
+    public init(name: String, version: String, routePrefix: String, extraRoutePrefixes: [String] = [], streamingRoutePrefixes: [String] = []) {
         self.name = name
         self.version = version
         self.routePrefix = routePrefix
         self.extraRoutePrefixes = extraRoutePrefixes
+        self.streamingRoutePrefixes = streamingRoutePrefixes
     }
 }
 
@@ -157,6 +162,8 @@ public struct PluginRequest: Sendable {
     public var routePrefix: String = ""
     /// The caller's token as the kernel verified it.
     public var credential: PluginCredential = PluginCredential(json: [])
+    /// On a streaming prefix (ABI 1.7) the body, read chunk by chunk; `body` is then empty.
+    public var bodyStream: RequestBodyStream?
 
     /// First value of the header `name` (case-insensitive).
     public func header(_ name: String) -> String? {
@@ -189,6 +196,11 @@ public struct PluginCredential: Sendable {
         case admin
         /// A token that does not verify here (expired, another portal's, malformed): see `reason`.
         case invalid
+        /// Not from a request: a plugin calling a service for work of its own with no caller
+        /// behind it (``PluginCredential/plugin(_:grant:)``); `subject` is `plugin:<name>`,
+        /// `reason` the grant that allows it. The kernel does not vouch for it: services
+        /// decide what it may do and audit it under that name.
+        case plugin
     }
 
     /// The kind of credential.
@@ -229,6 +241,14 @@ public struct PluginCredential: Sendable {
             recent[json] = credential
         }
         return credential
+    }
+
+    /// A credential for a service call a plugin makes for its own work, with no request
+    /// behind it (an Edge worker reading the secrets its function was deployed with): kind
+    /// `plugin`, subject `plugin:<name>`, and `grant` saying on whose decision (audited).
+    public static func plugin(_ name: String, grant: String) -> PluginCredential {
+        let object: [String: JSONValue] = ["kind": "plugin", "subject": .string("plugin:\(name)"), "reason": .string(grant)]
+        return PluginCredential(json: (try? JSONValue.serialize(object)) ?? [])
     }
 
     /// Parses the kernel's credential JSON (`{kind, role, subject, aal, reason, claims}`);
@@ -314,12 +334,26 @@ public struct PluginResponse: Sendable {
     public var headers: [(name: String, value: String)]
     /// Body bytes.
     public var body: [UInt8]
+    /// Writes the body in chunks instead of `body` (ABI 1.7, streaming prefixes only).
+    public var streamedBody: (@Sendable (ResponseBodyWriter) async throws -> Void)?
 
     /// A response with raw bytes.
     public init(status: Int = 200, headers: [(name: String, value: String)] = [], body: [UInt8] = []) {
         self.status = status
         self.headers = headers
         self.body = body
+    }
+
+    /// A response whose body `produce` writes chunk by chunk, each sent to the client as it
+    /// comes (on a streaming prefix; elsewhere, or on a host older than ABI 1.7, the chunks
+    /// are gathered and sent whole). A thrown error ends the body early: the client sees a
+    /// truncated response.
+    public static func streaming(
+        status: Int = 200, headers: [(name: String, value: String)] = [], _ produce: @escaping @Sendable (ResponseBodyWriter) async throws -> Void
+    ) -> PluginResponse {
+        var response = PluginResponse(status: status, headers: headers)
+        response.streamedBody = produce
+        return response
     }
 
     /// A `text/plain` response.

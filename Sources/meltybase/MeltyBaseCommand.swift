@@ -13,7 +13,8 @@ struct MeltyBase: AsyncParsableCommand {
             Plugins add commands: `meltybase <plugin> <command> [args]` (`meltybase <plugin> --help` lists them).
             """,
         subcommands: [
-            ServeCommand.self, PluginsCommand.self, PortalCommand.self, MigrateCommand.self, SetupCommand.self, LicenseCommand.self, AuditCommand.self, CertsCommand.self,
+            ServeCommand.self, PluginsCommand.self, PortalCommand.self, MigrateCommand.self, FunctionsCommand.self, SetupCommand.self, LicenseCommand.self, AuditCommand.self,
+            CertsCommand.self,
             DoctorCommand.self,
         ]
     )

@@ -47,6 +47,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (16, []),
         5: (16, []),
         6: (16, []),
+        7: (16, []),
     },
     "mb_plugin_bytes": {
         0: (16, [
@@ -59,6 +60,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (16, []),
         5: (16, []),
         6: (16, []),
+        7: (16, []),
     },
     "mb_host_error_buffer": {
         0: (16, [
@@ -71,6 +73,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (16, []),
         5: (16, []),
         6: (16, []),
+        7: (16, []),
     },
     "mb_host_header": {
         0: (32, [
@@ -83,6 +86,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (32, []),
         5: (32, []),
         6: (32, []),
+        7: (32, []),
     },
     "mb_plugin_header": {
         0: (32, [
@@ -95,6 +99,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (32, []),
         5: (32, []),
         6: (32, []),
+        7: (32, []),
     },
     "mb_host_request": {
         0: (152, [
@@ -119,6 +124,9 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (184, []),
         5: (184, []),
         6: (184, []),
+        7: (192, [
+            ("body_streamed", 184, 4, "int32_t"),
+        ]),
     },
     "mb_plugin_http_request": {
         0: (80, [
@@ -136,6 +144,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (80, []),
         5: (80, []),
         6: (80, []),
+        7: (80, []),
     },
     "mb_host_http_response": {
         0: (64, [
@@ -153,6 +162,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (64, []),
         5: (64, []),
         6: (64, []),
+        7: (64, []),
     },
     "mb_service_binding": {
         0: (24, [
@@ -166,6 +176,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (24, []),
         5: (24, []),
         6: (24, []),
+        7: (24, []),
     },
     "mb_json_service": {
         0: (16, [
@@ -178,6 +189,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (16, []),
         5: (16, []),
         6: (16, []),
+        7: (16, []),
     },
     "mb_host_api": {
         0: (104, [
@@ -213,6 +225,12 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("portal_token_verify", 144, 8, "mb_status (*)(const mb_host_portal *, mb_host_bytes, mb_credential_completion, void *, mb_host_error_buffer)"),
             ("redis_url", 152, 8, "const char *(*)(const mb_host_plugin *)"),
         ]),
+        7: (192, [
+            ("request_body_read", 160, 8, "mb_status (*)(mb_request_token, mb_body_chunk_completion, void *)"),
+            ("respond_start", 168, 8, "mb_status (*)(mb_request_token, uint16_t, const mb_plugin_header *, size_t)"),
+            ("respond_write", 176, 8, "mb_status (*)(mb_request_token, mb_plugin_bytes, mb_status_completion, void *)"),
+            ("respond_end", 184, 8, "mb_status (*)(mb_request_token, int32_t)"),
+        ]),
     },
     "mb_host_instance_context": {
         0: (48, [
@@ -227,6 +245,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         4: (48, []),
         5: (48, []),
         6: (48, []),
+        7: (48, []),
     },
     "mb_plugin_descriptor": {
         0: (112, [
@@ -262,6 +281,9 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("health", 160, 8, "mb_status (*)(mb_bytes_sink, void *, mb_host_error_buffer)"),
         ]),
         6: (168, []),
+        7: (176, [
+            ("streaming_route_prefixes", 168, 8, "const char *const *"),
+        ]),
     },
     "mb_studio_page": {
         5: (32, [
@@ -271,6 +293,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("module", 24, 8, "const char *"),
         ]),
         6: (32, []),
+        7: (32, []),
     },
     "mb_cli_command": {
         5: (32, [
@@ -280,6 +303,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("help", 24, 8, "const char *"),
         ]),
         6: (32, []),
+        7: (32, []),
     },
     "mb_host_cli_context": {
         5: (56, [
@@ -291,6 +315,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("write_err", 48, 8, "void (*)(const struct mb_host_cli_context *, mb_plugin_bytes)"),
         ]),
         6: (56, []),
+        7: (56, []),
     },
 }
 
@@ -306,6 +331,7 @@ TYPEDEFS: dict[str, tuple[int, str]] = {
     "mb_bytes_sink": (2, "void (*)(void *, mb_host_bytes)"),
     "mb_status_completion": (4, "void (*)(void *, mb_status, mb_host_bytes)"),
     "mb_credential_completion": (6, "void (*)(void *, mb_status, mb_host_bytes)"),
+    "mb_body_chunk_completion": (7, "void (*)(void *, mb_status, mb_host_bytes)"),
 }
 
 ENUMS: dict[str, dict[str, int]] = {

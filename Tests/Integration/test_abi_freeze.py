@@ -18,7 +18,7 @@ INCLUDE = ROOT / "Sources" / "MeltyPluginABI" / "include"
 HEADER = INCLUDE / "meltybase_plugin.h"
 
 # The commits whose header was each minor version's last, for the history check.
-SHIPPED = {0: "5341c54", 1: "2b8e95e", 2: "2a18c71", 3: "626a83a", 4: "d1ee4ce", 5: "df6a1ad"}
+SHIPPED = {0: "5341c54", 1: "2b8e95e", 2: "2a18c71", 3: "626a83a", 4: "d1ee4ce", 5: "df6a1ad", 6: "8f7b02b"}
 
 
 def test_the_header_matches_the_frozen_layout():
@@ -70,9 +70,9 @@ BROKEN = {
         "    mb_host_bytes body;\n    mb_host_bytes fragment;\n    /** Portal name",
         "offset of mb_host_request.portal_name (ABI 1.0): expected 88, found 104"),
     "a field appended without a table for its version": (
-        "    mb_status (*health)(mb_bytes_sink sink, void *sink_context, mb_host_error_buffer error);\n} mb_plugin_descriptor;",
-        "    mb_status (*health)(mb_bytes_sink sink, void *sink_context, mb_host_error_buffer error);\n    void (*unfrozen)(void);\n} mb_plugin_descriptor;",
-        "sizeof(mb_plugin_descriptor): expected 168, found 176"),
+        "    const char *const *streaming_route_prefixes;\n} mb_plugin_descriptor;",
+        "    const char *const *streaming_route_prefixes;\n    void (*unfrozen)(void);\n} mb_plugin_descriptor;",
+        "sizeof(mb_plugin_descriptor): expected 176, found 184"),
     "a field widened": (
         "    uint16_t http_status;", "    uint32_t http_status;",
         "size of mb_host_http_response.http_status (ABI 1.0): expected 2, found 4"),

@@ -137,6 +137,11 @@ final class DirectRoutes: Sendable {
                 } catch {
                     return nil
                 }
+                // Streaming prefixes (ABI 1.7) read their bodies as they come: the router's path.
+                if resolved.instance.plugin.streamingPrefixes.contains(resolved.prefix) {
+                    resolved.instance.release()
+                    return nil
+                }
                 if let bucket = resolved.rateLimit {
                     let name = resolved.instance.portal.name
                     guard let decision = rateLimiter.takeWithoutWaiting(key: "portal:" + name, bucket: bucket) else {

@@ -102,6 +102,9 @@ struct PortalRouteHandler: Sendable {
     /// Handles one HTTP request through the plugin.
     func handle(_ request: Request, context: KernelRequestContext) async throws -> Response {
         let target = try resolve(request)
+        if target.instance.plugin.streamingPrefixes.contains(target.prefix) {
+            return try await handleStreamed(request, context: context, target: target)
+        }
         defer { target.instance.release() }
         try await limitPortal(target)
         let body: ByteBuffer
@@ -139,6 +142,92 @@ struct PortalRouteHandler: Sendable {
         }
         return Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
     }
+
+    /// Handles a request on a streaming prefix (ABI 1.7): the plugin pulls the body with
+    /// `request_body_read` and may answer with `respond_start`/`respond_write`/`respond_end`,
+    /// whose chunks go to the client as they come. The instance stays in use until the
+    /// response body ends.
+    private func handleStreamed(_ request: Request, context: KernelRequestContext, target: Target) async throws -> Response {
+        let instance = target.instance
+        var handedOver = false
+        defer { if !handedOver { instance.release() } }
+        try await limitPortal(target)
+        let certificate = await clientCertificateSubject(context)
+        let credential = try await credentials.credentialJSON(
+            for: request.headers, portal: instance.portal.name, clientCertificatePresented: !certificate.isEmpty)
+        let fields = HostRequestFields(
+            request: request, subpath: target.subpath, prefix: target.prefix, portal: instance.portal.name,
+            requestID: context.requestID, remote: context.clientAddress, certificate: certificate,
+            credential: credential, body: ByteBuffer(), bodyStreamed: true)
+        let channel = context.channel
+        let streams = plugins.context.streams
+        let abandonment: ((UInt64) -> PendingRequests.Abandonment)? =
+            instance.acceptsCancellation
+            ? { token in PendingRequests.Abandonment(channel: channel, cancel: { instance.cancelRequest(token) }) } : nil
+        var dispatched: UInt64 = 0
+        let body = request.body
+        let limit = bodyLimit
+        let response = await plugins.context.pending.run(
+            plugin: instance.plugin.name, timeout: Self.streamedTimeout, abandonment: abandonment
+        ) { token in
+            dispatched = token
+            streams.register(StreamedExchange(token: token, body: body, bodyLimit: limit))
+            fields.withHostRequest { hostRequest in
+                instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
+            }
+        }
+        let token = dispatched
+        var headers = HTTPFields()
+        for (name, value) in response.headers {
+            if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
+        }
+        guard let events = response.stream else {
+            streams.remove(token)
+            return Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
+        }
+        handedOver = true
+        let cancel = instance.acceptsCancellation
+        return Response(
+            status: .init(code: response.status), headers: headers,
+            body: ResponseBody { writer in
+                defer {
+                    streams.remove(token)
+                    instance.release()
+                }
+                var failure: (any Error)?
+                for await event in events {
+                    if failure != nil {
+                        if case .chunk(_, let written) = event { written?(MB_ERR_UNAVAILABLE) }
+                        continue
+                    }
+                    switch event {
+                    case .chunk(let buffer, let written):
+                        do {
+                            try await writer.write(buffer)
+                            written?(MB_OK)
+                        } catch {
+                            written?(MB_ERR_UNAVAILABLE)
+                            failure = error
+                            // The client is gone: later writes fail, and the plugin stops.
+                            streams.exchange(token)?.close()
+                            if cancel { instance.cancelRequest(token) }
+                        }
+                    case .end:
+                        try await writer.finish(nil)
+                        return
+                    case .abort:
+                        failure = StreamedResponseAborted(plugin: instance.plugin.name)
+                    }
+                }
+                if let failure { throw failure }
+                // Ended without respond_end (the kernel stops): what was sent is all there is.
+                throw StreamedResponseAborted(plugin: instance.plugin.name)
+            })
+    }
+
+    /// How long a streaming request may wait for its answer to start; the plugin bounds its
+    /// own time (ABI 1.7: request_timeout_seconds does not apply).
+    static let streamedTimeout: Double = 3600
 
     /// Runs an upgraded connection on `/p/<portal>/<prefix>/...`: checks the portal, the
     /// plugin and the rate limits (a refusal closes the connection with 1008, or 1013 when
@@ -262,14 +351,17 @@ struct HostRequestFields {
     let certificate: String
     let prefix: String
     let credential: [UInt8]
+    /// The body is read through `request_body_read` (ABI 1.7), not in `body`.
+    var bodyStreamed = false
 
     init(
         request: Request, subpath: String, prefix: String, portal: String, requestID: String, remote: String, certificate: String,
-        credential: [UInt8], body: ByteBuffer
+        credential: [UInt8], body: ByteBuffer, bodyStreamed: Bool = false
     ) {
         self.init(
             method: request.method, query: request.uri.query ?? "", headers: request.headers, subpath: subpath, prefix: prefix,
             portal: portal, requestID: requestID, remote: remote, certificate: certificate, credential: credential, body: body)
+        self.bodyStreamed = bodyStreamed
     }
 
     init(
@@ -326,7 +418,8 @@ struct HostRequestFields {
                                                         body: mb_host_bytes(data: rawBody.baseAddress?.assumingMemoryBound(to: UInt8.self), len: rawBody.count),
                                                         portal_name: bytes(portal), request_id: bytes(requestID), remote_address: bytes(remote),
                                                         client_certificate_subject: bytes(certificate),
-                                                        route_prefix: bytes(prefix), credential_json: bytes(credential))
+                                                        route_prefix: bytes(prefix), credential_json: bytes(credential),
+                                                        body_streamed: bodyStreamed ? 1 : 0)
                                                     return call(&request)
                                                 }
                                             }
@@ -363,4 +456,11 @@ struct HostRequestFields {
             }
         }
     }
+}
+
+/// A streamed response the plugin aborted (or left unfinished): the connection closes
+/// without completing the body.
+struct StreamedResponseAborted: Error, CustomStringConvertible {
+    let plugin: String
+    var description: String { "plugin \"\(plugin)\" aborted its streamed response" }
 }

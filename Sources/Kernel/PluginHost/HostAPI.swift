@@ -71,7 +71,11 @@ func hostFunctionTable() -> mb_host_api {
         secret_open: hostSecretOpen,
         audit_async: hostAuditAsync,
         portal_token_verify: hostPortalTokenVerify,
-        redis_url: hostRedisURL
+        redis_url: hostRedisURL,
+        request_body_read: hostRequestBodyRead,
+        respond_start: hostRespondStart,
+        respond_write: hostRespondWrite,
+        respond_end: hostRespondEnd
     )
 }
 
@@ -524,4 +528,66 @@ func withHostHeaders<R>(_ namesAndValues: [[UInt8]], _ body: (UnsafePointer<mb_h
         }
         return headers.withUnsafeBufferPointer { body($0.baseAddress, $0.count) }
     }
+}
+
+/// The streamed exchange of `token`, or the status for a token without one: MB_ERR_UNSUPPORTED
+/// when the request is in progress but not on a streaming prefix, else MB_ERR_NOT_FOUND.
+private func streamedExchange(_ token: mb_request_token) -> (StreamedExchange?, mb_status) {
+    guard let owner = HostContext.owner(of: token) else { return (nil, MB_ERR_NOT_FOUND) }
+    if let exchange = owner.streams.exchange(token) { return (exchange, MB_OK) }
+    return (nil, owner.pending.plugin(of: token) == nil ? MB_ERR_NOT_FOUND : MB_ERR_UNSUPPORTED)
+}
+
+private func hostRequestBodyRead(_ token: mb_request_token, _ completion: mb_body_chunk_completion?, _ context: UnsafeMutableRawPointer?) -> mb_status {
+    guard let completion else { return MB_ERR_INVALID_ARGUMENT }
+    let (found, status) = streamedExchange(token)
+    guard let exchange = found else { return status }
+    let plugin = SharedPointer(context)
+    return exchange.read { status, bytes in
+        bytes.withUnsafeBufferPointer { buffer in
+            completion(plugin.pointer, status, mb_host_bytes(data: buffer.baseAddress, len: buffer.count))
+        }
+    }
+}
+
+private func hostRespondStart(_ token: mb_request_token, _ status: UInt16, _ headers: UnsafePointer<mb_plugin_header>?, _ count: Int) -> mb_status {
+    let (found, lookup) = streamedExchange(token)
+    guard let exchange = found else { return lookup }
+    guard (100...599).contains(status) else { return MB_ERR_INVALID_ARGUMENT }
+    var copied: [(String, String)] = []
+    if let headers {
+        copied.reserveCapacity(count)
+        for index in 0..<count {
+            let header = headers[index]
+            copied.append(
+                (String(pluginBytes: header.name.data, count: header.name.len), String(pluginBytes: header.value.data, count: header.value.len)))
+        }
+    }
+    guard let stream = exchange.start() else { return MB_ERR_INVALID_ARGUMENT }
+    let response = PluginResponse(status: Int(status), headers: copied, body: [], stream: stream)
+    guard HostContext.owner(of: token)?.pending.complete(token, with: response) == true else {
+        _ = exchange.end(aborted: true)
+        return MB_ERR_NOT_FOUND
+    }
+    return MB_OK
+}
+
+private func hostRespondWrite(
+    _ token: mb_request_token, _ chunk: mb_plugin_bytes, _ written: mb_status_completion?, _ context: UnsafeMutableRawPointer?
+) -> mb_status {
+    let (found, lookup) = streamedExchange(token)
+    guard let exchange = found else { return lookup == MB_ERR_UNSUPPORTED ? MB_ERR_INVALID_ARGUMENT : lookup }
+    let buffer = ByteBuffer(bytes: UnsafeRawBufferPointer(start: chunk.data, count: chunk.data == nil ? 0 : chunk.len))
+    guard let written else { return exchange.write(buffer, written: nil) }
+    let callback = SharedPointer(written)
+    let plugin = SharedPointer(context)
+    return exchange.write(buffer) { @Sendable status in
+        callback.pointer(plugin.pointer, status, mb_host_bytes(data: nil, len: 0))
+    }
+}
+
+private func hostRespondEnd(_ token: mb_request_token, _ aborted: Int32) -> mb_status {
+    let (found, lookup) = streamedExchange(token)
+    guard let exchange = found else { return lookup == MB_ERR_UNSUPPORTED ? MB_ERR_NOT_FOUND : lookup }
+    return exchange.end(aborted: aborted != 0)
 }

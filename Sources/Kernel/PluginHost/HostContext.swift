@@ -18,6 +18,8 @@ final class HostContext: Sendable {
     let pending: PendingRequests
     /// Open WebSocket connections.
     let webSockets: WebSocketHub
+    /// Requests on streaming route prefixes (ABI 1.7): bodies read and answers written in chunks.
+    let streams = StreamedExchanges()
     /// Service tables exported by this kernel's plugins.
     let services = ServiceRegistry()
     /// Where plugins' log lines go (tagged per plugin by its handle).

@@ -49,6 +49,7 @@ public final class LoadedPlugin: Sendable {
         self.version = String(cString: value.version)
         self.routePrefix = String(cString: value.route_prefix)
         self.routePrefixes = [routePrefix] + Self.extraPrefixes(of: descriptor)
+        self.streamingPrefixes = Self.streamingPrefixes(of: descriptor, served: routePrefixes)
         self.abiVersion = "\(value.abi_major).\(value.abi_minor)"
         self.buildSignature = String(cString: value.build_signature)
         self.path = path
@@ -78,6 +79,25 @@ public final class LoadedPlugin: Sendable {
     /// Whether the plugin takes `cancel_request` (ABI 1.3, optional).
     public var cancelsRequests: Bool {
         PluginDescriptorLayout.has(\.cancel_request, in: descriptor) && descriptor.pointee.cancel_request != nil
+    }
+
+    /// The route prefixes whose requests stream (ABI 1.7 `streaming_route_prefixes`, only
+    /// those the plugin serves).
+    public let streamingPrefixes: Set<String>
+
+    /// The descriptor's `streaming_route_prefixes` that are among `served`.
+    static func streamingPrefixes(of descriptor: UnsafePointer<mb_plugin_descriptor>, served routePrefixes: [String]) -> Set<String> {
+        guard PluginDescriptorLayout.has(\.streaming_route_prefixes, in: descriptor), var cursor = descriptor.pointee.streaming_route_prefixes else { return [] }
+        var prefixes: Set<String> = []
+        // Bounded so a list missing its NULL terminator cannot run away.
+        var seen = 0
+        while let pointer = cursor.pointee, seen < 16 {
+            let prefix = String(cString: pointer)
+            if routePrefixes.contains(prefix) { prefixes.insert(prefix) }
+            cursor += 1
+            seen += 1
+        }
+        return prefixes
     }
 
     /// Whether the plugin accepts WebSocket connections.

@@ -11,6 +11,8 @@ public struct PluginResponse: Sendable {
     public var headers: [(String, String)]
     /// Response body.
     public var body: [UInt8]
+    /// The body's chunks when the plugin streams it (ABI 1.7 `respond_start`); `body` is then empty.
+    var stream: AsyncStream<StreamedResponseEvent>? = nil
 }
 
 /// One kernel's requests handed to plugins and not yet completed, by token.

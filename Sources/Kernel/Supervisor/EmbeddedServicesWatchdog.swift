@@ -1,4 +1,5 @@
 import Foundation
+import MeltyProcess
 
 /// A small `/bin/sh` process that stops the embedded Postgres and Redis if the supervisor
 /// dies without stopping them (`kill -9`, the OOM killer).
@@ -21,9 +22,13 @@ final class EmbeddedServicesWatchdog: Sendable {
 
     /// Starts the watchdog reading `lifeline` (a read end of the lifeline pipe).
     init(lifeline: CInt, postgresPIDFile: String?, redisPIDFile: String?) throws {
-        pid = try ChildSpawn.spawn(
-            executable: "/bin/sh", arguments: ["-c", Self.script, "meltybase-watchdog", postgresPIDFile ?? "", redisPIDFile ?? ""],
-            environment: ["PATH": "/usr/bin:/bin"], stdin: lifeline)
+        do {
+            pid = try ChildSpawn.spawn(
+                executable: "/bin/sh", arguments: ["-c", Self.script, "meltybase-watchdog", postgresPIDFile ?? "", redisPIDFile ?? ""],
+                environment: ["PATH": "/usr/bin:/bin"], stdin: lifeline)
+        } catch let error as ChildSpawnError {
+            throw SupervisorError(error)
+        }
     }
 
     /// Ends the watchdog (the supervisor stops the services itself).

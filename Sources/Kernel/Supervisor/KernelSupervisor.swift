@@ -1,4 +1,5 @@
 import Foundation
+import MeltyProcess
 import Logging
 import MeltyEmbedded
 import NIOConcurrencyHelpers

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyProcess
 
 /// A failure of `meltybase serve`'s supervisor or of its worker's start, with what to do.
 public enum SupervisorError: Error, CustomStringConvertible {
@@ -23,5 +24,10 @@ public enum SupervisorError: Error, CustomStringConvertible {
         case let .workerCouldNotStart(exit):
             return "the kernel could not start (worker \(exit)) (hint: the error is logged just above)"
         }
+    }
+
+    /// A spawn failure, with the supervisor's hint.
+    init(_ error: ChildSpawnError) {
+        self = .cannotSpawn(executable: error.executable, reason: error.reason)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyProcess
 import Logging
 import MeltyEmbedded
 import NIOConcurrencyHelpers
@@ -149,6 +150,9 @@ final class WorkerSupervisor: Sendable {
             pid = try ChildSpawn.spawn(
                 executable: executable, arguments: arguments, environment: environment,
                 stderr: stderr.write, descriptors: descriptors)
+        } catch let error as ChildSpawnError {
+            close(stderr.read)
+            throw SupervisorError(error)
         } catch {
             close(stderr.read)
             throw error

@@ -50,7 +50,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 6
+#define MB_ABI_MINOR 7
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -205,6 +205,13 @@ typedef struct mb_host_request {
      *        of another portal), malformed; the reason is safe to show to the caller
      *  A key of one portal is never "portal" on another portal. */
     mb_host_bytes credential_json;
+
+    /* ---- ABI 1.7 (check struct_size before reading) ---- */
+
+    /** Nonzero when the body is streamed instead of in `body` (which is then empty): read
+     *  it with host->request_body_read. Only requests on one of the plugin's
+     *  streaming_route_prefixes are streamed; WebSocket opens never are. */
+    int32_t body_streamed;
 } mb_host_request;
 
 /** An outbound HTTP request a plugin asks the host to perform (egress goes through the host). */
@@ -253,6 +260,13 @@ typedef void (*mb_credential_completion)(void *plugin_context, mb_status status,
 
 /** Called once per outbound request, from any host thread. */
 typedef void (*mb_http_completion)(void *plugin_context, const mb_host_http_response *response);
+
+/** Completion of request_body_read: with MB_OK, `chunk` is the next part of the body, or
+ *  empty at its end; otherwise `chunk` is a message saying why the body cannot be read
+ *  (MB_ERR_INVALID_ARGUMENT: larger than the kernel's body_limit_bytes; MB_ERR_UNAVAILABLE:
+ *  the client went away or sent a malformed body). Host-owned, valid only during the call.
+ *  Runs exactly once, on a host thread. */
+typedef void (*mb_body_chunk_completion)(void *plugin_context, mb_status status, mb_host_bytes chunk);
 
 /** What a service lookup yields: the exporter's immortal function table and the exporter's
  *  instance for the caller's portal. By convention each function in a service table takes
@@ -444,6 +458,42 @@ typedef struct mb_host_api {
      *  the process. Any thread. Never NULL. Never blocks (connecting with it does: do that
      *  off handle_request). */
     const char *(*redis_url)(const mb_host_plugin *plugin);
+
+    /* ---- ABI 1.7: streamed bodies (check struct_size before calling) ---- */
+
+    /** Reads the next chunk of a streamed request body (mb_host_request.body_streamed).
+     *  `completion` runs exactly once on a host thread, unless the return value is not
+     *  MB_OK: MB_ERR_NOT_FOUND for an unknown or completed token, MB_ERR_UNSUPPORTED for a
+     *  request whose body is not streamed, MB_ERR_REFUSED while another read of the token is
+     *  pending (one read at a time: the next read asks for more, which is the backpressure).
+     *  Chunks arrive as the client sends them, at most 1 MiB each. The body may still be read
+     *  after respond_start. Any thread. Never blocks. */
+    mb_status (*request_body_read)(mb_request_token token, mb_body_chunk_completion completion, void *plugin_context);
+
+    /** Starts a streamed response to a request on one of the plugin's
+     *  streaming_route_prefixes: status and headers now (copied before returning), the body
+     *  through respond_write, then respond_end. Replaces `respond` for that token. Returns
+     *  MB_ERR_NOT_FOUND for an unknown, timed-out or completed token, MB_ERR_UNSUPPORTED for a
+     *  token of another prefix, MB_ERR_INVALID_ARGUMENT for a status outside 100-599 or a
+     *  second start. Any thread. Never blocks. */
+    mb_status (*respond_start)(mb_request_token token, uint16_t status, const mb_plugin_header *headers,
+                               size_t header_count);
+
+    /** Queues `chunk` (copied before returning) of a started response. `written` runs exactly
+     *  once on a host thread when the chunk was handed to the client's connection (MB_OK) or
+     *  can no longer be (MB_ERR_UNAVAILABLE: the client went away; the host then also calls
+     *  cancel_request), unless the return value is not MB_OK (MB_ERR_NOT_FOUND: unknown or
+     *  ended token; MB_ERR_INVALID_ARGUMENT: not started). Wait for `written` before the next
+     *  write: that is the backpressure. `written` may be NULL (fire and forget). Any thread.
+     *  Never blocks. */
+    mb_status (*respond_write)(mb_request_token token, mb_plugin_bytes chunk, mb_status_completion written,
+                               void *plugin_context);
+
+    /** Ends a started response; the token is completed. `aborted` nonzero ends it as a
+     *  failure instead (the host closes the connection without finishing the body, so the
+     *  client sees a truncated response rather than a short one). Returns MB_ERR_NOT_FOUND
+     *  for an unknown or ended token. Any thread. Never blocks. */
+    mb_status (*respond_end)(mb_request_token token, int32_t aborted);
 } mb_host_api;
 
 /* ------------------------------------------------------------------------------------ */
@@ -634,6 +684,17 @@ typedef struct mb_plugin_descriptor {
      *  waits at most 2 seconds, then reports "failing: health check timed out" and leaves
      *  the call to finish on its own. NULL: health "not reported". */
     mb_status (*health)(mb_bytes_sink sink, void *sink_context, mb_host_error_buffer error);
+
+    /* ---- ABI 1.7 ---- */
+
+    /** Optional. NULL-terminated list of the plugin's route prefixes (route_prefix or
+     *  extra_route_prefixes) whose HTTP requests stream: the body is read with
+     *  host->request_body_read (mb_host_request.body_streamed is set) and the answer may be
+     *  streamed with respond_start, respond_write and respond_end (plain `respond` works too).
+     *  The kernel's body_limit_bytes still bounds the whole body. [kernel]
+     *  request_timeout_seconds does not apply to these requests: the plugin bounds their
+     *  time itself (a client that goes away still cancels them). Immortal. */
+    const char *const *streaming_route_prefixes;
 } mb_plugin_descriptor;
 
 /** Signature of the entry function. */

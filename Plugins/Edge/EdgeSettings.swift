@@ -1,0 +1,85 @@
+import EdgeWorkers
+import Foundation
+import MeltyJSON
+import MeltyPluginSDK
+
+/// `[plugins.edge.config]`: where Deno is, where functions are unpacked, the default limits
+/// of every function and how long logs are kept. Unknown keys and bad values refuse the
+/// plugin with a message naming the key.
+struct EdgeSettings: Sendable {
+    /// The `deno` executable (absolute, found on PATH when configured as a bare name).
+    var denoPath: String
+    /// Where each kernel unpacks function versions and keeps Deno's module cache.
+    var workDirectory: String
+    /// Limits of every function unless its function.json overrides them.
+    var limits: EdgeLimits
+    /// Days a function's log lines are kept.
+    var logRetentionDays: Int
+    /// Newest log lines kept per function, whatever their age.
+    var logKeepPerFunction: Int
+
+    init(config: PluginConfig) throws {
+        try config.refuseUnknownKeys(["deno_path", "work_dir", "limits", "log_retention_days", "log_keep_per_function"], plugin: "edge")
+        let deno = try config.string("deno_path", plugin: "edge") ?? "deno"
+        denoPath = Self.resolve(executable: deno) ?? deno
+        let work = try config.string("work_dir", plugin: "edge") ?? ".meltybase/edge"
+        workDirectory = URL(fileURLWithPath: work, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardized.path
+        switch config["limits"] {
+        case nil:
+            limits = EdgeLimits()
+        case .object(let object)?:
+            do {
+                limits = try EdgeLimits.parse(object)
+            } catch {
+                throw PluginError.invalid("[plugins.edge.config.limits]: \(error.message)")
+            }
+        case let other?:
+            throw PluginError.invalid("[plugins.edge.config] limits must be a table of limits, found \(other.kind)")
+        }
+        logRetentionDays = try config.integer("log_retention_days", in: 1...3650, plugin: "edge") ?? 7
+        logKeepPerFunction = try config.integer("log_keep_per_function", in: 100...10_000_000, plugin: "edge") ?? 10_000
+    }
+
+    /// Whether `denoPath` names an executable file.
+    var denoAvailable: Bool { FileManager.default.isExecutableFile(atPath: denoPath) }
+
+    /// What to tell a user when Deno is missing.
+    var denoMissingHint: String {
+        "Deno was not found at \"\(denoPath)\": run scripts/setup.sh (it installs Deno into .venv with pip), or set [plugins.edge.config] deno_path"
+    }
+
+    /// `name` itself when it contains a "/", else the first executable `name` on PATH.
+    static func resolve(executable name: String) -> String? {
+        if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
+        for folder in path.split(separator: ":") where !folder.isEmpty {
+            let candidate = "\(folder)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        return nil
+    }
+
+    /// The folder of the plugin's shared library (its resources sit beside it): the file
+    /// mapped at the address of a function of this library, from /proc/self/maps.
+    static var libraryDirectory: String {
+        let address = UInt(bitPattern: unsafeBitCast(EdgeSettings.anchor, to: UnsafeRawPointer.self))
+        let maps = (try? String(contentsOfFile: "/proc/self/maps", encoding: .utf8)) ?? ""
+        for line in maps.split(separator: "\n") {
+            // "start-end perms offset dev inode path"
+            let fields = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard fields.count >= 6, let dash = fields[0].firstIndex(of: "-"),
+                let start = UInt(fields[0][..<dash], radix: 16), let end = UInt(fields[0][fields[0].index(after: dash)...], radix: 16),
+                (start..<end).contains(address)
+            else { continue }
+            let path = fields[5...].joined(separator: " ")
+            return URL(fileURLWithPath: path).deletingLastPathComponent().path
+        }
+        return FileManager.default.currentDirectoryPath
+    }
+
+    /// The Deno side of every worker, shipped in the plugin's resources.
+    static var runnerPath: String { libraryDirectory + "/MeltyBase_EdgePlugin.resources/Runtime/runner.js" }
+
+    /// A function of this library, whose address `dladdr` maps to the library's file.
+    private static let anchor: @convention(c) () -> Void = {}
+}

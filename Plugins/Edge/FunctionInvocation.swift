@@ -1,0 +1,134 @@
+import EdgeCore
+import EdgeWorkers
+import Foundation
+import MeltyPluginSDK
+
+/// `ANY /p/<portal>/functions/v1/<name>[/...]`: checks the caller, hands the request to the
+/// function's warm pool with its body streamed in, and streams the response back.
+struct FunctionInvocation {
+    let functions: PortalFunctions
+    let host: PluginHostServices
+
+    /// Answers one invocation.
+    func handle(_ request: PluginRequest) async -> PluginResponse {
+        do {
+            let (name, rest) = try Self.target(of: request.path)
+            let live = try await functions.live(name)
+            try Self.checkCaller(request, verifyJWT: live.manifest.verifyJWT, portal: functions.portal.name)
+            return await invoke(request, name: name, rest: rest, live: live)
+        } catch let refusal as EdgeRouteError {
+            return refusal.response
+        } catch let failure as WorkerStartError {
+            return .error(
+                status: 503, code: "worker_unavailable", message: "the function's workers cannot start: \(failure)",
+                hint: "see its logs (meltybase functions logs) and redeploy a fixed version")
+        } catch {
+            return .error(status: 503, code: "edge_unavailable", message: "the function could not be reached: \(error)")
+        }
+    }
+
+    /// `/v1/<name>[/rest]` → the function's name and the path it sees after its name.
+    static func target(of path: String) throws -> (FunctionName, String) {
+        let parts = path.split(separator: "/", maxSplits: 2, omittingEmptySubsequences: false)
+        // "", "v1", "<name>[/rest]"
+        guard parts.count == 3, parts[1] == "v1", !parts[2].isEmpty else {
+            throw EdgeRouteError(status: 404, code: "route_not_found", message: "functions are invoked at /functions/v1/<name>")
+        }
+        let remainder = parts[2]
+        let slash = remainder.firstIndex(of: "/")
+        let nameText = String(slash.map { remainder[..<$0] } ?? remainder)
+        let rest = slash.map { String(remainder[$0...]) } ?? ""
+        do {
+            return (try FunctionName(nameText), rest)
+        } catch {
+            throw EdgeRouteError(status: 404, code: "function_not_found", message: "\"\(nameText.prefix(80))\" is not a function name: \(error.message)")
+        }
+    }
+
+    /// The `apikey` must be a key of this portal when sent; with `verify_jwt` (the default)
+    /// the caller must present a valid JWT of the portal (any role, as Supabase's gateway) or
+    /// an admin token.
+    static func checkCaller(_ request: PluginRequest, verifyJWT: Bool, portal: String) throws {
+        let credential = request.credential
+        if case .invalid = credential.kind, verifyJWT || request.header("apikey") != nil {
+            throw EdgeRouteError(
+                status: 401, code: "invalid_jwt", message: "the credential was refused: \(credential.reason ?? "it does not verify")",
+                hint: "send a key or user token of portal \"\(portal)\"")
+        }
+        guard verifyJWT else { return }
+        switch credential.kind {
+        case .portal, .admin: return
+        default:
+            throw EdgeRouteError(
+                status: 401, code: "missing_jwt", message: "this function requires a JWT (verify_jwt is on)",
+                hint: "send Authorization: Bearer <anon key or user token>, or deploy it with \"verify_jwt\": false in function.json")
+        }
+    }
+
+    private func invoke(_ request: PluginRequest, name: FunctionName, rest: String, live: PortalFunctions.Live) async -> PluginResponse {
+        functions.runtime.host.count("edge_invocations", portal: functions.portal)
+        let hostHeader = request.header("host").flatMap { $0.isEmpty ? nil : $0 } ?? "localhost"
+        let query = request.query.isEmpty ? "" : "?" + request.query
+        let url = "http://\(hostHeader)/\(name.value)\(rest)\(query)"
+        let hasBody = !["GET", "HEAD"].contains(request.method) && request.header("content-length") != "0"
+        let invocation = InvocationRequest(
+            requestID: request.requestID, method: request.method, url: url,
+            headers: request.headers.map { ($0.name, $0.value) }, hasBody: hasBody)
+        let body = BodyReader(stream: request.bodyStream, whole: request.body)
+        let relay = ResponseRelay()
+        let pool = live.pool
+        let running = Task { () -> InvocationOutcome in
+            let outcome = await pool.invoke(invocation, body: { try await body.next() }, response: relay)
+            relay.finishWithoutHead()
+            return outcome
+        }
+        let head = await withTaskCancellationHandler {
+            await relay.awaitHead()
+        } onCancel: {
+            running.cancel()
+        }
+        guard let (status, headers) = head else {
+            switch await running.value {
+            case .failed(let failure), .aborted(let failure):
+                return PluginResponse(status: failure.status, headers: [("content-type", "application/json")], body: failure.json)
+            case .clientGone:
+                return .error(status: 499, code: "client_closed_request", message: "the client went away")
+            case .completed(let status, _):
+                return .error(status: 502, code: "worker_crashed", message: "the function answered \(status) without a response head")
+            }
+        }
+        let responseHeaders = headers.filter { !Self.hopByHop.contains($0.0.lowercased()) }.map { (name: $0.0, value: $0.1) }
+        return .streaming(status: status, headers: responseHeaders) { writer in
+            try await withTaskCancellationHandler {
+                try await relay.pump(into: writer)
+            } onCancel: {
+                running.cancel()
+            }
+        }
+    }
+
+    /// Headers about the worker's connection, not the client's.
+    static let hopByHop: Set<String> = ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"]
+}
+
+/// The request body as the pool pulls it: the kernel's stream on the streaming prefix.
+final class BodyReader: @unchecked Sendable {  // Sendable: the pool calls next() once at a time (one BODY_PULL after another).
+    private var iterator: RequestBodyStream.AsyncIterator?
+    private var whole: [UInt8]?
+
+    init(stream: RequestBodyStream?, whole: [UInt8]) {
+        iterator = stream?.makeAsyncIterator()
+        self.whole = stream == nil && !whole.isEmpty ? whole : nil
+    }
+
+    /// The next chunk, nil at the end.
+    func next() async throws -> [UInt8]? {
+        if var iterator {
+            let chunk = try await iterator.next()
+            self.iterator = iterator
+            return chunk
+        }
+        defer { whole = nil }
+        return whole
+    }
+}
