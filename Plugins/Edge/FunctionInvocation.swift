@@ -71,6 +71,12 @@ struct FunctionInvocation {
         let query = request.query.isEmpty ? "" : "?" + request.query
         let url = "http://\(hostHeader)/\(name.value)\(rest)\(query)"
         let hasBody = !["GET", "HEAD"].contains(request.method) && request.header("content-length") != "0"
+        // A declared length over the limit is refused before the function runs (one that
+        // streams without a length is counted as the function reads it).
+        if let declared = request.header("content-length").flatMap(Int.init), declared > live.limits.maxRequestBytes {
+            let failure = EdgeFailure.requestTooLarge(name.value, live.limits)
+            return PluginResponse(status: failure.status, headers: [("content-type", "application/json")], body: failure.json)
+        }
         let invocation = InvocationRequest(
             requestID: request.requestID, method: request.method, url: url,
             headers: request.headers.map { ($0.name, $0.value) }, hasBody: hasBody)

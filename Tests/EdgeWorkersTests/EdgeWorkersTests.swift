@@ -14,11 +14,15 @@ struct EdgeWorkersTests {
     let loop = PostgresEventLoop(name: "test-edge-workers")
     static let deno = TestServices.repositoryRoot + "/.venv/bin/deno"
     static let runner = TestServices.repositoryRoot + "/Plugins/Edge/Runtime/runner.js"
-    static let denoDirectory: String = {
-        let path = NSTemporaryDirectory() + "edge-workers-deno-\(getpid())"
-        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    /// This process's scratch folder (function folders, DENO_DIR), removed at exit.
+    static let scratch: String = {
+        let path = scratchPath()
+        try? FileManager.default.createDirectory(atPath: path + "/deno", withIntermediateDirectories: true)
+        atexit { try? FileManager.default.removeItem(atPath: EdgeWorkersTests.scratchPath()) }
         return path
     }()
+    static func scratchPath() -> String { NSTemporaryDirectory() + "edge-workers-tests-\(getpid())" }
+    static var denoDirectory: String { scratch + "/deno" }
 
     /// The test function: one route per behaviour.
     static let handler = """
@@ -58,7 +62,7 @@ struct EdgeWorkersTests {
 
     /// A function folder holding `source` as index.ts.
     static func functionDirectory(_ source: String) throws -> String {
-        let directory = NSTemporaryDirectory() + "edge-fn-" + UUID().uuidString.lowercased()
+        let directory = scratch + "/fn-" + UUID().uuidString.lowercased()
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try source.write(toFile: directory + "/index.ts", atomically: true, encoding: .utf8)
         return directory
@@ -359,6 +363,12 @@ struct EdgeWorkersTests {
         let directory = pool.launch.functionDirectory
         let pids = Self.workerProcesses(of: directory)
         #expect(pids.count == 1)
+        // The RLIMIT_DATA backstop: memory_mb (256) + 1024 MB.
+        for pid in pids {
+            let limits = (try? String(contentsOfFile: "/proc/\(pid)/limits", encoding: .utf8)) ?? ""
+            let line = limits.split(separator: "\n").first { $0.hasPrefix("Max data size") }.map(String.init) ?? ""
+            #expect(line.contains("\((256 + 1024) << 20)"), "\(line)")
+        }
         for pid in pids { kill(pid, SIGKILL) }
         // Whether the request lands before or after the pool noticed, it is served.
         try await Task.sleep(for: .milliseconds(200))
@@ -468,7 +478,7 @@ struct EdgeWorkersTests {
             allowNet: ["api.example.com", "db:5432"], environment: ["B": "2", "A": "1"])
         #expect(
             launch.arguments == [
-                "run", "--no-prompt", "--no-config", "--allow-read=/f", "--allow-net=api.example.com,db:5432", "--allow-env=A,B",
+                "run", "--no-prompt", "--no-config", "--no-remote", "--no-npm", "--allow-read=/f", "--allow-net=api.example.com,db:5432", "--allow-env=A,B",
                 "--v8-flags=--max-old-space-size=256", "/r/runner.js", "/f/index.ts",
             ])
         #expect(launch.processEnvironment == ["A": "1", "B": "2", "DENO_DIR": "/cache", "NO_COLOR": "1", "DENO_NO_UPDATE_CHECK": "1"])

@@ -14,7 +14,7 @@ import requests
 from selenium.webdriver.common.by import By
 
 from instance_setup import post, set_up_instance
-from studio_driver import click, fill, labelled, set_value, text_of, wait_for, wait_heading, wait_text
+from studio_driver import click, fill, labelled, next_totp, set_value, text_of, wait_for, wait_heading, wait_text
 
 ROOT = Path(__file__).resolve().parents[2]
 DENO = os.environ.get("MELTYBASE_DENO") or str(ROOT / ".venv" / "bin" / "deno")
@@ -60,8 +60,10 @@ def kernel(module_kernel_factory):
 
 @pytest.fixture(scope="module")
 def admin(kernel):
-    """The instance's admin (`pair` at aal2) and the portal's keys (`anon`, `service`)."""
-    pair = set_up_instance(kernel, EMAIL, PASSWORD)["pair"]
+    """The instance's admin (`pair` at aal2, TOTP `secret` and the `step` used), and the
+    portal's keys (`anon`, `service`)."""
+    instance = set_up_instance(kernel, EMAIL, PASSWORD)
+    pair = instance["pair"]
     created = post(kernel, "/v1/hub/portals", {"name": PORTAL, "plugins": ["edge"]}, pair["access_token"])
     assert created.status_code in (200, 201), created.text
     body = created.json()
@@ -70,7 +72,7 @@ def admin(kernel):
     deadline = time.monotonic() + 30  # the kernel picks the portal up from its NOTIFY a moment later
     while requests.get(kernel.url + FUNCTIONS, timeout=30).status_code == 404 and time.monotonic() < deadline:
         time.sleep(0.1)
-    return {"pair": pair, **keys}
+    return {"pair": pair, "secret": instance["secret"], "step": instance["step"], **keys}
 
 
 def bearer(token: str | None) -> dict:
@@ -105,6 +107,8 @@ def test_the_admin_api_answers_the_service_role_and_admins_only(kernel, admin):
 
 def sign_in(browser, kernel, pair, path):
     """Puts `pair` in the tab's session (as the login would) and opens /dashboard/<path>."""
+    browser.get(kernel.url + "/dashboard/login")
+    browser.execute_script("sessionStorage.clear()")  # a previous test's session
     browser.get(kernel.url + "/dashboard/login")
     wait_for(browser, lambda d: text_of(d, "h1"), message="a screen")
     browser.execute_script(
@@ -200,6 +204,28 @@ def test_the_edge_page_deploys_calls_logs_refuses_rolls_back_and_deletes(kernel,
     assert not browser.find_elements(By.CSS_SELECTOR, "[data-test=edge-function]")
     gone = requests.post(f"{kernel.url}/p/{PORTAL}/functions/v1/hello", json={}, headers=bearer(token), timeout=30)
     assert gone.status_code == 404, gone.text
+
+
+def test_a_password_only_session_deploys_after_the_second_factor(kernel, admin, browser):
+    """An admin who signed in with the password only (aal1) is asked for the code (the
+    plugin alone would answer 403 aal2_required to a deploy, see above), then deploys."""
+    pair = post(kernel, "/v1/admin/login", {"email": EMAIL, "password": PASSWORD}).json()
+    assert pair["aal"] == "aal1" and pair["mfa_required"] is True, pair
+    sign_in(browser, kernel, pair, f"plugins/edge/functions/{PORTAL}")
+    dialog = wait_for(browser, lambda d: d.find_element(By.CSS_SELECTOR, "dialog.stepup[open]"), message="the step-up dialog")
+    code, admin["step"] = next_totp(admin["secret"], after_step=admin["step"])
+    fill(browser, "Authentication code", code, scope=dialog)
+    click(browser, "Verify", scope=dialog)
+    wait_heading(browser, "Edge functions")
+    assert text_of(browser, "[data-test=aal]") == "AAL2"
+    wait_text(browser, "[data-test=edge-functions]", "No functions yet")
+    fill(browser, "Name", "stepped")
+    click(browser, "Deploy")
+    wait_for(browser, lambda d: text_of(d, "[data-test=edge-functions] tr[data-function=stepped] [data-test=edge-active-version]") == "1",
+             60, "stepped at version 1")
+    wait_text(browser, "[data-test=edge-status]", "stepped version 1 deployed")
+    described = requests.get(f"{kernel.url}{FUNCTIONS}/stepped", headers=bearer(admin["pair"]["access_token"]), timeout=30).json()
+    assert described["versions"][0]["created_by"].startswith("admin"), described
 
 
 def test_the_edge_page_is_readable_at_phone_width(kernel, admin, browser):

@@ -248,7 +248,7 @@ function serveStandIn(optionsOrHandler, maybeHandler) {
   return {
     finished,
     addr: { transport: "tcp", hostname: "127.0.0.1", port: 0 },
-    shutdown: () => finished,
+    shutdown: async () => {}, // The host decides when a worker stops (DRAIN).
     ref() {},
     unref() {},
     [Symbol.asyncDispose]: async () => {},
@@ -304,6 +304,10 @@ function startRequest(id, head) {
 
 /** Next body chunk (null at the end); one BODY_PULL per call. */
 function pullBody(state) {
+  if (requests.get(state.id) !== state) {
+    // Answered or cancelled: the host has forgotten this request and would never answer.
+    return Promise.reject(new Deno.errors.Interrupted("The request is over; its body cannot be read any more"));
+  }
   state.pendingPull = deferred();
   send(Frame.BODY_PULL, state.id);
   return state.pendingPull.promise;
@@ -373,8 +377,9 @@ async function respond(state, head) {
     }
   } catch (error) {
     if (requests.get(state.id) !== state) return;
-    send(Frame.RESPONSE_END, state.id);
+    // The LOG first: at RESPONSE_END the host may close the request's log.
     emitLog("error", `The response body failed after its head was sent: ${describeError(error)}`, state.id);
+    send(Frame.RESPONSE_END, state.id);
     finish(state, error);
     return;
   }

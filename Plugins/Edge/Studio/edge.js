@@ -415,7 +415,7 @@ export default {
         ? error.body.errors : [{ code: error.code, message: error.message, hint: error.hint }];
       replace(problems,
         h('p', {}, h('strong', {}, 'Nothing was deployed'), `: ${list.length === 1 ? 'one problem' : `${list.length} problems`}.`,
-          error.body?.hint ? ` ${error.body.hint}.` : ''),
+          error.body?.hint && !/nothing was deployed/i.test(error.body.hint) ? ` ${error.body.hint[0].toUpperCase()}${error.body.hint.slice(1)}.` : ''),
         h('ul', { 'aria-label': 'Problems' }, list.map((problem) => {
           const where = place(problem);
           const jump = problem.file === 'index.ts' && problem.line

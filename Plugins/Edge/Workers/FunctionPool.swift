@@ -19,9 +19,11 @@ public final class FunctionPool: Sendable {
     private let logSink: @Sendable (FunctionLogLine) -> Void
     private let state = Mutex(State())
 
-    /// The head is held until this much body arrived (or its end), so a response over
-    /// `max_response_bytes` below it is answered as a clean JSON failure.
-    static let headHoldBytes = 65536
+    /// The head is held until the first chunk of body (or its end) arrived: a response whose
+    /// first chunk (the whole body of most responses; the runner sends at most 64 KiB per
+    /// chunk) is over `max_response_bytes` is answered as a clean JSON failure, and a
+    /// streamed response reaches the client from its first chunk on.
+    static let headHoldBytes = 1
     /// The largest BODY frame sent to a worker (a larger chunk is sent over several pulls).
     static let bodyFrameBytes = 256 * 1024
     private static let monitorInterval = Duration.milliseconds(40)
@@ -65,6 +67,7 @@ public final class FunctionPool: Sendable {
     }
 
     /// A pool; no worker starts before ``prewarm()`` or the first ``invoke(_:body:response:)``.
+    /// `logSink` is called on a worker's reader task for every line: it must not block (queue the line).
     public init(name: String, launch: WorkerLaunch, loop: PostgresEventLoop, logSink: @escaping @Sendable (FunctionLogLine) -> Void) {
         self.name = name
         self.launch = launch
@@ -410,9 +413,8 @@ public final class FunctionPool: Sendable {
         }
         switch outcome {
         case .failed(let failure), .aborted(let failure):
-            if [.cpuTimeLimit, .memoryLimit, .wallClockLimit, .workerCrashed].contains(failure.code) {
-                logSink(FunctionLogLine(function: name, requestID: request.requestID, level: "error", message: failure.description))
-            }
+            // Every failure is in the function's log under its request, whatever the client saw.
+            logSink(FunctionLogLine(function: name, requestID: request.requestID, level: "error", message: failure.description))
         case .completed, .clientGone: break
         }
         return outcome
@@ -495,7 +497,7 @@ public final class FunctionPool: Sendable {
                     guard await response.write(chunk) else { return clientGone() }
                     worker.send(WorkerFrame(.credit, id: id))
                 } else {
-                    // Held, not yet written: credited at once so the worker keeps sending up to the hold size.
+                    // Held, not yet written: credited at once.
                     held += chunk
                     worker.send(WorkerFrame(.credit, id: id))
                     if held.count >= Self.headHoldBytes {

@@ -38,7 +38,9 @@ public struct WorkerLaunch: Sendable {
 
     /// `deno`'s arguments (after the executable).
     public var arguments: [String] {
-        var arguments = ["run", "--no-prompt", "--no-config", "--allow-read=\(functionDirectory)"]
+        // --no-remote --no-npm: a dynamic import of https:, npm: or jsr: fails at once instead
+        // of trying the network (deploys refuse static ones).
+        var arguments = ["run", "--no-prompt", "--no-config", "--no-remote", "--no-npm", "--allow-read=\(functionDirectory)"]
         if !allowNet.isEmpty { arguments.append("--allow-net=\(allowNet.joined(separator: ","))") }
         if !environment.isEmpty { arguments.append("--allow-env=\(environment.keys.sorted().joined(separator: ","))") }
         arguments += ["--v8-flags=--max-old-space-size=\(limits.memoryMegabytes)", runnerPath, entryPath]

@@ -36,7 +36,9 @@ RESPONSE_END = 0x15
 ERROR = 0x16
 LOG = 0x17
 
-NAMES = {value: name for name, value in globals().items() if name.isupper() and isinstance(value, int)}
+NAMES = {REQUEST: "REQUEST", BODY: "BODY", BODY_END: "BODY_END", CANCEL: "CANCEL", CREDIT: "CREDIT",
+         DRAIN: "DRAIN", READY: "READY", BODY_PULL: "BODY_PULL", RESPONSE_HEAD: "RESPONSE_HEAD",
+         RESPONSE_BODY: "RESPONSE_BODY", RESPONSE_END: "RESPONSE_END", ERROR: "ERROR", LOG: "LOG"}
 
 HEADER = struct.Struct(">BII")
 MAX_PAYLOAD = 1024 * 1024
@@ -48,10 +50,6 @@ def encode_frame(type: int, id: int, payload: bytes = b"") -> bytes:
     if len(payload) > MAX_PAYLOAD:
         raise ValueError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     return HEADER.pack(type, id, len(payload)) + payload
-
-
-def encode_json(type: int, id: int, value) -> bytes:
-    return encode_frame(type, id, json.dumps(value).encode())
 
 
 @dataclass
@@ -123,8 +121,10 @@ class Worker:
         self.process = subprocess.Popen(self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, env=env, bufsize=0)
         self.frames: queue.Queue[Frame | None] = queue.Queue()
+        self._stderr = bytearray()
         self._write_lock = threading.Lock()
         threading.Thread(target=self._read_frames, daemon=True).start()
+        threading.Thread(target=self._read_stderr, daemon=True).start()
 
     def _read_frames(self):
         reader = FrameReader(self.process.stdout)
@@ -133,6 +133,14 @@ class Worker:
                 self.frames.put(frame)
         finally:
             self.frames.put(None)
+
+    def _read_stderr(self):
+        while chunk := self.process.stderr.read(65536):
+            self._stderr += chunk
+
+    def stderr(self) -> str:
+        """What the worker wrote to stderr so far (read on a thread, so never blocks)."""
+        return self._stderr.decode(errors="replace")
 
     def send(self, type: int, id: int, payload: bytes = b""):
         with self._write_lock:
@@ -150,8 +158,7 @@ class Worker:
         if self.process.poll() is None:
             self.process.kill()
         self.process.wait(timeout=10)
-        for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-            try:
-                stream.close()
-            except OSError:
-                pass
+        try:
+            self.process.stdin.close()
+        except OSError:
+            pass  # a broken pipe: the worker is gone anyway

@@ -1,0 +1,79 @@
+"""Fixtures for the Edge plugin's kernel-level tests.
+
+- `kernel` (session): one `meltybase serve` with the Database, Vault and Edge plugins on the
+  embedded Postgres and Redis (Tests/Integration/database/dbkit.py starts it), Deno from
+  the project's .venv.
+- `new_portal()` / `portal`: fresh portals with those plugins.
+- `deploy(portal, name, files, **manifest)` in edgekit: the admin API's deploy.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "database"))
+
+import dbkit  # noqa: E402
+
+from edgekit import DENO  # noqa: E402
+
+MASTER_KEY = secrets.token_hex(32)
+
+EDGE_TOML = f"""
+[plugins.vault]
+path = "libVaultPlugin.so"
+
+[plugins.vault.config]
+master_key_file = "vault-master.key"
+
+[plugins.edge]
+path = "libEdgePlugin.so"
+
+[plugins.edge.config]
+deno_path = "{DENO}"
+"""
+
+
+def write_master_key(kernel: dbkit.Kernel) -> None:
+    key = kernel.directory / "vault-master.key"
+    key.write_text(MASTER_KEY + "\n")
+    key.chmod(0o600)
+
+
+@pytest.fixture(scope="session")
+def kernel():
+    started = dbkit.Kernel(extra_toml=EDGE_TOML, prepare=write_master_key)
+    yield started
+    failures = dbkit.stop_and_check(started)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.fixture(scope="session")
+def new_portal(kernel):
+    def create(prefix: str = "fn", plugins: str = "database,vault,edge") -> dbkit.Portal:
+        try:
+            return kernel.create_portal(prefix, plugins=plugins)
+        except dbkit.SetupError as error:
+            pytest.fail(f"cannot create a portal: {error}", pytrace=False)
+
+    return create
+
+
+@pytest.fixture(scope="module")
+def portal(new_portal):
+    return new_portal()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "kernel" in item.fixturenames:
+        session_kernel = item.funcargs.get("kernel")
+        if session_kernel is not None:
+            report.sections.append(("kernel log", f"{session_kernel.log_path} (last lines)\n{session_kernel.log_tail(3000)}"))
