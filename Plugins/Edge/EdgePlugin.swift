@@ -58,6 +58,7 @@ public final class EdgePlugin: PortalPlugin {
     public init(portal: Portal, config: PluginConfig) throws {
         guard let runtime = Self.runtime else { throw PluginError.unavailable("edge: the plugin did not start") }
         functions = PortalFunctions(portal: portal, runtime: runtime)
+        runtime.serve(functions)
     }
 
     /// Invocations on `functions`, the admin API on `edge`.
@@ -69,6 +70,7 @@ public final class EdgePlugin: PortalPlugin {
     /// The portal disabled the plugin: its workers stop.
     public func stop() {
         let functions = functions
+        functions.runtime.unserve(functions)
         Task { await functions.stopAll() }
     }
 

@@ -4,6 +4,7 @@ import Foundation
 import MeltyJSON
 import MeltyPluginSDK
 import MeltyPostgres
+import Synchronization
 
 /// What `start` sets up once per process and every portal's instance shares: the settings,
 /// the epoll loop the workers' pipes wait on, the function store in the system database,
@@ -16,6 +17,11 @@ final class EdgeRuntime: Sendable {
     let logs: FunctionLogWriter
     /// The Deno side of every worker.
     let runnerPath: String
+    /// The system database (the store's, and its change notifications').
+    let conninfo: String
+    /// The portals this kernel serves, and the task that hears the store's changes (started
+    /// with the first portal: a command's process has none).
+    private let served = Mutex<(portals: [String: PortalFunctions], listener: Task<Void, Never>?)>(([:], nil))
 
     init(host: PluginHostServices, settings: EdgeSettings, conninfo: String) {
         self.host = host
@@ -24,6 +30,7 @@ final class EdgeRuntime: Sendable {
         store = FunctionStore(conninfo: conninfo, loop: loop)
         logs = FunctionLogWriter(store: store, settings: settings, host: host)
         runnerPath = EdgeSettings.runnerPath
+        self.conninfo = conninfo
     }
 
     /// Where a version is unpacked on this kernel, named by its contents' hash: the deploy
@@ -60,8 +67,58 @@ final class EdgeRuntime: Sendable {
         }
     }
 
-    /// Stops the loop (process shutdown).
+    /// Registers a portal's functions; the first one starts listening to the store.
+    func serve(_ functions: PortalFunctions) {
+        let start = served.withLock { served -> Bool in
+            served.portals[functions.portal.name] = functions
+            return served.listener == nil
+        }
+        guard start else { return }
+        let listener = PostgresListener(conninfo: conninfo, channels: [EdgeSchema.channel], loop: loop)
+        // The runtime lives for the process: the listener holds it until shutdown cancels it.
+        let task = Task { [self] in
+            await listener.run { event in
+                switch event {
+                case .notification(_, let payload): await self.changed(payload)
+                case .listening(afterOutage: true): await self.refreshAll()
+                case .listening, .lost: break
+                }
+            }
+        }
+        served.withLock { $0.listener = task }
+    }
+
+    /// Forgets a portal's functions (the portal disabled the plugin).
+    func unserve(_ functions: PortalFunctions) {
+        served.withLock { served in
+            if served.portals[functions.portal.name] === functions { served.portals[functions.portal.name] = nil }
+        }
+    }
+
+    /// `<portal>/<name>` changed in the store (a deploy, rollback or delete on any kernel or
+    /// command): the portal's functions here follow at once, so a version deployed by
+    /// `meltybase functions deploy` is warm before its first request.
+    private func changed(_ payload: String) async {
+        guard let slash = payload.firstIndex(of: "/") else { return }
+        let portal = String(payload[..<slash])
+        guard let functions = served.withLock({ $0.portals[portal] }), let name = try? FunctionName(String(payload[payload.index(after: slash)...]))
+        else { return }
+        await functions.follow(name)
+    }
+
+    /// After a lost connection: every known function is checked against the store.
+    private func refreshAll() async {
+        for functions in served.withLock({ Array($0.portals.values) }) { await functions.followAll() }
+    }
+
+    /// Process shutdown: stops every worker and writes pending log lines.
     func shutdown() async {
+        let (portals, listener) = served.withLock { served in
+            defer { served = ([:], nil) }
+            return (Array(served.portals.values), served.listener)
+        }
+        listener?.cancel()
+        for functions in portals { await functions.stopAll() }
         await logs.flush()
         loop.shutdown()
     }

@@ -173,6 +173,26 @@ final class PortalFunctions: Sendable {
         return values
     }
 
+    /// Makes this kernel follow the store for `name`: warms its active version, or stops it
+    /// when it was deleted. Failures are logged (the next request retries).
+    func follow(_ name: FunctionName) async {
+        do {
+            guard let record = try await runtime.store.function(portal: portal.name, name: name) else {
+                await forget(name)
+                return
+            }
+            _ = try await activate(name, version: record.activeVersion)
+        } catch {
+            runtime.host.log(.warning, "edge: function \(name) could not be warmed after a change: \(error)", portal: portal)
+        }
+    }
+
+    /// ``follow(_:)`` for every function warm here.
+    func followAll() async {
+        let names = entries.withLock { Array($0.keys) }
+        for name in names { if let name = try? FunctionName(name) { await follow(name) } }
+    }
+
     /// Forgets `name` here (deleted) and stops its pool.
     func forget(_ name: FunctionName) async {
         let removed = entries.withLock { $0.removeValue(forKey: name.value) }

@@ -90,6 +90,11 @@ def new_browser(width: int = 1280, height: int = 800):
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
+    # A failing test that used a session kernel (database/, realtime/, edge/) shows its log's end.
+    if report.failed and "kernel" in item.fixturenames:
+        kernel = item.funcargs.get("kernel")
+        if kernel is not None and hasattr(kernel, "log_tail"):
+            report.sections.append(("kernel log", f"{kernel.log_path} (last lines)\n{kernel.log_tail(3000)}"))
     if report.when == "call" and report.failed:
         driver = item.funcargs.get("browser")
         if driver is not None:

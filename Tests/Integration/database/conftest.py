@@ -51,13 +51,7 @@ def kernel():
 
 @pytest.fixture(scope="session")
 def new_portal(kernel):
-    def create(prefix: str = "db") -> dbkit.Portal:
-        try:
-            return kernel.create_portal(prefix)
-        except dbkit.SetupError as error:
-            pytest.fail(f"cannot create a portal: {error}", pytrace=False)
-
-    return create
+    return dbkit.portal_factory(kernel, "db", "database")
 
 
 @pytest.fixture(scope="module")
@@ -100,13 +94,3 @@ def module_kernel_factory():
     for one in started:
         failures += _stop_kernel(one)
     assert not failures, "\n".join(failures)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and "kernel" in item.fixturenames:
-        session_kernel = item.funcargs.get("kernel")
-        if session_kernel is not None:
-            report.sections.append(("kernel log", f"{session_kernel.log_path} (last lines)\n{session_kernel.log_tail(3000)}"))

@@ -346,6 +346,20 @@ class Kernel:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+def portal_factory(kernel: Kernel, prefix: str, plugins: str = "database"):
+    """What the `new_portal` fixtures return: `create(prefix=..., plugins=...)` makes a fresh
+    portal on `kernel`, failing the test (not erroring it) when the kernel cannot."""
+    import pytest
+
+    def create(prefix: str = prefix, plugins: str = plugins) -> Portal:
+        try:
+            return kernel.create_portal(prefix, plugins=plugins)
+        except SetupError as error:
+            pytest.fail(f"cannot create a portal: {error}", pytrace=False)
+
+    return create
+
+
 def stop_and_check(kernel: Kernel) -> list[str]:
     """Stops `kernel`; the failures to report (a bad exit code, a crash in its log). A clean
     kernel's folder is removed."""

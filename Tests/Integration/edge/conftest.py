@@ -55,25 +55,9 @@ def kernel():
 
 @pytest.fixture(scope="session")
 def new_portal(kernel):
-    def create(prefix: str = "fn", plugins: str = "database,vault,edge") -> dbkit.Portal:
-        try:
-            return kernel.create_portal(prefix, plugins=plugins)
-        except dbkit.SetupError as error:
-            pytest.fail(f"cannot create a portal: {error}", pytrace=False)
-
-    return create
+    return dbkit.portal_factory(kernel, "fn", "database,vault,edge")
 
 
 @pytest.fixture(scope="module")
 def portal(new_portal):
     return new_portal()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and "kernel" in item.fixturenames:
-        session_kernel = item.funcargs.get("kernel")
-        if session_kernel is not None:
-            report.sections.append(("kernel log", f"{session_kernel.log_path} (last lines)\n{session_kernel.log_tail(3000)}"))

@@ -32,25 +32,9 @@ def kernel():
 
 @pytest.fixture(scope="session")
 def new_portal(kernel):
-    def create(prefix: str = "rt") -> dbkit.Portal:
-        try:
-            return kernel.create_portal(prefix, plugins="database,realtime")
-        except dbkit.SetupError as error:
-            pytest.fail(f"cannot create a portal: {error}", pytrace=False)
-
-    return create
+    return dbkit.portal_factory(kernel, "rt", "database,realtime")
 
 
 @pytest.fixture(scope="module")
 def portal(new_portal):
     return new_portal()
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item, call):
-    outcome = yield
-    report = outcome.get_result()
-    if report.failed and "kernel" in item.fixturenames:
-        session_kernel = item.funcargs.get("kernel")
-        if session_kernel is not None:
-            report.sections.append(("kernel log", f"{session_kernel.log_path} (last lines)\n{session_kernel.log_tail(3000)}"))
