@@ -6,6 +6,7 @@ import MeltyPluginABI
 /// sends it. Each read asks the kernel for the next chunk, so a plugin that reads slowly
 /// slows the client down instead of buffering its body.
 public struct RequestBodyStream: AsyncSequence, Sendable {
+    /// One chunk of the body.
     public typealias Element = [UInt8]
 
     let host: PluginHostServices

@@ -89,6 +89,7 @@ public struct EdgeFailure: Error, Sendable, Equatable, CustomStringConvertible {
             hint: "raise wall_clock_seconds in its function.json or answer sooner (a promise that never settles ends here)")
     }
 
+    /// The request body is over `max_request_bytes` (413).
     public static func requestTooLarge(_ function: String, _ limits: EdgeLimits) -> EdgeFailure {
         EdgeFailure(
             .requestTooLarge, message: "the request body is larger than \(limits.maxRequestBytes) bytes, the limit of function \"\(function)\"",

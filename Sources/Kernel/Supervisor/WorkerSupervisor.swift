@@ -1,7 +1,7 @@
 import Foundation
-import MeltyProcess
 import Logging
 import MeltyEmbedded
+import MeltyProcess
 import NIOConcurrencyHelpers
 
 /// Runs the kernel worker process and restarts it at once when it dies.
