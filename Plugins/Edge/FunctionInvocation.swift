@@ -93,7 +93,7 @@ struct FunctionInvocation {
         } onCancel: {
             running.cancel()
         }
-        guard let (status, headers) = head else {
+        guard let (status, headers, whole) = head else {
             switch await running.value {
             case .failed(let failure), .aborted(let failure):
                 return PluginResponse(status: failure.status, headers: [("content-type", "application/json")], body: failure.json)
@@ -104,6 +104,7 @@ struct FunctionInvocation {
             }
         }
         let responseHeaders = headers.filter { !Self.hopByHop.contains($0.0.lowercased()) }.map { (name: $0.0, value: $0.1) }
+        if let whole { return PluginResponse(status: status, headers: responseHeaders, body: whole) }
         return .streaming(status: status, headers: responseHeaders) { writer in
             try await withTaskCancellationHandler {
                 try await relay.pump(into: writer)

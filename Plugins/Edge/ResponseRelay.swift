@@ -14,8 +14,11 @@ final class ResponseRelay: ResponseSink {
         let written: CheckedContinuation<Bool, Never>
     }
 
+    /// What the request's handler answers with: the head, and the body when it came whole.
+    typealias Head = (status: Int, headers: [(String, String)], whole: [UInt8]?)
+
     private struct State {
-        var head: CheckedContinuation<(Int, [(String, String)])?, Never>?
+        var head: CheckedContinuation<Head?, Never>?
         var headSent = false
         var gone = false
     }
@@ -29,7 +32,7 @@ final class ResponseRelay: ResponseSink {
     }
 
     /// Waits for the head; nil when the invocation ended before sending one.
-    func awaitHead() async -> (Int, [(String, String)])? {
+    func awaitHead() async -> Head? {
         await withCheckedContinuation { continuation in
             let ready = state.withLock { state -> Bool in
                 if state.headSent || state.gone { return true }
@@ -42,7 +45,7 @@ final class ResponseRelay: ResponseSink {
 
     /// The invocation is over without a head (it failed, or the client left): releases `awaitHead`.
     func finishWithoutHead() {
-        let waiting = state.withLock { state -> CheckedContinuation<(Int, [(String, String)])?, Never>? in
+        let waiting = state.withLock { state -> CheckedContinuation<Head?, Never>? in
             state.gone = true
             defer { state.head = nil }
             return state.head
@@ -52,12 +55,21 @@ final class ResponseRelay: ResponseSink {
     }
 
     func head(status: Int, headers: [(String, String)]) async {
-        let waiting = state.withLock { state -> CheckedContinuation<(Int, [(String, String)])?, Never>? in
+        resolveHead((status, headers, nil))
+    }
+
+    func whole(status: Int, headers: [(String, String)], body: [UInt8]) async {
+        resolveHead((status, headers, body))
+        chunkInbox.finish()
+    }
+
+    private func resolveHead(_ head: Head) {
+        let waiting = state.withLock { state -> CheckedContinuation<Head?, Never>? in
             state.headSent = true
             defer { state.head = nil }
             return state.head
         }
-        waiting?.resume(returning: (status, headers))
+        waiting?.resume(returning: head)
     }
 
     func write(_ chunk: [UInt8]) async -> Bool {

@@ -70,7 +70,12 @@ function send(type, id, payload = EMPTY) {
     outQueue.push({ frame: encodeFrame(type, id, payload), resolve });
   });
   lastWrite = written;
-  if (!pumping) pump();
+  if (!pumping) {
+    // Written once the code queuing frames yields: frames queued together (a small
+    // response's head, body and end) leave in one write, which the host hands over whole.
+    pumping = true;
+    queueMicrotask(pump);
+  }
   return written;
 }
 
@@ -79,7 +84,6 @@ function sendJSON(type, id, value) {
 }
 
 async function pump() {
-  pumping = true;
   while (outQueue.length > 0) {
     let size = 0;
     let count = 0;
@@ -355,24 +359,70 @@ async function respond(state, head) {
   }
   if (requests.get(state.id) !== state) return void response.body?.cancel().catch(() => {});
 
-  sendJSON(Frame.RESPONSE_HEAD, state.id, { status: response.status, headers: [...response.headers] });
+  const responseHead = { status: response.status, headers: [...response.headers] };
   if (response.body === null || state.method === "HEAD") {
     response.body?.cancel().catch(() => {});
+    sendJSON(Frame.RESPONSE_HEAD, state.id, responseHead);
     send(Frame.RESPONSE_END, state.id);
     finish(state, null);
     return;
   }
+  // A body that is already complete (a string, bytes, a stream already closed) is sent with
+  // its head and end in one go; one still being produced starts streaming at its first chunk
+  // (the look-ahead waits at most one turn of the event loop for the second read).
+  let lookahead = null;
   try {
     state.responseReader = response.body.getReader();
+    const first = await state.responseReader.read();
+    if (requests.get(state.id) !== state) return;
+    if (first.done) {
+      sendJSON(Frame.RESPONSE_HEAD, state.id, responseHead);
+      send(Frame.RESPONSE_END, state.id);
+      finish(state, null);
+      return;
+    }
+    if (!(first.value instanceof Uint8Array)) throw new TypeError("A response body chunk is not a Uint8Array");
+    const second = state.responseReader.read();
+    const settled = await Promise.race([second, nextTurn()]);
+    if (requests.get(state.id) !== state) return;
+    if (settled !== NEXT_TURN && settled.done && first.value.byteLength <= MAX_RESPONSE_CHUNK) {
+      sendJSON(Frame.RESPONSE_HEAD, state.id, responseHead);
+      send(Frame.RESPONSE_BODY, state.id, first.value);
+      send(Frame.RESPONSE_END, state.id);
+      finish(state, null);
+      return;
+    }
+    sendJSON(Frame.RESPONSE_HEAD, state.id, responseHead);
+    lookahead = { first: first.value, second };
+  } catch (error) {
+    if (requests.get(state.id) !== state) return;
+    sendJSON(Frame.ERROR, state.id, {
+      message: truncate(error instanceof Error ? `${error.name}: ${error.message}` : describeError(error)),
+      stack: truncate(error instanceof Error ? error.stack ?? "" : ""),
+    });
+    finish(state, error);
+    return;
+  }
+  try {
     for (;;) {
-      const { value, done } = await state.responseReader.read();
+      let chunk;
+      if (lookahead?.first) {
+        chunk = { value: lookahead.first, done: false };
+        lookahead.first = null;
+      } else if (lookahead?.second) {
+        chunk = await lookahead.second;
+        lookahead = null;
+      } else {
+        chunk = await state.responseReader.read();
+      }
+      const { value, done } = chunk;
       if (requests.get(state.id) !== state) return;
       if (done) break;
       if (!(value instanceof Uint8Array)) throw new TypeError("A response body chunk is not a Uint8Array");
       for (let offset = 0; offset < value.byteLength; offset += MAX_RESPONSE_CHUNK) {
         await creditAvailable(state);
         state.sent += 1;
-        await send(Frame.RESPONSE_BODY, state.id, value.subarray(offset, offset + MAX_RESPONSE_CHUNK));
+        send(Frame.RESPONSE_BODY, state.id, value.subarray(offset, offset + MAX_RESPONSE_CHUNK));
       }
     }
   } catch (error) {
@@ -385,6 +435,12 @@ async function respond(state, head) {
   }
   send(Frame.RESPONSE_END, state.id);
   finish(state, null);
+}
+
+/** Settles on the next turn of the event loop, after every pending microtask. */
+const NEXT_TURN = Symbol("next turn");
+function nextTurn() {
+  return new Promise((resolve) => setTimeout(() => resolve(NEXT_TURN), 0));
 }
 
 /** Resolves when fewer than CREDIT_WINDOW chunks of this request are unacknowledged. */

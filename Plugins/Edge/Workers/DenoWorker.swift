@@ -14,10 +14,15 @@ enum WorkerEvent: Sendable {
     case body([UInt8])
     /// The response is complete.
     case end
+    /// A whole response whose head, body and end arrived together (one read of the
+    /// worker's stdout): handed over as one answer instead of a stream.
+    case complete(status: Int, headers: [(String, String)], body: [UInt8])
     /// The handler threw before its response head.
     case error(message: String, stack: String?)
     /// The request ended without a response: a limit, or the worker died.
     case failed(EdgeFailure)
+    /// The client went away while its body was read.
+    case clientGone
 }
 
 /// One `deno run` of the runner for one function version, spoken to in frames over its stdin
@@ -32,7 +37,10 @@ final class DenoWorker: Sendable {
         let kernelID: String
         let continuation: AsyncStream<WorkerEvent>.Continuation
         let started: ContinuousClock.Instant
-        let cpuAtStart: Int
+        /// The worker's CPU time when the monitor first saw the request (nil until then):
+        /// reading /proc on every request would cost more than the request; the first
+        /// sample comes within one monitor interval, so up to that much CPU goes uncounted.
+        var cpuAtStart: Int?
     }
 
     private enum Phase {
@@ -206,14 +214,13 @@ final class DenoWorker: Sendable {
 
     /// Registers a request and returns its frame id and events; nil when the worker is gone.
     func begin(kernelID: String) -> (id: UInt32, events: AsyncStream<WorkerEvent>)? {
-        let cpu = ProcessUsage.read(pid)?.cpuMilliseconds ?? 0
         let (stream, continuation) = AsyncStream.makeStream(of: WorkerEvent.self)
         let id: UInt32? = state.withLock { state in
             guard state.phase == .ready, state.killReason == nil, state.routes.count < 1_000_000 else { return nil }
             var id = state.nextID
             while id == 0 || state.routes[id] != nil { id &+= 1 }
             state.nextID = id &+ 1
-            state.routes[id] = Route(kernelID: kernelID, continuation: continuation, started: .now, cpuAtStart: cpu)
+            state.routes[id] = Route(kernelID: kernelID, continuation: continuation, started: .now, cpuAtStart: nil)
             return id
         }
         guard let id else {
@@ -229,6 +236,12 @@ final class DenoWorker: Sendable {
         route?.continuation.finish()
     }
 
+    /// The client of a request went away: its invocation sees `.clientGone` (and cancels it).
+    func clientLeft(_ id: UInt32) {
+        let route = state.withLock { $0.routes[id] }
+        route?.continuation.yield(.clientGone)
+    }
+
     /// Ends a request with `failure` (its invocation sees `.failed`) and tells the worker to abort it.
     func fail(_ id: UInt32, _ failure: EdgeFailure) {
         let route = state.withLock { $0.routes[id] }
@@ -237,8 +250,15 @@ final class DenoWorker: Sendable {
     }
 
     /// Requests in flight: kernel id, start, and the worker's CPU time when each started.
-    var inFlight: [(id: UInt32, kernelID: String, started: ContinuousClock.Instant, cpuAtStart: Int)] {
+    var inFlight: [(id: UInt32, kernelID: String, started: ContinuousClock.Instant, cpuAtStart: Int?)] {
         state.withLock { state in state.routes.map { ($0.key, $0.value.kernelID, $0.value.started, $0.value.cpuAtStart) } }
+    }
+
+    /// Gives the requests the monitor sees for the first time their CPU baseline.
+    func recordBaselines(cpuMilliseconds: Int) {
+        state.withLock { state in
+            for id in state.routes.keys where state.routes[id]?.cpuAtStart == nil { state.routes[id]?.cpuAtStart = cpuMilliseconds }
+        }
     }
 
     /// The process's CPU time and memory now.
@@ -369,11 +389,11 @@ final class DenoWorker: Sendable {
             if count > 0 {
                 decoder.append(buffer[0..<count])
                 do {
-                    while let frame = try decoder.next() {
-                        if let problem = handle(frame) {
-                            protocolViolation(problem)
-                            break reading
-                        }
+                    var frames: [WorkerFrame] = []
+                    while let frame = try decoder.next() { frames.append(frame) }
+                    if let problem = handle(frames) {
+                        protocolViolation(problem)
+                        break reading
                     }
                 } catch {
                     protocolViolation(error.description)
@@ -421,6 +441,65 @@ final class DenoWorker: Sendable {
         waiter?.resume()
     }
 
+    /// Routes the frames of one read. A request whose head, body chunks and end are all in
+    /// them (the runner writes a small response in one go) gets one ``WorkerEvent/complete``.
+    private func handle(_ frames: [WorkerFrame]) -> String? {
+        var headSeen: Set<UInt32> = []
+        var interleaved: Set<UInt32> = []
+        var whole: Set<UInt32> = []
+        for frame in frames {
+            switch frame.kind {
+            case .responseHead: headSeen.insert(frame.id)
+            case .responseBody: if !headSeen.contains(frame.id) { interleaved.insert(frame.id) }
+            case .responseEnd: if headSeen.contains(frame.id), !interleaved.contains(frame.id) { whole.insert(frame.id) }
+            case .bodyPull, .error: interleaved.insert(frame.id)
+            default: break
+            }
+        }
+        var collected: [UInt32: (status: Int, headers: [(String, String)], body: [UInt8])] = [:]
+        for frame in frames {
+            guard whole.contains(frame.id) else {
+                if let problem = handle(frame) { return problem }
+                continue
+            }
+            switch frame.kind {
+            case .responseHead:
+                switch Self.head(of: frame) {
+                case .success(let head): collected[frame.id] = (head.status, head.headers, [])
+                case .failure(let problem): return problem.text
+                }
+            case .responseBody:
+                collected[frame.id]?.body.append(contentsOf: frame.payload)
+            case .responseEnd:
+                if let response = collected.removeValue(forKey: frame.id) {
+                    deliver(frame.id, .complete(status: response.status, headers: response.headers, body: response.body))
+                }
+            default:
+                if let problem = handle(frame) { return problem }
+            }
+        }
+        return nil
+    }
+
+    /// A protocol problem, as an error.
+    private struct Problem: Error {
+        let text: String
+    }
+
+    /// The status and headers of a RESPONSE_HEAD frame.
+    private static func head(of frame: WorkerFrame) -> Result<(status: Int, headers: [(String, String)]), Problem> {
+        guard let object = JSONValue.object(json: frame.payload), let status = object["status"]?.intValue, (100...999).contains(status)
+        else { return .failure(Problem(text: "RESPONSE_HEAD without a status")) }
+        var headers: [(String, String)] = []
+        for pair in object["headers"]?.arrayValue ?? [] {
+            guard let pair = pair.arrayValue, pair.count == 2, let name = pair[0].stringValue, let value = pair[1].stringValue else {
+                return .failure(Problem(text: "RESPONSE_HEAD with a header that is not [name, value]"))
+            }
+            headers.append((name, value))
+        }
+        return .success((status, headers))
+    }
+
     /// Routes one frame; returns a problem when the frame breaks the protocol.
     private func handle(_ frame: WorkerFrame) -> String? {
         switch frame.kind {
@@ -441,16 +520,10 @@ final class DenoWorker: Sendable {
         case .bodyPull:
             deliver(frame.id, .bodyPull)
         case .responseHead:
-            guard let object = JSONValue.object(json: frame.payload), let status = object["status"]?.intValue, (100...999).contains(status)
-            else { return "RESPONSE_HEAD without a status" }
-            var headers: [(String, String)] = []
-            for pair in object["headers"]?.arrayValue ?? [] {
-                guard let pair = pair.arrayValue, pair.count == 2, let name = pair[0].stringValue, let value = pair[1].stringValue else {
-                    return "RESPONSE_HEAD with a header that is not [name, value]"
-                }
-                headers.append((name, value))
+            switch Self.head(of: frame) {
+            case .success(let head): deliver(frame.id, .head(status: head.status, headers: head.headers))
+            case .failure(let problem): return problem.text
             }
-            deliver(frame.id, .head(status: status, headers: headers))
         case .responseBody:
             deliver(frame.id, .body(frame.payload))
         case .responseEnd:

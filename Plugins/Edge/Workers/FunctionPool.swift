@@ -363,8 +363,9 @@ public final class FunctionPool: Sendable {
         let requests = worker.inFlight
         guard !requests.isEmpty else { return }
         if let usage = worker.usage {
+            worker.recordBaselines(cpuMilliseconds: usage.cpuMilliseconds)
             // CPU since the oldest request in flight started (a worker serves several at once).
-            let baseline = requests.map(\.cpuAtStart).min() ?? usage.cpuMilliseconds
+            let baseline = requests.compactMap(\.cpuAtStart).min() ?? usage.cpuMilliseconds
             let used = usage.cpuMilliseconds - baseline
             if used > limits.cpuHardMilliseconds {
                 killForBreach(worker, .cpu(name, limits))
@@ -421,7 +422,7 @@ public final class FunctionPool: Sendable {
     }
 
     /// The frames of one request on one worker; nil when the worker was gone before the request was sent.
-    private func exchange(_ request: InvocationRequest, body: RequestBodySource, response: some ResponseSink, on worker: DenoWorker) async -> InvocationOutcome? {
+    private func exchange(_ request: InvocationRequest, body: @escaping RequestBodySource, response: some ResponseSink, on worker: DenoWorker) async -> InvocationOutcome? {
         guard let (id, events) = worker.begin(kernelID: request.requestID) else { return nil }
         defer { worker.finish(id) }
         let head: JSONValue = .object([
@@ -435,9 +436,7 @@ public final class FunctionPool: Sendable {
         }
         worker.send(WorkerFrame(.request, id: id, payload: payload))
 
-        var requestBytes = 0
-        var bodyEnded = !request.hasBody
-        var pending: ArraySlice<UInt8> = []
+        let feeder = BodyFeeder(worker: worker, id: id, body: body, hasBody: request.hasBody, limit: limits.maxRequestBytes, function: name)
         var responseHead: (status: Int, headers: [(String, String)])?
         var headSent = false
         var held: [UInt8] = []
@@ -456,31 +455,12 @@ public final class FunctionPool: Sendable {
         for await event in events {
             switch event {
             case .bodyPull:
-                if pending.isEmpty && !bodyEnded {
-                    var chunk: [UInt8]?
-                    do {
-                        repeat { chunk = try await body() } while chunk?.isEmpty == true
-                    } catch {
-                        return clientGone()
-                    }
-                    if let chunk {
-                        guard chunk.count <= limits.maxRequestBytes - requestBytes else {
-                            worker.send(WorkerFrame(.cancel, id: id))
-                            return .failed(.requestTooLarge(name, limits))
-                        }
-                        requestBytes += chunk.count
-                        pending = chunk[...]
-                    } else {
-                        bodyEnded = true
-                    }
-                }
-                if pending.isEmpty {
-                    worker.send(WorkerFrame(.bodyEnd, id: id))
-                } else {
-                    let piece = pending.prefix(Self.bodyFrameBytes)
-                    pending = pending.dropFirst(piece.count)
-                    worker.send(WorkerFrame(.body, id: id, payload: Array(piece)))
-                }
+                // Answered beside the response: a function may stream its answer while it
+                // still reads its body (a duplex echo), and the client may wait for that answer
+                // before it sends more.
+                Task { await feeder.answerPull() }
+            case .clientGone:
+                return clientGone()
             case .head(let status, let headers):
                 if responseHead == nil { responseHead = (status, headers) }
             case .body(let chunk):
@@ -524,6 +504,14 @@ public final class FunctionPool: Sendable {
                 }
                 await response.end()
                 return .completed(status: head.status, bodyBytes: responseBytes)
+            case .complete(let status, let headers, let body):
+                guard responseHead == nil else {
+                    worker.kill(.crashed(name, "it broke the worker protocol (a second RESPONSE_HEAD)"))
+                    continue
+                }
+                guard body.count <= limits.maxResponseBytes else { return await fail(.responseTooLarge(name, limits)) }
+                await response.whole(status: status, headers: headers, body: body)
+                return .completed(status: status, bodyBytes: body.count)
             case .error(let message, let stack):
                 return await fail(
                     EdgeFailure(
@@ -567,6 +555,72 @@ public final class FunctionPool: Sendable {
             for worker in remaining + workers { await worker.waitForExit() }
             if reserved == 0 && state.withLock({ $0.slots.isEmpty }) { break }
             try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+/// Answers one request's BODY_PULLs (the worker pulls again only once a pull was answered,
+/// so one answer runs at a time): the next chunk from the client, split to the frame size,
+/// or BODY_END; past `max_request_bytes`, or when the client is gone, the request ends.
+private final class BodyFeeder: Sendable {
+    private struct State {
+        var pending: ArraySlice<UInt8> = []
+        var ended: Bool
+        var received = 0
+    }
+    private let worker: DenoWorker
+    private let id: UInt32
+    private let body: RequestBodySource
+    private let limit: Int
+    private let function: String
+    private let state: Mutex<State>
+
+    init(worker: DenoWorker, id: UInt32, body: @escaping RequestBodySource, hasBody: Bool, limit: Int, function: String) {
+        self.worker = worker
+        self.id = id
+        self.body = body
+        self.limit = limit
+        self.function = function
+        state = Mutex(State(ended: !hasBody))
+    }
+
+    func answerPull() async {
+        let needsChunk = state.withLock { $0.pending.isEmpty && !$0.ended }
+        if needsChunk {
+            var chunk: [UInt8]?
+            do {
+                repeat { chunk = try await body() } while chunk?.isEmpty == true
+            } catch {
+                worker.clientLeft(id)
+                return
+            }
+            let tooLarge = state.withLock { state -> Bool in
+                guard let chunk else {
+                    state.ended = true
+                    return false
+                }
+                guard chunk.count <= limit - state.received else { return true }
+                state.received += chunk.count
+                state.pending = chunk[...]
+                return false
+            }
+            if tooLarge {
+                var limits = EdgeLimits()
+                limits.maxRequestBytes = limit
+                worker.fail(id, .requestTooLarge(function, limits))
+                return
+            }
+        }
+        let piece = state.withLock { state -> [UInt8]? in
+            guard !state.pending.isEmpty else { return nil }
+            let piece = state.pending.prefix(FunctionPool.bodyFrameBytes)
+            state.pending = state.pending.dropFirst(piece.count)
+            return Array(piece)
+        }
+        if let piece {
+            worker.send(WorkerFrame(.body, id: id, payload: piece))
+        } else {
+            worker.send(WorkerFrame(.bodyEnd, id: id))
         }
     }
 }

@@ -40,6 +40,17 @@ public protocol ResponseSink: Sendable {
     func end() async
     /// The response cannot complete (a limit or a crash after the head): end the connection abruptly.
     func abort(_ failure: EdgeFailure) async
+    /// A whole response at once (it arrived complete): instead of `head`, `write`s and `end`.
+    func whole(status: Int, headers: [(String, String)], body: [UInt8]) async
+}
+
+extension ResponseSink {
+    /// `head`, one `write` and `end`.
+    public func whole(status: Int, headers: [(String, String)], body: [UInt8]) async {
+        await head(status: status, headers: headers)
+        if !body.isEmpty { _ = await write(body) }
+        await end()
+    }
 }
 
 /// How an invocation ended.

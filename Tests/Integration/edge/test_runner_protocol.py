@@ -319,8 +319,19 @@ export default (req) => {
   const path = new URL(req.url).pathname;  // /fn/...
   if (path === "/fn/throw") throw new RangeError("no such thing");
   if (path === "/fn/not-a-response") return { status: 200 };
+  if (path === "/fn/fails-at-once") {
+    return new Response(new ReadableStream({
+      pull(controller) { controller.enqueue(new TextEncoder().encode("partial")); throw new Error("at once"); },
+    }));
+  }
+  let pulls = 0;
   return new Response(new ReadableStream({
-    pull(controller) { controller.enqueue(new TextEncoder().encode("partial")); throw new Error("mid-stream"); },
+    async pull(controller) {
+      pulls += 1;
+      if (pulls === 1) { controller.enqueue(new TextEncoder().encode("partial")); return; }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      throw new Error("mid-stream");
+    },
   }));
 };"""})
     _, _, error, _, _ = exchange(worker, 1, request_head(path="/throw"))
@@ -328,7 +339,11 @@ export default (req) => {
     assert "main.js:4:" in error["stack"]
     _, _, error, _, _ = exchange(worker, 2, request_head(path="/not-a-response"))
     assert "instead of a Response" in error["message"]
-    status, _, _, logs, _ = exchange(worker, 3, request_head(path="/stream-fails"))
+    # A body that fails before its head could leave (within the look-ahead) is an ERROR.
+    _, _, error, _, _ = exchange(worker, 3, request_head(path="/fails-at-once"))
+    assert "at once" in error["message"]
+    # After the head went out: the END, and the reason in the log.
+    status, _, _, logs, _ = exchange(worker, 4, request_head(path="/stream-fails"))
     assert status == 200
     assert logs and logs[-1]["level"] == "error" and "mid-stream" in logs[-1]["message"]
 
