@@ -16,7 +16,7 @@
 # env:   BIN=<dir>            release build folder holding meltybase and libEdgePlugin.so
 #                             (default: build them)
 #        DENO=<path>          deno (default: .venv/bin/deno)
-#        CONNECTIONS="16 64"  wrk connection counts (one warm row each)
+#        CONNECTIONS="1 16 64"  wrk connection counts (one warm row each)
 #        DURATION=10 WARMUP=3 THREADS=2
 #        COLD_RUNS=7
 #        KEEP_TMP=1           keep the temp folder (server log)
@@ -24,7 +24,7 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NAME=edge
-CONNECTIONS="${CONNECTIONS:-16 64}"
+CONNECTIONS="${CONNECTIONS:-1 16 64}"
 DURATION="${DURATION:-10}"
 WARMUP="${WARMUP:-3}"
 THREADS="${THREADS:-2}"
@@ -100,11 +100,12 @@ deploy hello "$TMP/hello/index.ts"
 
 # wrk_run URL CONNECTIONS [header]: sets rps, p50, p99 (ms).
 wrk_run() {
-  local url=$1 connections=$2 header=${3:-} out
+  local url=$1 connections=$2 header=${3:-} out threads=$THREADS
   local -a extra=()
+  ((threads > connections)) && threads=$connections
   [[ -n $header ]] && extra=(-H "$header")
-  wrk -t"$THREADS" -c"$connections" -d"${WARMUP}s" -s "$TMP/post.lua" "${extra[@]}" "$url" >/dev/null 2>&1 || true
-  out="$(wrk -t"$THREADS" -c"$connections" -d"${DURATION}s" --latency -s "$TMP/post.lua" "${extra[@]}" "$url" 2>&1)" || die "wrk failed: $out"
+  wrk -t"$threads" -c"$connections" -d"${WARMUP}s" -s "$TMP/post.lua" "${extra[@]}" "$url" >/dev/null 2>&1 || true
+  out="$(wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency -s "$TMP/post.lua" "${extra[@]}" "$url" 2>&1)" || die "wrk failed: $out"
   if grep -q 'Non-2xx' <<<"$out"; then echo "$out" >&2; die "wrk saw non-2xx answers from $url"; fi
   rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
   p50="$(awk '$1 == "50%" {print $2}' <<<"$out" | to_ms)"
