@@ -175,21 +175,23 @@ private func hostCounterAdd(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, 
     counter.increment(by: delta)
 }
 
+/// A plugin's response headers, copied out of its memory.
+private func copyHeaders(_ headers: UnsafePointer<mb_plugin_header>?, _ count: Int) -> [(String, String)] {
+    guard let headers, count > 0 else { return [] }
+    var copied: [(String, String)] = []
+    copied.reserveCapacity(count)
+    for index in 0..<count {
+        let header = headers[index]
+        copied.append(
+            (String(pluginBytes: header.name.data, count: header.name.len), String(pluginBytes: header.value.data, count: header.value.len)))
+    }
+    return copied
+}
+
 private func hostRespond(_ token: mb_request_token, _ status: UInt16, _ headers: UnsafePointer<mb_plugin_header>?, _ count: Int, _ body: mb_plugin_bytes) -> mb_status {
     let owner = HostContext.owner(of: token)
     let pending = owner?.pending
-    var copied: [(String, String)] = []
-    if let headers, count > 0 {
-        copied.reserveCapacity(count)
-        for index in 0..<count {
-            let header = headers[index]
-            copied.append(
-                (
-                    String(pluginBytes: header.name.data, count: header.name.len),
-                    String(pluginBytes: header.value.data, count: header.value.len)
-                ))
-        }
-    }
+    let copied = copyHeaders(headers, count)
     guard (100...599).contains(status) else {
         let plugin = pending?.plugin(of: token) ?? "unknown"
         owner?.logger.warning(
@@ -554,15 +556,7 @@ private func hostRespondStart(_ token: mb_request_token, _ status: UInt16, _ hea
     let (found, lookup) = streamedExchange(token)
     guard let exchange = found else { return lookup }
     guard (100...599).contains(status) else { return MB_ERR_INVALID_ARGUMENT }
-    var copied: [(String, String)] = []
-    if let headers {
-        copied.reserveCapacity(count)
-        for index in 0..<count {
-            let header = headers[index]
-            copied.append(
-                (String(pluginBytes: header.name.data, count: header.name.len), String(pluginBytes: header.value.data, count: header.value.len)))
-        }
-    }
+    let copied = copyHeaders(headers, count)
     guard let stream = exchange.start() else { return MB_ERR_INVALID_ARGUMENT }
     let response = PluginResponse(status: Int(status), headers: copied, body: [], stream: stream)
     guard HostContext.owner(of: token)?.pending.complete(token, with: response) == true else {
