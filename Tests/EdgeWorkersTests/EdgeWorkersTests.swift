@@ -471,6 +471,22 @@ struct EdgeWorkersTests {
         #expect(throws: EdgeLimitsError.self) { try EdgeLimits.parse(["max_workers": 2.5]) }
     }
 
+    @Test("the REQUEST frame's JSON holds hostile header values exactly")
+    func requestHeadJSON() throws {
+        let values = ["plain", "quote \" and \\ backslash", "tab\tnew\nline\u{1}", "üñî \u{2603} 𝄞", "'; DROP TABLE x; --", ""]
+        let request = InvocationRequest(
+            requestID: "req-\"1", method: "POST", url: "http://h/fn/a?b=\"c\"", headers: values.map { ("x-test", $0) }, hasBody: true)
+        let parsed = try #require(JSONValue.object(json: FunctionPool.requestHead(request)))
+        #expect(parsed["method"]?.stringValue == "POST")
+        #expect(parsed["url"]?.stringValue == "http://h/fn/a?b=\"c\"")
+        #expect(parsed["request_id"]?.stringValue == "req-\"1")
+        #expect(parsed["body"]?.boolValue == true)
+        let headers = try #require(parsed["headers"]?.arrayValue)
+        #expect(headers.compactMap { $0.arrayValue?.last?.stringValue } == values)
+        let empty = InvocationRequest(requestID: "r", method: "GET", url: "http://h/fn")
+        #expect(JSONValue.object(json: FunctionPool.requestHead(empty))?["headers"]?.arrayValue?.isEmpty == true)
+    }
+
     @Test("the command line and environment of a worker")
     func commandLine() {
         let launch = WorkerLaunch(

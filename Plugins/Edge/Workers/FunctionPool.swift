@@ -421,16 +421,35 @@ public final class FunctionPool: Sendable {
         return outcome
     }
 
+    /// The REQUEST frame's JSON, written directly (no encoder on the hot path):
+    /// `{"method","url","headers":[[name,value],...],"request_id","body"}`.
+    public static func requestHead(_ request: InvocationRequest) -> [UInt8] {
+        var json: [UInt8] = []
+        json.reserveCapacity(256 + request.url.utf8.count + request.headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 6 })
+        json += Array(#"{"method":"#.utf8)
+        JSONStringWriter.append(request.method.utf8, to: &json)
+        json += Array(#","url":"#.utf8)
+        JSONStringWriter.append(request.url.utf8, to: &json)
+        json += Array(#","headers":["#.utf8)
+        for (index, header) in request.headers.enumerated() {
+            json += index == 0 ? [UInt8(ascii: "[")] : Array(",[".utf8)
+            JSONStringWriter.append(header.0.utf8, to: &json)
+            json.append(UInt8(ascii: ","))
+            JSONStringWriter.append(header.1.utf8, to: &json)
+            json.append(UInt8(ascii: "]"))
+        }
+        json += Array(#"],"request_id":"#.utf8)
+        JSONStringWriter.append(request.requestID.utf8, to: &json)
+        json += Array((request.hasBody ? #","body":true}"# : #","body":false}"#).utf8)
+        return json
+    }
+
     /// The frames of one request on one worker; nil when the worker was gone before the request was sent.
     private func exchange(_ request: InvocationRequest, body: @escaping RequestBodySource, response: some ResponseSink, on worker: DenoWorker) async -> InvocationOutcome? {
         guard let (id, events) = worker.begin(kernelID: request.requestID) else { return nil }
         defer { worker.finish(id) }
-        let head: JSONValue = .object([
-            "method": .string(request.method), "url": .string(request.url),
-            "headers": .array(request.headers.map { .array([.string($0.0), .string($0.1)]) }),
-            "request_id": .string(request.requestID), "body": .bool(request.hasBody),
-        ])
-        guard let payload = try? JSONValue.serialize(head), payload.count <= WorkerFrame.maxPayload else {
+        let payload = Self.requestHead(request)
+        guard payload.count <= WorkerFrame.maxPayload else {
             return .failed(
                 EdgeFailure(.requestTooLarge, message: "the request's URL and headers are larger than 1 MiB", hint: "send fewer or shorter headers"))
         }
