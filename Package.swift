@@ -75,7 +75,7 @@ let package = Package(
         /// initdb, an unprivileged account when run as root, supervised restarts.
         .target(
             name: "MeltyEmbedded",
-            dependencies: ["MeltyPostgres", "MeltyRedis", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: ["MeltyPostgres", "MeltyRedis", "MeltyProcess", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
             path: "Sources/MeltyEmbedded"
         ),
         /// Child processes for the kernel and plugins: posix_spawn with exactly the named
@@ -225,7 +225,8 @@ let package = Package(
         .target(
             name: "EdgePlugin",
             dependencies: [
-                "MeltyPluginSDK", "EdgeCore", "EdgeWorkers", "MeltyPostgres", "MeltyJSON", .product(name: "Crypto", package: "swift-crypto"),
+                "MeltyPluginSDK", "EdgeCore", "EdgeWorkers", "MeltyPostgres", "MeltyJSON", "MeltyProcess",
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Plugins/Edge",
             exclude: ["Core", "Workers"],

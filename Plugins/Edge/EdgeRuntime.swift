@@ -4,6 +4,7 @@ import Foundation
 import MeltyJSON
 import MeltyPluginSDK
 import MeltyPostgres
+import MeltyProcess
 import Synchronization
 
 /// What `start` sets up once per process and every portal's instance shares: the settings,
@@ -19,6 +20,8 @@ final class EdgeRuntime: Sendable {
     let runnerPath: String
     /// The system database (the store's, and its change notifications').
     let conninfo: String
+    /// The unprivileged account workers run as (the kernel is root); nil: the kernel's user.
+    let workerAccount: SystemAccount?
     /// The portals this kernel serves, and the task that hears the store's changes (started
     /// with the first portal: a command's process has none).
     private let served = Mutex<(portals: [String: PortalFunctions], listener: Task<Void, Never>?)>(([:], nil))
@@ -31,6 +34,41 @@ final class EdgeRuntime: Sendable {
         logs = FunctionLogWriter(store: store, settings: settings, host: host)
         runnerPath = EdgeSettings.runnerPath
         self.conninfo = conninfo
+        var account: SystemAccount?
+        if getuid() == 0, !settings.workerUser.isEmpty {
+            do {
+                account = try SystemAccount.ensure(settings.workerUser, purpose: "to run Edge functions' Deno workers")
+            } catch {
+                host.log(.error, "edge: \(error); Deno workers run as root, sandboxed by Deno's permissions only")
+            }
+        }
+        workerAccount = account
+    }
+
+    /// A launch of `entry` in `directory` for `portal`, as the worker account.
+    func launch(
+        portal: String, directory: String, entry: String, manifest: FunctionManifest, environment: [String: String], limits: EdgeLimits
+    )
+        throws -> WorkerLaunch
+    {
+        var launch = WorkerLaunch(
+            denoPath: settings.denoPath, runnerPath: runnerPath, functionDirectory: directory, entryPath: directory + "/" + entry,
+            denoDirectory: try workerCache(portal: portal), allowNet: manifest.allowNet, environment: environment, limits: limits)
+        launch.account = workerAccount.map { ($0.uid, $0.gid) }
+        return launch
+    }
+
+    /// The portal's Deno module cache for its workers, created and given to the worker
+    /// account (Deno writes its cache there as that account).
+    private func workerCache(portal: String) throws -> String {
+        let directory = "\(settings.workDirectory)/deno-cache/\(portal)"
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try workerAccount?.own(directory)
+        } catch {
+            throw EdgeRouteError(status: 503, code: "worker_unavailable", message: "the workers' module cache \(directory) cannot be prepared: \(error)")
+        }
+        return directory
     }
 
     /// Where a version is unpacked on this kernel, named by its contents' hash: the deploy
@@ -51,8 +89,9 @@ final class EdgeRuntime: Sendable {
         }
     }
 
-    /// Deno's module cache of one portal's workers (never shared between portals).
-    func denoDirectory(portal: String) -> String { "\(settings.workDirectory)/deno-cache/\(portal)" }
+    /// Deno's cache for one portal's deploy checks (never shared between portals; apart from
+    /// the workers', which run as another account).
+    func checkCache(portal: String) -> String { "\(settings.workDirectory)/check-cache/\(portal)" }
 
     /// The configured limits with the manifest's overrides.
     func limits(of manifest: FunctionManifest) throws -> EdgeLimits {

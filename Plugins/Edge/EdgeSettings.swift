@@ -17,9 +17,11 @@ struct EdgeSettings: Sendable {
     var logRetentionDays: Int
     /// Newest log lines kept per function, whatever their age.
     var logKeepPerFunction: Int
+    /// The unprivileged account workers run as when the kernel is root ("" keeps root).
+    var workerUser: String
 
     init(config: PluginConfig) throws {
-        try config.refuseUnknownKeys(["deno_path", "work_dir", "limits", "log_retention_days", "log_keep_per_function"], plugin: "edge")
+        try config.refuseUnknownKeys(["deno_path", "work_dir", "limits", "log_retention_days", "log_keep_per_function", "worker_user"], plugin: "edge")
         let deno = try config.string("deno_path", plugin: "edge") ?? "deno"
         denoPath = Self.resolve(executable: deno) ?? deno
         let work = try config.string("work_dir", plugin: "edge") ?? ".meltybase/edge"
@@ -38,6 +40,7 @@ struct EdgeSettings: Sendable {
         }
         logRetentionDays = try config.integer("log_retention_days", in: 1...3650, plugin: "edge") ?? 7
         logKeepPerFunction = try config.integer("log_keep_per_function", in: 100...10_000_000, plugin: "edge") ?? 10_000
+        workerUser = try config.string("worker_user", plugin: "edge") ?? "meltybase-edge"
     }
 
     /// Whether `denoPath` names an executable file.

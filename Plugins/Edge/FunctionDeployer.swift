@@ -32,7 +32,7 @@ struct FunctionDeployer {
         let sha256 = FunctionDigest.sha256(of: bundle)
         let directory = runtime.versionDirectory(portal: portal, name: name, sha256: sha256)
         try runtime.unpack(bundle, into: directory)
-        let checker = DeployChecker(deno: runtime.settings.denoPath, cacheDirectory: runtime.denoDirectory(portal: portal))
+        let checker = DeployChecker(deno: runtime.settings.denoPath, cacheDirectory: runtime.checkCache(portal: portal))
         try await checker.check(directory: directory, entrypoint: bundle.entrypoint)
         let live: PortalFunctions.Live?
         do {
@@ -71,10 +71,8 @@ struct FunctionDeployer {
         for secret in bundle.manifest.secrets { environment[secret] = "" }
         var trial = limits
         trial.warmWorkers = 1
-        let launch = WorkerLaunch(
-            denoPath: runtime.settings.denoPath, runnerPath: runtime.runnerPath, functionDirectory: directory,
-            entryPath: directory + "/" + bundle.entrypoint, denoDirectory: runtime.denoDirectory(portal: portal),
-            allowNet: bundle.manifest.allowNet, environment: environment, limits: trial)
+        let launch = try runtime.launch(
+            portal: portal, directory: directory, entry: bundle.entrypoint, manifest: bundle.manifest, environment: environment, limits: trial)
         let pool = FunctionPool(name: name.value, launch: launch, loop: runtime.loop) { _ in }
         defer { Task { await pool.stop() } }
         try await pool.prewarm()

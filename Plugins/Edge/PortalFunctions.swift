@@ -129,10 +129,9 @@ final class PortalFunctions: Sendable {
         let limits = try runtime.limits(of: bundle.manifest)
         var environment = bundle.manifest.env
         for (key, value) in try await secrets(of: bundle.manifest, function: name, version: version) { environment[key] = value }
-        let launch = WorkerLaunch(
-            denoPath: runtime.settings.denoPath, runnerPath: runtime.runnerPath, functionDirectory: directory,
-            entryPath: directory + "/" + bundle.entrypoint, denoDirectory: runtime.denoDirectory(portal: portal.name),
-            allowNet: bundle.manifest.allowNet, environment: environment, limits: limits)
+        let launch = try runtime.launch(
+            portal: portal.name, directory: directory, entry: bundle.entrypoint, manifest: bundle.manifest, environment: environment,
+            limits: limits)
         let logs = runtime.logs
         let portalName = portal.name
         let logVersion = LogVersion(version)

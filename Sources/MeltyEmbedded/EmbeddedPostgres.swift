@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import MeltyPostgres
+import MeltyProcess
 import NIOConcurrencyHelpers
 
 /// A private Postgres cluster in the data directory, started as a supervised child.

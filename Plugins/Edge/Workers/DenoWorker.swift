@@ -138,7 +138,7 @@ final class DenoWorker: Sendable {
             }
             do {
                 pid = try ChildSpawn.spawn(
-                    executable: launch.denoPath, arguments: launch.arguments, environment: launch.processEnvironment,
+                    executable: launch.executable, arguments: launch.command, environment: launch.processEnvironment,
                     stdin: stdin.read, stdout: stdout.write, stderr: stderr.write)
             } catch {
                 throw WorkerStartError(message: "\(error)")

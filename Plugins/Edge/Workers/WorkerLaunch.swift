@@ -19,6 +19,9 @@ public struct WorkerLaunch: Sendable {
     public var limits: EdgeLimits
     /// How long a worker may take to import the module and answer READY.
     public var startTimeoutSeconds: Double
+    /// The unprivileged account the worker runs as (uid, gid), when the kernel runs as root;
+    /// nil: as the kernel's own user.
+    public var account: (uid: UInt32, gid: UInt32)?
 
     /// A launch description.
     public init(
@@ -35,6 +38,19 @@ public struct WorkerLaunch: Sendable {
         self.limits = limits
         self.startTimeoutSeconds = startTimeoutSeconds
     }
+
+    /// What to execute: `deno`, or `setpriv` switching to ``account`` first (util-linux,
+    /// present on Debian: posix_spawn cannot change the user itself).
+    public var executable: String { account == nil ? denoPath : Self.setpriv }
+
+    /// `executable`'s arguments.
+    public var command: [String] {
+        guard let account else { return arguments }
+        return ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--clear-groups", "--", denoPath] + arguments
+    }
+
+    /// util-linux's setpriv.
+    public static let setpriv = "/usr/bin/setpriv"
 
     /// `deno`'s arguments (after the executable).
     public var arguments: [String] {

@@ -1,5 +1,6 @@
 import Foundation
 import MeltyEmbedded
+import MeltyProcess
 
 /// One finding of `meltybase doctor`.
 public struct MachineCheck: Sendable {

@@ -5,6 +5,10 @@ the Vault, and deploys that are refused with the file and line, leaving nothing 
 
 from __future__ import annotations
 
+import os
+import pwd
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -191,3 +195,30 @@ def test_a_deploy_body_that_is_not_json_is_a_400(portal):
     for raw in [b"", b"{", b"\xff\xfe", b"[]", b'"text"']:
         response = httpx.post(functions_url(portal), headers=admin_headers(portal), content=raw, timeout=30)
         assert response.status_code == 400, (raw, response.text)
+
+
+def worker_uids(portal) -> dict[int, int]:
+    """The runner processes of this kernel's workers and their real user ids."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if any(part.endswith(b"runner.js") for part in command) and any(str(portal.kernel.directory).encode() in p for p in command):
+            uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            found[int(entry.name)] = int(uid_line.split()[1])
+    return found
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root kernel switches its workers to another account")
+def test_workers_of_a_root_kernel_run_as_an_unprivileged_account(portal):
+    deploy(portal, "whoami", 'Deno.serve(() => new Response("ok"))')
+    assert invoke(portal, "whoami").text == "ok"
+    uids = worker_uids(portal)
+    assert uids, "no worker process of this kernel found"
+    assert 0 not in uids.values(), uids
+    assert {pwd.getpwuid(uid).pw_name for uid in uids.values()} == {"meltybase-edge"}

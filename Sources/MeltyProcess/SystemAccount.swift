@@ -1,7 +1,7 @@
 import Foundation
-import Logging
 
-/// An unprivileged Unix account that runs the embedded Postgres when the kernel is root.
+/// An unprivileged Unix account that runs a child when the kernel is root (the embedded
+/// Postgres, the Edge plugin's Deno workers).
 public struct SystemAccount: Sendable {
     /// The account's login name.
     public let name: String
@@ -10,21 +10,22 @@ public struct SystemAccount: Sendable {
     /// Its primary group id.
     public let gid: gid_t
 
-    /// `postgres` (created by Debian's package) or a `meltybase` system account, created if needed.
-    static func unprivilegedForPostgres(logger: Logger) throws -> SystemAccount {
-        for name in ["postgres", "meltybase"] {
-            if let account = lookup(name) { return account }
-        }
-        logger.notice("creating the unprivileged system account 'meltybase' to run the embedded Postgres (Postgres refuses to run as root)")
+    /// The account called `name`, created as a system account without a home or login
+    /// shell (`useradd --system`) when there is none; `purpose` says why in the error.
+    public static func ensure(_ name: String, purpose: String) throws(SystemAccountError) -> SystemAccount {
+        if let account = lookup(name) { return account }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/sbin/useradd")
-        process.arguments = ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", "meltybase"]
-        try process.run()
-        process.waitUntilExit()
-        guard let account = lookup("meltybase") else {
-            throw EmbeddedServiceError(
-                "could not create the system account 'meltybase'",
-                hint: "create an unprivileged account named meltybase or postgres, or run MeltyBase as a normal user")
+        process.arguments = ["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", name]
+        do {
+            try process.run()
+            process.waitUntilExit()
+        } catch {
+            throw SystemAccountError("could not run useradd to create the system account '\(name)' \(purpose): \(error)", hint: "create an unprivileged account named \(name)")
+        }
+        guard let account = lookup(name) else {
+            throw SystemAccountError(
+                "could not create the system account '\(name)' \(purpose)", hint: "create an unprivileged account named \(name), or run MeltyBase as a normal user")
         }
         return account
     }
@@ -51,23 +52,28 @@ public struct SystemAccount: Sendable {
     }
 
     /// Makes the account the owner of `path` (not recursive).
-    func own(_ path: String) throws {
+    public func own(_ path: String) throws(SystemAccountError) {
         guard chown(path, uid, gid) == 0 else {
-            throw EmbeddedServiceError(
+            throw SystemAccountError(
                 "cannot give \(path) to account \(name): \(String(cString: strerror(errno)))",
                 hint: "run as root or as the account that owns the data directory")
         }
     }
 }
 
-/// A stable, non-cryptographic 64-bit FNV-1a hash, for folder names derived from paths.
-enum StableHash {
-    static func hex(_ text: String) -> String {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01b3
-        }
-        return String(hash, radix: 16)
+/// An account could not be found, created or given a file: what and what to do.
+public struct SystemAccountError: Error, CustomStringConvertible {
+    /// What went wrong.
+    public let message: String
+    /// What to do.
+    public let hint: String
+
+    /// An error with its hint.
+    public init(_ message: String, hint: String) {
+        self.message = message
+        self.hint = hint
     }
+
+    /// The message with the hint.
+    public var description: String { "\(message) (hint: \(hint))" }
 }
