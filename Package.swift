@@ -75,7 +75,9 @@ let package = Package(
         /// initdb, an unprivileged account when run as root, supervised restarts.
         .target(
             name: "MeltyEmbedded",
-            dependencies: ["MeltyPostgres", "MeltyRedis", "MeltyProcess", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio")],
+            dependencies: [
+                "MeltyPostgres", "MeltyRedis", "MeltyProcess", .product(name: "Logging", package: "swift-log"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
             path: "Sources/MeltyEmbedded"
         ),
         /// Child processes for the kernel and plugins: posix_spawn with exactly the named
