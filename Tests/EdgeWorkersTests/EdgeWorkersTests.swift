@@ -191,6 +191,27 @@ struct EdgeWorkersTests {
         await pool.stop()
     }
 
+    @Test("after idle_seconds without requests, workers a burst started beyond warm_workers stop")
+    func idleScaleDown() async throws {
+        var limits = EdgeLimits()
+        limits.maxWorkers = 3
+        limits.maxConcurrentPerWorker = 1
+        limits.warmWorkers = 1
+        limits.idleSeconds = 1
+        let pool = try pool(limits)
+        try await pool.prewarm()
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<3 { group.addTask { _ = await run(pool, "/slow") } }
+        }
+        #expect(pool.stats.workers >= 2)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while pool.stats.workers > 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(pool.stats.workers == 1)
+        let after = await run(pool, "/ok").0
+        if case .completed(status: 200, _) = after {} else { Issue.record("the remaining worker did not answer: \(after)") }
+        await pool.stop()
+    }
+
     @Test("a module without a handler fails to start with the runner's message")
     func bootFailure() async throws {
         let pool = try pool(source: "export const notAHandler = 1;\n")

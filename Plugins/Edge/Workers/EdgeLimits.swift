@@ -24,6 +24,8 @@ public struct EdgeLimits: Sendable, Equatable {
     public var warmWorkers = 1
     /// Requests waiting for a free worker before more are refused with `concurrency_limit`.
     public var maxQueued = 1000
+    /// Seconds a pool stays idle before the workers a burst started beyond `warm_workers` stop.
+    public var idleSeconds = 30
 
     /// The defaults.
     public init() {}
@@ -48,6 +50,7 @@ public struct EdgeLimits: Sendable, Equatable {
         Key(name: "max_workers", range: 1...64, path: \.maxWorkers, unit: "workers"),
         Key(name: "warm_workers", range: 0...64, path: \.warmWorkers, unit: "workers"),
         Key(name: "max_queued", range: 0...100_000, path: \.maxQueued, unit: "requests"),
+        Key(name: "idle_seconds", range: 1...86_400, path: \.idleSeconds, unit: "s"),
     ]
 
     /// `base` with the members of `object` applied. Refuses unknown keys, non-integers and

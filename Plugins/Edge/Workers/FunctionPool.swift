@@ -64,6 +64,8 @@ public final class FunctionPool: Sendable {
         var inFlight = 0
         var bootFailures = 0
         var monitorRunning = false
+        /// Bumped whenever the pool goes idle: a scale-down only acts on the idle period it was started for.
+        var idlePeriod = 0
     }
 
     /// A pool; no worker starts before ``prewarm()`` or the first ``invoke(_:body:response:)``.
@@ -350,6 +352,9 @@ public final class FunctionPool: Sendable {
             let busy = state.withLock { state -> [DenoWorker]? in
                 guard state.inFlight > 0, !state.stopped else {
                     state.monitorRunning = false
+                    state.idlePeriod += 1
+                    let period = state.idlePeriod
+                    Task { await self.scaleDown(after: .seconds(self.limits.idleSeconds), period: period) }
                     return nil
                 }
                 return state.slots.values.filter { $0.inFlight > 0 && $0.ready }.map(\.worker)
@@ -357,6 +362,24 @@ public final class FunctionPool: Sendable {
             guard let busy else { return }
             for worker in busy { check(worker) }
         }
+    }
+
+    /// After an idle period of `delay` (no request ran meanwhile), drains the idle workers
+    /// beyond `warm_workers` that a burst started, so a quiet function holds only its warm ones.
+    private func scaleDown(after delay: Duration, period: Int) async {
+        try? await Task.sleep(for: delay)
+        let surplus = state.withLock { state -> [DenoWorker] in
+            guard state.idlePeriod == period, !state.monitorRunning, state.inFlight == 0, state.waiters.isEmpty, !state.stopped else { return [] }
+            let idle = state.slots.filter { $0.value.ready && $0.value.accepting && $0.value.inFlight == 0 && !$0.value.retired }
+                .sorted { $0.key < $1.key }
+            let extra = idle.dropFirst(limits.warmWorkers)
+            for (serial, _) in extra {
+                state.slots[serial]?.accepting = false
+                state.slots[serial]?.retired = true
+            }
+            return extra.map(\.value.worker)
+        }
+        for worker in surplus { drainThenKill(worker) }
     }
 
     private func check(_ worker: DenoWorker) {
