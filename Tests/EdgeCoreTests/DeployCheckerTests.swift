@@ -91,11 +91,8 @@ struct DeployCheckerTests {
         await #expect { try await DeployChecker(deno: "/nonexistent/deno", cacheDirectory: Self.cache).check(directory: folder.path, entrypoint: "index.ts") } throws: {
             ($0 as? EdgeDeployRejection)?.code == .denoUnavailable
         }
-        let clock = ContinuousClock()
-        let start = clock.now
         await #expect {
             try await DeployChecker(deno: Self.deno, cacheDirectory: Self.cache, timeout: .milliseconds(50)).check(directory: folder.path, entrypoint: "index.ts")
         } throws: { ($0 as? EdgeDeployRejection)?.errors.first?.message.contains("did not finish") == true }
-        #expect(clock.now - start < .seconds(5))
     }
 }

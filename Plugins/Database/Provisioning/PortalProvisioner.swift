@@ -6,9 +6,20 @@ import PortalDatabaseCore
 /// at once: the cluster-wide roles `anon`, `authenticated`, `service_role` and the login
 /// role `authenticator` (PostgREST's pattern: it may only switch into those); the portal's
 /// database and owner role; the `auth` schema with `auth.uid()`, `auth.role()`, `auth.jwt()`
-/// and GoTrue's tables; default grants; and an event trigger that announces DDL so the
-/// schema cache reloads.
+/// and GoTrue's tables; the extensions Supabase projects assume, in schema `extensions` on
+/// the database's search path; default grants; and an event trigger that announces DDL so
+/// the schema cache reloads.
 enum PortalProvisioner {
+    /// Why a portal's database cannot be provisioned, with what to do about it.
+    struct Failure: Error, CustomStringConvertible {
+        /// What failed and what to do.
+        var description: String
+    }
+
+    /// The extensions every portal database has (Supabase projects assume them), from
+    /// Postgres' contrib modules; all four are trusted, so the owner could add them too.
+    static let extensions = ["uuid-ossp", "pgcrypto", "pg_trgm", "citext"]
+
     static func databaseName(_ portal: String) -> String { PortalDatabaseNames.database(portal) }
     static func ownerRole(_ portal: String) -> String { PortalDatabaseNames.owner(portal) }
     static func conninfo(_ system: String, portal: String, user: String? = nil) -> String {
@@ -46,12 +57,28 @@ enum PortalProvisioner {
         }
         let portalConnection = try await PostgresConnection.connect(conninfo(systemConninfo, portal: portal), on: loop)
         defer { portalConnection.close() }
-        try await portalConnection.execute(schemaScript(owner: owner))
+        try await requireExtensionFiles(on: portalConnection)
+        try await portalConnection.execute(schemaScript(owner: owner, database: database))
+    }
+
+    /// Fails with the package to install when Postgres lacks the contrib modules (`CREATE
+    /// EXTENSION` alone would only say a control file is missing).
+    static func requireExtensionFiles(on connection: PostgresConnection) async throws {
+        let rows = try await connection.query("SELECT name FROM pg_available_extensions").rows
+        let available = Set(rows.compactMap { $0.first ?? nil })
+        let missing = extensions.filter { !available.contains($0) }
+        guard !missing.isEmpty else { return }
+        let version = try await connection.query("SHOW server_version").rows.first?.first ?? nil
+        throw Failure(
+            description: "Postgres \(version ?? "") has no files for the extension(s) \(missing.joined(separator: ", ")) "
+                + "that every portal database gets: install Debian's postgresql-contrib package "
+                + "(the contrib modules of the Postgres the kernel runs); provisioning retries on the next request")
     }
 
     /// The in-database part; every statement is idempotent.
-    static func schemaScript(owner: String) -> String {
+    static func schemaScript(owner: String, database: String) -> String {
         let owner = SQL.ident(owner)
+        let extensionStatements = extensions.map { "CREATE EXTENSION IF NOT EXISTS \(SQL.ident($0)) WITH SCHEMA extensions;" }
         return """
             ALTER SCHEMA public OWNER TO \(owner);
             GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
@@ -148,6 +175,15 @@ enum PortalProvisioner {
               END IF;
             END $p$;
             ALTER PUBLICATION supabase_realtime OWNER TO \(owner);
+            -- Supabase's layout: extensions live in their own schema, last on the search path, so
+            -- migrations call `uuid_generate_v4()` or `crypt(.., gen_salt('bf'))` unqualified. An
+            -- extension a migration already created elsewhere stays where it is. The setting
+            -- applies to every later connection: REST, the SQL console, migrations, auth.
+            CREATE SCHEMA IF NOT EXISTS extensions;
+            \(extensionStatements.joined(separator: "\n"))
+            GRANT USAGE ON SCHEMA extensions TO anon, authenticated, service_role;
+            GRANT USAGE, CREATE ON SCHEMA extensions TO \(owner);
+            ALTER DATABASE \(SQL.ident(database)) SET search_path = "$user", public, extensions;
             """
     }
 }

@@ -488,6 +488,7 @@ final class DenoWorker: Sendable {
 
     /// The status and headers of a RESPONSE_HEAD frame.
     private static func head(of frame: WorkerFrame) -> Result<(status: Int, headers: [(String, String)]), Problem> {
+        if let head = ResponseHeadParser.parse(frame.payload), (100...999).contains(head.status) { return .success(head) }
         guard let object = JSONValue.object(json: frame.payload), let status = object["status"]?.intValue, (100...999).contains(status)
         else { return .failure(Problem(text: "RESPONSE_HEAD without a status")) }
         var headers: [(String, String)] = []

@@ -320,6 +320,18 @@ class Kernel:
                 return candidate
         return preferred
 
+    def superuser_sql(self, query: str, database: str = "postgres") -> str:
+        """Runs `query` as the embedded cluster's superuser over its unix socket; returns
+        psql's unaligned output (for what no portal role may see or change)."""
+        psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
+        result = subprocess.run(
+            [psql, "-h", str(self.socket_directory()), "-U", "meltybase", "-d", database, "-XAt",
+             "-v", "ON_ERROR_STOP=1", "-c", query],
+            capture_output=True, text=True, timeout=30)
+        if result.returncode != 0:
+            raise SetupError(f"psql as the superuser failed: {result.stderr}\nquery: {query[:2000]}")
+        return result.stdout.strip()
+
     # --- shutdown -------------------------------------------------------------
 
     def stop(self, timeout: float = 60.0) -> int | None:

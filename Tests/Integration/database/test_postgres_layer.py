@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import shutil
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -25,19 +23,9 @@ import pytest
 SLEEPY = "test_sleepy_call"
 
 
-def superuser_sql(kernel, query: str) -> str:
-    """Runs `query` as the embedded cluster's superuser; returns psql's unaligned output."""
-    psql = shutil.which("psql") or "/usr/lib/postgresql/15/bin/psql"
-    result = subprocess.run(
-        [psql, "-h", str(kernel.socket_directory()), "-U", "meltybase", "-d", "postgres", "-XAt", "-c", query],
-        capture_output=True, text=True, timeout=30)
-    assert result.returncode == 0, f"psql failed: {result.stderr}"
-    return result.stdout.strip()
-
-
 def active_sleepers(kernel) -> int:
-    return int(superuser_sql(kernel, f"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
-                                     f"AND query LIKE '%{SLEEPY}%' AND pid <> pg_backend_pid()"))
+    return int(kernel.superuser_sql(f"SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                                    f"AND query LIKE '%{SLEEPY}%' AND pid <> pg_backend_pid()"))
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
