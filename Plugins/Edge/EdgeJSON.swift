@@ -8,6 +8,11 @@ enum FunctionDigest {
     static func sha256(of bundle: FunctionBundle) -> String {
         SHA256.hash(data: bundle.canonicalListing).map { String(format: "%02x", $0) }.joined()
     }
+
+    /// The SHA-256 (hex) of `text`'s UTF-8.
+    static func sha256(text: String) -> String {
+        SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    }
 }
 
 /// ISO 8601 with milliseconds, as the admin API writes times.

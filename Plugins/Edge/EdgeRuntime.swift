@@ -28,10 +28,8 @@ final class EdgeRuntime: Sendable {
 
     init(host: PluginHostServices, settings: EdgeSettings, conninfo: String) {
         self.host = host
-        self.settings = settings
         loop = PostgresEventLoop(name: "meltybase-edge")
         store = FunctionStore(conninfo: conninfo, loop: loop)
-        logs = FunctionLogWriter(store: store, settings: settings, host: host)
         runnerPath = EdgeSettings.runnerPath
         self.conninfo = conninfo
         var account: SystemAccount?
@@ -43,6 +41,17 @@ final class EdgeRuntime: Sendable {
             }
         }
         workerAccount = account
+        var settings = settings
+        if let account, !account.canReach(directory: settings.workDirectory) {
+            // The work folder sits below one the worker account cannot enter (a checkout in
+            // /root, say): keep unpacked functions and caches in a folder of the same name
+            // elsewhere, as the embedded Postgres does with its cluster.
+            let relocated = "/var/lib/meltybase-edge/" + FunctionDigest.sha256(text: settings.workDirectory).prefix(16)
+            host.log(.notice, "edge: functions are unpacked in \(relocated): the account \(account.name) cannot enter \(settings.workDirectory)")
+            settings.workDirectory = relocated
+        }
+        self.settings = settings
+        logs = FunctionLogWriter(store: store, settings: settings, host: host)
     }
 
     /// A launch of `entry` in `directory` for `portal`, as the worker account.
