@@ -5,13 +5,13 @@ import MeltyJSON
 
 /// The SHA-256 (hex) of a bundle: the same value the store records for its version.
 enum FunctionDigest {
-    static func sha256(of bundle: FunctionBundle) -> String {
-        SHA256.hash(data: bundle.canonicalListing).map { String(format: "%02x", $0) }.joined()
-    }
+    static func sha256(of bundle: FunctionBundle) -> String { sha256(bundle.canonicalListing) }
 
     /// The SHA-256 (hex) of `text`'s UTF-8.
-    static func sha256(text: String) -> String {
-        SHA256.hash(data: Array(text.utf8)).map { String(format: "%02x", $0) }.joined()
+    static func sha256(text: String) -> String { sha256(Array(text.utf8)) }
+
+    private static func sha256(_ bytes: [UInt8]) -> String {
+        SHA256.hash(data: bytes).map { String(format: "%02x", $0) }.joined()
     }
 }
 

@@ -47,10 +47,11 @@ public final class EdgePlugin: PortalPlugin {
     public static func start(host: PluginHostServices, config: PluginConfig) throws {
         let settings = try EdgeSettings(config: config)
         if !settings.denoAvailable { host.log(.warning, "edge: \(settings.denoMissingHint); functions answer 503 until it is installed") }
-        guard FileManager.default.fileExists(atPath: EdgeSettings.runnerPath) else {
-            throw PluginError.invalid("edge: the worker runtime \(EdgeSettings.runnerPath) is missing: install the plugin with its resources folder")
+        let runnerPath = EdgeSettings.runnerPath
+        guard FileManager.default.fileExists(atPath: runnerPath) else {
+            throw PluginError.invalid("edge: the worker runtime \(runnerPath) is missing: install the plugin with its resources folder")
         }
-        let runtime = EdgeRuntime(host: host, settings: settings, conninfo: try host.postgresConninfo(portal: nil))
+        let runtime = EdgeRuntime(host: host, settings: settings, runnerPath: runnerPath, conninfo: try host.postgresConninfo(portal: nil))
         current.withLock { $0 = runtime }
     }
 
@@ -64,7 +65,7 @@ public final class EdgePlugin: PortalPlugin {
     /// Invocations on `functions`, the admin API on `edge`.
     public func handle(_ request: PluginRequest) async -> PluginResponse {
         if request.routePrefix == "edge" { return await EdgeAdminRoutes(functions: functions).handle(request) }
-        return await FunctionInvocation(functions: functions, host: functions.runtime.host).handle(request)
+        return await FunctionInvocation(functions: functions).handle(request)
     }
 
     /// The portal disabled the plugin: its workers stop.

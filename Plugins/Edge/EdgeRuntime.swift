@@ -26,11 +26,11 @@ final class EdgeRuntime: Sendable {
     /// with the first portal: a command's process has none).
     private let served = Mutex<(portals: [String: PortalFunctions], listener: Task<Void, Never>?)>(([:], nil))
 
-    init(host: PluginHostServices, settings: EdgeSettings, conninfo: String) {
+    init(host: PluginHostServices, settings: EdgeSettings, runnerPath: String, conninfo: String) {
         self.host = host
         loop = PostgresEventLoop(name: "meltybase-edge")
         store = FunctionStore(conninfo: conninfo, loop: loop)
-        runnerPath = EdgeSettings.runnerPath
+        self.runnerPath = runnerPath
         self.conninfo = conninfo
         var account: SystemAccount?
         if getuid() == 0, !settings.workerUser.isEmpty {

@@ -2,6 +2,7 @@ import EdgeWorkers
 import Foundation
 import MeltyJSON
 import MeltyPluginSDK
+import MeltyProcess
 
 /// `[plugins.edge.config]`: where Deno is, where functions are unpacked, the default limits
 /// of every function and how long logs are kept. Unknown keys and bad values refuse the
@@ -23,7 +24,7 @@ struct EdgeSettings: Sendable {
     init(config: PluginConfig) throws {
         try config.refuseUnknownKeys(["deno_path", "work_dir", "limits", "log_retention_days", "log_keep_per_function", "worker_user"], plugin: "edge")
         let deno = try config.string("deno_path", plugin: "edge") ?? "deno"
-        denoPath = Self.resolve(executable: deno) ?? deno
+        denoPath = ChildSpawn.executable(named: deno) ?? deno
         let work = try config.string("work_dir", plugin: "edge") ?? ".meltybase/edge"
         workDirectory = URL(fileURLWithPath: work, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardized.path
         switch config["limits"] {
@@ -49,17 +50,6 @@ struct EdgeSettings: Sendable {
     /// What to tell a user when Deno is missing.
     var denoMissingHint: String {
         "Deno was not found at \"\(denoPath)\": run scripts/setup.sh (it installs Deno into .venv with pip), or set [plugins.edge.config] deno_path"
-    }
-
-    /// `name` itself when it contains a "/", else the first executable `name` on PATH.
-    static func resolve(executable name: String) -> String? {
-        if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
-        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin"
-        for folder in path.split(separator: ":") where !folder.isEmpty {
-            let candidate = "\(folder)/\(name)"
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return nil
     }
 
     /// The folder of the plugin's shared library (its resources sit beside it): the file

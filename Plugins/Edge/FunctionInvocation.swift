@@ -7,7 +7,6 @@ import MeltyPluginSDK
 /// function's warm pool with its body streamed in, and streams the response back.
 struct FunctionInvocation {
     let functions: PortalFunctions
-    let host: PluginHostServices
 
     /// Answers one invocation.
     func handle(_ request: PluginRequest) async -> PluginResponse {

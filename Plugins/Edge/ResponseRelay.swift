@@ -106,11 +106,4 @@ final class ResponseRelay: ResponseSink {
         if clientGone { throw PluginError.unavailable("the client went away") }
     }
 
-    /// Refuses every chunk still queued (the client left before the pump started).
-    func refuseRemaining() {
-        chunkInbox.finish()
-        Task { [chunks] in
-            for await chunk in chunks { chunk.written.resume(returning: false) }
-        }
-    }
 }

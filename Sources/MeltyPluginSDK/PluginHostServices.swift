@@ -339,7 +339,7 @@ final class StatusContinuation {
     init(_ continuation: CheckedContinuation<Void, any Error>) { self.continuation = continuation }
 }
 
-private func sdkStatusCompletion(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ message: mb_host_bytes) {
+func sdkStatusCompletion(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ message: mb_host_bytes) {
     guard let context else { return }
     let box = Unmanaged<StatusContinuation>.fromOpaque(context).takeRetainedValue()
     if status == MB_OK {

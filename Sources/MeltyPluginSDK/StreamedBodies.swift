@@ -64,32 +64,25 @@ extension PluginHostServices {
     /// `request_body_read`: the next chunk of a streamed body, empty at its end.
     func readBodyChunk(_ token: UInt64) async throws -> [UInt8] {
         let read = try function(\.request_body_read, "request_body_read", since: 7)
-        let box = ContinuationBox<[UInt8]>()
         return try await withCheckedThrowingContinuation { continuation in
-            box.continuation = continuation
-            let context = Unmanaged.passRetained(box).toOpaque()
-            let status = read(
-                token,
-                { context, status, chunk in
-                    guard let context else { return }
-                    let box = Unmanaged<ContinuationBox<[UInt8]>>.fromOpaque(context).takeRetainedValue()
-                    switch status {
-                    case MB_OK: box.continuation?.resume(returning: copyBytes(chunk))
-                    case MB_ERR_INVALID_ARGUMENT: box.continuation?.resume(throwing: PluginError.invalid(copyString(chunk)))
-                    default: box.continuation?.resume(throwing: PluginError.unavailable(copyString(chunk)))
-                    }
-                }, context)
-            if status != MB_OK {
-                Unmanaged<ContinuationBox<[UInt8]>>.fromOpaque(context).release()
-                continuation.resume(throwing: PluginError.unavailable("the request body cannot be read (status \(status.rawValue))"))
+            let box = Unmanaged.passRetained(ServiceContinuation(continuation)).toOpaque()
+            if read(token, sdkBodyChunkCompletion, box) != MB_OK {
+                Unmanaged<ServiceContinuation>.fromOpaque(box).release()
+                continuation.resume(throwing: PluginError.unavailable("the request body cannot be read"))
             }
         }
     }
 }
 
-/// A continuation handed through a C context pointer (resumed exactly once by the completion).
-final class ContinuationBox<Value: Sendable>: @unchecked Sendable {  // Sendable: set before the C call, read once by its completion.
-    var continuation: CheckedContinuation<Value, any Error>?
+/// Completion of `request_body_read`: the chunk, or the kernel's reason as a ``PluginError``.
+private func sdkBodyChunkCompletion(_ context: UnsafeMutableRawPointer?, _ status: mb_status, _ chunk: mb_host_bytes) {
+    guard let context else { return }
+    let box = Unmanaged<ServiceContinuation>.fromOpaque(context).takeRetainedValue()
+    switch status {
+    case MB_OK: box.continuation.resume(returning: copyBytes(chunk))
+    case MB_ERR_INVALID_ARGUMENT: box.continuation.resume(throwing: PluginError.invalid(copyString(chunk)))
+    default: box.continuation.resume(throwing: PluginError.unavailable(copyString(chunk)))
+    }
 }
 
 /// Runs a streamed answer: `respond_start`, the producer's chunks through `respond_write`
@@ -120,25 +113,10 @@ enum StreamedResponseWriter {
             return
         }
         let writer = ResponseBodyWriter { chunk in
-            let box = ContinuationBox<Void>()
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-                box.continuation = continuation
-                let context = Unmanaged.passRetained(box).toOpaque()
-                let status = withPluginBytes(chunk) { bytes in
-                    write(
-                        token, bytes,
-                        { context, status, _ in
-                            guard let context else { return }
-                            let box = Unmanaged<ContinuationBox<Void>>.fromOpaque(context).takeRetainedValue()
-                            if status == MB_OK {
-                                box.continuation?.resume()
-                            } else {
-                                box.continuation?.resume(throwing: PluginError.unavailable("the client went away"))
-                            }
-                        }, context)
-                }
-                if status != MB_OK {
-                    Unmanaged<ContinuationBox<Void>>.fromOpaque(context).release()
+                let box = Unmanaged.passRetained(StatusContinuation(continuation)).toOpaque()
+                if withPluginBytes(chunk, { write(token, $0, sdkStatusCompletion, box) }) != MB_OK {
+                    Unmanaged<StatusContinuation>.fromOpaque(box).release()
                     continuation.resume(throwing: PluginError.unavailable("the response has ended"))
                 }
             }

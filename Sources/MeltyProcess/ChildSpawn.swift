@@ -66,6 +66,14 @@ public enum ChildSpawn {
         return pid
     }
 
+    /// `name` itself when it contains a "/" and is executable, else the first executable
+    /// `name` in the folders of `PATH` (this process's, by default); nil when there is none.
+    public static func executable(named name: String, path: String? = nil) -> String? {
+        if name.contains("/") { return FileManager.default.isExecutableFile(atPath: name) ? name : nil }
+        let folders = (path ?? ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/bin:/usr/bin:/bin").split(separator: ":")
+        return folders.lazy.filter { !$0.isEmpty }.map { "\($0)/\(name)" }.first(where: FileManager.default.isExecutableFile(atPath:))
+    }
+
     /// A connected pair of close-on-exec descriptors used as a pipe (`pipe2` is not
     /// visible to Swift; `socketpair` sets close-on-exec atomically, so no child spawned
     /// meanwhile by another thread inherits either end). EOF on one end once every copy of

@@ -488,17 +488,10 @@ final class DenoWorker: Sendable {
 
     /// The status and headers of a RESPONSE_HEAD frame.
     private static func head(of frame: WorkerFrame) -> Result<(status: Int, headers: [(String, String)]), Problem> {
-        if let head = ResponseHeadParser.parse(frame.payload), (100...999).contains(head.status) { return .success(head) }
-        guard let object = JSONValue.object(json: frame.payload), let status = object["status"]?.intValue, (100...999).contains(status)
-        else { return .failure(Problem(text: "RESPONSE_HEAD without a status")) }
-        var headers: [(String, String)] = []
-        for pair in object["headers"]?.arrayValue ?? [] {
-            guard let pair = pair.arrayValue, pair.count == 2, let name = pair[0].stringValue, let value = pair[1].stringValue else {
-                return .failure(Problem(text: "RESPONSE_HEAD with a header that is not [name, value]"))
-            }
-            headers.append((name, value))
+        guard let head = ResponseHeadParser.parse(frame.payload) else {
+            return .failure(Problem(text: "RESPONSE_HEAD that is not {\"status\": 100...999, \"headers\": [[name, value], ...]}"))
         }
-        return .success((status, headers))
+        return .success(head)
     }
 
     /// Routes one frame; returns a problem when the frame breaks the protocol.

@@ -576,7 +576,8 @@ private func hostRespondWrite(
     let callback = SharedPointer(written)
     let plugin = SharedPointer(context)
     return exchange.write(buffer) { @Sendable status in
-        callback.pointer(plugin.pointer, status, mb_host_bytes(data: nil, len: 0))
+        var reason = status == MB_OK ? "" : "the client went away before the chunk was written"
+        reason.withUTF8 { callback.pointer(plugin.pointer, status, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
     }
 }
 

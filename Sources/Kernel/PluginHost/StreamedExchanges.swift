@@ -29,8 +29,6 @@ final class StreamedExchanges: Sendable {
         removed?.close()
     }
 
-    /// Exchanges in progress.
-    var count: Int { exchanges.withLock { $0.count } }
 }
 
 /// What a streamed response carries from the plugin to the client's connection.

@@ -46,10 +46,7 @@ public struct MachineCheck: Sendable {
                 name: "Redis server", ok: redis != nil, required: false,
                 detail: redis.map { "redis-server at \($0)" } ?? "redis-server not found (needed for the embedded default)",
                 fix: "apt-get install redis-server, or set [redis] url / MELTYBASE_REDIS_URL"))
-        let denoCandidates =
-            [FileManager.default.currentDirectoryPath + "/.venv/bin/deno"]
-            + (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":").map { "\($0)/deno" }
-        let deno = denoCandidates.first(where: FileManager.default.isExecutableFile(atPath:))
+        let deno = ChildSpawn.executable(named: FileManager.default.currentDirectoryPath + "/.venv/bin/deno") ?? ChildSpawn.executable(named: "deno")
         checks.append(
             MachineCheck(
                 name: "Deno", ok: deno != nil, required: false,
