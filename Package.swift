@@ -49,6 +49,8 @@ let package = Package(
         .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", pkgConfig: "hiredis", providers: [.apt(["libhiredis-dev"])]),
         .systemLibrary(name: "CSodium", path: "Sources/CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
         .systemLibrary(name: "COpenSSL", path: "Sources/COpenSSL", pkgConfig: "libcrypto", providers: [.apt(["libssl-dev"])]),
+        /// OpenSSL's TLS library (libssl with libcrypto), for clients that speak TLS on their own sockets (SMTP).
+        .systemLibrary(name: "COpenSSLTLS", path: "Sources/COpenSSLTLS", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CArgon2", path: "Sources/CArgon2", pkgConfig: "libargon2", providers: [.apt(["libargon2-dev"])]),
         .target(name: "MeltyBuildSignature", path: "Sources/MeltyBuildSignature"),
         /// The one Postgres layer (libpq, non-blocking, on an epoll loop): connections, the
@@ -89,6 +91,9 @@ let package = Package(
         /// JSON shared by the kernel, the CLI and plugins: the canonical writer (the audit
         /// chain's hashed text and the license payload), the string escaper, and `JSONValue`.
         .target(name: "MeltyJSON", path: "Sources/MeltyJSON"),
+        /// Outgoing mail: an SMTP client (plain, STARTTLS, implicit TLS; AUTH PLAIN/LOGIN) on the
+        /// shared epoll loop, and RFC 5322 / MIME message formatting.
+        .target(name: "MeltyMail", dependencies: ["COpenSSLTLS", "MeltyPostgres"], path: "Sources/MeltyMail"),
         /// TOTP (RFC 6238) and base32: admin MFA in the kernel, portal users' factors in the Database plugin.
         .target(
             name: "MeltyTOTP",
@@ -175,7 +180,7 @@ let package = Package(
         .target(
             name: "DatabasePlugin",
             dependencies: [
-                "MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "MeltyJSON", "MeltyTOTP", "MeltyPasswords", "MeltyQR", "CSodium",
+                "MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "MeltyJSON", "MeltyTOTP", "MeltyPasswords", "MeltyQR", "MeltyMail", "CSodium",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Plugins/Database",
@@ -323,6 +328,7 @@ let package = Package(
             dependencies: ["MeltyPluginSDK", "MeltyPluginABI"],
             path: "Tests/PluginSDKTests"
         ),
+        .testTarget(name: "MeltyMailTests", dependencies: ["MeltyMail", "MeltyPostgres"], path: "Tests/MeltyMailTests"),
         .testTarget(name: "MeltyJSONTests", dependencies: ["MeltyJSON"], path: "Tests/MeltyJSONTests"),
         .testTarget(name: "MeltyTOTPTests", dependencies: ["MeltyTOTP"], path: "Tests/MeltyTOTPTests"),
         .testTarget(name: "MeltyPasswordsTests", dependencies: ["MeltyPasswords"], path: "Tests/MeltyPasswordsTests"),

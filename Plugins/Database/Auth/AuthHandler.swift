@@ -96,6 +96,15 @@ final class AuthHandler: Sendable {
         case ("POST", "factors", 3) where path[2] == "challenge": return try await challenge(try requireUser(request), factorID: path[1])
         case ("POST", "factors", 3) where path[2] == "verify": return try await verify(try requireUser(request), factorID: path[1], body, address: request.remoteAddress)
         case ("DELETE", "factors", 2): return try await unenroll(try requireUser(request), factorID: path[1])
+        // Links and one-time codes by email (AuthHandler+Email.swift).
+        case ("POST", "otp", 1): return try await sendOneTimeCode(request, body)
+        case ("GET", "verify", 1), ("POST", "verify", 1): return try await verifyLink(request, body)
+        case ("POST", "recover", 1): return try await recover(request, body)
+        case ("POST", "resend", 1): return try await resend(request, body)
+        case ("POST", "invite", 1): return try await invite(request, body)
+        case ("POST", "admin", 2) where path[1] == "generate_link": return try await generateLink(request, body)
+        // The admin API for the service role (AuthHandler+Admin.swift).
+        case (_, "admin", _): return try await adminRoute(request, path: Array(path.dropFirst()), body: body)
         default:
             throw AuthFailure(status: 404, code: "not_found", message: "no auth route \(request.method) \(request.path)")
         }
@@ -108,7 +117,7 @@ final class AuthHandler: Sendable {
     }
 
     /// The signed-in user of a request (an `authenticated` token of this portal with a live session).
-    private func requireUser(_ request: PluginRequest) throws -> UserSession {
+    func requireUser(_ request: PluginRequest) throws -> UserSession {
         let credential = request.credential
         guard credential.kind == .portal, let subject = credential.subject, UUID(uuidString: subject) != nil,
             let session = credential.claims["session_id"]?.stringValue, UUID(uuidString: session) != nil
@@ -119,9 +128,24 @@ final class AuthHandler: Sendable {
         return UserSession(userID: subject, sessionID: session, aal: credential.aal ?? "aal1")
     }
 
+    /// Refuses a request that is not made with the portal's `service_role` key (or a
+    /// kernel admin credential): the admin API, invitations and generated links.
+    func requireServiceRole(_ request: PluginRequest) throws {
+        let credential = request.credential
+        switch credential.kind {
+        case .admin: return
+        case .portal where credential.role == "service_role": return
+        case .invalid: throw AuthFailure(status: 401, code: "bad_jwt", message: "invalid JWT: \(credential.reason ?? "")")
+        default:
+            throw AuthFailure(
+                status: 403, code: "not_admin",
+                message: "User not allowed: this endpoint needs the portal's service_role key (Authorization: Bearer <service_role key>)")
+        }
+    }
+
     // MARK: sign-up and sign-in
 
-    private static func email(_ body: [String: Any]) throws -> String {
+    static func email(_ body: [String: Any]) throws -> String {
         guard let raw = body["email"] as? String, !raw.isEmpty else { throw AuthFailure(status: 400, code: "validation_failed", message: "email is required") }
         let email = raw.trimmingCharacters(in: .whitespaces).lowercased()
         guard email.count <= 255, email.range(of: "^[^@\\s]+@[^@\\s]+\\.[^@\\s]+$", options: .regularExpression) != nil else {
@@ -175,7 +199,7 @@ final class AuthHandler: Sendable {
         SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
-    private static func newRefreshToken() -> String {
+    static func newRefreshToken() -> String {
         var bytes = [UInt8](repeating: 0, count: 32)
         randombytes_buf(&bytes, bytes.count)
         return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
@@ -219,7 +243,7 @@ final class AuthHandler: Sendable {
     }
 
     /// Creates a session and its first refresh token; returns GoTrue's session object.
-    private func issueSession(userID: String, aal: String, amr: [[String: Any]], factorID: String? = nil) async throws -> [String: Any] {
+    func issueSession(userID: String, aal: String, amr: [[String: Any]], factorID: String? = nil) async throws -> [String: Any] {
         let now = Int(Date().timeIntervalSince1970)
         let stamped = amr.map { entry -> [String: Any] in
             var entry = entry
@@ -242,13 +266,13 @@ final class AuthHandler: Sendable {
         return try await sessionJSON(userID: userID, sessionID: sessionID, aal: aal, amr: stamped, refreshToken: refresh)
     }
 
-    private func sessionJSON(userID: String, sessionID: String, aal: String, amr: [[String: Any]], refreshToken: String) async throws -> [String: Any] {
+    func sessionJSON(userID: String, sessionID: String, aal: String, amr: [[String: Any]], refreshToken: String) async throws -> [String: Any] {
         let user = try await userJSON(userID)
         let now = Int(Date().timeIntervalSince1970)
         let claims: [String: Any] = [
-            "aud": "authenticated", "iss": "meltybase/\(portal.name)/auth/v1", "sub": userID, "role": "authenticated",
+            "aud": user["aud"] ?? "authenticated", "iss": "meltybase/\(portal.name)/auth/v1", "sub": userID, "role": user["role"] ?? "authenticated",
             "email": user["email"] ?? NSNull(), "phone": "", "app_metadata": user["app_metadata"] ?? [:], "user_metadata": user["user_metadata"] ?? [:],
-            "aal": aal, "amr": amr, "session_id": sessionID, "is_anonymous": false, "iat": now, "exp": now + Self.accessTokenLifetime,
+            "aal": aal, "amr": amr, "session_id": sessionID, "is_anonymous": user["is_anonymous"] ?? false, "iat": now, "exp": now + Self.accessTokenLifetime,
         ]
         // The claims are still built as JSONSerialization values here (the GoTrue bodies are
         // not converted yet); the SDK takes them typed.
@@ -264,13 +288,16 @@ final class AuthHandler: Sendable {
 
     // MARK: the user
 
-    private func userJSON(_ userID: String) async throws -> [String: Any] {
+    func userJSON(_ userID: String) async throws -> [String: Any] {
         let text: String? = try await pool.run { connection in
             try await connection.query(
                 """
                 SELECT json_build_object(
                   'id', u.id, 'aud', u.aud, 'role', u.role, 'email', u.email, 'phone', '',
                   'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at, 'last_sign_in_at', u.last_sign_in_at,
+                  'confirmation_sent_at', u.confirmation_sent_at, 'recovery_sent_at', u.recovery_sent_at,
+                  'email_change_sent_at', u.email_change_sent_at, 'new_email', nullif(u.email_change, ''), 'invited_at', u.invited_at,
+                  'banned_until', u.banned_until, 'deleted_at', u.deleted_at,
                   'app_metadata', u.raw_app_meta_data, 'user_metadata', u.raw_user_meta_data, 'identities', '[]'::json,
                   'created_at', u.created_at, 'updated_at', u.updated_at, 'is_anonymous', u.is_anonymous,
                   'factors', (SELECT coalesce(json_agg(json_build_object('id', f.id, 'friendly_name', f.friendly_name, 'factor_type', f.factor_type,
@@ -286,7 +313,7 @@ final class AuthHandler: Sendable {
         return object
     }
 
-    private func liveSession(_ user: UserSession) async throws {
+    func liveSession(_ user: UserSession) async throws {
         let live: String? = try await pool.run { connection in
             try await connection.query("SELECT 1 FROM auth.sessions WHERE id = $1::uuid AND user_id = $2::uuid AND revoked_at IS NULL", [user.sessionID, user.userID]).scalar
         }
@@ -351,7 +378,7 @@ final class AuthHandler: Sendable {
 
     // MARK: TOTP factors
 
-    private func hasVerifiedFactor(_ userID: String) async throws -> Bool {
+    func hasVerifiedFactor(_ userID: String) async throws -> Bool {
         try await pool.run { connection in
             try await connection.query("SELECT 1 FROM auth.mfa_factors WHERE user_id = $1::uuid AND status = 'verified'", [userID]).scalar != nil
         }

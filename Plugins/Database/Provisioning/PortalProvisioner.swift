@@ -111,6 +111,15 @@ enum PortalProvisioner {
                 created_at timestamptz NOT NULL DEFAULT now(),
                 updated_at timestamptz NOT NULL DEFAULT now()
             );
+            -- GoTrue's user columns for invitations, confirmations, recovery, email change and
+            -- soft deletion (added in place on portals provisioned before them).
+            ALTER TABLE auth.users
+                ADD COLUMN IF NOT EXISTS confirmation_sent_at timestamptz,
+                ADD COLUMN IF NOT EXISTS recovery_sent_at timestamptz,
+                ADD COLUMN IF NOT EXISTS email_change text,
+                ADD COLUMN IF NOT EXISTS email_change_sent_at timestamptz,
+                ADD COLUMN IF NOT EXISTS invited_at timestamptz,
+                ADD COLUMN IF NOT EXISTS deleted_at timestamptz;
             CREATE TABLE IF NOT EXISTS auth.sessions (
                 id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
                 user_id uuid NOT NULL REFERENCES auth.users(id) ON DELETE CASCADE,
@@ -155,6 +164,7 @@ enum PortalProvisioner {
                 applied_at timestamptz NOT NULL DEFAULT now()
             );
             \(AttemptThrottle.schema)
+            \(AuthHandler.emailSchema)
             GRANT USAGE ON SCHEMA meltybase_internal TO \(owner);
             GRANT SELECT, INSERT ON meltybase_internal.migrations TO \(owner);
             CREATE OR REPLACE FUNCTION meltybase_internal.announce_ddl() RETURNS event_trigger LANGUAGE plpgsql AS

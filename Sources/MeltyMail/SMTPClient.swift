@@ -1,0 +1,2 @@
+/// Placeholder until the SMTP client lands.
+enum SMTPPlaceholder {}

@@ -1,0 +1,5 @@
+import XCTest
+
+@testable import MeltyMail
+
+final class SMTPClientTests: XCTestCase {}
