@@ -20,6 +20,14 @@ struct Preferences {
     var resolution: String?
     var rollback = false
     var missingDefault = false
+    /// `handling=strict`: unknown preferences are refused and `max-affected` is enforced.
+    var strict = false
+    /// `max-affected=N` (with `handling=strict`): a mutation touching more rows is rolled back.
+    var maxAffected: Int?
+    /// The preferences understood, in the canonical form echoed in `Preference-Applied`.
+    private(set) var applied: [String] = []
+    /// What was not understood (refused under `handling=strict`).
+    private(set) var invalid: [String] = []
 
     init(_ header: String?) {
         for part in (header ?? "").split(separator: ",") {
@@ -31,14 +39,48 @@ struct Preferences {
             switch item {
             case "return=representation": returnRepresentation = true
             case "return=headers-only": returnHeadersOnly = true
+            case "return=minimal": break
             case "count=exact", "count=planned", "count=estimated": count = String(item.dropFirst(6))
             case "resolution=merge-duplicates", "resolution=ignore-duplicates": resolution = String(item.dropFirst(11))
             case "tx=rollback": rollback = true
+            case "tx=commit": rollback = false
             case "missing=default": missingDefault = true
-            default: break
+            case "missing=null": missingDefault = false
+            case "handling=strict": strict = true
+            case "handling=lenient": strict = false
+            case _ where item.hasPrefix("max-affected="):
+                // A count of rows: digits only, at most 18 of them (no overflow, no sign).
+                let digits = item.dropFirst(13)
+                guard !digits.isEmpty, digits.count <= 18, digits.allSatisfy({ $0.isASCII && $0.isNumber }), let value = Int(digits) else {
+                    invalid.append(String(item.prefix(100)))
+                    continue
+                }
+                maxAffected = value
+            case "": continue
+            default:
+                if item.hasPrefix("timezone=") { break }
+                invalid.append(String(item.prefix(100)))
+                continue
             }
+            applied.append(item)
         }
     }
+
+    /// `max-affected`, enforced only with `handling=strict` (as PostgREST).
+    var enforcedMaxAffected: Int? { strict ? maxAffected : nil }
+
+    /// 400 `PGRST122` when `handling=strict` meets a preference this API does not know.
+    func refuseInvalid() throws {
+        guard strict, !invalid.isEmpty else { return }
+        throw RestResponse(
+            RestError.response(
+                status: 400, code: "PGRST122", message: "Invalid preferences given with handling=strict",
+                details: "Invalid preferences: " + invalid.joined(separator: ", "),
+                hint: "remove them, or send handling=lenient to have unknown preferences ignored"))
+    }
+
+    /// The `Preference-Applied` header value.
+    var appliedHeader: String { applied.joined(separator: ", ") }
 }
 
 /// `/rest/v1`: PostgREST's dialect over one portal database.
@@ -46,14 +88,17 @@ final class RestHandler: Sendable {
     let pool: PostgresPool
     let schemas: [String]
     let maxRows: Int?
+    /// Whether execution plans may be asked for (`plan_enabled`, PostgREST's `db-plan-enabled`).
+    let planEnabled: Bool
     /// The schema cache and its generation (bumped by DDL, so a load that raced with DDL is
     /// not kept).
     private let cache = Mutex<(schema: SchemaCache?, generation: Int)>((nil, 0))
 
-    init(pool: PostgresPool, schemas: [String], maxRows: Int?) {
+    init(pool: PostgresPool, schemas: [String], maxRows: Int?, planEnabled: Bool = false) {
         self.pool = pool
         self.schemas = schemas
         self.maxRows = maxRows
+        self.planEnabled = planEnabled
     }
 
     /// Forgets the schema cache (DDL ran); the next request reloads it.
@@ -114,12 +159,15 @@ final class RestHandler: Sendable {
             }
             return OpenAPIDocument.response(cache: cache, schema: schema, request: request, visibility: visibility)
         }
+        guard let format = ResponseFormat.negotiate(request.header("accept")) else { throw RestResponse(ResponseFormat.unacceptable(request.header("accept"))) }
+        if case .plan = format, !planEnabled { throw RestResponse(ResponseFormat.plansDisabled(request.header("accept"))) }
+        try Preferences(request.header("prefer")).refuseInvalid()
         let cache = try await schemaCache()
         if path.count == 2 && path[0] == "rpc" {
             guard method == "GET" || method == "POST" || method == "HEAD" else {
                 throw RestResponse(RestError.response(status: 405, code: "PGRST117", message: "Unsupported HTTP method: \(method)"))
             }
-            return try await callFunction(path[1], schema: schema, cache: cache, request: request, role: role)
+            return try await callFunction(path[1], schema: schema, cache: cache, request: request, role: role, format: format)
         }
         guard path.count == 1 else {
             throw RestResponse(RestError.response(status: 404, code: "PGRST125", message: "Invalid path specified in request URL"))
@@ -132,19 +180,15 @@ final class RestHandler: Sendable {
         }
         let query = try RestQuery.parse(request.query)
         switch method {
-        case "GET", "HEAD": return try await read(table, query: query, request: request, role: role, cache: cache)
-        case "POST": return try await insert(table, query: query, request: request, role: role, cache: cache)
-        case "PATCH": return try await update(table, query: query, request: request, role: role, cache: cache)
-        case "DELETE": return try await delete(table, query: query, request: request, role: role, cache: cache)
+        case "GET", "HEAD": return try await read(table, query: query, request: request, role: role, cache: cache, format: format)
+        case "POST": return try await insert(table, query: query, request: request, role: role, cache: cache, format: format)
+        case "PATCH": return try await update(table, query: query, request: request, role: role, cache: cache, format: format)
+        case "DELETE": return try await delete(table, query: query, request: request, role: role, cache: cache, format: format)
         default: throw RestResponse(RestError.response(status: 405, code: "PGRST117", message: "Unsupported HTTP method: \(method)"))
         }
     }
 
     // MARK: reads
-
-    private func singular(_ request: PluginRequest) -> Bool {
-        request.header("accept")?.contains("application/vnd.pgrst.object") == true
-    }
 
     /// Offset and limit from `offset`/`limit` and the `Range` header (the tighter wins).
     func window(_ query: RestQuery, _ request: PluginRequest) throws -> (offset: Int, limit: Int?) {
@@ -167,11 +211,14 @@ final class RestHandler: Sendable {
         return (offset, limit)
     }
 
-    private func read(_ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache) async throws -> PluginResponse {
+    private func read(
+        _ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache, format: ResponseFormat
+    ) async throws -> PluginResponse {
         var sql = RestSQL(cache: cache)
         let (offset, limit) = try window(query, request)
         let preferences = Preferences(request.header("prefer"))
-        let alias = "t0"
+        let alias = RestSQL.rootAlias(table)
+        sql.root = alias
         var inner: [String] = []
         let list = try sql.selectList(query.select, table: table, alias: alias, embeds: query, innerJoins: &inner)
         var whereParts: [String] = []
@@ -182,12 +229,20 @@ final class RestHandler: Sendable {
         var page = "SELECT " + list + " FROM " + source + whereSQL + sql.orderBy(query.order, on: alias)
         if let limit { page += " LIMIT " + sql.bind(String(limit)) }
         if offset > 0 { page += " OFFSET " + sql.bind(String(offset)) }
-        let singular = singular(request)
         let total = preferences.count != nil ? "(SELECT count(*) FROM " + source + whereSQL + ")" : "NULL::bigint"
-        let aggregate = singular ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
-        let statement = "SELECT " + total + ", count(\"_r\"), " + aggregate + " FROM (" + page + ") AS \"_r\""
-        let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback, readOnly: true)
-        return respond(result, status: 200, request: request, offset: offset, singular: singular, includeBody: request.method != "HEAD")
+        let statement = "SELECT " + total + ", count(\"_r\"), " + format.bodyAggregate + " FROM (" + page + ") AS \"_r\""
+        if case .plan(let plan) = format { return try await explain(statement, sql.parameters, plan: plan, role: role, readOnly: true) }
+        let result = try await run(statement, sql.parameters, role: role, singular: format.isSingular, rollback: preferences.rollback, readOnly: true)
+        return respond(result, status: 200, request: request, offset: offset, format: format, includeBody: request.method != "HEAD")
+    }
+
+    /// The plan of `statement` (`EXPLAIN` with the requested options) as PostgREST answers
+    /// it. Always rolled back: with `analyze` the statement runs, and a mutation must not stay.
+    private func explain(_ statement: String, _ parameters: [String?], plan: ResponseFormat.PlanRequest, role: RequestRole, readOnly: Bool) async throws -> PluginResponse {
+        let result = try await pipelined("EXPLAIN " + plan.explainOptions + " " + statement, parameters, role: role, rollback: true, readOnly: readOnly)
+        let lines = result.rows.compactMap { $0.first ?? nil }
+        let body = plan.json ? (lines.first ?? "[]") : lines.joined(separator: "\n")
+        return PluginResponse(status: 200, headers: [("content-type", plan.contentType)], body: Array(body.utf8))
     }
 
     /// Runs `statement` in one transaction as `role`; a singular request with other than
@@ -210,8 +265,10 @@ final class RestHandler: Sendable {
         }
     }
 
-    private func run(_ statement: String, _ parameters: [String?], role: RequestRole, singular: Bool, rollback: Bool, readOnly: Bool = false) async throws -> PostgresRows {
-        if !singular {
+    private func run(
+        _ statement: String, _ parameters: [String?], role: RequestRole, singular: Bool, rollback: Bool, readOnly: Bool = false, maxAffected: Int? = nil
+    ) async throws -> PostgresRows {
+        if !singular && maxAffected == nil {
             return try await pipelined(statement, parameters, role: role, rollback: rollback, readOnly: readOnly)
         }
         return try await pool.run { connection in
@@ -220,14 +277,16 @@ final class RestHandler: Sendable {
                 let result = try await connection.preparedQuery(statement, parameters)
                 let rows = Int(result.rows.first?[1] ?? "0") ?? 0
                 if singular && rows != 1 { return (result, false) }
+                if let maxAffected, rows > maxAffected { return (result, false) }
                 return (result, !rollback)
             }
         }
     }
 
-    private func respond(_ result: PostgresRows, status: Int, request: PluginRequest, offset: Int, singular: Bool, includeBody: Bool) -> PluginResponse {
+    private func respond(_ result: PostgresRows, status: Int, request: PluginRequest, offset: Int, format: ResponseFormat, includeBody: Bool) -> PluginResponse {
         let row = result.rows.first ?? [nil, "0", nil]
         let rows = Int(row[1] ?? "0") ?? 0
+        let singular = format.isSingular
         if singular && rows != 1 {
             return RestError.response(
                 status: 406, code: "PGRST116", message: "JSON object requested, multiple (or no) rows returned",
@@ -238,17 +297,15 @@ final class RestHandler: Sendable {
         let range = rows == 0 ? "*/\(total)" : "\(offset)-\(overflow ? Int.max : last)/\(total)"
         var status = status
         if status == 200, let totalCount = Int(total), rows < totalCount, request.method == "GET" || request.method == "HEAD" { status = 206 }
-        var headers: [(name: String, value: String)] = [
-            ("content-type", singular ? "application/vnd.pgrst.object+json; charset=utf-8" : "application/json; charset=utf-8"),
-            ("content-range", range),
-        ]
+        var headers: [(name: String, value: String)] = [("content-type", format.contentType), ("content-range", range)]
         if let totalCount = Int(total), offset > 0, offset >= totalCount {
             return RestError.response(
                 status: 416, code: "PGRST103", message: "Requested range not satisfiable",
                 details: "An offset of \(offset) was requested, but there are only \(totalCount) rows.", headers: [("content-range", "*/\(totalCount)")])
         }
-        headers.append(("preference-applied", request.header("prefer") ?? ""))
-        return PluginResponse(status: status, headers: headers, body: includeBody ? Array((row[2] ?? (singular ? "null" : "[]")).utf8) : [])
+        let applied = Preferences(request.header("prefer")).appliedHeader
+        if !applied.isEmpty { headers.append(("preference-applied", applied)) }
+        return PluginResponse(status: status, headers: headers, body: includeBody ? Array((row[2] ?? format.emptyBody).utf8) : [])
     }
 
     // MARK: writes
@@ -293,7 +350,9 @@ final class RestHandler: Sendable {
         return (text, columns, objects.count)
     }
 
-    private func insert(_ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache) async throws -> PluginResponse {
+    private func insert(
+        _ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache, format: ResponseFormat
+    ) async throws -> PluginResponse {
         let preferences = Preferences(request.header("prefer"))
         let body = try payload(request, table: table, query: query, allowArray: true)
         if body.count == 0 {
@@ -336,10 +395,12 @@ final class RestHandler: Sendable {
         } else if let onConflict = query.onConflict, !onConflict.isEmpty {
             _ = onConflict  // on_conflict without a resolution preference: a plain insert, as in PostgREST.
         }
-        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 201)
+        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 201, format: format)
     }
 
-    private func update(_ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache) async throws -> PluginResponse {
+    private func update(
+        _ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache, format: ResponseFormat
+    ) async throws -> PluginResponse {
         let preferences = Preferences(request.header("prefer"))
         let body = try payload(request, table: table, query: query, allowArray: false)
         var sql = RestSQL(cache: cache)
@@ -353,49 +414,86 @@ final class RestHandler: Sendable {
             + body.columns.map { SQL.ident($0) + " = \"_p\"." + SQL.ident($0) }.joined(separator: ", ")
             + " FROM json_populate_record(NULL::" + table.qualified + ", " + sql.bind(body.json) + "::json) AS \"_p\""
         if !query.conditions.isEmpty { statement += " WHERE " + (try sql.conditions(query.conditions, on: "_t")) }
-        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 200)
+        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 200, format: format)
     }
 
-    private func delete(_ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache) async throws -> PluginResponse {
+    private func delete(
+        _ table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole, cache: SchemaCache, format: ResponseFormat
+    ) async throws -> PluginResponse {
         let preferences = Preferences(request.header("prefer"))
         var sql = RestSQL(cache: cache)
         var statement = "DELETE FROM " + table.qualified + " AS \"_t\""
         if !query.conditions.isEmpty { statement += " WHERE " + (try sql.conditions(query.conditions, on: "_t")) }
-        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 200)
+        return try await mutate(statement, sql: &sql, table: table, query: query, request: request, role: role, preferences: preferences, createdStatus: 200, format: format)
     }
 
     /// Runs a mutation: with `return=representation` through `RETURNING` and the select list
     /// (SELECT policies then apply, as in Postgres); otherwise without RETURNING, counting
-    /// rows from the command tag, so write-only policies suffice.
+    /// rows from the command tag, so write-only policies suffice. `max-affected` (with
+    /// `handling=strict`) rolls back a mutation that touched more rows and answers 400.
     private func mutate(
         _ mutation: String, sql: inout RestSQL, table: SchemaCache.Table, query: RestQuery, request: PluginRequest, role: RequestRole,
-        preferences: Preferences, createdStatus: Int
+        preferences: Preferences, createdStatus: Int, format: ResponseFormat
     ) async throws -> PluginResponse {
-        let singular = singular(request)
-        if preferences.returnRepresentation || singular {
+        let singular = format.isSingular
+        let maxAffected = request.method == "POST" ? nil : preferences.enforcedMaxAffected
+        let plan: ResponseFormat.PlanRequest? = if case .plan(let plan) = format { plan } else { nil }
+        if preferences.returnRepresentation || singular || plan != nil {
             var inner: [String] = []
             let list = try sql.selectList(query.select, table: table, alias: "t0", embeds: query, innerJoins: &inner)
-            let aggregate = singular ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
             let statement =
-                "WITH \"t0\" AS (" + mutation + " RETURNING \"_t\".*) SELECT NULL::bigint, count(\"_r\"), " + aggregate
+                "WITH \"t0\" AS (" + mutation + " RETURNING \"_t\".*) SELECT NULL::bigint, count(\"_r\"), " + format.bodyAggregate
                 + " FROM (SELECT " + list + " FROM \"t0\"" + sql.orderBy(query.order, on: "t0") + ") AS \"_r\""
-            let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback)
-            if !preferences.returnRepresentation, (Int(result.rows.first?[1] ?? "0") ?? 0) == 1 {
-                return PluginResponse(status: createdStatus == 201 ? 201 : 204, headers: [("content-range", "*/*")])
+            if let plan { return try await explain(statement, sql.parameters, plan: plan, role: role, readOnly: false) }
+            let result = try await run(
+                statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback, maxAffected: maxAffected)
+            let affected = Int(result.rows.first?[1] ?? "0") ?? 0
+            if let maxAffected, affected > maxAffected { throw Self.exceedsMaxAffected(affected, maxAffected) }
+            if !preferences.returnRepresentation {
+                if singular, affected != 1 {
+                    return respond(result, status: createdStatus, request: request, offset: 0, format: format, includeBody: false)
+                }
+                let total = preferences.count != nil ? String(affected) : "*"
+                let range = affected == 0 ? "*/\(total)" : "0-\(affected - 1)/\(total)"
+                return PluginResponse(status: createdStatus == 201 ? 201 : 204, headers: [("content-range", range)])
             }
-            return respond(result, status: createdStatus, request: request, offset: 0, singular: singular, includeBody: true)
+            return respond(result, status: createdStatus, request: request, offset: 0, format: format, includeBody: true)
         }
         let parameters = sql.parameters
-        let result = try await pipelined(mutation, parameters, role: role, rollback: preferences.rollback, readOnly: false)
-        let affected = Int(result.commandTag.split(separator: " ").last ?? "0") ?? 0
+        let affected: Int
+        if let maxAffected {
+            affected = try await pool.run { connection in
+                try await connection.transaction { connection in
+                    try await connection.preparedQuery(
+                        "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)", [role.role, role.claimsJSON])
+                    let result = try await connection.preparedQuery(mutation, parameters)
+                    let affected = Int(result.commandTag.split(separator: " ").last ?? "0") ?? 0
+                    return (affected, affected <= maxAffected && !preferences.rollback)
+                }
+            }
+            if affected > maxAffected { throw Self.exceedsMaxAffected(affected, maxAffected) }
+        } else {
+            let result = try await pipelined(mutation, parameters, role: role, rollback: preferences.rollback, readOnly: false)
+            affected = Int(result.commandTag.split(separator: " ").last ?? "0") ?? 0
+        }
         let total = preferences.count != nil ? String(affected) : "*"
         let range = affected == 0 ? "*/\(total)" : "0-\(affected - 1)/\(total)"
         return PluginResponse(status: createdStatus == 201 ? 201 : 204, headers: [("content-range", range)])
     }
 
+    /// 400 `PGRST124`: the statement was rolled back because it touched more rows than allowed.
+    static func exceedsMaxAffected(_ affected: Int, _ limit: Int) -> RestResponse {
+        RestResponse(
+            RestError.response(
+                status: 400, code: "PGRST124", message: "Query result exceeds max-affected preference constraint",
+                details: "The query affects \(affected) rows", hint: "nothing was changed; narrow the filters or raise max-affected (\(limit))"))
+    }
+
     // MARK: rpc
 
-    private func callFunction(_ name: String, schema: String, cache: SchemaCache, request: PluginRequest, role: RequestRole) async throws -> PluginResponse {
+    private func callFunction(
+        _ name: String, schema: String, cache: SchemaCache, request: PluginRequest, role: RequestRole, format: ResponseFormat
+    ) async throws -> PluginResponse {
         let candidates = cache.functions[schema + "." + name] ?? []
         var arguments: [String: Any] = [:]
         var query: RestQuery
@@ -434,7 +532,11 @@ final class RestHandler: Sendable {
             callArguments.append(SQL.ident(argument.name) + " => " + sql.bind(Self.text(of: value, type: argument.type)) + "::" + argument.type)
         }
         let call = function.qualified + "(" + callArguments.joined(separator: ", ") + ")"
-        let singular = singular(request)
+        let preferences = Preferences(request.header("prefer"))
+        let singular = format.isSingular
+        let readOnly = request.method != "POST"
+        let includeBody = request.method != "HEAD"
+        let plan: ResponseFormat.PlanRequest? = if case .plan(let plan) = format { plan } else { nil }
         let statement: String
         if function.returnsRows || function.returnsSet {
             let rowTable =
@@ -448,27 +550,38 @@ final class RestHandler: Sendable {
             var whereParts: [String] = []
             if !query.conditions.isEmpty { whereParts.append(try sql.conditions(query.conditions, on: "t0")) }
             whereParts += inner.map { $0 + " IS NOT NULL" }
-            var page =
+            let rows =
                 "SELECT " + list + " FROM " + call + " AS \"t0\"" + (whereParts.isEmpty ? "" : " WHERE " + whereParts.joined(separator: " AND "))
                 + sql.orderBy(query.order, on: "t0")
-            if let limit = query.limit { page += " LIMIT " + sql.bind(String(limit)) }
-            if let offset = query.offset { page += " OFFSET " + sql.bind(String(offset)) }
-            let asObject = singular || !function.returnsSet
-            let aggregate = asObject ? "(json_agg(\"_r\")->0)::text" : "coalesce(json_agg(\"_r\"), '[]')::text"
-            let selectValue = function.returnsRows ? "\"_r\"" : "\"_r\".\"t0\""
-            statement =
-                "SELECT NULL::bigint, count(\"_r\"), " + aggregate.replacingOccurrences(of: "json_agg(\"_r\")", with: "json_agg(" + selectValue + ")")
-                + " FROM (" + page + ") AS \"_r\""
-            let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: false, readOnly: request.method != "POST")
+            var window = ""
+            if let limit = query.limit { window += " LIMIT " + sql.bind(String(limit)) }
+            if let offset = query.offset { window += " OFFSET " + sql.bind(String(offset)) }
+            // A single composite is one object; a set is shaped as the request asked.
+            let shape: ResponseFormat = function.returnsSet ? format : (format == .csv ? .csv : .object)
+            var aggregate = shape.bodyAggregate
+            if !function.returnsRows { aggregate = aggregate.replacingOccurrences(of: "json_agg(\"_r\")", with: "json_agg(\"_r\".\"t0\")") }
+            if preferences.count != nil && function.returnsSet {
+                // The function runs once (a materialized CTE); the total counts every row it
+                // returned after the filters, the page is cut from the same rows.
+                statement =
+                    "WITH \"_src\" AS MATERIALIZED (" + rows + ") SELECT (SELECT count(*) FROM \"_src\"), count(\"_r\"), " + aggregate
+                    + " FROM (SELECT * FROM \"_src\"" + window + ") AS \"_r\""
+            } else {
+                statement = "SELECT NULL::bigint, count(\"_r\"), " + aggregate + " FROM (" + rows + window + ") AS \"_r\""
+            }
+            if let plan { return try await explain(statement, sql.parameters, plan: plan, role: role, readOnly: readOnly) }
+            let result = try await run(statement, sql.parameters, role: role, singular: singular, rollback: preferences.rollback, readOnly: readOnly)
             if !function.returnsSet && !singular {
                 let body = result.rows.first?[2] ?? "null"
-                return PluginResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Array((body).utf8))
+                return PluginResponse(status: 200, headers: [("content-type", shape.contentType)], body: includeBody ? Array(body.utf8) : [])
             }
-            return respond(result, status: 200, request: request, offset: query.offset ?? 0, singular: singular, includeBody: request.method != "HEAD")
+            return respond(result, status: 200, request: request, offset: query.offset ?? 0, format: format, includeBody: includeBody)
         }
         statement = "SELECT NULL::bigint, 1, to_json(" + call + ")::text"
-        let result = try await run(statement, sql.parameters, role: role, singular: false, rollback: false, readOnly: request.method != "POST")
-        return PluginResponse(status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: Array((result.rows.first?[2] ?? "null").utf8))
+        if let plan { return try await explain(statement, sql.parameters, plan: plan, role: role, readOnly: readOnly) }
+        let result = try await run(statement, sql.parameters, role: role, singular: false, rollback: preferences.rollback, readOnly: readOnly)
+        return PluginResponse(
+            status: 200, headers: [("content-type", "application/json; charset=utf-8")], body: includeBody ? Array((result.rows.first?[2] ?? "null").utf8) : [])
     }
 
     /// A JSON argument as the text Postgres parses for `type` (arrays become array literals).

@@ -23,10 +23,26 @@ struct RestSQL {
         return "$\(parameters.count)"
     }
 
-    mutating func nextAlias() -> String {
-        aliasCounter += 1
-        return "t\(aliasCounter)"
+    /// The alias of the request's own table: its name, as in PostgREST's statements (so plans
+    /// read `countries.id`), unless the name could clash with the generated ones.
+    static func rootAlias(_ table: SchemaCache.Table) -> String {
+        table.name.hasPrefix("_") || table.name.utf8.count > 60 ? "t0" : table.name
     }
+
+    /// A fresh alias for an embedded `table`: `<name>_<n>` as PostgREST's (`cities_1`); names
+    /// too long for Postgres' 63-byte identifiers, or starting with `_`, get `_t<n>`. An alias
+    /// ends in its unique number after its last `_`, so two never clash, nor with a root alias.
+    mutating func nextAlias(for table: SchemaCache.Table, avoiding root: String) -> String {
+        while true {
+            aliasCounter += 1
+            let named = table.name + "_" + String(aliasCounter)
+            let alias = table.name.hasPrefix("_") || named.utf8.count > 63 ? "_t" + String(aliasCounter) : named
+            if alias != root { return alias }
+        }
+    }
+
+    /// The root alias of the statement being built (embeds never take it).
+    var root = "t0"
 
     // MARK: conditions
 
@@ -185,7 +201,7 @@ struct RestSQL {
         embeds: RestQuery, path: String
     ) throws -> (String, Bool) {
         let (target, relation) = try relationship(embed, parent: parent)
-        let alias = nextAlias()
+        let alias = nextAlias(for: target, avoiding: root)
         var inner: [String] = []
         let list = try selectList(embed.items, table: target, alias: alias, embeds: embeds, path: path, innerJoins: &inner)
         var whereParts: [String] = []
@@ -202,7 +218,7 @@ struct RestSQL {
             whereParts.append(pairs(key.columns, alias, key.foreignColumns, parentAlias))
             many = true
         case .manyToMany(let junction, let toParent, let toTarget):
-            let junctionAlias = nextAlias()
+            let junctionAlias = nextAlias(for: junction, avoiding: root)
             from += " JOIN " + junction.qualified + " AS " + SQL.ident(junctionAlias) + " ON " + pairs(toTarget.columns, junctionAlias, toTarget.foreignColumns, alias)
             whereParts.append(pairs(toParent.columns, junctionAlias, toParent.foreignColumns, parentAlias))
             many = true
