@@ -42,12 +42,20 @@ public final class DatabasePlugin: PortalPlugin {
         var schemas = ["public"]
         var statementTimeoutMilliseconds = 30_000
         var maxRows: Int?
+        /// Whether REST requests may ask for execution plans (PostgREST's `db-plan-enabled`).
+        var planEnabled = false
+        /// Email flows and anonymous sign-in of `/auth/v1` (AuthSettings.swift).
+        var auth = AuthSettings()
 
         init(_ config: PluginConfig) throws {
             poolSize = try config.integer("pool_size", in: 1...200, plugin: "database") ?? poolSize
             maxWaiting = try config.integer("max_waiting", in: 0...100_000, plugin: "database") ?? maxWaiting
             statementTimeoutMilliseconds = try config.integer("statement_timeout_ms", in: 100...3_600_000, plugin: "database") ?? statementTimeoutMilliseconds
             maxRows = try config.integer("max_rows", in: 1...10_000_000, plugin: "database")
+            if let value = config["plan_enabled"] {
+                guard let enabled = value.boolValue else { throw PluginError.invalid("database: config key 'plan_enabled' must be true or false") }
+                planEnabled = enabled
+            }
             if config["schemas"] != nil {
                 guard let list = try? config.strings("schemas", plugin: "database"), !list.isEmpty,
                     list.allSatisfy({ !$0.isEmpty && $0 != "auth" && !$0.hasPrefix("pg_") && $0 != "meltybase_internal" })
@@ -56,7 +64,9 @@ public final class DatabasePlugin: PortalPlugin {
                 }
                 schemas = list
             }
-            try config.refuseUnknownKeys(["pool_size", "max_waiting", "schemas", "statement_timeout_ms", "max_rows"], plugin: "database")
+            auth = try AuthSettings(config)
+            try config.refuseUnknownKeys(
+                Set(["pool_size", "max_waiting", "schemas", "statement_timeout_ms", "max_rows", "plan_enabled"]).union(AuthSettings.keys), plugin: "database")
         }
     }
 
@@ -115,9 +125,9 @@ public final class DatabasePlugin: PortalPlugin {
             conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name, user: PortalProvisioner.ownerRole(portal.name)),
             size: 2, maxWaiting: 64, loop: loop, prepare: prepare)
         pools = [restPool, authPool, ownerPool]
-        let rest = RestHandler(pool: restPool, schemas: settings.schemas, maxRows: settings.maxRows)
+        let rest = RestHandler(pool: restPool, schemas: settings.schemas, maxRows: settings.maxRows, planEnabled: settings.planEnabled)
         self.rest = rest
-        auth = AuthHandler(pool: authPool, portal: portal, host: host)
+        auth = AuthHandler(pool: authPool, portal: portal, host: host, settings: settings.auth, loop: loop)
         console = SQLConsole(pool: ownerPool, host: host, portal: portal)
         // DDL announces itself (`NOTIFY pgrst`); after an outage anything may have changed.
         let schemaListener = PostgresListener(conninfo: PortalProvisioner.conninfo(systemConninfo, portal: portal.name), channels: ["pgrst"], loop: loop)

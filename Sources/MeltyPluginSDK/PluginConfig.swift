@@ -63,6 +63,21 @@ public struct PluginConfig: Sendable, Equatable {
         return list
     }
 
+    /// The boolean at `key`, nil when absent.
+    public func boolean(_ key: String, plugin: String) throws -> Bool? {
+        guard let value = values[key] else { return nil }
+        guard let flag = value.boolValue else { throw PluginError.invalid("\(plugin): config key '\(key)' must be true or false, found \(value.kind)") }
+        return flag
+    }
+
+    /// The nested table at `key` (`[plugins.<name>.config.<key>]`) as a config of its own, nil
+    /// when absent; its errors name the key as `<key>.<inner key>`.
+    public func table(_ key: String, plugin: String) throws -> PluginConfig? {
+        guard let value = values[key] else { return nil }
+        guard let object = value.objectValue else { throw PluginError.invalid("\(plugin): config key '\(key)' must be a table ([plugins.\(plugin).config.\(key)])") }
+        return PluginConfig(object)
+    }
+
     /// Refuses a key not in `known`, naming it and the known ones.
     public func refuseUnknownKeys(_ known: Set<String>, plugin: String) throws {
         if let unknown = values.keys.sorted().first(where: { !known.contains($0) }) {

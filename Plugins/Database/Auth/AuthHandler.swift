@@ -17,11 +17,17 @@ final class AuthHandler: Sendable {
     let pool: PostgresPool
     let portal: Portal
     let host: PluginHostServices
+    /// Email confirmation, links, mail and anonymous sign-in (AuthSettings.swift).
+    let settings: AuthSettings
+    /// Sends the portal's auth mail; nil when `[plugins.database.config.smtp]` is not set.
+    let mailer: AuthMailer?
 
-    init(pool: PostgresPool, portal: Portal, host: PluginHostServices) {
+    init(pool: PostgresPool, portal: Portal, host: PluginHostServices, settings: AuthSettings = AuthSettings(), loop: PostgresEventLoop? = nil) {
         self.pool = pool
         self.portal = portal
         self.host = host
+        self.settings = settings
+        mailer = settings.smtp.flatMap { smtp in loop.map { AuthMailer(configuration: smtp, loop: $0, host: host, portal: portal) } }
     }
 
     func handle(_ request: PluginRequest) async -> PluginResponse {
@@ -53,9 +59,9 @@ final class AuthHandler: Sendable {
     }
 
     static func failure(_ failure: AuthFailure) -> PluginResponse {
-        var response = PluginResponse.json(
-            ["code": failure.status, "error_code": failure.code, "msg": failure.message, "message": failure.message] as [String: Any],
-            status: failure.status)
+        var body: [String: Any] = ["code": failure.status, "error_code": failure.code, "msg": failure.message, "message": failure.message]
+        if failure.code == AuthFailure.weakPassword.code { body["weak_password"] = ["reasons": ["length"]] }
+        var response = PluginResponse.json(body, status: failure.status)
         if let seconds = failure.retryAfterSeconds { response.headers.append(("retry-after", String(seconds))) }
         return response
     }
@@ -66,8 +72,11 @@ final class AuthHandler: Sendable {
         let credential = request.credential
         // Every call carries the portal's API key (a signature-valid token); `expired` keeps
         // refresh working when a client still sends its old access token.
+        // A link in a mail is followed by a browser, which sends no key (GoTrue's GET /verify is open too).
+        let followsMailLink = request.method == "GET" && request.path.split(separator: "/").first == "verify"
         switch credential.kind {
-        case .none: throw AuthFailure(status: 401, code: "no_authorization", message: "No API key found in request; send the portal's anon key in the apikey header")
+        case .none where !followsMailLink:
+            throw AuthFailure(status: 401, code: "no_authorization", message: "No API key found in request; send the portal's anon key in the apikey header")
         case .invalid where !(credential.reason ?? "").contains("expired"):
             throw AuthFailure(status: 401, code: "bad_jwt", message: "invalid API key or token: \(credential.reason ?? "")")
         default: break
@@ -81,16 +90,20 @@ final class AuthHandler: Sendable {
         case ("GET", "health", 1): return .json(["name": "MeltyBase Auth", "version": "2.0", "description": "GoTrue-compatible"])
         case ("GET", "settings", 1):
             return .json(
-                ["external": ["email": true, "phone": false], "disable_signup": false, "mailer_autoconfirm": true, "phone_autoconfirm": false, "sms_provider": ""] as [String: Any])
-        case ("POST", "signup", 1): return try await signUp(body)
+                [
+                    "external": ["email": true, "phone": false, "anonymous_users": settings.anonymousUsers] as [String: Any], "disable_signup": false,
+                    "mailer_autoconfirm": !settings.confirmEmail, "phone_autoconfirm": false, "sms_provider": "", "saml_enabled": false,
+                ] as [String: Any])
+        case ("POST", "signup", 1): return try await signUp(request, body)
         case ("POST", "token", 1):
             switch request.queryItems["grant_type"] {
             case "password": return try await passwordGrant(body, address: request.remoteAddress)
             case "refresh_token": return try await refreshGrant(body)
-            default: throw AuthFailure(status: 400, code: "unsupported_grant_type", message: "grant_type must be password or refresh_token")
+            case "pkce": return try await pkceGrant(body)
+            default: throw AuthFailure(status: 400, code: "unsupported_grant_type", message: "grant_type must be password, refresh_token or pkce")
             }
         case ("GET", "user", 1): return .json(try await userJSON(try requireUser(request).userID))
-        case ("PUT", "user", 1): return try await updateUser(try requireUser(request), body)
+        case ("PUT", "user", 1): return try await updateUser(try requireUser(request), body, redirectTo: request.queryItems["redirect_to"])
         case ("POST", "logout", 1): return try await logout(try requireUser(request), scope: request.queryItems["scope"] ?? "global")
         case ("POST", "factors", 1): return try await enroll(try requireUser(request), body)
         case ("POST", "factors", 3) where path[2] == "challenge": return try await challenge(try requireUser(request), factorID: path[1])
@@ -154,15 +167,19 @@ final class AuthHandler: Sendable {
         return email
     }
 
-    private func signUp(_ body: [String: Any]) async throws -> PluginResponse {
-        let email = try Self.email(body)
+    private func signUp(_ request: PluginRequest, _ body: [String: Any]) async throws -> PluginResponse {
+        if Self.isAnonymousSignUp(body) { return try await anonymousSignUp(body) }
+        let email = try Self.mailAddress(body)
         guard let password = body["password"] as? String else { throw AuthFailure(status: 400, code: "validation_failed", message: "password is required") }
         guard password.count >= 8, password.utf8.count <= 1024 else {
-            throw AuthFailure(status: 422, code: "weak_password", message: "Password should be at least 8 characters.")
+            throw AuthFailure.weakPassword
         }
         let metadata = body["data"] as? [String: Any] ?? [:]
         let metadataJSON = String(decoding: try JSONSerialization.data(withJSONObject: metadata), as: UTF8.self)
         let hash = try await UserPasswords.hash(password)
+        if settings.confirmEmail {
+            return try await signUpWithConfirmation(request, body, email: email, passwordHash: hash, metadataJSON: metadataJSON)
+        }
         let userID: String? = try await pool.run { connection in
             try await connection.query(
                 """
@@ -185,10 +202,12 @@ final class AuthHandler: Sendable {
             try await connection.query("SELECT id::text, encrypted_password FROM auth.users WHERE email = $1 AND (banned_until IS NULL OR banned_until < now())", [email]).rows
                 .first
         }
-        let matches = await UserPasswords.verify(password, against: row?[1] ?? UserPasswords.decoy)
+        let matches = await verifyStoredPassword(password, against: row?[1] ?? UserPasswords.decoy)
         guard let row, let userID = row[0], matches else {
             throw AuthFailure(status: 400, code: "invalid_credentials", message: "Invalid login credentials")
         }
+        // As GoTrue: only once the password is right does the answer say the address is unconfirmed.
+        guard try await isEmailConfirmed(userID) else { throw AuthFailure(status: 400, code: "email_not_confirmed", message: "Email not confirmed") }
         await AttemptThrottle.password.succeeded(account: email, address: address, pool: pool)
         _ = try await pool.run { connection in try await connection.query("UPDATE auth.users SET last_sign_in_at = now() WHERE id = $1::uuid", [userID]) }
         return .json(try await issueSession(userID: userID, aal: "aal1", amr: [["method": "password"]]))
@@ -212,6 +231,7 @@ final class AuthHandler: Sendable {
             throw AuthFailure(status: 400, code: "validation_failed", message: "refresh_token is required")
         }
         let hash = Self.hashToken(token)
+        try await refuseBannedRefresh(tokenHash: hash)
         let fresh = Self.newRefreshToken()
         let outcome: (userID: String, sessionID: String, aal: String, amr: String)? = try await pool.run { connection in
             try await connection.transaction { connection in
@@ -288,23 +308,25 @@ final class AuthHandler: Sendable {
 
     // MARK: the user
 
+    /// The GoTrue user object of `u` (the columns of `auth.users`), for ``userJSON(_:)`` and the admin API's lists.
+    static let userObjectSQL = """
+        json_build_object(
+          'id', u.id, 'aud', u.aud, 'role', u.role, 'email', u.email, 'phone', '',
+          'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at, 'last_sign_in_at', u.last_sign_in_at,
+          'confirmation_sent_at', u.confirmation_sent_at, 'recovery_sent_at', u.recovery_sent_at,
+          'email_change_sent_at', u.email_change_sent_at, 'new_email', nullif(u.email_change, ''), 'invited_at', u.invited_at,
+          'banned_until', u.banned_until, 'deleted_at', u.deleted_at,
+          'app_metadata', u.raw_app_meta_data, 'user_metadata', u.raw_user_meta_data, 'identities', '[]'::json,
+          'created_at', u.created_at, 'updated_at', u.updated_at, 'is_anonymous', u.is_anonymous,
+          'factors', (SELECT coalesce(json_agg(json_build_object('id', f.id, 'friendly_name', f.friendly_name, 'factor_type', f.factor_type,
+                        'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at) ORDER BY f.created_at), '[]')
+                      FROM auth.mfa_factors f WHERE f.user_id = u.id))
+        """
+
     func userJSON(_ userID: String) async throws -> [String: Any] {
         let text: String? = try await pool.run { connection in
             try await connection.query(
-                """
-                SELECT json_build_object(
-                  'id', u.id, 'aud', u.aud, 'role', u.role, 'email', u.email, 'phone', '',
-                  'email_confirmed_at', u.email_confirmed_at, 'confirmed_at', u.email_confirmed_at, 'last_sign_in_at', u.last_sign_in_at,
-                  'confirmation_sent_at', u.confirmation_sent_at, 'recovery_sent_at', u.recovery_sent_at,
-                  'email_change_sent_at', u.email_change_sent_at, 'new_email', nullif(u.email_change, ''), 'invited_at', u.invited_at,
-                  'banned_until', u.banned_until, 'deleted_at', u.deleted_at,
-                  'app_metadata', u.raw_app_meta_data, 'user_metadata', u.raw_user_meta_data, 'identities', '[]'::json,
-                  'created_at', u.created_at, 'updated_at', u.updated_at, 'is_anonymous', u.is_anonymous,
-                  'factors', (SELECT coalesce(json_agg(json_build_object('id', f.id, 'friendly_name', f.friendly_name, 'factor_type', f.factor_type,
-                                'status', f.status, 'created_at', f.created_at, 'updated_at', f.updated_at) ORDER BY f.created_at), '[]')
-                              FROM auth.mfa_factors f WHERE f.user_id = u.id))::text
-                FROM auth.users u WHERE u.id = $1::uuid
-                """, [userID]
+                "SELECT " + Self.userObjectSQL + "::text FROM auth.users u WHERE u.id = $1::uuid", [userID]
             ).scalar
         }
         guard let text, let object = (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [String: Any] else {
@@ -320,7 +342,7 @@ final class AuthHandler: Sendable {
         guard live != nil else { throw AuthFailure(status: 403, code: "session_not_found", message: "Session from session_id claim in JWT does not exist") }
     }
 
-    private func updateUser(_ user: UserSession, _ body: [String: Any]) async throws -> PluginResponse {
+    private func updateUser(_ user: UserSession, _ body: [String: Any], redirectTo: String? = nil) async throws -> PluginResponse {
         try await liveSession(user)
         var assignments: [String] = []
         var parameters: [String?] = [user.userID]
@@ -329,13 +351,22 @@ final class AuthHandler: Sendable {
             parameters.append(String(decoding: try JSONSerialization.data(withJSONObject: object), as: UTF8.self))
             assignments.append("raw_user_meta_data = raw_user_meta_data || $\(parameters.count)::jsonb")
         }
-        if body["email"] != nil {
-            parameters.append(try Self.email(body))
-            assignments.append("email = $\(parameters.count)")
+        if body["email"] != nil && !(body["email"] is NSNull) {
+            let newEmail = try Self.mailAddress(body)
+            if settings.confirmEmail {
+                // The new address confirms first (AuthHandler+Email.swift); nothing changes until then.
+                try await requestEmailChange(userID: user.userID, newEmail: newEmail, redirectTo: redirectTo, pkce: try FlowStates.challenge(body))
+            } else {
+                parameters.append(newEmail)
+                assignments.append("email = $\(parameters.count)")
+                // An anonymous user who adds an address becomes a permanent one.
+                assignments.append("is_anonymous = false")
+                assignments.append("email_confirmed_at = coalesce(email_confirmed_at, now())")
+            }
         }
         if let password = body["password"] {
             guard let text = password as? String, text.count >= 8, text.utf8.count <= 1024 else {
-                throw AuthFailure(status: 422, code: "weak_password", message: "Password should be at least 8 characters.")
+                throw AuthFailure.weakPassword
             }
             if user.aal != "aal2", try await hasVerifiedFactor(user.userID) {
                 throw AuthFailure(status: 403, code: "insufficient_aal", message: "AAL2 session is required to update the password of a user with MFA")

@@ -35,4 +35,8 @@ struct AuthFailure: Error {
     var message: String
     /// Sent as `Retry-After` (429 and 503).
     var retryAfterSeconds: Int? = nil
+
+    /// GoTrue's weak-password refusal (the body adds `weak_password.reasons`, which
+    /// supabase-py reads to raise `AuthWeakPasswordError`).
+    static let weakPassword = AuthFailure(status: 422, code: "weak_password", message: "Password should be at least 8 characters.")
 }
