@@ -180,7 +180,7 @@ let package = Package(
         .target(
             name: "DatabasePlugin",
             dependencies: [
-                "MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "MeltyJSON", "MeltyTOTP", "MeltyPasswords", "MeltyQR", "MeltyMail", "CSodium",
+                "MeltyPluginSDK", "PortalDatabaseCore", "MeltyPostgres", "MeltyJSON", "MeltyTOTP", "MeltyPasswords", "MeltyQR", "MeltyMail", "CSodium", "COpenSSL",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             path: "Plugins/Database",

@@ -42,8 +42,7 @@ enum OneTimeTokens {
 
     /// GoTrue's token hash: lowercase hex SHA-224 of the address followed by the code.
     static func hash(email: String, code: String) -> String {
-        // SHA-224 is in neither swift-crypto nor libsodium: ``SHA224``.
-        return SHA224.hex(Array((email + code).utf8))
+        SHA224.hex(Array((email + code).utf8))
     }
 
     /// Stores the token for `user` and `kind`, replacing the live one; `relatesTo` is the
