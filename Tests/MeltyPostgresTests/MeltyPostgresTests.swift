@@ -109,9 +109,11 @@ struct MeltyPostgresTests {
         watching.cancel()
         let concurrent = await watching.value
         monitor.close()
-        // Blocking libpq would run at most one query per thread: a handful at once.
+        // Blocking libpq would need a thread per running query: more than 50 extra threads
+        // for the 50+ queries seen running at once. The count is process-wide and other
+        // suites run beside this one, so the bound leaves room for their threads.
         #expect(concurrent > 50, "at most \(concurrent) of the 100 queries ran at once")
-        #expect(peak - idleThreads <= 8, "threads went from \(idleThreads) to \(peak)")
+        #expect(peak - idleThreads <= 40, "threads went from \(idleThreads) to \(peak)")
         pool.close()
     }
 
