@@ -82,6 +82,13 @@ let package = Package(
             ],
             path: "Sources/MeltyEmbedded"
         ),
+        /// Backups of the embedded Postgres: WAL segment arithmetic and archive gap checks, base
+        /// backups and retention, verification, point-in-time restore, the backup schedule.
+        .target(
+            name: "MeltyBackup",
+            dependencies: ["MeltyEmbedded", "MeltyProcess", .product(name: "Logging", package: "swift-log")],
+            path: "Sources/MeltyBackup"
+        ),
         /// Child processes for the kernel and plugins: posix_spawn with exactly the named
         /// descriptors, a given environment, its own process group; pipes, waiting, limits.
         .target(
@@ -132,7 +139,7 @@ let package = Package(
         .target(
             name: "Kernel",
             dependencies: [
-                "MeltyPluginABI", "MeltyABIBytes", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "MeltyProcess", "CSodium",
+                "MeltyPluginABI", "MeltyABIBytes", "MeltyPostgres", "MeltyRedis", "MeltyEmbedded", "MeltyProcess", "MeltyBackup", "CSodium",
                 "MeltyJSON", "MeltyTOTP", "MeltyPasswords", "MeltyQR", "MeltyEd25519", "MeltyLicense",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -165,6 +172,7 @@ let package = Package(
             name: "meltybase",
             dependencies: [
                 "Kernel",
+                "MeltyBackup",
                 "MeltyEd25519",
                 "MeltyLicense",
                 "MeltyVendorTools",
@@ -329,6 +337,8 @@ let package = Package(
             path: "Tests/PluginSDKTests"
         ),
         .testTarget(name: "MeltyMailTests", dependencies: ["MeltyMail", "MeltyPostgres"], path: "Tests/MeltyMailTests"),
+        /// WAL segment names and arithmetic, archive gap detection, retention, timestamps.
+        .testTarget(name: "MeltyBackupTests", dependencies: ["MeltyBackup"], path: "Tests/MeltyBackupTests"),
         .testTarget(name: "MeltyJSONTests", dependencies: ["MeltyJSON"], path: "Tests/MeltyJSONTests"),
         .testTarget(name: "MeltyTOTPTests", dependencies: ["MeltyTOTP"], path: "Tests/MeltyTOTPTests"),
         .testTarget(name: "MeltyPasswordsTests", dependencies: ["MeltyPasswords"], path: "Tests/MeltyPasswordsTests"),

@@ -53,6 +53,28 @@ struct SecretRoutes {
         case .failure(let refusal): return refusal.response
         }
         do {
+            let response = try await answer(route, request, caller: caller)
+            // Metered per portal (docs/hub.md): value reads and changes that succeeded.
+            if response.status < 300 {
+                switch need {
+                case .value: runtime.host.count("vault_reads", portal: portal)
+                case .write: runtime.host.count("vault_writes", portal: portal)
+                case .metadata: break
+                }
+            }
+            return response
+        } catch let refusal as RefusalResponse {
+            return refusal.response
+        } catch let error as VaultError {
+            return Self.response(for: error)
+        } catch {
+            return .error(status: 500, code: "vault_error", message: "\(error)")
+        }
+    }
+
+    /// The route's answer (errors are mapped by ``handle(_:)``).
+    private func answer(_ route: Route, _ request: PluginRequest, caller: CallerAccess) async throws -> PluginResponse {
+        do {
             switch (route, request.method) {
             case (.collection, "GET"): return try await list(request)
             case (.collection, "POST"): return try await write(nil, request, caller: caller)
@@ -63,12 +85,6 @@ struct SecretRoutes {
             case (.versions(let name), _): return try await versions(name)
             default: return .error(status: 405, code: "method_not_allowed", message: "\(request.method) is not allowed on \(request.path)")
             }
-        } catch let refusal as RefusalResponse {
-            return refusal.response
-        } catch let error as VaultError {
-            return Self.response(for: error)
-        } catch {
-            return .error(status: 500, code: "vault_error", message: "\(error)")
         }
     }
 

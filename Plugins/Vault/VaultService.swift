@@ -63,6 +63,7 @@ enum VaultService {
                 } catch {
                     throw PluginError.unavailable("vault.v1 get: the read could not be audited, so the value is withheld")
                 }
+                runtime.host.count("vault_reads", portal: plugin.portal)
                 return SecretJSON.valueBody(name: name, version: revealed.version, value: revealed.value)
             case "list":
                 let secrets = try await plugin.database.run { try await vault.list(portal: portal, on: $0) }

@@ -15,16 +15,40 @@ public final class EmbeddedPostgres: Sendable {
     public let clusterDirectory: String
     /// Directory holding the unix socket.
     public let socketDirectory: String
-    private let binDirectory: String
-    private let runAs: SystemAccount?
+    /// The folder of the Postgres server binaries (initdb, postgres, pg_basebackup, ...).
+    public let binDirectory: String
+    /// The unprivileged account Postgres runs as when the kernel is root; nil otherwise.
+    public let account: SystemAccount?
+    /// The backup folder (`wal/` holds the archived WAL, `base/` the base backups): the
+    /// configured one, else `backups` beside the cluster (in the data directory, or beside a
+    /// relocated cluster under /var/lib/meltybase).
+    public let backupDirectory: String
+    /// Continuous WAL archiving into `backupDirectory/wal`; nil: no archiving.
+    public let archiving: Archiving?
     private let logger: Logger
     private let supervised = NIOLockedValueBox<SupervisedProcess?>(nil)
 
     /// The libpq conninfo of the embedded cluster's `meltybase` database.
     public var conninfo: String { "host=\(socketDirectory) port=5432 user=meltybase dbname=meltybase connect_timeout=5" }
 
-    /// Prepares paths and the account; does not start anything.
-    public init(dataDirectory: String, logger: Logger) throws {
+    /// How the cluster archives its WAL (Postgres' `basic_archive` module: each segment is
+    /// copied to a temporary file, fsynced and renamed, so success means durably stored).
+    public struct Archiving: Sendable, Equatable {
+        /// The backup folder; nil: `backups` beside the cluster.
+        public var directory: String?
+        /// `archive_timeout`: a partly filled segment is archived after at most this many seconds.
+        public var timeoutSeconds: Int
+
+        /// Archiving into `directory` (nil: the default folder) every `timeoutSeconds` at the latest.
+        public init(directory: String? = nil, timeoutSeconds: Int = 60) {
+            self.directory = directory
+            self.timeoutSeconds = timeoutSeconds
+        }
+    }
+
+    /// Prepares paths and the account; does not start anything. With `archiving`, the
+    /// server archives every WAL segment into the backup folder's `wal/`.
+    public init(dataDirectory: String, logger: Logger, archiving: Archiving? = nil) throws {
         self.logger = logger
         guard let bin = PostgresBinaries.find() else {
             throw EmbeddedServiceError(
@@ -32,15 +56,23 @@ public final class EmbeddedPostgres: Sendable {
                 hint: "install them with `apt-get install postgresql-15` (scripts/setup.sh does), or set [database] url to use an existing server")
         }
         binDirectory = bin
-        runAs = getuid() == 0 ? try SystemAccount.unprivilegedForPostgres(logger: logger) : nil
+        let runAs = getuid() == 0 ? try SystemAccount.unprivilegedForPostgres(logger: logger) : nil
+        account = runAs
         var cluster = (dataDirectory as NSString).appendingPathComponent("postgres")
+        var relocated = false
         if let account = runAs, !account.canReach(directory: dataDirectory) {
             // The data directory sits below a folder the unprivileged account cannot enter
             // (for example /root): keep the cluster in a per-data-directory folder it owns.
             cluster = "/var/lib/meltybase/\(StableHash.hex(dataDirectory).prefix(16))/postgres"
             logger.notice("the Postgres cluster lives outside the data directory because \(account.name) cannot enter it", metadata: ["cluster": "\(cluster)"])
+            relocated = true
         }
         clusterDirectory = cluster
+        self.archiving = archiving
+        backupDirectory = archiving?.directory ?? (cluster as NSString).deletingLastPathComponent + "/backups"
+        if relocated, archiving != nil, archiving?.directory == nil {
+            logger.notice("the backup folder lives beside the relocated cluster", metadata: ["backups": "\(backupDirectory)"])
+        }
         let preferredSocket = (cluster as NSString).deletingLastPathComponent + "/postgres-socket"
         socketDirectory =
             preferredSocket.utf8.count + 20 < 100
@@ -58,12 +90,13 @@ public final class EmbeddedPostgres: Sendable {
         if socketDirectory.hasPrefix(parent + "/") {
             try fileManager.createDirectory(atPath: socketDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } else {
-            try PrivateSocketDirectory.prepare(socketDirectory, owner: runAs?.uid ?? getuid())
+            try PrivateSocketDirectory.prepare(socketDirectory, owner: account?.uid ?? getuid())
         }
-        if let account = runAs {
+        if let account {
             try account.own(clusterDirectory)
             try account.own(socketDirectory)
         }
+        let archiveArguments = try prepareArchive()
         let fresh = !fileManager.fileExists(atPath: clusterDirectory + "/PG_VERSION")
         if fresh {
             logger.notice("initialising the embedded Postgres cluster (first start only)", metadata: ["cluster": "\(clusterDirectory)"])
@@ -76,14 +109,15 @@ public final class EmbeddedPostgres: Sendable {
         stopLeftoverServer()
         let logFile = (clusterDirectory as NSString).deletingLastPathComponent + "/postgres.log"
         FileManager.default.createFile(atPath: logFile, contents: nil, attributes: [.posixPermissions: 0o600])
-        let serverArguments = [
-            binDirectory + "/postgres", "-D", clusterDirectory, "-k", socketDirectory, "-p", "5432",
-            "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
-            "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
-            // A replication slot nobody reads (a portal whose Realtime is off) may hold back at
-            // most this much WAL; past it the server invalidates the slot instead of filling the disk.
-            "-c", "max_slot_wal_keep_size=2GB",
-        ]
+        let serverArguments =
+            [
+                binDirectory + "/postgres", "-D", clusterDirectory, "-k", socketDirectory, "-p", "5432",
+                "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
+                "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
+                // A replication slot nobody reads (a portal whose Realtime is off) may hold back at
+                // most this much WAL; past it the server invalidates the slot instead of filling the disk.
+                "-c", "max_slot_wal_keep_size=2GB",
+            ] + archiveArguments
         let (executable, arguments) = command(serverArguments)
         let process = SupervisedProcess(name: "embedded Postgres", executable: executable, arguments: arguments, logFile: logFile, logger: logger)
         logger.notice("starting the embedded Postgres", metadata: ["socket": "\(socketDirectory)"])
@@ -96,6 +130,36 @@ public final class EmbeddedPostgres: Sendable {
             }
         }
         logger.notice("embedded Postgres is ready")
+    }
+
+    /// Creates the backup folder and its `wal/` (0700, the Postgres account's) and returns
+    /// the server's archiving settings; none without ``archiving``.
+    private func prepareArchive() throws -> [String] {
+        guard let archiving else { return ["-c", "archive_mode=off"] }
+        guard FileManager.default.fileExists(atPath: binDirectory + "/../lib/basic_archive.so") || PostgresBinaries.hasBasicArchive(binDirectory) else {
+            throw EmbeddedServiceError(
+                "Postgres' basic_archive module is missing (\(binDirectory)/../lib/basic_archive.so), so WAL cannot be archived",
+                hint: "install the Postgres contrib modules (postgresql-15 ships them), or set [backup] enabled = false")
+        }
+        let wal = backupDirectory + "/wal"
+        // A configured folder's missing parents: 0711, so the Postgres account may pass through.
+        let parent = (backupDirectory as NSString).deletingLastPathComponent
+        if !FileManager.default.fileExists(atPath: parent) {
+            try FileManager.default.createDirectory(atPath: parent, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
+        }
+        for folder in [backupDirectory, wal, backupDirectory + "/base"] {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+            if let runAs = account { try runAs.own(folder) }
+        }
+        if let runAs = account, !runAs.canReach(directory: wal) {
+            throw EmbeddedServiceError(
+                "the backup folder \(backupDirectory) is below a folder the account \(runAs.name) (which runs Postgres) cannot enter",
+                hint: "set [backup] directory to a folder \(runAs.name) can reach, e.g. /var/lib/meltybase/backups")
+        }
+        return [
+            "-c", "archive_mode=on", "-c", "archive_library=basic_archive", "-c", "basic_archive.archive_directory=\(wal)",
+            "-c", "archive_timeout=\(archiving.timeoutSeconds)",
+        ]
     }
 
     /// Stops the server (fast shutdown: active transactions roll back, data is flushed).
@@ -144,8 +208,10 @@ public final class EmbeddedPostgres: Sendable {
         while kill(pid, 0) == 0 && Date() < deadline { usleep(50_000) }
     }
 
-    private func command(_ arguments: [String]) -> (String, [String]) {
-        guard let account = runAs else { return (arguments[0], Array(arguments.dropFirst())) }
+    /// `arguments` (a program and its arguments) as the account Postgres runs as: through
+    /// `setpriv` when the kernel is root, unchanged otherwise.
+    public func command(_ arguments: [String]) -> (String, [String]) {
+        guard let account else { return (arguments[0], Array(arguments.dropFirst())) }
         return ("/usr/bin/setpriv", ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--"] + arguments)
     }
 
@@ -177,6 +243,12 @@ public enum PostgresBinaries {
         if let bin = run("/usr/bin/env", ["pg_config", "--bindir"]) { candidates.append(bin) }
         candidates += ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/local/pgsql/bin", "/usr/local/bin", "/usr/bin"]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") && FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
+    }
+
+    /// Whether the `basic_archive` module sits in the library folder of the Postgres at `binDirectory`.
+    static func hasBasicArchive(_ binDirectory: String) -> Bool {
+        guard let library = run(binDirectory + "/pg_config", ["--pkglibdir"]) ?? run("/usr/bin/env", ["pg_config", "--pkglibdir"]) else { return false }
+        return FileManager.default.fileExists(atPath: library + "/basic_archive.so")
     }
 
     /// Output of a command, trimmed, or nil when it fails.

@@ -73,6 +73,18 @@ public struct PluginHostServices: Sendable {
         }
     }
 
+    /// Records that `member` (a user id) was active this month in the portal's set `set`
+    /// (`auth_users`): the Hub counts distinct members per month as `active_<set>` (ABI 1.8
+    /// `usage_mark`). Does nothing on an older kernel or one with metering off.
+    public func markActive(_ set: String, member: String, portal: Portal) {
+        guard let usageMark = try? function(\.usage_mark, "usage_mark", since: 8) else { return }
+        _ = set.withCChars { setPointer, setLength in
+            member.withCChars { memberPointer, memberLength in
+                usageMark(plugin, portal.handle, setPointer, setLength, memberPointer, memberLength)
+            }
+        }
+    }
+
     /// Appends an audit entry (details must be a JSON object) and returns once it is
     /// committed; throws when it cannot be stored (refuse the audited action then). Suspends
     /// instead of blocking: the kernel commits on its own pool (`audit_async`, ABI 1.4). On

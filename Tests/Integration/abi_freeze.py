@@ -20,10 +20,10 @@ appended nothing to a struct has an empty list. The rules the check enforces:
     whose padding is garbage);
   - the enum values and callback typedefs are as frozen.
 
-Adding ABI 1.7: append the new fields to the header, bump MB_ABI_MINOR, then add a `7:`
-entry to every struct below (`7: (same size, [])` where nothing changed), a new struct with
-its first table at `7:`, new typedefs to TYPEDEFS (with 7) and new enum values to ENUMS. Never edit
-an entry for 0 to 6.
+Adding ABI 1.9: append the new fields to the header, bump MB_ABI_MINOR, then add a `9:`
+entry to every struct below (`9: (same size, [])` where nothing changed), a new struct with
+its first table at `9:`, new typedefs to TYPEDEFS (with 9) and new enum values to ENUMS. Never edit
+an entry for 0 to 8.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (16, []),
         6: (16, []),
         7: (16, []),
+        8: (16, []),
     },
     "mb_plugin_bytes": {
         0: (16, [
@@ -61,6 +62,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (16, []),
         6: (16, []),
         7: (16, []),
+        8: (16, []),
     },
     "mb_host_error_buffer": {
         0: (16, [
@@ -74,6 +76,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (16, []),
         6: (16, []),
         7: (16, []),
+        8: (16, []),
     },
     "mb_host_header": {
         0: (32, [
@@ -87,6 +90,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (32, []),
         6: (32, []),
         7: (32, []),
+        8: (32, []),
     },
     "mb_plugin_header": {
         0: (32, [
@@ -100,6 +104,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (32, []),
         6: (32, []),
         7: (32, []),
+        8: (32, []),
     },
     "mb_host_request": {
         0: (152, [
@@ -127,6 +132,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         7: (192, [
             ("body_streamed", 184, 4, "int32_t"),
         ]),
+        8: (192, []),
     },
     "mb_plugin_http_request": {
         0: (80, [
@@ -145,6 +151,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (80, []),
         6: (80, []),
         7: (80, []),
+        8: (80, []),
     },
     "mb_host_http_response": {
         0: (64, [
@@ -163,6 +170,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (64, []),
         6: (64, []),
         7: (64, []),
+        8: (64, []),
     },
     "mb_service_binding": {
         0: (24, [
@@ -177,6 +185,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (24, []),
         6: (24, []),
         7: (24, []),
+        8: (24, []),
     },
     "mb_json_service": {
         0: (16, [
@@ -190,6 +199,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (16, []),
         6: (16, []),
         7: (16, []),
+        8: (16, []),
     },
     "mb_host_api": {
         0: (104, [
@@ -231,6 +241,9 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("respond_write", 176, 8, "mb_status (*)(mb_request_token, mb_plugin_bytes, mb_status_completion, void *)"),
             ("respond_end", 184, 8, "mb_status (*)(mb_request_token, int32_t)"),
         ]),
+        8: (200, [
+            ("usage_mark", 192, 8, "mb_status (*)(const mb_host_plugin *, const mb_host_portal *, const char *, size_t, const char *, size_t)"),
+        ]),
     },
     "mb_host_instance_context": {
         0: (48, [
@@ -246,6 +259,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         5: (48, []),
         6: (48, []),
         7: (48, []),
+        8: (48, []),
     },
     "mb_plugin_descriptor": {
         0: (112, [
@@ -284,6 +298,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         7: (176, [
             ("streaming_route_prefixes", 168, 8, "const char *const *"),
         ]),
+        8: (176, []),
     },
     "mb_studio_page": {
         5: (32, [
@@ -294,6 +309,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         ]),
         6: (32, []),
         7: (32, []),
+        8: (32, []),
     },
     "mb_cli_command": {
         5: (32, [
@@ -304,6 +320,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         ]),
         6: (32, []),
         7: (32, []),
+        8: (32, []),
     },
     "mb_host_cli_context": {
         5: (56, [
@@ -316,6 +333,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         ]),
         6: (56, []),
         7: (56, []),
+        8: (56, []),
     },
 }
 

@@ -259,6 +259,8 @@ final class AuthHandler: Sendable {
             throw AuthFailure(status: 400, code: "refresh_token_not_found", message: "Invalid Refresh Token: Refresh Token Not Found or already used")
         }
         let amr = (try? JSONSerialization.jsonObject(with: Data(outcome.amr.utf8))) as? [[String: Any]] ?? []
+        // A refresh is activity: the user counts once this month in the portal's active users (docs/hub.md).
+        host.markActive("auth_users", member: outcome.userID, portal: portal)
         return .json(try await sessionJSON(userID: outcome.userID, sessionID: outcome.sessionID, aal: outcome.aal, amr: amr, refreshToken: fresh))
     }
 
@@ -283,6 +285,8 @@ final class AuthHandler: Sendable {
                 return (id, true)
             }
         }
+        // Every sign-in (password, PKCE, verify, ...) counts the user once this month as active (docs/hub.md).
+        host.markActive("auth_users", member: userID, portal: portal)
         return try await sessionJSON(userID: userID, sessionID: sessionID, aal: aal, amr: stamped, refreshToken: refresh)
     }
 

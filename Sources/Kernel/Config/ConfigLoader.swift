@@ -45,7 +45,9 @@ public struct ConfigLoader {
         var config = KernelConfig.defaults(directory: directory)
         config.sourcePath = path
 
-        try reader.checkKeys(root, prefix: "", allowed: ["kernel", "listeners", "database", "redis", "rate_limit", "plugins", "portals", "license", "admin"])
+        try reader.checkKeys(
+            root, prefix: "",
+            allowed: ["kernel", "listeners", "database", "redis", "rate_limit", "plugins", "portals", "license", "admin", "backup", "metering", "quotas", "prices"])
 
         if let kernel = try reader.table(root, "kernel", prefix: "") {
             try reader.checkKeys(kernel, prefix: "kernel", allowed: ["data_dir", "plugin_dir", "body_limit_bytes", "request_timeout_seconds", "log_level"])
@@ -127,6 +129,21 @@ public struct ConfigLoader {
             }
         }
 
+        if let backup = try reader.table(root, "backup", prefix: "") {
+            try reader.checkKeys(
+                backup, prefix: "backup",
+                allowed: ["enabled", "directory", "archive_timeout_seconds", "base_backup_interval_hours", "keep_count", "keep_days"])
+            if let value = try reader.bool(backup, "enabled", prefix: "backup") { config.backup.enabled = value }
+            if let value = try reader.string(backup, "directory", prefix: "backup") {
+                guard !value.isEmpty else { throw reader.error("backup.directory", "expected a folder path; leave the key out for <data_dir>/backups") }
+                config.backup.directory = resolve(value, against: directory)
+            }
+            if let value = try reader.int(backup, "archive_timeout_seconds", prefix: "backup", range: 1...3600) { config.backup.archiveTimeoutSeconds = value }
+            if let value = try reader.int(backup, "base_backup_interval_hours", prefix: "backup", range: 0...8760) { config.backup.baseBackupIntervalHours = value }
+            if let value = try reader.int(backup, "keep_count", prefix: "backup", range: 1...10000) { config.backup.keepCount = value }
+            if let value = try reader.int(backup, "keep_days", prefix: "backup", range: 0...36500) { config.backup.keepDays = value }
+        }
+
         if let plugins = try reader.table(root, "plugins", prefix: "") {
             for name in plugins.keys {
                 let prefix = "plugins.\(name)"
@@ -162,6 +179,8 @@ public struct ConfigLoader {
             }
             config.portals.sort { (reader.locator.line(of: "portals.\($0.name)") ?? 0) < (reader.locator.line(of: "portals.\($1.name)") ?? 0) }
         }
+
+        try HubConfigReader(error: { reader.error($0, $1) }).read(root, into: &config.hub)
 
         for index in config.plugins.indices {
             config.plugins[index].path = resolve(config.plugins[index].path, against: config.pluginDirectory)

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyBackup
 import MeltyEmbedded
 
 /// The validated contents of `plugins.toml`, after environment overrides.
@@ -35,6 +36,10 @@ public struct KernelConfig: Sendable {
     /// `[admin] require_client_certificate`: admin route groups need a verified client
     /// certificate (mTLS) from a listener's `client_ca`.
     public var adminRequiresClientCertificate: Bool = false
+    /// `[backup]`: WAL archiving and base backups of the embedded Postgres.
+    public var backup = BackupSettings()
+    /// `[metering]`, `[quotas]`, `[prices]`: usage metering, quotas and the price book (docs/hub.md).
+    public var hub = HubSettings()
 
     /// A configuration with every default and no plugins, rooted at `directory`.
     public static func defaults(directory: String) -> KernelConfig {

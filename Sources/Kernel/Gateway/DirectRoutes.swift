@@ -227,13 +227,16 @@ final class DirectRoutes: Sendable {
                     instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
                 }
             }
+            let inbound = body.readableBytes
             if let early = started.early {
+                instance.traffic?.record(status: early.status, bytesIn: inbound, bytesOut: early.body.count)
                 instance.release()
                 done(pluginResponse(early, for: accepted, allocator: channel.allocator))
                 return
             }
             Task {
                 let response = await pending.answer(started.token, plugin: plugin, deadline: started.deadline)
+                instance.traffic?.record(status: response.status, bytesIn: inbound, bytesOut: response.body.count)
                 instance.release()
                 done(self.pluginResponse(response, for: accepted, allocator: channel.allocator))
             }

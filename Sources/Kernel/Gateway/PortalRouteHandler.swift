@@ -68,6 +68,8 @@ struct PortalRouteHandler: Sendable {
                 status: 404, code: "portal_not_found", message: "portal \"\(portalName)\" does not exist",
                 hint: "create it with `meltybase portal create \(portalName)` or declare [portals.\(portalName)] in plugins.toml")
         }
+        // A hard quota reached this month (docs/hub.md): one relaxed load when it is not.
+        if let refusal = portal.handle.usage?.refusal() { throw refusal }
         guard !prefix.isEmpty, let plugin = plugins.plugin(prefix: prefix) else {
             throw GatewayError(
                 status: 404, code: "plugin_not_found", message: "no loaded plugin serves the prefix \"\(prefix)\"",
@@ -136,6 +138,7 @@ struct PortalRouteHandler: Sendable {
                 instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
             }
         }
+        instance.traffic?.record(status: response.status, bytesIn: body.readableBytes, bytesOut: response.body.count)
         var headers = HTTPFields()
         for (name, value) in response.headers {
             if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
@@ -177,11 +180,14 @@ struct PortalRouteHandler: Sendable {
             }
         }
         let token = dispatched
+        let traffic = instance.traffic
+        traffic?.record(status: response.status, bytesIn: 0, bytesOut: response.body.count)
         var headers = HTTPFields()
         for (name, value) in response.headers {
             if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
         }
         guard let events = response.stream else {
+            traffic?.addBytesIn(streams.exchange(token)?.bytesRead ?? 0)
             streams.remove(token)
             return Response(status: .init(code: response.status), headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: response.body)))
         }
@@ -191,6 +197,7 @@ struct PortalRouteHandler: Sendable {
             status: .init(code: response.status), headers: headers,
             body: ResponseBody { writer in
                 defer {
+                    traffic?.addBytesIn(streams.exchange(token)?.bytesRead ?? 0)
                     streams.remove(token)
                     instance.release()
                 }
@@ -202,6 +209,7 @@ struct PortalRouteHandler: Sendable {
                     }
                     switch event {
                     case .chunk(let buffer, let written):
+                        traffic?.addBytesOut(buffer.readableBytes)
                         do {
                             try await writer.write(buffer)
                             written?(MB_OK)

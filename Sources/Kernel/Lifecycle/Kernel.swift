@@ -72,7 +72,7 @@ public final class Kernel: Sendable {
         if let url = config.databaseURL { return url }
         if let running = embedded.withLockedValue({ $0.postgres }) { return running.conninfo }
         guard ownsEmbeddedServices else { throw SupervisorError.missingServiceAddress("MELTYBASE_DATABASE_URL") }
-        let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
+        let postgres = try config.embeddedPostgres(logger: logger)
         try postgres.start()
         embedded.withLockedValue { $0.postgres = postgres }
         return postgres.conninfo
@@ -93,7 +93,7 @@ public final class Kernel: Sendable {
     /// external `database_url`, or the embedded Postgres of a running kernel; nil otherwise.
     public func runningSystemConninfo() throws -> String? {
         if let url = config.databaseURL { return url }
-        let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
+        let postgres = try config.embeddedPostgres(logger: logger)
         return DataDirectoryLock.isHeld(dataDirectory: config.dataDirectory) || postgres.isRunning ? postgres.conninfo : nil
     }
 
@@ -106,7 +106,7 @@ public final class Kernel: Sendable {
             defer { database.close() }
             return try await body(database)
         }
-        let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
+        let postgres = try config.embeddedPostgres(logger: logger)
         try FileManager.default.createDirectory(atPath: config.dataDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o711])
         let lock = try DataDirectoryLock(dataDirectory: config.dataDirectory)
         defer { withExtendedLifetime(lock) {} }
@@ -171,7 +171,9 @@ public final class Kernel: Sendable {
         startedPlugins.withLockedValue { $0 = plugins }
         let portalKeys = try PortalKeys(database: database, dataDirectory: config.dataDirectory)
         startedPortalKeys.withLockedValue { $0 = portalKeys }
-        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, audit: pluginAudit)
+        // Usage per portal, flushed to the system database (docs/hub.md).
+        let meter = UsageMeter(settings: config.hub)
+        let portals = PortalRegistry(database: database, host: plugins, config: config, logger: logger, keys: portalKeys, audit: pluginAudit, meter: meter)
         startedPortals.withLockedValue { $0 = portals }
         try await portals.applyDeclaredPortals()
         try await portals.reload()
@@ -196,6 +198,9 @@ public final class Kernel: Sendable {
         systemRoutes.licenseChecks = LicenseCheckRoutes(state: state, publicKey: licensing.licensePublicKey, evaluation: evaluation, identity: identity)
         systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger), plugins: plugins)
         systemRoutes.bodyLimit = config.bodyLimitBytes
+        let usageStore = UsageStore(database: database)
+        let usageFlusher = UsageFlusher(meter: meter, store: usageStore, audit: pluginAudit, logger: logger) { portals.names }
+        systemRoutes.usage = HubUsageRoutes(identity: identity, store: usageStore, meter: meter, flusher: usageFlusher)
         var gateway = Gateway(
             config: config, plugins: plugins, portals: portals, rateLimiter: rateLimiter, systemRoutes: systemRoutes, logger: logger,
             inheritedListeners: inheritedListeners)
@@ -222,7 +227,8 @@ public final class Kernel: Sendable {
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: [.init(service: listener), .init(service: checkpoints)] + applications.map { .init(service: $0) },
+                // The flusher first: a graceful shutdown stops it last, after the listeners, so it writes the final counts.
+                services: [.init(service: usageFlusher), .init(service: listener), .init(service: checkpoints)] + applications.map { .init(service: $0) },
                 gracefulShutdownSignals: signals,
                 logger: logger))
         do {

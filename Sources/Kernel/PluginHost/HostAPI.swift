@@ -75,7 +75,8 @@ func hostFunctionTable() -> mb_host_api {
         request_body_read: hostRequestBodyRead,
         respond_start: hostRespondStart,
         respond_write: hostRespondWrite,
-        respond_end: hostRespondEnd
+        respond_end: hostRespondEnd,
+        usage_mark: hostUsageMark
     )
 }
 
@@ -167,12 +168,30 @@ private func hostAuditAsync(
 
 private func hostCounterAdd(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ length: Int, _ delta: Int64) {
     guard let handle = PluginHandle.from(plugin) else { return }
+    let portalHandle = PortalHandle.from(portal)
+    // The portal's meter too (docs/hub.md): the counter becomes a metered quantity.
+    portalHandle?.usage?.add(counter: String(pluginChars: name, count: length), plugin: handle.name, delta: delta)
     let raw = String(pluginChars: name, count: length).lowercased()
     let cleaned = String(raw.unicodeScalars.map { ("a"..."z").contains($0) || ("0"..."9").contains($0) ? Character($0) : "_" })
     let counter = Counter(
         label: "meltybase_plugin_\(cleaned)_total",
-        dimensions: [("plugin", handle.name), ("portal", PortalHandle.from(portal)?.name ?? "")])
+        dimensions: [("plugin", handle.name), ("portal", portalHandle?.name ?? "")])
     counter.increment(by: delta)
+}
+
+/// `usage_mark` (ABI 1.8): `member` was active this month in the portal's set `set_name`.
+private func hostUsageMark(
+    _ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ nameLength: Int, _ member: UnsafePointer<CChar>?,
+    _ memberLength: Int
+) -> mb_status {
+    guard PluginHandle.from(plugin) != nil, let handle = PortalHandle.from(portal), let name, let member, (1...1024).contains(memberLength) else {
+        return MB_ERR_INVALID_ARGUMENT
+    }
+    let set = String(pluginChars: name, count: nameLength)
+    guard UsageMetric.isValidName(set) else { return MB_ERR_INVALID_ARGUMENT }
+    guard let usage = handle.usage else { return MB_ERR_UNSUPPORTED }
+    usage.mark(set: set, member: Array(UnsafeRawBufferPointer(start: member, count: memberLength)))
+    return MB_OK
 }
 
 /// A plugin's response headers, copied out of its memory.

@@ -11,6 +11,8 @@ import NIOConcurrencyHelpers
 final class PluginInstance: Sendable {
     let plugin: LoadedPlugin
     let portal: PortalHandle
+    /// This plugin's request counts for the portal (nil with metering off).
+    let traffic: PluginTraffic?
     /// The plugin's `mb_plugin_instance *`, passed back to it untouched.
     var pointer: OpaquePointer? { instance.pointer }
     private let instance: SharedPointer<OpaquePointer?>
@@ -29,6 +31,7 @@ final class PluginInstance: Sendable {
     private init(plugin: LoadedPlugin, portal: PortalHandle, pointer: OpaquePointer?) {
         self.plugin = plugin
         self.portal = portal
+        self.traffic = portal.usage?.traffic(for: plugin.name)
         self.instance = SharedPointer(pointer)
     }
 

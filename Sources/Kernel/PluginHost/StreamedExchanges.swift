@@ -155,6 +155,9 @@ final class StreamedExchange: Sendable {
     /// Whether the response has started.
     var started: Bool { state.withLock { $0.events != nil } }
 
+    /// Request body bytes the plugin has read so far (for the usage meter).
+    var bytesRead: Int { state.withLock { $0.received } }
+
     /// `respond_write`: queues a chunk. MB_ERR_INVALID_ARGUMENT before start; MB_ERR_NOT_FOUND
     /// after the end. A chunk the client can no longer take completes MB_ERR_UNAVAILABLE.
     func write(_ chunk: ByteBuffer, written: (@Sendable (mb_status) -> Void)?) -> mb_status {

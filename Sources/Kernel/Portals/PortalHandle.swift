@@ -21,14 +21,17 @@ final class PortalHandle: Sendable {
     let audit: (any AuditSink)?
     /// The serving kernel's egress policy, for `http_fetch` calls naming this portal.
     let egress: EgressPolicy
+    /// The portal's usage meter (nil with `[metering] enabled = false`).
+    let usage: PortalUsage?
 
     init(
         name: String, context: HostContext, keys: PortalKeys? = nil, audit: (any AuditSink)? = nil, egress: EgressPolicy = EgressPolicy(),
-        instanceLookup: @escaping @Sendable (String) -> PluginInstance?
+        usage: PortalUsage? = nil, instanceLookup: @escaping @Sendable (String) -> PluginInstance?
     ) {
         self.name = name
         self.context = context
         self.egress = egress
+        self.usage = usage
         self.keys = keys
         self.audit = audit
         self.instanceLookup = instanceLookup

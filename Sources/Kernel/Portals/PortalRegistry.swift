@@ -42,10 +42,15 @@ public final class PortalRegistry: Sendable {
     let audit: AuditLogSink
     /// Where the portals' plugins may send `http_fetch` requests.
     let egress: EgressPolicy
+    /// Counts each portal's usage (nil: not metered).
+    let meter: UsageMeter?
 
     /// A registry over `database` creating instances of `host`'s plugins; `keys` and
     /// `conninfo` are what the portals' plugins reach through the host.
-    public init(database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger, keys: PortalKeys? = nil, audit: AuditLogSink? = nil) {
+    public init(
+        database: SystemDatabase, host: PluginHost, config: KernelConfig, logger: Logger, keys: PortalKeys? = nil, audit: AuditLogSink? = nil,
+        meter: UsageMeter? = nil
+    ) {
         self.database = database
         self.host = host
         self.config = config
@@ -54,6 +59,7 @@ public final class PortalRegistry: Sendable {
         self.context = host.context
         self.audit = audit ?? AuditLogSink(database: database)
         self.egress = EgressPolicy(config: config)
+        self.meter = meter
     }
 
     /// Writes the portals declared in the config to the system database.
@@ -161,7 +167,7 @@ public final class PortalRegistry: Sendable {
 
     private func makePortal(_ name: String) -> Portal {
         let instances = NIOLockedValueBox<[String: PluginInstance]>([:])
-        let handle = PortalHandle(name: name, context: context, keys: keys, audit: audit, egress: egress) { plugin in
+        let handle = PortalHandle(name: name, context: context, keys: keys, audit: audit, egress: egress, usage: meter?.usage(for: name)) { plugin in
             instances.withLockedValue { $0[plugin] }
         }
         let limit = config.portals.first { $0.name == name }?.rateLimit ?? config.rateLimit.perPortal

@@ -61,6 +61,7 @@ public final class SystemDatabase: Sendable {
         try await withConnection { connection in
             try await connection.execute(SystemSchema.sql)
             try await connection.execute(AuditSchema.sql)
+            try await connection.execute(UsageSchema.sql)
         }
     }
 }

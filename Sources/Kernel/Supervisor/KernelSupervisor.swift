@@ -75,7 +75,7 @@ public final class KernelSupervisor: Sendable {
                 owned.lock = try DataDirectoryLock(dataDirectory: config.dataDirectory)
             }
             if config.usesEmbeddedPostgres {
-                let postgres = try EmbeddedPostgres(dataDirectory: config.dataDirectory, logger: logger)
+                let postgres = try config.embeddedPostgres(logger: logger)
                 owned.postgres = postgres
                 try postgres.start()
             }
@@ -121,6 +121,8 @@ public final class KernelSupervisor: Sendable {
             descriptors: [lifeline.read] + owned.sockets.map(\.descriptor), crashReport: CrashReport(plugins: config.plugins),
             logger: logger, onFinish: { continuation.yield(.finished($0)) })
         try workers.start()
+        let backups = owned.postgres.flatMap { KernelBackups.startScheduler(config: config, postgres: $0, logger: logger) }
+        defer { backups?.stop() }
 
         var drainDeadline: Task<Void, Never>?
         defer { drainDeadline?.cancel() }

@@ -165,6 +165,32 @@ enum KernelOpenAPI {
                     ],
                     responses: ["200": "{entries, next_after}", "400": "a bad or unknown parameter"])
             ],
+            "/v1/hub/usage": [
+                "get": operation(
+                    "Metered usage per portal by hour, day or month (docs/hub.md), as JSON or CSV", tag: "hub", auth: .admin("aal1"),
+                    parameters: [
+                        queryParameter("portal", string),
+                        queryParameter("from", ["type": "string", "description": "ISO 8601 date or time; default: the start of this month"]),
+                        queryParameter("to", ["type": "string", "description": "ISO 8601 date or time; default: the end of this hour"]),
+                        queryParameter("granularity", ["type": "string", "enum": ["hour", "day", "month"]]),
+                        queryParameter("format", ["type": "string", "enum": ["json", "csv"]]),
+                    ],
+                    responses: [
+                        "200": "{portal, from, to, granularity, rows: [{portal, period, metric, dimension, value}]} or text/csv",
+                        "400": "a bad or unknown parameter", "404": "no such portal",
+                    ])
+            ],
+            "/v1/hub/quotas": [
+                "get": operation(
+                    "Each portal's quotas against this month's totals", tag: "hub", auth: .admin("aal1"),
+                    responses: ["200": "{tier, metering, quotas: [{portal, metric, quota, soft, hard, total, level}]}"])
+            ],
+            "/v1/hub/billing": [
+                "get": operation(
+                    "A portal's bill for a month from the price book", tag: "hub", auth: .admin("aal2"),
+                    parameters: [queryParameter("portal", string), queryParameter("period", ["type": "string", "description": "YYYY-MM; default: this month"])],
+                    responses: ["200": "{portal, period, tier, currency, base_price, lines, usage_total, total}", "400": "a bad or unknown parameter", "404": "no such portal"])
+            ],
             "/v1/audit/verify": [
                 "get": operation("Checks the whole audit chain and its checkpoints now", tag: "audit", auth: .admin("aal1"), responses: ["200": "{ok, entries, problem, ...}"])
             ],

@@ -23,11 +23,16 @@ struct SystemRoutes: Sendable {
     var studio: StudioRoutes? = nil
     /// This kernel's `body_limit_bytes` (the static on the context is shared by every kernel in a process).
     var bodyLimit: Int = KernelRequestContext.defaultBodyLimit
+    /// Usage, quotas and billing (`/v1/hub/usage`, `/v1/hub/quotas`, `/v1/hub/billing`); its
+    /// meter's totals are added to `/metrics`.
+    var usage: HubUsageRoutes? = nil
 
     func register(on router: some RouterMethods<KernelRequestContext>) {
         adminAPI?.register(on: router)
         licenseChecks?.register(on: router)
         studio?.register(on: router)
+        usage?.register(on: router)
+        let meter = usage?.meter
         if let identity = adminAPI?.identity {
             StudioPagesRoute(identity: identity, plugins: plugins, portals: portals).register(on: router)
             HubPluginsRoute(identity: identity, plugins: plugins, portals: portals, rateLimiter: rateLimiter).register(on: router)
@@ -56,6 +61,7 @@ struct SystemRoutes: Sendable {
             var buffer: [UInt8] = []
             buffer.reserveCapacity(16 * 1024)
             metrics.emit(into: &buffer)
+            if let meter { buffer.append(contentsOf: meter.prometheusText().utf8) }
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4"], body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
         }
         router.get("/v1/system/plugins") { _, context in

@@ -50,7 +50,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 7
+#define MB_ABI_MINOR 8
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -494,6 +494,18 @@ typedef struct mb_host_api {
      *  client sees a truncated response rather than a short one). Returns MB_ERR_NOT_FOUND
      *  for an unknown or ended token. Any thread. Never blocks. */
     mb_status (*respond_end)(mb_request_token token, int32_t aborted);
+
+    /* ---- ABI 1.8: usage metering (check struct_size before calling) ---- */
+
+    /** Records that `member` (e.g. a user id) was active this month in the portal's set
+     *  `set_name` (1-64 of a-z, 0-9 and '_', e.g. "auth_users"): the Hub counts each member
+     *  once per portal, set and (UTC) month as the metric active_<set_name>, storing only
+     *  the SHA-256 of the member. Returns MB_ERR_INVALID_ARGUMENT for a NULL portal, a bad
+     *  set name or an empty member (1-1024 bytes), MB_ERR_UNSUPPORTED when the kernel runs
+     *  with metering off; MB_OK otherwise (the mark is written with the next flush). Any
+     *  thread. Never blocks. */
+    mb_status (*usage_mark)(const mb_host_plugin *plugin, const mb_host_portal *portal, const char *set_name,
+                            size_t set_name_len, const char *member, size_t member_len);
 } mb_host_api;
 
 /* ------------------------------------------------------------------------------------ */

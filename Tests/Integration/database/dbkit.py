@@ -192,7 +192,10 @@ class Kernel:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config = self.directory / "meltybase.toml"
-        self.config.write_text(CONFIG_TOML.format(port=self.port, plugin=PLUGIN_FILE) + "\n" + extra_toml)
+        # WAL archiving stays on (the default), but scheduled base backups are left to the
+        # tests about them (test_backup.py): one per test kernel would only add load.
+        backup = "" if "[backup]" in extra_toml else "\n[backup]\nbase_backup_interval_hours = 0\n"
+        self.config.write_text(CONFIG_TOML.format(port=self.port, plugin=PLUGIN_FILE) + "\n" + extra_toml + backup)
         self.log_path = self.directory / "kernel.log"
         if prepare is not None:
             prepare(self)  # e.g. copy another kernel's key files into data_dir

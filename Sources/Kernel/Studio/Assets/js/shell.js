@@ -8,6 +8,7 @@ import * as router from './router.js';
 import { pages } from './pages/index.js';
 import * as plugins from './plugins.js';
 import { h, replace } from './dom.js';
+import { quotaBanners } from './pages/usage.js';
 
 let renderToken = 0;
 
@@ -80,6 +81,12 @@ export async function renderShell(root, path) {
     });
     if (token !== renderToken) return;
     replace(main, content);
+    // Quotas past a limit show on every page (the usage page lists them itself).
+    if (page.id !== 'usage') {
+      api.get('/v1/hub/quotas', { stepUp: false }).then((answer) => {
+        if (token === renderToken) main.prepend(...quotaBanners(answer.quotas));
+      }).catch(() => { /* no banner when the quotas cannot be read */ });
+    }
   } catch (error) {
     if (token !== renderToken) return;
     replace(main, h('h1', { id: 'page-title' }, page.title), h('p', { class: 'notice notice-error', role: 'alert' }, error.message));

@@ -9,5 +9,6 @@ import portals from './portals.js';
 import audit from './audit.js';
 import admins from './admins.js';
 import security from './security.js';
+import usage from './usage.js';
 
-export const pages = [overview, portals, audit, admins, security];
+export const pages = [overview, portals, usage, audit, admins, security];

@@ -1,0 +1,99 @@
+import Foundation
+
+/// The archived WAL folder (`<backup dir>/wal`): what it holds and whether it has gaps.
+public struct WALArchive: Sendable {
+    /// The folder.
+    public let directory: String
+
+    /// The archive in `directory`.
+    public init(directory: String) {
+        self.directory = directory
+    }
+
+    /// What a scan found.
+    public struct Contents: Sendable, Equatable {
+        /// Complete segments, sorted by position then timeline.
+        public var segments: [WALSegment] = []
+        /// Partial segments (ends of abandoned timelines).
+        public var partials: [WALSegment] = []
+        /// Timelines with a history file.
+        public var historyTimelines: [UInt32] = []
+        /// Backup history files' segments.
+        public var backupHistories: [WALSegment] = []
+        /// Bytes of every file.
+        public var totalBytes: UInt64 = 0
+        /// When the newest file (segment or partial) was archived; nil for an empty archive.
+        public var newestArchivedAt: Date?
+        /// The segment size the names were read with (the size of the archived segments).
+        public var segmentSize: UInt64 = WALSegment.defaultSize
+
+        /// An empty archive.
+        public init() {}
+
+        /// The oldest complete segment.
+        public var oldest: WALSegment? { segments.first }
+        /// The newest complete segment.
+        public var newest: WALSegment? { segments.last }
+    }
+
+    /// Lists the folder; an absent folder is an empty archive.
+    public func scan() throws -> Contents {
+        var contents = Contents()
+        let manager = FileManager.default
+        guard manager.fileExists(atPath: directory) else { return contents }
+        let names = try manager.contentsOfDirectory(atPath: directory)
+        // The size of a complete segment file is the cluster's segment size.
+        for name in names where name.utf8.count == 24 {
+            if let size = (try? manager.attributesOfItem(atPath: directory + "/" + name))?[.size] as? NSNumber, size.uint64Value >= 1 << 20,
+                size.uint64Value & (size.uint64Value - 1) == 0
+            {
+                contents.segmentSize = size.uint64Value
+                break
+            }
+        }
+        for name in names {
+            let attributes = try? manager.attributesOfItem(atPath: directory + "/" + name)
+            contents.totalBytes += (attributes?[.size] as? NSNumber)?.uint64Value ?? 0
+            let modified = attributes?[.modificationDate] as? Date
+            switch WALArchiveFile(name: name, segmentSize: contents.segmentSize) {
+            case .segment(let segment):
+                contents.segments.append(segment)
+                if let modified, modified > (contents.newestArchivedAt ?? .distantPast) { contents.newestArchivedAt = modified }
+            case .partial(let segment):
+                contents.partials.append(segment)
+                if let modified, modified > (contents.newestArchivedAt ?? .distantPast) { contents.newestArchivedAt = modified }
+            case .backupHistory(let segment): contents.backupHistories.append(segment)
+            case .timelineHistory(let timeline): contents.historyTimelines.append(timeline)
+            case .other: break
+            }
+        }
+        contents.segments.sort()
+        contents.partials.sort()
+        contents.historyTimelines.sort()
+        return contents
+    }
+
+    /// The segments missing between `start` and `end` (both included) when `present` are
+    /// the archived complete segments: every position must be held by a segment of some
+    /// timeline (a promotion continues the same positions on a new timeline). Each missing
+    /// position is named on the timeline of the nearest archived segment before it.
+    public static func gaps(in present: [WALSegment], from start: WALSegment, to end: WALSegment) -> [WALSegment] {
+        guard start.position <= end.position else { return [] }
+        var timelineAt: [UInt64: UInt32] = [:]
+        for segment in present where segment.position >= start.position && segment.position <= end.position {
+            timelineAt[segment.position] = max(timelineAt[segment.position] ?? 0, segment.timeline)
+        }
+        var missing: [WALSegment] = []
+        var timeline = start.timeline
+        var position = start.position
+        while position <= end.position {
+            if let found = timelineAt[position] {
+                timeline = found
+            } else {
+                missing.append(WALSegment(timeline: timeline, position: position, segmentSize: start.segmentSize))
+            }
+            position += 1
+        }
+        return missing
+    }
+}
