@@ -135,7 +135,14 @@ final class PortalFunctions: Sendable {
         let logs = runtime.logs
         let portalName = portal.name
         let logVersion = LogVersion(version)
-        let pool = FunctionPool(name: name.value, launch: launch, loop: runtime.loop) { line in
+        let host = runtime.host
+        let meteredPortal = portal
+        // The Hub meters CPU and memory × time per portal (docs/hub.md: edge_cpu_ms, edge_memory_mb_ms).
+        let usageSink: @Sendable (EdgeUsage) -> Void = { usage in
+            if usage.cpuMilliseconds > 0 { host.count("edge_cpu_ms", by: Int64(usage.cpuMilliseconds), portal: meteredPortal) }
+            if usage.megabyteMilliseconds > 0 { host.count("edge_memory_mb_ms", by: Int64(usage.megabyteMilliseconds), portal: meteredPortal) }
+        }
+        let pool = FunctionPool(name: name.value, launch: launch, loop: runtime.loop, usageSink: usageSink) { line in
             logs.append(portal: portalName, name: name, version: logVersion.value, line)
         }
         do {

@@ -189,10 +189,16 @@ public final class RealtimePlugin: PortalPlugin {
             }
         }
         let hub = self.hub
+        let host = runtime.host
+        let meteredPortal = portal
         expiryTimer = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 Self.closeExpired(hub: hub)
+                // The Hub keeps the largest value of a `_peak` counter per hour: the open
+                // connections, once a second (docs/hub.md).
+                let open = hub.counts.connections
+                if open > 0 { host.count("connections_peak", by: Int64(open), portal: meteredPortal) }
             }
         }
     }
@@ -261,6 +267,7 @@ public final class RealtimePlugin: PortalPlugin {
         }
         hub.open(socket.id, version: version, caller: caller, token: Self.token(of: request))
         runtime.host.count("connections_opened", portal: portal)
+        runtime.host.count("connections_peak", by: Int64(hub.counts.connections), portal: portal)
     }
 
     /// One client message.

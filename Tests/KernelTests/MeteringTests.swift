@@ -49,6 +49,22 @@ struct MeteringTests {
         #expect(text.contains(#"meltybase_usage_counter_total{portal="acme",plugin="edge",metric="edge_invocations"} 5"#))
     }
 
+    @Test("a `_peak` counter keeps the largest value reported (a gauge), not the sum, and shows on /metrics")
+    func peaksKeepTheMaximum() throws {
+        let meter = UsageMeter(settings: HubSettings())
+        let usage = try #require(meter.usage(for: "acme"))
+        for open in [3, 7, 5] { usage.add(counter: "connections_peak", plugin: "realtime", delta: Int64(open)) }
+        usage.add(counter: "edge_cpu_ms", plugin: "edge", delta: 40)
+        usage.add(counter: "edge_cpu_ms", plugin: "edge", delta: 2)
+        let batch = meter.drain()
+        let peak = UsageBatch.Key(portal: "acme", metric: "connections_peak", dimension: "realtime")
+        #expect(batch.maxima[peak] == 7)
+        #expect(batch.sums[peak] == nil)
+        #expect(batch.sums[.init(portal: "acme", metric: "edge_cpu_ms", dimension: "edge")] == 42)
+        #expect(meter.prometheusText().contains(#"meltybase_usage_peak{portal="acme",plugin="realtime",metric="connections_peak"} 7"#))
+        #expect(UsageMetric.isPeak("connections_peak") && !UsageMetric.isPeak("peak_connections"))
+    }
+
     @Test("metering off: no usage objects, so the gateway counts nothing")
     func meteringOff() {
         var settings = HubSettings()

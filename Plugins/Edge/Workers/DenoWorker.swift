@@ -264,6 +264,9 @@ final class DenoWorker: Sendable {
     /// The process's CPU time and memory now.
     var usage: ProcessUsage? { ProcessUsage.read(pid) }
 
+    /// What this worker used that was not reported to the Hub's metering yet.
+    let meter = WorkerUsageMeter()
+
     /// The last 4 KiB of its stderr.
     var stderrTail: String { state.withLock { String(decoding: $0.stderrTail, as: UTF8.self) } }
 

@@ -17,6 +17,7 @@ public final class FunctionPool: Sendable {
     public let launch: WorkerLaunch
     private let loop: PostgresEventLoop
     private let logSink: @Sendable (FunctionLogLine) -> Void
+    private let usageSink: @Sendable (EdgeUsage) -> Void
     private let state = Mutex(State())
 
     /// The head is held until the first chunk of body (or its end) arrived: a response whose
@@ -70,10 +71,16 @@ public final class FunctionPool: Sendable {
 
     /// A pool; no worker starts before ``prewarm()`` or the first ``invoke(_:body:response:)``.
     /// `logSink` is called on a worker's reader task for every line: it must not block (queue the line).
-    public init(name: String, launch: WorkerLaunch, loop: PostgresEventLoop, logSink: @escaping @Sendable (FunctionLogLine) -> Void) {
+    /// `usageSink` receives what the workers used (CPU from READY on; memory × request time),
+    /// for the Hub's metering; it must not block.
+    public init(
+        name: String, launch: WorkerLaunch, loop: PostgresEventLoop, usageSink: @escaping @Sendable (EdgeUsage) -> Void = { _ in },
+        logSink: @escaping @Sendable (FunctionLogLine) -> Void
+    ) {
         self.name = name
         self.launch = launch
         self.loop = loop
+        self.usageSink = usageSink
         self.logSink = logSink
     }
 
@@ -171,6 +178,7 @@ public final class FunctionPool: Sendable {
         }
         do {
             try await worker.waitUntilReady(timeout: .milliseconds(Int(launch.startTimeoutSeconds * 1000)))
+            worker.meter.start(worker.usage)
         } catch {
             state.withLock { _ = $0.slots.removeValue(forKey: serial) }
             return startFailed(error)
@@ -351,6 +359,9 @@ public final class FunctionPool: Sendable {
             try? await Task.sleep(for: Self.monitorInterval)
             let busy = state.withLock { state -> [DenoWorker]? in
                 guard state.inFlight > 0, !state.stopped else {
+                    // Going idle: what the last short requests used is reported now.
+                    let ready = state.slots.values.filter(\.ready).map(\.worker)
+                    Task { self.reportCPU(of: ready) }
                     state.monitorRunning = false
                     state.idlePeriod += 1
                     let period = state.idlePeriod
@@ -382,11 +393,20 @@ public final class FunctionPool: Sendable {
         for worker in surplus { drainThenKill(worker) }
     }
 
+    /// Reports the CPU `workers` used since their last report.
+    private func reportCPU(of workers: [DenoWorker]) {
+        var cpu = 0
+        for worker in workers { if let usage = worker.usage { cpu += worker.meter.cpuSinceLastReport(usage) } }
+        if cpu > 0 { usageSink(EdgeUsage(cpuMilliseconds: cpu)) }
+    }
+
     private func check(_ worker: DenoWorker) {
         let requests = worker.inFlight
         guard !requests.isEmpty else { return }
         if let usage = worker.usage {
             worker.recordBaselines(cpuMilliseconds: usage.cpuMilliseconds)
+            let cpu = worker.meter.cpuSinceLastReport(usage)
+            if cpu > 0 { usageSink(EdgeUsage(cpuMilliseconds: cpu)) }
             // CPU since the oldest request in flight started (a worker serves several at once).
             let baseline = requests.compactMap(\.cpuAtStart).min() ?? usage.cpuMilliseconds
             let used = usage.cpuMilliseconds - baseline
@@ -426,8 +446,12 @@ public final class FunctionPool: Sendable {
             case .worker(let acquired): worker = acquired
             }
             startMonitorIfNeeded()
+            let started = ContinuousClock.now
             let result = await exchange(request, body: body, response: response, on: worker)
             release(worker)
+            let elapsed = ContinuousClock.now - started
+            let milliseconds = Int(elapsed.components.seconds) * 1000 + Int(elapsed.components.attoseconds / 1_000_000_000_000_000)
+            usageSink(EdgeUsage(megabyteMilliseconds: worker.meter.residentMegabytes * milliseconds))
             guard let result else {
                 state.withLock { $0.slots[worker.serial]?.accepting = false }
                 continue

@@ -36,6 +36,10 @@ path = "libEdgePlugin.so"
 
 [plugins.edge.config]
 deno_path = "{DENO}"
+
+# Usage reaches /metrics within a second (test_functions.py checks the Edge counters).
+[metering]
+flush_interval_seconds = 1
 """
 
 

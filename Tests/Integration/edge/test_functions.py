@@ -5,6 +5,7 @@ streamed both ways), update, rollback, delete, the caller rules, supabase-py's
 from __future__ import annotations
 
 import concurrent.futures
+import re
 import socket
 import time
 from urllib.parse import urlparse
@@ -246,3 +247,48 @@ def test_time_to_first_response_after_deploy_is_warm(portal):
     before = int(time.time() * 1000)
     started = int(invoke(portal, "warm").text)
     assert started <= before
+
+
+BURN = """
+Deno.serve(() => {
+  const until = performance.now() + 60;
+  let spins = 0;
+  while (performance.now() < until) spins++;
+  return new Response(String(spins));
+});
+"""
+
+
+def edge_usage(portal) -> dict[str, float]:
+    """This kernel's Edge counters of `portal` on /metrics (flushed each second here)."""
+    text = httpx.get(portal.kernel.url + "/metrics", timeout=30).text
+    pattern = re.compile(r'^meltybase_usage_counter_total\{portal="' + re.escape(portal.name)
+                         + r'",plugin="edge",metric="([a-z_]+)"\} ([0-9.e+]+)$', re.M)
+    return {metric: float(value) for metric, value in pattern.findall(text)}
+
+
+def test_invocations_cpu_and_memory_time_are_metered_for_the_hub(portal):
+    deploy(portal, "burn", BURN)
+    # Earlier tests' invocations reach /metrics with the next flush (1 s): let them land first.
+    before = edge_usage(portal)
+    while True:
+        time.sleep(1.5)
+        settled = edge_usage(portal)
+        if settled == before:
+            break
+        before = settled
+    for _ in range(5):
+        answer = invoke(portal, "burn")
+        assert answer.status_code == 200 and int(answer.text) > 0, answer.text
+    deadline = time.monotonic() + 20
+    while True:
+        after = edge_usage(portal)
+        grown = {name: after.get(name, 0) - before.get(name, 0) for name in ("edge_invocations", "edge_cpu_ms", "edge_memory_mb_ms")}
+        if grown["edge_invocations"] >= 5 and grown["edge_cpu_ms"] >= 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert grown["edge_invocations"] == 5, (grown, after)
+    # Five requests spinning 60 ms each: at least 200 ms of the worker's CPU time.
+    assert grown["edge_cpu_ms"] >= 200, (grown, after)
+    # Memory × time: a Deno worker holds tens of MB for the 300+ ms the requests ran.
+    assert grown["edge_memory_mb_ms"] >= 10 * 300, (grown, after)

@@ -31,6 +31,10 @@ class User:
 REALTIME_TOML = """
 [plugins.realtime]
 path = "libRealtimePlugin.so"
+
+# Usage reaches /metrics within a second (test_backpressure_limits.py checks connections_peak).
+[metering]
+flush_interval_seconds = 1
 """
 
 

@@ -57,6 +57,31 @@ def test_a_client_that_does_not_read_is_closed_as_a_slow_consumer(portal):
     asyncio.run(scenario())
 
 
+def test_open_connections_are_metered_as_an_hourly_peak(new_portal):
+    portal = new_portal()
+    pattern = 'meltybase_usage_peak{portal="%s",plugin="realtime",metric="connections_peak"} ' % portal.name
+
+    def peak() -> int:
+        for line in httpx.get(portal.kernel.url + "/metrics", timeout=30).text.splitlines():
+            if line.startswith(pattern):
+                return int(float(line[len(pattern):]))
+        return 0
+
+    async def scenario():
+        sockets = [await websockets.connect(rtkit.websocket_url(portal), max_size=None) for _ in range(4)]
+        try:
+            for _ in range(100):  # the kernel flushes each second here
+                if peak() >= 4:
+                    break
+                await asyncio.sleep(0.2)
+            assert peak() == 4
+        finally:
+            for socket in sockets:
+                await socket.close()
+
+    asyncio.run(scenario())
+
+
 def test_limits_on_joins_and_connections():
     kernel = start_kernel("""
 [plugins.realtime.config]

@@ -14,6 +14,8 @@ final class PortalUsage: Sendable {
     let portal: String
     private let traffic = NIOLockedValueBox<[String: PluginTraffic]>([:])
     private let counters = NIOLockedValueBox<[UsageBatch.Key: Double]>([:])
+    /// `_peak` counters: the largest value reported since the last flush.
+    private let peaks = NIOLockedValueBox<[UsageBatch.Key: Double]>([:])
     private let marks = NIOLockedValueBox<Set<UsageBatch.Mark>>([])
     private let refused = Atomic<Bool>(false)
     private let breach = NIOLockedValueBox<QuotaBreach?>(nil)
@@ -36,6 +38,10 @@ final class PortalUsage: Sendable {
     /// Adds a plugin's `counter_add` to the metric its name feeds.
     func add(counter name: String, plugin: String, delta: Int64) {
         let key = UsageBatch.Key(portal: portal, metric: UsageMetric.pluginCounter(name), dimension: plugin)
+        if UsageMetric.isPeak(key.metric) {
+            peaks.withLockedValue { $0[key] = max($0[key] ?? Double(delta), Double(delta)) }
+            return
+        }
         counters.withLockedValue { $0[key, default: 0] += Double(delta) }
     }
 
@@ -61,6 +67,12 @@ final class PortalUsage: Sendable {
         for (key, value) in counted where value != 0 {
             batch.sums[key, default: 0] += value
         }
+        let peaked: [UsageBatch.Key: Double] = peaks.withLockedValue { peaks in
+            let taken = peaks
+            peaks = [:]
+            return taken
+        }
+        for (key, value) in peaked { batch.maxima[key] = max(batch.maxima[key] ?? value, value) }
         let marked: Set<UsageBatch.Mark> = marks.withLockedValue { marks in
             let taken = marks
             marks = []

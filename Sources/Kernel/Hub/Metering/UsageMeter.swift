@@ -8,7 +8,7 @@ public final class UsageMeter: Sendable {
     let settings: HubSettings
     private let portals = NIOLockedValueBox<[String: PortalUsage]>([:])
     /// Counts of this kernel since it started (drained ones), and the last gauges, for `/metrics`.
-    private let lifetime = NIOLockedValueBox<(sums: [UsageBatch.Key: Double], gauges: [UsageBatch.Key: Double])>(([:], [:]))
+    private let lifetime = NIOLockedValueBox<(sums: [UsageBatch.Key: Double], gauges: [UsageBatch.Key: Double], peaks: [UsageBatch.Key: Double])>(([:], [:], [:]))
     /// Drained counts a failed flush gave back, written with the next one.
     private let carried = NIOLockedValueBox<UsageBatch>(UsageBatch())
 
@@ -44,6 +44,7 @@ public final class UsageMeter: Sendable {
         for usage in allUsage { fresh.merge(usage.drain()) }
         lifetime.withLockedValue { lifetime in
             for (key, value) in fresh.sums { lifetime.sums[key, default: 0] += value }
+            for (key, value) in fresh.maxima where UsageMetric.isPeak(key.metric) { lifetime.peaks[key] = value }
         }
         batch.merge(fresh)
         return batch
@@ -64,9 +65,10 @@ public final class UsageMeter: Sendable {
     /// The Prometheus text of this kernel's usage since it started (as of its last flush):
     /// `meltybase_usage_requests_total{portal,plugin,class}`, `meltybase_usage_bytes_in_total`,
     /// `meltybase_usage_bytes_out_total{portal,plugin}`, `meltybase_usage_counter_total{portal,plugin,metric}`
-    /// and `meltybase_usage_db_size_bytes{portal}`.
+    /// `meltybase_usage_db_size_bytes{portal}` and `meltybase_usage_peak{portal,plugin,metric}`
+    /// (the largest value of a `_peak` counter in the latest flush interval that had one).
     func prometheusText() -> String {
-        let (sums, gauges) = lifetime.withLockedValue { ($0.sums, $0.gauges) }
+        let (sums, gauges, peaks) = lifetime.withLockedValue { ($0.sums, $0.gauges, $0.peaks) }
         var families: [String: [String]] = [:]
         for (key, value) in sums.sorted(by: { $0.key < $1.key }) {
             let portal = "portal=\"\(Self.escape(key.portal))\""
@@ -86,6 +88,10 @@ public final class UsageMeter: Sendable {
         for (key, value) in gauges.sorted(by: { $0.key < $1.key }) {
             families["meltybase_usage_db_size_bytes", default: []].append(
                 "meltybase_usage_db_size_bytes{portal=\"\(Self.escape(key.portal))\"} \(UsageNumber.text(value))")
+        }
+        for (key, value) in peaks.sorted(by: { $0.key < $1.key }) {
+            let labels = "portal=\"\(Self.escape(key.portal))\",plugin=\"\(Self.escape(key.dimension))\",metric=\"\(Self.escape(key.metric))\""
+            families["meltybase_usage_peak", default: []].append("meltybase_usage_peak{\(labels)} \(UsageNumber.text(value))")
         }
         var text = ""
         for (name, lines) in families.sorted(by: { $0.key < $1.key }) {

@@ -13,8 +13,15 @@ enum UsageMetric {
     /// Prefix of the distinct-member counts of a month (`active_auth_users`).
     static let activePrefix = "active_"
 
-    /// Metrics whose rollups take the maximum instead of the sum.
+    /// Metrics whose rollups take the maximum instead of the sum (with every `_peak` metric).
     static let gauges: Set<String> = [databaseSize]
+
+    /// Whether `metric` is a peak a plugin reports (`connections_peak`): a gauge whose
+    /// hourly value is the largest reported, merged across kernels with `greatest`.
+    static func isPeak(_ metric: String) -> Bool { metric.hasSuffix("_peak") }
+
+    /// The SQL condition on `metric` of the metrics whose rollups take the maximum.
+    static let maximumCondition = "(metric = 'db_size_bytes' OR right(metric, 5) = '_peak')"
 
     /// Names the kernel uses itself; a plugin counter with one of them gets a `plugin_` prefix.
     static let reserved: Set<String> = [requests, bytesIn, bytesOut, databaseSize]

@@ -34,11 +34,11 @@ enum UsageSchema {
         );
         CREATE OR REPLACE VIEW hub.usage_daily AS
             SELECT portal, date_trunc('day', hour, 'UTC') AS day, metric, dimension,
-                CASE WHEN metric = 'db_size_bytes' THEN max(value) ELSE sum(value) END AS value
+                CASE WHEN \(UsageMetric.maximumCondition) THEN max(value) ELSE sum(value) END AS value
             FROM hub.usage_hourly GROUP BY 1, 2, 3, 4;
         CREATE OR REPLACE VIEW hub.usage_monthly AS
             SELECT portal, date_trunc('month', hour, 'UTC') AS month, metric, dimension,
-                CASE WHEN metric = 'db_size_bytes' THEN max(value) ELSE sum(value) END AS value
+                CASE WHEN \(UsageMetric.maximumCondition) THEN max(value) ELSE sum(value) END AS value
             FROM hub.usage_hourly GROUP BY 1, 2, 3, 4
             UNION ALL
             SELECT portal, month::timestamp AT TIME ZONE 'UTC' AS month, 'active_' || set_name AS metric, '' AS dimension,

@@ -118,7 +118,7 @@ struct UsageStore: Sendable {
             try await connection.query(
                 """
                 SELECT portal, metric, sum(value)::text FROM (
-                    SELECT portal, metric, dimension, CASE WHEN metric = 'db_size_bytes' THEN max(value) ELSE sum(value) END AS value
+                    SELECT portal, metric, dimension, CASE WHEN \(UsageMetric.maximumCondition) THEN max(value) ELSE sum(value) END AS value
                     FROM hub.usage_hourly WHERE hour >= $1::timestamptz AND hour < $2::timestamptz AND ($3::text IS NULL OR portal = $3)
                     GROUP BY portal, metric, dimension
                     UNION ALL
