@@ -338,7 +338,7 @@ let package = Package(
         ),
         .testTarget(name: "MeltyMailTests", dependencies: ["MeltyMail", "MeltyPostgres"], path: "Tests/MeltyMailTests"),
         /// WAL segment names and arithmetic, archive gap detection, retention, timestamps.
-        .testTarget(name: "MeltyBackupTests", dependencies: ["MeltyBackup"], path: "Tests/MeltyBackupTests"),
+        .testTarget(name: "MeltyBackupTests", dependencies: ["MeltyBackup", "MeltyEmbedded"], path: "Tests/MeltyBackupTests"),
         .testTarget(name: "MeltyJSONTests", dependencies: ["MeltyJSON"], path: "Tests/MeltyJSONTests"),
         .testTarget(name: "MeltyTOTPTests", dependencies: ["MeltyTOTP"], path: "Tests/MeltyTOTPTests"),
         .testTarget(name: "MeltyPasswordsTests", dependencies: ["MeltyPasswords"], path: "Tests/MeltyPasswordsTests"),

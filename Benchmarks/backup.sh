@@ -91,8 +91,10 @@ sleep 1
 psql_q "CREATE TABLE IF NOT EXISTS bench_tick (n int); INSERT INTO bench_tick VALUES (1)" >/dev/null
 last=$(psql_q "SELECT pg_walfile_name(pg_switch_wal())")
 archive="$(meltybase_cli backup list --json | python3 -c 'import json, sys; print(json.load(sys.stdin)["archive"]["directory"])')"
-for ((i = 0; i < 1200; i++)); do [[ -f $archive/$last ]] && break; sleep 0.1; done
-[[ -f $archive/$last ]] || die "$last was not archived"
+# Archived compressed ($last.gz); an archive from before compression holds $last.
+archived() { [[ -f $archive/$last.gz || -f $archive/$last ]]; }
+for ((i = 0; i < 1200; i++)); do archived && break; sleep 0.1; done
+archived || die "$last was not archived"
 restore_s=$(seconds meltybase_cli backup restore --to "$target" --into "$TMP/restored")
 replay_s=$(grep -o 'redo done at .*elapsed: [0-9.]* s' "$TMP/restored.restore.log" | grep -o 'elapsed: [0-9.]*' | awk '{ print $2 }' | tail -n 1)
 [[ -n $replay_s ]] || replay_s=n/a

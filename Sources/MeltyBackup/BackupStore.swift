@@ -3,7 +3,7 @@ import Foundation
 /// The backup folder's layout and its base backups' metadata.
 ///
 /// ```
-/// <backup dir>/wal/                      archived WAL (basic_archive)
+/// <backup dir>/wal/                      archived WAL (gzip-compressed, `<name>.gz`)
 /// <backup dir>/base/<stamp>/             a plain-format base backup with its WAL and manifest
 /// <backup dir>/base/<stamp>.json         its metadata (BaseBackup)
 /// <backup dir>/restores/<stamp>/         clusters built by `meltybase backup restore`

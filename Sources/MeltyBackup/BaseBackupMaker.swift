@@ -68,8 +68,10 @@ public struct BaseBackupMaker: Sendable {
                 try await ToolRunner.onOwnThread { try store.remove(backup) }
             }
             if let oldest = keep.last, FileManager.default.fileExists(atPath: store.walDirectory) {
+                // `-x .gz` strips the extension before comparing: compressed segments (`X.gz`) and
+                // uncompressed ones (archived before compression, `X`) are both removed.
                 try await runner.check(
-                    [runner.tool("pg_archivecleanup"), store.walDirectory, oldest.startWAL],
+                    [runner.tool("pg_archivecleanup"), "-x", ".gz", store.walDirectory, oldest.startWAL],
                     hint: "check the permissions of \(store.walDirectory)")
             }
             return remove

@@ -1,4 +1,5 @@
 import Foundation
+import MeltyEmbedded
 import MeltyProcess
 
 /// `meltybase backup restore --to <time>`: a new cluster built from the newest base backup
@@ -6,8 +7,8 @@ import MeltyProcess
 ///
 /// The backup is copied (as the Postgres account) into the destination, `recovery.signal`
 /// is written, and a temporary Postgres starts on the copy: its own socket folder, no TCP,
-/// `restore_command` copying from the archive, `recovery_target_time` and
-/// `recovery_target_action = 'promote'`. Once the server has promoted it is checked
+/// `restore_command` fetching from the archive (``WALArchiveCommands/restore(directory:)``),
+/// `recovery_target_time` and `recovery_target_action = 'promote'`. Once the server has promoted it is checked
 /// (connect, list the databases) and stopped. The temporary server does not archive (an
 /// unused restore leaves the archive untouched); the files it wrote on its new timeline
 /// are marked for archiving (`archive_status/*.ready`), so a kernel started on the cluster
@@ -71,9 +72,6 @@ public struct PointInTimeRestore: Sendable {
     private func restoreBlocking(backup: BaseBackup, target: Date, destination: String, progress: @Sendable (String) -> Void) throws -> Result {
         let manager = FileManager.default
         let wal = store.walDirectory
-        guard !wal.contains(where: { "'%\n".contains($0) }) else {
-            throw BackupError("the archive path \(wal) contains a quote, % or a line break", hint: "use a [backup] directory without those characters")
-        }
         if manager.fileExists(atPath: destination) {
             guard (try? manager.contentsOfDirectory(atPath: destination))?.isEmpty == true else {
                 throw BackupError("\(destination) exists and is not empty", hint: "pass --into with a new folder, or remove it")
@@ -111,7 +109,7 @@ public struct PointInTimeRestore: Sendable {
             runner.tool("postgres"), "-D", destination, "-k", sockets, "-p", "5432",
             "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
             "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
-            "-c", "archive_mode=off", "-c", "restore_command=cp '\(wal)/%f' '%p'",
+            "-c", "archive_mode=off", "-c", "restore_command=\(WALArchiveCommands.restore(directory: wal))",
             "-c", "recovery_target_time=\(RecoveryTarget.postgres(target))", "-c", "recovery_target_action=promote",
             "-c", "recovery_target_timeline=latest",
         ])

@@ -42,12 +42,13 @@ public struct WALArchive: Sendable {
         let manager = FileManager.default
         guard manager.fileExists(atPath: directory) else { return contents }
         let names = try manager.contentsOfDirectory(atPath: directory)
-        // The size of a complete segment file is the cluster's segment size.
-        for name in names where name.utf8.count == 24 {
-            if let size = (try? manager.attributesOfItem(atPath: directory + "/" + name))?[.size] as? NSNumber, size.uint64Value >= 1 << 20,
-                size.uint64Value & (size.uint64Value - 1) == 0
-            {
-                contents.segmentSize = size.uint64Value
+        // The size of a complete segment file is the cluster's segment size: an uncompressed
+        // file's size, or the size a compressed one holds (gzip's trailer).
+        for name in names where WALArchiveFile.uncompressedName(name).utf8.count == 24 {
+            let path = directory + "/" + name
+            let size = name.hasSuffix(".gz") ? Self.gzipUncompressedSize(path) : ((try? manager.attributesOfItem(atPath: path))?[.size] as? NSNumber)?.uint64Value
+            if let size, size >= 1 << 20, size & (size - 1) == 0 {
+                contents.segmentSize = size
                 break
             }
         }
@@ -67,10 +68,23 @@ public struct WALArchive: Sendable {
             case .other: break
             }
         }
-        contents.segments.sort()
-        contents.partials.sort()
-        contents.historyTimelines.sort()
+        // A segment archived before compression and again after (or both forms left by a
+        // copy) counts once.
+        contents.segments = Set(contents.segments).sorted()
+        contents.partials = Set(contents.partials).sorted()
+        contents.backupHistories = Set(contents.backupHistories).sorted()
+        contents.historyTimelines = Set(contents.historyTimelines).sorted()
         return contents
+    }
+
+    /// The uncompressed size gzip recorded in the last 4 bytes of the file at `path` (modulo
+    /// 4 GiB, little-endian); nil when it cannot be read.
+    static func gzipUncompressedSize(_ path: String) -> UInt64? {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? handle.close() }
+        guard let end = try? handle.seekToEnd(), end >= 18 else { return nil }
+        guard (try? handle.seek(toOffset: end - 4)) != nil, let bytes = try? handle.read(upToCount: 4), bytes.count == 4 else { return nil }
+        return bytes.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }
 
     /// The segments missing between `start` and `end` (both included) when `present` are

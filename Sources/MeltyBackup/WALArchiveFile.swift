@@ -1,4 +1,5 @@
-/// A file in the WAL archive, classified by its name.
+/// A file in the WAL archive, classified by its name. A compressed file (`<name>.gz`, what
+/// the archive command stores) is classified as the file it holds.
 public enum WALArchiveFile: Equatable, Sendable {
     /// A complete segment (`000000010000000000000002`).
     case segment(WALSegment)
@@ -8,11 +9,12 @@ public enum WALArchiveFile: Equatable, Sendable {
     case backupHistory(WALSegment)
     /// A timeline history file (`00000002.history`).
     case timelineHistory(timeline: UInt32)
-    /// Anything else (basic_archive's temporary files, stray files).
+    /// Anything else (the archive command's temporary files, stray files).
     case other
 
     /// Classifies the file called `name`.
     public init(name: String, segmentSize: UInt64 = WALSegment.defaultSize) {
+        let name = Self.uncompressedName(name)
         if let segment = WALSegment(name: name, segmentSize: segmentSize) {
             self = .segment(segment)
         } else if name.hasSuffix(".partial"), let segment = WALSegment(name: name.dropLast(8), segmentSize: segmentSize) {
@@ -26,5 +28,10 @@ public enum WALArchiveFile: Equatable, Sendable {
         } else {
             self = .other
         }
+    }
+
+    /// `name` without a `.gz` extension (the name of the file a compressed one holds).
+    public static func uncompressedName(_ name: String) -> String {
+        name.hasSuffix(".gz") ? String(name.dropLast(3)) : name
     }
 }

@@ -31,8 +31,9 @@ public final class EmbeddedPostgres: Sendable {
     /// The libpq conninfo of the embedded cluster's `meltybase` database.
     public var conninfo: String { "host=\(socketDirectory) port=5432 user=meltybase dbname=meltybase connect_timeout=5" }
 
-    /// How the cluster archives its WAL (Postgres' `basic_archive` module: each segment is
-    /// copied to a temporary file, fsynced and renamed, so success means durably stored).
+    /// How the cluster archives its WAL (``WALArchiveCommands/archive(directory:)``: each
+    /// file is gzip-compressed to a temporary file, fsynced and renamed, so success means
+    /// durably stored).
     public struct Archiving: Sendable, Equatable {
         /// The backup folder; nil: `backups` beside the cluster.
         public var directory: String?
@@ -136,10 +137,10 @@ public final class EmbeddedPostgres: Sendable {
     /// the server's archiving settings; none without ``archiving``.
     private func prepareArchive() throws -> [String] {
         guard let archiving else { return ["-c", "archive_mode=off"] }
-        guard FileManager.default.fileExists(atPath: binDirectory + "/../lib/basic_archive.so") || PostgresBinaries.hasBasicArchive(binDirectory) else {
+        for tool in ["gzip", "sync", "cmp"] where !["/usr/bin/", "/bin/"].contains(where: { FileManager.default.isExecutableFile(atPath: $0 + tool) }) {
             throw EmbeddedServiceError(
-                "Postgres' basic_archive module is missing (\(binDirectory)/../lib/basic_archive.so), so WAL cannot be archived",
-                hint: "install the Postgres contrib modules (postgresql-15 ships them), or set [backup] enabled = false")
+                "`\(tool)` is not installed (looked in /usr/bin and /bin), so WAL cannot be archived",
+                hint: "install it (`apt-get install gzip coreutils diffutils`), or set [backup] enabled = false")
         }
         let wal = backupDirectory + "/wal"
         // A configured folder's missing parents: 0711, so the Postgres account may pass through.
@@ -157,8 +158,11 @@ public final class EmbeddedPostgres: Sendable {
                 hint: "set [backup] directory to a folder \(runAs.name) can reach, e.g. /var/lib/meltybase/backups")
         }
         return [
-            "-c", "archive_mode=on", "-c", "archive_library=basic_archive", "-c", "basic_archive.archive_directory=\(wal)",
+            "-c", "archive_mode=on", "-c", "archive_command=\(WALArchiveCommands.archive(directory: wal))",
             "-c", "archive_timeout=\(archiving.timeoutSeconds)",
+            // New segments are then created zero-filled (wal_init_zero), so the unused tail of
+            // a segment closed early by archive_timeout is zeros and compresses to almost nothing.
+            "-c", "wal_recycle=off",
         ]
     }
 
@@ -243,12 +247,6 @@ public enum PostgresBinaries {
         if let bin = run("/usr/bin/env", ["pg_config", "--bindir"]) { candidates.append(bin) }
         candidates += ["/usr/lib/postgresql/17/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/15/bin", "/usr/local/pgsql/bin", "/usr/local/bin", "/usr/bin"]
         return candidates.first { FileManager.default.isExecutableFile(atPath: $0 + "/postgres") && FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
-    }
-
-    /// Whether the `basic_archive` module sits in the library folder of the Postgres at `binDirectory`.
-    static func hasBasicArchive(_ binDirectory: String) -> Bool {
-        guard let library = run(binDirectory + "/pg_config", ["--pkglibdir"]) ?? run("/usr/bin/env", ["pg_config", "--pkglibdir"]) else { return false }
-        return FileManager.default.fileExists(atPath: library + "/basic_archive.so")
     }
 
     /// Output of a command, trimmed, or nil when it fails.

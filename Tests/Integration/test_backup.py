@@ -103,12 +103,12 @@ def wal_directory(kernel: dbkit.Kernel) -> Path:
 
 def switch_and_wait_archived(kernel: dbkit.Kernel) -> str:
     """Closes the current WAL segment (after writing something, so there is one to close)
-    and waits until the archive holds it; its name."""
+    and waits until the archive holds it (compressed: `<name>.gz`); its name."""
     kernel.superuser_sql("create table if not exists public.backup_test_tick (n int); insert into public.backup_test_tick values (1)")
     name = kernel.superuser_sql("select pg_walfile_name(pg_switch_wal())")
     archive = wal_directory(kernel)
     deadline = time.monotonic() + WAIT
-    while not (archive / name).exists():
+    while not (archive / f"{name}.gz").exists():
         assert time.monotonic() < deadline, f"{name} was not archived into {archive} within {WAIT} s; log:\n{kernel.log_tail()}"
         time.sleep(0.2)
     return name
@@ -289,7 +289,15 @@ def test_verify_reports_a_gap_in_the_archive(kernels):
     names = [switch_and_wait_archived(kernel) for _ in range(3)]
     assert "complete" in ok(run_cli(kernel, "backup", "verify"))
     archive = wal_directory(kernel)
-    (archive / names[1]).unlink()
+    # Segments are archived gzip-compressed, and a segment switched with little written
+    # (its tail zero-filled: wal_recycle = off) costs far less than its 16 MiB.
+    for name in names:
+        stored = archive / f"{name}.gz"
+        assert not (archive / name).exists(), sorted(p.name for p in archive.iterdir())
+        data = stored.read_bytes()
+        assert data[:2] == b"\x1f\x8b" and int.from_bytes(data[-4:], "little") == 16 * 1024 * 1024, stored
+        assert len(data) < 1024 * 1024, f"{stored}: {len(data)} bytes"
+    (archive / f"{names[1]}.gz").unlink()
     result = run_cli(kernel, "backup", "verify")
     text = refused(result, "GAP", names[1])
     assert result.returncode == 1, text

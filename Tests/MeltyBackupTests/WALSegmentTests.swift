@@ -52,6 +52,12 @@ struct WALSegmentTests {
         #expect(WALArchiveFile(name: "00000002.history") == .timelineHistory(timeline: 2))
         #expect(WALArchiveFile(name: "archtemp.000000010000000000000003.1234.567") == .other)
         #expect(WALArchiveFile(name: "0000000X.history") == .other)
+        // Compressed files (the archive command's) are classified as the file they hold.
+        #expect(WALArchiveFile(name: "000000010000000000000003.gz") == .segment(segment))
+        #expect(WALArchiveFile(name: "000000010000000000000003.partial.gz") == .partial(segment))
+        #expect(WALArchiveFile(name: "000000010000000000000003.00000028.backup.gz") == .backupHistory(segment))
+        #expect(WALArchiveFile(name: "00000002.history.gz") == .timelineHistory(timeline: 2))
+        #expect(WALArchiveFile(name: ".000000010000000000000003.gz.tmp") == .other)
     }
 
     @Test("a gap names each missing segment; none without one")
