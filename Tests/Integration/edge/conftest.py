@@ -25,6 +25,11 @@ from edgekit import DENO  # noqa: E402
 MASTER_KEY = secrets.token_hex(32)
 
 EDGE_TOML = f"""
+# Usage reaches /metrics within a second (test_functions.py checks the Edge counters).
+# First: tests append keys to the last table, [plugins.edge.config].
+[metering]
+flush_interval_seconds = 1
+
 [plugins.vault]
 path = "libVaultPlugin.so"
 
@@ -36,10 +41,6 @@ path = "libEdgePlugin.so"
 
 [plugins.edge.config]
 deno_path = "{DENO}"
-
-# Usage reaches /metrics within a second (test_functions.py checks the Edge counters).
-[metering]
-flush_interval_seconds = 1
 """
 
 

@@ -29,12 +29,12 @@ class User:
 
 
 REALTIME_TOML = """
-[plugins.realtime]
-path = "libRealtimePlugin.so"
-
 # Usage reaches /metrics within a second (test_backpressure_limits.py checks connections_peak).
 [metering]
 flush_interval_seconds = 1
+
+[plugins.realtime]
+path = "libRealtimePlugin.so"
 """
 
 
