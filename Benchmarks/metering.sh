@@ -29,8 +29,10 @@ THREADS="${THREADS:-2}"
 FLUSH="${FLUSH:-5}"
 PATH_UNDER_TEST=/p/demo/echo-c/echo
 
-die() { printf 'metering: error: %s\n' "$*" >&2; exit 1; }
-note() { printf 'metering: %s\n' "$*" >&2; }
+NAME=metering
+# die, note, alive, stop_process (shared with rest.sh and gateway.sh).
+# shellcheck source=kernel-lib.sh
+source "$ROOT/Benchmarks/kernel-lib.sh"
 for n in "$DURATION" "$WARMUP" "$ROUNDS" "$CONNECTIONS" "$THREADS" "$FLUSH"; do
   [[ $n =~ ^[0-9]+$ ]] || die "DURATION, WARMUP, ROUNDS, CONNECTIONS, THREADS and FLUSH take whole numbers (got '$n')"
 done
@@ -54,25 +56,6 @@ TMP="$(mktemp -d "${TMPDIR:-/tmp}/meltybase-metering.XXXXXX")"
 chmod 755 "$TMP"
 declare -A pid=() url=()
 load_pid=""
-
-alive() {
-  local stat
-  stat="$(cat "/proc/$1/stat" 2>/dev/null)" || return 1
-  stat="${stat##*) }"
-  [[ ${stat:0:1} != Z ]]
-}
-
-# shellcheck disable=SC2317 # reached through the traps
-stop_process() {
-  local target=$1 grace=$2 i
-  kill -TERM "$target" 2>/dev/null || true
-  for ((i = 0; i < grace * 10; i++)); do
-    alive "$target" || break
-    sleep 0.1
-  done
-  if alive "$target"; then kill -KILL "$target" 2>/dev/null || true; fi
-  wait "$target" 2>/dev/null || true
-}
 
 # shellcheck disable=SC2317 # reached through the traps
 cleanup() {
