@@ -231,6 +231,15 @@ extension AuthHandler {
         let pkce = try FlowStates.challenge(body)
         if let existing = try await userByEmail(email) {
             if existing.confirmed { return .json(Self.obfuscatedUser(email: email, metadataJSON: metadataJSON)) }
+            // The newest sign-up's password wins: whoever registered the address first (maybe
+            // not its owner) must not keep a password the owner's confirmation would activate.
+            _ = try await pool.run { connection in
+                try await connection.query(
+                    """
+                    UPDATE auth.users SET encrypted_password = $2, raw_user_meta_data = $3::jsonb, updated_at = now()
+                    WHERE id = $1::uuid AND email_confirmed_at IS NULL
+                    """, [existing.id, passwordHash, metadataJSON])
+            }
             try await deliver(
                 Delivery(
                     template: .confirmation, linkType: "signup", tokenKind: .confirmation, userID: existing.id, to: email, email: email, redirectTo: redirect,

@@ -184,6 +184,24 @@ def test_sign_up_needs_confirmation_by_link(portal, smtp):
     assert again["location"][0].startswith(SITE + "#error=")
 
 
+def test_a_second_sign_up_of_an_unconfirmed_address_replaces_the_first_password(portal, smtp):
+    # Someone registers the owner's address first; the owner signs up, confirms, and only
+    # the owner's password opens the account (no pre-account takeover).
+    address = unique("squat")
+    client = implicit_client(portal)
+    client.auth.sign_up({"email": address, "password": "squatter-password-1"})
+    before = smtp.count()
+    client.auth.sign_up({"email": address, "password": PASSWORD})
+    mail = smtp.wait_for(address, before)
+    landed = follow(portal, mail.link)
+    assert landed["location"][0].startswith(SITE + "#access_token="), landed
+    with pytest.raises(AuthApiError) as refused:
+        portal.client().auth.sign_in_with_password({"email": address, "password": "squatter-password-1"})
+    assert refused.value.code == "invalid_credentials"
+    session = portal.client().auth.sign_in_with_password({"email": address, "password": PASSWORD}).session
+    assert session is not None
+
+
 def test_sign_up_confirmed_by_the_code_and_redirect_allow_list(portal, smtp):
     address = unique("code")
     before = smtp.count()
