@@ -52,10 +52,7 @@ public final class DatabasePlugin: PortalPlugin {
             maxWaiting = try config.integer("max_waiting", in: 0...100_000, plugin: "database") ?? maxWaiting
             statementTimeoutMilliseconds = try config.integer("statement_timeout_ms", in: 100...3_600_000, plugin: "database") ?? statementTimeoutMilliseconds
             maxRows = try config.integer("max_rows", in: 1...10_000_000, plugin: "database")
-            if let value = config["plan_enabled"] {
-                guard let enabled = value.boolValue else { throw PluginError.invalid("database: config key 'plan_enabled' must be true or false") }
-                planEnabled = enabled
-            }
+            planEnabled = try config.boolean("plan_enabled", plugin: "database") ?? planEnabled
             if config["schemas"] != nil {
                 guard let list = try? config.strings("schemas", plugin: "database"), !list.isEmpty,
                     list.allSatisfy({ !$0.isEmpty && $0 != "auth" && !$0.hasPrefix("pg_") && $0 != "meltybase_internal" })

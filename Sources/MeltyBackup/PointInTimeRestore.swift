@@ -91,7 +91,7 @@ public struct PointInTimeRestore: Sendable {
                 "\(account.name), which runs Postgres, cannot enter \(destination)", hint: "pass --into with a folder \(account.name) can reach")
         }
 
-        progress("copying base backup \(backup.name) (\(ByteCountFormatter.string(fromByteCount: Int64(backup.sizeBytes), countStyle: .binary))) to \(destination)")
+        progress("copying base backup \(backup.name) (\(ByteCountFormatter.string(fromByteCount: Int64(clamping: backup.sizeBytes), countStyle: .binary))) to \(destination)")
         let copy = try runner.runHere(["/bin/cp", "-a", store.path(of: backup.name) + "/.", destination + "/"])
         guard copy.status == 0 else {
             throw BackupError("copying the base backup failed: \(copy.output)", hint: "check the free space and permissions of \(parent)")

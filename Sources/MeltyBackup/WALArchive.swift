@@ -87,10 +87,15 @@ public struct WALArchive: Sendable {
         return bytes.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
     }
 
+    /// The most missing segments ``gaps(in:from:to:)`` names (a stray file name far ahead
+    /// would otherwise make it list, and hold, billions).
+    public static let maxNamedGaps = 10_000
+
     /// The segments missing between `start` and `end` (both included) when `present` are
     /// the archived complete segments: every position must be held by a segment of some
     /// timeline (a promotion continues the same positions on a new timeline). Each missing
-    /// position is named on the timeline of the nearest archived segment before it.
+    /// position is named on the timeline of the nearest archived segment before it; at most
+    /// ``maxNamedGaps`` are named. The work is bounded by the segments present, not the span.
     public static func gaps(in present: [WALSegment], from start: WALSegment, to end: WALSegment) -> [WALSegment] {
         guard start.position <= end.position else { return [] }
         var timelineAt: [UInt64: UInt32] = [:]
@@ -99,15 +104,20 @@ public struct WALArchive: Sendable {
         }
         var missing: [WALSegment] = []
         var timeline = start.timeline
-        var position = start.position
-        while position <= end.position {
-            if let found = timelineAt[position] {
-                timeline = found
-            } else {
+        var next = start.position
+        func name(upTo last: UInt64) {
+            var position = next
+            while position <= last && missing.count < maxNamedGaps {
                 missing.append(WALSegment(timeline: timeline, position: position, segmentSize: start.segmentSize))
+                position += 1
             }
-            position += 1
         }
+        for (position, found) in timelineAt.sorted(by: { $0.key < $1.key }) {
+            if position > next { name(upTo: position - 1) }
+            timeline = found
+            next = position + 1
+        }
+        if next <= end.position { name(upTo: end.position) }
         return missing
     }
 }

@@ -71,6 +71,15 @@ struct WALSegmentTests {
         #expect(WALArchive.gaps(in: whole, from: start, to: end).isEmpty)
     }
 
+    @Test("a stray name far ahead names at most maxNamedGaps segments (no walk over the whole span)")
+    func gapsAreBounded() throws {
+        let start = try #require(WALSegment(name: "000000010000000000000002"))
+        let stray = try #require(WALSegment(name: "00000001FFFFFFFF000000FF"))
+        let missing = WALArchive.gaps(in: [start, stray], from: start, to: stray)
+        #expect(missing.count == WALArchive.maxNamedGaps)
+        #expect(missing.first?.name == "000000010000000000000003")
+    }
+
     @Test("a gap across a log boundary and a timeline switch")
     func gapsAcrossBoundaries() throws {
         let names = ["0000000100000000000000FE", "000000010000000100000000", "000000020000000100000001", "000000020000000100000003"]

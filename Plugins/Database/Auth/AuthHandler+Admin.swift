@@ -275,9 +275,7 @@ extension AuthHandler {
                     try await connection.query("DELETE FROM auth.mfa_factors WHERE user_id = $1::uuid", [userID])
                     try await connection.query("DELETE FROM auth.sessions WHERE user_id = $1::uuid", [userID])
                     // Pending links and codes (AuthHandler+Email.swift) die with the account, as in GoTrue.
-                    if try await connection.query("SELECT to_regclass('auth.one_time_tokens')::text").scalar != nil {
-                        try await connection.query("DELETE FROM auth.one_time_tokens WHERE user_id = $1::uuid", [userID])
-                    }
+                    try await connection.query("DELETE FROM auth.one_time_tokens WHERE user_id = $1::uuid", [userID])
                     return (row[0], true)
                 }
             }

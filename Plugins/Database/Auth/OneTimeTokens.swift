@@ -68,17 +68,16 @@ enum OneTimeTokens {
     /// Deletes and returns the live, unexpired token with `hash` of one of `kinds` (inside the
     /// caller's transaction, so the redemption and what it grants commit together).
     static func redeem(hash: String, kinds: [Kind], expirySeconds: Int, on connection: PostgresConnection) async throws -> Redeemed? {
-        // Expired tokens go first, so an old one can never match.
-        try await connection.query(
-            "DELETE FROM auth.one_time_tokens WHERE created_at < now() - make_interval(secs => $1::integer)", [String(expirySeconds)])
+        // An expired token never matches; it stays until its user's next one of its kind replaces it.
         let allowed = kinds.map(\.rawValue)
         guard
             let row = try await connection.query(
                 """
                 DELETE FROM auth.one_time_tokens WHERE token_hash = $1 AND token_type IN ($2, $3, $4, $5)
+                  AND created_at >= now() - make_interval(secs => $6::integer)
                 RETURNING user_id::text, token_type, relates_to
                 """,
-                [hash, allowed.first, allowed.dropFirst().first, allowed.dropFirst(2).first, allowed.dropFirst(3).first]
+                [hash, allowed.first, allowed.dropFirst().first, allowed.dropFirst(2).first, allowed.dropFirst(3).first, String(expirySeconds)]
             ).rows.first,
             let userID = row[0], let kind = row[1].flatMap(Kind.init(rawValue:)), let relatesTo = row[2]
         else { return nil }

@@ -169,10 +169,13 @@ private func hostAuditAsync(
 private func hostCounterAdd(_ plugin: OpaquePointer?, _ portal: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ length: Int, _ delta: Int64) {
     guard let handle = PluginHandle.from(plugin) else { return }
     let portalHandle = PortalHandle.from(portal)
+    let text = String(pluginChars: name, count: length)
     // The portal's meter too (docs/hub.md): the counter becomes a metered quantity.
-    portalHandle?.usage?.add(counter: String(pluginChars: name, count: length), plugin: handle.name, delta: delta)
-    let raw = String(pluginChars: name, count: length).lowercased()
-    let cleaned = String(raw.unicodeScalars.map { ("a"..."z").contains($0) || ("0"..."9").contains($0) ? Character($0) : "_" })
+    portalHandle?.usage?.add(counter: text, plugin: handle.name, delta: delta)
+    let cleaned = String(text.lowercased().unicodeScalars.map { ("a"..."z").contains($0) || ("0"..."9").contains($0) ? Character($0) : "_" })
+    // A `_peak` is a level, not a count: summing it into a Prometheus counter means nothing
+    // (the meter shows it as meltybase_usage_peak).
+    if UsageMetric.isPeak(cleaned) { return }
     let counter = Counter(
         label: "meltybase_plugin_\(cleaned)_total",
         dimensions: [("plugin", handle.name), ("portal", portalHandle?.name ?? "")])
