@@ -86,7 +86,7 @@ let package = Package(
         /// backups and retention, verification, point-in-time restore, the backup schedule.
         .target(
             name: "MeltyBackup",
-            dependencies: ["MeltyEmbedded", "MeltyProcess", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["MeltyEmbedded", "MeltyPostgres", "MeltyProcess", .product(name: "Logging", package: "swift-log")],
             path: "Sources/MeltyBackup"
         ),
         /// Child processes for the kernel and plugins: posix_spawn with exactly the named

@@ -163,6 +163,8 @@ public final class EmbeddedPostgres: Sendable {
             // New segments are then created zero-filled (wal_init_zero), so the unused tail of
             // a segment closed early by archive_timeout is zeros and compresses to almost nothing.
             "-c", "wal_recycle=off",
+            // The kernel's WALSegmentSwitcher asks pg_last_committed_xact() whether to switch.
+            "-c", "track_commit_timestamp=on",
         ]
     }
 

@@ -16,9 +16,25 @@ extension KernelConfig {
 /// The kernel's side of backups: the schedule of the process that owns the embedded
 /// Postgres, audit entries in the system database, and the data directory's lock for the CLI.
 public enum KernelBackups {
-    /// Starts scheduled base backups of `postgres` (nil when `[backup]` is off or the
-    /// cluster does not archive); audit entries go to the system database at `conninfo`.
-    public static func startScheduler(config: KernelConfig, postgres: EmbeddedPostgres, logger: Logger) -> BackupScheduler? {
+    /// What runs while the kernel owns an archiving cluster: the base backup schedule and
+    /// the WAL segment switcher that holds the archive to `archive_timeout_seconds`.
+    public struct Running: Sendable {
+        /// Scheduled base backups and retention.
+        public let scheduler: BackupScheduler
+        /// Closes the WAL segment every `archive_timeout_seconds` after a commit.
+        public let switcher: WALSegmentSwitcher
+
+        /// Stops both.
+        public func stop() {
+            scheduler.stop()
+            switcher.stop()
+        }
+    }
+
+    /// Starts scheduled base backups of `postgres` and its WAL segment switcher (nil when
+    /// `[backup]` is off or the cluster does not archive); audit entries go to the system
+    /// database.
+    public static func start(config: KernelConfig, postgres: EmbeddedPostgres, logger: Logger) -> Running? {
         guard config.backup.enabled, postgres.archiving != nil else { return nil }
         let maker = BaseBackupMaker(postgres: postgres, retention: BackupRetention(keepCount: config.backup.keepCount, keepDays: config.backup.keepDays))
         let conninfo = postgres.conninfo
@@ -33,7 +49,9 @@ public enum KernelBackups {
                 "interval_hours": "\(config.backup.baseBackupIntervalHours)",
             ])
         scheduler.start()
-        return scheduler
+        let switcher = WALSegmentSwitcher(conninfo: conninfo, intervalSeconds: config.backup.archiveTimeoutSeconds, logger: logger)
+        switcher.start()
+        return Running(scheduler: scheduler, switcher: switcher)
     }
 
     /// Writes `entry` into the audit chain of the system database at `conninfo`.

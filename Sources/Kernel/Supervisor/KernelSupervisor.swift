@@ -121,7 +121,7 @@ public final class KernelSupervisor: Sendable {
             descriptors: [lifeline.read] + owned.sockets.map(\.descriptor), crashReport: CrashReport(plugins: config.plugins),
             logger: logger, onFinish: { continuation.yield(.finished($0)) })
         try workers.start()
-        let backups = owned.postgres.flatMap { KernelBackups.startScheduler(config: config, postgres: $0, logger: logger) }
+        let backups = owned.postgres.flatMap { KernelBackups.start(config: config, postgres: $0, logger: logger) }
         defer { backups?.stop() }
 
         var drainDeadline: Task<Void, Never>?
