@@ -21,6 +21,8 @@ let package = Package(
         .library(name: "RealtimePlugin", type: .dynamic, targets: ["RealtimePlugin"]),
         /// Edge: Deno functions per portal in warm, limited worker processes.
         .library(name: "EdgePlugin", type: .dynamic, targets: ["EdgePlugin"]),
+        /// Intelligence: Sentient SQL, OpenClaw agents and the Knowledge Mesh vector store.
+        .library(name: "IntelligencePlugin", type: .dynamic, targets: ["IntelligencePlugin"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
@@ -249,6 +251,51 @@ let package = Package(
             // (MeltyBase_EdgePlugin.resources/Runtime and .../Studio).
             resources: [.copy("Runtime"), .copy("Studio")]
         ),
+        /// hnswlib (Debian's header-only libhnswlib-dev) behind a small C API. Optimised even in
+        /// debug builds: the index is the hot loop of every vector search.
+        .target(
+            name: "CHNSW",
+            path: "Plugins/Intelligence/CHNSW",
+            cxxSettings: [.unsafeFlags(["-O3", "-std=c++17"])]
+        ),
+        /// The Knowledge Mesh's domain: HNSW indexes and their snapshots, collections in
+        /// Postgres, metadata filters, anonymisation for federation.
+        .target(
+            name: "IntelligenceVectors",
+            dependencies: ["CHNSW", "MeltyPostgres", "MeltyJSON"],
+            path: "Plugins/Intelligence/Core/Vectors"
+        ),
+        /// Sentient SQL's domain: diagnoses of failed statements from the catalog, corrected
+        /// statements checked with EXPLAIN, RLS policy proposals tried as synthetic users.
+        .target(
+            name: "SentientSQL",
+            dependencies: ["MeltyPostgres", "MeltyJSON"],
+            path: "Plugins/Intelligence/Core/SQL"
+        ),
+        /// OpenAI-compatible chat completions (tool calls, SSE streaming) and embeddings:
+        /// request and response codecs over a transport the plugin supplies.
+        .target(
+            name: "ModelProvider",
+            dependencies: ["MeltyJSON"],
+            path: "Plugins/Intelligence/Core/Provider"
+        ),
+        /// OpenClaw agents' domain: runs, steps and budgets in Postgres, the plan-act-observe
+        /// loop, sub-agents, resumption.
+        .target(
+            name: "AgentCore",
+            dependencies: ["ModelProvider", "MeltyPostgres", "MeltyJSON"],
+            path: "Plugins/Intelligence/Core/Agents"
+        ),
+        .target(
+            name: "IntelligencePlugin",
+            dependencies: [
+                "MeltyPluginSDK", "IntelligenceVectors", "SentientSQL", "ModelProvider", "AgentCore", "PortalDatabaseCore", "MeltyPostgres", "MeltyJSON",
+            ],
+            path: "Plugins/Intelligence",
+            exclude: ["Core", "CHNSW"],
+            // The Intelligence pages of the Studio (MeltyBase_IntelligencePlugin.resources/Studio).
+            resources: [.copy("Studio")]
+        ),
         /// The bare swift-nio HTTP/1 peer of Benchmarks/gateway.sh (canned response, no framework).
         .executableTarget(
             name: "bench-nio-peer",
@@ -302,6 +349,24 @@ let package = Package(
             name: "EdgeCoreTests",
             dependencies: ["EdgeCore", "MeltyTestServices", "MeltyPostgres", "MeltyJSON"],
             path: "Tests/EdgeCoreTests"
+        ),
+        /// The Knowledge Mesh's index, store and anonymiser (against a real Postgres).
+        .testTarget(
+            name: "IntelligenceVectorsTests",
+            dependencies: ["IntelligenceVectors", "MeltyTestServices", "MeltyPostgres", "MeltyJSON"],
+            path: "Tests/IntelligenceVectorsTests"
+        ),
+        /// Sentient SQL's diagnoses and RLS proposals (against a real Postgres).
+        .testTarget(
+            name: "SentientSQLTests",
+            dependencies: ["SentientSQL", "MeltyTestServices", "MeltyPostgres", "MeltyJSON"],
+            path: "Tests/SentientSQLTests"
+        ),
+        /// The provider codecs and the agent loop (against a real Postgres).
+        .testTarget(
+            name: "AgentCoreTests",
+            dependencies: ["AgentCore", "ModelProvider", "MeltyTestServices", "MeltyPostgres", "MeltyJSON"],
+            path: "Tests/AgentCoreTests"
         ),
         /// One real Postgres and Redis for the whole test process (the kernel's embedded-mode code).
         .target(

@@ -33,6 +33,8 @@ BASE_PACKAGES=(
   # What swift build needs to link and to compile the C plugins; present
   # wherever the Swift toolchain already works, so normally a no-op.
   gcc libc6-dev libstdc++-12-dev binutils tzdata
+  # The Knowledge Mesh's HNSW index (header-only C++, compiled into the Intelligence plugin).
+  libhnswlib-dev
 )
 # nginx-light is only a transitional package in Debian 12 (nginx plus the
 # echo module); nginx is the real one.

@@ -1,0 +1,2 @@
+/// One OpenClaw agent run.
+public enum AgentRun {}

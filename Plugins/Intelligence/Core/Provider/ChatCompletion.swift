@@ -1,0 +1,2 @@
+/// OpenAI-compatible chat completions.
+public enum ChatCompletion {}

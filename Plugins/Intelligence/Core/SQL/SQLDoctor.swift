@@ -1,0 +1,2 @@
+/// Diagnoses failed SQL from the catalog (no model needed).
+public enum SQLDoctor {}

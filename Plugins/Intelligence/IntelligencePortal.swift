@@ -1,0 +1,56 @@
+import Foundation
+import MeltyPluginSDK
+import MeltyPostgres
+import PortalDatabaseCore
+import Synchronization
+
+/// What every route of one portal shares: the host, the settings, and the portal's
+/// database as its owner role and as `authenticator` (which switches into a caller's role,
+/// so row-level security applies exactly as on the REST API).
+final class IntelligencePortal: Sendable {
+    let host: PluginHostServices
+    let settings: IntelligenceSettings
+    let portal: Portal
+    let loop: PostgresEventLoop
+    /// The portal database as its owner role: the `intelligence` schema and its tables.
+    let owner: PostgresPool
+    /// The portal database as `authenticator`: work done for a caller under the caller's role.
+    let authenticator: PostgresPool
+    private let schemaInstalled = Mutex(false)
+
+    init(host: PluginHostServices, settings: IntelligenceSettings, portal: Portal, systemConninfo: String, loop: PostgresEventLoop) {
+        self.host = host
+        self.settings = settings
+        self.portal = portal
+        self.loop = loop
+        owner = PostgresPool(
+            conninfo: Conninfo.derive(PortalDatabaseNames.conninfo(systemConninfo, portal: portal.name), overrides: ["application_name": "meltybase-intelligence"]),
+            size: 4, maxWaiting: 1_000, loop: loop)
+        authenticator = PostgresPool(
+            conninfo: Conninfo.derive(
+                PortalDatabaseNames.conninfo(systemConninfo, portal: portal.name, user: "authenticator"), overrides: ["application_name": "meltybase-intelligence"]),
+            size: 4, maxWaiting: 1_000, loop: loop)
+    }
+
+    /// Installs the `intelligence` schema once (each part's tables, idempotent DDL).
+    func ensureSchema() async throws {
+        if schemaInstalled.withLock({ $0 }) { return }
+        try await owner.run { connection in
+            _ = try await connection.execute("CREATE SCHEMA IF NOT EXISTS intelligence")
+            for script in IntelligenceSchema.scripts { _ = try await connection.execute(script) }
+        }
+        schemaInstalled.withLock { $0 = true }
+    }
+
+    /// Closes the pools.
+    func close() {
+        owner.close()
+        authenticator.close()
+    }
+}
+
+/// The DDL of the `intelligence` schema, one script per part (each idempotent: `IF NOT EXISTS`).
+enum IntelligenceSchema {
+    /// Run in order by ``IntelligencePortal/ensureSchema()``.
+    static let scripts: [String] = [VectorRoutes.schema, IntelligenceRoutes.schema, AgentRoutes.schema]
+}

@@ -1,0 +1,1 @@
+// The agents page of the Studio (filled in by its part).

@@ -1,0 +1,1 @@
+// The sentient-sql page of the Studio (filled in by its part).

@@ -1,0 +1,1 @@
+// The vectors page of the Studio (filled in by its part).

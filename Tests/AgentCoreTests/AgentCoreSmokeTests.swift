@@ -1,0 +1,9 @@
+import Testing
+
+@testable import AgentCore
+
+@Suite struct AgentCoreSmokeTests {
+    @Test func moduleLoads() {
+        #expect(Bool(true))
+    }
+}
