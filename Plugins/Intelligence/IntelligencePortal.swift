@@ -16,6 +16,10 @@ final class IntelligencePortal: Sendable {
     let owner: PostgresPool
     /// The portal database as `authenticator`: work done for a caller under the caller's role.
     let authenticator: PostgresPool
+    /// The Knowledge Mesh's loaded indexes.
+    let vectors: PortalVectors
+    /// The running agents.
+    let agents: PortalAgents
     private let schemaInstalled = Mutex(false)
 
     init(host: PluginHostServices, settings: IntelligenceSettings, portal: Portal, systemConninfo: String, loop: PostgresEventLoop) {
@@ -30,6 +34,8 @@ final class IntelligencePortal: Sendable {
             conninfo: Conninfo.derive(
                 PortalDatabaseNames.conninfo(systemConninfo, portal: portal.name, user: "authenticator"), overrides: ["application_name": "meltybase-intelligence"]),
             size: 4, maxWaiting: 1_000, loop: loop)
+        vectors = PortalVectors(host: host, portal: portal, owner: owner, settings: settings.vectors)
+        agents = PortalAgents(host: host, portal: portal, owner: owner, settings: settings.agents)
     }
 
     /// Installs the `intelligence` schema once (each part's tables, idempotent DDL).
@@ -44,6 +50,8 @@ final class IntelligencePortal: Sendable {
 
     /// Closes the pools.
     func close() {
+        vectors.close()
+        agents.close()
         owner.close()
         authenticator.close()
     }
