@@ -296,6 +296,14 @@ let package = Package(
             // The Intelligence pages of the Studio (MeltyBase_IntelligencePlugin.resources/Studio).
             resources: [.copy("Studio")]
         ),
+        /// The in-process side of Benchmarks/vectors.sh: recall@10 and QPS of the Knowledge
+        /// Mesh's HNSW index on the vectors the script generated.
+        .executableTarget(
+            name: "bench-vectors",
+            dependencies: ["IntelligenceVectors"],
+            path: "Benchmarks/VectorBench",
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        ),
         /// The bare swift-nio HTTP/1 peer of Benchmarks/gateway.sh (canned response, no framework).
         .executableTarget(
             name: "bench-nio-peer",

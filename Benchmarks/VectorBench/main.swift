@@ -1,0 +1,4 @@
+import IntelligenceVectors
+
+// The in-process side of Benchmarks/vectors.sh (filled in by the Knowledge Mesh part).
+print(VectorIndexLibrary.version)
