@@ -29,16 +29,18 @@ master_key_file = "vault-master.key"
 
 [plugins.intelligence]
 path = "libIntelligencePlugin.so"
-
+{plugin_keys}
 [plugins.intelligence.config]
 """
 
 PLUGINS = "database,vault,intelligence"
 
 
-def start_kernel(extra_toml: str = "") -> dbkit.Kernel:
+def start_kernel(extra_toml: str = "", egress_hosts: list[str] | None = None) -> dbkit.Kernel:
     """A kernel with the Intelligence plugin; `extra_toml` is appended (to the
-    `[plugins.intelligence.config]` table unless it opens tables of its own)."""
+    `[plugins.intelligence.config]` table unless it opens tables of its own);
+    `egress_hosts` (e.g. a local model server's "127.0.0.1:<port>") become the plugin's
+    `http_fetch` allow-list."""
 
     def prepare(kernel: dbkit.Kernel) -> None:
         key = kernel.directory / "vault-master.key"
@@ -46,7 +48,8 @@ def start_kernel(extra_toml: str = "") -> dbkit.Kernel:
         key.chmod(0o600)
 
     try:
-        return dbkit.Kernel(INTELLIGENCE_TOML + extra_toml, prepare=prepare)
+        hosts = "" if egress_hosts is None else "egress_hosts = [" + ", ".join(f'"{host}"' for host in egress_hosts) + "]\n"
+        return dbkit.Kernel(INTELLIGENCE_TOML.replace("{plugin_keys}", hosts) + extra_toml, prepare=prepare)
     except dbkit.SetupError as error:
         pytest.fail(f"cannot start the kernel with the Intelligence plugin: {error}", pytrace=False)
 

@@ -1,2 +1,0 @@
-/// OpenAI-compatible chat completions.
-public enum ChatCompletion {}
