@@ -59,6 +59,14 @@ struct AdminUserAttributes {
                         status: 400, code: "validation_failed",
                         message: "role must be at most \(Self.maxRoleBytes) bytes without control characters (for example authenticated)")
                 }
+                // A user's token would then open the whole portal as the service key does.
+                guard trimmed != "service_role" else {
+                    throw AuthFailure(
+                        status: 400, code: "validation_failed",
+                        message:
+                            "a user's role cannot be service_role: every token of that user would bypass row-level security and reach the admin API; keep users authenticated and use the portal's service_role key on the server"
+                    )
+                }
                 role = trimmed
                 fields.append("role")
             }

@@ -82,10 +82,13 @@ extension AuthHandler {
 
     /// A fresh token for `userID`: its code and hash (the hash bound to `address`), stored,
     /// with `sentColumn` of the user stamped.
-    func newToken(userID: String, kind: OneTimeTokens.Kind, address: String, sentColumn: String?) async throws -> (code: String, hash: String) {
+    /// A token of a PKCE flow (`pkce`) is stored with ``FlowStates/linkPrefix`` in front of its
+    /// hash, so only the link as mailed redeems it, and the server, not the link, knows it
+    /// belongs to a flow: a link with the prefix stripped matches nothing.
+    func newToken(userID: String, kind: OneTimeTokens.Kind, address: String, sentColumn: String?, pkce: Bool = false) async throws -> (code: String, hash: String) {
         for attempt in 1...3 {
             let code = OneTimeTokens.newCode()
-            let hash = OneTimeTokens.hash(email: address, code: code)
+            let hash = (pkce ? FlowStates.linkPrefix : "") + OneTimeTokens.hash(email: address, code: code)
             do {
                 try await pool.run { connection in
                     try await connection.transaction { connection in
@@ -138,12 +141,11 @@ extension AuthHandler {
         let slot = try await limit.reserve(address: delivery.to, pool: pool)
         var stored: String?
         do {
-            let token = try await newToken(userID: delivery.userID, kind: delivery.tokenKind, address: delivery.to, sentColumn: delivery.sentColumn)
+            let token = try await newToken(
+                userID: delivery.userID, kind: delivery.tokenKind, address: delivery.to, sentColumn: delivery.sentColumn, pkce: delivery.pkce != nil)
             stored = token.hash
-            var linkToken = token.hash
             if let pkce = delivery.pkce {
                 try await FlowStates.begin(userID: delivery.userID, method: delivery.linkType, pkce, pool: pool)
-                linkToken = FlowStates.linkPrefix + token.hash
             }
             let template: [String?] = try await pool.run { connection in
                 try await connection.query("SELECT subject, body_html FROM auth.email_templates WHERE kind = $1", [delivery.template.rawValue]).rows.first ?? [nil, nil]
@@ -162,7 +164,7 @@ extension AuthHandler {
                 }
             }
             let values = MailTemplates.Values(
-                confirmationURL: actionLink(hash: linkToken, type: delivery.linkType, redirectTo: delivery.redirectTo), token: token.code,
+                confirmationURL: actionLink(hash: token.hash, type: delivery.linkType, redirectTo: delivery.redirectTo), token: token.code,
                 tokenHash: token.hash, siteURL: settings.siteURL, email: delivery.email, newEmail: delivery.newEmail, redirectTo: delivery.redirectTo,
                 data: data)
             let rendered = MailTemplates.render(delivery.template, subject: template.first ?? nil, body: template.dropFirst().first ?? nil, values: values)
@@ -553,15 +555,17 @@ extension AuthHandler {
             let query = request.queryItems
             let redirect = settings.redirect(query["redirect_to"])
             let type = query["type"] ?? ""
-            var token = query["token"] ?? ""
-            let isPKCE = token.hasPrefix(FlowStates.linkPrefix)
-            if isPKCE { token.removeFirst(FlowStates.linkPrefix.count) }
+            let token = query["token"] ?? ""
+            // Where an error goes; whether the token belongs to a PKCE flow is the server's
+            // record (the stored hash carries the prefix), never the URL's say.
             var parameters: [(String, String)]
-            var inQuery = isPKCE
+            var inQuery = token.hasPrefix(FlowStates.linkPrefix)
             do {
                 guard !token.isEmpty else { throw AuthFailure(status: 400, code: "validation_failed", message: "Verify requires a token") }
-                let userID = try await redeemToken(type: type, tokenHash: token, email: nil, code: nil, address: request.remoteAddress)
-                if isPKCE {
+                let redeemed = try await redeemToken(type: type, tokenHash: token, email: nil, code: nil, address: request.remoteAddress)
+                let userID = redeemed.userID
+                inQuery = redeemed.isPKCE
+                if redeemed.isPKCE {
                     // The code goes to the page that holds the verifier; no tokens travel in the URL.
                     guard let code = try await FlowStates.issue(userID: userID, method: type, pool: pool) else {
                         throw AuthFailure(status: 404, code: "flow_state_not_found", message: "invalid flow state, no valid flow state found")
@@ -579,7 +583,6 @@ extension AuthHandler {
                 parameters = [
                     ("error", failure.status == 429 ? "too_many_requests" : "access_denied"), ("error_code", failure.code), ("error_description", failure.message),
                 ]
-                inQuery = isPKCE
             }
             var allowed = CharacterSet.alphanumerics
             allowed.insert(charactersIn: "-._~")
@@ -605,23 +608,26 @@ extension AuthHandler {
 
     /// ``redeemToken(type:tokenHash:email:code:address:)`` and a session.
     private func redeem(type: String, tokenHash: String?, email: String?, code: String?, address: String) async throws -> [String: Any] {
-        let userID = try await redeemToken(type: type, tokenHash: tokenHash, email: email, code: code, address: address)
+        let userID = try await redeemToken(type: type, tokenHash: tokenHash, email: email, code: code, address: address).userID
         return try await issueSession(userID: userID, aal: "aal1", amr: [["method": "otp"]])
     }
 
     /// Redeems a token (by hash, or by address and code) of a kind `type` accepts and applies
-    /// what it confirms; returns the user. Wrong codes count against ``AttemptThrottle/otp``.
-    private func redeemToken(type: String, tokenHash: String?, email: String?, code: String?, address: String) async throws -> String {
+    /// what it confirms; returns the user and whether the token belongs to a PKCE flow. Wrong
+    /// codes count against ``AttemptThrottle/otp``. A token hash must match as stored (a PKCE
+    /// token's with its prefix); a code matches either form, as GoTrue's.
+    private func redeemToken(type: String, tokenHash: String?, email: String?, code: String?, address: String) async throws -> (userID: String, isPKCE: Bool) {
         guard let kinds = Self.verificationKinds[type] else {
             throw AuthFailure(status: 400, code: "validation_failed", message: "type must be one of signup, invite, magiclink, recovery, email_change, email")
         }
-        let hash: String
+        let hashes: [String]
         let account: String
         if let email, let code {
-            hash = OneTimeTokens.hash(email: email, code: code.trimmingCharacters(in: .whitespaces))
+            let hash = OneTimeTokens.hash(email: email, code: code.trimmingCharacters(in: .whitespaces))
+            hashes = [hash, FlowStates.linkPrefix + hash]
             account = email
         } else if let tokenHash, tokenHash.utf8.count <= 128, !tokenHash.unicodeScalars.contains(where: { $0.value < 0x21 || $0.value > 0x7E }) {
-            hash = tokenHash.hasPrefix(FlowStates.linkPrefix) ? String(tokenHash.dropFirst(FlowStates.linkPrefix.count)).lowercased() : tokenHash.lowercased()
+            hashes = [tokenHash.lowercased()]
             account = "token-hash:\(address)"
         } else {
             throw AuthFailure(status: 403, code: "otp_expired", message: "Token has expired or is invalid")
@@ -631,12 +637,12 @@ extension AuthHandler {
             case invalid
             case banned
             case emailTaken
-            case redeemed(String)
+            case redeemed(String, isPKCE: Bool)
         }
         let expiry = settings.otpExpirySeconds
         let outcome: Outcome = try await pool.run { connection in
             try await connection.transaction { connection in
-                guard let token = try await OneTimeTokens.redeem(hash: hash, kinds: kinds, expirySeconds: expiry, on: connection) else {
+                guard let token = try await OneTimeTokens.redeem(hashes: hashes, kinds: kinds, expirySeconds: expiry, on: connection) else {
                     return (.invalid, true)
                 }
                 guard
@@ -671,7 +677,7 @@ extension AuthHandler {
                         "DELETE FROM auth.one_time_tokens WHERE user_id = $1::uuid AND token_type IN ('email_change_token_new', 'email_change_token_current')",
                         [token.userID])
                 }
-                return (.redeemed(token.userID), true)
+                return (.redeemed(token.userID, isPKCE: token.isPKCE), true)
             }
         }
         switch outcome {
@@ -681,9 +687,9 @@ extension AuthHandler {
             throw AuthFailure(status: 403, code: "user_banned", message: "User is banned")
         case .emailTaken:
             throw AuthFailure(status: 422, code: "email_exists", message: "A user with this email address has already been registered")
-        case .redeemed(let userID):
+        case .redeemed(let userID, let isPKCE):
             await AttemptThrottle.otp.succeeded(account: account, address: address, pool: pool)
-            return userID
+            return (userID, isPKCE)
         }
     }
 }

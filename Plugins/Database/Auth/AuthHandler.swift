@@ -293,8 +293,10 @@ final class AuthHandler: Sendable {
     func sessionJSON(userID: String, sessionID: String, aal: String, amr: [[String: Any]], refreshToken: String) async throws -> [String: Any] {
         let user = try await userJSON(userID)
         let now = Int(Date().timeIntervalSince1970)
+        // A row given role service_role by hand (the admin API refuses it) still signs in as a user.
+        let role = (user["role"] as? String).flatMap { $0.isEmpty || $0 == "service_role" ? nil : $0 } ?? "authenticated"
         let claims: [String: Any] = [
-            "aud": user["aud"] ?? "authenticated", "iss": "meltybase/\(portal.name)/auth/v1", "sub": userID, "role": user["role"] ?? "authenticated",
+            "aud": user["aud"] ?? "authenticated", "iss": "meltybase/\(portal.name)/auth/v1", "sub": userID, "role": role,
             "email": user["email"] ?? NSNull(), "phone": "", "app_metadata": user["app_metadata"] ?? [:], "user_metadata": user["user_metadata"] ?? [:],
             "aal": aal, "amr": amr, "session_id": sessionID, "is_anonymous": user["is_anonymous"] ?? false, "iat": now, "exp": now + Self.accessTokenLifetime,
         ]

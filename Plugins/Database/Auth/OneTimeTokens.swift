@@ -63,24 +63,30 @@ enum OneTimeTokens {
         var kind: Kind
         /// The address it was sent to.
         var relatesTo: String
+        /// Whether it was mailed for a PKCE flow (stored with ``FlowStates/linkPrefix``).
+        var isPKCE: Bool
     }
 
-    /// Deletes and returns the live, unexpired token with `hash` of one of `kinds` (inside the
-    /// caller's transaction, so the redemption and what it grants commit together).
-    static func redeem(hash: String, kinds: [Kind], expirySeconds: Int, on connection: PostgresConnection) async throws -> Redeemed? {
+    /// Deletes and returns the live, unexpired token stored as one of `hashes` (one or two
+    /// forms) of one of `kinds` (inside the caller's transaction, so the redemption and what
+    /// it grants commit together).
+    static func redeem(hashes: [String], kinds: [Kind], expirySeconds: Int, on connection: PostgresConnection) async throws -> Redeemed? {
         // An expired token never matches; it stays until its user's next one of its kind replaces it.
         let allowed = kinds.map(\.rawValue)
         guard
             let row = try await connection.query(
                 """
-                DELETE FROM auth.one_time_tokens WHERE token_hash = $1 AND token_type IN ($2, $3, $4, $5)
+                DELETE FROM auth.one_time_tokens WHERE token_hash IN ($1, $7) AND token_type IN ($2, $3, $4, $5)
                   AND created_at >= now() - make_interval(secs => $6::integer)
-                RETURNING user_id::text, token_type, relates_to
+                RETURNING user_id::text, token_type, relates_to, token_hash
                 """,
-                [hash, allowed.first, allowed.dropFirst().first, allowed.dropFirst(2).first, allowed.dropFirst(3).first, String(expirySeconds)]
+                [
+                    hashes.first, allowed.first, allowed.dropFirst().first, allowed.dropFirst(2).first, allowed.dropFirst(3).first, String(expirySeconds),
+                    hashes.dropFirst().first,
+                ]
             ).rows.first,
             let userID = row[0], let kind = row[1].flatMap(Kind.init(rawValue:)), let relatesTo = row[2]
         else { return nil }
-        return Redeemed(userID: userID, kind: kind, relatesTo: relatesTo)
+        return Redeemed(userID: userID, kind: kind, relatesTo: relatesTo, isPKCE: row[3]?.hasPrefix(FlowStates.linkPrefix) == true)
     }
 }

@@ -102,6 +102,24 @@ def test_create_unconfirmed_user_with_role_and_id(admin):
     assert fetched.id == chosen and fetched.email == email and fetched.role == "editor"
 
 
+def test_a_user_cannot_be_given_the_service_role(portal, admin, kernel):
+    """A user whose role were service_role would hold a key to the whole portal in every
+    token; the admin API refuses it, and a row given it by hand still signs in as a user."""
+    email = new_email("svc")
+    error = api_error(lambda: admin.create_user({"email": email, "password": PASSWORD, "role": "service_role", "email_confirm": True}))
+    assert error.status == 400 and "service_role" in error.message
+    user = admin.create_user({"email": email, "password": PASSWORD, "email_confirm": True}).user
+    error = api_error(lambda: admin.update_user_by_id(user.id, {"role": " service_role "}))
+    assert error.status == 400
+    assert admin.get_user_by_id(user.id).user.role == "authenticated"
+    assert portal.sql(f"update auth.users set role = 'service_role' where id = '{user.id}'")["command"] == "UPDATE 1"
+    session = portal.client().auth.sign_in_with_password({"email": email, "password": PASSWORD}).session
+    token = session.access_token
+    assert jwt_payload(token)["role"] == "authenticated"
+    listed = portal.auth("GET", "admin/users", token=token)
+    assert listed.status_code in (401, 403), describe(listed)
+
+
 def test_create_refusals(portal, admin):
     email = new_email("dupe")
     admin.create_user({"email": email, "password": PASSWORD})

@@ -319,6 +319,44 @@ def test_pkce_links_redirect_with_a_code_for_the_verifier(portal, smtp):
         assert response.status_code == 400 and response.json()["error_code"] == "validation_failed", response.text
 
 
+def test_a_pkce_link_with_its_prefix_stripped_or_its_type_changed_gives_no_session(portal, smtp):
+    """Whether a link belongs to a PKCE flow is the server's record, not the URL's: whoever
+    holds a leaked link but not the verifier gets neither tokens nor a usable code."""
+    address = confirmed_user(portal, smtp, "pkcestrip")
+    client = portal.client()  # PKCE by default
+    before = smtp.count()
+    client.auth.sign_in_with_otp({"email": address, "options": {"email_redirect_to": "http://allowed.test/cb"}})
+    link = smtp.wait_for(address, before).link
+    assert "token=pkce_" in link
+    stripped = follow(portal, link.replace("token=pkce_", "token="))
+    assert "access_token" not in stripped and "code" not in stripped, stripped
+    assert stripped["error_code"] == ["otp_expired"], stripped
+    # Another type that takes the same kind of token: still a code for the flow, or nothing.
+    for other in ("email", "signup", "recovery"):
+        landed = follow(portal, link.replace("type=magiclink", f"type={other}"))
+        assert "access_token" not in landed, (other, landed)
+        if "code" in landed:
+            break
+    # The link as mailed still works for the verifier's holder.
+    fresh_before = smtp.count()
+    client.auth.sign_in_with_otp({"email": address, "options": {"email_redirect_to": "http://allowed.test/cb"}})
+    landed = follow(portal, smtp.wait_for(address, fresh_before).link)
+    assert "code" in landed and "access_token" not in landed
+    assert client.auth.exchange_code_for_session({"auth_code": landed["code"][0]}).session
+    # The six-digit code of a PKCE mail still signs in (both forms are matched by code).
+    before = smtp.count()
+    client.auth.sign_in_with_otp({"email": address})
+    mail = smtp.wait_for(address, before)
+    assert portal.client().auth.verify_otp({"email": address, "token": mail.code, "type": "magiclink"}).session is not None
+    # And a non-PKCE token does not become one by adding the prefix.
+    before = smtp.count()
+    implicit_client(portal).auth.sign_in_with_otp({"email": address})
+    plain = smtp.wait_for(address, before).link
+    assert "token=pkce_" not in plain
+    prefixed = follow(portal, plain.replace("token=", "token=pkce_"))
+    assert "access_token" not in prefixed and "code" not in prefixed and prefixed["error_code"] == ["otp_expired"], prefixed
+
+
 def test_otp_creates_users_unless_told_not_to(portal, smtp):
     nobody = unique("nocreate")
     before = smtp.count()
