@@ -33,50 +33,87 @@ public struct PendingAudit: Sendable {
         path = root + "/audit-pending.jsonl"
     }
 
-    /// Appends `entry` (with `at` set to now when missing).
+    /// Where a flush keeps the entries it took until they are written.
+    var takenPath: String { path + ".flushing" }
+
+    /// Appends `entry` (with `at` set to now when missing). The CLI may append while a kernel
+    /// flushes: both hold an exclusive `flock` on `<file>.lock` while they touch the file,
+    /// and the append is one `O_APPEND` write.
     public func add(_ entry: Entry) throws {
         var entry = entry
         if entry.details["at"] == nil { entry.details["at"] = RecoveryTarget.iso8601(Date()) }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        var line = try encoder.encode(entry)
+        var line = try Self.encoded(entry)
         line.append(UInt8(ascii: "\n"))
-        if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600])
+        try withFileLock {
+            let descriptor = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else {
+                throw BackupError("cannot write \(path): \(String(cString: strerror(errno)))", hint: "check the permissions of the backup folder")
+            }
+            defer { close(descriptor) }
+            let written = line.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+            guard written == line.count else {
+                throw BackupError("cannot write \(path): \(String(cString: strerror(errno)))", hint: "check the free space of the backup folder")
+            }
         }
-        guard let handle = FileHandle(forWritingAtPath: path) else {
-            throw BackupError("cannot write \(path)", hint: "check the permissions of the backup folder")
-        }
-        defer { try? handle.close() }
-        handle.seekToEndOfFile()
-        handle.write(line)
     }
 
-    /// The waiting entries, oldest first.
+    /// The waiting entries, oldest first (those a flush has taken and not yet written first).
     public func entries() -> [Entry] {
-        guard let data = FileManager.default.contents(atPath: path) else { return [] }
-        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(Entry.self, from: Data($0)) }
+        Self.read(takenPath) + Self.read(path)
     }
 
-    /// Writes each waiting entry with `write`, removing the file once all are written; an
-    /// entry that fails stays (with those after it) for the next attempt.
+    /// Writes each waiting entry with `write`, removing them once written; an entry that
+    /// fails stays (with those after it, and any appended meanwhile) for the next attempt.
     public func flush(_ write: @Sendable (Entry) async throws -> Void) async throws {
-        let waiting = entries()
-        guard !waiting.isEmpty else { return }
+        // Take the file under the lock; entries appended from now on go to a new one.
+        try withFileLock {
+            if !FileManager.default.fileExists(atPath: takenPath), FileManager.default.fileExists(atPath: path) {
+                guard rename(path, takenPath) == 0 else { throw BackupError("cannot rename \(path): \(String(cString: strerror(errno)))", hint: "check the permissions of the backup folder") }
+            }
+        }
+        let waiting = Self.read(takenPath)
         for (index, entry) in waiting.enumerated() {
             do {
                 try await write(entry)
             } catch {
-                let rest = waiting[index...].compactMap { try? JSONEncoder().encode($0) }
-                var data = Data()
-                for line in rest {
-                    data.append(line)
-                    data.append(UInt8(ascii: "\n"))
+                // Put the rest back in front of what was appended meanwhile.
+                try withFileLock {
+                    var data = Data()
+                    for line in waiting[index...].compactMap({ try? Self.encoded($0) }) {
+                        data.append(line)
+                        data.append(UInt8(ascii: "\n"))
+                    }
+                    data.append(FileManager.default.contents(atPath: path) ?? Data())
+                    try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+                    try? FileManager.default.removeItem(atPath: takenPath)
                 }
-                try data.write(to: URL(fileURLWithPath: path), options: .atomic)
                 throw error
             }
         }
-        try? FileManager.default.removeItem(atPath: path)
+        try? FileManager.default.removeItem(atPath: takenPath)
+    }
+
+    private static func encoded(_ entry: Entry) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(entry)
+    }
+
+    private static func read(_ file: String) -> [Entry] {
+        guard let data = FileManager.default.contents(atPath: file) else { return [] }
+        return data.split(separator: UInt8(ascii: "\n")).compactMap { try? JSONDecoder().decode(Entry.self, from: Data($0)) }
+    }
+
+    /// Runs `body` holding an exclusive `flock` on `<file>.lock` (created 0600).
+    private func withFileLock<T>(_ body: () throws -> T) throws -> T {
+        let descriptor = open(path + ".lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw BackupError("cannot open \(path).lock: \(String(cString: strerror(errno)))", hint: "check the permissions of the backup folder")
+        }
+        defer { close(descriptor) }
+        while flock(descriptor, LOCK_EX) != 0 {
+            guard errno == EINTR else { throw BackupError("cannot lock \(path).lock: \(String(cString: strerror(errno)))", hint: "check the permissions of the backup folder") }
+        }
+        return try body()
     }
 }

@@ -55,6 +55,31 @@ struct BackupStoreTests {
         #expect(pending.entries().isEmpty && !FileManager.default.fileExists(atPath: pending.path))
     }
 
+    @Test("an entry appended while a flush runs is kept, after the entries the flush could not write")
+    func pendingAuditAppendDuringFlush() async throws {
+        let store = try temporaryStore()
+        defer { try? FileManager.default.removeItem(atPath: store.root) }
+        let pending = PendingAudit(root: store.root)
+        for action in ["one", "two"] { try pending.add(PendingAudit.Entry(actor: "kernel", action: action, target: "x", details: [:])) }
+        struct Refused: Error {}
+        let written = Written()
+        await #expect(throws: Refused.self) {
+            try await pending.flush { entry in
+                // The CLI appends while the kernel writes "one"; then "two" fails.
+                if entry.action == "one" { try pending.add(PendingAudit.Entry(actor: "cli", action: "late", target: "y", details: [:])) }
+                if entry.action == "two" { throw Refused() }
+                written.add(entry.action)
+            }
+        }
+        #expect(pending.entries().map(\.action) == ["two", "late"])
+        try await pending.flush { entry in
+            if entry.action == "two" { try pending.add(PendingAudit.Entry(actor: "cli", action: "later", target: "z", details: [:])) }
+            written.add(entry.action)
+        }
+        #expect(written.actions == ["one", "two", "late"])
+        #expect(pending.entries().map(\.action) == ["later"])
+    }
+
     @Test("backup_label gives the start LSN, WAL file, time and timeline")
     func label() throws {
         let text = """

@@ -191,7 +191,8 @@ private func hostUsageMark(
         return MB_ERR_INVALID_ARGUMENT
     }
     let set = String(pluginChars: name, count: nameLength)
-    guard UsageMetric.isValidName(set) else { return MB_ERR_INVALID_ARGUMENT }
+    // The Hub names the metric active_<set>, which must itself be a valid metric name (64 at most).
+    guard UsageMetric.isValidName(set), UsageMetric.isValidName("active_" + set) else { return MB_ERR_INVALID_ARGUMENT }
     guard let usage = handle.usage else { return MB_ERR_UNSUPPORTED }
     usage.mark(set: set, member: Array(UnsafeRawBufferPointer(start: member, count: memberLength)))
     return MB_OK

@@ -498,7 +498,8 @@ typedef struct mb_host_api {
     /* ---- ABI 1.8: usage metering (check struct_size before calling) ---- */
 
     /** Records that `member` (e.g. a user id) was active this month in the portal's set
-     *  `set_name` (1-64 of a-z, 0-9 and '_', e.g. "auth_users"): the Hub counts each member
+     *  `set_name` (1-57 of a-z, 0-9 and '_', e.g. "auth_users", so that active_<set_name> is a
+     *  metric name of at most 64): the Hub counts each member
      *  once per portal, set and (UTC) month as the metric active_<set_name>, storing only
      *  the SHA-256 of the member. Returns MB_ERR_INVALID_ARGUMENT for a NULL portal, a bad
      *  set name or an empty member (1-1024 bytes), MB_ERR_UNSUPPORTED when the kernel runs
