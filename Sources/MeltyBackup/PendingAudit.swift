@@ -68,7 +68,9 @@ public struct PendingAudit: Sendable {
         // Take the file under the lock; entries appended from now on go to a new one.
         try withFileLock {
             if !FileManager.default.fileExists(atPath: takenPath), FileManager.default.fileExists(atPath: path) {
-                guard rename(path, takenPath) == 0 else { throw BackupError("cannot rename \(path): \(String(cString: strerror(errno)))", hint: "check the permissions of the backup folder") }
+                guard rename(path, takenPath) == 0 else {
+                    throw BackupError("cannot rename \(path): \(String(cString: strerror(errno)))", hint: "check the permissions of the backup folder")
+                }
             }
         }
         let waiting = Self.read(takenPath)
