@@ -49,7 +49,8 @@ public final class BackupScheduler: Sendable {
             await flush(pending)
             guard intervalHours > 0 else { return }
             let interval = Double(intervalHours) * 3600
-            let newest = (try? maker.store.list())?.first
+            let store = maker.store
+            let newest = (try? await ToolRunner.onOwnThread { try store.list() })?.first
             let due = newest.map { $0.startTime.addingTimeInterval(interval) } ?? Date()
             let wait = due.timeIntervalSinceNow
             if wait > 0 {

@@ -28,8 +28,11 @@ public struct BaseBackupMaker: Sendable {
 
     /// Takes a base backup now, then prunes; the new backup and the ones removed.
     /// `trigger` is recorded (`manual`, `scheduled`).
+    /// File work (listing, the manifest, renames, sizes) runs on threads of its own
+    /// (``ToolRunner/onOwnThread(_:)``), never on the cooperative pool.
     public func create(trigger: String) async throws -> (backup: BaseBackup, removed: [BaseBackup]) {
-        try createFolders()
+        let maker = self
+        try await ToolRunner.onOwnThread { try maker.createFolders() }
         let backup = try await store.withLock { () async throws -> BaseBackup in
             let store = store
             try await ToolRunner.onOwnThread { store.removeIncomplete() }
@@ -41,18 +44,20 @@ public struct BaseBackupMaker: Sendable {
                 "-h", socketDirectory, "-p", "5432", "-U", "meltybase", "--no-password", "--label", "meltybase \(name)",
             ])
             guard outcome.status == 0 else {
-                try? FileManager.default.removeItem(atPath: partial)
+                _ = try? await ToolRunner.onOwnThread { try FileManager.default.removeItem(atPath: partial) }
                 throw BackupError(
                     "pg_basebackup failed (exit \(outcome.status)): \(outcome.output.trimmingCharacters(in: .whitespacesAndNewlines))",
                     hint: "check that the embedded Postgres runs (meltybase serve) and that \(store.root) has free space")
             }
             let ended = Date()
-            var backup = try Self.describe(folder: partial, name: name, started: started, ended: ended, trigger: trigger)
-            let final = store.path(of: name)
-            try FileManager.default.moveItem(atPath: partial, toPath: final)
-            backup.sizeBytes = try await ToolRunner.onOwnThread { BackupStore.size(of: final) }
-            try store.save(backup)
-            return backup
+            return try await ToolRunner.onOwnThread {
+                var backup = try Self.describe(folder: partial, name: name, started: started, ended: ended, trigger: trigger)
+                let final = store.path(of: name)
+                try FileManager.default.moveItem(atPath: partial, toPath: final)
+                backup.sizeBytes = BackupStore.size(of: final)
+                try store.save(backup)
+                return backup
+            }
         }
         let removed = try await prune()
         return (backup, removed)
@@ -62,12 +67,12 @@ public struct BaseBackupMaker: Sendable {
     /// WAL older than the oldest kept backup's start (`pg_archivecleanup`); the removed backups.
     public func prune() async throws -> [BaseBackup] {
         try await store.withLock {
-            let (keep, remove) = retention.apply(to: try store.list(), now: Date())
+            let store = store
+            let (keep, remove) = retention.apply(to: try await ToolRunner.onOwnThread { try store.list() }, now: Date())
             for backup in remove {
-                let store = store
                 try await ToolRunner.onOwnThread { try store.remove(backup) }
             }
-            if let oldest = keep.last, FileManager.default.fileExists(atPath: store.walDirectory) {
+            if let oldest = keep.last, try await ToolRunner.onOwnThread({ FileManager.default.fileExists(atPath: store.walDirectory) }) {
                 // `-x .gz` strips the extension before comparing: compressed segments (`X.gz`) and
                 // uncompressed ones (archived before compression, `X`) are both removed.
                 try await runner.check(

@@ -1,4 +1,5 @@
 import MeltyPostgres
+import Synchronization
 
 /// Sends mail over SMTP: one connection per ``send(_:)`` (connect, greeting, EHLO,
 /// STARTTLS or implicit TLS, AUTH PLAIN or LOGIN, MAIL FROM, RCPT TO, DATA, QUIT), every
@@ -10,6 +11,8 @@ public final class SMTPClient: Sendable {
     /// Where and how mail is sent.
     public let settings: SMTPSettings
     private let loop: PostgresEventLoop
+    /// The TLS context, made by the first mail that needs it and shared by the later ones.
+    private let tlsContext = Mutex<TLSClientContext?>(nil)
 
     /// A client for `settings`; sockets are watched by `loop`.
     public init(settings: SMTPSettings, loop: PostgresEventLoop) {
@@ -28,7 +31,18 @@ public final class SMTPClient: Sendable {
         } catch {
             throw SMTPError(stage: "message", isTransient: false, description: "the message cannot be sent: \(error.description)")
         }
-        let session = SMTPSession(settings: settings, loop: loop)
+        let session = SMTPSession(settings: settings, loop: loop, tlsContext: sharedTLSContext)
         try await session.deliver(message, data: data)
+    }
+
+    /// The client's TLS context: made once; a failure (a bad ca_file) is reported to each
+    /// mail that needs TLS, and retried by the next.
+    private func sharedTLSContext() throws -> TLSClientContext {
+        try tlsContext.withLock { cached in
+            if let cached { return cached }
+            let made = try TLSClientContext(settings: settings)
+            cached = made
+            return made
+        }
     }
 }

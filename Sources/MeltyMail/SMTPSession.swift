@@ -11,6 +11,8 @@ final class SMTPSession {
 
     private let settings: SMTPSettings
     private let loop: PostgresEventLoop
+    /// The client's TLS context, made on first use.
+    private let tlsContext: () throws -> TLSClientContext
     private let timeout: Duration
     private var channel: Channel?
     /// Received bytes not yet split into lines.
@@ -20,9 +22,10 @@ final class SMTPSession {
     /// Texts to hide from errors: the password and its base64 forms.
     private var secrets: [String] = []
 
-    init(settings: SMTPSettings, loop: PostgresEventLoop) {
+    init(settings: SMTPSettings, loop: PostgresEventLoop, tlsContext: @escaping () throws -> TLSClientContext) {
         self.settings = settings
         self.loop = loop
+        self.tlsContext = tlsContext
         timeout = .seconds(max(1, settings.timeoutSeconds))
         if let password = settings.password, !password.isEmpty {
             secrets = [
@@ -147,7 +150,7 @@ final class SMTPSession {
     }
 
     private func startTLS(on connection: TCPConnection) async throws {
-        let tls = try TLSChannel(connection: connection, settings: settings)
+        let tls = try TLSChannel(connection: connection, settings: settings, context: tlsContext())
         channel = .tls(tls)
         try await tls.handshake(deadline: .now + timeout)
     }

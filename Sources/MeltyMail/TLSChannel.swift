@@ -8,7 +8,8 @@ import Foundation
 /// the call that made them.
 final class TLSChannel {
     private let connection: TCPConnection
-    private let context: OpaquePointer
+    /// The client's shared context (kept alive while this session uses it).
+    private let context: TLSClientContext
     private let ssl: OpaquePointer
     /// OpenSSL reads the server's bytes from here (owned by `ssl`).
     private let networkIn: OpaquePointer
@@ -17,38 +18,17 @@ final class TLSChannel {
     private let host: String
     private let verifies: Bool
 
-    /// Prepares a client session for `settings` on `connection`: TLS 1.2 or later, SNI
-    /// for host names, the chain verified against `caFile` or the system store and the
-    /// host name (or IP address) checked, unless `verifyCertificate` is false.
-    init(connection: TCPConnection, settings: SMTPSettings) throws {
+    /// Prepares a client session for `settings` on `connection` from the client's `context`
+    /// (TLS 1.2 or later, the CA store): SNI for host names, and the host name (or IP
+    /// address) checked against the certificate, unless `verifyCertificate` is false.
+    init(connection: TCPConnection, settings: SMTPSettings, context: TLSClientContext) throws {
         self.connection = connection
         host = settings.bareHost
         verifies = settings.verifyCertificate
-        ERR_clear_error()
-        guard let context = SSL_CTX_new(TLS_client_method()) else {
-            throw ConnectionProblem.tls("cannot create a TLS context: \(Self.openSSLErrors())", transient: false)
-        }
         self.context = context
-        _ = SSL_CTX_ctrl(context, SSL_CTRL_SET_MIN_PROTO_VERSION, Int(TLS1_2_VERSION), nil)
-        if settings.verifyCertificate {
-            if let caFile = settings.caFile {
-                guard SSL_CTX_load_verify_locations(context, caFile, nil) == 1 else {
-                    let reason = Self.openSSLErrors()
-                    SSL_CTX_free(context)
-                    throw ConnectionProblem.configuration("cannot load ca_file \(caFile) (a PEM file of CA certificates): \(reason)")
-                }
-            } else if SSL_CTX_set_default_verify_paths(context) != 1 {
-                let reason = Self.openSSLErrors()
-                SSL_CTX_free(context)
-                throw ConnectionProblem.configuration("cannot load the system's CA certificates: \(reason); set ca_file")
-            }
-            SSL_CTX_set_verify(context, SSL_VERIFY_PEER, nil)
-        } else {
-            SSL_CTX_set_verify(context, SSL_VERIFY_NONE, nil)
-        }
-        guard let ssl = SSL_new(context), let networkIn = BIO_new(BIO_s_mem()), let networkOut = BIO_new(BIO_s_mem()) else {
+        ERR_clear_error()
+        guard let ssl = SSL_new(context.pointer), let networkIn = BIO_new(BIO_s_mem()), let networkOut = BIO_new(BIO_s_mem()) else {
             let reason = Self.openSSLErrors()
-            SSL_CTX_free(context)
             throw ConnectionProblem.tls("cannot create a TLS session: \(reason)", transient: false)
         }
         self.ssl = ssl
@@ -81,7 +61,6 @@ final class TLSChannel {
 
     deinit {
         SSL_free(ssl)
-        SSL_CTX_free(context)
     }
 
     /// Runs the handshake; certificate problems name the verify result and what to set.
