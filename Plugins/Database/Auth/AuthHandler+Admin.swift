@@ -294,8 +294,7 @@ extension AuthHandler {
 
     /// GoTrue's `obfuscateValue`: unpadded base64url of SHA-256(user id + value).
     static func obfuscated(userID: String, _ value: String) -> String {
-        Data(SHA256.hash(data: Data((userID + value).utf8))).base64EncodedString()
-            .replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        AuthEncoding.base64URL(SHA256.hash(data: Data((userID + value).utf8)))
     }
 
     // MARK: factors

@@ -59,9 +59,7 @@ extension AuthHandler {
     /// `<external_url>/p/<portal>/auth/v1/verify?token=…&type=…&redirect_to=…` (a path
     /// without `external_url`, which only `generate_link` can meet).
     func actionLink(hash: String, type: String, redirectTo: String) -> String {
-        var allowed = CharacterSet.alphanumerics
-        allowed.insert(charactersIn: "-._~")
-        let encoded = redirectTo.addingPercentEncoding(withAllowedCharacters: allowed) ?? ""
+        let encoded = AuthEncoding.queryValue(redirectTo)
         return "\(settings.externalURL ?? "")/p/\(portal.name)/auth/v1/verify?token=\(hash)&type=\(type)&redirect_to=\(encoded)"
     }
 
@@ -584,9 +582,7 @@ extension AuthHandler {
                     ("error", failure.status == 429 ? "too_many_requests" : "access_denied"), ("error_code", failure.code), ("error_description", failure.message),
                 ]
             }
-            var allowed = CharacterSet.alphanumerics
-            allowed.insert(charactersIn: "-._~")
-            let encoded = parameters.map { "\($0.0)=\($0.1.addingPercentEncoding(withAllowedCharacters: allowed) ?? "")" }.joined(separator: "&")
+            let encoded = parameters.map { "\($0.0)=\(AuthEncoding.queryValue($0.1))" }.joined(separator: "&")
             let base = redirect.split(separator: "#", maxSplits: 1).first.map(String.init) ?? redirect
             let location = inQuery ? base + (base.contains("?") ? "&" : "?") + encoded : base + "#" + encoded
             return PluginResponse(status: 303, headers: [("location", location), ("cache-control", "no-store")])

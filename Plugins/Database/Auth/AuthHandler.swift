@@ -221,7 +221,7 @@ final class AuthHandler: Sendable {
     static func newRefreshToken() -> String {
         var bytes = [UInt8](repeating: 0, count: 32)
         randombytes_buf(&bytes, bytes.count)
-        return Data(bytes).base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+        return AuthEncoding.base64URL(bytes)
     }
 
     /// Rotation with reuse detection: a refresh token works once; presenting a used one

@@ -105,8 +105,7 @@ enum FlowStates {
         if row[3] == "plain" {
             computed = verifier
         } else {
-            computed = Data(SHA256.hash(data: Data(verifier.utf8))).base64EncodedString().replacingOccurrences(of: "+", with: "-")
-                .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            computed = AuthEncoding.base64URL(SHA256.hash(data: Data(verifier.utf8)))
         }
         guard computed.utf8.count == challenge.utf8.count, sodium_memcmp(computed, challenge, computed.utf8.count) == 0 else {
             throw AuthFailure(status: 403, code: "bad_code_verifier", message: "code challenge does not match previously saved code verifier")
