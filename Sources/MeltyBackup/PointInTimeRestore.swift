@@ -105,14 +105,12 @@ public struct PointInTimeRestore: Sendable {
         let logFile = destination + ".restore.log"
         manager.createFile(atPath: logFile, contents: nil, attributes: [.posixPermissions: 0o600])
         let server = Process()
-        let (executable, arguments) = runner.wrapped([
-            runner.tool("postgres"), "-D", destination, "-k", sockets, "-p", "5432",
-            "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
-            "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
-            "-c", "archive_mode=off", "-c", "restore_command=\(WALArchiveCommands.restore(directory: wal))",
-            "-c", "recovery_target_time=\(RecoveryTarget.postgres(target))", "-c", "recovery_target_action=promote",
-            "-c", "recovery_target_timeline=latest",
-        ])
+        let (executable, arguments) = runner.wrapped(
+            EmbeddedPostgres.serverCommand(binDirectory: runner.binDirectory, cluster: destination, socketDirectory: sockets) + [
+                "-c", "archive_mode=off", "-c", "restore_command=\(WALArchiveCommands.restore(directory: wal))",
+                "-c", "recovery_target_time=\(RecoveryTarget.postgres(target))", "-c", "recovery_target_action=promote",
+                "-c", "recovery_target_timeline=latest",
+            ])
         server.executableURL = URL(fileURLWithPath: executable)
         server.arguments = arguments
         server.currentDirectoryURL = URL(fileURLWithPath: "/")

@@ -34,7 +34,7 @@ public struct ToolRunner: Sendable {
     /// `arguments` run as the Postgres account (through setpriv when we are root).
     public func wrapped(_ arguments: [String]) -> (String, [String]) {
         guard let account else { return (arguments[0], Array(arguments.dropFirst())) }
-        return ("/usr/bin/setpriv", ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--"] + arguments)
+        return account.command(arguments)
     }
 
     /// The path of Postgres tool `name` (`pg_basebackup`).

@@ -111,14 +111,7 @@ public final class EmbeddedPostgres: Sendable {
         let logFile = (clusterDirectory as NSString).deletingLastPathComponent + "/postgres.log"
         FileManager.default.createFile(atPath: logFile, contents: nil, attributes: [.posixPermissions: 0o600])
         let serverArguments =
-            [
-                binDirectory + "/postgres", "-D", clusterDirectory, "-k", socketDirectory, "-p", "5432",
-                "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
-                "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
-                // A replication slot nobody reads (a portal whose Realtime is off) may hold back at
-                // most this much WAL; past it the server invalidates the slot instead of filling the disk.
-                "-c", "max_slot_wal_keep_size=2GB",
-            ] + archiveArguments
+            Self.serverCommand(binDirectory: binDirectory, cluster: clusterDirectory, socketDirectory: socketDirectory) + archiveArguments
         let (executable, arguments) = command(serverArguments)
         let process = SupervisedProcess(name: "embedded Postgres", executable: executable, arguments: arguments, logFile: logFile, logger: logger)
         logger.notice("starting the embedded Postgres", metadata: ["socket": "\(socketDirectory)"])
@@ -165,6 +158,20 @@ public final class EmbeddedPostgres: Sendable {
             "-c", "wal_recycle=off",
             // The kernel's WALSegmentSwitcher asks pg_last_committed_xact() whether to switch.
             "-c", "track_commit_timestamp=on",
+        ]
+    }
+
+    /// The `postgres` command line of every server on a MeltyBase cluster (the kernel's, and
+    /// a restore's temporary one): a unix socket in `socketDirectory` only (no TCP), logical
+    /// WAL, and the connection and replication limits.
+    public static func serverCommand(binDirectory: String, cluster: String, socketDirectory: String) -> [String] {
+        [
+            binDirectory + "/postgres", "-D", cluster, "-k", socketDirectory, "-p", "5432",
+            "-c", "listen_addresses=", "-c", "unix_socket_permissions=0700", "-c", "wal_level=logical",
+            "-c", "max_connections=300", "-c", "shared_buffers=32MB", "-c", "max_replication_slots=64", "-c", "max_wal_senders=64",
+            // A replication slot nobody reads (a portal whose Realtime is off) may hold back at
+            // most this much WAL; past it the server invalidates the slot instead of filling the disk.
+            "-c", "max_slot_wal_keep_size=2GB",
         ]
     }
 
@@ -218,7 +225,7 @@ public final class EmbeddedPostgres: Sendable {
     /// `setpriv` when the kernel is root, unchanged otherwise.
     public func command(_ arguments: [String]) -> (String, [String]) {
         guard let account else { return (arguments[0], Array(arguments.dropFirst())) }
-        return ("/usr/bin/setpriv", ["--reuid=\(account.uid)", "--regid=\(account.gid)", "--init-groups", "--"] + arguments)
+        return account.command(arguments)
     }
 
     private func runToCompletion(_ executable: String, _ arguments: [String]) throws {

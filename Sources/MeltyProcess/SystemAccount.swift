@@ -51,6 +51,12 @@ public struct SystemAccount: Sendable {
         return true
     }
 
+    /// `arguments` (a program and its arguments) run as this account: through `setpriv`,
+    /// which the caller (root) execs instead.
+    public func command(_ arguments: [String]) -> (executable: String, arguments: [String]) {
+        ("/usr/bin/setpriv", ["--reuid=\(uid)", "--regid=\(gid)", "--init-groups", "--"] + arguments)
+    }
+
     /// Makes the account the owner of `path` (not recursive).
     public func own(_ path: String) throws(SystemAccountError) {
         guard chown(path, uid, gid) == 0 else {
