@@ -222,11 +222,11 @@ struct MeteringTests {
 
     @Test("dates: ISO 8601 shapes in 2000...9999 only; months as YYYY-MM")
     func dates() {
-        #expect(UsageClock.parse("2026-12-06") != nil)
-        #expect(UsageClock.parse("2026-12-06T01:02:03Z") != nil)
-        #expect(UsageClock.parse("2026-12-06T01:02:03.5+02:00") != nil)
+        #expect(TimeParameter.parse("2026-12-06") != nil)
+        #expect(TimeParameter.parse("2026-12-06T01:02:03Z") != nil)
+        #expect(TimeParameter.parse("2026-12-06T01:02:03.5+02:00") != nil)
         for bad in ["", "yesterday", "2026-13-01", "1999-12-31", "2026-12-06T01:02:03+99:99", "2026-12-06 01:02:03", String(repeating: "2", count: 50)] {
-            #expect(UsageClock.parse(bad) == nil, "\(bad)")
+            #expect(TimeParameter.parse(bad) == nil, "\(bad)")
         }
         #expect(UsageClock.parseMonth("2026-12").map(UsageClock.iso) == "2026-12-01T00:00:00Z")
         for bad in ["2026-13", "2026-1", "12-2026", "1999-01", "2026-12-01"] { #expect(UsageClock.parseMonth(bad) == nil, "\(bad)") }

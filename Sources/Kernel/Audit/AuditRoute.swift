@@ -65,11 +65,15 @@ struct AuditRoute: Sendable {
             action = query["action"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
             actor = query["actor"].map(String.init).flatMap { $0.isEmpty ? nil : $0 }
             if let text = query["since"], !text.isEmpty {
-                guard let date = Self.date(String(text)) else { throw Self.invalid("since", "since must be an RFC 3339 time (2026-01-31T09:30:00Z) or a date (2026-01-31)") }
+                guard let date = TimeParameter.parse(String(text)) else {
+                    throw Self.invalid("since", "since must be an RFC 3339 time (2026-01-31T09:30:00Z) or a date (2026-01-31)")
+                }
                 since = date
             }
             if let text = query["until"], !text.isEmpty {
-                guard let date = Self.date(String(text)) else { throw Self.invalid("until", "until must be an RFC 3339 time (2026-01-31T09:30:00Z) or a date (2026-01-31)") }
+                guard let date = TimeParameter.parse(String(text)) else {
+                    throw Self.invalid("until", "until must be an RFC 3339 time (2026-01-31T09:30:00Z) or a date (2026-01-31)")
+                }
                 until = date
             }
             if let text = query["limit"], !text.isEmpty {
@@ -82,15 +86,6 @@ struct AuditRoute: Sendable {
                 }
                 after = value
             }
-        }
-
-        static func date(_ text: String) -> Date? {
-            let formatter = ISO8601DateFormatter()
-            if let date = formatter.date(from: text) { return date }
-            formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-            if let date = formatter.date(from: text) { return date }
-            formatter.formatOptions = [.withFullDate]
-            return formatter.date(from: text)
         }
 
         static func invalid(_ parameter: String, _ message: String) -> GatewayError {

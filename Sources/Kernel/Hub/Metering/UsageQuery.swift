@@ -43,13 +43,13 @@ struct UsageQuery: Sendable, Equatable {
         var from = UsageClock.month(now)
         var to = UsageClock.hour(now).addingTimeInterval(3600)
         if let text = query["from"].map(String.init), !text.isEmpty {
-            guard let date = UsageClock.parse(text) else {
+            guard let date = TimeParameter.parse(text) else {
                 throw Self.invalid("from", "from must be an ISO 8601 date or time in 2000...9999, e.g. 2026-12-01 or 2026-12-01T00:00:00Z")
             }
             from = date
         }
         if let text = query["to"].map(String.init), !text.isEmpty {
-            guard let date = UsageClock.parse(text) else {
+            guard let date = TimeParameter.parse(text) else {
                 throw Self.invalid("to", "to must be an ISO 8601 date or time in 2000...9999, e.g. 2026-12-31 or 2026-12-31T23:00:00Z")
             }
             to = date
