@@ -2,10 +2,12 @@ import Foundation
 import TOMLKit
 
 /// Reads `[metering]`, `[quotas]` and `[prices]` into ``HubSettings``; every mismatch is a
-/// located ``ConfigError`` made by `error(key, message)`.
+/// located ``ConfigError`` (through the configuration's ``TableReader``).
 struct HubConfigReader {
-    /// Makes the located error for a dotted key.
-    let error: (String, String) -> ConfigError
+    /// The configuration file's typed reader.
+    let reader: TableReader
+
+    private func error(_ key: String, _ message: String) -> ConfigError { reader.error(key, message) }
 
     /// The license tiers quotas and prices are given for.
     static let tiers = ["indie", "commercial"]
@@ -14,16 +16,8 @@ struct HubConfigReader {
     func read(_ root: TOMLTable, into settings: inout HubSettings) throws {
         if let metering = try table(root, "metering", prefix: "") {
             try checkKeys(metering, prefix: "metering", allowed: ["enabled", "flush_interval_seconds"])
-            if let value = metering["enabled"] {
-                guard let flag = value.bool else { throw error("metering.enabled", "expected true or false, found \(value.type)") }
-                settings.meteringEnabled = flag
-            }
-            if let value = metering["flush_interval_seconds"] {
-                guard let seconds = value.int, (1...3600).contains(seconds) else {
-                    throw error("metering.flush_interval_seconds", "expected an integer from 1 to 3600 (seconds)")
-                }
-                settings.flushIntervalSeconds = seconds
-            }
+            if let flag = try reader.bool(metering, "enabled", prefix: "metering") { settings.meteringEnabled = flag }
+            if let seconds = try reader.int(metering, "flush_interval_seconds", prefix: "metering", range: 1...3600) { settings.flushIntervalSeconds = seconds }
         }
         if let quotas = try table(root, "quotas", prefix: "") {
             try checkKeys(quotas, prefix: "quotas", allowed: Set(Self.tiers + ["portals"]))
@@ -91,24 +85,16 @@ struct HubConfigReader {
     }
 
     private func table(_ table: TOMLTable, _ key: String, prefix: String) throws -> TOMLTable? {
-        guard let value = table[key] else { return nil }
-        let path = prefix.isEmpty ? key : "\(prefix).\(key)"
-        guard let result = value.table else { throw error(path, "expected a table, found \(value.type)") }
-        return result
+        try reader.table(table, key, prefix: prefix)
     }
 
     private func checkKeys(_ table: TOMLTable, prefix: String, allowed: Set<String>) throws {
-        for key in table.keys where !allowed.contains(key) {
-            throw error("\(prefix).\(key)", "unknown key; expected one of \(allowed.sorted().joined(separator: ", "))")
-        }
+        try reader.checkKeys(table, prefix: prefix, allowed: allowed)
     }
 
+    /// A quantity: 0 to 1e18 (NaN and infinities are outside).
     private func number(_ table: TOMLTable, _ key: String, prefix: String) throws -> Double? {
-        guard let value = table[key] else { return nil }
-        guard let result = value.double ?? value.int.map(Double.init), result.isFinite, result >= 0, result <= 1e18 else {
-            throw error("\(prefix).\(key)", "expected a number from 0 to 1e18, found \(value.type)")
-        }
-        return result
+        try reader.number(table, key, prefix: prefix, range: 0...1e18)
     }
 
     /// A price: exact decimal digits (0.0001 stays 0.0001).
