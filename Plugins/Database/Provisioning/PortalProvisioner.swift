@@ -156,6 +156,8 @@ enum PortalProvisioner {
             );
             -- The owner sees its users, as Supabase's SQL editor does.
             GRANT SELECT, UPDATE, DELETE ON ALL TABLES IN SCHEMA auth TO \(owner);
+            -- Apps key their own tables to users (profiles.id REFERENCES auth.users), as in Supabase.
+            GRANT REFERENCES ON auth.users TO \(owner);
             CREATE SCHEMA IF NOT EXISTS meltybase_internal;
             REVOKE ALL ON SCHEMA meltybase_internal FROM PUBLIC;
             CREATE TABLE IF NOT EXISTS meltybase_internal.migrations (

@@ -684,3 +684,12 @@ def test_totp_qr_code_is_an_svg_of_the_uri_that_decodes(db):
                        json={"factor_type": "totp", "friendly_name": "qr too long", "issuer": "X" * 120})
     assert response.status_code == 200, describe(response)
     assert len(response.json()["totp"]["uri"]) > 213 and response.json()["totp"]["qr_code"] == ""
+
+
+def test_app_tables_may_reference_auth_users(db, alice):
+    """Supabase schemas key their tables to users (`profiles.id REFERENCES auth.users`):
+    the portal's owner role may create such a foreign key, and it holds."""
+    db.sql("create table public.profiles_ref (id uuid primary key references auth.users(id) on delete cascade, name text)")
+    db.sql(f"insert into public.profiles_ref values ('{alice.id}', 'alice')")
+    refused = db.request("POST", f"{db.base}/sql/v1/query", key=db.service, json={"query": "insert into public.profiles_ref values (gen_random_uuid(), 'nobody')"})
+    assert refused.status_code == 400 and refused.json()["code"] == "23503", refused.text
