@@ -20,6 +20,8 @@ final class IntelligencePortal: Sendable {
     let vectors: PortalVectors
     /// The running agents.
     let agents: PortalAgents
+    /// The model provider's API key, read from the portal's Vault and kept a short while.
+    let providerKeys = ProviderKeyCache()
     private let schemaInstalled = Mutex(false)
 
     init(host: PluginHostServices, settings: IntelligenceSettings, portal: Portal, systemConninfo: String, loop: PostgresEventLoop) {
@@ -36,6 +38,8 @@ final class IntelligencePortal: Sendable {
             size: 4, maxWaiting: 1_000, loop: loop)
         vectors = PortalVectors(host: host, portal: portal, owner: owner, settings: settings.vectors)
         agents = PortalAgents(host: host, portal: portal, owner: owner, settings: settings.agents)
+        // Runs a killed kernel left working resume now, not at the portal's next agents request.
+        agents.bind(self)
     }
 
     /// Installs the `intelligence` schema once (each part's tables, idempotent DDL).
@@ -60,5 +64,5 @@ final class IntelligencePortal: Sendable {
 /// The DDL of the `intelligence` schema, one script per part (each idempotent: `IF NOT EXISTS`).
 enum IntelligenceSchema {
     /// Run in order by ``IntelligencePortal/ensureSchema()``.
-    static let scripts: [String] = [VectorRoutes.schema, IntelligenceRoutes.schema, AgentRoutes.schema]
+    static let scripts: [String] = [ProviderSettingsStore.schema, VectorRoutes.schema, IntelligenceRoutes.schema, AgentRoutes.schema]
 }

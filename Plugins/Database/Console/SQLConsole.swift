@@ -36,6 +36,7 @@ final class SQLConsole: Sendable {
                     ? "the SQL console needs an admin session at AAL2" : "the SQL console needs the portal's service_role key or an AAL2 admin token",
                 hint: credential.kind == .invalid ? credential.reason : nil)
         }
+        if request.method == "POST", request.path == "/diagnose" { return await diagnose(request) }
         guard request.method == "POST", request.path == "/query" else {
             return .error(status: 404, code: "not_found", message: "no SQL console route \(request.method) \(request.path)", hint: "POST /sql/v1/query {\"query\": \"select 1\"}")
         }
@@ -86,6 +87,35 @@ final class SQLConsole: Sendable {
         } catch {
             return .error(status: 500, code: "internal_error", message: "\(error)")
         }
+    }
+
+    /// `POST /sql/v1/diagnose {"query": "...", "error"?: {...}}`: the Intelligence plugin's
+    /// diagnosis of a failed statement (`intelligence.v1` `diagnose`, run as this console's
+    /// role), with EXPLAIN-checked fixes. The body is passed on as it came, with the caller.
+    func diagnose(_ request: PluginRequest) async -> PluginResponse {
+        guard request.body.count <= 1_048_576, let arguments = JSONValue.object(json: request.body) else {
+            return .error(status: 400, code: "invalid_body", message: "send {\"query\": \"<the failed statement>\", \"error\": {<the error it returned>}}")
+        }
+        let reply: [UInt8]
+        do {
+            reply = try await host.callService("intelligence", major: 1, method: "diagnose", arguments: arguments, caller: request.credential, portal: portal)
+        } catch let error as PluginError {
+            switch error {
+            case .notFound, .refused:
+                return .error(
+                    status: 409, code: "intelligence_not_enabled", message: "SQL diagnosis needs the intelligence plugin, which is not enabled for portal \(portal.name)",
+                    hint: "enable it for the portal (plugins = [..., \"intelligence\"] in [portals.\(portal.name)], or meltybase portal create --plugins database,intelligence)")
+            default:
+                return .error(status: 503, code: "intelligence_unavailable", message: "the intelligence plugin did not answer: \(error)", hint: "retry shortly")
+            }
+        } catch {
+            return .error(status: 503, code: "intelligence_unavailable", message: "the intelligence plugin did not answer: \(error)", hint: "retry shortly")
+        }
+        if let refusal = JSONValue.object(json: reply)?["error"]?.objectValue, let status = refusal["status"]?.intValue, (400...599).contains(status) {
+            return .error(
+                status: status, code: refusal["code"]?.stringValue ?? "refused", message: refusal["message"]?.stringValue ?? "refused", hint: refusal["hint"]?.stringValue)
+        }
+        return PluginResponse(status: 200, headers: [("content-type", "application/json")], body: reply)
     }
 
     /// A text value as JSON by its type: numbers, booleans and JSON stay typed (integers

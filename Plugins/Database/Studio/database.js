@@ -336,7 +336,10 @@ function sqlConsole({ api, base, onChange }) {
       try {
         result = await api.post(`${base}/sql/v1/query`, { query });
       } catch (error) {
-        return replace(output, sqlError(error, query, sql.input));
+        const diagnosis = error.body && error.body.code ? h('div', { class: 'sql-diagnosis', 'data-test': 'sql-diagnosis', 'aria-live': 'polite' }, 'Diagnosing…') : null;
+        replace(output, [sqlError(error, query, sql.input), diagnosis]);
+        if (diagnosis) replace(diagnosis, await sqlDiagnosis(api, base, query, error.body, sql.input));
+        return;
       }
       replace(output, sqlResult(result));
       await onChange(query);
@@ -357,6 +360,33 @@ function sqlResult(result) {
       h('caption', { class: 'visually-hidden' }, 'Query result'),
       h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c.name, h('span', { class: 'col-type' }, ` ${c.type}`))))),
       h('tbody', {}, rows.map((row) => h('tr', {}, row.map((value) => cell(value)))))))];
+}
+
+/** The Intelligence plugin's diagnosis of a failed statement: what went wrong and the
+ * EXPLAIN-checked fixes; a click puts a fix into the editor. */
+async function sqlDiagnosis(api, base, query, errorBody, textarea) {
+  let answer;
+  try {
+    answer = await api.post(`${base}/sql/v1/diagnose`, { query, error: errorBody });
+  } catch (error) {
+    const body = error.body || {};
+    return h('p', { class: 'notice', 'data-test': 'sql-diagnosis-unavailable' },
+      body.code === 'intelligence_not_enabled' ? `No diagnosis: ${body.message}. ${body.hint || ''}` : `No diagnosis: ${error.message}`);
+  }
+  const diagnosis = answer.diagnosis || {};
+  const fixes = answer.fixes || [];
+  return [
+    h('p', {}, h('strong', {}, 'Diagnosis'), ' ', h('code', {}, diagnosis.category || ''), ': ', diagnosis.explanation || ''),
+    (diagnosis.remedies || []).length
+      ? h('div', {}, h('p', {}, 'An admin could run (not checked):'), (diagnosis.remedies || []).map((text) => h('pre', {}, text))) : null,
+    fixes.length
+      ? h('ol', { 'data-test': 'sql-fixes' }, fixes.map((fix) => h('li', {},
+        h('pre', {}, fix.statement),
+        h('p', {}, `${fix.reason} (${fix.source === 'model' ? 'model' : 'catalog'}, checked with EXPLAIN)`),
+        h('button', { type: 'button', 'data-test': 'sql-use-fix', onclick: () => { textarea.value = fix.statement; draft = fix.statement; textarea.focus(); } }, 'Use this fix'))))
+      : h('p', {}, 'No checked fix.'),
+    answer.model && !answer.model.used ? h('p', { class: 'muted' }, `Model: ${answer.model.reason}.`) : null,
+  ];
 }
 
 function sqlError(error, query, textarea) {

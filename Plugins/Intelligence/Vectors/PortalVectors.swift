@@ -1,11 +1,198 @@
 import Foundation
+import IntelligenceVectors
 import MeltyPluginSDK
 import MeltyPostgres
+import Synchronization
 
 /// One portal's Knowledge Mesh state (loaded indexes); closed with the portal.
+///
+/// Postgres is the source of truth. A collection's index is loaded on first use: from its
+/// snapshot when the snapshot belongs to this incarnation of the collection and the changes
+/// after it are still known (then those are applied), otherwise rebuilt from the rows. After
+/// loading, the index must hold exactly as many entries as Postgres, or it is rebuilt.
+/// Snapshots are written a moment after changes (debounced) and when the portal closes.
 final class PortalVectors: Sendable {
-    init(host: PluginHostServices, portal: Portal, owner: PostgresPool, settings: VectorSettings) {}
+    /// The kernel's services (logs, counters, the system database).
+    let host: PluginHostServices
+    /// The portal.
+    let portal: Portal
+    /// The portal database as its owner role.
+    let owner: PostgresPool
+    /// The Knowledge Mesh's settings.
+    let settings: VectorSettings
+    /// `<index_dir>/<portal>`.
+    let directory: String
 
-    /// Stops background work and releases the indexes.
-    func close() {}
+    private struct State {
+        var loaded: [String: LoadedCollection] = [:]
+        var pendingSnapshots: [String: Task<Void, Never>] = [:]
+        var mesh: PostgresPool?
+        var meshInstalled = false
+        var closed = false
+    }
+
+    private let state = Mutex(State())
+    /// Serialises loads (two first queries of one collection build it once).
+    private let loading = SerialGate()
+
+    /// Nothing is loaded until a collection is first used.
+    init(host: PluginHostServices, portal: Portal, owner: PostgresPool, settings: VectorSettings) {
+        self.host = host
+        self.portal = portal
+        self.owner = owner
+        self.settings = settings
+        let safe = String(portal.name.unicodeScalars.filter { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || $0 == "-" || $0 == "_") })
+        directory = settings.indexDirectory + "/" + (safe.isEmpty ? "portal" : safe)
+    }
+
+    /// Where a collection's snapshot and its record live.
+    func paths(of name: String) -> (index: String, record: String) {
+        (directory + "/" + name + ".hnsw", directory + "/" + name + ".json")
+    }
+
+    /// The collection's index, loaded (or rebuilt) if needed and brought up to date.
+    func index(for collection: VectorCollection) async throws -> LoadedCollection {
+        if let loaded = cached(collection) {
+            try await loaded.catchUp(owner)
+            return loaded
+        }
+        let loaded = try await loading.run {
+            if let loaded = cached(collection) { return loaded }
+            let loaded = try await load(collection)
+            state.withLock { $0.loaded[collection.name] = loaded }
+            return loaded
+        }
+        try await loaded.catchUp(owner)
+        return loaded
+    }
+
+    private func cached(_ collection: VectorCollection) -> LoadedCollection? {
+        state.withLock { state in
+            guard let loaded = state.loaded[collection.name] else { return nil }
+            if loaded.uid == collection.uid { return loaded }
+            state.loaded[collection.name] = nil
+            return nil
+        }
+    }
+
+    private func load(_ collection: VectorCollection) async throws -> LoadedCollection {
+        guard let metric = VectorMetric(rawValue: collection.metric) else {
+            throw VectorStoreError.limitExceeded("the collection's metric \(collection.metric) is unknown")
+        }
+        let paths = paths(of: collection.name)
+        let record = try await BlockingWork.run { SnapshotRecord.read(at: paths.record) }
+        if let record, record.uid == collection.uid, record.dimension == collection.dimension,
+            record.metric == collection.metric, record.through >= collection.prunedThrough
+        {
+            let dimension = collection.dimension
+            do {
+                let index = try await BlockingWork.run { try VectorIndex.load(from: paths.index, dimension: dimension, metric: metric) }
+                let loaded = LoadedCollection(uid: collection.uid, name: collection.name, index: index, through: record.through, saved: true)
+                try await loaded.catchUp(owner)
+                let expected = try await owner.run { connection in try await VectorStore.state(collection: collection.uid, connection) }
+                if index.count == expected.count {
+                    host.log(.info, "intelligence: loaded the snapshot of collection \(collection.name) (\(index.count) entries)", portal: portal)
+                    return loaded
+                }
+                host.log(
+                    .warning, "intelligence: the snapshot of collection \(collection.name) holds \(index.count) entries, Postgres \(expected.count); rebuilding",
+                    portal: portal)
+            } catch {
+                host.log(.warning, "intelligence: the snapshot of collection \(collection.name) is unusable (\(error)); rebuilding", portal: portal)
+            }
+        }
+        host.count("vector_index_rebuilds", portal: portal)
+        let index = try VectorIndex(dimension: collection.dimension, metric: metric, capacity: max(1_024, min(collection.count + 64, 1 << 24)))
+        let loaded = LoadedCollection(uid: collection.uid, name: collection.name, index: index, through: 0, saved: false)
+        try await loaded.catchUp(owner)
+        scheduleSnapshot(of: loaded, dimension: collection.dimension, metric: collection.metric)
+        return loaded
+    }
+
+    /// Writes the collection's snapshot after the configured delay (later changes share it).
+    func scheduleSnapshot(of loaded: LoadedCollection, dimension: Int, metric: String) {
+        let delay = settings.snapshotDelay
+        state.withLock { current in
+            guard !current.closed, current.pendingSnapshots[loaded.name] == nil else { return }
+            current.pendingSnapshots[loaded.name] = Task.detached { [self] in
+                try? await Task.sleep(for: delay)
+                self.state.withLock { _ = $0.pendingSnapshots.removeValue(forKey: loaded.name) }
+                guard !Task.isCancelled else { return }
+                await self.snapshot(loaded, dimension: dimension, metric: metric)
+            }
+        }
+    }
+
+    private func snapshot(_ loaded: LoadedCollection, dimension: Int, metric: String) async {
+        let paths = paths(of: loaded.name)
+        do {
+            let covered = try await loaded.gate.run {
+                try await BlockingWork.run { try loaded.save(indexPath: paths.index, recordPath: paths.record, dimension: dimension, metric: metric) }
+            }
+            try await owner.run { connection in try await VectorStore.pruneDeletions(collection: loaded.uid, through: covered, connection) }
+        } catch {
+            host.log(.warning, "intelligence: could not write the snapshot of collection \(loaded.name): \(error)", portal: portal)
+        }
+    }
+
+    /// Forgets a dropped collection and deletes its snapshot.
+    func forget(_ name: String) {
+        state.withLock { state in
+            state.loaded[name] = nil
+            state.pendingSnapshots.removeValue(forKey: name)?.cancel()
+        }
+        // Off the cooperative pool; a snapshot that outlives this is ignored (its uid is the old one).
+        let paths = paths(of: name)
+        DispatchQueue.global().async {
+            try? FileManager.default.removeItem(atPath: paths.record)
+            try? FileManager.default.removeItem(atPath: paths.index)
+        }
+    }
+
+    /// The kernel's system database (the mesh hub), with its schema installed.
+    func mesh(loop: PostgresEventLoop) async throws -> PostgresPool {
+        let existing = state.withLock { state -> (PostgresPool?, Bool) in (state.mesh, state.meshInstalled) }
+        if let pool = existing.0, existing.1 { return pool }
+        let pool: PostgresPool
+        if let current = existing.0 {
+            pool = current
+        } else {
+            let system = try host.postgresConninfo(portal: nil)
+            let created = PostgresPool(
+                conninfo: Conninfo.derive(system, overrides: ["application_name": "meltybase-intelligence-mesh"]), size: 2, maxWaiting: 1_000, loop: loop)
+            pool = state.withLock { state in
+                if let raced = state.mesh { return raced }
+                state.mesh = created
+                return created
+            }
+            if pool !== created { created.close() }
+        }
+        try await pool.run { connection in try await MeshFederation.install(connection) }
+        state.withLock { $0.meshInstalled = true }
+        return pool
+    }
+
+    /// Stops background work, writes the snapshots of changed indexes and releases them.
+    func close() {
+        let (loaded, pending, mesh) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.loaded = [:]
+                state.pendingSnapshots = [:]
+                state.mesh = nil
+            }
+            return (Array(state.loaded.values), Array(state.pendingSnapshots.values), state.mesh)
+        }
+        for task in pending { task.cancel() }
+        for collection in loaded where collection.isDirty {
+            let paths = paths(of: collection.name)
+            do {
+                _ = try collection.save(
+                    indexPath: paths.index, recordPath: paths.record, dimension: collection.index.dimension, metric: collection.index.metric.rawValue)
+            } catch {
+                host.log(.warning, "intelligence: could not write the snapshot of collection \(collection.name) at close: \(error)", portal: portal)
+            }
+        }
+        mesh?.close()
+    }
 }

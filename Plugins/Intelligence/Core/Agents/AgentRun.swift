@@ -1,2 +1,0 @@
-/// One OpenClaw agent run.
-public enum AgentRun {}
