@@ -6,7 +6,8 @@ import MeltyPostgres
 import ModelProvider
 
 /// The agents' tools in one portal: SQL under the caller's role (reads directly, writes only
-/// after an approval), memories in the portal database, and sub-agents.
+/// after an approval), memories in the portal database, vector search, REST and Edge through
+/// the kernel, and sub-agents.
 struct PortalToolbox: AgentToolbox {
     let context: IntelligencePortal
     let agents: PortalAgents
@@ -44,6 +45,17 @@ struct PortalToolbox: AgentToolbox {
                 description: "Invokes one of the portal's Edge functions (POST with a JSON body) as the user who started the run; "
                     + "returns its status and body.",
                 parametersJSON: #"{"type":"object","properties":{"name":{"type":"string"},"body":{"description":"any JSON value"}},"required":["name"]}"#),
+            ToolSpec(
+                name: "vector_search",
+                description: "Finds the entries of one of the portal's vector collections nearest to a text (embedded by the portal's model "
+                    + "provider) or a vector, optionally filtered by metadata and combined with full-text search; the collection must be "
+                    + "readable by the user who started the run.",
+                parametersJSON: """
+                    {"type":"object","properties":{"collection":{"type":"string"},"text":{"type":"string"},\
+                    "vector":{"type":"array","items":{"type":"number"}},"k":{"type":"integer","minimum":1,"maximum":100},\
+                    "filter":{"type":"object","description":"metadata filter, e.g. {\\"topic\\": \\"billing\\"}"},"hybrid":{"type":"boolean"}},\
+                    "required":["collection"]}
+                    """),
             ToolSpec(
                 name: AgentLoop.spawnToolName,
                 description: "Starts a sub-agent on a sub-goal and returns its answer. Its budget comes out of yours; sub-agents started in the "
@@ -91,6 +103,8 @@ struct PortalToolbox: AgentToolbox {
             let body = (try? JSONValue.serialize(arguments["body"] ?? .null)) ?? Array("null".utf8)
             guard body.count <= 65_536 else { return Self.failure("the body must be at most 64 KiB of JSON") }
             return try await throughKernel(run: run, method: "POST", path: "functions/v1/\(name)", body: body)
+        case "vector_search":
+            return await vectorSearch(arguments, run: run)
         case "recall":
             let query = String((arguments["query"]?.stringValue ?? "").prefix(200))
             let found = try await agents.store.recall(subjects: [run.caller.subject ?? "", ""], query: query, limit: 20)
@@ -98,6 +112,27 @@ struct PortalToolbox: AgentToolbox {
             return .observation(Self.text(.array(list)), ok: true, charged: AgentUsage())
         default:
             return try await spawn(arguments, call: call, context: toolContext)
+        }
+    }
+
+    // MARK: - Vectors
+
+    /// A Knowledge Mesh query as the run's caller: what the `/vectors/v1` route would answer
+    /// that caller (an admin run reads as `service_role`).
+    private func vectorSearch(_ arguments: [String: JSONValue], run: AgentRunRecord) async -> AgentToolOutcome {
+        guard let name = arguments["collection"]?.stringValue, !name.isEmpty else { return Self.failure("vector_search needs a \"collection\" name") }
+        var body = arguments
+        body["collection"] = nil
+        if body["k"] == nil { body["k"] = .number(5) }
+        let role = run.caller.role == "admin" ? "service_role" : run.caller.role
+        do {
+            let answer = try await VectorRoutes(context: context).search(collection: name, role: role, body: body)
+            return .observation(Self.text(answer), ok: true, charged: AgentUsage())
+        } catch let refusal as VectorInput {
+            let message = JSONValue.object(json: refusal.response.body)?["message"]?.stringValue ?? "refused (\(refusal.response.status))"
+            return Self.failure("vector_search: \(message)")
+        } catch {
+            return Self.failure("vector_search: \(error)")
         }
     }
 

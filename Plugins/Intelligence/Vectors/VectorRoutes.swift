@@ -237,6 +237,26 @@ struct VectorRoutes: Sendable {
         let body = try VectorInput.object(request)
         let target = try await collection(name)
         if let refusal = access.refuseUnlessReader(of: target) { return refusal }
+        return .json(try await search(target, body: body))
+    }
+
+    /// The agents' `vector_search`: the query `body` on the collection `name` for a caller
+    /// with database role `role`, refused as the route would refuse that role. Errors are
+    /// thrown as ``VectorInput`` (its response says why) or ``VectorStoreError``.
+    func search(collection name: String, role: String, body: [String: JSONValue]) async throws -> JSONValue {
+        let target = try await collection(name)
+        guard target.readAccess.allows(role: role) else {
+            throw VectorInput(
+                response: .error(
+                    status: 403, code: "forbidden", message: "the collection \"\(name)\" is readable by \(target.readAccess.rawValue) and above, not \(role)"))
+        }
+        return try await search(target, body: body)
+    }
+
+    /// A top-k query of `target` (the caller's read access already checked): `vector` or
+    /// `text`, `k`, `ef`, `filter`, `hybrid`.
+    private func search(_ target: VectorCollection, body: [String: JSONValue]) async throws -> JSONValue {
+        let name = target.name
         let k = try VectorInput.integer(body, "k", in: VectorCollectionLimits.topK) ?? 10
         let ef = try VectorInput.integer(body, "ef", in: VectorCollectionLimits.ef)
         let hybrid = try VectorInput.boolean(body, "hybrid") ?? false
@@ -257,7 +277,7 @@ struct VectorRoutes: Sendable {
             allowed = try await context.owner.run { connection in try await VectorStore.labels(collection: target.uid, matching: filter, connection) }
         }
         context.host.count("vector_queries", portal: context.portal)
-        if let allowed, allowed.isEmpty { return .json(Self.answer(name, hybrid: hybrid, results: [])) }
+        if let allowed, allowed.isEmpty { return Self.answer(name, hybrid: hybrid, results: []) }
         let candidates = hybrid ? min(max(k * 4, 50), 1_000) : k
         let index = loaded.index
         let permitted = allowed
@@ -285,7 +305,7 @@ struct VectorRoutes: Sendable {
             if let score = hit.score { result["score"] = .number(score) }
             return .object(result)
         }
-        return .json(Self.answer(name, hybrid: hybrid, results: results))
+        return Self.answer(name, hybrid: hybrid, results: results)
     }
 
     private static func answer(_ name: String, hybrid: Bool, results: [JSONValue]) -> JSONValue {

@@ -656,3 +656,41 @@ Deno.serve(async (req) => {
     finally:
         kernel.stop()
         kernel.cleanup()
+
+
+def test_vector_search_reads_collections_the_user_may_read(portal, llm):
+    """`vector_search` answers what `/vectors/v1/.../query` would answer the run's user: a
+    collection opened to authenticated users is searched (with a metadata filter), one
+    readable only by service_role is refused as an observation, not an error of the run."""
+    first, _ = notes_setup(portal)
+
+    def vectors(method: str, path: str, body: dict | None = None):
+        response = portal.request(method, f"{portal.base}/vectors/v1{path}", key=portal.service, json=body)
+        assert response.status_code in (200, 201), response.text
+        return response.json()
+
+    vectors("POST", "/collections", {"name": "faq", "dimension": 3, "metric": "cosine", "read": "authenticated"})
+    vectors("POST", "/collections/faq/upsert", {"entries": [
+        {"id": "refund", "vector": [1, 0, 0], "metadata": {"topic": "billing"}, "content": "Refunds take 5 days"},
+        {"id": "invoice", "vector": [0.9, 0.1, 0], "metadata": {"topic": "billing"}, "content": "Invoices come monthly"},
+        {"id": "ship", "vector": [0, 1, 0], "metadata": {"topic": "shipping"}, "content": "Parcels ship daily"},
+    ]})
+    vectors("POST", "/collections", {"name": "internal", "dimension": 3, "metric": "cosine"})
+    llm.script([
+        {"tool_calls": [
+            call("vector_search", {"collection": "faq", "vector": [1, 0, 0], "k": 2, "filter": {"topic": "billing"}}, "vs-1"),
+            call("vector_search", {"collection": "internal", "vector": [1, 0, 0]}, "vs-2"),
+            call("vector_search", {"collection": "faq", "vector": [1, 0]}, "vs-3"),
+        ]},
+        {"content": "Refunds take 5 days."},
+    ])
+    response = start_run(portal, {"goal": "How long do refunds take?", "tools": ["vector_search"]}, token=first.token)
+    assert response.status_code == 202, response.text
+    run = wait_for_status(portal, response.json()["id"], {"succeeded", "failed", "budget_exceeded"}, token=first.token)
+    assert run["status"] == "succeeded", run
+    messages = tool_messages(llm.chat_requests()[1])
+    assert len(messages) == 3
+    found = json.loads(messages[0])
+    assert [hit["id"] for hit in found["results"]] == ["refund", "invoice"], found
+    assert "readable by service_role" in messages[1] and "Refunds" not in messages[1]
+    assert "has 2 numbers" in messages[2] and "dimension is 3" in messages[2], messages[2]
