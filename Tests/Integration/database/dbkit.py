@@ -361,6 +361,46 @@ class Kernel:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+class RestartedKernel(Kernel):
+    """`meltybase serve` again on an earlier kernel's config, data and working directory (a
+    restart after a stop or a kill: backups, index snapshots, resumed agent runs)."""
+
+    def __init__(self, previous: "Kernel", start_timeout: float = 180.0):
+        self.binary = previous.binary
+        self.directory = previous.directory
+        self.data_dir = previous.data_dir
+        self.config = previous.config
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = self.directory / f"kernel-{time.time_ns()}.log"
+        self._log = open(self.log_path, "ab")
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("MELTYBASE_")}
+        self.process = subprocess.Popen(
+            [str(self.binary), "serve", "--config", str(self.config), "--data-dir", str(self.data_dir),
+             "--port", str(self.port)],
+            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
+            cwd=self.directory, start_new_session=True,
+        )
+        self.portals = []
+        try:
+            self._wait_until_listening(start_timeout)
+        except BaseException:
+            self.stop()
+            raise
+
+
+class SignedInUser:
+    """A user of `portal` signed up and signed in through supabase-py: email, id and access token."""
+
+    def __init__(self, portal: "Portal", tag: str, password: str = "correct-Horse-7-battery"):
+        self.email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
+        client = portal.client(portal.anon)
+        client.auth.sign_up({"email": self.email, "password": password})
+        session = client.auth.sign_in_with_password({"email": self.email, "password": password}).session
+        self.id = session.user.id
+        self.token = session.access_token
+
+
 def portal_factory(kernel: Kernel, prefix: str, plugins: str = "database"):
     """What the `new_portal` fixtures return: `create(prefix=..., plugins=...)` makes a fresh
     portal on `kernel`, failing the test (not erroring it) when the kernel cannot."""

@@ -34,16 +34,11 @@ PASSWORD = "agent-Passw0rd!"
 # --- helpers ----------------------------------------------------------------------------
 
 
-class User:
-    """A signed-up, signed-in user of a portal."""
+class User(dbkit.SignedInUser):
+    """A signed-up, signed-in user of a portal (dbkit.SignedInUser with this file's password)."""
 
     def __init__(self, portal, tag: str):
-        self.email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
-        client = portal.client(portal.anon)
-        client.auth.sign_up({"email": self.email, "password": PASSWORD})
-        session = client.auth.sign_in_with_password({"email": self.email, "password": PASSWORD}).session
-        self.id = session.user.id
-        self.token = session.access_token
+        super().__init__(portal, tag, PASSWORD)
 
 
 def agents_url(portal, path: str = "") -> str:

@@ -6,9 +6,9 @@ through the REST API."""
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
+import dbkit
 import pytest
 
 from dbkit import describe
@@ -76,14 +76,11 @@ def test_public_read_trial(shop):
     assert views["anon"]["rows"] == views["user_a"]["rows"] == 4
 
 
-class User:
+class User(dbkit.SignedInUser):
+    """A signed-up, signed-in user of a portal (dbkit.SignedInUser with this file's password)."""
+
     def __init__(self, portal, tag: str):
-        self.email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
-        client = portal.client(portal.anon)
-        client.auth.sign_up({"email": self.email, "password": PASSWORD})
-        session = client.auth.sign_in_with_password({"email": self.email, "password": PASSWORD}).session
-        self.id = session.user.id
-        self.token = session.access_token
+        super().__init__(portal, tag, PASSWORD)
 
 
 def test_apply_writes_a_migration_and_two_real_users_see_only_their_rows(shop):

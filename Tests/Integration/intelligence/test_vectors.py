@@ -5,9 +5,7 @@ and hybrid full-text ranking, access rules, hostile input, and recovery after a 
 from __future__ import annotations
 
 import math
-import os
 import random
-import subprocess
 import time
 import uuid
 
@@ -303,30 +301,7 @@ def test_usage_is_counted_and_a_big_batch_is_searchable(portal):
 # --- Recovery ---------------------------------------------------------------------------
 
 
-class RestartedKernel(dbkit.Kernel):
-    """`meltybase serve` again on an earlier kernel's config, data and working directory."""
-
-    def __init__(self, previous: dbkit.Kernel, start_timeout: float = 180.0):
-        self.binary = previous.binary
-        self.directory = previous.directory
-        self.data_dir = previous.data_dir
-        self.config = previous.config
-        self.port = dbkit.free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = self.directory / f"kernel-{time.time_ns()}.log"
-        self._log = open(self.log_path, "ab")
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MELTYBASE_")}
-        self.process = subprocess.Popen(
-            [str(self.binary), "serve", "--config", str(self.config), "--data-dir", str(self.data_dir), "--port", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
-            cwd=self.directory, start_new_session=True,
-        )
-        self.portals = []
-        try:
-            self._wait_until_listening(start_timeout)
-        except BaseException:
-            self.stop()
-            raise
+RestartedKernel = dbkit.RestartedKernel
 
 
 def answers(portal, probes):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from typing import Any
 
 import pytest
@@ -16,16 +15,11 @@ import dbkit
 PASSWORD = "correct-Horse-7-battery"
 
 
-class User:
-    """A user of `portal` signed up and signed in through supabase-py: id and access token."""
+class User(dbkit.SignedInUser):
+    """A signed-up, signed-in user of a portal (dbkit.SignedInUser with this file's password)."""
 
     def __init__(self, portal, tag: str):
-        self.email = f"{tag}-{uuid.uuid4().hex[:10]}@example.com"
-        client = portal.client(portal.anon)
-        client.auth.sign_up({"email": self.email, "password": PASSWORD})
-        session = client.auth.sign_in_with_password({"email": self.email, "password": PASSWORD}).session
-        self.id = session.user.id
-        self.token = session.access_token
+        super().__init__(portal, tag, PASSWORD)
 
 
 REALTIME_TOML = """
