@@ -25,6 +25,8 @@ final class PortalVectors: Sendable {
 
     private struct State {
         var loaded: [String: LoadedCollection] = [:]
+        /// When each loaded index was last used (the least recently used is unloaded first).
+        var lastUsed: [String: ContinuousClock.Instant] = [:]
         var pendingSnapshots: [String: Task<Void, Never>] = [:]
         var mesh: PostgresPool?
         var meshInstalled = false
@@ -50,27 +52,92 @@ final class PortalVectors: Sendable {
         (directory + "/" + name + ".hnsw", directory + "/" + name + ".json")
     }
 
-    /// The collection's index, loaded (or rebuilt) if needed and brought up to date.
+    /// The collection's index, loaded (or rebuilt) if needed and brought up to date. Loading
+    /// first unloads the least recently used indexes while the portal's would exceed
+    /// `index_memory_mb`; a collection that alone exceeds it is refused.
     func index(for collection: VectorCollection) async throws -> LoadedCollection {
         if let loaded = cached(collection) {
-            try await loaded.catchUp(owner)
+            if try await loaded.catchUp(owner) { await trim(keeping: collection.name) }
             return loaded
         }
         let loaded = try await loading.run {
             if let loaded = cached(collection) { return loaded }
+            try await makeRoom(for: collection)
             let loaded = try await load(collection)
-            state.withLock { $0.loaded[collection.name] = loaded }
+            state.withLock {
+                $0.loaded[collection.name] = loaded
+                $0.lastUsed[collection.name] = .now
+            }
             return loaded
         }
-        try await loaded.catchUp(owner)
+        _ = try await loaded.catchUp(owner)
+        await trim(keeping: collection.name)
         return loaded
+    }
+
+    /// The estimated memory of a loaded index.
+    private static func estimate(_ loaded: LoadedCollection) -> Int {
+        VectorCollectionLimits.estimatedIndexBytes(entries: loaded.index.count, dimension: loaded.index.dimension)
+    }
+
+    /// Refuses a collection larger than the budget; unloads the least recently used indexes
+    /// (writing the snapshots of changed ones) until it fits beside the others.
+    private func makeRoom(for collection: VectorCollection) async throws {
+        let needed = VectorCollectionLimits.estimatedIndexBytes(entries: collection.count, dimension: collection.dimension)
+        guard needed <= settings.indexMemoryBytes else {
+            throw VectorInput(
+                response: .error(
+                    status: 409, code: "index_memory_exceeded",
+                    message:
+                        "the index of collection \"\(collection.name)\" (\(collection.count) entries of \(collection.dimension) dimensions) needs about \(needed >> 20) MiB; this portal's indexes may take \(settings.indexMemoryBytes >> 20) MiB",
+                    hint: "delete entries, or raise [plugins.intelligence.config] index_memory_mb"))
+        }
+        await unload(until: settings.indexMemoryBytes - needed, keeping: nil)
+    }
+
+    /// After an index grew: unloads the least recently used others while the portal's
+    /// loaded indexes exceed the budget.
+    private func trim(keeping name: String) async {
+        await unload(until: settings.indexMemoryBytes, keeping: name)
+    }
+
+    /// Unloads the least recently used indexes (never `keeping`) until the loaded ones take
+    /// at most `budget` bytes, writing the snapshots of changed ones.
+    private func unload(until budget: Int, keeping: String?) async {
+        while true {
+            let victim = state.withLock { state -> LoadedCollection? in
+                let used = state.loaded.values.reduce(0) { total, loaded in
+                    let sum = total.addingReportingOverflow(Self.estimate(loaded))
+                    return sum.overflow ? Int.max : sum.partialValue
+                }
+                guard used > budget else { return nil }
+                let candidates = state.loaded.keys.filter { $0 != keeping }
+                guard let name = candidates.min(by: { (state.lastUsed[$0] ?? .now) < (state.lastUsed[$1] ?? .now) }) else { return nil }
+                let unloaded = state.loaded.removeValue(forKey: name)
+                state.lastUsed[name] = nil
+                state.pendingSnapshots.removeValue(forKey: name)?.cancel()
+                return unloaded
+            }
+            guard let victim else { return }
+            host.log(.info, "intelligence: unloading the index of collection \(victim.name) to stay within index_memory_mb", portal: portal)
+            if victim.isDirty { await snapshot(victim, dimension: victim.index.dimension, metric: victim.index.metric.rawValue) }
+        }
+    }
+
+    /// Whether a collection of `entries` vectors of `dimension` fits the portal's budget on its own.
+    func fits(entries: Int, dimension: Int) -> Bool {
+        VectorCollectionLimits.estimatedIndexBytes(entries: entries, dimension: dimension) <= settings.indexMemoryBytes
     }
 
     private func cached(_ collection: VectorCollection) -> LoadedCollection? {
         state.withLock { state in
             guard let loaded = state.loaded[collection.name] else { return nil }
-            if loaded.uid == collection.uid { return loaded }
+            if loaded.uid == collection.uid {
+                state.lastUsed[collection.name] = .now
+                return loaded
+            }
             state.loaded[collection.name] = nil
+            state.lastUsed[collection.name] = nil
             return nil
         }
     }
@@ -139,6 +206,7 @@ final class PortalVectors: Sendable {
     func forget(_ name: String) {
         state.withLock { state in
             state.loaded[name] = nil
+            state.lastUsed[name] = nil
             state.pendingSnapshots.removeValue(forKey: name)?.cancel()
         }
         // Off the cooperative pool; a snapshot that outlives this is ignored (its uid is the old one).

@@ -164,6 +164,16 @@ struct VectorRoutes: Sendable {
             if content == nil { content = text }
             entries.append(VectorStore.EntryInput(id: id, vector: vector, metadata: metadata, content: content))
         }
+        // At most every entry is new: the collection must still fit the portal's index memory.
+        let atMost = target.count.addingReportingOverflow(entries.count)
+        guard !atMost.overflow, context.vectors.fits(entries: atMost.partialValue, dimension: target.dimension) else {
+            throw VectorInput(
+                response: .error(
+                    status: 413, code: "index_memory_exceeded",
+                    message:
+                        "collection \"\(name)\" would hold up to \(target.count) + \(entries.count) entries of \(target.dimension) dimensions, more than this portal's index memory allows",
+                    hint: "delete entries, use fewer dimensions, or raise [plugins.intelligence.config] index_memory_mb"))
+        }
         if !toEmbed.isEmpty {
             let vectors = try await embed(toEmbed.map(\.text), dimension: target.dimension, metric: target.metric)
             for (slot, vector) in zip(toEmbed, vectors) { entries[slot.at].vector = vector }

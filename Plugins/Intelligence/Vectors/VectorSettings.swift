@@ -4,7 +4,7 @@ import MeltyPluginSDK
 /// The keys of `[plugins.intelligence.config]` that the Knowledge Mesh read.
 struct VectorSettings: Sendable {
     /// The keys this part reads.
-    static let keys: Set<String> = ["index_dir", "snapshot_delay_ms", "mesh_min_group_size"]
+    static let keys: Set<String> = ["index_dir", "snapshot_delay_ms", "mesh_min_group_size", "index_memory_mb"]
 
     /// Where index snapshots are written (`<index_dir>/<portal>/<collection>.hnsw`); default
     /// `.meltybase/intelligence/vectors` below the kernel's working directory.
@@ -13,6 +13,10 @@ struct VectorSettings: Sendable {
     let snapshotDelay: Duration
     /// The smallest group a mesh aggregate reports.
     let meshMinGroupSize: Int
+    /// The memory one portal's loaded indexes may take, in bytes (`index_memory_mb`, default
+    /// 512): the least recently used indexes are unloaded to make room, and a collection
+    /// that alone would exceed it takes no more entries.
+    let indexMemoryBytes: Int
 
     /// Reads and range-checks this part's keys.
     init(config: PluginConfig) throws {
@@ -21,5 +25,6 @@ struct VectorSettings: Sendable {
         indexDirectory = URL(fileURLWithPath: directory, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardized.path
         snapshotDelay = .milliseconds(try config.integer("snapshot_delay_ms", in: 0...600_000, plugin: "intelligence") ?? 2_000)
         meshMinGroupSize = try config.integer("mesh_min_group_size", in: 2...1_000, plugin: "intelligence") ?? 5
+        indexMemoryBytes = (try config.integer("index_memory_mb", in: 1...1_048_576, plugin: "intelligence") ?? 512) << 20
     }
 }

@@ -437,3 +437,33 @@ def test_concurrent_writers_leave_the_index_equal_to_postgres(portal):
         assert sorted(r["id"] for r in results) == sorted(f"w{worker}-{i}" for i in range(8, 20))
         top = results[0]
         assert top["id"] == f"w{worker}-10" and top["distance"] == 0
+
+
+def test_index_memory_is_bounded_per_portal():
+    """`index_memory_mb` bounds one portal's loaded indexes: an upsert that would make a
+    collection alone exceed it is refused (413), and loading another collection unloads the
+    least recently used one, which loads again (from its snapshot) when next asked."""
+    kernel = ikit.start_kernel("index_memory_mb = 1\n")
+    try:
+        portal = kernel.create_portal("mem", plugins=ikit.PLUGINS)
+        rng = random.Random(5)
+
+        def batch(prefix: str, count: int):
+            return {"entries": [{"id": f"{prefix}-{i}", "vector": [round(rng.uniform(-1, 1), 3) for _ in range(512)]} for i in range(count)]}
+
+        for name in ("a", "b"):
+            make_collection(portal, name, dimension=512, metric="l2")
+            ok(call(portal, "POST", f"/collections/{name}/upsert", batch(name, 250)))  # about 0.54 MiB each
+        body = refused(call(portal, "POST", "/collections/a/upsert", batch("more", 250)), 413, "index_memory_exceeded")
+        assert "index_memory_mb" in body["hint"]
+        assert ok(call(portal, "GET", "/collections/a"))["count"] == 250  # nothing of the refused batch was written
+        probe = {"vector": [0.1] * 512, "k": 3}
+        first_a = query(portal, "a", probe)["results"]
+        query(portal, "b", probe)  # both do not fit at once: a is unloaded
+        again_a = query(portal, "a", probe)["results"]
+        assert [r["id"] for r in again_a] == [r["id"] for r in first_a] and len(first_a) == 3
+        log = kernel.log_text()
+        assert "unloading the index of collection a" in log and "unloading the index of collection b" in log, log[-3000:]
+    finally:
+        failures = ikit.stop_kernel(kernel)
+        assert not failures, "\n".join(failures)

@@ -22,6 +22,18 @@ public enum VectorCollectionLimits {
     /// Most collections one portal may have.
     public static let collectionsPerPortal = 1_000
 
+    /// The memory an HNSW index of `entries` vectors of `dimension` takes, estimated from
+    /// hnswlib's layout (the vector, 2·M = 32 level-0 links of 4 bytes, the label, the link
+    /// count and the upper levels, about 200 bytes an entry at M = 16). Saturates; never traps.
+    public static func estimatedIndexBytes(entries: Int, dimension: Int) -> Int {
+        let vectorBytes = max(0, dimension).multipliedReportingOverflow(by: 4)
+        guard !vectorBytes.overflow else { return Int.max }
+        let entryBytes = vectorBytes.partialValue.addingReportingOverflow(200)
+        guard !entryBytes.overflow else { return Int.max }
+        let total = max(0, entries).multipliedReportingOverflow(by: entryBytes.partialValue)
+        return total.overflow ? Int.max : total.partialValue
+    }
+
     /// Whether `name` is a valid collection name: 1...63 of `a-z`, `0-9`, `_`, `-`.
     public static func isValidName(_ name: String) -> Bool {
         let bytes = Array(name.utf8)
