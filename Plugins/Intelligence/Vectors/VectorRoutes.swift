@@ -282,17 +282,34 @@ struct VectorRoutes: Sendable {
             throw VectorInput.invalid("a query needs a \"vector\" or a \"text\" to embed")
         }
         let loaded = try await context.vectors.index(for: target)
+        // A narrow filter: the admitted labels guide the index. A broad one (more than
+        // `broad_filter_entries`): the index's nearest candidates are filtered instead, so no
+        // request loads a million labels (and a broad filter may return fewer than k).
         var allowed: Set<UInt64>?
+        var broadFilter = false
         if let filter {
-            allowed = try await context.owner.run { connection in try await VectorStore.labels(collection: target.uid, matching: filter, connection) }
+            allowed = try await context.owner.run { connection in
+                try await VectorStore.labels(collection: target.uid, matching: filter, limit: context.settings.vectors.broadFilterEntries, among: nil, connection)
+            }
+            broadFilter = allowed == nil
         }
         context.host.count("vector_queries", portal: context.portal)
         if let allowed, allowed.isEmpty { return Self.answer(name, hybrid: hybrid, results: []) }
         let candidates = hybrid ? min(max(k * 4, 50), 1_000) : k
         let index = loaded.index
         let permitted = allowed
-        let hits = try await BlockingWork.run {
-            try index.search(vector, k: candidates, ef: ef.map { max($0, candidates) }, allowed: permitted.map { set in { set.contains($0) } })
+        let hits: [VectorSearchHit]
+        if broadFilter, let filter {
+            let wide = min(max(candidates * 10, 100), VectorCollectionLimits.ef.upperBound)
+            let nearest = try await BlockingWork.run { try index.search(vector, k: wide, ef: max(ef ?? wide, wide)) }
+            let admitted = try await context.owner.run { connection in
+                try await VectorStore.labels(collection: target.uid, matching: filter, limit: nil, among: nearest.map(\.label), connection)
+            }
+            hits = Array(nearest.filter { admitted?.contains($0.label) == true }.prefix(candidates))
+        } else {
+            hits = try await BlockingWork.run {
+                try index.search(vector, k: candidates, ef: ef.map { max($0, candidates) }, allowed: permitted.map { set in { set.contains($0) } })
+            }
         }
         var ranked: [(label: UInt64, distance: Float?, score: Double?)] = hits.map { ($0.label, $0.distance, nil) }
         if hybrid, let text {

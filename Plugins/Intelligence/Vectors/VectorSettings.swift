@@ -4,7 +4,7 @@ import MeltyPluginSDK
 /// The keys of `[plugins.intelligence.config]` that the Knowledge Mesh read.
 struct VectorSettings: Sendable {
     /// The keys this part reads.
-    static let keys: Set<String> = ["index_dir", "snapshot_delay_ms", "mesh_min_group_size", "index_memory_mb"]
+    static let keys: Set<String> = ["index_dir", "snapshot_delay_ms", "mesh_min_group_size", "index_memory_mb", "broad_filter_entries"]
 
     /// Where index snapshots are written (`<index_dir>/<portal>/<collection>.hnsw`); default
     /// `.meltybase/intelligence/vectors` below the kernel's working directory.
@@ -17,6 +17,9 @@ struct VectorSettings: Sendable {
     /// 512): the least recently used indexes are unloaded to make room, and a collection
     /// that alone would exceed it takes no more entries.
     let indexMemoryBytes: Int
+    /// Above this many entries admitted by a query's filter, the filter checks the index's
+    /// nearest candidates instead of guiding the search (`broad_filter_entries`, default 100,000).
+    let broadFilterEntries: Int
 
     /// Reads and range-checks this part's keys.
     init(config: PluginConfig) throws {
@@ -26,5 +29,6 @@ struct VectorSettings: Sendable {
         snapshotDelay = .milliseconds(try config.integer("snapshot_delay_ms", in: 0...600_000, plugin: "intelligence") ?? 2_000)
         meshMinGroupSize = try config.integer("mesh_min_group_size", in: 2...1_000, plugin: "intelligence") ?? 5
         indexMemoryBytes = (try config.integer("index_memory_mb", in: 1...1_048_576, plugin: "intelligence") ?? 512) << 20
+        broadFilterEntries = try config.integer("broad_filter_entries", in: 1...10_000_000, plugin: "intelligence") ?? 100_000
     }
 }

@@ -467,3 +467,22 @@ def test_index_memory_is_bounded_per_portal():
     finally:
         failures = ikit.stop_kernel(kernel)
         assert not failures, "\n".join(failures)
+
+
+def test_a_broad_filter_checks_the_nearest_candidates():
+    """With `broad_filter_entries = 10`, a filter admitting more entries than that filters the
+    index's nearest candidates instead of loading every admitted label: the answer is still
+    exactly the nearest admitted entries, and a narrow filter still guides the search."""
+    kernel = ikit.start_kernel("broad_filter_entries = 10\n")
+    try:
+        portal = kernel.create_portal("broad", plugins=ikit.PLUGINS)
+        make_collection(portal, "pts", dimension=2, metric="l2")
+        entries = [{"id": f"p{i}", "vector": [i / 100, 0], "metadata": {"even": i % 2 == 0, "tag": "rare" if i in (7, 93) else "common"}} for i in range(100)]
+        ok(call(portal, "POST", "/collections/pts/upsert", {"entries": entries}))
+        broad = query(portal, "pts", {"vector": [0.205, 0], "k": 3, "filter": {"even": True}})["results"]
+        assert [r["id"] for r in broad] == ["p20", "p22", "p18"], broad
+        narrow = query(portal, "pts", {"vector": [0, 0], "k": 5, "filter": {"tag": "rare"}})["results"]
+        assert [r["id"] for r in narrow] == ["p7", "p93"], narrow
+    finally:
+        failures = ikit.stop_kernel(kernel)
+        assert not failures, "\n".join(failures)

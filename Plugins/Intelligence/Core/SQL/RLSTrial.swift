@@ -41,6 +41,9 @@ public struct RLSTrial: Sendable {
         -> RLSTrialResult
     {
         try await connection.query("SET LOCAL statement_timeout = \(timeoutMilliseconds)")
+        // Dropping the sample's foreign keys locks the table (and the referenced one) until the
+        // rollback: never queue behind the portal's traffic for long, fail the trial instead.
+        try await connection.query("SET LOCAL lock_timeout = 500")
         let table = SQLNames.qualified(proposal.schema, proposal.table)
         var involved = [proposal.id]
         if let membership = proposal.membership, membership != proposal.id { involved.append(membership) }

@@ -100,7 +100,8 @@ public enum SQLTokenizer {
                 let tag = Array(s[index...end])
                 index = end + 1
                 while index < count {
-                    if s[index] == "$", index + tag.count <= count, Array(s[index..<(index + tag.count)]) == tag {
+                    // Compared in place (no copy per `$`): a long tag and many `$` stay linear per candidate.
+                    if s[index] == "$", index + tag.count <= count, s[index..<(index + tag.count)].elementsEqual(tag) {
                         index += tag.count
                         return .string
                     }

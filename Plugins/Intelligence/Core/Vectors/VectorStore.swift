@@ -277,9 +277,25 @@ public enum VectorStore {
 
     /// The labels of the entries of `uid` that match `filter`.
     public static func labels(collection uid: Int64, matching filter: VectorFilter, _ connection: PostgresConnection) async throws -> Set<UInt64> {
+        try await labels(collection: uid, matching: filter, limit: nil, among: nil, connection) ?? []
+    }
+
+    /// The labels of `uid`'s entries that `filter` admits: nil when more than `limit` do (a
+    /// broad filter: the caller filters the index's candidates instead); `among` narrows the
+    /// check to those labels.
+    public static func labels(
+        collection uid: Int64, matching filter: VectorFilter, limit: Int?, among candidates: [UInt64]?, _ connection: PostgresConnection
+    ) async throws -> Set<UInt64>? {
         var parameters: [String?] = [String(uid)]
         let predicate = filter.sql(column: "metadata", parameters: &parameters)
-        let rows = try await connection.query("SELECT label FROM intelligence.vector_entries WHERE collection = $1 AND \(predicate)", parameters).rows
+        var sql = "SELECT label FROM intelligence.vector_entries WHERE collection = $1 AND \(predicate)"
+        if let candidates {
+            parameters.append("{" + candidates.map(String.init).joined(separator: ",") + "}")
+            sql += " AND label = ANY($\(parameters.count)::bigint[])"
+        }
+        if let limit { sql += " LIMIT \(max(0, limit) &+ 1)" }
+        let rows = try await connection.query(sql, parameters).rows
+        if let limit, rows.count > limit { return nil }
         return Set(rows.compactMap { label(of: $0) })
     }
 
