@@ -35,6 +35,8 @@ public final class IntelligencePlugin: PortalPlugin {
         let settings: IntelligenceSettings
         /// Drives every pool's sockets.
         let loop: PostgresEventLoop
+        /// The Knowledge Mesh hub's connections, shared by every portal.
+        let meshHub: MeshHubPool
     }
 
     private static let current = Mutex<Runtime?>(nil)
@@ -51,11 +53,13 @@ public final class IntelligencePlugin: PortalPlugin {
         } catch {
             throw PluginError.invalid("intelligence: \(error)")
         }
-        let started = Runtime(host: host, settings: settings, loop: PostgresEventLoop(name: "meltybase-intelligence-postgres"))
+        let loop = PostgresEventLoop(name: "meltybase-intelligence-postgres")
+        let started = Runtime(host: host, settings: settings, loop: loop, meshHub: MeshHubPool(host: host, loop: loop))
         let previous = current.withLock { runtime in
             defer { runtime = started }
             return runtime
         }
+        previous?.meshHub.close()
         previous?.loop.shutdown()
         try PluginExport.exportJSONService("intelligence", major: 1) { instance, method, argument in
             guard let plugin = instance as? IntelligencePlugin else { throw PluginError.invalid("intelligence.v1: wrong instance") }
@@ -69,7 +73,8 @@ public final class IntelligencePlugin: PortalPlugin {
         guard let runtime = Self.runtime else { throw PluginError.unavailable("intelligence: the plugin is not started") }
         let system = try runtime.host.postgresConninfo(portal: portal)
         guard !system.isEmpty else { throw PluginError.unavailable("intelligence: the host gives no Postgres conninfo (needs ABI 1.1 or later)") }
-        context = IntelligencePortal(host: runtime.host, settings: runtime.settings, portal: portal, systemConninfo: system, loop: runtime.loop)
+        context = IntelligencePortal(
+            host: runtime.host, settings: runtime.settings, portal: portal, systemConninfo: system, loop: runtime.loop, meshHub: runtime.meshHub)
     }
 
     /// Answers one request on the plugin's prefixes.
@@ -102,10 +107,12 @@ public final class IntelligencePlugin: PortalPlugin {
 
     /// Stops the Postgres loop.
     public static func shutdown() {
-        current.withLock { runtime in
+        let stopped = current.withLock { runtime in
             defer { runtime = nil }
             return runtime
-        }?.loop.shutdown()
+        }
+        stopped?.meshHub.close()
+        stopped?.loop.shutdown()
     }
 }
 

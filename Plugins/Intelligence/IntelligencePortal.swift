@@ -24,7 +24,7 @@ final class IntelligencePortal: Sendable {
     let providerKeys = ProviderKeyCache()
     private let schemaInstalled = Mutex(false)
 
-    init(host: PluginHostServices, settings: IntelligenceSettings, portal: Portal, systemConninfo: String, loop: PostgresEventLoop) {
+    init(host: PluginHostServices, settings: IntelligenceSettings, portal: Portal, systemConninfo: String, loop: PostgresEventLoop, meshHub: MeshHubPool) {
         self.host = host
         self.settings = settings
         self.portal = portal
@@ -36,7 +36,7 @@ final class IntelligencePortal: Sendable {
             conninfo: Conninfo.derive(
                 PortalDatabaseNames.conninfo(systemConninfo, portal: portal.name, user: "authenticator"), overrides: ["application_name": "meltybase-intelligence"]),
             size: 4, maxWaiting: 1_000, loop: loop)
-        vectors = PortalVectors(host: host, portal: portal, owner: owner, settings: settings.vectors)
+        vectors = PortalVectors(host: host, portal: portal, owner: owner, settings: settings.vectors, hub: meshHub)
         agents = PortalAgents(host: host, portal: portal, owner: owner, settings: settings.agents)
         // Runs a killed kernel left working resume now, not at the portal's next agents request.
         agents.bind(self)

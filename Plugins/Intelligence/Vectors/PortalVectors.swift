@@ -22,14 +22,14 @@ final class PortalVectors: Sendable {
     let settings: VectorSettings
     /// `<index_dir>/<portal>`.
     let directory: String
+    /// The mesh hub's connections, shared by the kernel's portals.
+    let hub: MeshHubPool
 
     private struct State {
         var loaded: [String: LoadedCollection] = [:]
         /// When each loaded index was last used (the least recently used is unloaded first).
         var lastUsed: [String: ContinuousClock.Instant] = [:]
         var pendingSnapshots: [String: Task<Void, Never>] = [:]
-        var mesh: PostgresPool?
-        var meshInstalled = false
         var closed = false
     }
 
@@ -38,8 +38,9 @@ final class PortalVectors: Sendable {
     private let loading = SerialGate()
 
     /// Nothing is loaded until a collection is first used.
-    init(host: PluginHostServices, portal: Portal, owner: PostgresPool, settings: VectorSettings) {
+    init(host: PluginHostServices, portal: Portal, owner: PostgresPool, settings: VectorSettings, hub: MeshHubPool) {
         self.host = host
+        self.hub = hub
         self.portal = portal
         self.owner = owner
         self.settings = settings
@@ -217,39 +218,21 @@ final class PortalVectors: Sendable {
         }
     }
 
-    /// The kernel's system database (the mesh hub), with its schema installed.
-    func mesh(loop: PostgresEventLoop) async throws -> PostgresPool {
-        let existing = state.withLock { state -> (PostgresPool?, Bool) in (state.mesh, state.meshInstalled) }
-        if let pool = existing.0, existing.1 { return pool }
-        let pool: PostgresPool
-        if let current = existing.0 {
-            pool = current
-        } else {
-            let system = try host.postgresConninfo(portal: nil)
-            let created = PostgresPool(
-                conninfo: Conninfo.derive(system, overrides: ["application_name": "meltybase-intelligence-mesh"]), size: 2, maxWaiting: 1_000, loop: loop)
-            pool = state.withLock { state in
-                if let raced = state.mesh { return raced }
-                state.mesh = created
-                return created
-            }
-            if pool !== created { created.close() }
-        }
-        try await pool.run { connection in try await MeshFederation.install(connection) }
-        state.withLock { $0.meshInstalled = true }
-        return pool
+    /// The kernel's system database (the mesh hub), with its schema installed: the pool this
+    /// kernel's portals share.
+    func mesh() async throws -> PostgresPool {
+        try await hub.pool()
     }
 
     /// Stops background work, writes the snapshots of changed indexes and releases them.
     func close() {
-        let (loaded, pending, mesh) = state.withLock { state in
+        let (loaded, pending) = state.withLock { state in
             state.closed = true
             defer {
                 state.loaded = [:]
                 state.pendingSnapshots = [:]
-                state.mesh = nil
             }
-            return (Array(state.loaded.values), Array(state.pendingSnapshots.values), state.mesh)
+            return (Array(state.loaded.values), Array(state.pendingSnapshots.values))
         }
         for task in pending { task.cancel() }
         for collection in loaded where collection.isDirty {
@@ -261,6 +244,5 @@ final class PortalVectors: Sendable {
                 host.log(.warning, "intelligence: could not write the snapshot of collection \(collection.name) at close: \(error)", portal: portal)
             }
         }
-        mesh?.close()
     }
 }

@@ -36,7 +36,7 @@ struct VectorMeshRoutes: Sendable {
     }
 
     private func overview() async throws -> PluginResponse {
-        let hub = try await context.vectors.mesh(loop: context.loop)
+        let hub = try await context.vectors.mesh()
         let (membership, collections) = try await hub.run { connection in
             (try await MeshFederation.membership(of: portalName, connection), try await MeshFederation.collections(connection))
         }
@@ -58,7 +58,7 @@ struct VectorMeshRoutes: Sendable {
         guard let publish = try VectorInput.boolean(body, "publish"), let search = try VectorInput.boolean(body, "search") else {
             throw VectorInput.invalid("send {\"publish\": true|false, \"search\": true|false}")
         }
-        let hub = try await context.vectors.mesh(loop: context.loop)
+        let hub = try await context.vectors.mesh()
         let membership = try await hub.run { connection in
             try await MeshFederation.setMembership(of: portalName, publish: publish, search: search, connection)
         }
@@ -80,7 +80,7 @@ struct VectorMeshRoutes: Sendable {
         guard let target = try await context.owner.run({ connection in try await VectorStore.collection(named: name, connection) }) else {
             throw VectorStoreError.collectionNotFound(name)
         }
-        let hub = try await context.vectors.mesh(loop: context.loop)
+        let hub = try await context.vectors.mesh()
         let membership = try await hub.run { connection in try await MeshFederation.membership(of: portalName, connection) }
         guard membership?.publish == true else { throw MeshFederation.Refusal.notOptedIn("publishing") }
         if withdraw {
@@ -124,7 +124,7 @@ struct VectorMeshRoutes: Sendable {
             try await MeshFederation.forgetMeshIDs(collection: target.uid, ids: nil, meshCollection: nil, connection)
         }
         guard !forgotten.isEmpty else { return }
-        let hub = try await context.vectors.mesh(loop: context.loop)
+        let hub = try await context.vectors.mesh()
         for (meshName, meshIDs) in forgotten {
             for start in stride(from: 0, to: meshIDs.count, by: VectorCollectionLimits.batchSize) {
                 let slice = Array(meshIDs[start..<min(start + VectorCollectionLimits.batchSize, meshIDs.count)])
@@ -146,7 +146,7 @@ struct VectorMeshRoutes: Sendable {
         let k = try VectorInput.integer(body, "k", in: VectorCollectionLimits.topK) ?? 10
         let filter = try VectorInput.filter(body)
         let text = try VectorInput.string(body, "text", maxBytes: 4_096)
-        let hub = try await context.vectors.mesh(loop: context.loop)
+        let hub = try await context.vectors.mesh()
         try await searchable(hub)
         let summaries = try await hub.run { connection in try await MeshFederation.collections(connection) }
         guard let summary = summaries.first(where: { $0.name == name }) else { throw MeshFederation.Refusal.collectionNotFound(name) }
@@ -181,7 +181,7 @@ struct VectorMeshRoutes: Sendable {
             throw VectorInput.invalid("invalid key: \(error.message)")
         }
         let minimum = context.settings.vectors.meshMinGroupSize
-        let hub = try await context.vectors.mesh(loop: context.loop)
+        let hub = try await context.vectors.mesh()
         try await searchable(hub)
         let result = try await hub.run { connection in
             try await MeshFederation.aggregates(name, path: path, minimum: minimum, portal: portalName, connection)
