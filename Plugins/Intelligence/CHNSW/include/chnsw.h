@@ -8,8 +8,9 @@
 //   after the call returns. A `chnsw_index` is owned by whoever created or loaded it and
 //   is released with chnsw_free, exactly once, when no other call on it is running.
 // - Threads: any function may be called from any thread. Searches, counts and saves run
-//   concurrently with each other (shared lock); adds, removals, resizes and chnsw_set_ef
-//   are exclusive (writer lock, preferred over new readers so they never starve).
+//   concurrently with each other (shared lock); adds, removals and resizes are exclusive
+//   (writer lock, preferred over new readers so they never starve); chnsw_set_ef is an
+//   atomic store that applies to searches starting after it.
 // - Vectors are `dimension` float32 values, all finite. Cosine indexes store and compare
 //   unit vectors (normalised here), so a zero vector is refused for cosine.
 // - Distances: l2 is the squared Euclidean distance; inner_product and cosine are
