@@ -1,8 +1,8 @@
 """API fuzzing: schemathesis against a real `meltybase serve` (issue 10, "Fuzzing").
 
-One kernel with the Database and Vault plugins is set up (evaluation license, an admin
-with TOTP at aal2, a portal with both plugins, a few tables, a view, functions and RLS
-policies, a signed-up user). Then schemathesis generates requests from OpenAPI documents
+One kernel with the Database, Vault and Intelligence plugins is set up (evaluation
+license, an admin with TOTP at aal2, a portal with the three plugins, a few tables, a view,
+functions and RLS policies, a signed-up user). Then schemathesis generates requests from OpenAPI documents
 and sends them:
 
 - `kernel`: the kernel's own document, `GET /v1/openapi.json`, with an aal2 admin token
@@ -13,7 +13,12 @@ and sends them:
   completed with the query parameters, headers and bodies PostgREST's own document lists
   (see `complete_rest_document`), with the anon and the service_role key;
 - `auth`, `sql`, `vault-*`: `portal_routes.openapi.yaml` (those routes serve no document),
-  with the anon key and a user's token, the service_role key, an admin token.
+  with the anon key and a user's token, the service_role key, an admin token;
+- `intelligence-service`, `vectors-service`, `vectors-user`, `agents-user`: the same file's
+  Intelligence routes (`POST /sql/v1/diagnose`, `/intelligence/v1`, `/vectors/v1`,
+  `/agents/v1`; not the SSE `events` route, read once, bounded), with the service_role key
+  or a user's token; the portal's model provider, when there is one, is a loopback URL the
+  kernel's egress refuses, so nothing leaves the machine.
 
 Every response is checked: no 5xx (schemathesis' `not_a_server_error`), a 4xx is a JSON
 object with `code` and `message`. After each target the kernel process must be alive and
@@ -57,14 +62,23 @@ HERE = Path(__file__).resolve().parent
 EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "25"))
 SEED = os.environ.get("API_FUZZ_SEED")
 MINIMUM_REQUESTS = 1000
-TARGETS = ("kernel", "gateway", "vault-service", "vault-admin", "sql", "auth", "rest-anon", "rest-service")
+TARGETS = ("kernel", "gateway", "vault-service", "vault-admin", "sql", "auth", "rest-anon", "rest-service",
+           "intelligence-service", "vectors-service", "vectors-user", "agents-user")
 
 ADMIN_EMAIL = "fuzz-admin@example.com"
 ADMIN_PASSWORD = "Granite-Orchard-Lantern-73"
 USER_EMAIL = "fuzz-user@example.com"
 USER_PASSWORD = "Willow-Pebble-Quartz-19"
 
-PLUGINS_TOML = DATABASE_AND_VAULT_TOML
+# The Intelligence plugin as Tests/Integration/intelligence/ikit.py loads it (the Vault is
+# configured by DATABASE_AND_VAULT_TOML, with MELTYBASE_MASTER_KEY). No egress_hosts: the
+# provider URLs the fuzz stores (loopback, private) are refused by the kernel's egress, so
+# provider tests and agent runs fail at once and nothing leaves the machine.
+PLUGINS_TOML = DATABASE_AND_VAULT_TOML + """
+[plugins.intelligence]
+path = "libIntelligencePlugin.so"
+required = true
+"""
 
 # Tables, a view, functions and RLS, so the REST document has columns of many types, a
 # foreign key, defaults, required columns and functions with named, unnamed and
@@ -223,7 +237,7 @@ class _PortalKernel:
 def instance(kernel) -> Instance:
     admin_token = _admin_at_aal2(kernel)
     name = f"apifuzz-{secrets.token_hex(4)}"
-    created = _post(kernel.url + "/v1/hub/portals", {"name": name, "plugins": ["database", "vault"]}, admin_token)
+    created = _post(kernel.url + "/v1/hub/portals", {"name": name, "plugins": ["database", "vault", "intelligence"]}, admin_token)
     assert created.status_code == 201, created.text
     keys = created.json()
     portal = dbkit.Portal(_PortalKernel(kernel.url), name, keys["anon_key"], keys["service_role_key"])
@@ -264,10 +278,13 @@ def _error_shape_problem(response: requests.Response) -> str | None:
 
 
 def fuzz(tally: Tally, kernel, target: str, schema, base_url: str, headers_for: Callable[[Any], dict[str, str]],
-         examples: int = EXAMPLES, check: Callable[[Any, requests.Response], str | None] | None = None) -> None:
+         examples: int = EXAMPLES, check: Callable[[Any, requests.Response], str | None] | None = None,
+         explicit: bool = False) -> None:
     """Sends `examples` positive and negative cases per operation of `schema`; records
     every response in `tally` and every problem as a finding (known defects apart).
-    `check(case, response)` may name one more problem of a response."""
+    `check(case, response)` may name one more problem of a response. With `explicit`, the
+    examples the document gives (`examples` of a request body) are sent first, each once:
+    generation is not the same from one run to the next, these are."""
     operations = []
     for result in schema.get_all_operations():
         operations.append(result.ok())  # an InvalidSchema error raises here, with the operation named
@@ -315,6 +332,9 @@ def fuzz(tally: Tally, kernel, target: str, schema, base_url: str, headers_for: 
             tally.findings.append(finding)
 
     for operation in operations:
+        for strategy in (operation.get_strategies_from_examples() if explicit else []):
+            once = given(case=strategy)(lambda case: send(case))
+            _settings(1)(once)()
         strategies = []
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
             try:
@@ -350,10 +370,14 @@ def assert_no_findings(tally: Tally, target: str) -> None:
 
 # --- documents ------------------------------------------------------------------------
 
-def portal_routes_schema(prefix: str):
-    """portal_routes.openapi.yaml, only the operations under `prefix`."""
-    document = yaml.safe_load((HERE / "portal_routes.openapi.yaml").read_text())
-    document["paths"] = {path: item for path, item in document["paths"].items() if path.startswith(prefix)}
+def portal_routes_schema(*prefixes: str, run_id: str | None = None):
+    """portal_routes.openapi.yaml, only the operations under one of `prefixes`; the
+    placeholder `RUN_ID` in path enums becomes `run_id` (an agent run of the fixture)."""
+    text = (HERE / "portal_routes.openapi.yaml").read_text()
+    if run_id is not None:
+        text = text.replace("RUN_ID", run_id)
+    document = yaml.safe_load(text)
+    document["paths"] = {path: item for path, item in document["paths"].items() if path.startswith(prefixes)}
     return schemathesis.openapi.from_dict(document)
 
 
@@ -504,7 +528,7 @@ def test_sql_console(kernel, instance, tally):
     portal = instance.portal
     keys = [portal.service, portal.anon]
     # Alternates the service_role key (runs the SQL) and anon (refused), by the query's length.
-    fuzz(tally, kernel, "sql", portal_routes_schema("/sql/"), portal.base,
+    fuzz(tally, kernel, "sql", portal_routes_schema("/sql/v1/query"), portal.base,
          lambda case: {"apikey": (key := keys[len(json.dumps(case.body, default=str)) % 2]), "Authorization": f"Bearer {key}"},
          examples=EXAMPLES * 4)
     assert_kernel_serving(kernel)
@@ -538,8 +562,9 @@ def gateway_document(portal: str) -> dict[str, Any]:
     ]
     segment = lambda name, values: {"name": name, "in": "path", "required": True, "schema": {"type": "string", "enum": values}}
     routes = {
-        "/p/{portal}/{prefix}/{path}": [segment("prefix", ["rest", "auth", "sql", "vault", "echo-c", "realtime", "x"]),
-                                        segment("path", ["v1", "echo", "whoami", "query"])],
+        "/p/{portal}/{prefix}/{path}": [segment("prefix", ["rest", "auth", "sql", "vault", "echo-c", "realtime", "intelligence",
+                                                           "vectors", "agents", "x"]),
+                                        segment("path", ["v1", "echo", "whoami", "query", "provider", "collections", "runs"])],
         "/p/{portal}/rest/v1/{table}": [segment("table", ["authors", "posts", "notes", "published_posts", "missing"])],
         "/p/{portal}/auth/v1/{route}": [segment("route", ["health", "settings", "user", "signup", "token", "logout", "factors"])],
         "/p/{portal}/sql/v1/query": [],
@@ -585,6 +610,119 @@ def test_rest_service_role(kernel, instance, tally):
          lambda case: {"apikey": portal.service, "Authorization": f"Bearer {portal.service}"})
     assert_kernel_serving(kernel)
     assert_no_findings(tally, "rest-service")
+
+
+# --- the Intelligence plugin ----------------------------------------------------------
+#
+# After the REST targets: POST /intelligence/v1/rls/apply may enable row level security on
+# the fixture's tables, which would change what the REST targets see.
+
+# A provider the kernel's egress refuses (loopback, not in egress_hosts): provider tests
+# answer ok: false (egress_refused), runs start (202) and fail at their first model call,
+# and nothing leaves the machine.
+REFUSED_PROVIDER = {"base_url": "http://127.0.0.1:9/v1", "chat_model": "fuzz-model", "timeout_seconds": 5}
+
+
+def _service(portal) -> dict[str, str]:
+    return {"apikey": portal.service, "Authorization": f"Bearer {portal.service}"}
+
+
+def test_intelligence_service(kernel, instance, tally):
+    """Sentient SQL (both diagnose entries), RLS proposals and the provider settings, with
+    the service_role key. A provider the egress refuses is stored first, so that
+    POST /provider/test (sent before PUT and DELETE /provider) gets past its 409."""
+    portal = instance.portal
+    stored = portal.request("PUT", f"{portal.base}/intelligence/v1/provider", json=REFUSED_PROVIDER)
+    assert stored.status_code == 200, dbkit.describe(stored)
+    fuzz(tally, kernel, "intelligence-service", portal_routes_schema("/sql/v1/diagnose", "/intelligence/"), portal.base,
+         lambda case: _service(portal), explicit=True)
+    assert_kernel_serving(kernel)
+    assert portal.sql_response("select 1").status_code == 200
+    assert_no_findings(tally, "intelligence-service")
+
+
+@pytest.fixture(scope="module")
+def collections(instance) -> None:
+    """The collections portal_routes.openapi.yaml names: `docs` (cosine, read by users)
+    and `plain` (l2, read by anon), with a few entries each; the portal in the mesh with
+    three of `docs`'s entries in the mesh collection `support`. No model provider: a
+    `text` to embed is then 400 no_embedding_provider (a provider that fails to embed is
+    a documented 502 embedding_failed, which is not what these targets look for)."""
+    portal = instance.portal
+    forgotten = portal.request("DELETE", f"{portal.base}/intelligence/v1/provider")
+    assert forgotten.status_code == 200, dbkit.describe(forgotten)
+    entries = [{"id": f"e{i}", "vector": [1.0, i / 10, 0.5 - i / 20], "metadata": {"topic": ("billing", "shipping")[i % 2], "year": 2015 + i},
+                "content": f"entry {i} about refunds and orders"} for i in range(8)]
+    for name, metric, read in (("docs", "cosine", "authenticated"), ("plain", "l2", "anon")):
+        created = portal.request("POST", f"{portal.base}/vectors/v1/collections", json={"name": name, "dimension": 3, "metric": metric, "read": read})
+        assert created.status_code in (201, 409), dbkit.describe(created)
+        upserted = portal.request("POST", f"{portal.base}/vectors/v1/collections/{name}/upsert", json={"entries": entries})
+        assert upserted.status_code == 200, dbkit.describe(upserted)
+    # In the mesh, publishing and searching, with one mesh collection (`docs`'s shape).
+    joined = portal.request("PUT", f"{portal.base}/vectors/v1/mesh", json={"publish": True, "search": True})
+    assert joined.status_code == 200, dbkit.describe(joined)
+    published = portal.request("POST", f"{portal.base}/vectors/v1/collections/docs/publish", json={"ids": ["e0", "e1", "e2"], "mesh_collection": "support"})
+    assert published.status_code == 200, dbkit.describe(published)
+
+
+def test_vectors_service(kernel, instance, collections, tally):
+    portal = instance.portal
+    fuzz(tally, kernel, "vectors-service", portal_routes_schema("/vectors/"), portal.base,
+         lambda case: _service(portal))
+    assert_kernel_serving(kernel)
+    assert_no_findings(tally, "vectors-service")
+
+
+def test_vectors_user(kernel, instance, collections, tally):
+    """A signed-in user: may list and query what `read` allows, every write is 403."""
+    portal = instance.portal
+    fuzz(tally, kernel, "vectors-user", portal_routes_schema("/vectors/"), portal.base,
+         lambda case: {"apikey": portal.anon, "Authorization": f"Bearer {instance.user_token}"},
+         examples=max(1, EXAMPLES // 2))
+    assert_kernel_serving(kernel)
+    assert_no_findings(tally, "vectors-user")
+
+
+def _read_events(portal, run_id: str, token: str, seconds: float = 15.0) -> tuple[int, str, str]:
+    """GET /agents/v1/runs/<id>/events, read for at most `seconds`: status, content type, text."""
+    deadline = time.monotonic() + seconds
+    text = ""
+    with requests.get(f"{portal.base}/agents/v1/runs/{run_id}/events", stream=True, timeout=(5, 5),
+                      headers={"apikey": portal.anon, "Authorization": f"Bearer {token}"}) as response:
+        try:
+            for chunk in response.iter_content(chunk_size=None, decode_unicode=True):
+                text += chunk if isinstance(chunk, str) else chunk.decode("utf-8", "replace")
+                if "event: end" in text or time.monotonic() > deadline:
+                    break
+        except requests.exceptions.ConnectionError:
+            pass  # the read timed out: the stream was still open
+        return response.status_code, response.headers.get("content-type", ""), text
+
+
+def test_agents_user(kernel, instance, tally):
+    """Agent runs as a signed-in user (approve and reject with the service_role key, which
+    alone may decide). The portal's provider is one the egress refuses, so runs are
+    created (202) and fail; the SSE `events` route is not fuzzed, read once, bounded."""
+    portal = instance.portal
+    stored = portal.request("PUT", f"{portal.base}/intelligence/v1/provider", json=REFUSED_PROVIDER)
+    assert stored.status_code == 200, dbkit.describe(stored)
+    user = {"apikey": portal.anon, "Authorization": f"Bearer {instance.user_token}"}
+    created = requests.post(f"{portal.base}/agents/v1/runs", headers=user, timeout=30,
+                            json={"goal": "count the authors", "budget": {"steps": 2, "wall_clock_seconds": 20}})
+    assert created.status_code == 202, created.text
+    run_id = created.json()["id"]
+
+    def headers_for(case) -> dict[str, str]:
+        return _service(portal) if case.path.endswith(("/approve", "/reject")) else user
+
+    fuzz(tally, kernel, "agents-user", portal_routes_schema("/agents/", run_id=run_id), portal.base, headers_for)
+    assert_kernel_serving(kernel)
+    status, content_type, text = _read_events(portal, run_id, instance.user_token)
+    assert status == 200 and content_type.startswith("text/event-stream"), (status, content_type, text[:400])
+    assert "event: step" in text or "event: end" in text, text[:400]
+    missing = requests.get(f"{portal.base}/agents/v1/runs/not-a-uuid/events", headers=user, timeout=10)
+    assert missing.status_code == 404 and _error_shape_problem(missing) is None, missing.text
+    assert_no_findings(tally, "agents-user")
 
 
 @pytest.mark.parametrize("defect", [pytest.param(d, id=d.name, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=d.reason))

@@ -263,3 +263,15 @@ def test_model_answer_without_sql(model_shop, llm):
     body = diagnose(model_shop, "SELECT nmae FROM products").json()
     assert body["model"]["used"] is True and body["model"]["reason"] == "the answer held no statement"
     assert [fix["source"] for fix in body["fixes"]] == ["catalog"]
+
+
+@pytest.mark.parametrize("route", ["sql", "intelligence"])
+def test_statements_with_parameters_are_diagnosed_not_refused(shop, route):
+    """`$n` placeholders (as copied from application code) are planned with the parameters
+    unbound: a mistake is still diagnosed and fixed, a parameter beyond Postgres's limit is
+    named, and none of it is a 5xx (the API fuzz found `$1` answering 503)."""
+    body, fixed = first_fix(shop, "SELECT nmae FROM products WHERE id = $1", route=route)
+    assert body["diagnosis"]["category"] == "undefined_column" and fixed == "SELECT name FROM products WHERE id = $1", body
+    for statement in ("SELECT * FROM products WHERE id = $1 AND price > $2", "select $1", "select $99999999999", "select $70000"):
+        response = diagnose(shop, statement, route=route)
+        assert response.status_code == 200, (statement, describe(response))

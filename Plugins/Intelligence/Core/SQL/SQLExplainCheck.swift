@@ -27,11 +27,13 @@ public struct SQLExplainCheck: Sendable {
         do {
             try await connection.transaction(readOnly: true) { connection in
                 try await connection.query("SET LOCAL statement_timeout = \(timeoutMilliseconds)")
-                try await connection.query("EXPLAIN (COSTS OFF) " + statement)
+                // `$n` parameters are bound as NULLs of unknown type, so a parameterised statement
+                // is planned (or refused for what is really wrong) instead of failing the protocol.
+                try await connection.query("EXPLAIN (COSTS OFF) " + statement, Array(repeating: nil, count: Self.parameterCount(statement)))
                 return ((), false)
             }
             return nil
-        } catch let error as PostgresError where !error.isConnectionFailure {
+        } catch let error as PostgresError where !error.isConnectionFailure || error.sqlState == "08P01" {
             guard var state = error.sqlState else { throw error }
             if state == PostgresError.nulByteState { state = "22021" }
             // EXPLAIN's prefix shifts positions by its own length.
@@ -39,5 +41,16 @@ public struct SQLExplainCheck: Sendable {
             let position = error.position.map { $0 > shift ? $0 - shift : 1 }
             return SQLFailure(sqlState: state, message: error.message, detail: error.detail, hint: error.hint, position: position)
         }
+    }
+
+    /// The highest `$n` the statement uses (0 when none, or when one is beyond Postgres's
+    /// 65,535 parameters: the server then names it).
+    static func parameterCount(_ statement: String) -> Int {
+        var highest = 0
+        for token in SQLTokenizer.tokens(statement) where token.kind == .parameter {
+            guard let number = Int(token.text.dropFirst()), number <= 65_535 else { return 0 }
+            highest = max(highest, number)
+        }
+        return highest
     }
 }
