@@ -33,7 +33,8 @@ struct AgentRoutes: Sendable {
             case ("GET", 2): return try await show(parts[1], caller: caller)
             case ("GET", 3) where parts[2] == "events": return try await events(parts[1], request: request, caller: caller)
             case ("POST", 3) where parts[2] == "cancel": return try await cancel(parts[1], caller: caller)
-            case ("POST", 3) where parts[2] == "approve" || parts[2] == "reject": return try await decide(parts[1], approve: parts[2] == "approve", caller: caller)
+            case ("POST", 3) where parts[2] == "approve" || parts[2] == "reject":
+                return try await decide(parts[1], approve: parts[2] == "approve", request: request, caller: caller)
             default:
                 return .error(
                     status: parts.count <= 3 ? 405 : 404, code: parts.count <= 3 ? "method_not_allowed" : "not_found",
@@ -59,7 +60,7 @@ struct AgentRoutes: Sendable {
             return .error(status: 413, code: "body_too_large", message: "the request body is larger than \(Self.bodyLimit) bytes or could not be read: \(error)")
         }
         let parsed: AgentRunRequest
-        switch AgentRunRequest.parse(body, settings: context.settings.agents) {
+        switch AgentRunRequest.parse(body, settings: context.settings.agents, privileged: PortalToolbox.isPrivileged(caller.caller)) {
         case .success(let value): parsed = value
         case .failure(let refusal): return refusal.response
         }
@@ -123,16 +124,28 @@ struct AgentRoutes: Sendable {
         return .json(["id": .string(now.id.uuidString.lowercased()), "status": .string(now.status.rawValue), "cancelled": JSONValue(cancelled.count)] as JSONValue)
     }
 
-    private func decide(_ idText: String, approve: Bool, caller: AgentCallerAccess) async throws -> PluginResponse {
+    private func decide(_ idText: String, approve: Bool, request: PluginRequest, caller: AgentCallerAccess) async throws -> PluginResponse {
         guard caller.seesAll else {
             return .error(
                 status: 403, code: "approval_requires_admin", message: "only service_role or an aal2 admin may approve or reject an agent's SQL write",
                 hint: "ask an administrator to decide in the Studio's Agents page")
         }
         guard let run = try await visibleRun(idText, caller: caller) else { return Self.notFound(idText) }
-        // The run itself or a sub-agent of it may wait: the oldest pending write in the tree is decided.
+        let approvalID: UUID?
+        switch try await Self.approvalID(request) {
+        case .success(let id): approvalID = id
+        case .failure(let refusal): return refusal.response
+        }
+        // The run itself or a sub-agent of it may wait: the approval named in the body is
+        // decided (the one the administrator looked at), else the oldest pending one.
         let tree = try await context.agents.store.tree(of: run.id, limit: 500).map(\.id)
-        guard let decided = try await context.agents.store.decide(runs: tree, approve: approve, by: caller.name) else {
+        guard let decided = try await context.agents.store.decide(runs: tree, approval: approvalID, approve: approve, by: caller.name) else {
+            if let approvalID {
+                return .error(
+                    status: 409, code: "approval_not_pending",
+                    message: "approval \(approvalID.uuidString.lowercased()) of run \(idText) is not waiting for a decision (decided already, or not this run's)",
+                    hint: "reload the run: GET /agents/v1/runs/<id> lists its approvals")
+            }
             return .error(status: 409, code: "no_pending_approval", message: "run \(idText) has no SQL write waiting for a decision")
         }
         let step = try await context.agents.store.append(
@@ -153,12 +166,41 @@ struct AgentRoutes: Sendable {
         let after = (request.header("last-event-id") ?? request.queryItems["after"]).flatMap { Int($0) }.map { min(max(0, $0), Int(Int32.max)) } ?? 0
         let store = context.agents.store
         let limit = Duration.seconds(min(3_600, max(60, run.budget.wallClockMilliseconds / 1000 + 60)))
+        let slot: AgentFeedSlot
+        switch context.agents.feeds.take(subject: caller.name) {
+        case .success(let taken): slot = taken
+        case .failure(let refusal):
+            var response = refusal.response
+            response.headers.append(("retry-after", "5"))
+            return response
+        }
         return .streaming(status: 200, headers: [("content-type", "text/event-stream"), ("cache-control", "no-cache"), ("x-accel-buffering", "no")]) { writer in
+            // The slot is given back when the stream ends (or its closure is dropped).
+            defer { withExtendedLifetime(slot) {} }
             try await AgentEventFeed(store: store, runID: run.id, after: after, limit: limit).stream(to: writer)
         }
     }
 
     // MARK: - Helpers
+
+    /// The optional `{"approval_id": "<uuid>"}` body of approve and reject (empty: none).
+    private static func approvalID(_ request: PluginRequest) async throws -> Result<UUID?, AgentRefusal> {
+        let body: [UInt8]
+        do {
+            body = try await request.bodyStream?.collect(upTo: 4_096) ?? request.body
+        } catch {
+            return .failure(AgentRefusal(413, "body_too_large", "the body of approve or reject is at most 4,096 bytes: {\"approval_id\": \"<uuid>\"}"))
+        }
+        if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return .success(nil) }
+        guard let object = JSONValue.object(json: body), object.keys.allSatisfy({ $0 == "approval_id" }) else {
+            return .failure(AgentRefusal(400, "invalid_body", "the body must be empty or {\"approval_id\": \"<uuid>\"}"))
+        }
+        guard let value = object["approval_id"], value != .null else { return .success(nil) }
+        guard let text = value.stringValue, let id = UUID(uuidString: text) else {
+            return .failure(AgentRefusal(400, "invalid_approval_id", "\"approval_id\" must be an approval's id (a UUID) from GET /agents/v1/runs/<id>"))
+        }
+        return .success(id)
+    }
 
     /// The run `idText` when the caller may see it: their own runs (sub-agents included), or any for an administrator.
     private func visibleRun(_ idText: String, caller: AgentCallerAccess) async throws -> AgentRunRecord? {

@@ -15,8 +15,9 @@ struct AgentRunRequest: Sendable {
     /// The longest goal accepted, in bytes.
     static let goalLimit = 16_000
 
-    /// Parses and checks `body`.
-    static func parse(_ body: [UInt8], settings: AgentSettings) -> Result<AgentRunRequest, AgentRefusal> {
+    /// Parses and checks `body` for a caller who may (`privileged`: `service_role`, aal2
+    /// admins) or may not use the free SQL tools.
+    static func parse(_ body: [UInt8], settings: AgentSettings, privileged: Bool) -> Result<AgentRunRequest, AgentRefusal> {
         guard let object = JSONValue.object(json: body) else {
             return .failure(AgentRefusal(400, "invalid_body", "the body must be a JSON object {\"goal\": ..., \"tools\"?: [...], \"budget\"?: {...}}"))
         }
@@ -29,7 +30,7 @@ struct AgentRunRequest: Sendable {
         guard goal.utf8.count <= goalLimit, !goal.utf8.contains(0) else {
             return .failure(AgentRefusal(400, "invalid_goal", "\"goal\" must be at most \(goalLimit) bytes and hold no NUL character"))
         }
-        var tools = PortalToolbox.defaultTools
+        var tools = PortalToolbox.defaultTools(privileged: privileged)
         if let value = object["tools"] {
             guard let list = value.arrayValue, list.count <= 16 else { return .failure(AgentRefusal(400, "invalid_tools", "\"tools\" must be an array of tool names")) }
             var names: [String] = []
@@ -39,6 +40,12 @@ struct AgentRunRequest: Sendable {
                         AgentRefusal(
                             400, "unknown_tool", "unknown tool \(item.stringValue.map { "\"\(String($0.prefix(64)))\"" } ?? item.kind)",
                             hint: "tools are \(PortalToolbox.all.keys.sorted().joined(separator: ", "))"))
+                }
+                if PortalToolbox.privilegedTools.contains(name) && !privileged {
+                    return .failure(
+                        AgentRefusal(
+                            403, "tool_requires_admin", "the tool \"\(name)\" runs free SQL and is only for service_role or an aal2 admin",
+                            hint: "use table_read to read tables under your row-level security"))
                 }
                 if !names.contains(name) { names.append(name) }
             }

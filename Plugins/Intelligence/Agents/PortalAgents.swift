@@ -20,6 +20,8 @@ final class PortalAgents: Sendable {
     let store: AgentStore
     /// This instance's name in the runs' `owner` column.
     let instance = "kernel-" + UUID().uuidString.lowercased()
+    /// The open event feeds, bounded per portal and per caller.
+    let feeds = AgentFeedSlots()
 
     private struct State {
         weak var context: IntelligencePortal?
@@ -92,19 +94,19 @@ final class PortalAgents: Sendable {
                 try await store.append(id, kind: .error, contentJSON: #"{"message":"no model provider is configured for this portal"}"#)
                 try await store.finish(
                     id, status: .failed, reason: "no model provider is configured for this portal (PUT /intelligence/v1/provider)", answer: nil,
-                    usage: (try await store.run(id))?.usage ?? AgentUsage())
+                    usage: (try await store.run(id))?.usage ?? AgentUsage(), owner: instance)
                 return
             }
             let loop = AgentLoop(
                 store: store, model: model.chat, toolbox: PortalToolbox(context: context, agents: self), systemPrompt: Self.systemPrompt,
-                leaseSeconds: settings.leaseSeconds
+                leaseSeconds: settings.leaseSeconds, owner: instance
             ) { [weak self] step in try await self?.audit(step) }
             try await loop.run(id)
         } catch {
             if Task.isCancelled { return }
             host.log(.warning, "agent run \(id.uuidString.lowercased()) stopped: \(error)", portal: portal)
             let usage = (try? await store.run(id))?.usage ?? AgentUsage()
-            _ = try? await store.finish(id, status: .failed, reason: "the run stopped on an internal error: \(error)", answer: nil, usage: usage)
+            _ = try? await store.finish(id, status: .failed, reason: "the run stopped on an internal error: \(error)", answer: nil, usage: usage, owner: instance)
         }
     }
 

@@ -5,9 +5,10 @@ import MeltyPluginSDK
 import MeltyPostgres
 import ModelProvider
 
-/// The agents' tools in one portal: SQL under the caller's role (reads directly, writes only
-/// after an approval), memories in the portal database, vector search, REST and Edge through
-/// the kernel, and sub-agents.
+/// The agents' tools in one portal: structured table reads under the caller's role, free SQL
+/// for `service_role` and admin runs only (reads directly, writes only after an approval),
+/// memories in the portal database, vector search, REST and Edge through the kernel, and
+/// sub-agents.
 struct PortalToolbox: AgentToolbox {
     let context: IntelligencePortal
     let agents: PortalAgents
@@ -21,13 +22,29 @@ struct PortalToolbox: AgentToolbox {
                     + "Returns the columns and at most a limited number of rows.",
                 parametersJSON: #"{"type":"object","properties":{"sql":{"type":"string","description":"one SQL query"}},"required":["sql"]}"#),
             ToolSpec(
+                name: "table_read",
+                description: "Reads rows of one table or view as the user who started the run; row-level security applies. "
+                    + "Filters compare a column with a value (ops eq, neq, lt, lte, gt, gte, like, ilike, is_null, not_null, in); "
+                    + "returns the columns and at most a limited number of rows.",
+                parametersJSON: """
+                    {"type":"object","properties":{"table":{"type":"string","description":"a table or view name, or schema.name"},\
+                    "columns":{"type":"array","items":{"type":"string"}},\
+                    "filters":{"type":"array","items":{"type":"object","properties":{"column":{"type":"string"},\
+                    "op":{"type":"string","enum":["eq","neq","lt","lte","gt","gte","like","ilike","is_null","not_null","in"]},\
+                    "value":{"description":"a string, number or boolean; an array for in"}},"required":["column","op"]}},\
+                    "order":{"type":"array","items":{"type":"object","properties":{"column":{"type":"string"},\
+                    "direction":{"type":"string","enum":["asc","desc"]}},"required":["column"]}},\
+                    "limit":{"type":"integer","minimum":1}},"required":["table"]}
+                    """),
+            ToolSpec(
                 name: "sql_write",
                 description: "Asks to run one SQL statement that changes data, as the user who started the run. It runs only after an "
                     + "administrator approves it; the result (or the refusal) comes back as the observation.",
                 parametersJSON: #"{"type":"object","properties":{"sql":{"type":"string","description":"one SQL statement"}},"required":["sql"]}"#),
             ToolSpec(
                 name: "remember",
-                description: "Stores a note under a key for later runs (scope user: only runs of the same user; portal: every run of the portal).",
+                description: "Stores a note under a key for later runs of the same caller (a user's notes stay that user's; "
+                    + "service_role and admin runs share theirs).",
                 parametersJSON:
                     #"{"type":"object","properties":{"key":{"type":"string"},"text":{"type":"string"},"scope":{"type":"string","enum":["user","portal"]}},"required":["key","text"]}"#
             ),
@@ -67,8 +84,18 @@ struct PortalToolbox: AgentToolbox {
                     """),
         ].map { ($0.name, $0) })
 
+    /// Tools that run the model's SQL text: only for callers who may already run any SQL
+    /// (`service_role`, aal2 admins). A user's run obeys the user's goal, so for a user they
+    /// would be arbitrary SQL under `authenticator`, which cannot be made safe.
+    static let privilegedTools: Set<String> = ["sql_read", "sql_write"]
+
+    /// Whether runs of `caller` may use ``privilegedTools`` (admins act as `service_role`).
+    static func isPrivileged(_ caller: AgentCaller) -> Bool { caller.role == "service_role" }
+
     /// The tools a run gets when it names none.
-    static let defaultTools = ["sql_read", "remember", "recall", AgentLoop.spawnToolName]
+    static func defaultTools(privileged: Bool) -> [String] {
+        [privileged ? "sql_read" : "table_read", "remember", "recall", AgentLoop.spawnToolName]
+    }
 
     func specs(for names: [String]) -> [ToolSpec] { names.compactMap { Self.all[$0] } }
 
@@ -76,6 +103,10 @@ struct PortalToolbox: AgentToolbox {
         let run = toolContext.run
         guard run.tools.contains(call.name), Self.all[call.name] != nil else {
             return .observation("the tool \"\(call.name)\" is not available to this run; use one of: \(run.tools.joined(separator: ", "))", ok: false, charged: AgentUsage())
+        }
+        // Runs stored before users lost the SQL tools may still list them.
+        if Self.privilegedTools.contains(call.name) && !Self.isPrivileged(run.caller) {
+            return Self.failure("\(call.name) is only for runs of service_role or an admin; use table_read")
         }
         guard let arguments = JSONValue.object(json: Array(call.arguments.utf8)) else {
             return .observation("the arguments are not a JSON object", ok: false, charged: AgentUsage())
@@ -87,12 +118,12 @@ struct PortalToolbox: AgentToolbox {
         case "sql_write":
             guard let sql = arguments["sql"]?.stringValue else { return Self.failure("sql_write needs a string \"sql\"") }
             return try await sqlWrite(sql, call: call, run: run)
+        case "table_read":
+            return try await tableRead(arguments, run: run)
         case "remember":
             guard let key = arguments["key"]?.stringValue, let text = arguments["text"]?.stringValue, (1...200).contains(key.count), text.utf8.count <= 16_384
             else { return Self.failure("remember needs \"key\" (1 to 200 characters) and \"text\" (at most 16 KiB)") }
-            let portalWide = arguments["scope"]?.stringValue == "portal" || run.caller.subject == nil
-            try await agents.store.remember(subject: portalWide ? "" : run.caller.subject ?? "", key: key, text: text)
-            return .observation("remembered \"\(key)\" for \(portalWide ? "the portal" : "this user")", ok: true, charged: AgentUsage())
+            return try await remember(key: key, text: text, scope: arguments["scope"]?.stringValue, run: run)
         case "rest":
             guard let path = arguments["path"]?.stringValue else { return Self.failure("rest needs a string \"path\"") }
             return try await rest(path, run: run)
@@ -107,12 +138,46 @@ struct PortalToolbox: AgentToolbox {
             return await vectorSearch(arguments, run: run)
         case "recall":
             let query = String((arguments["query"]?.stringValue ?? "").prefix(200))
-            let found = try await agents.store.recall(subjects: [run.caller.subject ?? "", ""], query: query, limit: 20)
-            let list: [JSONValue] = found.map { .object(["key": .string($0.key), "text": .string($0.text), "scope": .string($0.subject.isEmpty ? "portal" : "user")]) }
-            return .observation(Self.text(.array(list)), ok: true, charged: AgentUsage())
+            return try await recall(query, run: run)
         default:
             return try await spawn(arguments, call: call, context: toolContext)
         }
+    }
+
+    // MARK: - Memories
+
+    /// Stores a note in the caller's class: a user's own notes (`scope: portal` is refused,
+    /// it would reach other callers), or the admin notes of `service_role` and admin runs.
+    private func remember(key: String, text: String, scope: String?, run: AgentRunRecord) async throws -> AgentToolOutcome {
+        if Self.isPrivileged(run.caller) {
+            try await agents.store.remember(.admin, subject: "", key: key, text: text)
+            return .observation("remembered \"\(key)\" for service_role and admin runs", ok: true, charged: AgentUsage())
+        }
+        guard let subject = run.caller.subject, !subject.isEmpty else { return Self.failure("this run has no user to remember for") }
+        guard scope == nil || scope == "user" else {
+            return Self.failure("a user's run remembers only for that user (scope \"user\"); portal-wide notes are for service_role and admin runs")
+        }
+        try await agents.store.remember(.user, subject: subject, key: key, text: text)
+        return .observation("remembered \"\(key)\" for this user", ok: true, charged: AgentUsage())
+    }
+
+    /// The caller's notes: a user's own, or the admin notes (never a user-written one, so a
+    /// user cannot plant instructions for an admin run).
+    private func recall(_ query: String, run: AgentRunRecord) async throws -> AgentToolOutcome {
+        let found: [(subject: String, key: String, text: String)]
+        let scope: String
+        if Self.isPrivileged(run.caller) {
+            found = try await agents.store.recall(.admin, subjects: nil, query: query, limit: 20)
+            scope = "admin"
+        } else if let subject = run.caller.subject, !subject.isEmpty {
+            found = try await agents.store.recall(.user, subjects: [subject], query: query, limit: 20)
+            scope = "user"
+        } else {
+            found = []
+            scope = "user"
+        }
+        let list: [JSONValue] = found.map { .object(["key": .string($0.key), "text": .string($0.text), "scope": .string(scope)]) }
+        return .observation(Self.text(.array(list)), ok: true, charged: AgentUsage())
     }
 
     // MARK: - Vectors
@@ -138,19 +203,26 @@ struct PortalToolbox: AgentToolbox {
 
     // MARK: - SQL
 
-    /// Why a statement is refused before it runs: it would leave the caller's role.
-    static func roleEscape(_ sql: String) -> String? {
-        let lowered = sql.lowercased()
-        for word in ["set_config", "set role", "set session", "reset role", "reset all", "session_authorization", "set local"] where lowered.contains(word) {
-            return "the statement may not change the role or settings (\"\(word)\"): it runs as the user who started the run"
+    /// A structured read: the plugin builds the SQL (quoted names, values as parameters) and
+    /// runs it read-only under the caller's role and claims, so row-level security applies
+    /// and no text of the model reaches the SQL.
+    private func tableRead(_ arguments: [String: JSONValue], run: AgentRunRecord) async throws -> AgentToolOutcome {
+        let query: AgentTableQuery
+        switch AgentTableQuery.build(arguments, rowLimit: agents.settings.sqlRowLimit) {
+        case .success(let built): query = built
+        case .failure(let refusal): return Self.failure("table_read: \(refusal.message)")
         }
-        return nil
+        do {
+            let rows = try await underCaller(run.caller, readOnly: true) { connection in try await connection.query(query.sql, query.parameters) }
+            return .observation(Self.describe(rows, limit: query.limit), ok: true, charged: AgentUsage())
+        } catch let error as PostgresError {
+            return Self.failure("the read failed: \(error.message)")
+        }
     }
 
     private func sqlRead(_ sql: String, run: AgentRunRecord) async throws -> AgentToolOutcome {
         let trimmed = sql.trimmingCharacters(in: .whitespacesAndNewlines.union(CharacterSet(charactersIn: ";")))
         guard !trimmed.isEmpty, trimmed.utf8.count <= 20_000 else { return Self.failure("sql must hold one statement of at most 20,000 bytes") }
-        if let refusal = Self.roleEscape(trimmed) { return Self.failure(refusal) }
         let limit = agents.settings.sqlRowLimit
         let wrapped = "SELECT * FROM (\n\(trimmed)\n) AS agent_query LIMIT \(limit + 1)"
         do {
@@ -164,7 +236,6 @@ struct PortalToolbox: AgentToolbox {
     private func sqlWrite(_ sql: String, call: ToolCall, run: AgentRunRecord) async throws -> AgentToolOutcome {
         let trimmed = sql.trimmingCharacters(in: .whitespacesAndNewlines.union(CharacterSet(charactersIn: ";")))
         guard !trimmed.isEmpty, trimmed.utf8.count <= 20_000 else { return Self.failure("sql must hold one statement of at most 20,000 bytes") }
-        if let refusal = Self.roleEscape(trimmed) { return Self.failure(refusal) }
         let store = agents.store
         var approval = try await store.approval(run: run.id, callID: call.id)
         if approval == nil {
@@ -195,7 +266,9 @@ struct PortalToolbox: AgentToolbox {
             let result: String
             let ok: Bool
             do {
-                let rows = try await underCaller(run.caller, readOnly: false) { connection in try await connection.query(trimmed) }
+                // The statement the administrator approved, never the current call's text.
+                let statement = approval.statement
+                let rows = try await underCaller(run.caller, readOnly: false) { connection in try await connection.query(statement) }
                 result = Self.text(["command": .string(rows.commandTag), "result": JSONValue(json: Array(Self.describe(rows, limit: agents.settings.sqlRowLimit).utf8)) ?? .null])
                 ok = true
             } catch let error as PostgresError {
@@ -209,7 +282,8 @@ struct PortalToolbox: AgentToolbox {
 
     /// Runs `body` in a transaction as the caller's role with their claims and the SQL tools'
     /// statement timeout; a statement that changed the role or the claims is rolled back and
-    /// its result withheld.
+    /// its result withheld (a sanity check for admin runs' free SQL: user runs never send
+    /// SQL text of their own).
     private func underCaller(_ caller: AgentCaller, readOnly: Bool, _ body: @Sendable (PostgresConnection) async throws -> PostgresRows) async throws -> PostgresRows {
         let timeout = agents.settings.sqlTimeoutMilliseconds
         return try await context.authenticator.run { connection in
@@ -261,7 +335,8 @@ struct PortalToolbox: AgentToolbox {
     /// `edge_invoke` tools), with a one-minute token of the run's user.
     private func throughKernel(run: AgentRunRecord, method: String, path: String, body: [UInt8]) async throws -> AgentToolOutcome {
         guard let base = agents.settings.restBaseURL else {
-            return Self.failure("this tool needs the kernel's own URL (agents_rest_base_url), which this kernel does not set; use sql_read")
+            return Self.failure(
+                "this tool needs the kernel's own URL (agents_rest_base_url), which this kernel does not set; use \(Self.isPrivileged(run.caller) ? "sql_read" : "table_read")")
         }
         // The kernel signs only user tokens for plugins: runs of service_role or an admin use sql_read.
         guard run.caller.role == "authenticated", let subject = run.caller.subject else {
@@ -286,11 +361,18 @@ struct PortalToolbox: AgentToolbox {
 
     // MARK: - Sub-agents
 
+    /// The deepest a sub-agent may sit below its root run.
+    static let maxSpawnDepth = 8
+
     private func spawn(_ arguments: [String: JSONValue], call: ToolCall, context toolContext: AgentToolContext) async throws -> AgentToolOutcome {
         let parent = toolContext.run
         let store = agents.store
         var child = try await store.child(of: parent.id, callID: call.id)
         if child == nil {
+            // Deeper trees would escape cancel and approve, which walk a bounded depth.
+            guard try await store.depth(of: parent.id, limit: Self.maxSpawnDepth) < Self.maxSpawnDepth else {
+                return Self.failure("sub-agents may nest at most \(Self.maxSpawnDepth) deep; answer with what you have")
+            }
             guard let goal = arguments["goal"]?.stringValue, !goal.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, goal.utf8.count <= 8_000 else {
                 return Self.failure("spawn_agent needs a \"goal\" of 1 to 8,000 bytes")
             }

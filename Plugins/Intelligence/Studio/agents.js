@@ -45,7 +45,7 @@ export default {
     const picker = ui.portalPicker({ portals, plugin: 'intelligence', page: 'agents', selected: params[0] && decodeURIComponent(params[0]),
       onChoose: (name) => navigate(`${PAGE}/${encodeURIComponent(name)}`) });
     const intro = [h('h1', { id: 'page-title' }, 'Agents'),
-      h('p', {}, 'OpenClaw runs of a portal: each works toward a goal within its budget of steps, tokens and time, through tools that act under the role of the user who started it. SQL writes wait for an approval here.')];
+      h('p', {}, 'OpenClaw runs of a portal: each works toward a goal within its budget of steps, tokens and time, through tools that act under the role of the user who started it (free SQL only for service_role and admins). SQL writes wait for an approval here.')];
     if (!picker.chosen) return [...intro, picker.element];
     const portal = picker.chosen;
     const base = `/p/${encodeURIComponent(portal)}/agents/v1/runs`;
@@ -60,7 +60,7 @@ export default {
         h('td', {}, figure(run, 'steps')),
         h('td', {}, when(run.created_at))));
       const table = runs.length
-        ? h('table', { 'aria-label': 'Agent runs' }, h('thead', {}, h('tr', {}, ...['Goal', 'Status', 'Started by', 'Steps', 'Started'].map((title) => h('th', {}, title)))), h('tbody', {}, ...rows))
+        ? h('div', { class: 'table-scroll' }, h('table', { 'aria-label': 'Agent runs' }, h('thead', {}, h('tr', {}, ...['Goal', 'Status', 'Started by', 'Steps', 'Started'].map((title) => h('th', {}, title)))), h('tbody', {}, ...rows)))
         : h('p', { class: 'muted' }, 'No runs yet. Start one with POST /p/<portal>/agents/v1/runs.');
       return [...intro, picker.element, status.element, table];
     }
@@ -83,16 +83,18 @@ export default {
       const node = (entry) => {
         const steps = run.steps.filter((step) => step.run_id === entry.id);
         const pending = run.approvals.filter((approval) => approval.run_id === entry.id && approval.status === 'pending');
-        const decide = (verb) => h('button', { type: 'button', class: verb === 'approve' ? 'primary small' : 'secondary small',
+        // The decision names the approval shown, so a newer pending write is never decided by mistake.
+        const decide = (approval, verb) => h('button', { type: 'button', class: verb === 'approve' ? 'primary small' : 'secondary small',
           onclick: (event) => busy(event.currentTarget, async () => {
-            try { await api.post(`${base}/${entry.id}/${verb}`, {}); await load(); } catch (error) { status.show(describe(error), 'error'); }
+            try { await api.post(`${base}/${entry.id}/${verb}`, { approval_id: approval.id }); await load(); } catch (error) { status.show(describe(error), 'error'); }
           }) }, verb === 'approve' ? 'Approve' : 'Reject');
         return h('li', { class: 'agent-run' },
           h('p', {}, h('strong', {}, entry.goal), ' ', h('span', { class: `badge ${entry.status}` }, entry.status),
             ` steps ${figure(entry, 'steps')}, tokens ${figure(entry, 'tokens')}, time ${figure(entry, 'wall_clock_ms', ' ms')}`),
           entry.reason ? h('p', { class: 'muted' }, entry.reason) : '',
           entry.answer ? h('blockquote', {}, entry.answer) : '',
-          ...pending.map((approval) => h('div', { class: 'approval' }, h('code', {}, approval.statement), ' ', decide('approve'), ' ', decide('reject'))),
+          ...pending.map((approval) => h('div', { class: 'approval' }, h('code', {}, approval.statement), ' ',
+            h('span', { class: 'muted' }, `approval ${approval.id}`), ' ', decide(approval, 'approve'), ' ', decide(approval, 'reject'))),
           h('ol', { class: 'agent-steps' }, ...steps.map((step) => h('li', {}, h('span', { class: 'muted' }, `${step.seq}. ${step.kind} `), stepText(step).slice(0, 400)))),
           h('ul', { class: 'agent-children' }, ...(children.get(entry.id) || []).map(node)));
       };

@@ -12,7 +12,7 @@ function trialTable(trial) {
   if (!trial) return h('p', {}, 'Not tried.');
   if (!trial.tried) return h('p', { class: 'notice notice-error', role: 'alert' }, `The trial could not run: ${trial.error}`);
   return [
-    h('table', { 'data-test': 'rls-trial' },
+    h('div', { class: 'table-scroll' }, h('table', { 'data-test': 'rls-trial' },
       h('caption', {}, trial.correct ? 'Trial passed: each identity saw what it should.' : 'Trial FAILED: an identity saw the wrong rows.'),
       h('thead', {}, h('tr', {}, ['Identity', 'Rows seen', 'Whose', 'Expected', ''].map((title) => h('th', { scope: 'col' }, title)))),
       h('tbody', {}, trial.views.map((view) => h('tr', {},
@@ -20,7 +20,7 @@ function trialTable(trial) {
         h('td', {}, String(view.rows)),
         h('td', {}, Object.entries(view.sees).map(([who, count]) => `${IDENTITIES[who] || who}: ${count}`).join(', ') || '—'),
         h('td', {}, view.expected),
-        h('td', {}, view.ok ? '✓' : '✗'))))),
+        h('td', {}, view.ok ? '✓' : '✗')))))),
     trial.cross_write_refused === undefined || trial.cross_write_refused === null ? null
       : h('p', {}, trial.cross_write_refused ? 'User A was refused writing a row for user B.' : 'User A could write a row for user B!'),
   ];

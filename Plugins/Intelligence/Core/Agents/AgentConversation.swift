@@ -11,6 +11,11 @@ public struct AgentConversation: Sendable, Equatable {
     public var pendingCalls: [ToolCall]
     /// Pending calls whose `tool_call` step is already stored.
     public var announcedCalls: Set<String>
+    /// The ids of every tool call of every plan so far (a new plan's ids must not reuse
+    /// them: approvals and sub-agents are found by run and call id).
+    public var usedCallIDs: Set<String>
+    /// How many plans the run made so far.
+    public var planCount: Int
 
     /// The content of a `plan` step.
     public struct Plan: Codable, Sendable, Equatable {
@@ -56,12 +61,39 @@ public struct AgentConversation: Sendable, Equatable {
         }
     }
 
+    /// The tool calls of a new plan with ids unique in the run: an empty id, or one an earlier
+    /// plan used (a provider's fallback `call_0` comes back every turn), becomes
+    /// `call_<plan>_<index>`. Ids repeated within the plan stay as they are: those calls are
+    /// refused, not run.
+    public func numbering(_ calls: [ToolCall]) -> [ToolCall] {
+        var counts: [String: Int] = [:]
+        for call in calls { counts[call.id, default: 0] += 1 }
+        var taken = usedCallIDs.union(calls.map(\.id))
+        let plan = planCount.addingSaturated(1)
+        return calls.enumerated().map { index, call in
+            guard call.id.isEmpty || (usedCallIDs.contains(call.id) && counts[call.id, default: 0] == 1) else { return call }
+            var id = "call_\(plan)_\(index)"
+            while taken.contains(id) { id += "_" }
+            taken.insert(id)
+            return ToolCall(id: id, name: call.name, arguments: call.arguments)
+        }
+    }
+
+    /// The ids that occur more than once among `calls` (such calls are refused).
+    public static func repeatedIDs(_ calls: [ToolCall]) -> Set<String> {
+        var counts: [String: Int] = [:]
+        for call in calls { counts[call.id, default: 0] += 1 }
+        return Set(counts.filter { $0.value > 1 }.keys)
+    }
+
     /// The conversation of a run with `system` prompt and `goal` after `steps` (in `seq` order).
     public init(system: String, goal: String, steps: [AgentStepRecord]) {
         var messages: [ChatMessage] = [.system(system), .user(goal)]
         var openPlan: [ToolCall] = []
         var answered: [String: String] = [:]
         var announced: Set<String> = []
+        var used: Set<String> = []
+        var plans = 0
         func closePlan() {
             for call in openPlan { messages.append(.tool(answered[call.id] ?? "(no result was recorded)", callID: call.id)) }
             openPlan = []
@@ -73,7 +105,9 @@ public struct AgentConversation: Sendable, Equatable {
             switch step.kind {
             case .plan:
                 closePlan()
+                plans += 1
                 guard let plan = try? decoder.decode(Plan.self, from: Data(step.contentJSON.utf8)) else { continue }
+                used.formUnion(plan.toolCalls.map(\.id))
                 messages.append(ChatMessage(role: "assistant", content: plan.content, toolCalls: plan.toolCalls.isEmpty ? nil : plan.toolCalls))
                 openPlan = plan.toolCalls
             case .observation:
@@ -91,6 +125,8 @@ public struct AgentConversation: Sendable, Equatable {
         }
         pendingCalls = openPlan.filter { answered[$0.id] == nil }
         announcedCalls = announced.intersection(pendingCalls.map(\.id))
+        usedCallIDs = used
+        planCount = plans
         // Answered calls of the open plan join the conversation; pending ones are answered
         // once they ran (``messages`` is read only when nothing is pending).
         for call in openPlan { if let text = answered[call.id] { messages.append(.tool(text, callID: call.id)) } }

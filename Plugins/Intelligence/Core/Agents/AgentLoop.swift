@@ -18,12 +18,16 @@ public struct AgentLoop: Sendable {
     public let leaseSeconds: Int
     /// Called after every stored step (the plugin audits and counts it); throwing fails the run.
     public let onStep: @Sendable (AgentStepRecord) async throws -> Void
+    /// The instance working the run (its `owner` column): the loop stops as soon as the run is
+    /// leased to another instance (its lease lapsed and was taken over). Nil: no check.
+    public let owner: String?
 
     /// A loop over these.
     public init(
-        store: AgentStore, model: any ChatModel, toolbox: any AgentToolbox, systemPrompt: String, leaseSeconds: Int,
+        store: AgentStore, model: any ChatModel, toolbox: any AgentToolbox, systemPrompt: String, leaseSeconds: Int, owner: String? = nil,
         onStep: @escaping @Sendable (AgentStepRecord) async throws -> Void
     ) {
+        self.owner = owner
         self.store = store
         self.model = model
         self.toolbox = toolbox
@@ -32,8 +36,8 @@ public struct AgentLoop: Sendable {
         self.onStep = onStep
     }
 
-    /// The most steps a run reads back when it resumes.
-    static let stepLimit = 10_000
+    /// The steps read back per page when the conversation is rebuilt (every step is read).
+    static let stepPage = 5_000
 
     /// Works on run `id` until it ends or pauses; returns its record then. Cancellation of
     /// the task stops the work and leaves the stored status alone (a cancelled run was marked
@@ -41,7 +45,7 @@ public struct AgentLoop: Sendable {
     @discardableResult
     public func run(_ id: UUID) async throws -> AgentRunRecord? {
         guard var run = try await store.run(id), !run.status.isTerminal, run.status != .waitingApproval else { return try await store.run(id) }
-        guard try await store.start(id) else { return try await store.run(id) }
+        guard try await store.start(id, owner: owner) else { return try await store.run(id) }
         run.status = .running
         let started = ContinuousClock.now
         let spentBefore = run.usage.wallClockMilliseconds
@@ -55,9 +59,11 @@ public struct AgentLoop: Sendable {
         do {
             while true {
                 try Task.checkCancellation()
-                guard let current = try await store.run(id), current.status == .running else { return try await store.run(id) }
+                guard let current = try await store.run(id), current.status == .running, owner == nil || current.owner == owner else {
+                    return try await store.run(id)
+                }
                 usage.wallClockMilliseconds = clock()
-                let steps = try await store.steps(of: [id], limit: Self.stepLimit)
+                let steps = try await store.allSteps(of: id, page: Self.stepPage)
                 let conversation = AgentConversation(system: systemPrompt, goal: run.goal, steps: steps)
                 if !conversation.pendingCalls.isEmpty {
                     if let overrun = run.budget.overrun(by: AgentUsage(steps: 0, tokens: usage.tokens, wallClockMilliseconds: usage.wallClockMilliseconds)) {
@@ -73,10 +79,10 @@ public struct AgentLoop: Sendable {
                         return try await end(id, .budgetExceeded, reason: overrun.reason, usage: usage)
                     }
                     if let waiting = result.waitingFor {
-                        try await store.wait(id, reason: waiting, usage: usage)
+                        try await store.wait(id, reason: waiting, usage: usage, owner: owner)
                         return try await store.run(id)
                     }
-                    try await store.save(id, usage: usage, leaseSeconds: leaseSeconds)
+                    guard try await store.save(id, usage: usage, leaseSeconds: leaseSeconds, owner: owner) else { return try await store.run(id) }
                     continue
                 }
                 if let overrun = run.budget.overrun(by: usage) {
@@ -108,7 +114,7 @@ public struct AgentLoop: Sendable {
                 usage.steps = usage.steps.addingSaturated(1)
                 usage.tokens = usage.tokens.addingSaturated(max(0, turn.totalTokens))
                 usage.wallClockMilliseconds = clock()
-                let calls = turn.message.toolCalls ?? []
+                let calls = conversation.numbering(turn.message.toolCalls ?? [])
                 if calls.isEmpty {
                     let text = turn.message.content ?? ""
                     try await record(id, .answer, ["text": .string(text), "finish_reason": JSONValue(turn.finishReason)], tokens: turn.totalTokens)
@@ -120,7 +126,7 @@ public struct AgentLoop: Sendable {
                 }
                 let plan = AgentConversation.Plan(content: turn.message.content, toolCalls: calls)
                 try await record(id, .plan, json: String(decoding: try JSONValue.serialize(plan), as: UTF8.self), tokens: turn.totalTokens)
-                try await store.save(id, usage: usage, leaseSeconds: leaseSeconds)
+                guard try await store.save(id, usage: usage, leaseSeconds: leaseSeconds, owner: owner) else { return try await store.run(id) }
             }
         } catch is CancellationError {
             return nil
@@ -139,7 +145,18 @@ public struct AgentLoop: Sendable {
 
     /// Runs the pending calls of the last plan concurrently and records their observations.
     private func act(_ conversation: AgentConversation, record: AgentRunRecord, remaining: AgentBudget, deadline: Int) async throws -> ActResult {
-        let calls = conversation.pendingCalls
+        let pending = conversation.pendingCalls
+        // Calls sharing an id cannot be told apart (their approval, sub-agent, observation):
+        // none of them runs.
+        let repeated = AgentConversation.repeatedIDs(pending)
+        for id in repeated.sorted() {
+            let name = pending.first { $0.id == id }?.name ?? ""
+            let observation = AgentConversation.Observation(
+                callID: id, tool: name, text: "refused: the tool-call id \"\(String(id.prefix(64)))\" appears more than once in one turn; none of these calls ran",
+                ok: false)
+            try await self.record(record.id, .observation, json: String(decoding: try JSONValue.serialize(observation), as: UTF8.self))
+        }
+        let calls = pending.filter { !repeated.contains($0.id) }
         for call in calls where !conversation.announcedCalls.contains(call.id) {
             try await self.record(record.id, .toolCall, ["id": .string(call.id), "name": .string(call.name), "arguments": .string(String(call.arguments.prefix(4000)))])
         }
@@ -191,7 +208,7 @@ public struct AgentLoop: Sendable {
 
     private func end(_ id: UUID, _ status: AgentRunStatus, reason: String?, answer: String? = nil, usage: AgentUsage) async throws -> AgentRunRecord? {
         if status == .budgetExceeded, let reason { try await record(id, .error, ["message": .string(reason), "status": .string(status.rawValue)]) }
-        try await store.finish(id, status: status, reason: reason, answer: answer, usage: usage)
+        try await store.finish(id, status: status, reason: reason, answer: answer, usage: usage, owner: owner)
         return try await store.run(id)
     }
 

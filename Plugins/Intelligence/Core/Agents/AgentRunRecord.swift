@@ -32,11 +32,14 @@ public struct AgentRunRecord: Sendable, Equatable {
     public var updatedAt: String
     /// When it ended.
     public var finishedAt: String?
+    /// The instance whose lease it is on (nil when none works on it).
+    public var owner: String?
 
     /// A record with these fields.
     public init(
         id: UUID, parentID: UUID?, rootID: UUID, parentCallID: String?, goal: String, tools: [String], status: AgentRunStatus, reason: String?,
-        budget: AgentBudget, usage: AgentUsage, caller: AgentCaller, answer: String?, createdAt: String, updatedAt: String, finishedAt: String?
+        budget: AgentBudget, usage: AgentUsage, caller: AgentCaller, answer: String?, createdAt: String, updatedAt: String, finishedAt: String?,
+        owner: String? = nil
     ) {
         self.id = id
         self.parentID = parentID
@@ -53,5 +56,6 @@ public struct AgentRunRecord: Sendable, Equatable {
         self.createdAt = createdAt
         self.updatedAt = updatedAt
         self.finishedAt = finishedAt
+        self.owner = owner
     }
 }

@@ -58,12 +58,15 @@ public struct AgentStore: Sendable {
             UNIQUE (run_id, call_id)
         );
         CREATE TABLE IF NOT EXISTS intelligence.agent_memories (
+            caller_class text NOT NULL DEFAULT 'user',
             subject text NOT NULL DEFAULT '',
             key text NOT NULL,
             text text NOT NULL,
-            updated_at timestamptz NOT NULL DEFAULT now(),
-            PRIMARY KEY (subject, key)
+            updated_at timestamptz NOT NULL DEFAULT now()
         );
+        ALTER TABLE intelligence.agent_memories ADD COLUMN IF NOT EXISTS caller_class text NOT NULL DEFAULT 'user';
+        ALTER TABLE intelligence.agent_memories DROP CONSTRAINT IF EXISTS agent_memories_pkey;
+        CREATE UNIQUE INDEX IF NOT EXISTS agent_memories_by_class ON intelligence.agent_memories (caller_class, subject, key);
         REVOKE ALL ON intelligence.agent_runs, intelligence.agent_steps, intelligence.agent_approvals, intelligence.agent_memories FROM PUBLIC;
         DO $$
         DECLARE portal_role text;
@@ -78,7 +81,7 @@ public struct AgentStore: Sendable {
 
     private static let runColumns = """
         id, parent_id, root_id, parent_call_id, goal, tools, status, reason, budget_steps, budget_tokens, budget_wall_ms,
-        used_steps, used_tokens, used_wall_ms, caller_role, caller_subject, caller_claims, answer,
+        used_steps, used_tokens, used_wall_ms, caller_role, caller_subject, caller_claims, answer, owner,
         created_at::text AS created_at, updated_at::text AS updated_at, finished_at::text AS finished_at
         """
 
@@ -166,6 +169,21 @@ public struct AgentStore: Sendable {
         return try Self.runs(rows)
     }
 
+    /// How many runs lie above `id` (0 for a root run), counted up to `limit`.
+    public func depth(of id: UUID, limit: Int) async throws -> Int {
+        let rows = try await pool.run {
+            try await $0.preparedQuery(
+                """
+                WITH RECURSIVE up AS (
+                    SELECT parent_id, 0 AS depth FROM intelligence.agent_runs WHERE id = $1::uuid
+                    UNION ALL SELECT run.parent_id, up.depth + 1 FROM intelligence.agent_runs run JOIN up ON run.id = up.parent_id WHERE up.depth < $2::int
+                )
+                SELECT max(depth) FROM up
+                """, [Self.text(id), String(limit)])
+        }
+        return rows.scalar.flatMap { Int($0) } ?? 0
+    }
+
     /// `id` and every run below it, parents before children.
     public func tree(of id: UUID, limit: Int) async throws -> [AgentRunRecord] {
         let rows = try await pool.run { connection in
@@ -181,43 +199,49 @@ public struct AgentStore: Sendable {
         return try Self.runs(rows)
     }
 
-    /// Marks a queued run running (no change otherwise); true when it is running now.
-    public func start(_ id: UUID) async throws -> Bool {
+    /// Marks a queued run running (no change otherwise); true when it is running now (and,
+    /// with `owner`, leased to it).
+    public func start(_ id: UUID, owner: String? = nil) async throws -> Bool {
         let rows = try await pool.run {
             try await $0.preparedQuery(
-                "UPDATE intelligence.agent_runs SET status = 'running', updated_at = now() WHERE id = $1::uuid AND status IN ('queued', 'running') RETURNING id",
-                [Self.text(id)])
+                """
+                UPDATE intelligence.agent_runs SET status = 'running', updated_at = now()
+                WHERE id = $1::uuid AND status IN ('queued', 'running') AND ($2::text IS NULL OR owner = $2::text) RETURNING id
+                """, [Self.text(id), owner])
         }
         return !rows.rows.isEmpty
     }
 
-    /// Saves `usage` of a working run and renews its lease.
-    public func save(_ id: UUID, usage: AgentUsage, leaseSeconds: Int) async throws {
-        try await pool.run {
+    /// Saves `usage` of a working run and renews its lease; with `owner`, only while the run
+    /// is leased to it. False when nothing was saved (ended, or another instance took it over).
+    @discardableResult
+    public func save(_ id: UUID, usage: AgentUsage, leaseSeconds: Int, owner: String? = nil) async throws -> Bool {
+        let rows = try await pool.run {
             try await $0.preparedQuery(
                 """
                 UPDATE intelligence.agent_runs SET used_steps = $2::bigint, used_tokens = $3::bigint, used_wall_ms = $4::bigint, updated_at = now(),
                     lease_until = now() + make_interval(secs => $5::int)
-                WHERE id = $1::uuid AND status IN ('queued', 'running')
+                WHERE id = $1::uuid AND status IN ('queued', 'running') AND ($6::text IS NULL OR owner = $6::text) RETURNING id
                 """,
-                [Self.text(id), String(usage.steps), String(usage.tokens), String(usage.wallClockMilliseconds), String(leaseSeconds)])
+                [Self.text(id), String(usage.steps), String(usage.tokens), String(usage.wallClockMilliseconds), String(leaseSeconds), owner])
         }
+        return !rows.rows.isEmpty
     }
 
     /// Ends a working run (`queued`, `running` or `waiting_approval`) with `status`; false when
-    /// it had already ended (cancelled meanwhile).
+    /// it had already ended (cancelled meanwhile) or, with `owner`, is not leased to it.
     @discardableResult
-    public func finish(_ id: UUID, status: AgentRunStatus, reason: String?, answer: String?, usage: AgentUsage) async throws -> Bool {
+    public func finish(_ id: UUID, status: AgentRunStatus, reason: String?, answer: String?, usage: AgentUsage, owner: String? = nil) async throws -> Bool {
         let rows = try await pool.run {
             try await $0.preparedQuery(
                 """
                 UPDATE intelligence.agent_runs SET status = $2, reason = $3, answer = $4, used_steps = $5::bigint, used_tokens = $6::bigint,
                     used_wall_ms = $7::bigint, updated_at = now(), finished_at = CASE WHEN $2 IN ('queued', 'running', 'waiting_approval') THEN NULL ELSE now() END,
                     owner = NULL, lease_until = NULL
-                WHERE id = $1::uuid AND status IN ('queued', 'running', 'waiting_approval') RETURNING id
+                WHERE id = $1::uuid AND status IN ('queued', 'running', 'waiting_approval') AND ($8::text IS NULL OR owner = $8::text) RETURNING id
                 """,
                 [
-                    Self.text(id), status.rawValue, reason, answer, String(usage.steps), String(usage.tokens), String(usage.wallClockMilliseconds),
+                    Self.text(id), status.rawValue, reason, answer, String(usage.steps), String(usage.tokens), String(usage.wallClockMilliseconds), owner,
                 ])
         }
         return !rows.rows.isEmpty
@@ -278,8 +302,9 @@ public struct AgentStore: Sendable {
     }
 
     /// Puts a running run in `waiting_approval` (its task ends; an approval resumes it).
-    public func wait(_ id: UUID, reason: String, usage: AgentUsage) async throws {
-        try await finish(id, status: .waitingApproval, reason: reason, answer: nil, usage: usage)
+    @discardableResult
+    public func wait(_ id: UUID, reason: String, usage: AgentUsage, owner: String? = nil) async throws -> Bool {
+        try await finish(id, status: .waitingApproval, reason: reason, answer: nil, usage: usage, owner: owner)
     }
 
     /// Marks a waiting run running again, leased to `owner`; false when it was not waiting.
@@ -328,11 +353,34 @@ public struct AgentStore: Sendable {
                 WHERE run_id = ANY($1::uuid[]) AND seq > $2::int ORDER BY created_at, run_id, seq LIMIT $3::int
                 """, [Self.arrayLiteral(runIDs.map(Self.text)), String(seq), String(limit)])
         }
-        return try rows.rows.map { row in
+        return try Self.steps(rows)
+    }
+
+    /// Step rows (`run_id, seq, kind, content, tokens, created_at`) as records.
+    static func steps(_ rows: PostgresRows) throws -> [AgentStepRecord] {
+        try rows.rows.map { row in
             guard row.count == 6, let run = row[0].flatMap(UUID.init(uuidString:)), let seq = row[1].flatMap({ Int($0) }),
                 let kind = row[2].flatMap(AgentStepKind.init(rawValue:))
             else { throw AgentStoreError.corrupt("a step row does not read") }
             return AgentStepRecord(runID: run, seq: seq, kind: kind, contentJSON: row[3] ?? "{}", tokens: row[4].flatMap { Int($0) } ?? 0, createdAt: row[5] ?? "")
+        }
+    }
+
+    /// Every step of run `id` in `seq` order, read in pages of `page`.
+    public func allSteps(of id: UUID, page: Int) async throws -> [AgentStepRecord] {
+        var steps: [AgentStepRecord] = []
+        while true {
+            let after = steps.last?.seq ?? 0
+            let rows = try await pool.run {
+                try await $0.preparedQuery(
+                    """
+                    SELECT run_id::text, seq, kind, content::text, tokens, created_at::text FROM intelligence.agent_steps
+                    WHERE run_id = $1::uuid AND seq > $2::int ORDER BY seq LIMIT $3::int
+                    """, [Self.text(id), String(after), String(max(1, page))])
+            }
+            let read = try Self.steps(rows)
+            steps.append(contentsOf: read)
+            if read.count < max(1, page) { return steps }
         }
     }
 
@@ -374,15 +422,18 @@ public struct AgentStore: Sendable {
         return record
     }
 
-    /// Decides the oldest pending approval of `runIDs` (a run and its sub-agents); nil when none is pending.
-    public func decide(runs runIDs: [UUID], approve: Bool, by decider: String) async throws -> AgentApprovalRecord? {
+    /// Decides a pending approval of `runIDs` (a run and its sub-agents): `approvalID` when
+    /// given, else the oldest. Nil when that one (or any) is not pending.
+    public func decide(runs runIDs: [UUID], approval approvalID: UUID? = nil, approve: Bool, by decider: String) async throws -> AgentApprovalRecord? {
         let rows = try await pool.run {
             try await $0.preparedQuery(
                 """
                 UPDATE intelligence.agent_approvals SET status = $2, decided_by = $3, decided_at = now()
-                WHERE id = (SELECT id FROM intelligence.agent_approvals WHERE run_id = ANY($1::uuid[]) AND status = 'pending' ORDER BY created_at LIMIT 1 FOR UPDATE)
+                WHERE id = (
+                    SELECT id FROM intelligence.agent_approvals WHERE run_id = ANY($1::uuid[]) AND status = 'pending' AND ($4::uuid IS NULL OR id = $4::uuid)
+                    ORDER BY created_at LIMIT 1 FOR UPDATE)
                 RETURNING id::text, run_id::text, call_id, statement, status, decided_by, result::text
-                """, [Self.arrayLiteral(runIDs.map(Self.text)), approve ? "approved" : "rejected", decider])
+                """, [Self.arrayLiteral(runIDs.map(Self.text)), approve ? "approved" : "rejected", decider, approvalID.map(Self.text)])
         }
         return try Self.approvals(rows).first
     }
@@ -399,26 +450,28 @@ public struct AgentStore: Sendable {
 
     // MARK: - Memories
 
-    /// Stores `text` under `key` for `subject` ("" for the whole portal).
-    public func remember(subject: String, key: String, text: String) async throws {
+    /// Stores `text` under `key` for `subject` in `owner`'s class of notes.
+    public func remember(_ owner: AgentMemoryClass, subject: String, key: String, text: String) async throws {
         try await pool.run {
             try await $0.preparedQuery(
                 """
-                INSERT INTO intelligence.agent_memories (subject, key, text) VALUES ($1, $2, $3)
-                ON CONFLICT (subject, key) DO UPDATE SET text = excluded.text, updated_at = now()
-                """, [subject, key, text])
+                INSERT INTO intelligence.agent_memories (caller_class, subject, key, text) VALUES ($1, $2, $3, $4)
+                ON CONFLICT (caller_class, subject, key) DO UPDATE SET text = excluded.text, updated_at = now()
+                """, [owner.rawValue, subject, key, text])
         }
     }
 
-    /// Memories of `subjects` whose key or text contains `query` (all when empty), newest first.
-    public func recall(subjects: [String], query: String, limit: Int) async throws -> [(subject: String, key: String, text: String)] {
+    /// Memories of `owner`'s class (those of `subjects` only, or every subject's when nil)
+    /// whose key or text contains `query` (all when empty), newest first.
+    public func recall(_ owner: AgentMemoryClass, subjects: [String]?, query: String, limit: Int) async throws -> [(subject: String, key: String, text: String)] {
         let rows = try await pool.run {
             try await $0.preparedQuery(
                 """
                 SELECT subject, key, text FROM intelligence.agent_memories
-                WHERE subject = ANY($1::text[]) AND ($2 = '' OR strpos(lower(key), lower($2)) > 0 OR strpos(lower(text), lower($2)) > 0)
-                ORDER BY updated_at DESC LIMIT $3::int
-                """, [Self.arrayLiteral(subjects), query, String(limit)])
+                WHERE caller_class = $1 AND ($2::text[] IS NULL OR subject = ANY($2::text[]))
+                    AND ($3 = '' OR strpos(lower(key), lower($3)) > 0 OR strpos(lower(text), lower($3)) > 0)
+                ORDER BY updated_at DESC LIMIT $4::int
+                """, [owner.rawValue, subjects.map(Self.arrayLiteral), query, String(limit)])
         }
         return rows.rows.map { ($0[0] ?? "", $0[1] ?? "", $0[2] ?? "") }
     }
@@ -475,7 +528,7 @@ public struct AgentStore: Sendable {
                 budget: AgentBudget(steps: number("budget_steps"), tokens: number("budget_tokens"), wallClockMilliseconds: number("budget_wall_ms")),
                 usage: AgentUsage(steps: number("used_steps"), tokens: number("used_tokens"), wallClockMilliseconds: number("used_wall_ms")),
                 caller: AgentCaller(role: value("caller_role") ?? "anon", subject: value("caller_subject"), claimsJSON: value("caller_claims") ?? "{}"),
-                answer: value("answer"), createdAt: value("created_at") ?? "", updatedAt: value("updated_at") ?? "", finishedAt: value("finished_at"))
+                answer: value("answer"), createdAt: value("created_at") ?? "", updatedAt: value("updated_at") ?? "", finishedAt: value("finished_at"), owner: value("owner"))
         }
     }
 
