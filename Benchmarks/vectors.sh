@@ -12,6 +12,12 @@
 # meltybase, ...), each round REPEATS query passes per ef; the report takes the median over
 # all passes and picks the smallest ef where meltybase and hnswlib both reach recall@10 >=
 # 0.95, with the QPS ratio against hnswlib (goal: >= 0.9x).
+# Then the HTTP API on the same files: a kernel (BIN) with the Database, Vault and
+# Intelligence plugins, one portal, one l2 collection per size loaded by upserts of
+# 1,000 entries (id = row number), and per ef every query through
+# POST /p/<portal>/vectors/v1/collections/<c>/query: one client sequentially (latency-bound)
+# and CLIENTS concurrent clients (threads, one keep-alive connection each); recall@10 against
+# the same ground truth and QPS, reported beside the in-process index and hnswlib.
 # A benchmark, not a test: it asserts no timing; it exits non-zero only when something
 # could not be measured.
 #
@@ -21,7 +27,13 @@
 #        ROUNDS=3                alternating rounds per size
 #        REPEATS=3               query passes per ef per round
 #        DATA=<dir>              where the vectors go (default .build/vector-bench)
-#        HTTP_BENCH=<script>     the HTTP API's measurement (see "HTTP API" below)
+#        HTTP=0                  skip the HTTP API's measurement
+#        BIN=<dir>               folder with meltybase, libDatabasePlugin.so, libVaultPlugin.so
+#                                and libIntelligencePlugin.so (default .build/release when it
+#                                holds all four, else .build/debug; never builds them)
+#        CLIENTS=8               the concurrent client count of the HTTP API's second series
+#        HTTP_REPEATS=1          query passes per ef and client count over HTTP
+#        KEEP_TMP=1              keep the kernel's temp folder (config, log)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -30,6 +42,9 @@ EFS="${EFS:-10,16,24,32,48,64,96,128}"
 ROUNDS="${ROUNDS:-3}"
 REPEATS="${REPEATS:-3}"
 DATA="${DATA:-$ROOT/.build/vector-bench}"
+HTTP="${HTTP:-1}"
+CLIENTS="${CLIENTS:-8}"
+HTTP_REPEATS="${HTTP_REPEATS:-1}"
 DIMENSION=128
 QUERIES=1000
 K=10
@@ -40,8 +55,8 @@ NAME=vectors
 source "$ROOT/Benchmarks/kernel-lib.sh"
 # shellcheck source=../scripts/env.sh
 source "$ROOT/scripts/env.sh"
-for n in $SIZES "$ROUNDS" "$REPEATS"; do
-  [[ $n =~ ^[0-9]+$ ]] && ((n > 0)) || die "SIZES, ROUNDS and REPEATS take positive whole numbers (got '$n')"
+for n in $SIZES "$ROUNDS" "$REPEATS" "$CLIENTS" "$HTTP_REPEATS"; do
+  [[ $n =~ ^[0-9]+$ ]] && ((n > 0)) || die "SIZES, ROUNDS, REPEATS, CLIENTS and HTTP_REPEATS take positive whole numbers (got '$n')"
 done
 [[ $EFS =~ ^[0-9]+(,[0-9]+)*$ ]] || die "EFS takes comma-separated whole numbers (got '$EFS')"
 
@@ -60,6 +75,43 @@ note "building bench-vectors (release)"
 (cd "$ROOT" && swift build -c release --product bench-vectors 2>&1 | tail -1) >&2
 BENCH="$ROOT/.build/release/bench-vectors"
 [[ -x $BENCH ]] || die "no $BENCH after the build"
+
+# --- The HTTP API's kernel: release if it is complete, else debug (not built here) ------
+KERNEL_FILES=(meltybase libDatabasePlugin.so libVaultPlugin.so libIntelligencePlugin.so)
+has_kernel() { local file; for file in "${KERNEL_FILES[@]}"; do [[ -e $1/$file ]] || return 1; done; }
+if [[ $HTTP != 0 ]]; then
+  if [[ -z ${BIN:-} ]]; then
+    BIN="$ROOT/.build/release"
+    if ! has_kernel "$BIN"; then
+      note "no complete release kernel in .build/release (${KERNEL_FILES[*]}): the HTTP API runs on .build/debug"
+      BIN="$ROOT/.build/debug"
+    fi
+  fi
+  BIN="$(cd "$BIN" 2>/dev/null && pwd)" || die "no folder BIN=$BIN"
+  has_kernel "$BIN" || die "BIN=$BIN lacks one of ${KERNEL_FILES[*]} (swift build --product meltybase --product DatabasePlugin --product VaultPlugin --product IntelligencePlugin)"
+  case "$BIN" in
+    */release) KERNEL_BUILD=release ;;
+    */debug) KERNEL_BUILD=debug ;;
+    *) KERNEL_BUILD="$(basename "$BIN")" ;;
+  esac
+  note "HTTP API: kernel from $BIN ($KERNEL_BUILD build)"
+  command -v curl >/dev/null || die "curl not found"
+  command -v setsid >/dev/null || die "setsid not found"
+fi
+TMP=""
+# shellcheck disable=SC2317 # reached through the traps
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  kernel_cleanup
+  if [[ -n $TMP ]]; then
+    if [[ -n ${KEEP_TMP:-} ]]; then note "kept $TMP"; else rm -rf "$TMP"; fi
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 RESULTS="$DATA/results.jsonl"
 mkdir -p "$DATA"
@@ -83,18 +135,53 @@ for n in $SIZES; do
 done
 
 # --- HTTP API -----------------------------------------------------------------------------
-# The QPS of POST /v1/vectors/collections/<name>/search through the kernel is measured by the
-# HTTP part's own script: set HTTP_BENCH to it. It is called as
-#   $HTTP_BENCH <data dir> <results.jsonl>
-# with the same generated vectors under <data dir>/<size>/, and appends JSON lines of this
-# script's shape ({"library": "http", "n", "ef", "recall", "qps", ...}) to the results, so
-# the report below shows them next to the in-process figures.
-if [[ -n ${HTTP_BENCH:-} ]]; then
-  [[ -x $HTTP_BENCH ]] || die "HTTP_BENCH=$HTTP_BENCH is not executable"
-  note "HTTP API: $HTTP_BENCH"
-  "$HTTP_BENCH" "$DATA" "$RESULTS" >&2
+# The same files through POST /p/bench/vectors/v1/collections/<c>/query of a running kernel.
+# The bodies of 1,000 entries of 128 numbers (~2.6 MB of JSON) exceed the default 2 MiB
+# body limit: raised here, as are the rate limits (measure the load, do not refuse it).
+if [[ $HTTP != 0 ]]; then
+  TMP="$(mktemp -d "${TMPDIR:-/tmp}/meltybase-vectors.XXXXXX")"
+  chmod 755 "$TMP"
+  openssl rand -hex 32 >"$TMP/vault-master.key"
+  chmod 600 "$TMP/vault-master.key"
+  kernel_start "$(free_port)" "[kernel]
+body_limit_bytes = 16777216
+
+[backup]
+base_backup_interval_hours = 0
+
+[rate_limit]
+per_client = { rate = 10000000, burst = 100000000 }
+per_portal = { rate = 10000000, burst = 100000000 }
+
+[plugins.database]
+path = \"libDatabasePlugin.so\"
+
+[plugins.vault]
+path = \"libVaultPlugin.so\"
+
+[plugins.vault.config]
+master_key_file = \"$TMP/vault-master.key\"
+
+[plugins.intelligence]
+path = \"libIntelligencePlugin.so\"
+
+# Room for 100k x 128-d (entries x (4 x dimension + 200) bytes ~ 71 MB); no snapshot
+# written while measuring (one is written at shutdown).
+[plugins.intelligence.config]
+index_memory_mb = 4096
+snapshot_delay_ms = 600000"
+  portal_create bench database vault intelligence
+  for n in $SIZES; do
+    dir="$DATA/$n"
+    note "size $n: the HTTP API ($KERNEL_BUILD kernel): upserting, then 1 and $CLIENTS clients per ef"
+    "$PYTHON" "$PEERS" http --url "$kernel/p/bench/vectors/v1" --key "$service" --base "$dir/base.f32" \
+      --queries "$dir/queries.f32" --truth "$dir/truth.i64" --dimension "$DIMENSION" --k "$K" --efs "$EFS" \
+      --clients "1,$CLIENTS" --repeats "$HTTP_REPEATS" --build "$KERNEL_BUILD" | tee -a "$RESULTS" >&2 ||
+      { tail -n 30 "$TMP/server.log" >&2; die "the HTTP API's measurement of size $n failed (kernel log above)"; }
+  done
+  kernel_cleanup
 else
-  note "HTTP API: not measured (set HTTP_BENCH to the routes' benchmark script)"
+  note "HTTP API: not measured (HTTP=0)"
 fi
 
 "$PYTHON" "$PEERS" report --results "$RESULTS" --target 0.95

@@ -108,6 +108,14 @@ struct VectorRoutes: Sendable {
         return found
     }
 
+    /// The collection without its entry count (queries: no scan of every entry per request).
+    private func collectionForQuery(_ name: String) async throws -> VectorCollection {
+        guard let found = try await context.owner.run({ connection in try await VectorStore.collectionUncounted(named: name, connection) }) else {
+            throw VectorStoreError.collectionNotFound(name)
+        }
+        return found
+    }
+
     private func describe(_ name: String, _ request: PluginRequest) async throws -> PluginResponse {
         let access = VectorAccess(request: request)
         guard access.readRole != nil else { return access.refuseUnlessAdmin() ?? .error(status: 401, code: "unauthorized", message: "no credential") }
@@ -245,7 +253,7 @@ struct VectorRoutes: Sendable {
         let access = VectorAccess(request: request)
         guard access.readRole != nil else { return access.refuseUnlessAdmin() ?? .error(status: 401, code: "unauthorized", message: "no credential") }
         let body = try VectorInput.object(request)
-        let target = try await collection(name)
+        let target = try await collectionForQuery(name)
         if let refusal = access.refuseUnlessReader(of: target) { return refusal }
         return .json(try await search(target, body: body))
     }
@@ -254,7 +262,7 @@ struct VectorRoutes: Sendable {
     /// with database role `role`, refused as the route would refuse that role. Errors are
     /// thrown as ``VectorInput`` (its response says why) or ``VectorStoreError``.
     func search(collection name: String, role: String, body: [String: JSONValue]) async throws -> JSONValue {
-        let target = try await collection(name)
+        let target = try await collectionForQuery(name)
         guard target.readAccess.allows(role: role) else {
             throw VectorInput(
                 response: .error(

@@ -95,6 +95,9 @@ public enum VectorStore {
     private static let collectionColumns =
         "uid, name, dimension, metric, read_access, (SELECT count(*) FROM intelligence.vector_entries e WHERE e.collection = c.uid), to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), pruned_through"
 
+    private static let uncountedColumns =
+        "uid, name, dimension, metric, read_access, 0, to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), pruned_through"
+
     private static func collection(_ row: [String?]) -> VectorCollection? {
         guard row.count == 8, let uid = row[0].flatMap({ Int64($0) }), let name = row[1], let dimension = row[2].flatMap({ Int($0) }),
             let metric = row[3], let access = row[4].flatMap({ VectorCollection.ReadAccess(rawValue: $0) })
@@ -112,6 +115,13 @@ public enum VectorStore {
     /// The collection named `name`, or nil.
     public static func collection(named name: String, _ connection: PostgresConnection) async throws -> VectorCollection? {
         try await connection.preparedQuery("SELECT \(collectionColumns) FROM intelligence.vector_collections c WHERE name = $1", [name]).rows.first.flatMap(
+            collection)
+    }
+
+    /// The collection called `name` without counting its entries (`count` is 0): what a query
+    /// needs, without a scan of every entry per request.
+    public static func collectionUncounted(named name: String, _ connection: PostgresConnection) async throws -> VectorCollection? {
+        try await connection.preparedQuery("SELECT \(uncountedColumns) FROM intelligence.vector_collections c WHERE name = $1", [name]).rows.first.flatMap(
             collection)
     }
 
