@@ -686,6 +686,45 @@ def test_a_run_resumes_after_the_kernel_worker_is_killed(llm):
         kernel.cleanup()
 
 
+def test_a_run_resumes_after_the_whole_kernel_is_killed_and_started_again(llm):
+    """`kill -9` of the kernel itself (supervisor and worker, as a crash or an OOM kill of
+    the process group would), then `meltybase serve` again on the same data directory: the
+    run, whose state is in Postgres, is taken over when its lease lapses and finishes."""
+    kernel = ikit.start_kernel("agents_lease_seconds = 3\n", egress_hosts=[llm.host])
+    kernels = [kernel]
+    try:
+        portal = kernel.create_portal("crash", plugins=ikit.PLUGINS)
+        llm.reset()
+        llmkit.configure_portal(portal, llm)
+        portal.sql("create table facts (value int); insert into facts values (40), (2)")
+        llm.script([
+            {"tool_calls": [call("sql_read", {"sql": "select sum(value) as total from facts"}, "sum")]},
+            {"content": "lost with the killed kernel", "delay": 8},
+            {"content": "The total is 42."},
+        ])
+        run_id = start_run(portal, {"goal": "add up the facts", "budget": {"wall_clock_seconds": 300}}).json()["id"]
+        deadline = time.monotonic() + WAIT
+        while len(llm.chat_requests()) < 2:
+            assert time.monotonic() < deadline, "the second model call never came"
+            time.sleep(0.1)
+        os.killpg(kernel.process.pid, signal.SIGKILL)
+        kernel.process.wait(timeout=30)
+        again = dbkit.RestartedKernel(kernel)
+        kernels.append(again)
+        restarted = dbkit.Portal(again, portal.name, portal.anon, portal.service)
+        again.portals.append(restarted)
+        again._wait_for_portal(restarted)
+        run = wait_for_status(restarted, run_id, {"succeeded", "failed", "budget_exceeded", "cancelled"}, timeout=WAIT)
+        assert run["status"] == "succeeded", run
+        assert run["answer"] == "The total is 42."
+        assert [step["kind"] for step in run["steps"]] == ["plan", "tool_call", "observation", "answer"]
+        assert f"resuming agent run {run_id}" in again.log_text()
+    finally:
+        for started in reversed(kernels):
+            started.stop()
+        kernel.cleanup()
+
+
 def test_a_failing_model_fails_the_run_with_the_providers_reason(portal, llm):
     llm.script([{"status": 500, "error": "the model is on fire"}])
     run_id = start_run(portal, {"goal": "anything"}).json()["id"]
