@@ -41,6 +41,10 @@ struct AgentCallerAccess: Sendable {
                 guard let subject = credential.subject, !subject.isEmpty else {
                     return .failure(AgentRefusal(401, "invalid_token", "the token has no subject (sub) to own runs"))
                 }
+                // Anonymous sign-ins are `authenticated` too, but anyone can make one: no model spend for them.
+                if JSONValue.object(json: credential.claimsJSON)?["is_anonymous"] == .bool(true) {
+                    return .failure(AgentRefusal(403, "anonymous_user", "anonymous users may not run agents", hint: "sign up or sign in with an email address"))
+                }
                 return .success(
                     AgentCallerAccess(
                         caller: AgentCaller(role: "authenticated", subject: subject, claimsJSON: String(decoding: credential.claimsJSON, as: UTF8.self)),

@@ -76,6 +76,24 @@ struct AgentRoutes: Sendable {
             response.headers.append(("retry-after", "5"))
             return response
         }
+        if let subject = caller.caller.subject, !caller.seesAll {
+            let limit = context.settings.agents.maxActiveRunsPerUser
+            let working = try await context.agents.store.pool.run { connection in
+                try await connection.query(
+                    """
+                    SELECT count(*) FROM intelligence.agent_runs
+                    WHERE caller_subject = $1 AND parent_id IS NULL AND status IN ('queued', 'running', 'waiting_approval')
+                    """, [subject]
+                ).scalar
+            }
+            if let working, let count = Int(working), count >= limit {
+                var response = PluginResponse.error(
+                    status: 429, code: "too_many_runs", message: "you already have \(count) runs working; at most \(limit) per user",
+                    hint: "wait for one to end, or cancel one (POST /agents/v1/runs/<id>/cancel)")
+                response.headers.append(("retry-after", "5"))
+                return response
+            }
+        }
         let run = try await context.agents.store.create(
             AgentStore.NewRun(goal: parsed.goal, tools: parsed.tools, budget: parsed.budget, caller: caller.caller), owner: context.agents.instance,
             leaseSeconds: context.settings.agents.leaseSeconds)

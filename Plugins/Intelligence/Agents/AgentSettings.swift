@@ -9,7 +9,8 @@ struct AgentSettings: Sendable {
     /// The keys this part reads.
     static let keys: Set<String> = [
         "agents_default_steps", "agents_max_steps", "agents_default_tokens", "agents_max_tokens", "agents_default_wall_clock_seconds",
-        "agents_max_wall_clock_seconds", "agents_lease_seconds", "agents_sql_row_limit", "agents_sql_timeout_ms", "agents_max_active_runs",
+        "agents_max_wall_clock_seconds", "agents_lease_seconds", "agents_sql_row_limit", "agents_sql_timeout_ms", "agents_max_active_runs", "agents_max_active_runs_per_user",
+        "agents_table_schemas",
         "agents_rest_base_url",
     ]
 
@@ -26,6 +27,11 @@ struct AgentSettings: Sendable {
     let sqlTimeoutMilliseconds: Int
     /// The most runs (sub-agents included) working at once in one portal.
     let maxActiveRuns: Int
+    /// The most top-level runs one user may have working at once (`agents_max_active_runs_per_user`).
+    let maxActiveRunsPerUser: Int
+    /// The schemas `table_read` reads (`agents_table_schemas`, default `["public"]`; never
+    /// `auth`, `pg_*`, `information_schema` or the plugins' own schemas).
+    let tableSchemas: [String]
     /// The kernel's own address (`http://127.0.0.1:8000`) for the `rest` tool, which reads
     /// the portal's REST API through the egress (list the host in `egress_hosts`); nil
     /// leaves the tool out.
@@ -47,6 +53,18 @@ struct AgentSettings: Sendable {
         sqlRowLimit = try read("agents_sql_row_limit", 1...10_000, 100)
         sqlTimeoutMilliseconds = try read("agents_sql_timeout_ms", 100...600_000, 5_000)
         maxActiveRuns = try read("agents_max_active_runs", 1...10_000, 64)
+        maxActiveRunsPerUser = try read("agents_max_active_runs_per_user", 1...10_000, 4)
+        let schemas = try config.strings("agents_table_schemas", plugin: "intelligence") ?? ["public"]
+        let reserved = ["auth", "information_schema", "intelligence", "intelligence_mesh", "meltybase_internal", "realtime", "extensions", "vault"]
+        guard !schemas.isEmpty, schemas.count <= 32,
+            schemas.allSatisfy({ name in
+                (1...63).contains(name.utf8.count) && !name.contains("\u{0}") && !name.hasPrefix("pg_") && !reserved.contains(name)
+            })
+        else {
+            throw PluginError.invalid(
+                "intelligence: config key 'agents_table_schemas' must list 1 to 32 schema names, none of auth, information_schema, pg_*, or the plugins' own schemas")
+        }
+        tableSchemas = schemas
         if let url = try config.string("agents_rest_base_url", plugin: "intelligence") {
             guard let parsed = URL(string: url), ["http", "https"].contains(parsed.scheme ?? ""), parsed.host != nil, parsed.query == nil,
                 parsed.path.isEmpty || parsed.path == "/"

@@ -208,7 +208,7 @@ struct PortalToolbox: AgentToolbox {
     /// and no text of the model reaches the SQL.
     private func tableRead(_ arguments: [String: JSONValue], run: AgentRunRecord) async throws -> AgentToolOutcome {
         let query: AgentTableQuery
-        switch AgentTableQuery.build(arguments, rowLimit: agents.settings.sqlRowLimit) {
+        switch AgentTableQuery.build(arguments, rowLimit: agents.settings.sqlRowLimit, schemas: agents.settings.tableSchemas) {
         case .success(let built): query = built
         case .failure(let refusal): return Self.failure("table_read: \(refusal.message)")
         }

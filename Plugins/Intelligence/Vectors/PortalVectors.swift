@@ -65,6 +65,12 @@ final class PortalVectors: Sendable {
             if let loaded = cached(collection) { return loaded }
             try await makeRoom(for: collection)
             let loaded = try await load(collection)
+            // A query looks the collection up without counting it: judge the loaded index.
+            let size = Self.estimate(loaded)
+            guard size <= settings.indexMemoryBytes else {
+                throw Self.tooLarge(collection.name, entries: loaded.index.count, dimension: loaded.index.dimension, bytes: size, budget: settings.indexMemoryBytes)
+            }
+            try await makeRoom(bytes: size)
             state.withLock {
                 $0.loaded[collection.name] = loaded
                 $0.lastUsed[collection.name] = .now
@@ -86,14 +92,24 @@ final class PortalVectors: Sendable {
     private func makeRoom(for collection: VectorCollection) async throws {
         let needed = VectorCollectionLimits.estimatedIndexBytes(entries: collection.count, dimension: collection.dimension)
         guard needed <= settings.indexMemoryBytes else {
-            throw VectorInput(
-                response: .error(
-                    status: 409, code: "index_memory_exceeded",
-                    message:
-                        "the index of collection \"\(collection.name)\" (\(collection.count) entries of \(collection.dimension) dimensions) needs about \(needed >> 20) MiB; this portal's indexes may take \(settings.indexMemoryBytes >> 20) MiB",
-                    hint: "delete entries, or raise [plugins.intelligence.config] index_memory_mb"))
+            throw Self.tooLarge(collection.name, entries: collection.count, dimension: collection.dimension, bytes: needed, budget: settings.indexMemoryBytes)
         }
+        try await makeRoom(bytes: needed)
+    }
+
+    /// Unloads the least recently used indexes until `bytes` more fit.
+    private func makeRoom(bytes needed: Int) async throws {
         await unload(until: settings.indexMemoryBytes - needed, keeping: nil)
+    }
+
+    /// The 409 for a collection whose index alone exceeds the budget.
+    private static func tooLarge(_ name: String, entries: Int, dimension: Int, bytes: Int, budget: Int) -> VectorInput {
+        VectorInput(
+            response: .error(
+                status: 409, code: "index_memory_exceeded",
+                message:
+                    "the index of collection \"\(name)\" (\(entries) entries of \(dimension) dimensions) needs about \(bytes >> 20) MiB; this portal's indexes may take \(budget >> 20) MiB",
+                hint: "delete entries, or raise [plugins.intelligence.config] index_memory_mb"))
     }
 
     /// After an index grew: unloads the least recently used others while the portal's

@@ -389,6 +389,9 @@ def test_table_read_stays_inside_the_users_rls_whatever_it_is_given(portal, llm)
         {"table": 'U&"\\0073et_config"'},
         {"table": "notes", "columns": ["title"], "filters": [{"column": "id", "op": "in", "value": list(range(1, 100))}],
          "order": [{"column": "title", "direction": "desc"}], "limit": 10_000},
+        {"table": "pg_catalog.pg_proc", "columns": ["proname", "prosrc"]},
+        {"table": "auth.users"},
+        {"table": "information_schema.tables"},
     ]
     calls = [call("table_read", arguments, f"t{index}") for index, arguments in enumerate(hostile)]
     llm.script([{"tool_calls": calls}, {"content": "done"}])
@@ -403,7 +406,9 @@ def test_table_read_stays_inside_the_users_rls_whatever_it_is_given(portal, llm)
         assert leaked not in everything, (leaked, texts)
     assert "does not exist" in texts[0] and "does not exist" in texts[1]
     assert "1 to 63 bytes without NUL" in texts[2] and "1 to 63 bytes without NUL" in texts[3]
-    assert "permission denied" in texts[4] and "permission denied" in texts[5]
+    # Only the REST API's schemas (agents_table_schemas, default public) are read at all.
+    for index in (4, 5, 16, 17, 18):
+        assert "reads only the schemas public" in texts[index], (index, texts[index])
     assert json.loads(texts[6])["rows"] == []
     assert "permission denied" in texts[7]
     assert json.loads(texts[8])["rows"] == []
@@ -415,6 +420,30 @@ def test_table_read_stays_inside_the_users_rls_whatever_it_is_given(portal, llm)
     assert json.loads(texts[15])["rows"] == [["call ada"], ["buy milk"]]
     # Nothing was dropped, nothing changed role.
     assert portal.count("notes") == 3
+
+
+def test_users_have_a_cap_on_working_runs_and_anonymous_users_none(portal, llm):
+    """One user cannot take the portal's agent capacity (agents_max_active_runs_per_user,
+    default 4), and an anonymous sign-in (role authenticated, is_anonymous) runs no agent."""
+    first, second = notes_setup(portal)
+    llm.script([{"content": f"slow {index}", "delay": 6} for index in range(5)])
+    started = [start_run(portal, {"goal": f"slow goal {index}", "tools": ["table_read"]}, token=first.token) for index in range(4)]
+    assert [response.status_code for response in started] == [202] * 4, [response.text for response in started]
+    refused = start_run(portal, {"goal": "one more", "tools": ["table_read"]}, token=first.token)
+    assert refused.status_code == 429 and refused.json()["code"] == "too_many_runs", refused.text
+    assert "at most 4 per user" in refused.json()["message"]
+    # Another user is not affected.
+    other = start_run(portal, {"goal": "mine", "tools": ["table_read"]}, token=second.token)
+    assert other.status_code == 202, other.text
+    # An anonymous user's token (is_anonymous: true), as an anonymous sign-in gives when the
+    # portal allows them; made here from a user row marked anonymous.
+    ghost = User(portal, "ghost")
+    portal.sql(f"update auth.users set is_anonymous = true where id = '{ghost.id}'")
+    anonymous = portal.client(portal.anon).auth.sign_in_with_password({"email": ghost.email, "password": PASSWORD}).session.access_token
+    response = start_run(portal, {"goal": "free tokens"}, token=anonymous)
+    assert response.status_code == 403 and response.json()["code"] == "anonymous_user", response.text
+    for response in started + [other]:
+        portal.request("POST", agents_url(portal, f"/{response.json()['id']}/cancel"), key=portal.service)
 
 
 def test_a_write_approval_runs_the_approved_statement_and_ids_are_not_reused(portal, llm):

@@ -486,3 +486,33 @@ def test_a_broad_filter_checks_the_nearest_candidates():
     finally:
         failures = ikit.stop_kernel(kernel)
         assert not failures, "\n".join(failures)
+
+
+def test_a_collection_over_the_memory_budget_is_refused_when_a_query_loads_it():
+    """Queries look a collection up without counting it; the loaded index itself is judged:
+    after `index_memory_mb` was lowered below a collection's size, a query answers 409
+    `index_memory_exceeded` (and the kernel keeps serving) instead of holding the index."""
+    kernel = ikit.start_kernel("index_memory_mb = 2\n")
+    kernels = [kernel]
+    try:
+        portal = kernel.create_portal("over", plugins=ikit.PLUGINS)
+        rng = random.Random(9)
+        make_collection(portal, "big", dimension=512, metric="l2", read="anon")
+        for part in range(2):
+            entries = [{"id": f"e{part}-{i}", "vector": [round(rng.uniform(-1, 1), 3) for _ in range(512)]} for i in range(300)]
+            ok(call(portal, "POST", "/collections/big/upsert", {"entries": entries}))  # about 1.3 MiB in all
+        name, anon, service = portal.name, portal.anon, portal.service
+        kernel.stop()
+        kernel.config.write_text(kernel.config.read_text().replace("index_memory_mb = 2", "index_memory_mb = 1"))
+        again = RestartedKernel(kernel)
+        kernels.append(again)
+        restarted = dbkit.Portal(again, name, anon, service)
+        again.portals.append(restarted)
+        again._wait_for_portal(restarted)
+        body = refused(call(restarted, "POST", "/collections/big/query", {"vector": [0.0] * 512, "k": 3}, key=anon), 409, "index_memory_exceeded")
+        assert "index_memory_mb" in body["hint"] and "600 entries" in body["message"], body
+        assert ok(call(restarted, "GET", "/collections"))["collections"][0]["count"] == 600
+    finally:
+        for started in reversed(kernels):
+            started.stop()
+        kernel.cleanup()

@@ -19,14 +19,23 @@ public struct AgentTableQuery: Sendable, Equatable {
     /// The most values of one `in` filter.
     public static let inLimit = 100
 
-    /// The query of `arguments`, or why it is refused (a message for the model).
-    public static func build(_ arguments: [String: JSONValue], rowLimit: Int) -> Result<AgentTableQuery, AgentTableQueryRefusal> {
+    /// The query of `arguments`, or why it is refused (a message for the model). Only tables
+    /// of `schemas` are read (as the REST API exposes only its schemas): an unqualified name is
+    /// looked up in the first, never through `search_path`.
+    public static func build(_ arguments: [String: JSONValue], rowLimit: Int, schemas: [String] = ["public"]) -> Result<AgentTableQuery, AgentTableQueryRefusal> {
         for key in arguments.keys where !["table", "columns", "filters", "order", "limit"].contains(key) {
             return .failure(.init("unknown argument \"\(String(key.prefix(64)))\"; table_read takes table, columns, filters, order, limit"))
         }
         guard let table = arguments["table"]?.stringValue else { return .failure(.init("table_read needs a string \"table\" (a name or schema.name)")) }
-        let tableParts = table.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
-        guard (1...2).contains(tableParts.count), let quotedTable = quotedPath(tableParts) else {
+        var tableParts = table.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        guard (1...2).contains(tableParts.count), quotedPath(tableParts) != nil, let home = schemas.first else {
+            return .failure(.init("\"table\" must be a name or schema.name, each part 1 to 63 bytes without NUL"))
+        }
+        if tableParts.count == 1 { tableParts.insert(home, at: 0) }
+        guard schemas.contains(tableParts[0]) else {
+            return .failure(.init("table_read reads only the schemas \(schemas.joined(separator: ", ")), not \"\(String(tableParts[0].prefix(63)))\""))
+        }
+        guard let quotedTable = quotedPath(tableParts) else {
             return .failure(.init("\"table\" must be a name or schema.name, each part 1 to 63 bytes without NUL"))
         }
         var selected = "*"
