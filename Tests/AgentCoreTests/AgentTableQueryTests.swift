@@ -21,9 +21,9 @@ import Testing
     }
 
     @Test func hostileIdentifiersStayOneQuotedName() throws {
-        #expect(try build(#"{"table":"notes; drop table x"}"#).get().sql == #"SELECT * FROM "notes; drop table x" LIMIT 101"#)
-        #expect(try build(#"{"table":"\""}"#).get().sql == #"SELECT * FROM """" LIMIT 101"#)
-        #expect(try build(#"{"table":"U&\"\\0073et_config\""}"#).get().sql.hasPrefix(#"SELECT * FROM "U&""\0073et_config""""#))
+        #expect(try build(#"{"table":"notes; drop table x"}"#).get().sql == #"SELECT * FROM "public"."notes; drop table x" LIMIT 101"#)
+        #expect(try build(#"{"table":"\""}"#).get().sql == #"SELECT * FROM "public"."""" LIMIT 101"#)
+        #expect(try build(#"{"table":"U&\"\\0073et_config\""}"#).get().sql.hasPrefix(#"SELECT * FROM "public"."U&""\0073et_config""""#))
     }
 
     @Test func badNamesValuesAndOperatorsAreRefused() {
@@ -44,9 +44,22 @@ import Testing
         }
     }
 
+    @Test func onlyTheConfiguredSchemasAreRead() throws {
+        for json in [#"{"table":"pg_catalog.pg_proc"}"#, #"{"table":"auth.users"}"#, #"{"table":"information_schema.tables"}"#] {
+            guard case .failure(let refusal) = build(json) else {
+                Issue.record("accepted \(json)")
+                continue
+            }
+            #expect(refusal.message.contains("reads only the schemas public"))
+        }
+        let arguments = JSONValue.object(json: Array(#"{"table":"orders"}"#.utf8)) ?? [:]
+        #expect(try AgentTableQuery.build(arguments, rowLimit: 5, schemas: ["app", "public"]).get().sql == #"SELECT * FROM "app"."orders" LIMIT 6"#)
+        #expect(try build(#"{"table":"public.notes"}"#).get().sql.hasPrefix(#"SELECT * FROM "public"."notes""#))
+    }
+
     @Test func theLimitIsCappedByTheRowLimit() throws {
         #expect(try build(#"{"table":"t","limit":1000000}"#, rowLimit: 10).get().limit == 10)
-        #expect(try build(#"{"table":"t"}"#, rowLimit: 7).get().sql == #"SELECT * FROM "t" LIMIT 8"#)
+        #expect(try build(#"{"table":"t"}"#, rowLimit: 7).get().sql == #"SELECT * FROM "public"."t" LIMIT 8"#)
         #expect(try build("{\"table\":\"\(String(repeating: "é", count: 31))\"}").get().limit == 100)
     }
 }
