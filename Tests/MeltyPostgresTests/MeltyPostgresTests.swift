@@ -143,11 +143,21 @@ struct MeltyPostgresTests {
     @Test("the pool refuses past its queue and hands a freed connection to the next waiter")
     func poolBackpressure() async throws {
         let pool = PostgresPool(conninfo: try await freshDatabase(), size: 1, maxWaiting: 1, loop: loop)
-        let first = Task { try await pool.run { try await $0.query("SELECT pg_sleep(0.4)").commandTag } }
-        try await Task.sleep(for: .milliseconds(100))
+        // The first run holds the only connection until released; no sleep decides the order.
+        let (holding, held) = AsyncStream<Void>.makeStream()
+        let (released, release) = AsyncStream<Void>.makeStream()
+        let first = Task {
+            try await pool.run { connection -> String in
+                held.yield()
+                for await _ in released { break }
+                return try await connection.query("SELECT 1").commandTag
+            }
+        }
+        for await _ in holding { break }
         let second = Task { try await pool.run { try await $0.query("SELECT 2").scalar } }
-        try await Task.sleep(for: .milliseconds(50))
+        while pool.counts.waiting < 1 { try await Task.sleep(for: .milliseconds(5)) }
         await #expect(throws: PostgresPoolError.self) { try await pool.run { try await $0.query("SELECT 3").scalar } }
+        release.yield()
         #expect(try await first.value == "SELECT 1")
         #expect(try await second.value == "2")
         #expect(pool.counts.busy == 0)
