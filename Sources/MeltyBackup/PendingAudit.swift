@@ -64,8 +64,26 @@ public struct PendingAudit: Sendable {
 
     /// Writes each waiting entry with `write`, removing them once written; an entry that
     /// fails stays (with those after it, and any appended meanwhile) for the next attempt.
+    /// The file work (the lock may wait for the CLI) runs on threads of its own
+    /// (``ToolRunner/onOwnThread(_:)``), never on the cooperative pool.
     public func flush(_ write: @Sendable (Entry) async throws -> Void) async throws {
-        // Take the file under the lock; entries appended from now on go to a new one.
+        let queue = self
+        let waiting = try await ToolRunner.onOwnThread { try queue.take() }
+        for (index, entry) in waiting.enumerated() {
+            do {
+                try await write(entry)
+            } catch {
+                let rest = Array(waiting[index...])
+                try await ToolRunner.onOwnThread { try queue.putBack(rest) }
+                throw error
+            }
+        }
+        _ = try? await ToolRunner.onOwnThread { try FileManager.default.removeItem(atPath: queue.takenPath) }
+    }
+
+    /// Takes the file under the lock (entries appended from now on go to a new one) and
+    /// returns what was taken, oldest first.
+    private func take() throws -> [Entry] {
         try withFileLock {
             if !FileManager.default.fileExists(atPath: takenPath), FileManager.default.fileExists(atPath: path) {
                 guard rename(path, takenPath) == 0 else {
@@ -73,26 +91,21 @@ public struct PendingAudit: Sendable {
                 }
             }
         }
-        let waiting = Self.read(takenPath)
-        for (index, entry) in waiting.enumerated() {
-            do {
-                try await write(entry)
-            } catch {
-                // Put the rest back in front of what was appended meanwhile.
-                try withFileLock {
-                    var data = Data()
-                    for line in waiting[index...].compactMap({ try? Self.encoded($0) }) {
-                        data.append(line)
-                        data.append(UInt8(ascii: "\n"))
-                    }
-                    data.append(FileManager.default.contents(atPath: path) ?? Data())
-                    try data.write(to: URL(fileURLWithPath: path), options: .atomic)
-                    try? FileManager.default.removeItem(atPath: takenPath)
-                }
-                throw error
+        return Self.read(takenPath)
+    }
+
+    /// Puts `rest` back in front of what was appended meanwhile, under the lock.
+    private func putBack(_ rest: [Entry]) throws {
+        try withFileLock {
+            var data = Data()
+            for line in rest.compactMap({ try? Self.encoded($0) }) {
+                data.append(line)
+                data.append(UInt8(ascii: "\n"))
             }
+            data.append(FileManager.default.contents(atPath: path) ?? Data())
+            try data.write(to: URL(fileURLWithPath: path), options: .atomic)
+            try? FileManager.default.removeItem(atPath: takenPath)
         }
-        try? FileManager.default.removeItem(atPath: takenPath)
     }
 
     private static func encoded(_ entry: Entry) throws -> Data {

@@ -27,10 +27,12 @@ public final class WALSegmentSwitcher: Sendable {
         self.logger = logger
     }
 
-    /// Starts looking, on a Postgres event loop of its own.
+    /// Starts looking, on a Postgres event loop of its own (a second call does nothing).
     public func start() {
-        let started = Task { [self] in await self.loop() }
-        task.withLock { $0 = started }
+        task.withLock { current in
+            guard current == nil else { return }
+            current = Task { [self] in await self.loop() }
+        }
     }
 
     /// Stops looking.

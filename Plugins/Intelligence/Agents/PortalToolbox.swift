@@ -177,7 +177,7 @@ struct PortalToolbox: AgentToolbox {
             scope = "user"
         }
         let list: [JSONValue] = found.map { .object(["key": .string($0.key), "text": .string($0.text), "scope": .string(scope)]) }
-        return .observation(Self.text(.array(list)), ok: true, charged: AgentUsage())
+        return .observation(AgentJSON.text(.array(list)), ok: true, charged: AgentUsage())
     }
 
     // MARK: - Vectors
@@ -192,7 +192,7 @@ struct PortalToolbox: AgentToolbox {
         let role = run.caller.role == "admin" ? "service_role" : run.caller.role
         do {
             let answer = try await VectorRoutes(context: context).search(collection: name, role: role, body: body)
-            return .observation(Self.text(answer), ok: true, charged: AgentUsage())
+            return .observation(AgentJSON.text(answer), ok: true, charged: AgentUsage())
         } catch let refusal as VectorInput {
             let message = JSONValue.object(json: refusal.response.body)?["message"]?.stringValue ?? "refused (\(refusal.response.status))"
             return Self.failure("vector_search: \(message)")
@@ -242,7 +242,7 @@ struct PortalToolbox: AgentToolbox {
             let created = try await store.requestApproval(run: run.id, callID: call.id, statement: trimmed)
             let step = try await store.append(
                 run.id, kind: .approval,
-                contentJSON: Self.text([
+                contentJSON: AgentJSON.text([
                     "approval_id": .string(created.id.uuidString.lowercased()), "call_id": .string(call.id), "status": "pending",
                     "statement": .string(String(trimmed.prefix(2000))),
                 ]))
@@ -269,10 +269,12 @@ struct PortalToolbox: AgentToolbox {
                 // The statement the administrator approved, never the current call's text.
                 let statement = approval.statement
                 let rows = try await underCaller(run.caller, readOnly: false) { connection in try await connection.query(statement) }
-                result = Self.text(["command": .string(rows.commandTag), "result": JSONValue(json: Array(Self.describe(rows, limit: agents.settings.sqlRowLimit).utf8)) ?? .null])
+                result = AgentJSON.text([
+                    "command": .string(rows.commandTag), "result": JSONValue(json: Array(Self.describe(rows, limit: agents.settings.sqlRowLimit).utf8)) ?? .null,
+                ])
                 ok = true
             } catch let error as PostgresError {
-                result = Self.text(["error": .string(error.message)])
+                result = AgentJSON.text(["error": .string(error.message)])
                 ok = false
             }
             _ = try await store.moveApproval(approval.id, from: .executing, to: .executed, resultJSON: result)
@@ -356,7 +358,7 @@ struct PortalToolbox: AgentToolbox {
             timeoutMilliseconds: UInt32(clamping: max(agents.settings.sqlTimeoutMilliseconds, 30_000)), portal: context.portal)
         var text = String(decoding: answer.body.prefix(32_000), as: UTF8.self)
         if answer.body.count > 32_000 { text += "… (cut at 32,000 bytes)" }
-        return .observation(Self.text(["status": JSONValue(answer.status), "body": .string(text)]), ok: (200..<300).contains(answer.status), charged: AgentUsage())
+        return .observation(AgentJSON.text(["status": JSONValue(answer.status), "body": .string(text)]), ok: (200..<300).contains(answer.status), charged: AgentUsage())
     }
 
     // MARK: - Sub-agents
@@ -405,7 +407,7 @@ struct PortalToolbox: AgentToolbox {
                     owner: agents.instance, leaseSeconds: agents.settings.leaseSeconds)
                 let step = try await store.append(
                     parent.id, kind: .subAgent,
-                    contentJSON: Self.text([
+                    contentJSON: AgentJSON.text([
                         "call_id": .string(call.id), "child_id": .string(created.id.uuidString.lowercased()), "goal": .string(String(goal.prefix(500))),
                         "budget": ["steps": JSONValue(budget.steps), "tokens": JSONValue(budget.tokens), "wall_clock_ms": JSONValue(budget.wallClockMilliseconds)],
                     ]))
@@ -427,7 +429,7 @@ struct PortalToolbox: AgentToolbox {
                     "child_id": .string(current.id.uuidString.lowercased()), "status": .string(current.status.rawValue), "answer": JSONValue(current.answer),
                     "reason": JSONValue(current.reason),
                 ]
-                return .observation(Self.text(result), ok: current.status == .succeeded, charged: AgentUsage(steps: current.usage.steps, tokens: current.usage.tokens))
+                return .observation(AgentJSON.text(result), ok: current.status == .succeeded, charged: AgentUsage(steps: current.usage.steps, tokens: current.usage.tokens))
             }
             try await Task.sleep(for: .milliseconds(200))
         }
@@ -437,13 +439,11 @@ struct PortalToolbox: AgentToolbox {
 
     static func failure(_ message: String) -> AgentToolOutcome { .observation(message, ok: false, charged: AgentUsage()) }
 
-    static func text(_ value: JSONValue) -> String { (try? JSONValue.serialize(value)).map { String(decoding: $0, as: UTF8.self) } ?? "null" }
-
     /// Rows as compact JSON for the model: columns, at most `limit` rows (values cut at 1,000
     /// characters), and whether more were left out.
     static func describe(_ rows: PostgresRows, limit: Int) -> String {
         let kept = rows.rows.prefix(limit).map { row in JSONValue.array(row.map { value in value.map { JSONValue.string(String($0.prefix(1000))) } ?? .null }) }
-        var text = Self.text(["columns": .array(rows.columns.map(JSONValue.string)), "rows": .array(Array(kept)), "truncated": .bool(rows.rows.count > limit)])
+        var text = AgentJSON.text(["columns": .array(rows.columns.map(JSONValue.string)), "rows": .array(Array(kept)), "truncated": .bool(rows.rows.count > limit)])
         if text.utf8.count > 32_000 { text = String(text.prefix(32_000)) + "… (cut at 32,000 characters)" }
         return text
     }

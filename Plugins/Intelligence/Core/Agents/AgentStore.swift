@@ -307,18 +307,6 @@ public struct AgentStore: Sendable {
         try await finish(id, status: .waitingApproval, reason: reason, answer: nil, usage: usage, owner: owner)
     }
 
-    /// Marks a waiting run running again, leased to `owner`; false when it was not waiting.
-    public func resumeWaiting(_ id: UUID, owner: String, leaseSeconds: Int) async throws -> Bool {
-        let rows = try await pool.run {
-            try await $0.preparedQuery(
-                """
-                UPDATE intelligence.agent_runs SET status = 'running', reason = NULL, owner = $2, lease_until = now() + make_interval(secs => $3::int), updated_at = now()
-                WHERE id = $1::uuid AND status = 'waiting_approval' RETURNING id
-                """, [Self.text(id), owner, String(leaseSeconds)])
-        }
-        return !rows.rows.isEmpty
-    }
-
     // MARK: - Steps
 
     /// Appends a step (its `seq` is the next free one; concurrent appends retry).

@@ -1,4 +1,5 @@
 import MeltyJSON
+import MeltyPostgres
 
 /// The SQL of a `table_read` call, built by the plugin from structured arguments
 /// `{table, columns?, filters?: [{column, op, value}], order?: [{column, direction}], limit?}`:
@@ -139,7 +140,7 @@ public struct AgentTableQuery: Sendable, Equatable {
     /// `name` as a quoted identifier (`"na""me"`), or nil unless it is 1 to 63 bytes without NUL.
     public static func quotedIdentifier(_ name: String) -> String? {
         guard (1...63).contains(name.utf8.count), !name.utf8.contains(0) else { return nil }
-        return "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        return SQL.ident(name)
     }
 
     private static func quotedPath(_ parts: [String]) -> String? {
