@@ -12,7 +12,7 @@
 #
 # usage: scripts/setup.sh [--test] [--bench]
 #   --test   also the tools the test suites use (wrk, nginx, hyperfine,
-#            chromium + chromedriver, oathtool)
+#            chromium + chromedriver, oathtool, haproxy, debootstrap, zip)
 #   --bench  also the benchmark peers (wrk, nginx, hyperfine, pgbench)
 # env:     PYTHON=/path/to/python3 picks the interpreter for a new .venv
 #          (default: Debian's /usr/bin/python3 when present).
@@ -38,7 +38,9 @@ BASE_PACKAGES=(
 )
 # nginx-light is only a transitional package in Debian 12 (nginx plus the
 # echo module); nginx is the real one.
-TEST_PACKAGES=(wrk nginx hyperfine chromium chromium-driver oathtool)
+# haproxy: the many-kernels test (deploy/); debootstrap, zip, unzip: the release package
+# test, which unpacks the package in a fresh Debian 12 root without the Swift toolchain.
+TEST_PACKAGES=(wrk nginx hyperfine chromium chromium-driver oathtool haproxy debootstrap zip unzip)
 # pgbench ships in postgresql-15 (already in the base set).
 BENCH_PACKAGES=(wrk nginx hyperfine postgresql-contrib)
 

@@ -51,7 +51,7 @@ public final class VaultPlugin: PortalPlugin {
         let loop = PostgresEventLoop(name: "meltybase-vault-postgres")
         let started = Runtime(
             host: host, vault: SecretVault(keys: settings.keys, maxValueBytes: settings.maxValueBytes),
-            databases: VaultDatabases(connectionsPerPool: settings.databaseConnections, loop: loop), loop: loop,
+            databases: VaultDatabases(connectionsPerPool: settings.databaseConnections, masterKeyIDs: settings.keys.ids, loop: loop), loop: loop,
             audit: AuditCalls(host: host))
         let previousRuntime = current.withLock { runtime in
             defer { runtime = started }

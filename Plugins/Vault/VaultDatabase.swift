@@ -8,11 +8,15 @@ import VaultCore
 /// database before the first job runs.
 final class VaultDatabase: Sendable {
     private let pool: PostgresPool
-    /// The schema migration, run before the first job (retried by the next job after a failure).
+    /// The schema migration and the master key check, run before the first job (retried by
+    /// the next job after a failure).
     private let migration = OneTimeSetup()
+    /// Ids of the master keys this process holds.
+    private let masterKeyIDs: [String]
 
-    init(conninfo: String, connections: Int, loop: PostgresEventLoop) {
+    init(conninfo: String, connections: Int, masterKeyIDs: [String], loop: PostgresEventLoop) {
         pool = PostgresPool(conninfo: conninfo, size: connections, maxWaiting: VaultDatabases.maxWaiting, loop: loop)
+        self.masterKeyIDs = masterKeyIDs
     }
 
     /// Runs `body` with a pooled connection. Pool refusals (saturated, Postgres down) and
@@ -28,9 +32,15 @@ final class VaultDatabase: Sendable {
 
     private func migrated() async throws {
         let pool = self.pool
+        let masterKeyIDs = masterKeyIDs
         try await migration.ensure {
             do {
-                try await pool.run { try await VaultSchema.migrate(on: $0) }
+                try await pool.run { connection in
+                    try await VaultSchema.migrate(on: connection)
+                    // Another kernel of the cluster wrapped data keys under a master key this one
+                    // lacks: say so until it is given the cluster's key.
+                    try await VaultSchema.checkMasterKeys(on: connection, held: masterKeyIDs)
+                }
             } catch let error as PostgresPoolError {
                 throw VaultError.database("cannot reach the system database: \(error)")
             }
@@ -50,10 +60,12 @@ final class VaultDatabases: Sendable {
 
     private let pools = Mutex<[String: VaultDatabase]>([:])
     private let connectionsPerPool: Int
+    private let masterKeyIDs: [String]
     private let loop: PostgresEventLoop
 
-    init(connectionsPerPool: Int, loop: PostgresEventLoop) {
+    init(connectionsPerPool: Int, masterKeyIDs: [String], loop: PostgresEventLoop) {
         self.connectionsPerPool = connectionsPerPool
+        self.masterKeyIDs = masterKeyIDs
         self.loop = loop
     }
 
@@ -61,7 +73,7 @@ final class VaultDatabases: Sendable {
     func database(for conninfo: String) -> VaultDatabase {
         pools.withLock { pools in
             if let existing = pools[conninfo] { return existing }
-            let created = VaultDatabase(conninfo: conninfo, connections: connectionsPerPool, loop: loop)
+            let created = VaultDatabase(conninfo: conninfo, connections: connectionsPerPool, masterKeyIDs: masterKeyIDs, loop: loop)
             pools[conninfo] = created
             return created
         }

@@ -27,7 +27,8 @@ public enum CertificateAuthority {
         /// Admin client private key (`admin.key`, mode 0600).
         public var adminKey: String
 
-        init(directory: String) {
+        /// The file names `initialize` uses in `directory`.
+        public init(directory: String) {
             func path(_ name: String) -> String { (directory as NSString).appendingPathComponent(name) }
             self.directory = directory
             caCertificate = path("ca.pem")

@@ -28,7 +28,7 @@ struct AuditCommand: AsyncParsableCommand {
 
         func run() async throws {
             let config = try options.load()
-            let trustedKey = try trustedPublicKey(dataDirectory: config.dataDirectory)
+            let trustedKey = try trustedPublicKey(keysDirectory: config.keysDirectory)
             var logger = Logger(label: "meltybase")
             logger.logLevel = .warning
             let result: AuditVerification
@@ -53,8 +53,8 @@ struct AuditCommand: AsyncParsableCommand {
             print("audit log OK: \(result.entries) entries, \(result.checkpointsChecked) checkpoints verified")
         }
 
-        /// `--public-key`, else the data directory's audit key, else `nil` (with a note on stderr).
-        private func trustedPublicKey(dataDirectory: String) throws -> [UInt8]? {
+        /// `--public-key`, else the key set's audit key, else `nil` (with a note on stderr).
+        private func trustedPublicKey(keysDirectory: String) throws -> [UInt8]? {
             if let publicKey {
                 guard let key = ByteEncoding.fromHex(publicKey.trimmingCharacters(in: .whitespaces)), key.count == 32 else {
                     throw CommandError("--public-key must be a 32-byte Ed25519 public key in hex (64 characters)")
@@ -62,15 +62,15 @@ struct AuditCommand: AsyncParsableCommand {
                 return key
             }
             do {
-                if let key = try AuditSigningKey.loadPublicKey(dataDirectory: dataDirectory) { return key }
+                if let key = try AuditSigningKey.loadPublicKey(directory: keysDirectory) { return key }
             } catch let error as AuditError {
                 throw CommandError(error.description)
             }
             FileHandle.standardError.write(
                 Data(
                     """
-                    note: no audit key in \(dataDirectory) (\(AuditSigningKey.publicKeyFileName)); checkpoint signatures are \
-                    checked only against the keys stored with them. Pass --data-dir or --public-key.\n
+                    note: no audit key in \(keysDirectory) (\(AuditSigningKey.publicKeyFileName)); checkpoint signatures are \
+                    checked only against the keys stored with them. Pass --data-dir, set [kernel] keys_dir, or pass --public-key.\n
                     """.utf8))
             return nil
         }

@@ -14,7 +14,7 @@ struct MeltyBase: AsyncParsableCommand {
             """,
         subcommands: [
             ServeCommand.self, PluginsCommand.self, PortalCommand.self, MigrateCommand.self, FunctionsCommand.self, SetupCommand.self, LicenseCommand.self, AuditCommand.self,
-            CertsCommand.self, BackupCommand.self,
+            CertsCommand.self, KeysCommand.self, BackupCommand.self,
             DoctorCommand.self,
         ]
     )

@@ -50,7 +50,7 @@ struct PortalCommand: AsyncParsableCommand {
             let config = try options.load()
             let keys = try await PortalCommand.withStore(options) { store in
                 try await store.create(name, plugins: plugins)
-                let keys = try PortalKeys(database: store.database, dataDirectory: config.dataDirectory)
+                let keys = try PortalKeys(database: store.database, keysDirectory: config.keysDirectory)
                 return (anon: try await keys.issueAPIKey(portal: name, role: "anon"), service: try await keys.issueAPIKey(portal: name, role: "service_role"))
             }
             print("created portal \(name)" + (plugins.isEmpty ? "" : " with \(plugins.joined(separator: ", "))"))

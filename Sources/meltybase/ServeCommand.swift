@@ -18,6 +18,7 @@ struct ConfigOptions: ParsableArguments {
             if let dataDir {
                 config.dataDirectory = URL(fileURLWithPath: dataDir).standardizedFileURL.path
             }
+            AutomaticTLS.resolvePaths(in: &config)
             return config
         } catch let error as ConfigError {
             throw CommandError("\(error)")
@@ -77,6 +78,7 @@ struct ServeCommand: AsyncParsableCommand {
             try await runWorker(config: config, logger: logger)
             return
         }
+        try AutomaticTLS.createIfMissing(config: config, logger: logger)
         var supervisorLogger = Logger(label: "meltybase.supervisor")
         supervisorLogger.logLevel = logger.logLevel
         let supervisor = KernelSupervisor(

@@ -429,21 +429,18 @@ struct AdminIdentityTests {
         await instance.kernel.stop()
     }
 
-    @Test("kernels on one database share the token key; TOTP needs the same mfa-secret.key on each, and says so when it differs")
+    @Test("kernels on one database share the token key; TOTP works on a kernel given the cluster's key set; one with its own keys refuses to start")
     func sharedAcrossKernels() async throws {
         let first = try await Self.instance()
         let token = try await first.accessToken()
         let enrolled = try await Self.enrol(first, token: token)
         let aal2 = try #require(enrolled.aal2["access_token"] as? String)
+        let license = "[license]\npublic_key = \"\(ByteEncoding.hex(first.vendor.publicKey))\"\n"
 
-        // A second kernel whose data directory holds a copy of the first one's MFA key.
-        let second = try await TestKernel.start(Self.toml, conninfo: first.conninfo)
-        let secondDirectory = second.kernel.config.dataDirectory
-        try FileManager.default.createDirectory(atPath: secondDirectory, withIntermediateDirectories: true)
-        // The second kernel made its own key at start; replace it with the first one's.
-        try? FileManager.default.removeItem(atPath: secondDirectory + "/" + SecretBox.fileName)
-        try FileManager.default.copyItem(
-            atPath: first.kernel.kernel.config.dataDirectory + "/" + SecretBox.fileName, toPath: secondDirectory + "/" + SecretBox.fileName)
+        // A second kernel given the first one's key set ([kernel] keys_dir).
+        let keys = first.kernel.kernel.config.keysDirectory
+        let second = try await TestKernel.start("[kernel]\nkeys_dir = \"\(keys)\"\n" + license + Self.toml, conninfo: first.conninfo)
+        #expect(!FileManager.default.fileExists(atPath: second.kernel.config.dataDirectory + "/" + SecretBox.fileName), "no key of its own")
         let onSecond = Instance(kernel: second, email: first.email, conninfo: first.conninfo, vendor: first.vendor)
         #expect(try await onSecond.request("/v1/hub/portals", token: aal2).status == 200, "the first kernel's token works on the second")
         let pending = try await onSecond.accessToken()
@@ -451,17 +448,10 @@ struct AdminIdentityTests {
         let challenged = try await onSecond.request("/v1/admin/mfa/challenge", method: .POST, json: ["code": code], token: pending)
         #expect(challenged.status == 200, "\(challenged.body)")
 
-        // A third kernel with its own (different) key cannot open the secret and names the fix.
-        let third = try await TestKernel.start(Self.toml, conninfo: first.conninfo)
-        let onThird = Instance(kernel: third, email: first.email, conninfo: first.conninfo, vendor: first.vendor)
-        let mismatch = try await onThird.request(
-            "/v1/admin/mfa/challenge", method: .POST, json: ["code": IndependentTOTP.code(base32Secret: enrolled.secret, at: Date().addingTimeInterval(60))],
-            token: try await onThird.accessToken())
-        #expect(mismatch.status == 503 && mismatch.json["code"] as? String == "secret_key_mismatch", "\(mismatch.body)")
-        #expect((mismatch.json["hint"] as? String)?.contains(SecretBox.fileName) == true)
-        let mode = try FileManager.default.attributesOfItem(atPath: secondDirectory + "/" + SecretBox.fileName)[.posixPermissions] as? Int
-        #expect(mode == 0o600)
-        await third.stop()
+        // A third kernel with its own (different) key set refuses to start and names the key.
+        let refusal = await #expect(throws: TestFailure.self) { try await TestKernel.start(license + Self.toml, conninfo: first.conninfo) }
+        #expect(refusal?.description.contains("this kernel's sealing key") == true, "\(refusal?.description ?? "")")
+        #expect(refusal?.description.contains("keys_dir") == true)
         await second.stop()
         await first.kernel.stop()
     }

@@ -320,19 +320,19 @@ struct AuditChainTests {
     @Test("the signing key is created once with mode 0600, reloaded, published, and refused when readable by others")
     func signingKeyFile() async throws {
         let directory = NSTemporaryDirectory() + "meltybase-audit-key-" + UUID().uuidString.prefix(8)
-        let created = try AuditSigningKey.loadOrCreate(dataDirectory: directory)
+        let created = try AuditSigningKey.loadOrCreate(directory: directory)
         let path = directory + "/audit-signing.key"
         let attributes = try FileManager.default.attributesOfItem(atPath: path)
         #expect((attributes[.posixPermissions] as? NSNumber)?.intValue == 0o600)
-        let again = try AuditSigningKey.loadOrCreate(dataDirectory: directory)
+        let again = try AuditSigningKey.loadOrCreate(directory: directory)
         #expect(again.publicKey == created.publicKey && again.secretKey == created.secretKey)
-        #expect(try AuditSigningKey.loadPublicKey(dataDirectory: directory) == created.publicKey)
+        #expect(try AuditSigningKey.loadPublicKey(directory: directory) == created.publicKey)
         #expect(try String(contentsOfFile: directory + "/audit-signing.pub", encoding: .utf8) == ByteEncoding.hex(created.publicKey) + "\n")
 
         chmod(path, 0o644)
-        let error = #expect(throws: AuditError.self) { try AuditSigningKey.loadOrCreate(dataDirectory: directory) }
+        let error = #expect(throws: AuditError.self) { try AuditSigningKey.loadOrCreate(directory: directory) }
         #expect(error?.description.contains("has mode 644") == true, "\(String(describing: error))")
-        #expect(try AuditSigningKey.loadPublicKey(dataDirectory: NSTemporaryDirectory() + "meltybase-none-" + UUID().uuidString) == nil)
+        #expect(try AuditSigningKey.loadPublicKey(directory: NSTemporaryDirectory() + "meltybase-none-" + UUID().uuidString) == nil)
     }
 
     @Test("the checkpoint service signs the head when it moves, and once more at shutdown")
@@ -420,7 +420,7 @@ struct AuditChainTests {
         let directory = try makeTemporaryDirectory("audit-cli")
         try "[kernel]\nlog_level = \"warning\"\n".write(toFile: directory + "/plugins.toml", atomically: true, encoding: .utf8)
         let data = directory + "/data"
-        let key = try AuditSigningKey.loadOrCreate(dataDirectory: data)
+        let key = try AuditSigningKey.loadOrCreate(directory: data)
 
         func run(_ conninfo: String) throws -> (status: Int32, output: String) {
             var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("MELTYBASE_") }

@@ -95,6 +95,29 @@ struct ConfigLoaderTests {
         #expect(throws: ConfigError.self) { try loader.parse("[[listeners]]\ntls_certificate = \"c.pem\"\n", path: "/p.toml") }
     }
 
+    @Test("tls = \"auto\" turns TLS on without files; other values and a mix with tls_certificate are refused")
+    func automaticTLS() throws {
+        let config = try loader.parse("[[listeners]]\nport = 3443\ntls = \"auto\"\nclient_ca = \"ca.pem\"\n", path: "/p.toml")
+        #expect(config.listeners[0].automaticTLS && config.listeners[0].usesTLS && config.listeners[0].scheme == "https")
+        #expect(config.listeners[0].tlsCertificatePath == nil)
+        let other = #expect(throws: ConfigError.self) { try loader.parse("[[listeners]]\ntls = \"on\"\n", path: "/p.toml") }
+        #expect(other?.key == "listeners.0.tls")
+        #expect(throws: ConfigError.self) {
+            try loader.parse("[[listeners]]\ntls = \"auto\"\ntls_certificate = \"c.pem\"\ntls_key = \"k.pem\"\n", path: "/p.toml")
+        }
+    }
+
+    @Test("the key set lives in the data directory unless keys_dir or MELTYBASE_KEYS_DIR names another folder")
+    func keysDirectory() throws {
+        let plain = try loader.parse("[kernel]\ndata_dir = \"state\"\n", path: "/srv/mb/plugins.toml")
+        #expect(plain.keysDirectory == "/srv/mb/state")
+        let configured = try loader.parse("[kernel]\ndata_dir = \"state\"\nkeys_dir = \"keys\"\n", path: "/srv/mb/plugins.toml")
+        #expect(configured.keysDirectory == "/srv/mb/keys")
+        let fromEnvironment = try ConfigLoader(environment: ["MELTYBASE_KEYS_DIR": "/run/secrets/mb"]).parse(
+            "[kernel]\nkeys_dir = \"keys\"\n", path: "/srv/mb/plugins.toml")
+        #expect(fromEnvironment.keysDirectory == "/run/secrets/mb")
+    }
+
     @Test("MELTYBASE_* variables override URLs and the license key; relative paths resolve against the file")
     func environmentOverrides() throws {
         let environment = ["MELTYBASE_DATABASE_URL": "postgres://db/x", "MELTYBASE_REDIS_URL": "redis://r:6379", "MELTYBASE_LICENSE_PUBLIC_KEY": "abcd"]

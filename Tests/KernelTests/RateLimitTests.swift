@@ -107,7 +107,7 @@ struct RateLimitTests {
             rate_limit = { rate = 0.01, burst = 6 }
             """
         let first = try await TestKernel.start(toml)
-        let second = try await TestKernel.start(toml, conninfo: first.conninfo)
+        let second = try await TestKernel.start(toml, conninfo: first.conninfo, keysDirectory: first.kernel.config.keysDirectory)
         var statuses: [Int] = []
         var retryAfter: String?
         for index in 0..<10 {

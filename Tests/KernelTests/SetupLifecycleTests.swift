@@ -29,8 +29,8 @@ struct SetupLifecycleTests {
         return String(decoding: try! JSONSerialization.data(withJSONObject: object), as: UTF8.self)
     }
 
-    static func start(_ vendor: Vendor, conninfo: String? = nil) async throws -> TestKernel {
-        try await TestKernel.start("[license]\npublic_key = \"\(vendor.publicHex)\"\n", conninfo: conninfo)
+    static func start(_ vendor: Vendor, conninfo: String? = nil, keysDirectory: String? = nil) async throws -> TestKernel {
+        try await TestKernel.start("[license]\npublic_key = \"\(vendor.publicHex)\"\n", conninfo: conninfo, keysDirectory: keysDirectory)
     }
 
     @Test("the whole seed lifecycle: locked until a valid license, the closing lines, closed for good across restarts")
@@ -83,7 +83,7 @@ struct SetupLifecycleTests {
         #expect(again.status == 410 && HTTP.json(again.body)["code"] as? String == "setup_closed")
         await kernel.stop()
 
-        let restarted = try await Self.start(vendor, conninfo: kernel.conninfo)
+        let restarted = try await Self.start(vendor, conninfo: kernel.conninfo, keysDirectory: kernel.kernel.config.keysDirectory)
         #expect(HTTP.json(try await restarted.request("/v1/system/status").body)["is_initialized"] as? Bool == true)
         #expect(try await restarted.request("/v1/system/setup", method: .POST, body: Self.setupBody(valid)).status == 410)
 

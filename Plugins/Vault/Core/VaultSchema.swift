@@ -51,6 +51,17 @@ public enum VaultSchema {
             throw VaultError.database("cannot create the vault schema in the system database: \(error)")
         }
     }
+
+    /// Throws ``VaultError/unknownMasterKey(keyID:portal:configured:)`` when data keys in
+    /// this database are wrapped under a master key not among `held`: another kernel of the
+    /// cluster has a key this process lacks, and nothing may be written under a second one.
+    public static func checkMasterKeys(on connection: PostgresConnection, held: [String]) async throws {
+        let rows = try await connection.vaultQuery("SELECT master_key_id, min(portal) AS portal FROM vault.data_keys GROUP BY master_key_id ORDER BY 1")
+        for row in rows.rows.indices {
+            guard let id = rows.value("master_key_id", row: row), !held.contains(id) else { continue }
+            throw VaultError.unknownMasterKey(keyID: id, portal: rows.value("portal", row: row) ?? "", configured: held)
+        }
+    }
 }
 
 /// bytea as libpq text (`\x` hex), both ways.

@@ -13,7 +13,7 @@ public struct AuditCheckpointService: Service {
     private let interval: Duration
     private let logger: Logger
 
-    /// A service checkpointing `database` with `signingKey` (``AuditSigningKey/loadOrCreate(dataDirectory:)``)
+    /// A service checkpointing `database` with `signingKey` (``AuditSigningKey.loadOrCreate(directory:)``)
     /// every `interval` (default 60 s).
     public init(database: SystemDatabase, signingKey: Ed25519.KeyPair, interval: Duration = .seconds(60), logger: Logger) {
         self.database = database

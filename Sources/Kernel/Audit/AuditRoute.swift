@@ -9,7 +9,7 @@ import NIOCore
 struct AuditRoute: Sendable {
     let identity: AdminIdentity
     let database: SystemDatabase
-    let dataDirectory: String
+    let keysDirectory: String
 
     /// Query parameters `GET /v1/audit` understands; any other is refused.
     static let parameters: Set<String> = ["action", "actor", "since", "until", "limit", "after"]
@@ -17,7 +17,7 @@ struct AuditRoute: Sendable {
     func register(on router: some RouterMethods<KernelRequestContext>) {
         let database = database
         let identity = identity
-        let dataDirectory = dataDirectory
+        let keysDirectory = keysDirectory
         router.get("/v1/audit") { request, _ in
             try await AdminHTTP.run {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
@@ -40,7 +40,7 @@ struct AuditRoute: Sendable {
                 _ = try await identity.requireAdmin(request.headers[.authorization], aal: .aal1)
                 // The instance's audit key when this kernel has it; otherwise each checkpoint
                 // is checked against the key stored with it (reported as trusted_key: false).
-                let trusted = try? AuditSigningKey.loadPublicKey(dataDirectory: dataDirectory)
+                let trusted = try? AuditSigningKey.loadPublicKey(directory: keysDirectory)
                 let result = try await database.withConnection { connection in
                     try await AuditChain.verify(on: connection, trustedPublicKey: trusted ?? nil)
                 }

@@ -3,8 +3,8 @@ import MeltyEd25519
 
 /// The instance's Ed25519 key that signs audit checkpoints.
 ///
-/// `<data>/audit-signing.key` holds libsodium's 64-byte secret key as hex (mode 0600; a
-/// looser mode is refused). `<data>/audit-signing.pub` holds the public key as hex, for
+/// `<keys dir>/audit-signing.key` (the data directory unless `[kernel] keys_dir` says) holds libsodium's 64-byte secret key as hex (mode 0600; a
+/// looser mode is refused). `<keys dir>/audit-signing.pub` holds the public key as hex, for
 /// `meltybase audit verify` and for keeping a copy off the machine. Every kernel sharing a
 /// system database should use the same key (copy both files to each node).
 public enum AuditSigningKey {
@@ -14,18 +14,18 @@ public enum AuditSigningKey {
     public static let publicKeyFileName = "audit-signing.pub"
 
     /// Loads the key pair, creating it (and the data directory) on first use.
-    public static func loadOrCreate(dataDirectory: String) throws -> Ed25519.KeyPair {
-        let pair = try loadOrCreatePair(path: secretKeyPath(dataDirectory))
-        try writePublicKeyIfMissing(pair.publicKey, dataDirectory: dataDirectory)
+    public static func loadOrCreate(directory: String) throws -> Ed25519.KeyPair {
+        let pair = try loadOrCreatePair(path: secretKeyPath(directory))
+        try writePublicKeyIfMissing(pair.publicKey, directory: directory)
         return pair
     }
 
     /// The public key for verification: `audit-signing.pub`, cross-checked against the
     /// secret key file when that is readable. `nil` when neither file exists.
-    public static func loadPublicKey(dataDirectory: String) throws -> [UInt8]? {
-        let publicPath = dataDirectory + "/" + publicKeyFileName
+    public static func loadPublicKey(directory: String) throws -> [UInt8]? {
+        let publicPath = directory + "/" + publicKeyFileName
         var fromSecret: [UInt8]?
-        if access(secretKeyPath(dataDirectory), R_OK) == 0, var pair = try load(path: secretKeyPath(dataDirectory)) {
+        if access(secretKeyPath(directory), R_OK) == 0, var pair = try load(path: secretKeyPath(directory)) {
             fromSecret = pair.publicKey
             Ed25519.wipe(&pair.secretKey)
         }
@@ -34,12 +34,12 @@ public enum AuditSigningKey {
             throw AuditError("\(publicPath) does not hold a 32-byte Ed25519 public key in hex")
         }
         if let fromSecret, fromSecret != key {
-            throw AuditError("\(publicPath) does not match the public half of \(secretKeyPath(dataDirectory)); restore the matching pair")
+            throw AuditError("\(publicPath) does not match the public half of \(secretKeyPath(directory)); restore the matching pair")
         }
         return key
     }
 
-    static func secretKeyPath(_ dataDirectory: String) -> String { dataDirectory + "/" + secretKeyFileName }
+    static func secretKeyPath(_ directory: String) -> String { directory + "/" + secretKeyFileName }
 
     /// The key pair in `path`, `nil` if the file does not exist (mode and format checked).
     private static func load(path: String) throws -> Ed25519.KeyPair? {
@@ -70,8 +70,8 @@ public enum AuditSigningKey {
         return Ed25519.KeyPair(publicKey: publicKey, secretKey: secretKey)
     }
 
-    private static func writePublicKeyIfMissing(_ publicKey: [UInt8], dataDirectory: String) throws {
-        let path = dataDirectory + "/" + publicKeyFileName
+    private static func writePublicKeyIfMissing(_ publicKey: [UInt8], directory: String) throws {
+        let path = directory + "/" + publicKeyFileName
         guard !FileManager.default.fileExists(atPath: path) else { return }
         guard FileManager.default.createFile(atPath: path, contents: Data((ByteEncoding.hex(publicKey) + "\n").utf8), attributes: [.posixPermissions: 0o644]) else {
             throw AuditError("cannot write \(path)")

@@ -40,7 +40,7 @@ extension AuditChain {
     /// - a cut tail (a checkpoint covers an entry past the end of the log),
     /// - a rewritten chain (a checkpoint's head hash differs from the entry's hash now).
     ///
-    /// `trustedPublicKey` is the instance's audit key (``AuditSigningKey/loadPublicKey(dataDirectory:)``);
+    /// `trustedPublicKey` is the instance's audit key (``AuditSigningKey.loadPublicKey(directory:)``);
     /// without it, each checkpoint is checked only against the key stored in its own row.
     public static func verify(
         on connection: PostgresConnection, trustedPublicKey: [UInt8]? = nil, pageSize: Int = 1000

@@ -6,7 +6,7 @@ import TOMLKit
 /// Unknown keys, wrong types and bad values are ``ConfigError``s naming the file, the line
 /// and the key. `MELTYBASE_*` environment variables then override URLs and secrets:
 /// `MELTYBASE_DATABASE_URL`, `MELTYBASE_REDIS_URL`, `MELTYBASE_DATA_DIR`,
-/// `MELTYBASE_PLUGIN_DIR`, `MELTYBASE_LICENSE_PUBLIC_KEY`.
+/// `MELTYBASE_PLUGIN_DIR`, `MELTYBASE_KEYS_DIR`, `MELTYBASE_LICENSE_PUBLIC_KEY`.
 public struct ConfigLoader {
     /// Environment consulted for overrides (injectable for tests).
     public var environment: [String: String]
@@ -50,8 +50,9 @@ public struct ConfigLoader {
             allowed: ["kernel", "listeners", "database", "redis", "rate_limit", "plugins", "portals", "license", "admin", "backup", "metering", "quotas", "prices"])
 
         if let kernel = try reader.table(root, "kernel", prefix: "") {
-            try reader.checkKeys(kernel, prefix: "kernel", allowed: ["data_dir", "plugin_dir", "body_limit_bytes", "request_timeout_seconds", "log_level"])
+            try reader.checkKeys(kernel, prefix: "kernel", allowed: ["data_dir", "keys_dir", "plugin_dir", "body_limit_bytes", "request_timeout_seconds", "log_level"])
             if let value = try reader.string(kernel, "data_dir", prefix: "kernel") { config.dataDirectory = resolve(value, against: directory) }
+            if let value = try reader.string(kernel, "keys_dir", prefix: "kernel"), !value.isEmpty { config.keysDirectorySetting = resolve(value, against: directory) }
             if let value = try reader.string(kernel, "plugin_dir", prefix: "kernel"), !value.isEmpty { config.pluginDirectory = resolve(value, against: directory) }
             if let value = try reader.int(kernel, "body_limit_bytes", prefix: "kernel", range: 1024...(1 << 30)) { config.bodyLimitBytes = value }
             if let value = try reader.number(kernel, "request_timeout_seconds", prefix: "kernel", range: 0.1...3600) { config.requestTimeoutSeconds = value }
@@ -69,7 +70,7 @@ public struct ConfigLoader {
             config.listeners = try array.enumerated().map { index, item in
                 let prefix = "listeners.\(index)"
                 guard let table = item.table else { throw reader.error(prefix, "expected a table") }
-                try reader.checkKeys(table, prefix: prefix, allowed: ["host", "port", "tls_certificate", "tls_key", "client_ca", "client_certificates"])
+                try reader.checkKeys(table, prefix: prefix, allowed: ["host", "port", "tls", "tls_certificate", "tls_key", "client_ca", "client_certificates"])
                 var listener = ListenerConfig(host: "127.0.0.1", port: 3000)
                 if let host = try reader.string(table, "host", prefix: prefix) { listener.host = host }
                 if let port = try reader.int(table, "port", prefix: prefix, range: 0...65535) { listener.port = port }
@@ -79,8 +80,20 @@ public struct ConfigLoader {
                 if (listener.tlsCertificatePath == nil) != (listener.tlsKeyPath == nil) {
                     throw reader.error(prefix, "tls_certificate and tls_key must be given together")
                 }
-                if listener.clientCAPath != nil && listener.tlsCertificatePath == nil {
-                    throw reader.error("\(prefix).client_ca", "client certificates need TLS: set tls_certificate and tls_key too")
+                if let value = try reader.string(table, "tls", prefix: prefix) {
+                    guard value == "auto" else {
+                        throw reader.error(
+                            "\(prefix).tls",
+                            "expected \"auto\" (certificates created in <data_dir>/certs on first start), found \"\(value)\"; for your own certificates set tls_certificate and tls_key instead"
+                        )
+                    }
+                    guard listener.tlsCertificatePath == nil else {
+                        throw reader.error("\(prefix).tls", "tls = \"auto\" creates its own certificate: remove tls_certificate and tls_key, or remove tls")
+                    }
+                    listener.automaticTLS = true
+                }
+                if listener.clientCAPath != nil && !listener.usesTLS {
+                    throw reader.error("\(prefix).client_ca", "client certificates need TLS: set tls_certificate and tls_key (or tls = \"auto\") too")
                 }
                 if let value = try reader.string(table, "client_certificates", prefix: prefix) {
                     let policies = ClientCertificatePolicy.allCases.map(\.rawValue)
@@ -198,6 +211,7 @@ public struct ConfigLoader {
         if let url = value("MELTYBASE_REDIS_URL") { config.redisURL = url }
         if let key = value("MELTYBASE_LICENSE_PUBLIC_KEY") { config.licensePublicKey = key }
         if let directory = value("MELTYBASE_DATA_DIR") { config.dataDirectory = directory }
+        if let directory = value("MELTYBASE_KEYS_DIR") { config.keysDirectorySetting = resolve(directory, against: FileManager.default.currentDirectoryPath) }
         if let directory = value("MELTYBASE_PLUGIN_DIR") {
             let old = config.pluginDirectory
             config.pluginDirectory = directory

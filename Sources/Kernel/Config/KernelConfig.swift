@@ -11,6 +11,11 @@ public struct KernelConfig: Sendable {
     public var sourcePath: String
     /// Data directory for the embedded Postgres and Redis and kernel state.
     public var dataDirectory: String
+    /// `[kernel] keys_dir` / `MELTYBASE_KEYS_DIR`: where the key set lives, if not in the data directory.
+    public var keysDirectorySetting: String? = nil
+    /// The key set's directory (sealing, audit signing and evaluation license keys): the
+    /// same files on every kernel of a cluster (docs/cluster.md).
+    public var keysDirectory: String { keysDirectorySetting ?? dataDirectory }
     /// Directory where plugin paths are resolved; defaults to the executable's directory.
     public var pluginDirectory: String
     /// Largest accepted request body, in bytes.
@@ -89,6 +94,9 @@ public struct ListenerConfig: Sendable, Equatable {
     public var clientCAPath: String?
     /// With `clientCAPath`: whether every client must present a certificate.
     public var clientCertificates: ClientCertificatePolicy
+    /// `tls = "auto"`: `meltybase serve` creates an instance CA and a server certificate in
+    /// `<data_dir>/certs` on first start (as `meltybase certs init` does) and serves them.
+    public var automaticTLS = false
 
     /// A plain HTTP listener.
     public init(
@@ -104,7 +112,7 @@ public struct ListenerConfig: Sendable, Equatable {
     }
 
     /// Whether the listener speaks TLS.
-    public var usesTLS: Bool { tlsCertificatePath != nil }
+    public var usesTLS: Bool { tlsCertificatePath != nil || automaticTLS }
     /// `http` or `https`.
     public var scheme: String { usesTLS ? "https" : "http" }
 }

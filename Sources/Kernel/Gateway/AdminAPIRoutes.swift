@@ -12,7 +12,7 @@ struct AdminAPIRoutes: Sendable {
     let identity: AdminIdentity
     let portals: PortalStore
     let database: SystemDatabase
-    let dataDirectory: String
+    let keysDirectory: String
     let licensePublicKey: String?
     /// Mints the API keys shown once when a portal is created.
     var portalKeys: PortalKeys? = nil
@@ -20,7 +20,7 @@ struct AdminAPIRoutes: Sendable {
     func register(on router: some RouterMethods<KernelRequestContext>) {
         AdminRoutes(identity: identity).register(on: router)
         HubPortalRoutes(identity: identity, store: portals, keys: portalKeys).register(on: router)
-        AuditRoute(identity: identity, database: database, dataDirectory: dataDirectory).register(on: router)
+        AuditRoute(identity: identity, database: database, keysDirectory: keysDirectory).register(on: router)
         LicenseRoute(identity: identity, database: database, publicKey: licensePublicKey).register(on: router)
     }
 }

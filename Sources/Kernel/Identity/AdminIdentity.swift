@@ -73,7 +73,7 @@ public final class AdminIdentity: Sendable {
     let tokens: AdminTokens
     let loginThrottle: LoginThrottle
     let mfaThrottle: LoginThrottle
-    let dataDirectory: String
+    let keysDirectory: String
     let logger: Logger
     /// Where Argon2id hashing and verification run (bounded; never the async executor).
     let blocking: NIOThreadPool
@@ -82,20 +82,20 @@ public final class AdminIdentity: Sendable {
     let refusalAudit = RefusalAuditGate()
 
     /// Identity over the system database, counting attempts in `redis` (sign-in is refused
-    /// while `redis` is nil or unreachable), with the MFA key in `dataDirectory`.
+    /// while `redis` is nil or unreachable), with the MFA key in `keysDirectory`.
     /// Argon2id runs on `blocking` (the kernel's pool; NIO's shared one for tools).
     public convenience init(
-        database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger,
+        database: SystemDatabase, state: SystemState, redis: RedisClient?, keysDirectory: String, logger: Logger,
         blocking: NIOThreadPool = .singleton
     ) {
         self.init(
-            database: database, state: state, redis: redis, dataDirectory: dataDirectory, logger: logger, tokens: AdminTokens(database: database),
+            database: database, state: state, redis: redis, keysDirectory: keysDirectory, logger: logger, tokens: AdminTokens(database: database),
             blocking: blocking)
     }
 
     /// The same with the token signer given (tests and the credentials fuzz target use a fixed key).
     init(
-        database: SystemDatabase, state: SystemState, redis: RedisClient?, dataDirectory: String, logger: Logger, tokens: AdminTokens,
+        database: SystemDatabase, state: SystemState, redis: RedisClient?, keysDirectory: String, logger: Logger, tokens: AdminTokens,
         blocking: NIOThreadPool = .singleton
     ) {
         self.blocking = blocking
@@ -104,7 +104,7 @@ public final class AdminIdentity: Sendable {
         self.tokens = tokens
         self.loginThrottle = LoginThrottle(redis: redis, scope: "login")
         self.mfaThrottle = LoginThrottle(redis: redis, scope: "mfa")
-        self.dataDirectory = dataDirectory
+        self.keysDirectory = keysDirectory
         self.logger = logger
     }
 
@@ -327,7 +327,7 @@ public final class AdminIdentity: Sendable {
     func mfaSecretBox() throws -> SecretBox {
         try secretBox.withLockedValue { box in
             if let box { return box }
-            let loaded = try SecretBox.loadOrCreate(dataDirectory: dataDirectory)
+            let loaded = try SecretBox.loadOrCreate(directory: keysDirectory)
             box = loaded
             return loaded
         }

@@ -37,7 +37,7 @@ public struct EvaluationLicense: Sendable {
     /// loaded if it exists, so that licenses it signed (replacements too) keep verifying.
     public static func prepare(config: KernelConfig, initialized: Bool, logger: Logger) throws -> EvaluationLicense? {
         guard (config.licensePublicKey ?? "").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { return nil }
-        let path = (config.dataDirectory as NSString).appendingPathComponent(secretKeyFileName)
+        let path = (config.keysDirectory as NSString).appendingPathComponent(secretKeyFileName)
         let existed = FileManager.default.fileExists(atPath: path)
         if initialized && !existed { return nil }
         var secretKey: [UInt8]

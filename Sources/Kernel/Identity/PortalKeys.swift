@@ -46,10 +46,15 @@ public final class PortalKeys: Sendable {
     /// Bumped whenever a portal's key is forgotten (portal deleted): caches of verified tokens compare it.
     var generation: Int { generationBox.withLockedValue { $0 } }
 
-    /// Keys stored in `database`, sealed with the box of `dataDirectory`.
-    public init(database: SystemDatabase, dataDirectory: String) throws {
+    /// Keys stored in `database`, sealed with the sealing key in `keysDirectory`.
+    public convenience init(database: SystemDatabase, keysDirectory: String) throws {
+        self.init(database: database, box: try SecretBox.loadOrCreate(directory: keysDirectory))
+    }
+
+    /// Keys stored in `database`, sealed with `box`.
+    public init(database: SystemDatabase, box: SecretBox) {
         self.database = database
-        self.box = try SecretBox.loadOrCreate(dataDirectory: dataDirectory)
+        self.box = box
     }
 
     /// A JWT for `portal` with `role` ("anon", "service_role", ...), valid for ten years.

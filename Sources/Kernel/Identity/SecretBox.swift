@@ -7,7 +7,7 @@ import MeltyEd25519
 /// kept in the data directory, not in the database: a dump of the system database alone
 /// reveals none of them.
 ///
-/// `<data>/mfa-secret.key` holds the key as hex, mode 0600 (a looser mode is refused).
+/// `<keys dir>/mfa-secret.key` (the data directory unless `[kernel] keys_dir` says) holds the key as hex, mode 0600 (a looser mode is refused).
 /// Like `audit-signing.key`, every kernel sharing a system database needs the same file.
 /// Each sealed value names its key by id, so a kernel holding another key says so instead
 /// of failing obscurely. The additional data binds a ciphertext to its context (an admin, a portal), so a
@@ -25,9 +25,9 @@ public struct SecretBox: Sendable {
     /// Where the key lives.
     public let path: String
 
-    /// The box over the key in `dataDirectory`, creating the key on first use.
-    public static func loadOrCreate(dataDirectory: String) throws -> SecretBox {
-        let path = dataDirectory + "/" + fileName
+    /// The box over the key in `directory` (the key set's), creating the key on first use.
+    public static func loadOrCreate(directory: String) throws -> SecretBox {
+        let path = directory + "/" + fileName
         let key: [UInt8]
         do {
             key = try SecretKeyFile.loadOrCreate(path: path, length: Int(crypto_aead_xchacha20poly1305_ietf_KEYBYTES), purpose: "the MFA secret key")
@@ -74,7 +74,7 @@ public struct SecretBox: Sendable {
             throw IdentityError(
                 status: 503, code: "secret_key_mismatch",
                 message: "this secret was sealed with key \(parts[1]), but this kernel's \(path) is key \(keyID)",
-                hint: "copy \(Self.fileName) from the data directory of the kernel that sealed it to every kernel sharing the database")
+                hint: "give every kernel sharing the database the same key set (\(Self.fileName) and the rest of [kernel] keys_dir, docs/cluster.md)")
         }
         let additional = Self.additionalData(context)
         var plaintext = [UInt8](repeating: 0, count: ciphertext.count - Int(crypto_aead_xchacha20poly1305_ietf_ABYTES))

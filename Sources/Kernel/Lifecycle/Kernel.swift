@@ -151,6 +151,22 @@ public final class Kernel: Sendable {
         }
         try await database.migrate()
 
+        // The key set: loaded (created on a first start) and checked against the cluster's
+        // before anything is sealed, signed or served (docs/cluster.md, "One key set").
+        let sealingKey = try SecretBox.loadOrCreate(directory: config.keysDirectory)
+        let auditKey = try AuditSigningKey.loadOrCreate(directory: config.keysDirectory)
+        let initialized = try await database.withConnection { connection in
+            try await connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
+        }
+        // Without a vendor key, licenses verify with this machine's evaluation key.
+        let evaluation = try EvaluationLicense.prepare(config: config, initialized: initialized, logger: logger)
+        let keySet = ClusterKeySet(
+            sealing: sealingKey, auditPublicKey: auditKey.publicKey, keysDirectory: config.keysDirectory, evaluation: evaluation,
+            vendorKeyConfigured: !(config.licensePublicKey ?? "").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
+        if let mismatch = try await keySet.check(on: database, registeredBy: ClusterKeySet.registrant(keysDirectory: config.keysDirectory)) {
+            throw mismatch
+        }
+
         let redis: RedisClient?
         do {
             redis = try RedisClient(url: try redisURL())
@@ -165,11 +181,10 @@ public final class Kernel: Sendable {
         let context = HostContext(logger: logger, audit: pluginAudit, conninfo: conninfo, redisURL: redis?.url)
         hostContext.withLockedValue { $0 = context }
         defer { Task { await context.close() } }
-        let auditKey = try AuditSigningKey.loadOrCreate(dataDirectory: config.dataDirectory)
         let checkpoints = AuditCheckpointService(database: database, signingKey: auditKey, logger: logger)
         let plugins = try await PluginHost(configs: config.plugins, context: context)
         startedPlugins.withLockedValue { $0 = plugins }
-        let portalKeys = try PortalKeys(database: database, dataDirectory: config.dataDirectory)
+        let portalKeys = PortalKeys(database: database, box: sealingKey)
         startedPortalKeys.withLockedValue { $0 = portalKeys }
         // Usage per portal, flushed to the system database (docs/hub.md).
         let meter = UsageMeter(settings: config.hub)
@@ -178,23 +193,18 @@ public final class Kernel: Sendable {
         try await portals.applyDeclaredPortals()
         try await portals.reload()
 
-        let initialized = try await database.withConnection { connection in
-            try await connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
-        }
         let state = SystemState(isInitialized: initialized)
-        // Without a vendor key, licenses verify with this machine's evaluation key.
-        let evaluation = try EvaluationLicense.prepare(config: config, initialized: initialized, logger: logger)
         var licensing = config
         if let evaluation { licensing.licensePublicKey = evaluation.publicKeyHex }
         let identity = AdminIdentity(
-            database: database, state: state, redis: redis, dataDirectory: config.dataDirectory, logger: logger,
+            database: database, state: state, redis: redis, keysDirectory: config.keysDirectory, logger: logger,
             blocking: context.blocking)
         var systemRoutes = SystemRoutes(
             state: state, plugins: plugins, portals: portals, rateLimiter: rateLimiter, metrics: metrics,
             setup: SetupRoute(service: SetupService(database: database, state: state, config: licensing, logger: logger, blocking: context.blocking)),
             adminAPI: AdminAPIRoutes(
                 identity: identity, portals: PortalStore(database: database, config: config), database: database,
-                dataDirectory: config.dataDirectory, licensePublicKey: licensing.licensePublicKey, portalKeys: portalKeys))
+                keysDirectory: config.keysDirectory, licensePublicKey: licensing.licensePublicKey, portalKeys: portalKeys))
         systemRoutes.licenseChecks = LicenseCheckRoutes(state: state, publicKey: licensing.licensePublicKey, evaluation: evaluation, identity: identity)
         systemRoutes.studio = StudioRoutes(assets: StudioAssets.load(logger: logger), plugins: plugins)
         systemRoutes.bodyLimit = config.bodyLimitBytes

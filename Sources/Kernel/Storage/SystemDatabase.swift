@@ -116,6 +116,13 @@ enum SystemSchema {
             ADD COLUMN IF NOT EXISTS totp_pending_secret text,
             ADD COLUMN IF NOT EXISTS totp_confirmed_at timestamptz,
             ADD COLUMN IF NOT EXISTS totp_last_step bigint;
+        -- The key ids every kernel on this database must hold (ClusterKeySet, docs/cluster.md).
+        CREATE TABLE IF NOT EXISTS meltybase.cluster_keys (
+            name text PRIMARY KEY,
+            key_id text NOT NULL,
+            registered_at timestamptz NOT NULL DEFAULT now(),
+            registered_by text NOT NULL
+        );
         CREATE TABLE IF NOT EXISTS meltybase.admin_sessions (
             id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
             admin_id uuid NOT NULL REFERENCES public.secrets(id) ON DELETE CASCADE,

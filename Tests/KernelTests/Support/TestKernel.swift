@@ -26,8 +26,9 @@ final class TestKernel: Sendable {
     }
 
     /// Starts a kernel from TOML text; `{ECHO_C}`, `{ECHO_SWIFT}`, `{VAULT}` and
-    /// `{BROKEN:name}` are replaced by plugin paths. Pass `conninfo` to share a system database.
-    static func start(_ toml: String, conninfo: String? = nil, redisURL: String? = nil) async throws -> TestKernel {
+    /// `{BROKEN:name}` are replaced by plugin paths. Pass `conninfo` to share a system database,
+    /// and then `keysDirectory` (the first kernel's key set) as every kernel of a cluster needs.
+    static func start(_ toml: String, conninfo: String? = nil, redisURL: String? = nil, keysDirectory: String? = nil) async throws -> TestKernel {
         var text = toml.replacingOccurrences(of: "{ECHO_SWIFT}", with: TestPlugins.echoSwift)
             .replacingOccurrences(of: "{VAULT}", with: TestPlugins.vault)
         if text.contains("{ECHO_C}") { text = text.replacingOccurrences(of: "{ECHO_C}", with: try TestPlugins.echoC()) }
@@ -40,6 +41,7 @@ final class TestKernel: Sendable {
         let database = try conninfo ?? TestServices.freshDatabase()
         config.databaseURL = database
         config.redisURL = try redisURL ?? TestServices.redisURL()
+        if let keysDirectory { config.keysDirectorySetting = keysDirectory }
         if config.listeners == [ListenerConfig(host: "127.0.0.1", port: 3000)] { config.listeners[0].port = 0 }
         let log = CapturedLog()
         var logger = Logger(label: "test-kernel") { _ in log.handler() }
