@@ -87,9 +87,7 @@ struct BroadcastEndpoint {
     /// `GET /v1/api/stats`: this kernel's counts for the portal (service role or an admin at AAL2).
     private func stats(_ request: PluginRequest) -> PluginResponse {
         guard request.method == "GET" else { return .error(status: 405, code: "method_not_allowed", message: "stats take GET") }
-        guard request.credential.isPortal(role: "service_role") || request.credential.isAdminAtAAL2 else {
-            return .error(status: 403, code: "forbidden", message: "realtime stats need the service_role key or an admin at AAL2")
-        }
+        if let refusal = request.credential.refusalUnlessServiceRoleOrAAL2Admin("realtime stats") { return refusal }
         struct Stats: Encodable {
             var node: String
             var connections: Int

@@ -28,14 +28,7 @@ final class SQLConsole: Sendable {
 
     func handle(_ request: PluginRequest) async -> PluginResponse {
         let credential = request.credential
-        guard credential.isPortal(role: "service_role") || credential.isAdminAtAAL2 else {
-            let status = credential.kind == .admin ? 403 : (credential.kind == .portal ? 403 : 401)
-            return .error(
-                status: status, code: credential.kind == .admin ? "aal2_required" : "forbidden",
-                message: credential.kind == .admin
-                    ? "the SQL console needs an admin session at AAL2" : "the SQL console needs the portal's service_role key or an AAL2 admin token",
-                hint: credential.kind == .invalid ? credential.reason : nil)
-        }
+        if let refusal = credential.refusalUnlessServiceRoleOrAAL2Admin("the SQL console") { return refusal }
         if request.method == "POST", request.path == "/diagnose" { return await diagnose(request) }
         guard request.method == "POST", request.path == "/query" else {
             return .error(status: 404, code: "not_found", message: "no SQL console route \(request.method) \(request.path)", hint: "POST /sql/v1/query {\"query\": \"select 1\"}")

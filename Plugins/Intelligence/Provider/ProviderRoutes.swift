@@ -39,17 +39,7 @@ struct ProviderRoutes: Sendable {
 
     /// Why `credential` may not use these routes, or nil when it may.
     static func refusal(_ credential: PluginCredential) -> PluginResponse? {
-        if credential.isPortal(role: "service_role") || credential.isAdminAtAAL2 { return nil }
-        switch credential.kind {
-        case .none:
-            return .error(status: 401, code: "credential_required", message: "the provider settings need the portal's service_role key or an admin token at aal2")
-        case .invalid:
-            return .error(status: 401, code: "invalid_credential", message: "the token does not verify: \(credential.reason ?? "invalid")")
-        case .admin:
-            return .error(status: 403, code: "aal2_required", message: "the provider settings need an admin token at aal2", hint: "complete the second factor")
-        default:
-            return .error(status: 403, code: "service_role_required", message: "the provider settings need the portal's service_role key or an admin token at aal2")
-        }
+        credential.refusalUnlessServiceRoleOrAAL2Admin("the provider settings")
     }
 
     private var store: ProviderSettingsStore { ProviderSettingsStore(owner: context.owner) }

@@ -8,7 +8,7 @@ struct VectorAccess {
     let request: PluginRequest
 
     /// Whether the caller may write and manage collections.
-    var isAdmin: Bool { request.credential.isPortal(role: "service_role") || request.credential.isAdminAtAAL2 }
+    var isAdmin: Bool { request.credential.isServiceRoleOrAAL2Admin }
 
     /// The database role reads are judged by (`service_role` for an AAL2 admin), or nil.
     var readRole: String? {
@@ -31,17 +31,6 @@ struct VectorAccess {
     }
 
     private func refusal(_ message: String) -> PluginResponse {
-        switch request.credential.kind {
-        case .none:
-            return .error(status: 401, code: "unauthorized", message: "no credential was sent; \(message)", hint: "send the apikey header and a bearer token")
-        case .invalid:
-            return .error(
-                status: 401, code: "invalid_token", message: "the token does not verify here (\(request.credential.reason ?? "invalid"))",
-                hint: "sign in again or use this portal's keys")
-        case .admin:
-            return .error(status: 403, code: "aal2_required", message: message, hint: "verify your second factor (AAL2) in the Studio")
-        default:
-            return .error(status: 403, code: "forbidden", message: message, hint: "use the service_role key on a server, or change the collection's read setting")
-        }
+        request.credential.refusal(message, hint: request.credential.kind == .portal ? "use the service_role key on a server, or change the collection's read setting" : nil)
     }
 }

@@ -58,7 +58,7 @@ def test_settings_need_service_role(new_portal):
     for method in ("GET", "PUT", "DELETE", "POST"):
         url = settings_url(portal) + ("/test" if method == "POST" else "")
         anon = portal.request(method, url, key=portal.anon, json={})
-        assert anon.status_code == 403 and anon.json()["code"] == "service_role_required", anon.text
+        assert anon.status_code == 403 and anon.json()["code"] == "forbidden", anon.text
         nobody = httpx.request(method, url, json={}, timeout=30)
         assert nobody.status_code == 401, nobody.text
         forged = httpx.request(method, url, json={}, headers={"authorization": "Bearer eyJhbGciOiJIUzI1NiJ9.e30.x"}, timeout=30)
