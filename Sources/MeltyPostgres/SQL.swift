@@ -5,6 +5,11 @@ public enum SQL {
     /// `'text'` with quotes doubled (only for DDL, where parameters are not allowed).
     public static func literal(_ text: String) -> String { "'" + doubling(text, UInt8(ascii: "'")) + "'" }
 
+    /// `{"a","b\"c"}`: a `text[]` literal for a bound parameter (each element quoted, `"` and `\` escaped).
+    public static func textArray(_ values: [String]) -> String {
+        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+    }
+
     /// `text` with every `quote` byte doubled (a byte scan: Foundation's replace is slow on Linux,
     /// and this runs for every identifier of every request).
     static func doubling(_ text: String, _ quote: UInt8) -> String {

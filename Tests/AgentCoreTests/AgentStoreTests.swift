@@ -194,7 +194,7 @@ import Testing
 
     @Test func arrayLiteralsRoundTrip() {
         for values in [[], ["a"], ["a,b", "c\"d", "e\\f", "", "{x}", "NULL"]] as [[String]] {
-            #expect(AgentStore.parseArray(AgentStore.arrayLiteral(values)) == values)
+            #expect(AgentStore.parseArray(SQL.textArray(values)) == values)
         }
     }
 }

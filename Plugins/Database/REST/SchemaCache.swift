@@ -60,7 +60,7 @@ struct SchemaCache: Sendable {
     /// Loads the cache for `schemas` over `connection`.
     static func load(schemas: [String], on connection: PostgresConnection) async throws -> SchemaCache {
         var cache = SchemaCache()
-        let list = "{" + schemas.map { "\"" + $0.replacingOccurrences(of: "\"", with: "") + "\"" }.joined(separator: ",") + "}"
+        let list = SQL.textArray(schemas)
         let columns = try await connection.query(
             """
             SELECT n.nspname, c.relname, c.relkind::text, a.attname, format_type(a.atttypid, a.atttypmod),

@@ -132,7 +132,7 @@ public struct AgentStore: Sendable {
                 """,
                 [
                     Self.text(id), new.parent.map { Self.text($0.id) }, Self.text(new.parent?.rootID ?? id), new.parent?.callID, new.goal,
-                    Self.arrayLiteral(new.tools), String(new.budget.steps), String(new.budget.tokens), String(new.budget.wallClockMilliseconds),
+                    SQL.textArray(new.tools), String(new.budget.steps), String(new.budget.tokens), String(new.budget.wallClockMilliseconds),
                     new.caller.role, new.caller.subject, new.caller.claimsJSON, owner, String(leaseSeconds),
                 ])
         }
@@ -339,7 +339,7 @@ public struct AgentStore: Sendable {
                 """
                 SELECT run_id::text, seq, kind, content::text, tokens, created_at::text FROM intelligence.agent_steps
                 WHERE run_id = ANY($1::uuid[]) AND seq > $2::int ORDER BY created_at, run_id, seq LIMIT $3::int
-                """, [Self.arrayLiteral(runIDs.map(Self.text)), String(seq), String(limit)])
+                """, [SQL.textArray(runIDs.map(Self.text)), String(seq), String(limit)])
         }
         return try Self.steps(rows)
     }
@@ -392,7 +392,7 @@ public struct AgentStore: Sendable {
                 """
                 SELECT id::text, run_id::text, call_id, statement, status, decided_by, result::text FROM intelligence.agent_approvals
                 WHERE run_id = ANY($1::uuid[]) ORDER BY created_at
-                """, [Self.arrayLiteral(runIDs.map(Self.text))])
+                """, [SQL.textArray(runIDs.map(Self.text))])
         }
         return try Self.approvals(rows)
     }
@@ -421,7 +421,7 @@ public struct AgentStore: Sendable {
                     SELECT id FROM intelligence.agent_approvals WHERE run_id = ANY($1::uuid[]) AND status = 'pending' AND ($4::uuid IS NULL OR id = $4::uuid)
                     ORDER BY created_at LIMIT 1 FOR UPDATE)
                 RETURNING id::text, run_id::text, call_id, statement, status, decided_by, result::text
-                """, [Self.arrayLiteral(runIDs.map(Self.text)), approve ? "approved" : "rejected", decider, approvalID.map(Self.text)])
+                """, [SQL.textArray(runIDs.map(Self.text)), approve ? "approved" : "rejected", decider, approvalID.map(Self.text)])
         }
         return try Self.approvals(rows).first
     }
@@ -459,7 +459,7 @@ public struct AgentStore: Sendable {
                 WHERE caller_class = $1 AND ($2::text[] IS NULL OR subject = ANY($2::text[]))
                     AND ($3 = '' OR strpos(lower(key), lower($3)) > 0 OR strpos(lower(text), lower($3)) > 0)
                 ORDER BY updated_at DESC LIMIT $4::int
-                """, [owner.rawValue, subjects.map(Self.arrayLiteral), query, String(limit)])
+                """, [owner.rawValue, subjects.map(SQL.textArray), query, String(limit)])
         }
         return rows.rows.map { ($0[0] ?? "", $0[1] ?? "", $0[2] ?? "") }
     }
@@ -467,11 +467,6 @@ public struct AgentStore: Sendable {
     // MARK: - Reading rows
 
     static func text(_ id: UUID) -> String { id.uuidString.lowercased() }
-
-    /// A Postgres array literal of `values` (each quoted; parsed by `::text[]`).
-    static func arrayLiteral(_ values: [String]) -> String {
-        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
-    }
 
     /// Parses a Postgres text-array output (`{a,"b c"}`).
     static func parseArray(_ text: String) -> [String] {

@@ -54,7 +54,7 @@ public struct RLSAdvisor: Sendable {
 
     /// Reads tables, columns and foreign keys of the schemas.
     public func snapshot(on connection: PostgresConnection) async throws -> Snapshot {
-        let list = "{" + schemas.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
+        let list = SQL.textArray(schemas)
         let tables = try await connection.query(
             """
             SELECT n.nspname, c.relname, c.relrowsecurity, (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid),

@@ -298,7 +298,7 @@ public enum MeshFederation {
                 FROM intelligence_mesh.entries e JOIN intelligence_mesh.members m ON m.portal = e.publisher AND m.publish
                 WHERE e.collection = $1 AND e.metadata #> $2::text[] IS NOT NULL GROUP BY 1) AS g
             ORDER BY n DESC, value
-            """, [name, VectorFilter.textArray(path)]
+            """, [name, SQL.textArray(path)]
         ).rows
         var groups: [(value: String, count: Int)] = []
         var withheld = 0

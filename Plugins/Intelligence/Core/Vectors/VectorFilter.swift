@@ -1,5 +1,6 @@
 import Foundation
 import MeltyJSON
+import MeltyPostgres
 
 /// A metadata filter of a query, parsed from JSON and turned into a parameterised SQL
 /// predicate over the `metadata jsonb` column.
@@ -144,7 +145,7 @@ public indirect enum VectorFilter: Sendable, Equatable {
             parameters.append(text)
             return "$\(parameters.count)"
         }
-        func pathSQL(_ path: [String]) -> String { "(\(column) #> \(bind(Self.textArray(path)))::text[])" }
+        func pathSQL(_ path: [String]) -> String { "(\(column) #> \(bind(SQL.textArray(path)))::text[])" }
         switch self {
         case .all(let parts):
             return parts.isEmpty ? "true" : "(" + parts.map { $0.sql(column: column, parameters: &parameters) }.joined(separator: " AND ") + ")"
@@ -178,11 +179,6 @@ public indirect enum VectorFilter: Sendable, Equatable {
         case .exists(let path, let present):
             return "(\(pathSQL(path)) IS \(present ? "NOT " : "")NULL)"
         }
-    }
-
-    /// `path` as a Postgres `text[]` literal (each element quoted, `"` and `\` escaped).
-    static func textArray(_ path: [String]) -> String {
-        "{" + path.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
     }
 
     /// `value` as JSON text (for a `jsonb` parameter).

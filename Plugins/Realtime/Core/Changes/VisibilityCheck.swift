@@ -181,11 +181,6 @@ public final class VisibilityCheck: Sendable {
         return values
     }
 
-    /// `{"a","b\"c"}`: a Postgres array literal of text.
-    private static func arrayLiteral(_ values: [String]) -> String {
-        "{" + values.map { "\"" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") + "\"" }.joined(separator: ",") + "}"
-    }
-
     /// For each audience, the keys (joined by NUL) its re-select returned.
     private func reselectKeys(
         _ keys: [[String]], table: TableKey, info: TableInfo, audiences: [Audience], on connection: PostgresConnection
@@ -201,7 +196,7 @@ public final class VisibilityCheck: Sendable {
             let unnest = info.primaryKey.enumerated().map { "$\($0.offset + 1)::\($0.element.type)[]" }.joined(separator: ", ")
             select = "SELECT \(selected) FROM \(qualified) t WHERE (\(tuple)) IN (SELECT * FROM unnest(\(unnest)))"
         }
-        let keyParameters: [String?] = (0..<info.primaryKey.count).map { column in Self.arrayLiteral(keys.map { $0[column] }) }
+        let keyParameters: [String?] = (0..<info.primaryKey.count).map { column in SQL.textArray(keys.map { $0[column] }) }
         let setting = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
         func steps(_ group: ArraySlice<Audience>) -> [(sql: String, parameters: [String?])] {
             var steps: [(sql: String, parameters: [String?])] = [("BEGIN READ ONLY", [])]
