@@ -50,8 +50,16 @@ public struct ConfigLoader {
             allowed: ["kernel", "listeners", "database", "redis", "rate_limit", "plugins", "portals", "license", "admin", "backup", "metering", "quotas", "prices"])
 
         if let kernel = try reader.table(root, "kernel", prefix: "") {
-            try reader.checkKeys(kernel, prefix: "kernel", allowed: ["data_dir", "keys_dir", "plugin_dir", "body_limit_bytes", "request_timeout_seconds", "log_level"])
+            let kernelKeys: Set<String> = ["data_dir", "keys_dir", "plugin_dir", "body_limit_bytes", "request_timeout_seconds", "log_level", "trusted_proxies"]
+            try reader.checkKeys(kernel, prefix: "kernel", allowed: kernelKeys)
             if let value = try reader.string(kernel, "data_dir", prefix: "kernel") { config.dataDirectory = resolve(value, against: directory) }
+            if let entries = try reader.stringArray(kernel, "trusted_proxies", prefix: "kernel") {
+                do {
+                    config.trustedProxies = try TrustedProxies(entries)
+                } catch {
+                    throw reader.error("kernel.trusted_proxies", "\(error.description); expected addresses or networks like \"10.0.0.0/8\", \"127.0.0.1\", \"fd00::/8\"")
+                }
+            }
             if let value = try reader.string(kernel, "keys_dir", prefix: "kernel"), !value.isEmpty { config.keysDirectorySetting = resolve(value, against: directory) }
             if let value = try reader.string(kernel, "plugin_dir", prefix: "kernel"), !value.isEmpty { config.pluginDirectory = resolve(value, against: directory) }
             if let value = try reader.int(kernel, "body_limit_bytes", prefix: "kernel", range: 1024...(1 << 30)) { config.bodyLimitBytes = value }

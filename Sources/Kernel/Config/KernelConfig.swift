@@ -16,6 +16,8 @@ public struct KernelConfig: Sendable {
     /// The key set's directory (sealing, audit signing and evaluation license keys): the
     /// same files on every kernel of a cluster (docs/cluster.md).
     public var keysDirectory: String { keysDirectorySetting ?? dataDirectory }
+    /// `[kernel] trusted_proxies`: load balancers whose `X-Forwarded-For` names the client.
+    public var trustedProxies = TrustedProxies.none
     /// Directory where plugin paths are resolved; defaults to the executable's directory.
     public var pluginDirectory: String
     /// Largest accepted request body, in bytes.

@@ -28,12 +28,16 @@ final class DirectRoutes: Sendable {
     /// The gateway's request counters and request ids (shared with ``GatewayMiddleware``).
     let metrics: RequestMetrics
     let requestIDs: RequestIDs
+    /// `[kernel] trusted_proxies`: whose `X-Forwarded-For` names the client.
+    let trustedProxies: TrustedProxies
     private let dates = HTTPDateHeader()
 
     init(
         state: SystemState, portalRoutes: PortalRouteHandler, rateLimiter: RateLimiter, perClient: TokenBucketConfig?,
-        echoBodyLimit: Int, systemRoutesDirect: Bool, logger: Logger, metrics: RequestMetrics, requestIDs: RequestIDs
+        echoBodyLimit: Int, systemRoutesDirect: Bool, logger: Logger, metrics: RequestMetrics, requestIDs: RequestIDs,
+        trustedProxies: TrustedProxies = .none
     ) {
+        self.trustedProxies = trustedProxies
         self.metrics = metrics
         self.requestIDs = requestIDs
         self.state = state
@@ -105,7 +109,12 @@ final class DirectRoutes: Sendable {
         let started = DispatchTime.now().uptimeNanoseconds
         // Formatting the address costs 2,800 instructions: only when it is used.
         var remote = ""
-        if perClient != nil || kind == .portal { remote = remoteAddress() }
+        if perClient != nil || kind == .portal {
+            remote = remoteAddress()
+            if !trustedProxies.isEmpty {
+                remote = trustedProxies.client(peer: remote, forwardedFor: head.headerFields[values: GatewayMiddleware.forwardedForField])
+            }
+        }
         // GatewayMiddleware's order: request id, per-client limit, NUL refusal, the route.
         var refusal: GatewayError?
         if let bucket = perClient {

@@ -41,7 +41,8 @@ struct Gateway {
         let metrics = RequestMetrics()
         let requestIDs = RequestIDs()
         let middleware = GatewayMiddleware(
-            rateLimiter: rateLimiter, perClient: config.rateLimit.perClient, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs)
+            rateLimiter: rateLimiter, perClient: config.rateLimit.perClient, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs,
+            trustedProxies: config.trustedProxies)
 
         let router = Router(context: KernelRequestContext.self)
         router.middlewares.add(middleware)
@@ -58,7 +59,8 @@ struct Gateway {
         let webSocketRouter = Router(context: KernelRequestContext.self)
         webSocketRouter.middlewares.add(
             GatewayMiddleware(
-                rateLimiter: rateLimiter, perClient: nil, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs))
+                rateLimiter: rateLimiter, perClient: nil, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs,
+                trustedProxies: config.trustedProxies))
         webSocketRouter.ws("/p/**") { inbound, outbound, context in
             try await portalRoutes.runWebSocket(inbound: inbound, outbound: outbound, context: context)
         }
@@ -68,7 +70,7 @@ struct Gateway {
         let directRoutes = DirectRoutes(
             state: systemRoutes.state, portalRoutes: portalRoutes, rateLimiter: rateLimiter, perClient: config.rateLimit.perClient,
             echoBodyLimit: systemRoutes.bodyLimit, systemRoutesDirect: !config.adminRequiresClientCertificate, logger: logger,
-            metrics: metrics, requestIDs: requestIDs)
+            metrics: metrics, requestIDs: requestIDs, trustedProxies: config.trustedProxies)
         let connectionConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
             http1: .init(additionalChannelHandlers: [DirectRouteInstaller(routes: directRoutes)], idleTimeout: .seconds(75)),
             ws: .init(maxFrameSize: config.bodyLimitBytes))

@@ -18,12 +18,18 @@ struct GatewayMiddleware: RouterMiddleware {
     var metrics = RequestMetrics()
     /// This kernel's request id source.
     var requestIDs = RequestIDs()
+    /// `[kernel] trusted_proxies`.
+    var trustedProxies = TrustedProxies.none
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         context.bodyLimit = bodyLimit
         context.requestID = Self.requestID(from: request.headers, ids: requestIDs)
         context.logger[metadataKey: "request_id"] = .string(context.requestID)
+        if !trustedProxies.isEmpty, let peer = context.remoteAddress?.ipAddress {
+            let client = trustedProxies.client(peer: peer, forwardedFor: request.headers[values: Self.forwardedForField])
+            if client != peer { context.forwardedClient = client }
+        }
         let started = DispatchTime.now().uptimeNanoseconds
         var response: Response
         do {
@@ -47,6 +53,8 @@ struct GatewayMiddleware: RouterMiddleware {
 
     /// `x-request-id`, in requests and responses.
     static let requestIDField = HTTPField.Name("x-request-id")!
+    /// `x-forwarded-for`, believed from trusted proxies only.
+    static let forwardedForField = HTTPField.Name("x-forwarded-for")!
 
     /// Refuses a URL holding a NUL byte, raw or as `%00`: no route or query value may carry
     /// one to Postgres, where libpq would cut the text at it.

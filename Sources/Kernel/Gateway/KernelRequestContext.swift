@@ -33,6 +33,17 @@ public struct KernelRequestContext: RequestContext, WebSocketRequestContext, Rem
     /// The configured body limit.
     public var maxUploadSize: Int { bodyLimit }
 
-    /// The peer's IP as text (`127.0.0.1`), or `unknown`.
-    public var clientAddress: String { remoteAddress?.ipAddress ?? "unknown" }
+    /// The client's address named by a trusted proxy's `X-Forwarded-For` (set by
+    /// ``GatewayMiddleware``), nil when the peer is the client.
+    public var forwardedClient: String? = nil
+
+    /// The client's IP as text (`127.0.0.1`): the peer's, or the one a trusted proxy forwarded; `unknown` without either.
+    public var clientAddress: String { forwardedClient ?? remoteAddress?.ipAddress ?? "unknown" }
+
+    /// Whether the client is on this machine (loopback-only routes): behind a trusted proxy,
+    /// the forwarded client's address decides, not the proxy's.
+    public var isLoopbackClient: Bool {
+        if let forwardedClient { return TrustedProxies.isLoopback(forwardedClient) }
+        return remoteAddress?.isLoopback ?? false
+    }
 }

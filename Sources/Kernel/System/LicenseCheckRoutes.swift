@@ -68,7 +68,7 @@ struct LicenseCheckRoutes: Sendable {
             } catch {
                 throw GatewayError(
                     status: 500, code: "evaluation_failed", message: error.description,
-                    hint: "check the data directory's \(EvaluationLicense.secretKeyFileName) (mode 0600)")
+                    hint: "check the key directory's \(EvaluationLicense.secretKeyFileName) (mode 0600; [kernel] keys_dir, default the data directory)")
             }
         }
     }
@@ -77,7 +77,7 @@ struct LicenseCheckRoutes: Sendable {
 
     /// Evaluation licenses are for the person at this machine, and only until setup.
     static func guardEvaluation(state: SystemState, context: KernelRequestContext) throws {
-        guard context.remoteAddress?.isLoopback ?? false else {
+        guard context.isLoopbackClient else {
             throw GatewayError(
                 status: 403, code: "loopback_only", message: "evaluation licenses are only offered to clients on this machine",
                 hint: "open the Studio from the machine that runs the kernel, or configure [license] public_key and use a vendor license")

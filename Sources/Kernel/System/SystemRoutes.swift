@@ -67,7 +67,7 @@ struct SystemRoutes: Sendable {
         router.get("/v1/system/plugins") { _, context in
             // Paths and failures are operator information: loopback clients only, until
             // admin authentication guards the Hub routes.
-            guard context.remoteAddress?.isLoopback ?? false else {
+            guard context.isLoopbackClient else {
                 throw GatewayError(status: 403, code: "loopback_only", message: "the plugin report is only served to loopback clients")
             }
             return Self.json(PluginReport(plugins: plugins, portals: portals, rateLimiter: rateLimiter, health: await plugins.health()).json)

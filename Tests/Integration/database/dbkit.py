@@ -181,7 +181,7 @@ class Portal:
 class Kernel:
     """A running `meltybase serve` with the Database plugin in a fresh data directory."""
 
-    def __init__(self, extra_toml: str = "", start_timeout: float = 180.0, prepare=None):
+    def __init__(self, extra_toml: str = "", start_timeout: float = 180.0, prepare=None, base_toml: str | None = None):
         self.binary = kernel_binary()
         self.directory = Path(tempfile.mkdtemp(prefix="meltybase-db-it-"))
         # As root the kernel runs Postgres as an unprivileged account that must enter it.
@@ -195,7 +195,10 @@ class Kernel:
         # WAL archiving stays on (the default), but scheduled base backups are left to the
         # tests about them (test_backup.py): one per test kernel would only add load.
         backup = "" if "[backup]" in extra_toml else "\n[backup]\nbase_backup_interval_hours = 0\n"
-        self.config.write_text(CONFIG_TOML.format(port=self.port, plugin=PLUGIN_FILE) + "\n" + extra_toml + backup)
+        # base_toml replaces CONFIG_TOML (its {port} is filled in) for kernels that need other
+        # [rate_limit] or listener settings.
+        base = (base_toml or CONFIG_TOML).replace("{port}", str(self.port)).replace("{plugin}", PLUGIN_FILE)
+        self.config.write_text(base.replace("{{", "{").replace("}}", "}") + "\n" + extra_toml + backup)
         self.log_path = self.directory / "kernel.log"
         if prepare is not None:
             prepare(self)  # e.g. copy another kernel's key files into data_dir
