@@ -39,8 +39,9 @@ BASE_PACKAGES=(
 # nginx-light is only a transitional package in Debian 12 (nginx plus the
 # echo module); nginx is the real one.
 # haproxy: the many-kernels test (deploy/); debootstrap, zip, unzip: the release package
-# test, which unpacks the package in a fresh Debian 12 root without the Swift toolchain.
-TEST_PACKAGES=(wrk nginx hyperfine chromium chromium-driver oathtool haproxy debootstrap zip unzip)
+# test, which unpacks the package in a fresh Debian 12 root without the Swift toolchain;
+# patchelf: scripts/package sets the binaries' rpath to $ORIGIN/lib.
+TEST_PACKAGES=(wrk nginx hyperfine chromium chromium-driver oathtool haproxy debootstrap zip unzip patchelf)
 # pgbench ships in postgresql-15 (already in the base set).
 BENCH_PACKAGES=(wrk nginx hyperfine postgresql-contrib)
 

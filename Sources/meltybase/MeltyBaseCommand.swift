@@ -16,6 +16,7 @@ struct MeltyBase: AsyncParsableCommand {
             ServeCommand.self, PluginsCommand.self, PortalCommand.self, MigrateCommand.self, FunctionsCommand.self, SetupCommand.self, LicenseCommand.self, AuditCommand.self,
             CertsCommand.self, KeysCommand.self, BackupCommand.self,
             DoctorCommand.self,
+            VerifyReleaseCommand.self, VerifyReleaseCommand.Release.self,
         ]
     )
 

@@ -63,6 +63,11 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Port of the first listener (overrides plugins.toml; 0 picks a free port).")
     var port: Int?
 
+    @Flag(
+        name: .long,
+        help: "When the embedded default needs Postgres or Redis and they are missing, install them with apt-get (Debian, as root).")
+    var installDeps = false
+
     /// Set by the supervisor on the worker it starts (descriptors 3, 4, ... are inherited).
     @Flag(name: .long, help: .hidden)
     var worker = false
@@ -78,6 +83,7 @@ struct ServeCommand: AsyncParsableCommand {
             try await runWorker(config: config, logger: logger)
             return
         }
+        try checkDependencies(config: config)
         try AutomaticTLS.createIfMissing(config: config, logger: logger)
         var supervisorLogger = Logger(label: "meltybase.supervisor")
         supervisorLogger.logLevel = logger.logLevel
@@ -89,6 +95,23 @@ struct ServeCommand: AsyncParsableCommand {
             supervisorLogger.critical("MeltyBase could not start: \(error)")
             throw ExitCode(1)
         }
+    }
+
+    /// Installs (with `--install-deps`) or names the Debian packages the embedded services
+    /// need; a missing Postgres stops here, a missing Redis only warns (the kernel runs without it).
+    private func checkDependencies(config: KernelConfig) throws {
+        let missing = DependencyInstaller.missing(config: config)
+        guard !missing.isEmpty else { return }
+        if installDeps {
+            do {
+                try DependencyInstaller.install(missing)
+            } catch {
+                throw CommandError(error.description)
+            }
+            return
+        }
+        if missing.contains(where: \.required) { throw CommandError(DependencyInstaller.explanation(missing)) }
+        FileHandle.standardError.write(Data("warning: \(DependencyInstaller.explanation(missing))\n".utf8))
     }
 
     /// The kernel in worker mode: the supervisor owns the embedded services, the lock and the sockets.

@@ -136,6 +136,18 @@ extension ClusterKeySet {
     /// (the vault reads it through `[plugins.vault.config] master_key_file`).
     public static let vaultMasterKeyFileName = "vault-master.key"
 
+    /// Creates `<directory>/vault-master.key` (32 random bytes as hex, mode 0600) when it is
+    /// missing, so that a first start has a vault key on this machine (the kernel calls it
+    /// before loading plugins); an existing file is checked, never replaced.
+    public static func createVaultMasterKeyIfMissing(directory: String) throws {
+        do {
+            var key = try SecretKeyFile.loadOrCreate(path: directory + "/" + vaultMasterKeyFileName, length: 32, purpose: "the vault master key")
+            Ed25519.wipe(&key)
+        } catch {
+            throw IdentityError.internalFailure(error.description)
+        }
+    }
+
     /// Creates the missing files of a key set in `directory` (mode 0700, files 0600) and
     /// reports every file; existing files are kept (and checked).
     public static func create(directory: String) throws -> [FileReport] {
@@ -193,13 +205,8 @@ extension ClusterKeySet {
         let vaultExisted = exists(vaultMasterKeyFileName)
         var vaultID: String?
         if vaultExisted || create {
-            do {
-                var key = try SecretKeyFile.loadOrCreate(path: vaultPath, length: 32, purpose: "the vault master key")
-                vaultID = "present"
-                Ed25519.wipe(&key)
-            } catch {
-                throw IdentityError.internalFailure(error.description)
-            }
+            try createVaultMasterKeyIfMissing(directory: directory)
+            vaultID = "present"
         }
         reports.append(
             FileReport(

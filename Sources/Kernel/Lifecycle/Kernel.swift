@@ -155,6 +155,9 @@ public final class Kernel: Sendable {
         // before anything is sealed, signed or served (docs/cluster.md, "One key set").
         let sealingKey = try SecretBox.loadOrCreate(directory: config.keysDirectory)
         let auditKey = try AuditSigningKey.loadOrCreate(directory: config.keysDirectory)
+        // The vault reads it through [plugins.vault.config] master_key_file (unless
+        // MELTYBASE_MASTER_KEY is set); created here so a first start has one.
+        try ClusterKeySet.createVaultMasterKeyIfMissing(directory: config.keysDirectory)
         let initialized = try await database.withConnection { connection in
             try await connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
         }
