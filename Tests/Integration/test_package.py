@@ -196,11 +196,11 @@ def _stop(root: debian_root.DebianRoot, process: subprocess.Popen) -> int | None
 
 @pytest.fixture(scope="module")
 def portal(stack):
-    """Setup (evaluation license, admin at aal2) and a portal with the Database plugin, over HTTP."""
+    """Setup (evaluation license, admin at aal2) and a portal with the Database and Vault plugins, over HTTP."""
     kernel = InsideKernel(stack["url"])
     token = set_up_instance(kernel, ADMIN_EMAIL, ADMIN_PASSWORD)["pair"]["access_token"]
     name = f"pkg-{uuid.uuid4().hex[:8]}"
-    created = requests.post(stack["url"] + "/v1/hub/portals", json={"name": name, "plugins": ["database"]},
+    created = requests.post(stack["url"] + "/v1/hub/portals", json={"name": name, "plugins": ["database", "vault"]},
                             headers={"authorization": f"Bearer {token}"}, timeout=60)
     assert created.status_code == 201, created.text
     keys = created.json()
@@ -290,6 +290,16 @@ def test_supabase_py_auth_and_rest_against_the_packaged_kernel(root, stack, unpa
     # The packaged CLI, inside the root, sees the portal in the running kernel's system database.
     listed = root.run(["./meltybase", "portal", "list"], cwd=unpacked["folder"], timeout=120)
     assert listed.returncode == 0 and portal.name in listed.stdout, f"`meltybase portal list`:\n{listed.stdout}{listed.stderr}"
+
+
+def test_the_vault_works_with_the_master_key_made_on_first_start(root, stack, unpacked, portal):
+    """No key ships in the package: the kernel made the key set, the vault's master key with it."""
+    key = root.host_path(unpacked["folder"] + "/data/vault-master.key")
+    stored = portal.request("POST", f"{portal.base}/vault/v1/secrets", json={"name": "PKG_SECRET", "value": "from-the-package"})
+    assert stored.status_code in (200, 201), dbkit.describe(stored)
+    read = portal.request("GET", f"{portal.base}/vault/v1/secrets/PKG_SECRET/value")
+    assert read.status_code == 200 and read.json()["value"] == "from-the-package", dbkit.describe(read)
+    assert key.exists() and key.stat().st_mode & 0o777 == 0o600
 
 
 def test_idle_memory_of_the_whole_stack(root, stack, portal):
