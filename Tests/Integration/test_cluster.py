@@ -197,24 +197,8 @@ def test_broadcast_and_presence_cross_kernels_through_the_proxy(cluster):
             assert len(by_kernel) == 2, f"all WebSockets went to {list(by_kernel)}"
             (name_a, on_a), (name_b, on_b) = by_kernel.items()
             print(f"\nrealtime clients on {name_a} and {name_b}")
-            heard: list[dict] = []
-            joins: list[str] = []
-            leaves: list[str] = []
-            a = on_a.channel("through-proxy", {"config": {"presence": {"key": "a"}}})
-            a.on_broadcast("*", lambda payload: heard.append(payload))
-            a.on_presence_join(lambda key, current, new: joins.append(key))
-            a.on_presence_leave(lambda key, current, left: leaves.append(key))
-            await rtkit.subscribed(a)
-            b = on_b.channel("through-proxy", {"config": {"presence": {"key": "b"}}})
-            await rtkit.subscribed(b)
-            await b.track({"kernel": name_b})
-            await rtkit.wait_for(lambda: "b" in joins)
-            await b.send_broadcast("hello", {"from": name_b})
-            await rtkit.wait_for(lambda: heard)
-            assert heard[0]["payload"] == {"from": name_b}
-            await on_b.close()
             sockets.remove(on_b)
-            await rtkit.wait_for(lambda: "b" in leaves)
+            await rtkit.presence_and_broadcast_cross(on_a, on_b, "through-proxy", {"from": name_b})
         finally:
             for socket in sockets:
                 await socket.close()

@@ -148,6 +148,29 @@ class RawSocket:
         await self.connection.close()
 
 
+async def presence_and_broadcast_cross(listening, talking, topic: str, payload: dict) -> None:
+    """`talking` (a client on another kernel) joins `topic` with presence, tracks, broadcasts
+    `payload` and disconnects: `listening` must see the join, the broadcast and the leave.
+    Closes `talking`."""
+    heard: list[dict] = []
+    joins: list[str] = []
+    leaves: list[str] = []
+    a = listening.channel(topic, {"config": {"presence": {"key": "listening"}}})
+    a.on_broadcast("*", lambda message: heard.append(message))
+    a.on_presence_join(lambda key, current, new: joins.append(key))
+    a.on_presence_leave(lambda key, current, left: leaves.append(key))
+    await subscribed(a)
+    b = talking.channel(topic, {"config": {"presence": {"key": "talking"}}})
+    await subscribed(b)
+    await b.track({"where": "another kernel"})
+    await wait_for(lambda: "talking" in joins)
+    await b.send_broadcast("hello", payload)
+    await wait_for(lambda: heard)
+    assert heard[0]["payload"] == payload
+    await talking.close()
+    await wait_for(lambda: "talking" in leaves)
+
+
 def binary_push(join_ref: str, ref: str, topic: str, event: str, payload: bytes, json_encoded: bool) -> bytes:
     """A vsn=2.0.0 user broadcast push (kind 3), as supabase-js encodes it."""
     head = bytes([3, len(join_ref), len(ref), len(topic), len(event), 1 if json_encoded else 0])

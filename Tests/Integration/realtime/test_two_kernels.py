@@ -73,23 +73,7 @@ def test_broadcast_and_presence_cross_kernels(cluster):
         on_first = await rtkit.client(cluster["p1"])
         on_second = await rtkit.client(cluster["p2"])
         try:
-            heard: list[dict] = []
-            joins: list[str] = []
-            leaves: list[str] = []
-            a = on_first.channel("crossing", {"config": {"presence": {"key": "first"}}})
-            a.on_broadcast("*", lambda payload: heard.append(payload))
-            a.on_presence_join(lambda key, current, new: joins.append(key))
-            a.on_presence_leave(lambda key, current, left: leaves.append(key))
-            await rtkit.subscribed(a)
-            b = on_second.channel("crossing", {"config": {"presence": {"key": "second"}}})
-            await rtkit.subscribed(b)
-            await b.track({"where": "kernel C"})
-            await rtkit.wait_for(lambda: "second" in joins)
-            await b.send_broadcast("hello", {"from": "second"})
-            await rtkit.wait_for(lambda: heard)
-            assert heard[0]["payload"] == {"from": "second"}
-            await on_second.close()
-            await rtkit.wait_for(lambda: "second" in leaves)
+            await rtkit.presence_and_broadcast_cross(on_first, on_second, "crossing", {"from": "second"})
         finally:
             await on_first.close()
 
