@@ -21,12 +21,18 @@ final class LoadedCollection: Sendable {
     }
 
     private let state: Mutex<State>
+    /// The collection's `pruned_through` read before this index read anything: deletions up
+    /// to it removed entries before the index could see them, so only a prune past it (and
+    /// past ``through``) can have taken deletions the index needs.
+    let prunedBaseline: Int64
 
-    /// An index that has applied every change up to `through` (`saved`: its snapshot says so too).
-    init(uid: Int64, name: String, index: VectorIndex, through: Int64, saved: Bool) {
+    /// An index that has applied every change up to `through` (`saved`: its snapshot says so
+    /// too), started when the collection's `pruned_through` was `prunedBaseline`.
+    init(uid: Int64, name: String, index: VectorIndex, through: Int64, saved: Bool, prunedBaseline: Int64) {
         self.uid = uid
         self.name = name
         self.index = index
+        self.prunedBaseline = prunedBaseline
         state = Mutex(State(through: through, savedThrough: saved ? through : -1))
     }
 
@@ -48,6 +54,11 @@ final class LoadedCollection: Sendable {
         while true {
             let after = through
             let changes = try await owner.run { connection in try await VectorStore.changes(collection: uid, after: after, connection) }
+            // Another kernel's snapshot pruned deletions this index had not applied yet: some
+            // removed entries may still be in it. (An empty index, after 0, has nothing to miss.)
+            if after > 0 && changes.prunedThrough > max(after, prunedBaseline) {
+                throw StaleIndex(collection: name, through: after, prunedThrough: changes.prunedThrough)
+            }
             if changes.removed.isEmpty && changes.written.isEmpty && changes.through == after { return changed }
             let index = index
             let removed = changes.removed
@@ -59,6 +70,16 @@ final class LoadedCollection: Sendable {
             state.withLock { $0.through = changes.through }
             changed = true
             if !changes.more { return changed }
+        }
+    }
+
+    /// The index is behind deletions another kernel already pruned: rebuild it from Postgres.
+    struct StaleIndex: Error, CustomStringConvertible {
+        let collection: String
+        let through: Int64
+        let prunedThrough: Int64
+        var description: String {
+            "the index of collection \(collection) is at change \(through), but deletions through \(prunedThrough) were pruned by another kernel's snapshot"
         }
     }
 

@@ -58,8 +58,13 @@ final class PortalVectors: Sendable {
     /// `index_memory_mb`; a collection that alone exceeds it is refused.
     func index(for collection: VectorCollection) async throws -> LoadedCollection {
         if let loaded = cached(collection) {
-            if try await loaded.catchUp(owner) { await trim(keeping: collection.name) }
-            return loaded
+            do {
+                if try await loaded.catchUp(owner) { await trim(keeping: collection.name) }
+                return loaded
+            } catch let stale as LoadedCollection.StaleIndex {
+                host.log(.notice, "intelligence: \(stale); rebuilding", portal: portal)
+                evict(collection.name, uid: loaded.uid)
+            }
         }
         let loaded = try await loading.run {
             if let loaded = cached(collection) { return loaded }
@@ -77,9 +82,24 @@ final class PortalVectors: Sendable {
             }
             return loaded
         }
-        _ = try await loaded.catchUp(owner)
+        do {
+            _ = try await loaded.catchUp(owner)
+        } catch let stale as LoadedCollection.StaleIndex {
+            // Pruned while this request waited: the next request rebuilds.
+            evict(collection.name, uid: loaded.uid)
+            throw stale
+        }
         await trim(keeping: collection.name)
         return loaded
+    }
+
+    /// Drops the loaded index of `name` if it is still the one with `uid`.
+    private func evict(_ name: String, uid: Int64) {
+        state.withLock { state in
+            guard state.loaded[name]?.uid == uid else { return }
+            state.loaded[name] = nil
+            state.lastUsed[name] = nil
+        }
     }
 
     /// The estimated memory of a loaded index.
@@ -171,7 +191,8 @@ final class PortalVectors: Sendable {
             let dimension = collection.dimension
             do {
                 let index = try await BlockingWork.run { try VectorIndex.load(from: paths.index, dimension: dimension, metric: metric) }
-                let loaded = LoadedCollection(uid: collection.uid, name: collection.name, index: index, through: record.through, saved: true)
+                let loaded = LoadedCollection(
+                    uid: collection.uid, name: collection.name, index: index, through: record.through, saved: true, prunedBaseline: collection.prunedThrough)
                 try await loaded.catchUp(owner)
                 let expected = try await owner.run { connection in try await VectorStore.state(collection: collection.uid, connection) }
                 if index.count == expected.count {
@@ -185,12 +206,23 @@ final class PortalVectors: Sendable {
                 host.log(.warning, "intelligence: the snapshot of collection \(collection.name) is unusable (\(error)); rebuilding", portal: portal)
             }
         }
-        host.count("vector_index_rebuilds", portal: portal)
-        let index = try VectorIndex(dimension: collection.dimension, metric: metric, capacity: max(1_024, min(collection.count + 64, 1 << 24)))
-        let loaded = LoadedCollection(uid: collection.uid, name: collection.name, index: index, through: 0, saved: false)
-        try await loaded.catchUp(owner)
-        scheduleSnapshot(of: loaded, dimension: collection.dimension, metric: collection.metric)
-        return loaded
+        // A rebuild that another kernel's prune overtakes page by page starts again (bounded).
+        for attempt in 1...3 {
+            host.count("vector_index_rebuilds", portal: portal)
+            let index = try VectorIndex(dimension: collection.dimension, metric: metric, capacity: max(1_024, min(collection.count + 64, 1 << 24)))
+            let baseline = try await owner.run { connection in try await VectorStore.prunedThrough(collection: collection.uid, connection) }
+            let loaded = LoadedCollection(uid: collection.uid, name: collection.name, index: index, through: 0, saved: false, prunedBaseline: baseline)
+            do {
+                try await loaded.catchUp(owner)
+            } catch let stale as LoadedCollection.StaleIndex where attempt < 3 {
+                host.log(.notice, "intelligence: \(stale) during a rebuild; starting again", portal: portal)
+                continue
+            }
+            scheduleSnapshot(of: loaded, dimension: collection.dimension, metric: collection.metric)
+            return loaded
+        }
+        // Not reached: the third attempt's StaleIndex propagates (503, retry).
+        throw LoadedCollection.StaleIndex(collection: collection.name, through: 0, prunedThrough: collection.prunedThrough)
     }
 
     /// Writes the collection's snapshot after the configured delay (later changes share it).

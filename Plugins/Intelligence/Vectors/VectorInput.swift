@@ -138,6 +138,10 @@ struct VectorInput: Error {
             case .collectionNotFound: return .error(status: 404, code: "mesh_collection_not_found", message: refusal.description, hint: "GET /vectors/v1/mesh lists them")
             case .shapeMismatch: return .error(status: 409, code: "shape_mismatch", message: refusal.description)
             }
+        case let stale as LoadedCollection.StaleIndex:
+            var response = PluginResponse.error(status: 503, code: "index_rebuilding", message: "\(stale); it is being rebuilt", hint: "retry shortly")
+            response.headers.append(("retry-after", "1"))
+            return response
         case let index as VectorIndexError:
             return .error(status: 400, code: "invalid_request", message: "the index refused the request: \(index.message)")
         case let pool as PostgresPoolError:

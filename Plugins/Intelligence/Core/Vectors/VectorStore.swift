@@ -90,6 +90,10 @@ public enum VectorStore {
         public var through: Int64
         /// Whether more changes follow (the page was full).
         public var more = false
+        /// The collection's `pruned_through`, read after the changes: deletions up to it may be
+        /// gone (another kernel's snapshot covered them), so an index behind it may have
+        /// missed some (``LoadedCollection`` then rebuilds).
+        public var prunedThrough: Int64 = 0
     }
 
     private static let collectionColumns =
@@ -262,7 +266,16 @@ public enum VectorStore {
             }
             changes.through = last
         }
+        // Read after the deletions: a prune that removed some of them (its UPDATE commits with
+        // or before its DELETE) is seen here.
+        changes.prunedThrough = try await prunedThrough(collection: uid, connection)
         return changes
+    }
+
+    /// The collection's `pruned_through`: deletions up to it are gone (a snapshot covered them).
+    public static func prunedThrough(collection uid: Int64, _ connection: PostgresConnection) async throws -> Int64 {
+        let rows = try await connection.preparedQuery("SELECT pruned_through FROM intelligence.vector_collections WHERE uid = $1", [String(uid)])
+        return rows.scalar.flatMap { Int64($0) } ?? 0
     }
 
     /// The highest change number of a collection (0 when it never changed) and its entry count.
@@ -280,8 +293,9 @@ public enum VectorStore {
     /// Forgets deletions a saved snapshot covers (they are no longer needed to bring it up to date).
     public static func pruneDeletions(collection uid: Int64, through seq: Int64, _ connection: PostgresConnection) async throws {
         _ = try await connection.pipeline([
-            ("DELETE FROM intelligence.vector_deletions WHERE collection = $1 AND seq <= $2", [String(uid), String(seq)]),
+            // The mark first: a reader that misses a deletion then sees the mark (Changes.prunedThrough).
             ("UPDATE intelligence.vector_collections SET pruned_through = greatest(pruned_through, $2) WHERE uid = $1", [String(uid), String(seq)]),
+            ("DELETE FROM intelligence.vector_deletions WHERE collection = $1 AND seq <= $2", [String(uid), String(seq)]),
         ])
     }
 
