@@ -202,6 +202,11 @@ class Kernel:
         self.log_path = self.directory / "kernel.log"
         if prepare is not None:
             prepare(self)  # e.g. copy another kernel's key files into data_dir
+        self._serve(start_timeout)
+
+    def _serve(self, start_timeout: float) -> None:
+        """Starts `meltybase serve` on this kernel's config, data directory and port (the
+        environment's MELTYBASE_* variables left out) and waits until it listens."""
         self._log = open(self.log_path, "ab")
         environment = {k: v for k, v in os.environ.items() if not k.startswith("MELTYBASE_")}
         self.process = subprocess.Popen(
@@ -376,20 +381,7 @@ class RestartedKernel(Kernel):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = self.directory / f"kernel-{time.time_ns()}.log"
-        self._log = open(self.log_path, "ab")
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("MELTYBASE_")}
-        self.process = subprocess.Popen(
-            [str(self.binary), "serve", "--config", str(self.config), "--data-dir", str(self.data_dir),
-             "--port", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
-            cwd=self.directory, start_new_session=True,
-        )
-        self.portals = []
-        try:
-            self._wait_until_listening(start_timeout)
-        except BaseException:
-            self.stop()
-            raise
+        self._serve(start_timeout)
 
 
 class SignedInUser:
