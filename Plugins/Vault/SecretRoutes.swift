@@ -187,7 +187,7 @@ struct SecretRoutes {
             return .error(status: 404, code: "secret_not_found", message: message)
         case .conflict(let message):
             return .error(status: 409, code: "secret_exists", message: message)
-        case .unknownMasterKey:
+        case .unknownMasterKey, .clusterMasterKey:
             return .error(status: 503, code: "master_key_unavailable", message: error.description)
         case .database(let message):
             return .error(status: 503, code: "database_unavailable", message: "the vault cannot reach the system database: \(message)")

@@ -49,8 +49,16 @@ struct PortalCommand: AsyncParsableCommand {
         func run() async throws {
             let config = try options.load()
             let keys = try await PortalCommand.withStore(options) { store in
+                // The key first: a machine with another key set must not create a portal whose
+                // JWT secret no kernel of the cluster can open.
+                let box: SecretBox
+                do {
+                    box = try await ClusterKeySet.sealingKey(keysDirectory: config.keysDirectory, database: store.database)
+                } catch let mismatch as ClusterKeySet.Mismatch {
+                    throw CommandError(mismatch.description)
+                }
                 try await store.create(name, plugins: plugins)
-                let keys = try PortalKeys(database: store.database, keysDirectory: config.keysDirectory)
+                let keys = PortalKeys(database: store.database, box: box)
                 return (anon: try await keys.issueAPIKey(portal: name, role: "anon"), service: try await keys.issueAPIKey(portal: name, role: "service_role"))
             }
             print("created portal \(name)" + (plugins.isEmpty ? "" : " with \(plugins.joined(separator: ", "))"))

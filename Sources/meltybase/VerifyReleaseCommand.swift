@@ -19,8 +19,9 @@ struct VerifyReleaseCommand: ParsableCommand {
             or a file holding them), else MELTYBASE_RELEASE_PUBLIC_KEY, else the package's own release-signing.pub: \
             that only proves the files are intact, so compare its fingerprint with the published one.
 
-            Files the kernel creates are not checked: the data/ folder. Any other file that SHA256SUMS does not list \
-            is reported as extra. Exit status 0 prints "release verified: N files"; 1 names each modified, missing \
+            In an unpacked folder, the data/ directory the kernel creates (keys, certificates, the database) is not \
+            checked, and the output says so; in a zip, a data/ entry is reported as extra. Any other file that \
+            SHA256SUMS does not list is reported as extra. Exit status 0 prints "release verified: N files"; 1 names each modified, missing \
             or extra file.
 
               ./meltybase verify-release
@@ -51,16 +52,19 @@ struct VerifyReleaseCommand: ParsableCommand {
             throw CommandError("\(target) does not exist; pass the unpacked package folder or its .zip")
         }
         if isDirectory.boolValue {
-            try verify(directory: target)
+            try verify(directory: target, skipsRuntimeFolders: true)
             return
         }
+        // A zip holds nothing the kernel made: a data/ folder in it (keys, certificates, a
+        // Postgres cluster with its own archive_command) would be loaded, so it counts as extra.
         let unpacked = try Self.unzip(target)
         defer { try? FileManager.default.removeItem(atPath: unpacked.temporary) }
-        try verify(directory: unpacked.root, extraTopLevel: unpacked.strays)
+        try verify(directory: unpacked.root, extraTopLevel: unpacked.strays, skipsRuntimeFolders: false)
     }
 
-    /// Checks the signature, then the files, of the package in `directory`.
-    private func verify(directory: String, extraTopLevel: [String] = []) throws {
+    /// Checks the signature, then the files, of the package in `directory`; an unpacked
+    /// folder's runtime folders (a real data/ directory, which the kernel fills) are skipped.
+    private func verify(directory: String, extraTopLevel: [String] = [], skipsRuntimeFolders: Bool) throws {
         let sumsPath = directory + "/" + Self.sumsFile
         guard let sums = FileManager.default.contents(atPath: sumsPath) else {
             throw CommandError("\(sumsPath) is missing: \(directory) is not a signed release package")
@@ -87,7 +91,7 @@ struct VerifyReleaseCommand: ParsableCommand {
             throw CommandError("\(sumsPath): \(error)")
         }
         var problems: [String] = extraTopLevel.map { "extra: \($0) (outside the package folder in the zip)" }
-        let present = Set(try Self.files(in: directory))
+        let present = Set(try Self.files(in: directory, skippingRuntimeFolders: skipsRuntimeFolders))
         for entry in listed {
             let path = directory + "/" + entry.path
             var status = stat()
@@ -111,6 +115,10 @@ struct VerifyReleaseCommand: ParsableCommand {
             throw CommandError("release NOT verified: \(problems.count) file\(problems.count == 1 ? "" : "s") differ from the signed \(Self.sumsFile) in \(directory)")
         }
         print("release verified: \(listed.count) files (public key \(ByteEncoding.hex(key.bytes)), \(key.source))")
+        let skipped = skipsRuntimeFolders ? Self.runtimeFolders.sorted().filter { Self.isRealDirectory(directory + "/" + $0) } : []
+        if !skipped.isEmpty {
+            print("not checked: \(skipped.map { $0 + "/" }.joined(separator: ", ")) (made by the kernel on this machine: keys, certificates, the database)")
+        }
     }
 
     /// The key to check against, and where it came from.
@@ -152,8 +160,16 @@ struct VerifyReleaseCommand: ParsableCommand {
         return bytes
     }
 
-    /// Regular files and symbolic links below `directory`, relative, outside the runtime folders.
-    static func files(in directory: String) throws -> [String] {
+    /// Whether `path` is a directory itself (not a symbolic link to one).
+    static func isRealDirectory(_ path: String) -> Bool {
+        var status = stat()
+        return lstat(path, &status) == 0 && status.st_mode & mode_t(S_IFMT) == mode_t(S_IFDIR)
+    }
+
+    /// Regular files and symbolic links below `directory`, relative; with
+    /// `skippingRuntimeFolders`, outside the top-level runtime folders that are real
+    /// directories (a symbolic link named data/ is listed, and so reported).
+    static func files(in directory: String, skippingRuntimeFolders: Bool = true) throws -> [String] {
         var found: [String] = []
         var pending = [""]
         while let relative = pending.popLast() {
@@ -166,7 +182,7 @@ struct VerifyReleaseCommand: ParsableCommand {
             }
             for name in names {
                 let path = relative.isEmpty ? name : relative + "/" + name
-                if relative.isEmpty && runtimeFolders.contains(name) { continue }
+                if skippingRuntimeFolders && relative.isEmpty && runtimeFolders.contains(name) && isRealDirectory(directory + "/" + name) { continue }
                 var status = stat()
                 guard lstat(directory + "/" + path, &status) == 0 else { continue }
                 if status.st_mode & mode_t(S_IFMT) == mode_t(S_IFDIR) { pending.append(path) } else { found.append(path) }

@@ -193,3 +193,54 @@ def test_keys_init_writes_a_private_key_set_once_and_show_names_it_without_secre
     os.chmod(folder / "mfa-secret.key", 0o644)
     loose = keys_cli("show", "--dir", str(folder))
     assert loose.returncode != 0 and "chmod 600" in loose.stderr
+
+
+def test_an_empty_vault_is_not_split_across_two_master_keys():
+    """No data key exists yet, so only the registry can tell: the first kernel's vault use
+    registers its master key, and a kernel with another one writes nothing."""
+    first = dbkit.Kernel(VAULT_TOML, prepare=vault_key(secrets.token_hex(32)))
+    folder = None
+    second = None
+    try:
+        portal = first.create_portal("emptyvault", plugins="database,vault")
+        listed = portal.request("GET", f"{portal.base}/vault/v1/secrets")
+        assert listed.status_code == 200, listed.text
+        folder = copy_key_set(first)
+        second = dbkit.Kernel(shared_servers_toml(first, folder), prepare=vault_key(secrets.token_hex(32)))
+        on_second = dbkit.Portal(second, portal.name, portal.anon, portal.service)
+        second._wait_for_portal(on_second)
+        refused = on_second.request("POST", f"{on_second.base}/vault/v1/secrets", json={"name": "SPLIT", "value": "x"})
+        assert refused.status_code == 503 and refused.json()["code"] == "master_key_unavailable", refused.text
+        assert "master key id" in refused.json()["message"]
+        stored = portal.request("POST", f"{portal.base}/vault/v1/secrets", json={"name": "KEPT", "value": "y"})
+        assert stored.status_code in (200, 201), stored.text
+        names = portal.request("GET", f"{portal.base}/vault/v1/secrets").text
+        assert "KEPT" in names and "SPLIT" not in names
+    finally:
+        if second is not None:
+            second.stop()
+        first.stop()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_portal_create_on_a_machine_with_other_keys_is_refused_before_creating_anything(services, tmp_path):
+    folder = tmp_path / "other-keys"
+    made = keys_cli("init", "--out", str(folder))
+    assert made.returncode == 0, made.stderr
+    config = tmp_path / "meltybase.toml"
+    config.write_text(dbkit.CONFIG_TOML.format(port=dbkit.free_port(), plugin=dbkit.PLUGIN_FILE) + shared_servers_toml(services, folder))
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MELTYBASE_")}
+    done = subprocess.run([str(dbkit.kernel_binary()), "portal", "create", "wrongkeys", "--plugins", "database", "--config", str(config),
+                           "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=120, env=environment)
+    assert done.returncode != 0
+    assert "sealing key" in done.stderr and "keys_dir" in done.stderr, done.stdout + done.stderr
+    assert services.superuser_sql("select count(*) from meltybase.portals where name = 'wrongkeys'", database="meltybase").strip() == "0"
+    # A missing key file is not made up either.
+    empty = tmp_path / "no-keys"
+    empty.mkdir(mode=0o700)
+    config.write_text(dbkit.CONFIG_TOML.format(port=dbkit.free_port(), plugin=dbkit.PLUGIN_FILE) + shared_servers_toml(services, empty))
+    missing = subprocess.run([str(dbkit.kernel_binary()), "portal", "create", "nokeys", "--plugins", "database", "--config", str(config),
+                              "--data-dir", str(tmp_path / "data")], capture_output=True, text=True, timeout=120, env=environment)
+    assert missing.returncode != 0 and "does not exist" in missing.stderr, missing.stdout + missing.stderr
+    assert not (empty / "mfa-secret.key").exists()

@@ -77,10 +77,19 @@ def test_signed_folder_verifies_and_is_sha256sum_format(tmp_path: Path, key: tup
     from_file = meltybase("verify-release", str(folder), "--public-key", str(secret.with_suffix(".pub")))
     assert from_file.returncode == 0, from_file.stderr
 
-    # The kernel's data/ folder is neither listed nor checked.
+    # The kernel's data/ folder (a real directory) is neither listed nor checked, and the output says so.
     (folder / "data" / "postgres").mkdir(parents=True)
     (folder / "data" / "postgres" / "PG_VERSION").write_text("15\n")
-    assert meltybase("verify-release", str(folder), "--public-key", public).returncode == 0
+    with_data = meltybase("verify-release", str(folder), "--public-key", public)
+    assert with_data.returncode == 0 and "not checked: data/" in with_data.stdout, with_data.stdout + with_data.stderr
+
+    # A symbolic link named data is not the kernel's folder: it is reported.
+    (folder / "data" / "postgres" / "PG_VERSION").unlink()
+    (folder / "data" / "postgres").rmdir()
+    (folder / "data").rmdir()
+    (folder / "data").symlink_to(tmp_path)
+    linked = meltybase("verify-release", str(folder), "--public-key", public)
+    assert linked.returncode == 1 and "extra: data" in linked.stderr.splitlines(), linked.stderr
 
 
 def test_package_key_alone_warns_and_environment_key_wins(tmp_path: Path, key: tuple[Path, str]) -> None:
@@ -161,6 +170,16 @@ def test_zip_verifies_and_a_changed_zip_fails(tmp_path: Path, key: tuple[Path, s
     refused = meltybase("verify-release", str(changed), "--public-key", public)
     assert refused.returncode == 1
     assert "modified: meltybase" in refused.stderr.splitlines()
+
+    # A zip carries nothing the kernel makes: keys planted under data/ are extra, not skipped.
+    planted = tmp_path / "planted.zip"
+    with zipfile.ZipFile(archive) as source, zipfile.ZipFile(planted, "w") as target:
+        for item in source.infolist():
+            target.writestr(item, source.read(item))
+        target.writestr(f"{folder.name}/data/mfa-secret.key", "00" * 32 + "\n")
+    smuggled = meltybase("verify-release", str(planted), "--public-key", public)
+    assert smuggled.returncode == 1
+    assert "extra: data/mfa-secret.key" in smuggled.stderr.splitlines(), smuggled.stderr
 
 
 def test_sign_refuses_unsafe_input(tmp_path: Path, key: tuple[Path, str]) -> None:

@@ -14,6 +14,11 @@ struct TrustedProxiesTests {
             #expect(throws: TrustedProxies.Invalid.self, "\(bad)") { try TrustedProxies([bad]) }
         }
         #expect(try TrustedProxies(["0.0.0.0/0"]).trusts("8.8.8.8"))
+        // A peer on a `::` listener is IPv4-mapped: it matches IPv4 entries, and mapped entries match IPv4 peers.
+        #expect(proxies.trusts("::ffff:10.1.2.3") && !proxies.trusts("::ffff:11.1.2.3"))
+        let mapped = try TrustedProxies(["::ffff:192.168.0.0/112"])
+        #expect(mapped.trusts("192.168.7.7") && mapped.trusts("::ffff:192.168.7.7") && !mapped.trusts("192.169.0.1"))
+        #expect(throws: TrustedProxies.Invalid.self) { try TrustedProxies(["::ffff:10.0.0.0/64"]) }
     }
 
     @Test("the client is the rightmost untrusted entry, only when the peer is trusted")
@@ -30,6 +35,7 @@ struct TrustedProxiesTests {
         #expect(proxies.client(peer: "10.0.0.1", forwardedFor: ["203.0.113.9:5050"]) == "203.0.113.9")
         #expect(proxies.client(peer: "10.0.0.1", forwardedFor: ["[2001:db8::1]:443"]) == "2001:db8::1")
         #expect(proxies.client(peer: "10.0.0.1", forwardedFor: ["2001:DB8:0::1"]) == "2001:db8::1", "canonical text")
+        #expect(proxies.client(peer: "::ffff:10.0.0.1", forwardedFor: ["203.0.113.9"]) == "203.0.113.9", "an IPv4-mapped proxy")
         #expect(TrustedProxies.none.client(peer: "10.0.0.1", forwardedFor: ["203.0.113.9"]) == "10.0.0.1")
     }
 

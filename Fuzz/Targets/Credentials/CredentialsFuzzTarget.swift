@@ -30,13 +30,13 @@ enum CredentialsFuzzTarget {
         // One folder for every run (the secret box's key file is made once and reused).
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("meltybase-fuzz-credentials").path
         try? FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let keys = try! PortalKeys(database: SystemDatabase(conninfo: "host=/nonexistent"), dataDirectory: directory)
+        let keys = try! PortalKeys(database: SystemDatabase(conninfo: "host=/nonexistent"), keysDirectory: directory)
         await keys.useSecret(portalSecret, for: portal)
         let database = SystemDatabase(conninfo: "host=/nonexistent")
         let tokens = await AdminTokens(database: database, key: adminKey)
         // No database: a token that verifies reaches the session lookup, which fails.
         let admin = AdminIdentity(
-            database: database, state: SystemState(isInitialized: true), redis: nil, dataDirectory: directory,
+            database: database, state: SystemState(isInitialized: true), redis: nil, keysDirectory: directory,
             logger: Logger(label: "fuzz"), tokens: tokens)
         return (keys, admin)
     }

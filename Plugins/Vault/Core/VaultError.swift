@@ -12,6 +12,8 @@ public enum VaultError: Error, CustomStringConvertible, Equatable {
     case authenticationFailed
     /// A data key is wrapped under a master key this process was not given.
     case unknownMasterKey(keyID: String, portal: String, configured: [String])
+    /// The cluster's vault uses a master key this process does not hold (503).
+    case clusterMasterKey(registered: String, configured: [String])
     /// A request argument is malformed (name, value, version).
     case invalidArgument(String)
     /// No such secret (or version, or portal key).
@@ -32,6 +34,9 @@ public enum VaultError: Error, CustomStringConvertible, Equatable {
         case .authenticationFailed:
             return
                 "the record does not authenticate under its key (AES-GCM tag mismatch): wrong master key, or the ciphertext was altered or moved to another secret, version or portal"
+        case .clusterMasterKey(let registered, let configured):
+            return "the vault of the kernels sharing this database uses master key id \(registered), but this process has master key id(s) "
+                + "\(configured.joined(separator: ", ")); give every kernel the cluster's key (MELTYBASE_MASTER_KEY or master_key_file; docs/cluster.md)"
         case .unknownMasterKey(let keyID, let portal, let configured):
             return "the data key of portal \"\(portal)\" is wrapped under master key id \(keyID), but this process has master key id(s) \(configured.joined(separator: ", ")); "
                 + "configure that key as MELTYBASE_MASTER_KEY (or MELTYBASE_MASTER_KEY_PREVIOUS while rotating)"

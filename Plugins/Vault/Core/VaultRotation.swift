@@ -57,6 +57,8 @@ public enum VaultRotation {
                 from.insert(masterKeyID)
                 result.rewrapped += 1
             }
+            _ = try await connection.vaultQuery(
+                "INSERT INTO vault.master_key_registry (master_key_id) VALUES ($1) ON CONFLICT (id) DO UPDATE SET master_key_id = excluded.master_key_id", [keys.current.id])
             try await audit(
                 connection, "vault.master_key.rotate", "master_key:\(keys.current.id)",
                 [

@@ -41,6 +41,12 @@ public enum VaultSchema {
             FOREIGN KEY (portal, name) REFERENCES vault.secrets (portal, name) ON DELETE CASCADE
         );
         CREATE INDEX IF NOT EXISTS secret_versions_data_key ON vault.secret_versions (data_key_id);
+        -- The master key every kernel of the cluster must hold (registered by the first one,
+        -- moved by rotate-master): a kernel with another key writes nothing.
+        CREATE TABLE IF NOT EXISTS vault.master_key_registry (
+            id boolean PRIMARY KEY DEFAULT true CHECK (id),
+            master_key_id text NOT NULL
+        );
         """
 
     /// Applies ``sql`` on `connection`.
@@ -55,12 +61,19 @@ public enum VaultSchema {
     /// Throws ``VaultError/unknownMasterKey(keyID:portal:configured:)`` when data keys in
     /// this database are wrapped under a master key not among `held`: another kernel of the
     /// cluster has a key this process lacks, and nothing may be written under a second one.
+    /// The registry names the cluster's master key even while no data key exists yet: the
+    /// first process registers its current key (`held.first`), later ones must hold it.
     public static func checkMasterKeys(on connection: PostgresConnection, held: [String]) async throws {
         let rows = try await connection.vaultQuery("SELECT master_key_id, min(portal) AS portal FROM vault.data_keys GROUP BY master_key_id ORDER BY 1")
         for row in rows.rows.indices {
             guard let id = rows.value("master_key_id", row: row), !held.contains(id) else { continue }
             throw VaultError.unknownMasterKey(keyID: id, portal: rows.value("portal", row: row) ?? "", configured: held)
         }
+        guard let current = held.first else { return }
+        // Two statements: a racing first registration commits before the second reads.
+        _ = try await connection.vaultQuery("INSERT INTO vault.master_key_registry (master_key_id) VALUES ($1) ON CONFLICT (id) DO NOTHING", [current])
+        let registered = try await connection.vaultQuery("SELECT master_key_id FROM vault.master_key_registry").scalar ?? current
+        if !held.contains(registered) { throw VaultError.clusterMasterKey(registered: registered, configured: held) }
     }
 }
 

@@ -71,6 +71,7 @@ public struct ClusterKeySet: Sendable {
     /// The files of a key set (`meltybase keys init` writes them).
     public static let fileNames = [
         SecretBox.fileName, AuditSigningKey.secretKeyFileName, AuditSigningKey.publicKeyFileName, EvaluationLicense.secretKeyFileName,
+        vaultMasterKeyFileName,
     ]
 
     /// Registers the keys the cluster does not know yet and returns the first mismatch.
@@ -80,37 +81,69 @@ public struct ClusterKeySet: Sendable {
     /// kernel starts first.
     public func check(on database: SystemDatabase, registeredBy: String) async throws -> Mismatch? {
         try await database.withConnection { connection in
-            var firstMismatch: Mismatch?
-            for key in keys {
-                var candidate = key.id
-                if key.name == "sealing" {
-                    let sealed = try await connection.query(
-                        """
-                        SELECT split_part(secret_sealed, ':', 2) AS id FROM meltybase.portal_jwt_secrets WHERE secret_sealed LIKE 'xc1:%'
-                        UNION ALL SELECT split_part(totp_secret, ':', 2) FROM public.secrets WHERE totp_secret LIKE 'xc1:%'
-                        LIMIT 1
-                        """)
-                    if let id = sealed.value("id"), !id.isEmpty { candidate = id }
-                }
-                let rows = try await connection.query(
-                    """
-                    WITH inserted AS (
-                        INSERT INTO meltybase.cluster_keys (name, key_id, registered_by) SELECT $1, $2, $3 WHERE $2 <> ''
-                        ON CONFLICT (name) DO NOTHING RETURNING key_id, registered_at, registered_by)
-                    SELECT key_id, to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"') AS at, registered_by FROM inserted
-                    UNION ALL
-                    SELECT key_id, to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'), registered_by
-                        FROM meltybase.cluster_keys WHERE name = $1
-                    LIMIT 1
-                    """, [key.name, candidate ?? "", registeredBy])
-                guard let clusterID = rows.value("key_id") else { continue }
-                if clusterID != key.id, firstMismatch == nil {
-                    let registered = "\(rows.value("at") ?? "earlier") by \(rows.value("registered_by") ?? "another kernel")"
-                    firstMismatch = Mismatch(key: key, clusterID: clusterID, registered: registered)
-                }
+            // One transaction under a lock: two kernels starting at once register one set,
+            // not one key each, and the second sees the first's rows.
+            try await connection.transaction { connection in
+                _ = try await connection.query("SELECT pg_advisory_xact_lock(7426002)")
+                return (try await registerAndCompare(on: connection, registeredBy: registeredBy), true)
             }
-            return firstMismatch
         }
+    }
+
+    private func registerAndCompare(on connection: PostgresConnection, registeredBy: String) async throws -> Mismatch? {
+        var firstMismatch: Mismatch?
+        for key in keys {
+            var candidate = key.id
+            if key.name == "sealing" {
+                let sealed = try await connection.query(
+                    """
+                    SELECT split_part(secret_sealed, ':', 2) AS id FROM meltybase.portal_jwt_secrets WHERE secret_sealed LIKE 'xc1:%'
+                    UNION ALL SELECT split_part(totp_secret, ':', 2) FROM public.secrets WHERE totp_secret LIKE 'xc1:%'
+                    LIMIT 1
+                    """)
+                if let id = sealed.value("id"), !id.isEmpty { candidate = id }
+            }
+            let rows = try await connection.query(
+                """
+                WITH inserted AS (
+                    INSERT INTO meltybase.cluster_keys (name, key_id, registered_by) SELECT $1, $2, $3 WHERE $2 <> ''
+                    ON CONFLICT (name) DO NOTHING RETURNING key_id, registered_at, registered_by)
+                SELECT key_id, to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"') AS at, registered_by FROM inserted
+                UNION ALL
+                SELECT key_id, to_char(registered_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS "UTC"'), registered_by
+                    FROM meltybase.cluster_keys WHERE name = $1
+                LIMIT 1
+                """, [key.name, candidate ?? "", registeredBy])
+            // Nothing registered and nothing to register: a key this kernel and the cluster both lack.
+            guard let clusterID = rows.value("key_id") else { continue }
+            if clusterID != key.id, firstMismatch == nil {
+                let registered = "\(rows.value("at") ?? "earlier") by \(rows.value("registered_by") ?? "another kernel")"
+                firstMismatch = Mismatch(key: key, clusterID: clusterID, registered: registered)
+            }
+        }
+        return firstMismatch
+    }
+
+    /// The sealing key for a command-line tool that seals on the cluster's database (`meltybase
+    /// portal create`): once the cluster registered one, this machine's must be that key (a
+    /// missing file is not created, another key is refused with the fix); before that, the
+    /// key in `keysDirectory`, created if missing (the kernel registers it when it starts).
+    public static func sealingKey(keysDirectory: String, database: SystemDatabase) async throws -> SecretBox {
+        let registered = try await database.withConnection { connection in
+            try await connection.query("SELECT key_id FROM meltybase.cluster_keys WHERE name = 'sealing'").scalar
+        }
+        let path = keysDirectory + "/" + SecretBox.fileName
+        if let registered, !FileManager.default.fileExists(atPath: path) {
+            throw IdentityError.internalFailure(
+                "\(path) does not exist, and the kernels sharing this database seal with key \(Mismatch.short(registered)): run this with the "
+                    + "cluster's key set ([kernel] keys_dir or MELTYBASE_KEYS_DIR, or --data-dir of a kernel's data directory; docs/cluster.md)")
+        }
+        let box = try SecretBox.loadOrCreate(directory: keysDirectory)
+        if let registered, registered != box.keyID {
+            let key = Key(name: "sealing", purpose: "sealing key (TOTP and portal JWT secrets)", path: box.path, id: box.keyID)
+            throw Mismatch(key: key, clusterID: registered, registered: "by a kernel")
+        }
+        return box
     }
 
     /// Who registers: this host and key directory, for the message another kernel prints.

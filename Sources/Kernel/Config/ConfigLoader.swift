@@ -57,7 +57,9 @@ public struct ConfigLoader {
                 do {
                     config.trustedProxies = try TrustedProxies(entries)
                 } catch {
-                    throw reader.error("kernel.trusted_proxies", "\(error.description); expected addresses or networks like \"10.0.0.0/8\", \"127.0.0.1\", \"fd00::/8\"")
+                    throw reader.error(
+                        "kernel.trusted_proxies",
+                        "\(error.description); expected the proxies' addresses (\"10.0.0.10\", \"127.0.0.1\", \"fd00::10\") or a network of proxies only (\"10.0.5.0/28\")")
                 }
             }
             if let value = try reader.string(kernel, "keys_dir", prefix: "kernel"), !value.isEmpty { config.keysDirectorySetting = resolve(value, against: directory) }

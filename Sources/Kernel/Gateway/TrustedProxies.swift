@@ -42,12 +42,15 @@ public struct TrustedProxies: Sendable, Equatable {
             guard let address = Self.bytes(of: String(parts[0])) else {
                 throw Invalid(entry: entry, reason: "not an IPv4 or IPv6 address")
             }
+            // An IPv4-mapped entry (::ffff:a.b.c.d) is kept as IPv4; its prefix counts from bit 96.
+            let mapped = address.count == 4 && parts[0].contains(":")
+            let written = mapped ? 128 : address.count * 8
             var prefix = address.count * 8
             if parts.count == 2 {
-                guard let value = Int(parts[1]), (0...address.count * 8).contains(value) else {
-                    throw Invalid(entry: entry, reason: "the prefix length must be 0 to \(address.count * 8)")
+                guard let value = Int(parts[1]), (0...written).contains(value), !mapped || value >= 96 else {
+                    throw Invalid(entry: entry, reason: "the prefix length must be \(mapped ? 96 : 0) to \(written)")
                 }
-                prefix = value
+                prefix = mapped ? value - 96 : value
             }
             networks.append(Network(address: address, prefix: prefix))
         }
@@ -96,7 +99,7 @@ public struct TrustedProxies: Sendable, Equatable {
     public static func isLoopback(_ address: String) -> Bool {
         guard let bytes = bytes(of: address) else { return false }
         if bytes.count == 4 { return bytes[0] == 127 }
-        return bytes == [UInt8](repeating: 0, count: 15) + [1] || (bytes.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] && bytes[12] == 127)
+        return bytes == [UInt8](repeating: 0, count: 15) + [1]
     }
 
     /// `1.2.3.4:5678` → `1.2.3.4`, `[::1]:80` → `::1` (HAProxy writes no port; others may).
@@ -108,14 +111,18 @@ public struct TrustedProxies: Sendable, Equatable {
         return text
     }
 
-    /// The 4 or 16 bytes of an address in text (`inet_pton`), nil when it is none.
+    /// The 4 or 16 bytes of an address in text (`inet_pton`), nil when it is none. An
+    /// IPv4-mapped IPv6 address (`::ffff:10.0.0.1`, how a peer on a `::` listener looks) is
+    /// its IPv4 address, so it matches IPv4 entries.
     static func bytes(of text: String) -> [UInt8]? {
         guard !text.isEmpty, text.utf8.count <= 45, !text.utf8.contains(0) else { return nil }
         var v4 = in_addr()
         if inet_pton(AF_INET, text, &v4) == 1 { return withUnsafeBytes(of: &v4) { Array($0) } }
         var v6 = in6_addr()
-        if inet_pton(AF_INET6, text, &v6) == 1 { return withUnsafeBytes(of: &v6) { Array($0) } }
-        return nil
+        guard inet_pton(AF_INET6, text, &v6) == 1 else { return nil }
+        let bytes = withUnsafeBytes(of: &v6) { Array($0) }
+        if bytes.prefix(12) == [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF] { return Array(bytes[12...]) }
+        return bytes
     }
 
     /// The canonical text of 4 or 16 address bytes (`inet_ntop`).

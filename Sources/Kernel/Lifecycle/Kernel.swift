@@ -155,9 +155,6 @@ public final class Kernel: Sendable {
         // before anything is sealed, signed or served (docs/cluster.md, "One key set").
         let sealingKey = try SecretBox.loadOrCreate(directory: config.keysDirectory)
         let auditKey = try AuditSigningKey.loadOrCreate(directory: config.keysDirectory)
-        // The vault reads it through [plugins.vault.config] master_key_file (unless
-        // MELTYBASE_MASTER_KEY is set); created here so a first start has one.
-        try ClusterKeySet.createVaultMasterKeyIfMissing(directory: config.keysDirectory)
         let initialized = try await database.withConnection { connection in
             try await connection.query("SELECT is_initialized FROM meltybase.system_state").value("is_initialized") == "t"
         }
@@ -168,6 +165,12 @@ public final class Kernel: Sendable {
             vendorKeyConfigured: !(config.licensePublicKey ?? "").trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
         if let mismatch = try await keySet.check(on: database, registeredBy: ClusterKeySet.registrant(keysDirectory: config.keysDirectory)) {
             throw mismatch
+        }
+        // The vault reads it through [plugins.vault.config] master_key_file (unless
+        // MELTYBASE_MASTER_KEY is set): made here, once the set is the cluster's, so a first
+        // start has one. A read-only key folder (a mounted secret) is left as it is.
+        if access(config.keysDirectory, W_OK) == 0 {
+            try ClusterKeySet.createVaultMasterKeyIfMissing(directory: config.keysDirectory)
         }
 
         let redis: RedisClient?

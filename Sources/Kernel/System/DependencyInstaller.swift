@@ -80,9 +80,12 @@ public struct DependencyInstaller: Sendable {
                 "\(aptGet) not found: --install-deps knows Debian and Ubuntu only; install \(missing.map(\.what).joined(separator: ", ")) "
                     + "with this system's package manager, or set [database] url / [redis] url")
         }
-        var environment = ProcessInfo.processInfo.environment
-        environment["DEBIAN_FRONTEND"] = "noninteractive"
-        if environment["PATH"] == nil { environment["PATH"] = "/usr/sbin:/usr/bin:/sbin:/bin" }
+        // apt, dpkg's maintainer scripts and systemctl get a minimal environment (proxies kept):
+        // none of MeltyBase's own variables (a master key, database URLs) reaches them.
+        var environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"]
+        for (name, value) in ProcessInfo.processInfo.environment where ["http_proxy", "https_proxy", "no_proxy"].contains(name.lowercased()) {
+            environment[name] = value
+        }
         try run(["update"], environment: environment)
         try run(["install", "-y", "--no-install-recommends"] + packages, environment: environment)
         let left = uniquePackages(missing.filter { item in Self.missing(packages: [item.package]) })
@@ -97,7 +100,9 @@ public struct DependencyInstaller: Sendable {
     /// installed are stopped and disabled, saying how to undo it. Only under systemd; a
     /// failure here is reported, not fatal.
     private static func stopDebianServices(installed packages: [String], environment: [String: String]) {
-        let units = packages.compactMap { ["postgresql-15": "postgresql.service", "redis-server": "redis-server.service"][$0] }
+        // The cluster Debian's postgresql-15 creates, not the umbrella postgresql.service (which
+        // would also stop clusters of other versions the machine already runs).
+        let units = packages.compactMap { ["postgresql-15": "postgresql@15-main.service", "redis-server": "redis-server.service"][$0] }
         let systemctl = "/usr/bin/systemctl"
         guard !units.isEmpty, FileManager.default.fileExists(atPath: "/run/systemd/system"), FileManager.default.isExecutableFile(atPath: systemctl) else { return }
         for unit in units {

@@ -71,3 +71,27 @@ def test_a_kernel_behind_another_kernels_pruned_deletions_rebuilds_instead_of_se
     # The second kernel's index never saw those deletions; it must still answer with live entries only.
     after = call(portal_b, "POST", "/collections/kb/query", {"vector": [1, 0, 0, 0], "k": 5})["results"]
     assert sorted(hit["id"] for hit in after) == [f"far-{n}" for n in range(5)], after
+
+
+def test_snapshots_of_an_insert_only_collection_send_no_other_kernel_into_a_rebuild(pair):
+    first, portal_a, portal_b = pair
+    second = portal_b.kernel
+    call(portal_a, "POST", "/collections", {"name": "grow", "dimension": 4, "metric": "cosine"})
+    call(portal_a, "POST", "/collections/grow/upsert", {"entries": [{"id": "a", "vector": [1, 0, 0, 0]}]})
+    assert [hit["id"] for hit in call(portal_b, "POST", "/collections/grow/query", {"vector": [1, 0, 0, 0], "k": 1})["results"]] == ["a"]
+    snapshot = next(first.directory.rglob("grow.json"), None)
+    deadline = time.monotonic() + 60
+    for round in range(3):
+        # The first kernel writes and snapshots; the second catches up from Postgres.
+        call(portal_a, "POST", "/collections/grow/upsert", {"entries": [{"id": f"n{round}", "vector": [0, 1, round, 0]}]})
+        call(portal_a, "POST", "/collections/grow/query", {"vector": [1, 0, 0, 0], "k": 1})
+        before = snapshot.stat().st_mtime_ns if snapshot else 0
+        while True:
+            snapshot = next(first.directory.rglob("grow.json"), None)
+            if snapshot is not None and snapshot.stat().st_mtime_ns != before:
+                break
+            assert time.monotonic() < deadline, "the first kernel never wrote its snapshot"
+            time.sleep(0.1)
+        found = call(portal_b, "POST", "/collections/grow/query", {"vector": [0, 1, round, 0], "k": 1})["results"]
+        assert [hit["id"] for hit in found] == [f"n{round}"]
+    assert "collection grow is at change" not in second.log_text(), "an insert-only collection was rebuilt on the other kernel"

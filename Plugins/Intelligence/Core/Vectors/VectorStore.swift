@@ -294,7 +294,14 @@ public enum VectorStore {
     public static func pruneDeletions(collection uid: Int64, through seq: Int64, _ connection: PostgresConnection) async throws {
         _ = try await connection.pipeline([
             // The mark first: a reader that misses a deletion then sees the mark (Changes.prunedThrough).
-            ("UPDATE intelligence.vector_collections SET pruned_through = greatest(pruned_through, $2) WHERE uid = $1", [String(uid), String(seq)]),
+            // It moves only to the last deletion actually removed, so snapshots of an insert-only
+            // collection never send other kernels' indexes into a rebuild.
+            (
+                """
+                UPDATE intelligence.vector_collections SET pruned_through = greatest(pruned_through,
+                    (SELECT max(seq) FROM intelligence.vector_deletions WHERE collection = $1 AND seq <= $2)) WHERE uid = $1
+                """, [String(uid), String(seq)]
+            ),
             ("DELETE FROM intelligence.vector_deletions WHERE collection = $1 AND seq <= $2", [String(uid), String(seq)]),
         ])
     }
