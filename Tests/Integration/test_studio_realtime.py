@@ -57,8 +57,11 @@ def test_stats_need_the_service_role_or_an_admin_at_aal2(kernel, admin):
         time.sleep(0.2)
     assert {"connections", "channels", "subscriptions", "change_feed", "kernels", "node"} <= set(body)
     assert body["change_feed"] == "streaming"
+    # No credential, or one that does not verify: 401 (the SDK's shared refusal).
     anonymous = requests.get(url, timeout=30)
-    assert anonymous.status_code == 403 and anonymous.json()["code"] == "forbidden"
+    assert anonymous.status_code == 401 and anonymous.json()["code"] == "unauthorized", anonymous.text
+    forged = requests.get(url, headers={"authorization": "Bearer not-a-token"}, timeout=30)
+    assert forged.status_code == 401 and forged.json()["code"] == "invalid_token", forged.text
 
 
 def test_the_realtime_page_counts_connections_and_inspects_a_channel(kernel, admin, browser):
