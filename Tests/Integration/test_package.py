@@ -262,6 +262,18 @@ def test_serve_installs_its_dependencies_and_answers_the_pulse(root, stack):
     assert uid and uid.group(1) != "0", f"Postgres does not run as an unprivileged account: {status[:300]}"
 
 
+def test_the_https_listener_serves_certificates_made_on_first_start(root, stack, unpacked):
+    """No private key ships: the package's tls = "auto" listener made its CA and server
+    certificate in data/certs on this machine."""
+    certs = root.host_path(unpacked["folder"] + "/data/certs")
+    for name in ("ca.key", "server.key", "admin.key"):
+        assert (certs / name).stat().st_mode & 0o777 == 0o600, name
+    answer = requests.get("https://127.0.0.1:3443/v1/system/status", verify=str(certs / "ca.pem"), timeout=30)
+    assert answer.status_code == 200 and answer.json()["pulse"] == "active", answer.text
+    with pytest.raises(requests.exceptions.SSLError):
+        requests.get("https://127.0.0.1:3443/v1/system/status", timeout=30)
+
+
 def test_supabase_py_auth_and_rest_against_the_packaged_kernel(root, stack, unpacked, portal):
     portal.setup("create table notes (id serial primary key, owner uuid not null default auth.uid(), body text);"
                  "alter table notes enable row level security;"
