@@ -64,7 +64,7 @@ public final class EmbeddedPostgres: Sendable {
         if let account = runAs, !account.canReach(directory: dataDirectory) {
             // The data directory sits below a folder the unprivileged account cannot enter
             // (for example /root): keep the cluster in a per-data-directory folder it owns.
-            cluster = "/var/lib/meltybase/\(StableHash.hex(dataDirectory).prefix(16))/postgres"
+            cluster = try RelocatedCluster.folder(for: dataDirectory) + "/postgres"
             logger.notice("the Postgres cluster lives outside the data directory because \(account.name) cannot enter it", metadata: ["cluster": "\(cluster)"])
             relocated = true
         }

@@ -70,12 +70,16 @@ class InsideKernel:
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory) -> Path:
-    """The ZIP that scripts/package builds from the debug build (no rebuild)."""
+    """The ZIP that scripts/package builds from the debug build (no rebuild); set
+    MELTYBASE_PACKAGE_CONFIGURATION=release to run the same tests on a release build made
+    beforehand (`swift build -c release`), for the figures of the package users get."""
     script = REPO / "scripts" / "package"
     assert script.exists(), f"{script} does not exist (issue 18 delivers it)"
     out = tmp_path_factory.mktemp("dist")
     started = time.monotonic()
-    result = subprocess.run([str(script), "--configuration", "debug", "--no-build", "--out", str(out)],
+    configuration = os.environ.get("MELTYBASE_PACKAGE_CONFIGURATION", "debug")
+    assert configuration in ("debug", "release"), f"MELTYBASE_PACKAGE_CONFIGURATION must be debug or release, found {configuration!r}"
+    result = subprocess.run([str(script), "--configuration", configuration, "--no-build", "--out", str(out)],
                             capture_output=True, text=True, timeout=900, cwd=REPO)
     assert result.returncode == 0, f"scripts/package failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     lines = result.stdout.strip().splitlines()

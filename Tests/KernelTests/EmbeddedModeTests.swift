@@ -155,7 +155,7 @@ struct EmbeddedModeTests {
     static func clusterDirectory(_ data: String) throws -> String {
         let inside = data + "/postgres"
         if FileManager.default.fileExists(atPath: inside + "/PG_VERSION") { return inside }
-        return "/var/lib/meltybase/\(StableHash.hex(data).prefix(16))/postgres"
+        return try RelocatedCluster.folder(for: data) + "/postgres"
     }
 
     static func pids(matching text: String) -> [Int32] {
