@@ -130,7 +130,7 @@ public final class EmbeddedPostgres: Sendable {
     /// the server's archiving settings; none without ``archiving``.
     private func prepareArchive() throws -> [String] {
         guard let archiving else { return ["-c", "archive_mode=off"] }
-        for tool in ["gzip", "sync", "cmp"] where !["/usr/bin/", "/bin/"].contains(where: { FileManager.default.isExecutableFile(atPath: $0 + tool) }) {
+        for tool in EmbeddedTools.archiveTools where EmbeddedTools.systemProgram(tool) == nil {
             throw EmbeddedServiceError(
                 "`\(tool)` is not installed (looked in /usr/bin and /bin), so WAL cannot be archived",
                 hint: "install it (`apt-get install gzip coreutils diffutils`), or set [backup] enabled = false")

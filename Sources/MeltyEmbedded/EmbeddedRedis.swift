@@ -31,7 +31,7 @@ public final class EmbeddedRedis: Sendable {
 
     /// Starts redis-server and waits until it answers PING.
     public func start() throws {
-        guard let executable = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile(atPath:)) else {
+        guard let executable = EmbeddedTools.redisServer() else {
             throw EmbeddedServiceError(
                 "redis-server not found",
                 hint: "install it with `apt-get install redis-server` (scripts/setup.sh does), or set [redis] url to use an existing server")

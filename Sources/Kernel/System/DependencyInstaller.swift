@@ -31,15 +31,15 @@ public struct DependencyInstaller: Sendable {
                 missing.append(Missing(what: "Postgres server (initdb, postgres)", package: "postgresql-15", required: true))
             }
             if config.backup.enabled {
-                for (tool, package) in [("gzip", "gzip"), ("sync", "coreutils"), ("cmp", "diffutils")] where !installed(tool) {
+                for (tool, package) in zip(EmbeddedTools.archiveTools, ["gzip", "coreutils", "diffutils"]) where EmbeddedTools.systemProgram(tool) == nil {
                     missing.append(Missing(what: "\(tool) (WAL archiving)", package: package, required: true))
                 }
             }
-            if getuid() == 0 && !installed("setpriv") {
+            if getuid() == 0 && EmbeddedTools.systemProgram("setpriv") == nil {
                 missing.append(Missing(what: "setpriv (runs Postgres unprivileged)", package: "util-linux", required: true))
             }
         }
-        if config.usesEmbeddedRedis && !installed("redis-server", folders: ["/usr/bin/", "/usr/local/bin/"]) {
+        if config.usesEmbeddedRedis && EmbeddedTools.redisServer() == nil {
             missing.append(Missing(what: "redis-server", package: "redis-server", required: false))
         }
         return missing
@@ -126,17 +126,13 @@ public struct DependencyInstaller: Sendable {
     private static func missing(packages: [String]) -> Bool {
         switch packages.first {
         case "postgresql-15": return PostgresBinaries.find() == nil
-        case "redis-server": return !installed("redis-server", folders: ["/usr/bin/", "/usr/local/bin/"])
-        case "gzip": return !installed("gzip")
-        case "coreutils": return !installed("sync")
-        case "diffutils": return !installed("cmp")
-        case "util-linux": return !installed("setpriv")
+        case "redis-server": return EmbeddedTools.redisServer() == nil
+        case "gzip": return EmbeddedTools.systemProgram("gzip") == nil
+        case "coreutils": return EmbeddedTools.systemProgram("sync") == nil
+        case "diffutils": return EmbeddedTools.systemProgram("cmp") == nil
+        case "util-linux": return EmbeddedTools.systemProgram("setpriv") == nil
         default: return false
         }
-    }
-
-    private static func installed(_ tool: String, folders: [String] = ["/usr/bin/", "/bin/"]) -> Bool {
-        folders.contains { FileManager.default.isExecutableFile(atPath: $0 + tool) }
     }
 
     /// Runs apt-get with `arguments` (through ``ChildSpawn``: stdout and stderr shared) and

@@ -40,7 +40,7 @@ public struct MachineCheck: Sendable {
                 name: "Postgres server", ok: postgres != nil, required: false,
                 detail: postgres.map { "initdb and postgres in \($0)" } ?? "initdb/postgres not found (needed for the embedded default)",
                 fix: "apt-get install postgresql-15, or set [database] url / MELTYBASE_DATABASE_URL"))
-        let redis = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile(atPath:))
+        let redis = EmbeddedTools.redisServer()
         checks.append(
             MachineCheck(
                 name: "Redis server", ok: redis != nil, required: false,
