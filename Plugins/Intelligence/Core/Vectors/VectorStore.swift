@@ -241,10 +241,19 @@ public enum VectorStore {
     /// The changes of the collection `uid` after change number `after`, at most `limit` written rows.
     public static func changes(collection uid: Int64, after: Int64, limit: Int = 2_000, _ connection: PostgresConnection) async throws -> Changes {
         var changes = Changes(through: after)
-        let removed = try await connection.preparedQuery(
-            "SELECT label, seq FROM intelligence.vector_deletions WHERE collection = $1 AND seq > $2 ORDER BY seq", [String(uid), String(after)])
-        for row in removed.rows {
-            guard row.count == 2, let label = row[0].flatMap({ UInt64($0) }), let seq = row[1].flatMap({ Int64($0) }) else { continue }
+        // The deletions and the collection's pruned_through in one statement (one snapshot): a
+        // prune that removed some of them (its mark is written with or before its DELETE) shows
+        // its mark here (Changes.prunedThrough), without a round trip of its own.
+        let marked = try await connection.preparedQuery(
+            """
+            SELECT d.label, d.seq, c.pruned_through FROM intelligence.vector_collections c
+                LEFT JOIN intelligence.vector_deletions d ON d.collection = c.uid AND d.seq > $2
+            WHERE c.uid = $1 ORDER BY d.seq
+            """, [String(uid), String(after)])
+        changes.prunedThrough = marked.rows.first?[2].flatMap { Int64($0) } ?? 0
+        let removed = marked.rows.filter { $0[0] != nil }
+        for row in removed {
+            guard row.count == 3, let label = row[0].flatMap({ UInt64($0) }), let seq = row[1].flatMap({ Int64($0) }) else { continue }
             changes.removed.append(label)
             changes.through = max(changes.through, seq)
         }
@@ -261,14 +270,11 @@ public enum VectorStore {
         changes.more = written.rows.count >= limit
         if changes.more, let last = written.rows.last?[2].flatMap({ Int64($0) }) {
             // Deletions past the page's end are read again with the next page.
-            changes.removed = zip(removed.rows, changes.removed).compactMap { row, label in
+            changes.removed = zip(removed, changes.removed).compactMap { row, label in
                 (row[1].flatMap { Int64($0) } ?? 0) <= last ? label : nil
             }
             changes.through = last
         }
-        // Read after the deletions: a prune that removed some of them (its UPDATE commits with
-        // or before its DELETE) is seen here.
-        changes.prunedThrough = try await prunedThrough(collection: uid, connection)
         return changes
     }
 
