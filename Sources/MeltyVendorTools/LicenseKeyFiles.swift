@@ -14,11 +14,15 @@ extension LicenseIssuer {
         public var publicKeyHex: String
     }
 
-    /// Creates a new key pair in `directory` (created with mode 0700 if missing). Refuses
-    /// when either file already exists: a signing key is never overwritten.
-    public static func generateKeyFiles(directory: String) throws(LicenseIssuerError) -> KeyFiles {
-        let secretPath = (directory as NSString).appendingPathComponent(secretKeyFileName)
-        let publicPath = (directory as NSString).appendingPathComponent(publicKeyFileName)
+    /// Creates a new key pair in `directory` (created with mode 0700 if missing): the secret
+    /// key as hex in `secretName` (mode 0600), the public key in `publicName` (the license
+    /// pair by default; `meltybase release keygen` names the release pair). Refuses when
+    /// either file already exists: a signing key is never overwritten.
+    public static func generateKeyFiles(
+        directory: String, secretName: String = secretKeyFileName, publicName: String = publicKeyFileName
+    ) throws(LicenseIssuerError) -> KeyFiles {
+        let secretPath = (directory as NSString).appendingPathComponent(secretName)
+        let publicPath = (directory as NSString).appendingPathComponent(publicName)
         var status = stat()
         for path in [secretPath, publicPath] where lstat(path, &status) == 0 {
             throw LicenseIssuerError("\(path) already exists; keygen never overwrites a key: move the old pair away or choose another --out directory")

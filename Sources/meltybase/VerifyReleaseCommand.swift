@@ -5,6 +5,7 @@ import Kernel
 import MeltyEd25519
 import MeltyLicense
 import MeltyProcess
+import MeltyVendorTools
 
 /// `meltybase verify-release [DIR|ZIP] [--public-key HEX|FILE]`: checks a release package's
 /// signed `SHA256SUMS` and every file it lists (see docs/release.md). `meltybase release
@@ -298,33 +299,16 @@ struct VerifyReleaseCommand: ParsableCommand {
             var out: String
 
             func run() throws {
-                let secretPath = (out as NSString).appendingPathComponent(VerifyReleaseCommand.secretKeyFile)
-                let publicPath = (out as NSString).appendingPathComponent(VerifyReleaseCommand.publicKeyFile)
-                for path in [secretPath, publicPath] where FileManager.default.fileExists(atPath: path) {
-                    throw CommandError("\(path) already exists; keygen never overwrites a key: move the old pair away or choose another --out directory")
+                let files: LicenseIssuer.KeyFiles
+                do {
+                    files = try LicenseIssuer.generateKeyFiles(
+                        directory: out, secretName: VerifyReleaseCommand.secretKeyFile, publicName: VerifyReleaseCommand.publicKeyFile)
+                } catch {
+                    throw CommandError(error.description)
                 }
-                try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-                var pair = Ed25519.generate()
-                defer { Ed25519.wipe(&pair.secretKey) }
-                var secretLine = ByteEncoding.hexDigits(pair.secretKey, suffix: [UInt8(ascii: "\n")])
-                defer { Ed25519.wipe(&secretLine) }
-                try Self.create(secretPath, secretLine, mode: 0o600)
-                try Self.create(publicPath, Array((ByteEncoding.hex(pair.publicKey) + "\n").utf8), mode: 0o644)
-                print("wrote \(secretPath) (secret, mode 0600: keep it out of every package and of version control)")
-                print("wrote \(publicPath)")
-                print("public key: \(ByteEncoding.hex(pair.publicKey))")
-            }
-
-            private static func create(_ path: String, _ bytes: [UInt8], mode: mode_t) throws {
-                let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode)
-                guard descriptor >= 0 else { throw CommandError("cannot create \(path): \(String(cString: strerror(errno)))") }
-                defer { close(descriptor) }
-                fchmod(descriptor, mode)
-                let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
-                guard written == bytes.count, fsync(descriptor) == 0 else {
-                    unlink(path)
-                    throw CommandError("cannot write \(path): \(String(cString: strerror(errno)))")
-                }
+                print("wrote \(files.secretKeyPath) (secret, mode 0600: keep it out of every package and of version control)")
+                print("wrote \(files.publicKeyPath)")
+                print("public key: \(files.publicKeyHex)")
             }
         }
 
