@@ -68,6 +68,7 @@ export default {
     let writable = new Set();
     const tableList = h('ul', { class: 'table-list', 'data-test': 'db-tables' });
     const tablesStatus = notice();
+    let shownTables = null;
     const loadTables = async () => {
       tablesStatus.clear();
       try {
@@ -75,6 +76,11 @@ export default {
         definitions = openapi.definitions || {};
         writable = new Set(Object.entries(openapi.paths || {}).filter(([, ops]) => ops.patch).map(([path]) => path.slice(1)));
         const names = Object.keys(definitions).sort();
+        // Rebuilt only when the list changed: a link replaced between a click's press and
+        // release gets no click, so a reload that finds the same tables leaves them alone.
+        const shown = JSON.stringify(names.map((name) => [name, writable.has(name)]));
+        if (shown === shownTables) return;
+        shownTables = shown;
         replace(tableList, names.length ? names.map((name) => h('li', {},
           h('a', { href: `/dashboard/${PAGE}/${encodeURIComponent(picker.chosen)}/${encodeURIComponent(name)}`,
             'data-route': `${PAGE}/${encodeURIComponent(picker.chosen)}/${encodeURIComponent(name)}`,
