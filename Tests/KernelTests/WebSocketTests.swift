@@ -3,6 +3,7 @@ import HummingbirdWSClient
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOWebSocket
 import Testing
 
 @testable import Kernel
@@ -116,6 +117,32 @@ struct WebSocketTests {
         #expect(refused?.reason?.contains("refused as asked") == true)
         #expect(try await kernel.request("/v1/system/status").status == 200)
         // A stuck attempt above may hold a connection open: do not wait on it for ever.
+        _ = await Self.within(30) { await kernel.stop() }
+    }
+
+    /// Connects, writes `frame` as is (the client masks it), returns the server's close frame.
+    static func closeAfter(_ url: String, frame: WebSocketFrame) async throws -> WebSocketCloseFrame? {
+        try await WebSocketClient.connect(url: url, logger: Logger(label: "ws-test")) { inbound, outbound, _ in
+            try await outbound.write(.custom(frame))
+            for try await _ in inbound.messages(maxSize: 1 << 20) {}
+        }
+    }
+
+    @Test("text that is not UTF-8 closes with 1007, a message over the body limit with 1009; the kernel serves on")
+    func invalidMessages() async throws {
+        let kernel = try await TestKernel.start(examplePluginsTOML)
+        let base = kernel.url.replacingOccurrences(of: "http://", with: "ws://")
+        let invalid = try await Self.closeAfter(
+            base + "/p/demo/echo-swift/socket", frame: WebSocketFrame(fin: true, opcode: .text, data: ByteBuffer(bytes: [0x68, 0xC3, 0x28, 0xFF])))
+        #expect(invalid?.closeCode == .dataInconsistentWithMessage)
+        #expect(invalid?.reason?.contains("UTF-8") == true)
+        let huge = try await Self.closeAfter(
+            base + "/p/demo/echo-c/socket",
+            frame: WebSocketFrame(fin: true, opcode: .binary, data: ByteBuffer(repeating: 1, count: KernelRequestContext.defaultBodyLimit + 1)))
+        #expect(huge?.closeCode == .messageTooLarge, "an oversized message did not close the connection with 1009")
+        // Both echo plugins still answer.
+        let c = try await Self.exchange(base + "/p/demo/echo-c/socket", send: [.text("still here")])
+        #expect(c.replies == ["still here"])
         _ = await Self.within(30) { await kernel.stop() }
     }
 }

@@ -3,7 +3,6 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import HummingbirdTLS
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOSSL
@@ -61,8 +60,19 @@ struct Gateway {
             GatewayMiddleware(
                 rateLimiter: rateLimiter, perClient: nil, bodyLimit: config.bodyLimitBytes, metrics: metrics, requestIDs: requestIDs,
                 trustedProxies: config.trustedProxies))
-        webSocketRouter.ws("/p/**") { inbound, outbound, context in
-            try await portalRoutes.runWebSocket(inbound: inbound, outbound: outbound, context: context)
+        // The upgrade request passes the gateway's middleware; the route admits it and the
+        // connection channel (KernelConnectionChannel) opens it with its plugin.
+        webSocketRouter.get("/p/**") { _, context -> Response in
+            context.admittedWebSocket.admit(context)
+            return Response(status: .ok)
+        }
+        let webSocketResponder = webSocketRouter.buildResponder()
+        let admitWebSocket: @Sendable (Request, any Channel, Logger) async -> (KernelRequestContext, HTTPFields)? = { request, channel, logger in
+            let context = KernelRequestContext(source: .init(channel: channel, logger: logger))
+            guard let response = try? await webSocketResponder.respond(to: request, context: context), response.status == .ok,
+                let admitted = context.admittedWebSocket.take()
+            else { return nil }
+            return (admitted, response.headers)
         }
 
         // The status, echo and portal routes are answered in the connection's pipeline
@@ -71,25 +81,26 @@ struct Gateway {
             state: systemRoutes.state, portalRoutes: portalRoutes, rateLimiter: rateLimiter, perClient: config.rateLimit.perClient,
             echoBodyLimit: systemRoutes.bodyLimit, systemRoutesDirect: !config.adminRequiresClientCertificate, logger: logger,
             metrics: metrics, requestIDs: requestIDs, trustedProxies: config.trustedProxies)
-        let connectionConfiguration = HTTP1WebSocketUpgradeChannel.Configuration(
-            http1: .init(additionalChannelHandlers: [DirectRouteInstaller(routes: directRoutes)], idleTimeout: .seconds(75)),
-            ws: .init(maxFrameSize: config.bodyLimitBytes))
+        let http1 = HTTP1Channel.Configuration(additionalChannelHandlers: [DirectRouteInstaller(routes: directRoutes)], idleTimeout: .seconds(75))
+        let bodyLimit = config.bodyLimitBytes
+        let connections: @Sendable (@escaping HTTPChannelHandler.Responder) -> KernelConnectionChannel = { responder in
+            KernelConnectionChannel(
+                responder: responder, admit: admitWebSocket, open: { await portalRoutes.openWebSocket($0) }, http1: http1, maxMessageBytes: bodyLimit)
+        }
         return try config.listeners.enumerated().map { index, listener -> any Service in
             if index < inheritedListeners.count {
                 let tls = listener.usesTLS ? try tlsConfiguration(for: listener) : nil
-                let webSocketResponder = webSocketRouter.buildResponder()
                 return InheritedListenerApplication(
                     responder: router.buildResponder(),
                     childChannel: { responder in
-                        let http = HTTP1WebSocketUpgradeChannel(
-                            responder: responder, webSocketResponder: webSocketResponder, configuration: connectionConfiguration)
+                        let http = connections(responder)
                         guard let tls else { return http }
                         return try TLSChannel(http, tlsConfiguration: tls)
                     },
                     descriptor: inheritedListeners[index], logger: logger,
                     onServerRunning: { channel in onListening(listener, channel.localAddress?.port ?? listener.port) })
             }
-            var server = HTTPServerBuilder.http1WebSocketUpgrade(webSocketRouter: webSocketRouter, configuration: connectionConfiguration)
+            var server = HTTPServerBuilder { responder in connections(responder) }
             if listener.usesTLS { server = try .tls(server, tlsConfiguration: tlsConfiguration(for: listener)) }
             return Application(
                 router: router,

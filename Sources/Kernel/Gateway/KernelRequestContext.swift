@@ -1,14 +1,15 @@
 import Hummingbird
-import HummingbirdWebSocket
+import NIOConcurrencyHelpers
 import NIOCore
 
 /// Per-request context of the gateway: the channel (for the peer address and certificate),
 /// the body limit from `plugins.toml`, and the WebSocket upgrade slot.
-public struct KernelRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
+public struct KernelRequestContext: RequestContext, RemoteAddressRequestContext {
     /// Hummingbird's own per-request storage.
     public var coreContext: CoreRequestContextStorage
-    /// Where a WebSocket route leaves its handler for the upgrade.
-    public let webSocket: WebSocketHandlerReference<KernelRequestContext>
+    /// Where the WebSocket route leaves the context its middleware made (request id, client
+    /// address) for the upgrade (``KernelConnectionChannel``); shared by the context's copies.
+    let admittedWebSocket: AdmittedWebSocket
     /// The connection's channel.
     public let channel: any Channel
     /// Request id (from a sane `x-request-id` header, else generated).
@@ -23,7 +24,7 @@ public struct KernelRequestContext: RequestContext, WebSocketRequestContext, Rem
     /// Builds the context for a request arriving on `source.channel`.
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        webSocket = .init()
+        admittedWebSocket = AdmittedWebSocket()
         channel = source.channel
     }
 
@@ -45,5 +46,21 @@ public struct KernelRequestContext: RequestContext, WebSocketRequestContext, Rem
     public var isLoopbackClient: Bool {
         if let forwardedClient { return TrustedProxies.isLoopback(forwardedClient) }
         return remoteAddress?.isLoopback ?? false
+    }
+}
+
+/// The request context a WebSocket upgrade was admitted with (see ``KernelRequestContext``).
+final class AdmittedWebSocket: Sendable {
+    private let slot = NIOLockedValueBox<KernelRequestContext?>(nil)
+
+    /// Leaves `context` for the upgrade.
+    func admit(_ context: KernelRequestContext) { slot.withLockedValue { $0 = context } }
+
+    /// The admitted context, once; nil when the route did not admit the request.
+    func take() -> KernelRequestContext? {
+        slot.withLockedValue { value in
+            defer { value = nil }
+            return value
+        }
     }
 }

@@ -1,7 +1,6 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import MeltyABIBytes
 import MeltyPluginABI
@@ -237,93 +236,77 @@ struct PortalRouteHandler: Sendable {
     /// own time (ABI 1.7: request_timeout_seconds does not apply).
     static let streamedTimeout: Double = 3600
 
-    /// Runs an upgraded connection on `/p/<portal>/<prefix>/...`: checks the portal, the
-    /// plugin and the rate limits (a refusal closes the connection with 1008, or 1013 when
-    /// rate limited, and the reason, because a failed upgrade could only be a bare 400),
-    /// asks the plugin (`ws_open`), then pumps frames both ways until either side closes.
-    func runWebSocket(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, context: WebSocketRouterContext<KernelRequestContext>) async throws {
+    /// Opens an upgraded connection on `/p/<portal>/<prefix>/...` with its plugin: checks
+    /// the portal, the plugin and the rate limits (a refusal closes the connection with
+    /// 1008, or 1013 when rate limited, and the reason, because a failed upgrade could only
+    /// be a bare 400), registers it in the hub and asks the plugin (`ws_open`). From then on
+    /// the connection's handler serves it in its pipeline (``WebSocketConnectionHandler``):
+    /// this returns, and the socket keeps no task.
+    func openWebSocket(_ upgrade: WebSocketUpgrade) async {
+        let context = upgrade.context
         let target: Target
         do {
             if let bucket = perClient {
-                let decision = await rateLimiter.take(key: "client:" + context.requestContext.clientAddress, bucket: bucket)
+                let decision = await rateLimiter.take(key: "client:" + context.clientAddress, bucket: bucket)
                 if !decision.allowed { throw GatewayMiddleware.tooManyRequests(decision, scope: "your address") }
             }
-            target = try resolve(context.request)
+            target = try resolve(upgrade.request)
         } catch let error as GatewayError {
-            try await outbound.close(error.statusCode == 429 ? .init(codeNumber: 1013) : .policyViolation, reason: Self.closeReason(error.message))
+            upgrade.refuse(code: error.statusCode == 429 ? 1013 : 1008, reason: error.message)
+            return
+        } catch {
+            upgrade.refuse(code: 1011, reason: "the gateway could not open the connection")
             return
         }
-        defer { target.instance.release() }
+        var opened = false
+        defer { if !opened { target.instance.release() } }
         do {
             guard target.instance.plugin.acceptsWebSockets else {
                 throw GatewayError(status: 404, code: "websocket_not_supported", message: "plugin \"\(target.instance.plugin.name)\" does not accept WebSocket connections")
             }
             try await limitPortal(target)
         } catch let error as GatewayError {
-            try await outbound.close(error.statusCode == 429 ? .init(codeNumber: 1013) : .policyViolation, reason: Self.closeReason(error.message))
+            upgrade.refuse(code: error.statusCode == 429 ? 1013 : 1008, reason: error.message)
+            return
+        } catch {
+            upgrade.refuse(code: 1011, reason: "the gateway could not open the connection")
             return
         }
         let instance = target.instance
-        let descriptor = instance.plugin.descriptor.pointee
-        let channel = context.requestContext.channel
+        let channel = upgrade.channel
         let hub = plugins.context.webSockets
-        let connection = hub.open(abort: { channel.close(promise: nil) }) { frame in
-            do {
-                switch frame {
-                case .text(let buffer): try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: buffer)))
-                case .binary(let buffer): try await outbound.write(.binary(buffer))
-                case .close(let code, let reason):
-                    try await outbound.close(.init(codeNumber: Int(code)), reason: reason)
-                    return false
-                }
-                return true
-            } catch {
-                return false
-            }
-        }
-        defer { hub.remove(connection) }
-        let certificate = await clientCertificateSubject(context.requestContext)
+        // Frames go straight into the channel on its event loop (WebSocketHub); a close
+        // runs the handler's closing handshake.
+        let handler = upgrade.handler
+        let transport = WebSocketHub.Transport(channel: channel) { code, reason in handler.value.sendClose(code: code, reason: reason) }
+        let connection = hub.open(abort: { channel.close(promise: nil) }, transport: transport)
+        defer { if !opened { hub.remove(connection) } }
+        let certificate = await clientCertificateSubject(context)
         let credential: [UInt8]
         do {
             credential = try await credentials.credentialJSON(
-                for: context.request.headers, portal: instance.portal.name, query: context.request.uri.query,
+                for: upgrade.request.headers, portal: instance.portal.name, query: upgrade.request.uri.query,
                 clientCertificatePresented: !certificate.isEmpty)
         } catch let error as GatewayError {
-            try await outbound.close(.policyViolation, reason: Self.closeReason(error.message))
+            upgrade.refuse(code: 1008, reason: error.message)
+            return
+        } catch {
+            upgrade.refuse(code: 1011, reason: "the gateway could not check the credential")
             return
         }
         let fields = HostRequestFields(
-            request: context.request, subpath: target.subpath, prefix: target.prefix, portal: instance.portal.name,
-            requestID: context.requestContext.requestID, remote: context.requestContext.clientAddress,
+            request: upgrade.request, subpath: target.subpath, prefix: target.prefix, portal: instance.portal.name,
+            requestID: context.requestID, remote: context.clientAddress,
             certificate: certificate, credential: credential, body: ByteBuffer())
         let message = HostErrorBuffer()
+        let descriptor = instance.plugin.descriptor.pointee
         let status = fields.withHostRequest { descriptor.ws_open!(instance.pointer, connection, $0, message.buffer) }
         guard status == MB_OK else {
-            let reason = message.text.isEmpty ? "refused by plugin \(instance.plugin.name)" : message.text
-            try await outbound.close(.policyViolation, reason: Self.closeReason(reason))
+            upgrade.refuse(code: 1008, reason: message.text.isEmpty ? "refused by plugin \(instance.plugin.name)" : message.text)
             return
         }
-        let onMessage = PluginDescriptorLayout.has(\.ws_message, in: instance.plugin.descriptor) ? descriptor.ws_message : nil
-        var closeCode: UInt16 = 1000
-        do {
-            for try await frame in inbound.messages(maxSize: bodyLimit) {
-                switch frame {
-                case .text(let text):
-                    var copy = text
-                    copy.withUTF8 { onMessage?(instance.pointer, connection, 1, mb_host_bytes(data: $0.baseAddress, len: $0.count)) }
-                case .binary(let buffer):
-                    buffer.withUnsafeReadableBytes { raw in
-                        onMessage?(
-                            instance.pointer, connection, 0,
-                            mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
-                    }
-                }
-            }
-        } catch {
-            closeCode = 1002
-        }
-        hub.remove(connection)
-        if PluginDescriptorLayout.has(\.ws_close, in: instance.plugin.descriptor) { descriptor.ws_close?(instance.pointer, connection, closeCode) }
+        opened = true
+        upgrade.activate(WebSocketConnectionHandler.Session(instance: instance, connection: connection, hub: hub))
     }
 
     /// A close reason within the 123 bytes a close frame allows.

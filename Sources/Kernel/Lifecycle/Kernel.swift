@@ -252,10 +252,14 @@ public final class Kernel: Sendable {
         } catch {
             // Cancelled or failed: the instances and this kernel's use of the plugin
             // libraries still end here, so a later kernel in the process starts them afresh.
+            await context.webSockets.closeAll(code: 1001, reason: "the server is shutting down", grace: .seconds(1))
             await portals.shutdown()
             await plugins.shutdown()
             throw error
         }
+        // WebSocket connections are served in their pipelines, not by the listeners' tasks:
+        // they end here (each plugin hears ws_close) before the plugins stop.
+        await context.webSockets.closeAll(code: 1001, reason: "the server is shutting down")
         await portals.shutdown()
         await plugins.shutdown()
         logger.notice("MeltyBase stopped")

@@ -248,8 +248,17 @@ private func hostWebSocketSend(_ connection: mb_connection_id, _ isText: Int32, 
 private func hostWebSocketBroadcast(_ connections: UnsafePointer<mb_connection_id>?, _ count: Int, _ isText: Int32, _ payload: mb_plugin_bytes) -> Int {
     guard let connections, count > 0 else { return 0 }
     let frame = outboundFrame(isText, payload)
+    let ids = UnsafeBufferPointer(start: connections, count: count)
+    // Runs of ids of one kernel (in practice all of them) go to its hub in one call.
     var queued = 0
-    for index in 0..<count where HostContext.owner(of: connections[index])?.webSockets.send(connections[index], frame) == true { queued += 1 }
+    var start = 0
+    while start < count {
+        let slot = HostContext.slot(of: ids[start])
+        var end = start + 1
+        while end < count && HostContext.slot(of: ids[end]) == slot { end += 1 }
+        if let owner = HostContext.owner(of: ids[start]) { queued += owner.webSockets.send(frame, to: UnsafeBufferPointer(rebasing: ids[start..<end])) }
+        start = end
+    }
     return queued
 }
 

@@ -84,9 +84,12 @@ final class HostContext: Sendable {
 
     /// The context owning a request token or connection id.
     static func owner(of id: UInt64) -> HostContext? {
-        let slot = id >> slotShift
+        let slot = slot(of: id)
         return directory.withLock { $0.live[slot]?.context }
     }
+
+    /// The kernel slot a request token or connection id carries (its top bits).
+    static func slot(of id: UInt64) -> UInt64 { id >> slotShift }
 
     private struct WeakContext {
         weak var context: HostContext?

@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOWebSocket
 
 /// A frame or a close request queued for one WebSocket connection. The payload is a
 /// `ByteBuffer` so one broadcast frame is shared by every connection's queue, not copied.
@@ -20,32 +21,98 @@ enum WebSocketOutbound: Sendable {
 /// One kernel's open WebSocket connections by id, so plugins can send from any thread.
 /// Ids carry the kernel's slot in their top bits (``HostContext``).
 ///
-/// Each connection has an ordered queue; a writer task starts when a frame is queued and
-/// ends when the queue is empty, so frames to one connection leave in the order the plugin
-/// sent them and an idle connection holds no task (tens of thousands of idle sockets cost
-/// no task each). The queue is bounded (``maxQueuedFrames``, ``maxQueuedBytes``): a client
-/// that does not read while a plugin keeps sending would otherwise grow the kernel without
-/// limit. Past either bound the connection is closed with 1008 and the reason "slow
+/// Each connection has an ordered queue, written straight into the socket's channel on its
+/// event loop: a send queues the frame and, when no write is scheduled for the connection
+/// yet, schedules one. A fan-out to many connections (``send(_:to:)``) takes the lock once
+/// and schedules one event-loop job per loop, not one task per connection, and each job
+/// writes every frame that waits for its connections, then flushes each once. An idle
+/// connection holds no task and no closure beyond its entry here.
+///
+/// The queue is bounded (``maxQueuedFrames``, ``maxQueuedBytes``): while the socket's own
+/// buffer is full (the channel is not writable: the client is not reading), frames wait
+/// here, and past either bound the connection is closed with 1008 and the reason "slow
 /// consumer", and further sends fail.
 final class WebSocketHub: Sendable {
     /// Frames a connection may have waiting to be written.
     static let maxQueuedFrames = 4_096
     /// Payload bytes a connection may have waiting to be written.
     static let maxQueuedBytes = 16 * 1024 * 1024
+    /// How often a connection whose socket buffer is full is looked at again.
+    static let blockedRetry: TimeAmount = .milliseconds(20)
 
-    /// Writes one frame to the client; false when the connection can take no more.
-    typealias Writer = @Sendable (WebSocketOutbound) async -> Bool
+    /// Where a connection's frames go: its socket's channel (the frames are written there
+    /// on its event loop, through the WebSocket frame encoder), and how a close is sent
+    /// (the WebSocket handler's closing handshake).
+    struct Transport: Sendable {
+        /// The connection's channel (after the upgrade: WebSocket frames in, bytes out).
+        let channel: any Channel
+        /// Sends a close frame with `code` and `reason` and closes the connection (called on
+        /// the channel's event loop, after the frames queued before the close were written).
+        let close: @Sendable (_ code: UInt16, _ reason: String) -> Void
+    }
 
     private struct Connection {
         var pending: [WebSocketOutbound] = []
-        var head = 0
-        var frames = 0
         var bytes = 0
-        var overflowed = false
-        var writing = false
+        /// Past a bound, or a close was written: nothing more is queued.
+        var refusing = false
+        /// A write job is scheduled on the channel's event loop (or a retry, while blocked).
+        var scheduled = false
         /// Drops the connection at once (the client is not reading, so a close frame may never leave).
         var abort: @Sendable () -> Void
-        var writer: Writer?
+        var transport: Transport?
+
+        enum Queued {
+            case refused
+            case overflowed
+            case queued
+            /// Queued, and no write job was scheduled yet: schedule one on this loop.
+            case needsWrite(any EventLoop)
+        }
+
+        mutating func queue(_ frame: WebSocketOutbound, size: Int) -> Queued {
+            guard !refusing else { return .refused }
+            if pending.count + 1 > WebSocketHub.maxQueuedFrames || bytes + size > WebSocketHub.maxQueuedBytes {
+                refusing = true
+                pending = []
+                bytes = 0
+                return .overflowed
+            }
+            pending.append(frame)
+            bytes += size
+            guard !scheduled, let transport else { return .queued }
+            scheduled = true
+            return .needsWrite(transport.channel.eventLoop)
+        }
+
+        enum Taken {
+            case nothing
+            /// The socket buffer is full: look again later (the job stays scheduled).
+            case blocked(any EventLoop)
+            /// Frames to write (up to a close, which follows them when present).
+            case frames(any Channel, [WebSocketOutbound], close: (Transport, UInt16, String)?)
+        }
+
+        /// Takes what waits to be written, on the channel's event loop.
+        mutating func take() -> Taken {
+            guard let transport, !pending.isEmpty else {
+                scheduled = false
+                return .nothing
+            }
+            guard transport.channel.isWritable else { return .blocked(transport.channel.eventLoop) }
+            var frames = pending
+            pending = []
+            bytes = 0
+            scheduled = false
+            var close: (Transport, UInt16, String)?
+            if let index = frames.firstIndex(where: { if case .close = $0 { true } else { false } }) {
+                if case .close(let code, let reason) = frames[index] { close = (transport, code, reason) }
+                frames.removeSubrange(index...)
+                // Nothing is sent after a close.
+                refusing = true
+            }
+            return .frames(transport.channel, frames, close: close)
+        }
     }
 
     private let state: NIOLockedValueBox<(next: UInt64, open: [UInt64: Connection])>
@@ -55,13 +122,13 @@ final class WebSocketHub: Sendable {
         state = NIOLockedValueBox((firstID + 1, [:]))
     }
 
-    /// Registers a new connection and returns its id; `writer` writes its frames (nil keeps
-    /// them queued, for tests), `abort` closes the transport when the queue overflows.
-    func open(abort: @escaping @Sendable () -> Void = {}, writer: Writer? = nil) -> UInt64 {
+    /// Registers a new connection and returns its id; `transport` writes its frames (nil
+    /// keeps them queued, for tests), `abort` closes the transport when the queue overflows.
+    func open(abort: @escaping @Sendable () -> Void = {}, transport: Transport? = nil) -> UInt64 {
         state.withLockedValue { state -> UInt64 in
             let id = state.next
             state.next += 1
-            state.open[id] = Connection(abort: abort, writer: writer)
+            state.open[id] = Connection(abort: abort, transport: transport)
             return id
         }
     }
@@ -74,90 +141,92 @@ final class WebSocketHub: Sendable {
     /// Queues a frame; false when the connection is gone or its queue is full (which closes it).
     @discardableResult
     func send(_ id: UInt64, _ frame: WebSocketOutbound) -> Bool {
+        var queued = 0
+        withUnsafePointer(to: id) { queued = send(frame, to: UnsafeBufferPointer(start: $0, count: 1)) }
+        return queued == 1
+    }
+
+    /// Queues one frame for each of `ids` (the buffer is shared, not copied); returns how
+    /// many took it. Ids of other kernels or closed connections are skipped.
+    func send(_ frame: WebSocketOutbound, to ids: UnsafeBufferPointer<UInt64>) -> Int {
         let size = frame.size
-        enum Outcome {
-            case gone
-            case queued
-            case start(Writer)
-            case overflow(@Sendable () -> Void)
-        }
-        let outcome = state.withLockedValue { state -> Outcome in
-            guard var connection = state.open[id], !connection.overflowed else { return .gone }
-            if connection.frames + 1 > Self.maxQueuedFrames || connection.bytes + size > Self.maxQueuedBytes {
-                connection.overflowed = true
-                state.open[id] = connection
-                return .overflow(connection.abort)
-            }
-            connection.frames += 1
-            connection.bytes += size
-            connection.pending.append(frame)
-            var outcome = Outcome.queued
-            if !connection.writing, let writer = connection.writer {
-                connection.writing = true
-                outcome = .start(writer)
-            }
-            state.open[id] = connection
-            return outcome
-        }
-        switch outcome {
-        case .gone: return false
-        case .queued: return true
-        case .start(let writer):
-            Task { await self.drain(id, writer) }
-            return true
-        case .overflow(let abort):
-            abort()
-            return false
-        }
-    }
-
-    /// Writes the connection's frames in order until its queue is empty or a write fails.
-    private func drain(_ id: UInt64, _ writer: Writer) async {
-        while let frame = next(id) {
-            let written = await writer(frame)
-            self.written(id, size: frame.size)
-            if !written {
-                remove(id)
-                return
-            }
-        }
-    }
-
-    /// The connection's next queued frame; nil (and its writer stops) when none is left.
-    private func next(_ id: UInt64) -> WebSocketOutbound? {
+        var queued = 0
+        var overflowed: [@Sendable () -> Void] = []
+        // Connections that need a write job, by event loop.
+        var jobs: [ObjectIdentifier: (loop: any EventLoop, ids: [UInt64])] = [:]
         state.withLockedValue { state in
-            guard var connection = state.open[id] else { return nil }
-            guard connection.head < connection.pending.count else {
-                connection.writing = false
-                connection.pending.removeAll()
-                connection.head = 0
-                state.open[id] = connection
-                return nil
+            for id in ids {
+                guard let index = state.open.index(forKey: id) else { continue }
+                switch state.open.values[index].queue(frame, size: size) {
+                case .refused: break
+                case .overflowed: overflowed.append(state.open.values[index].abort)
+                case .queued: queued += 1
+                case .needsWrite(let loop):
+                    queued += 1
+                    jobs[ObjectIdentifier(loop), default: (loop, [])].ids.append(id)
+                }
             }
-            let frame = connection.pending[connection.head]
-            connection.head += 1
-            if connection.head > 64 && connection.head * 2 > connection.pending.count {
-                connection.pending.removeFirst(connection.head)
-                connection.head = 0
+        }
+        for abort in overflowed { abort() }
+        for job in jobs.values {
+            let ids = job.ids
+            job.loop.execute { self.write(ids) }
+        }
+        return queued
+    }
+
+    /// On an event loop: writes what waits for each of `ids` (all on this loop) into its
+    /// channel, up to a close and while the socket takes more, then flushes each once.
+    private func write(_ ids: [UInt64]) {
+        var batches: [(channel: any Channel, frames: [WebSocketOutbound])] = []
+        var closes: [(Transport, UInt16, String)] = []
+        var blocked: [(loop: any EventLoop, id: UInt64)] = []
+        state.withLockedValue { state in
+            for id in ids {
+                guard let index = state.open.index(forKey: id) else { continue }
+                switch state.open.values[index].take() {
+                case .nothing: break
+                case .blocked(let loop): blocked.append((loop, id))
+                case .frames(let channel, let frames, let close):
+                    if !frames.isEmpty { batches.append((channel, frames)) }
+                    if let close { closes.append(close) }
+                }
             }
-            state.open[id] = connection
-            return frame
+        }
+        for (channel, frames) in batches {
+            for frame in frames {
+                switch frame {
+                case .text(let buffer): channel.write(WebSocketFrame(fin: true, opcode: .text, data: buffer), promise: nil)
+                case .binary(let buffer): channel.write(WebSocketFrame(fin: true, opcode: .binary, data: buffer), promise: nil)
+                case .close: break
+                }
+            }
+            channel.flush()
+        }
+        for (transport, code, reason) in closes { transport.close(code, reason) }
+        for (loop, id) in blocked {
+            loop.scheduleTask(in: Self.blockedRetry) { self.write([id]) }
         }
     }
 
-    /// Records that a queued frame of `size` bytes was written (or dropped), freeing its room.
-    func written(_ id: UInt64, size: Int) {
-        state.withLockedValue { state in
-            guard var connection = state.open[id] else { return }
-            connection.frames = max(0, connection.frames - 1)
-            connection.bytes = max(0, connection.bytes - size)
-            state.open[id] = connection
-        }
+    /// Closes every connection with `code` and `reason` (a kernel stopping), waits up to
+    /// `grace` for them to end (each ends with its plugin's ws_close), then drops the rest.
+    func closeAll(code: UInt16, reason: String, grace: Duration = .seconds(5)) async {
+        let (ids, aborts) = state.withLockedValue { state in (Array(state.open.keys), state.open.values.map(\.abort)) }
+        guard !ids.isEmpty else { return }
+        _ = ids.withUnsafeBufferPointer { send(.close(code: code, reason: reason), to: $0) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + grace
+        while count > 0 && clock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        guard count > 0 else { return }
+        for abort in aborts { abort() }
+        let last = clock.now + .seconds(1)
+        while count > 0 && clock.now < last { try? await Task.sleep(for: .milliseconds(20)) }
     }
 
     /// Frames and bytes waiting for `id` (for tests and diagnostics).
     func queued(_ id: UInt64) -> (frames: Int, bytes: Int)? {
-        state.withLockedValue { state in state.open[id].map { ($0.frames, $0.bytes) } }
+        state.withLockedValue { state in state.open[id].map { ($0.pending.count, $0.bytes) } }
     }
 
     /// Number of open connections.

@@ -1,0 +1,155 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+
+/// The gateway's connections: HTTP/1.1 served by Hummingbird, with an upgrade to WebSocket
+/// that the WebSocket router admits (its middleware: request id, client address, rate
+/// limit). An upgraded socket is served in its pipeline by ``WebSocketConnectionHandler``;
+/// the connection's task only opens it with its plugin (``WebSocketUpgrade``) and ends, so
+/// tens of thousands of idle sockets hold no task, no async frames and no request each.
+struct KernelConnectionChannel: ServerChildChannel, HTTPChannelHandler {
+    /// What the first request of a connection turned into.
+    enum UpgradeResult: Sendable {
+        case webSocket(WebSocketUpgrade)
+        case notUpgraded(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case failedUpgrade(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+    }
+
+    /// The negotiation's outcome and the channel.
+    struct Value: ServerChildChannelValue {
+        let upgradeResult: EventLoopFuture<UpgradeResult>
+        let channel: any Channel
+    }
+
+    /// Answers plain HTTP requests (Hummingbird's router).
+    let responder: HTTPChannelHandler.Responder
+    /// Runs the WebSocket router for an upgrade request; the request context it admitted
+    /// (after its middleware) and the response headers, or nil to refuse the upgrade.
+    let admit: @Sendable (Request, any Channel, Logger) async -> (KernelRequestContext, HTTPFields)?
+    /// Opens an admitted connection with its plugin (in the connection's task, which ends after).
+    let open: @Sendable (WebSocketUpgrade) async -> Void
+    /// HTTP/1.1 settings (extra handlers, idle timeout).
+    let http1: HTTP1Channel.Configuration
+    /// Largest WebSocket message (and frame) accepted.
+    let maxMessageBytes: Int
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let upgradeAttempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
+            let admitted = NIOLoopBoundBox<(Request, KernelRequestContext)?>(nil, eventLoop: channel.eventLoop)
+            let upgrader = NIOTypedWebSocketServerUpgrader<UpgradeResult>(
+                maxFrameSize: maxMessageBytes,
+                shouldUpgrade: { channel, head in
+                    upgradeAttempted.value = true
+                    let promise = channel.eventLoop.makePromise(of: HTTPHeaders?.self)
+                    promise.completeWithTask {
+                        let request = Request(head: try HTTPRequest(head, secure: false, splitCookie: false), body: .init(buffer: ByteBuffer()))
+                        guard let (context, headers) = await admit(request, channel, logger) else { return nil }
+                        try await channel.eventLoop.submit { admitted.value = (request, context) }.get()
+                        return HTTPHeaders(headers)
+                    }
+                    return promise.futureResult
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let (request, context) = admitted.value else {
+                            throw ChannelError.inappropriateOperationForState
+                        }
+                        let handler = WebSocketConnectionHandler(maxMessageBytes: maxMessageBytes)
+                        try channel.pipeline.syncOperations.addHandlers([
+                            NIOWebSocketFrameAggregator(
+                                minNonFinalFragmentSize: 1, maxAccumulatedFrameCount: 1_000, maxAccumulatedFrameSize: maxMessageBytes),
+                            handler,
+                        ])
+                        return .webSocket(
+                            WebSocketUpgrade(request: request, context: context, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop)))
+                    }
+                }
+            )
+            let serverUpgradeConfiguration = NIOTypedHTTPServerUpgradeConfiguration(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: http1.idleTimeout.map { .init($0) }, logger: logger))
+                        let asyncChannel = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        return upgradeAttempted.value ? .failedUpgrade(asyncChannel) : .notUpgraded(asyncChannel)
+                    }
+                }
+            )
+            var configuration = NIOUpgradableHTTPServerPipelineConfiguration<UpgradeResult>(upgradeConfiguration: serverUpgradeConfiguration)
+            configuration.enablePipelining = false
+            configuration.enableErrorHandling = false
+            configuration.enableResponseHeaderValidation = false
+            configuration.decoderConfiguration.maxHeaderFieldSize = http1.httpDecoder.maxHeaderFieldSize
+            configuration.decoderConfiguration.maxHeaderListSize = http1.httpDecoder.maxHeaderListSize
+            configuration.decoderConfiguration.maxHeaderFieldCount = http1.httpDecoder.maxHeaderFieldCount
+            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            return Value(upgradeResult: negotiated, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.upgradeResult.get() {
+            case .notUpgraded(let http1):
+                await handleHTTP(asyncChannel: http1, logger: logger)
+            case .failedUpgrade(let http1):
+                await Self.refuseUpgrade(http1, logger: logger)
+            case .webSocket(let upgrade):
+                await open(upgrade)
+            }
+        } catch let error as ChannelError where error == .inputClosed {
+            logger.trace("connection closed before its first request")
+        } catch {
+            logger.debug("connection setup failed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// A refused upgrade: 400 with no body, and the connection closes.
+    private static func refuseUpgrade(_ channel: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, logger: Logger) async {
+        do {
+            try await channel.executeThenClose { _, outbound in
+                let head = HTTPResponse(status: .badRequest, headerFields: [.connection: "close", .contentLength: "0"])
+                try await outbound.write(contentsOf: [.head(head), .end(nil)])
+            }
+        } catch {
+            logger.trace("could not answer a refused upgrade: \(error)")
+        }
+    }
+}
+
+/// An upgraded WebSocket connection on its way to its plugin: the upgrade request, the
+/// context the gateway's middleware left, and the connection's handler (on its event loop).
+struct WebSocketUpgrade: Sendable {
+    /// The HTTP request that asked for the upgrade.
+    let request: Request
+    /// Its request context (request id, client address).
+    let context: KernelRequestContext
+    /// The handler serving the socket.
+    let handler: NIOLoopBound<WebSocketConnectionHandler>
+
+    /// The connection's channel.
+    var channel: any Channel { context.channel }
+
+    /// The plugin accepted the connection: messages flow to it from now on.
+    func activate(_ session: WebSocketConnectionHandler.Session) {
+        let handler = handler
+        channel.eventLoop.execute { handler.value.activate(session) }
+    }
+
+    /// Closes the connection with `code` and `reason` (a refusal: nothing was opened).
+    func refuse(code: UInt16, reason: String) {
+        let handler = handler
+        channel.eventLoop.execute { handler.value.sendClose(code: code, reason: reason) }
+    }
+}
