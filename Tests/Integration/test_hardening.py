@@ -405,6 +405,39 @@ def test_websocket_client_that_never_reads_is_closed(instance):
     assert instance.alive()
 
 
+
+def test_websocket_upgrade_after_a_request_on_the_same_connection_is_redirected(instance):
+    """Only a connection's first request can upgrade (a proxy reusing backend connections
+    sends later ones): the kernel answers 307 to the same address with Connection: close,
+    and the upgrade succeeds on a new connection."""
+    sock = socket.create_connection(("127.0.0.1", instance.kernel.port), timeout=30)
+    sock.sendall(b"GET /v1/system/status HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    answer = b""
+    while b"pulse" not in answer:
+        answer += sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 200"), answer
+    key = base64.b64encode(os.urandom(16)).decode()
+    upgrade = (f"GET /p/{PORTAL}/echo-swift/ws?x=1 HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+    sock.sendall(upgrade)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = sock.recv(4096)
+        assert chunk, "the connection closed without an answer"
+        answer += chunk
+    head = answer.split(b"\r\n\r\n")[0].lower()
+    assert head.startswith(b"http/1.1 307"), answer
+    assert f"location: /p/{PORTAL}/echo-swift/ws?x=1".encode() in head
+    assert b"connection: close" in head
+    sock.close()
+    fresh = socket.create_connection(("127.0.0.1", instance.kernel.port), timeout=30)
+    fresh.sendall(upgrade)
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        answer += fresh.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 101"), answer
+    fresh.close()
+
 # 9. Every refused login appended a permanent audit row: flooding the login filled the log.
 def test_login_flood_writes_a_bounded_number_of_audit_rows(instance):
     """Runs last in the module: it locks this client address for admin sign-ins."""

@@ -145,4 +145,25 @@ struct WebSocketTests {
         #expect(c.replies == ["still here"])
         _ = await Self.within(30) { await kernel.stop() }
     }
+
+    @Test("a stopping kernel closes its open WebSocket connections with 1001 before its plugins stop")
+    func shutdownClosesSockets() async throws {
+        let kernel = try await TestKernel.start(examplePluginsTOML)
+        let base = kernel.url.replacingOccurrences(of: "http://", with: "ws://")
+        let opened = ReplyBox()
+        let client = Task {
+            try await WebSocketClient.connect(url: base + "/p/demo/echo-c/socket", logger: Logger(label: "ws-test")) { inbound, outbound, _ in
+                try await outbound.write(.text("ready"))
+                for try await message in inbound.messages(maxSize: 1 << 20) {
+                    if case .text(let text) = message { opened.append(text) }
+                }
+            }
+        }
+        for _ in 0..<500 where opened.count == 0 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(opened.all == ["ready"])
+        _ = await Self.within(30) { await kernel.stop() }
+        let close = try await client.value
+        #expect(close?.closeCode == .goingAway)
+        #expect(close?.reason == "the server is shutting down")
+    }
 }

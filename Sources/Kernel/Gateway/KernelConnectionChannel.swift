@@ -39,6 +39,40 @@ struct KernelConnectionChannel: ServerChildChannel, HTTPChannelHandler {
     /// Largest WebSocket message (and frame) accepted.
     let maxMessageBytes: Int
 
+    /// A connection channel answering HTTP with `responder`, admitting upgrades with `admit`
+    /// and opening them with `open`.
+    init(
+        responder: @escaping HTTPChannelHandler.Responder, admit: @escaping @Sendable (Request, any Channel, Logger) async -> (KernelRequestContext, HTTPFields)?,
+        open: @escaping @Sendable (WebSocketUpgrade) async -> Void, http1: HTTP1Channel.Configuration, maxMessageBytes: Int
+    ) {
+        self.responder = Self.redirectingLateUpgrades(responder)
+        self.admit = admit
+        self.open = open
+        self.http1 = http1
+        self.maxMessageBytes = maxMessageBytes
+    }
+
+    /// Only a connection's first request can upgrade (NIO's upgrade handler leaves the
+    /// pipeline after it). A later upgrade request on a kept-alive connection (a proxy
+    /// reusing its backend connections does this) is answered 307 to the same address with
+    /// `Connection: close`, so the client asks again on a new connection, as Hummingbird's
+    /// own WebSocket channel does.
+    static func redirectingLateUpgrades(_ responder: @escaping HTTPChannelHandler.Responder) -> HTTPChannelHandler.Responder {
+        { request, writer, channel in
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                try await responder(request, writer, channel)
+                return
+            }
+            var location = request.uri.path
+            if let query = request.uri.query { location += "?" + query }
+            try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: location]))
+            throw LateUpgrade()
+        }
+    }
+
+    /// Ends a connection after the redirect of a late upgrade.
+    private struct LateUpgrade: Error {}
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let upgradeAttempted = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
