@@ -101,8 +101,14 @@ struct KernelConnectionChannel: ServerChildChannel, HTTPChannelHandler {
                                 minNonFinalFragmentSize: 1, maxAccumulatedFrameCount: 1_000, maxAccumulatedFrameSize: maxMessageBytes),
                             handler,
                         ])
+                        // Encoded frames from the hub go in below the encoder (WebSocketRawWriter).
+                        let writer = WebSocketRawWriter()
+                        let encoder = try channel.pipeline.syncOperations.handler(type: WebSocketFrameEncoder.self)
+                        try channel.pipeline.syncOperations.addHandler(writer, position: .before(encoder))
                         return .webSocket(
-                            WebSocketUpgrade(request: request, context: context, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop)))
+                            WebSocketUpgrade(
+                                request: request, context: context, handler: NIOLoopBound(handler, eventLoop: channel.eventLoop),
+                                writer: NIOLoopBound(writer, eventLoop: channel.eventLoop)))
                     }
                 }
             )
@@ -171,6 +177,8 @@ struct WebSocketUpgrade: Sendable {
     let context: KernelRequestContext
     /// The handler serving the socket.
     let handler: NIOLoopBound<WebSocketConnectionHandler>
+    /// Where the hub writes encoded frames.
+    let writer: NIOLoopBound<WebSocketRawWriter>
 
     /// The connection's channel.
     var channel: any Channel { context.channel }

@@ -278,7 +278,9 @@ struct PortalRouteHandler: Sendable {
         // Frames go straight into the channel on its event loop (WebSocketHub); a close
         // runs the handler's closing handshake.
         let handler = upgrade.handler
-        let transport = WebSocketHub.Transport(channel: channel) { code, reason in handler.value.sendClose(code: code, reason: reason) }
+        let transport = WebSocketHub.Transport(channel: channel, writer: upgrade.writer) { code, reason in
+            handler.value.sendClose(code: code, reason: reason)
+        }
         let connection = hub.open(abort: { channel.close(promise: nil) }, transport: transport)
         defer { if !opened { hub.remove(connection) } }
         let certificate = await clientCertificateSubject(context)

@@ -1,6 +1,5 @@
 import NIOConcurrencyHelpers
 import NIOCore
-import NIOWebSocket
 
 /// A frame or a close request queued for one WebSocket connection. The payload is a
 /// `ByteBuffer` so one broadcast frame is shared by every connection's queue, not copied.
@@ -22,7 +21,7 @@ enum WebSocketOutbound: Sendable {
 /// Ids carry the kernel's slot in their top bits (``HostContext``).
 ///
 /// Each connection has an ordered queue, written straight into the socket's channel on its
-/// event loop: a send queues the frame and, when no write is scheduled for the connection
+/// event loop (as encoded bytes, below NIO's frame encoder: a fan-out encodes its frame once): a send queues the frame and, when no write is scheduled for the connection
 /// yet, schedules one. A fan-out to many connections (``send(_:to:)``) takes the lock once
 /// and schedules one event-loop job per loop, not one task per connection, and each job
 /// writes every frame that waits for its connections, then flushes each once. An idle
@@ -46,13 +45,22 @@ final class WebSocketHub: Sendable {
     struct Transport: Sendable {
         /// The connection's channel (after the upgrade: WebSocket frames in, bytes out).
         let channel: any Channel
+        /// Writes encoded frames into the channel below its WebSocket frame encoder.
+        let writer: NIOLoopBound<WebSocketRawWriter>
         /// Sends a close frame with `code` and `reason` and closes the connection (called on
         /// the channel's event loop, after the frames queued before the close were written).
         let close: @Sendable (_ code: UInt16, _ reason: String) -> Void
     }
 
+    /// A queued item: a frame already encoded (header and payload, shared by every
+    /// connection of a fan-out), or a close.
+    private enum Queued {
+        case frame(ByteBuffer, payload: Int)
+        case close(code: UInt16, reason: String)
+    }
+
     private struct Connection {
-        var pending: [WebSocketOutbound] = []
+        var pending: [Queued] = []
         var bytes = 0
         /// Past a bound, or a close was written: nothing more is queued.
         var refusing = false
@@ -62,7 +70,7 @@ final class WebSocketHub: Sendable {
         var abort: @Sendable () -> Void
         var transport: Transport?
 
-        enum Queued {
+        enum Outcome {
             case refused
             case overflowed
             case queued
@@ -70,7 +78,7 @@ final class WebSocketHub: Sendable {
             case needsWrite(any EventLoop)
         }
 
-        mutating func queue(_ frame: WebSocketOutbound, size: Int) -> Queued {
+        mutating func queue(_ frame: Queued, size: Int) -> Outcome {
             guard !refusing else { return .refused }
             if pending.count + 1 > WebSocketHub.maxQueuedFrames || bytes + size > WebSocketHub.maxQueuedBytes {
                 refusing = true
@@ -89,8 +97,8 @@ final class WebSocketHub: Sendable {
             case nothing
             /// The socket buffer is full: look again later (the job stays scheduled).
             case blocked(any EventLoop)
-            /// Frames to write (up to a close, which follows them when present).
-            case frames(any Channel, [WebSocketOutbound], close: (Transport, UInt16, String)?)
+            /// Encoded frames to write (up to a close, which follows them when present).
+            case frames(Transport, [ByteBuffer], close: (code: UInt16, reason: String)?)
         }
 
         /// Takes what waits to be written, on the channel's event loop.
@@ -100,18 +108,24 @@ final class WebSocketHub: Sendable {
                 return .nothing
             }
             guard transport.channel.isWritable else { return .blocked(transport.channel.eventLoop) }
-            var frames = pending
+            var frames: [ByteBuffer] = []
+            frames.reserveCapacity(pending.count)
+            var close: (code: UInt16, reason: String)?
+            for item in pending {
+                switch item {
+                case .frame(let bytes, _): frames.append(bytes)
+                case .close(let code, let reason): close = (code, reason)
+                }
+                if close != nil {
+                    // Nothing is sent after a close.
+                    refusing = true
+                    break
+                }
+            }
             pending = []
             bytes = 0
             scheduled = false
-            var close: (Transport, UInt16, String)?
-            if let index = frames.firstIndex(where: { if case .close = $0 { true } else { false } }) {
-                if case .close(let code, let reason) = frames[index] { close = (transport, code, reason) }
-                frames.removeSubrange(index...)
-                // Nothing is sent after a close.
-                refusing = true
-            }
-            return .frames(transport.channel, frames, close: close)
+            return .frames(transport, frames, close: close)
         }
     }
 
@@ -150,6 +164,13 @@ final class WebSocketHub: Sendable {
     /// many took it. Ids of other kernels or closed connections are skipped.
     func send(_ frame: WebSocketOutbound, to ids: UnsafeBufferPointer<UInt64>) -> Int {
         let size = frame.size
+        // Encoded once for all of them: each connection writes the same bytes.
+        let item: Queued =
+            switch frame {
+            case .text(let payload): .frame(Self.encode(opcode: 0x1, payload), payload: size)
+            case .binary(let payload): .frame(Self.encode(opcode: 0x2, payload), payload: size)
+            case .close(let code, let reason): .close(code: code, reason: reason)
+            }
         var queued = 0
         var overflowed: [@Sendable () -> Void] = []
         // Connections that need a write job, by event loop.
@@ -157,7 +178,7 @@ final class WebSocketHub: Sendable {
         state.withLockedValue { state in
             for id in ids {
                 guard let index = state.open.index(forKey: id) else { continue }
-                switch state.open.values[index].queue(frame, size: size) {
+                switch state.open.values[index].queue(item, size: size) {
                 case .refused: break
                 case .overflowed: overflowed.append(state.open.values[index].abort)
                 case .queued: queued += 1
@@ -178,8 +199,7 @@ final class WebSocketHub: Sendable {
     /// On an event loop: writes what waits for each of `ids` (all on this loop) into its
     /// channel, up to a close and while the socket takes more, then flushes each once.
     private func write(_ ids: [UInt64]) {
-        var batches: [(channel: any Channel, frames: [WebSocketOutbound])] = []
-        var closes: [(Transport, UInt16, String)] = []
+        var batches: [(transport: Transport, frames: [ByteBuffer], close: (code: UInt16, reason: String)?)] = []
         var blocked: [(loop: any EventLoop, id: UInt64)] = []
         state.withLockedValue { state in
             for id in ids {
@@ -187,26 +207,41 @@ final class WebSocketHub: Sendable {
                 switch state.open.values[index].take() {
                 case .nothing: break
                 case .blocked(let loop): blocked.append((loop, id))
-                case .frames(let channel, let frames, let close):
-                    if !frames.isEmpty { batches.append((channel, frames)) }
-                    if let close { closes.append(close) }
+                case .frames(let transport, let frames, let close): batches.append((transport, frames, close))
                 }
             }
         }
-        for (channel, frames) in batches {
-            for frame in frames {
-                switch frame {
-                case .text(let buffer): channel.write(WebSocketFrame(fin: true, opcode: .text, data: buffer), promise: nil)
-                case .binary(let buffer): channel.write(WebSocketFrame(fin: true, opcode: .binary, data: buffer), promise: nil)
-                case .close: break
-                }
+        for (transport, frames, close) in batches {
+            if !frames.isEmpty {
+                let writer = transport.writer.value
+                for frame in frames { writer.write(frame) }
+                writer.flush()
             }
-            channel.flush()
+            if let close { transport.close(close.code, close.reason) }
         }
-        for (transport, code, reason) in closes { transport.close(code, reason) }
         for (loop, id) in blocked {
             loop.scheduleTask(in: Self.blockedRetry) { self.write([id]) }
         }
+    }
+
+    /// A server frame (final, unmasked) with `opcode` and `payload`, as RFC 6455 section 5.2
+    /// lays it out: written once per send and shared by every connection it goes to.
+    static func encode(opcode: UInt8, _ payload: ByteBuffer) -> ByteBuffer {
+        let length = payload.readableBytes
+        var frame = ByteBuffer()
+        frame.reserveCapacity(length + 10)
+        frame.writeInteger(0x80 | opcode)
+        if length < 126 {
+            frame.writeInteger(UInt8(length))
+        } else if length <= Int(UInt16.max) {
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(length))
+        } else {
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(length))
+        }
+        frame.writeImmutableBuffer(payload)
+        return frame
     }
 
     /// Closes every connection with `code` and `reason` (a kernel stopping), waits up to
