@@ -39,7 +39,9 @@
 #        CHANGES_SECONDS=10        seconds of inserts per run
 #        CHANGES_ALL_RATE=50       rows/s visible to all subscribers (throughput run)
 #        CHANGES_ONE_RATE=1000     rows/s each visible to one subscriber (latency run)
-#        CHANGES_KINDS="all one"   which of the two changes runs
+#        CHANGES_KINDS="all one"   which changes runs: all, one, filtered (rows as "one", each
+#                                  subscriber filtering owner=eq.<its user id>: RLS is asked
+#                                  only about the rows its filter matched)
 #        CHANGES_IDLE=10           a changes run ends this many seconds after the last delivery
 #        THREADS=2                 bench-realtime event loop threads
 #        CONNECT_RATE=5000         new sockets per second at most
@@ -81,6 +83,9 @@ for n in $IDLE_SIZES $BROADCAST_SIZES $CHANGES_SIZES "$CHANGES_IDLE" "$IDLE_HOLD
   [[ $n =~ ^[0-9]+$ ]] || die "sizes, rates and seconds take whole numbers (got '$n')"
 done
 [[ $PUBLISH == ws || $PUBLISH == http ]] || die "PUBLISH is ws or http (got '$PUBLISH')"
+for kind in $CHANGES_KINDS; do
+  [[ $kind == all || $kind == one || $kind == filtered ]] || die "CHANGES_KINDS takes all, one and filtered (got '$kind')"
+done
 
 if [[ -z ${SKIP_SETUP:-} ]]; then
   bash "$ROOT/scripts/setup.sh" --bench >&2
@@ -329,10 +334,11 @@ def signup(i):
     return answer["access_token"], (answer.get("user") or {}).get("id")
 with ThreadPoolExecutor(4) as pool:
     results = list(pool.map(signup, range(1, count + 1)))
-with open(tokens_path, "w") as t, open(users_path, "w") as u:
+with open(tokens_path, "w") as t, open(users_path, "w") as u, open(tokens_path + ".filters", "w") as f:
     for n, (token, uid) in enumerate(results, 1):
         t.write(token + "\n")
         u.write(f"{n},{uid}\n")
+        f.write(f"owner=eq.{uid}\n")
 PY
   psql -q "${pg[@]}" -c "\\copy bench_users from '$TMP/users.csv' csv" >/dev/null || die "cannot load bench_users"
 
@@ -353,15 +359,21 @@ EOF
     base_fds="$(kernel_fds)"
     for kind in $CHANGES_KINDS; do
       rate=$CHANGES_ALL_RATE
-      [[ $kind == one ]] && rate=$CHANGES_ONE_RATE
+      [[ $kind == one || $kind == filtered ]] && rate=$CHANGES_ONE_RATE
+      script=$kind
+      filters=()
+      if [[ $kind == filtered ]]; then
+        script=one
+        filters=(--filters "$TMP/tokens.txt.filters")
+      fi
       out="$TMP/ch-$kind-$size.txt"
       note "changes ($kind): $n subscribers, $rate rows/s for $CHANGES_SECONDS s"
-      "$GEN" changes --url "$ws_url" --subscribers "$n" --tokens "$TMP/tokens.txt" --table rt --idle "$CHANGES_IDLE" \
+      "$GEN" changes --url "$ws_url" --subscribers "$n" --tokens "$TMP/tokens.txt" "${filters[@]}" --table rt --idle "$CHANGES_IDLE" \
         --seconds $((CHANGES_SECONDS + n / 500 + CHANGES_IDLE + 120)) "${common[@]}" >"$out" 2>"$out.err" &
       gen_pids=($!)
       for ((i = 0; i < 600; i++)); do grep -q '^READY' "$out" && break; alive "${gen_pids[0]}" || break; sleep 0.2; done
       grep -h '^READY' "$out" >&2 || true
-      pgbench -n -R "$rate" -T "$CHANGES_SECONDS" -c 2 -j 1 -f "$TMP/insert-$kind.sql" "${pg[@]}" >"$TMP/pgbench-$kind-$size.txt" 2>&1 ||
+      pgbench -n -R "$rate" -T "$CHANGES_SECONDS" -c 2 -j 1 -f "$TMP/insert-$script.sql" "${pg[@]}" >"$TMP/pgbench-$kind-$size.txt" 2>&1 ||
         { cat "$TMP/pgbench-$kind-$size.txt" >&2; note "pgbench inserts failed"; }
       wait "${gen_pids[0]}" || true
       gen_pids=()
@@ -425,7 +437,7 @@ if [[ " $MODES " == *" changes "* ]]; then
   echo
   printf '%-18s %11s %8s %12s %12s %10s %10s\n' changes subscribed rows deliveries "msg/s" "p50 ms" "p99 ms"
   for size in $CHANGES_SIZES; do
-    for kind in all one; do
+    for kind in $CHANGES_KINDS; do
       printf '%-18s %11s %8s %12s %12s %10s %10s\n' "$size rows->$kind" "${R[ch-$kind-sub-$size]:-n/a}" "${R[ch-$kind-rows-$size]:-n/a}" \
         "${R[ch-$kind-del-$size]:-n/a}" "${R[ch-$kind-rate-$size]:-n/a}" "${R[ch-$kind-p50-$size]:-n/a}" "${R[ch-$kind-p99-$size]:-n/a}"
     done
@@ -448,8 +460,15 @@ if [[ " $MODES " == *" broadcast "* ]]; then
 fi
 if [[ " $MODES " == *" changes "* ]]; then
   for size in $CHANGES_SIZES; do
-    echo "realtime changes with RLS, $size subscribers (rows to all): ours $(whole "${R[ch-all-rate-$size]:-}") msg/s, peer 3500 msg/s (Supabase's published cap), ratio $(ratio "${R[ch-all-rate-$size]:-}" 3500)"
-    echo "realtime changes commit->client p99, $size subscribers (rows to one, $CHANGES_ONE_RATE/s): ours ${R[ch-one-p99-$size]:-n/a} ms (p50 ${R[ch-one-p50-$size]:-n/a}), peer LISTEN/NOTIFY ${R[notify-p99]:-n/a} ms (p50 ${R[notify-p50]:-n/a}), ratio $(ratio "${R[ch-one-p99-$size]:-}" "${R[notify-p99]:-}")"
+    if [[ " $CHANGES_KINDS " == *" all "* ]]; then
+      echo "realtime changes with RLS, $size subscribers (rows to all): ours $(whole "${R[ch-all-rate-$size]:-}") msg/s, peer 3500 msg/s (Supabase's published cap), ratio $(ratio "${R[ch-all-rate-$size]:-}" 3500)"
+    fi
+    for kind in one filtered; do
+      [[ " $CHANGES_KINDS " == *" $kind "* ]] || continue
+      how="rows to one"
+      [[ $kind == filtered ]] && how="rows to one, each subscriber filtering its own"
+      echo "realtime changes commit->client p99, $size subscribers ($how, $CHANGES_ONE_RATE/s): ours ${R[ch-$kind-p99-$size]:-n/a} ms (p50 ${R[ch-$kind-p50-$size]:-n/a}), peer LISTEN/NOTIFY ${R[notify-p99]:-n/a} ms (p50 ${R[notify-p50]:-n/a}), ratio $(ratio "${R[ch-$kind-p99-$size]:-}" "${R[notify-p99]:-}")"
+    done
   done
 fi
 if ((unmeasured)); then die "some figures could not be measured (see above)"; fi

@@ -298,6 +298,8 @@ struct Changes: AsyncParsableCommand {
     @Option(help: "ws://host:port/p/<portal>/realtime/v1/websocket?apikey=...&vsn=1.0.0") var url: String
     @Option var subscribers = 100
     @Option(help: "File of user JWTs, one a line (subscriber i uses line i mod count).") var tokens: String
+    @Option(help: "File of postgres_changes filters, one a line, beside the tokens (subscriber i uses line i mod count); none: every row.")
+    var filters: String?
     @Option(help: "Table in schema public.") var table = "rt"
     @Option(help: "Channel name (realtime:<name>).") var topic = "changes"
     @Option(help: "Column holding clock_timestamp() in µs since the epoch.") var column = "sent_us"
@@ -315,6 +317,16 @@ struct Changes: AsyncParsableCommand {
         }
         fclose(file)
         guard !list.isEmpty else { throw ValidationError("no tokens in \(tokens)") }
+        var filterList: [String] = []
+        if let filters {
+            guard let file = fopen(filters, "r") else { throw ValidationError("cannot read \(filters)") }
+            while fgets(&line, Int32(line.count), file) != nil {
+                let filter = cLine(line).trimmingCharacters(in: " \n\r")
+                if !filter.isEmpty { filterList.append(filter) }
+            }
+            fclose(file)
+            guard !filterList.isEmpty else { throw ValidationError("no filters in \(filters)") }
+        }
         let (loops, sources, deadline) = try prepare(common, connections: subscribers)
         let target = Target(host: host, port: port, path: path, marker: Array("\"\(column)\":".utf8), clock: .realtimeMicroseconds)
         startHeartbeats(loops: loops)
@@ -322,7 +334,9 @@ struct Changes: AsyncParsableCommand {
             i, loop, source in
             openPhoenix(
                 loops: loops, loopIndex: loop, source: source, target: target,
-                join: joinMessage(topic: topic, postgresTable: table, accessToken: list[i % list.count]))
+                join: joinMessage(
+                    topic: topic, postgresTable: table, accessToken: list[i % list.count],
+                    filter: filterList.isEmpty ? nil : filterList[i % filterList.count]))
         }
         reportError(counters0)
         say("READY joined=\(counters0.joined) failed=\(counters0.failed)")

@@ -25,9 +25,11 @@ struct Target: Sendable {
     var address: SocketAddress { get throws { try SocketAddress(ipAddress: host, port: port) } }
 }
 
-/// Builds the phx_join text of a topic.
-func joinMessage(topic: String, postgresTable: String?, accessToken: String?) -> String {
-    let changes = postgresTable.map { #"[{"event":"*","schema":"public","table":"\#($0)"}]"# } ?? "[]"
+/// Builds the phx_join text of a topic; `filter` (such as `owner=eq.<uuid>`) narrows the
+/// postgres_changes binding.
+func joinMessage(topic: String, postgresTable: String?, accessToken: String?, filter: String? = nil) -> String {
+    let filterField = filter.map { #","filter":"\#($0)""# } ?? ""
+    let changes = postgresTable.map { #"[{"event":"*","schema":"public","table":"\#($0)"\#(filterField)}]"# } ?? "[]"
     let token = accessToken.map { #","access_token":"\#($0)""# } ?? ""
     return
         #"{"topic":"realtime:\#(topic)","event":"phx_join","payload":{"config":{"broadcast":{"ack":false,"self":false},"presence":{"enabled":false},"postgres_changes":\#(changes)}\#(token)},"ref":"1","join_ref":"1"}"#

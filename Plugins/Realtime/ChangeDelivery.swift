@@ -59,7 +59,9 @@ struct ChangeDelivery: Sendable {
             // Which subscriptions each change matches.
             var matches: [[ChangeSubscription]] = []
             var audiences = Set<Audience>()
-            for index in indices {
+            // Per audience, the positions in `batch` its subscriptions matched.
+            var relevant: [Audience: Set<Int>] = [:]
+            for (position, index) in indices.enumerated() {
                 let change = changes[index]
                 let matched = candidates.filter { subscription in
                     guard subscription.event == "*" || subscription.event == change.type.rawValue else { return false }
@@ -67,14 +69,18 @@ struct ChangeDelivery: Sendable {
                     return (try? filters.filter(text).matches(change)) ?? false
                 }
                 matches.append(matched)
-                for subscription in matched { audiences.insert(Self.audience(subscription.caller)) }
+                for subscription in matched {
+                    let audience = Self.audience(subscription.caller)
+                    audiences.insert(audience)
+                    relevant[audience, default: []].insert(position)
+                }
             }
             if audiences.isEmpty { continue }
             let batch = indices.map { changes[$0] }
             let seen: [Audience: Visibility]
             do {
                 seen = try await pool.run { connection in
-                    try await visibility.visibility(of: batch, for: Array(audiences), on: connection)
+                    try await visibility.visibility(of: batch, for: Array(audiences), relevant: relevant, on: connection)
                 }
             } catch {
                 continue

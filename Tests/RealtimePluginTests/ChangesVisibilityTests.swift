@@ -66,6 +66,32 @@ struct ChangesVisibilityTests {
         #expect(try await check.visibility(of: batch, for: [a], on: connection)[a]?.columns.contains("secret") == true)
     }
 
+    @Test("with the changes each audience matched, only those keys are re-selected for it, and it sees only them")
+    func relevantKeysOnly() async throws {
+        let conninfo = try await ChangesTestDatabase.make()
+        let connection = try await TestServices.connect(conninfo)
+        defer { connection.close() }
+        try await connection.query("INSERT INTO notes (id, owner, body, secret) VALUES (1, $1, 'a', 's'), (2, $2, 'b', 's'), (3, $1, 'c', 's')", [Self.userA, Self.userB])
+        let batch = [
+            Self.noteChange(.insert, id: "1", owner: Self.userA), Self.noteChange(.insert, id: "2", owner: Self.userB),
+            Self.noteChange(.insert, id: "3", owner: Self.userA),
+        ]
+        let a = Audience(role: "authenticated", claims: ChangesTestDatabase.claims(Self.userA))
+        let b = Audience(role: "authenticated", claims: ChangesTestDatabase.claims(Self.userB))
+        let service = Audience(role: "service_role", claims: #"{"role":"service_role"}"#)
+        let check = VisibilityCheck()
+        // a matched rows 1 and 2 (only 1 is its own), b matched row 3 (a's): b sees nothing;
+        // service_role (no RLS for it) is not re-selected and keeps every change.
+        let result = try await check.visibility(of: batch, for: [a, b, service], relevant: [a: [0, 1], b: [2]], on: connection)
+        #expect(result[a]?.changes == [0])
+        #expect(result[b]?.changes == [])
+        #expect(result[service]?.changes == [0, 1, 2])
+        // Without `relevant`, the same audiences are asked about every key.
+        let all = try await check.visibility(of: batch, for: [a, b], on: connection)
+        #expect(all[a]?.changes == [0, 2])
+        #expect(all[b]?.changes == [1])
+    }
+
     @Test("a (select auth.uid()) policy, composite keys and a table without RLS are judged per audience")
     func initPlanPolicyAndOpenTable() async throws {
         let conninfo = try await ChangesTestDatabase.make()

@@ -51,8 +51,9 @@ public struct Visibility: Sendable, Equatable {
 /// (`has_column_privilege`, cached per role and table until ``reset()``).
 ///
 /// For throughput a batch costs one round trip per table: a single pipelined read-only
-/// transaction that, per audience, sets role and claims and re-selects every changed key at
-/// once (two statements per audience, whatever the number of changes or subscribers).
+/// transaction that, per audience, sets role and claims and re-selects at once the changed
+/// keys its subscriptions matched (two statements per audience, whatever the number of
+/// changes or subscribers).
 /// Setting claims per row inside one statement (`unnest` + `LATERAL set_config`) is not
 /// used: a policy written `owner = (select auth.uid())`, as Supabase recommends, becomes an
 /// InitPlan that Postgres evaluates once per statement, so later audiences would be judged
@@ -115,7 +116,14 @@ public final class VisibilityCheck: Sendable {
 
     /// What each of `audiences` may see of `changes` (any tables; usually one transaction's
     /// changes of one table), asking `connection`. Every audience has an entry.
-    public func visibility(of changes: [RowChange], for audiences: [Audience], on connection: PostgresConnection) async throws -> [Audience: Visibility] {
+    ///
+    /// `relevant`, when given, names the changes each audience's subscriptions matched (by
+    /// index into `changes`): only those are re-selected for it, so a batch of rows that
+    /// each match one subscriber's filter costs one key per audience, not every key for
+    /// every audience. An audience missing from it is asked about every change.
+    public func visibility(
+        of changes: [RowChange], for audiences: [Audience], relevant: [Audience: Set<Int>]? = nil, on connection: PostgresConnection
+    ) async throws -> [Audience: Visibility] {
         var result: [Audience: Visibility] = [:]
         let distinct = Array(Set(audiences))
         for audience in distinct { result[audience] = Visibility(changes: [], columns: [], oldRecordKeyOnly: true) }
@@ -152,19 +160,33 @@ public final class VisibilityCheck: Sendable {
             }
             guard !reselect.isEmpty else { continue }
             let rowIndices = indices.filter { changes[$0].type != .delete }
-            var keyOf: [Int: String] = [:]
-            var keys: [[String]] = []
-            var seen = Set<String>()
+            var keyOf: [Int: (joined: String, values: [String])] = [:]
             for index in rowIndices {
                 guard let key = Self.key(changes[index], info.primaryKey.map(\.name)) else { continue }
-                keyOf[index] = key.joined(separator: "\u{0}")
-                if seen.insert(key.joined(separator: "\u{0}")).inserted { keys.append(key) }
+                keyOf[index] = (key.joined(separator: "\u{0}"), key)
             }
-            guard !keys.isEmpty else { continue }
-            let visibleKeys = try await reselectKeys(keys, table: table, info: info, audiences: reselect, on: connection)
+            guard !keyOf.isEmpty else { continue }
+            // Each audience's keys: those of the changes its subscriptions matched (all without `relevant`).
+            var keysOf: [Audience: [[String]]] = [:]
             for audience in reselect {
+                let wanted = relevant?[audience]
+                var seen = Set<String>()
+                var keys: [[String]] = []
+                for index in rowIndices where wanted?.contains(index) ?? true {
+                    guard let key = keyOf[index], seen.insert(key.joined).inserted else { continue }
+                    keys.append(key.values)
+                }
+                if !keys.isEmpty { keysOf[audience] = keys }
+            }
+            let asked = reselect.filter { keysOf[$0] != nil }
+            guard !asked.isEmpty else { continue }
+            let visibleKeys = try await reselectKeys(keysOf, table: table, info: info, audiences: asked, on: connection)
+            for audience in asked {
                 let visible = visibleKeys[audience] ?? []
-                result[audience, default: .none].changes += rowIndices.filter { keyOf[$0].map(visible.contains) ?? false }
+                let wanted = relevant?[audience]
+                result[audience, default: .none].changes += rowIndices.filter {
+                    (wanted?.contains($0) ?? true) && (keyOf[$0].map { visible.contains($0.joined) } ?? false)
+                }
             }
         }
         for audience in distinct { result[audience, default: .none].changes.sort() }
@@ -181,9 +203,9 @@ public final class VisibilityCheck: Sendable {
         return values
     }
 
-    /// For each audience, the keys (joined by NUL) its re-select returned.
+    /// For each audience, the keys (joined by NUL) its re-select of its own `keys` returned.
     private func reselectKeys(
-        _ keys: [[String]], table: TableKey, info: TableInfo, audiences: [Audience], on connection: PostgresConnection
+        _ keys: [Audience: [[String]]], table: TableKey, info: TableInfo, audiences: [Audience], on connection: PostgresConnection
     ) async throws -> [Audience: Set<String>] {
         let qualified = SQL.ident(table.schema) + "." + SQL.ident(table.table)
         let selected = info.primaryKey.map { "t." + SQL.ident($0.name) + "::text" }.joined(separator: ", ")
@@ -196,13 +218,16 @@ public final class VisibilityCheck: Sendable {
             let unnest = info.primaryKey.enumerated().map { "$\($0.offset + 1)::\($0.element.type)[]" }.joined(separator: ", ")
             select = "SELECT \(selected) FROM \(qualified) t WHERE (\(tuple)) IN (SELECT * FROM unnest(\(unnest)))"
         }
-        let keyParameters: [String?] = (0..<info.primaryKey.count).map { column in SQL.textArray(keys.map { $0[column] }) }
+        func keyParameters(_ audience: Audience) -> [String?] {
+            let mine = keys[audience] ?? []
+            return (0..<info.primaryKey.count).map { column in SQL.textArray(mine.map { $0[column] }) }
+        }
         let setting = "SELECT set_config('role', $1, true), set_config('request.jwt.claims', $2, true)"
         func steps(_ group: ArraySlice<Audience>) -> [(sql: String, parameters: [String?])] {
             var steps: [(sql: String, parameters: [String?])] = [("BEGIN READ ONLY", [])]
             for audience in group {
                 steps.append((setting, [audience.role, audience.claims]))
-                steps.append((select, keyParameters))
+                steps.append((select, keyParameters(audience)))
             }
             steps.append(("COMMIT", []))
             return steps
