@@ -346,7 +346,9 @@ struct Changes: AsyncParsableCommand {
         reportError(counters)
         let fields: String = deliveryFields(counters, expected: expect, startNs: counters.firstDeliveryNs, histogram: histogram)
         let distinct = min(list.count, subscribers)
-        say("RESULT mode=changes subscribers=\(subscribers) subscribed=\(counters0.joined) distinct_tokens=\(distinct) \(fields) closed_after_join=\(counters.closedAfterJoin)")
+        say(
+            "RESULT mode=changes subscribers=\(subscribers) subscribed=\(counters0.joined) distinct_tokens=\(distinct) \(fields) closed_after_join=\(counters.closedAfterJoin) other_frames=\(counters.otherFrames)"
+        )
         loops.shutdown()
     }
 }

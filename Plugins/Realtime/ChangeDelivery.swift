@@ -14,6 +14,10 @@ struct ChangeDelivery: Sendable {
     let pool: PostgresPool
     let visibility: VisibilityCheck
     let filters = FilterCache()
+    /// Reports a visibility check that failed and is tried again.
+    var warn: @Sendable (String) -> Void = { _ in }
+    /// Waits between tries of a failed visibility check (the last one repeats).
+    var retryDelays: [Duration] = [.milliseconds(50), .milliseconds(250), .seconds(1), .seconds(5)]
 
     /// Parsed filters by text: parsed once when a channel joins, then found here per change.
     final class FilterCache: Sendable {
@@ -77,14 +81,26 @@ struct ChangeDelivery: Sendable {
             }
             if audiences.isEmpty { continue }
             let batch = indices.map { changes[$0] }
-            let seen: [Audience: Visibility]
-            do {
-                seen = try await pool.run { connection in
-                    try await visibility.visibility(of: batch, for: Array(audiences), relevant: relevant, on: connection)
+            // A failed check (the database unreachable or busy) is tried again, not skipped:
+            // the feed acknowledges the batch only after this returns, so giving up would
+            // lose committed changes. Per-audience errors never get here (VisibilityCheck
+            // judges a broken audience alone). Only cancellation (the kernel stopping) ends it.
+            var seen: [Audience: Visibility]?
+            var failures = 0
+            while seen == nil {
+                do {
+                    seen = try await pool.run { connection in
+                        try await visibility.visibility(of: batch, for: Array(audiences), relevant: relevant, on: connection)
+                    }
+                } catch {
+                    if Task.isCancelled { return delivered }
+                    let delay = retryDelays.isEmpty ? .seconds(1) : retryDelays[min(failures, retryDelays.count - 1)]
+                    failures += 1
+                    warn("realtime: row-level security check of \(batch.count) change(s) failed (try \(failures)), trying again in \(delay): \(error)")
+                    try? await Task.sleep(for: delay)
                 }
-            } catch {
-                continue
             }
+            guard let seen else { continue }
             for (position, change) in batch.enumerated() {
                 var groups: [Target: (ids: Set<Int>, connections: [UInt64: [Int]])] = [:]
                 for subscription in matches[position] {

@@ -113,7 +113,10 @@ public final class RealtimePlugin: PortalPlugin {
             conninfo: Conninfo.derive(PortalDatabaseNames.conninfo(system, portal: portal.name, user: "authenticator"), overrides: ["application_name": "meltybase-realtime"]),
             size: 2, maxWaiting: 10_000, loop: runtime.loop)
         let visibility = VisibilityCheck()
-        delivery = ChangeDelivery(hub: hub, pool: authenticator, visibility: visibility)
+        var changeDelivery = ChangeDelivery(hub: hub, pool: authenticator, visibility: visibility)
+        let pluginHost = runtime.host
+        changeDelivery.warn = { pluginHost.log(.warning, $0) }
+        delivery = changeDelivery
         // Transactions that arrive while one is being delivered go together: one visibility query per audience for all of them.
         feed = ChangeFeed(loop: runtime.loop, options: ChangeFeed.Options(maxChangesPerCall: 2_000))
         slot = ChangeFeed.slotName(portal: portal.name)

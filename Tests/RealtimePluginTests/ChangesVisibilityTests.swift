@@ -66,6 +66,40 @@ struct ChangesVisibilityTests {
         #expect(try await check.visibility(of: batch, for: [a], on: connection)[a]?.columns.contains("secret") == true)
     }
 
+    @Test("a committed transaction shows in a snapshot once it is no longer running, across the 32-bit xid wraparound")
+    func transactionSnapshots() throws {
+        let snapshot = try #require(TransactionSnapshot("1000:1010:1003,1007"))
+        #expect(snapshot.sees(999) && snapshot.sees(1004) && snapshot.sees(1009))
+        #expect(!snapshot.sees(1003) && !snapshot.sees(1007))
+        // Epoch 1: xid 5 is 2^32 + 5; xid 4294967290 belongs to epoch 0 (before xmax's epoch).
+        let wrapped = try #require(TransactionSnapshot("4294967290:4294967310:4294967301,4294967292"))
+        #expect(wrapped.sees(3) && !wrapped.sees(5))
+        #expect(wrapped.sees(4_294_967_291) && !wrapped.sees(4_294_967_292))
+        for bad in ["", "1:2", "a:b:", "5:3:", "1:9:x"] { #expect(TransactionSnapshot(bad) == nil, "\(bad)") }
+        #expect(TransactionSnapshot("7:7:") == TransactionSnapshot("7:7:"))
+    }
+
+    @Test("the change feed waits for a committed transaction to show before re-selecting its rows")
+    func waitsForCommittedTransactions() async throws {
+        let conninfo = try await ChangesTestDatabase.make()
+        let connection = try await TestServices.connect(conninfo)
+        defer { connection.close() }
+        let writer = try await TestServices.connect(conninfo)
+        defer { writer.close() }
+        // A transaction still open is not visible: the check waits for it, then sees its row.
+        try await writer.execute("BEGIN")
+        try await writer.query("INSERT INTO notes (id, owner, body, secret) VALUES (40, $1, 'late', 's')", [Self.userA])
+        let xid = try #require(UInt32(try await writer.query("SELECT (txid_current() % 4294967296)::text").scalar ?? ""))
+        var change = Self.noteChange(.insert, id: "40", owner: Self.userA)
+        change.transactionID = xid
+        let a = Audience(role: "authenticated", claims: ChangesTestDatabase.claims(Self.userA))
+        let check = VisibilityCheck()
+        async let judged = check.visibility(of: [change], for: [a], on: connection)
+        try await Task.sleep(for: .milliseconds(300))
+        try await writer.execute("COMMIT")
+        #expect(try await judged[a]?.changes == [0], "the row committed while the check waited was judged invisible")
+    }
+
     @Test("with the changes each audience matched, only those keys are re-selected for it, and it sees only them")
     func relevantKeysOnly() async throws {
         let conninfo = try await ChangesTestDatabase.make()

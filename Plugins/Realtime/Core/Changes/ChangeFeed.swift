@@ -224,6 +224,7 @@ public final class ChangeFeed: Sendable {
         var pendingEnd: LSN?
         var transactionOpen = false
         var timestamp = ""
+        var transactionID: UInt32 = 0
         let limit = max(1, options.maxChangesPerCall)
         while true {
             let event: LogicalReplicationStream.Event
@@ -249,14 +250,18 @@ public final class ChangeFeed: Sendable {
             }
             try Task.checkCancellation()
             switch event.message {
-            case .begin(_, let commitTime, _):
+            case .begin(_, let commitTime, let xid):
                 transactionOpen = true
                 current.removeAll(keepingCapacity: true)
                 timestamp = RowChange.timestamp(commitTime)
+                transactionID = xid
             case .relation(let relation):
                 try await decoder.learn(relation, catalog: lock)
             case .insert, .update, .delete:
-                if let change = decoder.change(event.message, commitTimestamp: timestamp) { current.append(change) }
+                if var change = decoder.change(event.message, commitTimestamp: timestamp) {
+                    change.transactionID = transactionID
+                    current.append(change)
+                }
             case .commit(_, let end, _):
                 transactionOpen = false
                 if !current.isEmpty {

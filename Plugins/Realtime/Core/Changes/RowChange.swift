@@ -62,6 +62,9 @@ public struct RowChange: Codable, Sendable, Equatable {
     /// The old row as the WAL carries it (UPDATE and DELETE): the key columns, or every
     /// column with REPLICA IDENTITY FULL; empty for INSERT.
     public var oldRecord: [Field]
+    /// The id (32-bit xid) of the transaction that made the change, as its WAL BEGIN says;
+    /// 0 when unknown (a change passed from another kernel). Not sent to clients.
+    public var transactionID: UInt32 = 0
 
     /// A change; see the properties.
     public init(

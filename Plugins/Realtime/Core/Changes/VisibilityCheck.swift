@@ -180,6 +180,7 @@ public final class VisibilityCheck: Sendable {
             }
             let asked = reselect.filter { keysOf[$0] != nil }
             guard !asked.isEmpty else { continue }
+            try await waitUntilVisible(Set(rowIndices.map { changes[$0].transactionID }), on: connection)
             let visibleKeys = try await reselectKeys(keysOf, table: table, info: info, audiences: asked, on: connection)
             for audience in asked {
                 let visible = visibleKeys[audience] ?? []
@@ -261,6 +262,28 @@ public final class VisibilityCheck: Sendable {
         return visible
     }
 
+    /// Waits (a few milliseconds at most, in practice) until the transactions `xids` are
+    /// visible to new snapshots. The walsender may stream a transaction the moment its commit
+    /// record is flushed, a little before the server takes it out of the running
+    /// transactions: a re-select in that window does not find the row and would judge it
+    /// invisible to everyone, losing the change (seen under a steady stream of small
+    /// transactions). Gives up after ``visibilityWait`` and lets the re-select decide.
+    private func waitUntilVisible(_ xids: Set<UInt32>, on connection: PostgresConnection) async throws {
+        let pending = xids.subtracting([0])
+        guard !pending.isEmpty else { return }
+        let deadline = ContinuousClock.now + Self.visibilityWait
+        while true {
+            let text = try await connection.query("SELECT txid_current_snapshot()::text").scalar ?? ""
+            count(statements: 1)
+            guard let snapshot = TransactionSnapshot(text), !pending.allSatisfy(snapshot.sees) else { return }
+            guard ContinuousClock.now < deadline else { return }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// How long ``waitUntilVisible(_:on:)`` waits for committed transactions to show.
+    static let visibilityWait: Duration = .seconds(2)
+
     private func count(statements: Int) {
         caches.withLock { caches in
             caches.statements += statements
@@ -307,5 +330,39 @@ public final class VisibilityCheck: Sendable {
             hasSelectPolicy: rows.rows.first?[3] == "true")
         caches.withLock { $0.access[key] = access }
         return access
+    }
+}
+
+/// A `txid_current_snapshot()` (`xmin:xmax:xip,...`, 64-bit transaction ids): whether a
+/// committed transaction, named by its 32-bit xid, is visible in it.
+struct TransactionSnapshot: Equatable {
+    let xmin: UInt64
+    let xmax: UInt64
+    let running: Set<UInt64>
+
+    /// The snapshot in `text`; nil when it does not read as one.
+    init?(_ text: String) {
+        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 3, let xmin = UInt64(parts[0]), let xmax = UInt64(parts[1]), xmin <= xmax else { return nil }
+        var running = Set<UInt64>()
+        for item in parts[2].split(separator: ",") {
+            guard let xid = UInt64(item) else { return nil }
+            running.insert(xid)
+        }
+        self.xmin = xmin
+        self.xmax = xmax
+        self.running = running
+    }
+
+    /// Whether the committed transaction `xid` (32 bits, as the WAL names it) shows in this
+    /// snapshot: it is older than every running transaction, or finished before the snapshot.
+    func sees(_ xid: UInt32) -> Bool {
+        // The full id: the xid in xmax's epoch, or the epoch before when that would be past xmax.
+        var full = (xmax & 0xFFFF_FFFF_0000_0000) | UInt64(xid)
+        if full >= xmax {
+            guard full >= 1 << 32 else { return false }
+            full -= 1 << 32
+        }
+        return full < xmin || !running.contains(full)
     }
 }
