@@ -17,7 +17,7 @@ struct ChangeDelivery: Sendable {
     /// Reports a visibility check that failed and is tried again.
     var warn: @Sendable (String) -> Void = { _ in }
     /// Waits between tries of a failed visibility check (the last one repeats).
-    var retryDelays: [Duration] = [.milliseconds(50), .milliseconds(250), .seconds(1), .seconds(5)]
+    static let retryDelays: [Duration] = [.milliseconds(50), .milliseconds(250), .seconds(1), .seconds(5)]
 
     /// Parsed filters by text: parsed once when a channel joins, then found here per change.
     final class FilterCache: Sendable {
@@ -94,7 +94,7 @@ struct ChangeDelivery: Sendable {
                     }
                 } catch {
                     if Task.isCancelled { return delivered }
-                    let delay = retryDelays.isEmpty ? .seconds(1) : retryDelays[min(failures, retryDelays.count - 1)]
+                    let delay = Self.retryDelays[min(failures, Self.retryDelays.count - 1)]
                     failures += 1
                     warn("realtime: row-level security check of \(batch.count) change(s) failed (try \(failures)), trying again in \(delay): \(error)")
                     try? await Task.sleep(for: delay)

@@ -189,6 +189,16 @@ struct WebSocketUpgrade: Sendable {
         channel.eventLoop.execute { handler.value.activate(session) }
     }
 
+    /// Closes the connection because of `error` (nothing was opened): a gateway refusal with
+    /// its message, 1013 when rate limited and 1008 otherwise; anything else 1011.
+    func refuse(_ error: any Error) {
+        guard let refusal = error as? GatewayError else {
+            refuse(code: 1011, reason: "the gateway could not open the connection")
+            return
+        }
+        refuse(code: refusal.statusCode == 429 ? 1013 : 1008, reason: refusal.message)
+    }
+
     /// Closes the connection with `code` and `reason` (a refusal: nothing was opened).
     func refuse(code: UInt16, reason: String) {
         let handler = handler

@@ -251,11 +251,8 @@ struct PortalRouteHandler: Sendable {
                 if !decision.allowed { throw GatewayMiddleware.tooManyRequests(decision, scope: "your address") }
             }
             target = try resolve(upgrade.request)
-        } catch let error as GatewayError {
-            upgrade.refuse(code: error.statusCode == 429 ? 1013 : 1008, reason: error.message)
-            return
         } catch {
-            upgrade.refuse(code: 1011, reason: "the gateway could not open the connection")
+            upgrade.refuse(error)
             return
         }
         var opened = false
@@ -265,11 +262,8 @@ struct PortalRouteHandler: Sendable {
                 throw GatewayError(status: 404, code: "websocket_not_supported", message: "plugin \"\(target.instance.plugin.name)\" does not accept WebSocket connections")
             }
             try await limitPortal(target)
-        } catch let error as GatewayError {
-            upgrade.refuse(code: error.statusCode == 429 ? 1013 : 1008, reason: error.message)
-            return
         } catch {
-            upgrade.refuse(code: 1011, reason: "the gateway could not open the connection")
+            upgrade.refuse(error)
             return
         }
         let instance = target.instance

@@ -24,6 +24,19 @@ final class WebSocketConnectionHandler: ChannelInboundHandler {
         let connection: UInt64
         /// The kernel's WebSocket hub (the connection leaves it when the channel goes).
         let hub: WebSocketHub
+        /// The plugin's `ws_message` and `ws_close`, looked up once (nil when it has none).
+        let onMessage: (@convention(c) (OpaquePointer?, mb_connection_id, Int32, mb_host_bytes) -> Void)?
+        let onClose: (@convention(c) (OpaquePointer?, mb_connection_id, UInt16) -> Void)?
+
+        /// The session of `connection` (in `hub`) with `instance`, whose callbacks it looks up.
+        init(instance: PluginInstance, connection: UInt64, hub: WebSocketHub) {
+            self.instance = instance
+            self.connection = connection
+            self.hub = hub
+            let descriptor = instance.plugin.descriptor
+            onMessage = PluginDescriptorLayout.has(\.ws_message, in: descriptor) ? descriptor.pointee.ws_message : nil
+            onClose = PluginDescriptorLayout.has(\.ws_close, in: descriptor) ? descriptor.pointee.ws_close : nil
+        }
     }
 
     private enum Phase {
@@ -157,10 +170,7 @@ final class WebSocketConnectionHandler: ChannelInboundHandler {
         let payload = frame.unmaskedData
         let valid = payload.withUnsafeReadableBytes { raw -> Bool in
             if isText && String(validating: raw.bindMemory(to: UInt8.self), as: UTF8.self) == nil { return false }
-            let onMessage =
-                PluginDescriptorLayout.has(\.ws_message, in: session.instance.plugin.descriptor)
-                ? session.instance.plugin.descriptor.pointee.ws_message : nil
-            onMessage?(
+            session.onMessage?(
                 session.instance.pointer, session.connection, isText ? 1 : 0,
                 mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
             return true
@@ -194,11 +204,8 @@ final class WebSocketConnectionHandler: ChannelInboundHandler {
     /// The plugin hears the end of `session` and the hub forgets it.
     private static func end(_ session: Session, code: UInt16) {
         session.hub.remove(session.connection)
-        let instance = session.instance
-        if PluginDescriptorLayout.has(\.ws_close, in: instance.plugin.descriptor) {
-            instance.plugin.descriptor.pointee.ws_close?(instance.pointer, session.connection, code)
-        }
-        instance.release()
+        session.onClose?(session.instance.pointer, session.connection, code)
+        session.instance.release()
     }
 
     /// A close frame: the code, then the reason cut to the 123 bytes a close frame allows.

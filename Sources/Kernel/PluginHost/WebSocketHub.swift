@@ -1,5 +1,6 @@
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOWebSocket
 
 /// A frame or a close request queued for one WebSocket connection. The payload is a
 /// `ByteBuffer` so one broadcast frame is shared by every connection's queue, not copied.
@@ -39,9 +40,9 @@ final class WebSocketHub: Sendable {
     /// How often a connection whose socket buffer is full is looked at again.
     static let blockedRetry: TimeAmount = .milliseconds(20)
 
-    /// Where a connection's frames go: its socket's channel (the frames are written there
-    /// on its event loop, through the WebSocket frame encoder), and how a close is sent
-    /// (the WebSocket handler's closing handshake).
+    /// Where a connection's frames go: its socket's channel (whose event loop writes them,
+    /// already encoded, through `writer` below the WebSocket frame encoder), and how a close
+    /// is sent (the WebSocket handler's closing handshake).
     struct Transport: Sendable {
         /// The connection's channel (after the upgrade: WebSocket frames in, bytes out).
         let channel: any Channel
@@ -55,7 +56,7 @@ final class WebSocketHub: Sendable {
     /// A queued item: a frame already encoded (header and payload, shared by every
     /// connection of a fan-out), or a close.
     private enum Queued {
-        case frame(ByteBuffer, payload: Int)
+        case frame(ByteBuffer)
         case close(code: UInt16, reason: String)
     }
 
@@ -113,7 +114,7 @@ final class WebSocketHub: Sendable {
             var close: (code: UInt16, reason: String)?
             for item in pending {
                 switch item {
-                case .frame(let bytes, _): frames.append(bytes)
+                case .frame(let bytes): frames.append(bytes)
                 case .close(let code, let reason): close = (code, reason)
                 }
                 if close != nil {
@@ -167,8 +168,8 @@ final class WebSocketHub: Sendable {
         // Encoded once for all of them: each connection writes the same bytes.
         let item: Queued =
             switch frame {
-            case .text(let payload): .frame(Self.encode(opcode: 0x1, payload), payload: size)
-            case .binary(let payload): .frame(Self.encode(opcode: 0x2, payload), payload: size)
+            case .text(let payload): .frame(Self.encode(opcode: .text, payload))
+            case .binary(let payload): .frame(Self.encode(opcode: .binary, payload))
             case .close(let code, let reason): .close(code: code, reason: reason)
             }
         var queued = 0
@@ -226,11 +227,12 @@ final class WebSocketHub: Sendable {
 
     /// A server frame (final, unmasked) with `opcode` and `payload`, as RFC 6455 section 5.2
     /// lays it out: written once per send and shared by every connection it goes to.
-    static func encode(opcode: UInt8, _ payload: ByteBuffer) -> ByteBuffer {
+    static func encode(opcode: WebSocketOpcode, _ payload: ByteBuffer) -> ByteBuffer {
         let length = payload.readableBytes
         var frame = ByteBuffer()
         frame.reserveCapacity(length + 10)
-        frame.writeInteger(0x80 | opcode)
+        // FIN set, no extension bits, then the opcode.
+        frame.writeInteger(0x80 | UInt8(webSocketOpcode: opcode))
         if length < 126 {
             frame.writeInteger(UInt8(length))
         } else if length <= Int(UInt16.max) {

@@ -129,6 +129,8 @@ public final class VisibilityCheck: Sendable {
         for audience in distinct { result[audience] = Visibility(changes: [], columns: [], oldRecordKeyOnly: true) }
         var groups: [TableKey: [Int]] = [:]
         var order: [TableKey] = []
+        // Transactions already seen visible in this call: later tables of the batch do not ask again.
+        var visibleTransactions = Set<UInt32>()
         for (index, change) in changes.enumerated() {
             let key = TableKey(schema: change.schema, table: change.table)
             if groups[key] == nil { order.append(key) }
@@ -180,7 +182,7 @@ public final class VisibilityCheck: Sendable {
             }
             let asked = reselect.filter { keysOf[$0] != nil }
             guard !asked.isEmpty else { continue }
-            try await waitUntilVisible(Set(rowIndices.map { changes[$0].transactionID }), on: connection)
+            try await waitUntilVisible(Set(rowIndices.map { changes[$0].transactionID }), confirmed: &visibleTransactions, on: connection)
             let visibleKeys = try await reselectKeys(keysOf, table: table, info: info, audiences: asked, on: connection)
             for audience in asked {
                 let visible = visibleKeys[audience] ?? []
@@ -268,14 +270,19 @@ public final class VisibilityCheck: Sendable {
     /// transactions: a re-select in that window does not find the row and would judge it
     /// invisible to everyone, losing the change (seen under a steady stream of small
     /// transactions). Gives up after ``visibilityWait`` and lets the re-select decide.
-    private func waitUntilVisible(_ xids: Set<UInt32>, on connection: PostgresConnection) async throws {
-        let pending = xids.subtracting([0])
+    /// `confirmed` collects the transactions found visible (they stay visible).
+    private func waitUntilVisible(_ xids: Set<UInt32>, confirmed: inout Set<UInt32>, on connection: PostgresConnection) async throws {
+        let pending = xids.subtracting(confirmed).subtracting([0])
         guard !pending.isEmpty else { return }
         let deadline = ContinuousClock.now + Self.visibilityWait
         while true {
             let text = try await connection.query("SELECT txid_current_snapshot()::text").scalar ?? ""
             count(statements: 1)
-            guard let snapshot = TransactionSnapshot(text), !pending.allSatisfy(snapshot.sees) else { return }
+            guard let snapshot = TransactionSnapshot(text) else { return }
+            if pending.allSatisfy(snapshot.sees) {
+                confirmed.formUnion(pending)
+                return
+            }
             guard ContinuousClock.now < deadline else { return }
             try await Task.sleep(for: .milliseconds(1))
         }
