@@ -19,6 +19,8 @@ final class ResponseRelay: ResponseSink {
 
     private struct State {
         var head: CheckedContinuation<Head?, Never>?
+        /// A head that arrived before anyone waited for it.
+        var early: Head?
         var headSent = false
         var gone = false
     }
@@ -34,12 +36,15 @@ final class ResponseRelay: ResponseSink {
     /// Waits for the head; nil when the invocation ended before sending one.
     func awaitHead() async -> Head? {
         await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Bool in
-                if state.headSent || state.gone { return true }
+            let ready = state.withLock { state -> Head?? in
+                if state.headSent || state.gone {
+                    defer { state.early = nil }
+                    return .some(state.early)
+                }
                 state.head = continuation
-                return false
+                return nil
             }
-            if ready { continuation.resume(returning: nil) }
+            if let ready { continuation.resume(returning: ready) }
         }
     }
 
@@ -66,6 +71,8 @@ final class ResponseRelay: ResponseSink {
     private func resolveHead(_ head: Head) {
         let waiting = state.withLock { state -> CheckedContinuation<Head?, Never>? in
             state.headSent = true
+            // Nobody waits yet (the answer came first): kept for awaitHead.
+            if state.head == nil { state.early = head }
             defer { state.head = nil }
             return state.head
         }

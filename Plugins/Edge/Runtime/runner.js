@@ -41,6 +41,8 @@ const CREDIT_WINDOW = 8;
 const MAX_TEXT = 64 * 1024;
 // Output frames are written in batches of about this size (fewer syscalls under load).
 const WRITE_BATCH = 256 * 1024;
+// stdin is read in pieces of up to this size.
+const READ_BUFFER = 256 * 1024;
 
 const EMPTY = new Uint8Array(0);
 const encoder = new TextEncoder();
@@ -295,6 +297,8 @@ function startRequest(id, head) {
     abort: new AbortController(),
     pendingPull: null, // deferred answered by BODY / BODY_END
     bodyEnded: false,
+    // A body the host pushes whole ("pushed": true): its chunks as they arrive, unasked.
+    pushed: head.pushed ? { chunks: [], bytes: 0, ended: false, waiter: null } : null,
     sent: 0, // RESPONSE_BODY frames sent
     credited: 0, // CREDIT frames received
     creditWaiter: null,
@@ -303,7 +307,53 @@ function startRequest(id, head) {
   };
   state.completed.promise.catch(() => {}); // Deno's own info.completed never goes unhandled.
   requests.set(id, state);
-  currentRequest.run(id, () => respond(state, head));
+  if (state.pushed === null) return void currentRequest.run(id, () => respond(state, head));
+  // After the frames of this read: a pushed body that arrived whole with its REQUEST (the
+  // usual case) becomes the Request's bytes instead of a stream.
+  queueMicrotask(() => {
+    if (requests.get(id) === state) currentRequest.run(id, () => respond(state, head));
+  });
+}
+
+/** A pushed BODY or BODY_END (`chunk` null) of a request whose head said "pushed". */
+function receivePushed(state, chunk) {
+  const pushed = state.pushed;
+  if (pushed.ended) protocolError(`BODY for request ${state.id} after its pushed BODY_END`);
+  if (chunk === null) {
+    pushed.ended = true;
+  } else {
+    pushed.bytes += chunk.byteLength;
+    if (pushed.bytes > MAX_PAYLOAD) protocolError(`pushed body of request ${state.id} exceeds ${MAX_PAYLOAD} bytes`);
+    pushed.chunks.push(chunk.slice());
+  }
+  const waiter = pushed.waiter;
+  pushed.waiter = null;
+  waiter?.resolve();
+}
+
+/** The next pushed chunk (null at the end), waiting for it to arrive. */
+async function nextPushed(state) {
+  const pushed = state.pushed;
+  while (pushed.chunks.length === 0 && !pushed.ended) {
+    if (requests.get(state.id) !== state) {
+      throw new Deno.errors.Interrupted("The request is over; its body cannot be read any more");
+    }
+    pushed.waiter = deferred();
+    await pushed.waiter.promise;
+  }
+  return pushed.chunks.length > 0 ? pushed.chunks.shift() : null;
+}
+
+/** A pushed body that is complete: its bytes (one chunk, or the chunks joined). */
+function wholePushed(pushed) {
+  if (pushed.chunks.length === 1) return pushed.chunks[0];
+  const bytes = new Uint8Array(pushed.bytes);
+  let offset = 0;
+  for (const chunk of pushed.chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
 }
 
 /** Next body chunk (null at the end); one BODY_PULL per call. */
@@ -318,10 +368,17 @@ function pullBody(state) {
 }
 
 function requestBody(state) {
+  if (state.pushed?.ended) {
+    const bytes = wholePushed(state.pushed);
+    state.pushed.chunks = [];
+    state.bodyEnded = true;
+    return bytes;
+  }
+  const next = state.pushed ? () => nextPushed(state) : () => pullBody(state);
   return new ReadableStream({
     async pull(controller) {
       for (;;) { // An empty BODY answers nothing the reader can use: pull again.
-        const chunk = await pullBody(state);
+        const chunk = await next();
         if (chunk === null) return controller.close();
         if (chunk.byteLength > 0) return controller.enqueue(chunk);
       }
@@ -383,7 +440,7 @@ async function respond(state, head) {
     }
     if (!(first.value instanceof Uint8Array)) throw new TypeError("A response body chunk is not a Uint8Array");
     const second = state.responseReader.read();
-    const settled = await Promise.race([second, nextTurn()]);
+    const settled = await Promise.race([second, afterMicrotasks()]);
     if (requests.get(state.id) !== state) return;
     if (settled !== NEXT_TURN && settled.done && first.value.byteLength <= MAX_RESPONSE_CHUNK) {
       sendJSON(Frame.RESPONSE_HEAD, state.id, responseHead);
@@ -443,6 +500,16 @@ function nextTurn() {
   return new Promise((resolve) => setTimeout(() => resolve(NEXT_TURN), 0));
 }
 
+/** Settles with NEXT_TURN after a few rounds of microtasks: long enough for a body that is
+ *  already complete (a string, bytes, a closed stream) to report its end, without the
+ *  cost of a timer per request. A body still being produced is streamed. */
+const LOOKAHEAD_MICROTASKS = 8;
+function afterMicrotasks() {
+  let promise = Promise.resolve();
+  for (let round = 0; round < LOOKAHEAD_MICROTASKS; round += 1) promise = promise.then(() => {});
+  return promise.then(() => NEXT_TURN);
+}
+
 /** Resolves when fewer than CREDIT_WINDOW chunks of this request are unacknowledged. */
 function creditAvailable(state) {
   if (state.sent - state.credited < CREDIT_WINDOW) return Promise.resolve();
@@ -456,6 +523,7 @@ function finish(state, error) {
   requests.delete(state.id);
   const reason = error ?? new Deno.errors.Interrupted("The request ended before its body was read");
   state.pendingPull?.reject(reason);
+  state.pushed?.waiter?.reject(reason);
   state.creditWaiter?.reject(reason);
   if (error === null) state.completed.resolve();
   else state.completed.reject(error);
@@ -489,9 +557,13 @@ function parseRequestHead(payload) {
   );
   if (
     typeof head?.method !== "string" || typeof head.url !== "string" || !validHeaders ||
-    typeof head.body !== "boolean"
+    typeof head.body !== "boolean" || !(head.pushed === undefined || typeof head.pushed === "boolean") ||
+    (head.pushed === true && !head.body)
   ) {
-    protocolError("REQUEST needs method, url (strings), headers ([[name, value], ...]) and body (boolean)");
+    protocolError(
+      "REQUEST needs method, url (strings), headers ([[name, value], ...]), body (boolean) and, with a body, " +
+        "optionally pushed (boolean)",
+    );
   }
   return head;
 }
@@ -518,6 +590,7 @@ function handleFrame(type, id, payload) {
     case Frame.BODY:
     case Frame.BODY_END: {
       if (!state) return;
+      if (state.pushed) return receivePushed(state, type === Frame.BODY ? payload : null);
       if (!state.pendingPull || state.bodyEnded) protocolError(`BODY for request ${id} that did not pull`);
       const pull = state.pendingPull;
       state.pendingPull = null;
@@ -539,13 +612,21 @@ function handleFrame(type, id, payload) {
   }
 }
 
+/** Reads stdin straight into one reused buffer (no stream wrapper: one op per read).
+ *  Payloads are views into it, used before the next read (handleFrame copies what it keeps);
+ *  the bytes of a frame cut by the read's end are copied aside until the rest arrives. */
 async function readFrames() {
-  const reader = realStdin.readable.getReader();
-  let buffer = EMPTY;
+  const input = new Uint8Array(READ_BUFFER);
+  let partial = EMPTY;
   for (;;) {
-    const { value, done } = await reader.read();
-    if (done) exit(0); // The host closed our stdin: stop at once.
-    buffer = buffer.byteLength === 0 ? value : concat(buffer, value);
+    let count;
+    try {
+      count = await realStdin.read(input);
+    } catch {
+      exit(0);
+    }
+    if (count === null) exit(0); // The host closed our stdin: stop at once.
+    const buffer = partial.byteLength === 0 ? input.subarray(0, count) : concat(partial, input.subarray(0, count));
     let offset = 0;
     while (buffer.byteLength - offset >= HEADER_SIZE) {
       const view = new DataView(buffer.buffer, buffer.byteOffset + offset, HEADER_SIZE);
@@ -556,7 +637,7 @@ async function readFrames() {
       handleFrame(view.getUint8(0), view.getUint32(1), payload);
       offset += HEADER_SIZE + length;
     }
-    buffer = buffer.subarray(offset);
+    partial = offset === buffer.byteLength ? EMPTY : buffer.slice(offset);
   }
 }
 

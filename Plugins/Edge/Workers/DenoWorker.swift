@@ -301,7 +301,10 @@ final class DenoWorker: Sendable {
 
     /// Queues frames for stdin in order and writes what the pipe takes now; the rest is
     /// written when it has room. Frames to a dead worker are dropped.
-    func send(_ frames: WorkerFrame...) {
+    func send(_ frames: WorkerFrame...) { send(frames) }
+
+    /// Queues `frames` in order, as the variadic form does.
+    func send(_ frames: [WorkerFrame]) {
         let mustWait = state.withLock { state -> Bool in
             guard !state.stdinClosed else { return false }
             for frame in frames { state.outgoing += frame.encoded }

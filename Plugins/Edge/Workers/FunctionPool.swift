@@ -487,7 +487,8 @@ public final class FunctionPool: Sendable {
         }
         json += Array(#"],"request_id":"#.utf8)
         JSONStringWriter.append(request.requestID.utf8, to: &json)
-        json += Array((request.hasBody ? #","body":true}"# : #","body":false}"#).utf8)
+        let body = request.body != nil ? #","body":true,"pushed":true}"# : request.hasBody ? #","body":true}"# : #","body":false}"#
+        json += Array(body.utf8)
         return json
     }
 
@@ -500,9 +501,24 @@ public final class FunctionPool: Sendable {
             return .failed(
                 EdgeFailure(.requestTooLarge, message: "the request's URL and headers are larger than 1 MiB", hint: "send fewer or shorter headers"))
         }
-        worker.send(WorkerFrame(.request, id: id, payload: payload))
+        if let whole = request.body {
+            // Pushed: the REQUEST, the whole body and its end leave in one write.
+            var frames = [WorkerFrame(.request, id: id, payload: payload)]
+            var offset = 0
+            while offset < whole.count {
+                let end = min(whole.count, offset + Self.bodyFrameBytes)
+                frames.append(WorkerFrame(.body, id: id, payload: Array(whole[offset..<end])))
+                offset = end
+            }
+            frames.append(WorkerFrame(.bodyEnd, id: id))
+            worker.send(frames)
+        } else {
+            worker.send(WorkerFrame(.request, id: id, payload: payload))
+        }
 
-        let feeder = BodyFeeder(worker: worker, id: id, body: body, hasBody: request.hasBody, limit: limits.maxRequestBytes, function: name)
+        let pushed = request.body != nil
+        let feeder = BodyFeeder(
+            worker: worker, id: id, body: body, hasBody: request.hasBody && !pushed, limit: limits.maxRequestBytes, function: name)
         var responseHead: (status: Int, headers: [(String, String)])?
         var headSent = false
         var held: [UInt8] = []
@@ -520,6 +536,8 @@ public final class FunctionPool: Sendable {
 
         for await event in events {
             switch event {
+            case .bodyPull where pushed:
+                worker.kill(.crashed(name, "it broke the worker protocol (BODY_PULL for a body pushed whole)"))
             case .bodyPull:
                 // Answered beside the response: a function may stream its answer while it
                 // still reads its body (a duplex echo), and the client may wait for that answer

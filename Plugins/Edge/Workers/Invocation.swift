@@ -10,16 +10,21 @@ public struct InvocationRequest: Sendable {
     public var url: String
     /// The headers, in order.
     public var headers: [(String, String)]
-    /// Whether there is a body to stream (false for GET, HEAD and empty bodies).
+    /// Whether there is a body (false for GET, HEAD and empty bodies).
     public var hasBody: Bool
+    /// The whole body, when it was read before the invocation (a small body of declared
+    /// length): pushed to the worker with the REQUEST, so the function reads it without a
+    /// round trip per chunk. Nil: the body source is pulled as the function reads.
+    public var body: [UInt8]?
 
     /// A request.
-    public init(requestID: String, method: String, url: String, headers: [(String, String)] = [], hasBody: Bool = false) {
+    public init(requestID: String, method: String, url: String, headers: [(String, String)] = [], hasBody: Bool = false, body: [UInt8]? = nil) {
         self.requestID = requestID
         self.method = method
         self.url = url
         self.headers = headers
-        self.hasBody = hasBody
+        self.hasBody = hasBody || body != nil
+        self.body = body
     }
 }
 

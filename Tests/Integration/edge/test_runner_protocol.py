@@ -182,6 +182,48 @@ export default async (req) => {
     assert b"".join(frame.payload for frame in frames if frame.type == RESPONSE_BODY) == b"late"
 
 
+def test_pushed_body_arriving_with_its_request_is_read_without_a_pull(start):
+    worker = start({"main.js": ECHO})
+    head = request_head("POST", "/", [["x-test", "w"]], body=True) | {"pushed": True}
+    worker.process.stdin.write(encode_frame(REQUEST, 4, json.dumps(head).encode()) + encode_frame(BODY, 4, b"one,")
+                               + encode_frame(BODY, 4, "two-\u00e9".encode()) + encode_frame(BODY_END, 4))
+    worker.process.stdin.flush()
+    frames = frames_until(worker, lambda frame: frame.type in (RESPONSE_END, ERROR))
+    assert BODY_PULL not in [frame.type for frame in frames], frames
+    assert b"".join(frame.payload for frame in frames if frame.type == RESPONSE_BODY).decode() == "POST  w [one,two-\u00e9]"
+
+
+def test_pushed_body_arriving_later_is_waited_for_without_a_pull(start):
+    worker = start({"main.js": ECHO})
+    worker.send_json(REQUEST, 5, request_head("POST", body=True) | {"pushed": True})
+    time.sleep(0.3)  # the function reads before the body is there
+    worker.send(BODY, 5, b"late ")
+    time.sleep(0.1)
+    worker.send(BODY, 5, b"parts")
+    worker.send(BODY_END, 5)
+    frames = frames_until(worker, lambda frame: frame.type in (RESPONSE_END, ERROR))
+    assert BODY_PULL not in [frame.type for frame in frames], frames
+    assert b"".join(frame.payload for frame in frames if frame.type == RESPONSE_BODY) == b"POST  null [late parts]"
+
+
+@pytest.mark.parametrize("case", ["body after the pushed end", "pushed without a body", "pushed beyond 1 MiB"])
+def test_pushed_body_protocol_errors_end_the_worker(start, case):
+    worker = start({"main.js": 'export default async () => { await new Promise(() => {}); };'})
+    if case == "pushed without a body":
+        data = encode_frame(REQUEST, 1, json.dumps(request_head() | {"pushed": True}).encode())
+    else:
+        data = encode_frame(REQUEST, 1, json.dumps(request_head("POST", body=True) | {"pushed": True}).encode())
+        if case == "body after the pushed end":
+            data += encode_frame(BODY, 1, b"a") + encode_frame(BODY_END, 1) + encode_frame(BODY, 1, b"b")
+        else:
+            data += encode_frame(BODY, 1, b"x" * (1 << 20)) + encode_frame(BODY, 1, b"y")
+    worker.process.stdin.write(data)
+    worker.process.stdin.flush()
+    assert worker.process.wait(timeout=10) == 2
+    time.sleep(0.1)
+    assert "edge runner: protocol error" in worker.stderr()
+
+
 def test_body_read_after_the_response_fails_without_asking_the_host(start):
     worker = start({"main.js": """
 export default (req) => {
