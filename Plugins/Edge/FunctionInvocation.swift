@@ -96,37 +96,30 @@ struct FunctionInvocation {
         let invocation = InvocationRequest(
             requestID: request.requestID, method: request.method, url: url,
             headers: request.headers.map { ($0.name, $0.value) }, hasBody: hasBody, body: whole)
-        let relay = ResponseRelay()
-        let pool = live.pool
-        let running = Task { () -> InvocationOutcome in
-            let outcome = await pool.invoke(invocation, body: { try await body.next() }, response: relay)
-            relay.finishWithoutHead()
-            return outcome
-        }
-        let head = await withTaskCancellationHandler {
-            await relay.awaitHead()
-        } onCancel: {
-            running.cancel()
-        }
-        guard let (status, headers, whole) = head else {
-            switch await running.value {
-            case .failed(let failure), .aborted(let failure):
-                return PluginResponse(status: failure.status, headers: [("content-type", "application/json")], body: failure.json)
-            case .clientGone:
-                return .error(status: 499, code: "client_closed_request", message: "the client went away")
-            case .completed(let status, _):
-                return .error(status: 502, code: "worker_crashed", message: "the function answered \(status) without a response head")
+        let source: RequestBodySource = { try await body.next() }
+        // The exchange runs in this task up to the head (a whole answer ends there); a
+        // streamed body is sent by the kernel's writer, from the first chunk on.
+        switch await live.pool.start(invocation, body: source) {
+        case .whole(let status, let headers, let bytes):
+            return PluginResponse(status: status, headers: Self.responseHeaders(headers), body: bytes)
+        case .failed(let failure):
+            return PluginResponse(status: failure.status, headers: [("content-type", "application/json")], body: failure.json)
+        case .clientGone:
+            return .error(status: 499, code: "client_closed_request", message: "the client went away")
+        case .streaming(let status, let headers, let stream):
+            return .streaming(status: status, headers: Self.responseHeaders(headers)) { writer in
+                switch await stream.send(to: WriterSink(writer: writer)) {
+                case .aborted(let failure): throw failure
+                case .clientGone: throw PluginError.unavailable("the client went away")
+                case .completed, .failed: return
+                }
             }
         }
-        let responseHeaders = headers.filter { !Self.hopByHop.contains($0.0.lowercased()) }.map { (name: $0.0, value: $0.1) }
-        if let whole { return PluginResponse(status: status, headers: responseHeaders, body: whole) }
-        return .streaming(status: status, headers: responseHeaders) { writer in
-            try await withTaskCancellationHandler {
-                try await relay.pump(into: writer)
-            } onCancel: {
-                running.cancel()
-            }
-        }
+    }
+
+    /// The function's headers the client gets (none about the worker's connection).
+    static func responseHeaders(_ headers: [(String, String)]) -> [(name: String, value: String)] {
+        headers.filter { !hopByHop.contains($0.0.lowercased()) }.map { (name: $0.0, value: $0.1) }
     }
 
     /// Bodies of a declared length up to this size are read before the function starts and
@@ -135,6 +128,26 @@ struct FunctionInvocation {
 
     /// Headers about the worker's connection, not the client's.
     static let hopByHop: Set<String> = ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"]
+}
+
+/// A streamed response's body on its way to the kernel's writer.
+struct WriterSink: ResponseSink {
+    let writer: ResponseBodyWriter
+
+    func head(status: Int, headers: [(String, String)]) async {}
+
+    func write(_ chunk: [UInt8]) async -> Bool {
+        do {
+            try await writer.write(chunk)
+            return true
+        } catch {
+            return false
+        }
+    }
+
+    func end() async {}
+
+    func abort(_ failure: EdgeFailure) async {}
 }
 
 /// The request body as the pool pulls it: the kernel's stream on the streaming prefix.

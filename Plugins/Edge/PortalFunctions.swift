@@ -147,9 +147,9 @@ final class PortalFunctions: Sendable {
         }
         do {
             try await pool.prewarm()
-        } catch let failure as WorkerStartError {
+        } catch {
             await pool.stop()
-            throw failure
+            throw error
         }
         return Live(
             version: version, logVersion: logVersion, manifest: bundle.manifest, limits: limits, pool: pool, confirmedAt: Date().timeIntervalSince1970)

@@ -21,9 +21,22 @@ public final class PostgresEventLoop: Sendable {
         public static let writable = Readiness(rawValue: 2)
     }
 
+    /// Who waits for a socket: a suspended task, or a handler called on the loop's thread.
+    private enum Waiter {
+        case task(CheckedContinuation<Readiness, any Error>)
+        case handler(@Sendable (Result<Readiness, any Error>) -> Void)
+
+        func resume(_ result: Result<Readiness, any Error>) {
+            switch self {
+            case .task(let continuation): continuation.resume(with: result)
+            case .handler(let handler): handler(result)
+            }
+        }
+    }
+
     private struct State {
         /// One waiter per socket at a time (a connection is used by one task at a time).
-        var waiters: [Int32: CheckedContinuation<Readiness, any Error>] = [:]
+        var waiters: [Int32: Waiter] = [:]
         /// Sockets added to the epoll set (later waits re-arm them with EPOLL_CTL_MOD).
         var registered: Set<Int32> = []
         var stopped = false
@@ -63,50 +76,65 @@ public final class PostgresEventLoop: Sendable {
         }
     }
 
+    /// Calls `handler` once, on the loop's thread, when `socket` is ready for one of
+    /// `readiness` (or with the error that ends the watch: the loop shut down, ``forget(_:)``).
+    /// One shot: call again from the handler to keep watching. For a non-blocking pipe read
+    /// without a task per wake-up; the handler must not block (it holds up every socket of
+    /// the loop).
+    public func watch(_ socket: Int32, _ readiness: Readiness, handler: @escaping @Sendable (Result<Readiness, any Error>) -> Void) {
+        arm(socket, readiness, .handler(handler), cancellable: false)
+    }
+
     private func register(_ socket: Int32, _ readiness: Readiness, cancellable: Bool) async throws -> Readiness {
         try await withCheckedThrowingContinuation { continuation in
-            // The waiter is stored under the lock; the socket is armed after it (epoll_ctl is
-            // a system call: the loop thread must not wait for it), so an event always finds it.
-            let wasRegistered: Bool? = state.withLock { state in
-                guard !state.stopped, state.waiters[socket] == nil else { return nil }
-                state.waiters[socket] = continuation
-                return !state.registered.insert(socket).inserted
-            }
-            guard let wasRegistered else {
-                let stopped = state.withLock { $0.stopped }
-                continuation.resume(
-                    throwing: PostgresError.connectionClosed(
+            arm(socket, readiness, .task(continuation), cancellable: cancellable)
+        }
+    }
+
+    /// Stores `waiter` for `socket` and arms the socket; an arming that fails resumes it with the error.
+    private func arm(_ socket: Int32, _ readiness: Readiness, _ waiter: Waiter, cancellable: Bool) {
+        // The waiter is stored under the lock; the socket is armed after it (epoll_ctl is
+        // a system call: the loop thread must not wait for it), so an event always finds it.
+        let wasRegistered: Bool? = state.withLock { state in
+            guard !state.stopped, state.waiters[socket] == nil else { return nil }
+            state.waiters[socket] = waiter
+            return !state.registered.insert(socket).inserted
+        }
+        guard let wasRegistered else {
+            let stopped = state.withLock { $0.stopped }
+            waiter.resume(
+                .failure(
+                    PostgresError.connectionClosed(
                         stopped
                             ? "the Postgres event loop is shut down"
-                            : "the connection is already waiting (a connection serves one task at a time)"))
-                return
-            }
-            var event = epoll_event()
-            event.events =
-                EPOLLONESHOT.rawValue
-                | (readiness.contains(.readable) ? EPOLLIN.rawValue | EPOLLRDHUP.rawValue : 0)
-                | (readiness.contains(.writable) ? EPOLLOUT.rawValue : 0)
-            event.data.fd = socket
-            var result = epoll_ctl(epollDescriptor, wasRegistered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event)
-            // The registration can be gone (libpq closed and reopened a socket under the
-            // same number) or present when we thought not: try the other operation.
-            if result != 0 && (errno == ENOENT || errno == EEXIST) {
-                result = epoll_ctl(epollDescriptor, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, socket, &event)
-            }
-            var problem: (any Error)?
-            if result != 0 {
-                problem = PostgresError.connectionClosed("cannot watch the Postgres socket (errno \(errno))")
-            } else if cancellable && Task.isCancelled {
-                // Cancelled before the waiter was in place: the cancel handler found nothing to end.
-                problem = CancellationError()
-            }
-            guard let problem else { return }
-            let waiter = state.withLock { state -> CheckedContinuation<Readiness, any Error>? in
-                if result != 0 { state.registered.remove(socket) }
-                return state.waiters.removeValue(forKey: socket)
-            }
-            waiter?.resume(throwing: problem)
+                            : "the connection is already waiting (a connection serves one task at a time)")))
+            return
         }
+        var event = epoll_event()
+        event.events =
+            EPOLLONESHOT.rawValue
+            | (readiness.contains(.readable) ? EPOLLIN.rawValue | EPOLLRDHUP.rawValue : 0)
+            | (readiness.contains(.writable) ? EPOLLOUT.rawValue : 0)
+        event.data.fd = socket
+        var result = epoll_ctl(epollDescriptor, wasRegistered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, socket, &event)
+        // The registration can be gone (libpq closed and reopened a socket under the
+        // same number) or present when we thought not: try the other operation.
+        if result != 0 && (errno == ENOENT || errno == EEXIST) {
+            result = epoll_ctl(epollDescriptor, errno == ENOENT ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, socket, &event)
+        }
+        var problem: (any Error)?
+        if result != 0 {
+            problem = PostgresError.connectionClosed("cannot watch the Postgres socket (errno \(errno))")
+        } else if cancellable && Task.isCancelled {
+            // Cancelled before the waiter was in place: the cancel handler found nothing to end.
+            problem = CancellationError()
+        }
+        guard let problem else { return }
+        let waiting = state.withLock { state -> Waiter? in
+            if result != 0 { state.registered.remove(socket) }
+            return state.waiters.removeValue(forKey: socket)
+        }
+        waiting?.resume(.failure(problem))
     }
 
     /// Stops watching `socket`; call before libpq closes it (`PQfinish`, `PQreset`).
@@ -116,14 +144,14 @@ public final class PostgresEventLoop: Sendable {
 
     private func forget(_ socket: Int32, error: any Error) {
         guard socket >= 0 else { return }
-        let waiter: CheckedContinuation<Readiness, any Error>? = state.withLock { state in
+        let waiter: Waiter? = state.withLock { state in
             if state.registered.remove(socket) != nil {
                 var event = epoll_event()
                 _ = epoll_ctl(epollDescriptor, EPOLL_CTL_DEL, socket, &event)
             }
             return state.waiters.removeValue(forKey: socket)
         }
-        waiter?.resume(throwing: error)
+        waiter?.resume(.failure(error))
     }
 
     /// Asks the server to cancel what `key`'s connection is running, off the caller's thread.
@@ -133,7 +161,7 @@ public final class PostgresEventLoop: Sendable {
 
     /// Stops the thread; every waiting task gets an error.
     public func shutdown() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Readiness, any Error>]? in
+        let waiters = state.withLock { state -> [Waiter]? in
             guard !state.stopped else { return nil }
             state.stopped = true
             defer { state.waiters.removeAll() }
@@ -145,7 +173,7 @@ public final class PostgresEventLoop: Sendable {
         guard let waiters else { return }
         var one: UInt64 = 1
         _ = Glibc.write(wakeDescriptor, &one, 8)
-        for waiter in waiters { waiter.resume(throwing: PostgresError.connectionClosed("the Postgres event loop is shut down")) }
+        for waiter in waiters { waiter.resume(.failure(PostgresError.connectionClosed("the Postgres event loop is shut down"))) }
     }
 
     private func run() {
@@ -156,7 +184,7 @@ public final class PostgresEventLoop: Sendable {
                 if errno == EINTR { continue }
                 break
             }
-            var ready: [(CheckedContinuation<Readiness, any Error>, Readiness)] = []
+            var ready: [(Waiter, Readiness)] = []
             var stop = false
             state.withLock { state in
                 for index in 0..<Int(count) {
@@ -173,7 +201,7 @@ public final class PostgresEventLoop: Sendable {
                     if let waiter = state.waiters.removeValue(forKey: socket) { ready.append((waiter, readiness)) }
                 }
             }
-            for (waiter, readiness) in ready { waiter.resume(returning: readiness) }
+            for (waiter, readiness) in ready { waiter.resume(.success(readiness)) }
             if stop { break }
         }
         close(epollDescriptor)

@@ -73,7 +73,8 @@ final class DenoWorker: Sendable {
     /// The pool's number for this worker.
     let serial: Int
     private let function: String
-    private let limits: EdgeLimits
+    /// The version's limits.
+    let limits: EdgeLimits
     private let stdinDescriptor: CInt
     private let stdoutDescriptor: CInt
     private let stderrDescriptor: CInt
@@ -155,7 +156,7 @@ final class DenoWorker: Sendable {
             pid: pid, serial: serial, function: function, limits: launch.limits, stdin: stdin.write, stdout: stdout.read, stderr: stderr.read, loop: loop,
             onLog: onLog, onExit: onExit)
         Task { await worker.readStderr() }
-        Task { await worker.readStdout() }
+        worker.readStdout()
         return worker
     }
 
@@ -387,35 +388,51 @@ final class DenoWorker: Sendable {
 
     // MARK: Reading
 
-    private func readStdout() async {
+    /// What the stdout reader keeps between wake-ups: touched only by the loop's callbacks,
+    /// which run one after another (each re-arms the watch before it returns).
+    private final class StdoutReader: @unchecked Sendable {
         var decoder = WorkerFrameDecoder()
         var buffer = [UInt8](repeating: 0, count: 65536)
-        reading: while true {
-            let count = buffer.withUnsafeMutableBytes { Glibc.read(stdoutDescriptor, $0.baseAddress, $0.count) }
-            if count > 0 {
-                decoder.append(buffer[0..<count])
-                do {
-                    var frames: [WorkerFrame] = []
-                    while let frame = try decoder.next() { frames.append(frame) }
-                    if let problem = handle(frames) {
-                        protocolViolation(problem)
-                        break reading
+    }
+    private let stdoutReader = StdoutReader()
+
+    /// Reads stdout on the event loop's thread as it becomes readable (no task per worker or
+    /// per wake-up): frames are routed to their requests right there.
+    private func readStdout() {
+        loop.watch(stdoutDescriptor, .readable) { [self] result in
+            guard case .success = result else { return stdoutEnded() }
+            // A few reads per wake-up at most, so one busy worker does not hold up the loop.
+            for _ in 0..<16 {
+                let count = stdoutReader.buffer.withUnsafeMutableBytes { Glibc.read(stdoutDescriptor, $0.baseAddress, $0.count) }
+                if count > 0 {
+                    stdoutReader.decoder.append(stdoutReader.buffer[0..<count])
+                    do {
+                        var frames: [WorkerFrame] = []
+                        while let frame = try stdoutReader.decoder.next() { frames.append(frame) }
+                        if let problem = handle(frames) {
+                            protocolViolation(problem)
+                            return stdoutEnded()
+                        }
+                    } catch {
+                        protocolViolation("\(error)")
+                        return stdoutEnded()
                     }
-                } catch {
-                    protocolViolation(error.description)
-                    break reading
+                } else if count == 0 {
+                    return stdoutEnded()
+                } else if errno == EINTR {
+                    continue
+                } else if errno == EAGAIN || errno == EWOULDBLOCK {
+                    return readStdout()
+                } else {
+                    return stdoutEnded()
                 }
-            } else if count == 0 {
-                break
-            } else if errno == EINTR {
-                continue
-            } else if errno == EAGAIN || errno == EWOULDBLOCK {
-                do { _ = try await loop.wait(for: stdoutDescriptor, .readable) } catch { break }
-            } else {
-                break
             }
+            readStdout()
         }
-        await processEnded()
+    }
+
+    private func stdoutEnded() {
+        Task { await processEnded() }
     }
 
     private func protocolViolation(_ problem: String) {

@@ -20,13 +20,6 @@ public final class FunctionPool: Sendable {
     private let usageSink: @Sendable (EdgeUsage) -> Void
     private let state = Mutex(State())
 
-    /// The head is held until the first chunk of body (or its end) arrived: a response whose
-    /// first chunk (the whole body of most responses; the runner sends at most 64 KiB per
-    /// chunk) is over `max_response_bytes` is answered as a clean JSON failure, and a
-    /// streamed response reaches the client from its first chunk on.
-    static let headHoldBytes = 1
-    /// The largest BODY frame sent to a worker (a larger chunk is sent over several pulls).
-    static let bodyFrameBytes = 256 * 1024
     private static let monitorInterval = Duration.milliseconds(40)
     /// Time a drained worker has to exit before it is killed.
     private static let drainGrace = Duration.seconds(2)
@@ -429,13 +422,13 @@ public final class FunctionPool: Sendable {
 
     // MARK: Invoking
 
-    /// Runs `request` on a worker and streams its response to `response`. Never throws: the
-    /// outcome says what was sent (see ``InvocationOutcome``). Cancelling the calling task
-    /// (the client went away) cancels the function's request.
-    public func invoke(_ request: InvocationRequest, body: @escaping RequestBodySource, response: some ResponseSink) async -> InvocationOutcome {
+    /// Runs `request` on a worker up to its response head, in the calling task: a response
+    /// that came whole is returned whole; a streamed one returns its head and a
+    /// ``StreamingResponse`` that sends the rest. Never throws (see ``InvocationStart``).
+    /// Cancelling the calling task (the client went away) cancels the function's request.
+    public func start(_ request: InvocationRequest, body: @escaping RequestBodySource) async -> InvocationStart {
         state.withLock { $0.invocations += 1 }
         guard !Task.isCancelled else { return .clientGone }
-        var outcome = InvocationOutcome.failed(.crashed(name, "it ended before the request started"))
         // A worker can die between being chosen and taking the request (nothing was sent yet):
         // the request then goes to another one.
         for _ in 0..<3 {
@@ -447,25 +440,67 @@ public final class FunctionPool: Sendable {
             }
             startMonitorIfNeeded()
             let started = ContinuousClock.now
-            let result = await exchange(request, body: body, response: response, on: worker)
-            release(worker)
-            let elapsed = ContinuousClock.now - started
-            let milliseconds = Int(elapsed.components.seconds) * 1000 + Int(elapsed.components.attoseconds / 1_000_000_000_000_000)
-            usageSink(EdgeUsage(megabyteMilliseconds: worker.meter.residentMegabytes * milliseconds))
-            guard let result else {
+            let requestID = request.requestID
+            let exchange = WorkerExchange(request, body: body, on: worker, function: name) { [self] outcome in
+                finished(worker, started: started, requestID: requestID, outcome: outcome)
+            }
+            guard let exchange else {
+                release(worker)
                 state.withLock { $0.slots[worker.serial]?.accepting = false }
                 continue
             }
-            outcome = result
-            break
+            if let refusal = exchange.send(request) {
+                exchange.close(.failed(refusal))
+                return .failed(refusal)
+            }
+            switch await exchange.untilHead() {
+            case .whole(let status, let headers, let body):
+                exchange.close(.completed(status: status, bodyBytes: body.count))
+                return .whole(status: status, headers: headers, body: body)
+            case .streaming(let status, let headers):
+                return .streaming(status: status, headers: headers, StreamingResponse(exchange))
+            case .failed(let failure):
+                exchange.close(.failed(failure))
+                return .failed(failure)
+            case .clientGone:
+                exchange.close(.clientGone)
+                return .clientGone
+            }
         }
+        let failure = EdgeFailure.crashed(name, "it ended before the request started")
+        logSink(FunctionLogLine(function: name, requestID: request.requestID, level: "error", message: failure.description))
+        return .failed(failure)
+    }
+
+    /// Runs `request` and sends its whole response to `response` (``start(_:body:)``, then
+    /// the streamed body if any). The outcome says what was sent (see ``InvocationOutcome``).
+    public func invoke(_ request: InvocationRequest, body: @escaping RequestBodySource, response: some ResponseSink) async -> InvocationOutcome {
+        switch await start(request, body: body) {
+        case .whole(let status, let headers, let body):
+            await response.whole(status: status, headers: headers, body: body)
+            return .completed(status: status, bodyBytes: body.count)
+        case .streaming(let status, let headers, let stream):
+            await response.head(status: status, headers: headers)
+            return await stream.send(to: response)
+        case .failed(let failure):
+            return .failed(failure)
+        case .clientGone:
+            return .clientGone
+        }
+    }
+
+    /// A request on `worker` is over: its slot is free, its memory time metered, a failure logged.
+    private func finished(_ worker: DenoWorker, started: ContinuousClock.Instant, requestID: String, outcome: InvocationOutcome) {
+        release(worker)
+        let elapsed = ContinuousClock.now - started
+        let milliseconds = Int(elapsed.components.seconds) * 1000 + Int(elapsed.components.attoseconds / 1_000_000_000_000_000)
+        usageSink(EdgeUsage(megabyteMilliseconds: worker.meter.residentMegabytes * milliseconds))
         switch outcome {
         case .failed(let failure), .aborted(let failure):
             // Every failure is in the function's log under its request, whatever the client saw.
-            logSink(FunctionLogLine(function: name, requestID: request.requestID, level: "error", message: failure.description))
+            logSink(FunctionLogLine(function: name, requestID: requestID, level: "error", message: failure.description))
         case .completed, .clientGone: break
         }
-        return outcome
     }
 
     /// The REQUEST frame's JSON, written directly (no encoder on the hot path):
@@ -490,124 +525,6 @@ public final class FunctionPool: Sendable {
         let body = request.body != nil ? #","body":true,"pushed":true}"# : request.hasBody ? #","body":true}"# : #","body":false}"#
         json += Array(body.utf8)
         return json
-    }
-
-    /// The frames of one request on one worker; nil when the worker was gone before the request was sent.
-    private func exchange(_ request: InvocationRequest, body: @escaping RequestBodySource, response: some ResponseSink, on worker: DenoWorker) async -> InvocationOutcome? {
-        guard let (id, events) = worker.begin(kernelID: request.requestID) else { return nil }
-        defer { worker.finish(id) }
-        let payload = Self.requestHead(request)
-        guard payload.count <= WorkerFrame.maxPayload else {
-            return .failed(
-                EdgeFailure(.requestTooLarge, message: "the request's URL and headers are larger than 1 MiB", hint: "send fewer or shorter headers"))
-        }
-        if let whole = request.body {
-            // Pushed: the REQUEST, the whole body and its end leave in one write.
-            var frames = [WorkerFrame(.request, id: id, payload: payload)]
-            var offset = 0
-            while offset < whole.count {
-                let end = min(whole.count, offset + Self.bodyFrameBytes)
-                frames.append(WorkerFrame(.body, id: id, payload: Array(whole[offset..<end])))
-                offset = end
-            }
-            frames.append(WorkerFrame(.bodyEnd, id: id))
-            worker.send(frames)
-        } else {
-            worker.send(WorkerFrame(.request, id: id, payload: payload))
-        }
-
-        let pushed = request.body != nil
-        let feeder = BodyFeeder(
-            worker: worker, id: id, body: body, hasBody: request.hasBody && !pushed, limit: limits.maxRequestBytes, function: name)
-        var responseHead: (status: Int, headers: [(String, String)])?
-        var headSent = false
-        var held: [UInt8] = []
-        var responseBytes = 0
-
-        func fail(_ failure: EdgeFailure) async -> InvocationOutcome {
-            guard headSent else { return .failed(failure) }
-            await response.abort(failure)
-            return .aborted(failure)
-        }
-        func clientGone() -> InvocationOutcome {
-            worker.send(WorkerFrame(.cancel, id: id))
-            return .clientGone
-        }
-
-        for await event in events {
-            switch event {
-            case .bodyPull where pushed:
-                worker.kill(.crashed(name, "it broke the worker protocol (BODY_PULL for a body pushed whole)"))
-            case .bodyPull:
-                // Answered beside the response: a function may stream its answer while it
-                // still reads its body (a duplex echo), and the client may wait for that answer
-                // before it sends more.
-                Task { await feeder.answerPull() }
-            case .clientGone:
-                return clientGone()
-            case .head(let status, let headers):
-                if responseHead == nil { responseHead = (status, headers) }
-            case .body(let chunk):
-                guard let head = responseHead else {
-                    worker.kill(.crashed(name, "it broke the worker protocol (RESPONSE_BODY before RESPONSE_HEAD)"))
-                    continue
-                }
-                guard chunk.count <= limits.maxResponseBytes - responseBytes else {
-                    worker.send(WorkerFrame(.cancel, id: id))
-                    return await fail(.responseTooLarge(name, limits))
-                }
-                responseBytes += chunk.count
-                if headSent {
-                    guard await response.write(chunk) else { return clientGone() }
-                    worker.send(WorkerFrame(.credit, id: id))
-                } else {
-                    // Held, not yet written: credited at once.
-                    held += chunk
-                    worker.send(WorkerFrame(.credit, id: id))
-                    if held.count >= Self.headHoldBytes {
-                        await response.head(status: head.status, headers: head.headers)
-                        headSent = true
-                        let accepted = await response.write(held)
-                        held = []
-                        guard accepted else { return clientGone() }
-                    }
-                }
-            case .end:
-                guard let head = responseHead else {
-                    return .failed(
-                        EdgeFailure(
-                            .functionError, message: "function \"\(name)\" ended its response without a status",
-                            hint: "return a Response from the handler"))
-                }
-                if !headSent {
-                    await response.head(status: head.status, headers: head.headers)
-                    headSent = true
-                    if !held.isEmpty {
-                        guard await response.write(held) else { return clientGone() }
-                    }
-                }
-                await response.end()
-                return .completed(status: head.status, bodyBytes: responseBytes)
-            case .complete(let status, let headers, let body):
-                guard responseHead == nil else {
-                    worker.kill(.crashed(name, "it broke the worker protocol (a second RESPONSE_HEAD)"))
-                    continue
-                }
-                guard body.count <= limits.maxResponseBytes else { return await fail(.responseTooLarge(name, limits)) }
-                await response.whole(status: status, headers: headers, body: body)
-                return .completed(status: status, bodyBytes: body.count)
-            case .error(let message, let stack):
-                return await fail(
-                    EdgeFailure(
-                        .functionError, message: "function \"\(name)\" threw: \(message)", hint: "read the stack and the function's logs",
-                        stack: stack))
-            case .failed(let failure):
-                return await fail(failure)
-            }
-        }
-        // The events end without an answer only when the task was cancelled (or the worker vanished).
-        if Task.isCancelled { return clientGone() }
-        return await fail(.crashed(name, "it stopped answering"))
     }
 
     private func log(_ requestID: String, _ level: String, _ message: String) {
@@ -639,72 +556,6 @@ public final class FunctionPool: Sendable {
             for worker in remaining + workers { await worker.waitForExit() }
             if reserved == 0 && state.withLock({ $0.slots.isEmpty }) { break }
             try? await Task.sleep(for: .milliseconds(20))
-        }
-    }
-}
-
-/// Answers one request's BODY_PULLs (the worker pulls again only once a pull was answered,
-/// so one answer runs at a time): the next chunk from the client, split to the frame size,
-/// or BODY_END; past `max_request_bytes`, or when the client is gone, the request ends.
-private final class BodyFeeder: Sendable {
-    private struct State {
-        var pending: ArraySlice<UInt8> = []
-        var ended: Bool
-        var received = 0
-    }
-    private let worker: DenoWorker
-    private let id: UInt32
-    private let body: RequestBodySource
-    private let limit: Int
-    private let function: String
-    private let state: Mutex<State>
-
-    init(worker: DenoWorker, id: UInt32, body: @escaping RequestBodySource, hasBody: Bool, limit: Int, function: String) {
-        self.worker = worker
-        self.id = id
-        self.body = body
-        self.limit = limit
-        self.function = function
-        state = Mutex(State(ended: !hasBody))
-    }
-
-    func answerPull() async {
-        let needsChunk = state.withLock { $0.pending.isEmpty && !$0.ended }
-        if needsChunk {
-            var chunk: [UInt8]?
-            do {
-                repeat { chunk = try await body() } while chunk?.isEmpty == true
-            } catch {
-                worker.clientLeft(id)
-                return
-            }
-            let tooLarge = state.withLock { state -> Bool in
-                guard let chunk else {
-                    state.ended = true
-                    return false
-                }
-                guard chunk.count <= limit - state.received else { return true }
-                state.received += chunk.count
-                state.pending = chunk[...]
-                return false
-            }
-            if tooLarge {
-                var limits = EdgeLimits()
-                limits.maxRequestBytes = limit
-                worker.fail(id, .requestTooLarge(function, limits))
-                return
-            }
-        }
-        let piece = state.withLock { state -> [UInt8]? in
-            guard !state.pending.isEmpty else { return nil }
-            let piece = state.pending.prefix(FunctionPool.bodyFrameBytes)
-            state.pending = state.pending.dropFirst(piece.count)
-            return Array(piece)
-        }
-        if let piece {
-            worker.send(WorkerFrame(.body, id: id, payload: piece))
-        } else {
-            worker.send(WorkerFrame(.bodyEnd, id: id))
         }
     }
 }

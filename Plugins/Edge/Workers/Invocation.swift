@@ -58,6 +58,18 @@ extension ResponseSink {
     }
 }
 
+/// How an invocation went up to its response head (``FunctionPool/start(_:body:)``).
+public enum InvocationStart: Sendable {
+    /// The response came whole: answer it.
+    case whole(status: Int, headers: [(String, String)], body: [UInt8])
+    /// A streamed response: send the head, then the body with the stream's `send(to:)`.
+    case streaming(status: Int, headers: [(String, String)], StreamingResponse)
+    /// Nothing was sent: answer `failure.status` with `failure.json`.
+    case failed(EdgeFailure)
+    /// The client went away.
+    case clientGone
+}
+
 /// How an invocation ended.
 public enum InvocationOutcome: Sendable, Equatable {
     /// The response was sent whole: its status and body size.

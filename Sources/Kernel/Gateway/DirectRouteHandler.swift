@@ -1,4 +1,5 @@
 import HTTPTypes
+import MeltyPluginABI
 import HummingbirdCore
 import NIOCore
 import NIOHTTPTypes
@@ -103,14 +104,14 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
             state = .answering
             let loop = context.eventLoop
             let bound = NIOLoopBound((self, context), eventLoop: loop)
-            routes.answer(accepted, body: body, channel: context.channel) { response in
+            routes.answer(accepted, body: body, channel: context.channel) { answer in
                 if loop.inEventLoop {
                     let (handler, context) = bound.value
-                    handler.answered(response, context: context)
+                    handler.answered(answer, context: context)
                 } else {
                     loop.execute {
                         let (handler, context) = bound.value
-                        handler.answered(response, context: context)
+                        handler.answered(answer, context: context)
                     }
                 }
             }
@@ -133,10 +134,89 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return text
     }
 
-    /// The direct answer is ready: write it, then replay what arrived meanwhile.
-    private func answered(_ response: (HTTPResponse, ByteBuffer), context: ChannelHandlerContext) {
+    /// The direct answer is ready: write it, then replay what arrived meanwhile. A streamed
+    /// answer writes its head now and its body as the plugin sends it; the connection stays
+    /// answering until its end.
+    private func answered(_ answer: DirectRoutes.Answer, context: ChannelHandlerContext) {
+        guard case .answering = state else {
+            if case .streamed(_, let body) = answer { Self.refuse(body) }
+            return
+        }
+        switch answer {
+        case .whole(let response):
+            write(response, context: context)
+            answerWritten(context: context)
+        case .streamed(let head, let body):
+            context.writeAndFlush(wrapOutboundOut(.head(head)), promise: nil)
+            streamBody(body, context: context)
+        }
+    }
+
+    /// The chunks of a streamed answer, each written (and flushed) before the plugin hears
+    /// it was: the plugin's `written` completion is the back-pressure. A write that fails
+    /// (the client left) refuses the rest and tells the plugin to stop; an abort closes the
+    /// connection without finishing the body.
+    private func streamBody(_ body: DirectRoutes.StreamedBody, context: ChannelHandlerContext) {
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        Task {
+            var clientGone = false
+            for await event in body.events {
+                switch event {
+                case .chunk(let buffer, let written):
+                    if clientGone {
+                        written?(MB_ERR_UNAVAILABLE)
+                        continue
+                    }
+                    body.sent(buffer.readableBytes)
+                    let write = loop.flatSubmit {
+                        let (handler, context) = bound.value
+                        return context.writeAndFlush(handler.wrapOutboundOut(.body(buffer)))
+                    }
+                    do {
+                        try await write.get()
+                        written?(MB_OK)
+                    } catch {
+                        written?(MB_ERR_UNAVAILABLE)
+                        clientGone = true
+                        body.finished(true)
+                    }
+                case .end:
+                    if clientGone { continue }
+                    body.finished(false)
+                    loop.execute {
+                        let (handler, context) = bound.value
+                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                        handler.answerWritten(context: context)
+                    }
+                    return
+                case .abort:
+                    break
+                }
+            }
+            // Aborted, or ended without respond_end (the kernel stops): a client must not take
+            // the cut body for a whole one.
+            if !clientGone { body.finished(false) }
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.close(context: context)
+            }
+        }
+    }
+
+    /// A streamed answer that arrives for a connection that no longer waits: its chunks are refused.
+    private static func refuse(_ body: DirectRoutes.StreamedBody) {
+        body.finished(true)
+        Task {
+            for await event in body.events {
+                if case .chunk(_, let written) = event { written?(MB_ERR_UNAVAILABLE) }
+            }
+        }
+    }
+
+    /// The answer is written: replay what arrived meanwhile.
+    private func answerWritten(context: ChannelHandlerContext) {
         guard case .answering = state else { return }
-        write(response, context: context)
         state = .idle
         if closeAfterAnswer {
             close(context: context)

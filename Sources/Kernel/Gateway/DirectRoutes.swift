@@ -146,8 +146,10 @@ final class DirectRoutes: Sendable {
                 } catch {
                     return nil
                 }
-                // Streaming prefixes (ABI 1.7) read their bodies as they come: the router's path.
-                if resolved.instance.plugin.streamingPrefixes.contains(resolved.prefix) {
+                // Streaming prefixes (ABI 1.7) read their bodies as they come: the router's path,
+                // unless the body is small and of a declared length (read whole here, then
+                // handed to the plugin's reads from memory; the answer may still stream).
+                if resolved.instance.plugin.streamingPrefixes.contains(resolved.prefix), !Self.smallDeclaredBody(head.headerFields) {
                     resolved.instance.release()
                     return nil
                 }
@@ -182,6 +184,35 @@ final class DirectRoutes: Sendable {
             bodyLimit: bodyLimit)
     }
 
+    /// Bodies on streaming prefixes up to this declared size are read whole on the direct path.
+    static let streamedDirectBodyBytes = 64 * 1024
+
+    /// No `Transfer-Encoding`, and no `Content-Length` or one of at most ``streamedDirectBodyBytes``.
+    static func smallDeclaredBody(_ fields: HTTPFields) -> Bool {
+        guard fields[.transferEncoding] == nil else { return false }
+        let lengths = fields[values: .contentLength]
+        guard let length = lengths.first else { return true }
+        guard lengths.count == 1, let declared = Int(length), declared >= 0 else { return false }
+        return declared <= streamedDirectBodyBytes
+    }
+
+    /// What the direct path answers: a whole response, or (a plugin that streams its answer
+    /// on a streaming prefix) a head and the body's events.
+    enum Answer: Sendable {
+        case whole((HTTPResponse, ByteBuffer))
+        case streamed(HTTPResponse, StreamedBody)
+    }
+
+    /// A streamed answer's body on its way to the connection.
+    struct StreamedBody: Sendable {
+        /// The plugin's chunks, then its end (or abort).
+        let events: AsyncStream<StreamedResponseEvent>
+        /// Counts a chunk's bytes for the portal's traffic.
+        let sent: @Sendable (Int) -> Void
+        /// The response is over (`clientGone`: the client left first; the plugin is told to stop).
+        let finished: @Sendable (_ clientGone: Bool) -> Void
+    }
+
     /// The answer to a request refused before its body was read.
     func refusal(_ accepted: Accepted) -> (HTTPResponse, ByteBuffer) {
         guard case .refused(let error) = accepted.route else {
@@ -207,49 +238,91 @@ final class DirectRoutes: Sendable {
 
     /// Answers a request whose body has been read, now or (a plugin answering later) from
     /// another thread; `done` runs exactly once.
-    func answer(_ accepted: Accepted, body: ByteBuffer, channel: any Channel, done: @escaping @Sendable ((HTTPResponse, ByteBuffer)) -> Void) {
+    func answer(_ accepted: Accepted, body: ByteBuffer, channel: any Channel, done: @escaping @Sendable (Answer) -> Void) {
         switch accepted.route {
         case .refused(let error):
-            done(self.error(error, for: accepted))
+            done(.whole(self.error(error, for: accepted)))
         case .status:
             let json = state.statusJSON
             var buffer = channel.allocator.buffer(capacity: json.count)
             buffer.writeBytes(json)
-            done(finish(accepted, status: .ok, headers: Self.jsonHeaders, body: buffer))
+            done(.whole(finish(accepted, status: .ok, headers: Self.jsonHeaders, body: buffer)))
         case .echo:
             let text = body.readableBytes == 0 ? ByteBuffer(string: "echo") : body
-            done(finish(accepted, status: .ok, headers: Self.textHeaders, body: text))
+            done(.whole(finish(accepted, status: .ok, headers: Self.textHeaders, body: text)))
         case .portal(let target, let credential, let certificate, let query, let remote):
             let instance = target.instance
-            let fields = HostRequestFields(
+            // A streaming prefix's plugin reads the body (whole already) through request_body_read.
+            let streamed = instance.plugin.streamingPrefixes.contains(target.prefix)
+            var fields = HostRequestFields(
                 method: accepted.head.method, query: query, headers: accepted.head.headerFields, subpath: target.subpath, prefix: target.prefix,
                 portal: instance.portal.name, requestID: accepted.requestID, remote: remote,
-                certificate: certificate, credential: credential, body: body)
+                certificate: certificate, credential: credential, body: streamed ? ByteBuffer() : body)
+            fields.bodyStreamed = streamed
             let pending = portalRoutes.plugins.context.pending
+            let streams = portalRoutes.plugins.context.streams
             let plugin = instance.plugin.name
+            let bodyLimit = portalRoutes.bodyLimit
             // As on the router's path: a client that leaves, or a timeout, cancels the plugin's work.
             let abandonment: ((UInt64) -> PendingRequests.Abandonment)? =
                 instance.acceptsCancellation
                 ? { token in PendingRequests.Abandonment(channel: channel, cancel: { instance.cancelRequest(token) }) } : nil
-            let started = pending.start(plugin: plugin, timeout: portalRoutes.requestTimeout, abandonment: abandonment) { token in
+            let timeout = streamed ? PortalRouteHandler.streamedTimeout : portalRoutes.requestTimeout
+            let started = pending.start(plugin: plugin, timeout: timeout, abandonment: abandonment) { token in
+                if streamed { streams.register(StreamedExchange(token: token, wholeBody: body, bodyLimit: bodyLimit)) }
                 fields.withHostRequest { hostRequest in
                     instance.plugin.descriptor.pointee.handle_request!(instance.pointer, token, hostRequest)
                 }
             }
             let inbound = body.readableBytes
-            if let early = started.early {
-                instance.traffic?.record(status: early.status, bytesIn: inbound, bytesOut: early.body.count)
-                instance.release()
-                done(pluginResponse(early, for: accepted, allocator: channel.allocator))
-                return
-            }
-            Task {
-                let response = await pending.answer(started.token, plugin: plugin, deadline: started.deadline)
+            let token = started.token
+            @Sendable func answered(_ response: PluginResponse) {
                 instance.traffic?.record(status: response.status, bytesIn: inbound, bytesOut: response.body.count)
-                instance.release()
-                done(self.pluginResponse(response, for: accepted, allocator: channel.allocator))
+                guard streamed else {
+                    instance.release()
+                    return done(.whole(pluginResponse(response, for: accepted, allocator: channel.allocator)))
+                }
+                guard let events = response.stream else {
+                    streams.remove(token)
+                    instance.release()
+                    return done(.whole(pluginResponse(response, for: accepted, allocator: channel.allocator)))
+                }
+                let traffic = instance.traffic
+                let cancels = instance.acceptsCancellation
+                let body = StreamedBody(
+                    events: events, sent: { traffic?.addBytesOut($0) },
+                    finished: { clientGone in
+                        if clientGone {
+                            // Later writes fail, and the plugin stops.
+                            streams.exchange(token)?.close()
+                            if cancels { instance.cancelRequest(token) }
+                        }
+                        streams.remove(token)
+                        instance.release()
+                    })
+                done(.streamed(streamedHead(response, for: accepted), body))
+            }
+            if let early = started.early { return answered(early) }
+            Task {
+                answered(await pending.answer(token, plugin: plugin, deadline: started.deadline))
             }
         }
+    }
+
+    /// The head of a streamed answer: the plugin's headers without a length (the body is
+    /// sent chunked), the request id and `Date`.
+    private func streamedHead(_ response: PluginResponse, for accepted: Accepted) -> HTTPResponse {
+        var headers = HTTPFields()
+        headers.reserveCapacity(response.headers.count + 2)
+        for (name, value) in response.headers {
+            if let field = HTTPField.Name(name), field != .contentLength, field != .transferEncoding {
+                headers.append(HTTPField(name: field, value: value))
+            }
+        }
+        headers[GatewayMiddleware.requestIDField] = accepted.requestID
+        headers[.date] = dates.current
+        metrics.record(status: response.status, nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - accepted.started))
+        return HTTPResponse(status: .init(code: response.status), headerFields: headers)
     }
 
     private func pluginResponse(_ response: PluginResponse, for accepted: Accepted, allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {

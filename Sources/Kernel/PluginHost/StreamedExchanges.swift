@@ -61,19 +61,44 @@ final class StreamedExchange: Sendable {
     }
     private let state = Mutex(State())
 
-    /// The request body as an iterator the host reads one chunk at a time.
+    /// The request body as an iterator the host reads one chunk at a time: the client's
+    /// stream, or a body the gateway already read whole (its direct path).
     final class BodySource: @unchecked Sendable {
         // Only touched by the one read in progress (State.reading guards it).
-        private var iterator: RequestBody.AsyncIterator
+        private var iterator: RequestBody.AsyncIterator?
+        private var whole: ByteBuffer?
 
         init(_ body: RequestBody) { iterator = body.makeAsyncIterator() }
 
-        func next() async throws -> ByteBuffer? { try await iterator.next() }
+        init(whole: ByteBuffer) { self.whole = whole.readableBytes > 0 ? whole : nil }
+
+        /// Whether the chunks are at hand (``nextWhole()``) rather than to be awaited.
+        var isWhole: Bool { iterator == nil }
+
+        /// The next chunk of a whole body: the body once, then nil.
+        func nextWhole() -> ByteBuffer? {
+            defer { whole = nil }
+            return whole
+        }
+
+        func next() async throws -> ByteBuffer? {
+            guard var iterator else { return nextWhole() }
+            defer { self.iterator = iterator }
+            return try await iterator.next()
+        }
     }
 
     init(token: UInt64, body: RequestBody, bodyLimit: Int) {
         self.token = token
         self.body = BodySource(body)
+        self.bodyLimit = bodyLimit
+    }
+
+    /// An exchange whose body the gateway read whole before dispatching it (the direct path
+    /// takes streaming prefixes for small bodies of a declared length): reads answer from it.
+    init(token: UInt64, wholeBody: ByteBuffer, bodyLimit: Int) {
+        self.token = token
+        self.body = BodySource(whole: wholeBody)
         self.bodyLimit = bodyLimit
     }
 
@@ -106,30 +131,17 @@ final class StreamedExchange: Sendable {
                 state.withLock { $0.reading = false }
                 completion(MB_OK, Array(buffer: chunk))
             }
+        case .read where body.isWhole:
+            let outcome = received(body.nextWhole())
+            DispatchQueue.global().async { [self] in
+                state.withLock { $0.reading = false }
+                completion(outcome.0, outcome.1)
+            }
         case .read:
             Task { [self] in
                 let outcome: (mb_status, [UInt8])
                 do {
-                    if var chunk = try await body.next() {
-                        let total = state.withLock { state -> Int in
-                            state.received += chunk.readableBytes
-                            return state.received
-                        }
-                        if total > bodyLimit {
-                            state.withLock { $0.finished = true }
-                            outcome = (
-                                MB_ERR_INVALID_ARGUMENT,
-                                Array("request body is larger than the limit of \(bodyLimit) bytes ([kernel] body_limit_bytes)".utf8)
-                            )
-                        } else {
-                            let first = chunk.readSlice(length: min(chunk.readableBytes, Self.maxChunk)) ?? ByteBuffer()
-                            if chunk.readableBytes > 0 { state.withLock { $0.leftover = chunk } }
-                            outcome = (MB_OK, Array(buffer: first))
-                        }
-                    } else {
-                        state.withLock { $0.finished = true }
-                        outcome = (MB_OK, [])
-                    }
+                    outcome = received(try await body.next())
                 } catch {
                     state.withLock { $0.finished = true }
                     outcome = (MB_ERR_UNAVAILABLE, Array("the request body could not be read: the client went away or sent a malformed body".utf8))
@@ -139,6 +151,26 @@ final class StreamedExchange: Sendable {
             }
         }
         return MB_OK
+    }
+
+    /// What a read answers for the chunk the body gave (nil: its end): at most ``maxChunk``
+    /// of it (the rest waits for the next read), or the refusal past the body limit.
+    private func received(_ chunk: ByteBuffer?) -> (mb_status, [UInt8]) {
+        guard var chunk else {
+            state.withLock { $0.finished = true }
+            return (MB_OK, [])
+        }
+        let total = state.withLock { state -> Int in
+            state.received += chunk.readableBytes
+            return state.received
+        }
+        if total > bodyLimit {
+            state.withLock { $0.finished = true }
+            return (MB_ERR_INVALID_ARGUMENT, Array("request body is larger than the limit of \(bodyLimit) bytes ([kernel] body_limit_bytes)".utf8))
+        }
+        let first = chunk.readSlice(length: min(chunk.readableBytes, Self.maxChunk)) ?? ByteBuffer()
+        if chunk.readableBytes > 0 { state.withLock { $0.leftover = chunk } }
+        return (MB_OK, Array(buffer: first))
     }
 
     /// `respond_start`: the stream of response events, or nil when already started.
