@@ -95,6 +95,43 @@ Deno.serve((req) => {
             assert b"".join(chunks) == b"second"
 
 
+def test_streamed_answers_to_small_bodies_keep_the_connection_in_order(portal):
+    # A small body of declared length is read by the gateway first (its direct path) and
+    # pushed to the worker whole; the answer still streams, and the connection serves the
+    # next requests, pipelined ones included, in order after it.
+    deploy(portal, "ticker", """
+Deno.serve(async (req) => {
+  const text = await req.text();
+  const parts = [`got ${text.length};`, "tick;", "tock"];
+  return new Response(new ReadableStream({
+    async pull(controller) {
+      const part = parts.shift();
+      if (part === undefined) return controller.close();
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      controller.enqueue(new TextEncoder().encode(part));
+    },
+  }));
+});
+""")
+    url = urlparse(portal.kernel.url)
+    with socket.create_connection((url.hostname, url.port), timeout=30) as connection:
+        request = (f"POST /p/{portal.name}/functions/v1/ticker HTTP/1.1\r\nHost: localhost\r\n"
+                   f"Authorization: Bearer {portal.anon}\r\nContent-Length: 5\r\n\r\nhello").encode()
+        connection.sendall(request * 3)  # pipelined
+        received = b""
+        while received.count(b"0\r\n\r\n") < 3:
+            data = connection.recv(65536)
+            assert data, f"connection closed; got {received!r}"
+            received += data
+    answers = received.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == 3, received
+    for answer in answers:
+        head, _, body = answer.partition(b"\r\n\r\n")
+        assert head.startswith(b"200") and b"transfer-encoding: chunked" in head.lower(), head
+        chunks = body.split(b"\r\n")[1::2]
+        assert b"".join(chunks) == b"got 5;tick;tock", body
+
+
 def test_request_body_streams_into_the_function(portal):
     # A duplex echo: the function answers each chunk as it reads it. The client sends the
     # second chunk only after it received the echo of the first, over one raw connection.
