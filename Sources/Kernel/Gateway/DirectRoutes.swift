@@ -303,9 +303,8 @@ final class DirectRoutes: Sendable {
                 done(.streamed(streamedHead(response, for: accepted), body))
             }
             if let early = started.early { return answered(early) }
-            Task {
-                answered(await pending.answer(token, plugin: plugin, deadline: started.deadline))
-            }
+            // No task waits: the plugin's respond hands the answer on (to the connection's loop).
+            pending.answer(token, plugin: plugin, deadline: started.deadline) { answered($0) }
         }
     }
 

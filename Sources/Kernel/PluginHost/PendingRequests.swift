@@ -30,6 +30,21 @@ final class PendingRequests: Sendable {
         case answered(PluginResponse)
         /// The task waits for the answer.
         case waiting(CheckedContinuation<PluginResponse, Never>, deadline: Double, plugin: String)
+        /// A callback takes the answer, on the thread that gives it.
+        case callback(@Sendable (PluginResponse) -> Void, deadline: Double, plugin: String)
+    }
+
+    /// Who gets an answer that arrives: a waiting task or a callback.
+    private enum Receiver {
+        case task(CheckedContinuation<PluginResponse, Never>)
+        case callback(@Sendable (PluginResponse) -> Void)
+
+        func deliver(_ response: PluginResponse) {
+            switch self {
+            case .task(let continuation): continuation.resume(returning: response)
+            case .callback(let callback): callback(response)
+            }
+        }
     }
 
     private let state: Mutex<(next: UInt64, slots: [UInt64: Slot])>
@@ -128,22 +143,46 @@ final class PendingRequests: Sendable {
         }
     }
 
+    /// ``answer(_:plugin:deadline:)`` without a task: `then` gets the answer, now when it is
+    /// there, else on the thread that gives it (the plugin's `respond`, or the sweeper's
+    /// timeout). For the gateway's direct path, which then hands it to the connection's loop.
+    func answer(_ token: UInt64, plugin: String, deadline: Double, then: @escaping @Sendable (PluginResponse) -> Void) {
+        let delivered: @Sendable (PluginResponse) -> Void = { [abandonments] response in
+            abandonments.withLockedValue { _ = $0.removeValue(forKey: token) }
+            then(response)
+        }
+        let answered = state.withLock { state -> PluginResponse? in
+            switch state.slots[token] {
+            case .answered(let response)?:
+                state.slots[token] = nil
+                return response
+            default:
+                state.slots[token] = .callback(delivered, deadline: deadline, plugin: plugin)
+                return nil
+            }
+        }
+        if let answered { delivered(answered) }
+    }
+
     /// Completes `token` with `response`; false when the token is unknown, timed out or
     /// already answered.
     func complete(_ token: UInt64, with response: PluginResponse) -> Bool {
-        let outcome = state.withLock { state -> (Bool, CheckedContinuation<PluginResponse, Never>?) in
+        let outcome = state.withLock { state -> (Bool, Receiver?) in
             switch state.slots[token] {
             case .dispatched?:
                 state.slots[token] = .answered(response)
                 return (true, nil)
             case .waiting(let continuation, _, _)?:
                 state.slots[token] = nil
-                return (true, continuation)
+                return (true, .task(continuation))
+            case .callback(let callback, _, _)?:
+                state.slots[token] = nil
+                return (true, .callback(callback))
             case .answered?, nil:
                 return (false, nil)
             }
         }
-        outcome.1?.resume(returning: response)
+        outcome.1?.deliver(response)
         return outcome.0
     }
 
@@ -151,7 +190,7 @@ final class PendingRequests: Sendable {
     func plugin(of token: UInt64) -> String? {
         state.withLock { state in
             switch state.slots[token] {
-            case .dispatched(_, let plugin)?, .waiting(_, _, let plugin)?: plugin
+            case .dispatched(_, let plugin)?, .waiting(_, _, let plugin)?, .callback(_, _, let plugin)?: plugin
             case .answered?, nil: nil
             }
         }
@@ -182,13 +221,16 @@ final class PendingRequests: Sendable {
     /// Answers the pending requests past their deadline (504) or whose client is gone (499),
     /// telling the plugin to stop each first.
     private func finish(timedOutBefore now: Double?, clientGone gone: Set<UInt64>, watched: [UInt64: Abandonment]) {
-        let expired = state.withLock { state -> [(CheckedContinuation<PluginResponse, Never>?, UInt64, PluginResponse)] in
-            var found: [(CheckedContinuation<PluginResponse, Never>?, UInt64, PluginResponse)] = []
+        let expired = state.withLock { state -> [(Receiver?, UInt64, PluginResponse)] in
+            var found: [(Receiver?, UInt64, PluginResponse)] = []
             func due(_ token: UInt64, _ deadline: Double) -> Bool { gone.contains(token) || now.map { deadline < $0 } ?? false }
             for (token, slot) in state.slots {
                 switch slot {
                 case .waiting(let continuation, let deadline, let plugin) where due(token, deadline):
-                    found.append((continuation, token, gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)))
+                    found.append((.task(continuation), token, gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)))
+                    state.slots[token] = nil
+                case .callback(let callback, let deadline, let plugin) where due(token, deadline):
+                    found.append((.callback(callback), token, gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)))
                     state.slots[token] = nil
                 case .dispatched(let deadline, let plugin) where due(token, deadline):
                     let answer = gone.contains(token) ? Self.clientClosed(plugin) : Self.timeout(plugin)
@@ -199,10 +241,10 @@ final class PendingRequests: Sendable {
             }
             return found
         }
-        for (continuation, token, answer) in expired {
+        for (receiver, token, answer) in expired {
             // The plugin stops the work first (its instance is alive: the request holds it).
             watched[token]?.cancel()
-            continuation?.resume(returning: answer)
+            receiver?.deliver(answer)
         }
     }
 
