@@ -1,6 +1,6 @@
 import HTTPTypes
-import MeltyPluginABI
 import HummingbirdCore
+import MeltyPluginABI
 import NIOCore
 import NIOHTTPTypes
 
