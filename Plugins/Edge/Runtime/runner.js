@@ -101,8 +101,11 @@ async function pump() {
       offset += frame.byteLength;
     }
     try {
+      // Written synchronously (no hand-off to a thread per write): the host reads our stdout
+      // on its event loop as it fills, so a full pipe only means the host is behind, and
+      // waiting for it is the back-pressure.
       for (let written = 0; written < bytes.byteLength;) {
-        written += await realStdout.write(bytes.subarray(written));
+        written += realStdout.writeSync(bytes.subarray(written));
       }
     } catch {
       exit(0); // The host closed our stdout: it is gone or no longer wants us.
