@@ -55,10 +55,6 @@ final class DenoWorker: Sendable {
         var startError: WorkerStartError?
         var routes: [UInt32: Route] = [:]
         var nextID: UInt32 = 1
-        var outgoing: [UInt8] = []
-        var outgoingOffset = 0
-        var writerWaiting = false
-        var stdinClosed = false
         var stderrTail: [UInt8] = []
         var stderrDone = false
         var stderrWaiter: CheckedContinuation<Void, Never>?
@@ -67,6 +63,16 @@ final class DenoWorker: Sendable {
         var reaping = false
         var exitWaiters: [CheckedContinuation<Void, Never>] = []
     }
+
+    /// What goes to stdin, under its own lock: a write (a system call) never holds up the
+    /// routing of the worker's frames, nor a request's start or end.
+    private struct Output {
+        var outgoing: [UInt8] = []
+        var outgoingOffset = 0
+        var writerWaiting = false
+        var stdinClosed = false
+    }
+    private let output = Mutex(Output())
 
     /// The process (and process group) id.
     let pid: pid_t
@@ -306,7 +312,7 @@ final class DenoWorker: Sendable {
 
     /// Queues `frames` in order, as the variadic form does.
     func send(_ frames: [WorkerFrame]) {
-        let mustWait = state.withLock { state -> Bool in
+        let mustWait = output.withLock { state -> Bool in
             guard !state.stdinClosed else { return false }
             for frame in frames { state.outgoing += frame.encoded }
             guard !state.writerWaiting else { return false }
@@ -327,7 +333,7 @@ final class DenoWorker: Sendable {
     }
 
     /// Writes queued bytes until done or the pipe is full (non-blocking, under the lock: it never waits).
-    private func flush(_ state: inout State) -> FlushResult {
+    private func flush(_ state: inout Output) -> FlushResult {
         while state.outgoingOffset < state.outgoing.count {
             let offset = state.outgoingOffset
             let written = state.outgoing.withUnsafeBytes { bytes -> Int in
@@ -365,7 +371,7 @@ final class DenoWorker: Sendable {
             } catch {
                 waited = false
             }
-            let finished = state.withLock { state -> Bool in
+            let finished = output.withLock { state -> Bool in
                 let result: FlushResult = waited && !state.stdinClosed ? flush(&state) : .failed
                 guard result != .blocked else { return false }
                 state.writerWaiting = false
@@ -596,10 +602,12 @@ final class DenoWorker: Sendable {
         }
         closeDescriptor(stdoutDescriptor)
         closeDescriptor(stderrDescriptor)
-        let ending = state.withLock { state in
-            state.stdinClosed = true
+        output.withLock { output in
+            output.stdinClosed = true
             // Under the lock, as the writer's own close: the number cannot be closed (and reused) in between.
-            if state.writerWaiting { loop.forget(stdinDescriptor) } else { closeDescriptor(stdinDescriptor) }
+            if output.writerWaiting { loop.forget(stdinDescriptor) } else { closeDescriptor(stdinDescriptor) }
+        }
+        let ending = state.withLock { state in
             state.phase = .exited
             let routes = Array(state.routes.values)
             state.routes = [:]
