@@ -5,6 +5,8 @@
 #          kernel, the Edge plugin, its warm Deno worker) vs wrk against the same handler
 #          served by bare `deno run` of Deno.serve on a loopback port: req/s and p50/p99
 #          for each, the same connections and duration
+#   proxy  (when haproxy is installed) the same wrk against HAProxy in front of the same
+#          bare deno: what one proxy hop written in C costs on this machine, for scale
 #   cold   time from "deploy answered" to the first response of a new function (the
 #          deploy pre-warms a worker) vs `deno run` of the same file to its first HTTP
 #          response (process start, module load, listen, answer), median of COLD_RUNS
@@ -50,10 +52,12 @@ BIN="$(cd "$BIN" 2>/dev/null && pwd)" || die "no folder BIN=$BIN (build first: s
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/meltybase-edge.XXXXXX")"
 chmod 755 "$TMP"
 peer_pid=""
+proxy_pid=""
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
   [[ -n $peer_pid ]] && stop_process "$peer_pid" 5
+  [[ -n $proxy_pid ]] && stop_process "$proxy_pid" 5
   kernel_cleanup
   if [[ -n ${KEEP_TMP:-} ]]; then note "kept $TMP"; else rm -rf "$TMP"; fi
   exit "$rc"
@@ -124,8 +128,20 @@ peer_source >"$TMP/hello/serve.ts"
 start_peer "$TMP/hello/serve.ts" "$peer_port"
 for _ in $(seq 1 100); do curl -sf -o /dev/null -X POST --data-binary @"$TMP/body.json" "http://127.0.0.1:$peer_port/" && break; sleep 0.1; done
 
+# For scale: HAProxy (C, one thread) in front of the same bare deno, keep-alive both sides.
+proxy_port=""
+if command -v haproxy >/dev/null; then
+  proxy_port="$(free_port)"
+  printf '%s\n' global '  nbthread 1' defaults '  mode http' '  timeout connect 5s' '  timeout client 60s' \
+    '  timeout server 60s' '  option http-keep-alive' frontend\ bench "  bind 127.0.0.1:$proxy_port" \
+    '  default_backend deno' backend\ deno "  server deno 127.0.0.1:$peer_port" >"$TMP/haproxy.cfg"
+  haproxy -f "$TMP/haproxy.cfg" -db >"$TMP/haproxy.log" 2>&1 </dev/null &
+  proxy_pid=$!
+  for _ in $(seq 1 100); do curl -sf -o /dev/null -X POST --data-binary @"$TMP/body.json" "http://127.0.0.1:$proxy_port/" && break; sleep 0.1; done
+fi
+
 printf '\n%-28s %12s %10s %10s\n' "warm (req/s, p50, p99 ms)" "req/s" "p50" "p99" >&2
-declare -A ours_rps ours_p50 peer_rps peer_p50
+declare -A ours_rps ours_p50 peer_rps peer_p50 proxy_rps
 for c in $CONNECTIONS; do
   wrk_run "$kernel/p/bench/functions/v1/hello" "$c" "Authorization: Bearer $anon"
   ours_rps[$c]=$rps ours_p50[$c]=$p50
@@ -133,7 +149,14 @@ for c in $CONNECTIONS; do
   wrk_run "http://127.0.0.1:$peer_port/" "$c"
   peer_rps[$c]=$rps peer_p50[$c]=$p50
   printf '%-28s %12s %10s %10s\n' "bare deno serve, $c conns" "$(whole "$rps")" "$p50" "$p99" >&2
+  if [[ -n $proxy_port ]]; then
+    wrk_run "http://127.0.0.1:$proxy_port/" "$c"
+    proxy_rps[$c]=$rps
+    printf '%-28s %12s %10s %10s\n' "haproxy -> deno, $c conns" "$(whole "$rps")" "$p50" "$p99" >&2
+  fi
 done
+[[ -n $proxy_pid ]] && stop_process "$proxy_pid" 5
+proxy_pid=""
 stop_process "$peer_pid" 5
 peer_pid=""
 
@@ -170,5 +193,8 @@ echo
 for c in $CONNECTIONS; do
   echo "edge warm req/s ($c connections): ours $(whole "${ours_rps[$c]}"), peer $(whole "${peer_rps[$c]}"), ratio $(ratio "${ours_rps[$c]}" "${peer_rps[$c]}")"
   echo "edge warm p50 ms ($c connections): ours ${ours_p50[$c]}, peer ${peer_p50[$c]}, added $(awk -v a="${ours_p50[$c]}" -v b="${peer_p50[$c]}" 'BEGIN { printf "%.2f", a - b }')"
+  if [[ -n $proxy_port ]]; then
+    echo "edge warm req/s via haproxy ($c connections): haproxy $(whole "${proxy_rps[$c]}"), peer $(whole "${peer_rps[$c]}"), ratio $(ratio "${proxy_rps[$c]}" "${peer_rps[$c]}"); ours/haproxy $(ratio "${ours_rps[$c]}" "${proxy_rps[$c]}")"
+  fi
 done
 echo "edge cold first response ms: ours $cold_ours, peer $cold_peer, ratio $(ratio "$cold_ours" "$cold_peer")"
