@@ -80,7 +80,9 @@ struct FunctionInvocation {
         // A small body of declared length is read first and pushed whole with the request
         // (as a proxy buffers it): the function then reads it without a round trip per chunk.
         var whole: [UInt8]?
-        if hasBody, request.header("transfer-encoding") == nil, let declared = request.header("content-length").flatMap(Int.init),
+        if hasBody, request.bodyStream == nil {
+            whole = request.body  // the kernel read it whole (ABI 1.9)
+        } else if hasBody, request.header("transfer-encoding") == nil, let declared = request.header("content-length").flatMap(Int.init),
             declared > 0, declared <= Self.pushedBodyBytes
         {
             do {

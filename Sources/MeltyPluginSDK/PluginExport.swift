@@ -288,7 +288,13 @@ private func copyRequest(_ request: UnsafePointer<mb_host_request>) -> PluginReq
 private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_token, _ request: UnsafePointer<mb_host_request>?) {
     guard let box = InstanceBox.from(instance), let request, let host = PluginExport.host else { return }
     var copied = copyRequest(request)
-    if streamedBody(request) { copied.bodyStream = RequestBodyStream(host: host, token: token) }
+    if streamedBody(request) {
+        if let whole = wholeBody(request) {
+            copied.body = whole
+        } else {
+            copied.bodyStream = RequestBodyStream(host: host, token: token)
+        }
+    }
     let task = Task { [copied] in
         defer { box.untrack(token) }
         let response = await box.plugin.handle(copied)
@@ -312,6 +318,15 @@ private func streamedBody(_ request: UnsafePointer<mb_host_request>) -> Bool {
     let size = request.pointee.struct_size
     guard let offset = MemoryLayout<mb_host_request>.offset(of: \mb_host_request.body_streamed), offset + 4 <= size else { return false }
     return request.pointee.body_streamed != 0
+}
+
+/// A streamed body the kernel already read whole (ABI 1.9 `whole_body`), nil when it is to be read.
+private func wholeBody(_ request: UnsafePointer<mb_host_request>) -> [UInt8]? {
+    let size = request.pointee.struct_size
+    guard let offset = MemoryLayout<mb_host_request>.offset(of: \mb_host_request.whole_body),
+        offset + MemoryLayout<mb_host_bytes>.size <= size, request.pointee.whole_body.data != nil
+    else { return nil }
+    return copyBytes(request.pointee.whole_body)
 }
 
 private func sdkCancelRequest(_ instance: OpaquePointer?, _ token: mb_request_token) {

@@ -89,7 +89,7 @@ public struct PluginDescription: Sendable {
     /// Further prefixes the plugin serves (e.g. `["auth", "sql"]`); requests say which matched.
     public var extraRoutePrefixes: [String]
     /// Prefixes whose requests stream (ABI 1.7): their bodies arrive through
-    /// ``PluginRequest/bodyStream`` and answers may stream (``PluginResponse/streaming(status:headers:_:)``).
+    /// ``PluginRequest/bodyStream`` (or whole in `body`, when small) and answers may stream (``PluginResponse/streaming(status:headers:_:)``).
     /// The kernel's request timeout does not apply to them: the plugin bounds their time.
     public var streamingRoutePrefixes: [String]
 
@@ -163,6 +163,8 @@ public struct PluginRequest: Sendable {
     /// The caller's token as the kernel verified it.
     public var credential: PluginCredential = PluginCredential(json: [])
     /// On a streaming prefix (ABI 1.7) the body, read chunk by chunk; `body` is then empty.
+    /// Nil there too when the kernel read a small body whole before dispatching it (ABI 1.9):
+    /// it is in `body`. Read with `request.bodyStream?.collect(upTo:) ?? request.body`.
     public var bodyStream: RequestBodyStream?
 
     /// First value of the header `name` (case-insensitive).

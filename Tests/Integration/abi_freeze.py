@@ -49,6 +49,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (16, []),
         7: (16, []),
         8: (16, []),
+        9: (16, []),
     },
     "mb_plugin_bytes": {
         0: (16, [
@@ -63,6 +64,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (16, []),
         7: (16, []),
         8: (16, []),
+        9: (16, []),
     },
     "mb_host_error_buffer": {
         0: (16, [
@@ -77,6 +79,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (16, []),
         7: (16, []),
         8: (16, []),
+        9: (16, []),
     },
     "mb_host_header": {
         0: (32, [
@@ -91,6 +94,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (32, []),
         7: (32, []),
         8: (32, []),
+        9: (32, []),
     },
     "mb_plugin_header": {
         0: (32, [
@@ -105,6 +109,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (32, []),
         7: (32, []),
         8: (32, []),
+        9: (32, []),
     },
     "mb_host_request": {
         0: (152, [
@@ -133,6 +138,9 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("body_streamed", 184, 4, "int32_t"),
         ]),
         8: (192, []),
+        9: (208, [
+            ("whole_body", 192, 16, "mb_host_bytes"),
+        ]),
     },
     "mb_plugin_http_request": {
         0: (80, [
@@ -152,6 +160,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (80, []),
         7: (80, []),
         8: (80, []),
+        9: (80, []),
     },
     "mb_host_http_response": {
         0: (64, [
@@ -171,6 +180,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (64, []),
         7: (64, []),
         8: (64, []),
+        9: (64, []),
     },
     "mb_service_binding": {
         0: (24, [
@@ -186,6 +196,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (24, []),
         7: (24, []),
         8: (24, []),
+        9: (24, []),
     },
     "mb_json_service": {
         0: (16, [
@@ -200,6 +211,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (16, []),
         7: (16, []),
         8: (16, []),
+        9: (16, []),
     },
     "mb_host_api": {
         0: (104, [
@@ -244,6 +256,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         8: (200, [
             ("usage_mark", 192, 8, "mb_status (*)(const mb_host_plugin *, const mb_host_portal *, const char *, size_t, const char *, size_t)"),
         ]),
+        9: (200, []),
     },
     "mb_host_instance_context": {
         0: (48, [
@@ -260,6 +273,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (48, []),
         7: (48, []),
         8: (48, []),
+        9: (48, []),
     },
     "mb_plugin_descriptor": {
         0: (112, [
@@ -299,6 +313,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
             ("streaming_route_prefixes", 168, 8, "const char *const *"),
         ]),
         8: (176, []),
+        9: (176, []),
     },
     "mb_studio_page": {
         5: (32, [
@@ -310,6 +325,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (32, []),
         7: (32, []),
         8: (32, []),
+        9: (32, []),
     },
     "mb_cli_command": {
         5: (32, [
@@ -321,6 +337,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (32, []),
         7: (32, []),
         8: (32, []),
+        9: (32, []),
     },
     "mb_host_cli_context": {
         5: (56, [
@@ -334,6 +351,7 @@ STRUCTS: dict[str, dict[int, tuple[int, list[tuple[str, int, int, str]]]]] = {
         6: (56, []),
         7: (56, []),
         8: (56, []),
+        9: (56, []),
     },
 }
 

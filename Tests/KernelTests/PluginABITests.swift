@@ -80,7 +80,7 @@ struct PluginABITests {
         let (host, _) = try await load([config("echo-c", try TestPlugins.echoC()), config("echo-swift", TestPlugins.echoSwift)])
         #expect(host.failures.isEmpty, "\(host.failures)")
         let c = try #require(host.plugin(named: "echo-c"))
-        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.8" && c.routePrefix == "echo-c")
+        #expect(c.buildSignature == "c;ptr64" && c.abiVersion == "1.9" && c.routePrefix == "echo-c")
         let swift = try #require(host.plugin(prefix: "echo-swift"))
         #expect(swift.buildSignature.hasPrefix("swift-"))
         #expect(swift.acceptsWebSockets)

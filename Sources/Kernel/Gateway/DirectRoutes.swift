@@ -259,6 +259,7 @@ final class DirectRoutes: Sendable {
                 portal: instance.portal.name, requestID: accepted.requestID, remote: remote,
                 certificate: certificate, credential: credential, body: streamed ? ByteBuffer() : body)
             fields.bodyStreamed = streamed
+            if streamed { fields.wholeBody = body }
             let pending = portalRoutes.plugins.context.pending
             let streams = portalRoutes.plugins.context.streams
             let plugin = instance.plugin.name

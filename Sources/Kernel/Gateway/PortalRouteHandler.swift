@@ -340,6 +340,8 @@ struct HostRequestFields {
     let credential: [UInt8]
     /// The body is read through `request_body_read` (ABI 1.7), not in `body`.
     var bodyStreamed = false
+    /// A streamed body the gateway already read whole (ABI 1.9 `whole_body`); nil: still to be read.
+    var wholeBody: ByteBuffer?
 
     init(
         request: Request, subpath: String, prefix: String, portal: String, requestID: String, remote: String, certificate: String,
@@ -381,6 +383,20 @@ struct HostRequestFields {
         self.credential = credential
     }
 
+    /// `whole_body`: the bytes of ``wholeBody`` (non-NULL even when empty), or NULL.
+    private func withWholeBody<R>(_ call: (mb_host_bytes) -> R) -> R {
+        guard let wholeBody else { return call(mb_host_bytes(data: nil, len: 0)) }
+        guard wholeBody.readableBytes > 0 else {
+            return withUnsafePointer(to: Self.emptyByte) { call(mb_host_bytes(data: $0, len: 0)) }
+        }
+        return wholeBody.withUnsafeReadableBytes { raw in
+            call(mb_host_bytes(data: raw.baseAddress?.assumingMemoryBound(to: UInt8.self), len: raw.count))
+        }
+    }
+
+    /// Where an empty `whole_body` points (non-NULL says "complete").
+    private static let emptyByte: UInt8 = 0
+
     /// Calls `body` with an `mb_host_request` valid only during the call. The strings lend
     /// their own UTF-8 storage (no copies).
     func withHostRequest<R>(_ call: (UnsafePointer<mb_host_request>) -> R) -> R {
@@ -397,6 +413,7 @@ struct HostRequestFields {
                                     prefix.withUTF8 { prefix in
                                         credential.withUnsafeBufferPointer { credential in
                                             body.withUnsafeReadableBytes { rawBody in
+                                                withWholeBody { wholeBody in
                                                 withHeaders { headerPointer, headerCount in
                                                     var request = mb_host_request(
                                                         struct_size: MemoryLayout<mb_host_request>.size,
@@ -406,8 +423,9 @@ struct HostRequestFields {
                                                         portal_name: bytes(portal), request_id: bytes(requestID), remote_address: bytes(remote),
                                                         client_certificate_subject: bytes(certificate),
                                                         route_prefix: bytes(prefix), credential_json: bytes(credential),
-                                                        body_streamed: bodyStreamed ? 1 : 0)
+                                                        body_streamed: bodyStreamed ? 1 : 0, whole_body: wholeBody)
                                                     return call(&request)
+                                                }
                                                 }
                                             }
                                         }

@@ -50,7 +50,7 @@ extern "C" {
 
 /* ABI version. Major differs: the kernel refuses the plugin. Minor: tables grew at the end. */
 #define MB_ABI_MAJOR 1
-#define MB_ABI_MINOR 8
+#define MB_ABI_MINOR 9
 
 /* The one exported entry symbol: `const mb_plugin_descriptor *meltybase_plugin_entry(void)`. */
 #define MB_PLUGIN_ENTRY_SYMBOL "meltybase_plugin_entry"
@@ -212,6 +212,16 @@ typedef struct mb_host_request {
      *  it with host->request_body_read. Only requests on one of the plugin's
      *  streaming_route_prefixes are streamed; WebSocket opens never are. */
     int32_t body_streamed;
+
+    /* ---- ABI 1.9 (check struct_size before reading) ---- */
+
+    /** On a streamed request (body_streamed set): the whole body when the kernel read it
+     *  before dispatching (a small body of declared length; `data` is non-NULL then, also for
+     *  an empty body), so the plugin can take it without reading. `data` is NULL when the
+     *  body is still to be read. Either way request_body_read works as in 1.7 (it answers
+     *  these same bytes, then the end), so plugins that ignore this field are served alike.
+     *  Host-owned, valid only during handle_request. */
+    mb_host_bytes whole_body;
 } mb_host_request;
 
 /** An outbound HTTP request a plugin asks the host to perform (egress goes through the host). */
