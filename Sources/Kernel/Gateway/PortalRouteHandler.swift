@@ -414,18 +414,18 @@ struct HostRequestFields {
                                         credential.withUnsafeBufferPointer { credential in
                                             body.withUnsafeReadableBytes { rawBody in
                                                 withWholeBody { wholeBody in
-                                                withHeaders { headerPointer, headerCount in
-                                                    var request = mb_host_request(
-                                                        struct_size: MemoryLayout<mb_host_request>.size,
-                                                        method: bytes(method), path: bytes(path), query: bytes(query),
-                                                        headers: headerPointer, header_count: headerCount,
-                                                        body: mb_host_bytes(data: rawBody.baseAddress?.assumingMemoryBound(to: UInt8.self), len: rawBody.count),
-                                                        portal_name: bytes(portal), request_id: bytes(requestID), remote_address: bytes(remote),
-                                                        client_certificate_subject: bytes(certificate),
-                                                        route_prefix: bytes(prefix), credential_json: bytes(credential),
-                                                        body_streamed: bodyStreamed ? 1 : 0, whole_body: wholeBody)
-                                                    return call(&request)
-                                                }
+                                                    withHeaders { headerPointer, headerCount in
+                                                        var request = mb_host_request(
+                                                            struct_size: MemoryLayout<mb_host_request>.size,
+                                                            method: bytes(method), path: bytes(path), query: bytes(query),
+                                                            headers: headerPointer, header_count: headerCount,
+                                                            body: mb_host_bytes(data: rawBody.baseAddress?.assumingMemoryBound(to: UInt8.self), len: rawBody.count),
+                                                            portal_name: bytes(portal), request_id: bytes(requestID), remote_address: bytes(remote),
+                                                            client_certificate_subject: bytes(certificate),
+                                                            route_prefix: bytes(prefix), credential_json: bytes(credential),
+                                                            body_streamed: bodyStreamed ? 1 : 0, whole_body: wholeBody)
+                                                        return call(&request)
+                                                    }
                                                 }
                                             }
                                         }
