@@ -11,7 +11,8 @@
 #          deploy pre-warms a worker) vs `deno run` of the same file to its first HTTP
 #          response (process start, module load, listen, answer), median of COLD_RUNS
 #
-# Prints a table, then one line per figure: `name: ours X, peer Y, ratio R`.
+# Prints a table, then one line per figure: `name: ours X, peer Y, ratio R`, and the CPU
+# time per request of the kernel's worker and of the function's Deno workers (from /proc).
 # A benchmark, not a test: it asserts no timing.
 #
 # usage: Benchmarks/edge.sh
@@ -102,14 +103,33 @@ deploy() {  # deploy NAME FILE: through the admin API; prints nothing, dies on r
 }
 deploy hello "$TMP/hello/index.ts"
 
-# wrk_run URL CONNECTIONS [header]: sets rps, p50, p99 (ms).
+# CPU time (microseconds) the given processes used so far (all their threads).
+cpu_us() {
+  local pid total=0 ticks
+  ticks=$(getconf CLK_TCK)
+  for pid in "$@"; do
+    [[ -r /proc/$pid/stat ]] || continue
+    total=$((total + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$pid/stat")))
+  done
+  echo $((total * 1000000 / ticks))
+}
+deno_worker_pids() { pgrep -f -- "runner.js $TMP/" || true; }
+
+# wrk_run URL CONNECTIONS [header]: sets rps, p50, p99 (ms), and kernel_cpu / deno_cpu, the
+# microseconds of CPU the kernel's worker and the function's Deno workers used per request
+# during the measured run.
 wrk_run() {
-  local url=$1 connections=$2 header=${3:-} out threads=$THREADS
-  local -a extra=()
+  local url=$1 connections=$2 header=${3:-} out threads=$THREADS kernel_before deno_before requests
+  local -a extra=() denos
   ((threads > connections)) && threads=$connections
   [[ -n $header ]] && extra=(-H "$header")
   wrk -t"$threads" -c"$connections" -d"${WARMUP}s" -s "$TMP/post.lua" "${extra[@]}" "$url" >/dev/null 2>&1 || true
+  mapfile -t denos < <(deno_worker_pids)
+  kernel_before=$(cpu_us "$(kernel_worker_pid)") deno_before=$(cpu_us "${denos[@]}")
   out="$(wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency -s "$TMP/post.lua" "${extra[@]}" "$url" 2>&1)" || die "wrk failed: $out"
+  requests="$(awk '/requests in/ {print $1}' <<<"$out")"
+  kernel_cpu=$(( ($(cpu_us "$(kernel_worker_pid)") - kernel_before) / (requests > 0 ? requests : 1) ))
+  deno_cpu=$(( ($(cpu_us "${denos[@]}") - deno_before) / (requests > 0 ? requests : 1) ))
   if grep -q 'Non-2xx' <<<"$out"; then echo "$out" >&2; die "wrk saw non-2xx answers from $url"; fi
   rps="$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")"
   p50="$(awk '$1 == "50%" {print $2}' <<<"$out" | to_ms)"
@@ -141,10 +161,10 @@ if command -v haproxy >/dev/null; then
 fi
 
 printf '\n%-28s %12s %10s %10s\n' "warm (req/s, p50, p99 ms)" "req/s" "p50" "p99" >&2
-declare -A ours_rps ours_p50 peer_rps peer_p50 proxy_rps
+declare -A ours_rps ours_p50 peer_rps peer_p50 proxy_rps ours_cpu
 for c in $CONNECTIONS; do
   wrk_run "$kernel/p/bench/functions/v1/hello" "$c" "Authorization: Bearer $anon"
-  ours_rps[$c]=$rps ours_p50[$c]=$p50
+  ours_rps[$c]=$rps ours_p50[$c]=$p50 ours_cpu[$c]="kernel $kernel_cpu us, deno $deno_cpu us"
   printf '%-28s %12s %10s %10s\n' "gateway, $c conns" "$(whole "$rps")" "$p50" "$p99" >&2
   wrk_run "http://127.0.0.1:$peer_port/" "$c"
   peer_rps[$c]=$rps peer_p50[$c]=$p50
@@ -193,6 +213,7 @@ echo
 for c in $CONNECTIONS; do
   echo "edge warm req/s ($c connections): ours $(whole "${ours_rps[$c]}"), peer $(whole "${peer_rps[$c]}"), ratio $(ratio "${ours_rps[$c]}" "${peer_rps[$c]}")"
   echo "edge warm p50 ms ($c connections): ours ${ours_p50[$c]}, peer ${peer_p50[$c]}, added $(awk -v a="${ours_p50[$c]}" -v b="${peer_p50[$c]}" 'BEGIN { printf "%.2f", a - b }')"
+  echo "edge warm CPU per request ($c connections): ${ours_cpu[$c]}"
   if [[ -n $proxy_port ]]; then
     echo "edge warm req/s via haproxy ($c connections): haproxy $(whole "${proxy_rps[$c]}"), peer $(whole "${peer_rps[$c]}"), ratio $(ratio "${proxy_rps[$c]}" "${peer_rps[$c]}"); ours/haproxy $(ratio "${ours_rps[$c]}" "${proxy_rps[$c]}")"
   fi
