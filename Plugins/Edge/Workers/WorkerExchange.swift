@@ -103,7 +103,8 @@ final class WorkerExchange: @unchecked Sendable {
             case .bodyPull:
                 answerPull()
             case .clientGone:
-                return cancelled()
+                sendCancel()
+                return .clientGone
             case .head(let status, let headers):
                 if responseHead == nil { responseHead = (status, headers) }
             case .body(let chunk):
@@ -112,7 +113,7 @@ final class WorkerExchange: @unchecked Sendable {
                     continue
                 }
                 guard chunk.count <= limits.maxResponseBytes - responseBytes else {
-                    worker.send(WorkerFrame(.cancel, id: id))
+                    sendCancel()
                     return .failed(.responseTooLarge(name, limits))
                 }
                 responseBytes += chunk.count
@@ -135,14 +136,16 @@ final class WorkerExchange: @unchecked Sendable {
                 guard body.count <= limits.maxResponseBytes else { return .failed(.responseTooLarge(name, limits)) }
                 return .whole(status: status, headers: headers, body: body)
             case .error(let message, let stack):
-                return .failed(
-                    EdgeFailure(.functionError, message: "function \"\(name)\" threw: \(message)", hint: "read the stack and the function's logs", stack: stack))
+                return .failed(thrown(message, stack))
             case .failed(let failure):
                 return .failed(failure)
             }
         }
         // The events end without an answer only when the task was cancelled (or the worker vanished).
-        if Task.isCancelled { return cancelled() }
+        if Task.isCancelled {
+            sendCancel()
+            return .clientGone
+        }
         return .failed(.crashed(name, "it stopped answering"))
     }
 
@@ -169,7 +172,7 @@ final class WorkerExchange: @unchecked Sendable {
                 continue
             case .body(let chunk):
                 guard chunk.count <= limits.maxResponseBytes - responseBytes else {
-                    worker.send(WorkerFrame(.cancel, id: id))
+                    sendCancel()
                     return await fail(.responseTooLarge(name, limits))
                 }
                 responseBytes += chunk.count
@@ -181,8 +184,7 @@ final class WorkerExchange: @unchecked Sendable {
             case .complete:
                 worker.kill(.crashed(name, "it broke the worker protocol (a second RESPONSE_HEAD)"))
             case .error(let message, let stack):
-                return await fail(
-                    EdgeFailure(.functionError, message: "function \"\(name)\" threw: \(message)", hint: "read the stack and the function's logs", stack: stack))
+                return await fail(thrown(message, stack))
             case .failed(let failure):
                 return await fail(failure)
             }
@@ -202,14 +204,19 @@ final class WorkerExchange: @unchecked Sendable {
         Task { await feeder.answerPull() }
     }
 
-    private func cancelled() -> Head {
+    /// The client went away: the worker stops the request.
+    private func sendCancel() {
         worker.send(WorkerFrame(.cancel, id: id))
-        return .clientGone
     }
 
     private func cancelledAfterHead() -> InvocationOutcome {
-        worker.send(WorkerFrame(.cancel, id: id))
+        sendCancel()
         return .clientGone
+    }
+
+    /// The handler threw (an ERROR frame).
+    private func thrown(_ message: String, _ stack: String?) -> EdgeFailure {
+        EdgeFailure(.functionError, message: "function \"\(name)\" threw: \(message)", hint: "read the stack and the function's logs", stack: stack)
     }
 }
 

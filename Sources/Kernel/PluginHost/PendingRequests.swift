@@ -129,17 +129,22 @@ final class PendingRequests: Sendable {
     func answer(_ token: UInt64, plugin: String, deadline: Double) async -> PluginResponse {
         defer { abandonments.withLockedValue { _ = $0.removeValue(forKey: token) } }
         return await withCheckedContinuation { continuation in
-            let answered = state.withLock { state -> PluginResponse? in
-                switch state.slots[token] {
-                case .answered(let response)?:
-                    state.slots[token] = nil
-                    return response
-                default:
-                    state.slots[token] = .waiting(continuation, deadline: deadline, plugin: plugin)
-                    return nil
-                }
+            if let answered = takeAnswer(token, orPark: .waiting(continuation, deadline: deadline, plugin: plugin)) {
+                continuation.resume(returning: answered)
             }
-            if let answered { continuation.resume(returning: answered) }
+        }
+    }
+
+    /// The answer of `token` when it is already there (the token is then done); else `slot`
+    /// waits for it.
+    private func takeAnswer(_ token: UInt64, orPark slot: Slot) -> PluginResponse? {
+        state.withLock { state in
+            if case .answered(let response)? = state.slots[token] {
+                state.slots[token] = nil
+                return response
+            }
+            state.slots[token] = slot
+            return nil
         }
     }
 
@@ -151,17 +156,7 @@ final class PendingRequests: Sendable {
             abandonments.withLockedValue { _ = $0.removeValue(forKey: token) }
             then(response)
         }
-        let answered = state.withLock { state -> PluginResponse? in
-            switch state.slots[token] {
-            case .answered(let response)?:
-                state.slots[token] = nil
-                return response
-            default:
-                state.slots[token] = .callback(delivered, deadline: deadline, plugin: plugin)
-                return nil
-            }
-        }
-        if let answered { delivered(answered) }
+        if let answered = takeAnswer(token, orPark: .callback(delivered, deadline: deadline, plugin: plugin)) { delivered(answered) }
     }
 
     /// Completes `token` with `response`; false when the token is unknown, timed out or
