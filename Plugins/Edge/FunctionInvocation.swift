@@ -81,7 +81,8 @@ struct FunctionInvocation {
         // (as a proxy buffers it): the function then reads it without a round trip per chunk.
         var whole: [UInt8]?
         if hasBody, request.bodyStream == nil {
-            whole = request.body  // the kernel read it whole (ABI 1.9)
+            // The kernel read it whole (ABI 1.9); a larger one is pulled from memory instead.
+            if request.body.count <= Self.pushedBodyBytes { whole = request.body }
         } else if hasBody, request.header("transfer-encoding") == nil, let declared = request.header("content-length").flatMap(Int.init),
             declared > 0, declared <= Self.pushedBodyBytes
         {
