@@ -74,7 +74,7 @@ struct FunctionInvocation {
         // streams without a length is counted as the function reads it).
         if let declared = request.header("content-length").flatMap(Int.init), declared > live.limits.maxRequestBytes {
             let failure = EdgeFailure.requestTooLarge(name.value, live.limits)
-            return PluginResponse(status: failure.status, headers: [("content-type", "application/json")], body: failure.json)
+            return failure.response
         }
         let body = BodyReader(stream: request.bodyStream, whole: request.body)
         // A small body of declared length is read first and pushed whole with the request
@@ -106,7 +106,7 @@ struct FunctionInvocation {
         case .whole(let status, let headers, let bytes):
             return PluginResponse(status: status, headers: Self.responseHeaders(headers), body: bytes)
         case .failed(let failure):
-            return PluginResponse(status: failure.status, headers: [("content-type", "application/json")], body: failure.json)
+            return failure.response
         case .clientGone:
             return .error(status: 499, code: "client_closed_request", message: "the client went away")
         case .streaming(let status, let headers, let stream):
@@ -131,6 +131,11 @@ struct FunctionInvocation {
 
     /// Headers about the worker's connection, not the client's.
     static let hopByHop: Set<String> = ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length"]
+}
+
+extension EdgeFailure {
+    /// The JSON answer naming the failure (``EdgeFailure/json``, its status).
+    var response: PluginResponse { PluginResponse(status: status, headers: [("content-type", "application/json")], body: json) }
 }
 
 /// A streamed response's body on its way to the kernel's writer.

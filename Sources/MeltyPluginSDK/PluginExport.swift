@@ -315,18 +315,19 @@ private func sdkHandleRequest(_ instance: OpaquePointer?, _ token: mb_request_to
 
 /// Whether the request's body is streamed (ABI 1.7 `body_streamed`).
 private func streamedBody(_ request: UnsafePointer<mb_host_request>) -> Bool {
-    let size = request.pointee.struct_size
-    guard let offset = MemoryLayout<mb_host_request>.offset(of: \mb_host_request.body_streamed), offset + 4 <= size else { return false }
-    return request.pointee.body_streamed != 0
+    covers(request, \.body_streamed, MemoryLayout<Int32>.size) && request.pointee.body_streamed != 0
 }
 
 /// A streamed body the kernel already read whole (ABI 1.9 `whole_body`), nil when it is to be read.
 private func wholeBody(_ request: UnsafePointer<mb_host_request>) -> [UInt8]? {
-    let size = request.pointee.struct_size
-    guard let offset = MemoryLayout<mb_host_request>.offset(of: \mb_host_request.whole_body),
-        offset + MemoryLayout<mb_host_bytes>.size <= size, request.pointee.whole_body.data != nil
-    else { return nil }
+    guard covers(request, \.whole_body, MemoryLayout<mb_host_bytes>.size), request.pointee.whole_body.data != nil else { return nil }
     return copyBytes(request.pointee.whole_body)
+}
+
+/// Whether the kernel's request (its `struct_size`) has `field` of `size` bytes.
+private func covers(_ request: UnsafePointer<mb_host_request>, _ field: PartialKeyPath<mb_host_request>, _ size: Int) -> Bool {
+    guard let offset = MemoryLayout<mb_host_request>.offset(of: field) else { return false }
+    return offset + size <= request.pointee.struct_size
 }
 
 private func sdkCancelRequest(_ instance: OpaquePointer?, _ token: mb_request_token) {

@@ -453,19 +453,7 @@ public final class FunctionPool: Sendable {
                 exchange.close(.failed(refusal))
                 return .failed(refusal)
             }
-            switch await exchange.untilHead() {
-            case .whole(let status, let headers, let body):
-                exchange.close(.completed(status: status, bodyBytes: body.count))
-                return .whole(status: status, headers: headers, body: body)
-            case .streaming(let status, let headers):
-                return .streaming(status: status, headers: headers, StreamingResponse(exchange))
-            case .failed(let failure):
-                exchange.close(.failed(failure))
-                return .failed(failure)
-            case .clientGone:
-                exchange.close(.clientGone)
-                return .clientGone
-            }
+            return await exchange.untilHead()
         }
         let failure = EdgeFailure.crashed(name, "it ended before the request started")
         logSink(FunctionLogLine(function: name, requestID: request.requestID, level: "error", message: failure.description))

@@ -9,18 +9,6 @@ import Synchronization
 /// Used by one task at a time, one part after the other; ``close(_:)`` runs once, when the
 /// request is over (or when the exchange is dropped unfinished).
 final class WorkerExchange: @unchecked Sendable {
-    /// How the part up to the head ended.
-    enum Head {
-        /// The response came whole.
-        case whole(status: Int, headers: [(String, String)], body: [UInt8])
-        /// The head and the first chunk of a streamed body (written first by ``sendBody(to:)``).
-        case streaming(status: Int, headers: [(String, String)])
-        /// Nothing was sent to the client.
-        case failed(EdgeFailure)
-        /// The client went away.
-        case clientGone
-    }
-
     let worker: DenoWorker
     private let id: UInt32
     private let name: String
@@ -42,7 +30,7 @@ final class WorkerExchange: @unchecked Sendable {
     /// The largest BODY frame sent to a worker (a larger chunk is sent over several pulls).
     static let bodyFrameBytes = 256 * 1024
 
-    /// Sends `request` to `worker`; nil when the worker was gone before it could be sent
+    /// Registers a request on `worker` (``send(_:)`` writes it); nil when the worker is gone
     /// (`onClose` is not called then).
     init?(
         _ request: InvocationRequest, body: @escaping RequestBodySource, on worker: DenoWorker, function name: String,
@@ -96,8 +84,20 @@ final class WorkerExchange: @unchecked Sendable {
         return nil
     }
 
-    /// Frames until the response's head (with its first chunk) or its whole answer.
-    func untilHead() async -> Head {
+    /// Frames until the response's head (with its first chunk) or its whole answer. Unless
+    /// the answer streams, the request is over then (closed with its outcome).
+    func untilHead() async -> InvocationStart {
+        let start = await readHead()
+        switch start {
+        case .whole(let status, _, let body): close(.completed(status: status, bodyBytes: body.count))
+        case .failed(let failure): close(.failed(failure))
+        case .clientGone: close(.clientGone)
+        case .streaming: break
+        }
+        return start
+    }
+
+    private func readHead() async -> InvocationStart {
         while let event = await events.next() {
             switch event {
             case .bodyPull:
@@ -120,7 +120,7 @@ final class WorkerExchange: @unchecked Sendable {
                 held += chunk
                 // Held, not yet written: credited at once.
                 worker.send(WorkerFrame(.credit, id: id))
-                if held.count >= Self.headHoldBytes { return .streaming(status: head.status, headers: head.headers) }
+                if held.count >= Self.headHoldBytes { return .streaming(status: head.status, headers: head.headers, StreamingResponse(self)) }
             case .end:
                 guard let head = responseHead else {
                     return .failed(
@@ -149,7 +149,7 @@ final class WorkerExchange: @unchecked Sendable {
         return .failed(.crashed(name, "it stopped answering"))
     }
 
-    /// After ``untilHead()`` answered `.streaming`: the held chunk, then the rest of the body
+    /// After ``untilHead()`` answered `.streaming` (through ``StreamingResponse``): the held chunk, then the rest of the body
     /// as it comes, each chunk credited once `sink` took it. The sink's `head` is not called
     /// (the caller sent the head).
     func sendBody(to sink: some ResponseSink) async -> InvocationOutcome {

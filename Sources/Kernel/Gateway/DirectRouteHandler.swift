@@ -160,46 +160,29 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context), eventLoop: loop)
         Task {
-            var clientGone = false
-            for await event in body.events {
-                switch event {
-                case .chunk(let buffer, let written):
-                    if clientGone {
-                        written?(MB_ERR_UNAVAILABLE)
-                        continue
-                    }
+            let ending = await body.events.deliver(
+                write: { buffer in
                     body.sent(buffer.readableBytes)
-                    let write = loop.flatSubmit {
+                    try await loop.flatSubmit {
                         let (handler, context) = bound.value
                         return context.writeAndFlush(handler.wrapOutboundOut(.body(buffer)))
-                    }
-                    do {
-                        try await write.get()
-                        written?(MB_OK)
-                    } catch {
-                        written?(MB_ERR_UNAVAILABLE)
-                        clientGone = true
-                        body.finished(true)
-                    }
-                case .end:
-                    if clientGone { continue }
-                    body.finished(false)
-                    loop.execute {
-                        let (handler, context) = bound.value
-                        context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
-                        handler.answerWritten(context: context)
-                    }
-                    return
-                case .abort:
-                    break
+                    }.get()
+                },
+                clientGone: { body.finished(true) })
+            switch ending {
+            case .ended:
+                body.finished(false)
+                loop.execute {
+                    let (handler, context) = bound.value
+                    context.writeAndFlush(handler.wrapOutboundOut(.end(nil)), promise: nil)
+                    handler.answerWritten(context: context)
                 }
-            }
-            // Aborted, or ended without respond_end (the kernel stops): a client must not take
-            // the cut body for a whole one.
-            if !clientGone { body.finished(false) }
-            loop.execute {
-                let (handler, context) = bound.value
-                handler.close(context: context)
+            case .aborted, .clientGone:
+                if case .aborted = ending { body.finished(false) }
+                loop.execute {
+                    let (handler, context) = bound.value
+                    handler.close(context: context)
+                }
             }
         }
     }
@@ -207,11 +190,7 @@ final class DirectRouteHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A streamed answer that arrives for a connection that no longer waits: its chunks are refused.
     private static func refuse(_ body: DirectRoutes.StreamedBody) {
         body.finished(true)
-        Task {
-            for await event in body.events {
-                if case .chunk(_, let written) = event { written?(MB_ERR_UNAVAILABLE) }
-            }
-        }
+        Task { _ = await body.events.deliver(write: { _ in throw ChannelError.ioOnClosedChannel }, clientGone: {}) }
     }
 
     /// The answer is written: replay what arrived meanwhile.

@@ -310,30 +310,27 @@ final class DirectRoutes: Sendable {
     }
 
     /// The head of a streamed answer: the plugin's headers without a length (the body is
-    /// sent chunked), the request id and `Date`.
+    /// sent chunked), then what ``finish`` adds to every answer.
     private func streamedHead(_ response: PluginResponse, for accepted: Accepted) -> HTTPResponse {
-        var headers = HTTPFields()
-        headers.reserveCapacity(response.headers.count + 2)
-        for (name, value) in response.headers {
-            if let field = HTTPField.Name(name), field != .contentLength, field != .transferEncoding {
-                headers.append(HTTPField(name: field, value: value))
-            }
-        }
-        headers[GatewayMiddleware.requestIDField] = accepted.requestID
-        headers[.date] = dates.current
-        metrics.record(status: response.status, nanoseconds: Int64(DispatchTime.now().uptimeNanoseconds - accepted.started))
-        return HTTPResponse(status: .init(code: response.status), headerFields: headers)
+        head(accepted, status: .init(code: response.status), headers: Self.fields(of: response, streamed: true), bodyLength: nil, fromPlugin: true)
     }
 
-    private func pluginResponse(_ response: PluginResponse, for accepted: Accepted, allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
+    /// A plugin's headers as fields (invalid names dropped; for a streamed body also its
+    /// `content-length` and `transfer-encoding`, which are the connection's business).
+    private static func fields(of response: PluginResponse, streamed: Bool) -> HTTPFields {
         var headers = HTTPFields()
         headers.reserveCapacity(response.headers.count + 3)
         for (name, value) in response.headers {
-            if let field = HTTPField.Name(name) { headers.append(HTTPField(name: field, value: value)) }
+            guard let field = HTTPField.Name(name), !streamed || (field != .contentLength && field != .transferEncoding) else { continue }
+            headers.append(HTTPField(name: field, value: value))
         }
+        return headers
+    }
+
+    private func pluginResponse(_ response: PluginResponse, for accepted: Accepted, allocator: ByteBufferAllocator) -> (HTTPResponse, ByteBuffer) {
         var body = allocator.buffer(capacity: response.body.count)
         body.writeBytes(response.body)
-        return finish(accepted, status: .init(code: response.status), headers: headers, body: body, fromPlugin: true)
+        return finish(accepted, status: .init(code: response.status), headers: Self.fields(of: response, streamed: false), body: body, fromPlugin: true)
     }
 
     private func error(_ error: GatewayError, for accepted: Accepted) -> (HTTPResponse, ByteBuffer) {
@@ -351,10 +348,15 @@ final class DirectRoutes: Sendable {
     )
         -> (HTTPResponse, ByteBuffer)
     {
+        (head(accepted, status: status, headers: headers, bodyLength: body.readableBytes, fromPlugin: fromPlugin), body)
+    }
+
+    /// ``finish``'s head; `bodyLength` nil: a streamed body, sent without a length.
+    private func head(_ accepted: Accepted, status: HTTPResponse.Status, headers: HTTPFields, bodyLength: Int?, fromPlugin: Bool) -> HTTPResponse {
         var headers = headers
         headers.reserveCapacity(headers.count + 3)
         // Appending where the name is surely absent is cheaper than the subscript's replace.
-        if !headers.contains(.contentLength) { headers.append(HTTPField(name: .contentLength, value: String(body.readableBytes))) }
+        if let bodyLength, !headers.contains(.contentLength) { headers.append(HTTPField(name: .contentLength, value: String(bodyLength))) }
         if fromPlugin, headers.contains(GatewayMiddleware.requestIDField) {
             headers[GatewayMiddleware.requestIDField] = accepted.requestID
         } else {
@@ -372,6 +374,6 @@ final class DirectRoutes: Sendable {
         } else {
             headers.append(HTTPField(name: .date, value: dates.current))
         }
-        return (HTTPResponse(status: status, headerFields: headers), body)
+        return HTTPResponse(status: status, headerFields: headers)
     }
 }

@@ -200,35 +200,21 @@ struct PortalRouteHandler: Sendable {
                     streams.remove(token)
                     instance.release()
                 }
-                var failure: (any Error)?
-                for await event in events {
-                    if failure != nil {
-                        if case .chunk(_, let written) = event { written?(MB_ERR_UNAVAILABLE) }
-                        continue
-                    }
-                    switch event {
-                    case .chunk(let buffer, let written):
+                let ending = await events.deliver(
+                    write: { buffer in
                         traffic?.addBytesOut(buffer.readableBytes)
-                        do {
-                            try await writer.write(buffer)
-                            written?(MB_OK)
-                        } catch {
-                            written?(MB_ERR_UNAVAILABLE)
-                            failure = error
-                            // The client is gone: later writes fail, and the plugin stops.
-                            streams.exchange(token)?.close()
-                            if cancel { instance.cancelRequest(token) }
-                        }
-                    case .end:
-                        try await writer.finish(nil)
-                        return
-                    case .abort:
-                        failure = StreamedResponseAborted(plugin: instance.plugin.name)
-                    }
+                        try await writer.write(buffer)
+                    },
+                    clientGone: {
+                        // Later writes fail, and the plugin stops.
+                        streams.exchange(token)?.close()
+                        if cancel { instance.cancelRequest(token) }
+                    })
+                switch ending {
+                case .ended: try await writer.finish(nil)
+                case .aborted: throw StreamedResponseAborted(plugin: instance.plugin.name)
+                case .clientGone(let failure): throw failure
                 }
-                if let failure { throw failure }
-                // Ended without respond_end (the kernel stops): what was sent is all there is.
-                throw StreamedResponseAborted(plugin: instance.plugin.name)
             })
     }
 

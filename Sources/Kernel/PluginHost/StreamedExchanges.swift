@@ -41,6 +41,51 @@ enum StreamedResponseEvent: Sendable {
     case abort
 }
 
+/// How a streamed response's delivery ended (``_Concurrency/AsyncStream/deliver(write:clientGone:)``).
+enum StreamedResponseEnding {
+    /// The plugin ended the body: finish the response.
+    case ended
+    /// The plugin aborted, or the stream ended without its end (the kernel stops): the
+    /// client must not take the cut body for a whole one.
+    case aborted
+    /// A write failed (the client left) with this error.
+    case clientGone(any Error)
+}
+
+extension AsyncStream where Element == StreamedResponseEvent {
+    /// Writes each chunk with `write` and then completes the plugin's `written` (MB_OK, or
+    /// MB_ERR_UNAVAILABLE when the write failed: the back-pressure the plugin waits on). The
+    /// first failed write calls `clientGone` (tell the plugin to stop); later chunks are
+    /// refused without writing. Returns at the body's end, or once the stream is over.
+    func deliver(write: (ByteBuffer) async throws -> Void, clientGone: () -> Void) async -> StreamedResponseEnding {
+        var failure: (any Error)?
+        var aborted = false
+        for await event in self {
+            switch event {
+            case .chunk(let buffer, let written):
+                if failure != nil || aborted {
+                    written?(MB_ERR_UNAVAILABLE)
+                    continue
+                }
+                do {
+                    try await write(buffer)
+                    written?(MB_OK)
+                } catch {
+                    written?(MB_ERR_UNAVAILABLE)
+                    failure = error
+                    clientGone()
+                }
+            case .end:
+                if failure == nil && !aborted { return .ended }
+            case .abort:
+                aborted = true
+            }
+        }
+        if let failure { return .clientGone(failure) }
+        return .aborted
+    }
+}
+
 /// One request on a streaming prefix: its body source and its response stream.
 final class StreamedExchange: Sendable {
     /// Chunks handed to plugins are cut to this size.
